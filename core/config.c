@@ -1,0 +1,1270 @@
+/* core/config.c: reads pgring.ini / pgbouncer.ini into a struct config (contract in
+ * core/config.h). Owns the line reader (%include, section tracking, syntax checks)
+ * that feeds inih, the key tables (type, default, range: the one place defaults
+ * live), the connection strings of [databases] and [users], and auth_file parsing. */
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#define LINE_MAX_BYTES (64 * 1024) /* longest config line (connection strings can be long) */
+#define INCLUDE_DEPTH_MAX 10       /* %include nesting; also stops include loops */
+#define MSG_MAX 1024
+#define TIME_MAX 1e9               /* seconds; ~31 years, keeps conversions to ns in range */
+#define CPU_MAX 65535              /* highest CPU number a cpu list may name */
+#define MiB (1024 * 1024)
+
+/* ---- key tables ---------------------------------------------------------- */
+
+enum key_type {
+	KT_INT,        /* decimal integer in [min, max] */
+	KT_OCTAL,      /* file mode, always octal: "0777" and "777" are the same */
+	KT_SIZE,       /* bytes, optional unit B, kB, MB, GB (1024-based, as PostgreSQL) */
+	KT_TIME,       /* seconds, fractional; optional unit us, ms, s, min, h, d */
+	KT_BOOL,       /* 0/1, on/off, yes/no, true/false */
+	KT_STR,        /* empty value stores NULL */
+	KT_POOL_MODE,
+	KT_AUTH_TYPE,
+	KT_CPU_LIST,   /* shard_cpus, into cfg->shard_cpus / n_shard_cpus */
+	KT_SSLMODE,    /* no TLS yet: "disable" is silent, the other modes warn */
+	KT_IGNORED,    /* accepted silently: meaningless for pgring (pkt_buf) */
+	KT_NO_EFFECT,  /* accepted with a warning: known, not implemented yet */
+};
+
+enum {
+	F_POW2 = 1,    /* value must be a power of two (io_uring buffer rings) */
+	F_UNUSED = 2,  /* stored, but nothing uses it yet: warn when set */
+};
+
+struct key_def {
+	const char *name;
+	unsigned char type, flags;
+	size_t off;            /* field in the struct the table fills */
+	const char *def;       /* default, parsed like a config value; NULL: zero/NULL */
+	double min, max;       /* for KT_INT, KT_SIZE, KT_OCTAL, KT_TIME */
+};
+
+#define CFG_(n, t, d, lo, hi, f) { #n, t, f, offsetof(struct config, n), d, lo, hi }
+#define K_INT(n, d, lo, hi)  CFG_(n, KT_INT, d, lo, hi, 0)
+#define K_POW2(n, d, lo, hi) CFG_(n, KT_INT, d, lo, hi, F_POW2)
+#define K_SIZE(n, d, lo, hi) CFG_(n, KT_SIZE, d, lo, hi, 0)
+#define K_TIME(n, d)         CFG_(n, KT_TIME, d, 0, TIME_MAX, 0)
+#define K_BOOL(n, d)         CFG_(n, KT_BOOL, d, 0, 0, 0)
+#define K_STR(n, d)          CFG_(n, KT_STR, d, 0, 0, 0)
+#define K_LATER(n)           { #n, KT_NO_EFFECT, 0, 0, NULL, 0, 0 }
+
+/* [pgring] and [pgbouncer]. Defaults here are the ones documented in config.h. */
+static const struct key_def main_keys[] = {
+	/* PgBouncer settings pgring implements */
+	K_STR(listen_addr, NULL),
+	K_INT(listen_port, "6432", 1, 65535),
+	K_STR(unix_socket_dir, "/tmp"),
+	CFG_(unix_socket_mode, KT_OCTAL, "0777", 0, 07777, 0),
+	CFG_(auth_type, KT_AUTH_TYPE, "md5", 0, 0, 0),
+	K_STR(auth_file, NULL),
+	CFG_(pool_mode, KT_POOL_MODE, "session", 0, 0, 0),
+	K_INT(default_pool_size, "20", 0, INT_MAX),
+	K_INT(min_pool_size, "0", 0, INT_MAX),
+	K_INT(reserve_pool_size, "0", 0, INT_MAX),
+	K_TIME(reserve_pool_timeout, "5"),
+	K_INT(max_client_conn, "100", 1, INT_MAX),
+	K_INT(max_db_connections, "0", 0, INT_MAX),
+	K_INT(max_user_connections, "0", 0, INT_MAX),
+	K_STR(server_reset_query, "DISCARD ALL"),
+	K_BOOL(server_reset_query_always, "0"),
+	CFG_(server_check_query, KT_STR, "select 1", 0, 0, F_UNUSED),
+	K_TIME(server_idle_timeout, "600"),
+	K_TIME(server_lifetime, "3600"),
+	K_TIME(server_connect_timeout, "15"),
+	K_TIME(server_login_retry, "15"),
+	K_TIME(query_wait_timeout, "120"),
+	K_TIME(query_timeout, "0"),
+	K_TIME(client_login_timeout, "60"),
+	K_TIME(client_idle_timeout, "0"),
+	K_TIME(idle_transaction_timeout, "0"),
+	K_STR(logfile, NULL),
+	K_STR(pidfile, NULL),
+	K_INT(verbose, "0", 0, 100),
+	K_BOOL(log_connections, "1"),
+	K_BOOL(log_disconnections, "1"),
+	K_STR(admin_users, NULL),
+	K_STR(stats_users, NULL),
+	K_SIZE(max_packet_size, "256MB", 1024, INT_MAX),
+	{ "pkt_buf", KT_IGNORED, 0, 0, NULL, 0, 0 }, /* pgring's buffers: client/server_buf_size */
+	/* pgring's own */
+	K_SIZE(max_startup_packet, "10000", 1024, MiB),
+	K_TIME(shutdown_timeout, "30"),
+	K_INT(shards, "0", 0, CONFIG_MAX_SHARDS),
+	{ "shard_cpus", KT_CPU_LIST, 0, 0, NULL, 0, 0 },
+	K_STR(control_addr, "127.0.0.1"),
+	K_INT(control_port, "6433", 0, 65535),
+	K_INT(ring_entries, "1024", 1, 32768),        /* io_uring's SQ limit */
+	K_INT(cq_entries, "16384", 1, 65536),         /* io_uring's CQ limit */
+	K_POW2(client_bufs, "4096", 1, 32768),        /* buffer ring: power of two, <= 32768 */
+	K_SIZE(client_buf_size, "2048", 256, 16 * MiB),
+	K_POW2(server_bufs, "1024", 1, 32768),
+	K_SIZE(server_buf_size, "16384", 256, 16 * MiB),
+	K_SIZE(max_pending_bytes, "256kB", 4096, INT_MAX),
+	/* PgBouncer settings known but not implemented yet */
+	{ "client_tls_sslmode", KT_SSLMODE, 0, 0, NULL, 0, 0 },
+	{ "server_tls_sslmode", KT_SSLMODE, 0, 0, NULL, 0, 0 },
+	K_LATER(application_name_add_host), K_LATER(auth_dbname), K_LATER(auth_hba_file),
+	K_LATER(auth_ident_file), K_LATER(auth_ldap_options), K_LATER(auth_query),
+	K_LATER(auth_user), K_LATER(autodb_idle_timeout), K_LATER(cancel_wait_timeout),
+	K_LATER(client_tls13_ciphers), K_LATER(client_tls_ca_file), K_LATER(client_tls_cert_file),
+	K_LATER(client_tls_ciphers), K_LATER(client_tls_dheparams), K_LATER(client_tls_ecdhcurve),
+	K_LATER(client_tls_key_file), K_LATER(client_tls_protocols), K_LATER(conffile),
+	K_LATER(disable_pqexec), K_LATER(dns_max_ttl), K_LATER(dns_nxdomain_ttl),
+	K_LATER(dns_zone_check_period), K_LATER(ignore_startup_parameters), K_LATER(job_name),
+	K_LATER(listen_backlog), K_LATER(log_pooler_errors), K_LATER(log_stats),
+	K_LATER(max_db_client_connections), K_LATER(max_prepared_statements),
+	K_LATER(max_user_client_connections), K_LATER(peer_id), K_LATER(query_wait_notify),
+	K_LATER(resolv_conf), K_LATER(sbuf_loopcnt), K_LATER(scram_iterations),
+	K_LATER(server_check_delay), K_LATER(server_fast_close), K_LATER(server_round_robin),
+	K_LATER(server_tls13_ciphers), K_LATER(server_tls_ca_file), K_LATER(server_tls_cert_file),
+	K_LATER(server_tls_ciphers), K_LATER(server_tls_key_file), K_LATER(server_tls_protocols),
+	K_LATER(service_name), K_LATER(so_reuseport), K_LATER(stats_period),
+	K_LATER(suspend_timeout), K_LATER(syslog), K_LATER(syslog_facility), K_LATER(syslog_ident),
+	K_LATER(tcp_defer_accept), K_LATER(tcp_keepalive), K_LATER(tcp_keepcnt),
+	K_LATER(tcp_keepidle), K_LATER(tcp_keepintvl), K_LATER(tcp_socket_buffer),
+	K_LATER(tcp_user_timeout), K_LATER(track_extra_parameters), K_LATER(transaction_timeout),
+	K_LATER(unix_socket_group), K_LATER(user),
+};
+
+/* Connection-string keys of a [databases] line. Unset stays -1 / NULL. */
+#define DB_(n, f, t, lo, hi, fl) { n, t, fl, offsetof(struct config_db, f), NULL, lo, hi }
+#define DB_STR(n) DB_(#n, n, KT_STR, 0, 0, 0)
+#define DB_INT(n) DB_(#n, n, KT_INT, 0, INT_MAX, 0)
+static const struct key_def db_keys[] = {
+	DB_STR(host),
+	DB_("port", port, KT_INT, 1, 65535, 0),
+	DB_STR(dbname),
+	DB_STR(user),
+	DB_STR(password),
+	DB_("auth_user", auth_user, KT_STR, 0, 0, F_UNUSED),
+	DB_STR(client_encoding),
+	DB_STR(datestyle),
+	DB_STR(timezone),
+	DB_STR(application_name),
+	DB_STR(connect_query),
+	DB_INT(pool_size),
+	DB_INT(min_pool_size),
+	DB_("reserve_pool", reserve_pool_size, KT_INT, 0, INT_MAX, 0), /* PgBouncer's name */
+	DB_INT(reserve_pool_size),
+	DB_INT(max_db_connections),
+	DB_("pool_mode", pool_mode, KT_POOL_MODE, 0, 0, 0),
+	K_LATER(auth_dbname), K_LATER(auth_query), K_LATER(load_balance_hosts),
+	K_LATER(server_lifetime), K_LATER(max_db_client_connections),
+};
+
+/* Keys of a [users] line. */
+#define USER_(n, t) { #n, t, 0, offsetof(struct config_user, n), NULL, 0, INT_MAX }
+static const struct key_def user_keys[] = {
+	USER_(pool_mode, KT_POOL_MODE),
+	USER_(pool_size, KT_INT),
+	USER_(max_user_connections, KT_INT),
+	K_LATER(reserve_pool_size), K_LATER(max_user_client_connections),
+	K_LATER(query_timeout), K_LATER(idle_transaction_timeout),
+	K_LATER(client_idle_timeout), K_LATER(transaction_timeout),
+};
+
+static const char *const pool_mode_names[] = {
+	[POOL_SESSION] = "session", [POOL_TRANSACTION] = "transaction",
+	[POOL_STATEMENT] = "statement",
+};
+static const char *const auth_type_names[] = {
+	[AUTH_TRUST] = "trust", [AUTH_ANY] = "any", [AUTH_PLAIN] = "plain",
+	[AUTH_MD5] = "md5", [AUTH_SCRAM] = "scram-sha-256",
+};
+/* PgBouncer auth types pgring rejects rather than silently weakening security. */
+static const char *const auth_types_later[] = { "cert", "hba", "pam", "ldap" };
+static const char *const sslmode_names[] = {
+	"disable", "allow", "prefer", "require", "verify-ca", "verify-full",
+};
+
+/* ---- loading state and messages ------------------------------------------ */
+
+enum section { SECT_NONE, SECT_MAIN, SECT_DATABASES, SECT_USERS, SECT_SKIPPED };
+
+struct src {
+	FILE *f;
+	const char *path;  /* owned by load.paths */
+	int line;
+};
+
+struct where {
+	const char *file;
+	int line;
+};
+
+struct load {
+	struct config *cfg;
+	char *err;
+	size_t errlen;
+	void (*warn)(const char *msg);
+	bool failed;
+	struct src stack[INCLUDE_DEPTH_MAX];
+	int depth;
+	char **paths;          /* every file opened, kept for messages until the end */
+	int npaths;
+	char *buf;             /* getline buffer */
+	size_t bufcap;
+	const char *file;      /* the line being handled */
+	int line;
+	enum section sect;
+	char sect_name[64];
+	bool peers_warned;
+	struct where set_at[ARRAY_SIZE(main_keys)]; /* where each main key was last set */
+};
+
+static void vformat(char *out, size_t len, const char *file, int line, const char *fmt,
+		    va_list ap)
+{
+	int n = 0;
+	if (file && line > 0)
+		n = snprintf(out, len, "%s:%d: ", file, line);
+	else if (file)
+		n = snprintf(out, len, "%s: ", file);
+	if (n < 0 || (size_t)n >= len)
+		n = 0;
+	vsnprintf(out + n, len - (size_t)n, fmt, ap);
+}
+
+/* The first error wins; later ones are usually consequences. Returns -1. */
+__attribute__((format(printf, 4, 5)))
+static int fail_at(struct load *ld, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+	if (ld->failed)
+		return -1;
+	ld->failed = true;
+	if (ld->err && ld->errlen) {
+		va_start(ap, fmt);
+		vformat(ld->err, ld->errlen, file, line, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+#define fail(ld, ...) fail_at((ld), (ld)->file, (ld)->line, __VA_ARGS__)
+
+__attribute__((format(printf, 4, 5)))
+static void warn_at(struct load *ld, const char *file, int line, const char *fmt, ...)
+{
+	char msg[MSG_MAX];
+	va_list ap;
+	if (!ld || !ld->warn)
+		return;
+	va_start(ap, fmt);
+	vformat(msg, sizeof(msg), file, line, fmt, ap);
+	va_end(ap);
+	ld->warn(msg);
+}
+#define warnf(ld, ...) warn_at((ld), (ld)->file, (ld)->line, __VA_ARGS__)
+
+/* ---- small parsers ------------------------------------------------------- */
+
+static char *skip_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == '\f' || *p == '\v')
+		p++;
+	return (char *)p;
+}
+
+static char *trim(char *s)
+{
+	size_t n;
+	s = skip_ws(s);
+	n = strlen(s);
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+static int lookup(const char *const *names, size_t n, const char *value)
+{
+	for (size_t i = 0; i < n; i++)
+		if (names[i] && strcasecmp(names[i], value) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int parse_integer(const char *s, int base, long long *out)
+{
+	char *end;
+	errno = 0;
+	if (!*s || isspace((unsigned char)*s))
+		return -1;
+	*out = strtoll(s, &end, base);
+	return (errno || *end) ? -1 : 0;
+}
+
+struct unit {
+	const char *name;
+	double factor;
+};
+
+/* A number followed by an optional unit from units (case-insensitive). */
+static int parse_with_unit(const char *s, const struct unit *units, size_t nunits, double *out)
+{
+	char *end;
+	if (!*s || isspace((unsigned char)*s))
+		return -1;
+	errno = 0;
+	*out = strtod(s, &end);
+	if (end == s || errno || !isfinite(*out))
+		return -1;
+	end = skip_ws(end);
+	if (!*end)
+		return 0;
+	for (size_t i = 0; i < nunits; i++) {
+		if (strcasecmp(end, units[i].name) == 0) {
+			*out *= units[i].factor;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static const struct unit time_units[] = {
+	{ "us", 1e-6 }, { "ms", 1e-3 }, { "s", 1 }, { "min", 60 }, { "h", 3600 }, { "d", 86400 },
+};
+static const struct unit size_units[] = {
+	{ "B", 1 }, { "kB", 1024 }, { "MB", 1024.0 * 1024 }, { "GB", 1024.0 * 1024 * 1024 },
+};
+
+static int parse_bool(const char *s, bool *out)
+{
+	static const char *const t[] = { "1", "on", "yes", "true" };
+	static const char *const f[] = { "0", "off", "no", "false" };
+	if (lookup(t, ARRAY_SIZE(t), s) >= 0)
+		*out = true;
+	else if (lookup(f, ARRAY_SIZE(f), s) >= 0)
+		*out = false;
+	else
+		return -1;
+	return 0;
+}
+
+static int parse_cpu(const char **p, long *out)
+{
+	char *end;
+	if (!isdigit((unsigned char)**p))
+		return -1;
+	errno = 0;
+	*out = strtol(*p, &end, 10);
+	if (errno || *out > CPU_MAX)
+		return -1;
+	*p = end;
+	return 0;
+}
+
+int config_parse_cpu_list(const char *s, int *cpus, int max)
+{
+	const char *p = skip_ws(s);
+	int n = 0;
+	if (!*p)
+		return 0;
+	for (;;) {
+		long first, last;
+		if (parse_cpu(&p, &first) < 0)
+			return -1;
+		last = first;
+		p = skip_ws(p);
+		if (*p == '-') {
+			p = skip_ws(p + 1);
+			if (parse_cpu(&p, &last) < 0 || last < first)
+				return -1;
+			p = skip_ws(p);
+		}
+		for (long c = first; c <= last; c++) {
+			if (n >= max)
+				return -1;
+			cpus[n++] = (int)c;
+		}
+		if (!*p)
+			return n;
+		if (*p != ',')
+			return -1;
+		p = skip_ws(p + 1);
+	}
+}
+
+/* ---- setting one value --------------------------------------------------- */
+
+static int set_number(const struct key_def *k, void *field, const char *v, char *msg, size_t len)
+{
+	double d = 0;
+	long long ll = 0;
+	int ok;
+	if (k->type == KT_INT || k->type == KT_OCTAL) {
+		ok = parse_integer(v, k->type == KT_OCTAL ? 8 : 10, &ll) == 0;
+		d = (double)ll;
+	} else {
+		ok = parse_with_unit(v, k->type == KT_TIME ? time_units : size_units,
+				     k->type == KT_TIME ? ARRAY_SIZE(time_units) : ARRAY_SIZE(size_units),
+				     &d) == 0;
+	}
+	if (!ok) {
+		static const char *const what[] = {
+			[KT_INT] = "an integer", [KT_OCTAL] = "an octal mode",
+			[KT_SIZE] = "a size (bytes, or with kB, MB, GB)",
+			[KT_TIME] = "a time (seconds, or with us, ms, s, min, h, d)",
+		};
+		snprintf(msg, len, "%s: '%s' is not %s", k->name, v, what[k->type]);
+		return -1;
+	}
+	if ((d < k->min || d > k->max) && k->type == KT_OCTAL) {
+		snprintf(msg, len, "%s: %s is out of range (%#o .. %#o)", k->name, v,
+			 (unsigned)k->min, (unsigned)k->max);
+		return -1;
+	}
+	if (d < k->min || d > k->max) {
+		snprintf(msg, len, "%s: %s is out of range (%.0f .. %.0f)", k->name, v, k->min, k->max);
+		return -1;
+	}
+	if (k->type == KT_TIME) {
+		*(double *)field = d;
+		return 0;
+	}
+	if (d != floor(d)) {
+		snprintf(msg, len, "%s: '%s' is not a whole number of bytes", k->name, v);
+		return -1;
+	}
+	if ((k->flags & F_POW2) && ((long long)d & ((long long)d - 1))) {
+		snprintf(msg, len, "%s: %s is not a power of two", k->name, v);
+		return -1;
+	}
+	*(int *)field = (int)d;
+	return 0;
+}
+
+static int set_enum(const struct key_def *k, int *field, const char *v, char *msg, size_t len)
+{
+	const char *const *names = k->type == KT_POOL_MODE ? pool_mode_names : auth_type_names;
+	size_t n = k->type == KT_POOL_MODE ? ARRAY_SIZE(pool_mode_names) : ARRAY_SIZE(auth_type_names);
+	int i = lookup(names, n, v);
+	if (i >= 0) {
+		*field = i;
+		return 0;
+	}
+	if (k->type == KT_AUTH_TYPE && lookup(auth_types_later, ARRAY_SIZE(auth_types_later), v) >= 0)
+		snprintf(msg, len, "auth_type '%s' is not supported yet", v);
+	else if (k->type == KT_AUTH_TYPE)
+		snprintf(msg, len, "auth_type: unknown value '%s' (trust, any, plain, md5, scram-sha-256)", v);
+	else
+		snprintf(msg, len, "pool_mode: unknown value '%s' (session, transaction, statement)", v);
+	return -1;
+}
+
+static int set_string(char **field, const char *v, char *msg, size_t len)
+{
+	char *copy = NULL;
+	if (*v && !(copy = strdup(v))) {
+		snprintf(msg, len, "out of memory");
+		return -1;
+	}
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+/* Parse v as key k into base (a struct config, config_db or config_user). On error,
+ * a message without location goes to msg. Warnings go through ld (may be NULL). */
+static int set_value(struct load *ld, const struct key_def *k, void *base, const char *v,
+		     char *msg, size_t len)
+{
+	void *field = (char *)base + k->off;
+	struct config *cfg = base;
+	int n;
+	switch (k->type) {
+	case KT_INT: case KT_OCTAL: case KT_SIZE: case KT_TIME:
+		return set_number(k, field, v, msg, len);
+	case KT_BOOL:
+		if (parse_bool(v, field) == 0)
+			return 0;
+		snprintf(msg, len, "%s: '%s' is not a boolean (on/off, yes/no, true/false, 1/0)",
+			 k->name, v);
+		return -1;
+	case KT_STR:
+		return set_string(field, v, msg, len);
+	case KT_POOL_MODE: case KT_AUTH_TYPE:
+		return set_enum(k, field, v, msg, len);
+	case KT_CPU_LIST:
+		n = config_parse_cpu_list(v, cfg->shard_cpus, CONFIG_MAX_SHARDS);
+		if (n >= 0) {
+			cfg->n_shard_cpus = n;
+			return 0;
+		}
+		snprintf(msg, len, "%s: bad CPU list '%s' (like 0,1 or 0-3,8; at most %d CPUs)",
+			 k->name, v, CONFIG_MAX_SHARDS);
+		return -1;
+	case KT_SSLMODE:
+		if (lookup(sslmode_names, ARRAY_SIZE(sslmode_names), v) < 0) {
+			snprintf(msg, len, "%s: unknown value '%s' (disable, allow, prefer, require, "
+				 "verify-ca, verify-full)", k->name, v);
+			return -1;
+		}
+		if (strcasecmp(v, "disable") != 0 && ld)
+			warnf(ld, "%s = %s is accepted but has no effect yet (no TLS yet)", k->name, v);
+		return 0;
+	case KT_NO_EFFECT:
+	case KT_IGNORED:
+		return 0;
+	}
+	return 0;
+}
+
+static const struct key_def *find_key(const struct key_def *t, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(t[i].name, name) == 0)
+			return &t[i];
+	return NULL;
+}
+
+/* ---- [pgring] / [pgbouncer] ---------------------------------------------- */
+
+static int apply_defaults(struct config *cfg)
+{
+	char msg[MSG_MAX];
+	for (size_t i = 0; i < ARRAY_SIZE(main_keys); i++) {
+		const struct key_def *k = &main_keys[i];
+		if (k->def && set_value(NULL, k, cfg, k->def, msg, sizeof(msg)) < 0)
+			return -1; /* out of memory, or a bad default in the table */
+	}
+	return 0;
+}
+
+static int set_main_key(struct load *ld, const char *name, const char *value)
+{
+	char msg[MSG_MAX];
+	const struct key_def *k = find_key(main_keys, ARRAY_SIZE(main_keys), name);
+	if (!k) {
+		warnf(ld, "unknown key '%s' in [%s], ignored", name, ld->sect_name);
+		return 0;
+	}
+	if (set_value(ld, k, ld->cfg, value, msg, sizeof(msg)) < 0)
+		return fail(ld, "%s", msg);
+	if (k->type == KT_NO_EFFECT || (k->flags & F_UNUSED))
+		warnf(ld, "key '%s' is accepted but has no effect yet", k->name);
+	ld->set_at[k - main_keys] = (struct where){ ld->file, ld->line };
+	return 0;
+}
+
+/* ---- [databases] and [users] --------------------------------------------- */
+
+/* A database or user name: bare, or "double quoted" with "" for a quote. */
+static char *unquote_name(struct load *ld, const char *name)
+{
+	char *out, *w;
+	if (name[0] != '"') {
+		if (!(out = strdup(name)))
+			fail(ld, "out of memory");
+		return out;
+	}
+	if (!(out = w = malloc(strlen(name)))) {
+		fail(ld, "out of memory");
+		return NULL;
+	}
+	for (const char *p = name + 1;; p++) {
+		if (*p == '"' && p[1] == '"') {
+			*w++ = *p++;
+		} else if (*p == '"' && p[1] == '\0' && w > out) {
+			*w = '\0';
+			return out;
+		} else if (*p == '"' || *p == '\0') {
+			fail(ld, "bad quoted name %s", name);
+			free(out);
+			return NULL;
+		} else {
+			*w++ = *p;
+		}
+	}
+}
+
+/* Next key=value of a connection string, in place in *pp. value may be
+ * 'single quoted' with '' for a quote (PgBouncer's rule). Returns 1 with a pair,
+ * 0 at the end, -1 on a syntax error (reported). */
+static int next_pair(struct load *ld, const char *what, char **pp, char **key, char **val)
+{
+	char *p = skip_ws(*pp), *kend;
+	if (!*p)
+		return 0;
+	*key = p;
+	while (*p && *p != '=' && !isspace((unsigned char)*p))
+		p++;
+	kend = p;
+	p = skip_ws(p);
+	if (*p != '=' || kend == *key)
+		return fail(ld, "%s: expected key=value at '%s'", what, *key);
+	*kend = '\0';
+	p = skip_ws(p + 1);
+	if (*p == '\'') {
+		char *w = *val = ++p;
+		for (;; p++) {
+			if (!*p)
+				return fail(ld, "%s: unterminated quoted value for %s", what, *key);
+			if (*p == '\'' && p[1] != '\'')
+				break;
+			*w++ = *p;
+			p += *p == '\'';
+		}
+		p++;
+		if (*p && !isspace((unsigned char)*p))
+			return fail(ld, "%s: text right after the quoted value of %s", what, *key);
+		*w = '\0';
+	} else {
+		*val = p;
+		while (*p && !isspace((unsigned char)*p))
+			p++;
+		if (*p)
+			*p++ = '\0';
+	}
+	if (!**val)
+		return fail(ld, "%s: empty value for %s", what, *key);
+	*pp = p;
+	return 1;
+}
+
+/* Fill base from a connection string whose keys are in table. */
+static int parse_settings(struct load *ld, const char *what, const char *str,
+			  const struct key_def *table, size_t n, void *base)
+{
+	char msg[MSG_MAX], *key, *val, *copy = strdup(str), *p = copy;
+	int r;
+	if (!copy)
+		return fail(ld, "out of memory");
+	while ((r = next_pair(ld, what, &p, &key, &val)) > 0) {
+		const struct key_def *k = find_key(table, n, key);
+		if (!k) {
+			r = fail(ld, "%s: unknown parameter '%s'", what, key);
+			break;
+		}
+		if (set_value(ld, k, base, val, msg, sizeof(msg)) < 0) {
+			r = fail(ld, "%s: %s", what, msg);
+			break;
+		}
+		if (k->type == KT_NO_EFFECT || (k->flags & F_UNUSED))
+			warnf(ld, "%s: parameter '%s' is accepted but has no effect yet", what, key);
+	}
+	free(copy);
+	return r < 0 ? -1 : 0;
+}
+
+static void free_db(struct config_db *db)
+{
+	free(db->name);
+	for (size_t i = 0; i < ARRAY_SIZE(db_keys); i++)
+		if (db_keys[i].type == KT_STR)
+			free(*(char **)((char *)db + db_keys[i].off));
+}
+
+/* Append entry (of `size` bytes, its first member the name) to arr, or replace
+ * the entry of the same name: the later line wins, with a warning. Returns the
+ * array, perhaps moved, or NULL (reported; arr still valid) when out of memory. */
+static void *put_entry(struct load *ld, void *arr, int *n, size_t size, const void *entry,
+		       const char *what, void (*free_entry)(void *))
+{
+	const char *name = *(char *const *)entry;
+	char *a = arr;
+	for (int i = 0; i < *n; i++) {
+		void *old = a + (size_t)i * size;
+		if (strcmp(*(char **)old, name) == 0) {
+			warnf(ld, "%s '%s' is defined again, replacing the earlier definition", what, name);
+			free_entry(old);
+			memcpy(old, entry, size);
+			return a;
+		}
+	}
+	if (!(a = realloc(a, (size_t)(*n + 1) * size))) {
+		fail(ld, "out of memory");
+		return NULL;
+	}
+	memcpy(a + (size_t)*n * size, entry, size);
+	(*n)++;
+	return a;
+}
+
+static void free_db_v(void *p) { free_db(p); }
+static void free_user_v(void *p) { free(((struct config_user *)p)->name); }
+
+static int add_database(struct load *ld, const char *name, const char *value)
+{
+	char what[MSG_MAX];
+	struct config_db *dbs;
+	struct config_db db = {
+		.port = 5432, .pool_size = -1, .min_pool_size = -1, .reserve_pool_size = -1,
+		.max_db_connections = -1, .pool_mode = -1, .line = ld->line,
+	};
+	if (!(db.name = unquote_name(ld, name)))
+		return -1;
+	if (strcmp(db.name, "pgbouncer") == 0) {
+		free_db(&db);
+		return fail(ld, "database name 'pgbouncer' is reserved for the admin console");
+	}
+	snprintf(what, sizeof(what), "database '%s'", db.name);
+	if (parse_settings(ld, what, value, db_keys, ARRAY_SIZE(db_keys), &db) < 0 ||
+	    !(dbs = put_entry(ld, ld->cfg->dbs, &ld->cfg->ndbs, sizeof(db), &db, "database",
+			      free_db_v))) {
+		free_db(&db);
+		return -1;
+	}
+	ld->cfg->dbs = dbs;
+	return 0;
+}
+
+static int add_user(struct load *ld, const char *name, const char *value)
+{
+	char what[MSG_MAX];
+	struct config_user *users;
+	struct config_user u = {
+		.pool_mode = -1, .pool_size = -1, .max_user_connections = -1, .line = ld->line,
+	};
+	if (!(u.name = unquote_name(ld, name)))
+		return -1;
+	snprintf(what, sizeof(what), "user '%s'", u.name);
+	if (parse_settings(ld, what, value, user_keys, ARRAY_SIZE(user_keys), &u) < 0 ||
+	    !(users = put_entry(ld, ld->cfg->users, &ld->cfg->nusers, sizeof(u), &u, "user",
+				free_user_v))) {
+		free(u.name);
+		return -1;
+	}
+	ld->cfg->users = users;
+	return 0;
+}
+
+/* ---- the line reader that feeds inih ------------------------------------- */
+
+static int open_file(struct load *ld, const char *path)
+{
+	char *copy, **paths;
+	FILE *f;
+	if (ld->depth == INCLUDE_DEPTH_MAX)
+		return fail(ld, "%%include nested more than %d deep (a loop?)", INCLUDE_DEPTH_MAX);
+	paths = realloc(ld->paths, (size_t)(ld->npaths + 1) * sizeof(*paths));
+	if (!paths || !(copy = strdup(path))) {
+		if (paths)
+			ld->paths = paths;
+		return fail(ld, "out of memory");
+	}
+	ld->paths = paths;
+	ld->paths[ld->npaths++] = copy;
+	if (!(f = fopen(path, "re"))) {
+		if (ld->depth == 0)
+			return fail_at(ld, path, 0, "cannot open: %s", strerror(errno));
+		return fail(ld, "cannot open included file %s: %s", path, strerror(errno));
+	}
+	ld->stack[ld->depth++] = (struct src){ f, copy, 0 };
+	return 0;
+}
+
+/* "%include FILE", as PgBouncer: a relative FILE is taken from the working directory. */
+static int directive(struct load *ld, char *s)
+{
+	if (strncmp(s, "%include", 8) != 0 || (s[8] && !isspace((unsigned char)s[8])))
+		return fail(ld, "unknown directive '%s' (only %%include is supported)", s);
+	s = skip_ws(s + 8);
+	if (!*s)
+		return fail(ld, "%%include without a file name");
+	return open_file(ld, s);
+}
+
+static int section(struct load *ld, char *s)
+{
+	char *end = strchr(s, ']'), *rest, *name;
+	if (!end)
+		return fail(ld, "section header without ']'");
+	rest = skip_ws(end + 1);
+	if (*rest && *rest != ';' && *rest != '#')
+		return fail(ld, "unexpected text after section header: '%s'", rest);
+	*end = '\0';
+	name = trim(s + 1);
+	snprintf(ld->sect_name, sizeof(ld->sect_name), "%s", name);
+	if (strcmp(name, "pgring") == 0 || strcmp(name, "pgbouncer") == 0) {
+		ld->sect = SECT_MAIN;
+	} else if (strcmp(name, "databases") == 0) {
+		ld->sect = SECT_DATABASES;
+	} else if (strcmp(name, "users") == 0) {
+		ld->sect = SECT_USERS;
+	} else if (strcmp(name, "peers") == 0) {
+		ld->sect = SECT_SKIPPED;
+		if (!ld->peers_warned)
+			warnf(ld, "section [peers] is not supported yet; its entries are ignored");
+		ld->peers_warned = true;
+	} else {
+		ld->sect = SECT_SKIPPED;
+		warnf(ld, "unknown section [%s], its keys are ignored", name);
+	}
+	return 0;
+}
+
+/* A key line must read `key = value` so that inih splits it where PgBouncer
+ * would: inih cuts at the first '=' or ':', so neither may appear in the key. */
+static int check_key_line(struct load *ld, const char *s)
+{
+	const char *p = s;
+	if (*p == '"') {
+		for (p++; *p && !(*p == '"' && p[1] != '"'); p += (*p == '"') ? 2 : 1)
+			if (*p == '=' || *p == ':')
+				return fail(ld, "names containing '=' or ':' are not supported");
+		if (!*p)
+			return fail(ld, "unterminated quoted name");
+		p++;
+	} else {
+		while (*p && *p != '=' && *p != ':' && !isspace((unsigned char)*p))
+			p++;
+	}
+	if (p == s)
+		return fail(ld, "expected key = value");
+	p = skip_ws(p);
+	if (*p != '=')
+		return fail(ld, "expected '=' after '%.*s'", (int)(p - s), s);
+	return 0;
+}
+
+enum { LINE_SKIP, LINE_PASS };
+
+static int classify(struct load *ld, char *s)
+{
+	if (!*s || *s == ';' || *s == '#')
+		return LINE_SKIP;
+	if (*s == '%')
+		return directive(ld, s) < 0 ? -1 : LINE_SKIP;
+	if (*s == '[')
+		return section(ld, s) < 0 ? -1 : LINE_SKIP; /* tracked here, inih needn't know */
+	if (ld->sect == SECT_NONE)
+		return fail(ld, "key outside of any section");
+	if (ld->sect == SECT_SKIPPED)
+		return LINE_SKIP;
+	return check_key_line(ld, s) < 0 ? -1 : LINE_PASS;
+}
+
+/* inih's fgets-like reader. Serves key lines only, stripped of leading blanks
+ * (so inih never sees a continuation line), and records where each came from:
+ * inih calls the handler for a line before it asks for the next one. */
+static char *next_line(char *str, int num, void *stream)
+{
+	struct load *ld = stream;
+	while (!ld->failed && ld->depth > 0) {
+		struct src *top = &ld->stack[ld->depth - 1];
+		ssize_t n = getline(&ld->buf, &ld->bufcap, top->f);
+		char *s = ld->buf;
+		int kind;
+		if (n < 0) {
+			if (ferror(top->f))
+				fail_at(ld, top->path, top->line, "read error: %s", strerror(errno));
+			fclose(top->f);
+			ld->depth--;
+			continue;
+		}
+		ld->file = top->path;
+		ld->line = ++top->line;
+		if (strlen(s) != (size_t)n) {
+			fail(ld, "NUL byte in line");
+			break;
+		}
+		if (top->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+			s += 3; /* UTF-8 byte order mark */
+		s = trim(s);
+		if ((kind = classify(ld, s)) < 0)
+			break;
+		if (kind == LINE_SKIP)
+			continue;
+		if (strlen(s) + 2 > (size_t)num) {
+			fail(ld, "line longer than %d bytes", num - 2);
+			break;
+		}
+		memcpy(str, s, strlen(s) + 1);
+		return str;
+	}
+	return NULL;
+}
+
+static int on_pair(void *user, const char *section_name, const char *name, const char *value)
+{
+	struct load *ld = user;
+	int r = 0;
+	(void)section_name; /* the reader tracks sections itself */
+	if (ld->sect == SECT_MAIN)
+		r = set_main_key(ld, name, value);
+	else if (ld->sect == SECT_DATABASES)
+		r = add_database(ld, name, value);
+	else if (ld->sect == SECT_USERS)
+		r = add_user(ld, name, value);
+	return r == 0;
+}
+
+/* Debian's libinih exposes its build options as variables. Match PgBouncer's
+ * syntax: ';' and '#' start a comment only at the start of a line (a value such
+ * as connect_query may contain ';'), no continuation lines, and long lines. Not
+ * thread-safe against other users of inih: only the control shard loads config. */
+static void inih_setup(void)
+{
+	ini_allow_inline_comments = false;
+	ini_allow_multiline = false;
+	ini_use_stack = false;
+	ini_allow_realloc = false;
+	ini_initial_alloc = LINE_MAX_BYTES;
+	ini_max_line = LINE_MAX_BYTES;
+	ini_stop_on_first_error = true;
+}
+
+/* ---- auth_file (PgBouncer's userlist.txt) -------------------------------- */
+
+/* A "double quoted" field with "" for a quote; *pp at the opening quote. */
+static char *dq_field(char **pp)
+{
+	char *p = *pp + 1, *out = malloc(strlen(p) + 1), *w = out;
+	if (!out)
+		return NULL;
+	for (;; p++) {
+		if (!*p) {
+			free(out);
+			return NULL;
+		}
+		if (*p == '"' && p[1] != '"')
+			break;
+		*w++ = *p;
+		p += *p == '"';
+	}
+	*w = '\0';
+	*pp = p + 1;
+	return out;
+}
+
+/* One non-comment line: "user" "secret", anything after that ignored as PgBouncer
+ * does. Returns NULL on success or an error message. */
+static const char *userlist_line(char *p, struct config_secret *s)
+{
+	if (*p != '"')
+		return "expected \"user\" \"secret\"";
+	if (!(s->user = dq_field(&p)))
+		return "unterminated or unreadable user name";
+	if (!*s->user)
+		return "empty user name";
+	if (*p != ' ' && *p != '\t')
+		return "expected blanks between user name and secret";
+	p = skip_ws(p);
+	if (*p != '"')
+		return "expected a double-quoted secret after the user name";
+	if (!(s->secret = dq_field(&p)))
+		return "unterminated or unreadable secret";
+	if (*p && !isspace((unsigned char)*p))
+		return "unexpected text right after the secret";
+	return NULL;
+}
+
+struct ranked_secret {
+	struct config_secret s;
+	int order;
+};
+
+static int cmp_secret(const void *a, const void *b)
+{
+	const struct ranked_secret *x = a, *y = b;
+	int c = strcmp(x->s.user, y->s.user);
+	return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+/* Sort by user for bsearch; of duplicates the last line wins, as in PgBouncer. */
+static void sort_secrets(struct ranked_secret *r, int n, struct config_secret *out, int *nout)
+{
+	qsort(r, (size_t)n, sizeof(*r), cmp_secret);
+	*nout = 0;
+	for (int i = 0; i < n; i++) {
+		if (i + 1 < n && strcmp(r[i].s.user, r[i + 1].s.user) == 0) {
+			free(r[i].s.user);
+			free(r[i].s.secret);
+			continue;
+		}
+		out[(*nout)++] = r[i].s;
+	}
+}
+
+static void free_secrets(struct config_secret *s, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(s[i].user);
+		free(s[i].secret);
+	}
+	free(s);
+}
+
+static int read_userlist(FILE *f, const char *file, struct config *cfg, char *err, size_t errlen)
+{
+	struct ranked_secret *r = NULL, *grown;
+	struct config_secret *out;
+	char *buf = NULL;
+	size_t cap = 0;
+	int n = 0, line = 0, nout;
+	const char *msg = NULL;
+	while (getline(&buf, &cap, f) >= 0) {
+		char *p = skip_ws(buf);
+		line++;
+		if (!*p || *p == ';')
+			continue;
+		if (!(grown = realloc(r, (size_t)(n + 1) * sizeof(*r)))) {
+			msg = "out of memory";
+			break;
+		}
+		r = grown;
+		r[n] = (struct ranked_secret){ .order = n };
+		msg = userlist_line(p, &r[n].s);
+		n++;
+		if (msg)
+			break;
+	}
+	free(buf);
+	if (!msg && ferror(f))
+		msg = "read error";
+	out = msg ? NULL : malloc((size_t)(n ? n : 1) * sizeof(*out));
+	if (!msg && !out)
+		msg = "out of memory";
+	if (msg) {
+		snprintf(err, errlen, "%s:%d: %s", file, line, msg);
+		for (int i = 0; i < n; i++) {
+			free(r[i].s.user);
+			free(r[i].s.secret);
+		}
+		free(r);
+		return -1;
+	}
+	sort_secrets(r, n, out, &nout);
+	free(r);
+	free_secrets(cfg->secrets, cfg->nsecrets);
+	cfg->secrets = out;
+	cfg->nsecrets = nout;
+	return 0;
+}
+
+int config_load_auth_file(struct config *cfg, const char *file, char *err, size_t errlen)
+{
+	FILE *f = fopen(file, "re");
+	int r;
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot open auth_file: %s", file, strerror(errno));
+		return -1;
+	}
+	r = read_userlist(f, file, cfg, err, errlen);
+	fclose(f);
+	return r;
+}
+
+/* ---- after parsing: cross-key checks and the auth_file ------------------- */
+
+static const struct where *set_at(struct load *ld, const char *key)
+{
+	return &ld->set_at[find_key(main_keys, ARRAY_SIZE(main_keys), key) - main_keys];
+}
+
+static int check_shards(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	const struct where *w;
+	if (cfg->n_shard_cpus > 0 && cfg->shards == 0)
+		cfg->shards = cfg->n_shard_cpus;
+	if (cfg->n_shard_cpus > 0 && cfg->shards != cfg->n_shard_cpus) {
+		w = set_at(ld, "shard_cpus");
+		return fail_at(ld, w->file, w->line, "shard_cpus names %d CPUs but shards = %d",
+			       cfg->n_shard_cpus, cfg->shards);
+	}
+	if (cfg->cq_entries < cfg->ring_entries) {
+		w = set_at(ld, "cq_entries");
+		if (!w->file)
+			w = set_at(ld, "ring_entries");
+		return fail_at(ld, w->file ? w->file : ld->cfg->path, w->line,
+			       "cq_entries (%d) must be at least ring_entries (%d)",
+			       cfg->cq_entries, cfg->ring_entries);
+	}
+	return 0;
+}
+
+/* A relative auth_file is taken from the config file's directory. */
+static int resolve_auth_file(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	const char *slash = strrchr(cfg->path, '/');
+	char *full;
+	if (!cfg->auth_file || cfg->auth_file[0] == '/' || !slash)
+		return 0;
+	if (asprintf(&full, "%.*s/%s", (int)(slash - cfg->path), cfg->path, cfg->auth_file) < 0)
+		return fail_at(ld, cfg->path, 0, "out of memory");
+	free(cfg->auth_file);
+	cfg->auth_file = full;
+	return 0;
+}
+
+static bool needs_secrets(int auth_type)
+{
+	return auth_type == AUTH_PLAIN || auth_type == AUTH_MD5 || auth_type == AUTH_SCRAM;
+}
+
+static int load_secrets(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	const struct where *w = set_at(ld, "auth_file");
+	const char *type = config_auth_type_name(cfg->auth_type);
+	FILE *f;
+	int r;
+	if (resolve_auth_file(ld) < 0)
+		return -1;
+	if (!cfg->auth_file) {
+		if (needs_secrets(cfg->auth_type))
+			warn_at(ld, cfg->path, 0, "auth_type %s but no auth_file: no user can log in",
+				type);
+		return 0;
+	}
+	if (!(f = fopen(cfg->auth_file, "re"))) {
+		if (needs_secrets(cfg->auth_type))
+			return fail_at(ld, w->file, w->line, "cannot open auth_file %s: %s",
+				       cfg->auth_file, strerror(errno));
+		warn_at(ld, w->file, w->line, "cannot open auth_file %s: %s; no users loaded",
+			cfg->auth_file, strerror(errno));
+		return 0;
+	}
+	r = read_userlist(f, cfg->auth_file, cfg, ld->err, ld->errlen);
+	fclose(f);
+	ld->failed = r < 0;
+	return r;
+}
+
+/* ---- public entry points ------------------------------------------------- */
+
+static void load_cleanup(struct load *ld)
+{
+	while (ld->depth > 0)
+		fclose(ld->stack[--ld->depth].f);
+	for (int i = 0; i < ld->npaths; i++)
+		free(ld->paths[i]);
+	free(ld->paths);
+	free(ld->buf);
+}
+
+int config_load(const char *file, struct config **out, char *err, size_t errlen,
+		void (*warn)(const char *msg))
+{
+	struct load ld = { .err = err, .errlen = errlen, .warn = warn };
+	int r;
+	*out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!(ld.cfg = calloc(1, sizeof(*ld.cfg))) || !(ld.cfg->path = strdup(file)) ||
+	    apply_defaults(ld.cfg) < 0) {
+		config_free(ld.cfg);
+		snprintf(err, errlen, "%s: out of memory", file);
+		return -1;
+	}
+	if (open_file(&ld, file) == 0) {
+		inih_setup();
+		r = ini_parse_stream(next_line, &ld, on_pair, &ld);
+		if (r != 0 && !ld.failed)
+			fail_at(&ld, ld.file ? ld.file : file, ld.line,
+				r == -2 ? "out of memory" : "syntax error");
+	}
+	if (!ld.failed && check_shards(&ld) == 0)
+		load_secrets(&ld);
+	load_cleanup(&ld);
+	if (ld.failed) {
+		config_free(ld.cfg);
+		return -1;
+	}
+	*out = ld.cfg;
+	return 0;
+}
+
+void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(main_keys); i++)
+		if (main_keys[i].type == KT_STR)
+			free(*(char **)((char *)cfg + main_keys[i].off));
+	for (int i = 0; i < cfg->ndbs; i++)
+		free_db(&cfg->dbs[i]);
+	for (int i = 0; i < cfg->nusers; i++)
+		free(cfg->users[i].name);
+	free(cfg->dbs);
+	free(cfg->users);
+	free_secrets(cfg->secrets, cfg->nsecrets);
+	free(cfg->path);
+	free(cfg);
+}
+
+const struct config_db *config_find_db(const struct config *cfg, const char *name)
+{
+	const struct config_db *fallback = NULL;
+	for (int i = 0; i < cfg->ndbs; i++) {
+		if (strcmp(cfg->dbs[i].name, name) == 0)
+			return &cfg->dbs[i];
+		if (strcmp(cfg->dbs[i].name, "*") == 0)
+			fallback = &cfg->dbs[i];
+	}
+	return fallback;
+}
+
+const struct config_user *config_find_user(const struct config *cfg, const char *name)
+{
+	for (int i = 0; i < cfg->nusers; i++)
+		if (strcmp(cfg->users[i].name, name) == 0)
+			return &cfg->users[i];
+	return NULL;
+}
+
+static int cmp_user_key(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct config_secret *)elem)->user);
+}
+
+const char *config_find_secret(const struct config *cfg, const char *user)
+{
+	const struct config_secret *s;
+	if (!cfg->nsecrets)
+		return NULL;
+	s = bsearch(user, cfg->secrets, (size_t)cfg->nsecrets, sizeof(*s), cmp_user_key);
+	return s ? s->secret : NULL;
+}
+
+int config_pool_mode(const struct config *cfg, const struct config_db *db,
+		     const struct config_user *u)
+{
+	if (u && u->pool_mode >= 0)
+		return u->pool_mode;
+	if (db && db->pool_mode >= 0)
+		return db->pool_mode;
+	return cfg->pool_mode;
+}
+
+int config_pool_size(const struct config *cfg, const struct config_db *db,
+		     const struct config_user *u)
+{
+	if (u && u->pool_size >= 0)
+		return u->pool_size;
+	if (db && db->pool_size >= 0)
+		return db->pool_size;
+	return cfg->default_pool_size;
+}
+
+const char *config_pool_mode_name(int mode)
+{
+	if (mode < 0 || (size_t)mode >= ARRAY_SIZE(pool_mode_names))
+		return "unknown";
+	return pool_mode_names[mode];
+}
+
+const char *config_auth_type_name(int type)
+{
+	if (type < 0 || (size_t)type >= ARRAY_SIZE(auth_type_names))
+		return "unknown";
+	return auth_type_names[type];
+}

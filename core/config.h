@@ -1,0 +1,128 @@
+/* core/config.h: the parsed configuration (INI via inih), PgBouncer-compatible.
+ * A struct config is immutable once loaded: the control shard builds a new one on
+ * reload and publishes it to the shards inside a topology snapshot. */
+#ifndef PGRING_CONFIG_H
+#define PGRING_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CONFIG_MAX_SHARDS 256
+
+enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION, POOL_STATEMENT };
+enum auth_type { AUTH_TRUST = 0, AUTH_ANY, AUTH_PLAIN, AUTH_MD5, AUTH_SCRAM };
+
+/* One line of [databases]. Unset integers are -1, unset strings NULL: the pool
+ * falls back to the [pgring] defaults for those. */
+struct config_db {
+	char *name;            /* client-visible name, "*" for the fallback entry */
+	char *host;            /* NULL: unix socket in /var/run/postgresql; leading '/': socket dir */
+	int port;              /* default 5432 */
+	char *dbname;          /* real database; NULL: same as the client asked for */
+	char *user;            /* forced server user; NULL: the client's */
+	char *password;        /* server password for `user`, or NULL */
+	char *auth_user;       /* kept for compatibility, unused yet */
+	char *client_encoding, *datestyle, *timezone, *application_name; /* server startup params */
+	char *connect_query;
+	int pool_size, min_pool_size, reserve_pool_size, max_db_connections;
+	int pool_mode;         /* enum pool_mode or -1 */
+	int line;              /* line in the config file, for messages */
+};
+
+/* One line of [users]. */
+struct config_user {
+	char *name;
+	int pool_mode;         /* enum pool_mode or -1 */
+	int pool_size;         /* -1: unset */
+	int max_user_connections; /* -1: unset */
+	int line;
+};
+
+/* One line of auth_file (PgBouncer userlist.txt: "user" "secret"). The secret is
+ * a plain password, "md5<32 hex>" or "SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>". */
+struct config_secret {
+	char *user;
+	char *secret;
+};
+
+struct config {
+	char *path;                 /* file it was read from */
+	/* [pgring] / [pgbouncer] */
+	char *listen_addr;          /* "*" = all, comma list allowed; NULL/"" = no TCP */
+	int listen_port;            /* 6432 */
+	char *unix_socket_dir;      /* NULL/"" = no unix socket; default "/tmp" as PgBouncer */
+	int unix_socket_mode;       /* 0777 */
+	int auth_type;              /* enum auth_type, default AUTH_MD5 */
+	char *auth_file;
+	int pool_mode;              /* enum pool_mode, default POOL_SESSION */
+	int default_pool_size;      /* 20 */
+	int min_pool_size;          /* 0 */
+	int reserve_pool_size;      /* 0 */
+	double reserve_pool_timeout;/* 5 s */
+	int max_client_conn;        /* 100 */
+	int max_db_connections;     /* 0 = unlimited */
+	int max_user_connections;   /* 0 = unlimited */
+	char *server_reset_query;   /* "DISCARD ALL" */
+	bool server_reset_query_always;
+	char *server_check_query;   /* "select 1" (kept, unused yet) */
+	/* all times in seconds (PgBouncer units); 0 = disabled where that makes sense */
+	double server_idle_timeout; /* 600 */
+	double server_lifetime;     /* 3600 */
+	double server_connect_timeout; /* 15 */
+	double server_login_retry;  /* 15 */
+	double query_wait_timeout;  /* 120 */
+	double query_timeout;       /* 0 */
+	double client_login_timeout;/* 60 */
+	double client_idle_timeout; /* 0 */
+	double idle_transaction_timeout; /* 0 */
+	double shutdown_timeout;    /* pgring: how long SIGTERM waits for transactions, 30 */
+	char *logfile;
+	char *pidfile;
+	int verbose;                /* 0.. */
+	bool log_connections, log_disconnections; /* default on, as PgBouncer */
+	char *admin_users, *stats_users;
+	int max_packet_size;        /* 2147483647 in PgBouncer; pgring default 256 MiB */
+	int max_startup_packet;     /* 10000, as PostgreSQL */
+	/* pgring's own */
+	int shards;                 /* 0 = one per online CPU */
+	int shard_cpus[CONFIG_MAX_SHARDS]; /* CPU per shard */
+	int n_shard_cpus;           /* 0 = not pinned */
+	char *control_addr;         /* "127.0.0.1" */
+	int control_port;           /* 0 = no control port; default 6433 */
+	int ring_entries;           /* SQ size, 1024 */
+	int cq_entries;             /* 16384 */
+	int client_bufs, client_buf_size; /* provided buffers for client sockets: 4096 x 2048 */
+	int server_bufs, server_buf_size; /* for server sockets: 1024 x 16384 */
+	int max_pending_bytes;      /* unsent bytes queued behind one socket before its peer is paused: 256 KiB */
+	/* sections */
+	struct config_db *dbs; int ndbs;
+	struct config_user *users; int nusers;
+	struct config_secret *secrets; int nsecrets; /* from auth_file */
+};
+
+/* Load and validate FILE. On success returns 0 and *out owns a new config.
+ * Unknown keys are warnings (written through warn(); may be NULL). Any error
+ * returns -1 with "file:line: message" in err. */
+int config_load(const char *file, struct config **out, char *err, size_t errlen,
+		void (*warn)(const char *msg));
+void config_free(struct config *cfg);
+
+/* Lookups; NULL when absent. config_find_db falls back to "*". */
+const struct config_db *config_find_db(const struct config *cfg, const char *name);
+const struct config_user *config_find_user(const struct config *cfg, const char *name);
+const char *config_find_secret(const struct config *cfg, const char *user);
+
+/* Parse PgBouncer's userlist.txt format into cfg->secrets (replacing it). */
+int config_load_auth_file(struct config *cfg, const char *file, char *err, size_t errlen);
+
+/* Parse a CPU list "0,1", "0-3", "0-3,8" into cpus (max n); returns the count or -1. */
+int config_parse_cpu_list(const char *s, int *cpus, int max);
+
+/* Effective per-pool settings for (db, user), defaults applied. */
+int config_pool_mode(const struct config *cfg, const struct config_db *db, const struct config_user *u);
+int config_pool_size(const struct config *cfg, const struct config_db *db, const struct config_user *u);
+
+const char *config_pool_mode_name(int mode);
+const char *config_auth_type_name(int type);
+
+#endif

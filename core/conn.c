@@ -1,0 +1,276 @@
+/* core/conn.c: receive arming, the send queue and teardown of one socket.
+ * Sends on a socket are not ordered once they park in the kernel, so exactly one
+ * is in flight; slices queued meanwhile are gathered into the next sendmsg. */
+#include "core/conn.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/shard.h"
+
+void pool_conn_data(struct conn *c, uint8_t *data, uint32_t n, uint32_t buf);
+void pool_conn_eof(struct conn *c, int err);
+void pool_conn_drained(struct conn *c);
+void pool_conn_free(struct conn *c);
+
+void conn_init(struct conn *c, struct shard *s, int fd, int kind, int group)
+{
+	memset(c, 0, sizeof *c);
+	c->shard = s;
+	c->fd = fd;
+	c->kind = (uint8_t)kind;
+	c->group = (uint8_t)group;
+	c->id = ++s->next_conn_id * 256 + (uint64_t)s->id;
+}
+
+static void arm_recv(struct conn *c)
+{
+	struct io_uring_sqe *sqe = shard_sqe(c->shard);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = c->shard->bufs.group[c->group].bgid;
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_RECV);
+	c->recv_armed = true;
+	c->inflight++;
+}
+
+void conn_recv_on(struct conn *c)
+{
+	c->recv_wanted = true;
+	if (!c->recv_armed && !c->eof && !c->closing && !c->starved)
+		arm_recv(c);
+}
+
+static void cancel_recv(struct conn *c)
+{
+	struct io_uring_sqe *sqe = shard_sqe(c->shard);
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)c | OP_RECV, 0);
+	io_uring_sqe_set_data64(sqe, OP_IGNORE);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+void conn_recv_off(struct conn *c)
+{
+	if (!c->recv_wanted)
+		return;
+	c->recv_wanted = false;
+	stat_add(&c->shard->stats->paused, 1);
+	if (c->recv_armed)
+		cancel_recv(c);
+}
+
+static struct sendbuf *tail_for_append(struct shard *s, struct sendq *q)
+{
+	struct sendbuf *t = q->tail;
+	if (t && t->n < SENDBUF_IOV)
+		return t;
+	struct sendbuf *sb = shard_sendbuf_get(s);
+	if (!sb)
+		return NULL;
+	if (t)
+		t->next = sb;
+	else
+		q->head = sb;
+	q->tail = sb;
+	return sb;
+}
+
+bool sendq_append(struct shard *s, struct sendq *q, const void *p, uint32_t n, uint32_t buf)
+{
+	if (n == 0)
+		return true;
+	struct bufs *b = &s->bufs;
+	if (buf == PROTO_BUF_NONE) {
+		uint8_t *mem = bufs_scratch(b, n, &buf);
+		if (!mem)
+			return false;
+		memcpy(mem, p, n);
+		p = mem;
+		b->refs[buf]--;   /* the slice below takes the reference back */
+	}
+	struct sendbuf *t = q->tail;
+	if (t && t->n && t->buf[t->n - 1] == buf &&
+	    (const uint8_t *)t->iov[t->n - 1].iov_base + t->iov[t->n - 1].iov_len == (const uint8_t *)p) {
+		t->iov[t->n - 1].iov_len += n;   /* adjacent bytes of the same buffer: one iovec */
+	} else {
+		t = tail_for_append(s, q);
+		if (!t)
+			return false;
+		t->iov[t->n].iov_base = (void *)p;
+		t->iov[t->n].iov_len = n;
+		t->buf[t->n] = buf;
+		t->n++;
+		bufs_ref(b, buf);
+	}
+	t->bytes += n;
+	q->bytes += n;
+	return true;
+}
+
+bool conn_queue(struct conn *c, const void *p, uint32_t n, uint32_t buf)
+{
+	if (!sendq_append(c->shard, &c->q, p, n, buf))
+		return false;
+	c->out_bytes += n;
+	if (n)
+		shard_flush_later(c->shard, c);
+	return true;
+}
+
+bool conn_queue_out(struct conn *c, const struct proto_out *o)
+{
+	if (o->overflow)
+		return false;
+	return conn_queue(c, o->p, (uint32_t)o->len, PROTO_BUF_NONE);
+}
+
+void conn_take_queue(struct conn *c, struct sendq *q)
+{
+	if (!q->head)
+		return;
+	if (c->q.tail)
+		c->q.tail->next = q->head;
+	else
+		c->q.head = q->head;
+	c->q.tail = q->tail;
+	c->q.bytes += q->bytes;
+	c->out_bytes += q->bytes;
+	q->head = q->tail = NULL;
+	q->bytes = 0;
+	shard_flush_later(c->shard, c);
+}
+
+static void release_sendbuf(struct shard *s, struct sendbuf *sb)
+{
+	for (uint32_t i = 0; i < sb->n; i++)
+		bufs_unref(&s->bufs, sb->buf[i]);
+	shard_sendbuf_put(s, sb);
+}
+
+void sendq_drop(struct shard *s, struct sendq *q)
+{
+	while (q->head) {
+		struct sendbuf *sb = q->head;
+		q->head = sb->next;
+		release_sendbuf(s, sb);
+	}
+	q->tail = NULL;
+	q->bytes = 0;
+}
+
+void conn_drop_queue(struct conn *c)
+{
+	c->out_bytes -= c->q.bytes;
+	sendq_drop(c->shard, &c->q);
+}
+
+void conn_flush(struct conn *c)
+{
+	if (c->sending || !c->q.head || c->eof)
+		return;
+	struct sendbuf *sb = c->q.head;
+	c->q.head = sb->next;
+	if (!c->q.head)
+		c->q.tail = NULL;
+	c->q.bytes -= sb->bytes;
+	sb->next = NULL;
+	c->sending = sb;
+	struct io_uring_sqe *sqe = shard_sqe(c->shard);
+	if (sb->n == 1) {
+		io_uring_prep_send(sqe, c->fd, sb->iov[0].iov_base, sb->iov[0].iov_len, MSG_WAITALL | MSG_NOSIGNAL);
+	} else {
+		memset(&sb->msg, 0, sizeof sb->msg);
+		sb->msg.msg_iov = sb->iov;
+		sb->msg.msg_iovlen = sb->n;
+		io_uring_prep_sendmsg(sqe, c->fd, &sb->msg, MSG_WAITALL | MSG_NOSIGNAL);
+	}
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_SEND);
+	c->inflight++;
+	stat_add(&c->shard->stats->sends, 1);
+	stat_add(&c->shard->stats->send_iovecs, sb->n);
+}
+
+void conn_on_send(struct conn *c, int res)
+{
+	struct sendbuf *sb = c->sending;
+	c->sending = NULL;
+	c->inflight--;
+	bool ok = res >= 0 && (uint32_t)res == sb->bytes;
+	c->out_bytes -= sb->bytes;
+	release_sendbuf(c->shard, sb);
+	if (!ok) {
+		if (!c->eof)
+			LOGF(LOG_DEBUG, c->id, "send failed: %s", res < 0 ? strerror(-res) : "short send");
+		c->eof = true;
+		conn_drop_queue(c);
+		if (!c->closing)
+			pool_conn_eof(c, res < 0 ? -res : EPIPE);
+		conn_maybe_free(c);
+		return;
+	}
+	conn_flush(c);
+	if (!c->closing)
+		pool_conn_drained(c);
+	conn_maybe_free(c);
+}
+
+void conn_on_recv(struct conn *c, int res, unsigned flags)
+{
+	struct shard *s = c->shard;
+	if (!(flags & IORING_CQE_F_MORE)) {
+		c->recv_armed = false;
+		c->inflight--;
+	}
+	if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+		uint32_t id;
+		uint8_t *data = bufs_received(&s->bufs, c->group, (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT), &id);
+		stat_add(&s->stats->recvs, 1);
+		if (!c->closing && !c->eof)
+			pool_conn_data(c, data, (uint32_t)res, id);
+		bufs_unref(&s->bufs, id);
+	} else if (res == -ENOBUFS) {
+		stat_add(&s->stats->enobufs, 1);
+		if (!c->closing && !c->eof)
+			shard_starved(s, c);
+	} else if (res == 0 || (res < 0 && res != -ECANCELED)) {
+		if (!c->eof && !c->closing) {
+			c->eof = true;
+			conn_drop_queue(c);
+			pool_conn_eof(c, res < 0 ? -res : 0);
+		}
+		c->eof = true;
+	}
+	if (!c->recv_armed && c->recv_wanted && !c->eof && !c->closing && !c->starved)
+		arm_recv(c);
+	conn_maybe_free(c);
+}
+
+void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->recv_wanted = false;
+	if (c->recv_armed)
+		cancel_recv(c);
+	if (!c->sending && !c->q.head && c->fd >= 0 && !c->eof)
+		shutdown(c->fd, SHUT_RDWR);   /* nothing left to say: FIN now */
+	conn_maybe_free(c);
+}
+
+void conn_maybe_free(struct conn *c)
+{
+	if (!c->closing)
+		return;
+	if (c->eof)
+		conn_drop_queue(c);
+	if (c->sending || c->q.head || c->inflight || c->flushing || c->starved)
+		return;
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	pool_conn_free(c);
+}

@@ -1,0 +1,24 @@
+/* core/control.h: the control shard: config load and reload, signals, topology
+ * snapshots published to the shards, and the control port. Runs on the main thread. */
+#ifndef PGRING_CONTROL_H
+#define PGRING_CONTROL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct config;
+struct topology;
+
+/* The first snapshot (version 1), made by main before the shards start. */
+struct topology *control_first_topology(struct config *cfg);
+
+/* Run the control loop until shutdown; returns the process exit status. */
+int control_run(struct config *cfg, const char *config_path);
+
+/* Read-only facts for the control port (any thread). */
+uint64_t control_topology_version(void);
+bool control_shutting_down(void);
+double control_uptime(void);        /* seconds since start */
+const char *control_version(void);  /* "pgring 0.1.0" */
+
+#endif

@@ -1,0 +1,36 @@
+/* core/log.h: one line per event, with time, level, shard and connection id.
+ * Each line is written with a single write(2), so threads never interleave. */
+#ifndef PGRING_LOG_H
+#define PGRING_LOG_H
+
+enum log_level {
+	LOG_ERROR = 0,   /* always shown */
+	LOG_WARNING,     /* always shown */
+	LOG_NOTICE,      /* shown unless -q: start, reload, shutdown */
+	LOG_INFO,        /* -v: connections, logins, pool changes */
+	LOG_DEBUG,       /* -vv: state changes */
+	LOG_TRACE,       /* -vvv: every message */
+};
+
+/* Shard of the calling thread (-1: control shard); set once by each thread. */
+extern _Thread_local int log_shard_id;
+extern int log_level_max;
+
+/* verbosity: 0 default, >0 more (-v), <0 quieter (-q). file NULL = stderr. 0 or -1. */
+int log_open(int verbosity, const char *file);
+/* Reopen the log file (after rotation, SIGHUP). */
+void log_reopen(void);
+
+void log_write(int level, unsigned long long conn, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define log_enabled(level) ((level) <= log_level_max)
+#define LOGF(level, conn, ...) \
+	do { if (log_enabled(level)) log_write((level), (conn), __VA_ARGS__); } while (0)
+#define log_error(...)   LOGF(LOG_ERROR, 0, __VA_ARGS__)
+#define log_warning(...) LOGF(LOG_WARNING, 0, __VA_ARGS__)
+#define log_notice(...)  LOGF(LOG_NOTICE, 0, __VA_ARGS__)
+#define log_info(...)    LOGF(LOG_INFO, 0, __VA_ARGS__)
+#define log_debug(...)   LOGF(LOG_DEBUG, 0, __VA_ARGS__)
+
+#endif

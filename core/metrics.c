@@ -1,0 +1,568 @@
+/* core/metrics.c: the /metrics and /stats pages. Which counters exist and what
+ * they are called lives in the tables below; both formats walk the same tables so
+ * they cannot drift apart. Format facts: Prometheus text exposition 0.0.4. */
+#include "core/metrics.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "core/config.h"
+#include "core/control.h"
+#include "core/stats.h"
+#include "pool/registry.h"
+
+struct counter_def {
+	const char *name;   /* Prometheus: pgring_<scope>_<name>_total; JSON key unless json set */
+	const char *json;   /* JSON key when it differs (times are kept in microseconds there) */
+	const char *help;
+	size_t off;         /* of a stat_t in the stats struct */
+	bool usec;          /* exposed to Prometheus in seconds */
+};
+
+struct gauge_def {
+	const char *state;
+	size_t off;         /* of a gauge_t in struct stats_pool */
+};
+
+#define POOL_STAT(f) offsetof(struct stats_pool, f)
+#define SHARD_STAT(f) offsetof(struct stats_shard, f)
+
+static const struct counter_def pool_counters[] = {
+	{ "transactions", NULL, "Transactions completed.", POOL_STAT(xact_count), false },
+	{ "queries", NULL, "Statements completed.", POOL_STAT(query_count), false },
+	{ "received_bytes", NULL, "Bytes received from clients.", POOL_STAT(bytes_in), false },
+	{ "sent_bytes", NULL, "Bytes sent to clients.", POOL_STAT(bytes_out), false },
+	{ "transaction_seconds", "transaction_us", "Time spent in transactions.",
+	  POOL_STAT(xact_time_us), true },
+	{ "query_seconds", "query_us", "Time spent in statements.", POOL_STAT(query_time_us), true },
+	{ "wait_seconds", "wait_us", "Time clients waited for a server.", POOL_STAT(wait_time_us), true },
+	{ "waits", NULL, "Times a client had to wait for a server.", POOL_STAT(wait_count), false },
+	{ "server_connects", NULL, "Server connections opened.", POOL_STAT(server_connects), false },
+	{ "server_connect_errors", NULL, "Server connections that failed to open.",
+	  POOL_STAT(server_connect_errors), false },
+	{ "client_logins", NULL, "Client logins that succeeded.", POOL_STAT(client_logins), false },
+	{ "client_login_errors", NULL, "Client logins that failed.", POOL_STAT(client_login_errors), false },
+};
+
+static const struct gauge_def client_states[] = {
+	{ "active", POOL_STAT(cl_active) },
+	{ "waiting", POOL_STAT(cl_waiting) },
+	{ "idle", POOL_STAT(cl_idle) },
+	{ "login", POOL_STAT(cl_login) },
+};
+
+static const struct gauge_def server_states[] = {
+	{ "active", POOL_STAT(sv_active) },
+	{ "idle", POOL_STAT(sv_idle) },
+	{ "login", POOL_STAT(sv_login) },
+	{ "resetting", POOL_STAT(sv_resetting) },
+};
+
+static const struct counter_def shard_counters[] = {
+	{ "loops", NULL, "Event loop iterations.", SHARD_STAT(loops), false },
+	{ "cqes", NULL, "io_uring completions handled.", SHARD_STAT(cqes), false },
+	{ "submits", NULL, "io_uring submit calls.", SHARD_STAT(submits), false },
+	{ "accepts", NULL, "Connections accepted.", SHARD_STAT(accepts), false },
+	{ "accept_errors", NULL, "Accepts that failed.", SHARD_STAT(accept_errors), false },
+	{ "recvs", NULL, "Receives that returned data.", SHARD_STAT(recvs), false },
+	{ "sends", NULL, "sendmsg calls.", SHARD_STAT(sends), false },
+	{ "send_iovecs", NULL, "iovecs sent.", SHARD_STAT(send_iovecs), false },
+	{ "enobufs", NULL, "Receives stopped for lack of provided buffers.", SHARD_STAT(enobufs), false },
+	{ "paused", NULL, "Sockets paused for back-pressure.", SHARD_STAT(paused), false },
+	{ "protocol_errors", NULL, "Protocol violations seen.", SHARD_STAT(protocol_errors), false },
+	{ "cancels_received", NULL, "Cancel requests received.", SHARD_STAT(cancels_received), false },
+	{ "cancels_forwarded", NULL, "Cancel requests forwarded to a server.",
+	  SHARD_STAT(cancels_forwarded), false },
+};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+static uint64_t stat_at(const void *block, size_t off)
+{
+	return stat_get((const stat_t *)((const char *)block + off));
+}
+
+static int64_t gauge_at(const void *block, size_t off)
+{
+	return gauge_get((const gauge_t *)((const char *)block + off));
+}
+
+static uint64_t pool_counter_sum(const struct pool_shared *ps, size_t off)
+{
+	uint64_t sum = 0;
+	for (int s = 0; s < registry_nshards(); s++)
+		sum += stat_at(&ps->shard[s], off);
+	return sum;
+}
+
+static int64_t pool_gauge_sum(const struct pool_shared *ps, size_t off)
+{
+	int64_t sum = 0;
+	for (int s = 0; s < registry_nshards(); s++)
+		sum += gauge_at(&ps->shard[s], off);
+	return sum;
+}
+
+static int64_t pool_max_wait_us(const struct pool_shared *ps)
+{
+	int64_t max = 0;
+	for (int s = 0; s < registry_nshards(); s++) {
+		int64_t v = gauge_get(&ps->shard[s].max_wait_us);
+		if (v > max)
+			max = v;
+	}
+	return max;
+}
+
+static const char *mode_name(int mode)
+{
+	switch (mode) {
+	case POOL_TRANSACTION: return "transaction";
+	case POOL_STATEMENT: return "statement";
+	default: return "session";
+	}
+}
+
+/* Length of the valid UTF-8 sequence at p, or 0 if it is not one (RFC 3629:
+ * no overlongs, no surrogates, nothing above U+10FFFF). */
+static int utf8_len(const unsigned char *p)
+{
+	unsigned char c = p[0], lo = 0x80, hi = 0xBF;
+	int n;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		n = 2;
+	else if (c >= 0xE0 && c <= 0xEF)
+		n = 3;
+	else if (c >= 0xF0 && c <= 0xF4)
+		n = 4;
+	else
+		return 0;
+	if (c == 0xE0)
+		lo = 0xA0;
+	else if (c == 0xED)
+		hi = 0x9F;
+	else if (c == 0xF0)
+		lo = 0x90;
+	else if (c == 0xF4)
+		hi = 0x8F;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (int i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xBF)
+			return 0;
+	return n;
+}
+
+/* Copy s, escaping what the format needs (esc returns the replacement for a
+ * single ASCII byte, or NULL to copy it) and replacing invalid UTF-8. */
+static void put_escaped(struct strbuf *out, const char *s, const char *(*esc)(unsigned char, char[8]))
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		char tmp[8];
+		const char *rep = *p < 0x80 ? esc(*p, tmp) : NULL;
+		int n = utf8_len(p);
+		if (rep) {
+			strbuf_puts(out, rep);
+			n = 1;
+		} else if (n == 0) {
+			strbuf_puts(out, "\xEF\xBF\xBD");
+			n = 1;
+		} else {
+			strbuf_append(out, p, (size_t)n);
+		}
+		p += n;
+	}
+}
+
+static const char *label_esc(unsigned char c, char tmp[8])
+{
+	(void)tmp;
+	switch (c) {
+	case '\\': return "\\\\";
+	case '"': return "\\\"";
+	case '\n': return "\\n";
+	default: return NULL;
+	}
+}
+
+static const char *json_esc(unsigned char c, char tmp[8])
+{
+	switch (c) {
+	case '\\': return "\\\\";
+	case '"': return "\\\"";
+	case '\n': return "\\n";
+	case '\r': return "\\r";
+	case '\t': return "\\t";
+	default:
+		if (c >= 0x20)
+			return NULL;
+		snprintf(tmp, 8, "\\u%04x", c);
+		return tmp;
+	}
+}
+
+void metrics_label_value(struct strbuf *out, const char *s)
+{
+	put_escaped(out, s, label_esc);
+}
+
+void metrics_json_string(struct strbuf *out, const char *s)
+{
+	strbuf_putc(out, '"');
+	put_escaped(out, s, json_esc);
+	strbuf_putc(out, '"');
+}
+
+/* ---- Prometheus ---- */
+
+static void family(struct strbuf *o, const char *name, const char *type, const char *help)
+{
+	strbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void pool_labels(struct strbuf *o, const struct pool_shared *ps)
+{
+	strbuf_puts(o, "database=\"");
+	metrics_label_value(o, ps->db);
+	strbuf_puts(o, "\",user=\"");
+	metrics_label_value(o, ps->user);
+	strbuf_putc(o, '"');
+}
+
+/* Exact decimal seconds: a double would print 0.1 s as 0.10000000000000001. */
+static void put_seconds(struct strbuf *o, uint64_t us)
+{
+	uint64_t frac = us % 1000000;
+	if (!frac) {
+		strbuf_printf(o, "%" PRIu64, us / 1000000);
+		return;
+	}
+	int digits = 6;
+	while (frac % 10 == 0) {
+		frac /= 10;
+		digits--;
+	}
+	strbuf_printf(o, "%" PRIu64 ".%0*" PRIu64, us / 1000000, digits, frac);
+}
+
+static void prom_pool_states(struct strbuf *o, int npools, const char *what,
+			     const struct gauge_def *states, size_t nstates)
+{
+	char name[64];
+	snprintf(name, sizeof name, "pgring_pool_%s", what);
+	strbuf_printf(o, "# HELP %s %s connections of the pool by state, all shards.\n"
+		      "# TYPE %s gauge\n", name, what[0] == 'c' ? "Client" : "Server", name);
+	for (int i = 0; i < npools; i++) {
+		const struct pool_shared *ps = registry_at(i);
+		for (size_t k = 0; k < nstates; k++) {
+			strbuf_printf(o, "%s{", name);
+			pool_labels(o, ps);
+			strbuf_printf(o, ",state=\"%s\"} %" PRId64 "\n", states[k].state,
+				      pool_gauge_sum(ps, states[k].off));
+		}
+	}
+}
+
+static bool shard_block_idle(const struct stats_pool *b)
+{
+	for (size_t k = 0; k < NELEM(client_states); k++)
+		if (gauge_at(b, client_states[k].off))
+			return false;
+	for (size_t k = 0; k < NELEM(server_states); k++)
+		if (gauge_at(b, server_states[k].off))
+			return false;
+	return true;
+}
+
+/* Only (pool, shard) pairs with a connection are listed: pools x shards x states
+ * series would otherwise swamp the scrape on a many-core box. The pool-wide
+ * families above carry every pool, zeros included. */
+static void prom_shard_pool_states(struct strbuf *o, int npools, const char *what,
+				   const struct gauge_def *states, size_t nstates)
+{
+	char name[64];
+	snprintf(name, sizeof name, "pgring_shard_pool_%s", what);
+	strbuf_printf(o, "# HELP %s %s connections of the pool by shard and state "
+		      "(pairs with none are left out).\n# TYPE %s gauge\n",
+		      name, what[0] == 'c' ? "Client" : "Server", name);
+	for (int i = 0; i < npools; i++) {
+		const struct pool_shared *ps = registry_at(i);
+		for (int s = 0; s < registry_nshards(); s++) {
+			if (shard_block_idle(&ps->shard[s]))
+				continue;
+			for (size_t k = 0; k < nstates; k++) {
+				strbuf_printf(o, "%s{shard=\"%d\",", name, s);
+				pool_labels(o, ps);
+				strbuf_printf(o, ",state=\"%s\"} %" PRId64 "\n", states[k].state,
+					      gauge_at(&ps->shard[s], states[k].off));
+			}
+		}
+	}
+}
+
+static void prom_pool_counter(struct strbuf *o, int npools, const struct counter_def *c)
+{
+	char name[96];
+	snprintf(name, sizeof name, "pgring_pool_%s_total", c->name);
+	family(o, name, "counter", c->help);
+	for (int i = 0; i < npools; i++) {
+		const struct pool_shared *ps = registry_at(i);
+		uint64_t v = pool_counter_sum(ps, c->off);
+		strbuf_printf(o, "%s{", name);
+		pool_labels(o, ps);
+		strbuf_puts(o, "} ");
+		if (c->usec)
+			put_seconds(o, v);
+		else
+			strbuf_printf(o, "%" PRIu64, v);
+		strbuf_putc(o, '\n');
+	}
+}
+
+enum pool_gauge { PG_MAX_WAIT, PG_SIZE, PG_USED };
+
+static void prom_pool_gauge(struct strbuf *o, int npools, const char *name, const char *help,
+			    enum pool_gauge which)
+{
+	family(o, name, "gauge", help);
+	for (int i = 0; i < npools; i++) {
+		struct pool_shared *ps = registry_at(i);
+		strbuf_printf(o, "%s{", name);
+		pool_labels(o, ps);
+		strbuf_puts(o, "} ");
+		if (which == PG_MAX_WAIT)
+			put_seconds(o, (uint64_t)pool_max_wait_us(ps));
+		else
+			strbuf_printf(o, "%d", atomic_load_explicit(which == PG_SIZE ? &ps->size : &ps->used,
+								    memory_order_relaxed));
+		strbuf_putc(o, '\n');
+	}
+}
+
+static void prom_pools(struct strbuf *o)
+{
+	int n = registry_count(); /* once, so every family lists the same pools */
+	prom_pool_states(o, n, "clients", client_states, NELEM(client_states));
+	prom_pool_states(o, n, "servers", server_states, NELEM(server_states));
+	for (size_t k = 0; k < NELEM(pool_counters); k++)
+		prom_pool_counter(o, n, &pool_counters[k]);
+	prom_pool_gauge(o, n, "pgring_pool_max_wait_seconds",
+			"Age of the oldest waiting client, worst shard.", PG_MAX_WAIT);
+	prom_pool_gauge(o, n, "pgring_pool_size",
+			"Server connections allowed, all shards together.", PG_SIZE);
+	prom_pool_gauge(o, n, "pgring_pool_server_connections",
+			"Server connections open or opening, all shards.", PG_USED);
+	prom_shard_pool_states(o, n, "clients", client_states, NELEM(client_states));
+	prom_shard_pool_states(o, n, "servers", server_states, NELEM(server_states));
+}
+
+enum shard_gauge { SG_CLIENTS, SG_SERVERS, SG_BUFFERS, SG_TOPOLOGY, SG_CPU };
+
+static int64_t shard_gauge(const struct stats_shard *sh, enum shard_gauge which)
+{
+	switch (which) {
+	case SG_CLIENTS: return gauge_get(&sh->clients);
+	case SG_SERVERS: return gauge_get(&sh->servers);
+	case SG_BUFFERS: return gauge_get(&sh->buffers_in_use);
+	case SG_TOPOLOGY:
+		return (int64_t)atomic_load_explicit(&sh->topology_version, memory_order_relaxed);
+	case SG_CPU: return atomic_load_explicit(&sh->cpu, memory_order_relaxed);
+	}
+	return 0;
+}
+
+static const struct {
+	const char *name, *help;
+	enum shard_gauge which;
+} shard_gauges[] = {
+	{ "clients", "Client sockets open.", SG_CLIENTS },
+	{ "servers", "Server sockets open.", SG_SERVERS },
+	{ "buffers_in_use", "Provided receive buffers held.", SG_BUFFERS },
+	{ "topology_version", "Topology snapshot the shard runs.", SG_TOPOLOGY },
+	{ "cpu", "CPU the shard is pinned to, -1 if none.", SG_CPU },
+};
+
+static void prom_shards(struct strbuf *o)
+{
+	int n = stats_nshards();
+	char name[96];
+	for (size_t k = 0; k < NELEM(shard_counters); k++) {
+		snprintf(name, sizeof name, "pgring_shard_%s_total", shard_counters[k].name);
+		family(o, name, "counter", shard_counters[k].help);
+		for (int s = 0; s < n; s++)
+			strbuf_printf(o, "%s{shard=\"%d\"} %" PRIu64 "\n", name, s,
+				      stat_at(stats_shard(s), shard_counters[k].off));
+	}
+	for (size_t k = 0; k < NELEM(shard_gauges); k++) {
+		snprintf(name, sizeof name, "pgring_shard_%s", shard_gauges[k].name);
+		family(o, name, "gauge", shard_gauges[k].help);
+		for (int s = 0; s < n; s++)
+			strbuf_printf(o, "%s{shard=\"%d\"} %" PRId64 "\n", name, s,
+				      shard_gauge(stats_shard(s), shard_gauges[k].which));
+	}
+}
+
+static double uptime(void)
+{
+	double t = control_uptime();
+	return isfinite(t) && t > 0 ? t : 0;
+}
+
+static const char *version(void)
+{
+	const char *v = control_version();
+	return v ? v : "";
+}
+
+static void prom_process(struct strbuf *o)
+{
+	family(o, "pgring_up", "gauge", "Always 1 while pgring answers.");
+	strbuf_puts(o, "pgring_up 1\n");
+	family(o, "pgring_info", "gauge", "Build facts, value always 1.");
+	strbuf_puts(o, "pgring_info{version=\"");
+	metrics_label_value(o, version());
+	strbuf_puts(o, "\"} 1\n");
+	family(o, "pgring_uptime_seconds", "gauge", "Seconds since pgring started.");
+	strbuf_printf(o, "pgring_uptime_seconds %.3f\n", uptime());
+	family(o, "pgring_topology_version", "gauge", "Latest topology snapshot published.");
+	strbuf_printf(o, "pgring_topology_version %" PRIu64 "\n", control_topology_version());
+	family(o, "pgring_shards", "gauge", "Shard threads.");
+	strbuf_printf(o, "pgring_shards %d\n", stats_nshards());
+}
+
+void metrics_prometheus(struct strbuf *out)
+{
+	prom_process(out);
+	prom_shards(out);
+	prom_pools(out);
+}
+
+/* ---- JSON ---- */
+
+static void json_key(struct strbuf *o, bool *first, const char *key)
+{
+	strbuf_printf(o, "%s\"%s\":", *first ? "" : ",", key);
+	*first = false;
+}
+
+static void json_states(struct strbuf *o, const struct gauge_def *states, size_t n,
+			const struct pool_shared *ps, int shard)
+{
+	bool first = true;
+	strbuf_putc(o, '{');
+	for (size_t k = 0; k < n; k++) {
+		json_key(o, &first, states[k].state);
+		int64_t v = shard < 0 ? pool_gauge_sum(ps, states[k].off)
+				      : gauge_at(&ps->shard[shard], states[k].off);
+		strbuf_printf(o, "%" PRId64, v);
+	}
+	strbuf_putc(o, '}');
+}
+
+static void json_pool_counters(struct strbuf *o, const struct pool_shared *ps, int shard)
+{
+	bool first = true;
+	strbuf_putc(o, '{');
+	for (size_t k = 0; k < NELEM(pool_counters); k++) {
+		const struct counter_def *c = &pool_counters[k];
+		json_key(o, &first, c->json ? c->json : c->name);
+		uint64_t v = shard < 0 ? pool_counter_sum(ps, c->off) : stat_at(&ps->shard[shard], c->off);
+		strbuf_printf(o, "%" PRIu64, v);
+	}
+	strbuf_putc(o, '}');
+}
+
+static void json_pool_shard(struct strbuf *o, const struct pool_shared *ps, int s)
+{
+	strbuf_printf(o, "{\"shard\":%d,\"clients\":", s);
+	json_states(o, client_states, NELEM(client_states), ps, s);
+	strbuf_puts(o, ",\"servers\":");
+	json_states(o, server_states, NELEM(server_states), ps, s);
+	strbuf_printf(o, ",\"max_wait_us\":%" PRId64 ",\"counters\":",
+		      gauge_get(&ps->shard[s].max_wait_us));
+	json_pool_counters(o, ps, s);
+	strbuf_putc(o, '}');
+}
+
+static bool shard_block_unused(const struct stats_pool *b)
+{
+	for (size_t k = 0; k < NELEM(pool_counters); k++)
+		if (stat_at(b, pool_counters[k].off))
+			return false;
+	return shard_block_idle(b) && gauge_get(&b->max_wait_us) == 0;
+}
+
+static void json_pool(struct strbuf *o, const struct pool_shared *ps)
+{
+	strbuf_puts(o, "{\"database\":");
+	metrics_json_string(o, ps->db);
+	strbuf_puts(o, ",\"user\":");
+	metrics_json_string(o, ps->user);
+	strbuf_printf(o, ",\"mode\":\"%s\",\"size\":%d,\"min_size\":%d,\"used\":%d,\"waiting\":%d",
+		      mode_name(atomic_load_explicit(&ps->mode, memory_order_relaxed)),
+		      atomic_load_explicit(&ps->size, memory_order_relaxed),
+		      atomic_load_explicit(&ps->min_size, memory_order_relaxed),
+		      atomic_load_explicit(&ps->used, memory_order_relaxed),
+		      atomic_load_explicit(&ps->waiting, memory_order_relaxed));
+	strbuf_puts(o, ",\"clients\":");
+	json_states(o, client_states, NELEM(client_states), ps, -1);
+	strbuf_puts(o, ",\"servers\":");
+	json_states(o, server_states, NELEM(server_states), ps, -1);
+	strbuf_printf(o, ",\"max_wait_us\":%" PRId64 ",\"counters\":", pool_max_wait_us(ps));
+	json_pool_counters(o, ps, -1);
+	/* Shards the pool never touched are left out: pools x shards blocks of zeros
+	 * would make this page tens of megabytes on a big box. */
+	strbuf_puts(o, ",\"per_shard\":[");
+	bool first = true;
+	for (int s = 0; s < registry_nshards(); s++) {
+		if (shard_block_unused(&ps->shard[s]))
+			continue;
+		if (!first)
+			strbuf_putc(o, ',');
+		first = false;
+		json_pool_shard(o, ps, s);
+	}
+	strbuf_puts(o, "]}");
+}
+
+static void json_shard(struct strbuf *o, int s)
+{
+	const struct stats_shard *sh = stats_shard(s);
+	strbuf_printf(o, "{\"shard\":%d,\"tid\":%d", s,
+		      atomic_load_explicit(&sh->tid, memory_order_relaxed));
+	for (size_t k = 0; k < NELEM(shard_gauges); k++)
+		strbuf_printf(o, ",\"%s\":%" PRId64, shard_gauges[k].name,
+			      shard_gauge(sh, shard_gauges[k].which));
+	for (size_t k = 0; k < NELEM(shard_counters); k++)
+		strbuf_printf(o, ",\"%s\":%" PRIu64, shard_counters[k].name,
+			      stat_at(sh, shard_counters[k].off));
+	strbuf_putc(o, '}');
+}
+
+void metrics_json(struct strbuf *out)
+{
+	strbuf_puts(out, "{\"version\":");
+	metrics_json_string(out, version());
+	strbuf_printf(out, ",\"uptime\":%.3f,\"topology_version\":%" PRIu64 ",\"shutting_down\":%s",
+		      uptime(), control_topology_version(),
+		      control_shutting_down() ? "true" : "false");
+	strbuf_puts(out, ",\"shards\":[");
+	for (int s = 0; s < stats_nshards(); s++) {
+		if (s)
+			strbuf_putc(out, ',');
+		json_shard(out, s);
+	}
+	strbuf_puts(out, "],\"pools\":[");
+	int n = registry_count();
+	for (int i = 0; i < n; i++) {
+		if (i)
+			strbuf_putc(out, ',');
+		json_pool(out, registry_at(i));
+	}
+	strbuf_puts(out, "]}\n");
+}

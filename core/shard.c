@@ -1,0 +1,609 @@
+/* core/shard.c: the shard thread: ring set-up, listeners, the event loop that
+ * reaps a batch of completions, drains the inboxes, starts the sends the batch
+ * produced and submits everything with one io_uring_enter. */
+#include "core/shard.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "pool/pool.h"
+
+#define TICK_US 100000
+
+static struct shard *shards;
+static int nshards;
+static _Atomic int running;
+
+int shard_running(void) { return atomic_load(&running); }
+
+struct shard *shard_get(int id) { return &shards[id]; }
+int shard_count(void) { return nshards; }
+
+uint64_t shard_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+struct io_uring_sqe *shard_sqe(struct shard *s)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+	while (!sqe) {
+		/* SQ full: push what we have to the kernel and take a fresh slot */
+		io_uring_submit(&s->ring);
+		stat_add(&s->stats->submits, 1);
+		sqe = io_uring_get_sqe(&s->ring);
+	}
+	return sqe;
+}
+
+struct sendbuf *shard_sendbuf_get(struct shard *s)
+{
+	struct sendbuf *sb = s->free_sendbufs;
+	if (sb)
+		s->free_sendbufs = sb->next;
+	else if (!(sb = malloc(sizeof *sb)))
+		return NULL;
+	sb->next = NULL;
+	sb->n = 0;
+	sb->bytes = 0;
+	return sb;
+}
+
+void shard_sendbuf_put(struct shard *s, struct sendbuf *sb)
+{
+	sb->next = s->free_sendbufs;
+	s->free_sendbufs = sb;
+}
+
+void shard_flush_later(struct shard *s, struct conn *c)
+{
+	if (c->flushing)
+		return;
+	c->flushing = true;
+	c->next_flush = s->flush_list;
+	s->flush_list = c;
+}
+
+void shard_starved(struct shard *s, struct conn *c)
+{
+	if (c->starved)
+		return;
+	c->starved = true;
+	c->next_starved = NULL;
+	if (s->starved_tail)
+		s->starved_tail->next_starved = c;
+	else
+		s->starved_head = c;
+	s->starved_tail = c;
+}
+
+/* ---- conn events to their owners ---- */
+
+void pool_conn_data(struct conn *c, uint8_t *data, uint32_t n, uint32_t buf)
+{
+	if (c->kind == CONN_CLIENT)
+		client_data((struct client *)c, data, n, buf);
+	else
+		server_data((struct server *)c, data, n, buf);
+}
+
+void pool_conn_eof(struct conn *c, int err)
+{
+	if (c->kind == CONN_CLIENT)
+		client_eof((struct client *)c, err);
+	else
+		server_eof((struct server *)c, err);
+}
+
+void pool_conn_drained(struct conn *c)
+{
+	if (c->kind == CONN_CLIENT)
+		client_drained((struct client *)c);
+	else
+		server_drained((struct server *)c);
+}
+
+void pool_conn_free(struct conn *c)
+{
+	if (c->kind == CONN_CLIENT)
+		client_free((struct client *)c);
+	else
+		server_free((struct server *)c);
+}
+
+/* ---- listeners ---- */
+
+static int listen_tcp(const char *host, int port, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *res;
+	char portstr[16];
+	snprintf(portstr, sizeof portstr, "%d", port);
+	int rc = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, portstr, &hints, &res);
+	if (rc) {
+		snprintf(err, errlen, "listen_addr %s: %s", host, gai_strerror(rc));
+		return -1;
+	}
+	int fd = -1;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		if (strcmp(host, "*") == 0 && ai->ai_family != AF_INET6 && ai->ai_next)
+			continue;   /* "*": prefer the dual-stack IPv6 socket */
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+		if (ai->ai_family == AF_INET6) {
+			int zero = 0;
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+		}
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+			break;
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static int unix_fd = -1;
+static char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+static int listen_unix(const struct config *cfg, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
+	if (n >= (int)sizeof sa.sun_path) {
+		snprintf(err, errlen, "unix_socket_dir too long");
+		return -1;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	unlink(sa.sun_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 4096)) {
+		snprintf(err, errlen, "cannot listen on %s: %s", sa.sun_path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	chmod(sa.sun_path, (mode_t)cfg->unix_socket_mode);
+	strcpy(unix_path, sa.sun_path);
+	return fd;
+}
+
+static void add_listener(struct shard *s, int fd, bool is_unix)
+{
+	struct listener *l = &s->listen[s->nlisten++];
+	l->shard = s;
+	l->fd = fd;
+	l->is_unix = is_unix;
+	l->armed = false;
+}
+
+static int open_listeners(struct shard *s, char *err, size_t errlen)
+{
+	const struct config *cfg = s->cfg;
+	if (cfg->listen_addr && *cfg->listen_addr) {
+		char *addrs = strdup(cfg->listen_addr), *save = NULL;
+		for (char *a = strtok_r(addrs, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
+			if (s->nlisten >= SHARD_MAX_LISTEN - 1)
+				break;
+			int fd = listen_tcp(a, cfg->listen_port, err, errlen);
+			if (fd < 0) {
+				free(addrs);
+				return -1;
+			}
+			add_listener(s, fd, false);
+		}
+		free(addrs);
+	}
+	if (unix_fd >= 0)
+		add_listener(s, unix_fd, true);
+	return 0;
+}
+
+static void arm_accept(struct shard *s, struct listener *l)
+{
+	if (l->armed || l->fd < 0 || s->draining)
+		return;
+	struct io_uring_sqe *sqe = shard_sqe(s);
+	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)l | OP_ACCEPT);
+	l->armed = true;
+}
+
+static void on_accept(struct shard *s, struct listener *l, int res, unsigned flags)
+{
+	if (!(flags & IORING_CQE_F_MORE))
+		l->armed = false;
+	if (res >= 0) {
+		stat_add(&s->stats->accepts, 1);
+		if (s->draining)
+			close(res);
+		else
+			client_accept(s, res, l->is_unix);
+	} else if (res != -ECANCELED) {
+		stat_add(&s->stats->accept_errors, 1);
+		log_warning("accept failed: %s", strerror(-res));
+		if (res == -EMFILE || res == -ENFILE)
+			return;   /* re-armed on the next tick, when descriptors may be free */
+	}
+	arm_accept(s, l);
+}
+
+static void close_listeners(struct shard *s)
+{
+	for (int i = 0; i < s->nlisten; i++) {
+		struct listener *l = &s->listen[i];
+		if (l->armed) {
+			struct io_uring_sqe *sqe = shard_sqe(s);
+			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)l | OP_ACCEPT, 0);
+			io_uring_sqe_set_data64(sqe, OP_IGNORE);
+		}
+		if (!l->is_unix && l->fd >= 0)
+			close(l->fd);
+		l->fd = -1;
+	}
+}
+
+/* ---- inbox ---- */
+
+static void arm_wake(struct shard *s)
+{
+	struct io_uring_sqe *sqe = shard_sqe(s);
+	io_uring_prep_read(sqe, s->wake_fd, &s->wake_val, sizeof s->wake_val, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)s | OP_WAKE);
+	s->wake_armed = true;
+}
+
+bool shard_post(int from, int to, const struct shard_msg *m)
+{
+	struct shard *t = &shards[to];
+	int slot = from < 0 ? nshards : from;
+	if (!queue_push(&t->inbox[slot], m))
+		return false;
+	uint64_t one = 1;
+	ssize_t w = write(t->wake_fd, &one, sizeof one);
+	(void)w;
+	return true;
+}
+
+static void start_drain(struct shard *s);
+
+static void handle_msg(struct shard *s, struct shard_msg *m)
+{
+	switch (m->type) {
+	case SHARD_MSG_TOPOLOGY:
+		s->topo = m->ptr;
+		s->cfg = s->topo->cfg;
+		pool_refresh_all(s);
+		atomic_store_explicit(&s->stats->topology_version, s->topo->version, memory_order_release);
+		break;
+	case SHARD_MSG_DRAIN:
+		start_drain(s);
+		break;
+	case SHARD_MSG_STOP:
+		s->stopped = true;
+		break;
+	case SHARD_MSG_CANCEL:
+		client_cancel(s, m->a, m->b);
+		break;
+	case SHARD_MSG_POOL_WAKE:
+		pool_retry_waiters(s);
+		break;
+	}
+}
+
+static void drain_inbox(struct shard *s)
+{
+	struct shard_msg m;
+	for (int i = 0; i <= s->nshards; i++)
+		while (queue_pop(&s->inbox[i], &m))
+			handle_msg(s, &m);
+}
+
+/* ---- drain (SIGTERM) ---- */
+
+static void start_drain(struct shard *s)
+{
+	if (s->draining)
+		return;
+	s->draining = true;
+	s->drain_deadline_us = s->now_us + (uint64_t)(s->cfg->shutdown_timeout * 1e6);
+	close_listeners(s);
+	log_notice("draining: no new connections, waiting for transactions to finish");
+}
+
+static void check_drain(struct shard *s)
+{
+	if (!s->draining)
+		return;
+	for (struct client *cl = s->clients, *next; cl; cl = next) {
+		next = cl->next_all;
+		if (cl->state == CL_CLOSED)
+			continue;
+		bool busy = cl->state == CL_ACTIVE && cl->server &&
+			    (cl->server->outstanding || cl->server->txn_status != 'I');
+		if (!busy || s->now_us >= s->drain_deadline_us)
+			client_fail(cl, "57P01", "pgring is shutting down");
+	}
+	if (!s->clients && pool_active_servers(s) == 0)
+		s->stopped = true;
+	if (s->now_us >= s->drain_deadline_us + 2000000)
+		s->stopped = true;   /* peers that never read their last bytes */
+}
+
+/* ---- the loop ---- */
+
+static void dispatch(struct shard *s, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+	void *p = (void *)(uintptr_t)(ud & ~(uint64_t)OP_MASK);
+	switch (ud & OP_MASK) {
+	case OP_RECV:
+		conn_on_recv(p, cqe->res, cqe->flags);
+		break;
+	case OP_SEND:
+		conn_on_send(p, cqe->res);
+		break;
+	case OP_CONNECT:
+		server_connected(p, cqe->res);
+		break;
+	case OP_ACCEPT:
+		on_accept(s, p, cqe->res, cqe->flags);
+		break;
+	case OP_CANCEL:
+		server_cancel_done(p);
+		break;
+	case OP_WAKE:
+		s->wake_armed = false;
+		if (!s->stopped)
+			arm_wake(s);
+		break;
+	default:
+		break;
+	}
+}
+
+static void flush_all(struct shard *s)
+{
+	while (s->flush_list) {
+		struct conn *c = s->flush_list;
+		s->flush_list = c->next_flush;
+		c->flushing = false;
+		conn_flush(c);
+		conn_maybe_free(c);
+	}
+}
+
+static void feed_starved(struct shard *s)
+{
+	/* re-arm connections that ran out of receive buffers, oldest first, while
+	 * at least an eighth of the buffers are free again */
+	int budget = 64;
+	while (s->starved_head && budget--) {
+		struct conn *c = s->starved_head;
+		const struct buf_group *g = &s->bufs.group[c->group];
+		(void)g;
+		if (s->bufs.in_use > (int64_t)(s->bufs.nprovided - s->bufs.nprovided / 8))
+			break;
+		s->starved_head = c->next_starved;
+		if (!s->starved_head)
+			s->starved_tail = NULL;
+		c->starved = false;
+		if (c->recv_wanted)
+			conn_recv_on(c);
+		conn_maybe_free(c);
+	}
+}
+
+static void tick(struct shard *s)
+{
+	for (int i = 0; i < s->nlisten; i++)
+		arm_accept(s, &s->listen[i]);
+	client_tick(s);
+	pool_tick(s);
+	check_drain(s);
+	gauge_add(&s->stats->buffers_in_use, s->bufs.in_use - gauge_get(&s->stats->buffers_in_use));
+}
+
+static void loop(struct shard *s)
+{
+	s->now_us = shard_now_us();
+	s->next_tick_us = s->now_us + TICK_US;
+	while (!s->stopped) {
+		flush_all(s);
+		uint64_t wait = s->next_tick_us > s->now_us ? s->next_tick_us - s->now_us : 0;
+		struct __kernel_timespec ts = { .tv_sec = (long long)(wait / 1000000), .tv_nsec = (long long)(wait % 1000000) * 1000 };
+		struct io_uring_cqe *cqe;
+		io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+		stat_add(&s->stats->submits, 1);
+		stat_add(&s->stats->loops, 1);
+		s->now_us = shard_now_us();
+		unsigned head, n = 0;
+		io_uring_for_each_cqe(&s->ring, head, cqe) {
+			dispatch(s, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&s->ring, n);
+		stat_add(&s->stats->cqes, n);
+		drain_inbox(s);
+		feed_starved(s);
+		bufs_commit(&s->bufs);
+		if (s->now_us >= s->next_tick_us) {
+			tick(s);
+			s->next_tick_us = s->now_us + TICK_US;
+		}
+	}
+}
+
+/* ---- start-up ---- */
+
+static int ring_init(struct shard *s, char *err, size_t errlen)
+{
+	struct io_uring_params p = { 0 };
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL |
+		  IORING_SETUP_CQSIZE | IORING_SETUP_TASKRUN_FLAG;
+	p.cq_entries = (unsigned)s->cfg->cq_entries;
+	int rc = io_uring_queue_init_params((unsigned)s->cfg->ring_entries, &s->ring, &p);
+	if (rc == -EINVAL) {
+		/* kernels before 6.1 lack DEFER_TASKRUN */
+		memset(&p, 0, sizeof p);
+		p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+		p.cq_entries = (unsigned)s->cfg->cq_entries;
+		rc = io_uring_queue_init_params((unsigned)s->cfg->ring_entries, &s->ring, &p);
+	}
+	if (rc == 0)
+		return 0;
+	const char *fix;
+	switch (-rc) {
+	case ENOSYS:
+		fix = "this kernel has no io_uring (CONFIG_IO_URING); pgring needs Linux 6.0 or newer";
+		break;
+	case EPERM:
+	case EACCES:
+		fix = "io_uring is disabled: check sysctl kernel.io_uring_disabled (set it to 0) or, in a "
+		      "container, a seccomp profile that blocks io_uring_setup (run with a profile that allows it)";
+		break;
+	case ENOMEM:
+		fix = "ring memory exceeds RLIMIT_MEMLOCK: raise it (ulimit -l, or LimitMEMLOCK= in the "
+		      "systemd unit) or lower ring_entries / cq_entries";
+		break;
+	default:
+		fix = "see io_uring_setup(2)";
+	}
+	snprintf(err, errlen, "cannot create io_uring (%u entries): %s: %s", (unsigned)s->cfg->ring_entries,
+		 strerror(-rc), fix);
+	return -1;
+}
+
+static int shard_setup(struct shard *s)
+{
+	char *err = s->startup_error;
+	size_t errlen = sizeof s->startup_error;
+	if (s->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(s->cpu, &set);
+		int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+		if (rc) {
+			snprintf(err, errlen, "cannot pin shard %d to CPU %d: %s", s->id, s->cpu, strerror(rc));
+			return -1;
+		}
+	}
+	if (ring_init(s, err, errlen))
+		return -1;
+	if (bufs_init(&s->bufs, &s->ring, (uint32_t)s->cfg->client_bufs, (uint32_t)s->cfg->client_buf_size,
+		      (uint32_t)s->cfg->server_bufs, (uint32_t)s->cfg->server_buf_size, err, errlen))
+		return -1;
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->wake_fd < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		return -1;
+	}
+	if (open_listeners(s, err, errlen))
+		return -1;
+	for (int i = 0; i < s->nlisten; i++)
+		arm_accept(s, &s->listen[i]);
+	arm_wake(s);
+	return 0;
+}
+
+static void *shard_main(void *arg)
+{
+	struct shard *s = arg;
+	log_shard_id = s->id;
+	char name[16];
+	snprintf(name, sizeof name, "pgring-shard%d", s->id);
+	pthread_setname_np(pthread_self(), name);
+	atomic_store(&s->stats->tid, (int)syscall(SYS_gettid));
+	atomic_store(&s->stats->cpu, s->cpu);
+	if (shard_setup(s)) {
+		atomic_store(&s->started, -1);
+		return NULL;
+	}
+	atomic_store(&s->stats->topology_version, s->topo->version);
+	atomic_fetch_add(&running, 1);
+	atomic_store(&s->started, 1);
+	log_debug("shard running on CPU %d", s->cpu);
+	loop(s);
+	close_listeners(s);
+	atomic_fetch_sub(&running, 1);
+	log_debug("shard stopped");
+	return NULL;
+}
+
+int shard_start_all(const struct topology *topo, int n, const int *cpus, int ncpus, char *err, size_t errlen)
+{
+	nshards = n;
+	shards = calloc((size_t)n, sizeof *shards);
+	if (!shards) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (topo->cfg->unix_socket_dir && *topo->cfg->unix_socket_dir) {
+		unix_fd = listen_unix(topo->cfg, err, errlen);
+		if (unix_fd < 0)
+			return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		struct shard *s = &shards[i];
+		s->id = i;
+		s->nshards = n;
+		s->cpu = ncpus ? cpus[i % ncpus] : -1;
+		s->topo = topo;
+		s->cfg = topo->cfg;
+		s->stats = stats_shard(i);
+		s->inbox = calloc((size_t)n + 1, sizeof *s->inbox);
+		for (int j = 0; j <= n; j++)
+			queue_init(&s->inbox[j], 1024, sizeof(struct shard_msg));
+	}
+	for (int i = 0; i < n; i++) {
+		if (pthread_create(&shards[i].thread, NULL, shard_main, &shards[i])) {
+			snprintf(err, errlen, "cannot start shard thread %d", i);
+			return -1;
+		}
+		while (atomic_load(&shards[i].started) == 0)
+			usleep(1000);
+		if (atomic_load(&shards[i].started) < 0) {
+			snprintf(err, errlen, "shard %d: %s", i, shards[i].startup_error);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void shard_join_all(void)
+{
+	for (int i = 0; i < nshards; i++)
+		if (atomic_load(&shards[i].started) == 1)
+			pthread_join(shards[i].thread, NULL);
+	if (unix_fd >= 0) {
+		close(unix_fd);
+		unlink(unix_path);
+	}
+}

@@ -1,0 +1,61 @@
+/* core/stats.h: counters that shards write and the control shard reads.
+ * Each block has exactly one writer (its shard), so writers use relaxed
+ * load+store (no read-modify-write lock prefix); readers sum blocks over shards. */
+#ifndef PGRING_STATS_H
+#define PGRING_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef _Atomic uint64_t stat_t;   /* monotonic counter */
+typedef _Atomic int64_t gauge_t;   /* current level */
+
+static inline void stat_add(stat_t *s, uint64_t n)
+{
+	atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+static inline void gauge_add(gauge_t *g, int64_t n)
+{
+	atomic_store_explicit(g, atomic_load_explicit(g, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+static inline uint64_t stat_get(const stat_t *s)
+{
+	return atomic_load_explicit(s, memory_order_relaxed);
+}
+static inline int64_t gauge_get(const gauge_t *g)
+{
+	return atomic_load_explicit(g, memory_order_relaxed);
+}
+
+/* Per (database, user) pool and shard. Times in microseconds. */
+struct stats_pool {
+	stat_t xact_count, query_count;     /* transactions / statements completed */
+	stat_t bytes_in, bytes_out;         /* from clients / to clients */
+	stat_t xact_time_us, query_time_us; /* total time in transactions / statements */
+	stat_t wait_time_us, wait_count;    /* time clients waited for a server */
+	stat_t server_connects, server_connect_errors;
+	stat_t client_logins, client_login_errors;
+	gauge_t cl_login, cl_idle, cl_active, cl_waiting;
+	gauge_t sv_login, sv_idle, sv_active, sv_resetting;
+	gauge_t max_wait_us;                /* age of the oldest waiting client */
+};
+
+/* Per shard, whatever the pool. */
+struct stats_shard {
+	stat_t loops, cqes, submits;        /* event-loop iterations, completions, io_uring_enter calls */
+	stat_t accepts, accept_errors;
+	stat_t recvs, sends, send_iovecs;   /* completed recv CQEs with data, sendmsg calls, iovecs sent */
+	stat_t enobufs;                     /* recv ended for lack of provided buffers */
+	stat_t paused;                      /* times a socket was paused for back-pressure */
+	stat_t protocol_errors;
+	stat_t cancels_received, cancels_forwarded;
+	gauge_t clients, servers;           /* open sockets */
+	gauge_t buffers_in_use;
+	_Atomic uint64_t topology_version;  /* the snapshot this shard runs */
+	_Atomic int cpu;                    /* CPU the shard is pinned to, -1 if not */
+	_Atomic int tid;                    /* kernel thread id */
+};
+
+#endif

@@ -1,0 +1,822 @@
+/* pool/client.c: a client connection from accept to close: startup packet,
+ * authentication, the login welcome, then forwarding its requests to whatever
+ * server the pool lends it. Requests that arrive before a server is attached are
+ * held as slices and handed over when one is. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/shard.h"
+#include "pool/pool.h"
+
+/* Clients of all shards, for max_client_conn. */
+static _Atomic int total_clients;
+
+#define KEY_BUCKETS 4096   /* per shard; chains are short at any realistic count */
+struct shard_cancel_map {
+	struct client *bucket[KEY_BUCKETS];
+};
+
+static const struct proto_frame_ops client_ops;
+
+/* ---- small helpers ---- */
+
+static struct shard *shard_of(struct client *cl) { return cl->conn.shard; }
+
+void client_set_state(struct client *cl, enum client_state st)
+{
+	struct stats_pool *ps = cl->pool ? cl->pool->stats : NULL;
+	if (ps) {
+		gauge_t *old = NULL, *new = NULL;
+		switch (cl->state) {
+		case CL_LOGIN_WAIT: old = &ps->cl_login; break;
+		case CL_IDLE: old = &ps->cl_idle; break;
+		case CL_WAITING: old = &ps->cl_waiting; break;
+		case CL_ACTIVE: old = &ps->cl_active; break;
+		default: break;
+		}
+		switch (st) {
+		case CL_LOGIN_WAIT: new = &ps->cl_login; break;
+		case CL_IDLE: new = &ps->cl_idle; break;
+		case CL_WAITING: new = &ps->cl_waiting; break;
+		case CL_ACTIVE: new = &ps->cl_active; break;
+		default: break;
+		}
+		if (old)
+			gauge_add(old, -1);
+		if (new)
+			gauge_add(new, 1);
+	}
+	cl->state = st;
+	cl->state_us = shard_of(cl)->now_us;
+}
+
+static void send_out(struct client *cl, struct proto_out *o)
+{
+	if (!conn_queue_out(&cl->conn, o))
+		LOGF(LOG_WARNING, cl->conn.id, "cannot queue a message for the client (out of memory)");
+}
+
+/* Send an error and close. */
+void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
+{
+	if (cl->state == CL_CLOSED)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	uint8_t mem[700];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_error(&o, "FATAL", sqlstate, "%s", msg);
+	if (!cl->conn.eof)
+		send_out(cl, &o);
+	LOGF(LOG_INFO, cl->conn.id, "closing client: %s (%s)", msg, sqlstate);
+	client_eof(cl, 0);
+}
+
+static void key_link(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	if (!s->cancel_map && !(s->cancel_map = calloc(1, sizeof *s->cancel_map)))
+		return;
+	struct client **b = &s->cancel_map->bucket[cl->key_pid % KEY_BUCKETS];
+	cl->next_key = *b;
+	*b = cl;
+}
+
+static void key_unlink(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	if (!s->cancel_map || !cl->key_pid)
+		return;
+	for (struct client **p = &s->cancel_map->bucket[cl->key_pid % KEY_BUCKETS]; *p; p = &(*p)->next_key) {
+		if (*p == cl) {
+			*p = cl->next_key;
+			return;
+		}
+	}
+}
+
+/* ---- accept and close ---- */
+
+void client_accept(struct shard *s, int fd, bool is_unix)
+{
+	struct client *cl = calloc(1, sizeof *cl);
+	if (!cl) {
+		close(fd);
+		return;
+	}
+	conn_init(&cl->conn, s, fd, CONN_CLIENT, BUF_GROUP_CLIENT);
+	proto_framer_init(&cl->conn.fr, true, (uint32_t)s->cfg->max_startup_packet);
+	cl->state = CL_STARTUP;
+	cl->connect_us = cl->state_us = s->now_us;
+	cl->next_all = s->clients;
+	if (s->clients)
+		s->clients->prev_all = cl;
+	s->clients = cl;
+	gauge_add(&s->stats->clients, 1);
+	(void)is_unix;
+	LOGF(LOG_DEBUG, cl->conn.id, "accepted %s connection", is_unix ? "unix" : "tcp");
+	conn_recv_on(&cl->conn);
+}
+
+/* The client is gone or must go: give back its server and close. */
+void client_eof(struct client *cl, int err)
+{
+	if (cl->state == CL_CLOSED)
+		return;
+	if (err && err != ECONNRESET && err != EPIPE)
+		LOGF(LOG_INFO, cl->conn.id, "client connection error: %s", strerror(err));
+	if (cl->state == CL_WAITING || cl->state == CL_LOGIN_WAIT)
+		pool_wait_remove(cl);
+	struct server *sv = cl->server;
+	if (sv) {
+		pool_release_server(sv);
+	}
+	sendq_drop(shard_of(cl), &cl->held);
+	client_set_state(cl, CL_CLOSED);
+	key_unlink(cl);
+	if (cl->counted) {
+		atomic_fetch_sub(&total_clients, 1);
+		cl->counted = false;
+	}
+	if (log_enabled(LOG_INFO) && cl->user)
+		LOGF(LOG_INFO, cl->conn.id, "closing: user=%s database=%s duration=%.3fs", cl->user,
+		     cl->database, (double)(shard_of(cl)->now_us - cl->connect_us) / 1e6);
+	proto_framer_reset(&cl->conn.fr, &client_ops, cl);
+	conn_close(&cl->conn);
+}
+
+void client_free(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	if (cl->prev_all)
+		cl->prev_all->next_all = cl->next_all;
+	else
+		s->clients = cl->next_all;
+	if (cl->next_all)
+		cl->next_all->prev_all = cl->prev_all;
+	gauge_add(&s->stats->clients, -1);
+	params_clear(&cl->params);
+	free(cl->scram);
+	free(cl->user);
+	free(cl->database);
+	free(cl->secret);
+	free(cl);
+}
+
+/* ---- startup ---- */
+
+static void reply_byte(struct client *cl, char c)
+{
+	conn_queue(&cl->conn, &c, 1, PROTO_BUF_NONE);
+}
+
+static void handle_cancel(struct client *cl, const uint8_t *msg, uint32_t len)
+{
+	struct shard *s = shard_of(cl);
+	if (len == 16) {
+		uint32_t pid = proto_get_u32(msg + 8), key = proto_get_u32(msg + 12);
+		int owner = (int)(pid >> 22);
+		stat_add(&s->stats->cancels_received, 1);
+		if (owner == s->id) {
+			client_cancel(s, pid, key);
+		} else if (owner < s->nshards) {
+			struct shard_msg m = { .type = SHARD_MSG_CANCEL, .a = pid, .b = key };
+			shard_post(s->id, owner, &m);
+		}
+	}
+	/* PostgreSQL answers a cancel request with nothing but a close */
+	client_set_state(cl, CL_CLOSED);
+	conn_close(&cl->conn);
+}
+
+static bool read_startup(struct client *cl, const uint8_t *msg, uint32_t len)
+{
+	struct proto_reader r;
+	proto_reader_init(&r, msg + 8, len - 8);
+	const char *unsupported[16];
+	int nunsup = 0;
+	for (;;) {
+		const char *name = proto_read_str(&r);
+		if (r.bad)
+			return false;
+		if (!*name)
+			break;
+		const char *value = proto_read_str(&r);
+		if (r.bad)
+			return false;
+		if (strcmp(name, "user") == 0) {
+			free(cl->user);
+			cl->user = strdup(value);
+		} else if (strcmp(name, "database") == 0) {
+			free(cl->database);
+			cl->database = strdup(value);
+		} else if (strcmp(name, "options") == 0) {
+			if (!params_parse_options(&cl->params, value)) {
+				client_fail(cl, "22023", "invalid command-line argument in startup options: %s", value);
+				return true;
+			}
+		} else if (strncmp(name, "_pq_.", 5) == 0) {
+			if (nunsup < 16)
+				unsupported[nunsup++] = name;
+		} else if (strcmp(name, "replication") == 0) {
+			if (strcasecmp(value, "false") && strcasecmp(value, "off") && strcmp(value, "0")) {
+				client_fail(cl, "08P01", "replication connections are not supported by pgring");
+				return true;
+			}
+		} else {
+			params_set(&cl->params, name, value);
+		}
+	}
+	uint32_t minor = proto_get_u32(msg + 4) & 0xffff;
+	if (minor > 0 || nunsup) {
+		uint8_t mem[1024];
+		struct proto_out o;
+		proto_out_init(&o, mem, sizeof mem);
+		proto_negotiate_version(&o, 0, unsupported, nunsup);
+		send_out(cl, &o);
+	}
+	return true;
+}
+
+static void begin_auth(struct client *cl);
+
+static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
+{
+	struct shard *s = shard_of(cl);
+	uint32_t code = len >= 8 ? proto_get_u32(msg + 4) : 0;
+	if (code == PROTO_SSL_REQUEST || code == PROTO_GSSENC_REQUEST) {
+		reply_byte(cl, 'N');   /* TLS and GSS encryption are not offered (yet) */
+		return;
+	}
+	if (code == PROTO_CANCEL_REQUEST) {
+		handle_cancel(cl, msg, len);
+		return;
+	}
+	if (code >> 16 != 3) {
+		client_fail(cl, "0A000", "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+			    code >> 16, code & 0xffff);
+		return;
+	}
+	if (!read_startup(cl, msg, len)) {
+		client_fail(cl, "08P01", "invalid startup packet layout");
+		return;
+	}
+	if (cl->state == CL_CLOSED)
+		return;
+	if (!cl->user || !*cl->user) {
+		client_fail(cl, "28000", "no PostgreSQL user name specified in startup packet");
+		return;
+	}
+	if (!cl->database || !*cl->database) {
+		free(cl->database);
+		cl->database = strdup(cl->user);
+	}
+	/* from here on, typed messages */
+	cl->conn.fr.untyped = false;
+	cl->conn.fr.max_len = (uint32_t)s->cfg->max_packet_size;
+	int n = atomic_fetch_add(&total_clients, 1) + 1;
+	cl->counted = true;
+	if (s->cfg->max_client_conn > 0 && n > s->cfg->max_client_conn) {
+		client_fail(cl, "53300", "no more connections allowed (max_client_conn)");
+		return;
+	}
+	if (!config_find_db(s->cfg, cl->database)) {
+		client_fail(cl, "3D000", "no such database: %s", cl->database);
+		return;
+	}
+	begin_auth(cl);
+}
+
+/* ---- authentication ---- */
+
+static void auth_failed(struct client *cl, const char *why)
+{
+	struct stats_pool *ps = NULL;
+	struct pool *p = pool_find(shard_of(cl), cl->database, cl->user, false);
+	if (p)
+		ps = p->stats;
+	if (ps)
+		stat_add(&ps->client_login_errors, 1);
+	LOGF(LOG_WARNING, cl->conn.id, "password authentication failed for user \"%s\": %s", cl->user, why);
+	client_fail(cl, "28P01", "password authentication failed for user \"%s\"", cl->user);
+}
+
+static void login_ok(struct client *cl);
+
+static void begin_auth(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	const char *secret = config_find_secret(s->cfg, cl->user);
+	int method = s->cfg->auth_type;
+	if (method == AUTH_TRUST || method == AUTH_ANY) {
+		login_ok(cl);
+		return;
+	}
+	if (secret)
+		cl->secret = strdup(secret);
+	if (method == AUTH_MD5 && secret && auth_is_scram_secret(secret))
+		method = AUTH_SCRAM;   /* PgBouncer does the same: md5 cannot check a SCRAM secret */
+	cl->auth_method = (uint8_t)method;
+	client_set_state(cl, CL_AUTH);
+	uint8_t mem[256];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	switch (method) {
+	case AUTH_PLAIN:
+		proto_auth_request(&o, 3, NULL, 0);
+		break;
+	case AUTH_MD5:
+		auth_random(cl->md5_salt, 4);
+		proto_auth_request(&o, 5, cl->md5_salt, 4);
+		break;
+	default: {
+		cl->scram = calloc(1, sizeof *cl->scram);
+		struct auth_scram_secret sec;
+		bool have = false;
+		if (secret && auth_is_scram_secret(secret))
+			have = auth_scram_parse_secret(secret, &sec) == 0;
+		else if (secret && !auth_is_md5_secret(secret)) {
+			/* a plain password: derive a secret with a salt fixed per user, so the
+			 * derivation could be cached */
+			uint8_t salt[16];
+			for (int i = 0; i < 16; i++)
+				salt[i] = (uint8_t)(cl->user[i % strlen(cl->user)] * 31 + i);
+			have = auth_scram_secret_from_password(secret, salt, 16, AUTH_SCRAM_DEFAULT_ITER, &sec) == 0;
+		}
+		if (!have) {
+			/* unknown user or unusable secret: run the exchange to its end anyway, so the
+			 * answer does not tell whether the user exists */
+			memset(&sec, 0, sizeof sec);
+			sec.iterations = AUTH_SCRAM_DEFAULT_ITER;
+			sec.salt_len = 16;
+			auth_random(sec.salt, 16);
+			auth_random(sec.stored_key, sizeof sec.stored_key);
+			auth_random(sec.server_key, sizeof sec.server_key);
+		}
+		if (!cl->scram || auth_scram_server_init(cl->scram, &sec)) {
+			client_fail(cl, "53200", "out of memory");
+			return;
+		}
+		proto_auth_sasl_mechanisms(&o);
+	}
+	}
+	send_out(cl, &o);
+}
+
+static bool check_plain(struct client *cl, const char *password)
+{
+	const char *secret = cl->secret;
+	if (!secret)
+		return false;
+	if (auth_is_md5_secret(secret)) {
+		char md5[AUTH_MD5_LEN + 1];
+		auth_md5_secret(password, cl->user, md5);
+		return strcmp(md5, secret) == 0;
+	}
+	if (auth_is_scram_secret(secret)) {
+		struct auth_scram_secret stored, derived;
+		if (auth_scram_parse_secret(secret, &stored))
+			return false;
+		if (auth_scram_secret_from_password(password, stored.salt, stored.salt_len, stored.iterations, &derived))
+			return false;
+		return memcmp(stored.stored_key, derived.stored_key, AUTH_SCRAM_KEY_LEN) == 0;
+	}
+	return strcmp(secret, password) == 0;
+}
+
+static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
+{
+	struct proto_reader r;
+	proto_reader_init(&r, msg + 5, len - 5);
+	switch (cl->auth_method) {
+	case AUTH_PLAIN: {
+		const char *pw = proto_read_str(&r);
+		if (r.bad || !check_plain(cl, pw))
+			auth_failed(cl, cl->secret ? "wrong password" : "no such user in auth_file");
+		else
+			login_ok(cl);
+		return;
+	}
+	case AUTH_MD5: {
+		const char *resp = proto_read_str(&r);
+		if (r.bad || !cl->secret || !auth_md5_verify(cl->secret, cl->user, cl->md5_salt, resp))
+			auth_failed(cl, cl->secret ? "wrong password" : "no such user in auth_file");
+		else
+			login_ok(cl);
+		return;
+	}
+	default:
+		break;
+	}
+	/* SCRAM */
+	char out[512];
+	uint8_t mem[700];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	if (cl->scram->state == 0) {
+		const char *mech = proto_read_str(&r);
+		uint32_t n = proto_read_u32(&r);
+		const uint8_t *data = proto_read_bytes(&r, n);
+		if (r.bad || strcmp(mech, "SCRAM-SHA-256") != 0) {
+			client_fail(cl, "08P01", "client selected an invalid SASL authentication mechanism");
+			return;
+		}
+		int k = auth_scram_server_first(cl->scram, (const char *)data, n, out, sizeof out);
+		if (k < 0) {
+			client_fail(cl, "08P01", "malformed SCRAM message: %s", cl->scram->error);
+			return;
+		}
+		proto_auth_request(&o, 11, out, (size_t)k);
+		send_out(cl, &o);
+		return;
+	}
+	int k = auth_scram_server_final(cl->scram, (const char *)msg + 5, len - 5, out, sizeof out);
+	if (k < 0) {
+		auth_failed(cl, cl->scram->error[0] ? cl->scram->error : "wrong password");
+		return;
+	}
+	proto_auth_request(&o, 12, out, (size_t)k);
+	send_out(cl, &o);
+	login_ok(cl);
+}
+
+/* Authenticated: find the pool, and welcome the client once the pool knows
+ * what a server of it reports at login. */
+static void login_ok(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	struct pool *p = pool_find(s, cl->database, cl->user, true);
+	if (!p) {
+		client_fail(cl, "53200", "cannot create pool for database \"%s\" user \"%s\"", cl->database, cl->user);
+		return;
+	}
+	cl->pool = p;
+	if (cl->scram && cl->scram->have_client_key && cl->secret && auth_is_scram_secret(cl->secret)) {
+		memcpy(p->scram_client_key, cl->scram->client_key, AUTH_SCRAM_KEY_LEN);
+		p->have_client_key = true;
+	}
+	free(cl->scram);
+	cl->scram = NULL;
+	stat_add(&p->stats->client_logins, 1);
+	client_set_state(cl, CL_LOGIN_WAIT);
+	if (p->have_welcome) {
+		client_login_finish(cl);
+		return;
+	}
+	cl->next_wait = p->login_head;
+	cl->prev_wait = NULL;
+	if (p->login_head)
+		p->login_head->prev_wait = cl;
+	p->login_head = cl;
+	pool_request_server(cl);
+}
+
+void client_login_finish(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	struct pool *p = cl->pool;
+	uint32_t cap = p->welcome_len + 1024;
+	uint32_t buf;
+	uint8_t *mem = bufs_scratch(&s->bufs, cap, &buf);
+	if (!mem) {
+		client_fail(cl, "53200", "out of memory");
+		return;
+	}
+	struct proto_out o;
+	proto_out_init(&o, mem, cap);
+	proto_auth_request(&o, 0, NULL, 0);
+	for (int i = 0; i < p->defaults.n; i++) {
+		const char *name = p->defaults.v[i].name;
+		const char *mine = params_get(&cl->params, name);
+		proto_parameter_status(&o, name, mine ? mine : p->defaults.v[i].value);
+	}
+	do {
+		auth_random(&cl->key_pid, sizeof cl->key_pid);
+		cl->key_pid = ((uint32_t)s->id << 22) | (cl->key_pid & 0x3fffff);
+	} while (cl->key_pid == 0);
+	auth_random(&cl->key_secret, sizeof cl->key_secret);
+	key_link(cl);
+	proto_backend_key(&o, cl->key_pid, cl->key_secret);
+	proto_ready(&o, 'I');
+	if (!o.overflow)
+		conn_queue(&cl->conn, o.p, (uint32_t)o.len, buf);
+	bufs_unref(&s->bufs, buf);
+	client_set_state(cl, CL_IDLE);
+	LOGF(LOG_INFO, cl->conn.id, "login: user=%s database=%s", cl->user, cl->database);
+}
+
+/* ---- requests ---- */
+
+/* The emulated "current transaction is aborted" state after a server died
+ * inside the client's transaction block: answer until it ends the block. */
+static bool ends_block(const char *sql)
+{
+	while (isspace((unsigned char)*sql))
+		sql++;
+	static const char *const words[] = { "rollback", "abort", "commit", "end" };
+	for (size_t i = 0; i < 4; i++) {
+		size_t n = strlen(words[i]);
+		if (strncasecmp(sql, words[i], n) == 0 && !isalnum((unsigned char)sql[n]))
+			return true;
+	}
+	return false;
+}
+
+static void failed_txn_message(struct client *cl, uint8_t type, const uint8_t *msg, uint32_t len)
+{
+	uint8_t mem[512];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	if (type == 'Q') {
+		if (len > 5 && msg && ends_block((const char *)msg + 5)) {
+			proto_command_complete(&o, "ROLLBACK");
+			proto_ready(&o, 'I');
+			cl->txn_failed = false;
+			cl->in_txn = false;
+		} else {
+			proto_error(&o, "ERROR", "25P02",
+				    "current transaction is aborted, commands ignored until end of transaction block");
+			proto_ready(&o, 'E');
+		}
+	} else if (type == 'S') {
+		proto_ready(&o, 'E');
+		cl->failed_error_sent = false;
+	} else if (type != 'H' && !cl->failed_error_sent) {
+		proto_error(&o, "ERROR", "25P02",
+			    "current transaction is aborted, commands ignored until end of transaction block");
+		cl->failed_error_sent = true;
+	}
+	if (o.len)
+		send_out(cl, &o);
+}
+
+/* Where a request's bytes go: the linked server, or held until one is linked. */
+static void forward(struct client *cl, const uint8_t *p, uint32_t n, uint32_t buf)
+{
+	if (cl->state == CL_ACTIVE && cl->server) {
+		if (!conn_queue(&cl->server->conn, p, n, buf))
+			client_fail(cl, "53200", "out of memory");
+	} else if (!sendq_append(shard_of(cl), &cl->held, p, n, buf)) {
+		client_fail(cl, "53200", "out of memory");
+	}
+}
+
+static int client_begin(void *ctx, uint8_t type, uint32_t len)
+{
+	struct client *cl = ctx;
+	switch (cl->state) {
+	case CL_STARTUP:
+	case CL_AUTH:
+		if (len > (uint32_t)shard_of(cl)->cfg->max_startup_packet + 1) {
+			client_fail(cl, "08P01", "invalid %s message length %u",
+				    cl->state == CL_STARTUP ? "startup" : "password", len);
+			return PROTO_STOP;
+		}
+		return PROTO_WHOLE;
+	case CL_LOGIN_WAIT:
+		/* nothing may come before our ReadyForQuery but a Terminate */
+		if (type != 'X') {
+			client_fail(cl, "08P01", "unexpected message before login finished");
+			return PROTO_STOP;
+		}
+		return PROTO_WHOLE;
+	case CL_CLOSED:
+		return PROTO_STOP;
+	default:
+		break;
+	}
+	if (type == 'X')
+		return PROTO_WHOLE;
+	if (cl->txn_failed)
+		return (type == 'Q' && len <= 4096) ? PROTO_WHOLE : PROTO_STREAM;
+	if (type == 'Q' || type == 'S' || type == 'F') {
+		if (cl->expect++ == 0)
+			cl->query_start_us = shard_of(cl)->now_us;
+		if (type == 'S')
+			cl->unsynced = false;
+	} else if (type == 'P' || type == 'B' || type == 'E' || type == 'D' || type == 'C' || type == 'H') {
+		cl->unsynced = true;
+	}
+	if (cl->state == CL_IDLE) {
+		cl->xact_start_us = shard_of(cl)->now_us;
+		pool_request_server(cl);
+	}
+	return PROTO_STREAM;
+}
+
+static bool client_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	struct client *cl = ctx;
+	(void)buf;
+	switch (cl->state) {
+	case CL_STARTUP:
+		handle_startup(cl, msg, len);
+		return cl->state != CL_CLOSED;
+	case CL_AUTH:
+		if (msg[0] != 'p') {
+			client_fail(cl, "08P01", "expected password response, got message type %d", msg[0]);
+			return false;
+		}
+		handle_password(cl, msg, len);
+		return cl->state != CL_CLOSED;
+	default:
+		break;
+	}
+	if (msg[0] == 'X') {
+		cl->terminating = true;
+		client_eof(cl, 0);
+		return false;
+	}
+	if (cl->txn_failed) {
+		failed_txn_message(cl, msg[0], msg, len);
+		return true;
+	}
+	return true;
+}
+
+static void client_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
+{
+	struct client *cl = ctx;
+	if (cl->txn_failed) {
+		/* the first bytes of a streamed message carry its type */
+		if (cl->conn.fr.remaining + n == cl->conn.fr.len)
+			failed_txn_message(cl, p[0], NULL, 0);
+		return;
+	}
+	forward(cl, p, n, buf);
+}
+
+static uint8_t *client_alloc(void *ctx, uint32_t len, uint32_t *buf)
+{
+	struct client *cl = ctx;
+	return bufs_scratch(&shard_of(cl)->bufs, len, buf);
+}
+
+static void client_release(void *ctx, uint32_t buf, uint8_t *mem)
+{
+	struct client *cl = ctx;
+	(void)mem;
+	bufs_unref(&shard_of(cl)->bufs, buf);
+}
+
+static const struct proto_frame_ops client_ops = {
+	.begin = client_begin,
+	.whole = client_whole,
+	.bytes = client_bytes,
+	.alloc = client_alloc,
+	.release = client_release,
+};
+
+void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf)
+{
+	struct shard *s = shard_of(cl);
+	if (cl->pool)
+		stat_add(&cl->pool->stats->bytes_in, n);
+	int rc = proto_framer_feed(&cl->conn.fr, data, n, buf, &client_ops, cl);
+	if (rc == PROTO_BAD_LENGTH) {
+		stat_add(&s->stats->protocol_errors, 1);
+		client_fail(cl, "08P01", "invalid message length (longer than max_packet_size or shorter than 4)");
+		return;
+	}
+	if (rc == PROTO_NO_MEMORY) {
+		client_fail(cl, "53200", "out of memory");
+		return;
+	}
+	if (cl->state == CL_CLOSED)
+		return;
+	/* back-pressure: stop reading a client whose bytes are not getting out */
+	uint32_t pending = cl->held.bytes + (cl->server ? cl->server->conn.out_bytes : 0);
+	if (pending > (uint32_t)s->cfg->max_pending_bytes || cl->conn.out_bytes > (uint32_t)s->cfg->max_pending_bytes)
+		conn_recv_off(&cl->conn);
+}
+
+/* The client's socket drained: let its server talk again if it was paused. */
+void client_drained(struct client *cl)
+{
+	uint32_t low = (uint32_t)shard_of(cl)->cfg->max_pending_bytes / 2;
+	if (cl->conn.out_bytes <= low) {
+		if (cl->server && !cl->server->conn.recv_wanted && cl->server->state != SV_CLOSED)
+			conn_recv_on(&cl->server->conn);
+		if (!cl->conn.recv_wanted && cl->state != CL_CLOSED && cl->state != CL_AUTH &&
+		    cl->held.bytes + (cl->server ? cl->server->conn.out_bytes : 0) <= low)
+			conn_recv_on(&cl->conn);
+	}
+}
+
+/* A server was attached: restore the client's session settings, then send what it held. */
+void client_linked(struct client *cl)
+{
+	struct server *sv = cl->server;
+	struct pool *p = cl->pool;
+	client_set_state(cl, CL_ACTIVE);
+	if (cl->wait_start_us) {
+		stat_add(&p->stats->wait_time_us, shard_of(cl)->now_us - cl->wait_start_us);
+		stat_add(&p->stats->wait_count, 1);
+		cl->wait_start_us = 0;
+	}
+	char sql[4096];
+	int n = params_diff_sql(&cl->params, &sv->params, &p->defaults, sql, sizeof sql);
+	if (n > 0) {
+		LOGF(LOG_DEBUG, cl->conn.id, "restoring session state: %s", sql);
+		server_hidden_query(sv, sql);
+		params_copy(&sv->params, &cl->params);
+	}
+	conn_take_queue(&sv->conn, &cl->held);
+	if (!cl->conn.recv_wanted)
+		client_drained(cl);
+}
+
+/* The server died under the client. */
+void client_server_lost(struct client *cl, const char *why)
+{
+	struct pool *p = cl->pool;
+	bool session = p && p->mode == POOL_SESSION;
+	cl->server = NULL;
+	if (session || cl->state == CL_CLOSED) {
+		client_fail(cl, "08006", "server connection lost: %s", why);
+		return;
+	}
+	client_set_state(cl, CL_IDLE);
+	if (!cl->expect && !cl->in_txn)
+		return;   /* between transactions: the next request simply gets another server */
+	uint8_t mem[1024];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_error(&o, "ERROR", "08006", "server connection lost: %s", why);
+	if (cl->in_txn) {
+		cl->txn_failed = true;
+		cl->failed_error_sent = true;
+	}
+	for (uint32_t i = 0; i < cl->expect && !o.overflow; i++)
+		proto_ready(&o, cl->in_txn ? 'E' : 'I');
+	if (!cl->expect)
+		cl->failed_error_sent = false;   /* no request in flight: report on the next one */
+	cl->expect = 0;
+	send_out(cl, &o);
+	sendq_drop(shard_of(cl), &cl->held);
+}
+
+/* A cancel request for one of this shard's clients. */
+void client_cancel(struct shard *s, uint32_t pid, uint32_t key)
+{
+	if (!s->cancel_map)
+		return;
+	for (struct client *cl = s->cancel_map->bucket[pid % KEY_BUCKETS]; cl; cl = cl->next_key) {
+		if (cl->key_pid == pid && cl->key_secret == key) {
+			if (cl->server && cl->state == CL_ACTIVE) {
+				stat_add(&s->stats->cancels_forwarded, 1);
+				server_send_cancel(cl->server);
+			}
+			return;
+		}
+	}
+}
+
+/* Timeouts, checked every tick. */
+void client_tick(struct shard *s)
+{
+	const struct config *cfg = s->cfg;
+	for (struct client *cl = s->clients, *next; cl; cl = next) {
+		next = cl->next_all;
+		uint64_t age = s->now_us - cl->state_us;
+		switch (cl->state) {
+		case CL_STARTUP:
+		case CL_AUTH:
+		case CL_LOGIN_WAIT:
+			if (cfg->client_login_timeout > 0 && s->now_us - cl->connect_us > cfg->client_login_timeout * 1e6)
+				client_fail(cl, "08P01", "client_login_timeout");
+			break;
+		case CL_WAITING:
+			if (cfg->query_wait_timeout > 0 && age > cfg->query_wait_timeout * 1e6)
+				client_fail(cl, "08P01", "query_wait_timeout");
+			break;
+		case CL_IDLE:
+			if (cfg->client_idle_timeout > 0 && age > cfg->client_idle_timeout * 1e6)
+				client_fail(cl, "08P01", "client_idle_timeout");
+			break;
+		case CL_ACTIVE:
+			if (cfg->idle_transaction_timeout > 0 && cl->server && !cl->expect &&
+			    cl->server->txn_status != 'I' &&
+			    s->now_us - cl->server->last_rfq_us > cfg->idle_transaction_timeout * 1e6)
+				client_fail(cl, "25P03", "idle_transaction_timeout");
+			else if (cfg->query_timeout > 0 && cl->expect &&
+				 s->now_us - cl->query_start_us > cfg->query_timeout * 1e6)
+				client_fail(cl, "57014", "query_timeout");
+			break;
+		default:
+			break;
+		}
+	}
+}

@@ -1,0 +1,223 @@
+/* pool/params.c: parameter sets and the SET replay that makes a server's
+ * session look like the client's. Changes are rare (login, a client's SET), so
+ * plain arrays and malloc'd strings; comparisons use a digest first. */
+#include "pool/params.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static uint64_t digest(const char *name, const char *value)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (const char *c = name; *c; c++)
+		h = (h ^ (uint8_t)tolower((unsigned char)*c)) * 1099511628211ull;
+	h = (h ^ 0xff) * 1099511628211ull;
+	for (const char *c = value; *c; c++)
+		h = (h ^ (uint8_t)*c) * 1099511628211ull;
+	return h * 0x9e3779b97f4a7c15ull;
+}
+
+static int find(const struct params *p, const char *name)
+{
+	for (int i = 0; i < p->n; i++)
+		if (strcasecmp(p->v[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+const char *params_get(const struct params *p, const char *name)
+{
+	int i = find(p, name);
+	return i < 0 ? NULL : p->v[i].value;
+}
+
+bool params_set(struct params *p, const char *name, const char *value)
+{
+	int i = find(p, name);
+	if (i >= 0) {
+		if (strcmp(p->v[i].value, value) == 0)
+			return true;
+		char *v = strdup(value);
+		if (!v)
+			return false;
+		p->hash -= digest(p->v[i].name, p->v[i].value);
+		free(p->v[i].value);
+		p->v[i].value = v;
+		p->hash += digest(p->v[i].name, v);
+		return true;
+	}
+	if (p->n == p->cap) {
+		uint16_t cap = p->cap ? (uint16_t)(p->cap * 2) : 8;
+		struct param *nv = realloc(p->v, cap * sizeof *nv);
+		if (!nv)
+			return false;
+		p->v = nv;
+		p->cap = cap;
+	}
+	char *n = strdup(name), *v = strdup(value);
+	if (!n || !v) {
+		free(n);
+		free(v);
+		return false;
+	}
+	p->v[p->n++] = (struct param){ n, v };
+	p->hash += digest(n, v);
+	return true;
+}
+
+void params_remove(struct params *p, const char *name)
+{
+	int i = find(p, name);
+	if (i < 0)
+		return;
+	p->hash -= digest(p->v[i].name, p->v[i].value);
+	free(p->v[i].name);
+	free(p->v[i].value);
+	p->v[i] = p->v[--p->n];
+}
+
+void params_clear(struct params *p)
+{
+	for (int i = 0; i < p->n; i++) {
+		free(p->v[i].name);
+		free(p->v[i].value);
+	}
+	free(p->v);
+	memset(p, 0, sizeof *p);
+}
+
+bool params_copy(struct params *dst, const struct params *src)
+{
+	params_clear(dst);
+	for (int i = 0; i < src->n; i++)
+		if (!params_set(dst, src->v[i].name, src->v[i].value))
+			return false;
+	return true;
+}
+
+bool params_is_session(const char *name)
+{
+	static const char *const facts[] = {
+		"server_version", "server_encoding", "integer_datetimes", "is_superuser",
+		"session_authorization", "in_hot_standby", "user", "database", "options",
+		"replication",
+	};
+	for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
+		if (strcasecmp(name, facts[i]) == 0)
+			return false;
+	if (strncasecmp(name, "pgring.", 7) == 0 || strncmp(name, "_pq_.", 5) == 0)
+		return false;
+	for (const char *c = name; *c; c++)
+		if (!isalnum((unsigned char)*c) && *c != '_' && *c != '.')
+			return false;
+	return *name != 0;
+}
+
+static const char *effective(const struct params *p, const struct params *defaults, const char *name)
+{
+	const char *v = params_get(p, name);
+	return v ? v : params_get(defaults, name);
+}
+
+static int append_set(char *out, size_t cap, size_t len, const char *name, const char *value)
+{
+	char q[1024];
+	size_t k = 0;
+	for (const char *c = value; *c && k + 2 < sizeof q; c++) {
+		if (*c == '\'')
+			q[k++] = '\'';
+		q[k++] = *c;
+	}
+	q[k] = 0;
+	int n = value ? snprintf(out + len, cap - len, "%sSET %s TO '%s'", len ? ";" : "", name, q)
+		      : snprintf(out + len, cap - len, "%sRESET %s", len ? ";" : "", name);
+	if (n < 0 || (size_t)n >= cap - len)
+		return -1;
+	return n;
+}
+
+static int diff_side(const struct params *from, const struct params *want, const struct params *have,
+		     const struct params *defaults, char *out, size_t cap, size_t *len, bool skip_in_want)
+{
+	for (int i = 0; i < from->n; i++) {
+		const char *name = from->v[i].name;
+		if (!params_is_session(name))
+			continue;
+		if (skip_in_want && params_get(want, name))
+			continue;   /* handled from the want side */
+		const char *w = effective(want, defaults, name);
+		const char *h = effective(have, defaults, name);
+		if (w && h && strcmp(w, h) == 0)
+			continue;
+		if (!w && !h)
+			continue;
+		int n = append_set(out, cap, *len, name, w);
+		if (n < 0)
+			return -1;
+		*len += (size_t)n;
+	}
+	return 0;
+}
+
+int params_diff_sql(const struct params *want, const struct params *have,
+		    const struct params *defaults, char *out, size_t cap)
+{
+	size_t len = 0;
+	if (cap)
+		out[0] = 0;
+	if (want->hash == have->hash && want->n == have->n)
+		return 0;
+	if (diff_side(want, want, have, defaults, out, cap, &len, false) ||
+	    diff_side(have, want, have, defaults, out, cap, &len, true))
+		return -1;
+	return (int)len;
+}
+
+bool params_parse_options(struct params *p, const char *options)
+{
+	const char *s = options;
+	char word[1024];
+	bool expect_c = false;
+	while (*s) {
+		while (isspace((unsigned char)*s))
+			s++;
+		if (!*s)
+			break;
+		size_t k = 0;
+		while (*s && !isspace((unsigned char)*s)) {
+			if (*s == '\\' && s[1])
+				s++;
+			if (k + 1 < sizeof word)
+				word[k++] = *s;
+			s++;
+		}
+		word[k] = 0;
+		const char *setting = NULL;
+		if (expect_c) {
+			setting = word;
+			expect_c = false;
+		} else if (strcmp(word, "-c") == 0) {
+			expect_c = true;
+			continue;
+		} else if (strncmp(word, "-c", 2) == 0) {
+			setting = word + 2;
+		} else if (strncmp(word, "--", 2) == 0) {
+			setting = word + 2;
+		} else {
+			return false;
+		}
+		char *eq = strchr(setting, '=');
+		if (!eq || eq == setting)
+			return false;
+		*eq = 0;
+		for (char *c = (char *)setting; *c; c++)
+			if (*c == '-')
+				*c = '_';
+		if (!params_set(p, setting, eq + 1))
+			return false;
+	}
+	return !expect_c;
+}

@@ -1,0 +1,39 @@
+/* pool/params.h: a session's parameter settings (startup parameters, -c options,
+ * what ParameterStatus reports). Clients keep what they asked for, servers what
+ * they are set to; on lease pgring replays the difference as SET statements. */
+#ifndef PGRING_PARAMS_H
+#define PGRING_PARAMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct param {
+	char *name;
+	char *value;
+};
+
+struct params {
+	struct param *v;
+	uint16_t n, cap;
+	uint64_t hash;      /* order-independent digest of (name, value) pairs */
+};
+
+/* Set (or replace) name=value. Names compare case-insensitively. false: no memory. */
+bool params_set(struct params *p, const char *name, const char *value);
+const char *params_get(const struct params *p, const char *name);
+void params_remove(struct params *p, const char *name);
+void params_clear(struct params *p);
+bool params_copy(struct params *dst, const struct params *src);
+/* Is this a parameter a client may set and a server must carry (not read-only
+ * facts like server_version, not pgring's own "pgring." settings)? */
+bool params_is_session(const char *name);
+/* Write "SET a TO 'x';SET b TO 'y'" making `have` match `want`, where a name
+ * missing from either side stands for its value in `defaults`. Returns the
+ * length (0: nothing differs), or -1 if cap is too small. */
+int params_diff_sql(const struct params *want, const struct params *have,
+		    const struct params *defaults, char *out, size_t cap);
+/* Parse a startup "options" value ("-c a=b --c=d -c x=y\ z") into p. false on syntax error. */
+bool params_parse_options(struct params *p, const char *options);
+
+#endif

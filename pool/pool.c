@@ -1,0 +1,472 @@
+/* pool/pool.c: a shard's pools: which server a client gets, who waits, when
+ * servers are opened, parked, reset and closed. The server budget is shared by
+ * every shard through pool_shared; a shard whose clients wait while another
+ * shard sits on idle servers gets them back through the POOL_WAKE message. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/shard.h"
+#include "pool/pool.h"
+
+/* ---- the pool's private copy of its [databases] entry ---- */
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static struct config_db *db_copy(const struct config_db *src)
+{
+	struct config_db *d = calloc(1, sizeof *d);
+	if (!d)
+		return NULL;
+	*d = *src;
+	d->name = dup_or_null(src->name);
+	d->host = dup_or_null(src->host);
+	d->dbname = dup_or_null(src->dbname);
+	d->user = dup_or_null(src->user);
+	d->password = dup_or_null(src->password);
+	d->auth_user = dup_or_null(src->auth_user);
+	d->client_encoding = dup_or_null(src->client_encoding);
+	d->datestyle = dup_or_null(src->datestyle);
+	d->timezone = dup_or_null(src->timezone);
+	d->application_name = dup_or_null(src->application_name);
+	d->connect_query = dup_or_null(src->connect_query);
+	return d;
+}
+
+static void db_free(struct config_db *d)
+{
+	if (!d)
+		return;
+	free(d->name); free(d->host); free(d->dbname); free(d->user); free(d->password);
+	free(d->auth_user); free(d->client_encoding); free(d->datestyle); free(d->timezone);
+	free(d->application_name); free(d->connect_query);
+	free(d);
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* Would servers made from `a` differ from servers made from `b`? */
+static bool db_conn_differs(const struct config_db *a, const struct config_db *b)
+{
+	return str_differs(a->host, b->host) || a->port != b->port || str_differs(a->dbname, b->dbname) ||
+	       str_differs(a->user, b->user) || str_differs(a->password, b->password) ||
+	       str_differs(a->client_encoding, b->client_encoding) || str_differs(a->datestyle, b->datestyle) ||
+	       str_differs(a->timezone, b->timezone) || str_differs(a->application_name, b->application_name);
+}
+
+/* ---- lists ---- */
+
+static void list_remove(struct server **head, struct server *sv)
+{
+	if (sv->prev)
+		sv->prev->next = sv->next;
+	else
+		*head = sv->next;
+	if (sv->next)
+		sv->next->prev = sv->prev;
+	sv->next = sv->prev = NULL;
+}
+
+static void list_push(struct server **head, struct server *sv)
+{
+	sv->prev = NULL;
+	sv->next = *head;
+	if (*head)
+		(*head)->prev = sv;
+	*head = sv;
+}
+
+static void detach(struct server *sv)
+{
+	struct pool *p = sv->pool;
+	if (sv->state == SV_IDLE) {
+		list_remove(&p->idle, sv);
+		p->n_idle--;
+	} else {
+		list_remove(&p->used, sv);
+		p->n_used--;
+	}
+}
+
+static void settings(struct pool *p, const struct config *cfg)
+{
+	const struct config_user *u = config_find_user(cfg, p->user);
+	p->mode = config_pool_mode(cfg, p->db, u);
+	atomic_store(&p->shared->mode, p->mode);
+	atomic_store(&p->shared->size, config_pool_size(cfg, p->db, u));
+	int min = p->db->min_pool_size >= 0 ? p->db->min_pool_size : cfg->min_pool_size;
+	atomic_store(&p->shared->min_size, min);
+}
+
+struct pool *pool_find(struct shard *s, const char *db, const char *user, bool create)
+{
+	for (struct pool *p = s->pools; p; p = p->next)
+		if (strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0)
+			return p;
+	if (!create)
+		return NULL;
+	const struct config_db *entry = config_find_db(s->cfg, db);
+	struct pool_shared *shared = registry_get(db, user);
+	if (!entry || !shared)
+		return NULL;
+	struct pool *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	p->shard = s;
+	p->shared = shared;
+	p->stats = &shared->shard[s->id];
+	p->db_name = strdup(db);
+	p->user = strdup(user);
+	p->db = db_copy(entry);
+	if (!p->db_name || !p->user || !p->db) {
+		free(p->db_name);
+		free(p->user);
+		db_free((struct config_db *)p->db);
+		free(p);
+		return NULL;
+	}
+	settings(p, s->cfg);
+	p->next = s->pools;
+	s->pools = p;
+	LOGF(LOG_DEBUG, 0, "new pool %s/%s mode=%s size=%d", db, user, config_pool_mode_name(p->mode),
+	     atomic_load(&shared->size));
+	return p;
+}
+
+/* A new topology: re-read every pool's settings; servers made from a changed
+ * entry are replaced as they come free. */
+void pool_refresh_all(struct shard *s)
+{
+	for (struct pool *p = s->pools; p; p = p->next) {
+		const struct config_db *entry = config_find_db(s->cfg, p->db_name);
+		if (entry) {
+			if (db_conn_differs(entry, p->db)) {
+				for (struct server *sv = p->used; sv; sv = sv->next)
+					sv->close_when_idle = true;
+				while (p->idle)
+					server_close(p->idle, "database settings changed");
+				p->have_welcome = false;
+				params_clear(&p->defaults);
+			}
+			db_free((struct config_db *)p->db);
+			p->db = db_copy(entry);
+		}
+		settings(p, s->cfg);
+	}
+	pool_retry_waiters(s);
+}
+
+/* ---- getting servers ---- */
+
+static void fail_waiters(struct pool *p, bool login_only)
+{
+	const char *msg = p->last_error[0] ? p->last_error : "could not connect to the server";
+	const char *state = p->last_sqlstate[0] ? p->last_sqlstate : "08006";
+	while (p->login_head)
+		client_fail(p->login_head, state, "%s", msg);
+	while (!login_only && p->wait_head)
+		client_fail(p->wait_head, state, "%s", msg);
+}
+
+static void launch(struct pool *p)
+{
+	if (!registry_take_slot(p->shared))
+		return;
+	struct server *sv = server_connect(p);
+	if (!sv) {
+		registry_give_slot(p->shared);
+		LOGF(LOG_WARNING, 0, "cannot connect for %s/%s: %s", p->db_name, p->user, p->last_error);
+		if (!p->n_idle && !p->n_used)
+			fail_waiters(p, false);
+		return;
+	}
+	list_push(&p->used, sv);
+	p->n_used++;
+	p->n_connecting++;
+}
+
+/* Open servers while clients wait for more than are on their way. */
+static void launch_for_waiters(struct pool *p)
+{
+	int want = p->n_waiting + (p->login_head && !p->have_welcome ? 1 : 0);
+	while (p->n_connecting < want) {
+		int before = p->n_connecting;
+		launch(p);
+		if (p->n_connecting == before)
+			break;
+	}
+}
+
+static void lease(struct server *sv, struct client *cl)
+{
+	struct pool *p = sv->pool;
+	if (sv->state == SV_IDLE) {
+		list_remove(&p->idle, sv);
+		p->n_idle--;
+		list_push(&p->used, sv);
+		p->n_used++;
+	}
+	sv->client = cl;
+	cl->server = sv;
+	sv->lease_us = p->shard->now_us;
+	server_set_state(sv, SV_ACTIVE);
+	client_linked(cl);
+}
+
+void pool_wait_remove(struct client *cl)
+{
+	struct pool *p = cl->pool;
+	if (!p)
+		return;
+	if (cl->state == CL_LOGIN_WAIT) {
+		if (cl->prev_wait)
+			cl->prev_wait->next_wait = cl->next_wait;
+		else if (p->login_head == cl)
+			p->login_head = cl->next_wait;
+		if (cl->next_wait)
+			cl->next_wait->prev_wait = cl->prev_wait;
+	} else if (cl->state == CL_WAITING) {
+		if (cl->prev_wait)
+			cl->prev_wait->next_wait = cl->next_wait;
+		else
+			p->wait_head = cl->next_wait;
+		if (cl->next_wait)
+			cl->next_wait->prev_wait = cl->prev_wait;
+		else
+			p->wait_tail = cl->prev_wait;
+		p->n_waiting--;
+		atomic_fetch_sub(&p->shared->waiting, 1);
+	}
+	cl->next_wait = cl->prev_wait = NULL;
+}
+
+void pool_request_server(struct client *cl)
+{
+	struct pool *p = cl->pool;
+	if (cl->state == CL_LOGIN_WAIT) {
+		launch_for_waiters(p);
+		return;
+	}
+	if (p->idle) {
+		lease(p->idle, cl);
+		return;
+	}
+	client_set_state(cl, CL_WAITING);
+	cl->wait_start_us = p->shard->now_us;
+	cl->next_wait = NULL;
+	cl->prev_wait = p->wait_tail;
+	if (p->wait_tail)
+		p->wait_tail->next_wait = cl;
+	else
+		p->wait_head = cl;
+	p->wait_tail = cl;
+	p->n_waiting++;
+	atomic_fetch_add(&p->shared->waiting, 1);
+	launch_for_waiters(p);
+}
+
+/* ---- giving servers back ---- */
+
+static void learn_welcome(struct pool *p, struct server *sv)
+{
+	params_clear(&p->defaults);
+	params_copy(&p->defaults, &sv->params);
+	p->have_welcome = true;
+	while (p->login_head) {
+		struct client *cl = p->login_head;
+		p->login_head = cl->next_wait;
+		if (p->login_head)
+			p->login_head->prev_wait = NULL;
+		cl->next_wait = cl->prev_wait = NULL;
+		client_login_finish(cl);
+	}
+}
+
+static bool expired(struct server *sv)
+{
+	const struct config *cfg = sv->pool->shard->cfg;
+	return cfg->server_lifetime > 0 &&
+	       sv->pool->shard->now_us - sv->connect_us > (uint64_t)(cfg->server_lifetime * 1e6);
+}
+
+/* Other shards' clients are waiting for this pool's budget. */
+static bool others_wait(struct pool *p)
+{
+	return atomic_load_explicit(&p->shared->waiting, memory_order_relaxed) > p->n_waiting;
+}
+
+/* The server is clean and usable: give it to the next waiting client or park it. */
+void pool_server_ready(struct server *sv)
+{
+	struct pool *p = sv->pool;
+	if (sv->state == SV_LOGIN || sv->state == SV_CONNECTING) {
+		p->n_connecting--;
+		sv->ready_once = true;
+		p->last_error[0] = 0;
+		if (!p->have_welcome)
+			learn_welcome(p, sv);
+	}
+	if (sv->close_when_idle || expired(sv)) {
+		server_close(sv, sv->close_when_idle ? "settings changed or session state lost" : "server_lifetime");
+		return;
+	}
+	if (sv->cancel_pending) {
+		server_set_state(sv, SV_RESETTING);
+		return;
+	}
+	if (p->wait_head) {
+		struct client *cl = p->wait_head;
+		pool_wait_remove(cl);
+		lease(sv, cl);
+		return;
+	}
+	if (others_wait(p) || p->shard->draining) {
+		server_close(sv, p->shard->draining ? "shutting down" : "budget needed by another shard");
+		return;
+	}
+	detach(sv);
+	server_set_state(sv, SV_IDLE);
+	sv->idle_since_us = p->shard->now_us;
+	list_push(&p->idle, sv);
+	p->n_idle++;
+}
+
+/* The client is finished with its server (end of transaction, or it left). */
+void pool_release_server(struct server *sv)
+{
+	struct pool *p = sv->pool;
+	struct client *cl = sv->client;
+	const struct config *cfg = p->shard->cfg;
+	sv->client = NULL;
+	if (cl) {
+		cl->server = NULL;
+		bool gone = cl->state == CL_CLOSED || cl->conn.closing || cl->conn.eof;
+		if (!gone && cl->state == CL_ACTIVE) {
+			client_set_state(cl, CL_IDLE);
+		}
+		if (gone) {
+			if (cl->expect) {
+				/* a query is still running for nobody; closing it is the only sure stop */
+				server_close(sv, "client left while its query was running");
+				return;
+			}
+			bool reset = false;
+			if (cl->unsynced && server_hidden_sync(sv))
+				reset = true;
+			if (sv->txn_status != 'I' || cl->in_txn)
+				reset |= server_hidden_query(sv, "ROLLBACK");
+			if (p->mode == POOL_SESSION && cfg->server_reset_query && *cfg->server_reset_query)
+				reset |= server_hidden_query(sv, cfg->server_reset_query);
+			if (reset) {
+				server_set_state(sv, SV_RESETTING);
+				return;
+			}
+		} else if (cfg->server_reset_query_always && cfg->server_reset_query && *cfg->server_reset_query) {
+			if (server_hidden_query(sv, cfg->server_reset_query)) {
+				server_set_state(sv, SV_RESETTING);
+				return;
+			}
+		}
+	}
+	pool_server_ready(sv);
+}
+
+/* The server is closed: its budget slot is free for whoever waits. */
+void pool_server_gone(struct server *sv)
+{
+	struct pool *p = sv->pool;
+	struct shard *s = p->shard;
+	bool was_connecting = !sv->ready_once;
+	detach(sv);
+	if (was_connecting)
+		p->n_connecting--;
+	registry_give_slot(p->shared);
+	if (was_connecting && !p->n_idle && p->n_used == p->n_connecting) {
+		/* login failed and nothing else is up: tell the clients now rather than let
+		 * them wait for query_wait_timeout */
+		p->last_connect_fail_us = s->now_us;
+		fail_waiters(p, false);
+	} else if (was_connecting && !p->have_welcome) {
+		fail_waiters(p, true);
+	}
+	if (p->n_waiting || (p->login_head && !p->have_welcome))
+		launch_for_waiters(p);
+	if (others_wait(p)) {
+		struct shard_msg m = { .type = SHARD_MSG_POOL_WAKE };
+		for (int i = 0; i < s->nshards; i++)
+			if (i != s->id)
+				shard_post(s->id, i, &m);
+	}
+}
+
+void pool_retry_waiters(struct shard *s)
+{
+	for (struct pool *p = s->pools; p; p = p->next)
+		if (p->n_waiting || (p->login_head && !p->have_welcome))
+			launch_for_waiters(p);
+}
+
+int pool_active_servers(struct shard *s)
+{
+	int n = 0;
+	for (struct pool *p = s->pools; p; p = p->next)
+		n += p->n_used;
+	return n;
+}
+
+/* ---- housekeeping, every tick ---- */
+
+static void pool_housekeeping(struct pool *p)
+{
+	struct shard *s = p->shard;
+	const struct config *cfg = s->cfg;
+	uint64_t now = s->now_us;
+	/* idle servers: oldest idle are at the tail */
+	for (struct server *sv = p->idle, *next; sv; sv = next) {
+		next = sv->next;
+		int local_min = (atomic_load(&p->shared->min_size) + s->nshards - 1) / s->nshards;
+		bool idle_long = cfg->server_idle_timeout > 0 &&
+				 now - sv->idle_since_us > (uint64_t)(cfg->server_idle_timeout * 1e6) &&
+				 p->n_idle + p->n_used > local_min;
+		if (idle_long)
+			server_close(sv, "server_idle_timeout");
+		else if (expired(sv))
+			server_close(sv, "server_lifetime");
+		else if (others_wait(p) || s->draining)
+			server_close(sv, s->draining ? "shutting down" : "budget needed by another shard");
+	}
+	/* logins that take too long */
+	for (struct server *sv = p->used, *next; sv; sv = next) {
+		next = sv->next;
+		if ((sv->state == SV_CONNECTING || sv->state == SV_LOGIN) && cfg->server_connect_timeout > 0 &&
+		    now - sv->connect_us > (uint64_t)(cfg->server_connect_timeout * 1e6)) {
+			snprintf(p->last_error, sizeof p->last_error, "server_connect_timeout");
+			strcpy(p->last_sqlstate, "08006");
+			server_close(sv, "server_connect_timeout");
+		}
+	}
+	/* min_pool_size, spread over the shards */
+	int local_min = (atomic_load(&p->shared->min_size) + s->nshards - 1) / s->nshards;
+	if (p->have_welcome && !s->draining)
+		while (p->n_idle + p->n_used < local_min && p->n_connecting < local_min) {
+			int before = p->n_connecting;
+			launch(p);
+			if (p->n_connecting == before)
+				break;
+		}
+	if (p->n_waiting)
+		launch_for_waiters(p);
+	int64_t max_wait = p->wait_head ? (int64_t)(now - p->wait_head->wait_start_us) : 0;
+	gauge_add(&p->stats->max_wait_us, max_wait - gauge_get(&p->stats->max_wait_us));
+}
+
+void pool_tick(struct shard *s)
+{
+	for (struct pool *p = s->pools; p; p = p->next)
+		pool_housekeeping(p);
+}

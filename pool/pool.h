@@ -1,0 +1,158 @@
+/* pool/pool.h: clients, servers and the per-shard pools that pair them.
+ * A pool is keyed by (database, user) inside one shard; its server budget is
+ * process-wide (pool/registry.h). States are enums; transitions happen in
+ * pool/client.c, pool/server.c and pool/pool.c. */
+#ifndef PGRING_POOL_H
+#define PGRING_POOL_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/un.h>
+
+#include "core/conn.h"
+#include "pool/params.h"
+#include "pool/registry.h"
+#include "proto/auth.h"
+
+struct shard;
+struct config_db;
+
+enum client_state {
+	CL_STARTUP = 0,   /* waiting for SSLRequest / StartupMessage / CancelRequest */
+	CL_AUTH,          /* password exchange */
+	CL_LOGIN_WAIT,    /* authenticated; waiting for the pool's first server to learn its parameters */
+	CL_IDLE,          /* logged in, no server */
+	CL_WAITING,       /* has a request, waiting for a server */
+	CL_ACTIVE,        /* linked to a server */
+	CL_CLOSED,
+};
+
+enum server_state {
+	SV_CONNECTING = 0,
+	SV_LOGIN,         /* startup sent, authenticating */
+	SV_IDLE,          /* in the pool */
+	SV_ACTIVE,        /* leased to a client */
+	SV_RESETTING,     /* running a pooler query (reset, rollback) before going idle */
+	SV_CLOSED,
+};
+
+struct pool;
+struct server;
+
+struct client {
+	struct conn conn;
+	enum client_state state;
+	struct client *next_all, *prev_all;       /* shard's list of clients */
+	struct client *next_wait, *prev_wait;     /* pool's waiting / login-wait list */
+	struct pool *pool;
+	struct server *server;
+	char *user, *database;
+	struct params params;                      /* session state the client asked for */
+	struct sendq held;                         /* requests waiting for a server */
+	uint32_t expect;                           /* ReadyForQuery messages the client awaits */
+	uint32_t key_pid, key_secret;              /* our BackendKeyData */
+	struct client *next_key;                   /* cancel-key hash chain */
+	uint64_t connect_us, wait_start_us, state_us, xact_start_us, query_start_us;
+	uint32_t max_packet;
+	uint8_t auth_method;                       /* enum auth_type in use */
+	uint8_t md5_salt[4];
+	bool counted;                              /* counted in max_client_conn */
+	bool txn_failed;                           /* server died inside a transaction block */
+	bool in_txn;                               /* last ReadyForQuery said T or E */
+	bool unsynced;                             /* extended-protocol messages since the last Sync */
+	bool failed_error_sent;                    /* emulated 25P02 already sent before Sync */
+	bool terminating;                          /* sent Terminate */
+	struct auth_scram_server *scram;          /* during SCRAM */
+	char *secret;                              /* the stored secret used to authenticate */
+};
+
+struct server {
+	struct conn conn;
+	enum server_state state;
+	struct server *next, *prev;                /* pool's idle / used lists */
+	struct pool *pool;
+	struct client *client;
+	struct params params;                      /* what the server's session is set to */
+	uint32_t backend_pid, backend_key;
+	uint64_t connect_us, idle_since_us, lease_us, last_rfq_us;
+	uint32_t outstanding;                      /* ReadyForQuery messages we still expect */
+	uint32_t hidden;                           /* of those, the ones pgring caused (swallowed) */
+	char txn_status;                           /* last ReadyForQuery: I, T or E */
+	bool close_when_idle;                      /* config changed or lifetime over */
+	bool ready_once;                           /* finished its login at some point */
+	bool cancel_pending;                       /* a cancel request to it is on its way */
+	struct auth_scram_client *scram;
+	union { struct sockaddr_in in; struct sockaddr_in6 in6; struct sockaddr_un un; } addr;
+	socklen_t addrlen;
+};
+
+struct pool {
+	struct pool *next;
+	struct shard *shard;
+	struct pool_shared *shared;
+	char *db_name, *user;                      /* client-visible names */
+	const struct config_db *db;                /* in the shard's current topology */
+	int mode;                                  /* enum pool_mode */
+	struct stats_pool *stats;                  /* this shard's block */
+	int n_connecting;                          /* servers connecting or logging in */
+	struct server *idle;                       /* most recently used first */
+	struct server *used;                       /* active, connecting, resetting */
+	int n_idle, n_used;
+	struct client *wait_head, *wait_tail;      /* FIFO of clients waiting for a server */
+	struct client *login_head;                 /* clients waiting for welcome parameters */
+	int n_waiting;
+	struct params defaults;                    /* ParameterStatus of a fresh server */
+	uint8_t *welcome;                          /* those as ParameterStatus messages */
+	uint32_t welcome_len;
+	bool have_welcome;
+	uint8_t scram_client_key[AUTH_SCRAM_KEY_LEN]; /* from a client's SCRAM login (pass-through) */
+	bool have_client_key;
+	uint64_t last_connect_fail_us;
+	char last_error[256];                      /* last server login error, for waiting clients */
+	char last_sqlstate[6];
+};
+
+/* pool.c */
+struct pool *pool_find(struct shard *s, const char *db, const char *user, bool create);
+void pool_refresh_all(struct shard *s);           /* adopt a new topology */
+void pool_request_server(struct client *cl);      /* client has work and no server */
+void pool_release_server(struct server *sv);      /* server's client is done with it */
+void pool_server_ready(struct server *sv);        /* server logged in or finished resetting */
+void pool_server_gone(struct server *sv);         /* server closed; budget back */
+void pool_wait_remove(struct client *cl);
+void pool_tick(struct shard *s);                  /* timeouts, min_pool_size, budget hand-back */
+void pool_retry_waiters(struct shard *s);
+int pool_active_servers(struct shard *s);
+
+/* client.c */
+void client_accept(struct shard *s, int fd, bool is_unix);
+void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf);
+void client_eof(struct client *cl, int err);
+void client_drained(struct client *cl);
+void client_free(struct client *cl);
+void client_login_finish(struct client *cl);      /* pool has welcome params: finish login */
+void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void client_server_lost(struct client *cl, const char *why);
+void client_linked(struct client *cl);            /* a server was attached */
+void client_tick(struct shard *s);
+void client_set_state(struct client *cl, enum client_state st);
+void client_cancel(struct shard *s, uint32_t pid, uint32_t key);
+
+/* server.c */
+struct server *server_connect(struct pool *p);
+void server_data(struct server *sv, uint8_t *data, uint32_t n, uint32_t buf);
+void server_eof(struct server *sv, int err);
+void server_drained(struct server *sv);
+void server_free(struct server *sv);
+void server_connected(struct server *sv, int res);
+void server_close(struct server *sv, const char *why);
+/* Queue a query whose results pgring swallows (SET replay, reset, rollback). */
+bool server_hidden_query(struct server *sv, const char *sql);
+bool server_hidden_sync(struct server *sv);
+void server_set_state(struct server *sv, enum server_state st);
+void server_send_cancel(struct server *sv);
+void server_cancel_done(void *cancel_req);
+
+#endif

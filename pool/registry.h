@@ -1,0 +1,42 @@
+/* pool/registry.h: the process-wide part of each (database, user) pool: its
+ * server budget, shared by all shards through atomics, and its per-shard stats.
+ * Entries are created on first use (a mutex guards creation only) and never move
+ * or die, so any thread may keep a pointer and read them without locking. */
+#ifndef PGRING_REGISTRY_H
+#define PGRING_REGISTRY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include "core/stats.h"
+
+#define REGISTRY_NAME_MAX 64
+
+struct pool_shared {
+	char db[REGISTRY_NAME_MAX];
+	char user[REGISTRY_NAME_MAX];
+	_Atomic int mode;      /* enum pool_mode in force */
+	_Atomic int size;      /* pool_size: server connections allowed, all shards together */
+	_Atomic int min_size;  /* min_pool_size */
+	_Atomic int used;      /* server connections open or opening, all shards */
+	_Atomic int waiting;   /* clients waiting for a server, all shards */
+	struct stats_pool shard[]; /* one block per shard, written by that shard */
+};
+
+int registry_init(int nshards);
+/* Find or create the entry for (db, user); NULL if the names are too long or memory ran out. */
+struct pool_shared *registry_get(const char *db, const char *user);
+int registry_count(void);
+struct pool_shared *registry_at(int i);   /* 0 <= i < registry_count() */
+int registry_nshards(void);
+
+/* Take one server slot from the budget if there is room; true on success. */
+bool registry_take_slot(struct pool_shared *ps);
+void registry_give_slot(struct pool_shared *ps);
+
+/* Per-shard stats blocks, allocated by stats_init (pool/registry.c). */
+struct stats_shard;
+int stats_init(int nshards);
+struct stats_shard *stats_shard(int i);
+int stats_nshards(void);
+
+#endif

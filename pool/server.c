@@ -1,0 +1,633 @@
+/* pool/server.c: a server connection: connect, startup and authentication as a
+ * PostgreSQL client (cleartext, md5, SCRAM, or SCRAM with keys passed through
+ * from a client's login), then relaying results to the client it is leased to
+ * and swallowing the results of queries pgring runs itself. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/shard.h"
+#include "pool/pool.h"
+
+static const struct proto_frame_ops server_ops;
+
+static struct shard *shard_of(struct server *sv) { return sv->conn.shard; }
+
+void server_set_state(struct server *sv, enum server_state st)
+{
+	struct stats_pool *ps = sv->pool->stats;
+	gauge_t *old = NULL, *new = NULL;
+	switch (sv->state) {
+	case SV_CONNECTING:
+	case SV_LOGIN: old = &ps->sv_login; break;
+	case SV_IDLE: old = &ps->sv_idle; break;
+	case SV_ACTIVE: old = &ps->sv_active; break;
+	case SV_RESETTING: old = &ps->sv_resetting; break;
+	default: break;
+	}
+	switch (st) {
+	case SV_CONNECTING:
+	case SV_LOGIN: new = &ps->sv_login; break;
+	case SV_IDLE: new = &ps->sv_idle; break;
+	case SV_ACTIVE: new = &ps->sv_active; break;
+	case SV_RESETTING: new = &ps->sv_resetting; break;
+	default: break;
+	}
+	if (old != new) {
+		if (old)
+			gauge_add(old, -1);
+		if (new)
+			gauge_add(new, 1);
+	}
+	sv->state = st;
+}
+
+/* ---- connect ---- */
+
+static int resolve(struct server *sv, const struct config_db *db)
+{
+	int port = db->port > 0 ? db->port : 5432;
+	const char *host = db->host;
+	if (!host || !*host || host[0] == '/') {
+		sv->addr.un.sun_family = AF_UNIX;
+		snprintf(sv->addr.un.sun_path, sizeof sv->addr.un.sun_path, "%s/.s.PGSQL.%d",
+			 host && *host ? host : "/var/run/postgresql", port);
+		sv->addrlen = sizeof sv->addr.un;
+		return AF_UNIX;
+	}
+	if (inet_pton(AF_INET, host, &sv->addr.in.sin_addr) == 1) {
+		sv->addr.in.sin_family = AF_INET;
+		sv->addr.in.sin_port = htons((uint16_t)port);
+		sv->addrlen = sizeof sv->addr.in;
+		return AF_INET;
+	}
+	if (inet_pton(AF_INET6, host, &sv->addr.in6.sin6_addr) == 1) {
+		sv->addr.in6.sin6_family = AF_INET6;
+		sv->addr.in6.sin6_port = htons((uint16_t)port);
+		sv->addrlen = sizeof sv->addr.in6;
+		return AF_INET6;
+	}
+	/* a host name: resolving blocks this shard briefly, once per connection */
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+	char ps[16];
+	snprintf(ps, sizeof ps, "%d", port);
+	if (getaddrinfo(host, ps, &hints, &res) || !res)
+		return -1;
+	memcpy(&sv->addr, res->ai_addr, res->ai_addrlen);
+	sv->addrlen = res->ai_addrlen;
+	int fam = res->ai_family;
+	freeaddrinfo(res);
+	return fam;
+}
+
+struct server *server_connect(struct pool *p)
+{
+	struct shard *s = p->shard;
+	struct server *sv = calloc(1, sizeof *sv);
+	if (!sv)
+		return NULL;
+	sv->pool = p;
+	sv->connect_us = s->now_us;
+	sv->txn_status = 'I';
+	int fam = resolve(sv, p->db);
+	int fd = fam < 0 ? -1 : socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(p->last_error, sizeof p->last_error, "cannot resolve or create a socket for %s",
+			 p->db->host ? p->db->host : "(unix socket)");
+		strcpy(p->last_sqlstate, "08001");
+		free(sv);
+		return NULL;
+	}
+	if (fam != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+	}
+	conn_init(&sv->conn, s, fd, CONN_SERVER, BUF_GROUP_SERVER);
+	proto_framer_init(&sv->conn.fr, false, (uint32_t)s->cfg->max_packet_size);
+	sv->state = SV_CLOSED;
+	server_set_state(sv, SV_CONNECTING);
+	struct io_uring_sqe *sqe = shard_sqe(s);
+	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&sv->addr, sv->addrlen);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)sv | OP_CONNECT);
+	sv->conn.inflight++;
+	gauge_add(&s->stats->servers, 1);
+	stat_add(&p->stats->server_connects, 1);
+	LOGF(LOG_DEBUG, sv->conn.id, "connecting to %s for %s/%s", p->db->host ? p->db->host : "unix socket",
+	     p->db_name, p->user);
+	return sv;
+}
+
+static const char *server_user(struct server *sv)
+{
+	return sv->pool->db->user ? sv->pool->db->user : sv->pool->user;
+}
+
+static void send_startup(struct server *sv)
+{
+	const struct config_db *db = sv->pool->db;
+	uint8_t mem[2048];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_begin(&o, 0);
+	proto_put_u32(&o, PROTO_VERSION_30);
+	proto_put_str(&o, "user");
+	proto_put_str(&o, server_user(sv));
+	proto_put_str(&o, "database");
+	proto_put_str(&o, db->dbname ? db->dbname : sv->pool->db_name);
+	const char *extra[][2] = {
+		{ "client_encoding", db->client_encoding }, { "DateStyle", db->datestyle },
+		{ "TimeZone", db->timezone }, { "application_name", db->application_name },
+	};
+	for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
+		if (extra[i][1]) {
+			proto_put_str(&o, extra[i][0]);
+			proto_put_str(&o, extra[i][1]);
+		}
+	}
+	proto_put_u8(&o, 0);
+	proto_end(&o);
+	conn_queue_out(&sv->conn, &o);
+}
+
+void server_connected(struct server *sv, int res)
+{
+	sv->conn.inflight--;
+	if (sv->state != SV_CONNECTING) {
+		conn_maybe_free(&sv->conn);
+		return;
+	}
+	if (res < 0) {
+		struct pool *p = sv->pool;
+		snprintf(p->last_error, sizeof p->last_error, "could not connect to server: %s", strerror(-res));
+		strcpy(p->last_sqlstate, "08001");
+		stat_add(&p->stats->server_connect_errors, 1);
+		LOGF(LOG_WARNING, sv->conn.id, "%s", p->last_error);
+		sv->conn.eof = true;
+		server_close(sv, NULL);
+		return;
+	}
+	server_set_state(sv, SV_LOGIN);
+	conn_recv_on(&sv->conn);
+	send_startup(sv);
+}
+
+/* ---- login ---- */
+
+static void login_failed(struct server *sv, const char *sqlstate, const char *msg)
+{
+	struct pool *p = sv->pool;
+	snprintf(p->last_error, sizeof p->last_error, "%s", msg);
+	snprintf(p->last_sqlstate, sizeof p->last_sqlstate, "%s", sqlstate);
+	stat_add(&p->stats->server_connect_errors, 1);
+	LOGF(LOG_WARNING, sv->conn.id, "server login failed: %s", msg);
+	server_close(sv, NULL);
+}
+
+static const char *server_secret(struct server *sv)
+{
+	if (sv->pool->db->password)
+		return sv->pool->db->password;
+	return config_find_secret(shard_of(sv)->cfg, server_user(sv));
+}
+
+static void login_auth(struct server *sv, const uint8_t *msg, uint32_t len)
+{
+	struct pool *p = sv->pool;
+	struct proto_reader r;
+	proto_reader_init(&r, msg + 5, len - 5);
+	uint32_t code = proto_read_u32(&r);
+	const char *secret = server_secret(sv);
+	uint8_t mem[1024];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	switch (code) {
+	case 0:
+		return;
+	case 3:
+		if (!secret || auth_is_md5_secret(secret) || auth_is_scram_secret(secret)) {
+			login_failed(sv, "28P01", "server asks for a cleartext password, and none is configured");
+			return;
+		}
+		proto_password(&o, secret);
+		break;
+	case 5: {
+		const uint8_t *salt = proto_read_bytes(&r, 4);
+		if (!salt || !secret || auth_is_scram_secret(secret)) {
+			login_failed(sv, "28P01", "server asks for md5, and no password or md5 secret is configured");
+			return;
+		}
+		char resp[AUTH_MD5_LEN + 1];
+		auth_md5_response(secret, server_user(sv), salt, resp);
+		proto_password(&o, resp);
+		break;
+	}
+	case 10: {
+		bool offered = false;
+		for (;;) {
+			const char *mech = proto_read_str(&r);
+			if (r.bad || !*mech)
+				break;
+			if (strcmp(mech, "SCRAM-SHA-256") == 0)
+				offered = true;
+		}
+		if (!offered) {
+			login_failed(sv, "28000", "server offers no SASL mechanism pgring supports");
+			return;
+		}
+		free(sv->scram);
+		sv->scram = calloc(1, sizeof *sv->scram);
+		static _Thread_local struct auth_scram_secret passthrough;
+		int rc = -1;
+		if (sv->scram && secret && !auth_is_scram_secret(secret) && !auth_is_md5_secret(secret))
+			rc = auth_scram_client_init(sv->scram, secret, NULL, NULL);
+		else if (sv->scram && secret && auth_is_scram_secret(secret) && p->have_client_key &&
+			 auth_scram_parse_secret(secret, &passthrough) == 0)
+			rc = auth_scram_client_init(sv->scram, NULL, p->scram_client_key, &passthrough);
+		if (rc) {
+			login_failed(sv, "28P01", "server asks for SCRAM, and pgring has no password for it "
+				     "(a SCRAM secret in auth_file works once a client logged in with SCRAM)");
+			return;
+		}
+		char out[512];
+		int k = auth_scram_client_first(sv->scram, out, sizeof out);
+		proto_sasl_initial(&o, "SCRAM-SHA-256", out, (size_t)(k > 0 ? k : 0));
+		break;
+	}
+	case 11: {
+		char out[1024];
+		int k = sv->scram ? auth_scram_client_final(sv->scram, (const char *)msg + 9, len - 9, out, sizeof out) : -1;
+		if (k < 0) {
+			login_failed(sv, "28P01", sv->scram ? sv->scram->error : "unexpected SASL continue");
+			return;
+		}
+		proto_sasl_response(&o, out, (size_t)k);
+		break;
+	}
+	case 12:
+		if (!sv->scram || auth_scram_client_verify(sv->scram, (const char *)msg + 9, len - 9)) {
+			login_failed(sv, "28P01", "server's SCRAM signature does not verify");
+			return;
+		}
+		free(sv->scram);
+		sv->scram = NULL;
+		return;
+	default: {
+		char why[96];
+		snprintf(why, sizeof why, "server asks for an authentication method pgring does not support (%u)", code);
+		login_failed(sv, "28000", why);
+		return;
+	}
+	}
+	conn_queue_out(&sv->conn, &o);
+}
+
+static void track_parameter(struct server *sv, const uint8_t *msg, uint32_t len)
+{
+	struct proto_reader r;
+	proto_reader_init(&r, msg + 5, len - 5);
+	const char *name = proto_read_str(&r);
+	const char *value = proto_read_str(&r);
+	if (r.bad)
+		return;
+	if (sv->state == SV_LOGIN) {
+		params_set(&sv->params, name, value);
+		return;
+	}
+	if (!params_is_session(name))
+		return;
+	params_set(&sv->params, name, value);
+	/* the server's canonical spelling of a value the client asked for */
+	if (sv->client && sv->state == SV_ACTIVE)
+		params_set(&sv->client->params, name, value);
+}
+
+static void login_message(struct server *sv, const uint8_t *msg, uint32_t len)
+{
+	switch (msg[0]) {
+	case 'R':
+		login_auth(sv, msg, len);
+		break;
+	case 'S':
+		track_parameter(sv, msg, len);
+		break;
+	case 'K':
+		if (len >= 13) {
+			sv->backend_pid = proto_get_u32(msg + 5);
+			sv->backend_key = proto_get_u32(msg + 9);
+		}
+		break;
+	case 'E': {
+		struct proto_error_fields f;
+		proto_parse_error(msg + 5, len - 5, &f);
+		login_failed(sv, *f.sqlstate ? f.sqlstate : "08P01", f.message);
+		break;
+	}
+	case 'Z':
+		sv->txn_status = len >= 6 ? (char)msg[5] : 'I';
+		LOGF(LOG_DEBUG, sv->conn.id, "server login done, backend pid %u", sv->backend_pid);
+		pool_server_ready(sv);
+		break;
+	default:   /* NoticeResponse, NegotiateProtocolVersion: nothing to do */
+		break;
+	}
+}
+
+/* ---- relaying ---- */
+
+static void hidden_message(struct server *sv, const uint8_t *msg, uint32_t len)
+{
+	if (msg[0] == 'Z') {
+		sv->hidden--;
+		sv->txn_status = len >= 6 ? (char)msg[5] : 'I';
+		sv->last_rfq_us = shard_of(sv)->now_us;
+		if (!sv->hidden && sv->state == SV_RESETTING)
+			pool_server_ready(sv);
+		return;
+	}
+	if (msg[0] == 'E') {
+		struct proto_error_fields f;
+		proto_parse_error(msg + 5, len - 5, &f);
+		LOGF(LOG_WARNING, sv->conn.id, "pgring's own query failed on the server: %s (%s)", f.message, f.sqlstate);
+		if (sv->client)
+			client_fail(sv->client, "08P01", "could not restore session state on the server: %s", f.message);
+		sv->close_when_idle = true;
+	}
+}
+
+static void ready_for_query(struct server *sv, uint8_t status)
+{
+	struct client *cl = sv->client;
+	struct shard *s = shard_of(sv);
+	struct stats_pool *ps = sv->pool->stats;
+	sv->txn_status = (char)status;
+	sv->last_rfq_us = s->now_us;
+	cl->in_txn = status != 'I';
+	stat_add(&ps->query_count, 1);
+	stat_add(&ps->query_time_us, s->now_us - cl->query_start_us);
+	cl->query_start_us = s->now_us;
+	if (cl->expect)
+		cl->expect--;
+	if (cl->expect || status != 'I' || cl->unsynced)
+		return;
+	stat_add(&ps->xact_count, 1);
+	stat_add(&ps->xact_time_us, s->now_us - cl->xact_start_us);
+	if (sv->pool->mode != POOL_SESSION && !s->draining)
+		pool_release_server(sv);
+	else if (s->draining)
+		client_fail(cl, "57P01", "pgring is shutting down");
+}
+
+static void relay(struct server *sv, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	struct client *cl = sv->client;
+	stat_add(&sv->pool->stats->bytes_out, len);
+	if (!conn_queue(&cl->conn, msg, len, buf)) {
+		client_fail(cl, "53200", "out of memory");
+		return;
+	}
+	if (msg[0] == 'Z')
+		ready_for_query(sv, len >= 6 ? msg[5] : 'I');
+}
+
+static int server_begin(void *ctx, uint8_t type, uint32_t len)
+{
+	struct server *sv = ctx;
+	if (sv->state == SV_CLOSED)
+		return PROTO_STOP;
+	if (sv->state == SV_LOGIN) {
+		if (len > BUF_SCRATCH_SIZE) {
+			login_failed(sv, "08P01", "server sent an oversized message during login");
+			return PROTO_STOP;
+		}
+		return PROTO_WHOLE;
+	}
+	if (type == 'D' || type == 'd')
+		return PROTO_STREAM;
+	return len <= BUF_SCRATCH_SIZE / 2 ? PROTO_WHOLE : PROTO_STREAM;
+}
+
+static bool server_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	struct server *sv = ctx;
+	if (sv->state == SV_LOGIN) {
+		login_message(sv, msg, len);
+		return sv->state != SV_CLOSED;
+	}
+	if (msg[0] == 'S')
+		track_parameter(sv, msg, len);
+	if (sv->hidden) {
+		hidden_message(sv, msg, len);
+		return sv->state != SV_CLOSED;
+	}
+	if (sv->state == SV_ACTIVE && sv->client) {
+		relay(sv, msg, len, buf);
+		return sv->state != SV_CLOSED;
+	}
+	/* nobody is listening: an idle server only speaks to say it is going away */
+	if (msg[0] == 'E') {
+		struct proto_error_fields f;
+		proto_parse_error(msg + 5, len - 5, &f);
+		LOGF(LOG_INFO, sv->conn.id, "idle server says: %s (%s)", f.message, f.sqlstate);
+		server_close(sv, NULL);
+		return false;
+	}
+	return true;
+}
+
+static void server_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
+{
+	struct server *sv = ctx;
+	if (sv->hidden || sv->state != SV_ACTIVE || !sv->client)
+		return;
+	stat_add(&sv->pool->stats->bytes_out, n);
+	if (!conn_queue(&sv->client->conn, p, n, buf))
+		client_fail(sv->client, "53200", "out of memory");
+}
+
+static uint8_t *server_alloc(void *ctx, uint32_t len, uint32_t *buf)
+{
+	struct server *sv = ctx;
+	return bufs_scratch(&shard_of(sv)->bufs, len, buf);
+}
+
+static void server_release_mem(void *ctx, uint32_t buf, uint8_t *mem)
+{
+	struct server *sv = ctx;
+	(void)mem;
+	bufs_unref(&shard_of(sv)->bufs, buf);
+}
+
+static const struct proto_frame_ops server_ops = {
+	.begin = server_begin,
+	.whole = server_whole,
+	.bytes = server_bytes,
+	.alloc = server_alloc,
+	.release = server_release_mem,
+};
+
+void server_data(struct server *sv, uint8_t *data, uint32_t n, uint32_t buf)
+{
+	int rc = proto_framer_feed(&sv->conn.fr, data, n, buf, &server_ops, sv);
+	if (rc < 0 && sv->state != SV_CLOSED) {
+		stat_add(&shard_of(sv)->stats->protocol_errors, 1);
+		LOGF(LOG_WARNING, sv->conn.id, "server sent a malformed message (%s)",
+		     rc == PROTO_BAD_LENGTH ? "bad length" : "out of memory");
+		struct client *cl = sv->client;
+		server_close(sv, NULL);
+		if (cl)
+			client_server_lost(cl, "server sent a malformed message");
+		return;
+	}
+	/* back-pressure: a client that does not read stops its server */
+	struct client *cl = sv->client;
+	if (cl && sv->state == SV_ACTIVE && cl->conn.out_bytes > (uint32_t)shard_of(sv)->cfg->max_pending_bytes)
+		conn_recv_off(&sv->conn);
+}
+
+void server_drained(struct server *sv)
+{
+	struct client *cl = sv->client;
+	if (cl && cl->state == CL_ACTIVE && !cl->conn.recv_wanted)
+		client_drained(cl);
+}
+
+void server_eof(struct server *sv, int err)
+{
+	struct pool *p = sv->pool;
+	struct client *cl = sv->client;
+	char why[160];
+	snprintf(why, sizeof why, "server closed the connection unexpectedly%s%s", err ? ": " : "",
+		 err ? strerror(err) : "");
+	if (sv->state == SV_LOGIN || sv->state == SV_CONNECTING) {
+		snprintf(p->last_error, sizeof p->last_error, "%s", why);
+		strcpy(p->last_sqlstate, "08006");
+	}
+	LOGF(cl ? LOG_WARNING : LOG_INFO, sv->conn.id, "%s", why);
+	server_close(sv, NULL);
+	if (cl)
+		client_server_lost(cl, "server closed the connection unexpectedly");
+}
+
+/* Unlink from everything and close; the budget slot goes back to the pool. */
+void server_close(struct server *sv, const char *why)
+{
+	if (sv->state == SV_CLOSED)
+		return;
+	if (why)
+		LOGF(LOG_INFO, sv->conn.id, "closing server connection: %s", why);
+	struct client *cl = sv->client;
+	if (cl) {
+		cl->server = NULL;
+		sv->client = NULL;
+	}
+	if (!sv->conn.eof && sv->state != SV_CONNECTING && sv->conn.fd >= 0) {
+		uint8_t mem[8];
+		struct proto_out o;
+		proto_out_init(&o, mem, sizeof mem);
+		proto_terminate(&o);
+		conn_queue_out(&sv->conn, &o);
+	}
+	enum server_state was = sv->state;
+	server_set_state(sv, SV_CLOSED);
+	pool_server_gone(sv);
+	(void)was;
+	proto_framer_reset(&sv->conn.fr, &server_ops, sv);
+	conn_close(&sv->conn);
+}
+
+void server_free(struct server *sv)
+{
+	gauge_add(&shard_of(sv)->stats->servers, -1);
+	params_clear(&sv->params);
+	free(sv->scram);
+	free(sv);
+}
+
+bool server_hidden_query(struct server *sv, const char *sql)
+{
+	size_t n = strlen(sql) + 6;
+	uint32_t buf;
+	uint8_t *mem = bufs_scratch(&shard_of(sv)->bufs, (uint32_t)n, &buf);
+	if (!mem)
+		return false;
+	struct proto_out o;
+	proto_out_init(&o, mem, n);
+	proto_query(&o, sql);
+	bool ok = conn_queue(&sv->conn, o.p, (uint32_t)o.len, buf);
+	bufs_unref(&shard_of(sv)->bufs, buf);
+	if (ok)
+		sv->hidden++;
+	return ok;
+}
+
+bool server_hidden_sync(struct server *sv)
+{
+	static const uint8_t sync[5] = { 'S', 0, 0, 0, 4 };
+	if (!conn_queue(&sv->conn, sync, sizeof sync, PROTO_BUF_NONE))
+		return false;
+	sv->hidden++;
+	return true;
+}
+
+/* ---- cancel: a short connection of its own, connect -> send -> close linked ---- */
+
+struct cancel_req {
+	struct server *sv;
+	int fd;
+	uint8_t msg[16];
+} __attribute__((aligned(8)));
+
+void server_send_cancel(struct server *sv)
+{
+	struct shard *s = shard_of(sv);
+	struct cancel_req *cr = calloc(1, sizeof *cr);
+	if (!cr)
+		return;
+	cr->fd = socket(sv->addr.in.sin_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (cr->fd < 0) {
+		free(cr);
+		return;
+	}
+	struct proto_out o;
+	proto_out_init(&o, cr->msg, sizeof cr->msg);
+	proto_cancel_request(&o, sv->backend_pid, sv->backend_key);
+	cr->sv = sv;
+	sv->cancel_pending = true;
+	sv->conn.inflight++;   /* keeps the server object alive until the cancel is out */
+	struct io_uring_sqe *sqe = shard_sqe(s);
+	io_uring_prep_connect(sqe, cr->fd, (struct sockaddr *)&sv->addr, sv->addrlen);
+	sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe, OP_IGNORE);
+	sqe = shard_sqe(s);
+	io_uring_prep_send(sqe, cr->fd, cr->msg, sizeof cr->msg, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe, OP_IGNORE);
+	sqe = shard_sqe(s);
+	/* wait for the server to close its end, so the cancel has landed before the
+	 * server can be handed to another client */
+	io_uring_prep_recv(sqe, cr->fd, cr->msg, sizeof cr->msg, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)cr | OP_CANCEL);
+	LOGF(LOG_INFO, sv->conn.id, "forwarding cancel request to backend %u", sv->backend_pid);
+}
+
+void server_cancel_done(void *p)
+{
+	struct cancel_req *cr = p;
+	struct server *sv = cr->sv;
+	close(cr->fd);
+	free(cr);
+	sv->conn.inflight--;
+	sv->cancel_pending = false;
+	if (sv->state == SV_RESETTING && !sv->hidden)
+		pool_server_ready(sv);   /* it was parked until the cancel landed */
+	conn_maybe_free(&sv->conn);
+}
