@@ -402,37 +402,48 @@ int config_parse_cpu_list(const char *s, int *cpus, int max)
 
 /* ---- setting one value --------------------------------------------------- */
 
-static int set_number(const struct key_def *k, void *field, const char *v, char *msg, size_t len)
+static int parse_number(const struct key_def *k, const char *v, double *d)
 {
-	double d = 0;
-	long long ll = 0;
-	int ok;
-	if (k->type == KT_INT || k->type == KT_OCTAL) {
-		ok = parse_integer(v, k->type == KT_OCTAL ? 8 : 10, &ll) == 0;
-		d = (double)ll;
-	} else {
-		ok = parse_with_unit(v, k->type == KT_TIME ? time_units : size_units,
-				     k->type == KT_TIME ? ARRAY_SIZE(time_units) : ARRAY_SIZE(size_units),
-				     &d) == 0;
-	}
-	if (!ok) {
-		static const char *const what[] = {
-			[KT_INT] = "an integer", [KT_OCTAL] = "an octal mode",
-			[KT_SIZE] = "a size (bytes, or with kB, MB, GB)",
-			[KT_TIME] = "a time (seconds, or with us, ms, s, min, h, d)",
-		};
-		snprintf(msg, len, "%s: '%s' is not %s", k->name, v, what[k->type]);
+	long long ll;
+	if (k->type == KT_TIME)
+		return parse_with_unit(v, time_units, ARRAY_SIZE(time_units), d);
+	if (k->type == KT_SIZE)
+		return parse_with_unit(v, size_units, ARRAY_SIZE(size_units), d);
+	if (parse_integer(v, k->type == KT_OCTAL ? 8 : 10, &ll) < 0)
 		return -1;
-	}
-	if ((d < k->min || d > k->max) && k->type == KT_OCTAL) {
+	*d = (double)ll;
+	return 0;
+}
+
+static int number_error(const struct key_def *k, const char *v, char *msg, size_t len)
+{
+	static const char *const what[] = {
+		[KT_INT] = "an integer", [KT_OCTAL] = "an octal mode",
+		[KT_SIZE] = "a size (bytes, or with kB, MB, GB)",
+		[KT_TIME] = "a time (seconds, or with us, ms, s, min, h, d)",
+	};
+	snprintf(msg, len, "%s: '%s' is not %s", k->name, v, what[k->type]);
+	return -1;
+}
+
+static int range_error(const struct key_def *k, const char *v, char *msg, size_t len)
+{
+	if (k->type == KT_OCTAL)
 		snprintf(msg, len, "%s: %s is out of range (%#o .. %#o)", k->name, v,
 			 (unsigned)k->min, (unsigned)k->max);
-		return -1;
-	}
-	if (d < k->min || d > k->max) {
+	else
 		snprintf(msg, len, "%s: %s is out of range (%.0f .. %.0f)", k->name, v, k->min, k->max);
-		return -1;
-	}
+	return -1;
+}
+
+/* KT_TIME stores a double, the other numeric types an int. */
+static int set_number(const struct key_def *k, void *field, const char *v, char *msg, size_t len)
+{
+	double d;
+	if (parse_number(k, v, &d) < 0)
+		return number_error(k, v, msg, len);
+	if (d < k->min || d > k->max)
+		return range_error(k, v, msg, len);
 	if (k->type == KT_TIME) {
 		*(double *)field = d;
 		return 0;
@@ -479,14 +490,39 @@ static int set_string(char **field, const char *v, char *msg, size_t len)
 	return 0;
 }
 
+static int set_cpu_list(const struct key_def *k, struct config *cfg, const char *v, char *msg,
+			size_t len)
+{
+	int n = config_parse_cpu_list(v, cfg->shard_cpus, CONFIG_MAX_SHARDS);
+	if (n < 0) {
+		snprintf(msg, len, "%s: bad CPU list '%s' (like 0,1 or 0-3,8; at most %d CPUs)",
+			 k->name, v, CONFIG_MAX_SHARDS);
+		return -1;
+	}
+	cfg->n_shard_cpus = n;
+	return 0;
+}
+
+/* No TLS yet: refuse nonsense, say that a real mode does nothing. */
+static int check_sslmode(struct load *ld, const struct key_def *k, const char *v, char *msg,
+			 size_t len)
+{
+	if (lookup(sslmode_names, ARRAY_SIZE(sslmode_names), v) < 0) {
+		snprintf(msg, len, "%s: unknown value '%s' (disable, allow, prefer, require, "
+			 "verify-ca, verify-full)", k->name, v);
+		return -1;
+	}
+	if (strcasecmp(v, "disable") != 0 && ld)
+		warnf(ld, "%s = %s is accepted but has no effect yet (no TLS yet)", k->name, v);
+	return 0;
+}
+
 /* Parse v as key k into base (a struct config, config_db or config_user). On error,
  * a message without location goes to msg. Warnings go through ld (may be NULL). */
 static int set_value(struct load *ld, const struct key_def *k, void *base, const char *v,
 		     char *msg, size_t len)
 {
 	void *field = (char *)base + k->off;
-	struct config *cfg = base;
-	int n;
 	switch (k->type) {
 	case KT_INT: case KT_OCTAL: case KT_SIZE: case KT_TIME:
 		return set_number(k, field, v, msg, len);
@@ -501,25 +537,10 @@ static int set_value(struct load *ld, const struct key_def *k, void *base, const
 	case KT_POOL_MODE: case KT_AUTH_TYPE:
 		return set_enum(k, field, v, msg, len);
 	case KT_CPU_LIST:
-		n = config_parse_cpu_list(v, cfg->shard_cpus, CONFIG_MAX_SHARDS);
-		if (n >= 0) {
-			cfg->n_shard_cpus = n;
-			return 0;
-		}
-		snprintf(msg, len, "%s: bad CPU list '%s' (like 0,1 or 0-3,8; at most %d CPUs)",
-			 k->name, v, CONFIG_MAX_SHARDS);
-		return -1;
+		return set_cpu_list(k, base, v, msg, len);
 	case KT_SSLMODE:
-		if (lookup(sslmode_names, ARRAY_SIZE(sslmode_names), v) < 0) {
-			snprintf(msg, len, "%s: unknown value '%s' (disable, allow, prefer, require, "
-				 "verify-ca, verify-full)", k->name, v);
-			return -1;
-		}
-		if (strcasecmp(v, "disable") != 0 && ld)
-			warnf(ld, "%s = %s is accepted but has no effect yet (no TLS yet)", k->name, v);
-		return 0;
-	case KT_NO_EFFECT:
-	case KT_IGNORED:
+		return check_sslmode(ld, k, v, msg, len);
+	case KT_NO_EFFECT: case KT_IGNORED:
 		return 0;
 	}
 	return 0;
@@ -641,7 +662,7 @@ static int next_pair(struct load *ld, const char *what, char **pp, char **key, c
 static int parse_settings(struct load *ld, const char *what, const char *str,
 			  const struct key_def *table, size_t n, void *base)
 {
-	char msg[MSG_MAX], *key, *val, *copy = strdup(str), *p = copy;
+	char msg[MSG_MAX], *key = NULL, *val = NULL, *copy = strdup(str), *p = copy;
 	int r;
 	if (!copy)
 		return fail(ld, "out of memory");
@@ -980,8 +1001,9 @@ static int cmp_secret(const void *a, const void *b)
 /* Sort by user for bsearch; of duplicates the last line wins, as in PgBouncer. */
 static void sort_secrets(struct ranked_secret *r, int n, struct config_secret *out, int *nout)
 {
-	qsort(r, (size_t)n, sizeof(*r), cmp_secret);
 	*nout = 0;
+	if (n > 0) /* r may be NULL then, and qsort wants a valid pointer */
+		qsort(r, (size_t)n, sizeof(*r), cmp_secret);
 	for (int i = 0; i < n; i++) {
 		if (i + 1 < n && strcmp(r[i].s.user, r[i + 1].s.user) == 0) {
 			free(r[i].s.user);

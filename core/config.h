@@ -45,6 +45,7 @@ struct config_secret {
 	char *secret;
 };
 
+/* String settings are NULL when unset or set to an empty value. */
 struct config {
 	char *path;                 /* file it was read from */
 	/* [pgring] / [pgbouncer] */
@@ -53,7 +54,7 @@ struct config {
 	char *unix_socket_dir;      /* NULL/"" = no unix socket; default "/tmp" as PgBouncer */
 	int unix_socket_mode;       /* 0777 */
 	int auth_type;              /* enum auth_type, default AUTH_MD5 */
-	char *auth_file;
+	char *auth_file;            /* a relative path is resolved against path's directory */
 	int pool_mode;              /* enum pool_mode, default POOL_SESSION */
 	int default_pool_size;      /* 20 */
 	int min_pool_size;          /* 0 */
@@ -97,12 +98,16 @@ struct config {
 	/* sections */
 	struct config_db *dbs; int ndbs;
 	struct config_user *users; int nusers;
-	struct config_secret *secrets; int nsecrets; /* from auth_file */
+	struct config_secret *secrets; int nsecrets; /* from auth_file, sorted by user, unique */
 };
 
-/* Load and validate FILE. On success returns 0 and *out owns a new config.
- * Unknown keys are warnings (written through warn(); may be NULL). Any error
- * returns -1 with "file:line: message" in err. */
+/* Load and validate FILE (PgBouncer syntax; `%include FILE` as PgBouncer, relative
+ * to the working directory), then auth_file. On success returns 0 and *out owns a
+ * new config. Unknown keys, and known keys pgring does not implement yet, are
+ * warnings (written through warn(); may be NULL). Any error returns -1 with
+ * "file:line: message" in err. Times take an optional unit (us, ms, s, min, h, d;
+ * default seconds), sizes one of B, kB, MB, GB. Call from one thread at a time:
+ * it sets libinih's global options. */
 int config_load(const char *file, struct config **out, char *err, size_t errlen,
 		void (*warn)(const char *msg));
 void config_free(struct config *cfg);
@@ -112,7 +117,8 @@ const struct config_db *config_find_db(const struct config *cfg, const char *nam
 const struct config_user *config_find_user(const struct config *cfg, const char *name);
 const char *config_find_secret(const struct config *cfg, const char *user);
 
-/* Parse PgBouncer's userlist.txt format into cfg->secrets (replacing it). */
+/* Parse PgBouncer's userlist.txt format into cfg->secrets (replacing it). On
+ * error returns -1 with "file:line: message" in err and leaves cfg->secrets as is. */
 int config_load_auth_file(struct config *cfg, const char *file, char *err, size_t errlen);
 
 /* Parse a CPU list "0,1", "0-3", "0-3,8" into cpus (max n); returns the count or -1. */

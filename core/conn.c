@@ -192,37 +192,38 @@ void conn_flush(struct conn *c)
 	stat_add(&c->shard->stats->send_iovecs, sb->n);
 }
 
+/* Completions keep their reference (inflight) until the owner's handler has
+ * returned, so a handler that closes the connection cannot free it under us. */
 void conn_on_send(struct conn *c, int res)
 {
 	struct sendbuf *sb = c->sending;
 	c->sending = NULL;
-	c->inflight--;
 	bool ok = res >= 0 && (uint32_t)res == sb->bytes;
 	c->out_bytes -= sb->bytes;
 	release_sendbuf(c->shard, sb);
 	if (!ok) {
 		if (!c->eof)
 			LOGF(LOG_DEBUG, c->id, "send failed: %s", res < 0 ? strerror(-res) : "short send");
+		bool was_eof = c->eof;
 		c->eof = true;
 		conn_drop_queue(c);
-		if (!c->closing)
+		if (!c->closing && !was_eof)
 			pool_conn_eof(c, res < 0 ? -res : EPIPE);
-		conn_maybe_free(c);
-		return;
+	} else {
+		conn_flush(c);
+		if (!c->closing)
+			pool_conn_drained(c);
 	}
-	conn_flush(c);
-	if (!c->closing)
-		pool_conn_drained(c);
+	c->inflight--;
 	conn_maybe_free(c);
 }
 
 void conn_on_recv(struct conn *c, int res, unsigned flags)
 {
 	struct shard *s = c->shard;
-	if (!(flags & IORING_CQE_F_MORE)) {
+	bool last = !(flags & IORING_CQE_F_MORE);
+	if (last)
 		c->recv_armed = false;
-		c->inflight--;
-	}
 	if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
 		uint32_t id;
 		uint8_t *data = bufs_received(&s->bufs, c->group, (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT), &id);
@@ -235,15 +236,17 @@ void conn_on_recv(struct conn *c, int res, unsigned flags)
 		if (!c->closing && !c->eof)
 			shard_starved(s, c);
 	} else if (res == 0 || (res < 0 && res != -ECANCELED)) {
-		if (!c->eof && !c->closing) {
-			c->eof = true;
+		bool was_eof = c->eof;
+		c->eof = true;
+		if (!was_eof && !c->closing) {
 			conn_drop_queue(c);
 			pool_conn_eof(c, res < 0 ? -res : 0);
 		}
-		c->eof = true;
 	}
 	if (!c->recv_armed && c->recv_wanted && !c->eof && !c->closing && !c->starved)
 		arm_recv(c);
+	if (last)
+		c->inflight--;
 	conn_maybe_free(c);
 }
 

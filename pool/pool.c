@@ -84,13 +84,22 @@ static void list_push(struct server **head, struct server *sv)
 static void detach(struct server *sv)
 {
 	struct pool *p = sv->pool;
-	if (sv->state == SV_IDLE) {
+	if (sv->in_idle_list) {
 		list_remove(&p->idle, sv);
 		p->n_idle--;
+		sv->in_idle_list = false;
 	} else {
 		list_remove(&p->used, sv);
 		p->n_used--;
 	}
+}
+
+static void to_used(struct server *sv)
+{
+	struct pool *p = sv->pool;
+	detach(sv);
+	list_push(&p->used, sv);
+	p->n_used++;
 }
 
 static void settings(struct pool *p, const struct config *cfg)
@@ -205,12 +214,8 @@ static void launch_for_waiters(struct pool *p)
 static void lease(struct server *sv, struct client *cl)
 {
 	struct pool *p = sv->pool;
-	if (sv->state == SV_IDLE) {
-		list_remove(&p->idle, sv);
-		p->n_idle--;
-		list_push(&p->used, sv);
-		p->n_used++;
-	}
+	if (sv->in_idle_list)
+		to_used(sv);
 	sv->client = cl;
 	cl->server = sv;
 	sv->lease_us = p->shard->now_us;
@@ -334,6 +339,7 @@ void pool_server_ready(struct server *sv)
 	sv->idle_since_us = p->shard->now_us;
 	list_push(&p->idle, sv);
 	p->n_idle++;
+	sv->in_idle_list = true;
 }
 
 /* The client is finished with its server (end of transaction, or it left). */

@@ -80,6 +80,7 @@ struct server {
 	uint32_t hidden;                           /* of those, the ones pgring caused (swallowed) */
 	char txn_status;                           /* last ReadyForQuery: I, T or E */
 	bool close_when_idle;                      /* config changed or lifetime over */
+	bool in_idle_list;                         /* on pool->idle (else on pool->used) */
 	bool ready_once;                           /* finished its login at some point */
 	bool cancel_pending;                       /* a cancel request to it is on its way */
 	struct auth_scram_client *scram;

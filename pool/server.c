@@ -160,8 +160,8 @@ static void send_startup(struct server *sv)
 
 void server_connected(struct server *sv, int res)
 {
-	sv->conn.inflight--;
 	if (sv->state != SV_CONNECTING) {
+		sv->conn.inflight--;
 		conn_maybe_free(&sv->conn);
 		return;
 	}
@@ -173,11 +173,13 @@ void server_connected(struct server *sv, int res)
 		LOGF(LOG_WARNING, sv->conn.id, "%s", p->last_error);
 		sv->conn.eof = true;
 		server_close(sv, NULL);
-		return;
+	} else {
+		server_set_state(sv, SV_LOGIN);
+		conn_recv_on(&sv->conn);
+		send_startup(sv);
 	}
-	server_set_state(sv, SV_LOGIN);
-	conn_recv_on(&sv->conn);
-	send_startup(sv);
+	sv->conn.inflight--;
+	conn_maybe_free(&sv->conn);
 }
 
 /* ---- login ---- */
