@@ -1090,7 +1090,8 @@ static const struct where *set_at(struct load *ld, const char *key)
 	return &ld->set_at[find_key(main_keys, ARRAY_SIZE(main_keys), key) - main_keys];
 }
 
-static int check_shards(struct load *ld)
+/* Settings that constrain each other, checked once everything is read. */
+static int check_cross_keys(struct load *ld)
 {
 	struct config *cfg = ld->cfg;
 	const struct where *w;
@@ -1194,7 +1195,7 @@ int config_load(const char *file, struct config **out, char *err, size_t errlen,
 			fail_at(&ld, ld.file ? ld.file : file, ld.line,
 				r == -2 ? "out of memory" : "syntax error");
 	}
-	if (!ld.failed && check_shards(&ld) == 0)
+	if (!ld.failed && check_cross_keys(&ld) == 0)
 		load_secrets(&ld);
 	load_cleanup(&ld);
 	if (ld.failed) {

@@ -139,10 +139,8 @@ void client_eof(struct client *cl, int err)
 		LOGF(LOG_INFO, cl->conn.id, "client connection error: %s", strerror(err));
 	if (cl->state == CL_WAITING || cl->state == CL_LOGIN_WAIT)
 		pool_wait_remove(cl);
-	struct server *sv = cl->server;
-	if (sv) {
-		pool_release_server(sv);
-	}
+	if (cl->server)
+		pool_release_server(cl->server, true);
 	sendq_drop(shard_of(cl), &cl->held);
 	client_set_state(cl, CL_CLOSED);
 	key_unlink(cl);

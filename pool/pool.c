@@ -320,6 +320,16 @@ void pool_server_ready(struct server *sv)
 		server_close(sv, sv->close_when_idle ? "settings changed or session state lost" : "server_lifetime");
 		return;
 	}
+	if (sv->txn_status != 'I' && !sv->hidden) {
+		/* never hand out a server inside a transaction, whoever left it there */
+		LOGF(LOG_WARNING, sv->conn.id, "server released inside a transaction: rolling back");
+		if (server_hidden_query(sv, "ROLLBACK")) {
+			server_set_state(sv, SV_RESETTING);
+			return;
+		}
+		server_close(sv, "cannot roll back");
+		return;
+	}
 	if (sv->cancel_pending) {
 		server_set_state(sv, SV_RESETTING);
 		return;
@@ -343,7 +353,7 @@ void pool_server_ready(struct server *sv)
 }
 
 /* The client is finished with its server (end of transaction, or it left). */
-void pool_release_server(struct server *sv)
+void pool_release_server(struct server *sv, bool gone)
 {
 	struct pool *p = sv->pool;
 	struct client *cl = sv->client;
@@ -351,13 +361,14 @@ void pool_release_server(struct server *sv)
 	sv->client = NULL;
 	if (cl) {
 		cl->server = NULL;
-		bool gone = cl->state == CL_CLOSED || cl->conn.closing || cl->conn.eof;
 		if (!gone && cl->state == CL_ACTIVE) {
 			client_set_state(cl, CL_IDLE);
 		}
 		if (gone) {
 			if (cl->expect) {
-				/* a query is still running for nobody; closing it is the only sure stop */
+				/* a query is still running for nobody: cancel it (PostgreSQL does not
+				 * notice a closed socket mid-query, and would keep its locks), then close */
+				server_send_cancel(sv);
 				server_close(sv, "client left while its query was running");
 				return;
 			}

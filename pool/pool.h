@@ -118,7 +118,7 @@ struct pool {
 struct pool *pool_find(struct shard *s, const char *db, const char *user, bool create);
 void pool_refresh_all(struct shard *s);           /* adopt a new topology */
 void pool_request_server(struct client *cl);      /* client has work and no server */
-void pool_release_server(struct server *sv);      /* server's client is done with it */
+void pool_release_server(struct server *sv, bool client_gone); /* server's client is done with it */
 void pool_server_ready(struct server *sv);        /* server logged in or finished resetting */
 void pool_server_gone(struct server *sv);         /* server closed; budget back */
 void pool_wait_remove(struct client *cl);

@@ -383,7 +383,7 @@ static void ready_for_query(struct server *sv, uint8_t status)
 	stat_add(&ps->xact_count, 1);
 	stat_add(&ps->xact_time_us, s->now_us - cl->xact_start_us);
 	if (sv->pool->mode != POOL_SESSION && !s->draining)
-		pool_release_server(sv);
+		pool_release_server(sv, false);
 	else if (s->draining)
 		client_fail(cl, "57P01", "pgring is shutting down");
 }
