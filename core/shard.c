@@ -346,8 +346,9 @@ static void check_drain(struct shard *s)
 		next = cl->next_all;
 		if (cl->state == CL_CLOSED)
 			continue;
-		bool busy = cl->state == CL_ACTIVE && cl->server &&
-			    (cl->server->outstanding || cl->server->txn_status != 'I');
+		/* a request in flight or queued, or an open transaction block: let it finish */
+		bool busy = cl->state == CL_WAITING ||
+			    (cl->state == CL_ACTIVE && (cl->expect || cl->in_txn || (cl->server && cl->server->hidden)));
 		if (!busy || s->now_us >= s->drain_deadline_us)
 			client_fail(cl, "57P01", "pgring is shutting down");
 	}

@@ -76,8 +76,7 @@ struct server {
 	struct params params;                      /* what the server's session is set to */
 	uint32_t backend_pid, backend_key;
 	uint64_t connect_us, idle_since_us, lease_us, last_rfq_us;
-	uint32_t outstanding;                      /* ReadyForQuery messages we still expect */
-	uint32_t hidden;                           /* of those, the ones pgring caused (swallowed) */
+	uint32_t hidden;                           /* ReadyForQuery messages of pgring's own queries still due */
 	char txn_status;                           /* last ReadyForQuery: I, T or E */
 	bool close_when_idle;                      /* config changed or lifetime over */
 	bool in_idle_list;                         /* on pool->idle (else on pool->used) */

@@ -1,0 +1,1024 @@
+/* tests/unit/test_config.c: core/config.c against PgBouncer-style files: values,
+ * defaults, warnings, errors with file:line, connection strings, %include, the
+ * shipped Debian pgbouncer.ini, CPU lists, userlist.txt and pool precedence. */
+#include "core/config.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- fixtures: a temp directory per test, captured warnings -------------- */
+
+static char tmpdir[64];
+static char warns[64][1024];
+static int nwarns;
+static char err[1024];
+
+static void setup(void)
+{
+	strcpy(tmpdir, "/tmp/pgring-config-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+	nwarns = 0;
+	err[0] = '\0';
+}
+
+static void teardown(void)
+{
+	DIR *d = opendir(tmpdir);
+	struct dirent *e;
+	char path[512];
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", tmpdir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(tmpdir);
+}
+
+TestSuite(config, .init = setup, .fini = teardown);
+TestSuite(config_errors, .init = setup, .fini = teardown);
+TestSuite(config_connstr, .init = setup, .fini = teardown);
+TestSuite(config_userlist, .init = setup, .fini = teardown);
+TestSuite(config_precedence, .init = setup, .fini = teardown);
+
+static void on_warn(const char *msg)
+{
+	if (nwarns < 64)
+		snprintf(warns[nwarns++], sizeof(warns[0]), "%s", msg);
+}
+
+/* How many warnings contain needle. */
+static int warned(const char *needle)
+{
+	int n = 0;
+	for (int i = 0; i < nwarns; i++)
+		n += strstr(warns[i], needle) != NULL;
+	return n;
+}
+
+static void write_all(const char *path, const char *content, size_t len)
+{
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f, "cannot write %s", path);
+	cr_assert_eq(fwrite(content, 1, len, f), len);
+	fclose(f);
+}
+
+/* A new mkstemp file in the test's directory; returns its path (static storage). */
+static const char *tmp_file(const char *content)
+{
+	static char paths[16][512];
+	static int next;
+	char *path = paths[next++ % 16];
+	int fd;
+	snprintf(path, 512, "%s/cfg-XXXXXX", tmpdir);
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	write_all(path, content, strlen(content));
+	return path;
+}
+
+static const char *named_file(const char *name, const char *content)
+{
+	static char paths[8][512];
+	static int next;
+	char *path = paths[next++ % 8];
+	snprintf(path, 512, "%s/%s", tmpdir, name);
+	write_all(path, content, strlen(content));
+	return path;
+}
+
+static struct config *load_path(const char *path)
+{
+	struct config *cfg = NULL;
+	int r = config_load(path, &cfg, err, sizeof(err), on_warn);
+	cr_assert_eq(r, 0, "config_load failed: %s", err);
+	cr_assert_not_null(cfg);
+	return cfg;
+}
+
+static struct config *load(const char *content)
+{
+	return load_path(tmp_file(content));
+}
+
+#define expect_str(actual, expected)                                                   \
+	do {                                                                           \
+		const char *a_ = (actual);                                             \
+		cr_expect(a_ && strcmp(a_, (expected)) == 0, "%s is '%s', expected '%s'", \
+			  #actual, a_ ? a_ : "(null)", (expected));                    \
+	} while (0)
+
+#define expect_time(actual, expected) \
+	cr_expect((actual) > (expected) - 1e-9 && (actual) < (expected) + 1e-9, \
+		  "%s is %g, expected %g", #actual, (double)(actual), (double)(expected))
+
+/* ---- values and defaults ------------------------------------------------- */
+
+Test(config, defaults_match_the_header)
+{
+	struct config *c = load("[pgring]\n");
+	cr_expect_null(c->listen_addr);
+	cr_expect_eq(c->listen_port, 6432);
+	expect_str(c->unix_socket_dir, "/tmp");
+	cr_expect_eq(c->unix_socket_mode, 0777);
+	cr_expect_eq(c->auth_type, AUTH_MD5);
+	cr_expect_null(c->auth_file);
+	cr_expect_eq(c->pool_mode, POOL_SESSION);
+	cr_expect_eq(c->default_pool_size, 20);
+	cr_expect_eq(c->min_pool_size, 0);
+	cr_expect_eq(c->reserve_pool_size, 0);
+	expect_time(c->reserve_pool_timeout, 5);
+	cr_expect_eq(c->max_client_conn, 100);
+	cr_expect_eq(c->max_db_connections, 0);
+	cr_expect_eq(c->max_user_connections, 0);
+	expect_str(c->server_reset_query, "DISCARD ALL");
+	cr_expect_not(c->server_reset_query_always);
+	expect_str(c->server_check_query, "select 1");
+	expect_time(c->server_idle_timeout, 600);
+	expect_time(c->server_lifetime, 3600);
+	expect_time(c->server_connect_timeout, 15);
+	expect_time(c->server_login_retry, 15);
+	expect_time(c->query_wait_timeout, 120);
+	expect_time(c->query_timeout, 0);
+	expect_time(c->client_login_timeout, 60);
+	expect_time(c->client_idle_timeout, 0);
+	expect_time(c->idle_transaction_timeout, 0);
+	expect_time(c->shutdown_timeout, 30);
+	cr_expect_null(c->logfile);
+	cr_expect_null(c->pidfile);
+	cr_expect_eq(c->verbose, 0);
+	cr_expect(c->log_connections);
+	cr_expect(c->log_disconnections);
+	cr_expect_eq(c->max_packet_size, 256 * 1024 * 1024);
+	cr_expect_eq(c->max_startup_packet, 10000);
+	cr_expect_eq(c->shards, 0);
+	cr_expect_eq(c->n_shard_cpus, 0);
+	expect_str(c->control_addr, "127.0.0.1");
+	cr_expect_eq(c->control_port, 6433);
+	cr_expect_eq(c->ring_entries, 1024);
+	cr_expect_eq(c->cq_entries, 16384);
+	cr_expect_eq(c->client_bufs, 4096);
+	cr_expect_eq(c->client_buf_size, 2048);
+	cr_expect_eq(c->server_bufs, 1024);
+	cr_expect_eq(c->server_buf_size, 16384);
+	cr_expect_eq(c->max_pending_bytes, 256 * 1024);
+	cr_expect_eq(c->ndbs, 0);
+	cr_expect_eq(c->nusers, 0);
+	cr_expect_eq(warned("no auth_file"), 1, "md5 without auth_file deserves a warning");
+	config_free(c);
+}
+
+static const char full_ini[] =
+	";; a PgBouncer-style file using every key pgring shares\n"
+	"[databases]\n"
+	"app = host=127.0.0.1 port=5433 dbname=app_prod user=appuser password=s3cret pool_size=5 "
+	"pool_mode=transaction min_pool_size=2 reserve_pool=3 max_db_connections=40 "
+	"client_encoding=UTF8 datestyle=ISO timezone=UTC application_name=pgring-app "
+	"connect_query='SELECT 1' auth_user=authy\n"
+	"sock = host=/var/run/postgresql\n"
+	"* = host=fallback.example port=6000\n"
+	"\n"
+	"[users]\n"
+	"alice = pool_mode=statement pool_size=7 max_user_connections=10\n"
+	"\n"
+	"[pgbouncer]\n"
+	"listen_addr = 127.0.0.1, ::1\n"
+	"listen_port = 7432\n"
+	"unix_socket_dir = /run/pgring\n"
+	"unix_socket_mode = 0700\n"
+	"auth_type = trust\n"
+	"pool_mode = transaction\n"
+	"default_pool_size = 30\n"
+	"min_pool_size = 4\n"
+	"reserve_pool_size = 6\n"
+	"reserve_pool_timeout = 2.5\n"
+	"max_client_conn = 5000\n"
+	"max_db_connections = 100\n"
+	"max_user_connections = 50\n"
+	"server_reset_query = DEALLOCATE ALL\n"
+	"server_reset_query_always = 1\n"
+	"server_check_query = SELECT 2\n"
+	"server_idle_timeout = 300\n"
+	"server_lifetime = 1800\n"
+	"server_connect_timeout = 3\n"
+	"server_login_retry = 0.5\n"
+	"query_wait_timeout = 60\n"
+	"query_timeout = 90\n"
+	"client_login_timeout = 20\n"
+	"client_idle_timeout = 3600\n"
+	"idle_transaction_timeout = 30\n"
+	"logfile = /var/log/pgring.log\n"
+	"pidfile = /run/pgring.pid\n"
+	"verbose = 2\n"
+	"log_connections = 0\n"
+	"log_disconnections = off\n"
+	"admin_users = admin, root\n"
+	"stats_users = stats\n"
+	"max_packet_size = 1048576\n"
+	"pkt_buf = 8192\n"
+	"\n"
+	"[pgring]\n"
+	"shard_cpus = 0-1,3\n"
+	"control_addr = 0.0.0.0\n"
+	"control_port = 7433\n"
+	"ring_entries = 2048\n"
+	"cq_entries = 8192\n"
+	"client_bufs = 2048\n"
+	"client_buf_size = 4kB\n"
+	"server_bufs = 512\n"
+	"server_buf_size = 32768\n"
+	"max_pending_bytes = 1MB\n"
+	"shutdown_timeout = 10s\n"
+	"max_startup_packet = 20000\n";
+
+Test(config, full_pgbouncer_style_file)
+{
+	struct config *c = load(full_ini);
+	const struct config_db *db;
+	const struct config_user *u;
+
+	expect_str(c->listen_addr, "127.0.0.1, ::1");
+	cr_expect_eq(c->listen_port, 7432);
+	expect_str(c->unix_socket_dir, "/run/pgring");
+	cr_expect_eq(c->unix_socket_mode, 0700);
+	cr_expect_eq(c->auth_type, AUTH_TRUST);
+	cr_expect_eq(c->pool_mode, POOL_TRANSACTION);
+	cr_expect_eq(c->default_pool_size, 30);
+	cr_expect_eq(c->min_pool_size, 4);
+	cr_expect_eq(c->reserve_pool_size, 6);
+	expect_time(c->reserve_pool_timeout, 2.5);
+	cr_expect_eq(c->max_client_conn, 5000);
+	cr_expect_eq(c->max_db_connections, 100);
+	cr_expect_eq(c->max_user_connections, 50);
+	expect_str(c->server_reset_query, "DEALLOCATE ALL");
+	cr_expect(c->server_reset_query_always);
+	expect_str(c->server_check_query, "SELECT 2");
+	expect_time(c->server_idle_timeout, 300);
+	expect_time(c->server_lifetime, 1800);
+	expect_time(c->server_connect_timeout, 3);
+	expect_time(c->server_login_retry, 0.5);
+	expect_time(c->query_wait_timeout, 60);
+	expect_time(c->query_timeout, 90);
+	expect_time(c->client_login_timeout, 20);
+	expect_time(c->client_idle_timeout, 3600);
+	expect_time(c->idle_transaction_timeout, 30);
+	expect_str(c->logfile, "/var/log/pgring.log");
+	expect_str(c->pidfile, "/run/pgring.pid");
+	cr_expect_eq(c->verbose, 2);
+	cr_expect_not(c->log_connections);
+	cr_expect_not(c->log_disconnections);
+	expect_str(c->admin_users, "admin, root");
+	expect_str(c->stats_users, "stats");
+	cr_expect_eq(c->max_packet_size, 1048576);
+	/* pgring's own */
+	cr_expect_eq(c->n_shard_cpus, 3);
+	cr_expect_eq(c->shards, 3, "shards follows the CPU list when not given");
+	cr_expect_eq(c->shard_cpus[0], 0);
+	cr_expect_eq(c->shard_cpus[1], 1);
+	cr_expect_eq(c->shard_cpus[2], 3);
+	expect_str(c->control_addr, "0.0.0.0");
+	cr_expect_eq(c->control_port, 7433);
+	cr_expect_eq(c->ring_entries, 2048);
+	cr_expect_eq(c->cq_entries, 8192);
+	cr_expect_eq(c->client_bufs, 2048);
+	cr_expect_eq(c->client_buf_size, 4096);
+	cr_expect_eq(c->server_bufs, 512);
+	cr_expect_eq(c->server_buf_size, 32768);
+	cr_expect_eq(c->max_pending_bytes, 1024 * 1024);
+	expect_time(c->shutdown_timeout, 10);
+	cr_expect_eq(c->max_startup_packet, 20000);
+
+	cr_assert_eq(c->ndbs, 3);
+	db = config_find_db(c, "app");
+	cr_assert_not_null(db);
+	expect_str(db->name, "app");
+	expect_str(db->host, "127.0.0.1");
+	cr_expect_eq(db->port, 5433);
+	expect_str(db->dbname, "app_prod");
+	expect_str(db->user, "appuser");
+	expect_str(db->password, "s3cret");
+	expect_str(db->auth_user, "authy");
+	expect_str(db->client_encoding, "UTF8");
+	expect_str(db->datestyle, "ISO");
+	expect_str(db->timezone, "UTC");
+	expect_str(db->application_name, "pgring-app");
+	expect_str(db->connect_query, "SELECT 1");
+	cr_expect_eq(db->pool_size, 5);
+	cr_expect_eq(db->min_pool_size, 2);
+	cr_expect_eq(db->reserve_pool_size, 3);
+	cr_expect_eq(db->max_db_connections, 40);
+	cr_expect_eq(db->pool_mode, POOL_TRANSACTION);
+	cr_expect_eq(db->line, 3);
+
+	db = config_find_db(c, "sock");
+	cr_assert_not_null(db);
+	expect_str(db->host, "/var/run/postgresql");
+	cr_expect_eq(db->port, 5432, "port defaults to 5432");
+	cr_expect_null(db->dbname);
+	cr_expect_null(db->user);
+	cr_expect_null(db->password);
+	cr_expect_eq(db->pool_size, -1);
+	cr_expect_eq(db->min_pool_size, -1);
+	cr_expect_eq(db->reserve_pool_size, -1);
+	cr_expect_eq(db->max_db_connections, -1);
+	cr_expect_eq(db->pool_mode, -1);
+
+	u = config_find_user(c, "alice");
+	cr_assert_not_null(u);
+	cr_expect_eq(u->pool_mode, POOL_STATEMENT);
+	cr_expect_eq(u->pool_size, 7);
+	cr_expect_eq(u->max_user_connections, 10);
+	cr_expect_null(config_find_user(c, "bob"));
+
+	cr_expect_eq(warned("unknown"), 0, "nothing here is unknown");
+	cr_expect_eq(warned("pkt_buf"), 0, "pkt_buf is accepted silently");
+	config_free(c);
+}
+
+Test(config, pgbouncer_and_pgring_sections_are_alike)
+{
+	struct config *a = load("[pgbouncer]\nlisten_port = 7000\nshards = 2\n");
+	struct config *b = load("[pgring]\nlisten_port = 7000\nshards = 2\n");
+	cr_expect_eq(a->listen_port, b->listen_port);
+	cr_expect_eq(a->shards, 2);
+	cr_expect_eq(b->shards, 2);
+	config_free(a);
+	config_free(b);
+}
+
+Test(config, empty_string_values_are_null)
+{
+	struct config *c = load("[pgbouncer]\nunix_socket_dir =\nserver_reset_query =\n");
+	cr_expect_null(c->unix_socket_dir, "empty unix_socket_dir: no unix socket");
+	cr_expect_null(c->server_reset_query);
+	config_free(c);
+}
+
+Test(config, later_value_of_a_key_wins)
+{
+	struct config *c = load("[pgring]\nlisten_port = 7000\nlogfile = a\n"
+				"[pgbouncer]\nlisten_port = 7001\nlogfile = b\n");
+	cr_expect_eq(c->listen_port, 7001);
+	expect_str(c->logfile, "b");
+	config_free(c);
+}
+
+Test(config, time_units)
+{
+	struct config *c = load("[pgring]\n"
+				"server_idle_timeout = 10s\n"
+				"server_lifetime = 5min\n"
+				"query_timeout = 100ms\n"
+				"query_wait_timeout = 1.5\n"
+				"client_idle_timeout = 2h\n"
+				"client_login_timeout = 250 us\n"
+				"idle_transaction_timeout = 1d\n"
+				"shutdown_timeout = 0\n");
+	expect_time(c->server_idle_timeout, 10);
+	expect_time(c->server_lifetime, 300);
+	expect_time(c->query_timeout, 0.1);
+	expect_time(c->query_wait_timeout, 1.5);
+	expect_time(c->client_idle_timeout, 7200);
+	expect_time(c->client_login_timeout, 0.00025);
+	expect_time(c->idle_transaction_timeout, 86400);
+	expect_time(c->shutdown_timeout, 0);
+	config_free(c);
+}
+
+Test(config, size_units)
+{
+	struct config *c = load("[pgring]\nmax_packet_size = 64kB\nclient_buf_size = 1024 B\n"
+				"server_buf_size = 1mb\nmax_pending_bytes = 1GB\n");
+	cr_expect_eq(c->max_packet_size, 65536);
+	cr_expect_eq(c->client_buf_size, 1024);
+	cr_expect_eq(c->server_buf_size, 1024 * 1024);
+	cr_expect_eq(c->max_pending_bytes, 1024 * 1024 * 1024);
+	config_free(c);
+}
+
+Test(config, booleans)
+{
+	static const struct { const char *text; bool value; } cases[] = {
+		{ "1", true }, { "0", false }, { "on", true }, { "off", false },
+		{ "yes", true }, { "no", false }, { "true", true }, { "FALSE", false },
+		{ "On", true },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char ini[128];
+		struct config *c;
+		snprintf(ini, sizeof(ini), "[pgring]\nserver_reset_query_always = %s\n",
+			 cases[i].text);
+		c = load(ini);
+		cr_expect_eq(c->server_reset_query_always, cases[i].value, "'%s'", cases[i].text);
+		config_free(c);
+	}
+}
+
+Test(config, enums_are_case_insensitive)
+{
+	struct config *c = load("[pgring]\npool_mode = Transaction\nauth_type = SCRAM-SHA-256\n");
+	cr_expect_eq(c->pool_mode, POOL_TRANSACTION);
+	cr_expect_eq(c->auth_type, AUTH_SCRAM);
+	config_free(c);
+}
+
+Test(config, unknown_key_warns_with_location)
+{
+	const char *path = tmp_file("[pgring]\n; comment\nfrobnicate = 1\n");
+	struct config *c = load_path(path);
+	char where[600];
+	snprintf(where, sizeof(where), "%s:3:", path);
+	cr_expect_eq(warned("frobnicate"), 1);
+	cr_expect_eq(warned(where), 1, "warning should say %s", where);
+	config_free(c);
+}
+
+Test(config, known_but_unimplemented_keys_warn)
+{
+	struct config *c = load("[pgbouncer]\n"
+				"so_reuseport = 1\n"
+				"tcp_keepalive = 1\n"
+				"client_tls_sslmode = disable\n"
+				"server_tls_sslmode = require\n"
+				"max_prepared_statements = 100\n"
+				"pkt_buf = 4096\n");
+	cr_expect_eq(warned("so_reuseport' is accepted but has no effect yet"), 1);
+	cr_expect_eq(warned("tcp_keepalive"), 1);
+	cr_expect_eq(warned("max_prepared_statements"), 1);
+	cr_expect_eq(warned("client_tls_sslmode"), 0, "sslmode=disable is what pgring does");
+	cr_expect_eq(warned("server_tls_sslmode = require"), 1);
+	cr_expect_eq(warned("pkt_buf"), 0);
+	cr_expect_eq(warned("unknown"), 0);
+	config_free(c);
+}
+
+Test(config, unknown_section_and_peers_warn)
+{
+	struct config *c = load("[pgring]\nlisten_port = 7000\n"
+				"[peers]\n1 = host=a\n"
+				"[mystery]\nx = 1\n"
+				"[peers]\n2 = host=b\n");
+	cr_expect_eq(warned("[peers] is not supported yet"), 1, "once, not per section");
+	cr_expect_eq(warned("[mystery]"), 1);
+	cr_expect_eq(warned("unknown key"), 0, "keys of skipped sections are not looked at");
+	cr_expect_eq(c->listen_port, 7000);
+	config_free(c);
+}
+
+Test(config, indented_lines_are_not_continuations)
+{
+	struct config *c = load("[pgring]\nlogfile = /a\n   listen_port = 7002\n\tverbose = 1\n");
+	expect_str(c->logfile, "/a");
+	cr_expect_eq(c->listen_port, 7002);
+	cr_expect_eq(c->verbose, 1);
+	config_free(c);
+}
+
+Test(config, bom_crlf_and_semicolons_inside_values)
+{
+	static const char ini[] = "\xEF\xBB\xBF[pgring]\r\nlisten_port = 7003\r\n"
+				  "server_reset_query = RESET ALL; DEALLOCATE ALL\r\n"
+				  "# hash comment\r\n";
+	struct config *c = load(ini);
+	cr_expect_eq(c->listen_port, 7003);
+	expect_str(c->server_reset_query, "RESET ALL; DEALLOCATE ALL");
+	config_free(c);
+}
+
+Test(config, long_lines)
+{
+	size_t n = 20000;
+	char *ini = malloc(n + 100), *p;
+	struct config *c;
+	p = ini + sprintf(ini, "[databases]\nbig = connect_query='");
+	memset(p, 'x', n);
+	strcpy(p + n, "'\n");
+	c = load(ini);
+	cr_assert_eq(c->ndbs, 1);
+	cr_expect_eq(strlen(c->dbs[0].connect_query), n);
+	config_free(c);
+	free(ini);
+}
+
+Test(config, include)
+{
+	char main_ini[1024];
+	const char *inc = named_file("inc.ini", "listen_port = 7100\n[databases]\nincdb = host=x\n");
+	snprintf(main_ini, sizeof(main_ini),
+		 "[pgring]\nverbose = 1\n%%include %s\n[pgring]\nverbose = 3\n", inc);
+	struct config *c = load(main_ini);
+	cr_expect_eq(c->listen_port, 7100, "the included file continues the current section");
+	cr_expect_eq(c->verbose, 3);
+	cr_expect_not_null(config_find_db(c, "incdb"));
+	config_free(c);
+}
+
+Test(config, find_db_falls_back_to_star)
+{
+	struct config *c = load("[databases]\nexact = host=a\n* = host=b\n");
+	const struct config_db *db = config_find_db(c, "exact");
+	cr_assert_not_null(db);
+	expect_str(db->host, "a");
+	db = config_find_db(c, "other");
+	cr_assert_not_null(db);
+	expect_str(db->name, "*");
+	config_free(c);
+
+	c = load("[databases]\nexact = host=a\n");
+	cr_expect_null(config_find_db(c, "other"));
+	config_free(c);
+}
+
+Test(config, duplicate_database_replaces_with_warning)
+{
+	struct config *c = load("[databases]\napp = host=a\napp = host=b\n");
+	cr_assert_eq(c->ndbs, 1);
+	expect_str(c->dbs[0].host, "b");
+	cr_expect_eq(warned("database 'app' is defined again"), 1);
+	config_free(c);
+}
+
+Test(config, missing_file_is_an_error)
+{
+	struct config *c = (struct config *)1;
+	cr_expect_eq(config_load("/nonexistent/pgring.ini", &c, err, sizeof(err), on_warn), -1);
+	cr_expect_null(c);
+	cr_expect(strstr(err, "/nonexistent/pgring.ini") != NULL, "err: %s", err);
+}
+
+/* ---- the Debian-shipped pgbouncer.ini ------------------------------------ */
+
+#define SHIPPED_INI "/etc/pgbouncer/pgbouncer.ini"
+
+static char *read_shipped(void)
+{
+	FILE *f = fopen(SHIPPED_INI, "r");
+	char *buf;
+	long n;
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = calloc(1, (size_t)n + 512);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	return buf;
+}
+
+/* The shipped file names /etc/pgbouncer/userlist.txt, which only root or postgres
+ * may read; point auth_file elsewhere if we can't. */
+static void make_auth_file_readable(char *ini)
+{
+	if (access("/etc/pgbouncer/userlist.txt", R_OK) == 0)
+		return;
+	strcat(ini, "\n[pgbouncer]\nauth_file = ");
+	strcat(ini, named_file("userlist.txt", "\"someuser\" \"md5abc\"\n"));
+	strcat(ini, "\n");
+}
+
+Test(config, shipped_debian_pgbouncer_ini)
+{
+	char *ini = read_shipped();
+	struct config *c;
+	if (!ini)
+		cr_skip_test("%s is not readable (is pgbouncer installed?)", SHIPPED_INI);
+	make_auth_file_readable(ini);
+	c = load(ini);
+	expect_str(c->logfile, "/var/log/postgresql/pgbouncer.log");
+	expect_str(c->pidfile, "/var/run/postgresql/pgbouncer.pid");
+	expect_str(c->listen_addr, "localhost");
+	cr_expect_eq(c->listen_port, 6432);
+	expect_str(c->unix_socket_dir, "/var/run/postgresql");
+	cr_expect_eq(c->auth_type, AUTH_MD5);
+	cr_expect_not_null(c->auth_file);
+	cr_expect_eq(c->ndbs, 0);
+	cr_expect_eq(warned("unknown"), 0);
+	config_free(c);
+	free(ini);
+}
+
+/* Every commented-out `;key = value` line of the shipped file switched on (bar
+ * placeholders like <system default>): all of PgBouncer's documented keys and
+ * example databases must be understood. */
+Test(config, shipped_debian_pgbouncer_ini_all_uncommented)
+{
+	char *ini = read_shipped(), *out, *w, *line, *save = NULL;
+	struct config *c;
+	if (!ini)
+		cr_skip_test("%s is not readable (is pgbouncer installed?)", SHIPPED_INI);
+	out = w = calloc(1, strlen(ini) + 1024);
+	for (line = strtok_r(ini, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		const char *s = line;
+		if (s[0] == ';' && s[1] != ';' && strchr(s, '=') && !strchr(s, '<'))
+			s++;
+		w += sprintf(w, "%s\n", s);
+	}
+	make_auth_file_readable(out);
+	c = load(out);
+	cr_expect_eq(warned("unknown"), 0, "first warning: %s", nwarns ? warns[0] : "");
+	cr_expect_not_null(config_find_db(c, "forcedb"));
+	cr_expect_not_null(config_find_db(c, "nondefaultdb"));
+	cr_expect_eq(config_find_db(c, "nondefaultdb")->reserve_pool_size, 10);
+	cr_expect_not_null(config_find_user(c, "user1"));
+	cr_expect_eq(config_find_user(c, "user1")->max_user_connections, 10);
+	cr_expect_gt(warned("accepted but has no effect yet"), 10);
+	config_free(c);
+	free(out);
+	free(ini);
+}
+
+/* ---- errors: each bad value fails with file:line ------------------------- */
+
+struct bad_case {
+	const char *body;   /* goes after "; header\n\n", so its first line is line 3 */
+	int line;
+	const char *needle;
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "[pgring]\nlisten_port = abc\n", 4, "listen_port" },
+	{ "[pgring]\nlisten_port = 70000\n", 4, "out of range" },
+	{ "[pgring]\nlisten_port = 12 34\n", 4, "not an integer" },
+	{ "[pgring]\ndefault_pool_size = -1\n", 4, "default_pool_size" },
+	{ "[pgring]\nshards = 300\n", 4, "shards" },
+	{ "[pgring]\nserver_idle_timeout = soon\n", 4, "not a time" },
+	{ "[pgring]\nquery_timeout = -5\n", 4, "out of range" },
+	{ "[pgring]\nquery_timeout = 5 fortnights\n", 4, "query_timeout" },
+	{ "[pgring]\nquery_timeout = nan\n", 4, "query_timeout" },
+	{ "[pgring]\nmax_packet_size = 10\n", 4, "max_packet_size" },
+	{ "[pgring]\nmax_packet_size = 1500.5\n", 4, "whole number" },
+	{ "[pgring]\npool_mode = sometimes\n", 4, "pool_mode" },
+	{ "[pgring]\nauth_type = hba\n", 4, "not supported yet" },
+	{ "[pgring]\nauth_type = cert\n", 4, "not supported yet" },
+	{ "[pgring]\nauth_type = pam\n", 4, "not supported yet" },
+	{ "[pgring]\nauth_type = ldap\n", 4, "not supported yet" },
+	{ "[pgring]\nauth_type = wat\n", 4, "auth_type" },
+	{ "[pgring]\nlog_connections = maybe\n", 4, "not a boolean" },
+	{ "[pgring]\nunix_socket_mode = 0999\n", 4, "octal" },
+	{ "[pgring]\nunix_socket_mode = 017777\n", 4, "out of range" },
+	{ "[pgring]\nshard_cpus = 0-\n", 4, "CPU list" },
+	{ "[pgring]\nshards = 2\nshard_cpus = 0-3\n", 5, "shards = 2" },
+	{ "[pgring]\nshard_cpus = 0-3\nshards = 3\n", 4, "shard_cpus names 4 CPUs" },
+	{ "[pgring]\nclient_bufs = 1000\n", 4, "power of two" },
+	{ "[pgring]\nring_entries = 4096\ncq_entries = 1024\n", 5, "at least ring_entries" },
+	{ "[pgring]\nserver_tls_sslmode = sometimes\n", 4, "server_tls_sslmode" },
+	{ "[databases]\napp = host=x bogus=1\n", 4, "unknown parameter 'bogus'" },
+	{ "[databases]\napp = host='unterminated\n", 4, "unterminated" },
+	{ "[databases]\napp = host='a'b\n", 4, "quoted value" },
+	{ "[databases]\napp = port=0\n", 4, "port" },
+	{ "[databases]\napp = port=5432x\n", 4, "port" },
+	{ "[databases]\napp = pool_mode=wat\n", 4, "pool_mode" },
+	{ "[databases]\napp = port=5432 host=\n", 4, "empty value for host" },
+	{ "[databases]\napp = host=''\n", 4, "empty value for host" },
+	{ "[databases]\napp = hostx\n", 4, "expected key=value" },
+	{ "[databases]\npgbouncer = host=x\n", 4, "reserved" },
+	{ "[databases]\n\"unterminated\n", 4, "unterminated quoted name" },
+	{ "[databases]\n\"a=b\" = host=x\n", 4, "not supported" },
+	{ "[users]\nbob = pool_size=abc\n", 4, "pool_size" },
+	{ "[users]\nbob = frob=1\n", 4, "unknown parameter 'frob'" },
+	{ "listen_port = 1\n", 3, "outside of any section" },
+	{ "[pgring\n", 3, "without ']'" },
+	{ "[pgring] junk\n", 3, "after section header" },
+	{ "[pgring]\nlisten_port: 5\n", 4, "expected '='" },
+	{ "[pgring]\njust some words\n", 4, "expected '='" },
+	{ "[pgring]\n%includ foo\n", 4, "unknown directive" },
+	{ "[pgring]\n%include\n", 4, "without a file name" },
+	{ "[pgring]\n%include /nonexistent/pgring-x.ini\n", 4, "/nonexistent/pgring-x.ini" },
+};
+
+Test(config_errors, bad_values_fail_with_file_and_line)
+{
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		const struct bad_case *bc = &bad_cases[i];
+		char ini[512], where[600];
+		struct config *c = NULL;
+		const char *path;
+		snprintf(ini, sizeof(ini), "; header\n\n%s", bc->body);
+		path = tmp_file(ini);
+		snprintf(where, sizeof(where), "%s:%d: ", path, bc->line);
+		err[0] = '\0';
+		cr_expect_eq(config_load(path, &c, err, sizeof(err), on_warn), -1,
+			     "case %zu should fail: %s", i, bc->body);
+		cr_expect_null(c);
+		cr_expect(strncmp(err, where, strlen(where)) == 0,
+			  "case %zu: error '%s' should start with '%s'", i, err, where);
+		cr_expect(strstr(err, bc->needle) != NULL,
+			  "case %zu: error '%s' should mention '%s'", i, err, bc->needle);
+		unlink(path);
+		config_free(c);
+	}
+}
+
+Test(config_errors, error_in_included_file_names_that_file)
+{
+	char main_ini[1024], where[600];
+	struct config *c = NULL;
+	const char *inc = named_file("bad.ini", "\n\nlisten_port = nope\n");
+	snprintf(main_ini, sizeof(main_ini), "[pgring]\n%%include %s\n", inc);
+	cr_expect_eq(config_load(tmp_file(main_ini), &c, err, sizeof(err), on_warn), -1);
+	snprintf(where, sizeof(where), "%s:3: ", inc);
+	cr_expect(strncmp(err, where, strlen(where)) == 0, "err '%s', expected '%s'", err, where);
+}
+
+Test(config_errors, include_loop_is_caught)
+{
+	char self[1024];
+	struct config *c = NULL;
+	const char *path = named_file("loop.ini", "");
+	snprintf(self, sizeof(self), "[pgring]\n%%include %s\n", path);
+	named_file("loop.ini", self);
+	cr_expect_eq(config_load(path, &c, err, sizeof(err), on_warn), -1);
+	cr_expect(strstr(err, "nested") != NULL, "err: %s", err);
+}
+
+Test(config_errors, line_too_long)
+{
+	size_t n = 70000;
+	char *ini = malloc(n + 100), *p;
+	struct config *c = NULL;
+	p = ini + sprintf(ini, "[pgring]\nlogfile = ");
+	memset(p, 'x', n);
+	strcpy(p + n, "\n");
+	cr_expect_eq(config_load(tmp_file(ini), &c, err, sizeof(err), on_warn), -1);
+	cr_expect(strstr(err, ":2: line longer than") != NULL, "err: %s", err);
+	free(ini);
+}
+
+/* ---- connection strings -------------------------------------------------- */
+
+Test(config_connstr, quoted_values)
+{
+	struct config *c = load(
+		"[databases]\n"
+		"app = host=127.0.0.1 password='it''s a secret' connect_query='SELECT 1; SELECT 2'"
+		"   application_name='x=y'\tdbname=''''\n");
+	const struct config_db *db = config_find_db(c, "app");
+	cr_assert_not_null(db);
+	expect_str(db->host, "127.0.0.1");
+	expect_str(db->password, "it's a secret");
+	expect_str(db->connect_query, "SELECT 1; SELECT 2");
+	expect_str(db->application_name, "x=y");
+	expect_str(db->dbname, "'");
+	config_free(c);
+}
+
+Test(config_connstr, empty_connection_string_uses_defaults)
+{
+	struct config *c = load("[databases]\nfoodb =\n");
+	const struct config_db *db = config_find_db(c, "foodb");
+	cr_assert_not_null(db);
+	cr_expect_null(db->host);
+	cr_expect_eq(db->port, 5432);
+	config_free(c);
+}
+
+Test(config_connstr, quoted_database_names)
+{
+	struct config *c = load("[databases]\n\"my db\" = host=a\n\"we\"\"ird\" = host=b\n");
+	cr_expect_not_null(config_find_db(c, "my db"));
+	cr_expect_not_null(config_find_db(c, "we\"ird"));
+	config_free(c);
+}
+
+Test(config_connstr, reserve_pool_has_both_names)
+{
+	struct config *c = load("[databases]\na = reserve_pool=2\nb = reserve_pool_size=4\n");
+	cr_expect_eq(config_find_db(c, "a")->reserve_pool_size, 2);
+	cr_expect_eq(config_find_db(c, "b")->reserve_pool_size, 4);
+	config_free(c);
+}
+
+Test(config_connstr, unimplemented_parameters_warn)
+{
+	struct config *c = load("[databases]\na = host=x auth_dbname=postgres\n"
+				"[users]\nu = max_user_client_connections=5\n");
+	cr_expect_eq(warned("'auth_dbname' is accepted but has no effect yet"), 1);
+	cr_expect_eq(warned("max_user_client_connections"), 1);
+	config_free(c);
+}
+
+/* ---- CPU lists ----------------------------------------------------------- */
+
+Test(config_cpu_list, good_lists)
+{
+	static const struct { const char *s; int n; int cpus[8]; } cases[] = {
+		{ "0", 1, { 0 } },
+		{ "0,1", 2, { 0, 1 } },
+		{ "0-3", 4, { 0, 1, 2, 3 } },
+		{ "0-3,8", 5, { 0, 1, 2, 3, 8 } },
+		{ " 2 - 4 , 7 ", 4, { 2, 3, 4, 7 } },
+		{ "5-5", 1, { 5 } },
+		{ "3,1,3", 3, { 3, 1, 3 } },
+		{ "", 0, { 0 } },
+		{ "  ", 0, { 0 } },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int cpus[8];
+		int n = config_parse_cpu_list(cases[i].s, cpus, 8);
+		cr_expect_eq(n, cases[i].n, "'%s' gave %d", cases[i].s, n);
+		for (int j = 0; j < n && j < cases[i].n; j++)
+			cr_expect_eq(cpus[j], cases[i].cpus[j], "'%s' [%d]", cases[i].s, j);
+	}
+}
+
+Test(config_cpu_list, bad_lists)
+{
+	static const char *const bad[] = {
+		"a", "-1", "0-", "-3", "3-1", "0,", ",0", "0,,1", "0-1-2", "1.5", "0 1",
+		"0;1", "+1", "0-99999", "99999", "0-8",   /* 0-8 is 9 CPUs: over max */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int cpus[8];
+		cr_expect_eq(config_parse_cpu_list(bad[i], cpus, 8), -1, "'%s'", bad[i]);
+	}
+}
+
+Test(config_cpu_list, exactly_max)
+{
+	int cpus[4];
+	cr_expect_eq(config_parse_cpu_list("0-3", cpus, 4), 4);
+	cr_expect_eq(config_parse_cpu_list("0-4", cpus, 4), -1);
+}
+
+/* ---- auth_file ----------------------------------------------------------- */
+
+#define SCRAM_SECRET "SCRAM-SHA-256$4096:c2FsdHNhbHQ=$c3RvcmVkS2V5c3RvcmVkS2V5c3RvcmVkS2V5c3Q=:c2VydmVyS2V5c2VydmVyS2V5c2VydmVyS2V5c2U="
+
+static const char userlist[] =
+	";; comment\n"
+	"\n"
+	"\"alice\" \"plainpass\"\n"
+	"  \"bob\"\t\"md545f2603610af569b6155c45067268c6b\"\n"
+	"\"carol\" \"" SCRAM_SECRET "\"\n"
+	"\"dave \"\"the quote\"\"\" \"pa\"\"ss\"\n"
+	"\"erin\" \"\"\n"
+	"\"frank\" \"old\" \"extra field ignored, as PgBouncer does\"\n"
+	"\"frank\" \"new\"\r\n";
+
+Test(config_userlist, parses_plain_md5_and_scram)
+{
+	struct config cfg = { 0 };
+	const char *path = named_file("userlist.txt", userlist);
+	cr_assert_eq(config_load_auth_file(&cfg, path, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(cfg.nsecrets, 6, "frank's second line replaces the first");
+	expect_str(config_find_secret(&cfg, "alice"), "plainpass");
+	expect_str(config_find_secret(&cfg, "bob"), "md545f2603610af569b6155c45067268c6b");
+	expect_str(config_find_secret(&cfg, "carol"), SCRAM_SECRET);
+	expect_str(config_find_secret(&cfg, "dave \"the quote\""), "pa\"ss");
+	expect_str(config_find_secret(&cfg, "erin"), "");
+	expect_str(config_find_secret(&cfg, "frank"), "new");
+	cr_expect_null(config_find_secret(&cfg, "zoe"));
+	cr_expect_null(config_find_secret(&cfg, "alic"));
+	/* loading again replaces the old list */
+	path = named_file("other.txt", "\"zoe\" \"z\"\n");
+	cr_assert_eq(config_load_auth_file(&cfg, path, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(cfg.nsecrets, 1);
+	cr_expect_null(config_find_secret(&cfg, "alice"));
+	expect_str(config_find_secret(&cfg, "zoe"), "z");
+	for (int i = 0; i < cfg.nsecrets; i++) {
+		free(cfg.secrets[i].user);
+		free(cfg.secrets[i].secret);
+	}
+	free(cfg.secrets);
+}
+
+Test(config_userlist, broken_lines_fail_with_file_and_line)
+{
+	static const char *const broken[] = {
+		"alice \"x\"",               /* user not quoted */
+		"\"alice\" x",               /* secret not quoted */
+		"\"alice\" \"unterminated",  /* secret never closed */
+		"\"unterminated",            /* user never closed */
+		"\"\" \"x\"",                /* empty user */
+		"\"alice\"\"x\"",            /* no blank between the fields */
+		"\"alice\" \"x\"junk",       /* text glued to the secret */
+		"\"alice\"",                 /* no secret */
+		"# not a comment in userlist.txt",
+	};
+	for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++) {
+		struct config cfg = { 0 };
+		char content[256], where[600];
+		const char *path;
+		snprintf(content, sizeof(content), "; ok\n\"ok\" \"fine\"\n%s\n\"later\" \"x\"\n",
+			 broken[i]);
+		path = named_file("broken.txt", content);
+		snprintf(where, sizeof(where), "%s:3: ", path);
+		err[0] = '\0';
+		cr_expect_eq(config_load_auth_file(&cfg, path, err, sizeof(err)), -1, "'%s'",
+			     broken[i]);
+		cr_expect(strncmp(err, where, strlen(where)) == 0, "'%s': err '%s'", broken[i], err);
+		cr_expect_eq(cfg.nsecrets, 0);
+		cr_expect_null(cfg.secrets, "a failed load leaves the old list alone");
+	}
+}
+
+Test(config_userlist, auth_file_relative_to_config_dir)
+{
+	char ini[256];
+	struct config *c;
+	char expect[600];
+	named_file("users.txt", "\"u\" \"md5abcdef\"\n");
+	snprintf(ini, sizeof(ini), "[pgbouncer]\nauth_type = md5\nauth_file = users.txt\n");
+	c = load_path(named_file("pgring.ini", ini));
+	snprintf(expect, sizeof(expect), "%s/users.txt", tmpdir);
+	expect_str(c->auth_file, expect);
+	expect_str(config_find_secret(c, "u"), "md5abcdef");
+	cr_expect_eq(nwarns, 0, "first warning: %s", nwarns ? warns[0] : "");
+	config_free(c);
+}
+
+Test(config_userlist, missing_auth_file_is_an_error_when_passwords_are_needed)
+{
+	static const char *const need[] = { "plain", "md5", "scram-sha-256" };
+	for (size_t i = 0; i < 3; i++) {
+		char ini[256], where[600];
+		struct config *c = NULL;
+		const char *path;
+		snprintf(ini, sizeof(ini), "[pgring]\nauth_type = %s\nauth_file = nope.txt\n", need[i]);
+		path = named_file("pgring.ini", ini);
+		snprintf(where, sizeof(where), "%s:3: ", path);
+		err[0] = '\0';
+		cr_expect_eq(config_load(path, &c, err, sizeof(err), on_warn), -1, "%s", need[i]);
+		cr_expect(strncmp(err, where, strlen(where)) == 0, "err '%s'", err);
+		cr_expect(strstr(err, tmpdir) && strstr(err, "/nope.txt"), "path in '%s'", err);
+	}
+}
+
+Test(config_userlist, missing_auth_file_only_warns_for_trust)
+{
+	struct config *c = load("[pgring]\nauth_type = trust\nauth_file = /nonexistent/users.txt\n");
+	cr_expect_eq(c->nsecrets, 0);
+	cr_expect_eq(warned("/nonexistent/users.txt"), 1);
+	config_free(c);
+}
+
+Test(config_userlist, broken_auth_file_fails_config_load)
+{
+	struct config *c = NULL;
+	char where[600];
+	const char *users = named_file("users.txt", "\"a\" \"b\"\nbroken\n");
+	const char *path = named_file("pgring.ini", "[pgring]\nauth_file = users.txt\n");
+	cr_expect_eq(config_load(path, &c, err, sizeof(err), on_warn), -1);
+	snprintf(where, sizeof(where), "%s:2: ", users);
+	cr_expect(strncmp(err, where, strlen(where)) == 0, "err '%s', expected '%s'", err, where);
+}
+
+/* ---- precedence: user > database > global -------------------------------- */
+
+Test(config_precedence, pool_mode_and_size)
+{
+	struct config *c = load("[pgring]\npool_mode = session\ndefault_pool_size = 20\n"
+				"[databases]\n"
+				"plain = host=a\n"
+				"tx = host=a pool_mode=transaction pool_size=5\n"
+				"[users]\n"
+				"stmt = pool_mode=statement pool_size=2\n"
+				"sizeonly = pool_size=9\n"
+				"limited = max_user_connections=3\n");
+	const struct config_db *plain = config_find_db(c, "plain"), *tx = config_find_db(c, "tx");
+	const struct config_user *stmt = config_find_user(c, "stmt");
+	const struct config_user *sizeonly = config_find_user(c, "sizeonly");
+	const struct config_user *limited = config_find_user(c, "limited");
+	cr_assert(plain && tx && stmt && sizeonly && limited);
+
+	cr_expect_eq(config_pool_mode(c, NULL, NULL), POOL_SESSION);
+	cr_expect_eq(config_pool_mode(c, plain, NULL), POOL_SESSION);
+	cr_expect_eq(config_pool_mode(c, tx, NULL), POOL_TRANSACTION);
+	cr_expect_eq(config_pool_mode(c, tx, stmt), POOL_STATEMENT);
+	cr_expect_eq(config_pool_mode(c, plain, stmt), POOL_STATEMENT);
+	cr_expect_eq(config_pool_mode(c, tx, sizeonly), POOL_TRANSACTION);
+	cr_expect_eq(config_pool_mode(c, NULL, limited), POOL_SESSION);
+
+	cr_expect_eq(config_pool_size(c, NULL, NULL), 20);
+	cr_expect_eq(config_pool_size(c, plain, NULL), 20);
+	cr_expect_eq(config_pool_size(c, tx, NULL), 5);
+	cr_expect_eq(config_pool_size(c, tx, stmt), 2);
+	cr_expect_eq(config_pool_size(c, plain, sizeonly), 9);
+	cr_expect_eq(config_pool_size(c, tx, limited), 5);
+	config_free(c);
+}
+
+Test(config_precedence, names)
+{
+	cr_expect_str_eq(config_pool_mode_name(POOL_SESSION), "session");
+	cr_expect_str_eq(config_pool_mode_name(POOL_TRANSACTION), "transaction");
+	cr_expect_str_eq(config_pool_mode_name(POOL_STATEMENT), "statement");
+	cr_expect_str_eq(config_pool_mode_name(-1), "unknown");
+	cr_expect_str_eq(config_auth_type_name(AUTH_TRUST), "trust");
+	cr_expect_str_eq(config_auth_type_name(AUTH_ANY), "any");
+	cr_expect_str_eq(config_auth_type_name(AUTH_PLAIN), "plain");
+	cr_expect_str_eq(config_auth_type_name(AUTH_MD5), "md5");
+	cr_expect_str_eq(config_auth_type_name(AUTH_SCRAM), "scram-sha-256");
+	cr_expect_str_eq(config_auth_type_name(99), "unknown");
+}
