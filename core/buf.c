@@ -106,6 +106,7 @@ uint8_t *bufs_received(struct bufs *b, int g, uint16_t bid, uint32_t *id)
 	*id = grp->first_id + bid;
 	b->refs[*id] = 1;
 	b->in_use++;
+	grp->in_use++;
 	return grp->mem + (size_t)bid * grp->size;
 }
 
@@ -164,7 +165,7 @@ uint8_t *bufs_scratch(struct bufs *b, uint32_t len, uint32_t *id)
 		b->refs[b->nprovided + i] = 1;
 	}
 	uint8_t *p = b->scratch[b->cur] + b->cur_off;
-	b->cur_off += (len + 7) & ~7u;
+	b->cur_off += len;   /* unaligned: consecutive copies stay adjacent, one iovec */
 	*id = b->nprovided + b->cur;
 	b->refs[*id]++;
 	return p;
@@ -181,6 +182,7 @@ void bufs_unref(struct bufs *b, uint32_t id)
 		int g = id >= b->group[1].first_id;
 		struct buf_group *grp = &b->group[g];
 		uint16_t bid = (uint16_t)(id - grp->first_id);
+		grp->in_use--;
 		io_uring_buf_ring_add(grp->ring, grp->mem + (size_t)bid * grp->size, grp->size, bid,
 				      io_uring_buf_ring_mask(grp->count), grp->added++);
 		return;

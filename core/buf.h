@@ -20,6 +20,7 @@ struct buf_group {
 	uint32_t count, size, first_id;
 	uint16_t bgid;
 	uint16_t added;        /* buffers put back since the last advance */
+	uint32_t in_use;       /* handed out by the kernel, not yet back */
 };
 
 struct bufs {

@@ -409,8 +409,7 @@ static void feed_starved(struct shard *s)
 	while (s->starved_head && budget--) {
 		struct conn *c = s->starved_head;
 		const struct buf_group *g = &s->bufs.group[c->group];
-		(void)g;
-		if (s->bufs.in_use > (int64_t)(s->bufs.nprovided - s->bufs.nprovided / 8))
+		if (g->in_use > g->count - g->count / 8)
 			break;
 		s->starved_head = c->next_starved;
 		if (!s->starved_head)

@@ -26,6 +26,8 @@ struct shard_cancel_map {
 
 static const struct proto_frame_ops client_ops;
 
+#define HELD_COPY_MAX 512
+
 /* ---- small helpers ---- */
 
 static struct shard *shard_of(struct client *cl) { return cl->conn.shard; }
@@ -513,6 +515,11 @@ void client_login_finish(struct client *cl)
 	bufs_unref(&s->bufs, buf);
 	client_set_state(cl, CL_IDLE);
 	LOGF(LOG_INFO, cl->conn.id, "login: user=%s database=%s", cl->user, cl->database);
+	if (cl->held.head) {
+		/* requests pipelined behind the startup packet */
+		cl->xact_start_us = s->now_us;
+		pool_request_server(cl);
+	}
 }
 
 /* ---- requests ---- */
@@ -566,8 +573,13 @@ static void forward(struct client *cl, const uint8_t *p, uint32_t n, uint32_t bu
 	if (cl->state == CL_ACTIVE && cl->server) {
 		if (!conn_queue(&cl->server->conn, p, n, buf))
 			client_fail(cl, "53200", "out of memory");
-	} else if (!sendq_append(shard_of(cl), &cl->held, p, n, buf)) {
-		client_fail(cl, "53200", "out of memory");
+	} else {
+		/* held until a server is free: small pieces are copied so that a waiting
+		 * client does not pin a whole receive buffer per message */
+		if (n <= HELD_COPY_MAX)
+			buf = PROTO_BUF_NONE;
+		if (!sendq_append(shard_of(cl), &cl->held, p, n, buf))
+			client_fail(cl, "53200", "out of memory");
 	}
 }
 
@@ -583,13 +595,6 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 			return PROTO_STOP;
 		}
 		return PROTO_WHOLE;
-	case CL_LOGIN_WAIT:
-		/* nothing may come before our ReadyForQuery but a Terminate */
-		if (type != 'X') {
-			client_fail(cl, "08P01", "unexpected message before login finished");
-			return PROTO_STOP;
-		}
-		return PROTO_WHOLE;
 	case CL_CLOSED:
 		return PROTO_STOP;
 	default:
@@ -597,8 +602,12 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 	}
 	if (type == 'X')
 		return PROTO_WHOLE;
-	if (cl->txn_failed)
-		return (type == 'Q' && len <= 4096) ? PROTO_WHOLE : PROTO_STREAM;
+	if (cl->txn_failed) {
+		if (type == 'Q' && len <= 4096)
+			return PROTO_WHOLE;   /* is it the ROLLBACK? */
+		failed_txn_message(cl, type, NULL, 0);
+		return PROTO_STREAM;      /* its bytes are dropped */
+	}
 	if (type == 'Q' || type == 'S' || type == 'F') {
 		if (cl->expect++ == 0)
 			cl->query_start_us = shard_of(cl)->now_us;
@@ -611,7 +620,7 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 		cl->xact_start_us = shard_of(cl)->now_us;
 		pool_request_server(cl);
 	}
-	return PROTO_STREAM;
+	return PROTO_STREAM;   /* in CL_LOGIN_WAIT it is held until the login finishes */
 }
 
 static bool client_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t buf)
@@ -647,13 +656,8 @@ static bool client_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 static void client_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
 {
 	struct client *cl = ctx;
-	if (cl->txn_failed) {
-		/* the first bytes of a streamed message carry its type */
-		if (cl->conn.fr.remaining + n == cl->conn.fr.len)
-			failed_txn_message(cl, p[0], NULL, 0);
-		return;
-	}
-	forward(cl, p, n, buf);
+	if (!cl->txn_failed)
+		forward(cl, p, n, buf);
 }
 
 static uint8_t *client_alloc(void *ctx, uint32_t len, uint32_t *buf)

@@ -50,6 +50,8 @@ bool params_set(struct params *p, const char *name, const char *value)
 		return true;
 	}
 	if (p->n == p->cap) {
+		if (p->cap >= PARAMS_MAX)
+			return false;
 		uint16_t cap = p->cap ? (uint16_t)(p->cap * 2) : 8;
 		struct param *nv = realloc(p->v, cap * sizeof *nv);
 		if (!nv)
@@ -122,21 +124,33 @@ static const char *effective(const struct params *p, const struct params *defaul
 	return v ? v : params_get(defaults, name);
 }
 
+/* Append "SET name TO 'value'" (value NULL: "RESET name"), quoting the value. */
 static int append_set(char *out, size_t cap, size_t len, const char *name, const char *value)
 {
-	char q[1024];
-	size_t k = 0;
-	for (const char *c = value; *c && k + 2 < sizeof q; c++) {
-		if (*c == '\'')
-			q[k++] = '\'';
-		q[k++] = *c;
+	size_t need = (len ? 1 : 0) + strlen(name) + 1;   /* separator, name, NUL */
+	if (value) {
+		need += strlen("SET  TO ''");
+		for (const char *c = value; *c; c++)
+			need += *c == '\'' ? 2 : 1;
+	} else {
+		need += strlen("RESET ");
 	}
-	q[k] = 0;
-	int n = value ? snprintf(out + len, cap - len, "%sSET %s TO '%s'", len ? ";" : "", name, q)
-		      : snprintf(out + len, cap - len, "%sRESET %s", len ? ";" : "", name);
-	if (n < 0 || (size_t)n >= cap - len)
+	if (len + need > cap)
 		return -1;
-	return n;
+	char *o = out + len;
+	if (len)
+		*o++ = ';';
+	if (!value)
+		return (int)(o - (out + len)) + sprintf(o, "RESET %s", name);
+	o += sprintf(o, "SET %s TO '", name);
+	for (const char *c = value; *c; c++) {
+		if (*c == '\'')
+			*o++ = '\'';
+		*o++ = *c;
+	}
+	*o++ = '\'';
+	*o = 0;
+	return (int)(o - (out + len));
 }
 
 static int diff_side(const struct params *from, const struct params *want, const struct params *have,
@@ -179,8 +193,10 @@ int params_diff_sql(const struct params *want, const struct params *have,
 bool params_parse_options(struct params *p, const char *options)
 {
 	const char *s = options;
-	char word[1024];
-	bool expect_c = false;
+	char *word = malloc(strlen(options) + 1);
+	bool expect_c = false, ok = true;
+	if (!word)
+		return false;
 	while (*s) {
 		while (isspace((unsigned char)*s))
 			s++;
@@ -190,8 +206,7 @@ bool params_parse_options(struct params *p, const char *options)
 		while (*s && !isspace((unsigned char)*s)) {
 			if (*s == '\\' && s[1])
 				s++;
-			if (k + 1 < sizeof word)
-				word[k++] = *s;
+			word[k++] = *s;
 			s++;
 		}
 		word[k] = 0;
@@ -207,17 +222,23 @@ bool params_parse_options(struct params *p, const char *options)
 		} else if (strncmp(word, "--", 2) == 0) {
 			setting = word + 2;
 		} else {
-			return false;
+			ok = false;
+			break;
 		}
 		char *eq = strchr(setting, '=');
-		if (!eq || eq == setting)
-			return false;
+		if (!eq || eq == setting) {
+			ok = false;
+			break;
+		}
 		*eq = 0;
 		for (char *c = (char *)setting; *c; c++)
 			if (*c == '-')
 				*c = '_';
-		if (!params_set(p, setting, eq + 1))
-			return false;
+		if (!params_set(p, setting, eq + 1)) {
+			ok = false;
+			break;
+		}
 	}
-	return !expect_c;
+	free(word);
+	return ok && !expect_c;
 }

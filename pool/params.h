@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define PARAMS_MAX 4096   /* settings per session; more is refused */
+
 struct param {
 	char *name;
 	char *value;
