@@ -425,7 +425,7 @@ static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
 	uint8_t mem[700];
 	struct proto_out o;
 	proto_out_init(&o, mem, sizeof mem);
-	if (cl->scram->state == 0) {
+	if (cl->auth_step++ == 0) {
 		const char *mech = proto_read_str(&r);
 		uint32_t n = proto_read_u32(&r);
 		const uint8_t *data = proto_read_bytes(&r, n);

@@ -299,10 +299,24 @@ static bool expired(struct server *sv)
 	       sv->pool->shard->now_us - sv->connect_us > (uint64_t)(cfg->server_lifetime * 1e6);
 }
 
-/* Other shards' clients are waiting for this pool's budget. */
+/* Other shards' clients are waiting for this pool's budget, and this shard
+ * holds more than its share of it: the budget divided among the shards that
+ * have clients waiting or active, rounded up. Giving back only above that share
+ * settles instead of passing servers back and forth. */
 static bool others_wait(struct pool *p)
 {
-	return atomic_load_explicit(&p->shared->waiting, memory_order_relaxed) > p->n_waiting;
+	struct pool_shared *ps = p->shared;
+	if (atomic_load_explicit(&ps->waiting, memory_order_relaxed) <= p->n_waiting)
+		return false;
+	int busy = 0, n = registry_nshards();
+	for (int i = 0; i < n; i++)
+		if (gauge_get(&ps->shard[i].cl_waiting) > 0 || gauge_get(&ps->shard[i].cl_active) > 0)
+			busy++;
+	if (busy < 1)
+		busy = 1;
+	int size = atomic_load_explicit(&ps->size, memory_order_relaxed);
+	int share = (size + busy - 1) / busy;
+	return p->n_idle + p->n_used > share;
 }
 
 /* The server is clean and usable: give it to the next waiting client or park it. */

@@ -57,6 +57,7 @@ struct client {
 	uint32_t max_packet;
 	uint8_t auth_method;                       /* enum auth_type in use */
 	uint8_t md5_salt[4];
+	uint8_t auth_step;                         /* SCRAM: 0 awaiting SASLInitialResponse, 1 SASLResponse */
 	bool counted;                              /* counted in max_client_conn */
 	bool txn_failed;                           /* server died inside a transaction block */
 	bool in_txn;                               /* last ReadyForQuery said T or E */
