@@ -711,7 +711,7 @@ void client_drained(struct client *cl)
 	if (cl->conn.out_bytes <= low) {
 		if (cl->server && !cl->server->conn.recv_wanted && cl->server->state != SV_CLOSED)
 			conn_recv_on(&cl->server->conn);
-		if (!cl->conn.recv_wanted && cl->state != CL_CLOSED && cl->state != CL_AUTH &&
+		if (!cl->conn.recv_wanted && cl->state != CL_CLOSED && !cl->conn.closing &&
 		    cl->held.bytes + (cl->server ? cl->server->conn.out_bytes : 0) <= low)
 			conn_recv_on(&cl->conn);
 	}

@@ -220,6 +220,7 @@ static void lease(struct server *sv, struct client *cl)
 	cl->server = sv;
 	sv->lease_us = p->shard->now_us;
 	server_set_state(sv, SV_ACTIVE);
+	conn_recv_on(&sv->conn);
 	client_linked(cl);
 }
 
@@ -373,8 +374,12 @@ void pool_release_server(struct server *sv, bool gone)
 	struct client *cl = sv->client;
 	const struct config *cfg = p->shard->cfg;
 	sv->client = NULL;
+	/* back-pressure belongs to the pairing: whoever was paused for the other resumes */
+	conn_recv_on(&sv->conn);
 	if (cl) {
 		cl->server = NULL;
+		if (!gone)
+			client_drained(cl);
 		if (!gone && cl->state == CL_ACTIVE) {
 			client_set_state(cl, CL_IDLE);
 		}
