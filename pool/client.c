@@ -320,6 +320,11 @@ static void begin_auth(struct client *cl)
 	struct shard *s = shard_of(cl);
 	const char *secret = config_find_secret(s->cfg, cl->user);
 	int method = s->cfg->auth_type;
+	if (method == AUTH_TRUST && !secret && s->cfg->auth_file) {
+		/* as PgBouncer: trust skips the password, not the user list */
+		client_fail(cl, "28000", "no such user: %s", cl->user);
+		return;
+	}
 	if (method == AUTH_TRUST || method == AUTH_ANY) {
 		login_ok(cl);
 		return;

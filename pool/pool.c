@@ -309,6 +309,8 @@ static bool others_wait(struct pool *p)
 	struct pool_shared *ps = p->shared;
 	if (atomic_load_explicit(&ps->waiting, memory_order_relaxed) <= p->n_waiting)
 		return false;
+	if (gauge_get(&p->stats->cl_waiting) == 0 && gauge_get(&p->stats->cl_active) == 0)
+		return true;   /* no demand here: everything idle goes back */
 	int busy = 0, n = registry_nshards();
 	for (int i = 0; i < n; i++)
 		if (gauge_get(&ps->shard[i].cl_waiting) > 0 || gauge_get(&ps->shard[i].cl_active) > 0)
