@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -146,7 +147,7 @@ static int listen_tcp(const char *host, int port, char *err, size_t errlen)
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
 		if (strcmp(host, "*") == 0 && ai->ai_family != AF_INET6 && ai->ai_next)
 			continue;   /* "*": prefer the dual-stack IPv6 socket */
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (fd < 0)
 			continue;
 		int one = 1;
@@ -179,7 +180,7 @@ static int listen_unix(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "unix_socket_dir too long");
 		return -1;
 	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -1;
@@ -236,6 +237,38 @@ static void arm_accept(struct shard *s, struct listener *l)
 	l->armed = true;
 }
 
+/* Out of descriptors: rather than leave clients hanging in the backlog, use the
+ * shard's reserve descriptor to accept each waiting one, tell it why (53300, as
+ * PostgreSQL says "too many connections") and close it. */
+static void shed_connections(struct shard *s, struct listener *l, int err)
+{
+	static const char msg[] = "no more connections allowed: pgring is out of file descriptors";
+	uint8_t mem[256];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_error(&o, "FATAL", "53300", "%s", msg);
+	int shed = 0;
+	while (s->reserve_fd >= 0) {
+		close(s->reserve_fd);
+		s->reserve_fd = -1;
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t w = send(fd, o.p, o.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)w;
+			close(fd);
+			shed++;
+		}
+		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			break;
+	}
+	if (shed || s->now_us - s->last_shed_log_us > 1000000) {
+		log_warning("accept failed: %s (descriptor limit reached): refused %d client%s with 53300",
+			    strerror(-err), shed, shed == 1 ? "" : "s");
+		s->last_shed_log_us = s->now_us;
+	}
+}
+
 static void on_accept(struct shard *s, struct listener *l, int res, unsigned flags)
 {
 	if (!(flags & IORING_CQE_F_MORE))
@@ -246,11 +279,13 @@ static void on_accept(struct shard *s, struct listener *l, int res, unsigned fla
 			close(res);
 		else
 			client_accept(s, res, l->is_unix);
+	} else if (res == -EMFILE || res == -ENFILE) {
+		stat_add(&s->stats->accept_errors, 1);
+		shed_connections(s, l, res);
+		return;   /* re-armed on the next tick, when descriptors may be free */
 	} else if (res != -ECANCELED) {
 		stat_add(&s->stats->accept_errors, 1);
 		log_warning("accept failed: %s", strerror(-res));
-		if (res == -EMFILE || res == -ENFILE)
-			return;   /* re-armed on the next tick, when descriptors may be free */
 	}
 	arm_accept(s, l);
 }
@@ -520,6 +555,7 @@ static int shard_setup(struct shard *s)
 	if (bufs_init(&s->bufs, &s->ring, (uint32_t)s->cfg->client_bufs, (uint32_t)s->cfg->client_buf_size,
 		      (uint32_t)s->cfg->server_bufs, (uint32_t)s->cfg->server_buf_size, err, errlen))
 		return -1;
+	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->wake_fd < 0) {
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));

@@ -57,6 +57,8 @@ struct shard {
 	struct listener listen[SHARD_MAX_LISTEN];
 	int nlisten;
 	int wake_fd;
+	int reserve_fd;              /* spare descriptor for refusing clients at the fd limit */
+	uint64_t last_shed_log_us;
 	uint64_t wake_val;
 	bool wake_armed;
 	struct queue *inbox;         /* [nshards + 1]: from each shard, then from control */

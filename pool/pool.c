@@ -110,6 +110,12 @@ static void settings(struct pool *p, const struct config *cfg)
 	atomic_store(&p->shared->size, config_pool_size(cfg, p->db, u));
 	int min = p->db->min_pool_size >= 0 ? p->db->min_pool_size : cfg->min_pool_size;
 	atomic_store(&p->shared->min_size, min);
+	int reserve = p->db->reserve_pool_size >= 0 ? p->db->reserve_pool_size : cfg->reserve_pool_size;
+	atomic_store(&p->shared->reserve, reserve);
+	int max_db = p->db->max_db_connections >= 0 ? p->db->max_db_connections : cfg->max_db_connections;
+	atomic_store(&p->shared->db_limit->max, max_db);
+	int max_user = u && u->max_user_connections >= 0 ? u->max_user_connections : cfg->max_user_connections;
+	atomic_store(&p->shared->user_limit->max, max_user);
 }
 
 struct pool *pool_find(struct shard *s, const char *db, const char *user, bool create)
@@ -182,9 +188,17 @@ static void fail_waiters(struct pool *p, bool login_only)
 		client_fail(p->wait_head, state, "%s", msg);
 }
 
+/* The oldest waiting client has waited past reserve_pool_timeout. */
+static bool reserve_due(struct pool *p)
+{
+	const struct config *cfg = p->shard->cfg;
+	return p->wait_head && atomic_load_explicit(&p->shared->reserve, memory_order_relaxed) > 0 &&
+	       p->shard->now_us - p->wait_head->wait_start_us > (uint64_t)(cfg->reserve_pool_timeout * 1e6);
+}
+
 static void launch(struct pool *p)
 {
-	if (!registry_take_slot(p->shared))
+	if (!registry_take_slot(p->shared, reserve_due(p)))
 		return;
 	struct server *sv = server_connect(p);
 	if (!sv) {

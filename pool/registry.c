@@ -25,6 +25,31 @@ int registry_nshards(void)
 	return shards;
 }
 
+#define LIMITS_MAX 4096
+struct limit_table {
+	struct limit_shared *_Atomic v[LIMITS_MAX];
+	_Atomic int n;
+};
+static struct limit_table db_limits, user_limits;
+
+/* Find or create (under create_lock, held by the caller) a limit entry. */
+static struct limit_shared *limit_get(struct limit_table *t, const char *name)
+{
+	int n = atomic_load(&t->n);
+	for (int i = 0; i < n; i++)
+		if (strcmp(t->v[i]->name, name) == 0)
+			return t->v[i];
+	if (n == LIMITS_MAX)
+		return NULL;
+	struct limit_shared *l = calloc(1, sizeof *l);
+	if (!l)
+		return NULL;
+	strcpy(l->name, name);
+	atomic_store(&t->v[n], l);
+	atomic_store(&t->n, n + 1);
+	return l;
+}
+
 static struct pool_shared *find(const char *db, const char *user, int n)
 {
 	for (int i = 0; i < n; i++) {
@@ -47,6 +72,12 @@ struct pool_shared *registry_get(const char *db, const char *user)
 	ps = find(db, user, n);
 	if (!ps && n < REGISTRY_MAX) {
 		ps = calloc(1, sizeof(*ps) + (size_t)shards * sizeof(struct stats_pool));
+		if (ps)
+			ps->db_limit = limit_get(&db_limits, db), ps->user_limit = limit_get(&user_limits, user);
+		if (ps && (!ps->db_limit || !ps->user_limit)) {
+			free(ps);
+			ps = NULL;
+		}
 		if (ps) {
 			strcpy(ps->db, db);
 			strcpy(ps->user, user);
@@ -68,20 +99,41 @@ struct pool_shared *registry_at(int i)
 	return atomic_load_explicit(&entries[i], memory_order_acquire);
 }
 
-bool registry_take_slot(struct pool_shared *ps)
+static bool take(_Atomic int *used, int max)
 {
-	int used = atomic_load_explicit(&ps->used, memory_order_relaxed);
+	int n = atomic_load_explicit(used, memory_order_relaxed);
 	for (;;) {
-		if (used >= atomic_load_explicit(&ps->size, memory_order_relaxed))
+		if (max > 0 && n >= max)
 			return false;
-		if (atomic_compare_exchange_weak_explicit(&ps->used, &used, used + 1,
-							  memory_order_acq_rel, memory_order_relaxed))
+		if (atomic_compare_exchange_weak_explicit(used, &n, n + 1, memory_order_acq_rel,
+							  memory_order_relaxed))
 			return true;
 	}
 }
 
+bool registry_take_slot(struct pool_shared *ps, bool use_reserve)
+{
+	int size = atomic_load_explicit(&ps->size, memory_order_relaxed);
+	if (use_reserve)
+		size += atomic_load_explicit(&ps->reserve, memory_order_relaxed);
+	if (size <= 0 || !take(&ps->used, size))
+		return false;
+	if (!take(&ps->db_limit->used, atomic_load_explicit(&ps->db_limit->max, memory_order_relaxed))) {
+		atomic_fetch_sub(&ps->used, 1);
+		return false;
+	}
+	if (!take(&ps->user_limit->used, atomic_load_explicit(&ps->user_limit->max, memory_order_relaxed))) {
+		atomic_fetch_sub(&ps->db_limit->used, 1);
+		atomic_fetch_sub(&ps->used, 1);
+		return false;
+	}
+	return true;
+}
+
 void registry_give_slot(struct pool_shared *ps)
 {
+	atomic_fetch_sub_explicit(&ps->user_limit->used, 1, memory_order_acq_rel);
+	atomic_fetch_sub_explicit(&ps->db_limit->used, 1, memory_order_acq_rel);
 	atomic_fetch_sub_explicit(&ps->used, 1, memory_order_acq_rel);
 }
 

@@ -11,6 +11,14 @@
 
 #define REGISTRY_NAME_MAX 64
 
+/* A process-wide connection count for one database or one user
+ * (max_db_connections, max_user_connections); max 0 = unlimited. */
+struct limit_shared {
+	char name[REGISTRY_NAME_MAX];
+	_Atomic int used;
+	_Atomic int max;
+};
+
 struct pool_shared {
 	char db[REGISTRY_NAME_MAX];
 	char user[REGISTRY_NAME_MAX];
@@ -19,6 +27,8 @@ struct pool_shared {
 	_Atomic int min_size;  /* min_pool_size */
 	_Atomic int used;      /* server connections open or opening, all shards */
 	_Atomic int waiting;   /* clients waiting for a server, all shards */
+	_Atomic int reserve;   /* reserve_pool_size: extra servers for clients that waited too long */
+	struct limit_shared *db_limit, *user_limit;
 	struct stats_pool shard[]; /* one block per shard, written by that shard */
 };
 
@@ -29,8 +39,10 @@ int registry_count(void);
 struct pool_shared *registry_at(int i);   /* 0 <= i < registry_count() */
 int registry_nshards(void);
 
-/* Take one server slot from the budget if there is room; true on success. */
-bool registry_take_slot(struct pool_shared *ps);
+/* Take one server slot from the budget if there is room (with use_reserve, the
+ * pool may go reserve_pool_size over its size), within the database's and the
+ * user's limits; true on success. */
+bool registry_take_slot(struct pool_shared *ps, bool use_reserve);
 void registry_give_slot(struct pool_shared *ps);
 
 /* Per-shard stats blocks, allocated by stats_init (pool/registry.c). */
