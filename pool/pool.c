@@ -196,6 +196,17 @@ static bool reserve_due(struct pool *p)
 	       p->shard->now_us - p->wait_head->wait_start_us > (uint64_t)(cfg->reserve_pool_timeout * 1e6);
 }
 
+/* Clients waiting to log in need one server (to learn its parameters): make
+ * that demand visible to the other shards like any waiting client's. */
+static void sync_login_demand(struct pool *p)
+{
+	bool need = p->login_head && !p->have_welcome;
+	if (need == p->login_counted)
+		return;
+	p->login_counted = need;
+	atomic_fetch_add(&p->shared->waiting, need ? 1 : -1);
+}
+
 static void launch(struct pool *p)
 {
 	if (!registry_take_slot(p->shared, reserve_due(p)))
@@ -250,6 +261,8 @@ void pool_wait_remove(struct client *cl)
 			p->login_head = cl->next_wait;
 		if (cl->next_wait)
 			cl->next_wait->prev_wait = cl->prev_wait;
+		cl->next_wait = cl->prev_wait = NULL;
+		sync_login_demand(p);
 	} else if (cl->state == CL_WAITING) {
 		if (cl->prev_wait)
 			cl->prev_wait->next_wait = cl->next_wait;
@@ -269,6 +282,7 @@ void pool_request_server(struct client *cl)
 {
 	struct pool *p = cl->pool;
 	if (cl->state == CL_LOGIN_WAIT) {
+		sync_login_demand(p);
 		launch_for_waiters(p);
 		return;
 	}
@@ -297,6 +311,7 @@ static void learn_welcome(struct pool *p, struct server *sv)
 	params_clear(&p->defaults);
 	params_copy(&p->defaults, &sv->params);
 	p->have_welcome = true;
+	sync_login_demand(p);
 	while (p->login_head) {
 		struct client *cl = p->login_head;
 		p->login_head = cl->next_wait;
@@ -321,13 +336,14 @@ static bool expired(struct server *sv)
 static bool others_wait(struct pool *p)
 {
 	struct pool_shared *ps = p->shared;
-	if (atomic_load_explicit(&ps->waiting, memory_order_relaxed) <= p->n_waiting)
+	if (atomic_load_explicit(&ps->waiting, memory_order_relaxed) <= p->n_waiting + p->login_counted)
 		return false;
 	if (gauge_get(&p->stats->cl_waiting) == 0 && gauge_get(&p->stats->cl_active) == 0)
 		return true;   /* no demand here: everything idle goes back */
 	int busy = 0, n = registry_nshards();
 	for (int i = 0; i < n; i++)
-		if (gauge_get(&ps->shard[i].cl_waiting) > 0 || gauge_get(&ps->shard[i].cl_active) > 0)
+		if (gauge_get(&ps->shard[i].cl_waiting) > 0 || gauge_get(&ps->shard[i].cl_active) > 0 ||
+		    gauge_get(&ps->shard[i].cl_login) > 0)
 			busy++;
 	if (busy < 1)
 		busy = 1;

@@ -103,6 +103,7 @@ struct pool {
 	struct client *wait_head, *wait_tail;      /* FIFO of clients waiting for a server */
 	struct client *login_head;                 /* clients waiting for welcome parameters */
 	int n_waiting;
+	bool login_counted;                        /* login waiters count as one waiter in shared->waiting */
 	struct params defaults;                    /* ParameterStatus of a fresh server */
 	uint8_t *welcome;                          /* those as ParameterStatus messages */
 	uint32_t welcome_len;

@@ -56,3 +56,30 @@ default_pool_size = 2
 	stop_pgring || fail "$mode: $TARGET did not stop"
 	pass "$mode mode"
 done
+
+# A client killed while its query is still running (inside a transaction that holds
+# a lock): PostgreSQL does not notice a closed socket mid-query, so the pooler must
+# cancel the query; the lock must go within seconds, not when pg_sleep(60) ends.
+start_pgring "
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+[pgring]
+auth_type = md5
+pool_mode = transaction
+default_pool_size = 2
+"
+psql_open victim "$(conninfo)"
+psql_send victim "BEGIN;"
+psql_send victim "LOCK TABLE killmid_lock IN ACCESS EXCLUSIVE MODE;"
+psql_sync victim || fail "running: victim did not get its lock: $(psql_err victim)"
+psql_send victim "SELECT pg_sleep(60) /* killmid-running */;"
+wait_until 5 eval '[[ $(qd "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '"'"'%killmid-running */%'"'"' AND state = '"'"'active'"'"' AND pid <> pg_backend_pid()") == 1 ]]' ||
+	fail "running: the victim's query did not start"
+psql_kill victim
+note "running: victim killed during pg_sleep(60)"
+wait_until 5 eval '[[ $(locks_held) == 0 ]]' || fail "running: lock still held 5 s after the client died mid-query"
+out=$(q "BEGIN; SET LOCAL lock_timeout = '2s'; LOCK TABLE killmid_lock IN ACCESS EXCLUSIVE MODE; SELECT 'locked'; COMMIT" 2>&1) ||
+	fail "running: next client could not lock: $out"
+assert_eq locked "$out" "running: next client's lock"
+stop_pgring || fail "running: $TARGET did not stop"
+pass "killed mid-query"
