@@ -476,7 +476,7 @@ static void login_ok(struct client *cl)
 	cl->scram = NULL;
 	stat_add(&p->stats->client_logins, 1);
 	client_set_state(cl, CL_LOGIN_WAIT);
-	if (p->have_welcome) {
+	if (pool_adopt_welcome(p)) {
 		client_login_finish(cl);
 		return;
 	}
@@ -804,6 +804,9 @@ void client_tick(struct shard *s)
 		case CL_LOGIN_WAIT:
 			if (cfg->client_login_timeout > 0 && s->now_us - cl->connect_us > cfg->client_login_timeout * 1e6)
 				client_fail(cl, "08P01", "client_login_timeout");
+			else if (cl->state == CL_LOGIN_WAIT && cfg->query_wait_timeout > 0 &&
+				 age > cfg->query_wait_timeout * 1e6)
+				client_fail(cl, "08P01", "query_wait_timeout");
 			break;
 		case CL_WAITING:
 			if (cfg->query_wait_timeout > 0 && age > cfg->query_wait_timeout * 1e6)

@@ -167,6 +167,9 @@ void pool_refresh_all(struct shard *s)
 					server_close(p->idle, "database settings changed");
 				p->have_welcome = false;
 				params_clear(&p->defaults);
+				/* stale for every shard; the old copy is left to leak (rare,
+				 * small) because another shard may be reading it right now */
+				atomic_store(&p->shared->welcome, NULL);
 			}
 			db_free((struct config_db *)p->db);
 			p->db = db_copy(entry);
@@ -306,11 +309,52 @@ void pool_request_server(struct client *cl)
 
 /* ---- giving servers back ---- */
 
+/* Publish the parameters for the other shards (first one wins; a stale copy
+ * after a configuration change is dropped by pool_refresh_all). */
+static void publish_welcome(struct pool *p)
+{
+	size_t len = 0;
+	for (int i = 0; i < p->defaults.n; i++)
+		len += strlen(p->defaults.v[i].name) + strlen(p->defaults.v[i].value) + 2;
+	struct pool_welcome *w = malloc(sizeof *w + len);
+	if (!w)
+		return;
+	w->len = (uint32_t)len;
+	char *o = w->data;
+	for (int i = 0; i < p->defaults.n; i++) {
+		o = stpcpy(o, p->defaults.v[i].name) + 1;
+		o = stpcpy(o, p->defaults.v[i].value) + 1;
+	}
+	struct pool_welcome *none = NULL;
+	if (!atomic_compare_exchange_strong(&p->shared->welcome, &none, w))
+		free(w);
+}
+
+/* Take the parameters another shard learned, if any. */
+bool pool_adopt_welcome(struct pool *p)
+{
+	if (p->have_welcome)
+		return true;
+	struct pool_welcome *w = atomic_load_explicit(&p->shared->welcome, memory_order_acquire);
+	if (!w)
+		return false;
+	params_clear(&p->defaults);
+	for (const char *c = w->data; c < w->data + w->len;) {
+		const char *name = c, *value = c + strlen(c) + 1;
+		params_set(&p->defaults, name, value);
+		c = value + strlen(value) + 1;
+	}
+	p->have_welcome = true;
+	sync_login_demand(p);
+	return true;
+}
+
 static void learn_welcome(struct pool *p, struct server *sv)
 {
 	params_clear(&p->defaults);
 	params_copy(&p->defaults, &sv->params);
 	p->have_welcome = true;
+	publish_welcome(p);
 	sync_login_demand(p);
 	while (p->login_head) {
 		struct client *cl = p->login_head;

@@ -123,6 +123,7 @@ void pool_release_server(struct server *sv, bool client_gone); /* server's clien
 void pool_server_ready(struct server *sv);        /* server logged in or finished resetting */
 void pool_server_gone(struct server *sv);         /* server closed; budget back */
 void pool_wait_remove(struct client *cl);
+bool pool_adopt_welcome(struct pool *p);          /* parameters another shard learned */
 void pool_tick(struct shard *s);                  /* timeouts, min_pool_size, budget hand-back */
 void pool_retry_waiters(struct shard *s);
 int pool_active_servers(struct shard *s);

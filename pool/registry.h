@@ -19,6 +19,14 @@ struct limit_shared {
 	_Atomic int max;
 };
 
+/* What a fresh server of a pool reports at login (name\0value\0 pairs),
+ * published once by the first shard that learns it so the others can welcome
+ * clients without a server of their own. Immutable once published. */
+struct pool_welcome {
+	uint32_t len;
+	char data[];
+};
+
 struct pool_shared {
 	char db[REGISTRY_NAME_MAX];
 	char user[REGISTRY_NAME_MAX];
@@ -29,6 +37,7 @@ struct pool_shared {
 	_Atomic int waiting;   /* clients waiting for a server, all shards */
 	_Atomic int reserve;   /* reserve_pool_size: extra servers for clients that waited too long */
 	struct limit_shared *db_limit, *user_limit;
+	struct pool_welcome *_Atomic welcome;
 	struct stats_pool shard[]; /* one block per shard, written by that shard */
 };
 

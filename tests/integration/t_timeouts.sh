@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# t_timeouts: the PgBouncer pool knobs do what they say. min_pool_size opens servers
+# ahead of demand; server_idle_timeout closes idle ones; server_lifetime replaces
+# old ones; query_wait_timeout fails a client that waited too long for a server;
+# max_db_connections caps a database across pools; reserve_pool_size adds servers
+# for clients that waited past reserve_pool_timeout.
+. "$(dirname "$0")/lib.sh"
+
+backends() { pg_backends app; }
+pids() { qd "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE usename = 'app' AND backend_type = 'client backend'"; }
+
+# --- min_pool_size and server_idle_timeout
+start_pgring "
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app min_pool_size=2
+[pgring]
+auth_type = md5
+pool_mode = transaction
+default_pool_size = 4
+server_idle_timeout = 1
+shards = 1
+"
+assert_eq 1 "$(q "SELECT 1")" "first query"
+wait_until 3 eval '[[ $(backends) == 2 ]]' || fail "min_pool_size=2: $(backends) servers"
+# idle servers above min_pool_size go after server_idle_timeout; min stays
+PGPASSWORD=app pgbench -n -S -c 4 -j 2 -T 1 "$(conninfo)" >/dev/null 2>&1
+sleep 2.5
+assert_eq 2 "$(backends)" "server_idle_timeout keeps min_pool_size"
+stop_pgring
+pass "min_pool_size, server_idle_timeout"
+
+# --- server_lifetime: a server older than it is replaced when released
+start_pgring "
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+[pgring]
+auth_type = md5
+pool_mode = transaction
+default_pool_size = 1
+server_lifetime = 1
+shards = 1
+"
+p1=$(q "SELECT pg_backend_pid()")
+sleep 1.5
+q "SELECT 1" >/dev/null
+p2=$(q "SELECT pg_backend_pid()")
+assert_ne "$p1" "$p2" "server_lifetime: backend replaced"
+stop_pgring
+pass "server_lifetime"
+
+# --- query_wait_timeout: pool of 1 held by a long transaction
+start_pgring "
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+[pgring]
+auth_type = md5
+pool_mode = transaction
+default_pool_size = 1
+query_wait_timeout = 1
+"
+q "SELECT pg_sleep(3)" >/dev/null 2>&1 &
+holder=$!
+track_pid $holder
+sleep 0.3
+t0=$(now_ms)
+out=$(pqtry "$(conninfo)" "SELECT 'should not run'")
+rc=$?
+el=$(($(now_ms) - t0))
+note "query_wait_timeout: rc=$rc after ${el} ms: $out"
+assert_ne 0 "$rc" "query_wait_timeout: the waiting client fails"
+assert_contains "$out" "query_wait_timeout" "query_wait_timeout: the error says why"
+assert_num_cmp "$el" -lt 2800 "query_wait_timeout: ms before the error"
+wait $holder
+stop_pgring
+pass "query_wait_timeout"
+
+# --- max_db_connections across two pools (two database names, one real db)
+start_pgring "
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app max_db_connections=2
+[pgring]
+auth_type = md5
+pool_mode = transaction
+default_pool_size = 5
+max_db_connections = 2
+"
+cl=()
+for i in 1 2 3 4; do q "SELECT pg_sleep(1)" >/dev/null 2>"$TEST_TMP/maxdb$i.err" & cl+=($!); track_pid $!; done
+maxb=0
+for i in $(seq 8); do b=$(backends); ((b > maxb)) && maxb=$b; sleep 0.1; done
+for c in "${cl[@]}"; do wait "$c" || fail "max_db_connections: a client failed: $(cat "$TEST_TMP"/maxdb*.err)"; done
+assert_num_cmp "$maxb" -le 2 "max_db_connections=2: most backends at once"
+assert_num_cmp "$maxb" -ge 1 "max_db_connections: some backend"
+stop_pgring
+pass "max_db_connections"
+
+# --- reserve_pool_size: after reserve_pool_timeout, one more server
+start_pgring "
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+[pgring]
+auth_type = md5
+pool_mode = transaction
+default_pool_size = 1
+reserve_pool_size = 1
+reserve_pool_timeout = 0.3
+shards = 1
+"
+q "SELECT pg_sleep(5)" >/dev/null 2>&1 &
+holder=$!
+track_pid $holder
+wait_until 5 eval '[[ $(qd "SELECT count(*) FROM pg_stat_activity WHERE query = '"'"'SELECT pg_sleep(5)'"'"' AND state = '"'"'active'"'"'") == 1 ]]' ||
+	fail "reserve: the holder's query did not start"
+t0=$(now_ms)
+v=$(q "SELECT 'reserve'") || fail "reserve: second client failed"
+el=$(($(now_ms) - t0))
+assert_eq reserve "$v" "reserve: second client served"
+assert_num_cmp "$el" -lt 4000 "reserve: ms the second client waited (the first holds its server 5 s)"
+wait $holder
+stop_pgring
+pass "reserve_pool_size"
