@@ -166,6 +166,19 @@ void conn_drop_queue(struct conn *c)
 	sendq_drop(c->shard, &c->q);
 }
 
+uint8_t *conn_frame_alloc(void *owner, uint32_t len, uint32_t *buf)
+{
+	struct conn *c = owner;
+	return bufs_scratch(&c->shard->bufs, len, buf);
+}
+
+void conn_frame_release(void *owner, uint32_t buf, uint8_t *mem)
+{
+	struct conn *c = owner;
+	(void)mem;
+	bufs_unref(&c->shard->bufs, buf);
+}
+
 void conn_flush(struct conn *c)
 {
 	if (c->sending || !c->q.head || c->eof)

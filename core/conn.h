@@ -88,6 +88,11 @@ static inline bool conn_has_output(const struct conn *c) { return c->out_bytes !
  * then close; the owner's free function runs when nothing references it. */
 void conn_close(struct conn *c);
 
+/* Framer reassembly memory for any owner that embeds a struct conn first
+ * (proto_frame_ops.alloc / .release with ctx = the owner). */
+uint8_t *conn_frame_alloc(void *owner, uint32_t len, uint32_t *buf);
+void conn_frame_release(void *owner, uint32_t buf, uint8_t *mem);
+
 /* Shard loop entry points. */
 void conn_on_recv(struct conn *c, int res, unsigned flags);
 void conn_on_send(struct conn *c, int res);

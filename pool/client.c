@@ -665,25 +665,12 @@ static void client_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
 		forward(cl, p, n, buf);
 }
 
-static uint8_t *client_alloc(void *ctx, uint32_t len, uint32_t *buf)
-{
-	struct client *cl = ctx;
-	return bufs_scratch(&shard_of(cl)->bufs, len, buf);
-}
-
-static void client_release(void *ctx, uint32_t buf, uint8_t *mem)
-{
-	struct client *cl = ctx;
-	(void)mem;
-	bufs_unref(&shard_of(cl)->bufs, buf);
-}
-
 static const struct proto_frame_ops client_ops = {
 	.begin = client_begin,
 	.whole = client_whole,
 	.bytes = client_bytes,
-	.alloc = client_alloc,
-	.release = client_release,
+	.alloc = conn_frame_alloc,
+	.release = conn_frame_release,
 };
 
 void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf)

@@ -6,6 +6,7 @@
 #define PGRING_POOL_H
 
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/un.h>
@@ -87,6 +88,10 @@ struct server {
 	union { struct sockaddr_in in; struct sockaddr_in6 in6; struct sockaddr_un un; } addr;
 	socklen_t addrlen;
 };
+
+/* The shard loop and conn.c treat a client or server pointer as its conn. */
+_Static_assert(offsetof(struct client, conn) == 0, "conn must come first in struct client");
+_Static_assert(offsetof(struct server, conn) == 0, "conn must come first in struct server");
 
 struct pool {
 	struct pool *next;

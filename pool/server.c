@@ -455,25 +455,12 @@ static void server_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
 		client_fail(sv->client, "53200", "out of memory");
 }
 
-static uint8_t *server_alloc(void *ctx, uint32_t len, uint32_t *buf)
-{
-	struct server *sv = ctx;
-	return bufs_scratch(&shard_of(sv)->bufs, len, buf);
-}
-
-static void server_release_mem(void *ctx, uint32_t buf, uint8_t *mem)
-{
-	struct server *sv = ctx;
-	(void)mem;
-	bufs_unref(&shard_of(sv)->bufs, buf);
-}
-
 static const struct proto_frame_ops server_ops = {
 	.begin = server_begin,
 	.whole = server_whole,
 	.bytes = server_bytes,
-	.alloc = server_alloc,
-	.release = server_release_mem,
+	.alloc = conn_frame_alloc,
+	.release = conn_frame_release,
 };
 
 void server_data(struct server *sv, uint8_t *data, uint32_t n, uint32_t buf)
