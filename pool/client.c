@@ -474,6 +474,8 @@ static void login_ok(struct client *cl)
 	}
 	free(cl->scram);
 	cl->scram = NULL;
+	free(cl->secret);   /* only authentication needed it */
+	cl->secret = NULL;
 	stat_add(&p->stats->client_logins, 1);
 	client_set_state(cl, CL_LOGIN_WAIT);
 	if (pool_adopt_welcome(p)) {

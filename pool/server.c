@@ -378,6 +378,12 @@ static void ready_for_query(struct server *sv, uint8_t status)
 	cl->query_start_us = s->now_us;
 	if (cl->expect)
 		cl->expect--;
+	if (status != 'I' && sv->pool->mode == POOL_STATEMENT) {
+		/* as PgBouncer: the server goes back after every statement, so a
+		 * transaction block cannot work; the release rolls it back */
+		client_fail(cl, "08P01", "transaction blocks not allowed in statement pooling mode");
+		return;
+	}
 	if (cl->expect || status != 'I' || cl->unsynced)
 		return;
 	stat_add(&ps->xact_count, 1);

@@ -94,3 +94,23 @@ SQL
 	stop_pgring || fail "$mode: $TARGET did not stop on SIGTERM"
 	pass "$mode mode"
 done
+
+# --- statement mode: each statement on any server; a transaction block is refused
+start_pgring "
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+[pgring]
+auth_type = md5
+pool_mode = statement
+default_pool_size = 2
+"
+assert_eq 3 "$(q "SELECT 1 + 2")" "statement mode: a statement"
+out=$(PGPASSWORD=app timeout 20 pgbench -n -S -c 4 -j 2 -T 2 "$(conninfo)" 2>&1) || fail "statement mode: pgbench -S: $out"
+assert_contains "$out" "number of failed transactions: 0" "statement mode: pgbench -S"
+out=$(PGPASSWORD=app timeout 20 psql -X -Atq -v ON_ERROR_STOP=1 -c "BEGIN" -c "SELECT 1" -c "COMMIT" "$(conninfo)" 2>&1)
+assert_ne 0 "$?" "statement mode: a transaction block must fail"
+assert_contains "$out" "transaction blocks not allowed in statement pooling mode" "statement mode: the error says why"
+assert_eq 0 "$(qd "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND state LIKE 'idle in transaction%'")" "statement mode: no transaction left open"
+assert_eq 1 "$(q "SELECT 1")" "statement mode: next client fine"
+stop_pgring
+pass "statement mode"
