@@ -27,6 +27,7 @@ struct shard_cancel_map {
 static const struct proto_frame_ops client_ops;
 
 #define HELD_COPY_MAX 512
+#define CLOSE_DRAIN_US 5000000   /* how long a closing client may take to read our last bytes */
 
 /* ---- small helpers ---- */
 
@@ -800,6 +801,14 @@ void client_tick(struct shard *s)
 		case CL_WAITING:
 			if (cfg->query_wait_timeout > 0 && age > cfg->query_wait_timeout * 1e6)
 				client_fail(cl, "08P01", "query_wait_timeout");
+			break;
+		case CL_CLOSED:
+			/* closing, but the peer does not take our last bytes: cut it off */
+			if (age > CLOSE_DRAIN_US && cl->conn.fd >= 0 && !cl->conn.eof) {
+				LOGF(LOG_INFO, cl->conn.id, "client does not read its last messages: dropping them");
+				shutdown(cl->conn.fd, SHUT_RDWR);
+				cl->conn.eof = true;
+			}
 			break;
 		case CL_IDLE:
 			if (cfg->client_idle_timeout > 0 && age > cfg->client_idle_timeout * 1e6)
