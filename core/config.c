@@ -111,7 +111,7 @@ static const struct key_def main_keys[] = {
 	K_INT(control_port, "6433", 0, 65535),
 	K_INT(ring_entries, "1024", 1, 32768),        /* io_uring's SQ limit */
 	K_INT(cq_entries, "16384", 1, 65536),         /* io_uring's CQ limit */
-	K_POW2(client_bufs, "4096", 1, 32768),        /* buffer ring: power of two, <= 32768 */
+	K_POW2(client_bufs, "1024", 1, 32768),        /* buffer ring: power of two, <= 32768 */
 	K_SIZE(client_buf_size, "2048", 256, 16 * MiB),
 	K_POW2(server_bufs, "1024", 1, 32768),
 	K_SIZE(server_buf_size, "16384", 256, 16 * MiB),

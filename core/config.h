@@ -92,7 +92,7 @@ struct config {
 	int control_port;           /* 0 = no control port; default 6433 */
 	int ring_entries;           /* SQ size, 1024 */
 	int cq_entries;             /* 16384 */
-	int client_bufs, client_buf_size; /* provided buffers for client sockets: 4096 x 2048 */
+	int client_bufs, client_buf_size; /* provided buffers for client sockets: 1024 x 2048 */
 	int server_bufs, server_buf_size; /* for server sockets: 1024 x 16384 */
 	int max_pending_bytes;      /* unsent bytes queued behind one socket before its peer is paused: 256 KiB */
 	/* sections */

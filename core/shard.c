@@ -262,7 +262,7 @@ static void shed_connections(struct shard *s, struct listener *l, int err)
 		if (fd < 0)
 			break;
 	}
-	if (shed || s->now_us - s->last_shed_log_us > 1000000) {
+	if (shed || (s->reserve_fd < 0 && s->now_us - s->last_shed_log_us > 1000000)) {
 		log_warning("accept failed: %s (descriptor limit reached): refused %d client%s with 53300",
 			    strerror(-err), shed, shed == 1 ? "" : "s");
 		s->last_shed_log_us = s->now_us;
@@ -458,6 +458,8 @@ static void feed_starved(struct shard *s)
 
 static void tick(struct shard *s)
 {
+	if (s->reserve_fd < 0)   /* another thread took the slot while we shed clients */
+		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	for (int i = 0; i < s->nlisten; i++)
 		arm_accept(s, &s->listen[i]);
 	client_tick(s);

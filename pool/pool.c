@@ -349,12 +349,9 @@ bool pool_adopt_welcome(struct pool *p)
 	return true;
 }
 
-static void learn_welcome(struct pool *p, struct server *sv)
+/* The pool knows its parameters: welcome everyone who waited for them. */
+static void finish_logins(struct pool *p)
 {
-	params_clear(&p->defaults);
-	params_copy(&p->defaults, &sv->params);
-	p->have_welcome = true;
-	publish_welcome(p);
 	sync_login_demand(p);
 	while (p->login_head) {
 		struct client *cl = p->login_head;
@@ -364,6 +361,15 @@ static void learn_welcome(struct pool *p, struct server *sv)
 		cl->next_wait = cl->prev_wait = NULL;
 		client_login_finish(cl);
 	}
+}
+
+static void learn_welcome(struct pool *p, struct server *sv)
+{
+	params_clear(&p->defaults);
+	params_copy(&p->defaults, &sv->params);
+	p->have_welcome = true;
+	publish_welcome(p);
+	finish_logins(p);
 }
 
 static bool expired(struct server *sv)
@@ -571,7 +577,10 @@ static void pool_housekeeping(struct pool *p)
 			if (p->n_connecting == before)
 				break;
 		}
-	if (p->n_waiting)
+	/* login waiters: another shard may have learned the parameters meanwhile */
+	if (p->login_head && pool_adopt_welcome(p))
+		finish_logins(p);
+	if (p->n_waiting || (p->login_head && !p->have_welcome))
 		launch_for_waiters(p);
 	int64_t max_wait = p->wait_head ? (int64_t)(now - p->wait_head->wait_start_us) : 0;
 	gauge_add(&p->stats->max_wait_us, max_wait - gauge_get(&p->stats->max_wait_us));

@@ -98,11 +98,17 @@ struct server *server_connect(struct pool *p)
 	sv->connect_us = s->now_us;
 	sv->txn_status = 'I';
 	int fam = resolve(sv, p->db);
-	int fd = fam < 0 ? -1 : socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(p->last_error, sizeof p->last_error, "cannot resolve or create a socket for %s",
-			 p->db->host ? p->db->host : "(unix socket)");
+	if (fam < 0) {
+		snprintf(p->last_error, sizeof p->last_error, "could not resolve host name \"%s\"", p->db->host);
 		strcpy(p->last_sqlstate, "08001");
+		free(sv);
+		return NULL;
+	}
+	int fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		bool limit = errno == EMFILE || errno == ENFILE;
+		snprintf(p->last_error, sizeof p->last_error, "cannot open a server connection: %s", strerror(errno));
+		strcpy(p->last_sqlstate, limit ? "53300" : "08001");
 		free(sv);
 		return NULL;
 	}

@@ -61,7 +61,8 @@ query_wait_timeout = 1
 q "SELECT pg_sleep(3)" >/dev/null 2>&1 &
 holder=$!
 track_pid $holder
-sleep 0.3
+wait_until 5 eval '[[ $(qd "SELECT count(*) FROM pg_stat_activity WHERE query = '"'"'SELECT pg_sleep(3)'"'"' AND state = '"'"'active'"'"'") == 1 ]]' ||
+	fail "query_wait_timeout: the holder's query did not start"
 t0=$(now_ms)
 out=$(pqtry "$(conninfo)" "SELECT 'should not run'")
 rc=$?

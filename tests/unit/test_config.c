@@ -167,7 +167,7 @@ Test(config, defaults_match_the_header)
 	cr_expect_eq(c->control_port, 6433);
 	cr_expect_eq(c->ring_entries, 1024);
 	cr_expect_eq(c->cq_entries, 16384);
-	cr_expect_eq(c->client_bufs, 4096);
+	cr_expect_eq(c->client_bufs, 1024);
 	cr_expect_eq(c->client_buf_size, 2048);
 	cr_expect_eq(c->server_bufs, 1024);
 	cr_expect_eq(c->server_buf_size, 16384);

@@ -1,0 +1,947 @@
+/* bench/idleconns.c: hold N authenticated, idle client connections to a pooler and
+ * measure what they cost it.
+ *
+ *   idleconns [-h host] [-p port] [-U user] [-W password] [-d db] -n N [-P pooler_pid]
+ *             [-t target_name] [-w workers] [-H hold_s] [-Q] [-q probe_queries]
+ *             [-c inflight_per_worker] [-T login_timeout_s] [-S settle_s]
+ *
+ * Speaks the PostgreSQL protocol itself over raw non-blocking sockets (no libpq per
+ * connection): StartupMessage(user, database), answers AuthenticationOk (trust),
+ * AuthenticationCleartextPassword or AuthenticationMD5Password (SCRAM is not
+ * supported: configure the pooler with md5), and reads until ReadyForQuery. Each
+ * process may hold at most RLIMIT_NOFILE descriptors (20000 here), so the work is
+ * split over W forked workers (default ceil(N/8000)), each with its own epoll loop
+ * and at most -c logins in flight (default 256). When the target is in 127.0.0.0/8,
+ * every socket is bound to 127.0.0.X (X = 1..250, cycling over the connection
+ * number, IP_BIND_ADDRESS_NO_PORT) before connect(), so the 4-tuple space never
+ * runs out.
+ *
+ * The parent measures before forking (0 clients) and again after every worker has
+ * finished its logins and the connections have sat idle for -S seconds (default 2):
+ *   - the pooler's VmRSS (/proc/PID/status, -P PID)
+ *   - kernel TCP socket memory (/proc/net/sockstat "TCP: ... mem N", pages)
+ *   - kernel slab (/proc/meminfo Slab)
+ * The kernel figures contain BOTH ends of every loopback connection (this tool's
+ * sockets and epoll registrations too) and whatever else the machine does meanwhile;
+ * they are printed raw and halved (the "_half" fields, a rough estimate of the
+ * pooler's side, nothing more).
+ *
+ * Output, one line (then one "error" line per failure reason with its first message,
+ * and the optional probe and close lines):
+ *   target=NAME n=N established=E failed=F rss_before_kb=.. rss_after_kb=..
+ *   per_conn_bytes=.. sockmem_delta_kb=.. sockmem_half_kb=.. slab_delta_kb=..
+ *   slab_half_kb=.. slab_half_per_conn_bytes=.. conns_per_sec=.. login_s=..
+ *   errors="53300:12 timeout-login:3" first_error="53300 no more connections ..."
+ * conns_per_sec = established / (last ReadyForQuery - first connect()), over all
+ * workers. errors counts failures by reason: a SQLSTATE from an ErrorResponse, or
+ * socket-E*, bind-E*, connect-E* (errno names), eof-login, reset-login, auth-sasl,
+ * auth-codeN, protocol, and timeouts (-T, default 30 s) by how far the login got:
+ * timeout-connect (TCP connect pending), timeout-noreply (StartupMessage sent, not a
+ * byte back: e.g. waiting un-accepted in the listen backlog), timeout-auth (password
+ * sent, no answer), timeout-afterauth (AuthenticationOk seen, no ReadyForQuery).
+ *
+ * -Q: after the measurement, while the N clients are idle, one extra libpq
+ * connection runs `SELECT 1` -q times (default 1000; 20 unmeasured first) and prints
+ *   probe target=NAME n=N queries=Q p50_us=.. p90_us=.. p99_us=.. max_us=.. mean_us=..
+ * Then the connections are held -H seconds (default 0) and closed; connections the
+ * pooler closed while they were idle are reported on the last line:
+ *   closed target=NAME n=N dropped_while_idle=D drop_reasons=".."
+ * Exit status: 0 if every connection was established, 1 otherwise, 2 on usage error. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/md5.h>
+
+#if __has_include(<libpq-fe.h>)
+#include <libpq-fe.h>
+#else
+#include <postgresql/libpq-fe.h>
+#endif
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+#define PER_WORKER_DEFAULT 8000
+#define MAX_WORKERS 64
+#define MAX_REASONS 32
+#define MAX_MSG 1048576
+
+static const char *o_host = "127.0.0.1", *o_port = "6432", *o_user = "app", *o_pass = "app",
+		  *o_db = "app", *o_target = "pooler";
+static long o_n = 0, o_pid = 0, o_hold = 0, o_queries = 1000;
+static int o_workers = 0, o_inflight = 256;
+static double o_timeout = 30, o_settle = 2;
+static bool o_probe = false;
+
+static struct sockaddr_in dst;
+static bool loopback;
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static const char *errname(int e)
+{
+	const char *s = strerrorname_np(e);
+	return s ? s : "E?";
+}
+
+/* ---- failure reasons ---- */
+
+struct reason {
+	char key[48];
+	long count;
+	char msg[200];
+};
+struct reasons {
+	struct reason r[MAX_REASONS];
+	int n;
+};
+
+static void reason_add(struct reasons *rs, const char *key, const char *msg, long count)
+{
+	for (int i = 0; i < rs->n; i++) {
+		if (strcmp(rs->r[i].key, key) == 0) {
+			rs->r[i].count += count;
+			return;
+		}
+	}
+	if (rs->n == MAX_REASONS)
+		key = "other";
+	struct reason *r = rs->n < MAX_REASONS ? &rs->r[rs->n++] : &rs->r[MAX_REASONS - 1];
+	snprintf(r->key, sizeof r->key, "%s", key);
+	snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "");
+	/* keep the message on one line, without quotes */
+	for (char *p = r->msg; *p; p++)
+		if (*p == '\n' || *p == '\r' || *p == '"' || *p == '\t')
+			*p = ' ';
+	r->count = count;
+}
+
+static long reasons_total(const struct reasons *rs)
+{
+	long t = 0;
+	for (int i = 0; i < rs->n; i++)
+		t += rs->r[i].count;
+	return t;
+}
+
+static void reasons_format(const struct reasons *rs, char *out, size_t cap)
+{
+	size_t o = 0;
+	out[0] = 0;
+	for (int i = 0; i < rs->n && o < cap; i++)
+		o += snprintf(out + o, cap - o, "%s%s:%ld", i ? " " : "", rs->r[i].key, rs->r[i].count);
+}
+
+/* ---- a worker: its share of the connections, one epoll loop ---- */
+
+enum cstate { C_NEW, C_CONNECTING, C_LOGIN, C_UP, C_FAILED, C_DROPPED };
+
+struct conn {
+	int fd;
+	uint8_t state;
+	uint8_t stage;   /* login progress: 0 startup sent, 1 password sent, 2 AuthenticationOk seen */
+	uint32_t len, cap;
+	char *buf;    /* only while logging in */
+	double t0;
+};
+
+static struct conn *conns;
+static long nconns, first_index;
+static int ep;
+static long inflight, done, established, up_now;
+static double t_first = 0, t_last_up = 0;
+static struct reasons fails, drops;
+
+static void conn_close(struct conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	free(c->buf);
+	c->buf = NULL;
+	c->len = c->cap = 0;
+}
+
+static void fail(struct conn *c, const char *key, const char *fmt, ...)
+{
+	char msg[200] = "";
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof msg, fmt, ap);
+		va_end(ap);
+	}
+	reason_add(&fails, key, msg, 1);
+	conn_close(c);
+	c->state = C_FAILED;
+	inflight--;
+	done++;
+}
+
+static bool send_all(struct conn *c, const void *p, size_t n)
+{
+	ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+	if (w == (ssize_t)n)
+		return true;
+	if (w < 0)
+		fail(c, errno == ECONNRESET || errno == EPIPE ? "reset-login" : "send-error",
+		     "send: %s", strerror(errno));
+	else
+		fail(c, "protocol", "short write (%zd of %zu)", w, n);
+	return false;
+}
+
+static void put32(char *p, uint32_t v)
+{
+	v = htonl(v);
+	memcpy(p, &v, 4);
+}
+
+static uint32_t get32(const char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return ntohl(v);
+}
+
+static void send_startup(struct conn *c)
+{
+	char m[512];
+	size_t o = 8;
+	const char *kv[] = { "user", o_user, "database", o_db };
+	for (int i = 0; i < 4; i++) {
+		size_t l = strlen(kv[i]) + 1;
+		if (o + l + 1 > sizeof m) {
+			fail(c, "protocol", "startup message too long");
+			return;
+		}
+		memcpy(m + o, kv[i], l);
+		o += l;
+	}
+	m[o++] = 0;
+	put32(m, (uint32_t)o);
+	put32(m + 4, 196608);
+	if (!send_all(c, m, o))
+		return;
+	c->state = C_LOGIN;
+	c->cap = 8192;
+	c->len = 0;
+	c->buf = malloc(c->cap);
+	if (!c->buf) {
+		fail(c, "client-nomem", NULL);
+		return;
+	}
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)(c - conns) };
+	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void hex(const unsigned char *d, int n, char *out)
+{
+	static const char x[] = "0123456789abcdef";
+	for (int i = 0; i < n; i++) {
+		out[2 * i] = x[d[i] >> 4];
+		out[2 * i + 1] = x[d[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+static void md5hex(const void *a, size_t alen, const void *b, size_t blen, char out[33])
+{
+	unsigned char d[WC_MD5_DIGEST_SIZE];
+	wc_Md5 m;
+	wc_InitMd5(&m);
+	wc_Md5Update(&m, a, (word32)alen);
+	wc_Md5Update(&m, b, (word32)blen);
+	wc_Md5Final(&m, d);
+	wc_Md5Free(&m);
+	hex(d, 16, out);
+}
+
+static void send_password(struct conn *c, const char *pw)
+{
+	char m[1024];
+	size_t l = strlen(pw) + 1;
+	if (l + 5 > sizeof m) {
+		fail(c, "protocol", "password too long");
+		return;
+	}
+	m[0] = 'p';
+	put32(m + 1, (uint32_t)(4 + l));
+	memcpy(m + 5, pw, l);
+	send_all(c, m, 5 + l);
+}
+
+/* ErrorResponse fields -> SQLSTATE and message */
+static void error_fields(const char *p, uint32_t n, char code[8], char *msg, size_t msgcap)
+{
+	snprintf(code, 8, "ERROR");
+	msg[0] = 0;
+	uint32_t i = 0;
+	while (i < n && p[i]) {
+		char t = p[i++];
+		const char *v = p + i;
+		size_t vl = strnlen(v, n - i);
+		if (t == 'C')
+			snprintf(code, 8, "%.*s", (int)(vl < 7 ? vl : 7), v);
+		else if (t == 'M')
+			snprintf(msg, msgcap, "%.*s", (int)vl, v);
+		i += vl + 1;
+	}
+}
+
+static void became_up(struct conn *c)
+{
+	free(c->buf);
+	c->buf = NULL;
+	c->len = c->cap = 0;
+	c->state = C_UP;
+	inflight--;
+	done++;
+	established++;
+	up_now++;
+	t_last_up = now();
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.u64 = (uint64_t)(c - conns) };
+	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* one whole message from the server during login; returns false when c is finished */
+static bool login_message(struct conn *c, char type, const char *body, uint32_t blen)
+{
+	switch (type) {
+	case 'R': {
+		if (blen < 4) {
+			fail(c, "protocol", "short Authentication message");
+			return false;
+		}
+		uint32_t code = get32(body);
+		if (code == 0) {
+			c->stage = 2;
+			return true;
+		}
+		c->stage = 1;
+		if (code == 3) {
+			send_password(c, o_pass);
+			return c->state == C_LOGIN;
+		}
+		if (code == 5 && blen >= 8) {
+			char inner[33], outer[36];
+			char *up = malloc(strlen(o_pass) + strlen(o_user) + 1);
+			if (!up) {
+				fail(c, "client-nomem", NULL);
+				return false;
+			}
+			strcpy(up, o_pass);
+			strcat(up, o_user);
+			md5hex(up, strlen(up), "", 0, inner);
+			free(up);
+			memcpy(outer, "md5", 3);
+			md5hex(inner, 32, body + 4, 4, outer + 3);
+			send_password(c, outer);
+			return c->state == C_LOGIN;
+		}
+		if (code == 10) {
+			fail(c, "auth-sasl", "server asks for SASL (SCRAM): not supported, use md5");
+			return false;
+		}
+		char key[32];
+		snprintf(key, sizeof key, "auth-code%u", code);
+		fail(c, key, "unsupported authentication request %u", code);
+		return false;
+	}
+	case 'E': {
+		char code[8], msg[200];
+		error_fields(body, blen, code, msg, sizeof msg);
+		fail(c, code, "%s", msg);
+		return false;
+	}
+	case 'Z':
+		became_up(c);
+		return false;
+	default:   /* ParameterStatus, BackendKeyData, NoticeResponse, ... */
+		return true;
+	}
+}
+
+static void on_login_readable(struct conn *c)
+{
+	for (;;) {
+		if (c->len == c->cap) {
+			uint32_t ncap = c->cap * 2;
+			char *nb = ncap <= 2 * MAX_MSG ? realloc(c->buf, ncap) : NULL;
+			if (!nb) {
+				fail(c, "protocol", "login response too large");
+				return;
+			}
+			c->buf = nb;
+			c->cap = ncap;
+		}
+		ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+		if (r == 0) {
+			fail(c, "eof-login", "server closed the connection during login");
+			return;
+		}
+		if (r < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EINTR)
+				continue;
+			fail(c, errno == ECONNRESET ? "reset-login" : "recv-error", "recv: %s", strerror(errno));
+			return;
+		}
+		c->len += (uint32_t)r;
+		uint32_t off = 0;
+		while (c->len - off >= 5) {
+			char type = c->buf[off];
+			uint32_t ml = get32(c->buf + off + 1);
+			if (ml < 4 || ml > MAX_MSG) {
+				fail(c, "protocol", "bad message length %u (type %c)", ml, type);
+				return;
+			}
+			if (c->len - off < 1 + ml)
+				break;
+			if (!login_message(c, type, c->buf + off + 5, ml - 4))
+				return;
+			off += 1 + ml;
+		}
+		if (off) {
+			memmove(c->buf, c->buf + off, c->len - off);
+			c->len -= off;
+		}
+	}
+}
+
+/* An established, idle connection became readable: the pooler said something
+ * (usually an ErrorResponse before closing) or closed it. */
+static void on_up_readable(struct conn *c)
+{
+	char b[4096];
+	char key[48] = "", msg[200] = "";
+	for (;;) {
+		ssize_t r = recv(c->fd, b, sizeof b, 0);
+		if (r > 0) {
+			if (b[0] == 'E' && r > 5 && !key[0]) {
+				char code[8];
+				error_fields(b + 5, (uint32_t)r - 5, code, msg, sizeof msg);
+				snprintf(key, sizeof key, "%s", code);
+			}
+			continue;
+		}
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;   /* still open: unsolicited data only */
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (!key[0])
+			snprintf(key, sizeof key, r == 0 ? "eof-idle" : "reset-idle");
+		reason_add(&drops, key, msg, 1);
+		conn_close(c);
+		c->state = C_DROPPED;
+		up_now--;
+		return;
+	}
+}
+
+static void on_connected(struct conn *c)
+{
+	int err = 0;
+	socklen_t l = sizeof err;
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+		err = errno;
+	if (err) {
+		char key[48];
+		snprintf(key, sizeof key, "connect-%s", errname(err));
+		fail(c, key, "connect: %s", strerror(err));
+		return;
+	}
+	send_startup(c);
+}
+
+static void start_conn(long i)
+{
+	struct conn *c = &conns[i];
+	c->t0 = now();
+	if (!t_first)
+		t_first = c->t0;
+	inflight++;
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		char key[48];
+		snprintf(key, sizeof key, "socket-%s", errname(errno));
+		fail(c, key, "socket: %s", strerror(errno));
+		return;
+	}
+	int one = 1;
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (loopback) {
+		setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+		struct sockaddr_in src = { .sin_family = AF_INET };
+		src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)((first_index + i) % 250));
+		if (bind(c->fd, (struct sockaddr *)&src, sizeof src) < 0) {
+			char key[48];
+			snprintf(key, sizeof key, "bind-%s", errname(errno));
+			fail(c, key, "bind: %s", strerror(errno));
+			return;
+		}
+	}
+	struct epoll_event ev = { .events = EPOLLOUT, .data.u64 = (uint64_t)i };
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+		fail(c, "epoll-error", "epoll_ctl: %s", strerror(errno));
+		return;
+	}
+	if (connect(c->fd, (struct sockaddr *)&dst, sizeof dst) == 0) {
+		send_startup(c);
+		return;
+	}
+	if (errno == EINPROGRESS) {
+		c->state = C_CONNECTING;
+		return;
+	}
+	char key[48];
+	snprintf(key, sizeof key, "connect-%s", errname(errno));
+	fail(c, key, "connect: %s", strerror(errno));
+}
+
+static void check_timeouts(long lo, long hi)
+{
+	double t = now();
+	for (long i = lo; i < hi; i++) {
+		struct conn *c = &conns[i];
+		if (c->state == C_CONNECTING && t - c->t0 > o_timeout)
+			fail(c, "timeout-connect", "TCP connect did not complete within %.0f s", o_timeout);
+		else if (c->state == C_LOGIN && t - c->t0 > o_timeout && c->stage == 0)
+			fail(c, "timeout-noreply", "no reply at all to the StartupMessage within %.0f s", o_timeout);
+		else if (c->state == C_LOGIN && t - c->t0 > o_timeout && c->stage == 1)
+			fail(c, "timeout-auth", "password sent, no AuthenticationOk or error within %.0f s", o_timeout);
+		else if (c->state == C_LOGIN && t - c->t0 > o_timeout)
+			fail(c, "timeout-afterauth", "AuthenticationOk received, no ReadyForQuery within %.0f s", o_timeout);
+	}
+}
+
+static void dispatch(struct epoll_event *e)
+{
+	struct conn *c = &conns[e->data.u64];
+	switch (c->state) {
+	case C_CONNECTING: on_connected(c); break;
+	case C_LOGIN: on_login_readable(c); break;
+	case C_UP: on_up_readable(c); break;
+	default: break;
+	}
+}
+
+static void report_reasons(FILE *f, char tag, const struct reasons *rs)
+{
+	for (int i = 0; i < rs->n; i++)
+		fprintf(f, "%c %s %ld %s\n", tag, rs->r[i].key, rs->r[i].count, rs->r[i].msg);
+}
+
+static void worker(long first, long count, int cmd_fd, int rep_fd)
+{
+	FILE *rep = fdopen(rep_fd, "w");
+	first_index = first;
+	nconns = count;
+	conns = calloc((size_t)(count ? count : 1), sizeof *conns);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (!conns || ep < 0 || !rep)
+		_exit(3);
+	for (long i = 0; i < count; i++)
+		conns[i].fd = -1;
+	char go;
+	if (read(cmd_fd, &go, 1) != 1)
+		_exit(0);
+
+	struct epoll_event evs[1024];
+	long next = 0, lo = 0;
+	double last_scan = now();
+	while (done < count) {
+		while (inflight < o_inflight && next < count)
+			start_conn(next++);
+		int n = epoll_wait(ep, evs, 1024, 50);
+		for (int k = 0; k < n; k++)
+			dispatch(&evs[k]);
+		if (now() - last_scan > 0.1) {
+			while (lo < next && conns[lo].state != C_CONNECTING && conns[lo].state != C_LOGIN)
+				lo++;
+			check_timeouts(lo, next);
+			last_scan = now();
+		}
+	}
+	fprintf(rep, "U %ld %ld %.9f %.9f\n", established, reasons_total(&fails), t_first, t_last_up);
+	report_reasons(rep, 'F', &fails);
+	fprintf(rep, "END\n");
+	fflush(rep);
+
+	/* hold: watch for connections the pooler closes, until told to quit */
+	struct epoll_event ce = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
+	epoll_ctl(ep, EPOLL_CTL_ADD, cmd_fd, &ce);
+	bool quit = false;
+	while (!quit) {
+		int n = epoll_wait(ep, evs, 1024, -1);
+		if (n < 0 && errno != EINTR)
+			break;
+		for (int k = 0; k < n; k++) {
+			if (evs[k].data.u64 == UINT64_MAX)
+				quit = true;
+			else
+				dispatch(&evs[k]);
+		}
+	}
+	fprintf(rep, "D %ld\n", reasons_total(&drops));
+	report_reasons(rep, 'X', &drops);
+	fprintf(rep, "END\n");
+	fflush(rep);
+	for (long i = 0; i < count; i++)
+		if (conns[i].fd >= 0)
+			close(conns[i].fd);
+	_exit(0);
+}
+
+/* ---- the parent: measurements ---- */
+
+static long read_kv_kb(const char *file, const char *key)
+{
+	FILE *f = fopen(file, "r");
+	if (!f)
+		return -1;
+	char line[512];
+	long v = -1;
+	size_t kl = strlen(key);
+	while (fgets(line, sizeof line, f)) {
+		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+			v = strtol(line + kl + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+static long pooler_rss_kb(void)
+{
+	if (o_pid <= 0)
+		return -1;
+	char p[64];
+	snprintf(p, sizeof p, "/proc/%ld/status", o_pid);
+	return read_kv_kb(p, "VmRSS");
+}
+
+/* /proc/net/sockstat "TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 3" (mem in pages) */
+static long sockmem_kb(void)
+{
+	FILE *f = fopen("/proc/net/sockstat", "r");
+	if (!f)
+		return -1;
+	char line[512];
+	long v = -1;
+	while (fgets(line, sizeof line, f)) {
+		if (strncmp(line, "TCP:", 4) != 0)
+			continue;
+		char *m = strstr(line, " mem ");
+		if (m)
+			v = strtol(m + 5, NULL, 10) * (sysconf(_SC_PAGESIZE) / 1024);
+	}
+	fclose(f);
+	return v;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void probe(void)
+{
+	const char *kw[] = { "host", "port", "user", "password", "dbname", "sslmode",
+			     "application_name", "connect_timeout", NULL };
+	const char *val[] = { o_host, o_port, o_user, o_pass, o_db, "disable", "idleconns-probe", "10", NULL };
+	PGconn *pc = PQconnectdbParams(kw, val, 0);
+	if (PQstatus(pc) != CONNECTION_OK) {
+		char m[256];
+		snprintf(m, sizeof m, "%s", PQerrorMessage(pc));
+		for (char *p = m; *p; p++)
+			if (*p == '\n' || *p == '"')
+				*p = ' ';
+		printf("probe target=%s n=%ld error=\"%s\"\n", o_target, o_n, m);
+		fflush(stdout);
+		PQfinish(pc);
+		return;
+	}
+	double *lat = calloc((size_t)o_queries, sizeof *lat);
+	long ok = 0;
+	char err[256] = "";
+	for (long i = -20; i < o_queries; i++) {
+		double t0 = now();
+		PGresult *r = PQexec(pc, "SELECT 1");
+		double dt = now() - t0;
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			if (!err[0])
+				snprintf(err, sizeof err, "%s", PQerrorMessage(pc));
+		} else if (i >= 0) {
+			lat[ok++] = dt * 1e6;
+		}
+		PQclear(r);
+	}
+	PQfinish(pc);
+	if (!ok) {
+		for (char *p = err; *p; p++)
+			if (*p == '\n' || *p == '"')
+				*p = ' ';
+		printf("probe target=%s n=%ld error=\"%s\"\n", o_target, o_n, err);
+		fflush(stdout);
+		free(lat);
+		return;
+	}
+	qsort(lat, (size_t)ok, sizeof *lat, cmp_double);
+	double sum = 0;
+	for (long i = 0; i < ok; i++)
+		sum += lat[i];
+#define PCT(p) lat[(long)ceil((p) * ok) - 1 < 0 ? 0 : (long)ceil((p) * ok) - 1]
+	printf("probe target=%s n=%ld queries=%ld failed=%ld p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f mean_us=%.0f\n",
+	       o_target, o_n, ok, o_queries - ok, PCT(0.50), PCT(0.90), PCT(0.99), lat[ok - 1], sum / ok);
+	fflush(stdout);
+	free(lat);
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (time_t)s) * 1e9) };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: idleconns [-h host] [-p port] [-U user] [-W password] [-d db] -n N [-P pooler_pid]\n"
+		"                 [-t target_name] [-w workers] [-H hold_s] [-Q] [-q probe_queries]\n"
+		"                 [-c inflight_per_worker] [-T login_timeout_s] [-S settle_s]\n");
+	exit(2);
+}
+
+struct wk {
+	pid_t pid;
+	int cmd, rep;
+	FILE *in;
+	long first, count;
+};
+
+/* read one report block (until END) from a worker */
+static void read_block(struct wk *w, long *est, long *failed, double *t0, double *t1, long *dropped,
+		       struct reasons *fr, struct reasons *dr)
+{
+	char line[512];
+	while (fgets(line, sizeof line, w->in)) {
+		line[strcspn(line, "\n")] = 0;
+		if (strcmp(line, "END") == 0)
+			return;
+		if (line[0] == 'U') {
+			long e, f;
+			double a, b;
+			if (sscanf(line + 2, "%ld %ld %lf %lf", &e, &f, &a, &b) == 4) {
+				*est += e;
+				*failed += f;
+				if (a > 0 && (*t0 == 0 || a < *t0))
+					*t0 = a;
+				if (b > *t1)
+					*t1 = b;
+			}
+		} else if (line[0] == 'D') {
+			*dropped += strtol(line + 2, NULL, 10);
+		} else if (line[0] == 'F' || line[0] == 'X') {
+			char key[48];
+			long cnt;
+			int off = 0;
+			if (sscanf(line + 2, "%47s %ld %n", key, &cnt, &off) >= 2)
+				reason_add(line[0] == 'F' ? fr : dr, key, off ? line + 2 + off : "", cnt);
+		}
+	}
+	/* worker died */
+	reason_add(fr, "worker-died", "a worker process exited early", 1);
+}
+
+int main(int argc, char **argv)
+{
+	int opt;
+	while ((opt = getopt(argc, argv, "h:p:U:W:d:n:P:t:w:H:Qq:c:T:S:")) != -1) {
+		switch (opt) {
+		case 'h': o_host = optarg; break;
+		case 'p': o_port = optarg; break;
+		case 'U': o_user = optarg; break;
+		case 'W': o_pass = optarg; break;
+		case 'd': o_db = optarg; break;
+		case 'n': o_n = atol(optarg); break;
+		case 'P': o_pid = atol(optarg); break;
+		case 't': o_target = optarg; break;
+		case 'w': o_workers = atoi(optarg); break;
+		case 'H': o_hold = atol(optarg); break;
+		case 'Q': o_probe = true; break;
+		case 'q': o_queries = atol(optarg); break;
+		case 'c': o_inflight = atoi(optarg); break;
+		case 'T': o_timeout = atof(optarg); break;
+		case 'S': o_settle = atof(optarg); break;
+		default: usage();
+		}
+	}
+	if (optind != argc || o_n < 0 || o_inflight < 1 || o_queries < 1)
+		usage();
+
+	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *ai;
+	int gr = getaddrinfo(o_host, o_port, &hints, &ai);
+	if (gr) {
+		fprintf(stderr, "idleconns: %s:%s: %s\n", o_host, o_port, gai_strerror(gr));
+		return 2;
+	}
+	memcpy(&dst, ai->ai_addr, sizeof dst);
+	freeaddrinfo(ai);
+	loopback = (ntohl(dst.sin_addr.s_addr) >> 24) == 127;
+
+	int nw = o_workers > 0 ? o_workers : (int)((o_n + PER_WORKER_DEFAULT - 1) / PER_WORKER_DEFAULT);
+	if (nw > o_n)
+		nw = (int)o_n;
+	if (nw > MAX_WORKERS)
+		nw = MAX_WORKERS;
+
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+		if (nw > 0 && (rlim_t)((o_n + nw - 1) / nw + 32) > rl.rlim_cur)
+			fprintf(stderr, "idleconns: warning: %ld connections per worker exceed the descriptor limit %llu; use more -w\n",
+				(o_n + nw - 1) / nw, (unsigned long long)rl.rlim_cur);
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	long rss0 = pooler_rss_kb(), sock0 = sockmem_kb(), slab0 = read_kv_kb("/proc/meminfo", "Slab");
+	if (o_pid > 0 && rss0 < 0)
+		fprintf(stderr, "idleconns: cannot read /proc/%ld/status\n", o_pid);
+
+	struct wk *w = calloc((size_t)(nw ? nw : 1), sizeof *w);
+	long first = 0;
+	for (int i = 0; i < nw; i++) {
+		long share = o_n / nw + (i < o_n % nw);
+		int cp[2], rp[2];
+		if (pipe2(cp, O_CLOEXEC) || pipe2(rp, O_CLOEXEC)) {
+			perror("idleconns: pipe");
+			return 3;
+		}
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("idleconns: fork");
+			return 3;
+		}
+		if (pid == 0) {
+			close(cp[1]);
+			close(rp[0]);
+			for (int j = 0; j < i; j++) {
+				close(w[j].cmd);
+				fclose(w[j].in);
+			}
+			worker(first, share, cp[0], rp[1]);
+		}
+		close(cp[0]);
+		close(rp[1]);
+		w[i] = (struct wk){ .pid = pid, .cmd = cp[1], .rep = rp[0], .first = first, .count = share };
+		w[i].in = fdopen(rp[0], "r");
+		first += share;
+	}
+
+	for (int i = 0; i < nw; i++)
+		if (write(w[i].cmd, "g", 1) != 1)
+			perror("idleconns: write");
+
+	long est = 0, failed = 0, dropped = 0;
+	double t0 = 0, t1 = 0;
+	struct reasons fr = { .n = 0 }, dr = { .n = 0 };
+	for (int i = 0; i < nw; i++)
+		read_block(&w[i], &est, &failed, &t0, &t1, &dropped, &fr, &dr);
+	failed = o_n - est;   /* whatever did not reach ReadyForQuery */
+
+	sleep_s(o_settle);
+	long rss1 = pooler_rss_kb(), sock1 = sockmem_kb(), slab1 = read_kv_kb("/proc/meminfo", "Slab");
+
+	char errs[2048], first_err[300] = "";
+	reasons_format(&fr, errs, sizeof errs);
+	for (int i = 0; i < fr.n; i++) {
+		if (fr.r[i].msg[0]) {
+			snprintf(first_err, sizeof first_err, "%s %s", fr.r[i].key, fr.r[i].msg);
+			break;
+		}
+	}
+	double secs = t1 > t0 ? t1 - t0 : 0;
+	char rssb[32] = "na", rssa[32] = "na", per[32] = "na", sd[32] = "na", sh[32] = "na", sl[32] = "na",
+	     slh[32] = "na", slhp[32] = "na", cps[32] = "na";
+	if (rss0 >= 0)
+		snprintf(rssb, sizeof rssb, "%ld", rss0);
+	if (rss1 >= 0)
+		snprintf(rssa, sizeof rssa, "%ld", rss1);
+	if (rss0 >= 0 && rss1 >= 0 && est > 0)
+		snprintf(per, sizeof per, "%.0f", (rss1 - rss0) * 1024.0 / est);
+	if (sock0 >= 0 && sock1 >= 0) {
+		snprintf(sd, sizeof sd, "%ld", sock1 - sock0);
+		snprintf(sh, sizeof sh, "%.0f", (sock1 - sock0) / 2.0);
+	}
+	if (slab0 >= 0 && slab1 >= 0) {
+		snprintf(sl, sizeof sl, "%ld", slab1 - slab0);
+		snprintf(slh, sizeof slh, "%.0f", (slab1 - slab0) / 2.0);
+		if (est > 0)
+			snprintf(slhp, sizeof slhp, "%.0f", (slab1 - slab0) * 1024.0 / 2.0 / est);
+	}
+	if (secs > 0)
+		snprintf(cps, sizeof cps, "%.0f", est / secs);
+	printf("target=%s n=%ld established=%ld failed=%ld rss_before_kb=%s rss_after_kb=%s per_conn_bytes=%s "
+	       "sockmem_delta_kb=%s sockmem_half_kb=%s slab_delta_kb=%s slab_half_kb=%s slab_half_per_conn_bytes=%s "
+	       "conns_per_sec=%s login_s=%.3f workers=%d errors=\"%s\" first_error=\"%s\"\n",
+	       o_target, o_n, est, failed, rssb, rssa, per, sd, sh, sl, slh, slhp, cps, secs, nw, errs, first_err);
+	for (int i = 0; i < fr.n; i++)
+		printf("error target=%s n=%ld reason=%s count=%ld message=\"%s\"\n", o_target, o_n, fr.r[i].key,
+		       fr.r[i].count, fr.r[i].msg);
+	fflush(stdout);
+
+	if (o_probe)
+		probe();
+	if (o_hold > 0)
+		sleep_s((double)o_hold);
+
+	for (int i = 0; i < nw; i++)
+		if (write(w[i].cmd, "q", 1) != 1)
+			perror("idleconns: write");
+	long e2 = 0, f2 = 0;
+	double a2 = 0, b2 = 0;
+	for (int i = 0; i < nw; i++) {
+		read_block(&w[i], &e2, &f2, &a2, &b2, &dropped, &fr, &dr);
+		fclose(w[i].in);
+		close(w[i].cmd);
+		waitpid(w[i].pid, NULL, 0);
+	}
+	char drs[2048];
+	reasons_format(&dr, drs, sizeof drs);
+	printf("closed target=%s n=%ld dropped_while_idle=%ld drop_reasons=\"%s\"\n", o_target, o_n, dropped, drs);
+	fflush(stdout);
+	return est == o_n ? 0 : 1;
+}
