@@ -4,7 +4,8 @@
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. -MMD -MP
+PQ_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. $(PQ_CFLAGS) -MMD -MP
 LDLIBS  := -luring -lwolfssl -linih -lpq -lpthread -lm
 BUILD   ?= build
 
