@@ -169,6 +169,7 @@ void client_free(struct client *cl)
 		cl->next_all->prev_all = cl->prev_all;
 	gauge_add(&s->stats->clients, -1);
 	params_clear(&cl->params);
+	free(cl->lost_msg);
 	free(cl->scram);
 	free(cl->user);
 	free(cl->database);
@@ -549,11 +550,25 @@ static bool ends_block(const char *sql)
 
 static void failed_txn_message(struct client *cl, uint8_t type, const uint8_t *msg, uint32_t len)
 {
-	uint8_t mem[512];
+	uint8_t mem[1024];
 	struct proto_out o;
 	proto_out_init(&o, mem, sizeof mem);
+	bool rollback = type == 'Q' && len > 5 && msg && ends_block((const char *)msg + 5);
+	if (cl->lost_msg && type != 'S' && type != 'H' && !rollback) {
+		/* the first thing it hears is why its transaction is gone */
+		proto_error(&o, "ERROR", cl->lost_state, "%s", cl->lost_msg);
+		free(cl->lost_msg);
+		cl->lost_msg = NULL;
+		cl->failed_error_sent = true;
+		if (type == 'Q')
+			proto_ready(&o, 'E');
+		send_out(cl, &o);
+		return;
+	}
 	if (type == 'Q') {
-		if (len > 5 && msg && ends_block((const char *)msg + 5)) {
+		if (rollback) {
+			free(cl->lost_msg);
+			cl->lost_msg = NULL;
 			proto_command_complete(&o, "ROLLBACK");
 			proto_ready(&o, 'I');
 			cl->txn_failed = false;
@@ -736,33 +751,41 @@ void client_linked(struct client *cl)
 }
 
 /* The server died under the client. */
-void client_server_lost(struct client *cl, const char *why)
+void client_server_lost(struct client *cl, const char *sqlstate, const char *why)
 {
 	struct pool *p = cl->pool;
 	bool session = p && p->mode == POOL_SESSION;
 	cl->server = NULL;
 	if (session || cl->state == CL_CLOSED) {
-		client_fail(cl, "08006", "server connection lost: %s", why);
+		client_fail(cl, sqlstate, "server connection lost: %s", why);
 		return;
 	}
 	client_set_state(cl, CL_IDLE);
+	sendq_drop(shard_of(cl), &cl->held);
 	if (!cl->expect && !cl->in_txn)
 		return;   /* between transactions: the next request simply gets another server */
+	/* the session survives on another server: what the server said fatally is
+	 * an ERROR for this client, then its transaction block (if any) is failed */
+	if (cl->in_txn) {
+		cl->txn_failed = true;
+		cl->failed_error_sent = false;
+	}
+	if (!cl->expect) {
+		/* nothing in flight: report it on the client's next request */
+		free(cl->lost_msg);
+		cl->lost_msg = strdup(why);
+		snprintf(cl->lost_state, sizeof cl->lost_state, "%s", sqlstate);
+		return;
+	}
 	uint8_t mem[1024];
 	struct proto_out o;
 	proto_out_init(&o, mem, sizeof mem);
-	proto_error(&o, "ERROR", "08006", "server connection lost: %s", why);
-	if (cl->in_txn) {
-		cl->txn_failed = true;
-		cl->failed_error_sent = true;
-	}
+	proto_error(&o, "ERROR", sqlstate, "%s", why);
+	cl->failed_error_sent = cl->in_txn;
 	for (uint32_t i = 0; i < cl->expect && !o.overflow; i++)
 		proto_ready(&o, cl->in_txn ? 'E' : 'I');
-	if (!cl->expect)
-		cl->failed_error_sent = false;   /* no request in flight: report on the next one */
 	cl->expect = 0;
 	send_out(cl, &o);
-	sendq_drop(shard_of(cl), &cl->held);
 }
 
 /* A cancel request for one of this shard's clients. */

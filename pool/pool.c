@@ -379,27 +379,15 @@ static bool expired(struct server *sv)
 	       sv->pool->shard->now_us - sv->connect_us > (uint64_t)(cfg->server_lifetime * 1e6);
 }
 
-/* Other shards' clients are waiting for this pool's budget, and this shard
- * holds more than its share of it: the budget divided among the shards that
- * have clients waiting or active, rounded up. Giving back only above that share
- * settles instead of passing servers back and forth. */
+/* Other shards' clients are waiting for this pool's budget and none of this
+ * shard's are: an idle server here is then better closed, so that the slot can
+ * open a server where it is needed. (Handing the connection itself over would
+ * save the reconnect; see the issue notes.) */
 static bool others_wait(struct pool *p)
 {
 	struct pool_shared *ps = p->shared;
-	if (atomic_load_explicit(&ps->waiting, memory_order_relaxed) <= p->n_waiting + p->login_counted)
-		return false;
-	if (gauge_get(&p->stats->cl_waiting) == 0 && gauge_get(&p->stats->cl_active) == 0)
-		return true;   /* no demand here: everything idle goes back */
-	int busy = 0, n = registry_nshards();
-	for (int i = 0; i < n; i++)
-		if (gauge_get(&ps->shard[i].cl_waiting) > 0 || gauge_get(&ps->shard[i].cl_active) > 0 ||
-		    gauge_get(&ps->shard[i].cl_login) > 0)
-			busy++;
-	if (busy < 1)
-		busy = 1;
-	int size = atomic_load_explicit(&ps->size, memory_order_relaxed);
-	int share = (size + busy - 1) / busy;
-	return p->n_idle + p->n_used > share;
+	return p->n_waiting == 0 &&
+	       atomic_load_explicit(&ps->waiting, memory_order_relaxed) > p->login_counted;
 }
 
 /* The server is clean and usable: give it to the next waiting client or park it. */

@@ -64,6 +64,8 @@ struct client {
 	bool in_txn;                               /* last ReadyForQuery said T or E */
 	bool unsynced;                             /* extended-protocol messages since the last Sync */
 	bool failed_error_sent;                    /* emulated 25P02 already sent before Sync */
+	char lost_state[6];                        /* why the server went away, for the next request */
+	char *lost_msg;
 	bool terminating;                          /* sent Terminate */
 	struct auth_scram_server *scram;          /* during SCRAM */
 	char *secret;                              /* the stored secret used to authenticate */
@@ -84,6 +86,8 @@ struct server {
 	bool in_idle_list;                         /* on pool->idle (else on pool->used) */
 	bool ready_once;                           /* finished its login at some point */
 	bool cancel_pending;                       /* a cancel request to it is on its way */
+	char fatal_state[6];                       /* the FATAL it sent before going away */
+	char fatal_msg[200];
 	struct auth_scram_client *scram;
 	union { struct sockaddr_in in; struct sockaddr_in6 in6; struct sockaddr_un un; } addr;
 	socklen_t addrlen;
@@ -142,7 +146,7 @@ void client_free(struct client *cl);
 void client_login_finish(struct client *cl);      /* pool has welcome params: finish login */
 void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-void client_server_lost(struct client *cl, const char *why);
+void client_server_lost(struct client *cl, const char *sqlstate, const char *why);
 void client_linked(struct client *cl);            /* a server was attached */
 void client_tick(struct shard *s);
 void client_set_state(struct client *cl, enum client_state st);

@@ -403,6 +403,17 @@ static void ready_for_query(struct server *sv, uint8_t status)
 static void relay(struct server *sv, const uint8_t *msg, uint32_t len, uint32_t buf)
 {
 	struct client *cl = sv->client;
+	if (msg[0] == 'E' && sv->pool->mode != POOL_SESSION) {
+		struct proto_error_fields f;
+		proto_parse_error(msg + 5, len - 5, &f);
+		if (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0) {
+			/* the server is going away, the client's session is not: keep it
+			 * and pass it on as an ERROR when the connection closes */
+			snprintf(sv->fatal_state, sizeof sv->fatal_state, "%s", f.sqlstate);
+			snprintf(sv->fatal_msg, sizeof sv->fatal_msg, "%s", f.message);
+			return;
+		}
+	}
 	stat_add(&sv->pool->stats->bytes_out, len);
 	if (!conn_queue(&cl->conn, msg, len, buf)) {
 		client_fail(cl, "53200", "out of memory");
@@ -485,7 +496,7 @@ void server_data(struct server *sv, uint8_t *data, uint32_t n, uint32_t buf)
 		struct client *cl = sv->client;
 		server_close(sv, NULL);
 		if (cl)
-			client_server_lost(cl, "server sent a malformed message");
+			client_server_lost(cl, "08P01", "server sent a malformed message");
 		return;
 	}
 	/* back-pressure: a client that does not read stops its server */
@@ -512,10 +523,13 @@ void server_eof(struct server *sv, int err)
 		snprintf(p->last_error, sizeof p->last_error, "%s", why);
 		strcpy(p->last_sqlstate, "08006");
 	}
-	LOGF(cl ? LOG_WARNING : LOG_INFO, sv->conn.id, "%s", why);
+	LOGF(cl ? LOG_WARNING : LOG_INFO, sv->conn.id, "%s%s%s", why, sv->fatal_msg[0] ? ": " : "", sv->fatal_msg);
+	char state[6], msg[200];
+	snprintf(state, sizeof state, "%s", sv->fatal_state[0] ? sv->fatal_state : "08006");
+	snprintf(msg, sizeof msg, "%s", sv->fatal_msg[0] ? sv->fatal_msg : "server closed the connection unexpectedly");
 	server_close(sv, NULL);
 	if (cl)
-		client_server_lost(cl, "server closed the connection unexpectedly");
+		client_server_lost(cl, state, msg);
 }
 
 /* Unlink from everything and close; the budget slot goes back to the pool. */
