@@ -276,10 +276,17 @@ void conn_close(struct conn *c)
 	conn_maybe_free(c);
 }
 
+void pool_conn_parked(struct conn *c);
+
 void conn_maybe_free(struct conn *c)
 {
-	if (!c->closing)
+	if (!c->closing) {
+		if (c->parking && !c->inflight && !c->recv_armed && !c->sending && !c->flushing && !c->starved) {
+			c->parking = false;
+			pool_conn_parked(c);
+		}
 		return;
+	}
 	if (c->eof)
 		conn_drop_queue(c);
 	if (c->sending || c->q.head || c->inflight || c->flushing || c->starved)

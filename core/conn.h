@@ -56,6 +56,7 @@ struct conn {
 	bool closing;                /* owner is done; tear down when drained */
 	bool flushing;               /* on the shard's flush list */
 	bool starved;                /* on the shard's starved list (ENOBUFS) */
+	bool parking;                /* moving to another shard once no I/O is outstanding */
 	uint16_t inflight;           /* SQEs naming this conn not yet completed */
 	uint32_t out_bytes;          /* queued + in flight */
 	struct sendq q;              /* queued, not yet sent */

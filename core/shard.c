@@ -122,6 +122,12 @@ void pool_conn_drained(struct conn *c)
 		server_drained((struct server *)c);
 }
 
+void pool_conn_parked(struct conn *c)
+{
+	if (c->kind == CONN_SERVER)
+		pool_server_parked((struct server *)c);
+}
+
 void pool_conn_free(struct conn *c)
 {
 	if (c->kind == CONN_CLIENT)
@@ -349,6 +355,9 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 		break;
 	case SHARD_MSG_POOL_WAKE:
 		pool_retry_waiters(s);
+		break;
+	case SHARD_MSG_ADOPT_SERVER:
+		pool_adopt_server(s, m->ptr);
 		break;
 	}
 }

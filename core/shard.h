@@ -30,6 +30,7 @@ enum shard_msg_type {
 	SHARD_MSG_STOP,          /* stop now */
 	SHARD_MSG_CANCEL,        /* a, b: the client's BackendKeyData */
 	SHARD_MSG_POOL_WAKE,     /* server budget was freed somewhere: retry waiting clients */
+	SHARD_MSG_ADOPT_SERVER,  /* ptr: an idle struct server handed over by another shard */
 };
 
 struct shard_msg {

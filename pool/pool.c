@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/config.h"
 #include "core/log.h"
@@ -81,6 +82,7 @@ static void list_push(struct server **head, struct server *sv)
 	*head = sv;
 }
 
+/* Take the server off whichever list of its pool it is on. */
 static void detach(struct server *sv)
 {
 	struct pool *p = sv->pool;
@@ -88,9 +90,10 @@ static void detach(struct server *sv)
 		list_remove(&p->idle, sv);
 		p->n_idle--;
 		sv->in_idle_list = false;
-	} else {
+	} else if (sv->in_used_list) {
 		list_remove(&p->used, sv);
 		p->n_used--;
+		sv->in_used_list = false;
 	}
 }
 
@@ -100,6 +103,16 @@ static void to_used(struct server *sv)
 	detach(sv);
 	list_push(&p->used, sv);
 	p->n_used++;
+	sv->in_used_list = true;
+}
+
+static void to_idle(struct server *sv)
+{
+	struct pool *p = sv->pool;
+	detach(sv);
+	list_push(&p->idle, sv);
+	p->n_idle++;
+	sv->in_idle_list = true;
 }
 
 static void settings(struct pool *p, const struct config *cfg)
@@ -222,8 +235,7 @@ static void launch(struct pool *p)
 			fail_waiters(p, false);
 		return;
 	}
-	list_push(&p->used, sv);
-	p->n_used++;
+	to_used(sv);
 	p->n_connecting++;
 }
 
@@ -387,7 +399,97 @@ static bool others_wait(struct pool *p)
 {
 	struct pool_shared *ps = p->shared;
 	return p->n_waiting == 0 &&
-	       atomic_load_explicit(&ps->waiting, memory_order_relaxed) > p->login_counted;
+	       atomic_load_explicit(&ps->waiting, memory_order_relaxed) >
+		       p->login_counted + atomic_load_explicit(&ps->in_transit, memory_order_relaxed);
+}
+
+/* ---- moving idle servers between shards ---- */
+
+/* The shard where this pool's clients wait longest in number, or -1. */
+static int neediest_shard(struct pool *p)
+{
+	int best = -1;
+	int64_t most = 0;
+	for (int i = 0; i < p->shard->nshards; i++) {
+		int64_t w = gauge_get(&p->shared->shard[i].cl_waiting) + gauge_get(&p->shared->shard[i].cl_login);
+		if (i != p->shard->id && w > most) {
+			most = w;
+			best = i;
+		}
+	}
+	return best;
+}
+
+/* Hand an idle server to a shard whose clients wait for this pool, keeping the
+ * connection (and its budget slot): stop receiving here, and once no I/O on this
+ * ring refers to it, post it to the other shard's inbox. */
+static bool migrate(struct server *sv)
+{
+	int to = neediest_shard(sv->pool);
+	if (to < 0 || !proto_framer_idle(&sv->conn.fr) || sv->conn.out_bytes)
+		return false;
+	detach(sv);
+	server_set_state(sv, SV_MIGRATING);
+	atomic_fetch_add(&sv->pool->shared->in_transit, 1);
+	sv->migrate_to = to;
+	sv->conn.parking = true;
+	conn_recv_off(&sv->conn);
+	conn_maybe_free(&sv->conn);   /* parks at once if nothing is in flight */
+	return true;
+}
+
+void pool_server_parked(struct server *sv)
+{
+	struct shard *s = sv->pool->shard;
+	if (sv->state != SV_MIGRATING)
+		return;
+	struct shard_msg m = { .type = SHARD_MSG_ADOPT_SERVER, .ptr = sv };
+	gauge_add(&s->stats->servers, -1);
+	int to = sv->migrate_to;
+	if (!shard_post(s->id, to, &m)) {
+		/* the other shard's inbox is full: keep it after all */
+		atomic_fetch_sub(&sv->pool->shared->in_transit, 1);
+		gauge_add(&s->stats->servers, 1);
+		sv->state = SV_CLOSED;
+		server_set_state(sv, SV_RESETTING);
+		to_used(sv);
+		conn_recv_on(&sv->conn);
+		pool_server_ready(sv);
+		return;
+	}
+	/* from here on the server belongs to shard `to`: not a field of it is read here */
+	LOGF(LOG_DEBUG, 0, "idle server handed to shard %d", to);
+}
+
+/* On the receiving shard: make the server ours and give it to a waiting client. */
+void pool_adopt_server(struct shard *s, struct server *sv)
+{
+	struct pool_shared *shared = sv->pool->shared;   /* never changes, never freed */
+	atomic_fetch_sub(&shared->in_transit, 1);
+	struct pool *p = pool_find(s, shared->db, shared->user, true);
+	sv->conn.shard = s;
+	gauge_add(&s->stats->servers, 1);
+	if (!p) {
+		/* no pool for it here (database removed, no memory): drop the connection
+		 * without touching the old shard's pool */
+		registry_give_slot(shared);
+		close(sv->conn.fd);
+		server_free(sv);
+		return;
+	}
+	sv->pool = p;
+	if (s->draining) {
+		sv->state = SV_CLOSED;
+		server_set_state(sv, SV_RESETTING);
+		to_used(sv);
+		server_close(sv, "shutting down");
+		return;
+	}
+	sv->state = SV_CLOSED;                        /* enter this shard's gauges */
+	server_set_state(sv, SV_RESETTING);
+	to_used(sv);
+	conn_recv_on(&sv->conn);
+	pool_server_ready(sv);
 }
 
 /* The server is clean and usable: give it to the next waiting client or park it. */
@@ -425,16 +527,15 @@ void pool_server_ready(struct server *sv)
 		lease(sv, cl);
 		return;
 	}
-	if (others_wait(p) || p->shard->draining) {
-		server_close(sv, p->shard->draining ? "shutting down" : "budget needed by another shard");
+	if (p->shard->draining) {
+		server_close(sv, "shutting down");
 		return;
 	}
-	detach(sv);
+	if (others_wait(p) && migrate(sv))
+		return;
 	server_set_state(sv, SV_IDLE);
 	sv->idle_since_us = p->shard->now_us;
-	list_push(&p->idle, sv);
-	p->n_idle++;
-	sv->in_idle_list = true;
+	to_idle(sv);
 }
 
 /* The client is finished with its server (end of transaction, or it left). */
@@ -543,8 +644,10 @@ static void pool_housekeeping(struct pool *p)
 			server_close(sv, "server_idle_timeout");
 		else if (expired(sv))
 			server_close(sv, "server_lifetime");
-		else if (others_wait(p) || s->draining)
-			server_close(sv, s->draining ? "shutting down" : "budget needed by another shard");
+		else if (s->draining)
+			server_close(sv, "shutting down");
+		else if (others_wait(p))
+			migrate(sv);
 	}
 	/* logins that take too long */
 	for (struct server *sv = p->used, *next; sv; sv = next) {

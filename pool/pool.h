@@ -35,6 +35,7 @@ enum server_state {
 	SV_IDLE,          /* in the pool */
 	SV_ACTIVE,        /* leased to a client */
 	SV_RESETTING,     /* running a pooler query (reset, rollback) before going idle */
+	SV_MIGRATING,     /* idle, on its way to another shard's pool */
 	SV_CLOSED,
 };
 
@@ -83,7 +84,9 @@ struct server {
 	uint32_t hidden;                           /* ReadyForQuery messages of pgring's own queries still due */
 	char txn_status;                           /* last ReadyForQuery: I, T or E */
 	bool close_when_idle;                      /* config changed or lifetime over */
-	bool in_idle_list;                         /* on pool->idle (else on pool->used) */
+	bool in_idle_list;                         /* on pool->idle */
+	bool in_used_list;                         /* on pool->used */
+	int migrate_to;                            /* shard it is moving to (SV_MIGRATING) */
 	bool ready_once;                           /* finished its login at some point */
 	bool cancel_pending;                       /* a cancel request to it is on its way */
 	char fatal_state[6];                       /* the FATAL it sent before going away */
@@ -135,6 +138,8 @@ void pool_wait_remove(struct client *cl);
 bool pool_adopt_welcome(struct pool *p);          /* parameters another shard learned */
 void pool_tick(struct shard *s);                  /* timeouts, min_pool_size, budget hand-back */
 void pool_retry_waiters(struct shard *s);
+void pool_server_parked(struct server *sv);      /* a migrating server has no I/O left here */
+void pool_adopt_server(struct shard *s, struct server *sv); /* one handed over by another shard */
 int pool_active_servers(struct shard *s);
 
 /* client.c */

@@ -35,6 +35,7 @@ struct pool_shared {
 	_Atomic int min_size;  /* min_pool_size */
 	_Atomic int used;      /* server connections open or opening, all shards */
 	_Atomic int waiting;   /* clients waiting for a server, all shards */
+	_Atomic int in_transit; /* idle servers being handed from one shard to another */
 	_Atomic int reserve;   /* reserve_pool_size: extra servers for clients that waited too long */
 	struct limit_shared *db_limit, *user_limit;
 	struct pool_welcome *_Atomic welcome;
