@@ -420,6 +420,31 @@ static int neediest_shard(struct pool *p)
 	return best;
 }
 
+/* This shard holds more of the pool than its clients' share of the demand
+ * (waiting + active clients, all shards), while clients elsewhere wait: a freed
+ * server should then go to them rather than to a local waiter, or clients of
+ * the busier shard wait far longer than the others. */
+static bool over_share(struct pool *p)
+{
+	struct pool_shared *ps = p->shared;
+	int elsewhere = atomic_load_explicit(&ps->waiting, memory_order_relaxed) - p->n_waiting -
+			p->login_counted - atomic_load_explicit(&ps->in_transit, memory_order_relaxed);
+	if (elsewhere <= 0)
+		return false;
+	int64_t total = 0, mine = 0;
+	for (int i = 0; i < p->shard->nshards; i++) {
+		int64_t d = gauge_get(&ps->shard[i].cl_waiting) + gauge_get(&ps->shard[i].cl_active);
+		total += d;
+		if (i == p->shard->id)
+			mine = d;
+	}
+	if (total <= 0)
+		return false;
+	int64_t size = atomic_load_explicit(&ps->size, memory_order_relaxed);
+	int64_t share = (size * mine + total - 1) / total;
+	return p->n_idle + p->n_used > share;
+}
+
 /* Hand an idle server to a shard whose clients wait for this pool, keeping the
  * connection (and its budget slot): stop receiving here, and once no I/O on this
  * ring refers to it, post it to the other shard's inbox. */
@@ -521,12 +546,14 @@ void pool_server_ready(struct server *sv)
 		server_set_state(sv, SV_RESETTING);
 		return;
 	}
-	if (p->wait_head) {
+	if (p->wait_head && !(over_share(p) && migrate(sv))) {
 		struct client *cl = p->wait_head;
 		pool_wait_remove(cl);
 		lease(sv, cl);
 		return;
 	}
+	if (sv->state == SV_MIGRATING)
+		return;
 	if (p->shard->draining) {
 		server_close(sv, "shutting down");
 		return;
