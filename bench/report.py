@@ -16,6 +16,7 @@ RAW = sys.argv[1]
 OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "results")
 PLOT = os.path.join(RAW, "plot")
 os.makedirs(PLOT, exist_ok=True)
+os.makedirs(OUT, exist_ok=True)
 
 SCRIPT_NAME = {"select": "select-only (-S)", "tpcb": "TPC-B"}
 TARGETS = ["direct", "pgbouncer", "pgring"]
@@ -72,8 +73,8 @@ def agg(k):
     a = {"status": "ok" if ok else "fail", "n": len(rs), "ok": len(ok),
          "bad": sorted({r["status"] for r in rs if r["status"] != "ok"}),
          "pool": rs[0]["pool"]}
-    for f in ("tps", "lat_avg_ms", "lat_p99_ms", "cpu_s_per_1k"):
-        v = [num(r[f]) for r in ok if num(r[f]) is not None]
+    for f in ("tps", "lat_avg_ms", "lat_p99_ms", "cpu_s_per_1k", "lat_max_ms", "client_min_mean", "conn_ms", "clients_starved"):
+        v = [num(r.get(f)) for r in ok if num(r.get(f)) is not None]
         a[f] = (statistics.median(v), min(v), max(v)) if v else None
     p = peak.get(k)
     a["hwm_kb"] = p[0] if p else None
@@ -100,6 +101,25 @@ def fmt_med(a, f, nd=2):
     if a is None or a.get(f) is None:
         return "—" if a is None or a["status"] != "unsupported" else "n/a"
     return f"{a[f][0]:.{nd}f}"
+
+
+def fmt_max(a):
+    """The slowest transaction of the worst round."""
+    if a is None or a.get("lat_max_ms") is None:
+        return "—" if a is None or a["status"] != "unsupported" else "n/a"
+    return f"{a['lat_max_ms'][2]:.1f}"
+
+
+def fmt_fair(a):
+    """The worst round's fairness, and the most starved clients in any round."""
+    if a is None or a.get("client_min_mean") is None:
+        return "—" if a is None or a["status"] != "unsupported" else "n/a"
+    v = a["client_min_mean"][1]
+    st = int(a["clients_starved"][2]) if a.get("clients_starved") else 0
+    s = f"{v:.2f}"
+    if st:
+        s = f"**{s} ({st} starved)**"
+    return s
 
 
 def fmt_cpu(a):
@@ -175,7 +195,12 @@ w("Cells: TPS = pgbench's, median of the rounds with (min–max) when there is m
   "latency avg / p99 = from pgbench's per-transaction logs (median over rounds); CPU = the pooler "
   "process's utime+stime (all threads, /proc/PID/stat) during the run, per 1000 transactions; peak RSS = "
   "the pooler's VmHWM, which is a lifetime peak: each pooler is started fresh for every cell, so it is the "
-  "peak of that cell (warm-up + all its rounds). `[k/n fail]` = k of n runs failed (not in the median).")
+  "peak of that cell (warm-up + all its rounds). max ms = the slowest transaction of the worst round. "
+  "fairness = transactions of the least-served client / the mean per client, worst round (every pgbench "
+  "client runs the same script, so ~1 is even, ~0 is a client that hardly ran); \"k starved\" (bold) = in "
+  "some round k clients completed less than a tenth of the mean (typically 1 transaction, finished only "
+  "when the run ended). "
+  "`[k/n fail]` = k of n runs failed (not in the median).")
 w("")
 
 # ---- matrix --------------------------------------------------------------------------
@@ -203,15 +228,16 @@ if mat:
             w("")
     w("## Latency and pooler cost")
     w("")
-    w("| workload | mode | protocol | clients | target | TPS | avg ms | p99 ms | pooler CPU s / 1000 tx | peak RSS MiB |")
-    w("|---|---|---|--:|---|--:|--:|--:|--:|--:|")
+    w("| workload | mode | protocol | clients | target | TPS | avg ms | p99 ms | max ms | fairness | pooler CPU s / 1000 tx | peak RSS MiB |")
+    w("|---|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|")
     sc, pr, mo = uniq(k[1] for k in mat), uniq(k[3] for k in mat), ["-"] + modes
     tix = lambda t: TARGETS.index(t) if t in TARGETS else len(TARGETS)
     for k in sorted(mat, key=lambda k: (sc.index(k[1]), pr.index(k[3]), int(k[4]), mo.index(k[2]), tix(k[6]))):
         a = agg(k)
         tname = {"pgbouncer": "PgBouncer"}.get(k[6], k[6])
         w(f"| {SCRIPT_NAME.get(k[1], k[1])} | {k[2]} | {k[3]} | {k[4]} | {tname} | {fmt_tps(a, False)} | "
-          f"{fmt_med(a, 'lat_avg_ms')} | {fmt_med(a, 'lat_p99_ms')} | {fmt_cpu(a)} | {fmt_rss(a)} |")
+          f"{fmt_med(a, 'lat_avg_ms')} | {fmt_med(a, 'lat_p99_ms')} | {fmt_max(a)} | "
+          f"{fmt_fair(a)} | {fmt_cpu(a)} | {fmt_rss(a)} |")
     w("")
 
 # ---- storms --------------------------------------------------------------------------
@@ -222,15 +248,17 @@ if st:
     w("select-only, simple protocol; pool_size "
       f"{S('POOL_SIZE')} in both modes (each client leaves after one transaction, so session mode "
       "reuses servers too). TPS includes connection set-up; latencies do not (pgbench logs a "
-      "transaction's time from after its connection is made).")
+      "transaction's time from after its connection is made); connect ms = pgbench's average connection "
+      "time (median over rounds).")
     w("")
-    w("| mode | clients | target | TPS | avg ms | p99 ms | pooler CPU s / 1000 tx | peak RSS MiB |")
-    w("|---|--:|---|--:|--:|--:|--:|--:|")
+    w("| mode | clients | target | TPS | connect ms | avg ms | p99 ms | max ms | fairness | pooler CPU s / 1000 tx | peak RSS MiB |")
+    w("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for k in st:
         a = agg(k)
         tname = {"pgbouncer": "PgBouncer"}.get(k[6], k[6])
-        w(f"| {k[2]} | {k[4]} | {tname} | {fmt_tps(a)} | {fmt_med(a, 'lat_avg_ms')} | "
-          f"{fmt_med(a, 'lat_p99_ms')} | {fmt_cpu(a)} | {fmt_rss(a)} |")
+        w(f"| {k[2]} | {k[4]} | {tname} | {fmt_tps(a)} | {fmt_med(a, 'conn_ms')} | {fmt_med(a, 'lat_avg_ms')} | "
+          f"{fmt_med(a, 'lat_p99_ms')} | {fmt_max(a)} | {fmt_fair(a)} | "
+          f"{fmt_cpu(a)} | {fmt_rss(a)} |")
     w("")
 
 # ---- shards --------------------------------------------------------------------------
@@ -248,12 +276,12 @@ if sh:
     w(f"{SCRIPT_NAME.get(k0[1], k0[1])}, {k0[3]} protocol, {k0[2]} mode, {k0[4]} clients, pool_size "
       f"{S('POOL_SIZE')}.")
     w("")
-    w("| configuration | TPS | avg ms | p99 ms | pooler CPU s / 1000 tx | peak RSS MiB |")
-    w("|---|--:|--:|--:|--:|--:|")
+    w("| configuration | TPS | avg ms | p99 ms | max ms | fairness | pooler CPU s / 1000 tx | peak RSS MiB |")
+    w("|---|--:|--:|--:|--:|--:|--:|--:|")
     for k in sh:
         a = agg(k)
         w(f"| {shard_label(k[6])} | {fmt_tps(a)} | {fmt_med(a, 'lat_avg_ms')} | {fmt_med(a, 'lat_p99_ms')} | "
-          f"{fmt_cpu(a)} | {fmt_rss(a)} |")
+          f"{fmt_max(a)} | {fmt_fair(a)} | {fmt_cpu(a)} | {fmt_rss(a)} |")
     w("")
 
 # ---- callgrind -----------------------------------------------------------------------
@@ -406,7 +434,7 @@ if mat:
             f.write("# label pgbouncer pgring\n")
             for label, vals in cats:
                 f.write(f'"{label}" ' + " ".join("NaN" if v is None else f"{v:.5f}" for v in vals) + "\n")
-        width = max(800, 110 * len(cats) + 200)
+        width = max(800, 130 * len(cats) + 200)
         gp = f'''set terminal pngcairo size {width},560 font "DejaVu Sans,11" noenhanced
 set output "{os.path.join(OUT, 'cpu.png')}"
 set title "Pooler CPU time per 1000 transactions ({pmode} mode; lower is better)\\nuser+sys of the pooler process, all threads; median of {S('REPEATS')} round(s)" font ",13"
@@ -422,8 +450,8 @@ set xtics scale 0 font ",10"
 set key top left
 plot "{dat}" using 2:xtic(1) title "PgBouncer" lc rgb "{COLORS['pgbouncer']}", \\
      "" using 3 title "pgring" lc rgb "{COLORS['pgring']}", \\
-     "" using ($0 - {1 / 3.5 / 2:.3f}):2:(sprintf("%.3f", $2)) with labels offset 0,0.7 font ",9" notitle, \\
-     "" using ($0 + {1 / 3.5 / 2:.3f}):3:(sprintf("%.3f", $3)) with labels offset 0,0.7 font ",9" notitle
+     "" using ($0 - {1 / 3.5 / 2:.3f}):2:(sprintf("%.3f", $2)) with labels offset 0,0.7 font ",8" notitle, \\
+     "" using ($0 + {1 / 3.5 / 2:.3f}):3:(sprintf("%.3f", $3)) with labels offset 0,0.7 font ",8" notitle
 '''
         if gnuplot("cpu", gp):
             plots.append(("cpu.png", "Pooler CPU per 1000 transactions"))
@@ -481,7 +509,6 @@ if timing:
     w(f"| total | {meta.get('total_seconds', '?')} |")
     w("")
 
-os.makedirs(OUT, exist_ok=True)
 text = "\n".join(md)
 with open(os.path.join(OUT, "latest.md"), "w") as f:
     f.write(text)
