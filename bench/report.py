@@ -435,6 +435,16 @@ if mat:
             for label, vals in cats:
                 f.write(f'"{label}" ' + " ".join("NaN" if v is None else f"{v:.5f}" for v in vals) + "\n")
         width = max(800, 130 * len(cats) + 200)
+        series = [(i, t) for i, t in enumerate(("pgbouncer", "pgring")) if any(v[i] is not None for _, v in cats)]
+        ns = len(series)
+        bars, labels = [], []
+        for j, (i, t) in enumerate(series):
+            src = f'"{dat}"' if j == 0 else '""'
+            bars.append(f'{src} using {i + 2}' + (":xtic(1)" if j == 0 else "") +
+                        f' title "{LABEL[t]}" lc rgb "{COLORS[t]}"')
+            labels.append(f'"" using ($0 + {(j - (ns - 1) / 2) / (ns + 1.5):.3f}):{i + 2}:(sprintf("%.3f", ${i + 2})) '
+                          f'with labels offset 0,0.7 font ",8" notitle')
+        plot = ", \\\n     ".join(bars + labels)
         gp = f'''set terminal pngcairo size {width},560 font "DejaVu Sans,11" noenhanced
 set output "{os.path.join(OUT, 'cpu.png')}"
 set title "Pooler CPU time per 1000 transactions ({pmode} mode; lower is better)\\nuser+sys of the pooler process, all threads; median of {S('REPEATS')} round(s)" font ",13"
@@ -448,10 +458,7 @@ set ylabel "CPU seconds per 1000 transactions (= ms per transaction)"
 set bmargin 5
 set xtics scale 0 font ",10"
 set key top left
-plot "{dat}" using 2:xtic(1) title "PgBouncer" lc rgb "{COLORS['pgbouncer']}", \\
-     "" using 3 title "pgring" lc rgb "{COLORS['pgring']}", \\
-     "" using ($0 - {1 / 3.5 / 2:.3f}):2:(sprintf("%.3f", $2)) with labels offset 0,0.7 font ",8" notitle, \\
-     "" using ($0 + {1 / 3.5 / 2:.3f}):3:(sprintf("%.3f", $3)) with labels offset 0,0.7 font ",8" notitle
+plot {plot}
 '''
         if gnuplot("cpu", gp):
             plots.append(("cpu.png", "Pooler CPU per 1000 transactions"))
