@@ -101,6 +101,7 @@ static const struct key_def main_keys[] = {
 	K_STR(admin_users, NULL),
 	K_STR(stats_users, NULL),
 	K_SIZE(max_packet_size, "256MB", 1024, INT_MAX),
+	K_INT(max_prepared_statements, "200", 0, INT_MAX),
 	{ "pkt_buf", KT_IGNORED, 0, 0, NULL, 0, 0 }, /* pgring's buffers: client/server_buf_size */
 	/* pgring's own */
 	K_SIZE(max_startup_packet, "10000", 1024, MiB),
@@ -116,6 +117,7 @@ static const struct key_def main_keys[] = {
 	K_POW2(server_bufs, "1024", 1, 32768),
 	K_SIZE(server_buf_size, "16384", 256, 16 * MiB),
 	K_SIZE(max_pending_bytes, "256kB", 4096, INT_MAX),
+	K_INT(max_client_prepared_statements, "10000", 1, INT_MAX),
 	/* PgBouncer settings known but not implemented yet */
 	{ "client_tls_sslmode", KT_SSLMODE, 0, 0, NULL, 0, 0 },
 	{ "server_tls_sslmode", KT_SSLMODE, 0, 0, NULL, 0, 0 },
@@ -128,7 +130,7 @@ static const struct key_def main_keys[] = {
 	K_LATER(disable_pqexec), K_LATER(dns_max_ttl), K_LATER(dns_nxdomain_ttl),
 	K_LATER(dns_zone_check_period), K_LATER(ignore_startup_parameters), K_LATER(job_name),
 	K_LATER(listen_backlog), K_LATER(log_pooler_errors), K_LATER(log_stats),
-	K_LATER(max_db_client_connections), K_LATER(max_prepared_statements),
+	K_LATER(max_db_client_connections),
 	K_LATER(max_user_client_connections), K_LATER(peer_id), K_LATER(query_wait_notify),
 	K_LATER(resolv_conf), K_LATER(sbuf_loopcnt), K_LATER(scram_iterations),
 	K_LATER(server_check_delay), K_LATER(server_fast_close), K_LATER(server_round_robin),

@@ -83,6 +83,8 @@ struct config {
 	bool log_connections, log_disconnections; /* default on, as PgBouncer */
 	char *admin_users, *stats_users;
 	int max_packet_size;        /* 2147483647 in PgBouncer; pgring default 256 MiB */
+	int max_prepared_statements; /* per server, transaction/statement mode: 200 (0: not tracked) */
+	int max_client_prepared_statements; /* pgring: names one client may hold: 10000 */
 	int max_startup_packet;     /* 10000, as PostgreSQL */
 	/* pgring's own */
 	int shards;                 /* 0 = one per online CPU */

@@ -44,6 +44,12 @@ static const struct counter_def pool_counters[] = {
 	  POOL_STAT(server_connect_errors), false },
 	{ "client_logins", NULL, "Client logins that succeeded.", POOL_STAT(client_logins), false },
 	{ "client_login_errors", NULL, "Client logins that failed.", POOL_STAT(client_login_errors), false },
+	{ "prepares_injected", NULL, "Prepared statements pgring prepared on a server for a client (transaction pooling).",
+	  POOL_STAT(prepares_injected), false },
+	{ "prepares_shared", NULL, "Client Parse messages answered from a server that already had the statement.",
+	  POOL_STAT(prepares_shared), false },
+	{ "state_replays", NULL, "Session-state replays (SET, PREPARE) when a client got a server.",
+	  POOL_STAT(state_replays), false },
 };
 
 static const struct gauge_def client_states[] = {
@@ -324,7 +330,7 @@ static void prom_pool_counter(struct strbuf *o, int npools, const struct counter
 	}
 }
 
-enum pool_gauge { PG_MAX_WAIT, PG_SIZE, PG_USED };
+enum pool_gauge { PG_MAX_WAIT, PG_SIZE, PG_USED, PG_PINNED };
 
 static void prom_pool_gauge(struct strbuf *o, int npools, const char *name, const char *help,
 			    enum pool_gauge which)
@@ -337,6 +343,8 @@ static void prom_pool_gauge(struct strbuf *o, int npools, const char *name, cons
 		strbuf_puts(o, "} ");
 		if (which == PG_MAX_WAIT)
 			put_seconds(o, (uint64_t)pool_max_wait_us(ps));
+		else if (which == PG_PINNED)
+			strbuf_printf(o, "%" PRId64, pool_gauge_sum(ps, POOL_STAT(cl_pinned)));
 		else
 			strbuf_printf(o, "%d", atomic_load_explicit(which == PG_SIZE ? &ps->size : &ps->used,
 								    memory_order_relaxed));
@@ -357,6 +365,9 @@ static void prom_pools(struct strbuf *o)
 			"Server connections allowed, all shards together.", PG_SIZE);
 	prom_pool_gauge(o, n, "pgring_pool_server_connections",
 			"Server connections open or opening, all shards.", PG_USED);
+	prom_pool_gauge(o, n, "pgring_pool_clients_pinned",
+			"Clients kept on their server by LISTEN, advisory locks, temporary tables or held cursors.",
+			PG_PINNED);
 	prom_shard_pool_states(o, n, "clients", client_states, NELEM(client_states));
 	prom_shard_pool_states(o, n, "servers", server_states, NELEM(server_states));
 }
@@ -513,6 +524,7 @@ static void json_pool(struct strbuf *o, const struct pool_shared *ps)
 	json_states(o, client_states, NELEM(client_states), ps, -1);
 	strbuf_puts(o, ",\"servers\":");
 	json_states(o, server_states, NELEM(server_states), ps, -1);
+	strbuf_printf(o, ",\"pinned\":%" PRId64, pool_gauge_sum(ps, POOL_STAT(cl_pinned)));
 	strbuf_printf(o, ",\"max_wait_us\":%" PRId64 ",\"counters\":", pool_max_wait_us(ps));
 	json_pool_counters(o, ps, -1);
 	/* Shards the pool never touched are left out: pools x shards blocks of zeros

@@ -74,6 +74,7 @@ struct shard {
 	bool draining, stopped;
 	uint64_t drain_deadline_us;
 	struct shard_cancel_map *cancel_map;
+	struct stmt_registry *stmts;  /* protocol-level prepared statements (pool/stmt.h) */
 	char startup_error[256];     /* why the thread failed to start */
 	_Atomic int started;         /* 1 running, -1 failed */
 };

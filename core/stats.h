@@ -37,9 +37,12 @@ struct stats_pool {
 	stat_t wait_time_us, wait_count;    /* time clients waited for a server */
 	stat_t server_connects, server_connect_errors;
 	stat_t client_logins, client_login_errors;
+	stat_t prepares_injected, prepares_shared; /* Parses pgring sent for a client / answered from a server's set */
+	stat_t state_replays;               /* session-state replays (SET, PREPARE) on lease */
 	gauge_t cl_login, cl_idle, cl_active, cl_waiting;
 	gauge_t sv_login, sv_idle, sv_active, sv_resetting;
 	gauge_t max_wait_us;                /* age of the oldest waiting client */
+	gauge_t cl_pinned;                  /* clients held on their server (LISTEN, locks, temp tables) */
 };
 
 /* Per shard, whatever the pool. */

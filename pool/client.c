@@ -14,6 +14,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/shard.h"
+#include "core/strbuf.h"
 #include "pool/pool.h"
 
 /* Clients of all shards, for max_client_conn. */
@@ -168,6 +169,7 @@ void client_free(struct client *cl)
 	if (cl->next_all)
 		cl->next_all->prev_all = cl->prev_all;
 	gauge_add(&s->stats->clients, -1);
+	fwd_client_free(cl);
 	params_clear(&cl->params);
 	free(cl->lost_msg);
 	free(cl->scram);
@@ -241,6 +243,8 @@ static bool read_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 			params_set(&cl->params, name, value);
 		}
 	}
+	if (!params_copy(&cl->startup, &cl->params))
+		return false;
 	uint32_t minor = proto_get_u32(msg + 4) & 0xffff;
 	if (minor > 0 || nunsup) {
 		uint8_t mem[1024];
@@ -594,7 +598,9 @@ static void failed_txn_message(struct client *cl, uint8_t type, const uint8_t *m
 static void forward(struct client *cl, const uint8_t *p, uint32_t n, uint32_t buf)
 {
 	if (cl->state == CL_ACTIVE && cl->server) {
-		if (!conn_queue(&cl->server->conn, p, n, buf))
+		if (cl->server->tracking)
+			fwd_feed(cl, p, n, buf);
+		else if (!conn_queue(&cl->server->conn, p, n, buf))
 			client_fail(cl, "53200", "out of memory");
 	} else {
 		/* held until a server is free: small pieces are copied so that a waiting
@@ -625,6 +631,22 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 	}
 	if (type == 'X')
 		return PROTO_WHOLE;
+	cl->drop_msg = false;
+	if (cl->sync_failed) {
+		/* the server died with extended-protocol messages unsynced: the rest of
+		 * that batch is ignored, as PostgreSQL ignores it after an error */
+		cl->drop_msg = true;
+		if (type == 'S') {
+			uint8_t mem[8];
+			struct proto_out o;
+			proto_out_init(&o, mem, sizeof mem);
+			proto_ready(&o, 'I');
+			send_out(cl, &o);
+			cl->sync_failed = false;
+			cl->unsynced = false;
+		}
+		return PROTO_STREAM;
+	}
 	if (cl->txn_failed) {
 		if (type == 'Q' && len <= 4096)
 			return PROTO_WHOLE;   /* is it the ROLLBACK? */
@@ -679,7 +701,7 @@ static bool client_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 static void client_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
 {
 	struct client *cl = ctx;
-	if (!cl->txn_failed)
+	if (!cl->txn_failed && !cl->drop_msg)
 		forward(cl, p, n, buf);
 }
 
@@ -727,7 +749,8 @@ void client_drained(struct client *cl)
 	}
 }
 
-/* A server was attached: restore the client's session settings, then send what it held. */
+/* A server was attached: restore the client's session settings (and, in
+ * transaction pooling, its SQL PREPAREs), then send what it held. */
 void client_linked(struct client *cl)
 {
 	struct server *sv = cl->server;
@@ -738,15 +761,35 @@ void client_linked(struct client *cl)
 		stat_add(&p->stats->wait_count, 1);
 		cl->wait_start_us = 0;
 	}
-	char sql[4096];
+	fwd_lease(sv);
+	struct strbuf sb = STRBUF_INIT;
+	char sql[8192];
 	int n = params_diff_sql(&cl->params, &sv->params, &p->defaults, sql, sizeof sql);
-	if (n > 0) {
-		LOGF(LOG_DEBUG, cl->conn.id, "restoring session state: %s", sql);
-		server_hidden_query(sv, sql);
+	if (n > 0)
+		strbuf_append(&sb, sql, (size_t)n);
+	else if (n < 0)
+		LOGF(LOG_WARNING, cl->conn.id, "session settings too long to restore (over %zu bytes)", sizeof sql);
+	if (sv->tracking)
+		fwd_sqlprep_sync(cl, sv, &sb);
+	if (sb.len && !sb.failed) {
+		LOGF(LOG_DEBUG, cl->conn.id, "restoring session state: %s", strbuf_str(&sb));
+		stat_add(&p->stats->state_replays, 1);
+		server_hidden_query(sv, strbuf_str(&sb));
 		params_copy(&sv->params, &cl->params);
 	}
-	conn_take_queue(&sv->conn, &cl->held);
-	if (!cl->conn.recv_wanted)
+	strbuf_free(&sb);
+	if (sv->tracking) {
+		/* held requests go through the same rewriting as live ones */
+		struct sendq held = cl->held;
+		cl->held = (struct sendq){ 0 };
+		for (struct sendbuf *b = held.head; b && cl->server == sv && cl->state == CL_ACTIVE; b = b->next)
+			for (uint32_t i = 0; i < b->n && cl->server == sv && cl->state == CL_ACTIVE; i++)
+				fwd_feed(cl, b->iov[i].iov_base, (uint32_t)b->iov[i].iov_len, b->buf[i]);
+		sendq_drop(shard_of(cl), &held);
+	} else {
+		conn_take_queue(&sv->conn, &cl->held);
+	}
+	if (cl->server == sv && !cl->conn.recv_wanted)
 		client_drained(cl);
 }
 
@@ -762,7 +805,13 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 	}
 	client_set_state(cl, CL_IDLE);
 	sendq_drop(shard_of(cl), &cl->held);
-	if (!cl->expect && !cl->in_txn)
+	fwd_client_lost(cl);
+	if (cl->pins) {
+		/* what pinned it died with the server (LISTEN, locks, temporary tables) */
+		client_fail(cl, sqlstate, "server connection lost: %s", why);
+		return;
+	}
+	if (!cl->expect && !cl->in_txn && !cl->unsynced)
 		return;   /* between transactions: the next request simply gets another server */
 	/* the session survives on another server: what the server said fatally is
 	 * an ERROR for this client, then its transaction block (if any) is failed */
@@ -770,22 +819,37 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 		cl->txn_failed = true;
 		cl->failed_error_sent = false;
 	}
-	if (!cl->expect) {
+	if (!cl->expect && !cl->unsynced) {
 		/* nothing in flight: report it on the client's next request */
 		free(cl->lost_msg);
 		cl->lost_msg = strdup(why);
 		snprintf(cl->lost_state, sizeof cl->lost_state, "%s", sqlstate);
 		return;
 	}
-	uint8_t mem[1024];
+	/* every request in flight fails: an error before each ReadyForQuery owed, and
+	 * one for extended-protocol messages not yet synced (their implicit
+	 * transaction is gone), whose Sync is then answered by pgring */
+	uint32_t cap = (cl->expect + 1) * 512 + 64;
+	uint8_t *mem = malloc(cap);
+	if (!mem) {
+		client_fail(cl, "53200", "out of memory");
+		return;
+	}
 	struct proto_out o;
-	proto_out_init(&o, mem, sizeof mem);
-	proto_error(&o, "ERROR", sqlstate, "%s", why);
-	cl->failed_error_sent = cl->in_txn;
-	for (uint32_t i = 0; i < cl->expect && !o.overflow; i++)
+	proto_out_init(&o, mem, cap);
+	for (uint32_t i = 0; i < cl->expect && !o.overflow; i++) {
+		proto_error(&o, "ERROR", sqlstate, "%s", why);
 		proto_ready(&o, cl->in_txn ? 'E' : 'I');
+	}
 	cl->expect = 0;
+	if (cl->unsynced) {
+		proto_error(&o, "ERROR", sqlstate, "%s", why);
+		if (!cl->in_txn)
+			cl->sync_failed = true;
+	}
+	cl->failed_error_sent = cl->in_txn;
 	send_out(cl, &o);
+	free(mem);
 }
 
 /* A cancel request for one of this shard's clients. */

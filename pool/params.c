@@ -124,14 +124,17 @@ static const char *effective(const struct params *p, const struct params *defaul
 	return v ? v : params_get(defaults, name);
 }
 
-/* Append "SET name TO 'value'" (value NULL: "RESET name"), quoting the value. */
+/* Append "SELECT pg_catalog.set_config('name', 'value', false)" (value NULL:
+ * "RESET name"). set_config takes the value as the server itself reports it, so
+ * list settings such as search_path ('"$user", public') come back exactly; a SET
+ * would quote such a value into a single element. */
 static int append_set(char *out, size_t cap, size_t len, const char *name, const char *value)
 {
 	size_t need = (len ? 1 : 0) + strlen(name) + 1;   /* separator, name, NUL */
 	if (value) {
-		need += strlen("SET  TO ''");
+		need += strlen("SELECT pg_catalog.set_config('', '', false)") + (strchr(value, '\\') ? 1 : 0);
 		for (const char *c = value; *c; c++)
-			need += *c == '\'' ? 2 : 1;
+			need += *c == '\'' || *c == '\\' ? 2 : 1;
 	} else {
 		need += strlen("RESET ");
 	}
@@ -142,14 +145,17 @@ static int append_set(char *out, size_t cap, size_t len, const char *name, const
 		*o++ = ';';
 	if (!value)
 		return (int)(o - (out + len)) + sprintf(o, "RESET %s", name);
-	o += sprintf(o, "SET %s TO '", name);
+	o += sprintf(o, "SELECT pg_catalog.set_config('%s', ", name);
+	bool backslash = strchr(value, '\\') != NULL;
+	if (backslash)
+		*o++ = 'E';   /* whatever standard_conforming_strings says */
+	*o++ = '\'';
 	for (const char *c = value; *c; c++) {
-		if (*c == '\'')
-			*o++ = '\'';
+		if (*c == '\'' || (*c == '\\' && backslash))
+			*o++ = *c;
 		*o++ = *c;
 	}
-	*o++ = '\'';
-	*o = 0;
+	o += sprintf(o, "', false)");
 	return (int)(o - (out + len));
 }
 

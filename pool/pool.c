@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -565,12 +566,42 @@ void pool_server_ready(struct server *sv)
 	to_idle(sv);
 }
 
+/* What undoes a departed client's pins on its server. */
+static bool release_pins(struct server *sv, uint8_t pins)
+{
+	char sql[160] = "";
+	if (pins & PIN_OTHER) {
+		snprintf(sql, sizeof sql, "DISCARD ALL");
+	} else {
+		if (pins & PIN_LISTEN)
+			strcat(sql, "UNLISTEN *;");
+		if (pins & PIN_ADVISORY)
+			strcat(sql, "SELECT pg_catalog.pg_advisory_unlock_all();");
+		if (pins & PIN_TEMP)
+			strcat(sql, "DISCARD TEMP;");
+		if (pins & PIN_CURSOR)
+			strcat(sql, "CLOSE ALL;");
+	}
+	if (!server_hidden_query(sv, sql))
+		return false;
+	if (pins & PIN_OTHER)
+		fwd_forget_session(sv);
+	return true;
+}
+
+static bool resets_session(const char *sql)
+{
+	return strcasestr(sql, "discard all") || strcasestr(sql, "reset all");
+}
+
 /* The client is finished with its server (end of transaction, or it left). */
 void pool_release_server(struct server *sv, bool gone)
 {
 	struct pool *p = sv->pool;
 	struct client *cl = sv->client;
 	const struct config *cfg = p->shard->cfg;
+	bool clean = fwd_idle(sv);
+	fwd_end_lease(sv);
 	sv->client = NULL;
 	/* back-pressure belongs to the pairing: whoever was paused for the other resumes */
 	conn_recv_on(&sv->conn);
@@ -589,19 +620,32 @@ void pool_release_server(struct server *sv, bool gone)
 				server_close(sv, "client left while its query was running");
 				return;
 			}
+			if (!clean) {
+				/* replies still owed, or half a message sent: what the server holds
+				 * is uncertain (which statements it prepared), so it goes */
+				server_close(sv, "client left in the middle of a request");
+				return;
+			}
 			bool reset = false;
 			if (cl->unsynced && server_hidden_sync(sv))
 				reset = true;
 			if (sv->txn_status != 'I' || cl->in_txn)
 				reset |= server_hidden_query(sv, "ROLLBACK");
-			if (p->mode == POOL_SESSION && cfg->server_reset_query && *cfg->server_reset_query)
+			if (cl->pins && p->mode != POOL_SESSION)
+				reset |= release_pins(sv, cl->pins);
+			if (p->mode == POOL_SESSION && cfg->server_reset_query && *cfg->server_reset_query) {
 				reset |= server_hidden_query(sv, cfg->server_reset_query);
+				if (resets_session(cfg->server_reset_query))
+					fwd_forget_session(sv);
+			}
 			if (reset) {
 				server_set_state(sv, SV_RESETTING);
 				return;
 			}
 		} else if (cfg->server_reset_query_always && cfg->server_reset_query && *cfg->server_reset_query) {
 			if (server_hidden_query(sv, cfg->server_reset_query)) {
+				if (resets_session(cfg->server_reset_query))
+					fwd_forget_session(sv);
 				server_set_state(sv, SV_RESETTING);
 				return;
 			}

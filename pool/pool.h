@@ -14,6 +14,7 @@
 #include "core/conn.h"
 #include "pool/params.h"
 #include "pool/registry.h"
+#include "pool/stmt.h"
 #include "proto/auth.h"
 
 struct shard;
@@ -42,6 +43,36 @@ enum server_state {
 struct pool;
 struct server;
 
+/* What a client holds that only its own server can keep (it pins the client). */
+enum client_pin {
+	PIN_LISTEN = 1,       /* LISTEN: notifications go to that backend */
+	PIN_ADVISORY = 2,     /* session advisory locks */
+	PIN_TEMP = 4,         /* temporary tables and the like */
+	PIN_CURSOR = 8,       /* WITH HOLD cursors */
+	PIN_OTHER = 16,       /* SET SESSION AUTHORIZATION, LOAD, ...: until DISCARD ALL */
+};
+
+/* The replies a leased server owes its client, in order (pool/forward.c). */
+enum reply_kind {
+	RP_PASS = 0,          /* the server's answer goes to the client */
+	RP_HIDE,              /* answer to something pgring sent: swallowed */
+	RP_SYNTH,             /* pgring answers this one itself, in its turn */
+};
+
+struct reply {
+	uint8_t kind;         /* enum reply_kind */
+	uint8_t type;         /* the request it answers (P B D C E S Q F); RP_SYNTH: the message to send */
+	uint16_t ncc;         /* Q: CommandCompletes seen */
+	uint32_t flags;
+	struct pstmt *st;     /* a statement it refers to (one reference held) */
+	void *extra;          /* P: the client's name for it; Q: struct fx_list */
+};
+
+struct replyq {
+	struct reply *r;
+	uint32_t head, n, cap;   /* cap: 0 or a power of two */
+};
+
 struct client {
 	struct conn conn;
 	enum client_state state;
@@ -65,11 +96,25 @@ struct client {
 	bool in_txn;                               /* last ReadyForQuery said T or E */
 	bool unsynced;                             /* extended-protocol messages since the last Sync */
 	bool failed_error_sent;                    /* emulated 25P02 already sent before Sync */
+	bool sync_failed;                          /* server died with messages unsynced: ignore until Sync */
+	bool drop_msg;                             /* the message being received is not forwarded */
 	char lost_state[6];                        /* why the server went away, for the next request */
 	char *lost_msg;
 	bool terminating;                          /* sent Terminate */
 	struct auth_scram_server *scram;          /* during SCRAM */
 	char *secret;                              /* the stored secret used to authenticate */
+	/* transaction pooling: session state pgring carries from server to server */
+	struct params startup;                     /* what RESET ALL goes back to */
+	struct params *txn_params;                 /* params as they become if the transaction commits */
+	struct params txn_forced;                  /* reported ones RESET to a startup value in it */
+	struct params sqlprep;                     /* SQL PREPAREs: name -> PREPARE statement */
+	struct params holds;                       /* "l:channel" listened to, "c:cursor" held */
+	struct stmt_map stmts;                     /* protocol-level statement names */
+	uint8_t pins;                              /* enum client_pin bits */
+	bool txn_error;                            /* an error in the current transaction */
+	bool txn_rolled;                           /* a ROLLBACK (maybe TO SAVEPOINT) in it */
+	bool txn_uncertain;                        /* settings rolled back to a savepoint: unknown */
+	bool txn_reset_all;                        /* RESET ALL in it */
 };
 
 struct server {
@@ -92,6 +137,20 @@ struct server {
 	char fatal_state[6];                       /* the FATAL it sent before going away */
 	char fatal_msg[200];
 	struct auth_scram_client *scram;
+	/* transaction pooling (pool/forward.c) */
+	bool tracking;                             /* requests are framed again and rewritten */
+	bool cur_hide;                             /* the message streaming in is not for the client */
+	bool cur_drop;                             /* the client message streaming out is dropped */
+	bool skipping;                             /* the server ignores requests until Sync */
+	bool need_sync;                            /* session state may differ from the client's */
+	bool copy_in;                              /* in COPY FROM STDIN started by an Execute: Syncs are ignored */
+	struct proto_framer cfr;                   /* the client's requests, framed again */
+	struct replyq rq;                          /* replies owed to the client */
+	struct stmt_cache stmts;                   /* protocol-level statements prepared here */
+	uint64_t lease_clock;                      /* stmts.clock at lease: later uses are this lease's */
+	struct params sqlprep;                     /* SQL PREPAREs present here */
+	struct proto_sql_stmt *portal_fx;          /* what the unnamed portal's statement does */
+	struct proto_sql_stmt *unnamed_fx;         /* what the unnamed statement does to the session */
 	union { struct sockaddr_in in; struct sockaddr_in6 in6; struct sockaddr_un un; } addr;
 	socklen_t addrlen;
 };
@@ -171,5 +230,23 @@ bool server_hidden_sync(struct server *sv);
 void server_set_state(struct server *sv, enum server_state st);
 void server_send_cancel(struct server *sv);
 void server_cancel_done(void *cancel_req);
+
+/* forward.c: transaction pooling's request rewriting and reply bookkeeping */
+void fwd_lease(struct server *sv);                /* the server was just leased */
+void fwd_feed(struct client *cl, const uint8_t *p, uint32_t n, uint32_t buf); /* request bytes, in order */
+int fwd_reply_begin(struct server *sv, uint8_t type, uint32_t len); /* how to frame a reply */
+bool fwd_reply(struct server *sv, const uint8_t *msg, uint32_t len); /* true: pass it to the client */
+void fwd_reply_done(struct server *sv, const uint8_t *msg, uint32_t len); /* after passing or hiding */
+bool fwd_idle(const struct server *sv);           /* nothing owed, no request half-framed */
+void fwd_end_lease(struct server *sv);           /* the client is done with it */
+void fwd_forget_session(struct server *sv);       /* the server ran DISCARD ALL */
+void fwd_server_free(struct server *sv);
+void fwd_client_free(struct client *cl);
+void fwd_client_lost(struct client *cl);        /* its server died: settings of the lost transaction go */
+void fwd_client_ready(struct client *cl, struct server *sv, char status); /* a ReadyForQuery reached it */
+bool fwd_hidden_query(struct server *sv, const char *sql); /* mid-lease, in order */
+/* SQL that makes the server's SQL PREPAREs those of the client; appended to sb. */
+struct strbuf;
+void fwd_sqlprep_sync(const struct client *cl, struct server *sv, struct strbuf *sb);
 
 #endif

@@ -390,10 +390,15 @@ static void ready_for_query(struct server *sv, uint8_t status)
 		client_fail(cl, "08P01", "transaction blocks not allowed in statement pooling mode");
 		return;
 	}
+	if (sv->tracking)
+		fwd_client_ready(cl, sv, (char)status);
 	if (cl->expect || status != 'I' || cl->unsynced)
 		return;
 	stat_add(&ps->xact_count, 1);
 	stat_add(&ps->xact_time_us, s->now_us - cl->xact_start_us);
+	cl->xact_start_us = s->now_us;
+	if (sv->tracking && (cl->pins || !fwd_idle(sv)))
+		return;   /* pinned to this server, or more replies are owed */
 	if (sv->pool->mode != POOL_SESSION && !s->draining)
 		pool_release_server(sv, false);
 	else if (s->draining)
@@ -414,12 +419,20 @@ static void relay(struct server *sv, const uint8_t *msg, uint32_t len, uint32_t 
 			return;
 		}
 	}
-	stat_add(&sv->pool->stats->bytes_out, len);
-	if (!conn_queue(&cl->conn, msg, len, buf)) {
-		client_fail(cl, "53200", "out of memory");
-		return;
+	bool pass = !sv->tracking || fwd_reply(sv, msg, len);
+	if (pass) {
+		stat_add(&sv->pool->stats->bytes_out, len);
+		if (!conn_queue(&cl->conn, msg, len, buf)) {
+			client_fail(cl, "53200", "out of memory");
+			return;
+		}
 	}
-	if (msg[0] == 'Z')
+	if (sv->tracking) {
+		fwd_reply_done(sv, msg, len);
+		if (sv->client != cl || sv->state != SV_ACTIVE)
+			return;
+	}
+	if (msg[0] == 'Z' && pass)
 		ready_for_query(sv, len >= 6 ? msg[5] : 'I');
 }
 
@@ -435,6 +448,9 @@ static int server_begin(void *ctx, uint8_t type, uint32_t len)
 		}
 		return PROTO_WHOLE;
 	}
+	if (sv->tracking && !sv->hidden && sv->state == SV_ACTIVE)
+		return fwd_reply_begin(sv, type, len);
+	sv->cur_hide = false;
 	if (type == 'D' || type == 'd')
 		return PROTO_STREAM;
 	return len <= BUF_SCRATCH_SIZE / 2 ? PROTO_WHOLE : PROTO_STREAM;
@@ -471,7 +487,7 @@ static bool server_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 static void server_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
 {
 	struct server *sv = ctx;
-	if (sv->hidden || sv->state != SV_ACTIVE || !sv->client)
+	if (sv->hidden || sv->cur_hide || sv->state != SV_ACTIVE || !sv->client)
 		return;
 	stat_add(&sv->pool->stats->bytes_out, n);
 	if (!conn_queue(&sv->client->conn, p, n, buf))
@@ -562,6 +578,7 @@ void server_close(struct server *sv, const char *why)
 void server_free(struct server *sv)
 {
 	gauge_add(&shard_of(sv)->stats->servers, -1);
+	fwd_server_free(sv);
 	params_clear(&sv->params);
 	free(sv->scram);
 	free(sv);

@@ -149,7 +149,7 @@ tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # ---------------------------------------------------------------- poolers
 
-PGRING_ONLY_KEYS='shards|shard_cpus|control_addr|control_port|ring_entries|cq_entries|client_bufs|client_buf_size|server_bufs|server_buf_size|max_pending_bytes|shutdown_timeout'
+PGRING_ONLY_KEYS='max_client_prepared_statements|shards|shard_cpus|control_addr|control_port|ring_entries|cq_entries|client_bufs|client_buf_size|server_bufs|server_buf_size|max_pending_bytes|shutdown_timeout'
 POOLER_PID='' POOLER_TARGET=$TARGET PORT='' CONTROL_PORT='' POOLER_CONF='' POOLER_LOG='' POOLER_DIR='' POOLER_TEXT=''
 _POOLER_N=0
 

@@ -451,10 +451,13 @@ Test(config, known_but_unimplemented_keys_warn)
 				"client_tls_sslmode = disable\n"
 				"server_tls_sslmode = require\n"
 				"max_prepared_statements = 100\n"
+				"auth_query = SELECT 1\n"
 				"pkt_buf = 4096\n");
 	cr_expect_eq(warned("so_reuseport' is accepted but has no effect yet"), 1);
 	cr_expect_eq(warned("tcp_keepalive"), 1);
-	cr_expect_eq(warned("max_prepared_statements"), 1);
+	cr_expect_eq(warned("auth_query"), 1);
+	cr_expect_eq(warned("max_prepared_statements"), 0, "implemented (transaction pooling)");
+	cr_expect_eq(c->max_prepared_statements, 100);
 	cr_expect_eq(warned("client_tls_sslmode"), 0, "sslmode=disable is what pgring does");
 	cr_expect_eq(warned("server_tls_sslmode = require"), 1);
 	cr_expect_eq(warned("pkt_buf"), 0);

@@ -328,10 +328,10 @@ Test(params_diff, client_wants_value_server_has_default)
 	cr_assert(params_set(&t.want, "TimeZone", "UTC"));
 	cr_assert(params_set(&t.defaults, "TimeZone", "Europe/Berlin"));
 	/* server lacks it: it runs with the default */
-	expect_sql(&t, "SET TimeZone TO 'UTC'");
+	expect_sql(&t, "SELECT pg_catalog.set_config('TimeZone', 'UTC', false)");
 	/* server says it explicitly */
 	cr_assert(params_set(&t.have, "TimeZone", "Europe/Berlin"));
-	expect_sql(&t, "SET TimeZone TO 'UTC'");
+	expect_sql(&t, "SELECT pg_catalog.set_config('TimeZone', 'UTC', false)");
 	three_clear(&t);
 }
 
@@ -339,7 +339,7 @@ Test(params_diff, client_wants_value_no_default)
 {
 	struct three t = { 0 };
 	cr_assert(params_set(&t.want, "application_name", "psql"));
-	expect_sql(&t, "SET application_name TO 'psql'");
+	expect_sql(&t, "SELECT pg_catalog.set_config('application_name', 'psql', false)");
 	three_clear(&t);
 }
 
@@ -356,7 +356,7 @@ Test(params_diff, server_extra_with_default_is_set_back)
 	struct three t = { 0 };
 	cr_assert(params_set(&t.have, "search_path", "tenant_7"));
 	cr_assert(params_set(&t.defaults, "search_path", "\"$user\", public"));
-	expect_sql(&t, "SET search_path TO '\"$user\", public'");
+	expect_sql(&t, "SELECT pg_catalog.set_config('search_path', '\"$user\", public', false)");
 	three_clear(&t);
 }
 
@@ -379,14 +379,14 @@ Test(params_diff, quoting)
 {
 	struct three t = { 0 };
 	cr_assert(params_set(&t.want, "application_name", "O'Brien's app"));
-	expect_sql(&t, "SET application_name TO 'O''Brien''s app'");
+	expect_sql(&t, "SELECT pg_catalog.set_config('application_name', 'O''Brien''s app', false)");
 	three_clear(&t);
 	cr_assert(params_set(&t.want, "application_name", "'"));
-	expect_sql(&t, "SET application_name TO ''''");
+	expect_sql(&t, "SELECT pg_catalog.set_config('application_name', '''', false)");
 	three_clear(&t);
 	cr_assert(params_set(&t.want, "search_path", ""));
 	cr_assert(params_set(&t.have, "search_path", "x"));
-	expect_sql(&t, "SET search_path TO ''");
+	expect_sql(&t, "SELECT pg_catalog.set_config('search_path', '', false)");
 	three_clear(&t);
 }
 
@@ -407,7 +407,7 @@ Test(params_diff, combinations)
 	cr_assert(params_set(&t.defaults, "DateStyle", "ISO, MDY"));
 	cr_assert(params_set(&t.defaults, "IntervalStyle", "postgres"));
 	cr_assert(params_set(&t.defaults, "lock_timeout", "1s"));     /* neither side */
-	expect_sql(&t, "SET TimeZone TO 'UTC';SET search_path TO 's1';SET DateStyle TO 'ISO, MDY';"
+	expect_sql(&t, "SELECT pg_catalog.set_config('TimeZone', 'UTC', false);SELECT pg_catalog.set_config('search_path', 's1', false);SELECT pg_catalog.set_config('DateStyle', 'ISO, MDY', false);"
 		       "RESET work_mem");
 	three_clear(&t);
 }
@@ -429,7 +429,7 @@ Test(params_diff, combinations_without_reset)
 	cr_assert(params_set(&t.defaults, "DateStyle", "ISO, MDY"));
 	cr_assert(params_set(&t.defaults, "IntervalStyle", "postgres"));
 	cr_assert(params_set(&t.defaults, "lock_timeout", "1s"));
-	expect_sql(&t, "SET TimeZone TO 'UTC';SET search_path TO 's1';SET DateStyle TO 'ISO, MDY'");
+	expect_sql(&t, "SELECT pg_catalog.set_config('TimeZone', 'UTC', false);SELECT pg_catalog.set_config('search_path', 's1', false);SELECT pg_catalog.set_config('DateStyle', 'ISO, MDY', false)");
 	three_clear(&t);
 }
 
@@ -438,7 +438,7 @@ Test(params_diff, same_name_different_case_is_one_statement)
 	struct three t = { 0 };
 	cr_assert(params_set(&t.want, "TimeZone", "UTC"));
 	cr_assert(params_set(&t.have, "timezone", "GMT"));
-	expect_sql(&t, "SET TimeZone TO 'UTC'");
+	expect_sql(&t, "SELECT pg_catalog.set_config('TimeZone', 'UTC', false)");
 	three_clear(&t);
 }
 
@@ -495,7 +495,7 @@ Test(params_diff, long_value_is_not_truncated)
 	int n = params_diff_sql(&t.want, &t.have, &t.defaults, out, sizeof out);
 	if (n != -1) {
 		char want[2100];
-		snprintf(want, sizeof want, "SET search_path TO '%s'", v);
+		snprintf(want, sizeof want, "SELECT pg_catalog.set_config('search_path', '%s', false)", v);
 		cr_assert_str_eq(out, want, "long value replayed as %zu chars instead of %zu (returned %d)",
 				 strlen(out), strlen(want), n);
 	}

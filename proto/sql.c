@@ -1,0 +1,617 @@
+/* proto/sql.c: a PostgreSQL lexer (quotes, comments, dollar quotes) that splits
+ * a query string into statements and recognises the few statement shapes that
+ * change session state. Anything it does not recognise is SQL_NONE: the caller
+ * then treats the statement as one that leaves the session alone. */
+#include "proto/sql.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum tok_type { T_END = 0, T_IDENT, T_QIDENT, T_STRING, T_NUMBER, T_OP, T_PARAM };
+
+struct tok {
+	uint8_t type;
+	bool escape;          /* E'...' string: backslash escapes */
+	const char *p;        /* raw text, quotes included */
+	uint32_t n;
+};
+
+struct lexer {
+	const char *s, *end;
+};
+
+static bool ident_start(unsigned char c) { return isalpha(c) || c == '_' || c >= 0x80; }
+static bool ident_char(unsigned char c) { return isalnum(c) || c == '_' || c == '$' || c >= 0x80; }
+
+/* Skip white space and comments. */
+static void skip_space(struct lexer *l)
+{
+	for (;;) {
+		while (l->s < l->end && isspace((unsigned char)*l->s))
+			l->s++;
+		if (l->end - l->s >= 2 && l->s[0] == '-' && l->s[1] == '-') {
+			while (l->s < l->end && *l->s != '\n')
+				l->s++;
+			continue;
+		}
+		if (l->end - l->s >= 2 && l->s[0] == '/' && l->s[1] == '*') {
+			int depth = 0;
+			while (l->s < l->end) {
+				if (l->end - l->s >= 2 && l->s[0] == '/' && l->s[1] == '*') {
+					depth++;
+					l->s += 2;
+				} else if (l->end - l->s >= 2 && l->s[0] == '*' && l->s[1] == '/') {
+					l->s += 2;
+					if (--depth == 0)
+						break;
+				} else {
+					l->s++;
+				}
+			}
+			continue;
+		}
+		return;
+	}
+}
+
+/* A quoted run starting at l->s (the opening quote q); escape: backslashes escape. */
+static void skip_quoted(struct lexer *l, char q, bool escape)
+{
+	l->s++;
+	while (l->s < l->end) {
+		char c = *l->s++;
+		if (escape && c == '\\' && l->s < l->end) {
+			l->s++;
+		} else if (c == q) {
+			if (l->s < l->end && *l->s == q)
+				l->s++;   /* doubled quote */
+			else
+				return;
+		}
+	}
+}
+
+/* $tag$ ... $tag$ at l->s; false if this '$' does not open a dollar quote. */
+static bool skip_dollar(struct lexer *l)
+{
+	const char *t = l->s + 1;
+	while (t < l->end && ident_char((unsigned char)*t) && *t != '$')
+		t++;
+	if (t >= l->end || *t != '$' || (t > l->s + 1 && isdigit((unsigned char)l->s[1])))
+		return false;
+	size_t taglen = (size_t)(t - l->s) + 1;
+	const char *tag = l->s;
+	for (const char *c = t + 1; c + taglen <= l->end; c++) {
+		if (*c == '$' && memcmp(c, tag, taglen) == 0) {
+			l->s = c + taglen;
+			return true;
+		}
+	}
+	l->s = l->end;   /* unterminated: the server will say so */
+	return true;
+}
+
+static struct tok next_tok(struct lexer *l)
+{
+	struct tok t = { 0 };
+	skip_space(l);
+	if (l->s >= l->end)
+		return t;
+	const char *start = l->s;
+	unsigned char c = (unsigned char)*l->s;
+	if ((c == 'e' || c == 'E') && l->end - l->s >= 2 && l->s[1] == '\'') {
+		l->s++;
+		skip_quoted(l, '\'', true);
+		t.type = T_STRING;
+		t.escape = true;
+	} else if ((c == 'u' || c == 'U') && l->end - l->s >= 3 && l->s[1] == '&' && (l->s[2] == '\'' || l->s[2] == '"')) {
+		char q = l->s[2];
+		l->s += 2;
+		skip_quoted(l, q, false);
+		t.type = q == '\'' ? T_STRING : T_QIDENT;
+	} else if (c == '\'') {
+		skip_quoted(l, '\'', false);
+		t.type = T_STRING;
+	} else if (c == '"') {
+		skip_quoted(l, '"', false);
+		t.type = T_QIDENT;
+	} else if (c == '$') {
+		if (l->end - l->s >= 2 && isdigit((unsigned char)l->s[1])) {
+			l->s++;
+			while (l->s < l->end && isdigit((unsigned char)*l->s))
+				l->s++;
+			t.type = T_PARAM;
+		} else if (skip_dollar(l)) {
+			t.type = T_STRING;   /* a dollar-quoted body; its text is not decoded */
+		} else {
+			l->s++;
+			t.type = T_OP;
+		}
+	} else if (ident_start(c)) {
+		while (l->s < l->end && ident_char((unsigned char)*l->s))
+			l->s++;
+		t.type = T_IDENT;
+	} else if (isdigit(c) || (c == '.' && l->end - l->s >= 2 && isdigit((unsigned char)l->s[1]))) {
+		while (l->s < l->end && (isalnum((unsigned char)*l->s) || *l->s == '.' || *l->s == '_' ||
+					 ((*l->s == '+' || *l->s == '-') && (l->s[-1] == 'e' || l->s[-1] == 'E'))))
+			l->s++;
+		t.type = T_NUMBER;
+	} else {
+		l->s++;
+		t.type = T_OP;
+	}
+	t.p = start;
+	t.n = (uint32_t)(l->s - start);
+	return t;
+}
+
+/* ---- token helpers ---- */
+
+static bool is_kw(const struct tok *t, const char *kw)
+{
+	size_t n = strlen(kw);
+	return t->type == T_IDENT && t->n == n && strncasecmp(t->p, kw, n) == 0;
+}
+
+static bool is_op(const struct tok *t, char c)
+{
+	return t->type == T_OP && t->n == 1 && t->p[0] == c;
+}
+
+/* Identifier as PostgreSQL folds it (unquoted: lower case; quoted: as written). */
+static void tok_ident(const struct tok *t, char *out, size_t cap)
+{
+	size_t k = 0;
+	if (t->type == T_QIDENT) {
+		const char *p = t->p, *e = t->p + t->n - 1;
+		while (p < e && *p != '"')
+			p++;
+		for (p++; p < e && k + 1 < cap; p++) {
+			if (*p == '"' && p + 1 < e && p[1] == '"')
+				p++;
+			out[k++] = *p;
+		}
+	} else {
+		for (uint32_t i = 0; i < t->n && k + 1 < cap; i++)
+			out[k++] = (char)tolower((unsigned char)t->p[i]);
+	}
+	out[k] = 0;
+}
+
+/* A string literal's value; false for the forms not decoded (dollar quotes, U&). */
+static bool tok_string(const struct tok *t, char *out, size_t cap)
+{
+	const char *p = t->p, *e = t->p + t->n;
+	if (t->escape)
+		p++;
+	if (p >= e || *p != '\'' || e - p < 2 || e[-1] != '\'')
+		return false;
+	p++;
+	e--;
+	size_t k = 0;
+	while (p < e) {
+		char c = *p++;
+		if (c == '\'' && p < e && *p == '\'') {
+			p++;
+		} else if (t->escape && c == '\\' && p < e) {
+			c = *p++;
+			switch (c) {
+			case 'n': c = '\n'; break;
+			case 't': c = '\t'; break;
+			case 'r': c = '\r'; break;
+			case 'b': c = '\b'; break;
+			case 'f': c = '\f'; break;
+			default:
+				if (c >= '0' && c <= '7')
+					return false;   /* octal and hex escapes: leave them to the server */
+				if (c == 'x' || c == 'u' || c == 'U')
+					return false;
+			}
+		}
+		if (k + 1 >= cap)
+			return false;
+		out[k++] = c;
+	}
+	out[k] = 0;
+	return true;
+}
+
+/* ---- SET values ---- */
+
+static bool list_quoted(const char *name)
+{
+	return strcmp(name, "search_path") == 0 || strcmp(name, "temp_tablespaces") == 0 ||
+	       strcmp(name, "session_preload_libraries") == 0 || strcmp(name, "local_preload_libraries") == 0;
+}
+
+/* As quote_identifier() does for the elements of a list setting. */
+static bool append_identifier(char *out, size_t cap, size_t *k, const char *v)
+{
+	bool plain = *v && (islower((unsigned char)*v) || *v == '_');
+	for (const char *c = v; *c && plain; c++)
+		plain = islower((unsigned char)*c) || isdigit((unsigned char)*c) || *c == '_';
+	size_t need = strlen(v) + 3;
+	for (const char *c = v; *c; c++)
+		need += *c == '"';
+	if (*k + need >= cap)
+		return false;
+	if (plain) {
+		*k += (size_t)sprintf(out + *k, "%s", v);
+		return true;
+	}
+	out[(*k)++] = '"';
+	for (const char *c = v; *c; c++) {
+		if (*c == '"')
+			out[(*k)++] = '"';
+		out[(*k)++] = *c;
+	}
+	out[(*k)++] = '"';
+	out[*k] = 0;
+	return true;
+}
+
+/* Flatten "a, 'b', 3" the way the server's SET does (flatten_set_variable_args):
+ * the result is what current_setting() reports and set_config() accepts. */
+static char *flatten_value(const char *name, const struct tok *v, int n)
+{
+	size_t cap = 16;
+	for (int i = 0; i < n; i++)
+		cap += v[i].n * 2 + 4;
+	char *out = malloc(cap), *tmp = malloc(cap);
+	if (!out || !tmp) {
+		free(out);
+		free(tmp);
+		return NULL;
+	}
+	size_t k = 0;
+	out[0] = 0;
+	bool want_value = true, ok = true, neg = false;
+	for (int i = 0; i < n && ok; i++) {
+		const struct tok *t = &v[i];
+		if (is_op(t, ',') && !want_value) {
+			k += (size_t)sprintf(out + k, ", ");
+			want_value = true;
+			continue;
+		}
+		if (!want_value) {
+			ok = false;
+			break;
+		}
+		if (is_op(t, '-') || is_op(t, '+')) {
+			neg = is_op(t, '-');
+			if (i + 1 >= n || v[i + 1].type != T_NUMBER)
+				ok = false;
+			continue;
+		}
+		switch (t->type) {
+		case T_NUMBER:
+			k += (size_t)snprintf(out + k, cap - k, "%s%.*s", neg ? "-" : "", (int)t->n, t->p);
+			neg = false;
+			break;
+		case T_STRING:
+			if (!tok_string(t, tmp, cap))
+				ok = false;
+			else if (list_quoted(name))
+				ok = append_identifier(out, cap, &k, tmp);
+			else
+				k += (size_t)snprintf(out + k, cap - k, "%s", tmp);
+			break;
+		case T_IDENT:
+		case T_QIDENT:
+			tok_ident(t, tmp, cap);
+			if (list_quoted(name))
+				ok = append_identifier(out, cap, &k, tmp);
+			else
+				k += (size_t)snprintf(out + k, cap - k, "%s", tmp);
+			break;
+		default:
+			ok = false;
+		}
+		want_value = false;
+	}
+	free(tmp);
+	if (!ok || want_value) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* ---- statement shapes ---- */
+
+#define STMT_TOKS 96
+
+struct stmt_scan {
+	struct tok t[STMT_TOKS];
+	int n;                  /* tokens stored (at most STMT_TOKS) */
+	int total;              /* tokens seen */
+	const char *start, *end;
+	uint8_t flags;
+	bool into_temp, with_hold, on_commit_drop;
+	struct tok prev, prev2;   /* the two tokens before the one being watched */
+};
+
+static void classify_set(struct stmt_scan *st, int i, struct proto_sql_stmt *out)
+{
+	const struct tok *t = st->t;
+	int n = st->n;
+	if (i < n && is_kw(&t[i], "local")) {
+		out->flags |= SQL_F_SET_LOCAL;
+		return;
+	}
+	if (i < n && is_kw(&t[i], "session")) {
+		i++;
+		if (i < n && (is_kw(&t[i], "authorization") || is_kw(&t[i], "characteristics"))) {
+			out->kind = SQL_PIN;
+			return;
+		}
+	}
+	if (i >= n || is_kw(&t[i], "transaction") || is_kw(&t[i], "constraints"))
+		return;
+	const char *name = NULL;
+	int vstart;
+	if (is_kw(&t[i], "time") && i + 1 < n && is_kw(&t[i + 1], "zone")) {
+		name = "timezone";
+		vstart = i + 2;
+		if (vstart < n && (is_kw(&t[vstart], "local") || is_kw(&t[vstart], "default"))) {
+			out->kind = SQL_RESET;
+			snprintf(out->name, sizeof out->name, "%s", name);
+			return;
+		}
+		if (vstart < n && is_kw(&t[vstart], "interval")) {
+			out->kind = SQL_PIN;   /* SET TIME ZONE INTERVAL: reported anyway; rare */
+			return;
+		}
+	} else if (is_kw(&t[i], "schema")) {
+		name = "search_path";
+		vstart = i + 1;
+	} else if (is_kw(&t[i], "names")) {
+		name = "client_encoding";
+		vstart = i + 1;
+	} else if (is_kw(&t[i], "role")) {
+		name = "role";
+		vstart = i + 1;
+		if (vstart < n && is_kw(&t[vstart], "none")) {
+			out->kind = SQL_RESET;
+			snprintf(out->name, sizeof out->name, "role");
+			return;
+		}
+	} else if (is_kw(&t[i], "xml") && i + 1 < n && is_kw(&t[i + 1], "option")) {
+		name = "xmloption";
+		vstart = i + 2;
+	} else {
+		/* name [. name] {TO | =} value [, ...] */
+		char buf[SQL_NAME_MAX * 2 + 2];
+		if (t[i].type != T_IDENT && t[i].type != T_QIDENT)
+			return;
+		tok_ident(&t[i], buf, SQL_NAME_MAX);
+		i++;
+		if (i + 1 < n && is_op(&t[i], '.') && (t[i + 1].type == T_IDENT || t[i + 1].type == T_QIDENT)) {
+			size_t k = strlen(buf);
+			buf[k++] = '.';
+			tok_ident(&t[i + 1], buf + k, SQL_NAME_MAX);
+			i += 2;
+		}
+		if (i >= n || !(is_kw(&t[i], "to") || is_op(&t[i], '=')))
+			return;
+		snprintf(out->name, sizeof out->name, "%s", buf);
+		vstart = i + 1;
+		if (vstart < n && is_kw(&t[vstart], "default") && vstart + 1 == n) {
+			out->kind = SQL_RESET;
+			return;
+		}
+	}
+	if (name)
+		snprintf(out->name, sizeof out->name, "%s", name);
+	if (st->total > st->n || vstart >= n) {
+		out->kind = SQL_PIN;   /* a value too long to follow: keep the client where it is */
+		return;
+	}
+	out->value = flatten_value(out->name, &t[vstart], n - vstart);
+	out->kind = out->value ? SQL_SET : SQL_PIN;
+}
+
+static void classify(struct stmt_scan *st, struct proto_sql_stmt *out)
+{
+	const struct tok *t = st->t;
+	int n = st->n;
+	out->kind = SQL_NONE;
+	out->flags = st->flags;
+	out->name[0] = 0;
+	out->value = NULL;
+	out->text = st->start;
+	out->text_len = (uint32_t)(st->end - st->start);
+	if (n == 0)
+		return;
+	if (is_kw(&t[0], "set")) {
+		classify_set(st, 1, out);
+	} else if (is_kw(&t[0], "reset")) {
+		if (n >= 2 && is_kw(&t[1], "all"))
+			out->kind = SQL_RESET_ALL;
+		else if (n >= 3 && is_kw(&t[1], "time") && is_kw(&t[2], "zone"))
+			out->kind = SQL_RESET, snprintf(out->name, sizeof out->name, "timezone");
+		else if (n >= 2 && is_kw(&t[1], "session"))
+			;   /* RESET SESSION AUTHORIZATION: a pin, if any, stays until DISCARD ALL */
+		else if (n >= 2 && (is_kw(&t[1], "transaction")))
+			;
+		else if (n >= 2 && (t[1].type == T_IDENT || t[1].type == T_QIDENT)) {
+			out->kind = SQL_RESET;
+			tok_ident(&t[1], out->name, sizeof out->name);
+			if (n >= 4 && is_op(&t[2], '.')) {
+				size_t k = strlen(out->name);
+				if (k + 1 < sizeof out->name) {
+					out->name[k] = '.';
+					tok_ident(&t[3], out->name + k + 1, sizeof out->name - k - 1);
+				}
+			}
+		}
+	} else if (is_kw(&t[0], "prepare") && n >= 2 && !is_kw(&t[1], "transaction")) {
+		out->kind = SQL_PREPARE;
+		tok_ident(&t[1], out->name, sizeof out->name);
+	} else if (is_kw(&t[0], "deallocate") && n >= 2) {
+		int i = is_kw(&t[1], "prepare") ? 2 : 1;
+		if (i < n && is_kw(&t[i], "all"))
+			out->kind = SQL_DEALLOCATE_ALL;
+		else if (i < n) {
+			out->kind = SQL_DEALLOCATE;
+			tok_ident(&t[i], out->name, sizeof out->name);
+		}
+	} else if (is_kw(&t[0], "discard") && n >= 2) {
+		if (is_kw(&t[1], "all"))
+			out->kind = SQL_DISCARD_ALL;
+		else if (is_kw(&t[1], "temp") || is_kw(&t[1], "temporary"))
+			out->kind = SQL_DISCARD_TEMP;
+	} else if (is_kw(&t[0], "listen") && n >= 2) {
+		out->kind = SQL_LISTEN;
+		tok_ident(&t[1], out->name, sizeof out->name);
+	} else if (is_kw(&t[0], "unlisten") && n >= 2) {
+		if (is_op(&t[1], '*'))
+			out->kind = SQL_UNLISTEN_ALL;
+		else {
+			out->kind = SQL_UNLISTEN;
+			tok_ident(&t[1], out->name, sizeof out->name);
+		}
+	} else if (is_kw(&t[0], "create")) {
+		int i = 1;
+		if (i + 1 < n && is_kw(&t[i], "or") && is_kw(&t[i + 1], "replace"))
+			i += 2;
+		if (i < n && (is_kw(&t[i], "global") || is_kw(&t[i], "local")))
+			i++;
+		if (i < n && (is_kw(&t[i], "temp") || is_kw(&t[i], "temporary")) && !st->on_commit_drop)
+			out->kind = SQL_TEMP_OBJECT;
+	} else if (is_kw(&t[0], "declare") && n >= 2) {
+		if (st->with_hold) {
+			out->kind = SQL_HOLD_CURSOR;
+			tok_ident(&t[1], out->name, sizeof out->name);
+		}
+	} else if (is_kw(&t[0], "close") && n >= 2) {
+		if (is_kw(&t[1], "all"))
+			out->kind = SQL_CLOSE_ALL;
+		else {
+			out->kind = SQL_CLOSE;
+			tok_ident(&t[1], out->name, sizeof out->name);
+		}
+	} else if (is_kw(&t[0], "load")) {
+		out->kind = SQL_PIN;
+	}
+	if (out->kind == SQL_NONE && st->into_temp)
+		out->kind = SQL_TEMP_OBJECT;
+}
+
+/* Watch every token of a statement for what can hide anywhere in it. */
+static void watch(struct stmt_scan *st, const struct tok *t)
+{
+	if (t->type == T_IDENT) {
+		if (t->n >= 16 && strncasecmp(t->p, "pg_", 3) == 0 && t->n <= 28) {
+			char w[32];
+			tok_ident(t, w, sizeof w);
+			if (!strcmp(w, "pg_advisory_lock") || !strcmp(w, "pg_advisory_lock_shared") ||
+			    !strcmp(w, "pg_try_advisory_lock") || !strcmp(w, "pg_try_advisory_lock_shared"))
+				st->flags |= SQL_F_ADVISORY_LOCK;
+			else if (!strcmp(w, "pg_advisory_unlock_all"))
+				st->flags |= SQL_F_ADVISORY_UNLOCK_ALL;
+		}
+		if ((is_kw(t, "temp") || is_kw(t, "temporary")) && is_kw(&st->prev, "into"))
+			st->into_temp = true;
+		if (is_kw(t, "hold") && is_kw(&st->prev, "with"))
+			st->with_hold = true;
+		if (is_kw(t, "drop") && is_kw(&st->prev, "commit") && is_kw(&st->prev2, "on"))
+			st->on_commit_drop = true;
+	}
+	st->prev2 = st->prev;
+	st->prev = *t;
+}
+
+int proto_sql_scan(const char *sql, size_t len, struct proto_sql_stmt *out, int max, int *nstmts)
+{
+	struct lexer l = { sql, sql + len };
+	/* the scan state is big; one per thread */
+	static _Thread_local struct stmt_scan st;
+	int found = 0, index = 0;
+	memset(&st, 0, sizeof st);
+	for (;;) {
+		struct tok t = next_tok(&l);
+		bool end = t.type == T_END || is_op(&t, ';');
+		if (!end) {
+			if (st.total == 0)
+				st.start = t.p;
+			st.end = t.p + t.n;
+			if (st.n < STMT_TOKS)
+				st.t[st.n++] = t;
+			st.total++;
+			watch(&st, &t);
+			continue;
+		}
+		if (st.total > 0) {
+			struct proto_sql_stmt s;
+			classify(&st, &s);
+			s.index = (uint16_t)index++;
+			if ((s.kind != SQL_NONE || (s.flags & ~SQL_F_SET_LOCAL)) && found < max)
+				out[found++] = s;
+			else
+				free(s.value);
+		}
+		if (t.type == T_END)
+			break;
+		memset(&st, 0, sizeof st);
+	}
+	if (nstmts)
+		*nstmts = index;
+	return found;
+}
+
+void proto_sql_free(struct proto_sql_stmt *s, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(s[i].value);
+		s[i].value = NULL;
+	}
+}
+
+const char *proto_sql_tag(const struct proto_sql_stmt *s)
+{
+	switch (s->kind) {
+	case SQL_SET: return "SET";
+	case SQL_RESET: return s->name[0] && strcmp(s->name, "role") && strcmp(s->name, "timezone") ? "RESET" : NULL;
+	case SQL_RESET_ALL: return "RESET";
+	case SQL_PREPARE: return "PREPARE";
+	case SQL_DEALLOCATE: return "DEALLOCATE";
+	case SQL_DEALLOCATE_ALL: return "DEALLOCATE ALL";
+	case SQL_DISCARD_ALL: return "DISCARD ALL";
+	case SQL_DISCARD_TEMP: return "DISCARD TEMP";
+	case SQL_LISTEN: return "LISTEN";
+	case SQL_UNLISTEN:
+	case SQL_UNLISTEN_ALL: return "UNLISTEN";
+	case SQL_HOLD_CURSOR: return "DECLARE CURSOR";
+	case SQL_CLOSE: return "CLOSE CURSOR";
+	case SQL_CLOSE_ALL: return "CLOSE CURSOR ALL";
+	default: return NULL;
+	}
+}
+
+int proto_sql_quote(const char *s, char *out, size_t cap)
+{
+	size_t k = 0;
+	bool backslash = strchr(s, '\\') != NULL;
+	if (backslash) {
+		if (k + 2 >= cap)
+			return -1;
+		out[k++] = 'E';
+	}
+	if (k + 1 >= cap)
+		return -1;
+	out[k++] = '\'';
+	for (const char *c = s; *c; c++) {
+		if (k + 3 >= cap)
+			return -1;
+		if (*c == '\'' || (*c == '\\' && backslash))
+			out[k++] = *c;
+		out[k++] = *c;
+	}
+	out[k++] = '\'';
+	out[k] = 0;
+	return (int)k;
+}
