@@ -233,9 +233,84 @@ static struct params *txn_params(struct client *cl)
 	return cl->txn_params;
 }
 
+static struct params *params_dup(const struct params *src)
+{
+	struct params *p = calloc(1, sizeof *p);
+	if (p && !params_copy(p, src)) {
+		params_clear(p);
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void params_free(struct params *p)
+{
+	if (p) {
+		params_clear(p);
+		free(p);
+	}
+}
+
+/* Savepoints: settings are transactional per savepoint too. */
+static void savepoints_pop_to(struct client *cl, uint16_t n)
+{
+	while (cl->nsp > n)
+		params_free(cl->sp[--cl->nsp].params);
+}
+
+static int savepoint_find(const struct client *cl, const char *name)
+{
+	for (int i = cl->nsp - 1; i >= 0; i--)
+		if (strcmp(cl->sp[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+static void savepoint_effect(struct client *cl, const struct proto_sql_stmt *fx)
+{
+	int i;
+	switch (fx->kind) {
+	case SQL_SAVEPOINT:
+		if (cl->nsp == cl->sp_cap) {
+			uint16_t cap = cl->sp_cap ? (uint16_t)(cl->sp_cap * 2) : 4;
+			struct savepoint *sp = cap > cl->sp_cap ? realloc(cl->sp, cap * sizeof *sp) : NULL;
+			if (!sp) {
+				cl->txn_uncertain = cl->txn_params != NULL;   /* cannot follow: replay after */
+				return;
+			}
+			cl->sp = sp;
+			cl->sp_cap = cap;
+		}
+		snprintf(cl->sp[cl->nsp].name, sizeof cl->sp[cl->nsp].name, "%s", fx->name);
+		cl->sp[cl->nsp].params = cl->txn_params ? params_dup(cl->txn_params) : NULL;
+		if (cl->txn_params && !cl->sp[cl->nsp].params)
+			cl->txn_uncertain = true;
+		cl->nsp++;
+		break;
+	case SQL_ROLLBACK_TO:
+		if ((i = savepoint_find(cl, fx->name)) < 0)
+			break;
+		savepoints_pop_to(cl, (uint16_t)(i + 1));
+		params_free(cl->txn_params);
+		cl->txn_params = cl->sp[i].params ? params_dup(cl->sp[i].params) : NULL;
+		if (cl->sp[i].params && !cl->txn_params)
+			cl->txn_uncertain = true;
+		cl->txn_error = false;   /* the transaction is usable again, its settings known */
+		break;
+	case SQL_RELEASE:
+		if ((i = savepoint_find(cl, fx->name)) >= 0)
+			savepoints_pop_to(cl, (uint16_t)i);
+		break;
+	default:
+		break;
+	}
+}
+
 static void drop_txn_params(struct client *cl)
 {
 	params_clear(&cl->txn_forced);
+	savepoints_pop_to(cl, 0);
 	if (cl->txn_params) {
 		params_clear(cl->txn_params);
 		free(cl->txn_params);
@@ -341,11 +416,14 @@ static void apply_effect(struct client *cl, struct server *sv, const struct prot
 		deallocate_all(cl, sv);
 		break;
 	case SQL_DISCARD_ALL:
+		/* settings as after RESET ALL, taken at the ReadyForQuery (after the
+		 * ParameterStatus messages the reset causes); the rest at once */
 		deallocate_all(cl, sv);
-		drop_txn_params(cl);
-		params_copy(&cl->params, &cl->startup);
+		if ((p = txn_params(cl))) {
+			params_copy(p, &cl->startup);
+			cl->txn_reset_all = true;
+		}
 		fwd_forget_session(sv);
-		sv->need_sync = true;
 		params_clear(&cl->holds);
 		pins = 0;
 		break;
@@ -375,6 +453,11 @@ static void apply_effect(struct client *cl, struct server *sv, const struct prot
 		break;
 	case SQL_PIN:
 		pins |= PIN_OTHER;
+		break;
+	case SQL_SAVEPOINT:
+	case SQL_ROLLBACK_TO:
+	case SQL_RELEASE:
+		savepoint_effect(cl, fx);
 		break;
 	default:
 		break;
@@ -421,7 +504,13 @@ void fwd_client_ready(struct client *cl, struct server *sv, char status)
 			params_clear(&cl->params);
 			cl->params = *np;
 			free(np);
-			mirror_unreported(cl, sv);
+			if (cl->txn_reset_all)   /* the server's unreported settings are its defaults now */
+				for (int i = sv->params.n - 1; i >= 0; i--) {
+					if (!reported(cl, sv->params.v[i].name))
+						params_remove(&sv->params, sv->params.v[i].name);
+				}
+			else
+				mirror_unreported(cl, sv);
 			for (int i = 0; i < cl->txn_forced.n; i++)   /* the server has its own default there */
 				params_set(&sv->params, cl->txn_forced.v[i].name, UNKNOWN_VALUE);
 			if (cl->txn_reset_all || cl->txn_forced.n)
@@ -429,6 +518,7 @@ void fwd_client_ready(struct client *cl, struct server *sv, char status)
 		}
 	}
 	params_clear(&cl->txn_forced);
+	savepoints_pop_to(cl, 0);
 	cl->txn_error = cl->txn_rolled = cl->txn_uncertain = cl->txn_reset_all = false;
 }
 
@@ -472,12 +562,16 @@ static void command_complete(struct server *sv, struct reply *h, const uint8_t *
 	uint16_t index = h->ncc++;
 	if (h->kind != RP_PASS || !cl)
 		return;
-	if (strcmp(tag, "ROLLBACK") == 0)
-		cl->txn_rolled = true;
 	struct fx_list *l = h->extra;
-	for (int i = 0; l && i < l->n; i++)
-		if (l->s[i].index == index)
+	bool to_savepoint = false;
+	for (int i = 0; l && i < l->n; i++) {
+		if (l->s[i].index == index) {
+			to_savepoint |= l->s[i].kind == SQL_ROLLBACK_TO;
 			apply_effect(cl, sv, &l->s[i], tag);
+		}
+	}
+	if (strcmp(tag, "ROLLBACK") == 0 && !to_savepoint)
+		cl->txn_rolled = true;
 }
 
 void fwd_reply_done(struct server *sv, const uint8_t *msg, uint32_t len)
@@ -522,8 +616,14 @@ void fwd_reply_done(struct server *sv, const uint8_t *msg, uint32_t len)
 	}
 	if (!terminal(h->type, t))
 		return;
-	if (h->type == 'E' && t == 'C' && h->extra && cl && h->kind == RP_PASS)
-		apply_effect(cl, sv, &((struct fx_list *)h->extra)->s[0], len > 5 ? (const char *)msg + 5 : "");
+	if (h->type == 'E' && t == 'C' && cl && h->kind == RP_PASS) {
+		const char *tag = len > 5 ? (const char *)msg + 5 : "";
+		struct fx_list *l = h->extra;
+		if (l)
+			apply_effect(cl, sv, &l->s[0], tag);
+		if (strcmp(tag, "ROLLBACK") == 0 && !(l && l->s[0].kind == SQL_ROLLBACK_TO))
+			cl->txn_rolled = true;
+	}
 	if (t == 'Z' && h->kind == RP_HIDE) {
 		sv->txn_status = len >= 6 ? (char)msg[5] : 'I';
 		sv->last_rfq_us = shard_of(sv)->now_us;
@@ -1110,6 +1210,8 @@ void fwd_client_free(struct client *cl)
 	params_clear(&cl->sqlprep);
 	params_clear(&cl->holds);
 	drop_txn_params(cl);
+	free(cl->sp);
+	cl->sp = NULL;
 	if (cl->pins && cl->pool)
 		gauge_add(&cl->pool->stats->cl_pinned, -1);
 	cl->pins = 0;

@@ -52,6 +52,13 @@ enum client_pin {
 	PIN_OTHER = 16,       /* SET SESSION AUTHORIZATION, LOAD, ...: until DISCARD ALL */
 };
 
+/* A savepoint and the settings a ROLLBACK TO it brings back (NULL: those
+ * before the transaction). */
+struct savepoint {
+	char name[SQL_NAME_MAX];
+	struct params *params;
+};
+
 /* The replies a leased server owes its client, in order (pool/forward.c). */
 enum reply_kind {
 	RP_PASS = 0,          /* the server's answer goes to the client */
@@ -107,6 +114,8 @@ struct client {
 	struct params startup;                     /* what RESET ALL goes back to */
 	struct params *txn_params;                 /* params as they become if the transaction commits */
 	struct params txn_forced;                  /* reported ones RESET to a startup value in it */
+	struct savepoint *sp;                      /* open savepoints, innermost last */
+	uint16_t nsp, sp_cap;
 	struct params sqlprep;                     /* SQL PREPAREs: name -> PREPARE statement */
 	struct params holds;                       /* "l:channel" listened to, "c:cursor" held */
 	struct stmt_map stmts;                     /* protocol-level statement names */

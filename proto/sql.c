@@ -496,6 +496,28 @@ static void classify(struct stmt_scan *st, struct proto_sql_stmt *out)
 		}
 	} else if (is_kw(&t[0], "load")) {
 		out->kind = SQL_PIN;
+	} else if (is_kw(&t[0], "savepoint") && n >= 2) {
+		out->kind = SQL_SAVEPOINT;
+		tok_ident(&t[1], out->name, sizeof out->name);
+	} else if ((is_kw(&t[0], "rollback") || is_kw(&t[0], "abort")) && n >= 3) {
+		int i = 1;
+		if (is_kw(&t[i], "work") || is_kw(&t[i], "transaction"))
+			i++;
+		if (i < n && is_kw(&t[i], "to")) {
+			i++;
+			if (i < n && is_kw(&t[i], "savepoint"))
+				i++;
+			if (i < n) {
+				out->kind = SQL_ROLLBACK_TO;
+				tok_ident(&t[i], out->name, sizeof out->name);
+			}
+		}
+	} else if (is_kw(&t[0], "release") && n >= 2) {
+		int i = is_kw(&t[1], "savepoint") ? 2 : 1;
+		if (i < n) {
+			out->kind = SQL_RELEASE;
+			tok_ident(&t[i], out->name, sizeof out->name);
+		}
 	}
 	if (out->kind == SQL_NONE && st->into_temp)
 		out->kind = SQL_TEMP_OBJECT;
@@ -588,6 +610,9 @@ const char *proto_sql_tag(const struct proto_sql_stmt *s)
 	case SQL_HOLD_CURSOR: return "DECLARE CURSOR";
 	case SQL_CLOSE: return "CLOSE CURSOR";
 	case SQL_CLOSE_ALL: return "CLOSE CURSOR ALL";
+	case SQL_SAVEPOINT: return "SAVEPOINT";
+	case SQL_ROLLBACK_TO: return "ROLLBACK";
+	case SQL_RELEASE: return "RELEASE";
 	default: return NULL;
 	}
 }

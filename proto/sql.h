@@ -27,6 +27,9 @@ enum proto_sql_kind {
 	SQL_CLOSE,          /* CLOSE name */
 	SQL_CLOSE_ALL,
 	SQL_PIN,            /* session state pgring cannot restore elsewhere (SET SESSION AUTHORIZATION, LOAD, ...) */
+	SQL_SAVEPOINT,      /* name */
+	SQL_ROLLBACK_TO,    /* ROLLBACK TO [SAVEPOINT] name */
+	SQL_RELEASE,        /* RELEASE [SAVEPOINT] name */
 };
 
 #define SQL_F_ADVISORY_LOCK       1   /* takes a session-level advisory lock */
