@@ -212,7 +212,7 @@ static void held_remove_all(struct client *cl, char kind)
 
 static void held_set(struct client *cl, char kind, const char *name, bool on)
 {
-	char key[SQL_NAME_MAX + 3];
+	char key[SQL_QNAME_MAX + 3];
 	snprintf(key, sizeof key, "%c:%s", kind, name);
 	if (on)
 		params_set(&cl->holds, key, "");

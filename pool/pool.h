@@ -55,7 +55,7 @@ enum client_pin {
 /* A savepoint and the settings a ROLLBACK TO it brings back (NULL: those
  * before the transaction). */
 struct savepoint {
-	char name[SQL_NAME_MAX];
+	char name[SQL_QNAME_MAX];
 	struct params *params;
 };
 

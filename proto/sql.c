@@ -161,10 +161,13 @@ static bool is_op(const struct tok *t, char c)
 	return t->type == T_OP && t->n == 1 && t->p[0] == c;
 }
 
-/* Identifier as PostgreSQL folds it (unquoted: lower case; quoted: as written). */
+/* Identifier as PostgreSQL folds it (unquoted: lower case; quoted: as written),
+ * cut to NAMEDATALEN - 1 bytes at a character boundary as the server cuts it. */
 static void tok_ident(const struct tok *t, char *out, size_t cap)
 {
 	size_t k = 0;
+	if (cap > SQL_NAME_MAX)
+		cap = SQL_NAME_MAX;
 	if (t->type == T_QIDENT) {
 		const char *p = t->p, *e = t->p + t->n - 1;
 		while (p < e && *p != '"')
@@ -178,6 +181,9 @@ static void tok_ident(const struct tok *t, char *out, size_t cap)
 		for (uint32_t i = 0; i < t->n && k + 1 < cap; i++)
 			out[k++] = (char)tolower((unsigned char)t->p[i]);
 	}
+	if (k + 1 == cap)
+		while (k > 0 && ((unsigned char)out[k] & 0xc0) == 0x80)
+			k--;   /* do not end inside a multi-byte character */
 	out[k] = 0;
 }
 
@@ -227,12 +233,43 @@ static bool list_quoted(const char *name)
 	       strcmp(name, "session_preload_libraries") == 0 || strcmp(name, "local_preload_libraries") == 0;
 }
 
+/* PostgreSQL 15's keywords that quote_identifier() quotes: every category but
+ * the unreserved one (reserved, column-name and type/function-name keywords). */
+static const char *const quoted_keywords[] = {
+	"all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "authorization",
+	"between", "bigint", "binary", "bit", "boolean", "both", "case", "cast", "char", "character",
+	"check", "coalesce", "collate", "collation", "column", "concurrently", "constraint", "create",
+	"cross", "current_catalog", "current_date", "current_role", "current_schema", "current_time",
+	"current_timestamp", "current_user", "dec", "decimal", "default", "deferrable", "desc",
+	"distinct", "do", "else", "end", "except", "exists", "extract", "false", "fetch", "float",
+	"for", "foreign", "freeze", "from", "full", "grant", "greatest", "group", "grouping", "having",
+	"ilike", "in", "initially", "inner", "inout", "int", "integer", "intersect", "interval", "into",
+	"is", "isnull", "join", "lateral", "leading", "least", "left", "like", "limit", "localtime",
+	"localtimestamp", "national", "natural", "nchar", "none", "normalize", "not", "notnull", "null",
+	"numeric", "offset", "on", "only", "or", "order", "out", "outer", "overlaps", "overlay",
+	"placing", "position", "precision", "primary", "real", "references", "returning", "right",
+	"row", "select", "session_user", "setof", "similar", "smallint", "some", "substring",
+	"symmetric", "table", "tablesample", "then", "time", "timestamp", "to", "trailing", "treat",
+	"trim", "true", "union", "unique", "user", "using", "values", "varchar", "variadic", "verbose",
+	"when", "where", "window", "with", "xmlattributes", "xmlconcat", "xmlelement", "xmlexists",
+	"xmlforest", "xmlnamespaces", "xmlparse", "xmlpi", "xmlroot", "xmlserialize", "xmltable",
+};
+
+static bool quoted_keyword(const char *v)
+{
+	for (size_t i = 0; i < sizeof quoted_keywords / sizeof quoted_keywords[0]; i++)
+		if (strcmp(v, quoted_keywords[i]) == 0)
+			return true;
+	return false;
+}
+
 /* As quote_identifier() does for the elements of a list setting. */
 static bool append_identifier(char *out, size_t cap, size_t *k, const char *v)
 {
 	bool plain = *v && (islower((unsigned char)*v) || *v == '_');
 	for (const char *c = v; *c && plain; c++)
 		plain = islower((unsigned char)*c) || isdigit((unsigned char)*c) || *c == '_';
+	plain = plain && !quoted_keyword(v);
 	size_t need = strlen(v) + 3;
 	for (const char *c = v; *c; c++)
 		need += *c == '"';
@@ -287,10 +324,26 @@ static char *flatten_value(const char *name, const struct tok *v, int n)
 			continue;
 		}
 		switch (t->type) {
-		case T_NUMBER:
-			k += (size_t)snprintf(out + k, cap - k, "%s%.*s", neg ? "-" : "", (int)t->n, t->p);
+		case T_NUMBER: {
+			/* an integer that fits in int4 is printed back as the server parses it
+			 * (007 -> 7, -0 -> 0); anything else is kept as written */
+			bool digits = t->n <= 10;
+			for (uint32_t d = 0; d < t->n && digits; d++)
+				digits = isdigit((unsigned char)t->p[d]);
+			long long v = 0;
+			if (digits) {
+				for (uint32_t d = 0; d < t->n; d++)
+					v = v * 10 + (t->p[d] - '0');
+				if (neg)
+					v = -v;
+			}
+			if (digits && v >= -2147483648LL && v <= 2147483647LL)
+				k += (size_t)snprintf(out + k, cap - k, "%lld", v);
+			else
+				k += (size_t)snprintf(out + k, cap - k, "%s%.*s", neg ? "-" : "", (int)t->n, t->p);
 			neg = false;
 			break;
+		}
 		case T_STRING:
 			if (!tok_string(t, tmp, cap))
 				ok = false;
@@ -302,6 +355,12 @@ static char *flatten_value(const char *name, const struct tok *v, int n)
 		case T_IDENT:
 		case T_QIDENT:
 			tok_ident(t, tmp, cap);
+			if (strlen(tmp) >= SQL_NAME_MAX) {   /* as the server truncates identifiers */
+				size_t cut = SQL_NAME_MAX - 1;
+				while (cut > 0 && ((unsigned char)tmp[cut] & 0xc0) == 0x80)
+					cut--;
+				tmp[cut] = 0;
+			}
 			if (list_quoted(name))
 				ok = append_identifier(out, cap, &k, tmp);
 			else
@@ -331,6 +390,8 @@ struct stmt_scan {
 	const char *start, *end;
 	uint8_t flags;
 	bool into_temp, with_hold, on_commit_drop;
+	bool routine;           /* CREATE FUNCTION / PROCEDURE: BEGIN ... END may hold semicolons */
+	int depth;              /* BEGIN / CASE ... END nesting inside it */
 	struct tok prev, prev2;   /* the two tokens before the one being watched */
 };
 
@@ -358,6 +419,7 @@ static void classify_set(struct stmt_scan *st, int i, struct proto_sql_stmt *out
 		vstart = i + 2;
 		if (vstart < n && (is_kw(&t[vstart], "local") || is_kw(&t[vstart], "default"))) {
 			out->kind = SQL_RESET;
+			out->flags |= SQL_F_SET_FORM;
 			snprintf(out->name, sizeof out->name, "%s", name);
 			return;
 		}
@@ -376,6 +438,7 @@ static void classify_set(struct stmt_scan *st, int i, struct proto_sql_stmt *out
 		vstart = i + 1;
 		if (vstart < n && is_kw(&t[vstart], "none")) {
 			out->kind = SQL_RESET;
+			out->flags |= SQL_F_SET_FORM;
 			snprintf(out->name, sizeof out->name, "role");
 			return;
 		}
@@ -397,10 +460,12 @@ static void classify_set(struct stmt_scan *st, int i, struct proto_sql_stmt *out
 		}
 		if (i >= n || !(is_kw(&t[i], "to") || is_op(&t[i], '=')))
 			return;
-		snprintf(out->name, sizeof out->name, "%s", buf);
+		_Static_assert(sizeof buf <= sizeof out->name, "qualified names fit");
+		memcpy(out->name, buf, sizeof buf);
 		vstart = i + 1;
 		if (vstart < n && is_kw(&t[vstart], "default") && vstart + 1 == n) {
 			out->kind = SQL_RESET;
+			out->flags |= SQL_F_SET_FORM;
 			return;
 		}
 	}
@@ -526,22 +591,36 @@ static void classify(struct stmt_scan *st, struct proto_sql_stmt *out)
 /* Watch every token of a statement for what can hide anywhere in it. */
 static void watch(struct stmt_scan *st, const struct tok *t)
 {
+	if ((t->type == T_IDENT || t->type == T_QIDENT) && t->n >= 16 && t->n <= 30) {
+		char w[32];
+		tok_ident(t, w, sizeof w);
+		if (!strcmp(w, "pg_advisory_lock") || !strcmp(w, "pg_advisory_lock_shared") ||
+		    !strcmp(w, "pg_try_advisory_lock") || !strcmp(w, "pg_try_advisory_lock_shared"))
+			st->flags |= SQL_F_ADVISORY_LOCK;
+		else if (!strcmp(w, "pg_advisory_unlock_all"))
+			st->flags |= SQL_F_ADVISORY_UNLOCK_ALL;
+	}
 	if (t->type == T_IDENT) {
-		if (t->n >= 16 && strncasecmp(t->p, "pg_", 3) == 0 && t->n <= 28) {
-			char w[32];
-			tok_ident(t, w, sizeof w);
-			if (!strcmp(w, "pg_advisory_lock") || !strcmp(w, "pg_advisory_lock_shared") ||
-			    !strcmp(w, "pg_try_advisory_lock") || !strcmp(w, "pg_try_advisory_lock_shared"))
-				st->flags |= SQL_F_ADVISORY_LOCK;
-			else if (!strcmp(w, "pg_advisory_unlock_all"))
-				st->flags |= SQL_F_ADVISORY_UNLOCK_ALL;
-		}
-		if ((is_kw(t, "temp") || is_kw(t, "temporary")) && is_kw(&st->prev, "into"))
+		/* SELECT ... INTO [LOCAL | GLOBAL] TEMP[ORARY] [TABLE] name */
+		bool selecting = st->n > 0 && (is_kw(&st->t[0], "select") || is_kw(&st->t[0], "with"));
+		if (selecting && (is_kw(t, "temp") || is_kw(t, "temporary")) &&
+		    (is_kw(&st->prev, "into") ||
+		     ((is_kw(&st->prev, "local") || is_kw(&st->prev, "global")) && is_kw(&st->prev2, "into"))))
 			st->into_temp = true;
 		if (is_kw(t, "hold") && is_kw(&st->prev, "with"))
 			st->with_hold = true;
 		if (is_kw(t, "drop") && is_kw(&st->prev, "commit") && is_kw(&st->prev2, "on"))
 			st->on_commit_drop = true;
+		/* CREATE FUNCTION ... BEGIN ATOMIC ... END: its semicolons are its own */
+		if (st->routine) {
+			if (is_kw(t, "begin") || (st->depth && is_kw(t, "case")))
+				st->depth++;
+			else if (st->depth && is_kw(t, "end"))
+				st->depth--;
+		} else if (st->n > 0 && st->n <= 6 && is_kw(&st->t[0], "create") &&
+			   (is_kw(t, "function") || is_kw(t, "procedure"))) {
+			st->routine = true;
+		}
 	}
 	st->prev2 = st->prev;
 	st->prev = *t;
@@ -556,7 +635,7 @@ int proto_sql_scan(const char *sql, size_t len, struct proto_sql_stmt *out, int 
 	memset(&st, 0, sizeof st);
 	for (;;) {
 		struct tok t = next_tok(&l);
-		bool end = t.type == T_END || is_op(&t, ';');
+		bool end = t.type == T_END || (is_op(&t, ';') && st.depth == 0);
 		if (!end) {
 			if (st.total == 0)
 				st.start = t.p;
@@ -597,7 +676,7 @@ const char *proto_sql_tag(const struct proto_sql_stmt *s)
 {
 	switch (s->kind) {
 	case SQL_SET: return "SET";
-	case SQL_RESET: return s->name[0] && strcmp(s->name, "role") && strcmp(s->name, "timezone") ? "RESET" : NULL;
+	case SQL_RESET: return s->flags & SQL_F_SET_FORM ? "SET" : "RESET";
 	case SQL_RESET_ALL: return "RESET";
 	case SQL_PREPARE: return "PREPARE";
 	case SQL_DEALLOCATE: return "DEALLOCATE";
@@ -619,19 +698,17 @@ const char *proto_sql_tag(const struct proto_sql_stmt *s)
 
 int proto_sql_quote(const char *s, char *out, size_t cap)
 {
-	size_t k = 0;
 	bool backslash = strchr(s, '\\') != NULL;
-	if (backslash) {
-		if (k + 2 >= cap)
-			return -1;
-		out[k++] = 'E';
-	}
-	if (k + 1 >= cap)
+	size_t need = (backslash ? 1 : 0) + 2 + 1;   /* E, the quotes, the NUL */
+	for (const char *c = s; *c; c++)
+		need += (*c == '\'' || (*c == '\\' && backslash)) ? 2 : 1;
+	if (need > cap)
 		return -1;
+	size_t k = 0;
+	if (backslash)
+		out[k++] = 'E';
 	out[k++] = '\'';
 	for (const char *c = s; *c; c++) {
-		if (k + 3 >= cap)
-			return -1;
 		if (*c == '\'' || (*c == '\\' && backslash))
 			out[k++] = *c;
 		out[k++] = *c;

@@ -35,14 +35,16 @@ enum proto_sql_kind {
 #define SQL_F_ADVISORY_LOCK       1   /* takes a session-level advisory lock */
 #define SQL_F_ADVISORY_UNLOCK_ALL 2   /* pg_advisory_unlock_all() */
 #define SQL_F_SET_LOCAL           4   /* SET LOCAL: lasts until the transaction ends */
+#define SQL_F_SET_FORM            8   /* SQL_RESET written as SET (TO DEFAULT, ROLE NONE, TIME ZONE LOCAL) */
 
 #define SQL_NAME_MAX 64               /* NAMEDATALEN */
+#define SQL_QNAME_MAX (2 * SQL_NAME_MAX + 2) /* a setting's name may be qualified: "ext.name" */
 
 struct proto_sql_stmt {
 	uint16_t index;                /* among the non-empty statements of the string */
 	uint8_t kind;                  /* enum proto_sql_kind */
 	uint8_t flags;                 /* SQL_F_* */
-	char name[SQL_NAME_MAX];       /* identifier as PostgreSQL folds it */
+	char name[SQL_QNAME_MAX];      /* identifier as PostgreSQL folds it */
 	char *value;                   /* SQL_SET: malloc'd; free with proto_sql_free */
 	const char *text;              /* the statement inside the scanned string */
 	uint32_t text_len;
