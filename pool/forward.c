@@ -657,7 +657,8 @@ static bool send_renamed(struct client *cl, struct server *sv, uint8_t type, con
 	hdr[2] = (uint8_t)(total >> 16);
 	hdr[3] = (uint8_t)(total >> 8);
 	hdr[4] = (uint8_t)total;
-	memcpy(hdr + 5, before, before_len);
+	if (before_len)
+		memcpy(hdr + 5, before, before_len);
 	memcpy(hdr + 5 + before_len, name, nlen);
 	return send_bytes(cl, sv, hdr, (uint32_t)(5 + before_len + nlen), PROTO_BUF_NONE) &&
 	       (rest_len == 0 || send_bytes(cl, sv, rest, rest_len, buf));
@@ -959,7 +960,7 @@ static void on_query(struct client *cl, struct server *sv, const uint8_t *msg, u
 	size_t qlen = strnlen(sql, len - 5);
 	struct proto_sql_stmt fx[16];
 	int nstmts = 0;
-	int n = proto_sql_scan(sql, qlen, fx, 16, &nstmts);
+	int n = proto_sql_plain(sql, qlen) ? 0 : proto_sql_scan(sql, qlen, fx, 16, &nstmts);
 	if (n == 0) {
 		if (send_bytes(cl, sv, msg, len, buf))
 			rq_push(sv, RP_PASS, 'Q', NULL, NULL, 0);

@@ -5,6 +5,7 @@
 #include "proto/sql.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,8 +153,10 @@ static struct tok next_tok(struct lexer *l)
 
 static bool is_kw(const struct tok *t, const char *kw)
 {
+	if (t->type != T_IDENT || (t->p[0] | 0x20) != kw[0])
+		return false;
 	size_t n = strlen(kw);
-	return t->type == T_IDENT && t->n == n && strncasecmp(t->p, kw, n) == 0;
+	return t->n == n && strncasecmp(t->p, kw, n) == 0;
 }
 
 static bool is_op(const struct tok *t, char c)
@@ -166,24 +169,38 @@ static bool is_op(const struct tok *t, char c)
 static void tok_ident(const struct tok *t, char *out, size_t cap)
 {
 	size_t k = 0;
+	unsigned char next = 0;   /* the first byte that did not fit */
 	if (cap > SQL_NAME_MAX)
 		cap = SQL_NAME_MAX;
 	if (t->type == T_QIDENT) {
 		const char *p = t->p, *e = t->p + t->n - 1;
 		while (p < e && *p != '"')
 			p++;
-		for (p++; p < e && k + 1 < cap; p++) {
+		for (p++; p < e; p++) {
 			if (*p == '"' && p + 1 < e && p[1] == '"')
 				p++;
+			if (k + 1 >= cap) {
+				next = (unsigned char)*p;
+				break;
+			}
 			out[k++] = *p;
 		}
 	} else {
-		for (uint32_t i = 0; i < t->n && k + 1 < cap; i++)
+		for (uint32_t i = 0; i < t->n; i++) {
+			if (k + 1 >= cap) {
+				next = (unsigned char)t->p[i];
+				break;
+			}
 			out[k++] = (char)tolower((unsigned char)t->p[i]);
+		}
 	}
-	if (k + 1 == cap)
-		while (k > 0 && ((unsigned char)out[k] & 0xc0) == 0x80)
-			k--;   /* do not end inside a multi-byte character */
+	if ((next & 0xc0) == 0x80) {
+		/* the cut fell inside a multi-byte character: drop all of it */
+		while (k > 0 && ((unsigned char)out[k - 1] & 0xc0) == 0x80)
+			k--;
+		if (k > 0)
+			k--;
+	}
 	out[k] = 0;
 }
 
@@ -384,14 +401,15 @@ static char *flatten_value(const char *name, const struct tok *v, int n)
 #define STMT_TOKS 96
 
 struct stmt_scan {
-	struct tok t[STMT_TOKS];
 	int n;                  /* tokens stored (at most STMT_TOKS) */
 	int total;              /* tokens seen */
 	const char *start, *end;
 	uint8_t flags;
 	bool into_temp, with_hold, on_commit_drop;
 	bool routine;           /* CREATE FUNCTION / PROCEDURE: BEGIN ... END may hold semicolons */
+	int set_configs;        /* set_config( calls seen */
 	int depth;              /* BEGIN / CASE ... END nesting inside it */
+	struct tok t[STMT_TOKS];  /* last: a new statement clears only what comes before */
 	struct tok prev, prev2;   /* the two tokens before the one being watched */
 };
 
@@ -477,6 +495,54 @@ static void classify_set(struct stmt_scan *st, int i, struct proto_sql_stmt *out
 	}
 	out->value = flatten_value(out->name, &t[vstart], n - vstart);
 	out->kind = out->value ? SQL_SET : SQL_PIN;
+}
+
+/* set_config('name', 'value', false) changes the session like SET: a call with
+ * literal arguments is followed; any other form pins the client. */
+static void classify_set_config(struct stmt_scan *st, struct proto_sql_stmt *out)
+{
+	const struct tok *t = st->t;
+	out->kind = SQL_PIN;
+	if (st->set_configs != 1 || st->total > st->n)
+		return;
+	for (int j = 0; j + 7 < st->n; j++) {
+		char w[16];
+		if (t[j].type != T_IDENT || t[j].n != 10)
+			continue;
+		tok_ident(&t[j], w, sizeof w);
+		if (strcmp(w, "set_config"))
+			continue;
+		if (!is_op(&t[j + 1], '(') || t[j + 2].type != T_STRING ||
+		    !is_op(&t[j + 3], ',') || t[j + 4].type != T_STRING || !is_op(&t[j + 5], ',') ||
+		    !is_op(&t[j + 7], ')'))
+			return;
+		bool local;
+		if (is_kw(&t[j + 6], "true"))
+			local = true;
+		else if (is_kw(&t[j + 6], "false"))
+			local = false;
+		else
+			return;
+		char name[SQL_QNAME_MAX];
+		size_t cap = t[j + 4].n + 1;
+		char *value = malloc(cap);
+		if (!value || !tok_string(&t[j + 2], name, sizeof name) || !tok_string(&t[j + 4], value, cap)) {
+			free(value);
+			return;
+		}
+		if (local) {
+			free(value);
+			out->kind = SQL_NONE;
+			return;
+		}
+		for (char *c = name; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+		memcpy(out->name, name, sizeof name);
+		out->value = value;
+		out->kind = SQL_SET;
+		out->flags |= SQL_F_SET_CONFIG;
+		return;
+	}
 }
 
 static void classify(struct stmt_scan *st, struct proto_sql_stmt *out)
@@ -586,6 +652,8 @@ static void classify(struct stmt_scan *st, struct proto_sql_stmt *out)
 	}
 	if (out->kind == SQL_NONE && st->into_temp)
 		out->kind = SQL_TEMP_OBJECT;
+	if (out->kind == SQL_NONE && st->set_configs)
+		classify_set_config(st, out);
 }
 
 /* Watch every token of a statement for what can hide anywhere in it. */
@@ -599,6 +667,12 @@ static void watch(struct stmt_scan *st, const struct tok *t)
 			st->flags |= SQL_F_ADVISORY_LOCK;
 		else if (!strcmp(w, "pg_advisory_unlock_all"))
 			st->flags |= SQL_F_ADVISORY_UNLOCK_ALL;
+	}
+	if ((t->type == T_IDENT || t->type == T_QIDENT) && t->n >= 10 && t->n <= 12) {
+		char w[16];
+		tok_ident(t, w, sizeof w);
+		if (!strcmp(w, "set_config"))
+			st->set_configs++;
 	}
 	if (t->type == T_IDENT) {
 		/* SELECT ... INTO [LOCAL | GLOBAL] TEMP[ORARY] [TABLE] name */
@@ -626,13 +700,64 @@ static void watch(struct stmt_scan *st, const struct tok *t)
 	st->prev = *t;
 }
 
+/* Most queries are one plain SELECT, INSERT, UPDATE or DELETE that cannot touch
+ * session state: tell those apart in one pass over the bytes, before lexing.
+ * Conservative: anything unusual (a second statement, a comment first, an
+ * advisory-lock call, SELECT ... INTO) goes to the full scan. */
+bool proto_sql_plain(const char *sql, size_t len)
+{
+	static const char *const plain[] = { "select", "insert", "update", "delete", "values", "table",
+					     "begin", "start", "commit", "end", "show", "explain", "fetch",
+					     "move", "copy", "call", "lock", "truncate", "merge" };
+	const char *p = sql, *e = sql + len;
+	while (p < e && isspace((unsigned char)*p))
+		p++;
+	char w[10];
+	size_t k = 0;
+	while (p + k < e && k < sizeof w - 1 && isalpha((unsigned char)p[k])) {
+		w[k] = (char)(p[k] | 0x20);
+		k++;
+	}
+	w[k] = 0;
+	if (k == 0 || (p + k < e && isalpha((unsigned char)p[k])))
+		return false;
+	size_t i;
+	for (i = 0; i < sizeof plain / sizeof plain[0]; i++)
+		if (strcmp(w, plain[i]) == 0)
+			break;
+	if (i == sizeof plain / sizeof plain[0])
+		return false;
+	bool selecting = w[0] == 's' && w[1] == 'e';
+	for (const char *c = p + k; c < e; c++) {
+		char l = (char)(*c | 0x20);
+		if (*c == ';') {
+			for (const char *r = c + 1; r < e; r++)
+				if (!isspace((unsigned char)*r) && *r != ';')
+					return false;
+			return true;
+		}
+		if (l == 'a' && e - c >= 3 && (c[1] | 0x20) == 'd' && (c[2] | 0x20) == 'v')
+			return false;   /* pg_advisory_... */
+		if (l == 's' && e - c >= 4 && (c[1] | 0x20) == 'e' && (c[2] | 0x20) == 't' && c[3] == '_')
+			return false;   /* set_config(...) */
+		if (selecting && l == 'i' && e - c >= 4 && (c[1] | 0x20) == 'n' && (c[2] | 0x20) == 't' &&
+		    (c[3] | 0x20) == 'o')
+			return false;   /* SELECT ... INTO TEMP */
+		if (*c == '-' && c + 1 < e && c[1] == '-')
+			return false;   /* a comment could hide a semicolon's meaning: lex it */
+		if (*c == '/' && c + 1 < e && c[1] == '*')
+			return false;
+	}
+	return true;
+}
+
 int proto_sql_scan(const char *sql, size_t len, struct proto_sql_stmt *out, int max, int *nstmts)
 {
 	struct lexer l = { sql, sql + len };
 	/* the scan state is big; one per thread */
 	static _Thread_local struct stmt_scan st;
 	int found = 0, index = 0;
-	memset(&st, 0, sizeof st);
+	memset(&st, 0, offsetof(struct stmt_scan, t));
 	for (;;) {
 		struct tok t = next_tok(&l);
 		bool end = t.type == T_END || (is_op(&t, ';') && st.depth == 0);
@@ -657,7 +782,7 @@ int proto_sql_scan(const char *sql, size_t len, struct proto_sql_stmt *out, int 
 		}
 		if (t.type == T_END)
 			break;
-		memset(&st, 0, sizeof st);
+		memset(&st, 0, offsetof(struct stmt_scan, t));
 	}
 	if (nstmts)
 		*nstmts = index;
@@ -675,7 +800,7 @@ void proto_sql_free(struct proto_sql_stmt *s, int n)
 const char *proto_sql_tag(const struct proto_sql_stmt *s)
 {
 	switch (s->kind) {
-	case SQL_SET: return "SET";
+	case SQL_SET: return s->flags & SQL_F_SET_CONFIG ? NULL : "SET";
 	case SQL_RESET: return s->flags & SQL_F_SET_FORM ? "SET" : "RESET";
 	case SQL_RESET_ALL: return "RESET";
 	case SQL_PREPARE: return "PREPARE";

@@ -36,6 +36,7 @@ enum proto_sql_kind {
 #define SQL_F_ADVISORY_UNLOCK_ALL 2   /* pg_advisory_unlock_all() */
 #define SQL_F_SET_LOCAL           4   /* SET LOCAL: lasts until the transaction ends */
 #define SQL_F_SET_FORM            8   /* SQL_RESET written as SET (TO DEFAULT, ROLE NONE, TIME ZONE LOCAL) */
+#define SQL_F_SET_CONFIG         16   /* SQL_SET by a set_config(name, value, false) call */
 
 #define SQL_NAME_MAX 64               /* NAMEDATALEN */
 #define SQL_QNAME_MAX (2 * SQL_NAME_MAX + 2) /* a setting's name may be qualified: "ext.name" */
@@ -55,6 +56,9 @@ struct proto_sql_stmt {
  * *nstmts (may be NULL) gets the number of non-empty statements. */
 int proto_sql_scan(const char *sql, size_t len, struct proto_sql_stmt *out, int max, int *nstmts);
 void proto_sql_free(struct proto_sql_stmt *s, int n);
+/* True when sql is certainly one statement that leaves the session alone (a
+ * plain SELECT, INSERT, ...): proto_sql_scan would find nothing. Cheap. */
+bool proto_sql_plain(const char *sql, size_t len);
 
 /* The CommandComplete tag the statement's kind produces, or NULL if any will do. */
 const char *proto_sql_tag(const struct proto_sql_stmt *s);

@@ -406,7 +406,39 @@ Test(sql_kinds, cursors_load)
 	expect_one("LOAD 'auto_explain'", SQL_PIN, NULL);
 	expect_none("SELECT 1");
 	expect_none("BEGIN");
-	expect_none("SELECT set_config('a.b', 'x', false)");
+}
+
+/* set_config(name, value, false) changes the session as SET does; with true it
+ * lasts for the transaction; with arguments that are not literals pgring cannot
+ * know what it did, so the client is pinned. */
+Test(sql_kinds, set_config_calls)
+{
+	static const struct { const char *sql, *name, *value; } c[] = {
+		{ "SELECT set_config('a.b', 'x', false)", "a.b", "x" },
+		{ "select pg_catalog.set_config('Search_Path', 'it''s, public', false)", "search_path", "it's, public" },
+	};
+	for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+		struct scan_res r;
+		scan(&r, c[i].sql);
+		cr_assert_eq(r.found, 1, "%s", c[i].sql);
+		cr_assert_eq(r.s[0].kind, SQL_SET, "%s", c[i].sql);
+		cr_assert_eq(r.s[0].flags, SQL_F_SET_CONFIG, "%s", c[i].sql);
+		cr_assert_str_eq(r.s[0].name, c[i].name);
+		cr_assert_str_eq(r.s[0].value, c[i].value);
+		cr_assert_null(proto_sql_tag(&r.s[0]), "its tag is the SELECT's");
+		scan_done(&r);
+	}
+	expect_none("SELECT set_config('a.b', 'x', true)");
+	expect_one("SELECT set_config('a.b', $1, false)", SQL_PIN, NULL);
+	expect_one("SELECT set_config('a.b', 'x', false), set_config('c.d', 'y', false)", SQL_PIN, NULL);
+	cr_assert(!proto_sql_plain("SELECT set_config('a.b', 'x', false)", 36), "set_config is not plain");
+	cr_assert(proto_sql_plain("SELECT abalance FROM pgbench_accounts WHERE aid = 1;", 51));
+	cr_assert(!proto_sql_plain("SELECT 1; SET search_path = x", 29), "two statements are not plain");
+	cr_assert(!proto_sql_plain("SELECT pg_advisory_lock(1)", 26));
+	cr_assert(!proto_sql_plain("SELECT 1 INTO TEMP t", 20));
+	cr_assert(!proto_sql_plain("/* c */ SET x = 1", 17));
+	cr_assert(!proto_sql_plain("SET x = 1", 9));
+	cr_assert(proto_sql_plain("UPDATE t SET v = 1", 18), "UPDATE ... SET is plain");
 }
 
 Test(sql_kinds, advisory_flags)
