@@ -706,9 +706,17 @@ static void watch(struct stmt_scan *st, const struct tok *t)
  * advisory-lock call, SELECT ... INTO) goes to the full scan. */
 bool proto_sql_plain(const char *sql, size_t len)
 {
-	static const char *const plain[] = { "select", "insert", "update", "delete", "values", "table",
-					     "begin", "start", "commit", "end", "show", "explain", "fetch",
-					     "move", "copy", "call", "lock", "truncate", "merge" };
+	/* first words of statements that leave the session alone, by first letter */
+	static const char *const plain[26] = {
+		['b' - 'a'] = "begin",  ['c' - 'a'] = "commit copy call", ['d' - 'a'] = "delete",
+		['e' - 'a'] = "end explain", ['f' - 'a'] = "fetch", ['i' - 'a'] = "insert",
+		['l' - 'a'] = "lock", ['m' - 'a'] = "move merge", ['s' - 'a'] = "select start show",
+		['t' - 'a'] = "table truncate", ['u' - 'a'] = "update", ['v' - 'a'] = "values",
+	};
+	/* bytes worth a second look: what could start a second statement or a
+	 * comment, and the rare letter of pg_advisory_*, set_config and INTO */
+	static const bool look[256] = { [';'] = 1, ['-'] = 1, ['/'] = 1, ['v'] = 1, ['V'] = 1,
+					['_'] = 1, ['n'] = 1, ['N'] = 1 };
 	const char *p = sql, *e = sql + len;
 	while (p < e && isspace((unsigned char)*p))
 		p++;
@@ -719,34 +727,49 @@ bool proto_sql_plain(const char *sql, size_t len)
 		k++;
 	}
 	w[k] = 0;
-	if (k == 0 || (p + k < e && isalpha((unsigned char)p[k])))
+	if (k == 0 || (p + k < e && (isalnum((unsigned char)p[k]) || p[k] == '_')) || w[0] < 'a' || w[0] > 'z')
 		return false;
-	size_t i;
-	for (i = 0; i < sizeof plain / sizeof plain[0]; i++)
-		if (strcmp(w, plain[i]) == 0)
-			break;
-	if (i == sizeof plain / sizeof plain[0])
+	const char *list = plain[w[0] - 'a'];
+	bool known = false;
+	while (list && *list && !known) {
+		size_t n = strcspn(list, " ");
+		known = n == k && memcmp(list, w, k) == 0;
+		list += n + (list[n] == ' ');
+	}
+	if (!known)
 		return false;
 	bool selecting = w[0] == 's' && w[1] == 'e';
 	for (const char *c = p + k; c < e; c++) {
-		char l = (char)(*c | 0x20);
-		if (*c == ';') {
+		if (!look[(unsigned char)*c])
+			continue;
+		switch (*c) {
+		case ';':
 			for (const char *r = c + 1; r < e; r++)
 				if (!isspace((unsigned char)*r) && *r != ';')
-					return false;
+					return false;   /* a second statement */
 			return true;
+		case '-':
+			if (c + 1 < e && c[1] == '-')
+				return false;   /* comments: lex them */
+			break;
+		case '/':
+			if (c + 1 < e && c[1] == '*')
+				return false;
+			break;
+		case 'v':
+		case 'V':   /* pg_advisory_... */
+			if (c - sql >= 2 && (c[-1] | 0x20) == 'd' && (c[-2] | 0x20) == 'a')
+				return false;
+			break;
+		case '_':   /* set_config(...) */
+			if (c - sql >= 3 && (c[-1] | 0x20) == 't' && (c[-2] | 0x20) == 'e' && (c[-3] | 0x20) == 's')
+				return false;
+			break;
+		default:    /* n, N: SELECT ... INTO [TEMP] */
+			if (selecting && c - sql >= 1 && e - c >= 3 && (c[-1] | 0x20) == 'i' && (c[1] | 0x20) == 't' &&
+			    (c[2] | 0x20) == 'o')
+				return false;
 		}
-		if (l == 'a' && e - c >= 3 && (c[1] | 0x20) == 'd' && (c[2] | 0x20) == 'v')
-			return false;   /* pg_advisory_... */
-		if (l == 's' && e - c >= 4 && (c[1] | 0x20) == 'e' && (c[2] | 0x20) == 't' && c[3] == '_')
-			return false;   /* set_config(...) */
-		if (selecting && l == 'i' && e - c >= 4 && (c[1] | 0x20) == 'n' && (c[2] | 0x20) == 't' &&
-		    (c[3] | 0x20) == 'o')
-			return false;   /* SELECT ... INTO TEMP */
-		if (*c == '-' && c + 1 < e && c[1] == '-')
-			return false;   /* a comment could hide a semicolon's meaning: lex it */
-		if (*c == '/' && c + 1 < e && c[1] == '*')
-			return false;
 	}
 	return true;
 }
