@@ -409,8 +409,8 @@ struct stmt_scan {
 	bool routine;           /* CREATE FUNCTION / PROCEDURE: BEGIN ... END may hold semicolons */
 	int set_configs;        /* set_config( calls seen */
 	int depth;              /* BEGIN / CASE ... END nesting inside it */
-	struct tok t[STMT_TOKS];  /* last: a new statement clears only what comes before */
 	struct tok prev, prev2;   /* the two tokens before the one being watched */
+	struct tok t[STMT_TOKS];  /* last: a new statement clears only what comes before */
 };
 
 static void classify_set(struct stmt_scan *st, int i, struct proto_sql_stmt *out)
