@@ -72,10 +72,10 @@ static void entry_undo(struct server *sv, struct reply *r, bool skipped)
 		stmt_cache_remove(&sv->stmts, r->st->digest);
 	if (r->type == 'C' && r->kind == RP_HIDE && r->extra)
 		stmt_cache_add(&sv->stmts, r->extra);   /* the eviction did not happen */
-	if ((r->flags & RF_CLIENT_NAME) && cl) {
-		struct pstmt *st = stmt_map_get(&cl->stmts, r->extra);
+	if ((r->flags & RF_CLIENT_NAME) && cl && cl->sess) {
+		struct pstmt *st = stmt_map_get(&cl->sess->stmts, r->extra);
 		if (st == r->st) {
-			stmt_map_take(&cl->stmts, r->extra);
+			stmt_map_take(&cl->sess->stmts, r->extra);
 			stmt_unref(shard_of(sv)->stmts, st);
 		}
 	}
@@ -181,6 +181,13 @@ bool fwd_idle(const struct server *sv)
 
 /* ---- session state ---- */
 
+static struct client_sess *sess_get(struct client *cl)
+{
+	if (!cl->sess)
+		cl->sess = calloc(1, sizeof *cl->sess);
+	return cl->sess;
+}
+
 static bool reported(const struct client *cl, const char *name)
 {
 	return params_get(&cl->pool->defaults, name) != NULL;
@@ -189,8 +196,8 @@ static bool reported(const struct client *cl, const char *name)
 static void set_pins(struct client *cl, uint8_t pins)
 {
 	bool held = false, listening = false;
-	for (int i = 0; i < cl->holds.n; i++) {
-		if (cl->holds.v[i].name[0] == 'l')
+	for (int i = 0; i < cl->sess->holds.n; i++) {
+		if (cl->sess->holds.v[i].name[0] == 'l')
 			listening = true;
 		else
 			held = true;
@@ -205,9 +212,9 @@ static void set_pins(struct client *cl, uint8_t pins)
 
 static void held_remove_all(struct client *cl, char kind)
 {
-	for (int i = cl->holds.n - 1; i >= 0; i--)
-		if (cl->holds.v[i].name[0] == kind)
-			params_remove(&cl->holds, cl->holds.v[i].name);
+	for (int i = cl->sess->holds.n - 1; i >= 0; i--)
+		if (cl->sess->holds.v[i].name[0] == kind)
+			params_remove(&cl->sess->holds, cl->sess->holds.v[i].name);
 }
 
 static void held_set(struct client *cl, char kind, const char *name, bool on)
@@ -215,22 +222,22 @@ static void held_set(struct client *cl, char kind, const char *name, bool on)
 	char key[SQL_QNAME_MAX + 3];
 	snprintf(key, sizeof key, "%c:%s", kind, name);
 	if (on)
-		params_set(&cl->holds, key, "");
+		params_set(&cl->sess->holds, key, "");
 	else
-		params_remove(&cl->holds, key);
+		params_remove(&cl->sess->holds, key);
 }
 
 static struct params *txn_params(struct client *cl)
 {
-	if (!cl->txn_params) {
-		cl->txn_params = calloc(1, sizeof *cl->txn_params);
-		if (cl->txn_params && !params_copy(cl->txn_params, &cl->params)) {
-			params_clear(cl->txn_params);
-			free(cl->txn_params);
-			cl->txn_params = NULL;
+	if (!cl->sess->txn_params) {
+		cl->sess->txn_params = calloc(1, sizeof *cl->sess->txn_params);
+		if (cl->sess->txn_params && !params_copy(cl->sess->txn_params, &cl->params)) {
+			params_clear(cl->sess->txn_params);
+			free(cl->sess->txn_params);
+			cl->sess->txn_params = NULL;
 		}
 	}
-	return cl->txn_params;
+	return cl->sess->txn_params;
 }
 
 static struct params *params_dup(const struct params *src)
@@ -255,14 +262,14 @@ static void params_free(struct params *p)
 /* Savepoints: settings are transactional per savepoint too. */
 static void savepoints_pop_to(struct client *cl, uint16_t n)
 {
-	while (cl->nsp > n)
-		params_free(cl->sp[--cl->nsp].params);
+	while (cl->sess->nsp > n)
+		params_free(cl->sess->sp[--cl->sess->nsp].params);
 }
 
 static int savepoint_find(const struct client *cl, const char *name)
 {
-	for (int i = cl->nsp - 1; i >= 0; i--)
-		if (strcmp(cl->sp[i].name, name) == 0)
+	for (int i = cl->sess->nsp - 1; i >= 0; i--)
+		if (strcmp(cl->sess->sp[i].name, name) == 0)
 			return i;
 	return -1;
 }
@@ -272,29 +279,29 @@ static void savepoint_effect(struct client *cl, const struct proto_sql_stmt *fx)
 	int i;
 	switch (fx->kind) {
 	case SQL_SAVEPOINT:
-		if (cl->nsp == cl->sp_cap) {
-			uint16_t cap = cl->sp_cap ? (uint16_t)(cl->sp_cap * 2) : 4;
-			struct savepoint *sp = cap > cl->sp_cap ? realloc(cl->sp, cap * sizeof *sp) : NULL;
+		if (cl->sess->nsp == cl->sess->sp_cap) {
+			uint16_t cap = cl->sess->sp_cap ? (uint16_t)(cl->sess->sp_cap * 2) : 4;
+			struct savepoint *sp = cap > cl->sess->sp_cap ? realloc(cl->sess->sp, cap * sizeof *sp) : NULL;
 			if (!sp) {
-				cl->txn_uncertain = cl->txn_params != NULL;   /* cannot follow: replay after */
+				cl->txn_uncertain = cl->sess->txn_params != NULL;   /* cannot follow: replay after */
 				return;
 			}
-			cl->sp = sp;
-			cl->sp_cap = cap;
+			cl->sess->sp = sp;
+			cl->sess->sp_cap = cap;
 		}
-		snprintf(cl->sp[cl->nsp].name, sizeof cl->sp[cl->nsp].name, "%s", fx->name);
-		cl->sp[cl->nsp].params = cl->txn_params ? params_dup(cl->txn_params) : NULL;
-		if (cl->txn_params && !cl->sp[cl->nsp].params)
+		snprintf(cl->sess->sp[cl->sess->nsp].name, sizeof cl->sess->sp[cl->sess->nsp].name, "%s", fx->name);
+		cl->sess->sp[cl->sess->nsp].params = cl->sess->txn_params ? params_dup(cl->sess->txn_params) : NULL;
+		if (cl->sess->txn_params && !cl->sess->sp[cl->sess->nsp].params)
 			cl->txn_uncertain = true;
-		cl->nsp++;
+		cl->sess->nsp++;
 		break;
 	case SQL_ROLLBACK_TO:
 		if ((i = savepoint_find(cl, fx->name)) < 0)
 			break;
 		savepoints_pop_to(cl, (uint16_t)(i + 1));
-		params_free(cl->txn_params);
-		cl->txn_params = cl->sp[i].params ? params_dup(cl->sp[i].params) : NULL;
-		if (cl->sp[i].params && !cl->txn_params)
+		params_free(cl->sess->txn_params);
+		cl->sess->txn_params = cl->sess->sp[i].params ? params_dup(cl->sess->sp[i].params) : NULL;
+		if (cl->sess->sp[i].params && !cl->sess->txn_params)
 			cl->txn_uncertain = true;
 		cl->txn_error = false;   /* the transaction is usable again, its settings known */
 		break;
@@ -309,12 +316,14 @@ static void savepoint_effect(struct client *cl, const struct proto_sql_stmt *fx)
 
 static void drop_txn_params(struct client *cl)
 {
-	params_clear(&cl->txn_forced);
+	if (!cl->sess)
+		return;
+	params_clear(&cl->sess->txn_forced);
 	savepoints_pop_to(cl, 0);
-	if (cl->txn_params) {
-		params_clear(cl->txn_params);
-		free(cl->txn_params);
-		cl->txn_params = NULL;
+	if (cl->sess->txn_params) {
+		params_clear(cl->sess->txn_params);
+		free(cl->sess->txn_params);
+		cl->sess->txn_params = NULL;
 	}
 }
 
@@ -342,15 +351,19 @@ void fwd_forget_session(struct server *sv)
 
 static void deallocate_all(struct client *cl, struct server *sv)
 {
-	params_clear(&cl->sqlprep);
+	params_clear(&cl->sess->sqlprep);
 	params_clear(&sv->sqlprep);
-	stmt_map_clear(&cl->stmts, shard_of(sv)->stmts);
+	stmt_map_clear(&cl->sess->stmts, shard_of(sv)->stmts);
 	stmt_cache_clear(&sv->stmts);
 }
 
 /* A statement the server completed: what it did to the session. */
 static void apply_effect(struct client *cl, struct server *sv, const struct proto_sql_stmt *fx, const char *tag)
 {
+	if (!sess_get(cl)) {
+		oom(cl);
+		return;
+	}
 	uint8_t pins = cl->pins;
 	if (fx->flags & SQL_F_ADVISORY_LOCK)
 		pins |= PIN_ADVISORY;
@@ -368,7 +381,7 @@ static void apply_effect(struct client *cl, struct server *sv, const struct prot
 		if (fx->flags & SQL_F_SET_LOCAL)
 			break;
 		if (reported(cl, fx->name))   /* ParameterStatus tells the value */
-			params_remove(&cl->txn_forced, fx->name);
+			params_remove(&cl->sess->txn_forced, fx->name);
 		else if (fx->value && (p = txn_params(cl)))
 			params_set(p, fx->name, fx->value);
 		break;
@@ -380,10 +393,10 @@ static void apply_effect(struct client *cl, struct server *sv, const struct prot
 			break;
 		if (reported(cl, fx->name)) {
 			if (orig)
-				params_set(&cl->txn_forced, fx->name, orig);
+				params_set(&cl->sess->txn_forced, fx->name, orig);
 		} else if (orig) {
 			params_set(p, fx->name, orig);
-			params_set(&cl->txn_forced, fx->name, orig);
+			params_set(&cl->sess->txn_forced, fx->name, orig);
 		} else {
 			params_remove(p, fx->name);
 		}
@@ -397,18 +410,18 @@ static void apply_effect(struct client *cl, struct server *sv, const struct prot
 		break;
 	case SQL_PREPARE:
 		if (fx->value) {
-			params_set(&cl->sqlprep, fx->name, fx->value);
+			params_set(&cl->sess->sqlprep, fx->name, fx->value);
 			params_set(&sv->sqlprep, fx->name, fx->value);
 		}
 		break;
 	case SQL_DEALLOCATE: {
-		struct pstmt *st = stmt_map_take(&cl->stmts, fx->name);
+		struct pstmt *st = stmt_map_take(&cl->sess->stmts, fx->name);
 		if (st) {
 			/* rewritten to the shared name, which this server has now dropped */
 			stmt_cache_remove(&sv->stmts, st->digest);
 			stmt_unref(shard_of(sv)->stmts, st);
 		}
-		params_remove(&cl->sqlprep, fx->name);
+		params_remove(&cl->sess->sqlprep, fx->name);
 		params_remove(&sv->sqlprep, fx->name);
 		break;
 	}
@@ -424,7 +437,7 @@ static void apply_effect(struct client *cl, struct server *sv, const struct prot
 			cl->txn_reset_all = true;
 		}
 		fwd_forget_session(sv);
-		params_clear(&cl->holds);
+		params_clear(&cl->sess->holds);
 		pins = 0;
 		break;
 	case SQL_DISCARD_TEMP:
@@ -469,21 +482,26 @@ static void apply_effect(struct client *cl, struct server *sv, const struct prot
  * become the client's if it committed. */
 void fwd_client_ready(struct client *cl, struct server *sv, char status)
 {
+	if (!cl->sess) {   /* nothing pending: no SET was ever seen */
+		if (status != 'E')
+			cl->txn_error = cl->txn_rolled = cl->txn_uncertain = cl->txn_reset_all = false;
+		return;
+	}
 	if (status == 'T' && (cl->txn_error || cl->txn_rolled)) {
 		/* usable again after an error or a ROLLBACK: back to a savepoint, which
 		 * may or may not have undone the settings made in the block */
-		if (cl->txn_params)
+		if (cl->sess->txn_params)
 			cl->txn_uncertain = true;
 		cl->txn_error = cl->txn_rolled = false;
 		return;
 	}
 	if (status != 'I')
 		return;
-	if (cl->txn_params) {
+	if (cl->sess->txn_params) {
 		if (cl->txn_uncertain) {
-			for (int i = 0; i < cl->txn_params->n; i++)
-				if (!reported(cl, cl->txn_params->v[i].name))
-					params_set(&sv->params, cl->txn_params->v[i].name, UNKNOWN_VALUE);
+			for (int i = 0; i < cl->sess->txn_params->n; i++)
+				if (!reported(cl, cl->sess->txn_params->v[i].name))
+					params_set(&sv->params, cl->sess->txn_params->v[i].name, UNKNOWN_VALUE);
 			for (int i = 0; i < cl->params.n; i++)
 				if (!reported(cl, cl->params.v[i].name))
 					params_set(&sv->params, cl->params.v[i].name, UNKNOWN_VALUE);
@@ -493,14 +511,14 @@ void fwd_client_ready(struct client *cl, struct server *sv, char status)
 		} else if (cl->txn_error || cl->txn_rolled) {
 			drop_txn_params(cl);
 		} else {
-			struct params *np = cl->txn_params;
-			cl->txn_params = NULL;
+			struct params *np = cl->sess->txn_params;
+			cl->sess->txn_params = NULL;
 			if (!cl->txn_reset_all)   /* reported values: as the server reported them meanwhile */
 				for (int i = 0; i < cl->params.n; i++)
 					if (reported(cl, cl->params.v[i].name))
 						params_set(np, cl->params.v[i].name, cl->params.v[i].value);
-			for (int i = 0; i < cl->txn_forced.n; i++)
-				params_set(np, cl->txn_forced.v[i].name, cl->txn_forced.v[i].value);
+			for (int i = 0; i < cl->sess->txn_forced.n; i++)
+				params_set(np, cl->sess->txn_forced.v[i].name, cl->sess->txn_forced.v[i].value);
 			params_clear(&cl->params);
 			cl->params = *np;
 			free(np);
@@ -511,13 +529,13 @@ void fwd_client_ready(struct client *cl, struct server *sv, char status)
 				}
 			else
 				mirror_unreported(cl, sv);
-			for (int i = 0; i < cl->txn_forced.n; i++)   /* the server has its own default there */
-				params_set(&sv->params, cl->txn_forced.v[i].name, UNKNOWN_VALUE);
-			if (cl->txn_reset_all || cl->txn_forced.n)
+			for (int i = 0; i < cl->sess->txn_forced.n; i++)   /* the server has its own default there */
+				params_set(&sv->params, cl->sess->txn_forced.v[i].name, UNKNOWN_VALUE);
+			if (cl->txn_reset_all || cl->sess->txn_forced.n)
 				sv->need_sync = true;   /* the server went back to its own defaults */
 		}
 	}
-	params_clear(&cl->txn_forced);
+	params_clear(&cl->sess->txn_forced);
 	savepoints_pop_to(cl, 0);
 	cl->txn_error = cl->txn_rolled = cl->txn_uncertain = cl->txn_reset_all = false;
 }
@@ -806,17 +824,21 @@ static void on_parse(struct client *cl, struct server *sv, const uint8_t *msg, u
 			rq_push(sv, RP_PASS, 'P', NULL, NULL, 0);
 		return;
 	}
-	if (stmt_map_get(&cl->stmts, name) || params_get(&cl->sqlprep, name)) {
+	if (!sess_get(cl)) {
+		oom(cl);
+		return;
+	}
+	if (stmt_map_get(&cl->sess->stmts, name) || params_get(&cl->sess->sqlprep, name)) {
 		raise_error(cl, sv, "42P05", "prepared statement \"%s\" already exists", name);
 		return;
 	}
-	if (cl->stmts.n >= (uint32_t)shard_of(sv)->cfg->max_client_prepared_statements) {
+	if (cl->sess->stmts.n >= (uint32_t)shard_of(sv)->cfg->max_client_prepared_statements) {
 		raise_error(cl, sv, "53400", "too many prepared statements (max_client_prepared_statements)%s", "");
 		return;
 	}
 	struct pstmt *st = stmt_intern(&shard_of(sv)->stmts, body, body_len);
 	char *keep = strdup(name);
-	if (!st || !keep || !stmt_map_put(&cl->stmts, name, st)) {
+	if (!st || !keep || !stmt_map_put(&cl->sess->stmts, name, st)) {
 		free(keep);
 		if (st)
 			stmt_unref(shard_of(sv)->stmts, st);
@@ -843,10 +865,10 @@ static void on_parse(struct client *cl, struct server *sv, const uint8_t *msg, u
 static struct pstmt *lookup(struct client *cl, struct server *sv, const char *name, bool *sql_level)
 {
 	*sql_level = false;
-	struct pstmt *st = stmt_map_get(&cl->stmts, name);
+	struct pstmt *st = cl->sess ? stmt_map_get(&cl->sess->stmts, name) : NULL;
 	if (st)
 		return ensure(cl, sv, st) ? st : NULL;
-	if (params_get(&cl->sqlprep, name)) {
+	if (cl->sess && params_get(&cl->sess->sqlprep, name)) {
 		*sql_level = true;
 		return NULL;
 	}
@@ -924,16 +946,17 @@ static void on_describe(struct client *cl, struct server *sv, const uint8_t *msg
 static void on_close(struct client *cl, struct server *sv, const uint8_t *msg, uint32_t len, uint32_t buf)
 {
 	const char *name = len > 6 ? (const char *)msg + 6 : "";
-	if (len >= 7 && msg[5] == 'S' && *name && renaming(sv) && !params_get(&cl->sqlprep, name)) {
+	struct client_sess *cs = cl->sess;
+	if (len >= 7 && msg[5] == 'S' && *name && renaming(sv) && !(cs && params_get(&cs->sqlprep, name))) {
 		/* the server keeps the shared statement for others; the name is gone */
-		struct pstmt *st = stmt_map_take(&cl->stmts, name);
+		struct pstmt *st = cs ? stmt_map_take(&cs->stmts, name) : NULL;
 		if (st)
 			stmt_unref(shard_of(sv)->stmts, st);
 		synth(sv, '3');
 		return;
 	}
-	if (len >= 7 && msg[5] == 'S' && *name) {
-		params_remove(&cl->sqlprep, name);
+	if (len >= 7 && msg[5] == 'S' && *name && cs) {
+		params_remove(&cl->sess->sqlprep, name);
 		params_remove(&sv->sqlprep, name);
 	}
 	if (send_bytes(cl, sv, msg, len, buf))
@@ -980,7 +1003,8 @@ static void on_query(struct client *cl, struct server *sv, const uint8_t *msg, u
 			l->s[i].value = strndup(fx[i].text, fx[i].text_len);
 	}
 	struct pstmt *st;
-	if (nstmts == 1 && fx[0].kind == SQL_DEALLOCATE && renaming(sv) && (st = stmt_map_get(&cl->stmts, fx[0].name))) {
+	if (nstmts == 1 && fx[0].kind == SQL_DEALLOCATE && renaming(sv) && cl->sess &&
+	    (st = stmt_map_get(&cl->sess->stmts, fx[0].name))) {
 		/* DEALLOCATE of a protocol-level statement: it has the shared name here */
 		if (!ensure(cl, sv, st)) {
 			fx_free(l);
@@ -1137,26 +1161,28 @@ static void append_ident(struct strbuf *sb, const char *name)
 
 void fwd_sqlprep_sync(const struct client *cl, struct server *sv, struct strbuf *sb)
 {
-	if (!cl->sqlprep.n && !sv->sqlprep.n)
+	static const struct params none;
+	const struct params *mine = cl->sess ? &cl->sess->sqlprep : &none;
+	if (!mine->n && !sv->sqlprep.n)
 		return;
 	for (int i = 0; i < sv->sqlprep.n; i++) {
-		const char *mine = params_get(&cl->sqlprep, sv->sqlprep.v[i].name);
-		if (mine && strcmp(mine, sv->sqlprep.v[i].value) == 0)
+		const char *text = params_get(mine, sv->sqlprep.v[i].name);
+		if (text && strcmp(text, sv->sqlprep.v[i].value) == 0)
 			continue;
 		if (sb->len)
 			strbuf_putc(sb, ';');
 		strbuf_puts(sb, "DEALLOCATE ");
 		append_ident(sb, sv->sqlprep.v[i].name);
 	}
-	for (int i = 0; i < cl->sqlprep.n; i++) {
-		const char *have = params_get(&sv->sqlprep, cl->sqlprep.v[i].name);
-		if (have && strcmp(have, cl->sqlprep.v[i].value) == 0)
+	for (int i = 0; i < mine->n; i++) {
+		const char *have = params_get(&sv->sqlprep, mine->v[i].name);
+		if (have && strcmp(have, mine->v[i].value) == 0)
 			continue;
 		if (sb->len)
 			strbuf_putc(sb, ';');
-		strbuf_puts(sb, cl->sqlprep.v[i].value);
+		strbuf_puts(sb, mine->v[i].value);
 	}
-	params_copy(&sv->sqlprep, &cl->sqlprep);
+	params_copy(&sv->sqlprep, mine);
 }
 
 /* ---- lease lifetime ---- */
@@ -1206,13 +1232,16 @@ void fwd_client_lost(struct client *cl)
 void fwd_client_free(struct client *cl)
 {
 	struct shard *s = cl->conn.shard;
-	stmt_map_clear(&cl->stmts, s->stmts);
 	params_clear(&cl->startup);
-	params_clear(&cl->sqlprep);
-	params_clear(&cl->holds);
-	drop_txn_params(cl);
-	free(cl->sp);
-	cl->sp = NULL;
+	if (cl->sess) {
+		drop_txn_params(cl);
+		stmt_map_clear(&cl->sess->stmts, s->stmts);
+		params_clear(&cl->sess->sqlprep);
+		params_clear(&cl->sess->holds);
+		free(cl->sess->sp);
+		free(cl->sess);
+		cl->sess = NULL;
+	}
 	if (cl->pins && cl->pool)
 		gauge_add(&cl->pool->stats->cl_pinned, -1);
 	cl->pins = 0;

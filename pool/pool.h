@@ -59,6 +59,18 @@ struct savepoint {
 	struct params *params;
 };
 
+/* What transaction pooling keeps for a client beyond its settings; most
+ * clients never need it, so it is allocated on first use. */
+struct client_sess {
+	struct params *txn_params;                 /* params as they become if the transaction commits */
+	struct params txn_forced;                  /* reported ones RESET to a startup value in it */
+	struct savepoint *sp;                      /* open savepoints, innermost last */
+	uint16_t nsp, sp_cap;
+	struct params sqlprep;                     /* SQL PREPAREs: name -> PREPARE statement */
+	struct params holds;                       /* "l:channel" listened to, "c:cursor" held */
+	struct stmt_map stmts;                     /* protocol-level statement names */
+};
+
 /* The replies a leased server owes its client, in order (pool/forward.c). */
 enum reply_kind {
 	RP_PASS = 0,          /* the server's answer goes to the client */
@@ -112,13 +124,7 @@ struct client {
 	char *secret;                              /* the stored secret used to authenticate */
 	/* transaction pooling: session state pgring carries from server to server */
 	struct params startup;                     /* what RESET ALL goes back to */
-	struct params *txn_params;                 /* params as they become if the transaction commits */
-	struct params txn_forced;                  /* reported ones RESET to a startup value in it */
-	struct savepoint *sp;                      /* open savepoints, innermost last */
-	uint16_t nsp, sp_cap;
-	struct params sqlprep;                     /* SQL PREPAREs: name -> PREPARE statement */
-	struct params holds;                       /* "l:channel" listened to, "c:cursor" held */
-	struct stmt_map stmts;                     /* protocol-level statement names */
+	struct client_sess *sess;                  /* the rest, allocated on first use (pool/forward.c) */
 	uint8_t pins;                              /* enum client_pin bits */
 	bool txn_error;                            /* an error in the current transaction */
 	bool txn_rolled;                           /* a ROLLBACK (maybe TO SAVEPOINT) in it */
