@@ -14,7 +14,6 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/shard.h"
-#include "core/strbuf.h"
 #include "pool/pool.h"
 
 /* Clients of all shards, for max_client_conn. */
@@ -598,10 +597,7 @@ static void failed_txn_message(struct client *cl, uint8_t type, const uint8_t *m
 static void forward(struct client *cl, const uint8_t *p, uint32_t n, uint32_t buf)
 {
 	if (cl->state == CL_ACTIVE && cl->server) {
-		if (cl->server->tracking)
-			fwd_feed(cl, p, n, buf);
-		else if (!conn_queue(&cl->server->conn, p, n, buf))
-			client_fail(cl, "53200", "out of memory");
+		fwd_feed(cl, p, n, buf);
 	} else {
 		/* held until a server is free: small pieces are copied so that a waiting
 		 * client does not pin a whole receive buffer per message */
@@ -762,33 +758,14 @@ void client_linked(struct client *cl)
 		cl->wait_start_us = 0;
 	}
 	fwd_lease(sv);
-	struct strbuf sb = STRBUF_INIT;
-	char sql[8192];
-	int n = params_diff_sql(&cl->params, &sv->params, &p->defaults, sql, sizeof sql);
-	if (n > 0)
-		strbuf_append(&sb, sql, (size_t)n);
-	else if (n < 0)
-		LOGF(LOG_WARNING, cl->conn.id, "session settings too long to restore (over %zu bytes)", sizeof sql);
-	if (sv->tracking)
-		fwd_sqlprep_sync(cl, sv, &sb);
-	if (sb.len && !sb.failed) {
-		LOGF(LOG_DEBUG, cl->conn.id, "restoring session state: %s", strbuf_str(&sb));
-		stat_add(&p->stats->state_replays, 1);
-		server_hidden_query(sv, strbuf_str(&sb));
-		params_copy(&sv->params, &cl->params);
-	}
-	strbuf_free(&sb);
-	if (sv->tracking) {
-		/* held requests go through the same rewriting as live ones */
-		struct sendq held = cl->held;
-		cl->held = (struct sendq){ 0 };
-		for (struct sendbuf *b = held.head; b && cl->server == sv && cl->state == CL_ACTIVE; b = b->next)
-			for (uint32_t i = 0; i < b->n && cl->server == sv && cl->state == CL_ACTIVE; i++)
-				fwd_feed(cl, b->iov[i].iov_base, (uint32_t)b->iov[i].iov_len, b->buf[i]);
-		sendq_drop(shard_of(cl), &held);
-	} else {
-		conn_take_queue(&sv->conn, &cl->held);
-	}
+	fwd_restore_session(cl, sv, false);
+	/* held requests go through the same rewriting as live ones */
+	struct sendq held = cl->held;
+	cl->held = (struct sendq){ 0 };
+	for (struct sendbuf *b = held.head; b && cl->server == sv && cl->state == CL_ACTIVE; b = b->next)
+		for (uint32_t i = 0; i < b->n && cl->server == sv && cl->state == CL_ACTIVE; i++)
+			fwd_feed(cl, b->iov[i].iov_base, (uint32_t)b->iov[i].iov_len, b->buf[i]);
+	sendq_drop(shard_of(cl), &held);
 	if (cl->server == sv && !cl->conn.recv_wanted)
 		client_drained(cl);
 }

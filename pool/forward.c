@@ -17,7 +17,6 @@
 #include "pool/pool.h"
 
 #define RF_CLIENT_NAME 1   /* P: the client's name was bound when it was sent; undone on failure */
-#define RF_ERROR       2   /* Q, S, F: an error came before the ReadyForQuery */
 #define RF_IGNORED     4   /* S: sent while the server was in COPY FROM STDIN, which ignores it */
 
 #define UNKNOWN_VALUE "\001unknown"   /* a server setting pgring cannot vouch for */
@@ -327,13 +326,21 @@ static void drop_txn_params(struct client *cl)
 	}
 }
 
+/* Forget what a server's record says of settings ParameterStatus does not
+ * report (after a reset the server has its own defaults there). */
+static void drop_unreported(struct server *sv)
+{
+	const struct params *d = &sv->pool->defaults;
+	for (int i = sv->params.n - 1; i >= 0; i--)
+		if (!params_get(d, sv->params.v[i].name))
+			params_remove(&sv->params, sv->params.v[i].name);
+}
+
 /* The server's settings pgring does not see in ParameterStatus are, during a
  * lease, the client's: make the record say so. */
 static void mirror_unreported(struct client *cl, struct server *sv)
 {
-	for (int i = sv->params.n - 1; i >= 0; i--)
-		if (!reported(cl, sv->params.v[i].name))
-			params_remove(&sv->params, sv->params.v[i].name);
+	drop_unreported(sv);
 	for (int i = 0; i < cl->params.n; i++)
 		if (!reported(cl, cl->params.v[i].name))
 			params_set(&sv->params, cl->params.v[i].name, cl->params.v[i].value);
@@ -341,10 +348,7 @@ static void mirror_unreported(struct client *cl, struct server *sv)
 
 void fwd_forget_session(struct server *sv)
 {
-	const struct params *d = &sv->pool->defaults;
-	for (int i = sv->params.n - 1; i >= 0; i--)
-		if (!params_get(d, sv->params.v[i].name))
-			params_remove(&sv->params, sv->params.v[i].name);
+	drop_unreported(sv);
 	stmt_cache_clear(&sv->stmts);
 	params_clear(&sv->sqlprep);
 }
@@ -378,8 +382,6 @@ static void apply_effect(struct client *cl, struct server *sv, const struct prot
 	struct params *p;
 	switch (fx->kind) {
 	case SQL_SET:
-		if (fx->flags & SQL_F_SET_LOCAL)
-			break;
 		if (reported(cl, fx->name))   /* ParameterStatus tells the value */
 			params_remove(&cl->sess->txn_forced, fx->name);
 		else if (fx->value && (p = txn_params(cl)))
@@ -478,6 +480,14 @@ static void apply_effect(struct client *cl, struct server *sv, const struct prot
 	set_pins(cl, pins);
 }
 
+/* The server's value of p's unreported settings is not known: replay them. */
+static void mark_unknown(struct client *cl, struct server *sv, const struct params *p)
+{
+	for (int i = 0; i < p->n; i++)
+		if (!reported(cl, p->v[i].name))
+			params_set(&sv->params, p->v[i].name, UNKNOWN_VALUE);
+}
+
 /* A ReadyForQuery reached the client: settings changed in a transaction
  * become the client's if it committed. */
 void fwd_client_ready(struct client *cl, struct server *sv, char status)
@@ -499,12 +509,8 @@ void fwd_client_ready(struct client *cl, struct server *sv, char status)
 		return;
 	if (cl->sess->txn_params) {
 		if (cl->txn_uncertain) {
-			for (int i = 0; i < cl->sess->txn_params->n; i++)
-				if (!reported(cl, cl->sess->txn_params->v[i].name))
-					params_set(&sv->params, cl->sess->txn_params->v[i].name, UNKNOWN_VALUE);
-			for (int i = 0; i < cl->params.n; i++)
-				if (!reported(cl, cl->params.v[i].name))
-					params_set(&sv->params, cl->params.v[i].name, UNKNOWN_VALUE);
+			mark_unknown(cl, sv, cl->sess->txn_params);
+			mark_unknown(cl, sv, &cl->params);
 			sv->need_sync = true;
 			LOGF(LOG_DEBUG, cl->conn.id, "settings after a savepoint rollback are uncertain: replaying");
 			drop_txn_params(cl);
@@ -523,10 +529,7 @@ void fwd_client_ready(struct client *cl, struct server *sv, char status)
 			cl->params = *np;
 			free(np);
 			if (cl->txn_reset_all)   /* the server's unreported settings are its defaults now */
-				for (int i = sv->params.n - 1; i >= 0; i--) {
-					if (!reported(cl, sv->params.v[i].name))
-						params_remove(&sv->params, sv->params.v[i].name);
-				}
+				drop_unreported(sv);
 			else
 				mirror_unreported(cl, sv);
 			for (int i = 0; i < cl->sess->txn_forced.n; i++)   /* the server has its own default there */
@@ -622,10 +625,8 @@ void fwd_reply_done(struct server *sv, const uint8_t *msg, uint32_t len)
 	if (t == 'E') {
 		if (cl && (h->kind == RP_PASS || h->type == 'P'))
 			cl->txn_error = true;
-		if (h->type == 'Q' || h->type == 'S' || h->type == 'F') {
-			h->flags |= RF_ERROR;
-			return;
-		}
+		if (h->type == 'Q' || h->type == 'S' || h->type == 'F')
+			return;   /* ReadyForQuery ends these */
 		entry_undo(sv, h, false);
 		rq_pop(sv);
 		skip_until_sync(sv);
@@ -1028,27 +1029,6 @@ static void on_query(struct client *cl, struct server *sv, const uint8_t *msg, u
 		return;
 }
 
-/* Before a request: bring the server's session back to the client's if
- * something (RESET ALL, DISCARD ALL, a savepoint) left them apart. */
-static void sync_session(struct client *cl, struct server *sv)
-{
-	sv->need_sync = false;
-	struct strbuf sb = STRBUF_INIT;
-	char sql[8192];
-	int n = params_diff_sql(&cl->params, &sv->params, &sv->pool->defaults, sql, sizeof sql);
-	if (n > 0)
-		strbuf_append(&sb, sql, (size_t)n);
-	else if (n < 0)
-		LOGF(LOG_WARNING, cl->conn.id, "session settings too long to replay");
-	fwd_sqlprep_sync(cl, sv, &sb);
-	if (sb.len && !sb.failed) {
-		LOGF(LOG_DEBUG, cl->conn.id, "resynchronising session state: %s", strbuf_str(&sb));
-		fwd_hidden_query(sv, strbuf_str(&sb));
-		params_copy(&sv->params, &cl->params);
-	}
-	strbuf_free(&sb);
-}
-
 static int fwd_begin(void *ctx, uint8_t type, uint32_t len)
 {
 	struct client *cl = ctx;
@@ -1056,7 +1036,6 @@ static int fwd_begin(void *ctx, uint8_t type, uint32_t len)
 	(void)len;
 	if (!sv || cl->state != CL_ACTIVE)
 		return PROTO_STOP;
-	sv->cur_drop = false;
 	if (sv->copy_in) {
 		if (type == 'S') {
 			if (cl->expect)
@@ -1068,7 +1047,7 @@ static int fwd_begin(void *ctx, uint8_t type, uint32_t len)
 	}
 	if (sv->need_sync && sv->txn_status == 'I' && type != 'S' && type != 'H' && type != 'd' && type != 'c' &&
 	    type != 'f')
-		sync_session(cl, sv);
+		fwd_restore_session(cl, sv, true);
 	switch (type) {
 	case 'P': case 'B': case 'D': case 'C': case 'E': case 'S': case 'Q':
 		return PROTO_WHOLE;
@@ -1107,7 +1086,7 @@ static void fwd_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
 {
 	struct client *cl = ctx;
 	struct server *sv = cl->server;
-	if (sv && cl->state == CL_ACTIVE && !sv->cur_drop)
+	if (sv && cl->state == CL_ACTIVE)
 		send_bytes(cl, sv, p, n, buf);
 }
 
@@ -1129,21 +1108,12 @@ void fwd_feed(struct client *cl, const uint8_t *p, uint32_t n, uint32_t buf)
 		client_fail(cl, "08P01", "invalid message length");
 }
 
-bool fwd_hidden_query(struct server *sv, const char *sql)
+static bool hidden_query(struct server *sv, const char *sql)
 {
-	size_t n = strlen(sql) + 6;
-	uint32_t buf;
-	uint8_t *mem = bufs_scratch(&shard_of(sv)->bufs, (uint32_t)n, &buf);
-	if (!mem)
+	if (!server_queue_query(sv, sql))
 		return false;
-	struct proto_out o;
-	proto_out_init(&o, mem, n);
-	proto_query(&o, sql);
-	bool ok = conn_queue(&sv->conn, o.p, (uint32_t)o.len, buf);
-	bufs_unref(&shard_of(sv)->bufs, buf);
-	if (ok)
-		rq_push(sv, RP_HIDE, 'Q', NULL, NULL, 0);
-	return ok;
+	rq_push(sv, RP_HIDE, 'Q', NULL, NULL, 0);
+	return true;
 }
 
 /* ---- SQL PREPAREs follow the client ---- */
@@ -1159,7 +1129,7 @@ static void append_ident(struct strbuf *sb, const char *name)
 	strbuf_putc(sb, '"');
 }
 
-void fwd_sqlprep_sync(const struct client *cl, struct server *sv, struct strbuf *sb)
+static void sqlprep_sync(const struct client *cl, struct server *sv, struct strbuf *sb)
 {
 	static const struct params none;
 	const struct params *mine = cl->sess ? &cl->sess->sqlprep : &none;
@@ -1185,23 +1155,41 @@ void fwd_sqlprep_sync(const struct client *cl, struct server *sv, struct strbuf 
 	params_copy(&sv->sqlprep, mine);
 }
 
+void fwd_restore_session(struct client *cl, struct server *sv, bool in_stream)
+{
+	sv->need_sync = false;
+	struct strbuf sb = STRBUF_INIT;
+	char sql[8192];
+	int n = params_diff_sql(&cl->params, &sv->params, &sv->pool->defaults, sql, sizeof sql);
+	if (n > 0)
+		strbuf_append(&sb, sql, (size_t)n);
+	else if (n < 0)
+		LOGF(LOG_WARNING, cl->conn.id, "session settings too long to restore (over %zu bytes)", sizeof sql);
+	sqlprep_sync(cl, sv, &sb);
+	if (sb.len && !sb.failed) {
+		LOGF(LOG_DEBUG, cl->conn.id, "restoring session state: %s", strbuf_str(&sb));
+		stat_add(&sv->pool->stats->state_replays, 1);
+		if (in_stream ? hidden_query(sv, strbuf_str(&sb)) : server_hidden_query(sv, strbuf_str(&sb)))
+			params_copy(&sv->params, &cl->params);
+	}
+	strbuf_free(&sb);
+}
+
 /* ---- lease lifetime ---- */
 
 void fwd_lease(struct server *sv)
 {
 	const struct config *cfg = shard_of(sv)->cfg;
-	sv->tracking = true;
 	proto_framer_init(&sv->cfr, false, (uint32_t)cfg->max_packet_size);
 	sv->lease_clock = sv->stmts.clock;
-	sv->skipping = sv->need_sync = sv->cur_hide = sv->cur_drop = sv->copy_in = false;
+	sv->skipping = sv->need_sync = sv->cur_hide = sv->copy_in = false;
 }
 
 void fwd_end_lease(struct server *sv)
 {
 	while (sv->rq.n)
 		rq_pop(sv);
-	if (sv->tracking)
-		proto_framer_reset(&sv->cfr, &fwd_ops, sv);   /* release only needs the shard */
+	proto_framer_reset(&sv->cfr, &fwd_ops, sv);   /* release only needs the shard */
 	if (sv->portal_fx)
 		proto_sql_free(sv->portal_fx, 1);
 	free(sv->portal_fx);
@@ -1210,7 +1198,7 @@ void fwd_end_lease(struct server *sv)
 		proto_sql_free(sv->unnamed_fx, 1);
 	free(sv->unnamed_fx);
 	sv->unnamed_fx = NULL;
-	sv->tracking = sv->skipping = sv->need_sync = sv->cur_hide = sv->cur_drop = sv->copy_in = false;
+	sv->skipping = sv->need_sync = sv->cur_hide = sv->copy_in = false;
 }
 
 void fwd_server_free(struct server *sv)

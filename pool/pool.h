@@ -153,9 +153,7 @@ struct server {
 	char fatal_msg[200];
 	struct auth_scram_client *scram;
 	/* transaction pooling (pool/forward.c) */
-	bool tracking;                             /* requests are framed again and rewritten */
 	bool cur_hide;                             /* the message streaming in is not for the client */
-	bool cur_drop;                             /* the client message streaming out is dropped */
 	bool skipping;                             /* the server ignores requests until Sync */
 	bool need_sync;                            /* session state may differ from the client's */
 	bool copy_in;                              /* in COPY FROM STDIN started by an Execute: Syncs are ignored */
@@ -239,7 +237,10 @@ void server_drained(struct server *sv);
 void server_free(struct server *sv);
 void server_connected(struct server *sv, int res);
 void server_close(struct server *sv, const char *why);
-/* Queue a query whose results pgring swallows (SET replay, reset, rollback). */
+/* Queue a simple-protocol query on the server (nothing else). */
+bool server_queue_query(struct server *sv, const char *sql);
+/* Queue a query whose results pgring swallows (SET replay, reset, rollback),
+ * counted in sv->hidden: only while no client request is in flight. */
 bool server_hidden_query(struct server *sv, const char *sql);
 bool server_hidden_sync(struct server *sv);
 void server_set_state(struct server *sv, enum server_state st);
@@ -259,9 +260,9 @@ void fwd_server_free(struct server *sv);
 void fwd_client_free(struct client *cl);
 void fwd_client_lost(struct client *cl);        /* its server died: settings of the lost transaction go */
 void fwd_client_ready(struct client *cl, struct server *sv, char status); /* a ReadyForQuery reached it */
-bool fwd_hidden_query(struct server *sv, const char *sql); /* mid-lease, in order */
-/* SQL that makes the server's SQL PREPAREs those of the client; appended to sb. */
-struct strbuf;
-void fwd_sqlprep_sync(const struct client *cl, struct server *sv, struct strbuf *sb);
+/* Make the server's session the client's (settings, SQL PREPAREs) with one
+ * hidden query: at lease (in_stream false: before any request) or between the
+ * client's requests (true: in order with them). */
+void fwd_restore_session(struct client *cl, struct server *sv, bool in_stream);
 
 #endif

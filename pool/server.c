@@ -390,14 +390,13 @@ static void ready_for_query(struct server *sv, uint8_t status)
 		client_fail(cl, "08P01", "transaction blocks not allowed in statement pooling mode");
 		return;
 	}
-	if (sv->tracking)
-		fwd_client_ready(cl, sv, (char)status);
+	fwd_client_ready(cl, sv, (char)status);
 	if (cl->expect || status != 'I' || cl->unsynced)
 		return;
 	stat_add(&ps->xact_count, 1);
 	stat_add(&ps->xact_time_us, s->now_us - cl->xact_start_us);
 	cl->xact_start_us = s->now_us;
-	if (sv->tracking && (cl->pins || !fwd_idle(sv)))
+	if (cl->pins || !fwd_idle(sv))
 		return;   /* pinned to this server, or more replies are owed */
 	if (sv->pool->mode != POOL_SESSION && !s->draining)
 		pool_release_server(sv, false);
@@ -419,7 +418,7 @@ static void relay(struct server *sv, const uint8_t *msg, uint32_t len, uint32_t 
 			return;
 		}
 	}
-	bool pass = !sv->tracking || fwd_reply(sv, msg, len);
+	bool pass = fwd_reply(sv, msg, len);
 	if (pass) {
 		stat_add(&sv->pool->stats->bytes_out, len);
 		if (!conn_queue(&cl->conn, msg, len, buf)) {
@@ -427,11 +426,9 @@ static void relay(struct server *sv, const uint8_t *msg, uint32_t len, uint32_t 
 			return;
 		}
 	}
-	if (sv->tracking) {
-		fwd_reply_done(sv, msg, len);
-		if (sv->client != cl || sv->state != SV_ACTIVE)
-			return;
-	}
+	fwd_reply_done(sv, msg, len);
+	if (sv->client != cl || sv->state != SV_ACTIVE)
+		return;
 	if (msg[0] == 'Z' && pass)
 		ready_for_query(sv, len >= 6 ? msg[5] : 'I');
 }
@@ -448,7 +445,7 @@ static int server_begin(void *ctx, uint8_t type, uint32_t len)
 		}
 		return PROTO_WHOLE;
 	}
-	if (sv->tracking && !sv->hidden && sv->state == SV_ACTIVE)
+	if (!sv->hidden && sv->state == SV_ACTIVE && sv->client)
 		return fwd_reply_begin(sv, type, len);
 	sv->cur_hide = false;
 	if (type == 'D' || type == 'd')
@@ -584,7 +581,7 @@ void server_free(struct server *sv)
 	free(sv);
 }
 
-bool server_hidden_query(struct server *sv, const char *sql)
+bool server_queue_query(struct server *sv, const char *sql)
 {
 	size_t n = strlen(sql) + 6;
 	uint32_t buf;
@@ -596,9 +593,15 @@ bool server_hidden_query(struct server *sv, const char *sql)
 	proto_query(&o, sql);
 	bool ok = conn_queue(&sv->conn, o.p, (uint32_t)o.len, buf);
 	bufs_unref(&shard_of(sv)->bufs, buf);
-	if (ok)
-		sv->hidden++;
 	return ok;
+}
+
+bool server_hidden_query(struct server *sv, const char *sql)
+{
+	if (!server_queue_query(sv, sql))
+		return false;
+	sv->hidden++;
+	return true;
 }
 
 bool server_hidden_sync(struct server *sv)

@@ -34,35 +34,9 @@
 #include <postgresql/libpq-fe.h>
 #endif
 
+#include "tests/integration/transcript.h"
+
 static PGconn *conn, *direct;
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	printf("BROKEN: ");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	fflush(stdout);
-	exit(3);
-}
-
-static void on_alarm(int sig)
-{
-	(void)sig;
-	static const char m[] = "TIMEOUT\n";
-	fflush(stdout);
-	if (write(1, m, sizeof m - 1) < 0) {
-	}
-	_exit(3);
-}
-
-static void one_line(const char *s)
-{
-	for (; s && *s; s++)
-		putchar(*s == '\n' ? ' ' : *s);
-}
 
 static void print_result(PGresult *r)
 {

@@ -417,3 +417,58 @@ pg_backends() {
 	qd "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'
 	    AND pid <> pg_backend_pid() ${1:+AND usename = '$1'}"
 }
+
+# ---------------------------------------------------------------- one test, three ways
+
+# PGRING_TEST_VIA=transaction (default) | session | direct runs a test through
+# pgring in transaction mode, through pgring in session mode (a server per client:
+# must already pass), or against PostgreSQL itself (proves the test right).
+VIA=${PGRING_TEST_VIA:-transaction}
+case $VIA in transaction | session | direct) ;; *) fail "PGRING_TEST_VIA=$VIA: transaction, session or direct" ;; esac
+# via_start POOL_SIZE [EXTRA_INI_LINES]: start the target (direct: PORT is PostgreSQL's).
+via_start() {
+	if [[ $VIA == direct ]]; then
+		PORT=$PGPORT_REAL
+		note "directly to PostgreSQL on port $PORT"
+		return
+	fi
+	start_pgring "
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+[pgring]
+auth_type = md5
+pool_mode = $VIA
+default_pool_size = $([[ $VIA == session ]] && echo 60 || echo "$1")
+max_client_conn = 200
+${2:-}
+"
+}
+
+# Long-lived psql clients driven by name (psql_open NAME first).
+# say_send NAME SQL...: queue SQL between markers; say_wait NAME: wait for it, its
+# stdout in SAY_OUT and stderr in SAY_ERR; say: both; say_ok: say, no error allowed.
+declare -A _SAYN=()
+say_send() {
+	local name=$1 n
+	shift
+	n=$((${_SAYN[$name]:-0} + 1))
+	_SAYN[$name]=$n
+	{
+		printf '\\echo <<%s\n\\warn <<%s\n' "$n" "$n"
+		printf '%s\n' "$@"
+		printf '\\echo >>%s\n\\warn >>%s\n' "$n" "$n"
+	} 1<>"$TEST_TMP/$name.fifo"
+}
+say_wait() {
+	local name=$1 n=${_SAYN[$1]} t=${2:-20}
+	wait_until "$t" grep -qx ">>$n" "$TEST_TMP/$name.err" ||
+		fail "$name: no answer within ${t}s; last output: $(tail -3 "$TEST_TMP/$name.out" | tr '\n' ' ') / $(tail -3 "$TEST_TMP/$name.err" | tr '\n' ' ')"
+	wait_until 5 grep -qx ">>$n" "$TEST_TMP/$name.out" || fail "$name: stdout marker missing"
+	SAY_OUT=$(sed -n "/^<<$n\$/,/^>>$n\$/p" "$TEST_TMP/$name.out" | sed '1d;$d')
+	SAY_ERR=$(sed -n "/^<<$n\$/,/^>>$n\$/p" "$TEST_TMP/$name.err" | sed '1d;$d')
+}
+say() { say_send "$@"; say_wait "$1"; }
+say_ok() {
+	say "$@"
+	[[ -z $SAY_ERR ]] || fail "$1: unexpected error for [${*:2}]: $SAY_ERR"
+}

@@ -19,53 +19,10 @@
 # must already pass; no gauge, no part 2) | direct (PostgreSQL itself: part 1).
 . "$(dirname "$0")/lib.sh"
 
-VIA=${PGRING_TEST_VIA:-transaction}
-case $VIA in transaction | session | direct) ;; *) fail "PGRING_TEST_VIA=$VIA: transaction, session or direct" ;; esac
 [[ $VIA == transaction ]] && pgring_only "pinning in transaction mode is pgring's"
 [[ -x $HELPERS/listen ]] || fail "helper $HELPERS/listen not built"
 txn() { [[ $VIA == transaction ]]; }
-start_target() { # POOL_SIZE
-	if [[ $VIA == direct ]]; then
-		PORT=$PGPORT_REAL
-		note "directly to PostgreSQL on port $PORT"
-		return
-	fi
-	start_pgring "
-[databases]
-app = host=@PGHOST@ port=@PGPORT@ dbname=app
-[pgring]
-auth_type = md5
-pool_mode = $VIA
-default_pool_size = $([[ $VIA == session ]] && echo 20 || echo "$1")
-max_client_conn = 100
-"
-}
 
-declare -A _SAYN=()
-say_send() {
-	local name=$1 n
-	shift
-	n=$((${_SAYN[$name]:-0} + 1))
-	_SAYN[$name]=$n
-	{
-		printf '\\echo <<%s\n\\warn <<%s\n' "$n" "$n"
-		printf '%s\n' "$@"
-		printf '\\echo >>%s\n\\warn >>%s\n' "$n" "$n"
-	} 1<>"$TEST_TMP/$name.fifo"
-}
-say_wait() {
-	local name=$1 n=${_SAYN[$1]} t=${2:-20}
-	wait_until "$t" grep -qx ">>$n" "$TEST_TMP/$name.err" ||
-		fail "$name: no answer within ${t}s; last output: $(tail -3 "$TEST_TMP/$name.out" | tr '\n' ' ') / $(tail -3 "$TEST_TMP/$name.err" | tr '\n' ' ')"
-	wait_until 5 grep -qx ">>$n" "$TEST_TMP/$name.out" || fail "$name: stdout marker missing"
-	SAY_OUT=$(sed -n "/^<<$n\$/,/^>>$n\$/p" "$TEST_TMP/$name.out" | sed '1d;$d')
-	SAY_ERR=$(sed -n "/^<<$n\$/,/^>>$n\$/p" "$TEST_TMP/$name.err" | sed '1d;$d')
-}
-say() { say_send "$@"; say_wait "$1"; }
-say_ok() {
-	say "$@"
-	[[ -z $SAY_ERR ]] || fail "$1: unexpected error for [${*:2}]: $SAY_ERR"
-}
 open_client() {
 	psql_open "$1" "$(conninfo app app app "${2:-}")"
 	say "$1" '\set QUIET on'
@@ -101,7 +58,7 @@ others_and_p() {
 }
 
 # ------------------------------------------------------------ part 1
-start_target 2
+via_start 2
 open_client P
 open_client O1
 open_client O2
@@ -202,7 +159,7 @@ fi
 stop_pgring || fail "pgring did not stop"
 
 # ------------------------------------------------------------ part 2
-start_target 1
+via_start 1
 open_client P
 # waiter_blocked_until WHAT RELEASE_COMMAND...: with P pinned, another client's
 # query must wait; it must complete only after RELEASE_COMMAND, and then promptly.

@@ -24,27 +24,8 @@
 # per client: must already pass) | direct (PostgreSQL itself: proves the test).
 . "$(dirname "$0")/lib.sh"
 
-VIA=${PGRING_TEST_VIA:-transaction}
-case $VIA in transaction | session | direct) ;; *) fail "PGRING_TEST_VIA=$VIA: transaction, session or direct" ;; esac
 [[ $VIA == transaction ]] && pgring_only "prepared statements in transaction mode are pgring's"
 [[ -x $HELPERS/prepared ]] || fail "helper $HELPERS/prepared not built"
-start_target() { # POOL_SIZE MAX_PREPARED_STATEMENTS
-	if [[ $VIA == direct ]]; then
-		PORT=$PGPORT_REAL
-		note "directly to PostgreSQL on port $PORT"
-		return
-	fi
-	start_pgring "
-[databases]
-app = host=@PGHOST@ port=@PGPORT@ dbname=app
-[pgring]
-auth_type = md5
-pool_mode = $VIA
-default_pool_size = $([[ $VIA == session ]] && echo 60 || echo "$1")
-max_client_conn = 200
-max_prepared_statements = $2
-"
-}
 stop_target() { [[ $VIA == direct ]] || stop_pgring || fail "$TARGET did not stop"; }
 prepared() { timeout "$Q_TIMEOUT" "$HELPERS/prepared" "$@"; }
 DIRECT="host=$PGHOST_REAL port=$PGPORT_REAL dbname=app user=app password=app"
@@ -69,7 +50,7 @@ compare_transcript() { # WHAT
 }
 
 # --- one server
-start_target 1 100
+via_start 1 "max_prepared_statements = 100"
 compare_transcript "pool of 1"
 
 out=$(prepared shared "$(conninfo)" $NCONN 2>&1) || fail "shared: status $?: $out"
@@ -86,7 +67,7 @@ pass "identical statements prepared once per server ($same / $two)"
 stop_target
 
 # --- one server holding at most 5 statements
-start_target 1 5
+via_start 1 "max_prepared_statements = 5"
 compare_transcript "pool of 1, max_prepared_statements 5"
 for n in 1 2; do
 	out=$(prepared many "$(conninfo)" $n 20 5 2>&1)
@@ -105,13 +86,13 @@ done
 stop_target
 
 # --- several servers
-start_target 3 100
+via_start 3 "max_prepared_statements = 100"
 compare_transcript "pool of 3"
 stop_target
 
 # --- pgbench -M prepared, 50 clients, pool of 5
 [[ $(qd "SELECT count(*) FROM pgbench_branches") -ge 1 ]] || fail "pgbench tables missing"
-start_target 5 100
+via_start 5 "max_prepared_statements = 100"
 run_pgbench() { # WHAT ARGS...
 	local what=$1 out rc failed processed
 	shift

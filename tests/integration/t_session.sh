@@ -17,54 +17,8 @@
 # per client: must already pass) | direct (PostgreSQL itself: proves the test).
 . "$(dirname "$0")/lib.sh"
 
-VIA=${PGRING_TEST_VIA:-transaction}
-case $VIA in transaction | session | direct) ;; *) fail "PGRING_TEST_VIA=$VIA: transaction, session or direct" ;; esac
 [[ $VIA == transaction ]] && pgring_only "session state restore in transaction mode is pgring's"
-start_target() { # POOL_SIZE
-	if [[ $VIA == direct ]]; then
-		PORT=$PGPORT_REAL
-		note "directly to PostgreSQL on port $PORT"
-		return
-	fi
-	start_pgring "
-[databases]
-app = host=@PGHOST@ port=@PGPORT@ dbname=app
-[pgring]
-auth_type = md5
-pool_mode = $VIA
-default_pool_size = $([[ $VIA == session ]] && echo 20 || echo "$1")
-max_client_conn = 100
-"
-}
 
-# say_send NAME SQL...: queue SQL on the long-lived psql NAME between markers;
-# say_wait NAME: wait for it; its stdout in SAY_OUT and stderr in SAY_ERR.
-# say NAME SQL...: both.
-declare -A _SAYN=()
-say_send() {
-	local name=$1 n
-	shift
-	n=$((${_SAYN[$name]:-0} + 1))
-	_SAYN[$name]=$n
-	{
-		printf '\\echo <<%s\n\\warn <<%s\n' "$n" "$n"
-		printf '%s\n' "$@"
-		printf '\\echo >>%s\n\\warn >>%s\n' "$n" "$n"
-	} 1<>"$TEST_TMP/$name.fifo"
-}
-say_wait() {
-	local name=$1 n=${_SAYN[$1]} t=${2:-20}
-	wait_until "$t" grep -qx ">>$n" "$TEST_TMP/$name.err" ||
-		fail "$name: no answer within ${t}s; last output: $(tail -3 "$TEST_TMP/$name.out" | tr '\n' ' ') / $(tail -3 "$TEST_TMP/$name.err" | tr '\n' ' ')"
-	wait_until 5 grep -qx ">>$n" "$TEST_TMP/$name.out" || fail "$name: stdout marker missing"
-	SAY_OUT=$(sed -n "/^<<$n\$/,/^>>$n\$/p" "$TEST_TMP/$name.out" | sed '1d;$d')
-	SAY_ERR=$(sed -n "/^<<$n\$/,/^>>$n\$/p" "$TEST_TMP/$name.err" | sed '1d;$d')
-}
-say() { say_send "$@"; say_wait "$1"; }
-say_ok() { # NAME SQL...: say, and no error allowed
-	say "$@"
-	[[ -z $SAY_ERR ]] || fail "$1: unexpected error for [${*:2}]: $SAY_ERR"
-}
 open_client() { # NAME CONNINFO_EXTRA
 	psql_open "$1" "$(conninfo app app app "$2")"
 	say "$1" '\set QUIET on'
@@ -79,7 +33,7 @@ qd "DROP SCHEMA IF EXISTS s_a, s_b, s_d CASCADE; DROP TABLE IF EXISTS public.ses
     CREATE TABLE s_d.sess_tag (tag text); INSERT INTO s_d.sess_tag VALUES ('d');
     GRANT SELECT ON ALL TABLES IN SCHEMA public, s_a, s_b, s_d TO app" >/dev/null || fail "setup schemas"
 
-start_target 1
+via_start 1
 
 CLIENTS=(A B C D E)
 declare -A EXPECT=()
