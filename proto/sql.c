@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <strings.h>
 
 enum tok_type { T_END = 0, T_IDENT, T_QIDENT, T_STRING, T_NUMBER, T_OP, T_PARAM };
@@ -704,75 +707,124 @@ static void watch(struct stmt_scan *st, const struct tok *t)
  * session state: tell those apart in one pass over the bytes, before lexing.
  * Conservative: anything unusual (a second statement, a comment first, an
  * advisory-lock call, SELECT ... INTO) goes to the full scan. */
-bool proto_sql_plain(const char *sql, size_t len)
+/* One byte the fast scan stopped at: 1 = the query is plain (a final ';'),
+ * -1 = it needs the lexer, 0 = carry on. */
+static int plain_look(const char *sql, const char *c, const char *e, bool selecting)
 {
-	/* first words of statements that leave the session alone, by first letter */
-	static const char *const plain[26] = {
-		['b' - 'a'] = "begin",  ['c' - 'a'] = "commit copy call", ['d' - 'a'] = "delete",
-		['e' - 'a'] = "end explain", ['f' - 'a'] = "fetch", ['i' - 'a'] = "insert",
-		['l' - 'a'] = "lock", ['m' - 'a'] = "move merge", ['s' - 'a'] = "select start show",
-		['t' - 'a'] = "table truncate", ['u' - 'a'] = "update", ['v' - 'a'] = "values",
-	};
-	/* bytes worth a second look: what could start a second statement or a
-	 * comment, and the rare letter of pg_advisory_*, set_config and INTO */
+	switch (*c) {
+	case ';':
+		for (const char *r = c + 1; r < e; r++)
+			if (!isspace((unsigned char)*r) && *r != ';')
+				return -1;   /* a second statement */
+		return 1;
+	case '-':
+		return c + 1 < e && c[1] == '-' ? -1 : 0;   /* comments: lex them */
+	case '/':
+		return c + 1 < e && c[1] == '*' ? -1 : 0;
+	case 'v':
+	case 'V':   /* pg_advisory_... */
+		return c - sql >= 2 && (c[-1] | 0x20) == 'd' && (c[-2] | 0x20) == 'a' ? -1 : 0;
+	case '_':   /* set_config(...) */
+		return c - sql >= 3 && (c[-1] | 0x20) == 't' && (c[-2] | 0x20) == 'e' && (c[-3] | 0x20) == 's' ? -1 : 0;
+	case 'n':
+	case 'N':   /* SELECT ... INTO [TEMP] */
+		return selecting && c - sql >= 1 && e - c >= 3 && (c[-1] | 0x20) == 'i' && (c[1] | 0x20) == 't' &&
+		       (c[2] | 0x20) == 'o' ? -1 : 0;
+	}
+	return 0;
+}
+
+/* Bytes worth a second look: what could start a second statement or a comment,
+ * and the letter pairs of pg_advisory_* ("dv"), set_config ("t_") and, after
+ * SELECT, INTO ("int"). This runs on every simple query in transaction mode, so
+ * with SSE2 it tests 16 bytes at a time, pairs included (a byte-table loop cost
+ * 12 instructions a byte: most of the pooler's own work in a pgbench -S
+ * transaction). The scan starts after the first word, so c[-1] is readable. */
+static int plain_rest(const char *sql, const char *c, const char *e, bool selecting)
+{
+#ifdef __SSE2__
+	const __m128i fold = _mm_set1_epi8(0x20);
+	const __m128i into = selecting ? _mm_set1_epi8(-1) : _mm_setzero_si128();
+#define EQ(v, ch) _mm_cmpeq_epi8((v), _mm_set1_epi8(ch))
+	for (; e - c >= 17; c += 16) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)c);
+		__m128i prev = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(c - 1)), fold);
+		__m128i next = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(c + 1)), fold);
+		__m128i lx = _mm_or_si128(x, fold);
+		__m128i hit = _mm_or_si128(_mm_or_si128(EQ(x, ';'), EQ(x, '-')), EQ(x, '/'));
+		hit = _mm_or_si128(hit, _mm_and_si128(EQ(prev, 'd'), EQ(lx, 'v')));
+		hit = _mm_or_si128(hit, _mm_and_si128(EQ(prev, 't'), EQ(x, '_')));
+		hit = _mm_or_si128(hit, _mm_and_si128(into, _mm_and_si128(_mm_and_si128(EQ(prev, 'i'), EQ(lx, 'n')),
+									  EQ(next, 't'))));
+		unsigned mask = (unsigned)_mm_movemask_epi8(hit);
+		while (mask) {
+			int r = plain_look(sql, c + __builtin_ctz(mask), e, selecting);
+			if (r)
+				return r;
+			mask &= mask - 1;
+		}
+	}
+#undef EQ
+#endif
 	static const bool look[256] = { [';'] = 1, ['-'] = 1, ['/'] = 1, ['v'] = 1, ['V'] = 1,
 					['_'] = 1, ['n'] = 1, ['N'] = 1 };
+	for (; c < e; c++) {
+		if (!look[(unsigned char)*c])
+			continue;
+		int r = plain_look(sql, c, e, selecting);
+		if (r)
+			return r;
+	}
+	return 1;
+}
+
+/* Up to 8 letters, lowercased, one per byte, first letter lowest. */
+#define W8(a, b, c, d, e, f, g, h)                                                                   \
+	((uint64_t)(a) | (uint64_t)(b) << 8 | (uint64_t)(c) << 16 | (uint64_t)(d) << 24 |           \
+	 (uint64_t)(e) << 32 | (uint64_t)(f) << 40 | (uint64_t)(g) << 48 | (uint64_t)(h) << 56)
+
+/* First words of statements that leave the session alone. */
+static bool plain_word(uint64_t w)
+{
+	switch (w & 0xff) {
+	case 'b': return w == W8('b', 'e', 'g', 'i', 'n', 0, 0, 0);
+	case 'c': return w == W8('c', 'o', 'm', 'm', 'i', 't', 0, 0) || w == W8('c', 'o', 'p', 'y', 0, 0, 0, 0) ||
+			 w == W8('c', 'a', 'l', 'l', 0, 0, 0, 0);
+	case 'd': return w == W8('d', 'e', 'l', 'e', 't', 'e', 0, 0);
+	case 'e': return w == W8('e', 'n', 'd', 0, 0, 0, 0, 0) || w == W8('e', 'x', 'p', 'l', 'a', 'i', 'n', 0);
+	case 'f': return w == W8('f', 'e', 't', 'c', 'h', 0, 0, 0);
+	case 'i': return w == W8('i', 'n', 's', 'e', 'r', 't', 0, 0);
+	case 'l': return w == W8('l', 'o', 'c', 'k', 0, 0, 0, 0);
+	case 'm': return w == W8('m', 'o', 'v', 'e', 0, 0, 0, 0) || w == W8('m', 'e', 'r', 'g', 'e', 0, 0, 0);
+	case 's': return w == W8('s', 'e', 'l', 'e', 'c', 't', 0, 0) || w == W8('s', 't', 'a', 'r', 't', 0, 0, 0) ||
+			 w == W8('s', 'h', 'o', 'w', 0, 0, 0, 0);
+	case 't': return w == W8('t', 'a', 'b', 'l', 'e', 0, 0, 0) || w == W8('t', 'r', 'u', 'n', 'c', 'a', 't', 'e');
+	case 'u': return w == W8('u', 'p', 'd', 'a', 't', 'e', 0, 0);
+	case 'v': return w == W8('v', 'a', 'l', 'u', 'e', 's', 0, 0);
+	}
+	return false;
+}
+
+static bool ascii_letter(unsigned char c) { return (unsigned char)((c | 0x20) - 'a') < 26; }
+
+bool proto_sql_plain(const char *sql, size_t len)
+{
 	const char *p = sql, *e = sql + len;
 	while (p < e && isspace((unsigned char)*p))
 		p++;
-	char w[10];
+	uint64_t w = 0;
 	size_t k = 0;
-	while (p + k < e && k < sizeof w - 1 && isalpha((unsigned char)p[k])) {
-		w[k] = (char)(p[k] | 0x20);
-		k++;
+	for (; p + k < e && ascii_letter((unsigned char)p[k]); k++) {
+		if (k == 8)
+			return false;   /* no plain word is that long */
+		w |= (uint64_t)((unsigned char)p[k] | 0x20) << (8 * k);
 	}
-	w[k] = 0;
-	if (k == 0 || (p + k < e && (isalnum((unsigned char)p[k]) || p[k] == '_')) || w[0] < 'a' || w[0] > 'z')
+	if (k == 0 || (p + k < e && (isalnum((unsigned char)p[k]) || p[k] == '_' || (unsigned char)p[k] >= 0x80)) ||
+	    !plain_word(w))
 		return false;
-	const char *list = plain[w[0] - 'a'];
-	bool known = false;
-	while (list && *list && !known) {
-		size_t n = strcspn(list, " ");
-		known = n == k && memcmp(list, w, k) == 0;
-		list += n + (list[n] == ' ');
-	}
-	if (!known)
-		return false;
-	bool selecting = w[0] == 's' && w[1] == 'e';
-	for (const char *c = p + k; c < e; c++) {
-		if (!look[(unsigned char)*c])
-			continue;
-		switch (*c) {
-		case ';':
-			for (const char *r = c + 1; r < e; r++)
-				if (!isspace((unsigned char)*r) && *r != ';')
-					return false;   /* a second statement */
-			return true;
-		case '-':
-			if (c + 1 < e && c[1] == '-')
-				return false;   /* comments: lex them */
-			break;
-		case '/':
-			if (c + 1 < e && c[1] == '*')
-				return false;
-			break;
-		case 'v':
-		case 'V':   /* pg_advisory_... */
-			if (c - sql >= 2 && (c[-1] | 0x20) == 'd' && (c[-2] | 0x20) == 'a')
-				return false;
-			break;
-		case '_':   /* set_config(...) */
-			if (c - sql >= 3 && (c[-1] | 0x20) == 't' && (c[-2] | 0x20) == 'e' && (c[-3] | 0x20) == 's')
-				return false;
-			break;
-		default:    /* n, N: SELECT ... INTO [TEMP] */
-			if (selecting && c - sql >= 1 && e - c >= 3 && (c[-1] | 0x20) == 'i' && (c[1] | 0x20) == 't' &&
-			    (c[2] | 0x20) == 'o')
-				return false;
-		}
-	}
-	return true;
+	return plain_rest(sql, p + k, e, w == W8('s', 'e', 'l', 'e', 'c', 't', 0, 0)) > 0;
 }
+#undef W8
 
 int proto_sql_scan(const char *sql, size_t len, struct proto_sql_stmt *out, int max, int *nstmts)
 {

@@ -441,6 +441,33 @@ Test(sql_kinds, set_config_calls)
 	cr_assert(proto_sql_plain("UPDATE t SET v = 1", 18), "UPDATE ... SET is plain");
 }
 
+/* The fast pre-check tests 16 bytes at a time: every trigger must be seen at
+ * every offset, including across a block boundary and in the scalar tail, and
+ * the query is read no further than its length (a copy in an exact-size heap
+ * block lets ASan check that). */
+Test(sql_kinds, plain_every_offset)
+{
+	static const struct { const char *tail; bool plain; } t[] = {
+		{ "; SET x = 1", false }, { "-- c", false }, { "/* c */", false },
+		{ "pg_advisory_lock(1)", false }, { "set_config('a', 'b', false)", false },
+		{ "x INTO TEMP t", false }, { "PG_ADVISORY_LOCK(1)", false },
+		{ "a - b / c", true }, { "n_v_x;", true }, { "x; ;  ", true }, { "inta", true },
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+		for (int pad = 0; pad < 40; pad++) {
+			char q[128];
+			int n = snprintf(q, sizeof q, "SELECT %.*s%s", pad, "1234567890123456789012345678901234567890",
+					 t[i].tail);
+			char *h = malloc((size_t)n);
+			memcpy(h, q, (size_t)n);
+			cr_assert_eq(proto_sql_plain(h, (size_t)n), t[i].plain, "%s", q);
+			free(h);
+		}
+	/* "into" after a non-SELECT word is left alone; a dash at the very end too */
+	cr_assert(proto_sql_plain("INSERT INTO t VALUES (1)", 24));
+	cr_assert(proto_sql_plain("SELECT 1 -", 10));
+}
+
 Test(sql_kinds, advisory_flags)
 {
 	static const char *lock[] = {
