@@ -36,6 +36,17 @@ if os.path.exists(os.path.join(RAW, "meta.tsv")):
         k, _, v = line.rstrip("\n").partition("\t")
         meta[k] = v
 runs = read_tsv("runs.tsv")
+# Per-cell remarks: why a target did not run (unsupported rows carry it in "out"), and
+# cells that ran with other pgbench settings (notes.tsv).
+cell_notes = {}
+for r in runs:
+    if r["status"] == "unsupported" and r.get("out") not in (None, "", "-"):
+        name = {"pgbouncer": "PgBouncer"}.get(r["target"], r["target"])
+        cell_notes.setdefault((r["section"], r["mode"]), []).append(
+            (r["script"], r["proto"], r["clients"], f"{name}: n/a, {r['out']}"))
+for r in read_tsv("notes.tsv"):
+    cell_notes.setdefault((r["section"], r["mode"]), []).append(
+        (r["script"], r["proto"], r["clients"], r["note"]))
 rss = read_tsv("rss.tsv")
 timing = [l.rstrip("\n").split("\t") for l in open(os.path.join(RAW, "timing.tsv"))] \
     if os.path.exists(os.path.join(RAW, "timing.tsv")) else []
@@ -203,6 +214,45 @@ w("Cells: TPS = pgbench's, median of the rounds with (min–max) when there is m
   "`[k/n fail]` = k of n runs failed (not in the median).")
 w("")
 
+# ---- summary: pgring against PgBouncer over every cell both ran --------------------------
+def summary():
+    pairs = []
+    for k in order:
+        if k[0] not in ("matrix", "storm") or k[6] != "pgring":
+            continue
+        g, b = agg(k), agg(k[:6] + ("pgbouncer",))
+        if g and b and g.get("tps") and b.get("tps") and b["tps"][0] > 0:
+            pairs.append((k, g, b))
+    if not pairs:
+        return
+    def gmean(v):
+        v = [x for x in v if x and x > 0]
+        return statistics.geometric_mean(v) if v else None
+    def label(k):
+        return f"{SCRIPT_NAME.get(k[1], k[1])} {k[2]} {k[3]} c={k[4]}{' -C' if k[5] == '-C' else ''}"
+    tps = [(g["tps"][0] / b["tps"][0], k) for k, g, b in pairs]
+    cpu = [(g["cpu_s_per_1k"][0] / b["cpu_s_per_1k"][0], k) for k, g, b in pairs
+           if g.get("cpu_s_per_1k") and b.get("cpu_s_per_1k") and b["cpu_s_per_1k"][0] > 0]
+    w("## Summary: pgring / PgBouncer")
+    w("")
+    w(f"Over the {len(pairs)} cells (matrix and storms) where both ran; ratios of medians; "
+      "pgring runs its default shards (one per CPU).")
+    w("")
+    w("| | geometric mean | min (cell) | max (cell) |")
+    w("|---|--:|---|---|")
+    for name, v in (("TPS", tps), ("pooler CPU per transaction", cpu)):
+        if v:
+            lo, hi = min(v), max(v)
+            w(f"| {name} | {gmean([x for x, _ in v]):.2f} | {lo[0]:.2f} ({label(lo[1])}) | "
+              f"{hi[0]:.2f} ({label(hi[1])}) |")
+    below = [f"{label(k)} {r:.2f}" for r, k in tps if r < 0.95]
+    w("")
+    w("Cells where pgring's TPS is more than 5% below PgBouncer's: " + ("; ".join(below) if below else "none") + ".")
+    w("")
+
+
+summary()
+
 # ---- matrix --------------------------------------------------------------------------
 mat = [k for k in order if k[0] == "matrix"]
 if mat:
@@ -222,6 +272,13 @@ if mat:
             w(f"| {SCRIPT_NAME.get(script, script)} | {proto} | {clients} | {fmt_tps(d)} | {fmt_tps(b)} | "
               f"{fmt_tps(g)} | {ratio(g, b)} |")
         w("")
+        notes = {}
+        for script, proto, clients, note in cell_notes.get(("matrix", mode), []):
+            notes.setdefault(note, []).append(f"{SCRIPT_NAME.get(script, script)} {proto} c={clients}")
+        for note, where in notes.items():
+            w(f"- {', '.join(uniq(where))}: {note}.")
+        if notes:
+            w("")
         if mode != modes[0]:
             w("Direct PostgreSQL does not depend on the pool mode: its column repeats the runs "
               f"shown in the {modes[0]} mode table.")
@@ -273,14 +330,14 @@ if sh:
     k0 = sh[0]
     w("## pgring shards")
     w("")
-    w(f"{SCRIPT_NAME.get(k0[1], k0[1])}, {k0[3]} protocol, {k0[2]} mode, {k0[4]} clients, pool_size "
-      f"{S('POOL_SIZE')}.")
+    w(f"{SCRIPT_NAME.get(k0[1], k0[1])}, {k0[3]} protocol, {k0[2]} mode, pool_size {S('POOL_SIZE')}; "
+      "every configuration started fresh for each client count.")
     w("")
-    w("| configuration | TPS | avg ms | p99 ms | max ms | fairness | pooler CPU s / 1000 tx | peak RSS MiB |")
-    w("|---|--:|--:|--:|--:|--:|--:|--:|")
+    w("| clients | configuration | TPS | avg ms | p99 ms | max ms | fairness | pooler CPU s / 1000 tx | peak RSS MiB |")
+    w("|--:|---|--:|--:|--:|--:|--:|--:|--:|")
     for k in sh:
         a = agg(k)
-        w(f"| {shard_label(k[6])} | {fmt_tps(a)} | {fmt_med(a, 'lat_avg_ms')} | {fmt_med(a, 'lat_p99_ms')} | "
+        w(f"| {k[4]} | {shard_label(k[6])} | {fmt_tps(a)} | {fmt_med(a, 'lat_avg_ms')} | {fmt_med(a, 'lat_p99_ms')} | "
           f"{fmt_max(a)} | {fmt_fair(a)} | {fmt_cpu(a)} | {fmt_rss(a)} |")
     w("")
 
