@@ -72,6 +72,7 @@ static const struct counter_def shard_counters[] = {
 	{ "submits", NULL, "io_uring submit calls.", SHARD_STAT(submits), false },
 	{ "accepts", NULL, "Connections accepted.", SHARD_STAT(accepts), false },
 	{ "accept_errors", NULL, "Accepts that failed.", SHARD_STAT(accept_errors), false },
+	{ "fd_refused", NULL, "Clients refused with 53300 because descriptors ran short.", SHARD_STAT(fd_refused), false },
 	{ "recvs", NULL, "Receives that returned data.", SHARD_STAT(recvs), false },
 	{ "sends", NULL, "sendmsg calls.", SHARD_STAT(sends), false },
 	{ "send_iovecs", NULL, "iovecs sent.", SHARD_STAT(send_iovecs), false },

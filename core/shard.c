@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -243,34 +245,90 @@ static void arm_accept(struct shard *s, struct listener *l)
 	l->armed = true;
 }
 
-/* Out of descriptors: rather than leave clients hanging in the backlog, use the
- * shard's reserve descriptor to accept each waiting one, tell it why (53300, as
- * PostgreSQL says "too many connections") and close it. */
-static void shed_connections(struct shard *s, struct listener *l, int err)
+/* ---- the descriptor limit ----
+ * Clients must never take the descriptors servers need, and at the limit they
+ * are told why (53300, as PostgreSQL says "too many connections") instead of
+ * being left in the backlog. Descriptors are numbered lowest-free-first, so an
+ * accepted descriptor's number tells how full the process is. */
+
+const char shard_fd_refusal[] = "no more connections allowed: pgring is out of file descriptors";
+
+/* Descriptors kept back from clients: every database's servers (its
+ * max_db_connections, else pool_size + reserve_pool_size; pools of further users
+ * are not foreseen) and a few per shard (reserve, eventfd, listeners). */
+static int fd_keep(const struct config *cfg, int nshards)
 {
-	static const char msg[] = "no more connections allowed: pgring is out of file descriptors";
+	long servers = 0;
+	for (int i = 0; i < cfg->ndbs; i++) {
+		const struct config_db *db = &cfg->dbs[i];
+		long n = config_pool_size(cfg, db, NULL) +
+			 (db->reserve_pool_size >= 0 ? db->reserve_pool_size : cfg->reserve_pool_size);
+		long cap = db->max_db_connections > 0 ? db->max_db_connections : cfg->max_db_connections;
+		servers += cap > 0 && cap < n ? cap : n;
+	}
+	return (int)(servers < INT_MAX / 2 ? servers : INT_MAX / 2) + 4 * nshards + 8;
+}
+
+static void fd_limits(struct shard *s)
+{
+	struct rlimit rl;
+	long limit = INT_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < INT_MAX)
+		limit = (long)rl.rlim_cur;
+	long keep = fd_keep(s->cfg, s->nshards);
+	if (keep > limit / 2)
+		keep = limit / 2;
+	s->fd_client_ceiling = (int)(limit - keep);
+	s->fd_refuse_now = (int)(limit - (keep / 4 > 4 ? keep / 4 : 4));
+	if (s->id == 0 && limit < INT_MAX)
+		log_notice("descriptor limit %ld: clients beyond descriptor %d are refused with 53300 "
+			   "(%ld kept for servers and pgring itself)%s", limit, s->fd_client_ceiling, keep,
+			   s->cfg->max_client_conn > s->fd_client_ceiling ? "; max_client_conn is above that" : "");
+}
+
+/* Counted, and logged at most once a second with what was refused meanwhile. */
+void shard_fd_refused(struct shard *s, const char *how)
+{
+	stat_add(&s->stats->fd_refused, 1);
+	s->fd_refused_unlogged++;
+	if (s->now_us - s->last_shed_log_us < 1000000)
+		return;
+	log_warning("descriptor limit reached (%s): refused %d client%s with 53300", how,
+		    s->fd_refused_unlogged, s->fd_refused_unlogged == 1 ? "" : "s");
+	s->fd_refused_unlogged = 0;
+	s->last_shed_log_us = s->now_us;
+}
+
+/* Tell an accepted client why it cannot stay, and close it. */
+static void refuse_fd(struct shard *s, int fd, const char *how)
+{
 	uint8_t mem[256];
 	struct proto_out o;
 	proto_out_init(&o, mem, sizeof mem);
-	proto_error(&o, "FATAL", "53300", "%s", msg);
-	int shed = 0;
+	proto_error(&o, "FATAL", "53300", "%s", shard_fd_refusal);
+	ssize_t w = send(fd, o.p, o.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)w;
+	close(fd);
+	shard_fd_refused(s, how);
+}
+
+/* Out of descriptors altogether: accept each waiting client on the shard's
+ * reserve descriptor and refuse it. Another thread may take the freed number
+ * meanwhile; tick() reopens the reserve when it can. */
+static void shed_connections(struct shard *s, struct listener *l)
+{
 	while (s->reserve_fd >= 0) {
 		close(s->reserve_fd);
 		s->reserve_fd = -1;
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0) {
-			ssize_t w = send(fd, o.p, o.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-			(void)w;
-			close(fd);
-			shed++;
-		}
+		if (fd >= 0)
+			refuse_fd(s, fd, "accept failed");
 		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			break;
 	}
-	if (shed || (s->reserve_fd < 0 && s->now_us - s->last_shed_log_us > 1000000)) {
-		log_warning("accept failed: %s (descriptor limit reached): refused %d client%s with 53300",
-			    strerror(-err), shed, shed == 1 ? "" : "s");
+	if (s->reserve_fd < 0 && s->now_us - s->last_shed_log_us > 1000000) {
+		log_warning("descriptor limit reached: no reserve descriptor left, clients wait in the backlog");
 		s->last_shed_log_us = s->now_us;
 	}
 }
@@ -283,11 +341,13 @@ static void on_accept(struct shard *s, struct listener *l, int res, unsigned fla
 		stat_add(&s->stats->accepts, 1);
 		if (s->draining)
 			close(res);
+		else if (res >= s->fd_refuse_now)
+			refuse_fd(s, res, "no descriptor to spare");
 		else
-			client_accept(s, res, l->is_unix);
+			client_accept(s, res, l->is_unix, res >= s->fd_client_ceiling);
 	} else if (res == -EMFILE || res == -ENFILE) {
 		stat_add(&s->stats->accept_errors, 1);
-		shed_connections(s, l, res);
+		shed_connections(s, l);
 		return;   /* re-armed on the next tick, when descriptors may be free */
 	} else if (res != -ECANCELED) {
 		stat_add(&s->stats->accept_errors, 1);
@@ -469,6 +529,12 @@ static void tick(struct shard *s)
 {
 	if (s->reserve_fd < 0)   /* another thread took the slot while we shed clients */
 		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (s->fd_refused_unlogged && s->now_us - s->last_shed_log_us >= 1000000) {
+		log_warning("descriptor limit: refused %d more client%s with 53300", s->fd_refused_unlogged,
+			    s->fd_refused_unlogged == 1 ? "" : "s");
+		s->fd_refused_unlogged = 0;
+		s->last_shed_log_us = s->now_us;
+	}
 	for (int i = 0; i < s->nlisten; i++)
 		arm_accept(s, &s->listen[i]);
 	client_tick(s);
@@ -567,6 +633,7 @@ static int shard_setup(struct shard *s)
 		      (uint32_t)s->cfg->server_bufs, (uint32_t)s->cfg->server_buf_size, err, errlen))
 		return -1;
 	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	fd_limits(s);
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->wake_fd < 0) {
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));

@@ -60,6 +60,12 @@ struct shard {
 	int wake_fd;
 	int reserve_fd;              /* spare descriptor for refusing clients at the fd limit */
 	uint64_t last_shed_log_us;
+	/* Descriptor numbers are allocated lowest-first, so an accepted fd's number says
+	 * how full the process is: at or above fd_client_ceiling the client is refused
+	 * after its startup packet (the rest is kept for server connections); at or above
+	 * fd_refuse_now it is refused at once, before it costs anything more. */
+	int fd_client_ceiling, fd_refuse_now;
+	int fd_refused_unlogged;
 	uint64_t wake_val;
 	bool wake_armed;
 	struct queue *inbox;         /* [nshards + 1]: from each shard, then from control */
@@ -81,6 +87,9 @@ struct shard {
 
 /* Create every shard (threads started, rings created inside them). Returns 0,
  * or -1 with a message naming the cause and the fix. */
+extern const char shard_fd_refusal[];
+void shard_fd_refused(struct shard *s, const char *how);
+
 int shard_start_all(const struct topology *topo, int nshards, const int *cpus, int ncpus,
 		    char *err, size_t errlen);
 struct shard *shard_get(int id);

@@ -49,6 +49,7 @@ struct stats_pool {
 struct stats_shard {
 	stat_t loops, cqes, submits;        /* event-loop iterations, completions, io_uring_enter calls */
 	stat_t accepts, accept_errors;
+	stat_t fd_refused;                  /* clients refused with 53300 for lack of descriptors */
 	stat_t recvs, sends, send_iovecs;   /* completed recv CQEs with data, sendmsg calls, iovecs sent */
 	stat_t enobufs;                     /* recv ended for lack of provided buffers */
 	stat_t paused;                      /* times a socket was paused for back-pressure */

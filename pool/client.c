@@ -112,7 +112,7 @@ static void key_unlink(struct client *cl)
 
 /* ---- accept and close ---- */
 
-void client_accept(struct shard *s, int fd, bool is_unix)
+void client_accept(struct shard *s, int fd, bool is_unix, bool over_fd_ceiling)
 {
 	struct client *cl = calloc(1, sizeof *cl);
 	if (!cl) {
@@ -122,6 +122,7 @@ void client_accept(struct shard *s, int fd, bool is_unix)
 	conn_init(&cl->conn, s, fd, CONN_CLIENT, BUF_GROUP_CLIENT);
 	proto_framer_init(&cl->conn.fr, true, (uint32_t)s->cfg->max_startup_packet);
 	cl->state = CL_STARTUP;
+	cl->over_fd_ceiling = over_fd_ceiling;
 	cl->connect_us = cl->state_us = s->now_us;
 	cl->next_all = s->clients;
 	if (s->clients)
@@ -295,6 +296,11 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 	cl->counted = true;
 	if (s->cfg->max_client_conn > 0 && n > s->cfg->max_client_conn) {
 		client_fail(cl, "53300", "no more connections allowed (max_client_conn)");
+		return;
+	}
+	if (cl->over_fd_ceiling) {
+		shard_fd_refused(s, "descriptors kept for servers");
+		client_fail(cl, "53300", "%s", shard_fd_refusal);
 		return;
 	}
 	if (!config_find_db(s->cfg, cl->database)) {

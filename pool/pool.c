@@ -231,7 +231,14 @@ static void launch(struct pool *p)
 	struct server *sv = server_connect(p);
 	if (!sv) {
 		registry_give_slot(p->shared);
-		LOGF(LOG_WARNING, 0, "cannot connect for %s/%s: %s", p->db_name, p->user, p->last_error);
+		struct shard *s = p->shard;
+		p->connect_fails_unlogged++;
+		if (s->now_us - p->connect_fail_log_us >= 1000000) {
+			LOGF(LOG_WARNING, 0, "cannot connect for %s/%s: %s (%d time%s since the last report)", p->db_name,
+			     p->user, p->last_error, p->connect_fails_unlogged, p->connect_fails_unlogged == 1 ? "" : "s");
+			p->connect_fails_unlogged = 0;
+			p->connect_fail_log_us = s->now_us;
+		}
 		if (!p->n_idle && !p->n_used)
 			fail_waiters(p, false);
 		return;
