@@ -84,10 +84,8 @@ static int emit(const char *msg, size_t len, char *out, size_t cap)
 	return (int)len;
 }
 
-int auth_random(void *buf, size_t n)
+static int random_fill(uint8_t *p, size_t n)
 {
-	uint8_t *p = buf;
-
 	while (n > 0) {
 		ssize_t r = getrandom(p, n, 0);
 		if (r < 0) {
@@ -98,6 +96,29 @@ int auth_random(void *buf, size_t n)
 		p += r;
 		n -= (size_t)r;
 	}
+	return 0;
+}
+
+/* Salts and cancel keys are a few bytes each, three per login: they come from a
+ * per-thread block of getrandom() output, so a login costs no random syscall of
+ * its own. Bytes are handed out once and wiped as they go. */
+#define RANDOM_BLOCK 512
+int auth_random(void *buf, size_t n)
+{
+	static _Thread_local uint8_t block[RANDOM_BLOCK];
+	static _Thread_local size_t left;
+
+	if (n > RANDOM_BLOCK / 8)
+		return random_fill(buf, n);
+	if (left < n) {
+		if (random_fill(block, sizeof block) != 0)
+			return -1;
+		left = sizeof block;
+	}
+	uint8_t *src = block + (sizeof block - left);
+	memcpy(buf, src, n);
+	memset(src, 0, n);
+	left -= n;
 	return 0;
 }
 

@@ -104,7 +104,8 @@ int auth_scram_client_verify(struct auth_scram_client *c, const char *msg, size_
 /* Helpers shared with tests. */
 int auth_base64_encode(const uint8_t *in, size_t len, char *out, size_t cap); /* length or -1 */
 int auth_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap);  /* length or -1 */
-/* Fill buf with n bytes from the kernel CSPRNG (getrandom). 0 or -1. */
+/* Fill buf with n bytes from the kernel CSPRNG (getrandom; small requests from a
+ * per-thread block of it). 0 or -1. */
 int auth_random(void *buf, size_t n);
 
 #endif

@@ -324,6 +324,23 @@ Test(auth_base64, random_fills)
 	cr_assert_neq(memcmp(a, zero, sizeof(a)), 0);
 }
 
+/* Small requests come from a per-thread block: across several refills no two
+ * 4-byte values repeat and none is zero (a stale or wiped block would show). */
+Test(auth_base64, random_small_across_refills)
+{
+	enum { N = 1000 };
+	static uint32_t v[N];
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(auth_random(&v[i], sizeof v[i]), 0);
+		cr_assert_neq(v[i], 0);
+	}
+	int same = 0;
+	for (int i = 0; i < N; i++)
+		for (int j = i + 1; j < N; j++)
+			same += v[i] == v[j];
+	cr_assert_leq(same, 1, "%d repeated 32-bit values", same);   /* ~1e-4 by chance */
+}
+
 /* ---- secrets ---- */
 
 TestSuite(auth_secret);
