@@ -364,12 +364,11 @@ static void begin_auth(struct client *cl)
 		if (secret && auth_is_scram_secret(secret))
 			have = auth_scram_parse_secret(secret, &sec) == 0;
 		else if (secret && !auth_is_md5_secret(secret)) {
-			/* a plain password: derive a secret with a salt fixed per user, so the
-			 * derivation could be cached */
+			/* a plain password: a salt fixed per user and shard, so the key
+			 * derivation is done once (auth.c caches it) */
 			uint8_t salt[16];
-			for (int i = 0; i < 16; i++)
-				salt[i] = (uint8_t)(cl->user[i % strlen(cl->user)] * 31 + i);
-			have = auth_scram_secret_from_password(secret, salt, 16, AUTH_SCRAM_DEFAULT_ITER, &sec) == 0;
+			have = auth_scram_user_salt(cl->user, salt, sizeof salt) == 0 &&
+			       auth_scram_secret_from_password(secret, salt, 16, AUTH_SCRAM_DEFAULT_ITER, &sec) == 0;
 		}
 		if (!have) {
 			/* unknown user or unusable secret: run the exchange to its end anyway, so the

@@ -314,6 +314,36 @@ static const char *scram_prepare_password(const char *password)
 	return password;
 }
 
+/* PBKDF2 with 4096 iterations is ~25M instructions (about 10 ms here), and a shard
+ * would stall that long for every SCRAM login to a server, or of a client whose
+ * password is plain in auth_file. The salt and iteration count of a role stay the
+ * same, so each shard thread keeps the derived keys of its last few (password,
+ * salt, iterations), the password known only by its SHA-256. */
+#define KEY_CACHE_SIZE 16
+struct scram_key_entry {
+	bool used;
+	int salt_len, iterations;
+	uint8_t password_hash[AUTH_SCRAM_KEY_LEN];
+	uint8_t salt[AUTH_SCRAM_MAX_SALT];
+	uint8_t client_key[AUTH_SCRAM_KEY_LEN], stored_key[AUTH_SCRAM_KEY_LEN];
+	uint8_t server_key[AUTH_SCRAM_KEY_LEN];
+};
+static _Thread_local struct scram_key_entry key_cache[KEY_CACHE_SIZE];
+static _Thread_local unsigned key_cache_next;
+
+static struct scram_key_entry *key_cache_find(const uint8_t *password_hash, const uint8_t *salt,
+					       int salt_len, int iterations)
+{
+	for (int i = 0; i < KEY_CACHE_SIZE; i++) {
+		struct scram_key_entry *e = &key_cache[i];
+		if (e->used && e->iterations == iterations && e->salt_len == salt_len &&
+		    memcmp(e->salt, salt, (size_t)salt_len) == 0 &&
+		    ct_equal(e->password_hash, password_hash, AUTH_SCRAM_KEY_LEN))
+			return e;
+	}
+	return NULL;
+}
+
 /* SaltedPassword -> ClientKey, StoredKey, ServerKey (RFC 5802 section 3). */
 static int scram_keys_from_password(const char *password, const uint8_t *salt, int salt_len,
 				    int iterations, uint8_t client_key[AUTH_SCRAM_KEY_LEN],
@@ -322,21 +352,63 @@ static int scram_keys_from_password(const char *password, const uint8_t *salt, i
 {
 	const char *prepared = scram_prepare_password(password);
 	size_t plen = strlen(prepared);
-	uint8_t salted[AUTH_SCRAM_KEY_LEN];
+	uint8_t salted[AUTH_SCRAM_KEY_LEN], password_hash[AUTH_SCRAM_KEY_LEN];
 	int rc = -1;
 
-	if (plen > INT_MAX || salt_len <= 0 || iterations <= 0)
+	if (plen > INT_MAX || salt_len <= 0 || salt_len > AUTH_SCRAM_MAX_SALT || iterations <= 0)
 		return -1;
+	if (wc_Sha256Hash((const byte *)prepared, (word32)plen, password_hash) != 0)
+		return -1;
+	struct scram_key_entry *e = key_cache_find(password_hash, salt, salt_len, iterations);
+	if (e) {
+		memcpy(client_key, e->client_key, AUTH_SCRAM_KEY_LEN);
+		memcpy(stored_key, e->stored_key, AUTH_SCRAM_KEY_LEN);
+		memcpy(server_key, e->server_key, AUTH_SCRAM_KEY_LEN);
+		rc = 0;
+		goto out;
+	}
 	if (wc_PBKDF2(salted, (const byte *)prepared, (int)plen, salt, salt_len, iterations,
 		      AUTH_SCRAM_KEY_LEN, WC_SHA256) != 0)
 		goto out;
 	if (hmac_str(salted, "Client Key", client_key) != 0 || sha256(client_key, stored_key) != 0 ||
 	    hmac_str(salted, "Server Key", server_key) != 0)
 		goto out;
+	e = &key_cache[key_cache_next++ % KEY_CACHE_SIZE];
+	*e = (struct scram_key_entry){ .used = true, .salt_len = salt_len, .iterations = iterations };
+	memcpy(e->password_hash, password_hash, AUTH_SCRAM_KEY_LEN);
+	memcpy(e->salt, salt, (size_t)salt_len);
+	memcpy(e->client_key, client_key, AUTH_SCRAM_KEY_LEN);
+	memcpy(e->stored_key, stored_key, AUTH_SCRAM_KEY_LEN);
+	memcpy(e->server_key, server_key, AUTH_SCRAM_KEY_LEN);
 	rc = 0;
 out:
 	explicit_bzero(salted, sizeof(salted));
+	explicit_bzero(password_hash, sizeof(password_hash));
 	return rc;
+}
+
+/* A salt for a user whose password is plain in auth_file: the same for the
+ * thread's lifetime (so its keys are derived once), unpredictable from outside
+ * (keyed by random bytes drawn once per thread), different per user. */
+int auth_scram_user_salt(const char *user, uint8_t *salt, int salt_len)
+{
+	static _Thread_local uint8_t key[AUTH_SCRAM_KEY_LEN];
+	static _Thread_local bool have_key;
+	uint8_t mac[AUTH_SCRAM_KEY_LEN];
+
+	if (salt_len <= 0 || salt_len > AUTH_SCRAM_KEY_LEN)
+		return -1;
+	if (!have_key) {
+		if (auth_random(key, sizeof key) != 0)
+			return -1;
+		have_key = true;
+	}
+	struct chunk c = { user, strlen(user) };
+	if (hmac_sha256(key, sizeof key, &c, 1, mac) != 0)
+		return -1;
+	memcpy(salt, mac, (size_t)salt_len);
+	explicit_bzero(mac, sizeof mac);
+	return 0;
 }
 
 /* ---- secrets ---- */

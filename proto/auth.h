@@ -43,9 +43,11 @@ struct auth_scram_secret {
 bool auth_is_scram_secret(const char *s);
 /* Parse "SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>". 0 or -1. */
 int auth_scram_parse_secret(const char *s, struct auth_scram_secret *out);
+/* A salt for a user with a plain password: fixed per thread, keyed by random bytes. 0 or -1. */
+int auth_scram_user_salt(const char *user, uint8_t *salt, int salt_len);
 /* Derive a secret from a plain password (SASLprep is applied as PostgreSQL does
  * for ASCII; non-ASCII passwords are used as raw bytes, which PostgreSQL also
- * falls back to). 0 or -1. */
+ * falls back to). The derivation is cached per thread. 0 or -1. */
 int auth_scram_secret_from_password(const char *password, const uint8_t *salt, int salt_len,
 				    int iterations, struct auth_scram_secret *out);
 /* Format a secret back into PostgreSQL's text form. Returns length or -1. */

@@ -376,6 +376,50 @@ Test(auth_secret, derive_matches_postgresql)
 	}
 }
 
+/* The per-thread key cache must answer exactly what a fresh derivation would:
+ * asked in turn for the PostgreSQL secrets, for the same salts with the other
+ * password, and after more distinct entries than it holds. */
+Test(auth_secret, cached_derivation_matches)
+{
+	const char *secrets[] = { PG15_ALICE_SECRET, PG15_CAROL_SECRET };
+	const char *passwords[] = { PG15_ALICE_PASSWORD, PG15_CAROL_PASSWORD };
+	struct auth_scram_secret pg[2], first[2][2], again;
+
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(auth_scram_parse_secret(secrets[i], &pg[i]), 0);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 2; i++)
+			for (int j = 0; j < 2; j++) {
+				cr_assert_eq(auth_scram_secret_from_password(passwords[j], pg[i].salt, pg[i].salt_len,
+									     pg[i].iterations, &again), 0);
+				if (round == 0)
+					first[i][j] = again;
+				cr_assert_eq(memcmp(&again, &first[i][j], sizeof again), 0, "round %d %d/%d", round, i, j);
+				bool own = i == j;
+				cr_assert_eq(memcmp(again.stored_key, pg[i].stored_key, sizeof again.stored_key) == 0, own);
+			}
+		/* push everything out of the cache (it holds 16) */
+		for (int k = 0; round == 1 && k < 20; k++) {
+			char pw[16];
+			snprintf(pw, sizeof pw, "filler%d", k);
+			cr_assert_eq(auth_scram_secret_from_password(pw, pg[0].salt, pg[0].salt_len, 2, &again), 0);
+		}
+	}
+}
+
+Test(auth_secret, user_salt_stable_and_distinct)
+{
+	uint8_t a[16], b[16], c[16];
+
+	cr_assert_eq(auth_scram_user_salt("app", a, sizeof a), 0);
+	cr_assert_eq(auth_scram_user_salt("app", b, sizeof b), 0);
+	cr_assert_eq(auth_scram_user_salt("app2", c, sizeof c), 0);
+	cr_assert_eq(memcmp(a, b, sizeof a), 0, "the same user gets the same salt");
+	cr_assert_neq(memcmp(a, c, sizeof a), 0, "another user another");
+	cr_assert_eq(auth_scram_user_salt("app", a, 0), -1);
+	cr_assert_eq(auth_scram_user_salt("app", a, 33), -1);
+}
+
 Test(auth_secret, format_parse_round_trip)
 {
 	uint8_t salt[AUTH_SCRAM_MAX_SALT];
