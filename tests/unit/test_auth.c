@@ -400,7 +400,7 @@ Test(auth_secret, cached_derivation_matches)
 			}
 		/* push everything out of the cache (it holds 16) */
 		for (int k = 0; round == 1 && k < 20; k++) {
-			char pw[16];
+			char pw[32];
 			snprintf(pw, sizeof pw, "filler%d", k);
 			cr_assert_eq(auth_scram_secret_from_password(pw, pg[0].salt, pg[0].salt_len, 2, &again), 0);
 		}
