@@ -33,4 +33,23 @@ void log_write(int level, unsigned long long conn, const char *fmt, ...)
 #define log_info(...)    LOGF(LOG_INFO, 0, __VA_ARGS__)
 #define log_debug(...)   LOGF(LOG_DEBUG, 0, __VA_ARGS__)
 
+/* An event that may come by the thousand (refused clients, failed connects) is
+ * logged at most once a second, with how often it happened since. */
+struct log_rate {
+	unsigned long long last_us;
+	int unlogged;
+};
+/* Count `add` more; returns how many to report now, or 0 to stay quiet. Call it
+ * with add = 0 from a periodic tick so the last ones are reported too. */
+static inline int log_rate_due(struct log_rate *r, unsigned long long now_us, int add)
+{
+	r->unlogged += add;
+	if (!r->unlogged || now_us - r->last_us < 1000000)
+		return 0;
+	int n = r->unlogged;
+	r->unlogged = 0;
+	r->last_us = now_us;
+	return n;
+}
+
 #endif

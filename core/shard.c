@@ -286,21 +286,21 @@ static void fd_limits(struct shard *s)
 			   s->cfg->max_client_conn > s->fd_client_ceiling ? "; max_client_conn is above that" : "");
 }
 
-/* Counted, and logged at most once a second with what was refused meanwhile. */
-void shard_fd_refused(struct shard *s, const char *how)
+static void report_fd_refusals(struct shard *s, int add)
+{
+	int n = log_rate_due(&s->fd_refused_log, s->now_us, add);
+	if (n)
+		log_warning("descriptor limit reached: refused %d client%s with 53300", n, n == 1 ? "" : "s");
+}
+
+void shard_fd_refused(struct shard *s)
 {
 	stat_add(&s->stats->fd_refused, 1);
-	s->fd_refused_unlogged++;
-	if (s->now_us - s->last_shed_log_us < 1000000)
-		return;
-	log_warning("descriptor limit reached (%s): refused %d client%s with 53300", how,
-		    s->fd_refused_unlogged, s->fd_refused_unlogged == 1 ? "" : "s");
-	s->fd_refused_unlogged = 0;
-	s->last_shed_log_us = s->now_us;
+	report_fd_refusals(s, 1);
 }
 
 /* Tell an accepted client why it cannot stay, and close it. */
-static void refuse_fd(struct shard *s, int fd, const char *how)
+static void refuse_fd(struct shard *s, int fd)
 {
 	uint8_t mem[256];
 	struct proto_out o;
@@ -309,7 +309,7 @@ static void refuse_fd(struct shard *s, int fd, const char *how)
 	ssize_t w = send(fd, o.p, o.len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	(void)w;
 	close(fd);
-	shard_fd_refused(s, how);
+	shard_fd_refused(s);
 }
 
 /* Out of descriptors altogether: accept each waiting client on the shard's
@@ -322,15 +322,13 @@ static void shed_connections(struct shard *s, struct listener *l)
 		s->reserve_fd = -1;
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0)
-			refuse_fd(s, fd, "accept failed");
+			refuse_fd(s, fd);
 		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			break;
 	}
-	if (s->reserve_fd < 0 && s->now_us - s->last_shed_log_us > 1000000) {
+	if (s->reserve_fd < 0 && log_rate_due(&s->no_reserve_log, s->now_us, 1))
 		log_warning("descriptor limit reached: no reserve descriptor left, clients wait in the backlog");
-		s->last_shed_log_us = s->now_us;
-	}
 }
 
 static void on_accept(struct shard *s, struct listener *l, int res, unsigned flags)
@@ -342,7 +340,7 @@ static void on_accept(struct shard *s, struct listener *l, int res, unsigned fla
 		if (s->draining)
 			close(res);
 		else if (res >= s->fd_refuse_now)
-			refuse_fd(s, res, "no descriptor to spare");
+			refuse_fd(s, res);
 		else
 			client_accept(s, res, l->is_unix, res >= s->fd_client_ceiling);
 	} else if (res == -EMFILE || res == -ENFILE) {
@@ -529,12 +527,7 @@ static void tick(struct shard *s)
 {
 	if (s->reserve_fd < 0)   /* another thread took the slot while we shed clients */
 		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (s->fd_refused_unlogged && s->now_us - s->last_shed_log_us >= 1000000) {
-		log_warning("descriptor limit: refused %d more client%s with 53300", s->fd_refused_unlogged,
-			    s->fd_refused_unlogged == 1 ? "" : "s");
-		s->fd_refused_unlogged = 0;
-		s->last_shed_log_us = s->now_us;
-	}
+	report_fd_refusals(s, 0);
 	for (int i = 0; i < s->nlisten; i++)
 		arm_accept(s, &s->listen[i]);
 	client_tick(s);

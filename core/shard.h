@@ -11,6 +11,7 @@
 
 #include "core/buf.h"
 #include "core/conn.h"
+#include "core/log.h"
 #include "core/queue.h"
 #include "core/stats.h"
 
@@ -59,13 +60,12 @@ struct shard {
 	int nlisten;
 	int wake_fd;
 	int reserve_fd;              /* spare descriptor for refusing clients at the fd limit */
-	uint64_t last_shed_log_us;
 	/* Descriptor numbers are allocated lowest-first, so an accepted fd's number says
 	 * how full the process is: at or above fd_client_ceiling the client is refused
 	 * after its startup packet (the rest is kept for server connections); at or above
 	 * fd_refuse_now it is refused at once, before it costs anything more. */
 	int fd_client_ceiling, fd_refuse_now;
-	int fd_refused_unlogged;
+	struct log_rate fd_refused_log, no_reserve_log;
 	uint64_t wake_val;
 	bool wake_armed;
 	struct queue *inbox;         /* [nshards + 1]: from each shard, then from control */
@@ -85,11 +85,13 @@ struct shard {
 	_Atomic int started;         /* 1 running, -1 failed */
 };
 
+/* The reason given to a client refused for lack of descriptors, and the count
+ * (metric and rate-limited log line) every such refusal goes through. */
+extern const char shard_fd_refusal[];
+void shard_fd_refused(struct shard *s);
+
 /* Create every shard (threads started, rings created inside them). Returns 0,
  * or -1 with a message naming the cause and the fix. */
-extern const char shard_fd_refusal[];
-void shard_fd_refused(struct shard *s, const char *how);
-
 int shard_start_all(const struct topology *topo, int nshards, const int *cpus, int ncpus,
 		    char *err, size_t errlen);
 struct shard *shard_get(int id);

@@ -299,7 +299,7 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 		return;
 	}
 	if (cl->over_fd_ceiling) {
-		shard_fd_refused(s, "descriptors kept for servers");
+		shard_fd_refused(s);
 		client_fail(cl, "53300", "%s", shard_fd_refusal);
 		return;
 	}

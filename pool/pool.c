@@ -224,6 +224,14 @@ static void sync_login_demand(struct pool *p)
 	atomic_fetch_add(&p->shared->waiting, need ? 1 : -1);
 }
 
+static void report_connect_fails(struct pool *p, int add)
+{
+	int n = log_rate_due(&p->connect_fail_log, p->shard->now_us, add);
+	if (n)
+		log_warning("cannot connect for %s/%s: %s (%d time%s since the last report)", p->db_name, p->user,
+			    p->last_error, n, n == 1 ? "" : "s");
+}
+
 static void launch(struct pool *p)
 {
 	if (!registry_take_slot(p->shared, reserve_due(p)))
@@ -231,14 +239,7 @@ static void launch(struct pool *p)
 	struct server *sv = server_connect(p);
 	if (!sv) {
 		registry_give_slot(p->shared);
-		struct shard *s = p->shard;
-		p->connect_fails_unlogged++;
-		if (s->now_us - p->connect_fail_log_us >= 1000000) {
-			LOGF(LOG_WARNING, 0, "cannot connect for %s/%s: %s (%d time%s since the last report)", p->db_name,
-			     p->user, p->last_error, p->connect_fails_unlogged, p->connect_fails_unlogged == 1 ? "" : "s");
-			p->connect_fails_unlogged = 0;
-			p->connect_fail_log_us = s->now_us;
-		}
+		report_connect_fails(p, 1);
 		if (!p->n_idle && !p->n_used)
 			fail_waiters(p, false);
 		return;
@@ -708,6 +709,7 @@ int pool_active_servers(struct shard *s)
 
 static void pool_housekeeping(struct pool *p)
 {
+	report_connect_fails(p, 0);
 	struct shard *s = p->shard;
 	const struct config *cfg = s->cfg;
 	uint64_t now = s->now_us;

@@ -12,6 +12,7 @@
 #include <sys/un.h>
 
 #include "core/conn.h"
+#include "core/log.h"
 #include "pool/params.h"
 #include "pool/registry.h"
 #include "pool/stmt.h"
@@ -197,8 +198,7 @@ struct pool {
 	bool have_client_key;
 	uint64_t last_connect_fail_us;
 	char last_error[256];                      /* last server login error, for waiting clients */
-	uint64_t connect_fail_log_us;              /* failed connects are logged once a second */
-	int connect_fails_unlogged;
+	struct log_rate connect_fail_log;          /* failed connects: a line a second at most */
 	char last_sqlstate[6];
 };
 
