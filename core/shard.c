@@ -342,7 +342,7 @@ static void on_accept(struct shard *s, struct listener *l, int res, unsigned fla
 		else if (res >= s->fd_refuse_now)
 			refuse_fd(s, res);
 		else
-			client_accept(s, res, l->is_unix, res >= s->fd_client_ceiling);
+			client_accept(s, res, l->is_unix);
 	} else if (res == -EMFILE || res == -ENFILE) {
 		stat_add(&s->stats->accept_errors, 1);
 		shed_connections(s, l);

@@ -112,7 +112,7 @@ static void key_unlink(struct client *cl)
 
 /* ---- accept and close ---- */
 
-void client_accept(struct shard *s, int fd, bool is_unix, bool over_fd_ceiling)
+void client_accept(struct shard *s, int fd, bool is_unix)
 {
 	struct client *cl = calloc(1, sizeof *cl);
 	if (!cl) {
@@ -122,7 +122,6 @@ void client_accept(struct shard *s, int fd, bool is_unix, bool over_fd_ceiling)
 	conn_init(&cl->conn, s, fd, CONN_CLIENT, BUF_GROUP_CLIENT);
 	proto_framer_init(&cl->conn.fr, true, (uint32_t)s->cfg->max_startup_packet);
 	cl->state = CL_STARTUP;
-	cl->over_fd_ceiling = over_fd_ceiling;
 	cl->connect_us = cl->state_us = s->now_us;
 	cl->next_all = s->clients;
 	if (s->clients)
@@ -298,7 +297,7 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 		client_fail(cl, "53300", "no more connections allowed (max_client_conn)");
 		return;
 	}
-	if (cl->over_fd_ceiling) {
+	if (cl->conn.fd >= s->fd_client_ceiling) {   /* the rest is kept for servers */
 		shard_fd_refused(s);
 		client_fail(cl, "53300", "%s", shard_fd_refusal);
 		return;

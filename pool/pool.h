@@ -112,7 +112,6 @@ struct client {
 	uint8_t md5_salt[4];
 	uint8_t auth_step;                         /* SCRAM: 0 awaiting SASLInitialResponse, 1 SASLResponse */
 	bool counted;                              /* counted in max_client_conn */
-	bool over_fd_ceiling;                      /* refused with 53300 after its startup packet */
 	bool txn_failed;                           /* server died inside a transaction block */
 	bool in_txn;                               /* last ReadyForQuery said T or E */
 	bool unsynced;                             /* extended-protocol messages since the last Sync */
@@ -218,7 +217,7 @@ void pool_adopt_server(struct shard *s, struct server *sv); /* one handed over b
 int pool_active_servers(struct shard *s);
 
 /* client.c */
-void client_accept(struct shard *s, int fd, bool is_unix, bool over_fd_ceiling);
+void client_accept(struct shard *s, int fd, bool is_unix);
 void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf);
 void client_eof(struct client *cl, int err);
 void client_drained(struct client *cl);
