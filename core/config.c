@@ -37,6 +37,8 @@ enum key_type {
 	KT_POOL_MODE,
 	KT_AUTH_TYPE,
 	KT_CPU_LIST,   /* shard_cpus, into cfg->shard_cpus / n_shard_cpus */
+	KT_TARGET,     /* enum config_target */
+	KT_BOOL_INT,   /* a boolean into an int field that is -1 when unset */
 	KT_SSLMODE,    /* no TLS yet: "disable" is silent, the other modes warn */
 	KT_IGNORED,    /* accepted silently: meaningless for pgring (pkt_buf) */
 	KT_NO_EFFECT,  /* accepted with a warning: known, not implemented yet */
@@ -87,7 +89,7 @@ static const struct key_def main_keys[] = {
 	K_TIME(server_idle_timeout, "600"),
 	K_TIME(server_lifetime, "3600"),
 	K_TIME(server_connect_timeout, "15"),
-	K_TIME(server_login_retry, "15"),
+	K_TIME(server_login_retry, "5"),
 	K_TIME(query_wait_timeout, "120"),
 	K_TIME(query_timeout, "0"),
 	K_TIME(client_login_timeout, "60"),
@@ -118,6 +120,16 @@ static const struct key_def main_keys[] = {
 	K_SIZE(server_buf_size, "16384", 256, 16 * MiB),
 	K_SIZE(max_pending_bytes, "256kB", 4096, INT_MAX),
 	K_INT(max_client_prepared_statements, "10000", 1, INT_MAX),
+	CFG_(target, KT_TARGET, "primary", 0, 0, 0),
+	K_BOOL(read_write_split, "0"),
+	K_SIZE(max_lag, "16MB", 0, INT_MAX),
+	K_STR(health_check_user, "postgres"),
+	K_STR(health_check_password, NULL),
+	K_STR(health_check_dbname, "postgres"),
+	K_TIME(health_check_interval, "1"),
+	K_TIME(health_check_timeout, "2"),
+	K_INT(health_check_failures, "2", 1, 1000),
+	K_TIME(failover_timeout, "30"),
 	/* PgBouncer settings known but not implemented yet */
 	{ "client_tls_sslmode", KT_SSLMODE, 0, 0, NULL, 0, 0 },
 	{ "server_tls_sslmode", KT_SSLMODE, 0, 0, NULL, 0, 0 },
@@ -166,8 +178,21 @@ static const struct key_def db_keys[] = {
 	DB_INT(reserve_pool_size),
 	DB_INT(max_db_connections),
 	DB_("pool_mode", pool_mode, KT_POOL_MODE, 0, 0, 0),
+	DB_STR(cluster),
+	DB_("target", target, KT_TARGET, 0, 0, 0),
+	DB_("read_write_split", read_write_split, KT_BOOL_INT, 0, 0, 0),
 	K_LATER(auth_dbname), K_LATER(auth_query), K_LATER(load_balance_hosts),
 	K_LATER(server_lifetime), K_LATER(max_db_client_connections),
+};
+
+/* Keys of a node line in a [cluster.NAME] section. */
+#define NODE_(n, f, t, lo, hi) { n, t, 0, offsetof(struct config_node, f), NULL, lo, hi }
+static const struct key_def node_keys[] = {
+	NODE_("host", host, KT_STR, 0, 0),
+	NODE_("port", port, KT_INT, 1, 65535),
+	NODE_("weight", weight, KT_INT, 0, 1000000),
+	NODE_("max_lag", max_lag, KT_SIZE, 0, INT_MAX),
+	NODE_("role", role, KT_STR, 0, 0),
 };
 
 /* Keys of a [users] line. */
@@ -191,13 +216,16 @@ static const char *const auth_type_names[] = {
 };
 /* PgBouncer auth types pgring rejects rather than silently weakening security. */
 static const char *const auth_types_later[] = { "cert", "hba", "pam", "ldap" };
+static const char *const target_names[] = {
+	[TARGET_PRIMARY] = "primary", [TARGET_REPLICA] = "replica", [TARGET_ANY] = "any",
+};
 static const char *const sslmode_names[] = {
 	"disable", "allow", "prefer", "require", "verify-ca", "verify-full",
 };
 
 /* ---- loading state and messages ------------------------------------------ */
 
-enum section { SECT_NONE, SECT_MAIN, SECT_DATABASES, SECT_USERS, SECT_SKIPPED };
+enum section { SECT_NONE, SECT_MAIN, SECT_DATABASES, SECT_USERS, SECT_CLUSTER, SECT_SKIPPED };
 
 struct src {
 	FILE *f;
@@ -227,6 +255,7 @@ struct load {
 	enum section sect;
 	char sect_name[64];
 	bool peers_warned;
+	int cluster;           /* SECT_CLUSTER: index in cfg->clusters */
 	struct where set_at[ARRAY_SIZE(main_keys)]; /* where each main key was last set */
 };
 
@@ -540,6 +569,20 @@ static int set_value(struct load *ld, const struct key_def *k, void *base, const
 		return set_enum(k, field, v, msg, len);
 	case KT_CPU_LIST:
 		return set_cpu_list(k, base, v, msg, len);
+	case KT_TARGET:
+		if ((*(int *)field = config_target_parse(v)) != TARGET_UNSET)
+			return 0;
+		snprintf(msg, len, "%s: unknown value '%s' (primary, replica, any)", k->name, v);
+		return -1;
+	case KT_BOOL_INT: {
+		bool b;
+		if (parse_bool(v, &b) == 0) {
+			*(int *)field = b;
+			return 0;
+		}
+		snprintf(msg, len, "%s: '%s' is not a boolean (on/off, yes/no, true/false, 1/0)", k->name, v);
+		return -1;
+	}
 	case KT_SSLMODE:
 		return check_sslmode(ld, k, v, msg, len);
 	case KT_NO_EFFECT: case KT_IGNORED:
@@ -728,7 +771,7 @@ static int add_database(struct load *ld, const char *name, const char *value)
 	struct config_db *dbs;
 	struct config_db db = {
 		.port = 5432, .pool_size = -1, .min_pool_size = -1, .reserve_pool_size = -1,
-		.max_db_connections = -1, .pool_mode = -1, .line = ld->line,
+		.max_db_connections = -1, .pool_mode = -1, .read_write_split = -1, .line = ld->line,
 	};
 	if (!(db.name = unquote_name(ld, name)))
 		return -1;
@@ -764,6 +807,131 @@ static int add_user(struct load *ld, const char *name, const char *value)
 		return -1;
 	}
 	ld->cfg->users = users;
+	return 0;
+}
+
+/* ---- [cluster.NAME] ----------------------------------------------------- */
+
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > CONFIG_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
+			return false;
+	return true;
+}
+
+static void free_node(struct config_node *n)
+{
+	free(n->name);
+	free(n->host);
+	free(n->role);
+}
+
+static void free_cluster(struct config_cluster *c)
+{
+	for (int i = 0; i < c->nnodes; i++)
+		free_node(&c->nodes[i]);
+	free(c->nodes);
+	free(c->name);
+}
+
+/* A section header [cluster.NAME]: later lines of the same name add to it. */
+static int open_cluster(struct load *ld, const char *name)
+{
+	struct config *cfg = ld->cfg;
+	if (!valid_name(name))
+		return fail(ld, "bad cluster name '%s' (letters, digits, _ - ., at most %d)", name, CONFIG_NAME_MAX);
+	ld->sect = SECT_CLUSTER;
+	for (int i = 0; i < cfg->nclusters; i++)
+		if (strcmp(cfg->clusters[i].name, name) == 0) {
+			ld->cluster = i;
+			return 0;
+		}
+	struct config_cluster *cs = realloc(cfg->clusters, (size_t)(cfg->nclusters + 1) * sizeof *cs);
+	if (!cs)
+		return fail(ld, "out of memory");
+	cfg->clusters = cs;
+	cs[cfg->nclusters] = (struct config_cluster){ .name = strdup(name), .max_lag = -1, .line = ld->line };
+	if (!cs[cfg->nclusters].name)
+		return fail(ld, "out of memory");
+	ld->cluster = cfg->nclusters++;
+	return 0;
+}
+
+static int add_node(struct load *ld, struct config_cluster *c, const char *name, const char *value)
+{
+	char what[MSG_MAX];
+	struct config_node n = { .port = 5432, .weight = 1, .max_lag = -1, .line = ld->line };
+	snprintf(what, sizeof what, "cluster '%s' node '%s'", c->name, name);
+	if (!valid_name(name))
+		return fail(ld, "%s: bad node name (letters, digits, _ - ., at most %d)", what, CONFIG_NAME_MAX);
+	for (int i = 0; i < c->nnodes; i++)
+		if (strcmp(c->nodes[i].name, name) == 0)
+			return fail(ld, "%s: defined twice", what);
+	if (c->nnodes == CONFIG_MAX_NODES)
+		return fail(ld, "cluster '%s': more than %d nodes", c->name, CONFIG_MAX_NODES);
+	if (!(n.name = strdup(name)))
+		return fail(ld, "out of memory");
+	if (parse_settings(ld, what, value, node_keys, ARRAY_SIZE(node_keys), &n) < 0) {
+		free_node(&n);
+		return -1;
+	}
+	if (n.role && strcmp(n.role, "primary") != 0 && strcmp(n.role, "replica") != 0) {
+		free_node(&n);
+		return fail(ld, "%s: role must be primary or replica", what);
+	}
+	struct config_node *nodes = realloc(c->nodes, (size_t)(c->nnodes + 1) * sizeof *nodes);
+	if (!nodes) {
+		free_node(&n);
+		return fail(ld, "out of memory");
+	}
+	c->nodes = nodes;
+	c->nodes[c->nnodes++] = n;
+	return 0;
+}
+
+/* `max_lag = SIZE` sets the cluster's default; any other key is a node. */
+static int add_cluster_key(struct load *ld, const char *name, const char *value)
+{
+	struct config_cluster *c = &ld->cfg->clusters[ld->cluster];
+	if (strcmp(name, "max_lag") == 0) {
+		char msg[MSG_MAX];
+		const struct key_def k = { "max_lag", KT_SIZE, 0, 0, NULL, 0, INT_MAX };
+		if (set_number(&k, &c->max_lag, value, msg, sizeof msg) < 0)
+			return fail(ld, "cluster '%s': %s", c->name, msg);
+		return 0;
+	}
+	return add_node(ld, c, name, value);
+}
+
+/* Every cluster has nodes, at most one primary hint; every database's cluster exists. */
+static int check_clusters(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	for (int i = 0; i < cfg->nclusters; i++) {
+		struct config_cluster *c = &cfg->clusters[i];
+		int primaries = 0;
+		if (c->nnodes == 0)
+			return fail_at(ld, cfg->path, c->line, "cluster '%s' has no nodes", c->name);
+		for (int k = 0; k < c->nnodes; k++)
+			primaries += c->nodes[k].role && strcmp(c->nodes[k].role, "primary") == 0;
+		if (primaries > 1)
+			return fail_at(ld, cfg->path, c->line, "cluster '%s': more than one node has role=primary",
+				       c->name);
+	}
+	for (int i = 0; i < cfg->ndbs; i++) {
+		struct config_db *db = &cfg->dbs[i];
+		if (!db->cluster)
+			continue;
+		if (!config_find_cluster(cfg, db->cluster))
+			return fail_at(ld, cfg->path, db->line, "database '%s': no [cluster.%s] section", db->name,
+				       db->cluster);
+		if (db->host)
+			return fail_at(ld, cfg->path, db->line, "database '%s': host and cluster both set", db->name);
+	}
 	return 0;
 }
 
@@ -820,6 +988,8 @@ static int section(struct load *ld, char *s)
 		ld->sect = SECT_DATABASES;
 	} else if (strcmp(name, "users") == 0) {
 		ld->sect = SECT_USERS;
+	} else if (strncmp(name, "cluster.", 8) == 0) {
+		return open_cluster(ld, name + 8);
 	} else if (strcmp(name, "peers") == 0) {
 		ld->sect = SECT_SKIPPED;
 		if (!ld->peers_warned)
@@ -925,6 +1095,8 @@ static int on_pair(void *user, const char *section_name, const char *name, const
 		r = add_database(ld, name, value);
 	else if (ld->sect == SECT_USERS)
 		r = add_user(ld, name, value);
+	else if (ld->sect == SECT_CLUSTER)
+		r = add_cluster_key(ld, name, value);
 	return r == 0;
 }
 
@@ -1197,7 +1369,7 @@ int config_load(const char *file, struct config **out, char *err, size_t errlen,
 			fail_at(&ld, ld.file ? ld.file : file, ld.line,
 				r == -2 ? "out of memory" : "syntax error");
 	}
-	if (!ld.failed && check_cross_keys(&ld) == 0)
+	if (!ld.failed && check_cross_keys(&ld) == 0 && check_clusters(&ld) == 0)
 		load_secrets(&ld);
 	load_cleanup(&ld);
 	if (ld.failed) {
@@ -1219,6 +1391,9 @@ void config_free(struct config *cfg)
 		free_db(&cfg->dbs[i]);
 	for (int i = 0; i < cfg->nusers; i++)
 		free(cfg->users[i].name);
+	for (int i = 0; i < cfg->nclusters; i++)
+		free_cluster(&cfg->clusters[i]);
+	free(cfg->clusters);
 	free(cfg->dbs);
 	free(cfg->users);
 	free_secrets(cfg->secrets, cfg->nsecrets);
@@ -1236,6 +1411,82 @@ const struct config_db *config_find_db(const struct config *cfg, const char *nam
 			fallback = &cfg->dbs[i];
 	}
 	return fallback;
+}
+
+const struct config_cluster *config_find_cluster(const struct config *cfg, const char *name)
+{
+	for (int i = 0; i < cfg->nclusters; i++)
+		if (strcmp(cfg->clusters[i].name, name) == 0)
+			return &cfg->clusters[i];
+	return NULL;
+}
+
+const struct config_db *config_resolve_db(const struct config *cfg, const char *name,
+					  const struct config_cluster **cluster, size_t *base_len)
+{
+	const struct config_db *db = NULL;
+	const struct config_cluster *named = NULL;
+	const char *at = strrchr(name, '@');
+	*base_len = strlen(name);
+	if (at && at > name && (named = config_find_cluster(cfg, at + 1))) {
+		char base[256];
+		*base_len = (size_t)(at - name);
+		for (int i = 0; i < cfg->ndbs && !db; i++)
+			if (strcmp(cfg->dbs[i].name, name) == 0)
+				db = &cfg->dbs[i];   /* an entry of that very name decides itself */
+		if (db && db->cluster)
+			named = NULL;
+		if (!db && *base_len < sizeof base) {
+			memcpy(base, name, *base_len);
+			base[*base_len] = '\0';
+			db = config_find_db(cfg, base);
+		}
+	} else {
+		db = config_find_db(cfg, name);
+	}
+	*cluster = named;
+	if (db && !named && db->cluster && !(*cluster = config_find_cluster(cfg, db->cluster)))
+		return NULL;
+	return db;
+}
+
+int config_db_target(const struct config *cfg, const struct config_db *db)
+{
+	return db && db->target != TARGET_UNSET ? db->target : cfg->target;
+}
+
+bool config_db_split(const struct config *cfg, const struct config_db *db)
+{
+	return db && db->read_write_split >= 0 ? db->read_write_split : cfg->read_write_split;
+}
+
+int config_node_max_lag(const struct config *cfg, const struct config_cluster *c, const struct config_node *n)
+{
+	if (n->max_lag >= 0)
+		return n->max_lag;
+	return c->max_lag >= 0 ? c->max_lag : cfg->max_lag;
+}
+
+const char *config_target_name(int target)
+{
+	if (target <= 0 || (size_t)target >= ARRAY_SIZE(target_names))
+		return "default";
+	return target_names[target];
+}
+
+/* The names of proto/sqlroute.h's proto_target_parse, for configuration. */
+int config_target_parse(const char *s)
+{
+	static const struct { const char *name; int target; } names[] = {
+		{ "primary", TARGET_PRIMARY }, { "read-write", TARGET_PRIMARY },
+		{ "replica", TARGET_REPLICA }, { "standby", TARGET_REPLICA },
+		{ "read-only", TARGET_REPLICA }, { "prefer-standby", TARGET_REPLICA },
+		{ "prefer-replica", TARGET_REPLICA }, { "any", TARGET_ANY },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (strcasecmp(s, names[i].name) == 0)
+			return names[i].target;
+	return TARGET_UNSET;
 }
 
 const struct config_user *config_find_user(const struct config *cfg, const char *name)

@@ -11,6 +11,32 @@
 
 enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION, POOL_STATEMENT };
 enum auth_type { AUTH_TRUST = 0, AUTH_ANY, AUTH_PLAIN, AUTH_MD5, AUTH_SCRAM };
+/* Where a transaction goes (same values as proto/sqlroute.h's enum proto_target). */
+enum config_target { TARGET_UNSET = 0, TARGET_PRIMARY, TARGET_REPLICA, TARGET_ANY };
+
+#define CONFIG_MAX_NODES 64        /* per cluster */
+#define CONFIG_NAME_MAX 63         /* cluster and node names */
+
+/* One node of a [cluster.NAME] section: `name = host=... port=... [role=primary]
+ * [weight=N] [max_lag=16MB]`. The role is a hint for the time before the first
+ * health check: the control shard discovers roles itself. */
+struct config_node {
+	char *name;
+	char *host;            /* as config_db.host */
+	int port;              /* default 5432 */
+	int weight;            /* share of read traffic among replicas, default 1; 0: never chosen for reads */
+	int max_lag;           /* bytes of WAL a replica may be behind before it stops getting reads; -1: the cluster's */
+	char *role;            /* "primary" or "replica" (or NULL) */
+	int line;
+};
+
+struct config_cluster {
+	char *name;
+	struct config_node *nodes;
+	int nnodes;
+	int max_lag;           /* default for its nodes; -1: the global max_lag */
+	int line;
+};
 
 /* One line of [databases]. Unset integers are -1, unset strings NULL: the pool
  * falls back to the [pgring] defaults for those. */
@@ -24,8 +50,11 @@ struct config_db {
 	char *auth_user;       /* kept for compatibility, unused yet */
 	char *client_encoding, *datestyle, *timezone, *application_name; /* server startup params */
 	char *connect_query;
+	char *cluster;         /* name of a [cluster.NAME] section: servers are its nodes, not host/port */
 	int pool_size, min_pool_size, reserve_pool_size, max_db_connections;
 	int pool_mode;         /* enum pool_mode or -1 */
+	int target;            /* enum config_target; TARGET_UNSET: the [pgring] default */
+	int read_write_split;  /* -1 unset, 0 off, 1 on */
 	int line;              /* line in the config file, for messages */
 };
 
@@ -70,7 +99,7 @@ struct config {
 	double server_idle_timeout; /* 600 */
 	double server_lifetime;     /* 3600 */
 	double server_connect_timeout; /* 15 */
-	double server_login_retry;  /* 15 */
+	double server_login_retry;  /* the longest pause between reconnects to a failing server: 5 (backoff from 0.1) */
 	double query_wait_timeout;  /* 120 */
 	double query_timeout;       /* 0 */
 	double client_login_timeout;/* 60 */
@@ -97,10 +126,22 @@ struct config {
 	int client_bufs, client_buf_size; /* provided buffers for client sockets: 1024 x 2048 */
 	int server_bufs, server_buf_size; /* for server sockets: 1024 x 16384 */
 	int max_pending_bytes;      /* unsent bytes queued behind one socket before its peer is paused: 256 KiB */
+	/* clusters and routing (pgring) */
+	int target;                 /* enum config_target, default TARGET_PRIMARY */
+	bool read_write_split;      /* read-only statements outside transactions go to replicas: off */
+	int max_lag;                /* replica lag limit in bytes, 16MB */
+	char *health_check_user;    /* "postgres" */
+	char *health_check_password;
+	char *health_check_dbname;  /* "postgres" */
+	double health_check_interval; /* 1 s; 0: no health checks (roles as configured) */
+	double health_check_timeout;  /* 2 s */
+	int health_check_failures;  /* failed checks in a row before a node is down: 2 */
+	double failover_timeout;    /* how long a transaction waits for its node, or a new primary: 30 s */
 	/* sections */
 	struct config_db *dbs; int ndbs;
 	struct config_user *users; int nusers;
 	struct config_secret *secrets; int nsecrets; /* from auth_file, sorted by user, unique */
+	struct config_cluster *clusters; int nclusters;
 };
 
 /* Load and validate FILE (PgBouncer syntax; `%include FILE` as PgBouncer, relative
@@ -116,6 +157,21 @@ void config_free(struct config *cfg);
 
 /* Lookups; NULL when absent. config_find_db falls back to "*". */
 const struct config_db *config_find_db(const struct config *cfg, const char *name);
+const struct config_cluster *config_find_cluster(const struct config *cfg, const char *name);
+/* A client's database name, which may be "db@cluster": the entry to use and
+ * the cluster its servers come from (NULL: the entry's own host); *base_len gets
+ * the length of the name without "@cluster" (the real database name when the
+ * entry sets none). For "db@cluster" the entry is the one named "db@cluster" if
+ * there is one, else "db" (or "*"), with the cluster replaced. NULL when there
+ * is no entry, or the entry names a cluster that does not exist. */
+const struct config_db *config_resolve_db(const struct config *cfg, const char *name,
+					  const struct config_cluster **cluster, size_t *base_len);
+/* Effective routing settings of an entry. */
+int config_db_target(const struct config *cfg, const struct config_db *db);
+bool config_db_split(const struct config *cfg, const struct config_db *db);
+int config_node_max_lag(const struct config *cfg, const struct config_cluster *c, const struct config_node *n);
+const char *config_target_name(int target);
+int config_target_parse(const char *s);   /* TARGET_UNSET when unknown */
 const struct config_user *config_find_user(const struct config *cfg, const char *name);
 const char *config_find_secret(const struct config *cfg, const char *user);
 

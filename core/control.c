@@ -1,7 +1,9 @@
 /* core/control.c: the control shard. It owns the configuration: loads it,
  * reloads it on SIGHUP and publishes each version to the shards as an immutable
  * topology snapshot, freed once every shard has moved past it. It also turns
- * SIGTERM/SIGINT into drain/stop messages and serves the control port. */
+ * SIGTERM/SIGINT into drain/stop messages, runs the health checks of every
+ * cluster node (core/health.c), publishing a snapshot whenever a role or state
+ * changes, and serves the control port. */
 #include "core/control.h"
 
 #include <errno.h>
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/health.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "core/shard.h"
@@ -60,7 +63,9 @@ static void collect_retired(void)
 	int k = 0;
 	for (int i = 0; i < nretired; i++) {
 		if (retired[i]->version < oldest) {
-			config_free(retired[i]->cfg);
+			/* the newest snapshot of a cfg owns it; older ones of it are older still */
+			if (retired[i]->owns_cfg)
+				config_free(retired[i]->cfg);
 			free(retired[i]);
 		} else {
 			retired[k++] = retired[i];
@@ -70,6 +75,49 @@ static void collect_retired(void)
 }
 
 static void warn_cb(const char *msg) { log_warning("%s", msg); }
+
+/* A snapshot of cfg and the nodes' current roles and states. */
+static struct topology *make_topology(struct config *cfg, uint64_t version)
+{
+	struct topology *t = calloc(1, sizeof *t + health_topology_size(cfg));
+	if (!t)
+		return NULL;
+	t->version = version;
+	t->cfg = cfg;
+	t->owns_cfg = true;
+	t->clusters = (struct topo_cluster *)(t + 1);
+	health_fill(t);
+	return t;
+}
+
+/* Make t the current snapshot and send it to every shard. */
+static void publish(struct topology *t)
+{
+	if (current->cfg == t->cfg)
+		current->owns_cfg = false;   /* ownership moves to the newest snapshot of the cfg */
+	retired[nretired++] = current;
+	current = t;
+	atomic_store(&topo_version, t->version);
+	broadcast(SHARD_MSG_TOPOLOGY, t);
+}
+
+/* Room in the retired list, or false (shards have not caught up yet). */
+static bool room_to_retire(void)
+{
+	if (nretired == MAX_RETIRED)
+		collect_retired();
+	return nretired < MAX_RETIRED;
+}
+
+/* A node's role or state changed: a new snapshot with the same configuration. */
+static void topology_changed(void)
+{
+	if (!room_to_retire())
+		return;   /* tried again after the next check */
+	struct topology *t = make_topology(current->cfg, current->version + 1);
+	if (t)
+		publish(t);
+}
 
 static void warn_restart_only(const struct config *old, const struct config *new)
 {
@@ -89,26 +137,20 @@ static void reload(const char *path)
 		log_error("reload failed, keeping the running configuration: %s", err);
 		return;
 	}
-	if (nretired == MAX_RETIRED) {
-		collect_retired();
-		if (nretired == MAX_RETIRED) {
-			log_error("reload refused: shards have not adopted earlier configurations yet");
-			config_free(cfg);
-			return;
-		}
+	if (!room_to_retire()) {
+		log_error("reload refused: shards have not adopted earlier configurations yet");
+		config_free(cfg);
+		return;
 	}
-	struct topology *t = calloc(1, sizeof *t);
-	if (!t) {
+	struct topology *t = NULL;
+	if (health_configure(cfg) < 0 || !(t = make_topology(cfg, current->version + 1))) {
+		log_error("reload failed: out of memory");
+		health_configure(current->cfg);
 		config_free(cfg);
 		return;
 	}
 	warn_restart_only(current->cfg, cfg);
-	t->version = current->version + 1;
-	t->cfg = cfg;
-	retired[nretired++] = current;
-	current = t;
-	atomic_store(&topo_version, t->version);
-	broadcast(SHARD_MSG_TOPOLOGY, t);
+	publish(t);
 	log_notice("configuration reloaded (version %llu)", (unsigned long long)t->version);
 }
 
@@ -136,25 +178,45 @@ int control_run(struct config *cfg, const char *config_path)
 			return 1;
 		}
 	}
-	log_notice("%s running: %d shards, listening on %s:%d%s%s", control_version(), shard_count(),
-		   current->cfg->listen_addr ? current->cfg->listen_addr : "-", current->cfg->listen_port,
-		   http ? ", control port " : "", http ? "on" : "");
+	char ctl[96] = "";
+	if (http)
+		snprintf(ctl, sizeof ctl, ", control port %s:%d",
+			 current->cfg->control_addr ? current->cfg->control_addr : "127.0.0.1", current->cfg->control_port);
+	log_notice("%s running: %d shards, listening on %s:%d%s, %d cluster node%s", control_version(), shard_count(),
+		   current->cfg->listen_addr ? current->cfg->listen_addr : "-", current->cfg->listen_port, ctl,
+		   health_count(), health_count() == 1 ? "" : "s");
 	int status = 0;
+	int maxfds = 1 + HTTP_MAX_POLLFDS + health_count() + CONFIG_MAX_NODES * 4;
+	struct pollfd *fds = NULL;
 	while (shard_running() > 0) {
-		struct pollfd fds[1 + HTTP_MAX_POLLFDS];
-		fds[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
-		int n = 1;
-		if (http)
-			n += http_pollfds(http, fds + 1, HTTP_MAX_POLLFDS);
-		int timeout = 500;
-		if (http) {
-			int t = http_next_timeout(http);
-			if (t >= 0 && t < timeout)
-				timeout = t;
+		int want = 1 + HTTP_MAX_POLLFDS + health_count();
+		if (!fds || want > maxfds) {
+			maxfds = want > maxfds ? want : maxfds;
+			struct pollfd *f = realloc(fds, (size_t)maxfds * sizeof *f);
+			if (!f) {
+				usleep(100000);
+				continue;
+			}
+			fds = f;
 		}
+		fds[0] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+		int n = 1, nhttp = 0;
+		if (http)
+			n += nhttp = http_pollfds(http, fds + 1, HTTP_MAX_POLLFDS);
+		int nhealth = health_pollfds(fds + n, maxfds - n);
+		n += nhealth;
+		int timeout = 500;
+		int t = http ? http_next_timeout(http) : -1;
+		if (t >= 0 && t < timeout)
+			timeout = t;
+		t = health_next_timeout();
+		if (t >= 0 && t < timeout)
+			timeout = t;
 		poll(fds, (nfds_t)n, timeout);
 		if (http)
-			http_process(http, fds + 1, n - 1);
+			http_process(http, fds + 1, nhttp);
+		if (health_process(fds + 1 + nhttp, nhealth))
+			topology_changed();
 		struct signalfd_siginfo si;
 		while (read(sfd, &si, sizeof si) == sizeof si) {
 			switch (si.ssi_signo) {
@@ -182,6 +244,8 @@ int control_run(struct config *cfg, const char *config_path)
 		collect_retired();
 	}
 	shard_join_all();
+	free(fds);
+	health_shutdown();
 	http_close(http);
 	close(sfd);
 	log_notice("stopped");
@@ -191,11 +255,8 @@ int control_run(struct config *cfg, const char *config_path)
 /* main hands over the first snapshot before the shards start */
 struct topology *control_first_topology(struct config *cfg)
 {
-	current = calloc(1, sizeof *current);
-	if (!current)
+	if (health_configure(cfg) < 0 || !(current = make_topology(cfg, 1)))
 		return NULL;
-	current->version = 1;
-	current->cfg = cfg;
 	atomic_store(&topo_version, 1);
 	return current;
 }

@@ -455,6 +455,10 @@ static void route(const struct request *rq, struct response *rs)
 		rs->status = 200;
 		rs->type = METRICS_JSON_TYPE;
 		metrics_json(&rs->body);
+	} else if (len == 6 && memcmp(path, "/nodes", 6) == 0) {
+		rs->status = 200;
+		rs->type = METRICS_JSON_TYPE;
+		metrics_json_nodes(&rs->body);
 	} else if (len == 7 && memcmp(path, "/health", 7) == 0) {
 		if (control_shutting_down())
 			set_text(rs, 503, "shutting down\n");

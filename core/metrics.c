@@ -10,6 +10,7 @@
 
 #include "core/config.h"
 #include "core/control.h"
+#include "core/health.h"
 #include "core/stats.h"
 #include "pool/registry.h"
 
@@ -239,6 +240,11 @@ static void pool_labels(struct strbuf *o, const struct pool_shared *ps)
 	strbuf_puts(o, "\",user=\"");
 	metrics_label_value(o, ps->user);
 	strbuf_putc(o, '"');
+	if (ps->node[0]) {
+		strbuf_puts(o, ",node=\"");
+		metrics_label_value(o, ps->node);
+		strbuf_putc(o, '"');
+	}
 }
 
 /* Exact decimal seconds: a double would print 0.1 s as 0.10000000000000001. */
@@ -447,10 +453,87 @@ static void prom_process(struct strbuf *o)
 	strbuf_printf(o, "pgring_shards %d\n", stats_nshards());
 }
 
+/* ---- cluster nodes (core/health.c) ---- */
+
+enum node_value { NV_UP, NV_PRIMARY, NV_LAGGING, NV_LAG, NV_CHECK, NV_ACTIVE, NV_ROUTED, NV_LEASED, NV_CHECKS,
+		  NV_FAILURES };
+
+static const struct {
+	const char *name, *type, *help;
+	enum node_value which;
+} node_values[] = {
+	{ "pgring_node_up", "gauge", "1 when the node answers its health checks (lagging counts as up).", NV_UP },
+	{ "pgring_node_primary", "gauge", "1 for the node serving writes.", NV_PRIMARY },
+	{ "pgring_node_lagging", "gauge", "1 for a replica further behind than its max_lag.", NV_LAGGING },
+	{ "pgring_node_lag_bytes", "gauge", "Bytes of WAL a replica is behind the primary (-1: unknown).", NV_LAG },
+	{ "pgring_node_check_seconds", "gauge", "Latency of the last answered health check.", NV_CHECK },
+	{ "pgring_node_active_backends", "gauge", "Active backends on the node at the last check (-1: unknown).",
+	  NV_ACTIVE },
+	{ "pgring_node_transactions_total", "counter", "Transactions routed to the node.", NV_ROUTED },
+	{ "pgring_node_servers_active", "gauge", "Server connections to the node leased to clients now.", NV_LEASED },
+	{ "pgring_node_checks_total", "counter", "Health checks answered.", NV_CHECKS },
+	{ "pgring_node_check_failures_total", "counter", "Health checks that failed.", NV_FAILURES },
+};
+
+static void node_value(struct strbuf *o, const struct health_node *n, enum node_value which)
+{
+	switch (which) {
+	case NV_UP: strbuf_printf(o, "%d", n->state != NODE_DOWN); break;
+	case NV_PRIMARY: strbuf_printf(o, "%d", n->role == NODE_PRIMARY && n->state != NODE_DOWN); break;
+	case NV_LAGGING: strbuf_printf(o, "%d", n->state == NODE_LAGGING); break;
+	case NV_LAG: strbuf_printf(o, "%" PRId64, n->lag); break;
+	case NV_CHECK: strbuf_printf(o, "%.6f", n->check_seconds); break;
+	case NV_ACTIVE: strbuf_printf(o, "%" PRId64, n->active); break;
+	case NV_ROUTED: strbuf_printf(o, "%" PRIu64, n->shared ? registry_node_routed(n->shared) : 0); break;
+	case NV_LEASED: strbuf_printf(o, "%" PRId64, n->shared ? registry_node_active(n->shared) : 0); break;
+	case NV_CHECKS: strbuf_printf(o, "%" PRIu64, n->checks); break;
+	case NV_FAILURES: strbuf_printf(o, "%" PRIu64, n->failures); break;
+	}
+}
+
+static void node_labels(struct strbuf *o, const struct health_node *n)
+{
+	strbuf_puts(o, "{cluster=\"");
+	metrics_label_value(o, n->cluster);
+	strbuf_puts(o, "\",node=\"");
+	metrics_label_value(o, n->name);
+	strbuf_puts(o, "\"}");
+}
+
+static void prom_nodes(struct strbuf *o)
+{
+	int n = health_count();
+	if (!n)
+		return;
+	family(o, "pgring_node_info", "gauge", "A cluster node, its address, role and state; value always 1.");
+	for (int i = 0; i < n; i++) {
+		const struct health_node *h = health_node_at(i);
+		strbuf_puts(o, "pgring_node_info{cluster=\"");
+		metrics_label_value(o, h->cluster);
+		strbuf_puts(o, "\",node=\"");
+		metrics_label_value(o, h->name);
+		strbuf_puts(o, "\",host=\"");
+		metrics_label_value(o, h->host ? h->host : "");
+		strbuf_printf(o, "\",port=\"%d\",role=\"%s\",state=\"%s\"} 1\n", h->port, topo_role_name(h->role),
+			      topo_state_name(h->state));
+	}
+	for (size_t k = 0; k < NELEM(node_values); k++) {
+		family(o, node_values[k].name, node_values[k].type, node_values[k].help);
+		for (int i = 0; i < n; i++) {
+			strbuf_puts(o, node_values[k].name);
+			node_labels(o, health_node_at(i));
+			strbuf_putc(o, ' ');
+			node_value(o, health_node_at(i), node_values[k].which);
+			strbuf_putc(o, '\n');
+		}
+	}
+}
+
 void metrics_prometheus(struct strbuf *out)
 {
 	prom_process(out);
 	prom_shards(out);
+	prom_nodes(out);
 	prom_pools(out);
 }
 
@@ -515,6 +598,10 @@ static void json_pool(struct strbuf *o, const struct pool_shared *ps)
 	metrics_json_string(o, ps->db);
 	strbuf_puts(o, ",\"user\":");
 	metrics_json_string(o, ps->user);
+	if (ps->node[0]) {
+		strbuf_puts(o, ",\"node\":");
+		metrics_json_string(o, ps->node);
+	}
 	strbuf_printf(o, ",\"mode\":\"%s\",\"size\":%d,\"min_size\":%d,\"used\":%d,\"waiting\":%d",
 		      mode_name(atomic_load_explicit(&ps->mode, memory_order_relaxed)),
 		      atomic_load_explicit(&ps->size, memory_order_relaxed),
@@ -557,6 +644,44 @@ static void json_shard(struct strbuf *o, int s)
 	strbuf_putc(o, '}');
 }
 
+static void json_node(struct strbuf *o, const struct health_node *h)
+{
+	strbuf_puts(o, "{\"cluster\":");
+	metrics_json_string(o, h->cluster);
+	strbuf_puts(o, ",\"node\":");
+	metrics_json_string(o, h->name);
+	strbuf_puts(o, ",\"host\":");
+	metrics_json_string(o, h->host ? h->host : "");
+	strbuf_printf(o, ",\"port\":%d,\"role\":\"%s\",\"state\":\"%s\",\"checked\":%s,\"replay_paused\":%s",
+		      h->port, topo_role_name(h->role), topo_state_name(h->state), h->checked ? "true" : "false",
+		      h->replay_paused ? "true" : "false");
+	static const char *const keys[] = { [NV_LAG] = "lag_bytes", [NV_CHECK] = "check_seconds",
+					    [NV_ACTIVE] = "active_backends", [NV_ROUTED] = "transactions",
+					    [NV_LEASED] = "servers_active", [NV_CHECKS] = "checks",
+					    [NV_FAILURES] = "check_failures" };
+	for (int k = NV_LAG; k <= NV_FAILURES; k++) {
+		strbuf_printf(o, ",\"%s\":", keys[k]);
+		node_value(o, h, (enum node_value)k);
+	}
+	strbuf_printf(o, ",\"lsn\":%" PRIu64 ",\"last_error\":", h->lsn);
+	metrics_json_string(o, h->last_error ? h->last_error : "");
+	strbuf_putc(o, '}');
+}
+
+void metrics_json_nodes(struct strbuf *out)
+{
+	strbuf_printf(out, "{\"topology_version\":%" PRIu64 ",\"shard_topology_versions\":[", control_topology_version());
+	for (int s = 0; s < stats_nshards(); s++)
+		strbuf_printf(out, "%s%" PRId64, s ? "," : "", shard_gauge(stats_shard(s), SG_TOPOLOGY));
+	strbuf_puts(out, "],\"nodes\":[");
+	for (int i = 0; i < health_count(); i++) {
+		if (i)
+			strbuf_putc(out, ',');
+		json_node(out, health_node_at(i));
+	}
+	strbuf_puts(out, "]}\n");
+}
+
 void metrics_json(struct strbuf *out)
 {
 	strbuf_puts(out, "{\"version\":");
@@ -569,6 +694,12 @@ void metrics_json(struct strbuf *out)
 		if (s)
 			strbuf_putc(out, ',');
 		json_shard(out, s);
+	}
+	strbuf_puts(out, "],\"nodes\":[");
+	for (int i = 0; i < health_count(); i++) {
+		if (i)
+			strbuf_putc(out, ',');
+		json_node(out, health_node_at(i));
 	}
 	strbuf_puts(out, "],\"pools\":[");
 	int n = registry_count();

@@ -13,6 +13,7 @@
  * is not an atomic snapshot. Check out->failed afterwards (out of memory). */
 void metrics_prometheus(struct strbuf *out);
 void metrics_json(struct strbuf *out);
+void metrics_json_nodes(struct strbuf *out);  /* /nodes: cluster nodes and topology versions */
 
 /* Escaping, for anyone else who renders these formats. Bytes that are not valid
  * UTF-8 come out as U+FFFD, so the output is always valid UTF-8. */

@@ -396,12 +396,14 @@ static void start_drain(struct shard *s);
 static void handle_msg(struct shard *s, struct shard_msg *m)
 {
 	switch (m->type) {
-	case SHARD_MSG_TOPOLOGY:
+	case SHARD_MSG_TOPOLOGY: {
+		const struct config *old = s->cfg;
 		s->topo = m->ptr;
 		s->cfg = s->topo->cfg;
-		pool_refresh_all(s);
+		pool_refresh_all(s, s->cfg != old);
 		atomic_store_explicit(&s->stats->topology_version, s->topo->version, memory_order_release);
 		break;
+	}
 	case SHARD_MSG_DRAIN:
 		start_drain(s);
 		break;
@@ -531,6 +533,7 @@ static void tick(struct shard *s)
 	for (int i = 0; i < s->nlisten; i++)
 		arm_accept(s, &s->listen[i]);
 	client_tick(s);
+	route_tick(s);
 	pool_tick(s);
 	check_drain(s);
 	gauge_add(&s->stats->buffers_in_use, s->bufs.in_use - gauge_get(&s->stats->buffers_in_use));

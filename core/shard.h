@@ -14,16 +14,12 @@
 #include "core/log.h"
 #include "core/queue.h"
 #include "core/stats.h"
+#include "core/topology.h"
 
 struct config;
 struct pool;
 struct client;
 
-/* An immutable view of the world the control shard hands to every shard. */
-struct topology {
-	uint64_t version;
-	struct config *cfg;
-};
 
 enum shard_msg_type {
 	SHARD_MSG_TOPOLOGY = 1,  /* ptr: struct topology * */
@@ -81,6 +77,8 @@ struct shard {
 	uint64_t drain_deadline_us;
 	struct shard_cancel_map *cancel_map;
 	struct stmt_registry *stmts;  /* protocol-level prepared statements (pool/stmt.h) */
+	struct client *route_head, *route_tail; /* clients waiting for a node of their target (pool/route.c) */
+	uint64_t rng;                /* xorshift state for weighted choices */
 	char startup_error[256];     /* why the thread failed to start */
 	_Atomic int started;         /* 1 running, -1 failed */
 };

@@ -33,25 +33,21 @@ static const struct proto_frame_ops client_ops;
 
 static struct shard *shard_of(struct client *cl) { return cl->conn.shard; }
 
+static gauge_t *state_gauge(struct stats_pool *ps, enum client_state st)
+{
+	switch (st) {
+	case CL_LOGIN_WAIT: return &ps->cl_login;
+	case CL_IDLE: return &ps->cl_idle;
+	case CL_WAITING: return &ps->cl_waiting;
+	case CL_ACTIVE: return &ps->cl_active;
+	default: return NULL;
+	}
+}
+
 void client_set_state(struct client *cl, enum client_state st)
 {
-	struct stats_pool *ps = cl->pool ? cl->pool->stats : NULL;
-	if (ps) {
-		gauge_t *old = NULL, *new = NULL;
-		switch (cl->state) {
-		case CL_LOGIN_WAIT: old = &ps->cl_login; break;
-		case CL_IDLE: old = &ps->cl_idle; break;
-		case CL_WAITING: old = &ps->cl_waiting; break;
-		case CL_ACTIVE: old = &ps->cl_active; break;
-		default: break;
-		}
-		switch (st) {
-		case CL_LOGIN_WAIT: new = &ps->cl_login; break;
-		case CL_IDLE: new = &ps->cl_idle; break;
-		case CL_WAITING: new = &ps->cl_waiting; break;
-		case CL_ACTIVE: new = &ps->cl_active; break;
-		default: break;
-		}
+	if (cl->pool) {
+		gauge_t *old = state_gauge(cl->pool->stats, cl->state), *new = state_gauge(cl->pool->stats, st);
 		if (old)
 			gauge_add(old, -1);
 		if (new)
@@ -59,6 +55,21 @@ void client_set_state(struct client *cl, enum client_state st)
 	}
 	cl->state = st;
 	cl->state_us = shard_of(cl)->now_us;
+}
+
+/* Routing moved the client to another node's pool of the same (database, user). */
+void client_set_pool(struct client *cl, struct pool *p)
+{
+	gauge_t *g = cl->pool ? state_gauge(cl->pool->stats, cl->state) : NULL;
+	if (g)
+		gauge_add(g, -1);
+	if ((g = state_gauge(p->stats, cl->state)))
+		gauge_add(g, 1);
+	if (cl->pins && cl->pool) {
+		gauge_add(&cl->pool->stats->cl_pinned, -1);
+		gauge_add(&p->stats->cl_pinned, 1);
+	}
+	cl->pool = p;
 }
 
 static void send_out(struct client *cl, struct proto_out *o)
@@ -204,6 +215,28 @@ static void handle_cancel(struct client *cl, const uint8_t *msg, uint32_t len)
 	conn_close(&cl->conn);
 }
 
+/* pgring.target (or pgring.target_session_attrs, with libpq's names) in the
+ * startup packet or its options: where this client's transactions go. It is
+ * pgring's, not a setting for the servers. */
+static bool take_target(struct client *cl)
+{
+	static const char *const names[] = { "pgring.target", "pgring.target_session_attrs" };
+	for (size_t i = 0; i < 2; i++) {
+		const char *v = params_get(&cl->params, names[i]);
+		if (!v)
+			continue;
+		int t = config_target_parse(v);
+		if (t == TARGET_UNSET) {
+			client_fail(cl, "22023", "invalid value for parameter \"%s\": \"%s\" (primary, replica, any)",
+				    names[i], v);
+			return false;
+		}
+		cl->target = (uint8_t)t;
+		params_remove(&cl->params, names[i]);
+	}
+	return true;
+}
+
 static bool read_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 {
 	struct proto_reader r;
@@ -242,6 +275,8 @@ static bool read_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 			params_set(&cl->params, name, value);
 		}
 	}
+	if (!take_target(cl))
+		return true;
 	if (!params_copy(&cl->startup, &cl->params))
 		return false;
 	uint32_t minor = proto_get_u32(msg + 4) & 0xffff;
@@ -302,7 +337,9 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 		client_fail(cl, "53300", "%s", shard_fd_refusal);
 		return;
 	}
-	if (!config_find_db(s->cfg, cl->database)) {
+	const struct config_cluster *cluster;
+	size_t base_len;
+	if (!config_resolve_db(s->cfg, cl->database, &cluster, &base_len)) {
 		client_fail(cl, "3D000", "no such database: %s", cl->database);
 		return;
 	}
@@ -314,7 +351,7 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 static void auth_failed(struct client *cl, const char *why)
 {
 	struct stats_pool *ps = NULL;
-	struct pool *p = pool_find(shard_of(cl), cl->database, cl->user, false);
+	struct pool *p = pool_find(shard_of(cl), cl->database, cl->user, NULL, false);
 	if (p)
 		ps = p->stats;
 	if (ps)
@@ -470,8 +507,7 @@ static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
  * what a server of it reports at login. */
 static void login_ok(struct client *cl)
 {
-	struct shard *s = shard_of(cl);
-	struct pool *p = pool_find(s, cl->database, cl->user, true);
+	struct pool *p = route_login_pool(cl);
 	if (!p) {
 		client_fail(cl, "53200", "cannot create pool for database \"%s\" user \"%s\"", cl->database, cl->user);
 		return;
@@ -487,16 +523,7 @@ static void login_ok(struct client *cl)
 	cl->secret = NULL;
 	stat_add(&p->stats->client_logins, 1);
 	client_set_state(cl, CL_LOGIN_WAIT);
-	if (pool_adopt_welcome(p)) {
-		client_login_finish(cl);
-		return;
-	}
-	cl->next_wait = p->login_head;
-	cl->prev_wait = NULL;
-	if (p->login_head)
-		p->login_head->prev_wait = cl;
-	p->login_head = cl;
-	pool_request_server(cl);
+	pool_login_wait(p, cl);
 }
 
 void client_login_finish(struct client *cl)
@@ -516,6 +543,8 @@ void client_login_finish(struct client *cl)
 	for (int i = 0; i < p->defaults.n; i++) {
 		const char *name = p->defaults.v[i].name;
 		const char *mine = params_get(&cl->params, name);
+		if (p->cluster && strcmp(name, "in_hot_standby") == 0)
+			mine = route_login_standby(cl);   /* what its transactions will meet, not the node it logged in on */
 		proto_parameter_status(&o, name, mine ? mine : p->defaults.v[i].value);
 	}
 	do {
@@ -534,6 +563,7 @@ void client_login_finish(struct client *cl)
 	if (cl->held.head) {
 		/* requests pipelined behind the startup packet */
 		cl->xact_start_us = s->now_us;
+		cl->txn_target = (uint8_t)route_target(cl, 0, NULL, 0);
 		pool_request_server(cl);
 	}
 }
@@ -663,6 +693,11 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 	}
 	if (cl->state == CL_IDLE) {
 		cl->xact_start_us = shard_of(cl)->now_us;
+		if (route_wants_text(cl) && (type == 'Q' || type == 'P' || type == 'B') && len <= route_peek_max()) {
+			cl->route_peek = true;   /* routed in client_whole, once its text is here */
+			return PROTO_WHOLE;
+		}
+		cl->txn_target = (uint8_t)route_target(cl, type, NULL, 0);
 		pool_request_server(cl);
 	}
 	return PROTO_STREAM;   /* in CL_LOGIN_WAIT it is held until the login finishes */
@@ -671,7 +706,6 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 static bool client_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t buf)
 {
 	struct client *cl = ctx;
-	(void)buf;
 	switch (cl->state) {
 	case CL_STARTUP:
 		handle_startup(cl, msg, len);
@@ -694,6 +728,15 @@ static bool client_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 	if (cl->txn_failed) {
 		failed_txn_message(cl, msg[0], msg, len);
 		return true;
+	}
+	if (cl->route_peek) {
+		/* the first message of a transaction, whole: it says where it goes */
+		cl->route_peek = false;
+		cl->txn_target = (uint8_t)route_target(cl, msg[0], msg, len);
+		forward(cl, msg, len, buf);
+		if (cl->state == CL_IDLE)
+			pool_request_server(cl);
+		return cl->state != CL_CLOSED;
 	}
 	return true;
 }

@@ -34,6 +34,7 @@ static struct config_db *db_copy(const struct config_db *src)
 	d->timezone = dup_or_null(src->timezone);
 	d->application_name = dup_or_null(src->application_name);
 	d->connect_query = dup_or_null(src->connect_query);
+	d->cluster = dup_or_null(src->cluster);
 	return d;
 }
 
@@ -43,7 +44,7 @@ static void db_free(struct config_db *d)
 		return;
 	free(d->name); free(d->host); free(d->dbname); free(d->user); free(d->password);
 	free(d->auth_user); free(d->client_encoding); free(d->datestyle); free(d->timezone);
-	free(d->application_name); free(d->connect_query);
+	free(d->application_name); free(d->connect_query); free(d->cluster);
 	free(d);
 }
 
@@ -132,47 +133,93 @@ static void settings(struct pool *p, const struct config *cfg)
 	atomic_store(&p->shared->user_limit->max, max_user);
 }
 
-struct pool *pool_find(struct shard *s, const char *db, const char *user, bool create)
+static const struct config_node *find_node(const struct config_cluster *c, const struct node_shared *ns)
+{
+	for (int i = 0; c && ns && i < c->nnodes; i++)
+		if (strcmp(c->nodes[i].name, ns->node) == 0)
+			return &c->nodes[i];
+	return NULL;
+}
+
+/* The pool's own copy of what its servers are made from: the [databases] entry,
+ * and for a cluster database the node's address and the real database name. */
+static struct config_db *pool_entry(const struct config *cfg, const char *db, const struct node_shared *ns,
+				    char **cluster_name)
+{
+	const struct config_cluster *c;
+	size_t base_len;
+	const struct config_db *entry = config_resolve_db(cfg, db, &c, &base_len);
+	*cluster_name = NULL;
+	if (!entry || (c == NULL) != (ns == NULL) || (c && strcmp(c->name, ns->cluster) != 0))
+		return NULL;
+	const struct config_node *n = find_node(c, ns);
+	if (c && !n)
+		return NULL;
+	struct config_db *d = db_copy(entry);
+	if (!d)
+		return NULL;
+	if (n) {
+		free(d->host);
+		d->host = dup_or_null(n->host);
+		d->port = n->port;
+		*cluster_name = strdup(c->name);
+	}
+	if (!d->dbname && base_len != strlen(db))
+		d->dbname = strndup(db, base_len);   /* "db@cluster": the real name is "db" */
+	return d;
+}
+
+struct pool *pool_find(struct shard *s, const char *db, const char *user, struct node_shared *node, bool create)
 {
 	for (struct pool *p = s->pools; p; p = p->next)
-		if (strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0)
+		if (p->node == node && strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0)
 			return p;
 	if (!create)
 		return NULL;
-	const struct config_db *entry = config_find_db(s->cfg, db);
-	struct pool_shared *shared = registry_get(db, user);
-	if (!entry || !shared)
+	char *cluster;
+	struct config_db *entry = pool_entry(s->cfg, db, node, &cluster);
+	struct pool_shared *shared = entry ? registry_get(db, user, node) : NULL;
+	struct pool *p = shared ? calloc(1, sizeof *p) : NULL;
+	if (!p) {
+		db_free(entry);
+		free(cluster);
 		return NULL;
-	struct pool *p = calloc(1, sizeof *p);
-	if (!p)
-		return NULL;
+	}
 	p->shard = s;
 	p->shared = shared;
 	p->stats = &shared->shard[s->id];
 	p->db_name = strdup(db);
 	p->user = strdup(user);
-	p->db = db_copy(entry);
-	if (!p->db_name || !p->user || !p->db) {
+	p->db = entry;
+	p->node = node;
+	p->cluster = cluster;
+	p->ci = p->ni = -1;
+	if (!p->db_name || !p->user) {
 		free(p->db_name);
 		free(p->user);
-		db_free((struct config_db *)p->db);
+		free(p->cluster);
+		db_free(entry);
 		free(p);
 		return NULL;
 	}
 	settings(p, s->cfg);
 	p->next = s->pools;
 	s->pools = p;
-	LOGF(LOG_DEBUG, 0, "new pool %s/%s mode=%s size=%d", db, user, config_pool_mode_name(p->mode),
-	     atomic_load(&shared->size));
+	route_refresh_pool(p);
+	LOGF(LOG_DEBUG, 0, "new pool %s/%s%s%s mode=%s size=%d", db, user, node ? " node " : "", node ? shared->node : "",
+	     config_pool_mode_name(p->mode), atomic_load(&shared->size));
 	return p;
 }
 
-/* A new topology: re-read every pool's settings; servers made from a changed
- * entry are replaced as they come free. */
-void pool_refresh_all(struct shard *s)
+/* A new topology: re-read every pool's settings (when the configuration
+ * changed); servers made from a changed entry are replaced as they come free.
+ * Then routing takes the new roles and states. */
+void pool_refresh_all(struct shard *s, bool cfg_changed)
 {
-	for (struct pool *p = s->pools; p; p = p->next) {
-		const struct config_db *entry = config_find_db(s->cfg, p->db_name);
+	for (struct pool *p = s->pools; cfg_changed && p; p = p->next) {
+		char *cluster;
+		struct config_db *entry = pool_entry(s->cfg, p->db_name, p->node, &cluster);
+		free(cluster);
 		if (entry) {
 			if (db_conn_differs(entry, p->db)) {
 				for (struct server *sv = p->used; sv; sv = sv->next)
@@ -186,10 +233,17 @@ void pool_refresh_all(struct shard *s)
 				atomic_store(&p->shared->welcome, NULL);
 			}
 			db_free((struct config_db *)p->db);
-			p->db = db_copy(entry);
+			p->db = entry;
+		} else if (p->node) {
+			/* the node left the configuration: its waiters are routed elsewhere */
+			for (struct server *sv = p->used; sv; sv = sv->next)
+				sv->close_when_idle = true;
+			while (p->idle)
+				server_close(p->idle, "node removed from the configuration");
 		}
 		settings(p, s->cfg);
 	}
+	route_refresh(s);
 	pool_retry_waiters(s);
 }
 
@@ -228,20 +282,73 @@ static void report_connect_fails(struct pool *p, int add)
 {
 	int n = log_rate_due(&p->connect_fail_log, p->shard->now_us, add);
 	if (n)
-		log_warning("cannot connect for %s/%s: %s (%d time%s since the last report)", p->db_name, p->user,
-			    p->last_error, n, n == 1 ? "" : "s");
+		log_warning("cannot connect for %s/%s%s%s: %s (%d time%s since the last report)", p->db_name, p->user,
+			    p->node ? " to node " : "", p->node ? p->shared->node : "",
+			    p->last_error[0] ? p->last_error : "connected again", n, n == 1 ? "" : "s");
+}
+
+/* Failures worth waiting out: the server is down, restarting, refusing
+ * connections for now or full. Anything else (a wrong password, no such
+ * database) is told to the waiting clients at once. */
+static bool transient(const char *sqlstate)
+{
+	return !sqlstate[0] || (strncmp(sqlstate, "08", 2) == 0 && strcmp(sqlstate, "08P01") != 0) ||
+	       strncmp(sqlstate, "57P", 3) == 0 || strcmp(sqlstate, "53300") == 0;
+}
+
+/* A connect or login failed: back off, doubling from 0.1 s up to server_login_retry. */
+static void connect_failed(struct pool *p)
+{
+	struct shard *s = p->shard;
+	uint64_t max = (uint64_t)(s->cfg->server_login_retry * 1e6);
+	if (max < 100000)
+		max = 100000;
+	p->fails_in_row++;
+	p->last_connect_fail_us = s->now_us;
+	report_connect_fails(p, 1);
+	p->backoff_us = p->backoff_us ? (uint32_t)(2ull * p->backoff_us > max ? max : 2ull * p->backoff_us) : 100000;
+	p->retry_at_us = s->now_us + p->backoff_us;
+	if (!transient(p->last_sqlstate) && !p->n_idle && p->n_used == p->n_connecting)
+		fail_waiters(p, false);   /* nothing else is up: tell them now */
+	else if (!transient(p->last_sqlstate) && !p->have_welcome)
+		fail_waiters(p, true);
+}
+
+/* The node answers again (or a new topology says it is up): retry at once. */
+void pool_reset_backoff(struct pool *p)
+{
+	p->retry_at_us = 0;
+	p->backoff_us = 0;
+}
+
+/* Clients that waited longer than failover_timeout for a failing server. */
+static void fail_long_waiters(struct pool *p)
+{
+	const struct config *cfg = p->shard->cfg;
+	if (!p->fails_in_row || cfg->failover_timeout <= 0)
+		return;
+	uint64_t limit = (uint64_t)(cfg->failover_timeout * 1e6), now = p->shard->now_us;
+	const char *msg = p->last_error[0] ? p->last_error : "could not connect to the server";
+	const char *state = p->last_sqlstate[0] ? p->last_sqlstate : "08006";
+	while (p->wait_head && now - p->wait_head->wait_start_us > limit)
+		client_fail(p->wait_head, state, "%s (failover_timeout)", msg);
+	for (struct client *cl = p->login_head, *next; cl; cl = next) {
+		next = cl->next_wait;
+		if (now - cl->state_us > limit)
+			client_fail(cl, state, "%s (failover_timeout)", msg);
+	}
 }
 
 static void launch(struct pool *p)
 {
+	if (p->retry_at_us > p->shard->now_us)
+		return;   /* backing off: housekeeping tries again when it is due */
 	if (!registry_take_slot(p->shared, reserve_due(p)))
 		return;
 	struct server *sv = server_connect(p);
 	if (!sv) {
 		registry_give_slot(p->shared);
-		report_connect_fails(p, 1);
-		if (!p->n_idle && !p->n_used)
-			fail_waiters(p, false);
+		connect_failed(p);
 		return;
 	}
 	to_used(sv);
@@ -268,6 +375,11 @@ static void lease(struct server *sv, struct client *cl)
 	sv->client = cl;
 	cl->server = sv;
 	sv->lease_us = p->shard->now_us;
+	if (p->node) {
+		/* transactions routed to the node: this shard's own line, so no atomic add needed */
+		_Atomic uint64_t *routed = &p->node->shard[p->shard->id].routed;
+		atomic_store_explicit(routed, atomic_load_explicit(routed, memory_order_relaxed) + 1, memory_order_relaxed);
+	}
 	server_set_state(sv, SV_ACTIVE);
 	conn_recv_on(&sv->conn);
 	client_linked(cl);
@@ -276,6 +388,10 @@ static void lease(struct server *sv, struct client *cl)
 void pool_wait_remove(struct client *cl)
 {
 	struct pool *p = cl->pool;
+	if (cl->route_waiting) {
+		route_wait_remove(cl);
+		return;
+	}
 	if (!p)
 		return;
 	if (cl->state == CL_LOGIN_WAIT) {
@@ -302,20 +418,30 @@ void pool_wait_remove(struct client *cl)
 	cl->next_wait = cl->prev_wait = NULL;
 }
 
-void pool_request_server(struct client *cl)
+/* A client in CL_LOGIN_WAIT learns the parameters of p's servers, at once if
+ * any shard knows them already. */
+void pool_login_wait(struct pool *p, struct client *cl)
 {
-	struct pool *p = cl->pool;
-	if (cl->state == CL_LOGIN_WAIT) {
-		sync_login_demand(p);
-		launch_for_waiters(p);
+	if (cl->pool != p)
+		client_set_pool(cl, p);
+	if (pool_adopt_welcome(p)) {
+		client_login_finish(cl);
 		return;
 	}
-	if (p->idle) {
-		lease(p->idle, cl);
-		return;
-	}
-	client_set_state(cl, CL_WAITING);
-	cl->wait_start_us = p->shard->now_us;
+	cl->next_wait = p->login_head;
+	cl->prev_wait = NULL;
+	if (p->login_head)
+		p->login_head->prev_wait = cl;
+	p->login_head = cl;
+	pool_request_server(cl);
+}
+
+void pool_wait_add(struct pool *p, struct client *cl)
+{
+	if (cl->state != CL_WAITING)
+		client_set_state(cl, CL_WAITING);
+	if (!cl->wait_start_us)
+		cl->wait_start_us = p->shard->now_us;
 	cl->next_wait = NULL;
 	cl->prev_wait = p->wait_tail;
 	if (p->wait_tail)
@@ -326,6 +452,27 @@ void pool_request_server(struct client *cl)
 	p->n_waiting++;
 	atomic_fetch_add(&p->shared->waiting, 1);
 	launch_for_waiters(p);
+}
+
+void pool_request_server(struct client *cl)
+{
+	if (cl->state == CL_LOGIN_WAIT) {
+		sync_login_demand(cl->pool);
+		launch_for_waiters(cl->pool);
+		return;
+	}
+	struct pool *p = route_pool(cl);
+	if (!p) {
+		route_wait(cl);   /* no node for its target now (no primary): until a topology brings one */
+		return;
+	}
+	if (p != cl->pool)
+		client_set_pool(cl, p);
+	if (p->idle) {
+		lease(p->idle, cl);
+		return;
+	}
+	pool_wait_add(p, cl);
 }
 
 /* ---- giving servers back ---- */
@@ -500,7 +647,7 @@ void pool_adopt_server(struct shard *s, struct server *sv)
 {
 	struct pool_shared *shared = sv->pool->shared;   /* never changes, never freed */
 	atomic_fetch_sub(&shared->in_transit, 1);
-	struct pool *p = pool_find(s, shared->db, shared->user, true);
+	struct pool *p = pool_find(s, shared->db, shared->user, shared->nodeinfo, true);
 	sv->conn.shard = s;
 	gauge_add(&s->stats->servers, 1);
 	if (!p) {
@@ -534,6 +681,8 @@ void pool_server_ready(struct server *sv)
 		p->n_connecting--;
 		sv->ready_once = true;
 		p->last_error[0] = 0;
+		p->fails_in_row = 0;
+		pool_reset_backoff(p);
 		if (!p->have_welcome)
 			learn_welcome(p, sv);
 	}
@@ -672,14 +821,8 @@ void pool_server_gone(struct server *sv)
 	if (was_connecting)
 		p->n_connecting--;
 	registry_give_slot(p->shared);
-	if (was_connecting && !p->n_idle && p->n_used == p->n_connecting) {
-		/* login failed and nothing else is up: tell the clients now rather than let
-		 * them wait for query_wait_timeout */
-		p->last_connect_fail_us = s->now_us;
-		fail_waiters(p, false);
-	} else if (was_connecting && !p->have_welcome) {
-		fail_waiters(p, true);
-	}
+	if (was_connecting)
+		connect_failed(p);   /* waits, or tells the clients at once if it is not transient */
 	if (p->n_waiting || (p->login_head && !p->have_welcome))
 		launch_for_waiters(p);
 	if (others_wait(p)) {
@@ -751,6 +894,7 @@ static void pool_housekeeping(struct pool *p)
 	/* login waiters: another shard may have learned the parameters meanwhile */
 	if (p->login_head && pool_adopt_welcome(p))
 		finish_logins(p);
+	fail_long_waiters(p);
 	if (p->n_waiting || (p->login_head && !p->have_welcome))
 		launch_for_waiters(p);
 	int64_t max_wait = p->wait_head ? (int64_t)(now - p->wait_head->wait_start_us) : 0;

@@ -131,6 +131,11 @@ struct client {
 	bool txn_rolled;                           /* a ROLLBACK (maybe TO SAVEPOINT) in it */
 	bool txn_uncertain;                        /* settings rolled back to a savepoint: unknown */
 	bool txn_reset_all;                        /* RESET ALL in it */
+	/* routing (pool/route.c) */
+	uint8_t target;                            /* enum config_target asked at startup; 0: the database's */
+	uint8_t txn_target;                        /* where the transaction being started goes */
+	bool route_peek;                           /* the message being framed decides the route */
+	bool route_waiting;                        /* on the shard's list of clients with no node to go to */
 };
 
 struct server {
@@ -178,6 +183,16 @@ struct pool {
 	struct shard *shard;
 	struct pool_shared *shared;
 	char *db_name, *user;                      /* client-visible names */
+	/* a pool of a cluster database serves one node; the others of the same
+	 * (database, user) are its siblings (pool/route.c) */
+	struct node_shared *node;                  /* NULL: the entry's own host */
+	char *cluster;                             /* the cluster's name, or NULL */
+	int ci, ni;                                /* cluster and node index in the shard's topology, -1: gone */
+	struct pool **sib;                         /* [nsib]: this (database, user)'s pool per node, lazily */
+	int nsib;
+	uint64_t retry_at_us;                      /* failing server: no new connect before this */
+	uint32_t backoff_us;                       /* the pause before the next retry */
+	int fails_in_row;                          /* connects that failed since the last success */
 	const struct config_db *db;                /* in the shard's current topology */
 	int mode;                                  /* enum pool_mode */
 	struct stats_pool *stats;                  /* this shard's block */
@@ -202,8 +217,12 @@ struct pool {
 };
 
 /* pool.c */
-struct pool *pool_find(struct shard *s, const char *db, const char *user, bool create);
-void pool_refresh_all(struct shard *s);           /* adopt a new topology */
+/* The shard's pool for (db, user) on node (NULL: a database with its own host). */
+struct pool *pool_find(struct shard *s, const char *db, const char *user, struct node_shared *node, bool create);
+void pool_refresh_all(struct shard *s, bool cfg_changed);  /* adopt a new topology */
+void pool_wait_add(struct pool *p, struct client *cl);     /* queue a client that keeps its wait_start_us */
+void pool_login_wait(struct pool *p, struct client *cl);  /* until the pool knows its parameters */
+void pool_reset_backoff(struct pool *p);                   /* its node is back: reconnect at once */
 void pool_request_server(struct client *cl);      /* client has work and no server */
 void pool_release_server(struct server *sv, bool client_gone); /* server's client is done with it */
 void pool_server_ready(struct server *sv);        /* server logged in or finished resetting */
@@ -216,7 +235,25 @@ void pool_server_parked(struct server *sv);      /* a migrating server has no I/
 void pool_adopt_server(struct shard *s, struct server *sv); /* one handed over by another shard */
 int pool_active_servers(struct shard *s);
 
+/* route.c: which node a transaction goes to */
+/* The target of a transaction that starts with this message (type, whole
+ * message or NULL when not looked at). */
+int route_target(struct client *cl, uint8_t type, const uint8_t *msg, uint32_t len);
+bool route_wants_text(const struct client *cl);  /* does the first message's text matter? */
+uint32_t route_peek_max(void);                     /* longest first message looked at */
+/* The pool of the node for cl->txn_target, counted as routed; NULL when no node
+ * can take it now (no primary): the caller parks the client with route_wait. */
+struct pool *route_pool(struct client *cl);
+struct pool *route_login_pool(struct client *cl);  /* where a new client learns its parameters */
+const char *route_login_standby(const struct client *cl); /* in_hot_standby it is welcomed with */
+void route_wait(struct client *cl);                /* until a topology offers a node */
+void route_wait_remove(struct client *cl);
+void route_refresh(struct shard *s);               /* a new topology: indexes, waiters re-routed */
+void route_tick(struct shard *s);                  /* failover_timeout of parked clients */
+void route_refresh_pool(struct pool *p);           /* its indexes in the shard's topology */
+
 /* client.c */
+void client_set_pool(struct client *cl, struct pool *p);  /* move the client's gauges to p */
 void client_accept(struct shard *s, int fd, bool is_unix);
 void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf);
 void client_eof(struct client *cl, int err);

@@ -4,6 +4,7 @@
 #include "pool/registry.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,26 +51,66 @@ static struct limit_shared *limit_get(struct limit_table *t, const char *name)
 	return l;
 }
 
-static struct pool_shared *find(const char *db, const char *user, int n)
+static struct pool_shared *find(const char *db, const char *user, const struct node_shared *node, int n)
 {
 	for (int i = 0; i < n; i++) {
 		struct pool_shared *ps = atomic_load_explicit(&entries[i], memory_order_acquire);
-		if (ps && strcmp(ps->db, db) == 0 && strcmp(ps->user, user) == 0)
+		if (ps && ps->nodeinfo == node && strcmp(ps->db, db) == 0 && strcmp(ps->user, user) == 0)
 			return ps;
 	}
 	return NULL;
 }
 
-struct pool_shared *registry_get(const char *db, const char *user)
+#define NODES_MAX 4096
+static struct node_shared *_Atomic nodes[NODES_MAX];
+static _Atomic int nnodes;
+
+struct node_shared *registry_node(const char *cluster, const char *node)
+{
+	if (strlen(cluster) >= REGISTRY_NAME_MAX || strlen(node) >= REGISTRY_NAME_MAX)
+		return NULL;
+	pthread_mutex_lock(&create_lock);
+	int n = atomic_load(&nnodes);
+	struct node_shared *ns = NULL;
+	for (int i = 0; i < n && !ns; i++)
+		if (strcmp(nodes[i]->cluster, cluster) == 0 && strcmp(nodes[i]->node, node) == 0)
+			ns = nodes[i];
+	if (!ns && n < NODES_MAX && (ns = calloc(1, sizeof *ns + (size_t)(shards > 0 ? shards : 1) * sizeof ns->shard[0]))) {
+		strcpy(ns->cluster, cluster);
+		strcpy(ns->node, node);
+		atomic_store(&nodes[n], ns);
+		atomic_store(&nnodes, n + 1);
+	}
+	pthread_mutex_unlock(&create_lock);
+	return ns;
+}
+
+int64_t registry_node_active(const struct node_shared *ns)
+{
+	int64_t sum = 0;
+	for (int i = 0; i < shards; i++)
+		sum += atomic_load_explicit(&ns->shard[i].active, memory_order_relaxed);
+	return sum;
+}
+
+uint64_t registry_node_routed(const struct node_shared *ns)
+{
+	uint64_t sum = 0;
+	for (int i = 0; i < shards; i++)
+		sum += atomic_load_explicit(&ns->shard[i].routed, memory_order_relaxed);
+	return sum;
+}
+
+struct pool_shared *registry_get(const char *db, const char *user, struct node_shared *node)
 {
 	if (strlen(db) >= REGISTRY_NAME_MAX || strlen(user) >= REGISTRY_NAME_MAX)
 		return NULL;
-	struct pool_shared *ps = find(db, user, atomic_load_explicit(&nentries, memory_order_acquire));
+	struct pool_shared *ps = find(db, user, node, atomic_load_explicit(&nentries, memory_order_acquire));
 	if (ps)
 		return ps;
 	pthread_mutex_lock(&create_lock);
 	int n = atomic_load_explicit(&nentries, memory_order_acquire);
-	ps = find(db, user, n);
+	ps = find(db, user, node, n);
 	if (!ps && n < REGISTRY_MAX) {
 		ps = calloc(1, sizeof(*ps) + (size_t)shards * sizeof(struct stats_pool));
 		if (ps)
@@ -81,6 +122,9 @@ struct pool_shared *registry_get(const char *db, const char *user)
 		if (ps) {
 			strcpy(ps->db, db);
 			strcpy(ps->user, user);
+			ps->nodeinfo = node;
+			if (node)
+				snprintf(ps->node, sizeof ps->node, "%s/%s", node->cluster, node->node);
 			atomic_store_explicit(&entries[n], ps, memory_order_release);
 			atomic_store_explicit(&nentries, n + 1, memory_order_release);
 		}

@@ -27,9 +27,21 @@ struct pool_welcome {
 	char data[];
 };
 
+/* Process-wide counters of one cluster node, one cache line per shard. */
+struct node_shared {
+	char cluster[REGISTRY_NAME_MAX], node[REGISTRY_NAME_MAX];
+	struct node_shard {
+		_Atomic int64_t active;        /* servers of this node leased to clients now */
+		_Atomic uint64_t routed;       /* transactions routed to it */
+		char pad[48];
+	} shard[];
+};
+
 struct pool_shared {
 	char db[REGISTRY_NAME_MAX];
 	char user[REGISTRY_NAME_MAX];
+	char node[2 * REGISTRY_NAME_MAX];  /* "cluster/node", "" for a database with its own host */
+	struct node_shared *nodeinfo;      /* NULL for "" */
 	_Atomic int mode;      /* enum pool_mode in force */
 	_Atomic int size;      /* pool_size: server connections allowed, all shards together */
 	_Atomic int min_size;  /* min_pool_size */
@@ -43,8 +55,13 @@ struct pool_shared {
 };
 
 int registry_init(int nshards);
-/* Find or create the entry for (db, user); NULL if the names are too long or memory ran out. */
-struct pool_shared *registry_get(const char *db, const char *user);
+/* Find or create the entry for (db, user, node); NULL if the names are too long
+ * or memory ran out. node is "" or the node's counters. */
+struct pool_shared *registry_get(const char *db, const char *user, struct node_shared *node);
+/* Find or create a node's counters. */
+struct node_shared *registry_node(const char *cluster, const char *node);
+int64_t registry_node_active(const struct node_shared *n);     /* summed over shards */
+uint64_t registry_node_routed(const struct node_shared *n);
 int registry_count(void);
 struct pool_shared *registry_at(int i);   /* 0 <= i < registry_count() */
 int registry_nshards(void);

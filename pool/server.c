@@ -47,6 +47,12 @@ void server_set_state(struct server *sv, enum server_state st)
 		if (new)
 			gauge_add(new, 1);
 	}
+	if (sv->pool->node && (sv->state == SV_ACTIVE) != (st == SV_ACTIVE)) {
+		/* the node's load, for routing: this shard's own line */
+		_Atomic int64_t *active = &sv->pool->node->shard[sv->pool->shard->id].active;
+		atomic_store_explicit(active, atomic_load_explicit(active, memory_order_relaxed) + (st == SV_ACTIVE ? 1 : -1),
+				      memory_order_relaxed);
+	}
 	sv->state = st;
 }
 
@@ -176,7 +182,7 @@ void server_connected(struct server *sv, int res)
 		snprintf(p->last_error, sizeof p->last_error, "could not connect to server: %s", strerror(-res));
 		strcpy(p->last_sqlstate, "08001");
 		stat_add(&p->stats->server_connect_errors, 1);
-		LOGF(LOG_WARNING, sv->conn.id, "%s", p->last_error);
+		LOGF(LOG_INFO, sv->conn.id, "%s", p->last_error);   /* the pool reports failures, a line a second */
 		sv->conn.eof = true;
 		server_close(sv, NULL);
 	} else {

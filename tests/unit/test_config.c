@@ -147,7 +147,7 @@ Test(config, defaults_match_the_header)
 	expect_time(c->server_idle_timeout, 600);
 	expect_time(c->server_lifetime, 3600);
 	expect_time(c->server_connect_timeout, 15);
-	expect_time(c->server_login_retry, 15);
+	expect_time(c->server_login_retry, 5);
 	expect_time(c->query_wait_timeout, 120);
 	expect_time(c->query_timeout, 0);
 	expect_time(c->client_login_timeout, 60);
@@ -1024,4 +1024,146 @@ Test(config_precedence, names)
 	cr_expect_str_eq(config_auth_type_name(AUTH_MD5), "md5");
 	cr_expect_str_eq(config_auth_type_name(AUTH_SCRAM), "scram-sha-256");
 	cr_expect_str_eq(config_auth_type_name(99), "unknown");
+}
+
+/* ---- clusters and routing ------------------------------------------------ */
+
+TestSuite(config_clusters, .init = setup, .fini = teardown);
+
+static const char cluster_ini[] =
+	"[pgring]\n"
+	"max_lag = 32MB\n"
+	"health_check_interval = 250ms\n"
+	"health_check_failures = 3\n"
+	"failover_timeout = 10s\n"
+	"[cluster.main]\n"
+	"max_lag = 1MB\n"
+	"pg1 = host=10.0.0.1 port=5433 role=primary\n"
+	"pg2 = host=10.0.0.2 weight=3 max_lag=64kB\n"
+	"pg3 = host=10.0.0.3 weight=0\n"
+	"[cluster.other]\n"
+	"solo = host=10.0.1.1\n"
+	"[databases]\n"
+	"app = cluster=main dbname=appdb read_write_split=on target=any\n"
+	"plain = host=10.9.9.9 port=6000\n"
+	"* = cluster=other\n";
+
+Test(config_clusters, nodes_weights_and_lag_limits)
+{
+	struct config *c = load(cluster_ini);
+	cr_assert_eq(c->nclusters, 2);
+	const struct config_cluster *m = config_find_cluster(c, "main");
+	cr_assert_not_null(m);
+	cr_assert_eq(m->nnodes, 3);
+	expect_str(m->nodes[0].host, "10.0.0.1");
+	cr_expect_eq(m->nodes[0].port, 5433);
+	expect_str(m->nodes[0].role, "primary");
+	cr_expect_eq(m->nodes[1].port, 5432, "port defaults to 5432");
+	cr_expect_eq(m->nodes[1].weight, 3);
+	cr_expect_eq(m->nodes[0].weight, 1, "weight defaults to 1");
+	cr_expect_eq(m->nodes[2].weight, 0);
+	cr_expect_eq(config_node_max_lag(c, m, &m->nodes[1]), 64 * 1024, "the node's own limit");
+	cr_expect_eq(config_node_max_lag(c, m, &m->nodes[0]), 1024 * 1024, "the cluster's limit");
+	const struct config_cluster *o = config_find_cluster(c, "other");
+	cr_expect_eq(config_node_max_lag(c, o, &o->nodes[0]), 32 * 1024 * 1024, "the global limit");
+	expect_time(c->health_check_interval, 0.25);
+	cr_expect_eq(c->health_check_failures, 3);
+	expect_time(c->failover_timeout, 10);
+	config_free(c);
+}
+
+Test(config_clusters, routing_defaults)
+{
+	struct config *c = load("[pgring]\n[databases]\na = host=x\n");
+	cr_expect_eq(c->target, TARGET_PRIMARY);
+	cr_expect_not(c->read_write_split);
+	cr_expect_eq(c->max_lag, 16 * 1024 * 1024);
+	expect_str(c->health_check_user, "postgres");
+	expect_str(c->health_check_dbname, "postgres");
+	expect_time(c->health_check_interval, 1);
+	expect_time(c->health_check_timeout, 2);
+	cr_expect_eq(c->health_check_failures, 2);
+	expect_time(c->failover_timeout, 30);
+	expect_time(c->server_login_retry, 5);
+	cr_expect_eq(config_db_target(c, &c->dbs[0]), TARGET_PRIMARY);
+	cr_expect_not(config_db_split(c, &c->dbs[0]));
+	config_free(c);
+}
+
+Test(config_clusters, database_names_pick_clusters)
+{
+	struct config *c = load(cluster_ini);
+	const struct config_cluster *cl;
+	size_t base;
+	const struct config_db *db = config_resolve_db(c, "app", &cl, &base);
+	cr_assert_not_null(db);
+	cr_expect(cl && strcmp(cl->name, "main") == 0);
+	cr_expect_eq(base, 3);
+	cr_expect_eq(config_db_target(c, db), TARGET_ANY);
+	cr_expect(config_db_split(c, db));
+	db = config_resolve_db(c, "plain", &cl, &base);
+	cr_expect(db && strcmp(db->name, "plain") == 0);
+	cr_expect_null(cl, "an entry with its own host has no cluster");
+	db = config_resolve_db(c, "plain@main", &cl, &base);
+	cr_expect(db && strcmp(db->name, "plain") == 0, "db@cluster takes the entry of db");
+	cr_expect(cl && strcmp(cl->name, "main") == 0, "and the cluster after the @");
+	cr_expect_eq(base, 5);
+	db = config_resolve_db(c, "shop@other", &cl, &base);
+	cr_expect(db && strcmp(db->name, "*") == 0, "an unknown db falls back to *");
+	cr_expect(cl && strcmp(cl->name, "other") == 0);
+	db = config_resolve_db(c, "shop", &cl, &base);
+	cr_expect(cl && strcmp(cl->name, "other") == 0, "* names a cluster");
+	db = config_resolve_db(c, "me@example.com", &cl, &base);
+	cr_expect(db && strcmp(db->name, "*") == 0, "an @ that names no cluster is part of the name");
+	cr_expect(cl && strcmp(cl->name, "other") == 0);
+	cr_expect_eq(base, strlen("me@example.com"));
+	config_free(c);
+}
+
+Test(config_clusters, target_names)
+{
+	cr_expect_eq(config_target_parse("primary"), TARGET_PRIMARY);
+	cr_expect_eq(config_target_parse("read-write"), TARGET_PRIMARY);
+	cr_expect_eq(config_target_parse("REPLICA"), TARGET_REPLICA);
+	cr_expect_eq(config_target_parse("read-only"), TARGET_REPLICA);
+	cr_expect_eq(config_target_parse("prefer-standby"), TARGET_REPLICA);
+	cr_expect_eq(config_target_parse("standby"), TARGET_REPLICA);
+	cr_expect_eq(config_target_parse("any"), TARGET_ANY);
+	cr_expect_eq(config_target_parse("sometimes"), TARGET_UNSET);
+	expect_str(config_target_name(TARGET_REPLICA), "replica");
+}
+
+static void expect_load_error(const char *ini, const char *needle)
+{
+	struct config *c = NULL;
+	err[0] = '\0';
+	cr_expect_eq(config_load(tmp_file(ini), &c, err, sizeof err, on_warn), -1, "accepted: %s", ini);
+	cr_expect(strstr(err, needle) != NULL, "error '%s' lacks '%s'", err, needle);
+	config_free(c);
+}
+
+Test(config_clusters, mistakes_are_errors)
+{
+	expect_load_error("[cluster.e]\n", "has no nodes");
+	expect_load_error("[cluster.e]\na = host=x role=primary\nb = host=y role=primary\n", "more than one");
+	expect_load_error("[cluster.e]\na = host=x role=leader\n", "role must be");
+	expect_load_error("[cluster.e]\na = host=x\na = host=y\n", "defined twice");
+	expect_load_error("[cluster.e]\na = host=x weight=-1\n", "weight");
+	expect_load_error("[cluster.e]\na = host=x max_lag=lots\n", "max_lag");
+	expect_load_error("[cluster.e]\na = host=x colour=red\n", "unknown parameter");
+	expect_load_error("[cluster.b@d]\na = host=x\n", "bad cluster name");
+	expect_load_error("[databases]\nx = cluster=nowhere\n", "no [cluster.nowhere]");
+	expect_load_error("[cluster.e]\na = host=x\n[databases]\nx = cluster=e host=y\n", "host and cluster");
+	expect_load_error("[databases]\nx = host=y target=leader\n", "target");
+	expect_load_error("[databases]\nx = host=y read_write_split=maybe\n", "read_write_split");
+	expect_load_error("[pgring]\ntarget = upstairs\n", "target");
+	expect_load_error("[pgring]\nhealth_check_failures = 0\n", "health_check_failures");
+}
+
+Test(config_clusters, sections_of_the_same_name_add_up)
+{
+	struct config *c = load("[cluster.m]\na = host=x\n[pgring]\n[cluster.m]\nb = host=y\n");
+	cr_assert_eq(c->nclusters, 1);
+	cr_expect_eq(c->clusters[0].nnodes, 2);
+	config_free(c);
 }

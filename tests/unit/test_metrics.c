@@ -115,7 +115,7 @@ TestSuite(metrics_prom, .init = two_shards);
 
 Test(metrics_prom, pool_counters_sum_over_shards)
 {
-	struct pool_shared *ps = registry_get("app", "bob");
+	struct pool_shared *ps = registry_get("app", "bob", NULL);
 	cr_assert_not_null(ps);
 	set_stat(&ps->shard[0].xact_count, 3);
 	set_stat(&ps->shard[1].xact_count, 4);
@@ -151,7 +151,7 @@ Test(metrics_prom, pool_counters_sum_over_shards)
 
 Test(metrics_prom, pool_gauges)
 {
-	struct pool_shared *ps = registry_get("app", "gina");
+	struct pool_shared *ps = registry_get("app", "gina", NULL);
 	atomic_store(&ps->size, 20);
 	atomic_store(&ps->used, 3);
 	set_gauge(&ps->shard[0].cl_active, 2);
@@ -187,10 +187,10 @@ Test(metrics_prom, pool_gauges)
 
 Test(metrics_prom, per_shard_breakdown_lists_busy_pairs_only)
 {
-	struct pool_shared *ps = registry_get("shop", "ann");
+	struct pool_shared *ps = registry_get("shop", "ann", NULL);
 	set_gauge(&ps->shard[1].cl_active, 2);
 	set_gauge(&ps->shard[1].sv_active, 1);
-	registry_get("quiet", "nobody");
+	registry_get("quiet", "nobody", NULL);
 	char *page = render_prom();
 	assert_line(page, "pgring_shard_pool_clients{shard=\"1\",database=\"shop\",user=\"ann\",state=\"active\"} 2");
 	assert_line(page, "pgring_shard_pool_clients{shard=\"1\",database=\"shop\",user=\"ann\",state=\"idle\"} 0");
@@ -255,8 +255,8 @@ Test(metrics_prom, process_metrics)
 
 Test(metrics_prom, label_escaping)
 {
-	cr_assert_not_null(registry_get("q\"b\\s\nn", "plain"));
-	cr_assert_not_null(registry_get("bad\xff" "utf8", "\xc3\xa9t\xc3\xa9"));
+	cr_assert_not_null(registry_get("q\"b\\s\nn", "plain", NULL));
+	cr_assert_not_null(registry_get("bad\xff" "utf8", "\xc3\xa9t\xc3\xa9", NULL));
 	char *page = render_prom();
 	assert_line(page, "pgring_pool_transactions_total{database=\"q\\\"b\\\\s\\nn\",user=\"plain\"} 0");
 	/* invalid byte -> U+FFFD; valid multibyte passes through */
@@ -280,7 +280,7 @@ Test(metrics_label, escape_helpers)
  * every sample "name[{labels}] value", and the page ends with a newline. */
 Test(metrics_prom, page_is_well_formed)
 {
-	struct pool_shared *ps = registry_get("app", "zed");
+	struct pool_shared *ps = registry_get("app", "zed", NULL);
 	set_gauge(&ps->shard[0].cl_idle, 1);
 	char *page = render_prom();
 	size_t len = strlen(page);
@@ -447,7 +447,7 @@ Test(metrics_json, validator_sanity)
 
 Test(metrics_json, document_is_valid_and_complete)
 {
-	struct pool_shared *ps = registry_get("app2", "carol");
+	struct pool_shared *ps = registry_get("app2", "carol", NULL);
 	atomic_store(&ps->size, 15);
 	atomic_store(&ps->used, 2);
 	set_stat(&ps->shard[0].xact_count, 3);
@@ -455,7 +455,7 @@ Test(metrics_json, document_is_valid_and_complete)
 	set_stat(&ps->shard[1].wait_time_us, 42);
 	set_gauge(&ps->shard[1].cl_waiting, 2);
 	set_stat(&stats_shard(1)->accepts, 11);
-	registry_get("q\"b\\s\nn\x01", "u");
+	registry_get("q\"b\\s\nn\x01", "u", NULL);
 	char *doc = render_json();
 	cr_assert(json_valid(doc), "invalid JSON: %s", doc);
 	const char *want[] = {
@@ -647,7 +647,7 @@ Test(metrics_http, open_reports_errors)
 
 Test(metrics_http, metrics_health_and_keepalive)
 {
-	struct pool_shared *ps = registry_get("web", "kim");
+	struct pool_shared *ps = registry_get("web", "kim", NULL);
 	set_stat(&ps->shard[0].xact_count, 3);
 	set_stat(&ps->shard[1].xact_count, 4);
 	struct http_server *s = open_server();

@@ -1,0 +1,515 @@
+/* core/health.c: the control shard's health checks (see core/health.h). One
+ * libpq connection per node, kept open between checks; a state machine per node
+ * (idle -> connecting -> querying -> idle) advanced after every poll. Roles,
+ * lag and up/lagging/down states are derived here and published as topology
+ * snapshots by core/control.c when they change. */
+#include "core/health.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "pool/registry.h"
+
+/* One round trip: role, WAL position (replay position on a replica), active
+ * backends other than this one, and whether replay is paused. */
+static const char check_sql[] =
+	"SELECT pg_catalog.pg_is_in_recovery(),"
+	" (CASE WHEN pg_catalog.pg_is_in_recovery()"
+	"  THEN COALESCE(pg_catalog.pg_last_wal_replay_lsn(), pg_catalog.pg_last_wal_receive_lsn(), '0/0')"
+	"  ELSE pg_catalog.pg_current_wal_lsn() END - '0/0'::pg_lsn)::int8,"
+	" (SELECT count(*) - 1 FROM pg_catalog.pg_stat_activity WHERE state = 'active'"
+	"  AND backend_type = 'client backend'),"
+	" CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END";
+
+enum phase { PH_IDLE = 0, PH_CONNECTING, PH_QUERY };
+
+struct hnode {
+	struct health_node pub;
+	char *cluster, *name, *host;
+	int max_lag;
+	bool hint_primary;
+	PGconn *conn;
+	enum phase phase;
+	short events;                 /* what the socket waits for in this phase */
+	bool reused;                  /* this check runs on a connection from an earlier one */
+	bool got_row;
+	uint64_t started_us, due_us;
+	uint64_t primary_since;       /* when it was last seen becoming primary (ordering) */
+	uint64_t lsn_at;              /* when pub.lsn was read */
+	uint64_t lsn_prev, lsn_prev_at; /* the reading before */
+	uint8_t pub_role, pub_state;  /* as last published */
+	char error[256];
+};
+
+struct hcluster {
+	int first, n;                 /* its nodes in the node array */
+	int primary, pub_primary;
+};
+
+static struct hnode *nodes;
+static int nnodes;
+static struct hcluster *clusters;
+static int nclusters;
+static const struct config *cfg;
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void node_free(struct hnode *h)
+{
+	if (h->conn)
+		PQfinish(h->conn);
+	free(h->cluster);
+	free(h->name);
+	free(h->host);
+}
+
+static struct hnode *take_old(struct hnode *old, int nold, const char *cl, const struct config_node *cn)
+{
+	for (int i = 0; i < nold; i++) {
+		struct hnode *h = &old[i];
+		if (h->name && strcmp(h->cluster, cl) == 0 && strcmp(h->name, cn->name) == 0 &&
+		    h->pub.port == cn->port && !strcmp(h->host ? h->host : "", cn->host ? cn->host : ""))
+			return h;
+	}
+	return NULL;
+}
+
+static int init_node(struct hnode *h, const struct config_cluster *c, const struct config_node *cn,
+		     struct hnode *old, int nold)
+{
+	struct hnode *o = take_old(old, nold, c->name, cn);
+	if (o) {
+		*h = *o;
+		memset(o, 0, sizeof *o);  /* moved: nothing left to free */
+	} else {
+		memset(h, 0, sizeof *h);
+		h->cluster = strdup(c->name);
+		h->name = strdup(cn->name);
+		h->host = cn->host ? strdup(cn->host) : NULL;
+		if (!h->cluster || !h->name || (cn->host && !h->host))
+			return -1;
+		h->hint_primary = cn->role && strcmp(cn->role, "primary") == 0;
+		/* until the first check, the configuration's word on roles */
+		h->pub.role = h->hint_primary ? NODE_PRIMARY : NODE_REPLICA;
+		h->pub.state = NODE_UP;
+		h->primary_since = h->hint_primary;
+		h->pub.lag = -1;
+		h->pub.active = -1;
+		h->pub_role = h->pub.role;
+		h->pub_state = h->pub.state;
+		h->pub.shared = registry_node(c->name, cn->name);
+		if (!h->pub.shared)
+			return -1;
+	}
+	h->max_lag = config_node_max_lag(cfg, c, cn);
+	h->pub.cluster = h->cluster;
+	h->pub.name = h->name;
+	h->pub.host = h->host;
+	h->pub.port = cn->port;
+	h->pub.last_error = h->error;
+	return 0;
+}
+
+int health_configure(const struct config *newcfg)
+{
+	int total = 0;
+	for (int i = 0; i < newcfg->nclusters; i++)
+		total += newcfg->clusters[i].nnodes;
+	struct hnode *nn = calloc((size_t)total + 1, sizeof *nn);
+	struct hcluster *nc = calloc((size_t)newcfg->nclusters + 1, sizeof *nc);
+	if (!nn || !nc) {
+		free(nn);
+		free(nc);
+		return -1;
+	}
+	const struct config *oldcfg = cfg;
+	cfg = newcfg;
+	int k = 0;
+	for (int i = 0; i < newcfg->nclusters; i++) {
+		const struct config_cluster *c = &newcfg->clusters[i];
+		nc[i] = (struct hcluster){ .first = k, .n = c->nnodes, .primary = -1, .pub_primary = -2 };
+		for (int j = 0; j < c->nnodes; j++, k++)
+			if (init_node(&nn[k], c, &c->nodes[j], nodes, nnodes) < 0) {
+				for (int m = 0; m <= k; m++)
+					node_free(&nn[m]);
+				free(nn);
+				free(nc);
+				cfg = oldcfg;
+				return -1;
+			}
+	}
+	for (int i = 0; i < nnodes; i++)
+		node_free(&nodes[i]);
+	free(nodes);
+	free(clusters);
+	nodes = nn;
+	nnodes = total;
+	clusters = nc;
+	nclusters = newcfg->nclusters;
+	return 0;
+}
+
+void health_shutdown(void)
+{
+	for (int i = 0; i < nnodes; i++)
+		node_free(&nodes[i]);
+	free(nodes);
+	free(clusters);
+	nodes = NULL;
+	clusters = NULL;
+	nnodes = nclusters = 0;
+}
+
+/* ---- one check ---- */
+
+static void set_error(struct hnode *h, const char *msg)
+{
+	snprintf(h->error, sizeof h->error, "%s", msg && *msg ? msg : "unknown error");
+	for (char *c = h->error; *c; c++)   /* libpq's messages span lines; a log line must not */
+		if (*c == '\n' || *c == '\t')
+			*c = ' ';
+	size_t n = strlen(h->error);
+	while (n && (h->error[n - 1] == '\n' || h->error[n - 1] == ' '))
+		h->error[--n] = '\0';
+}
+
+static void check_done(struct hnode *h)
+{
+	h->phase = PH_IDLE;
+	h->events = 0;
+	h->due_us = h->started_us + (uint64_t)(cfg->health_check_interval * 1e6);
+}
+
+static void check_failed(struct hnode *h, const char *why)
+{
+	set_error(h, why);
+	if (h->conn) {
+		PQfinish(h->conn);
+		h->conn = NULL;
+	}
+	h->pub.failures++;
+	h->pub.fails_in_row++;
+	LOGF(LOG_DEBUG, 0, "health check of %s/%s failed: %s", h->cluster, h->name, h->error);
+	check_done(h);
+}
+
+static void connect_node(struct hnode *h);
+
+/* A connection kept from an earlier check may have died meanwhile (a restart):
+ * that is no verdict on the node, so try once more on a fresh one. */
+static void failed_or_retry(struct hnode *h, const char *why)
+{
+	if (h->reused) {
+		PQfinish(h->conn);
+		h->conn = NULL;
+		connect_node(h);
+		return;
+	}
+	check_failed(h, why);
+}
+
+static void send_check(struct hnode *h)
+{
+	if (!PQsendQuery(h->conn, check_sql)) {
+		failed_or_retry(h, PQerrorMessage(h->conn));
+		return;
+	}
+	h->phase = PH_QUERY;
+	h->got_row = false;
+	int f = PQflush(h->conn);
+	if (f < 0) {
+		failed_or_retry(h, PQerrorMessage(h->conn));
+		return;
+	}
+	h->events = (short)(POLLIN | (f ? POLLOUT : 0));
+}
+
+static void connect_node(struct hnode *h)
+{
+	char port[16], timeout[16];
+	snprintf(port, sizeof port, "%d", h->pub.port);
+	snprintf(timeout, sizeof timeout, "%d", (int)(cfg->health_check_timeout + 0.999));
+	const char *keys[] = { "host", "port", "dbname", "user", "application_name", "gssencmode",
+			       "connect_timeout", "password", NULL };
+	const char *vals[] = { h->host ? h->host : "/var/run/postgresql", port,
+			       cfg->health_check_dbname ? cfg->health_check_dbname : "postgres",
+			       cfg->health_check_user ? cfg->health_check_user : "postgres",
+			       "pgring health check", "disable", timeout, cfg->health_check_password, NULL };
+	if (!cfg->health_check_password)
+		keys[7] = NULL;   /* the list ends before it */
+	h->reused = false;
+	h->conn = PQconnectStartParams(keys, vals, 0);
+	if (!h->conn || PQstatus(h->conn) == CONNECTION_BAD) {
+		check_failed(h, h->conn ? PQerrorMessage(h->conn) : "out of memory");
+		return;
+	}
+	PQsetnonblocking(h->conn, 1);
+	h->phase = PH_CONNECTING;
+	h->events = POLLOUT;
+}
+
+static void start_check(struct hnode *h, uint64_t now)
+{
+	h->started_us = now;
+	if (h->conn && PQstatus(h->conn) == CONNECTION_OK) {
+		h->reused = true;
+		send_check(h);
+	} else {
+		if (h->conn)
+			PQfinish(h->conn);
+		h->conn = NULL;
+		connect_node(h);
+	}
+}
+
+static void take_row(struct hnode *h, PGresult *r)
+{
+	if (PQntuples(r) != 1 || PQnfields(r) != 4) {
+		set_error(h, "unexpected answer to the health check query");
+		return;
+	}
+	bool recovery = PQgetvalue(r, 0, 0)[0] == 't';
+	uint8_t role = recovery ? NODE_REPLICA : NODE_PRIMARY;
+	if (role == NODE_PRIMARY && h->pub.role != NODE_PRIMARY && h->pub.checked)
+		h->primary_since = now_us();    /* promoted while we watched: it is the newest primary */
+	else if (role != NODE_PRIMARY)
+		h->primary_since = 0;
+	h->pub.role = role;
+	h->lsn_prev = h->pub.lsn;
+	h->lsn_prev_at = h->lsn_at;
+	h->pub.lsn = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+	h->lsn_at = now_us();
+	h->pub.active = PQgetisnull(r, 0, 2) ? -1 : strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+	h->pub.replay_paused = PQgetvalue(r, 0, 3)[0] == 't';
+	h->got_row = true;
+}
+
+static void read_results(struct hnode *h)
+{
+	if (!PQconsumeInput(h->conn)) {
+		failed_or_retry(h, PQerrorMessage(h->conn));
+		return;
+	}
+	while (!PQisBusy(h->conn)) {
+		PGresult *r = PQgetResult(h->conn);
+		if (!r) {
+			if (!h->got_row) {
+				failed_or_retry(h, h->error[0] ? h->error : "no answer to the health check query");
+				return;
+			}
+			h->pub.checked = true;
+			h->pub.checks++;
+			h->pub.fails_in_row = 0;
+			h->error[0] = '\0';
+			h->pub.check_seconds = (double)(now_us() - h->started_us) / 1e6;
+			check_done(h);
+			return;
+		}
+		if (PQresultStatus(r) == PGRES_TUPLES_OK)
+			take_row(h, r);
+		else
+			set_error(h, PQresultErrorMessage(r));
+		PQclear(r);
+	}
+}
+
+static void advance(struct hnode *h, uint64_t now)
+{
+	switch (h->phase) {
+	case PH_IDLE:
+		if (cfg->health_check_interval > 0 && now >= h->due_us)
+			start_check(h, now);
+		break;
+	case PH_CONNECTING:
+		switch (PQconnectPoll(h->conn)) {
+		case PGRES_POLLING_FAILED:
+			check_failed(h, PQerrorMessage(h->conn));
+			break;
+		case PGRES_POLLING_OK:
+			send_check(h);
+			break;
+		case PGRES_POLLING_READING:
+			h->events = POLLIN;
+			break;
+		default:
+			h->events = POLLOUT;
+			break;
+		}
+		break;
+	case PH_QUERY: {
+		int f = PQflush(h->conn);
+		if (f < 0) {
+			failed_or_retry(h, PQerrorMessage(h->conn));
+			break;
+		}
+		h->events = (short)(POLLIN | (f ? POLLOUT : 0));
+		read_results(h);
+		break;
+	}
+	}
+	if (h->phase != PH_IDLE && now - h->started_us > (uint64_t)(cfg->health_check_timeout * 1e6)) {
+		h->reused = false;
+		check_failed(h, "health_check_timeout");
+	}
+}
+
+/* ---- roles and states ---- */
+
+static uint8_t node_state(const struct hnode *h)
+{
+	if (h->pub.fails_in_row >= cfg->health_check_failures)
+		return NODE_DOWN;
+	if (h->pub.lag >= 0 && h->pub.role == NODE_REPLICA && h->pub.lag > h->max_lag)
+		return NODE_LAGGING;
+	return NODE_UP;
+}
+
+/* Bytes the replica is behind, against the primary's position read before the
+ * replica's own: a primary read after it would count WAL written meanwhile. */
+static int64_t replica_lag(const struct hnode *p, const struct hnode *h)
+{
+	uint64_t plsn = p->lsn_at <= h->lsn_at || !p->lsn_prev_at ? p->pub.lsn : p->lsn_prev;
+	return plsn > h->pub.lsn ? (int64_t)(plsn - h->pub.lsn) : 0;
+}
+
+/* The primary is the newest of the live nodes that say they are one (after a
+ * promotion the old primary may come back unaware); then lag against it. */
+static void derive(struct hcluster *c)
+{
+	c->primary = -1;
+	for (int i = 0; i < c->n; i++) {
+		struct hnode *h = &nodes[c->first + i];
+		if (h->pub.role != NODE_PRIMARY || h->pub.fails_in_row >= cfg->health_check_failures)
+			continue;
+		if (c->primary < 0 || h->primary_since > nodes[c->first + c->primary].primary_since)
+			c->primary = i;
+	}
+	const struct hnode *p = c->primary >= 0 ? &nodes[c->first + c->primary] : NULL;
+	for (int i = 0; i < c->n; i++) {
+		struct hnode *h = &nodes[c->first + i];
+		if (h->pub.role == NODE_PRIMARY)
+			h->pub.lag = p == h ? 0 : -1;
+		else if (p && p->pub.checked && h->pub.checked)
+			h->pub.lag = replica_lag(p, h);
+		else
+			h->pub.lag = -1;
+		h->pub.state = node_state(h);
+	}
+}
+
+static bool changed(void)
+{
+	bool any = false;
+	for (int ci = 0; ci < nclusters; ci++) {
+		struct hcluster *c = &clusters[ci];
+		derive(c);
+		for (int i = 0; i < c->n; i++) {
+			struct hnode *h = &nodes[c->first + i];
+			if (h->pub.state != h->pub_state) {
+				if (h->pub.state == NODE_DOWN)
+					log_warning("node %s/%s (%s:%d) is down: %s", h->cluster, h->name,
+						    h->host ? h->host : "local", h->pub.port, h->error);
+				else if (h->pub.state == NODE_LAGGING)
+					log_warning("node %s/%s is lagging: %" PRId64 " bytes behind (max_lag %d)",
+						    h->cluster, h->name, h->pub.lag, h->max_lag);
+				else
+					log_notice("node %s/%s is up (%s)", h->cluster, h->name, topo_role_name(h->pub.role));
+				any = true;
+			}
+			if (h->pub.role != h->pub_role) {
+				log_notice("node %s/%s is now a %s", h->cluster, h->name, topo_role_name(h->pub.role));
+				any = true;
+			}
+		}
+		if (c->primary != c->pub_primary) {
+			if (c->primary >= 0)
+				log_notice("cluster %s: primary is %s", cfg->clusters[ci].name,
+					   nodes[c->first + c->primary].name);
+			else
+				log_warning("cluster %s: no primary", cfg->clusters[ci].name);
+			any = true;
+		}
+	}
+	return any;
+}
+
+/* ---- the control loop's side ---- */
+
+int health_pollfds(struct pollfd *fds, int max)
+{
+	int n = 0;
+	for (int i = 0; i < nnodes && n < max; i++) {
+		struct hnode *h = &nodes[i];
+		if (h->phase != PH_IDLE && h->conn && PQsocket(h->conn) >= 0)
+			fds[n++] = (struct pollfd){ .fd = PQsocket(h->conn), .events = h->events };
+	}
+	return n;
+}
+
+int health_next_timeout(void)
+{
+	if (cfg == NULL || cfg->health_check_interval <= 0 || nnodes == 0)
+		return -1;
+	uint64_t now = now_us(), next = UINT64_MAX;
+	for (int i = 0; i < nnodes; i++) {
+		const struct hnode *h = &nodes[i];
+		uint64_t t = h->phase == PH_IDLE ? h->due_us
+						 : h->started_us + (uint64_t)(cfg->health_check_timeout * 1e6);
+		if (t < next)
+			next = t;
+	}
+	return next <= now ? 0 : (int)((next - now + 999) / 1000);
+}
+
+bool health_process(const struct pollfd *fds, int n)
+{
+	(void)fds;
+	(void)n;   /* every check in flight is advanced: libpq calls are cheap and non-blocking */
+	uint64_t now = now_us();
+	for (int i = 0; i < nnodes; i++)
+		advance(&nodes[i], now);
+	return changed();
+}
+
+size_t health_topology_size(const struct config *c)
+{
+	size_t total = 0;
+	for (int i = 0; i < c->nclusters; i++)
+		total += (size_t)c->clusters[i].nnodes;
+	return (size_t)c->nclusters * sizeof(struct topo_cluster) + total * sizeof(struct topo_node);
+}
+
+void health_fill(struct topology *t)
+{
+	for (int ci = 0; ci < nclusters; ci++)
+		derive(&clusters[ci]);
+	struct topo_node *tn = (struct topo_node *)(t->clusters + nclusters);
+	t->nclusters = nclusters;
+	for (int ci = 0; ci < nclusters; ci++) {
+		struct hcluster *c = &clusters[ci];
+		const struct config_cluster *cc = &t->cfg->clusters[ci];
+		t->clusters[ci] = (struct topo_cluster){ .cc = cc, .primary = c->primary, .nodes = tn };
+		for (int i = 0; i < c->n; i++, tn++) {
+			struct hnode *h = &nodes[c->first + i];
+			*tn = (struct topo_node){ .role = h->pub.role, .state = h->pub.state,
+						  .weight = cc->nodes[i].weight, .shared = h->pub.shared };
+			h->pub_role = h->pub.role;
+			h->pub_state = h->pub.state;
+		}
+		c->pub_primary = c->primary;
+	}
+}
+
+int health_count(void) { return nnodes; }
+const struct health_node *health_node_at(int i) { return &nodes[i].pub; }

@@ -1,0 +1,54 @@
+/* core/health.h: health checks of every cluster node, run by the control shard
+ * with libpq in non-blocking mode: its sockets join the control loop's poll set
+ * and nothing here ever blocks (except a host name lookup inside libpq: give
+ * nodes addresses). Each check asks whether the node is in recovery, its WAL
+ * position and how many backends are active; from that the module derives the
+ * roles, the replicas' lag and each node's state. Control thread only. */
+#ifndef PGRING_HEALTH_H
+#define PGRING_HEALTH_H
+
+#include <poll.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/topology.h"
+
+struct config;
+
+/* What the control port shows of one node. */
+struct health_node {
+	const char *cluster, *name, *host;
+	int port;
+	uint8_t role, state;          /* enum node_role, enum node_state */
+	bool checked;                 /* at least one check answered */
+	bool replay_paused;
+	int64_t lag;                  /* bytes behind the primary; -1 unknown */
+	uint64_t lsn;                 /* WAL position at the last check */
+	int64_t active;               /* active backends at the last check, -1 unknown */
+	double check_seconds;         /* latency of the last successful check */
+	uint64_t checks, failures;    /* answered / failed checks */
+	int fails_in_row;
+	const char *last_error;       /* "" when the last check answered */
+	struct node_shared *shared;   /* routed transactions, leased servers */
+};
+
+/* Take the nodes of cfg's clusters, keeping the state of nodes that stay (same
+ * cluster, name, host and port). Returns 0 or -1 (out of memory). */
+int health_configure(const struct config *cfg);
+/* The poll entries to wait on (at most max), and the time until the next
+ * check is due, in ms (-1: none). */
+int health_pollfds(struct pollfd *fds, int max);
+int health_next_timeout(void);
+/* Advance every check: call after poll with the same entries. Returns true when
+ * a node's role or state changed (a new topology is due). */
+bool health_process(const struct pollfd *fds, int n);
+/* Fill a snapshot's clusters from the current state (t->cfg must be the
+ * configured cfg); t->clusters must have room for every node. */
+void health_fill(struct topology *t);
+size_t health_topology_size(const struct config *cfg);   /* bytes of clusters + nodes */
+int health_count(void);
+const struct health_node *health_node_at(int i);
+void health_shutdown(void);
+
+#endif

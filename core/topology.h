@@ -1,0 +1,48 @@
+/* core/topology.h: the immutable snapshot of the world the control shard hands
+ * to every shard: the configuration and, for each cluster, which node is the
+ * primary and which replicas are up, lagging or down. A shard reads only its
+ * current snapshot; the control shard frees one after every shard moved past it. */
+#ifndef PGRING_TOPOLOGY_H
+#define PGRING_TOPOLOGY_H
+
+#include <stdint.h>
+
+struct config;
+struct config_cluster;
+struct node_shared;
+
+enum node_role { NODE_ROLE_UNKNOWN = 0, NODE_PRIMARY, NODE_REPLICA };
+enum node_state { NODE_DOWN = 0, NODE_UP, NODE_LAGGING };
+
+struct topo_node {
+	uint8_t role;                 /* enum node_role */
+	uint8_t state;                /* enum node_state */
+	int weight;                   /* the config's, for reads */
+	struct node_shared *shared;   /* process-wide counters (pool/registry.h); never freed */
+};
+
+struct topo_cluster {
+	const struct config_cluster *cc;  /* in the snapshot's cfg */
+	int primary;                  /* index of the node serving writes, -1: none now */
+	struct topo_node *nodes;      /* cc->nnodes */
+};
+
+struct topology {
+	uint64_t version;
+	struct config *cfg;
+	struct topo_cluster *clusters;    /* cfg->nclusters, in the config's order */
+	int nclusters;
+	_Bool owns_cfg;               /* the first snapshot of this cfg: frees it (control.c) */
+};
+
+static inline const char *topo_role_name(int role)
+{
+	return role == NODE_PRIMARY ? "primary" : role == NODE_REPLICA ? "replica" : "unknown";
+}
+
+static inline const char *topo_state_name(int state)
+{
+	return state == NODE_UP ? "up" : state == NODE_LAGGING ? "lagging" : "down";
+}
+
+#endif

@@ -1,0 +1,354 @@
+/* pool/route.c: which node of a cluster a transaction goes to. The target
+ * (primary, replica, any) comes from the client's startup, a leading
+ * `--!pgring target=...` comment or, with read_write_split, from proving the
+ * statement read-only; the node from the shard's topology snapshot: the
+ * primary, or a replica chosen by weight among those under their lag limit,
+ * the less busy of two picks. Clients whose target has no node now (no
+ * primary during a failover) wait here until a topology brings one. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/shard.h"
+#include "pool/pool.h"
+#include "proto/sqlroute.h"
+
+_Static_assert((int)TARGET_PRIMARY == (int)PROTO_TARGET_PRIMARY && (int)TARGET_REPLICA == (int)PROTO_TARGET_REPLICA &&
+		       (int)TARGET_ANY == (int)PROTO_TARGET_ANY,
+	       "config and proto targets share their values");
+
+/* First messages longer than this are routed without reading them. */
+#define ROUTE_PEEK_MAX 16384
+
+static struct shard *shard_of(const struct client *cl) { return cl->conn.shard; }
+
+static const struct topo_cluster *cluster_of(const struct pool *p)
+{
+	const struct topology *t = p->shard->topo;
+	return p->ci >= 0 && p->ci < t->nclusters ? &t->clusters[p->ci] : NULL;
+}
+
+/* ---- indexes into the current topology ---- */
+
+void route_refresh_pool(struct pool *p)
+{
+	const struct topology *t = p->shard->topo;
+	p->ci = p->ni = -1;
+	free(p->sib);
+	p->sib = NULL;
+	p->nsib = 0;
+	if (!p->cluster)
+		return;
+	for (int i = 0; i < t->nclusters; i++) {
+		const struct config_cluster *cc = t->clusters[i].cc;
+		if (strcmp(cc->name, p->cluster) != 0)
+			continue;
+		p->ci = i;
+		for (int k = 0; k < cc->nnodes; k++)
+			if (p->node && strcmp(cc->nodes[k].name, p->node->node) == 0)
+				p->ni = k;
+	}
+}
+
+/* The pool of the same (database, user) on node ni of p's cluster. */
+static struct pool *sibling(struct pool *p, int ni)
+{
+	if (ni == p->ni)
+		return p;
+	const struct topo_cluster *tc = cluster_of(p);
+	if (!tc || ni < 0 || ni >= tc->cc->nnodes)
+		return NULL;
+	if (!p->sib) {
+		p->sib = calloc((size_t)tc->cc->nnodes, sizeof *p->sib);
+		if (!p->sib)
+			return NULL;
+		p->nsib = tc->cc->nnodes;
+	}
+	if (!p->sib[ni])
+		p->sib[ni] = pool_find(p->shard, p->db_name, p->user, tc->nodes[ni].shared, true);
+	return p->sib[ni];
+}
+
+/* ---- choosing a node ---- */
+
+static uint64_t next_random(struct shard *s)
+{
+	if (!s->rng)
+		s->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)s->id << 32) ^ s->now_us;
+	s->rng ^= s->rng << 13;
+	s->rng ^= s->rng >> 7;
+	s->rng ^= s->rng << 17;
+	return s->rng;
+}
+
+static bool readable(const struct topo_cluster *tc, int i, bool with_primary)
+{
+	const struct topo_node *n = &tc->nodes[i];
+	if (n->state != NODE_UP || n->weight <= 0)
+		return false;
+	return n->role == NODE_REPLICA || (with_primary && i == tc->primary);
+}
+
+static int weighted_pick(struct shard *s, const struct topo_cluster *tc, bool with_primary, int total)
+{
+	int64_t r = (int64_t)(next_random(s) % (uint64_t)total);
+	for (int i = 0; i < tc->cc->nnodes; i++) {
+		if (!readable(tc, i, with_primary))
+			continue;
+		r -= tc->nodes[i].weight;
+		if (r < 0)
+			return i;
+	}
+	return -1;
+}
+
+/* Busy per unit of weight: servers leased now, all shards. */
+static double load(const struct topo_node *n)
+{
+	return (double)registry_node_active(n->shared) / (double)n->weight;
+}
+
+/* A node for reads: two picks by weight, the less loaded wins; with no node
+ * to read from, the primary (or -1). */
+static int pick_reader(struct shard *s, const struct topo_cluster *tc, bool with_primary)
+{
+	int total = 0;
+	for (int i = 0; i < tc->cc->nnodes; i++)
+		if (readable(tc, i, with_primary))
+			total += tc->nodes[i].weight;
+	if (total == 0)
+		return tc->primary;
+	int a = weighted_pick(s, tc, with_primary, total), b = weighted_pick(s, tc, with_primary, total);
+	if (a < 0 || b < 0 || a == b)
+		return a >= 0 ? a : b;
+	return load(&tc->nodes[b]) < load(&tc->nodes[a]) ? b : a;
+}
+
+static int pick_node(struct shard *s, const struct topo_cluster *tc, int target)
+{
+	switch (target) {
+	case TARGET_REPLICA:
+		return pick_reader(s, tc, false);
+	case TARGET_ANY:
+		return pick_reader(s, tc, true);
+	default:
+		return tc->primary;
+	}
+}
+
+int route_target(struct client *cl, uint8_t type, const uint8_t *msg, uint32_t len)
+{
+	const struct pool *p = cl->pool;
+	const struct config *cfg = shard_of(cl)->cfg;
+	int target = cl->target ? cl->target : config_db_target(cfg, p->db);
+	const char *sql = NULL;
+	size_t n = 0;
+	if (msg && type == 'Q' && len > 5) {
+		sql = (const char *)msg + 5;
+		n = strnlen(sql, len - 5);
+	} else if (msg && type == 'P' && len > 5) {
+		const char *name = (const char *)msg + 5;
+		size_t k = strnlen(name, len - 5);
+		if (k + 1 < len - 5) {
+			sql = name + k + 1;
+			n = strnlen(sql, len - 5 - k - 1);
+		}
+	} else if (msg && type == 'B' && len > 5 && cl->sess) {
+		/* a statement prepared earlier: its text is known */
+		const char *portal = (const char *)msg + 5;
+		size_t k = strnlen(portal, len - 5);
+		struct pstmt *st = k + 1 < len - 5 ? stmt_map_get(&cl->sess->stmts, portal + k + 1) : NULL;
+		if (st) {
+			sql = (const char *)st->body;
+			n = strnlen(sql, st->body_len);
+		}
+	}
+	if (!sql)
+		return target;
+	int hint = proto_sql_target_hint(sql, n);
+	if (hint != PROTO_TARGET_NONE)
+		return hint;
+	if (target == TARGET_PRIMARY && config_db_split(cfg, p->db) && proto_sql_read_only(sql, n))
+		return TARGET_REPLICA;
+	return target;
+}
+
+bool route_wants_text(const struct client *cl)
+{
+	return cl->pool && cl->pool->cluster;
+}
+
+uint32_t route_peek_max(void) { return ROUTE_PEEK_MAX; }
+
+struct pool *route_pool(struct client *cl)
+{
+	struct pool *home = cl->pool;
+	const struct topo_cluster *tc = cluster_of(home);
+	if (!home->cluster)
+		return home;
+	if (!tc)
+		return NULL;   /* the cluster left the configuration */
+	struct shard *s = shard_of(cl);
+	int ni = pick_node(s, tc, cl->txn_target ? cl->txn_target : TARGET_PRIMARY);
+	if (ni < 0)
+		return NULL;
+	return sibling(home, ni);
+}
+
+/* Where a client learns its parameters at login: a node of its target, else any
+ * node still up, else the first (whose failing connects then make it wait). */
+struct pool *route_login_pool(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	const struct config_cluster *c;
+	size_t base_len;
+	const struct config_db *db = config_resolve_db(s->cfg, cl->database, &c, &base_len);
+	if (!db)
+		return NULL;
+	if (!c)
+		return pool_find(s, cl->database, cl->user, NULL, true);
+	const struct topo_cluster *tc = NULL;
+	for (int i = 0; i < s->topo->nclusters; i++)
+		if (s->topo->clusters[i].cc == c)
+			tc = &s->topo->clusters[i];
+	if (!tc)
+		return NULL;
+	int target = cl->target ? cl->target : config_db_target(s->cfg, db);
+	int ni = pick_node(s, tc, target);
+	for (int i = 0; ni < 0 && i < c->nnodes; i++)
+		if (tc->nodes[i].state != NODE_DOWN)
+			ni = i;
+	return pool_find(s, cl->database, cl->user, tc->nodes[ni < 0 ? 0 : ni].shared, true);
+}
+
+/* in_hot_standby as the client should see it at login: libpq's
+ * target_session_attrs (read-write, standby, ...) judges pgring by it. */
+const char *route_login_standby(const struct client *cl)
+{
+	const struct config *cfg = cl->conn.shard->cfg;
+	int target = cl->target ? cl->target : config_db_target(cfg, cl->pool->db);
+	return target == TARGET_REPLICA ? "on" : "off";
+}
+
+/* ---- clients with nowhere to go ---- */
+
+void route_wait(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	if (cl->state != CL_WAITING)
+		client_set_state(cl, CL_WAITING);
+	if (!cl->wait_start_us)
+		cl->wait_start_us = s->now_us;
+	cl->route_waiting = true;
+	cl->next_wait = NULL;
+	cl->prev_wait = s->route_tail;
+	if (s->route_tail)
+		s->route_tail->next_wait = cl;
+	else
+		s->route_head = cl;
+	s->route_tail = cl;
+}
+
+void route_wait_remove(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	if (!cl->route_waiting)
+		return;
+	if (cl->prev_wait)
+		cl->prev_wait->next_wait = cl->next_wait;
+	else
+		s->route_head = cl->next_wait;
+	if (cl->next_wait)
+		cl->next_wait->prev_wait = cl->prev_wait;
+	else
+		s->route_tail = cl->prev_wait;
+	cl->next_wait = cl->prev_wait = NULL;
+	cl->route_waiting = false;
+}
+
+/* Waiters of a pool whose node no longer suits their target move. */
+static bool misplaced(const struct client *cl, const struct pool *p)
+{
+	const struct topo_cluster *tc = cluster_of(p);
+	if (!tc || p->ni < 0)
+		return true;
+	const struct topo_node *n = &tc->nodes[p->ni];
+	if (n->state == NODE_DOWN)
+		return true;
+	switch (cl->txn_target ? cl->txn_target : TARGET_PRIMARY) {
+	case TARGET_PRIMARY:
+		return tc->primary != p->ni;
+	case TARGET_REPLICA:
+		return n->state != NODE_UP || (n->role != NODE_REPLICA && pick_reader(p->shard, tc, false) != p->ni);
+	default:
+		return n->state != NODE_UP;
+	}
+}
+
+void route_refresh(struct shard *s)
+{
+	for (struct pool *p = s->pools; p; p = p->next) {
+		route_refresh_pool(p);
+		const struct topo_cluster *tc = cluster_of(p);
+		if (tc && p->ni >= 0 && tc->nodes[p->ni].state != NODE_DOWN && p->fails_in_row)
+			pool_reset_backoff(p);   /* the health check reaches it: so may we */
+		if (tc && p->ni >= 0 && tc->nodes[p->ni].state == NODE_DOWN)
+			while (p->idle)
+				server_close(p->idle, "node is down");
+	}
+	/* clients logging in through a node that went down learn their parameters elsewhere */
+	for (struct pool *p = s->pools; p; p = p->next) {
+		const struct topo_cluster *tc = cluster_of(p);
+		if (!p->cluster || (tc && p->ni >= 0 && tc->nodes[p->ni].state != NODE_DOWN))
+			continue;
+		for (struct client *cl = p->login_head, *next; cl; cl = next) {
+			next = cl->next_wait;
+			struct pool *np = route_login_pool(cl);
+			if (!np || np == p)
+				continue;
+			pool_wait_remove(cl);
+			pool_login_wait(np, cl);
+		}
+	}
+	/* the parked ones and those waiting where they no longer belong are routed
+	 * again, in the order they came; they keep their wait_start_us */
+	struct client *head = s->route_head, *tail = s->route_tail;
+	s->route_head = s->route_tail = NULL;
+	for (struct client *cl = head; cl; cl = cl->next_wait)
+		cl->route_waiting = false;
+	for (struct pool *p = s->pools; p; p = p->next) {
+		if (!p->cluster)
+			continue;
+		for (struct client *cl = p->wait_head, *next; cl; cl = next) {
+			next = cl->next_wait;
+			if (!misplaced(cl, p))
+				continue;
+			pool_wait_remove(cl);
+			cl->prev_wait = tail;
+			if (tail)
+				tail->next_wait = cl;
+			else
+				head = cl;
+			tail = cl;
+		}
+	}
+	for (struct client *cl = head, *next; cl; cl = next) {
+		next = cl->next_wait;
+		cl->next_wait = cl->prev_wait = NULL;
+		pool_request_server(cl);
+	}
+}
+
+void route_tick(struct shard *s)
+{
+	const struct config *cfg = s->cfg;
+	if (cfg->failover_timeout <= 0)
+		return;
+	uint64_t limit = (uint64_t)(cfg->failover_timeout * 1e6);
+	while (s->route_head && s->now_us - s->route_head->wait_start_us > limit) {
+		struct client *cl = s->route_head;
+		client_fail(cl, "57P03", "no %s available for database \"%s\" (failover_timeout)",
+			    cl->txn_target == TARGET_REPLICA ? "node" : "primary", cl->database);
+	}
+}
