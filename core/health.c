@@ -235,6 +235,14 @@ static void send_check(struct hnode *h)
 	h->events = (short)(POLLIN | (f ? POLLOUT : 0));
 }
 
+/* libpq would print a server's WARNING (immediate shutdown, say) on stderr,
+ * outside the log; the check's outcome is what gets logged. */
+static void ignore_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 static void connect_node(struct hnode *h)
 {
 	char port[16], timeout[16];
@@ -255,6 +263,7 @@ static void connect_node(struct hnode *h)
 		return;
 	}
 	PQsetnonblocking(h->conn, 1);
+	PQsetNoticeProcessor(h->conn, ignore_notice, NULL);
 	h->phase = PH_CONNECTING;
 	h->events = POLLOUT;
 }

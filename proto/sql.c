@@ -3,6 +3,7 @@
  * change session state. Anything it does not recognise is SQL_NONE: the caller
  * then treats the statement as one that leaves the session alone. */
 #include "proto/sql.h"
+#include "proto/sqllex.h"
 
 #include <ctype.h>
 #include <stddef.h>
@@ -30,35 +31,10 @@ struct lexer {
 static bool ident_start(unsigned char c) { return isalpha(c) || c == '_' || c >= 0x80; }
 static bool ident_char(unsigned char c) { return isalnum(c) || c == '_' || c == '$' || c >= 0x80; }
 
-/* Skip white space and comments. */
+/* Skip white space and comments (an unterminated comment runs to the end). */
 static void skip_space(struct lexer *l)
 {
-	for (;;) {
-		while (l->s < l->end && isspace((unsigned char)*l->s))
-			l->s++;
-		if (l->end - l->s >= 2 && l->s[0] == '-' && l->s[1] == '-') {
-			while (l->s < l->end && *l->s != '\n')
-				l->s++;
-			continue;
-		}
-		if (l->end - l->s >= 2 && l->s[0] == '/' && l->s[1] == '*') {
-			int depth = 0;
-			while (l->s < l->end) {
-				if (l->end - l->s >= 2 && l->s[0] == '/' && l->s[1] == '*') {
-					depth++;
-					l->s += 2;
-				} else if (l->end - l->s >= 2 && l->s[0] == '*' && l->s[1] == '/') {
-					l->s += 2;
-					if (--depth == 0)
-						break;
-				} else {
-					l->s++;
-				}
-			}
-			continue;
-		}
-		return;
-	}
+	proto_sql_skip_space(&l->s, l->end);
 }
 
 /* A quoted run starting at l->s (the opening quote q); escape: backslashes escape. */

@@ -3,6 +3,7 @@
  * strings, quoted identifiers, dollar quotes, nested comments); a statement is
  * judged by its first keyword and by the words and calls inside it. */
 #include "proto/sqlroute.h"
+#include "proto/sqllex.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -22,37 +23,17 @@ struct lexer {
 	const char *s, *end;
 };
 
-static bool word_char(unsigned char c) { return isalnum(c) || c == '_' || c == '$' || c >= 0x80; }
-static bool word_start(unsigned char c) { return isalpha(c) || c == '_' || c >= 0x80; }
+/* By hand rather than <ctype.h>: glibc's isalnum() is a call and a locale
+ * table per byte, and PostgreSQL's identifiers are ASCII rules anyway. */
+static bool alpha(unsigned char c) { return (unsigned char)((c | 0x20) - 'a') < 26; }
+static bool digit(unsigned char c) { return (unsigned char)(c - '0') < 10; }
+static bool word_char(unsigned char c) { return alpha(c) || digit(c) || c == '_' || c == '$' || c >= 0x80; }
+static bool word_start(unsigned char c) { return alpha(c) || c == '_' || c >= 0x80; }
 
 /* Skip blanks and comments; false on an unterminated comment. */
 static bool skip_space(struct lexer *lx)
 {
-	for (;;) {
-		while (lx->s < lx->end && isspace((unsigned char)*lx->s))
-			lx->s++;
-		if (lx->end - lx->s >= 2 && lx->s[0] == '-' && lx->s[1] == '-') {
-			while (lx->s < lx->end && *lx->s != '\n')
-				lx->s++;
-		} else if (lx->end - lx->s >= 2 && lx->s[0] == '/' && lx->s[1] == '*') {
-			int depth = 0;   /* PostgreSQL's block comments nest */
-			do {
-				if (lx->end - lx->s >= 2 && lx->s[0] == '/' && lx->s[1] == '*') {
-					depth++;
-					lx->s += 2;
-				} else if (lx->end - lx->s >= 2 && lx->s[0] == '*' && lx->s[1] == '/') {
-					depth--;
-					lx->s += 2;
-				} else if (lx->s < lx->end) {
-					lx->s++;
-				} else {
-					return false;
-				}
-			} while (depth > 0);
-		} else {
-			return true;
-		}
-	}
+	return proto_sql_skip_space(&lx->s, lx->end);
 }
 
 /* 'string' with '' for a quote; with escapes (E''), a backslash takes the next
@@ -81,7 +62,7 @@ static bool lex_dollar(struct lexer *lx)
 {
 	const char *tag = lx->s;
 	const char *p = lx->s + 1;
-	while (p < lx->end && (isalnum((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80))
+	while (p < lx->end && (alpha((unsigned char)*p) || digit((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80))
 		p++;
 	if (p == lx->end || *p != '$')
 		return false;
@@ -132,15 +113,15 @@ static struct tok next_tok(struct lexer *lx)
 		}
 		t.n = (size_t)(lx->s - t.p);
 		lx->s++;
-	} else if (c == '$' && lx->s + 1 < lx->end && isdigit((unsigned char)lx->s[1])) {
+	} else if (c == '$' && lx->s + 1 < lx->end && digit((unsigned char)lx->s[1])) {
 		t.kind = T_NUMBER;   /* a parameter, $1 */
-		for (lx->s++; lx->s < lx->end && isdigit((unsigned char)*lx->s); lx->s++)
+		for (lx->s++; lx->s < lx->end && digit((unsigned char)*lx->s); lx->s++)
 			;
 	} else if (c == '$') {
 		t.kind = lex_dollar(lx) ? T_STRING : T_BAD;
-	} else if (isdigit(c) || (c == '.' && lx->s + 1 < lx->end && isdigit((unsigned char)lx->s[1]))) {
+	} else if (digit(c) || (c == '.' && lx->s + 1 < lx->end && digit((unsigned char)lx->s[1]))) {
 		t.kind = T_NUMBER;
-		while (lx->s < lx->end && (isalnum((unsigned char)*lx->s) || *lx->s == '.' || *lx->s == '_'))
+		while (lx->s < lx->end && (alpha((unsigned char)*lx->s) || digit((unsigned char)*lx->s) || *lx->s == '.' || *lx->s == '_'))
 			lx->s++;
 	} else {
 		t.kind = T_PUNCT;
@@ -233,11 +214,20 @@ static bool writing_function(const char *name, size_t n)
 	return false;
 }
 
-/* Words that make a query statement do more than read. */
+/* Words that make a query statement do more than read (a first-letter switch:
+ * this runs on every word of every split-routed query). */
 static bool writing_word(const struct tok *t)
 {
-	return is_word(t, "insert") || is_word(t, "update") || is_word(t, "delete") || is_word(t, "merge") ||
-	       is_word(t, "into") || is_word(t, "copy") || is_word(t, "call") || is_word(t, "do");
+	if (t->kind != T_WORD || t->n < 2 || t->n > 6)
+		return false;
+	switch (t->p[0] | 0x20) {
+	case 'i': return is_word(t, "insert") || is_word(t, "into");
+	case 'u': return is_word(t, "update");
+	case 'd': return is_word(t, "delete") || is_word(t, "do");
+	case 'm': return is_word(t, "merge");
+	case 'c': return is_word(t, "copy") || is_word(t, "call");
+	default: return false;
+	}
 }
 
 enum verdict { V_NO = 0, V_YES, V_EMPTY };
