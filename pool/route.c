@@ -140,6 +140,8 @@ static int pick_node(struct shard *s, const struct topo_cluster *tc, int target)
 int route_target(struct client *cl, uint8_t type, const uint8_t *msg, uint32_t len)
 {
 	const struct pool *p = cl->pool;
+	if (!p->cluster)
+		return TARGET_PRIMARY;   /* one server address: nothing to choose */
 	const struct config *cfg = shard_of(cl)->cfg;
 	int target = cl->target ? cl->target : config_db_target(cfg, p->db);
 	const char *sql = NULL;
