@@ -186,9 +186,9 @@ uint32_t route_peek_max(void) { return ROUTE_PEEK_MAX; }
 struct pool *route_pool(struct client *cl)
 {
 	struct pool *home = cl->pool;
-	const struct topo_cluster *tc = cluster_of(home);
 	if (!home->cluster)
 		return home;
+	const struct topo_cluster *tc = cluster_of(home);
 	if (!tc)
 		return NULL;   /* the cluster left the configuration */
 	struct shard *s = shard_of(cl);
