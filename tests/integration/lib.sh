@@ -389,7 +389,9 @@ http_get() {
 }
 
 # metric NAME [LABELS]: the sum of every series of NAME whose labels include all
-# of LABELS (e.g. 'database="app",user="app"'); nothing and status 1 if none.
+# of LABELS (e.g. 'database="app",user="app"' or 'cluster="main",node="pg3"'; each
+# label=value must match a whole label, so node="pg1" does not match
+# othernode="pg1" or node="pg10"); nothing and status 1 if none.
 metric() {
 	local name=$1 want=${2:-} text
 	http_get /metrics || return 1
@@ -403,7 +405,7 @@ metric() {
 			if (index($0, "{")) { series = substr($0, 1, index($0, "}")); rest = substr($0, index($0, "}") + 1); split(rest, r, " "); val = r[1] }
 			base = series; sub(/\{.*/, "", base)
 			if (base != name) next
-			for (i = 1; i <= n; i++) if (!index(series, w[i])) next
+			for (i = 1; i <= n; i++) if (!index(series, "{" w[i]) && !index(series, "," w[i])) next
 			found = 1; sum += val
 		}
 		END { if (!found) exit 1; if (sum == int(sum)) printf "%d\n", sum; else print sum }
