@@ -156,6 +156,7 @@ void client_eof(struct client *cl, int err)
 	if (cl->server)
 		pool_release_server(cl->server, true);
 	sendq_drop(shard_of(cl), &cl->held);
+	sendq_drop(shard_of(cl), &cl->later);
 	client_set_state(cl, CL_CLOSED);
 	key_unlink(cl);
 	if (cl->counted) {
@@ -563,7 +564,7 @@ void client_login_finish(struct client *cl)
 	if (cl->held.head) {
 		/* requests pipelined behind the startup packet */
 		cl->xact_start_us = s->now_us;
-		cl->txn_target = (uint8_t)route_target(cl, 0, NULL, 0);
+		cl->txn_target = (uint8_t)route_target(cl, NULL, 0, NULL, 0);
 		pool_request_server(cl);
 	}
 }
@@ -630,16 +631,34 @@ static void failed_txn_message(struct client *cl, uint8_t type, const uint8_t *m
 /* Where a request's bytes go: the linked server, or held until one is linked. */
 static void forward(struct client *cl, const uint8_t *p, uint32_t n, uint32_t buf)
 {
-	if (cl->state == CL_ACTIVE && cl->server) {
+	if (cl->state == CL_ACTIVE && cl->server && !cl->rerouting) {
 		fwd_feed(cl, p, n, buf);
 	} else {
 		/* held until a server is free: small pieces are copied so that a waiting
 		 * client does not pin a whole receive buffer per message */
 		if (n <= HELD_COPY_MAX)
 			buf = PROTO_BUF_NONE;
-		if (!sendq_append(shard_of(cl), &cl->held, p, n, buf))
+		if (!sendq_append(shard_of(cl), cl->rerouting ? &cl->later : &cl->held, p, n, buf))
 			client_fail(cl, "53200", "out of memory");
 	}
+}
+
+/* Requests pipelined behind a transaction routed off the primary start a
+ * segment that must go to the primary: they wait in `later` until the
+ * server has answered what it got (client_rerouted). */
+static void start_rerouting(struct client *cl, uint8_t type)
+{
+	cl->rerouting = true;
+	cl->later_expect = type == 'Q' || type == 'F' ? 1 : 0;
+	LOGF(LOG_DEBUG, cl->conn.id, "pipelined request held for the primary");
+}
+
+/* A request that opens a segment behind owed replies, while the client's
+ * transaction is on a node its default would not pick. */
+static bool guarded_start(const struct client *cl, uint8_t type)
+{
+	return !cl->unsynced && !cl->rerouting && type != 'S' && cl->expect > 0 &&
+	       (cl->state == CL_ACTIVE || cl->state == CL_WAITING) && route_guarded(cl);
 }
 
 static int client_begin(void *ctx, uint8_t type, uint32_t len)
@@ -683,22 +702,32 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 		failed_txn_message(cl, type, NULL, 0);
 		return PROTO_STREAM;      /* its bytes are dropped */
 	}
+	bool guarded = guarded_start(cl, type);
+	bool peekable = (type == 'Q' || type == 'P' || type == 'B') && len <= route_peek_max();
 	if (type == 'Q' || type == 'S' || type == 'F') {
 		if (cl->expect++ == 0)
 			cl->query_start_us = shard_of(cl)->now_us;
 		if (type == 'S')
 			cl->unsynced = false;
+		if (cl->rerouting)
+			cl->later_expect++;
 	} else if (type == 'P' || type == 'B' || type == 'E' || type == 'D' || type == 'C' || type == 'H') {
 		cl->unsynced = true;
 	}
 	if (cl->state == CL_IDLE) {
 		cl->xact_start_us = shard_of(cl)->now_us;
-		if (route_wants_text(cl) && (type == 'Q' || type == 'P' || type == 'B') && len <= route_peek_max()) {
+		if (route_wants_text(cl) && peekable) {
 			cl->route_peek = true;   /* routed in client_whole, once its text is here */
 			return PROTO_WHOLE;
 		}
-		cl->txn_target = (uint8_t)route_target(cl, type, NULL, 0);
+		cl->txn_target = (uint8_t)route_target(cl, NULL, 0, NULL, 0);
 		pool_request_server(cl);
+	} else if (guarded) {
+		if (peekable) {
+			cl->route_peek = true;
+			return PROTO_WHOLE;
+		}
+		start_rerouting(cl, type);   /* a function call or a long message: not proven */
 	}
 	return PROTO_STREAM;   /* in CL_LOGIN_WAIT it is held until the login finishes */
 }
@@ -730,12 +759,20 @@ static bool client_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 		return true;
 	}
 	if (cl->route_peek) {
-		/* the first message of a transaction, whole: it says where it goes */
+		/* the first message of a segment, whole: it (and what is behind it)
+		 * says where it goes */
 		cl->route_peek = false;
-		cl->txn_target = (uint8_t)route_target(cl, msg[0], msg, len);
-		forward(cl, msg, len, buf);
-		if (cl->state == CL_IDLE)
-			pool_request_server(cl);
+		int target = route_target(cl, msg, len, cl->conn.fr.ahead, cl->conn.fr.ahead_len);
+		if (cl->state == CL_IDLE) {
+			cl->txn_target = (uint8_t)target;
+			forward(cl, msg, len, buf);
+			if (cl->state == CL_IDLE)
+				pool_request_server(cl);
+		} else {
+			if (target == TARGET_PRIMARY)
+				start_rerouting(cl, msg[0]);
+			forward(cl, msg, len, buf);
+		}
 		return cl->state != CL_CLOSED;
 	}
 	return true;
@@ -774,7 +811,7 @@ void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf)
 	if (cl->state == CL_CLOSED)
 		return;
 	/* back-pressure: stop reading a client whose bytes are not getting out */
-	uint32_t pending = cl->held.bytes + (cl->server ? cl->server->conn.out_bytes : 0);
+	uint32_t pending = cl->held.bytes + cl->later.bytes + (cl->server ? cl->server->conn.out_bytes : 0);
 	if (pending > (uint32_t)s->cfg->max_pending_bytes || cl->conn.out_bytes > (uint32_t)s->cfg->max_pending_bytes)
 		conn_recv_off(&cl->conn);
 }
@@ -787,13 +824,15 @@ void client_drained(struct client *cl)
 		if (cl->server && !cl->server->conn.recv_wanted && cl->server->state != SV_CLOSED)
 			conn_recv_on(&cl->server->conn);
 		if (!cl->conn.recv_wanted && cl->state != CL_CLOSED && !cl->conn.closing &&
-		    cl->held.bytes + (cl->server ? cl->server->conn.out_bytes : 0) <= low)
+		    cl->held.bytes + cl->later.bytes + (cl->server ? cl->server->conn.out_bytes : 0) <= low)
 			conn_recv_on(&cl->conn);
 	}
 }
 
 /* A server was attached: restore the client's session settings (and, in
  * transaction pooling, its SQL PREPAREs), then send what it held. */
+static void send_held(struct client *cl, struct sendq *q);
+
 void client_linked(struct client *cl)
 {
 	struct server *sv = cl->server;
@@ -806,15 +845,43 @@ void client_linked(struct client *cl)
 	}
 	fwd_lease(sv);
 	fwd_restore_session(cl, sv, false);
-	/* held requests go through the same rewriting as live ones */
-	struct sendq held = cl->held;
-	cl->held = (struct sendq){ 0 };
+	send_held(cl, &cl->held);
+}
+
+/* What waited for this server goes, through the same rewriting as live
+ * requests. */
+static void send_held(struct client *cl, struct sendq *q)
+{
+	struct server *sv = cl->server;
+	struct sendq held = *q;
+	*q = (struct sendq){ 0 };
 	for (struct sendbuf *b = held.head; b && cl->server == sv && cl->state == CL_ACTIVE; b = b->next)
 		for (uint32_t i = 0; i < b->n && cl->server == sv && cl->state == CL_ACTIVE; i++)
 			fwd_feed(cl, b->iov[i].iov_base, (uint32_t)b->iov[i].iov_len, b->buf[i]);
 	sendq_drop(shard_of(cl), &held);
 	if (cl->server == sv && !cl->conn.recv_wanted)
 		client_drained(cl);
+}
+
+/* The server answered all it was sent before the requests in `later`. If it
+ * was released, they are a new transaction for the primary; if it is kept
+ * (a transaction block, a pin), they belong to it after all. */
+void client_rerouted(struct client *cl, bool released)
+{
+	cl->rerouting = false;
+	cl->later_expect = 0;
+	if (!released) {
+		send_held(cl, &cl->later);
+		return;
+	}
+	sendq_drop(shard_of(cl), &cl->held);
+	cl->held = cl->later;
+	cl->later = (struct sendq){ 0 };
+	if (cl->state != CL_IDLE)
+		return;
+	cl->xact_start_us = shard_of(cl)->now_us;
+	cl->txn_target = TARGET_PRIMARY;
+	pool_request_server(cl);
 }
 
 /* The server died under the client. */
@@ -829,6 +896,9 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 	}
 	client_set_state(cl, CL_IDLE);
 	sendq_drop(shard_of(cl), &cl->held);
+	sendq_drop(shard_of(cl), &cl->later);
+	cl->rerouting = false;
+	cl->later_expect = 0;
 	fwd_client_lost(cl);
 	if (cl->pins) {
 		/* what pinned it died with the server (LISTEN, locks, temporary tables) */

@@ -103,6 +103,9 @@ struct client {
 	char *user, *database;
 	struct params params;                      /* session state the client asked for */
 	struct sendq held;                         /* requests waiting for a server */
+	struct sendq later;                        /* requests pipelined behind a transaction, for another node */
+	uint32_t later_expect;                     /* ReadyForQuery messages owed for those */
+	bool rerouting;                            /* requests go to `later` until the server is done */
 	uint32_t expect;                           /* ReadyForQuery messages the client awaits */
 	uint32_t key_pid, key_secret;              /* our BackendKeyData */
 	struct client *next_key;                   /* cancel-key hash chain */
@@ -236,9 +239,11 @@ void pool_adopt_server(struct shard *s, struct server *sv); /* one handed over b
 int pool_active_servers(struct shard *s);
 
 /* route.c: which node a transaction goes to */
-/* The target of a transaction that starts with this message (type, whole
- * message or NULL when not looked at). */
-int route_target(struct client *cl, uint8_t type, const uint8_t *msg, uint32_t len);
+/* The target of a transaction that starts with msg (whole, or NULL when not
+ * looked at); ahead: what was received behind it, for the rest of its segment. */
+int route_target(const struct client *cl, const uint8_t *msg, uint32_t len, const uint8_t *ahead,
+		 uint32_t ahead_len);
+bool route_guarded(const struct client *cl);       /* must pipelined requests earn its node? */
 bool route_wants_text(const struct client *cl);  /* does the first message's text matter? */
 uint32_t route_peek_max(void);                     /* longest first message looked at */
 /* The pool of the node for cl->txn_target, counted as routed; NULL when no node
@@ -258,6 +263,7 @@ void client_accept(struct shard *s, int fd, bool is_unix);
 void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf);
 void client_eof(struct client *cl, int err);
 void client_drained(struct client *cl);
+void client_rerouted(struct client *cl, bool released); /* its server is done with what it got */
 void client_free(struct client *cl);
 void client_login_finish(struct client *cl);      /* pool has welcome params: finish login */
 void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)

@@ -137,43 +137,136 @@ static int pick_node(struct shard *s, const struct topo_cluster *tc, int target)
 	}
 }
 
-int route_target(struct client *cl, uint8_t type, const uint8_t *msg, uint32_t len)
+static int default_target(const struct client *cl)
+{
+	return cl->target ? cl->target : config_db_target(cl->conn.shard->cfg, cl->pool->db);
+}
+
+/* The statement text a Parse carries, or a Bind names (prepared earlier, so
+ * its text is known); NULL for anything else. */
+static const char *statement_text(const struct client *cl, uint8_t type, const uint8_t *msg, uint32_t len,
+				  size_t *n)
+{
+	if (len <= 5)
+		return NULL;
+	const char *name = (const char *)msg + 5;
+	size_t k = strnlen(name, len - 5);
+	if (type == 'Q') {
+		*n = k;
+		return name;
+	}
+	if (k + 1 >= len - 5)
+		return NULL;
+	if (type == 'P') {
+		*n = strnlen(name + k + 1, len - 5 - k - 1);
+		return name + k + 1;
+	}
+	if (type == 'B' && cl->sess) {
+		struct pstmt *st = stmt_map_get(&cl->sess->stmts, name + k + 1);
+		if (st) {
+			*n = strnlen((const char *)st->body, st->body_len);
+			return (const char *)st->body;
+		}
+	}
+	return NULL;
+}
+
+/* Where one Query, Parse or Bind would go on its own: a hint says, else a
+ * proof of read-only sends it off the primary, else the default. */
+static int message_target(const struct client *cl, int dflt, uint8_t type, const uint8_t *msg, uint32_t len)
+{
+	size_t n = 0;
+	const char *sql = statement_text(cl, type, msg, len, &n);
+	if (!sql)
+		return dflt;
+	int hint = proto_sql_target_hint(sql, n);
+	if (hint != PROTO_TARGET_NONE)
+		return hint;
+	if (dflt == TARGET_PRIMARY && config_db_split(cl->conn.shard->cfg, cl->pool->db) && proto_sql_read_only(sql, n))
+		return TARGET_REPLICA;
+	return dflt;
+}
+
+/* A Bind of the statement a Parse earlier in the segment made (and judged). */
+static bool binds_parsed(const uint8_t *bind, uint32_t len, const char *const *parsed, int nparsed)
+{
+	const char *portal = (const char *)bind + 5;
+	size_t k = strnlen(portal, len - 5);
+	if (k + 1 >= len - 5)
+		return false;
+	const char *stmt = portal + k + 1;
+	size_t m = strnlen(stmt, len - 5 - k - 1);
+	for (int i = 0; i < nparsed; i++)
+		if (strncmp(parsed[i], stmt, m + 1) == 0)
+			return true;
+	return false;
+}
+
+/* An extended-protocol segment is one implicit transaction up to its Sync and
+ * cannot be split between nodes: it leaves the primary only if all of it is
+ * in view (ahead: what followed the first message in the same receive) and no
+ * message in it must stay. */
+static int segment_target(const struct client *cl, int dflt, int first, const uint8_t *msg,
+			  const uint8_t *ahead, uint32_t ahead_len)
+{
+	const char *parsed[8];
+	int nparsed = 0;
+	if (msg[0] == 'P')
+		parsed[nparsed++] = (const char *)msg + 5;
+	const uint8_t *m = ahead, *end = ahead ? ahead + ahead_len : NULL;
+	while (m && end - m >= 5) {
+		uint32_t mlen = proto_get_u32(m + 1) + 1;
+		if (mlen < 5 || mlen > (uint32_t)(end - m))
+			break;
+		switch (m[0]) {
+		case 'S':
+			return first;
+		case 'P':
+			if (message_target(cl, dflt, 'P', m, mlen) == TARGET_PRIMARY)
+				return TARGET_PRIMARY;
+			if (nparsed < 8)
+				parsed[nparsed++] = (const char *)m + 5;
+			break;
+		case 'B':
+			if (!binds_parsed(m, mlen, parsed, nparsed) &&
+			    message_target(cl, dflt, 'B', m, mlen) == TARGET_PRIMARY)
+				return TARGET_PRIMARY;
+			break;
+		case 'E':
+		case 'D':
+		case 'C':
+		case 'H':
+			break;
+		default:
+			return TARGET_PRIMARY;   /* a function call, COPY data, a Query inside */
+		}
+		m += mlen;
+	}
+	return TARGET_PRIMARY;   /* its Sync is not here yet: the rest is unseen */
+}
+
+int route_target(const struct client *cl, const uint8_t *msg, uint32_t len, const uint8_t *ahead,
+		 uint32_t ahead_len)
 {
 	const struct pool *p = cl->pool;
 	if (!p->cluster)
 		return TARGET_PRIMARY;   /* one server address: nothing to choose */
-	const struct config *cfg = shard_of(cl)->cfg;
-	int target = cl->target ? cl->target : config_db_target(cfg, p->db);
-	const char *sql = NULL;
-	size_t n = 0;
-	if (msg && type == 'Q' && len > 5) {
-		sql = (const char *)msg + 5;
-		n = strnlen(sql, len - 5);
-	} else if (msg && type == 'P' && len > 5) {
-		const char *name = (const char *)msg + 5;
-		size_t k = strnlen(name, len - 5);
-		if (k + 1 < len - 5) {
-			sql = name + k + 1;
-			n = strnlen(sql, len - 5 - k - 1);
-		}
-	} else if (msg && type == 'B' && len > 5 && cl->sess) {
-		/* a statement prepared earlier: its text is known */
-		const char *portal = (const char *)msg + 5;
-		size_t k = strnlen(portal, len - 5);
-		struct pstmt *st = k + 1 < len - 5 ? stmt_map_get(&cl->sess->stmts, portal + k + 1) : NULL;
-		if (st) {
-			sql = (const char *)st->body;
-			n = strnlen(sql, st->body_len);
-		}
-	}
-	if (!sql)
-		return target;
-	int hint = proto_sql_target_hint(sql, n);
-	if (hint != PROTO_TARGET_NONE)
-		return hint;
-	if (target == TARGET_PRIMARY && config_db_split(cfg, p->db) && proto_sql_read_only(sql, n))
-		return TARGET_REPLICA;
-	return target;
+	int dflt = default_target(cl);
+	if (!msg || p->mode == POOL_SESSION)
+		return dflt;   /* a session keeps the node its first request got */
+	int first = message_target(cl, dflt, msg[0], msg, len);
+	if (msg[0] == 'Q' || first == TARGET_PRIMARY || dflt != TARGET_PRIMARY)
+		return first;   /* a Query is a segment of its own; a client's own target holds */
+	return segment_target(cl, dflt, first, msg, ahead, ahead_len);
+}
+
+/* A transaction sent off the primary though the client's default is the
+ * primary: requests pipelined behind it must each earn that too. */
+bool route_guarded(const struct client *cl)
+{
+	const struct pool *p = cl->pool;
+	return p && p->cluster && p->mode != POOL_SESSION && cl->txn_target && cl->txn_target != TARGET_PRIMARY &&
+	       default_target(cl) == TARGET_PRIMARY;
 }
 
 bool route_wants_text(const struct client *cl)
@@ -228,9 +321,7 @@ struct pool *route_login_pool(struct client *cl)
  * target_session_attrs (read-write, standby, ...) judges pgring by it. */
 const char *route_login_standby(const struct client *cl)
 {
-	const struct config *cfg = cl->conn.shard->cfg;
-	int target = cl->target ? cl->target : config_db_target(cfg, cl->pool->db);
-	return target == TARGET_REPLICA ? "on" : "off";
+	return default_target(cl) == TARGET_REPLICA ? "on" : "off";
 }
 
 /* ---- clients with nowhere to go ---- */

@@ -397,17 +397,29 @@ static void ready_for_query(struct server *sv, uint8_t status)
 		return;
 	}
 	fwd_client_ready(cl, sv, (char)status);
-	if (cl->expect || status != 'I' || cl->unsynced)
+	/* requests rerouted for the primary are not this server's to answer */
+	if (cl->rerouting ? cl->expect > cl->later_expect : (cl->expect || cl->unsynced))
 		return;
+	if (status != 'I') {
+		if (cl->rerouting)
+			client_rerouted(cl, false);   /* inside a block: they belong here */
+		return;
+	}
 	stat_add(&ps->xact_count, 1);
 	stat_add(&ps->xact_time_us, s->now_us - cl->xact_start_us);
 	cl->xact_start_us = s->now_us;
-	if (cl->pins || !fwd_idle(sv))
+	if (cl->pins || !fwd_idle(sv)) {
+		if (cl->rerouting)
+			client_rerouted(cl, false);
 		return;   /* pinned to this server, or more replies are owed */
-	if (sv->pool->mode != POOL_SESSION && !s->draining)
+	}
+	if (sv->pool->mode != POOL_SESSION && !s->draining) {
 		pool_release_server(sv, false);
-	else if (s->draining)
+		if (cl->rerouting)
+			client_rerouted(cl, true);
+	} else if (s->draining) {
 		client_fail(cl, "57P01", "pgring is shutting down");
+	}
 }
 
 static void relay(struct server *sv, const uint8_t *msg, uint32_t len, uint32_t buf)

@@ -49,6 +49,8 @@ static int start_message(struct proto_framer *f, const uint8_t *hdr, const uint8
 	if (how == PROTO_WHOLE) {
 		if (inplace && avail >= total) {
 			*consumed = total;
+			f->ahead = inplace + total;
+			f->ahead_len = avail - total;
 			return ops->whole(ctx, inplace, total, buf) ? PROTO_OK : PROTO_STOPPED;
 		}
 		uint8_t *mem = ops->alloc(ctx, total, &f->asm_buf);
@@ -101,6 +103,8 @@ static int continue_message(struct proto_framer *f, const uint8_t *p, uint32_t n
 	f->asm_mem = NULL;
 	f->asm_buf = PROTO_BUF_NONE;
 	f->whole = false;
+	f->ahead = p ? p + take : NULL;
+	f->ahead_len = n - take;
 	bool go = ops->whole(ctx, mem, f->len, mbuf);
 	ops->release(ctx, mbuf, mem);
 	return go ? PROTO_OK : PROTO_STOPPED;

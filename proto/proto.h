@@ -50,6 +50,10 @@ struct proto_framer {
 	uint32_t max_len;      /* longest message accepted */
 	uint8_t *asm_mem;      /* reassembly memory for a whole message */
 	uint32_t asm_buf, asm_have;
+	/* during whole(): what followed the message in the buffer being fed (it
+	 * may end mid-message), for a look at messages pipelined behind it */
+	const uint8_t *ahead;
+	uint32_t ahead_len;
 };
 
 enum proto_feed_result {

@@ -15,6 +15,10 @@
  *     raw        the extended protocol written by hand on libpq's socket (after
  *                libpq has logged in): a named portal, Execute with a row limit
  *                (PortalSuspended), across Syncs inside BEGIN, with Flush, errors
+ *     split      (not in the default run; needs table rt(a int) and a cluster
+ *                with read_write_split) reads and writes pipelined behind each
+ *                other, each written in one send: every value names its step and
+ *                inet_server_port(), so the test sees which node ran it
  *   pipeline CONNINFO terminate DIRECT_CONNINFO [PART]
  *                (pooler only, transaction mode) the server under the client is
  *                killed with pg_terminate_backend through DIRECT_CONNINFO (a
@@ -670,6 +674,89 @@ static void sc_raw(void)
 	print_xact();
 }
 
+/* Reads and writes behind each other in one send (read_write_split): a write
+ * must reach the primary whatever was routed before it. */
+static void sc_split(void)
+{
+	const char *port = "' || inet_server_port()";
+	char a[160], b[160], c[160];
+	printf("-> Query read, Query write, Query read (one send)\n");
+	snprintf(a, sizeof a, "SELECT 'q-r1:%s", port);
+	snprintf(b, sizeof b, "INSERT INTO rt VALUES (10) RETURNING 'q-w1:%s", port);
+	snprintf(c, sizeof c, "SELECT 'q-r2:%s", port);
+	m_query(a);
+	m_query(b);
+	m_query(c);
+	raw_send();
+	raw_read_until('Z', 3);
+
+	printf("-> read segment, write segment, read segment (one send)\n");
+	snprintf(a, sizeof a, "SELECT 'x-r1:%s", port);
+	snprintf(b, sizeof b, "INSERT INTO rt VALUES (11) RETURNING 'x-w1:%s", port);
+	snprintf(c, sizeof c, "SELECT 'x-r2:%s", port);
+	const char *seg[] = { a, b, c };
+	for (int i = 0; i < 3; i++) {
+		m_parse("", seg[i]);
+		m_bind("", "");
+		m_execute("", 0);
+		m_sync();
+	}
+	raw_send();
+	raw_read_until('Z', 3);
+
+	printf("-> read and write in one segment\n");
+	snprintf(a, sizeof a, "SELECT 'y-r1:%s", port);
+	snprintf(b, sizeof b, "INSERT INTO rt VALUES (12) RETURNING 'y-w1:%s", port);
+	m_parse("", a);
+	m_bind("", "");
+	m_execute("", 0);
+	m_parse("", b);
+	m_bind("", "");
+	m_execute("", 0);
+	m_sync();
+	raw_send();
+	raw_read_until('Z', 1);
+
+	printf("-> read segment, then a segment opening with Close before its write\n");
+	snprintf(a, sizeof a, "SELECT 'z-r1:%s", port);
+	snprintf(b, sizeof b, "INSERT INTO rt VALUES (13) RETURNING 'z-w1:%s", port);
+	m_parse("", a);
+	m_bind("", "");
+	m_execute("", 0);
+	m_sync();
+	m_close('S', "nosuch");
+	m_parse("", b);
+	m_bind("", "");
+	m_execute("", 0);
+	m_sync();
+	raw_send();
+	raw_read_until('Z', 2);
+
+	printf("-> hinted BEGIN on a replica, a read and COMMIT (one send)\n");
+	snprintf(a, sizeof a, "SELECT 'h-r1:%s", port);
+	m_query("/*!pgring target=replica*/ BEGIN");
+	m_query(a);
+	m_query("COMMIT");
+	raw_send();
+	raw_read_until('Z', 3);
+
+	printf("-> libpq pipeline: read, write, read, each with its Sync\n");
+	enter_pipeline();
+	snprintf(a, sizeof a, "SELECT 'p-r1:%s", port);
+	snprintf(b, sizeof b, "INSERT INTO rt VALUES (14) RETURNING 'p-w1:%s", port);
+	snprintf(c, sizeof c, "SELECT 'p-r2:%s", port);
+	send_sql(a);
+	psync();
+	send_sql(b);
+	psync();
+	send_sql(c);
+	psync();
+	flush_all();
+	read_pipeline(3);
+	exit_pipeline();
+	exec_print("SELECT 'after-split' AS done");
+}
+
 /* ------------------------------------------------------------------ terminate */
 
 static PGconn *direct;
@@ -848,7 +935,7 @@ static void connect_or_exit(PGconn **c, const char *ci)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: pipeline CONNINFO [many|error|flush|cursor|singlerow|raw]...\n"
+		fprintf(stderr, "usage: pipeline CONNINFO [many|error|flush|cursor|singlerow|raw|split]...\n"
 		                "       pipeline CONNINFO terminate DIRECT_CONNINFO\n");
 		return 1;
 	}
@@ -876,10 +963,11 @@ int main(int argc, char **argv)
 	static const struct { const char *name; void (*fn)(void); } all[] = {
 		{ "many", sc_many }, { "error", sc_error }, { "flush", sc_flush },
 		{ "cursor", sc_cursor }, { "singlerow", sc_singlerow }, { "raw", sc_raw },
+		{ "split", sc_split },   /* last: the default run stops before it */
 	};
 	size_t nall = sizeof all / sizeof all[0];
 	for (size_t i = 0; i < nall; i++) {
-		int want = argc == 2;
+		int want = argc == 2 && i + 1 < nall;
 		for (int a = 2; a < argc; a++)
 			if (!strcmp(argv[a], all[i].name))
 				want = 1;

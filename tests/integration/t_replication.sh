@@ -7,6 +7,9 @@
 #      weight (pg2:pg3 = 1:3), never the primary; target=replica in the
 #      database entry, in the startup options and in a hint comment route to a
 #      replica, target=primary in a hint to the primary; db@cluster works;
+#  (b2) writes pipelined behind a read in one send (simple Query, extended
+#      segments, one segment holding both, libpq pipeline mode) land on the
+#      primary; a block hinted to a replica keeps its COMMIT there;
 #  (c) a replica whose replay is paused falls behind past max_lag, is flagged
 #      lagging and gets no reads until it catches up;
 #  (d) the primary stops and pg2 is promoted: a write sent while there is no
@@ -150,6 +153,30 @@ timeout 60 pgbench -n -S -M extended -c 2 -j 2 -t 100 "$(conninfo)" >"$TEST_TMP/
 r1=$(($(nm pgring_node_transactions_total pg2) + $(nm pgring_node_transactions_total pg3)))
 assert_num_cmp $((r1 - r0)) -ge 200 "read-only extended-protocol statements routed to the replicas"
 pass "(b) reads spread over the replicas by weight; targets and hints route"
+
+# ---- (b2) writes pipelined behind a read still reach the primary
+# One send carries a read and then a write: the read may go to a replica, the
+# write must not follow it there (it would fail with 25006). Each value is
+# "step:port". The pipeline helper's split scenario writes it all.
+out=$(PIPELINE_TIMEOUT=30 "$HELPERS/pipeline" "$(conninfo)" split 2>&1) || fail "pipeline split: $out"
+note "pipelined reads and writes: $(grep -oE '[a-z]-[rw][0-9]:[0-9]+' <<<"$out" | xargs)"
+! grep -qE '< E|error:' <<<"$out" || fail "an error in the pipelined reads and writes: $(grep -E '< E|error:' <<<"$out")"
+for w in q-w1 x-w1 y-w1 z-w1 p-w1; do
+	grep -qE "(< D |row: )$w:$P1\$" <<<"$out" || fail "the write $w did not run on the primary: $(grep "$w" <<<"$out")"
+done
+# reads in their own segment still go to a replica; one that shares its
+# implicit transaction (up to Sync) with a write runs with it on the primary
+for r in q-r1 x-r1 z-r1; do
+	v=$(sed -nE "s/^< D $r:([0-9]+)\$/\1/p" <<<"$out")
+	is_replica_port "$v" || fail "the read $r, first in the send, ran on port '$v'"
+done
+grep -qE "^< D y-r1:$P1\$" <<<"$out" || fail "a read sharing its segment with a write left the primary"
+v=$(sed -nE "s/^< D h-r1:([0-9]+)\$/\1/p" <<<"$out")
+is_replica_port "$v" || fail "the read inside a block hinted to a replica ran on port '$v'"
+grep -q "^< C CommandComplete COMMIT" <<<"$out" || fail "the hinted block's COMMIT did not complete"
+grep -q "row: after-split" <<<"$out" || fail "the connection did not work after the split pipeline"
+assert_eq 5 "$(on "$P1" "SELECT count(*) FROM rt WHERE a BETWEEN 10 AND 14")" "pipelined writes on the primary"
+pass "(b2) writes pipelined behind reads land on the primary"
 
 # ---- (c) a replica past max_lag gets no reads
 on "$P3" "SELECT pg_wal_replay_pause()" >/dev/null || fail "pause replay on pg3"

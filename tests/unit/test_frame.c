@@ -167,6 +167,16 @@ static bool op_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t buf)
 		      "message at stream offset %zu (len %u) spans chunks but is not in alloc'd memory "
 		      "(live %d, buf %u, alloc id %u)", r->msg_start, len, r->live, buf, r->aid);
 	}
+	if (r->f && r->chunk && r->f->ahead) {
+		/* what follows the message in this chunk is offered as ahead */
+		size_t end = r->msg_start + len - r->chunk_off;
+		CHECK(r, r->f->ahead == r->chunk + end && r->f->ahead_len == r->chunk_n - end,
+		      "ahead of the message at stream offset %zu is [%td,+%u), want [%zu,+%zu)", r->msg_start,
+		      r->f->ahead - r->chunk, r->f->ahead_len, end, r->chunk_n - end);
+	} else if (r->f) {
+		/* only a body-less message whose header straddled has nothing ahead */
+		CHECK(r, r->f->ahead_len == 0 && len == hlen, "no ahead for a %u-byte message", len);
+	}
 	log_put(r, msg, len);
 	r->cur_got = len;
 	message_done(r);
