@@ -2,11 +2,15 @@
  * libpq connection per node, kept open between checks; a state machine per node
  * (idle -> connecting -> querying -> idle) advanced after every poll. Roles,
  * lag and up/lagging/down states are derived here and published as topology
- * snapshots by core/control.c when they change. */
+ * snapshots by core/control.c when they change. Host names are looked up with
+ * getaddrinfo_a before libpq sees them, so libpq never blocks the loop. */
 #include "core/health.h"
 
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <netdb.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +31,21 @@ static const char check_sql[] =
 	"  AND backend_type = 'client backend'),"
 	" CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END";
 
-enum phase { PH_IDLE = 0, PH_CONNECTING, PH_QUERY };
+enum phase { PH_IDLE = 0, PH_RESOLVING, PH_CONNECTING, PH_QUERY };
+
+/* Addresses of a host name handed to libpq at most (it tries them in turn). */
+#define HOSTADDR_MAX 4
+
+/* A host name lookup in flight: glibc runs it on a thread of its own and
+ * writes into this until it completes, so one a node stops waiting for (a
+ * timeout, a reload) is kept on the abandoned list until then. */
+struct lookup {
+	struct gaicb cb;
+	struct addrinfo hints;
+	struct lookup *next;
+	char name[];
+};
+static struct lookup *abandoned;
 
 struct hnode {
 	struct health_node pub;
@@ -35,6 +53,8 @@ struct hnode {
 	int max_lag;
 	bool hint_primary;
 	PGconn *conn;
+	struct lookup *lookup;        /* in PH_RESOLVING */
+	char hosts[HOSTADDR_MAX * 256], addrs[HOSTADDR_MAX * (INET6_ADDRSTRLEN + 1)], ports[HOSTADDR_MAX * 8];
 	enum phase phase;
 	short events;                 /* what the socket waits for in this phase */
 	bool reused;                  /* this check runs on a connection from an earlier one */
@@ -65,8 +85,45 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+static void lookup_free(struct lookup *l)
+{
+	if (gai_error(&l->cb) == 0 && l->cb.ar_result)
+		freeaddrinfo(l->cb.ar_result);
+	free(l);
+}
+
+/* Stop waiting for a lookup: cancelled, done, or left to finish. */
+static void lookup_abandon(struct lookup *l)
+{
+	if (gai_cancel(&l->cb) == EAI_NOTCANCELED) {
+		l->next = abandoned;
+		abandoned = l;
+		return;
+	}
+	lookup_free(l);
+}
+
+static void reap_abandoned(bool wait)
+{
+	for (struct lookup **pl = &abandoned; *pl;) {
+		struct lookup *l = *pl;
+		if (wait && gai_error(&l->cb) == EAI_INPROGRESS) {
+			const struct gaicb *list[1] = { &l->cb };
+			gai_suspend(list, 1, &(struct timespec){ .tv_sec = 1 });
+		}
+		if (gai_error(&l->cb) == EAI_INPROGRESS) {
+			pl = &l->next;
+			continue;
+		}
+		*pl = l->next;
+		lookup_free(l);
+	}
+}
+
 static void node_free(struct hnode *h)
 {
+	if (h->lookup)
+		lookup_abandon(h->lookup);
 	if (h->conn)
 		PQfinish(h->conn);
 	free(h->cluster);
@@ -164,6 +221,7 @@ void health_shutdown(void)
 {
 	for (int i = 0; i < nnodes; i++)
 		node_free(&nodes[i]);
+	reap_abandoned(true);
 	free(nodes);
 	free(clusters);
 	nodes = NULL;
@@ -243,19 +301,28 @@ static void ignore_notice(void *arg, const char *message)
 	(void)message;
 }
 
+/* Connect to h->hosts at h->addrs (libpq's comma lists, one entry per
+ * address; addrs empty: no lookup was needed). */
 static void connect_node(struct hnode *h)
 {
-	char port[16], timeout[16];
-	snprintf(port, sizeof port, "%d", h->pub.port);
+	char timeout[16];
 	snprintf(timeout, sizeof timeout, "%d", (int)(cfg->health_check_timeout + 0.999));
-	const char *keys[] = { "host", "port", "dbname", "user", "application_name", "gssencmode",
-			       "connect_timeout", "password", NULL };
-	const char *vals[] = { h->host ? h->host : "/var/run/postgresql", port,
-			       cfg->health_check_dbname ? cfg->health_check_dbname : "postgres",
-			       cfg->health_check_user ? cfg->health_check_user : "postgres",
-			       "pgring health check", "disable", timeout, cfg->health_check_password, NULL };
-	if (!cfg->health_check_password)
-		keys[7] = NULL;   /* the list ends before it */
+	const char *keys[10] = { "host", "port", "dbname", "user", "application_name", "gssencmode",
+				 "connect_timeout" };
+	const char *vals[10] = { h->hosts, h->ports,
+				 cfg->health_check_dbname ? cfg->health_check_dbname : "postgres",
+				 cfg->health_check_user ? cfg->health_check_user : "postgres",
+				 "pgring health check", "disable", timeout };
+	int k = 7;
+	if (h->addrs[0]) {
+		keys[k] = "hostaddr";
+		vals[k++] = h->addrs;
+	}
+	if (cfg->health_check_password) {
+		keys[k] = "password";
+		vals[k++] = cfg->health_check_password;
+	}
+	keys[k] = NULL;   /* the list ends there */
 	h->reused = false;
 	h->conn = PQconnectStartParams(keys, vals, 0);
 	if (!h->conn || PQstatus(h->conn) == CONNECTION_BAD) {
@@ -268,6 +335,96 @@ static void connect_node(struct hnode *h)
 	h->events = POLLOUT;
 }
 
+static bool is_address(const char *host)
+{
+	unsigned char a[sizeof(struct in6_addr)];
+	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+/* A fresh connection: a host name is looked up first (PH_RESOLVING). A
+ * lookup that outlived the last check's timeout is waited for again rather
+ * than started anew, so a hung resolver does not pile them up. */
+static void reconnect(struct hnode *h)
+{
+	if (h->lookup) {
+		h->phase = PH_RESOLVING;
+		h->events = 0;
+		return;
+	}
+	const char *host = h->host && *h->host ? h->host : "/var/run/postgresql";
+	snprintf(h->hosts, sizeof h->hosts, "%s", host);
+	snprintf(h->ports, sizeof h->ports, "%d", h->pub.port);
+	h->addrs[0] = '\0';
+	if (host[0] == '/' || is_address(host)) {
+		connect_node(h);
+		return;
+	}
+	size_t n = strlen(host) + 1;
+	struct lookup *l = calloc(1, sizeof *l + n);
+	if (!l) {
+		check_failed(h, "out of memory");
+		return;
+	}
+	memcpy(l->name, host, n);
+	l->hints = (struct addrinfo){ .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	l->cb = (struct gaicb){ .ar_name = l->name, .ar_request = &l->hints };
+	struct gaicb *list[1] = { &l->cb };
+	struct sigevent none = { .sigev_notify = SIGEV_NONE };
+	int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, &none);
+	if (rc) {
+		free(l);
+		char why[300];
+		snprintf(why, sizeof why, "could not look up host name \"%s\": %s", host, gai_strerror(rc));
+		check_failed(h, why);
+		return;
+	}
+	h->lookup = l;
+	h->phase = PH_RESOLVING;
+	h->events = 0;
+}
+
+/* The lookup finished: every address it gave (up to HOSTADDR_MAX) goes to
+ * libpq, which tries them in turn as it would have itself. */
+static void resolved(struct hnode *h)
+{
+	struct lookup *l = h->lookup;
+	int rc = gai_error(&l->cb);
+	if (rc == EAI_INPROGRESS)
+		return;
+	h->lookup = NULL;
+	if (rc) {
+		char why[300];
+		snprintf(why, sizeof why, "could not look up host name \"%s\": %s", l->name, gai_strerror(rc));
+		lookup_free(l);
+		check_failed(h, why);
+		return;
+	}
+	size_t ho = 0, ao = 0, po = 0;
+	int n = 0;
+	h->hosts[0] = h->addrs[0] = h->ports[0] = '\0';
+	for (const struct addrinfo *ai = l->cb.ar_result; ai && n < HOSTADDR_MAX; ai = ai->ai_next) {
+		char a[INET6_ADDRSTRLEN];
+		const void *src = ai->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+			      : ai->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
+							  : NULL;
+		if (!src || !inet_ntop(ai->ai_family, src, a, sizeof a))
+			continue;
+		const char *sep = n ? "," : "";
+		ho += (size_t)snprintf(h->hosts + ho, sizeof h->hosts - ho, "%s%s", sep, l->name);
+		ao += (size_t)snprintf(h->addrs + ao, sizeof h->addrs - ao, "%s%s", sep, a);
+		po += (size_t)snprintf(h->ports + po, sizeof h->ports - po, "%s%d", sep, h->pub.port);
+		if (ho >= sizeof h->hosts || ao >= sizeof h->addrs || po >= sizeof h->ports)
+			break;
+		n++;
+	}
+	lookup_free(l);
+	if (!n || ho >= sizeof h->hosts || ao >= sizeof h->addrs || po >= sizeof h->ports) {
+		check_failed(h, "host name lookup gave no usable address");
+		return;
+	}
+	connect_node(h);
+}
+
 static void start_check(struct hnode *h, uint64_t now)
 {
 	h->started_us = now;
@@ -278,7 +435,7 @@ static void start_check(struct hnode *h, uint64_t now)
 		if (h->conn)
 			PQfinish(h->conn);
 		h->conn = NULL;
-		connect_node(h);
+		reconnect(h);
 	}
 }
 
@@ -340,6 +497,9 @@ static void advance(struct hnode *h, uint64_t now)
 		if (cfg->health_check_interval > 0 && now >= h->due_us)
 			start_check(h, now);
 		break;
+	case PH_RESOLVING:
+		resolved(h);
+		break;
 	case PH_CONNECTING:
 		switch (PQconnectPoll(h->conn)) {
 		case PGRES_POLLING_FAILED:
@@ -369,7 +529,8 @@ static void advance(struct hnode *h, uint64_t now)
 	}
 	if (h->phase != PH_IDLE && now - h->started_us > (uint64_t)(cfg->health_check_timeout * 1e6)) {
 		h->reused = false;
-		check_failed(h, "health_check_timeout");
+		check_failed(h, h->phase == PH_RESOLVING ? "health_check_timeout looking up the host name"
+							  : "health_check_timeout");
 	}
 }
 
@@ -474,7 +635,8 @@ int health_next_timeout(void)
 	for (int i = 0; i < nnodes; i++) {
 		const struct hnode *h = &nodes[i];
 		uint64_t t = h->phase == PH_IDLE ? h->due_us
-						 : h->started_us + (uint64_t)(cfg->health_check_timeout * 1e6);
+			     : h->phase == PH_RESOLVING ? now + 5000   /* a lookup is polled for */
+							: h->started_us + (uint64_t)(cfg->health_check_timeout * 1e6);
 		if (t < next)
 			next = t;
 	}
@@ -488,6 +650,7 @@ bool health_process(const struct pollfd *fds, int n)
 	uint64_t now = now_us();
 	for (int i = 0; i < nnodes; i++)
 		advance(&nodes[i], now);
+	reap_abandoned(false);
 	return changed();
 }
 

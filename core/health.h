@@ -1,9 +1,9 @@
 /* core/health.h: health checks of every cluster node, run by the control shard
  * with libpq in non-blocking mode: its sockets join the control loop's poll set
- * and nothing here ever blocks (except a host name lookup inside libpq: give
- * nodes addresses). Each check asks whether the node is in recovery, its WAL
- * position and how many backends are active; from that the module derives the
- * roles, the replicas' lag and each node's state. Control thread only. */
+ * and nothing here ever blocks (host names are looked up asynchronously
+ * first). Each check asks whether the node is in recovery, its WAL position
+ * and how many backends are active; from that the module derives the roles,
+ * the replicas' lag and each node's state. Control thread only. */
 #ifndef PGRING_HEALTH_H
 #define PGRING_HEALTH_H
 

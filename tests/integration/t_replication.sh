@@ -18,7 +18,9 @@
 #      idle clients keep their sessions and write to pg2; pgring closed no client;
 #  (e) a fast restart of the PostgreSQL under pgbench (transaction pooling, 8
 #      clients on 4 servers) costs at most the transactions in flight, and
-#      pgbench carries on.
+#      pgbench carries on;
+#  (f) nodes given by host name are looked up asynchronously; one that does
+#      not resolve is down with the lookup error.
 # shellcheck disable=SC1091,SC2016 # lib.sh is sourced at run time; eval '...' is lib.sh's idiom
 . "$(dirname "$0")/lib.sh"
 pgring_only "clusters, health checks and routing are pgring's"
@@ -292,3 +294,31 @@ note "pgbench status $st; clients aborted: $aborted of 8; transactions: ${done_t
 assert_num_cmp "$aborted" -le 4 "pgbench clients aborted by the restart (at most the 4 transactions in flight)"
 assert_num_cmp "$after" -gt 0 "pgbench transactions after the restart"
 pass "(e) a fast restart costs at most the transactions in flight; pgbench carries on"
+
+# ---- (f) host names are looked up without blocking the control loop
+# a node named by host name is checked and served; one whose name does not
+# resolve is down with the lookup's error, and does not hold up the other
+start_pgring "
+[pgring]
+auth_type = md5
+pool_mode = transaction
+health_check_user = postgres
+health_check_dbname = postgres
+health_check_interval = 0.5
+health_check_failures = 1
+[cluster.dns]
+a = host=localhost port=$P2
+b = host=no-such-node.invalid port=5432
+[databases]
+dnsapp = cluster=dns dbname=app target=any
+"
+dn() { metric "$1" "cluster=\"dns\",node=\"$2\""; }
+wait_until 15 eval '[[ $(dn pgring_node_up a) == 1 && $(dn pgring_node_up b) == 0 ]]' ||
+	fail "node a (localhost) up and b (no-such-node.invalid) down: a $(dn pgring_node_up a), b $(dn pgring_node_up b)"
+assert_eq 1 "$(dn pgring_node_primary a)" "node a, found through localhost, is the primary"
+http_get /nodes || fail "GET /nodes: status $HTTP_STATUS"
+berr=$(python3 -c 'import json, sys; print([n["last_error"] for n in json.load(sys.stdin)["nodes"] if n["node"] == "b"][0])' <<<"$HTTP_BODY")
+note "node b: $berr"
+assert_contains "$berr" "could not look up host name" "node b's error"
+assert_eq "$P2" "$(Q_DB=dnsapp q "SELECT inet_server_port()")" "a query through the cluster with host names"
+pass "(f) host names: looked up asynchronously; an unknown one is a down node"
