@@ -674,6 +674,14 @@ static void sc_raw(void)
 	print_xact();
 }
 
+/* Parse, Bind and Execute of an unnamed statement. */
+static void m_run(const char *sql)
+{
+	m_parse("", sql);
+	m_bind("", "");
+	m_execute("", 0);
+}
+
 /* Reads and writes behind each other in one send (read_write_split): a write
  * must reach the primary whatever was routed before it. */
 static void sc_split(void)
@@ -696,9 +704,7 @@ static void sc_split(void)
 	snprintf(c, sizeof c, "SELECT 'x-r2:%s", port);
 	const char *seg[] = { a, b, c };
 	for (int i = 0; i < 3; i++) {
-		m_parse("", seg[i]);
-		m_bind("", "");
-		m_execute("", 0);
+		m_run(seg[i]);
 		m_sync();
 	}
 	raw_send();
@@ -707,12 +713,8 @@ static void sc_split(void)
 	printf("-> read and write in one segment\n");
 	snprintf(a, sizeof a, "SELECT 'y-r1:%s", port);
 	snprintf(b, sizeof b, "INSERT INTO rt VALUES (12) RETURNING 'y-w1:%s", port);
-	m_parse("", a);
-	m_bind("", "");
-	m_execute("", 0);
-	m_parse("", b);
-	m_bind("", "");
-	m_execute("", 0);
+	m_run(a);
+	m_run(b);
 	m_sync();
 	raw_send();
 	raw_read_until('Z', 1);
@@ -720,14 +722,10 @@ static void sc_split(void)
 	printf("-> read segment, then a segment opening with Close before its write\n");
 	snprintf(a, sizeof a, "SELECT 'z-r1:%s", port);
 	snprintf(b, sizeof b, "INSERT INTO rt VALUES (13) RETURNING 'z-w1:%s", port);
-	m_parse("", a);
-	m_bind("", "");
-	m_execute("", 0);
+	m_run(a);
 	m_sync();
 	m_close('S', "nosuch");
-	m_parse("", b);
-	m_bind("", "");
-	m_execute("", 0);
+	m_run(b);
 	m_sync();
 	raw_send();
 	raw_read_until('Z', 2);
