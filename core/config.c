@@ -130,6 +130,7 @@ static const struct key_def main_keys[] = {
 	K_TIME(health_check_timeout, "2"),
 	K_INT(health_check_failures, "2", 1, 1000),
 	K_TIME(failover_timeout, "30"),
+	K_TIME(dns_max_ttl, "15"),
 	/* PgBouncer settings known but not implemented yet */
 	{ "client_tls_sslmode", KT_SSLMODE, 0, 0, NULL, 0, 0 },
 	{ "server_tls_sslmode", KT_SSLMODE, 0, 0, NULL, 0, 0 },

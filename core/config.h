@@ -137,6 +137,7 @@ struct config {
 	double health_check_timeout;  /* 2 s */
 	int health_check_failures;  /* failed checks in a row before a node is down: 2 */
 	double failover_timeout;    /* how long a transaction waits for its node, or a new primary: 30 s */
+	double dns_max_ttl;         /* host names are looked up again after this long: 15 (PgBouncer's) */
 	/* sections */
 	struct config_db *dbs; int ndbs;
 	struct config_user *users; int nusers;

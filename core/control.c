@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/dns.h"
 #include "core/health.h"
 #include "core/http.h"
 #include "core/log.h"
@@ -79,7 +80,8 @@ static void warn_cb(const char *msg) { log_warning("%s", msg); }
 /* A snapshot of cfg and the nodes' current roles and states. */
 static struct topology *make_topology(struct config *cfg, uint64_t version)
 {
-	struct topology *t = calloc(1, sizeof *t + health_topology_size(cfg));
+	size_t nodes = health_topology_size(cfg);
+	struct topology *t = calloc(1, sizeof *t + nodes + dns_topology_size());
 	if (!t)
 		return NULL;
 	t->version = version;
@@ -87,6 +89,7 @@ static struct topology *make_topology(struct config *cfg, uint64_t version)
 	t->owns_cfg = true;
 	t->clusters = (struct topo_cluster *)(t + 1);
 	health_fill(t);
+	dns_fill(t, (char *)(t + 1) + nodes);
 	return t;
 }
 
@@ -109,7 +112,8 @@ static bool room_to_retire(void)
 	return nretired < MAX_RETIRED;
 }
 
-/* A node's role or state changed: a new snapshot with the same configuration. */
+/* A node's role or state, or a host name's addresses, changed: a new snapshot
+ * with the same configuration. */
 static void topology_changed(void)
 {
 	if (!room_to_retire())
@@ -143,8 +147,9 @@ static void reload(const char *path)
 		return;
 	}
 	struct topology *t = NULL;
-	if (health_configure(cfg) < 0 || !(t = make_topology(cfg, current->version + 1))) {
+	if (dns_configure(cfg) < 0 || health_configure(cfg) < 0 || !(t = make_topology(cfg, current->version + 1))) {
 		log_error("reload failed: out of memory");
+		dns_configure(current->cfg);
 		health_configure(current->cfg);
 		config_free(cfg);
 		return;
@@ -212,10 +217,14 @@ int control_run(struct config *cfg, const char *config_path)
 		t = health_next_timeout();
 		if (t >= 0 && t < timeout)
 			timeout = t;
+		t = dns_next_timeout();
+		if (t >= 0 && t < timeout)
+			timeout = t;
 		poll(fds, (nfds_t)n, timeout);
 		if (http)
 			http_process(http, fds + 1, nhttp);
-		if (health_process(fds + 1 + nhttp, nhealth))
+		bool moved = dns_process();   /* first: the checks use its addresses */
+		if (health_process(fds + 1 + nhttp, nhealth) || moved)
 			topology_changed();
 		struct signalfd_siginfo si;
 		while (read(sfd, &si, sizeof si) == sizeof si) {
@@ -246,6 +255,7 @@ int control_run(struct config *cfg, const char *config_path)
 	shard_join_all();
 	free(fds);
 	health_shutdown();
+	dns_shutdown();
 	http_close(http);
 	close(sfd);
 	log_notice("stopped");
@@ -255,6 +265,9 @@ int control_run(struct config *cfg, const char *config_path)
 /* main hands over the first snapshot before the shards start */
 struct topology *control_first_topology(struct config *cfg)
 {
+	if (dns_configure(cfg) < 0)
+		return NULL;
+	dns_wait(2);   /* the first server connections find their addresses */
 	if (health_configure(cfg) < 0 || !(current = make_topology(cfg, 1)))
 		return NULL;
 	atomic_store(&topo_version, 1);

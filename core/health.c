@@ -2,21 +2,21 @@
  * libpq connection per node, kept open between checks; a state machine per node
  * (idle -> connecting -> querying -> idle) advanced after every poll. Roles,
  * lag and up/lagging/down states are derived here and published as topology
- * snapshots by core/control.c when they change. Host names are looked up with
- * getaddrinfo_a before libpq sees them, so libpq never blocks the loop. */
+ * snapshots by core/control.c when they change. Host names come looked up by
+ * core/dns.c, as addresses for libpq, so libpq never blocks the loop. */
 #include "core/health.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <netdb.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/config.h"
+#include "core/dns.h"
 #include "core/log.h"
 #include "pool/registry.h"
 
@@ -33,19 +33,8 @@ static const char check_sql[] =
 
 enum phase { PH_IDLE = 0, PH_RESOLVING, PH_CONNECTING, PH_QUERY };
 
-/* Addresses of a host name handed to libpq at most (it tries them in turn). */
-#define HOSTADDR_MAX 4
+#define HOSTADDR_MAX TOPO_MAX_ADDRS
 
-/* A host name lookup in flight: glibc runs it on a thread of its own and
- * writes into this until it completes, so one a node stops waiting for (a
- * timeout, a reload) is kept on the abandoned list until then. */
-struct lookup {
-	struct gaicb cb;
-	struct addrinfo hints;
-	struct lookup *next;
-	char name[];
-};
-static struct lookup *abandoned;
 
 struct hnode {
 	struct health_node pub;
@@ -53,7 +42,6 @@ struct hnode {
 	int max_lag;
 	bool hint_primary;
 	PGconn *conn;
-	struct lookup *lookup;        /* in PH_RESOLVING */
 	char hosts[HOSTADDR_MAX * 256], addrs[HOSTADDR_MAX * (INET6_ADDRSTRLEN + 1)], ports[HOSTADDR_MAX * 8];
 	enum phase phase;
 	short events;                 /* what the socket waits for in this phase */
@@ -85,45 +73,8 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void lookup_free(struct lookup *l)
-{
-	if (gai_error(&l->cb) == 0 && l->cb.ar_result)
-		freeaddrinfo(l->cb.ar_result);
-	free(l);
-}
-
-/* Stop waiting for a lookup: cancelled, done, or left to finish. */
-static void lookup_abandon(struct lookup *l)
-{
-	if (gai_cancel(&l->cb) == EAI_NOTCANCELED) {
-		l->next = abandoned;
-		abandoned = l;
-		return;
-	}
-	lookup_free(l);
-}
-
-static void reap_abandoned(bool wait)
-{
-	for (struct lookup **pl = &abandoned; *pl;) {
-		struct lookup *l = *pl;
-		if (wait && gai_error(&l->cb) == EAI_INPROGRESS) {
-			const struct gaicb *list[1] = { &l->cb };
-			gai_suspend(list, 1, &(struct timespec){ .tv_sec = 1 });
-		}
-		if (gai_error(&l->cb) == EAI_INPROGRESS) {
-			pl = &l->next;
-			continue;
-		}
-		*pl = l->next;
-		lookup_free(l);
-	}
-}
-
 static void node_free(struct hnode *h)
 {
-	if (h->lookup)
-		lookup_abandon(h->lookup);
 	if (h->conn)
 		PQfinish(h->conn);
 	free(h->cluster);
@@ -221,7 +172,6 @@ void health_shutdown(void)
 {
 	for (int i = 0; i < nnodes; i++)
 		node_free(&nodes[i]);
-	reap_abandoned(true);
 	free(nodes);
 	free(clusters);
 	nodes = NULL;
@@ -335,89 +285,53 @@ static void connect_node(struct hnode *h)
 	h->events = POLLOUT;
 }
 
-static bool is_address(const char *host)
-{
-	unsigned char a[sizeof(struct in6_addr)];
-	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
-}
+static void resolved(struct hnode *h);
 
-/* A fresh connection: a host name is looked up first (PH_RESOLVING). A
- * lookup that outlived the last check's timeout is waited for again rather
- * than started anew, so a hung resolver does not pile them up. */
+/* A fresh connection. A host name waits for core/dns.c's addresses
+ * (PH_RESOLVING), which go to libpq as host/hostaddr lists: it tries them in
+ * turn, as it would have after its own (blocking) lookup. */
 static void reconnect(struct hnode *h)
 {
-	if (h->lookup) {
-		h->phase = PH_RESOLVING;
-		h->events = 0;
-		return;
-	}
 	const char *host = h->host && *h->host ? h->host : "/var/run/postgresql";
 	snprintf(h->hosts, sizeof h->hosts, "%s", host);
 	snprintf(h->ports, sizeof h->ports, "%d", h->pub.port);
 	h->addrs[0] = '\0';
-	if (host[0] == '/' || is_address(host)) {
+	if (!dns_is_name(host)) {
 		connect_node(h);
 		return;
 	}
-	size_t n = strlen(host) + 1;
-	struct lookup *l = calloc(1, sizeof *l + n);
-	if (!l) {
-		check_failed(h, "out of memory");
-		return;
-	}
-	memcpy(l->name, host, n);
-	l->hints = (struct addrinfo){ .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-	l->cb = (struct gaicb){ .ar_name = l->name, .ar_request = &l->hints };
-	struct gaicb *list[1] = { &l->cb };
-	struct sigevent none = { .sigev_notify = SIGEV_NONE };
-	int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, &none);
-	if (rc) {
-		free(l);
-		char why[300];
-		snprintf(why, sizeof why, "could not look up host name \"%s\": %s", host, gai_strerror(rc));
-		check_failed(h, why);
-		return;
-	}
-	h->lookup = l;
 	h->phase = PH_RESOLVING;
 	h->events = 0;
+	resolved(h);
 }
 
-/* The lookup finished: every address it gave (up to HOSTADDR_MAX) goes to
- * libpq, which tries them in turn as it would have itself. */
 static void resolved(struct hnode *h)
 {
-	struct lookup *l = h->lookup;
-	int rc = gai_error(&l->cb);
-	if (rc == EAI_INPROGRESS)
-		return;
-	h->lookup = NULL;
-	if (rc) {
+	int err = 0;
+	const struct topo_addr *a = dns_get(h->host, &err);
+	if (err) {
 		char why[300];
-		snprintf(why, sizeof why, "could not look up host name \"%s\": %s", l->name, gai_strerror(rc));
-		lookup_free(l);
+		snprintf(why, sizeof why, "could not look up host name \"%s\": %s", h->host, gai_strerror(err));
 		check_failed(h, why);
 		return;
 	}
+	if (!a || !a->n)
+		return;   /* its first lookup is running */
 	size_t ho = 0, ao = 0, po = 0;
 	int n = 0;
 	h->hosts[0] = h->addrs[0] = h->ports[0] = '\0';
-	for (const struct addrinfo *ai = l->cb.ar_result; ai && n < HOSTADDR_MAX; ai = ai->ai_next) {
-		char a[INET6_ADDRSTRLEN];
-		const void *src = ai->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-			      : ai->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
-							  : NULL;
-		if (!src || !inet_ntop(ai->ai_family, src, a, sizeof a))
+	for (int i = 0; i < a->n; i++) {
+		char text[INET6_ADDRSTRLEN];
+		const struct sockaddr *sa = (const struct sockaddr *)&a->addr[i];
+		const void *src = sa->sa_family == AF_INET ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+				  : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (!inet_ntop(sa->sa_family, src, text, sizeof text))
 			continue;
-		const char *sep = n ? "," : "";
-		ho += (size_t)snprintf(h->hosts + ho, sizeof h->hosts - ho, "%s%s", sep, l->name);
-		ao += (size_t)snprintf(h->addrs + ao, sizeof h->addrs - ao, "%s%s", sep, a);
+		const char *sep = n++ ? "," : "";
+		ho += (size_t)snprintf(h->hosts + ho, sizeof h->hosts - ho, "%s%s", sep, h->host);
+		ao += (size_t)snprintf(h->addrs + ao, sizeof h->addrs - ao, "%s%s", sep, text);
 		po += (size_t)snprintf(h->ports + po, sizeof h->ports - po, "%s%d", sep, h->pub.port);
-		if (ho >= sizeof h->hosts || ao >= sizeof h->addrs || po >= sizeof h->ports)
-			break;
-		n++;
 	}
-	lookup_free(l);
 	if (!n || ho >= sizeof h->hosts || ao >= sizeof h->addrs || po >= sizeof h->ports) {
 		check_failed(h, "host name lookup gave no usable address");
 		return;
@@ -650,7 +564,6 @@ bool health_process(const struct pollfd *fds, int n)
 	uint64_t now = now_us();
 	for (int i = 0; i < nnodes; i++)
 		advance(&nodes[i], now);
-	reap_abandoned(false);
 	return changed();
 }
 

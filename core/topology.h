@@ -1,11 +1,14 @@
 /* core/topology.h: the immutable snapshot of the world the control shard hands
  * to every shard: the configuration and, for each cluster, which node is the
- * primary and which replicas are up, lagging or down. A shard reads only its
- * current snapshot; the control shard frees one after every shard moved past it. */
+ * primary and which replicas are up, lagging or down, and the addresses of the
+ * host names it uses. A shard reads only its current snapshot; the control
+ * shard frees one after every shard moved past it. */
 #ifndef PGRING_TOPOLOGY_H
 #define PGRING_TOPOLOGY_H
 
 #include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
 
 struct config;
 struct config_cluster;
@@ -27,13 +30,32 @@ struct topo_cluster {
 	struct topo_node *nodes;      /* cc->nnodes */
 };
 
+/* The addresses a host name had at its last lookup (core/dns.c). */
+#define TOPO_MAX_ADDRS 4
+struct topo_addr {
+	const char *host;             /* in the snapshot's memory */
+	int n;
+	struct sockaddr_storage addr[TOPO_MAX_ADDRS];
+	socklen_t len[TOPO_MAX_ADDRS];
+};
+
 struct topology {
 	uint64_t version;
 	struct config *cfg;
 	struct topo_cluster *clusters;    /* cfg->nclusters, in the config's order */
 	int nclusters;
+	struct topo_addr *addrs;          /* host names with addresses */
+	int naddrs;
 	_Bool owns_cfg;               /* the first snapshot of this cfg: frees it (control.c) */
 };
+
+static inline const struct topo_addr *topo_find_addr(const struct topology *t, const char *host)
+{
+	for (int i = 0; i < t->naddrs; i++)
+		if (strcmp(t->addrs[i].host, host) == 0)
+			return &t->addrs[i];
+	return NULL;
+}
 
 static inline const char *topo_role_name(int role)
 {

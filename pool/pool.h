@@ -214,6 +214,7 @@ struct pool {
 	uint8_t scram_client_key[AUTH_SCRAM_KEY_LEN]; /* from a client's SCRAM login (pass-through) */
 	bool have_client_key;
 	uint64_t last_connect_fail_us;
+	unsigned addr_next;                        /* which of a host name's addresses to connect to */
 	char last_error[256];                      /* last server login error, for waiting clients */
 	struct log_rate connect_fail_log;          /* failed connects: a line a second at most */
 	char last_sqlstate[6];

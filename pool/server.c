@@ -81,7 +81,21 @@ static int resolve(struct server *sv, const struct config_db *db)
 		sv->addrlen = sizeof sv->addr.in6;
 		return AF_INET6;
 	}
-	/* a host name: resolving blocks this shard briefly, once per connection */
+	/* a host name: the control shard's lookup, in the topology; an address
+	 * that refused a connection moves addr_next on to the next one */
+	const struct topo_addr *a = topo_find_addr(sv->pool->shard->topo, host);
+	if (a && a->n) {
+		unsigned i = sv->pool->addr_next % (unsigned)a->n;
+		memcpy(&sv->addr, &a->addr[i], a->len[i]);
+		sv->addrlen = a->len[i];
+		if (sv->addr.in.sin_family == AF_INET)
+			sv->addr.in.sin_port = htons((uint16_t)port);
+		else
+			sv->addr.in6.sin6_port = htons((uint16_t)port);
+		return sv->addr.in.sin_family;
+	}
+	/* not looked up yet (a name a reload just brought): this blocks the shard */
+	LOGF(LOG_INFO, 0, "host name \"%s\" has no addresses from the control shard yet: resolving it here", host);
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
 	char ps[16];
 	snprintf(ps, sizeof ps, "%d", port);
@@ -180,6 +194,7 @@ void server_connected(struct server *sv, int res)
 	if (res < 0) {
 		struct pool *p = sv->pool;
 		snprintf(p->last_error, sizeof p->last_error, "could not connect to server: %s", strerror(-res));
+		p->addr_next++;   /* a host name with several addresses: try the next */
 		strcpy(p->last_sqlstate, "08001");
 		stat_add(&p->stats->server_connect_errors, 1);
 		LOGF(LOG_INFO, sv->conn.id, "%s", p->last_error);   /* the pool reports failures, a line a second */

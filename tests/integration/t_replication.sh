@@ -19,8 +19,9 @@
 #  (e) a fast restart of the PostgreSQL under pgbench (transaction pooling, 8
 #      clients on 4 servers) costs at most the transactions in flight, and
 #      pgbench carries on;
-#  (f) nodes given by host name are looked up asynchronously; one that does
-#      not resolve is down with the lookup error.
+#  (f) host names (nodes, a database entry) are looked up by the control shard
+#      and the shards connect to its addresses; a name that does not resolve
+#      makes a down node with the lookup error.
 # shellcheck disable=SC1091,SC2016 # lib.sh is sourced at run time; eval '...' is lib.sh's idiom
 . "$(dirname "$0")/lib.sh"
 pgring_only "clusters, health checks and routing are pgring's"
@@ -295,9 +296,11 @@ assert_num_cmp "$aborted" -le 4 "pgbench clients aborted by the restart (at most
 assert_num_cmp "$after" -gt 0 "pgbench transactions after the restart"
 pass "(e) a fast restart costs at most the transactions in flight; pgbench carries on"
 
-# ---- (f) host names are looked up without blocking the control loop
-# a node named by host name is checked and served; one whose name does not
-# resolve is down with the lookup's error, and does not hold up the other
+# ---- (f) host names are looked up by the control shard, without blocking
+# a node named by host name is checked and served, and so is a plain database
+# entry, from the addresses the shards get in the topology (no shard resolves
+# a name itself); a node whose name does not resolve is down with the
+# lookup's error, and does not hold up the other
 start_pgring "
 [pgring]
 auth_type = md5
@@ -311,7 +314,8 @@ a = host=localhost port=$P2
 b = host=no-such-node.invalid port=5432
 [databases]
 dnsapp = cluster=dns dbname=app target=any
-"
+dnsplain = host=localhost port=$P2 dbname=app
+" -v
 dn() { metric "$1" "cluster=\"dns\",node=\"$2\""; }
 wait_until 15 eval '[[ $(dn pgring_node_up a) == 1 && $(dn pgring_node_up b) == 0 ]]' ||
 	fail "node a (localhost) up and b (no-such-node.invalid) down: a $(dn pgring_node_up a), b $(dn pgring_node_up b)"
@@ -321,4 +325,7 @@ berr=$(python3 -c 'import json, sys; print([n["last_error"] for n in json.load(s
 note "node b: $berr"
 assert_contains "$berr" "could not look up host name" "node b's error"
 assert_eq "$P2" "$(Q_DB=dnsapp q "SELECT inet_server_port()")" "a query through the cluster with host names"
+assert_eq "$P2" "$(Q_DB=dnsplain q "SELECT inet_server_port()")" "a query through a database entry with host=localhost"
+# the shards took the control shard's addresses: none resolved a name itself
+! grep -q "resolving it here" "$POOLER_LOG" || fail "a shard resolved a host name itself: $(grep "resolving it here" "$POOLER_LOG")"
 pass "(f) host names: looked up asynchronously; an unknown one is a down node"
