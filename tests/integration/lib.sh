@@ -474,3 +474,46 @@ say_ok() {
 	say "$@"
 	[[ -z $SAY_ERR ]] || fail "$1: unexpected error for [${*:2}]: $SAY_ERR"
 }
+
+# npm_modules SCRIPT...: the node modules pinned by tests/integration/npm's
+# lockfile, installed with `npm ci` into $BUILD/npm (kept between runs,
+# reinstalled when the lockfile changes; $RUN_TMP/npm if the build dir is not
+# writable), and the SCRIPTs from tests/integration/npm copied beside them.
+# Sets NPM_DIR. The caller checks that node exists.
+npm_modules() {
+	local src=$ROOT/tests/integration/npm want f
+	NPM_DIR=$BUILD/npm
+	if ! mkdir -p "$NPM_DIR" 2>/dev/null || [[ ! -w $NPM_DIR ]]; then
+		NPM_DIR=$RUN_TMP/npm
+		mkdir -p "$NPM_DIR"
+	fi
+	want=$(cat "$src/package.json" "$src/package-lock.json" | sha256sum | cut -c1-64)
+	# One installer at a time (two suites sharing a build dir).
+	exec 9>"$NPM_DIR/.lock"
+	flock -w 300 9 || fail "could not lock $NPM_DIR/.lock"
+	if [[ -f $NPM_DIR/.installed && $(cat "$NPM_DIR/.installed") == "$want" &&
+		-f $NPM_DIR/node_modules/pg/package.json && -f $NPM_DIR/node_modules/postgres/package.json ]]; then
+		note "node modules up to date in $NPM_DIR"
+	else
+		command -v npm >/dev/null 2>&1 || fail "node is installed but npm is not (Debian: apt-get install npm)"
+		rm -f "$NPM_DIR/.installed"
+		cp "$src/package.json" "$src/package-lock.json" "$NPM_DIR/"
+		local t0 rc
+		t0=$(now_ms)
+		# The npm cache lives beside the modules (never in $HOME); no terminal, no prompts.
+		(cd "$NPM_DIR" && npm_config_cache=$NPM_DIR/cache npm_config_update_notifier=false \
+			npm_config_yes=false npm_config_progress=false \
+			timeout 240 npm ci --no-audit --no-fund --loglevel=warn </dev/null) >"$TEST_TMP/npm-ci.log" 2>&1
+		rc=$?
+		if ((rc != 0)); then
+			tail -n 30 "$TEST_TMP/npm-ci.log" | sed 's/^/#   /'
+			fail "npm ci in $NPM_DIR failed (exit $rc)"
+		fi
+		echo "$want" >"$NPM_DIR/.installed"
+		note "npm ci in $NPM_DIR: $(($(now_ms) - t0)) ms"
+	fi
+	# Scripts run from beside the modules they were installed with.
+	for f in "$@"; do cp "$src/$f" "$NPM_DIR/$f"; done
+	flock -u 9
+	exec 9>&-
+}

@@ -24,7 +24,6 @@
 # only when node is not installed.
 . "$(dirname "$0")/lib.sh"
 
-NPM_SRC=$ROOT/tests/integration/npm
 CLIENTS=${NPM_CLIENTS:-20}
 ITERATIONS=${NPM_ITERATIONS:-40}
 RUN_TIMEOUT=${NPM_RUN_TIMEOUT:-50} # seconds per prepared.js run (a normal run takes a few)
@@ -35,43 +34,7 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || fail 
 
 # ---------------------------------------------------------------- node modules
 
-NPM_DIR=$BUILD/npm
-if ! mkdir -p "$NPM_DIR" 2>/dev/null || [[ ! -w $NPM_DIR ]]; then
-	NPM_DIR=$RUN_TMP/npm
-	mkdir -p "$NPM_DIR"
-fi
-want=$(cat "$NPM_SRC/package.json" "$NPM_SRC/package-lock.json" | sha256sum | cut -c1-64)
-install_modules() {
-	if [[ -f $NPM_DIR/.installed && $(cat "$NPM_DIR/.installed") == "$want" &&
-		-f $NPM_DIR/node_modules/pg/package.json && -f $NPM_DIR/node_modules/postgres/package.json ]]; then
-		note "node modules up to date in $NPM_DIR"
-		return 0
-	fi
-	command -v npm >/dev/null 2>&1 || fail "node is installed but npm is not (Debian: apt-get install npm)"
-	rm -f "$NPM_DIR/.installed"
-	cp "$NPM_SRC/package.json" "$NPM_SRC/package-lock.json" "$NPM_DIR/"
-	local t0 rc
-	t0=$(now_ms)
-	# The npm cache lives beside the modules (never in $HOME); no terminal, no prompts.
-	(cd "$NPM_DIR" && npm_config_cache=$NPM_DIR/cache npm_config_update_notifier=false \
-		npm_config_yes=false npm_config_progress=false \
-		timeout 240 npm ci --no-audit --no-fund --loglevel=warn </dev/null) >"$TEST_TMP/npm-ci.log" 2>&1
-	rc=$?
-	if ((rc != 0)); then
-		tail -n 30 "$TEST_TMP/npm-ci.log" | sed 's/^/#   /'
-		fail "npm ci in $NPM_DIR failed (exit $rc)"
-	fi
-	echo "$want" >"$NPM_DIR/.installed"
-	note "npm ci in $NPM_DIR: $(($(now_ms) - t0)) ms"
-}
-# One installer at a time (two suites sharing a build dir).
-exec 9>"$NPM_DIR/.lock"
-flock -w 300 9 || fail "could not lock $NPM_DIR/.lock"
-install_modules
-# Run the script from beside the modules it was installed with.
-cp "$NPM_SRC/prepared.js" "$NPM_DIR/prepared.js"
-flock -u 9
-exec 9>&-
+npm_modules prepared.js
 
 # ---------------------------------------------------------------- runs
 

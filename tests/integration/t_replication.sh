@@ -10,6 +10,8 @@
 #  (b2) writes pipelined behind a read in one send (simple Query, extended
 #      segments, one segment holding both, libpq pipeline mode) land on the
 #      primary; a block hinted to a replica keeps its COMMIT there;
+#  (b3) so do postgres.js's pipelined writes among reads (one and three
+#      connections, simple and named statements);
 #  (c) a replica whose replay is paused falls behind past max_lag, is flagged
 #      lagging and gets no reads until it catches up;
 #  (d) the primary stops and pg2 is promoted: a write sent while there is no
@@ -180,6 +182,24 @@ grep -q "^< C CommandComplete COMMIT" <<<"$out" || fail "the hinted block's COMM
 grep -q "row: after-split" <<<"$out" || fail "the connection did not work after the split pipeline"
 assert_eq 5 "$(on "$P1" "SELECT count(*) FROM rt WHERE a BETWEEN 10 AND 14")" "pipelined writes on the primary"
 pass "(b2) writes pipelined behind reads land on the primary"
+
+# ---- (b3) the same through a driver that pipelines: postgres.js
+# 600 queries a run, a write between every two reads, fired together over one
+# connection (simple and named statements) and over three.
+if command -v node >/dev/null 2>&1; then
+	npm_modules split.js
+	for mode in "MAX=1 PREPARE=0" "MAX=1 PREPARE=1" "MAX=3 PREPARE=1"; do
+		# shellcheck disable=SC2086 # $mode is two assignments for env
+		out=$(env $mode timeout 60 node "$NPM_DIR/split.js" "$PORT" "$P1" 2>&1) || fail "split.js ($mode): $out"
+		note "postgres.js $mode: $out"
+		sum=$(python3 -c 'import json, sys; d = json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d["errors"], d["wrong_writes"], d["reads_replica"] + d["reads_primary"])' <<<"$out") ||
+			fail "split.js ($mode) printed no summary: $out"
+		assert_eq "0 0 400" "$sum" "postgres.js ($mode): errors, writes off the primary, reads answered"
+	done
+	pass "(b3) postgres.js pipelining reads and writes: every write on the primary, no errors"
+else
+	note "node is not installed: (b3) was not run (tools/setup installs it)"
+fi
 
 # ---- (c) a replica past max_lag gets no reads
 on "$P3" "SELECT pg_wal_replay_pause()" >/dev/null || fail "pause replay on pg3"
