@@ -829,10 +829,10 @@ void client_drained(struct client *cl)
 	}
 }
 
-/* A server was attached: restore the client's session settings (and, in
- * transaction pooling, its SQL PREPAREs), then send what it held. */
 static void send_held(struct client *cl, struct sendq *q);
 
+/* A server was attached: restore the client's session settings (and, in
+ * transaction pooling, its SQL PREPAREs), then send what it held. */
 void client_linked(struct client *cl)
 {
 	struct server *sv = cl->server;

@@ -83,7 +83,8 @@ static int resolve(struct server *sv, const struct config_db *db)
 	}
 	/* a host name: the control shard's lookup, in the topology; an address
 	 * that refused a connection moves addr_next on to the next one */
-	const struct topo_addr *a = topo_find_addr(sv->pool->shard->topo, host);
+	const struct topology *t = sv->pool->shard->topo;
+	const struct topo_addr *a = t ? topo_find_addr(t, host) : NULL;
 	if (a && a->n) {
 		unsigned i = sv->pool->addr_next % (unsigned)a->n;
 		memcpy(&sv->addr, &a->addr[i], a->len[i]);
