@@ -33,16 +33,14 @@ static const char check_sql[] =
 
 enum phase { PH_IDLE = 0, PH_RESOLVING, PH_CONNECTING, PH_QUERY };
 
-#define HOSTADDR_MAX TOPO_MAX_ADDRS
-
-
 struct hnode {
 	struct health_node pub;
 	char *cluster, *name, *host;
 	int max_lag;
 	bool hint_primary;
 	PGconn *conn;
-	char hosts[HOSTADDR_MAX * 256], addrs[HOSTADDR_MAX * (INET6_ADDRSTRLEN + 1)], ports[HOSTADDR_MAX * 8];
+	/* libpq's host, hostaddr and port lists: one entry per address of a name */
+	char hosts[TOPO_MAX_ADDRS * 256], addrs[TOPO_MAX_ADDRS * (INET6_ADDRSTRLEN + 1)], ports[TOPO_MAX_ADDRS * 8];
 	enum phase phase;
 	short events;                 /* what the socket waits for in this phase */
 	bool reused;                  /* this check runs on a connection from an earlier one */
@@ -548,9 +546,10 @@ int health_next_timeout(void)
 	uint64_t now = now_us(), next = UINT64_MAX;
 	for (int i = 0; i < nnodes; i++) {
 		const struct hnode *h = &nodes[i];
+		/* a check waiting in PH_RESOLVING moves on when core/dns.c, whose own
+		 * timeout wakes the loop, has the addresses */
 		uint64_t t = h->phase == PH_IDLE ? h->due_us
-			     : h->phase == PH_RESOLVING ? now + 5000   /* a lookup is polled for */
-							: h->started_us + (uint64_t)(cfg->health_check_timeout * 1e6);
+						 : h->started_us + (uint64_t)(cfg->health_check_timeout * 1e6);
 		if (t < next)
 			next = t;
 	}

@@ -142,33 +142,42 @@ static int default_target(const struct client *cl)
 	return cl->target ? cl->target : config_db_target(cl->conn.shard->cfg, cl->pool->db);
 }
 
-/* The statement text a Parse carries, or a Bind names (prepared earlier, so
- * its text is known); NULL for anything else. */
+/* The name of the statement a Bind binds, or NULL if the message is cut short. */
+static const char *bind_statement(const uint8_t *msg, uint32_t len)
+{
+	struct proto_reader r;
+	proto_reader_init(&r, msg + 5, len - 5);
+	proto_read_str(&r);   /* the portal */
+	const char *stmt = proto_read_str(&r);
+	return r.bad ? NULL : stmt;
+}
+
+/* The statement text a Query or Parse carries, or a Bind names (prepared
+ * earlier, so its text is known); NULL for anything else. */
 static const char *statement_text(const struct client *cl, uint8_t type, const uint8_t *msg, uint32_t len,
 				  size_t *n)
 {
 	if (len <= 5)
 		return NULL;
-	const char *name = (const char *)msg + 5;
-	size_t k = strnlen(name, len - 5);
-	if (type == 'Q') {
-		*n = k;
-		return name;
-	}
-	if (k + 1 >= len - 5)
-		return NULL;
-	if (type == 'P') {
-		*n = strnlen(name + k + 1, len - 5 - k - 1);
-		return name + k + 1;
-	}
-	if (type == 'B' && cl->sess) {
-		struct pstmt *st = stmt_map_get(&cl->sess->stmts, name + k + 1);
+	const char *sql = NULL;
+	if (type == 'Q' || type == 'P') {
+		struct proto_reader r;
+		proto_reader_init(&r, msg + 5, len - 5);
+		sql = proto_read_str(&r);
+		if (type == 'P')
+			sql = proto_read_str(&r);   /* after the statement's name */
+		if (r.bad)
+			return NULL;
+		*n = strlen(sql);
+	} else if (type == 'B' && cl->sess) {
+		const char *name = bind_statement(msg, len);
+		struct pstmt *st = name ? stmt_map_get(&cl->sess->stmts, name) : NULL;
 		if (st) {
-			*n = strnlen((const char *)st->body, st->body_len);
-			return (const char *)st->body;
+			sql = (const char *)st->body;
+			*n = strnlen(sql, st->body_len);
 		}
 	}
-	return NULL;
+	return sql;
 }
 
 /* Where one Query, Parse or Bind would go on its own: a hint says, else a
@@ -190,14 +199,9 @@ static int message_target(const struct client *cl, int dflt, uint8_t type, const
 /* A Bind of the statement a Parse earlier in the segment made (and judged). */
 static bool binds_parsed(const uint8_t *bind, uint32_t len, const char *const *parsed, int nparsed)
 {
-	const char *portal = (const char *)bind + 5;
-	size_t k = strnlen(portal, len - 5);
-	if (k + 1 >= len - 5)
-		return false;
-	const char *stmt = portal + k + 1;
-	size_t m = strnlen(stmt, len - 5 - k - 1);
-	for (int i = 0; i < nparsed; i++)
-		if (strncmp(parsed[i], stmt, m + 1) == 0)
+	const char *stmt = bind_statement(bind, len);
+	for (int i = 0; stmt && i < nparsed; i++)
+		if (strcmp(parsed[i], stmt) == 0)
 			return true;
 	return false;
 }

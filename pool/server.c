@@ -416,18 +416,17 @@ static void ready_for_query(struct server *sv, uint8_t status)
 	/* requests rerouted for the primary are not this server's to answer */
 	if (cl->rerouting ? cl->expect > cl->later_expect : (cl->expect || cl->unsynced))
 		return;
-	if (status != 'I') {
-		if (cl->rerouting)
-			client_rerouted(cl, false);   /* inside a block: they belong here */
-		return;
+	if (status == 'I') {
+		stat_add(&ps->xact_count, 1);
+		stat_add(&ps->xact_time_us, s->now_us - cl->xact_start_us);
+		cl->xact_start_us = s->now_us;
 	}
-	stat_add(&ps->xact_count, 1);
-	stat_add(&ps->xact_time_us, s->now_us - cl->xact_start_us);
-	cl->xact_start_us = s->now_us;
-	if (cl->pins || !fwd_idle(sv)) {
+	if (status != 'I' || cl->pins || !fwd_idle(sv)) {
+		/* in a block, pinned to this server, or more replies are owed: it stays,
+		 * and requests held for the primary belong to it after all */
 		if (cl->rerouting)
 			client_rerouted(cl, false);
-		return;   /* pinned to this server, or more replies are owed */
+		return;
 	}
 	if (sv->pool->mode != POOL_SESSION && !s->draining) {
 		pool_release_server(sv, false);
