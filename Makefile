@@ -9,7 +9,7 @@ override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. $(PQ_CFLAG
 LDLIBS  := -luring -lwolfssl -linih -lpq -lpthread -lm
 BUILD   ?= build
 
-LIB_SRC  := $(sort $(wildcard core/*.c proto/*.c pool/*.c tls/*.c))
+LIB_SRC  := $(sort $(wildcard core/*.c core/control/*.c proto/*.c pool/*.c tls/*.c))
 LIB_SRC  := $(filter-out core/main.c,$(LIB_SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))

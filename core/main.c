@@ -12,10 +12,10 @@
 #include <unistd.h>
 
 #include "core/config.h"
-#include "core/control.h"
+#include "core/control/control.h"
 #include "core/log.h"
 #include "core/shard.h"
-#include "pool/registry.h"
+#include "core/registry.h"
 
 static void usage(FILE *f)
 {

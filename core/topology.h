@@ -21,7 +21,7 @@ struct topo_node {
 	uint8_t role;                 /* enum node_role */
 	uint8_t state;                /* enum node_state */
 	int weight;                   /* the config's, for reads */
-	struct node_shared *shared;   /* process-wide counters (pool/registry.h); never freed */
+	struct node_shared *shared;   /* process-wide counters (core/registry.h); never freed */
 };
 
 struct topo_cluster {
@@ -30,7 +30,7 @@ struct topo_cluster {
 	struct topo_node *nodes;      /* cc->nnodes */
 };
 
-/* The addresses a host name had at its last lookup (core/dns.c). */
+/* The addresses a host name had at its last lookup (core/control/dns.c). */
 #define TOPO_MAX_ADDRS 4
 struct topo_addr {
 	const char *host;             /* in the snapshot's memory */

@@ -1,6 +1,6 @@
 /* pool/pool.h: clients, servers and the per-shard pools that pair them.
  * A pool is keyed by (database, user) inside one shard; its server budget is
- * process-wide (pool/registry.h). States are enums; transitions happen in
+ * process-wide (core/registry.h). States are enums; transitions happen in
  * pool/client.c, pool/server.c and pool/pool.c. */
 #ifndef PGRING_POOL_H
 #define PGRING_POOL_H
@@ -14,7 +14,7 @@
 #include "core/conn.h"
 #include "core/log.h"
 #include "pool/params.h"
-#include "pool/registry.h"
+#include "core/registry.h"
 #include "pool/stmt.h"
 #include "proto/auth.h"
 

@@ -1,4 +1,4 @@
-/* tests/unit/test_dns.c: core/dns.c, the control shard's host name lookups:
+/* tests/unit/test_dns.c: core/control/dns.c, the control shard's host name lookups:
  * which configured hosts are names, what a lookup of one gives, that a
  * reload keeps known results, and the snapshot layout the shards read. */
 #include <criterion/criterion.h>
@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
-#include "core/dns.h"
+#include "core/control/dns.h"
 #include "core/topology.h"
 
 static struct config *load(const char *text)

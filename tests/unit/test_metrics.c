@@ -15,12 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/control.h"
-#include "core/http.h"
-#include "core/metrics.h"
+#include "core/control/control.h"
+#include "core/control/http.h"
+#include "core/control/metrics.h"
 #include "core/stats.h"
 #include "core/strbuf.h"
-#include "pool/registry.h"
+#include "core/registry.h"
 
 static void two_shards(void)
 {

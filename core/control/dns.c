@@ -1,8 +1,8 @@
-/* core/dns.c: host name lookups for the control shard (see core/dns.h). One
+/* core/control/dns.c: host name lookups for the control shard (see core/control/dns.h). One
  * entry per configured name; getaddrinfo_a runs each lookup on a glibc
  * thread, polled from the control loop. A lookup that fails keeps the last
  * good addresses, so a resolver hiccup does not take a server away. */
-#include "core/dns.h"
+#include "core/control/dns.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>

@@ -1,4 +1,4 @@
-/* core/http.h: the control port's HTTP/1.1 server (/metrics, /stats, /health).
+/* core/control/http.h: the control port's HTTP/1.1 server (/metrics, /stats, /health).
  * Non-blocking and driven by the caller's poll(2) loop on one thread: no threads,
  * no timers of its own. Bounded: HTTP_HEAD_MAX per request head, HTTP_MAX_CONNS
  * connections, and a connection that stalls for the timeout (10 s) is closed. */

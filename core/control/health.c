@@ -1,10 +1,10 @@
-/* core/health.c: the control shard's health checks (see core/health.h). One
+/* core/control/health.c: the control shard's health checks (see core/control/health.h). One
  * libpq connection per node, kept open between checks; a state machine per node
  * (idle -> connecting -> querying -> idle) advanced after every poll. Roles,
  * lag and up/lagging/down states are derived here and published as topology
- * snapshots by core/control.c when they change. Host names come looked up by
- * core/dns.c, as addresses for libpq, so libpq never blocks the loop. */
-#include "core/health.h"
+ * snapshots by core/control/control.c when they change. Host names come looked up by
+ * core/control/dns.c, as addresses for libpq, so libpq never blocks the loop. */
+#include "core/control/health.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -16,9 +16,9 @@
 #include <time.h>
 
 #include "core/config.h"
-#include "core/dns.h"
+#include "core/control/dns.h"
 #include "core/log.h"
-#include "pool/registry.h"
+#include "core/registry.h"
 
 /* One round trip: role, WAL position (replay position on a replica), active
  * backends other than this one, and whether replay is paused. */
@@ -285,7 +285,7 @@ static void connect_node(struct hnode *h)
 
 static void resolved(struct hnode *h);
 
-/* A fresh connection. A host name waits for core/dns.c's addresses
+/* A fresh connection. A host name waits for core/control/dns.c's addresses
  * (PH_RESOLVING), which go to libpq as host/hostaddr lists: it tries them in
  * turn, as it would have after its own (blocking) lookup. */
 static void reconnect(struct hnode *h)
@@ -546,7 +546,7 @@ int health_next_timeout(void)
 	uint64_t now = now_us(), next = UINT64_MAX;
 	for (int i = 0; i < nnodes; i++) {
 		const struct hnode *h = &nodes[i];
-		/* a check waiting in PH_RESOLVING moves on when core/dns.c, whose own
+		/* a check waiting in PH_RESOLVING moves on when core/control/dns.c, whose own
 		 * timeout wakes the loop, has the addresses */
 		uint64_t t = h->phase == PH_IDLE ? h->due_us
 						 : h->started_us + (uint64_t)(cfg->health_check_timeout * 1e6);

@@ -1,4 +1,4 @@
-/* pool/registry.h: the process-wide part of each (database, user) pool: its
+/* core/registry.h: the process-wide part of each (database, user) pool: its
  * server budget, shared by all shards through atomics, and its per-shard stats.
  * Entries are created on first use (a mutex guards creation only) and never move
  * or die, so any thread may keep a pointer and read them without locking. */
@@ -72,7 +72,7 @@ int registry_nshards(void);
 bool registry_take_slot(struct pool_shared *ps, bool use_reserve);
 void registry_give_slot(struct pool_shared *ps);
 
-/* Per-shard stats blocks, allocated by stats_init (pool/registry.c). */
+/* Per-shard stats blocks, allocated by stats_init (core/registry.c). */
 struct stats_shard;
 int stats_init(int nshards);
 struct stats_shard *stats_shard(int i);

@@ -1,4 +1,4 @@
-/* core/health.h: health checks of every cluster node, run by the control shard
+/* core/control/health.h: health checks of every cluster node, run by the control shard
  * with libpq in non-blocking mode: its sockets join the control loop's poll set
  * and nothing here ever blocks (host names are looked up asynchronously
  * first). Each check asks whether the node is in recovery, its WAL position

@@ -1,4 +1,4 @@
-/* core/control.h: the control shard: config load and reload, signals, topology
+/* core/control/control.h: the control shard: config load and reload, signals, topology
  * snapshots published to the shards, and the control port. Runs on the main thread. */
 #ifndef PGRING_CONTROL_H
 #define PGRING_CONTROL_H

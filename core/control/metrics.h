@@ -1,5 +1,5 @@
-/* core/metrics.h: renders what the control port shows: process facts, per-shard
- * counters (core/stats.h) and per-pool counters (pool/registry.h), as Prometheus
+/* core/control/metrics.h: renders what the control port shows: process facts, per-shard
+ * counters (core/stats.h) and per-pool counters (core/registry.h), as Prometheus
  * text exposition 0.0.4 or as one JSON document. Pure rendering, no sockets. */
 #ifndef PGRING_METRICS_H
 #define PGRING_METRICS_H

@@ -1,7 +1,7 @@
-/* core/metrics.c: the /metrics and /stats pages. Which counters exist and what
+/* core/control/metrics.c: the /metrics and /stats pages. Which counters exist and what
  * they are called lives in the tables below; both formats walk the same tables so
  * they cannot drift apart. Format facts: Prometheus text exposition 0.0.4. */
-#include "core/metrics.h"
+#include "core/control/metrics.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -9,10 +9,10 @@
 #include <stdio.h>
 
 #include "core/config.h"
-#include "core/control.h"
-#include "core/health.h"
+#include "core/control/control.h"
+#include "core/control/health.h"
 #include "core/stats.h"
-#include "pool/registry.h"
+#include "core/registry.h"
 
 struct counter_def {
 	const char *name;   /* Prometheus: pgring_<scope>_<name>_total; JSON key unless json set */
@@ -453,7 +453,7 @@ static void prom_process(struct strbuf *o)
 	strbuf_printf(o, "pgring_shards %d\n", stats_nshards());
 }
 
-/* ---- cluster nodes (core/health.c) ---- */
+/* ---- cluster nodes (core/control/health.c) ---- */
 
 enum node_value { NV_UP, NV_PRIMARY, NV_LAGGING, NV_LAG, NV_CHECK, NV_ACTIVE, NV_ROUTED, NV_LEASED, NV_CHECKS,
 		  NV_FAILURES };

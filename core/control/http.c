@@ -1,7 +1,7 @@
-/* core/http.c: the control port's HTTP/1.1 server (see http.h). Owns the listen
+/* core/control/http.c: the control port's HTTP/1.1 server (see http.h). Owns the listen
  * socket and up to HTTP_MAX_CONNS connections, each a small state machine:
  * read a request head -> write the response -> read the next (keep-alive) or drain and close. */
-#include "core/http.h"
+#include "core/control/http.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -18,9 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/control.h"
+#include "core/control/control.h"
 #include "core/log.h"
-#include "core/metrics.h"
+#include "core/control/metrics.h"
 #include "core/strbuf.h"
 
 /* Requests served back to back from one connection's buffer before giving the

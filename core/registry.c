@@ -1,7 +1,7 @@
-/* pool/registry.c: the process-wide table of pool budgets and pool stats.
+/* core/registry.c: the process-wide table of pool budgets and pool stats.
  * Creation takes a mutex (rare: once per new database/user pair); lookups by a
  * shard go through the shard's own pool table first, so this is off the data path. */
-#include "pool/registry.h"
+#include "core/registry.h"
 
 #include <pthread.h>
 #include <stdio.h>

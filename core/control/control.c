@@ -1,10 +1,10 @@
-/* core/control.c: the control shard. It owns the configuration: loads it,
+/* core/control/control.c: the control shard. It owns the configuration: loads it,
  * reloads it on SIGHUP and publishes each version to the shards as an immutable
  * topology snapshot, freed once every shard has moved past it. It also turns
  * SIGTERM/SIGINT into drain/stop messages, runs the health checks of every
- * cluster node (core/health.c), publishing a snapshot whenever a role or state
+ * cluster node (core/control/health.c), publishing a snapshot whenever a role or state
  * changes, and serves the control port. */
-#include "core/control.h"
+#include "core/control/control.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -17,9 +17,9 @@
 #include <unistd.h>
 
 #include "core/config.h"
-#include "core/dns.h"
-#include "core/health.h"
-#include "core/http.h"
+#include "core/control/dns.h"
+#include "core/control/health.h"
+#include "core/control/http.h"
 #include "core/log.h"
 #include "core/shard.h"
 
