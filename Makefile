@@ -10,7 +10,7 @@ LDLIBS  := -luring -lwolfssl -linih -lpq -lpthread -lm
 BUILD   ?= build
 
 LIB_SRC  := $(sort $(wildcard core/*.c core/control/*.c proto/*.c pool/*.c tls/*.c))
-LIB_SRC  := $(filter-out core/main.c,$(LIB_SRC))
+LIB_SRC  := $(filter-out pool/main.c,$(LIB_SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
@@ -24,7 +24,7 @@ PGRING_BIN ?= $(BUILD)/pgring
 all: $(BUILD)/pgring $(TOOL_BIN)
 	@if [ "$(BUILD)" = build ]; then ln -sf build/pgring pgring; fi
 
-$(BUILD)/pgring: $(BUILD)/core/main.o $(LIB_OBJ)
+$(BUILD)/pgring: $(BUILD)/pool/main.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/%.o: %.c
@@ -77,4 +77,4 @@ bench: setup all
 clean:
 	rm -rf build build-asan pgring
 
--include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/core/main.d
+-include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/pool/main.d

@@ -10,19 +10,36 @@
 #include "core/log.h"
 #include "core/shard.h"
 
-void pool_conn_data(struct conn *c, uint8_t *data, uint32_t n, uint32_t buf);
-void pool_conn_eof(struct conn *c, int err);
-void pool_conn_drained(struct conn *c);
-void pool_conn_free(struct conn *c);
-
-void conn_init(struct conn *c, struct shard *s, int fd, int kind, int group)
+void conn_init(struct conn *c, struct shard *s, int fd, const struct conn_ops *ops, int group)
 {
 	memset(c, 0, sizeof *c);
 	c->shard = s;
+	c->ops = ops;
 	c->fd = fd;
-	c->kind = (uint8_t)kind;
 	c->group = (uint8_t)group;
 	c->id = ++s->next_conn_id * 256 + (uint64_t)s->id;
+}
+
+void conn_connect(struct conn *c, const struct sockaddr *addr, socklen_t len)
+{
+	struct io_uring_sqe *sqe = shard_sqe(c->shard);
+	io_uring_prep_connect(sqe, c->fd, addr, len);
+	io_uring_sqe_set_data64(sqe, shard_ud(c, SHARD_OP_CONNECT));
+	c->inflight++;
+}
+
+void conn_on_connect(struct conn *c, int res)
+{
+	if (!c->closing && c->ops->connected)
+		c->ops->connected(c, res);
+	c->inflight--;
+	conn_maybe_free(c);
+}
+
+void conn_unhold(struct conn *c)
+{
+	c->inflight--;
+	conn_maybe_free(c);
 }
 
 static void arm_recv(struct conn *c)
@@ -31,7 +48,7 @@ static void arm_recv(struct conn *c)
 	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = c->shard->bufs.group[c->group].bgid;
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_RECV);
+	io_uring_sqe_set_data64(sqe, shard_ud(c, SHARD_OP_RECV));
 	c->recv_armed = true;
 	c->inflight++;
 }
@@ -46,8 +63,8 @@ void conn_recv_on(struct conn *c)
 static void cancel_recv(struct conn *c)
 {
 	struct io_uring_sqe *sqe = shard_sqe(c->shard);
-	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)c | OP_RECV, 0);
-	io_uring_sqe_set_data64(sqe, OP_IGNORE);
+	io_uring_prep_cancel64(sqe, shard_ud(c, SHARD_OP_RECV), 0);
+	io_uring_sqe_set_data64(sqe, SHARD_OP_IGNORE);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
@@ -199,7 +216,7 @@ void conn_flush(struct conn *c)
 		sb->msg.msg_iovlen = sb->n;
 		io_uring_prep_sendmsg(sqe, c->fd, &sb->msg, MSG_WAITALL | MSG_NOSIGNAL);
 	}
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_SEND);
+	io_uring_sqe_set_data64(sqe, shard_ud(c, SHARD_OP_SEND));
 	c->inflight++;
 	stat_add(&c->shard->stats->sends, 1);
 	stat_add(&c->shard->stats->send_iovecs, sb->n);
@@ -221,11 +238,11 @@ void conn_on_send(struct conn *c, int res)
 		c->eof = true;
 		conn_drop_queue(c);
 		if (!c->closing && !was_eof)
-			pool_conn_eof(c, res < 0 ? -res : EPIPE);
+			c->ops->eof(c, res < 0 ? -res : EPIPE);
 	} else {
 		conn_flush(c);
 		if (!c->closing)
-			pool_conn_drained(c);
+			c->ops->drained(c);
 	}
 	c->inflight--;
 	conn_maybe_free(c);
@@ -242,7 +259,7 @@ void conn_on_recv(struct conn *c, int res, unsigned flags)
 		uint8_t *data = bufs_received(&s->bufs, c->group, (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT), &id);
 		stat_add(&s->stats->recvs, 1);
 		if (!c->closing && !c->eof)
-			pool_conn_data(c, data, (uint32_t)res, id);
+			c->ops->data(c, data, (uint32_t)res, id);
 		bufs_unref(&s->bufs, id);
 	} else if (res == -ENOBUFS) {
 		stat_add(&s->stats->enobufs, 1);
@@ -253,7 +270,7 @@ void conn_on_recv(struct conn *c, int res, unsigned flags)
 		c->eof = true;
 		if (!was_eof && !c->closing) {
 			conn_drop_queue(c);
-			pool_conn_eof(c, res < 0 ? -res : 0);
+			c->ops->eof(c, res < 0 ? -res : 0);
 		}
 	}
 	if (!c->recv_armed && c->recv_wanted && !c->eof && !c->closing && !c->starved)
@@ -276,14 +293,25 @@ void conn_close(struct conn *c)
 	conn_maybe_free(c);
 }
 
-void pool_conn_parked(struct conn *c);
+void conn_park(struct conn *c)
+{
+	c->parking = true;
+	conn_recv_off(c);
+	conn_maybe_free(c);
+}
+
+void conn_adopt(struct conn *c, struct shard *s)
+{
+	c->shard = s;
+}
 
 void conn_maybe_free(struct conn *c)
 {
 	if (!c->closing) {
 		if (c->parking && !c->inflight && !c->recv_armed && !c->sending && !c->flushing && !c->starved) {
 			c->parking = false;
-			pool_conn_parked(c);
+			if (c->ops->parked)
+				c->ops->parked(c);
 		}
 		return;
 	}
@@ -295,5 +323,5 @@ void conn_maybe_free(struct conn *c)
 		close(c->fd);
 		c->fd = -1;
 	}
-	pool_conn_free(c);
+	c->ops->free(c);
 }

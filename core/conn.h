@@ -1,11 +1,13 @@
-/* core/conn.h: one socket on a shard's ring: its multishot receive, its send
- * queue (iovec slices of shard buffers, one send in flight, everything queued
- * meanwhile goes out together in the next sendmsg), back-pressure and teardown.
- * Clients and servers embed a struct conn as their first member. */
+/* core/conn.h: one socket on a shard's ring: its connect, its multishot receive,
+ * its send queue (iovec slices of shard buffers, one send in flight, everything
+ * queued meanwhile goes out together in the next sendmsg), back-pressure and
+ * teardown. Its owner (a layer above core) embeds a struct conn and hears of
+ * the socket's events through the ops table it gives conn_init. */
 #ifndef PGRING_CONN_H
 #define PGRING_CONN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -13,19 +15,25 @@
 #include "proto/proto.h"
 
 struct shard;
+struct conn;
 
-enum conn_kind { CONN_CLIENT = 1, CONN_SERVER = 2 };
-
-/* user_data of an SQE: a pointer to the object with the operation in its low bits */
-enum conn_op {
-	OP_IGNORE = 0,
-	OP_RECV = 1,
-	OP_SEND = 2,
-	OP_CONNECT = 3,
-	OP_ACCEPT = 4,
-	OP_WAKE = 5,
-	OP_CANCEL = 6,   /* a cancel-request connection to a server */
-	OP_MASK = 7,
+/* What a connection tells its owner. Each is called from the shard loop, never
+ * from inside a conn_* call the owner made; none is called once the owner has
+ * called conn_close, except free. */
+struct conn_ops {
+	/* n bytes received into shard buffer buf (take a reference to keep them). */
+	void (*data)(struct conn *c, uint8_t *data, uint32_t n, uint32_t buf);
+	/* The peer closed or the socket failed (err: an errno, 0 for a clean close). */
+	void (*eof)(struct conn *c, int err);
+	/* A send completed: room in the send queue again (back-pressure). */
+	void (*drained)(struct conn *c);
+	/* conn_connect finished: res 0 or -errno. Optional. */
+	void (*connected)(struct conn *c, int res);
+	/* conn_park asked for it: no I/O of this ring refers to the conn any more,
+	 * so it may move to another shard. Optional. */
+	void (*parked)(struct conn *c);
+	/* Closed and unreferenced: release the owner's object. */
+	void (*free)(struct conn *c);
 };
 
 #define SENDBUF_IOV 64
@@ -46,9 +54,9 @@ struct sendq {
 
 struct conn {
 	struct shard *shard;
+	const struct conn_ops *ops;
 	uint64_t id;                 /* for logs */
 	int fd;
-	uint8_t kind;                /* enum conn_kind */
 	uint8_t group;               /* provided-buffer group its receives draw from */
 	bool recv_armed;             /* a multishot recv is live */
 	bool recv_wanted;            /* we want data (false while paused or closing) */
@@ -66,7 +74,22 @@ struct conn {
 	struct proto_framer fr;
 };
 
-void conn_init(struct conn *c, struct shard *s, int fd, int kind, int group);
+/* The owner object of type `type` whose member `conn` is c. */
+#define conn_owner(c, type) ((type *)(void *)((char *)(c) - offsetof(type, conn)))
+
+void conn_init(struct conn *c, struct shard *s, int fd, const struct conn_ops *ops, int group);
+/* Connect the socket; ops->connected reports the result. addr must stay valid
+ * until then. */
+void conn_connect(struct conn *c, const struct sockaddr *addr, socklen_t len);
+/* Keep the conn from being freed while something outside its own I/O (a
+ * side request on another socket, say) still refers to it. */
+static inline void conn_hold(struct conn *c) { c->inflight++; }
+void conn_unhold(struct conn *c);
+/* Stop receiving and tell ops->parked once no I/O on this ring refers to the
+ * conn (at once if none does). */
+void conn_park(struct conn *c);
+/* The conn now belongs to shard s (on s's thread, after ops->parked). */
+void conn_adopt(struct conn *c, struct shard *s);
 /* Start (or resume) receiving. */
 void conn_recv_on(struct conn *c);
 /* Stop receiving for back-pressure; conn_recv_on resumes. */
@@ -97,6 +120,7 @@ void conn_frame_release(void *owner, uint32_t buf, uint8_t *mem);
 /* Shard loop entry points. */
 void conn_on_recv(struct conn *c, int res, unsigned flags);
 void conn_on_send(struct conn *c, int res);
+void conn_on_connect(struct conn *c, int res);
 void conn_flush(struct conn *c);        /* start a send if one is due */
 void conn_maybe_free(struct conn *c);
 

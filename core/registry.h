@@ -72,10 +72,5 @@ int registry_nshards(void);
 bool registry_take_slot(struct pool_shared *ps, bool use_reserve);
 void registry_give_slot(struct pool_shared *ps);
 
-/* Per-shard stats blocks, allocated by stats_init (core/registry.c). */
-struct stats_shard;
-int stats_init(int nshards);
-struct stats_shard *stats_shard(int i);
-int stats_nshards(void);
 
 #endif

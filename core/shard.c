@@ -25,7 +25,6 @@
 
 #include "core/config.h"
 #include "core/log.h"
-#include "pool/pool.h"
 
 #define TICK_US 100000
 
@@ -45,16 +44,26 @@ uint64_t shard_now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-struct io_uring_sqe *shard_sqe(struct shard *s)
+/* Room for n more SQEs: when the SQ has less, push what it holds to the kernel. */
+static void reserve_sqes(struct shard *s, unsigned n)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-	while (!sqe) {
-		/* SQ full: push what we have to the kernel and take a fresh slot */
+	while (io_uring_sq_space_left(&s->ring) < n) {
 		io_uring_submit(&s->ring);
 		stat_add(&s->stats->submits, 1);
-		sqe = io_uring_get_sqe(&s->ring);
 	}
-	return sqe;
+}
+
+struct io_uring_sqe *shard_sqe(struct shard *s)
+{
+	reserve_sqes(s, 1);
+	return io_uring_get_sqe(&s->ring);
+}
+
+void shard_sqes(struct shard *s, struct io_uring_sqe **sqes, unsigned n)
+{
+	reserve_sqes(s, n);
+	for (unsigned i = 0; i < n; i++)
+		sqes[i] = io_uring_get_sqe(&s->ring);
 }
 
 struct sendbuf *shard_sendbuf_get(struct shard *s)
@@ -96,46 +105,6 @@ void shard_starved(struct shard *s, struct conn *c)
 	else
 		s->starved_head = c;
 	s->starved_tail = c;
-}
-
-/* ---- conn events to their owners ---- */
-
-void pool_conn_data(struct conn *c, uint8_t *data, uint32_t n, uint32_t buf)
-{
-	if (c->kind == CONN_CLIENT)
-		client_data((struct client *)c, data, n, buf);
-	else
-		server_data((struct server *)c, data, n, buf);
-}
-
-void pool_conn_eof(struct conn *c, int err)
-{
-	if (c->kind == CONN_CLIENT)
-		client_eof((struct client *)c, err);
-	else
-		server_eof((struct server *)c, err);
-}
-
-void pool_conn_drained(struct conn *c)
-{
-	if (c->kind == CONN_CLIENT)
-		client_drained((struct client *)c);
-	else
-		server_drained((struct server *)c);
-}
-
-void pool_conn_parked(struct conn *c)
-{
-	if (c->kind == CONN_SERVER)
-		pool_server_parked((struct server *)c);
-}
-
-void pool_conn_free(struct conn *c)
-{
-	if (c->kind == CONN_CLIENT)
-		client_free((struct client *)c);
-	else
-		server_free((struct server *)c);
 }
 
 /* ---- listeners ---- */
@@ -241,7 +210,7 @@ static void arm_accept(struct shard *s, struct listener *l)
 		return;
 	struct io_uring_sqe *sqe = shard_sqe(s);
 	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)l | OP_ACCEPT);
+	io_uring_sqe_set_data64(sqe, shard_ud(l, SHARD_OP_ACCEPT));
 	l->armed = true;
 }
 
@@ -342,7 +311,7 @@ static void on_accept(struct shard *s, struct listener *l, int res, unsigned fla
 		else if (res >= s->fd_refuse_now)
 			refuse_fd(s, res);
 		else
-			client_accept(s, res, l->is_unix);
+			s->upper_ops->accept(s, res, l->is_unix);
 	} else if (res == -EMFILE || res == -ENFILE) {
 		stat_add(&s->stats->accept_errors, 1);
 		shed_connections(s, l);
@@ -360,8 +329,8 @@ static void close_listeners(struct shard *s)
 		struct listener *l = &s->listen[i];
 		if (l->armed) {
 			struct io_uring_sqe *sqe = shard_sqe(s);
-			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)l | OP_ACCEPT, 0);
-			io_uring_sqe_set_data64(sqe, OP_IGNORE);
+			io_uring_prep_cancel64(sqe, shard_ud(l, SHARD_OP_ACCEPT), 0);
+			io_uring_sqe_set_data64(sqe, SHARD_OP_IGNORE);
 		}
 		if (!l->is_unix && l->fd >= 0)
 			close(l->fd);
@@ -375,7 +344,7 @@ static void arm_wake(struct shard *s)
 {
 	struct io_uring_sqe *sqe = shard_sqe(s);
 	io_uring_prep_read(sqe, s->wake_fd, &s->wake_val, sizeof s->wake_val, 0);
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)s | OP_WAKE);
+	io_uring_sqe_set_data64(sqe, shard_ud(s, SHARD_OP_WAKE));
 	s->wake_armed = true;
 }
 
@@ -400,7 +369,7 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 		const struct config *old = s->cfg;
 		s->topo = m->ptr;
 		s->cfg = s->topo->cfg;
-		pool_refresh_all(s, s->cfg != old);
+		s->upper_ops->topology(s, s->cfg != old);
 		atomic_store_explicit(&s->stats->topology_version, s->topo->version, memory_order_release);
 		break;
 	}
@@ -410,14 +379,8 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 	case SHARD_MSG_STOP:
 		s->stopped = true;
 		break;
-	case SHARD_MSG_CANCEL:
-		client_cancel(s, m->a, m->b);
-		break;
-	case SHARD_MSG_POOL_WAKE:
-		pool_retry_waiters(s);
-		break;
-	case SHARD_MSG_ADOPT_SERVER:
-		pool_adopt_server(s, m->ptr);
+	default:
+		s->upper_ops->message(s, m);
 		break;
 	}
 }
@@ -446,17 +409,7 @@ static void check_drain(struct shard *s)
 {
 	if (!s->draining)
 		return;
-	for (struct client *cl = s->clients, *next; cl; cl = next) {
-		next = cl->next_all;
-		if (cl->state == CL_CLOSED)
-			continue;
-		/* a request in flight or queued, or an open transaction block: let it finish */
-		bool busy = cl->state == CL_WAITING ||
-			    (cl->state == CL_ACTIVE && (cl->expect || cl->in_txn || (cl->server && cl->server->hidden)));
-		if (!busy || s->now_us >= s->drain_deadline_us)
-			client_fail(cl, "57P01", "pgring is shutting down");
-	}
-	if (!s->clients && pool_active_servers(s) == 0)
+	if (s->upper_ops->drain(s, s->now_us >= s->drain_deadline_us))
 		s->stopped = true;
 	if (s->now_us >= s->drain_deadline_us + 2000000)
 		s->stopped = true;   /* peers that never read their last bytes */
@@ -467,24 +420,26 @@ static void check_drain(struct shard *s)
 static void dispatch(struct shard *s, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = cqe->user_data;
-	void *p = (void *)(uintptr_t)(ud & ~(uint64_t)OP_MASK);
-	switch (ud & OP_MASK) {
-	case OP_RECV:
+	void *p = (void *)(uintptr_t)(ud & ~(uint64_t)SHARD_OP_MASK);
+	switch ((enum shard_op)(ud & SHARD_OP_MASK)) {
+	case SHARD_OP_RECV:
 		conn_on_recv(p, cqe->res, cqe->flags);
 		break;
-	case OP_SEND:
+	case SHARD_OP_SEND:
 		conn_on_send(p, cqe->res);
 		break;
-	case OP_CONNECT:
-		server_connected(p, cqe->res);
+	case SHARD_OP_CONNECT:
+		conn_on_connect(p, cqe->res);
 		break;
-	case OP_ACCEPT:
+	case SHARD_OP_ACCEPT:
 		on_accept(s, p, cqe->res, cqe->flags);
 		break;
-	case OP_CANCEL:
-		server_cancel_done(p);
+	case SHARD_OP_CALL: {
+		struct shard_call *call = p;
+		call->done(call, cqe->res);
 		break;
-	case OP_WAKE:
+	}
+	case SHARD_OP_WAKE:
 		s->wake_armed = false;
 		if (!s->stopped)
 			arm_wake(s);
@@ -532,9 +487,7 @@ static void tick(struct shard *s)
 	report_fd_refusals(s, 0);
 	for (int i = 0; i < s->nlisten; i++)
 		arm_accept(s, &s->listen[i]);
-	client_tick(s);
-	route_tick(s);
-	pool_tick(s);
+	s->upper_ops->tick(s);
 	check_drain(s);
 	gauge_add(&s->stats->buffers_in_use, s->bufs.in_use - gauge_get(&s->stats->buffers_in_use));
 }
@@ -637,6 +590,10 @@ static int shard_setup(struct shard *s)
 	}
 	if (open_listeners(s, err, errlen))
 		return -1;
+	if (s->upper_ops->start(s)) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	for (int i = 0; i < s->nlisten; i++)
 		arm_accept(s, &s->listen[i]);
 	arm_wake(s);
@@ -667,7 +624,8 @@ static void *shard_main(void *arg)
 	return NULL;
 }
 
-int shard_start_all(const struct topology *topo, int n, const int *cpus, int ncpus, char *err, size_t errlen)
+int shard_start_all(const struct topology *topo, const struct shard_upper *upper, int n, const int *cpus, int ncpus,
+		    char *err, size_t errlen)
 {
 	nshards = n;
 	shards = calloc((size_t)n, sizeof *shards);
@@ -687,6 +645,7 @@ int shard_start_all(const struct topology *topo, int n, const int *cpus, int ncp
 		s->cpu = ncpus ? cpus[i % ncpus] : -1;
 		s->topo = topo;
 		s->cfg = topo->cfg;
+		s->upper_ops = upper;
 		s->stats = stats_shard(i);
 		s->inbox = calloc((size_t)n + 1, sizeof *s->inbox);
 		for (int j = 0; j <= n; j++)

@@ -1,6 +1,8 @@
 /* core/shard.h: a shard is one pinned thread with its own io_uring ring, its own
- * listeners, sockets, buffers and pools. Only the shard's thread touches what it
- * owns; other threads talk to it through its inboxes (SPSC queues + an eventfd). */
+ * listeners, sockets and buffers. Only the shard's thread touches what it owns;
+ * other threads talk to it through its inboxes (SPSC queues + an eventfd). The
+ * layer above (pools, clients, servers) plugs in through struct shard_upper and
+ * keeps its per-shard state behind s->upper; core knows nothing of it. */
 #ifndef PGRING_SHARD_H
 #define PGRING_SHARD_H
 
@@ -17,17 +19,12 @@
 #include "core/topology.h"
 
 struct config;
-struct pool;
-struct client;
-
 
 enum shard_msg_type {
 	SHARD_MSG_TOPOLOGY = 1,  /* ptr: struct topology * */
 	SHARD_MSG_DRAIN,         /* SIGTERM: stop accepting, finish transactions, then stop */
 	SHARD_MSG_STOP,          /* stop now */
-	SHARD_MSG_CANCEL,        /* a, b: the client's BackendKeyData */
-	SHARD_MSG_POOL_WAKE,     /* server budget was freed somewhere: retry waiting clients */
-	SHARD_MSG_ADOPT_SERVER,  /* ptr: an idle struct server handed over by another shard */
+	SHARD_MSG_UPPER = 16,    /* this and above: the upper layer's own (shard_upper.message) */
 };
 
 struct shard_msg {
@@ -35,6 +32,47 @@ struct shard_msg {
 	uint32_t a, b;
 	void *ptr;
 };
+
+/* The layer above, as the shard loop calls it (all on the shard's thread). */
+struct shard_upper {
+	/* Before the loop starts: set up s->upper. Nonzero fails the shard's start. */
+	int (*start)(struct shard *s);
+	/* A client connection was accepted (fd is the caller's to keep or close). */
+	void (*accept)(struct shard *s, int fd, bool is_unix);
+	/* A message of type SHARD_MSG_UPPER or above from another thread. */
+	void (*message)(struct shard *s, const struct shard_msg *m);
+	/* s->topo changed (and with it s->cfg when cfg_changed). */
+	void (*topology)(struct shard *s, bool cfg_changed);
+	/* Every tick (100 ms): timeouts, housekeeping. */
+	void (*tick)(struct shard *s);
+	/* While draining, every tick: close what has finished (everything once
+	 * overdue); true when nothing is left and the shard may stop. */
+	bool (*drain)(struct shard *s, bool overdue);
+};
+
+/* An SQE's user_data: a pointer to the object, the operation in its low bits.
+ * Encoded by shard_ud, decoded in one place (shard.c's dispatch). */
+enum shard_op {
+	SHARD_OP_IGNORE = 0,
+	SHARD_OP_RECV,           /* struct conn */
+	SHARD_OP_SEND,           /* struct conn */
+	SHARD_OP_CONNECT,        /* struct conn */
+	SHARD_OP_ACCEPT,         /* struct listener */
+	SHARD_OP_WAKE,           /* struct shard */
+	SHARD_OP_CALL,           /* struct shard_call */
+	SHARD_OP_MASK = 7,
+};
+
+static inline uint64_t shard_ud(const void *p, enum shard_op op)
+{
+	return (uint64_t)(uintptr_t)p | (uint64_t)op;
+}
+
+/* A one-off operation whose completion calls done with the CQE's result;
+ * embed it (8-byte aligned) in whatever the operation needs to keep. */
+struct shard_call {
+	void (*done)(struct shard_call *call, int res);
+} __attribute__((aligned(8)));
 
 struct listener {
 	struct shard *shard;
@@ -68,17 +106,13 @@ struct shard {
 	struct conn *flush_list;     /* conns with output to start */
 	struct conn *starved_head, *starved_tail;
 	struct sendbuf *free_sendbufs;
-	struct pool *pools;
-	struct client *clients;      /* every client of this shard */
+	const struct shard_upper *upper_ops;
+	void *upper;                 /* the upper layer's per-shard state */
 	uint64_t now_us, next_tick_us;
 	uint64_t next_conn_id;
 	struct stats_shard *stats;
 	bool draining, stopped;
 	uint64_t drain_deadline_us;
-	struct shard_cancel_map *cancel_map;
-	struct stmt_registry *stmts;  /* protocol-level prepared statements (pool/stmt.h) */
-	struct client *route_head, *route_tail; /* clients waiting for a node of their target (pool/route.c) */
-	uint64_t rng;                /* xorshift state for weighted choices */
 	char startup_error[256];     /* why the thread failed to start */
 	_Atomic int started;         /* 1 running, -1 failed */
 };
@@ -88,10 +122,11 @@ struct shard {
 extern const char shard_fd_refusal[];
 void shard_fd_refused(struct shard *s);
 
-/* Create every shard (threads started, rings created inside them). Returns 0,
- * or -1 with a message naming the cause and the fix. */
-int shard_start_all(const struct topology *topo, int nshards, const int *cpus, int ncpus,
-		    char *err, size_t errlen);
+/* Create every shard (threads started, rings created inside them), each
+ * running `upper` above it. Returns 0, or -1 with a message naming the cause
+ * and the fix. */
+int shard_start_all(const struct topology *topo, const struct shard_upper *upper, int nshards, const int *cpus,
+		    int ncpus, char *err, size_t errlen);
 struct shard *shard_get(int id);
 int shard_count(void);
 /* Post a message to shard `to` from shard `from` (-1: control) and wake it. */
@@ -103,7 +138,12 @@ struct sendbuf *shard_sendbuf_get(struct shard *s);
 void shard_sendbuf_put(struct shard *s, struct sendbuf *sb);
 void shard_flush_later(struct shard *s, struct conn *c);
 void shard_starved(struct shard *s, struct conn *c);
+/* A free SQE. When the submission queue is full, what is in it is submitted
+ * first: take the SQEs of a linked chain with shard_sqes, never one by one. */
 struct io_uring_sqe *shard_sqe(struct shard *s);
+/* n free SQEs at once (n <= the ring's size), so that a linked chain is never
+ * split across two submissions. */
+void shard_sqes(struct shard *s, struct io_uring_sqe **sqes, unsigned n);
 uint64_t shard_now_us(void);
 
 #endif

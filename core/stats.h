@@ -62,4 +62,9 @@ struct stats_shard {
 	_Atomic int tid;                    /* kernel thread id */
 };
 
+/* Per-shard stats blocks, allocated by stats_init (core/registry.c). */
+int stats_init(int nshards);
+struct stats_shard *stats_shard(int i);
+int stats_nshards(void);
+
 #endif

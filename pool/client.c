@@ -20,11 +20,12 @@
 static _Atomic int total_clients;
 
 #define KEY_BUCKETS 4096   /* per shard; chains are short at any realistic count */
-struct shard_cancel_map {
+struct client_keys {
 	struct client *bucket[KEY_BUCKETS];
 };
 
 static const struct proto_frame_ops client_ops;
+static const struct conn_ops client_conn_ops;
 
 #define HELD_COPY_MAX 512
 #define CLOSE_DRAIN_US 5000000   /* how long a closing client may take to read our last bytes */
@@ -100,20 +101,20 @@ void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
 
 static void key_link(struct client *cl)
 {
-	struct shard *s = shard_of(cl);
-	if (!s->cancel_map && !(s->cancel_map = calloc(1, sizeof *s->cancel_map)))
+	struct pool_shard *ps = pool_shard(shard_of(cl));
+	if (!ps->keys && !(ps->keys = calloc(1, sizeof *ps->keys)))
 		return;
-	struct client **b = &s->cancel_map->bucket[cl->key_pid % KEY_BUCKETS];
+	struct client **b = &ps->keys->bucket[cl->key_pid % KEY_BUCKETS];
 	cl->next_key = *b;
 	*b = cl;
 }
 
 static void key_unlink(struct client *cl)
 {
-	struct shard *s = shard_of(cl);
-	if (!s->cancel_map || !cl->key_pid)
+	struct pool_shard *ps = pool_shard(shard_of(cl));
+	if (!ps->keys || !cl->key_pid)
 		return;
-	for (struct client **p = &s->cancel_map->bucket[cl->key_pid % KEY_BUCKETS]; *p; p = &(*p)->next_key) {
+	for (struct client **p = &ps->keys->bucket[cl->key_pid % KEY_BUCKETS]; *p; p = &(*p)->next_key) {
 		if (*p == cl) {
 			*p = cl->next_key;
 			return;
@@ -130,14 +131,15 @@ void client_accept(struct shard *s, int fd, bool is_unix)
 		close(fd);
 		return;
 	}
-	conn_init(&cl->conn, s, fd, CONN_CLIENT, BUF_GROUP_CLIENT);
+	conn_init(&cl->conn, s, fd, &client_conn_ops, BUF_GROUP_CLIENT);
 	proto_framer_init(&cl->conn.fr, true, (uint32_t)s->cfg->max_startup_packet);
 	cl->state = CL_STARTUP;
 	cl->connect_us = cl->state_us = s->now_us;
-	cl->next_all = s->clients;
-	if (s->clients)
-		s->clients->prev_all = cl;
-	s->clients = cl;
+	struct pool_shard *ps = pool_shard(s);
+	cl->next_all = ps->clients;
+	if (ps->clients)
+		ps->clients->prev_all = cl;
+	ps->clients = cl;
 	gauge_add(&s->stats->clients, 1);
 	(void)is_unix;
 	LOGF(LOG_DEBUG, cl->conn.id, "accepted %s connection", is_unix ? "unix" : "tcp");
@@ -176,7 +178,7 @@ void client_free(struct client *cl)
 	if (cl->prev_all)
 		cl->prev_all->next_all = cl->next_all;
 	else
-		s->clients = cl->next_all;
+		pool_shard(s)->clients = cl->next_all;
 	if (cl->next_all)
 		cl->next_all->prev_all = cl->prev_all;
 	gauge_add(&s->stats->clients, -1);
@@ -207,7 +209,7 @@ static void handle_cancel(struct client *cl, const uint8_t *msg, uint32_t len)
 		if (owner == s->id) {
 			client_cancel(s, pid, key);
 		} else if (owner < s->nshards) {
-			struct shard_msg m = { .type = SHARD_MSG_CANCEL, .a = pid, .b = key };
+			struct shard_msg m = { .type = POOL_MSG_CANCEL, .a = pid, .b = key };
 			shard_post(s->id, owner, &m);
 		}
 	}
@@ -949,9 +951,10 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 /* A cancel request for one of this shard's clients. */
 void client_cancel(struct shard *s, uint32_t pid, uint32_t key)
 {
-	if (!s->cancel_map)
+	struct client_keys *keys = pool_shard(s)->keys;
+	if (!keys)
 		return;
-	for (struct client *cl = s->cancel_map->bucket[pid % KEY_BUCKETS]; cl; cl = cl->next_key) {
+	for (struct client *cl = keys->bucket[pid % KEY_BUCKETS]; cl; cl = cl->next_key) {
 		if (cl->key_pid == pid && cl->key_secret == key) {
 			if (cl->server && cl->state == CL_ACTIVE) {
 				stat_add(&s->stats->cancels_forwarded, 1);
@@ -966,7 +969,7 @@ void client_cancel(struct shard *s, uint32_t pid, uint32_t key)
 void client_tick(struct shard *s)
 {
 	const struct config *cfg = s->cfg;
-	for (struct client *cl = s->clients, *next; cl; cl = next) {
+	for (struct client *cl = pool_shard(s)->clients, *next; cl; cl = next) {
 		next = cl->next_all;
 		uint64_t age = s->now_us - cl->state_us;
 		switch (cl->state) {
@@ -1009,3 +1012,21 @@ void client_tick(struct shard *s)
 		}
 	}
 }
+
+/* ---- the client's socket, as core/conn.c reports on it ---- */
+
+static void conn_data(struct conn *c, uint8_t *data, uint32_t n, uint32_t buf)
+{
+	client_data(conn_owner(c, struct client), data, n, buf);
+}
+
+static void conn_eof(struct conn *c, int err) { client_eof(conn_owner(c, struct client), err); }
+static void conn_drained(struct conn *c) { client_drained(conn_owner(c, struct client)); }
+static void conn_free(struct conn *c) { client_free(conn_owner(c, struct client)); }
+
+static const struct conn_ops client_conn_ops = {
+	.data = conn_data,
+	.eof = conn_eof,
+	.drained = conn_drained,
+	.free = conn_free,
+};

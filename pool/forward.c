@@ -53,7 +53,7 @@ static void fx_free(struct fx_list *l)
 static void entry_release(struct server *sv, struct reply *r)
 {
 	if (r->st)
-		stmt_unref(shard_of(sv)->stmts, r->st);
+		stmt_unref(pool_shard(shard_of(sv))->stmts, r->st);
 	if ((r->type == 'Q' || r->type == 'E') && r->kind == RP_PASS)
 		fx_free(r->extra);
 	else
@@ -75,7 +75,7 @@ static void entry_undo(struct server *sv, struct reply *r, bool skipped)
 		struct pstmt *st = stmt_map_get(&cl->sess->stmts, r->extra);
 		if (st == r->st) {
 			stmt_map_take(&cl->sess->stmts, r->extra);
-			stmt_unref(shard_of(sv)->stmts, st);
+			stmt_unref(pool_shard(shard_of(sv))->stmts, st);
 		}
 	}
 	if (skipped && r->kind == RP_PASS && (r->type == 'Q' || r->type == 'F') && cl && cl->expect)
@@ -357,7 +357,7 @@ static void deallocate_all(struct client *cl, struct server *sv)
 {
 	params_clear(&cl->sess->sqlprep);
 	params_clear(&sv->sqlprep);
-	stmt_map_clear(&cl->sess->stmts, shard_of(sv)->stmts);
+	stmt_map_clear(&cl->sess->stmts, pool_shard(shard_of(sv))->stmts);
 	stmt_cache_clear(&sv->stmts);
 }
 
@@ -421,7 +421,7 @@ static void apply_effect(struct client *cl, struct server *sv, const struct prot
 		if (st) {
 			/* rewritten to the shared name, which this server has now dropped */
 			stmt_cache_remove(&sv->stmts, st->digest);
-			stmt_unref(shard_of(sv)->stmts, st);
+			stmt_unref(pool_shard(shard_of(sv))->stmts, st);
 		}
 		params_remove(&cl->sess->sqlprep, fx->name);
 		params_remove(&sv->sqlprep, fx->name);
@@ -837,12 +837,12 @@ static void on_parse(struct client *cl, struct server *sv, const uint8_t *msg, u
 		raise_error(cl, sv, "53400", "too many prepared statements (max_client_prepared_statements)%s", "");
 		return;
 	}
-	struct pstmt *st = stmt_intern(&shard_of(sv)->stmts, body, body_len);
+	struct pstmt *st = stmt_intern(&pool_shard(shard_of(sv))->stmts, body, body_len);
 	char *keep = strdup(name);
 	if (!st || !keep || !stmt_map_put(&cl->sess->stmts, name, st)) {
 		free(keep);
 		if (st)
-			stmt_unref(shard_of(sv)->stmts, st);
+			stmt_unref(pool_shard(shard_of(sv))->stmts, st);
 		oom(cl);
 		return;
 	}
@@ -952,7 +952,7 @@ static void on_close(struct client *cl, struct server *sv, const uint8_t *msg, u
 		/* the server keeps the shared statement for others; the name is gone */
 		struct pstmt *st = cs ? stmt_map_take(&cs->stmts, name) : NULL;
 		if (st)
-			stmt_unref(shard_of(sv)->stmts, st);
+			stmt_unref(pool_shard(shard_of(sv))->stmts, st);
 		synth(sv, '3');
 		return;
 	}
@@ -1223,7 +1223,7 @@ void fwd_client_free(struct client *cl)
 	params_clear(&cl->startup);
 	if (cl->sess) {
 		drop_txn_params(cl);
-		stmt_map_clear(&cl->sess->stmts, s->stmts);
+		stmt_map_clear(&cl->sess->stmts, pool_shard(s)->stmts);
 		params_clear(&cl->sess->sqlprep);
 		params_clear(&cl->sess->holds);
 		free(cl->sess->sp);

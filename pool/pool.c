@@ -171,7 +171,7 @@ static struct config_db *pool_entry(const struct config *cfg, const char *db, co
 
 struct pool *pool_find(struct shard *s, const char *db, const char *user, struct node_shared *node, bool create)
 {
-	for (struct pool *p = s->pools; p; p = p->next)
+	for (struct pool *p = pool_shard(s)->pools; p; p = p->next)
 		if (p->node == node && strcmp(p->db_name, db) == 0 && strcmp(p->user, user) == 0)
 			return p;
 	if (!create)
@@ -203,8 +203,8 @@ struct pool *pool_find(struct shard *s, const char *db, const char *user, struct
 		return NULL;
 	}
 	settings(p, s->cfg);
-	p->next = s->pools;
-	s->pools = p;
+	p->next = pool_shard(s)->pools;
+	pool_shard(s)->pools = p;
 	route_refresh_pool(p);
 	LOGF(LOG_DEBUG, 0, "new pool %s/%s%s%s mode=%s size=%d", db, user, node ? " node " : "", node ? shared->node : "",
 	     config_pool_mode_name(p->mode), atomic_load(&shared->size));
@@ -216,7 +216,7 @@ struct pool *pool_find(struct shard *s, const char *db, const char *user, struct
  * Then routing takes the new roles and states. */
 void pool_refresh_all(struct shard *s, bool cfg_changed)
 {
-	for (struct pool *p = s->pools; cfg_changed && p; p = p->next) {
+	for (struct pool *p = pool_shard(s)->pools; cfg_changed && p; p = p->next) {
 		char *cluster;
 		struct config_db *entry = pool_entry(s->cfg, p->db_name, p->node, &cluster);
 		free(cluster);
@@ -613,9 +613,7 @@ static bool migrate(struct server *sv)
 	server_set_state(sv, SV_MIGRATING);
 	atomic_fetch_add(&sv->pool->shared->in_transit, 1);
 	sv->migrate_to = to;
-	sv->conn.parking = true;
-	conn_recv_off(&sv->conn);
-	conn_maybe_free(&sv->conn);   /* parks at once if nothing is in flight */
+	conn_park(&sv->conn);   /* parks at once if nothing is in flight */
 	return true;
 }
 
@@ -624,7 +622,7 @@ void pool_server_parked(struct server *sv)
 	struct shard *s = sv->pool->shard;
 	if (sv->state != SV_MIGRATING)
 		return;
-	struct shard_msg m = { .type = SHARD_MSG_ADOPT_SERVER, .ptr = sv };
+	struct shard_msg m = { .type = POOL_MSG_ADOPT_SERVER, .ptr = sv };
 	gauge_add(&s->stats->servers, -1);
 	int to = sv->migrate_to;
 	if (!shard_post(s->id, to, &m)) {
@@ -648,7 +646,7 @@ void pool_adopt_server(struct shard *s, struct server *sv)
 	struct pool_shared *shared = sv->pool->shared;   /* never changes, never freed */
 	atomic_fetch_sub(&shared->in_transit, 1);
 	struct pool *p = pool_find(s, shared->db, shared->user, shared->nodeinfo, true);
-	sv->conn.shard = s;
+	conn_adopt(&sv->conn, s);
 	gauge_add(&s->stats->servers, 1);
 	if (!p) {
 		/* no pool for it here (database removed, no memory): drop the connection
@@ -826,7 +824,7 @@ void pool_server_gone(struct server *sv)
 	if (p->n_waiting || (p->login_head && !p->have_welcome))
 		launch_for_waiters(p);
 	if (others_wait(p)) {
-		struct shard_msg m = { .type = SHARD_MSG_POOL_WAKE };
+		struct shard_msg m = { .type = POOL_MSG_WAKE };
 		for (int i = 0; i < s->nshards; i++)
 			if (i != s->id)
 				shard_post(s->id, i, &m);
@@ -835,7 +833,7 @@ void pool_server_gone(struct server *sv)
 
 void pool_retry_waiters(struct shard *s)
 {
-	for (struct pool *p = s->pools; p; p = p->next)
+	for (struct pool *p = pool_shard(s)->pools; p; p = p->next)
 		if (p->n_waiting || (p->login_head && !p->have_welcome))
 			launch_for_waiters(p);
 }
@@ -843,7 +841,7 @@ void pool_retry_waiters(struct shard *s)
 int pool_active_servers(struct shard *s)
 {
 	int n = 0;
-	for (struct pool *p = s->pools; p; p = p->next)
+	for (struct pool *p = pool_shard(s)->pools; p; p = p->next)
 		n += p->n_used;
 	return n;
 }
@@ -903,6 +901,6 @@ static void pool_housekeeping(struct pool *p)
 
 void pool_tick(struct shard *s)
 {
-	for (struct pool *p = s->pools; p; p = p->next)
+	for (struct pool *p = pool_shard(s)->pools; p; p = p->next)
 		pool_housekeeping(p);
 }

@@ -13,6 +13,7 @@
 
 #include "core/conn.h"
 #include "core/log.h"
+#include "core/shard.h"
 #include "pool/params.h"
 #include "core/registry.h"
 #include "pool/stmt.h"
@@ -20,6 +21,30 @@
 
 struct shard;
 struct config_db;
+struct client;
+struct client_keys;
+
+/* What the pool layer keeps per shard (s->upper). */
+struct pool_shard {
+	struct pool *pools;
+	struct client *clients;                    /* every client of this shard */
+	struct client_keys *keys;                  /* cancel keys -> clients (pool/client.c) */
+	struct stmt_registry *stmts;               /* protocol-level prepared statements (pool/stmt.h) */
+	struct client *route_head, *route_tail;    /* clients waiting for a node of their target (pool/route.c) */
+	uint64_t rng;                              /* xorshift state for weighted choices */
+};
+
+static inline struct pool_shard *pool_shard(struct shard *s) { return s->upper; }
+
+/* The pool layer's messages between shards (shard_post). */
+enum pool_msg_type {
+	POOL_MSG_CANCEL = SHARD_MSG_UPPER,   /* a, b: the client's BackendKeyData */
+	POOL_MSG_WAKE,                       /* server budget was freed somewhere: retry waiting clients */
+	POOL_MSG_ADOPT_SERVER,               /* ptr: an idle struct server handed over by another shard */
+};
+
+/* The pool layer as the shard loop runs it (pool/layer.c). */
+extern const struct shard_upper pool_layer;
 
 enum client_state {
 	CL_STARTUP = 0,   /* waiting for SSLRequest / StartupMessage / CancelRequest */
@@ -177,7 +202,8 @@ struct server {
 	socklen_t addrlen;
 };
 
-/* The shard loop and conn.c treat a client or server pointer as its conn. */
+
+/* Framer callbacks (conn_frame_alloc) take either as its conn. */
 _Static_assert(offsetof(struct client, conn) == 0, "conn must come first in struct client");
 _Static_assert(offsetof(struct server, conn) == 0, "conn must come first in struct server");
 
@@ -281,7 +307,6 @@ void server_data(struct server *sv, uint8_t *data, uint32_t n, uint32_t buf);
 void server_eof(struct server *sv, int err);
 void server_drained(struct server *sv);
 void server_free(struct server *sv);
-void server_connected(struct server *sv, int res);
 void server_close(struct server *sv, const char *why);
 /* Queue a simple-protocol query on the server (nothing else). */
 bool server_queue_query(struct server *sv, const char *sql);
@@ -291,7 +316,6 @@ bool server_hidden_query(struct server *sv, const char *sql);
 bool server_hidden_sync(struct server *sv);
 void server_set_state(struct server *sv, enum server_state st);
 void server_send_cancel(struct server *sv);
-void server_cancel_done(void *cancel_req);
 
 /* forward.c: transaction pooling's request rewriting and reply bookkeeping */
 void fwd_lease(struct server *sv);                /* the server was just leased */

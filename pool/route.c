@@ -74,12 +74,13 @@ static struct pool *sibling(struct pool *p, int ni)
 
 static uint64_t next_random(struct shard *s)
 {
-	if (!s->rng)
-		s->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)s->id << 32) ^ s->now_us;
-	s->rng ^= s->rng << 13;
-	s->rng ^= s->rng >> 7;
-	s->rng ^= s->rng << 17;
-	return s->rng;
+	uint64_t *rng = &pool_shard(s)->rng;
+	if (!*rng)
+		*rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)s->id << 32) ^ s->now_us;
+	*rng ^= *rng << 13;
+	*rng ^= *rng >> 7;
+	*rng ^= *rng << 17;
+	return *rng;
 }
 
 static bool readable(const struct topo_cluster *tc, int i, bool with_primary)
@@ -339,12 +340,12 @@ void route_wait(struct client *cl)
 		cl->wait_start_us = s->now_us;
 	cl->route_waiting = true;
 	cl->next_wait = NULL;
-	cl->prev_wait = s->route_tail;
-	if (s->route_tail)
-		s->route_tail->next_wait = cl;
+	cl->prev_wait = pool_shard(s)->route_tail;
+	if (pool_shard(s)->route_tail)
+		pool_shard(s)->route_tail->next_wait = cl;
 	else
-		s->route_head = cl;
-	s->route_tail = cl;
+		pool_shard(s)->route_head = cl;
+	pool_shard(s)->route_tail = cl;
 }
 
 void route_wait_remove(struct client *cl)
@@ -355,11 +356,11 @@ void route_wait_remove(struct client *cl)
 	if (cl->prev_wait)
 		cl->prev_wait->next_wait = cl->next_wait;
 	else
-		s->route_head = cl->next_wait;
+		pool_shard(s)->route_head = cl->next_wait;
 	if (cl->next_wait)
 		cl->next_wait->prev_wait = cl->prev_wait;
 	else
-		s->route_tail = cl->prev_wait;
+		pool_shard(s)->route_tail = cl->prev_wait;
 	cl->next_wait = cl->prev_wait = NULL;
 	cl->route_waiting = false;
 }
@@ -385,7 +386,7 @@ static bool misplaced(const struct client *cl, const struct pool *p)
 
 void route_refresh(struct shard *s)
 {
-	for (struct pool *p = s->pools; p; p = p->next) {
+	for (struct pool *p = pool_shard(s)->pools; p; p = p->next) {
 		route_refresh_pool(p);
 		const struct topo_cluster *tc = cluster_of(p);
 		if (tc && p->ni >= 0 && tc->nodes[p->ni].state != NODE_DOWN && p->fails_in_row)
@@ -395,7 +396,7 @@ void route_refresh(struct shard *s)
 				server_close(p->idle, "node is down");
 	}
 	/* clients logging in through a node that went down learn their parameters elsewhere */
-	for (struct pool *p = s->pools; p; p = p->next) {
+	for (struct pool *p = pool_shard(s)->pools; p; p = p->next) {
 		const struct topo_cluster *tc = cluster_of(p);
 		if (!p->cluster || (tc && p->ni >= 0 && tc->nodes[p->ni].state != NODE_DOWN))
 			continue;
@@ -410,11 +411,11 @@ void route_refresh(struct shard *s)
 	}
 	/* the parked ones and those waiting where they no longer belong are routed
 	 * again, in the order they came; they keep their wait_start_us */
-	struct client *head = s->route_head, *tail = s->route_tail;
-	s->route_head = s->route_tail = NULL;
+	struct client *head = pool_shard(s)->route_head, *tail = pool_shard(s)->route_tail;
+	pool_shard(s)->route_head = pool_shard(s)->route_tail = NULL;
 	for (struct client *cl = head; cl; cl = cl->next_wait)
 		cl->route_waiting = false;
-	for (struct pool *p = s->pools; p; p = p->next) {
+	for (struct pool *p = pool_shard(s)->pools; p; p = p->next) {
 		if (!p->cluster)
 			continue;
 		for (struct client *cl = p->wait_head, *next; cl; cl = next) {
@@ -443,8 +444,8 @@ void route_tick(struct shard *s)
 	if (cfg->failover_timeout <= 0)
 		return;
 	uint64_t limit = (uint64_t)(cfg->failover_timeout * 1e6);
-	while (s->route_head && s->now_us - s->route_head->wait_start_us > limit) {
-		struct client *cl = s->route_head;
+	while (pool_shard(s)->route_head && s->now_us - pool_shard(s)->route_head->wait_start_us > limit) {
+		struct client *cl = pool_shard(s)->route_head;
 		client_fail(cl, "57P03", "no %s available for database \"%s\" (failover_timeout)",
 			    cl->txn_target == TARGET_REPLICA ? "node" : "primary", cl->database);
 	}

@@ -18,6 +18,7 @@
 #include "pool/pool.h"
 
 static const struct proto_frame_ops server_ops;
+static const struct conn_ops server_conn_ops;
 
 static struct shard *shard_of(struct server *sv) { return sv->conn.shard; }
 
@@ -138,14 +139,11 @@ struct server *server_connect(struct pool *p)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
 	}
-	conn_init(&sv->conn, s, fd, CONN_SERVER, BUF_GROUP_SERVER);
+	conn_init(&sv->conn, s, fd, &server_conn_ops, BUF_GROUP_SERVER);
 	proto_framer_init(&sv->conn.fr, false, (uint32_t)s->cfg->max_packet_size);
 	sv->state = SV_CLOSED;
 	server_set_state(sv, SV_CONNECTING);
-	struct io_uring_sqe *sqe = shard_sqe(s);
-	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&sv->addr, sv->addrlen);
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)sv | OP_CONNECT);
-	sv->conn.inflight++;
+	conn_connect(&sv->conn, (struct sockaddr *)&sv->addr, sv->addrlen);
 	gauge_add(&s->stats->servers, 1);
 	stat_add(&p->stats->server_connects, 1);
 	LOGF(LOG_DEBUG, sv->conn.id, "connecting to %s for %s/%s", p->db->host ? p->db->host : "unix socket",
@@ -185,13 +183,10 @@ static void send_startup(struct server *sv)
 	conn_queue_out(&sv->conn, &o);
 }
 
-void server_connected(struct server *sv, int res)
+static void server_connected(struct server *sv, int res)
 {
-	if (sv->state != SV_CONNECTING) {
-		sv->conn.inflight--;
-		conn_maybe_free(&sv->conn);
+	if (sv->state != SV_CONNECTING)
 		return;
-	}
 	if (res < 0) {
 		struct pool *p = sv->pool;
 		snprintf(p->last_error, sizeof p->last_error, "could not connect to server: %s", strerror(-res));
@@ -206,8 +201,6 @@ void server_connected(struct server *sv, int res)
 		conn_recv_on(&sv->conn);
 		send_startup(sv);
 	}
-	sv->conn.inflight--;
-	conn_maybe_free(&sv->conn);
 }
 
 /* ---- login ---- */
@@ -649,10 +642,13 @@ bool server_hidden_sync(struct server *sv)
 /* ---- cancel: a short connection of its own, connect -> send -> close linked ---- */
 
 struct cancel_req {
+	struct shard_call call;
 	struct server *sv;
 	int fd;
 	uint8_t msg[16];
-} __attribute__((aligned(8)));
+};
+
+static void cancel_done(struct shard_call *call, int res);
 
 void server_send_cancel(struct server *sv)
 {
@@ -668,34 +664,56 @@ void server_send_cancel(struct server *sv)
 	struct proto_out o;
 	proto_out_init(&o, cr->msg, sizeof cr->msg);
 	proto_cancel_request(&o, sv->backend_pid, sv->backend_key);
+	cr->call.done = cancel_done;
 	cr->sv = sv;
 	sv->cancel_pending = true;
-	sv->conn.inflight++;   /* keeps the server object alive until the cancel is out */
-	struct io_uring_sqe *sqe = shard_sqe(s);
-	io_uring_prep_connect(sqe, cr->fd, (struct sockaddr *)&sv->addr, sv->addrlen);
-	sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-	io_uring_sqe_set_data64(sqe, OP_IGNORE);
-	sqe = shard_sqe(s);
-	io_uring_prep_send(sqe, cr->fd, cr->msg, sizeof cr->msg, MSG_NOSIGNAL);
-	sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-	io_uring_sqe_set_data64(sqe, OP_IGNORE);
-	sqe = shard_sqe(s);
+	conn_hold(&sv->conn);   /* keeps the server object alive until the cancel is out */
+	struct io_uring_sqe *sqe[3];
+	shard_sqes(s, sqe, 3);   /* one submission: a linked chain must not be split */
+	io_uring_prep_connect(sqe[0], cr->fd, (struct sockaddr *)&sv->addr, sv->addrlen);
+	sqe[0]->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe[0], SHARD_OP_IGNORE);
+	io_uring_prep_send(sqe[1], cr->fd, cr->msg, sizeof cr->msg, MSG_NOSIGNAL);
+	sqe[1]->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe[1], SHARD_OP_IGNORE);
 	/* wait for the server to close its end, so the cancel has landed before the
 	 * server can be handed to another client */
-	io_uring_prep_recv(sqe, cr->fd, cr->msg, sizeof cr->msg, 0);
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)cr | OP_CANCEL);
+	io_uring_prep_recv(sqe[2], cr->fd, cr->msg, sizeof cr->msg, 0);
+	io_uring_sqe_set_data64(sqe[2], shard_ud(&cr->call, SHARD_OP_CALL));
 	LOGF(LOG_INFO, sv->conn.id, "forwarding cancel request to backend %u", sv->backend_pid);
 }
 
-void server_cancel_done(void *p)
+static void cancel_done(struct shard_call *call, int res)
 {
-	struct cancel_req *cr = p;
+	struct cancel_req *cr = (struct cancel_req *)call;
 	struct server *sv = cr->sv;
+	(void)res;
 	close(cr->fd);
 	free(cr);
-	sv->conn.inflight--;
 	sv->cancel_pending = false;
 	if (sv->state == SV_RESETTING && !sv->hidden)
 		pool_server_ready(sv);   /* it was parked until the cancel landed */
-	conn_maybe_free(&sv->conn);
+	conn_unhold(&sv->conn);
 }
+
+/* ---- the server's socket, as core/conn.c reports on it ---- */
+
+static void conn_data(struct conn *c, uint8_t *data, uint32_t n, uint32_t buf)
+{
+	server_data(conn_owner(c, struct server), data, n, buf);
+}
+
+static void conn_eof(struct conn *c, int err) { server_eof(conn_owner(c, struct server), err); }
+static void conn_drained(struct conn *c) { server_drained(conn_owner(c, struct server)); }
+static void conn_connected(struct conn *c, int res) { server_connected(conn_owner(c, struct server), res); }
+static void conn_parked(struct conn *c) { pool_server_parked(conn_owner(c, struct server)); }
+static void conn_free(struct conn *c) { server_free(conn_owner(c, struct server)); }
+
+static const struct conn_ops server_conn_ops = {
+	.data = conn_data,
+	.eof = conn_eof,
+	.drained = conn_drained,
+	.connected = conn_connected,
+	.parked = conn_parked,
+	.free = conn_free,
+};

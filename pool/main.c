@@ -1,5 +1,6 @@
-/* core/main.c: command line, start-up checks, daemonizing and the pidfile;
- * then the shards start and this thread becomes the control shard. */
+/* pool/main.c: the program, which stacks the layers: command line, start-up
+ * checks, daemonizing and the pidfile; then the shards start with the pool
+ * layer above them (pool/layer.c) and this thread becomes the control shard. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -14,8 +15,9 @@
 #include "core/config.h"
 #include "core/control/control.h"
 #include "core/log.h"
-#include "core/shard.h"
 #include "core/registry.h"
+#include "core/shard.h"
+#include "pool/pool.h"
 
 static void usage(FILE *f)
 {
@@ -137,7 +139,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct topology *topo = control_first_topology(cfg);
-	if (!topo || shard_start_all(topo, nshards, cfg->shard_cpus, cfg->n_shard_cpus, err, sizeof err)) {
+	if (!topo || shard_start_all(topo, &pool_layer, nshards, cfg->shard_cpus, cfg->n_shard_cpus, err, sizeof err)) {
 		log_error("cannot start: %s", err);
 		fprintf(stderr, "pgring: cannot start: %s\n", err);
 		return 1;

@@ -1,0 +1,73 @@
+/* pool/layer.c: the pool layer as the shard loop runs it (struct shard_upper):
+ * its per-shard state, accepted clients, the messages shards send each other
+ * about clients and servers, the tick, and draining on SIGTERM. */
+#include <stdlib.h>
+
+#include "pool/pool.h"
+
+static int layer_start(struct shard *s)
+{
+	s->upper = calloc(1, sizeof(struct pool_shard));
+	return s->upper ? 0 : -1;
+}
+
+static void layer_accept(struct shard *s, int fd, bool is_unix)
+{
+	client_accept(s, fd, is_unix);
+}
+
+static void layer_message(struct shard *s, const struct shard_msg *m)
+{
+	switch (m->type) {
+	case POOL_MSG_CANCEL:
+		client_cancel(s, m->a, m->b);
+		break;
+	case POOL_MSG_WAKE:
+		pool_retry_waiters(s);
+		break;
+	case POOL_MSG_ADOPT_SERVER:
+		pool_adopt_server(s, m->ptr);
+		break;
+	default:
+		log_warning("unknown shard message %d", m->type);
+		break;
+	}
+}
+
+static void layer_topology(struct shard *s, bool cfg_changed)
+{
+	pool_refresh_all(s, cfg_changed);
+}
+
+static void layer_tick(struct shard *s)
+{
+	client_tick(s);
+	route_tick(s);
+	pool_tick(s);
+}
+
+/* Clients with nothing in flight and no open block go now; the others once
+ * they are done, or when the shutdown timeout is over. */
+static bool layer_drain(struct shard *s, bool overdue)
+{
+	struct pool_shard *ps = pool_shard(s);
+	for (struct client *cl = ps->clients, *next; cl; cl = next) {
+		next = cl->next_all;
+		if (cl->state == CL_CLOSED)
+			continue;
+		bool busy = cl->state == CL_WAITING ||
+			    (cl->state == CL_ACTIVE && (cl->expect || cl->in_txn || (cl->server && cl->server->hidden)));
+		if (!busy || overdue)
+			client_fail(cl, "57P01", "pgring is shutting down");
+	}
+	return !ps->clients && pool_active_servers(s) == 0;
+}
+
+const struct shard_upper pool_layer = {
+	.start = layer_start,
+	.accept = layer_accept,
+	.message = layer_message,
+	.topology = layer_topology,
+	.tick = layer_tick,
+	.drain = layer_drain,
+};
