@@ -1,7 +1,7 @@
-/* proto/sql.c: a PostgreSQL lexer (quotes, comments, dollar quotes) that splits
- * a query string into statements and recognises the few statement shapes that
- * change session state. Anything it does not recognise is SQL_NONE: the caller
- * then treats the statement as one that leaves the session alone. */
+/* proto/sql.c: splits a query string into statements (on proto/sqllex.c's
+ * tokens) and recognises the few statement shapes that change session state.
+ * Anything it does not recognise is SQL_NONE: the caller then treats the
+ * statement as one that leaves the session alone. */
 #include "proto/sql.h"
 #include "proto/sqllex.h"
 
@@ -13,145 +13,19 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
-#include <strings.h>
 
-enum tok_type { T_END = 0, T_IDENT, T_QIDENT, T_STRING, T_NUMBER, T_OP, T_PARAM };
-
-struct tok {
-	uint8_t type;
-	bool escape;          /* E'...' string: backslash escapes */
-	const char *p;        /* raw text, quotes included */
-	uint32_t n;
-};
-
-struct lexer {
-	const char *s, *end;
-};
-
-static bool ident_start(unsigned char c) { return isalpha(c) || c == '_' || c >= 0x80; }
-static bool ident_char(unsigned char c) { return isalnum(c) || c == '_' || c == '$' || c >= 0x80; }
-
-/* Skip white space and comments (an unterminated comment runs to the end). */
-static void skip_space(struct lexer *l)
-{
-	proto_sql_skip_space(&l->s, l->end);
-}
-
-/* A quoted run starting at l->s (the opening quote q); escape: backslashes escape. */
-static void skip_quoted(struct lexer *l, char q, bool escape)
-{
-	l->s++;
-	while (l->s < l->end) {
-		char c = *l->s++;
-		if (escape && c == '\\' && l->s < l->end) {
-			l->s++;
-		} else if (c == q) {
-			if (l->s < l->end && *l->s == q)
-				l->s++;   /* doubled quote */
-			else
-				return;
-		}
-	}
-}
-
-/* $tag$ ... $tag$ at l->s; false if this '$' does not open a dollar quote. */
-static bool skip_dollar(struct lexer *l)
-{
-	const char *t = l->s + 1;
-	while (t < l->end && ident_char((unsigned char)*t) && *t != '$')
-		t++;
-	if (t >= l->end || *t != '$' || (t > l->s + 1 && isdigit((unsigned char)l->s[1])))
-		return false;
-	size_t taglen = (size_t)(t - l->s) + 1;
-	const char *tag = l->s;
-	for (const char *c = t + 1; c + taglen <= l->end; c++) {
-		if (*c == '$' && memcmp(c, tag, taglen) == 0) {
-			l->s = c + taglen;
-			return true;
-		}
-	}
-	l->s = l->end;   /* unterminated: the server will say so */
-	return true;
-}
-
-static struct tok next_tok(struct lexer *l)
-{
-	struct tok t = { 0 };
-	skip_space(l);
-	if (l->s >= l->end)
-		return t;
-	const char *start = l->s;
-	unsigned char c = (unsigned char)*l->s;
-	if ((c == 'e' || c == 'E') && l->end - l->s >= 2 && l->s[1] == '\'') {
-		l->s++;
-		skip_quoted(l, '\'', true);
-		t.type = T_STRING;
-		t.escape = true;
-	} else if ((c == 'u' || c == 'U') && l->end - l->s >= 3 && l->s[1] == '&' && (l->s[2] == '\'' || l->s[2] == '"')) {
-		char q = l->s[2];
-		l->s += 2;
-		skip_quoted(l, q, false);
-		t.type = q == '\'' ? T_STRING : T_QIDENT;
-	} else if (c == '\'') {
-		skip_quoted(l, '\'', false);
-		t.type = T_STRING;
-	} else if (c == '"') {
-		skip_quoted(l, '"', false);
-		t.type = T_QIDENT;
-	} else if (c == '$') {
-		if (l->end - l->s >= 2 && isdigit((unsigned char)l->s[1])) {
-			l->s++;
-			while (l->s < l->end && isdigit((unsigned char)*l->s))
-				l->s++;
-			t.type = T_PARAM;
-		} else if (skip_dollar(l)) {
-			t.type = T_STRING;   /* a dollar-quoted body; its text is not decoded */
-		} else {
-			l->s++;
-			t.type = T_OP;
-		}
-	} else if (ident_start(c)) {
-		while (l->s < l->end && ident_char((unsigned char)*l->s))
-			l->s++;
-		t.type = T_IDENT;
-	} else if (isdigit(c) || (c == '.' && l->end - l->s >= 2 && isdigit((unsigned char)l->s[1]))) {
-		while (l->s < l->end && (isalnum((unsigned char)*l->s) || *l->s == '.' || *l->s == '_' ||
-					 ((*l->s == '+' || *l->s == '-') && (l->s[-1] == 'e' || l->s[-1] == 'E'))))
-			l->s++;
-		t.type = T_NUMBER;
-	} else {
-		l->s++;
-		t.type = T_OP;
-	}
-	t.p = start;
-	t.n = (uint32_t)(l->s - start);
-	return t;
-}
-
-/* ---- token helpers ---- */
-
-static bool is_kw(const struct tok *t, const char *kw)
-{
-	if (t->type != T_IDENT || (t->p[0] | 0x20) != kw[0])
-		return false;
-	size_t n = strlen(kw);
-	return t->n == n && strncasecmp(t->p, kw, n) == 0;
-}
-
-static bool is_op(const struct tok *t, char c)
-{
-	return t->type == T_OP && t->n == 1 && t->p[0] == c;
-}
+static bool is_kw(const struct proto_sqllex_tok *t, const char *kw) { return proto_sqllex_kw(t, kw); }
+static bool is_op(const struct proto_sqllex_tok *t, char c) { return proto_sqllex_op(t, c); }
 
 /* Identifier as PostgreSQL folds it (unquoted: lower case; quoted: as written),
  * cut to NAMEDATALEN - 1 bytes at a character boundary as the server cuts it. */
-static void tok_ident(const struct tok *t, char *out, size_t cap)
+static void tok_ident(const struct proto_sqllex_tok *t, char *out, size_t cap)
 {
 	size_t k = 0;
 	unsigned char next = 0;   /* the first byte that did not fit */
 	if (cap > SQL_NAME_MAX)
 		cap = SQL_NAME_MAX;
-	if (t->type == T_QIDENT) {
+	if (t->type == SQLLEX_QIDENT) {
 		const char *p = t->p, *e = t->p + t->n - 1;
 		while (p < e && *p != '"')
 			p++;
@@ -170,7 +44,7 @@ static void tok_ident(const struct tok *t, char *out, size_t cap)
 				next = (unsigned char)t->p[i];
 				break;
 			}
-			out[k++] = (char)tolower((unsigned char)t->p[i]);
+			out[k++] = sqllex_lower(t->p[i]);   /* tolower() in the C locale, inline */
 		}
 	}
 	if ((next & 0xc0) == 0x80) {
@@ -183,22 +57,20 @@ static void tok_ident(const struct tok *t, char *out, size_t cap)
 	out[k] = 0;
 }
 
-/* A string literal's value; false for the forms not decoded (dollar quotes, U&). */
-static bool tok_string(const struct tok *t, char *out, size_t cap)
+/* A string literal's value; false for the forms not decoded (dollar quotes, U&,
+ * B'', X'', N'') and for an unterminated one (SQLLEX_BAD). */
+static bool tok_string(const struct proto_sqllex_tok *t, char *out, size_t cap)
 {
-	const char *p = t->p, *e = t->p + t->n;
-	if (t->escape)
-		p++;
-	if (p >= e || *p != '\'' || e - p < 2 || e[-1] != '\'')
+	if (t->type != SQLLEX_STRING || (t->flags & (SQLLEX_F_DOLLAR | SQLLEX_F_UNICODE | SQLLEX_F_PREFIX)))
 		return false;
-	p++;
-	e--;
+	bool escape = t->flags & SQLLEX_F_ESCAPE;
+	const char *p = t->p + escape + 1, *e = t->p + t->n - 1;   /* inside the quotes */
 	size_t k = 0;
 	while (p < e) {
 		char c = *p++;
 		if (c == '\'' && p < e && *p == '\'') {
 			p++;
-		} else if (t->escape && c == '\\' && p < e) {
+		} else if (escape && c == '\\' && p < e) {
 			c = *p++;
 			switch (c) {
 			case 'n': c = '\n'; break;
@@ -288,7 +160,7 @@ static bool append_identifier(char *out, size_t cap, size_t *k, const char *v)
 
 /* Flatten "a, 'b', 3" the way the server's SET does (flatten_set_variable_args):
  * the result is what current_setting() reports and set_config() accepts. */
-static char *flatten_value(const char *name, const struct tok *v, int n)
+static char *flatten_value(const char *name, const struct proto_sqllex_tok *v, int n)
 {
 	size_t cap = 16;
 	for (int i = 0; i < n; i++)
@@ -303,7 +175,7 @@ static char *flatten_value(const char *name, const struct tok *v, int n)
 	out[0] = 0;
 	bool want_value = true, ok = true, neg = false;
 	for (int i = 0; i < n && ok; i++) {
-		const struct tok *t = &v[i];
+		const struct proto_sqllex_tok *t = &v[i];
 		if (is_op(t, ',') && !want_value) {
 			k += (size_t)sprintf(out + k, ", ");
 			want_value = true;
@@ -315,12 +187,12 @@ static char *flatten_value(const char *name, const struct tok *v, int n)
 		}
 		if (is_op(t, '-') || is_op(t, '+')) {
 			neg = is_op(t, '-');
-			if (i + 1 >= n || v[i + 1].type != T_NUMBER)
+			if (i + 1 >= n || v[i + 1].type != SQLLEX_NUMBER)
 				ok = false;
 			continue;
 		}
 		switch (t->type) {
-		case T_NUMBER: {
+		case SQLLEX_NUMBER: {
 			/* an integer that fits in int4 is printed back as the server parses it
 			 * (007 -> 7, -0 -> 0); anything else is kept as written */
 			bool digits = t->n <= 10;
@@ -340,7 +212,7 @@ static char *flatten_value(const char *name, const struct tok *v, int n)
 			neg = false;
 			break;
 		}
-		case T_STRING:
+		case SQLLEX_STRING:
 			if (!tok_string(t, tmp, cap))
 				ok = false;
 			else if (list_quoted(name))
@@ -348,8 +220,8 @@ static char *flatten_value(const char *name, const struct tok *v, int n)
 			else
 				k += (size_t)snprintf(out + k, cap - k, "%s", tmp);
 			break;
-		case T_IDENT:
-		case T_QIDENT:
+		case SQLLEX_IDENT:
+		case SQLLEX_QIDENT:
 			tok_ident(t, tmp, cap);
 			if (strlen(tmp) >= SQL_NAME_MAX) {   /* as the server truncates identifiers */
 				size_t cut = SQL_NAME_MAX - 1;
@@ -388,13 +260,13 @@ struct stmt_scan {
 	bool routine;           /* CREATE FUNCTION / PROCEDURE: BEGIN ... END may hold semicolons */
 	int set_configs;        /* set_config( calls seen */
 	int depth;              /* BEGIN / CASE ... END nesting inside it */
-	struct tok prev, prev2;   /* the two tokens before the one being watched */
-	struct tok t[STMT_TOKS];  /* last: a new statement clears only what comes before */
+	struct proto_sqllex_tok prev, prev2;   /* the two tokens before the one being watched */
+	struct proto_sqllex_tok t[STMT_TOKS];  /* last: a new statement clears only what comes before */
 };
 
 static void classify_set(struct stmt_scan *st, int i, struct proto_sql_stmt *out)
 {
-	const struct tok *t = st->t;
+	const struct proto_sqllex_tok *t = st->t;
 	int n = st->n;
 	if (i < n && is_kw(&t[i], "local")) {
 		out->flags |= SQL_F_SET_LOCAL;
@@ -445,11 +317,11 @@ static void classify_set(struct stmt_scan *st, int i, struct proto_sql_stmt *out
 	} else {
 		/* name [. name] {TO | =} value [, ...] */
 		char buf[SQL_NAME_MAX * 2 + 2];
-		if (t[i].type != T_IDENT && t[i].type != T_QIDENT)
+		if (t[i].type != SQLLEX_IDENT && t[i].type != SQLLEX_QIDENT)
 			return;
 		tok_ident(&t[i], buf, SQL_NAME_MAX);
 		i++;
-		if (i + 1 < n && is_op(&t[i], '.') && (t[i + 1].type == T_IDENT || t[i + 1].type == T_QIDENT)) {
+		if (i + 1 < n && is_op(&t[i], '.') && (t[i + 1].type == SQLLEX_IDENT || t[i + 1].type == SQLLEX_QIDENT)) {
 			size_t k = strlen(buf);
 			buf[k++] = '.';
 			tok_ident(&t[i + 1], buf + k, SQL_NAME_MAX);
@@ -480,19 +352,19 @@ static void classify_set(struct stmt_scan *st, int i, struct proto_sql_stmt *out
  * literal arguments is followed; any other form pins the client. */
 static void classify_set_config(struct stmt_scan *st, struct proto_sql_stmt *out)
 {
-	const struct tok *t = st->t;
+	const struct proto_sqllex_tok *t = st->t;
 	out->kind = SQL_PIN;
 	if (st->set_configs != 1 || st->total > st->n)
 		return;
 	for (int j = 0; j + 7 < st->n; j++) {
 		char w[16];
-		if (t[j].type != T_IDENT || t[j].n != 10)
+		if (t[j].type != SQLLEX_IDENT || t[j].n != 10)
 			continue;
 		tok_ident(&t[j], w, sizeof w);
 		if (strcmp(w, "set_config"))
 			continue;
-		if (!is_op(&t[j + 1], '(') || t[j + 2].type != T_STRING ||
-		    !is_op(&t[j + 3], ',') || t[j + 4].type != T_STRING || !is_op(&t[j + 5], ',') ||
+		if (!is_op(&t[j + 1], '(') || t[j + 2].type != SQLLEX_STRING ||
+		    !is_op(&t[j + 3], ',') || t[j + 4].type != SQLLEX_STRING || !is_op(&t[j + 5], ',') ||
 		    !is_op(&t[j + 7], ')'))
 			return;
 		bool local;
@@ -526,7 +398,7 @@ static void classify_set_config(struct stmt_scan *st, struct proto_sql_stmt *out
 
 static void classify(struct stmt_scan *st, struct proto_sql_stmt *out)
 {
-	const struct tok *t = st->t;
+	const struct proto_sqllex_tok *t = st->t;
 	int n = st->n;
 	out->kind = SQL_NONE;
 	out->flags = st->flags;
@@ -547,7 +419,7 @@ static void classify(struct stmt_scan *st, struct proto_sql_stmt *out)
 			;   /* RESET SESSION AUTHORIZATION: a pin, if any, stays until DISCARD ALL */
 		else if (n >= 2 && (is_kw(&t[1], "transaction")))
 			;
-		else if (n >= 2 && (t[1].type == T_IDENT || t[1].type == T_QIDENT)) {
+		else if (n >= 2 && (t[1].type == SQLLEX_IDENT || t[1].type == SQLLEX_QIDENT)) {
 			out->kind = SQL_RESET;
 			tok_ident(&t[1], out->name, sizeof out->name);
 			if (n >= 4 && is_op(&t[2], '.')) {
@@ -636,9 +508,9 @@ static void classify(struct stmt_scan *st, struct proto_sql_stmt *out)
 }
 
 /* Watch every token of a statement for what can hide anywhere in it. */
-static void watch(struct stmt_scan *st, const struct tok *t)
+static void watch(struct stmt_scan *st, const struct proto_sqllex_tok *t)
 {
-	if ((t->type == T_IDENT || t->type == T_QIDENT) && t->n >= 16 && t->n <= 30) {
+	if ((t->type == SQLLEX_IDENT || t->type == SQLLEX_QIDENT) && t->n >= 16 && t->n <= 30) {
 		char w[32];
 		tok_ident(t, w, sizeof w);
 		if (!strcmp(w, "pg_advisory_lock") || !strcmp(w, "pg_advisory_lock_shared") ||
@@ -647,13 +519,13 @@ static void watch(struct stmt_scan *st, const struct tok *t)
 		else if (!strcmp(w, "pg_advisory_unlock_all"))
 			st->flags |= SQL_F_ADVISORY_UNLOCK_ALL;
 	}
-	if ((t->type == T_IDENT || t->type == T_QIDENT) && t->n >= 10 && t->n <= 12) {
+	if ((t->type == SQLLEX_IDENT || t->type == SQLLEX_QIDENT) && t->n >= 10 && t->n <= 12) {
 		char w[16];
 		tok_ident(t, w, sizeof w);
 		if (!strcmp(w, "set_config"))
 			st->set_configs++;
 	}
-	if (t->type == T_IDENT) {
+	if (t->type == SQLLEX_IDENT) {
 		/* SELECT ... INTO [LOCAL | GLOBAL] TEMP[ORARY] [TABLE] name */
 		bool selecting = st->n > 0 && (is_kw(&st->t[0], "select") || is_kw(&st->t[0], "with"));
 		if (selecting && (is_kw(t, "temp") || is_kw(t, "temporary")) &&
@@ -802,16 +674,27 @@ bool proto_sql_plain(const char *sql, size_t len)
 }
 #undef W8
 
+/* The next token for the scan. An unclosed block comment ends the input: it
+ * holds no statement (the server rejects the string anyway). */
+static struct proto_sqllex_tok next_tok(struct proto_sqllex *l)
+{
+	struct proto_sqllex_tok t = proto_sqllex_next(l);
+	if (t.type == SQLLEX_BAD && (t.flags & SQLLEX_F_COMMENT))
+		t.type = SQLLEX_END;
+	return t;
+}
+
 int proto_sql_scan(const char *sql, size_t len, struct proto_sql_stmt *out, int max, int *nstmts)
 {
-	struct lexer l = { sql, sql + len };
+	struct proto_sqllex l;
+	proto_sqllex_init(&l, sql, len);
 	/* the scan state is big; one per thread */
 	static _Thread_local struct stmt_scan st;
 	int found = 0, index = 0;
 	memset(&st, 0, offsetof(struct stmt_scan, t));
 	for (;;) {
-		struct tok t = next_tok(&l);
-		bool end = t.type == T_END || (is_op(&t, ';') && st.depth == 0);
+		struct proto_sqllex_tok t = next_tok(&l);
+		bool end = t.type == SQLLEX_END || (is_op(&t, ';') && st.depth == 0);
 		if (!end) {
 			if (st.total == 0)
 				st.start = t.p;
@@ -831,13 +714,90 @@ int proto_sql_scan(const char *sql, size_t len, struct proto_sql_stmt *out, int 
 			else
 				free(s.value);
 		}
-		if (t.type == T_END)
+		if (t.type == SQLLEX_END)
 			break;
 		memset(&st, 0, offsetof(struct stmt_scan, t));
 	}
 	if (nstmts)
 		*nstmts = index;
 	return found;
+}
+
+/* ---- whole statements: ending a block, resetting a session ---- */
+
+static bool stmt_end(const struct proto_sqllex_tok *t) { return t->type == SQLLEX_END || is_op(t, ';'); }
+
+/* The rest of the input lexes: an unterminated quote or comment anywhere makes
+ * the server reject the whole string before it runs any statement of it. */
+static bool lexes_to_end(struct proto_sqllex *l)
+{
+	for (;;) {
+		struct proto_sqllex_tok t = proto_sqllex_next(l);
+		if (t.type == SQLLEX_BAD)
+			return false;
+		if (t.type == SQLLEX_END)
+			return true;
+	}
+}
+
+/* The statement that starts with t is {ROLLBACK | ABORT | COMMIT | END} [WORK |
+ * TRANSACTION] [AND NO CHAIN], all of it: ROLLBACK TO SAVEPOINT stays in the
+ * block, AND CHAIN opens a new one, the PREPARED forms are not allowed in one. */
+static bool block_end_stmt(struct proto_sqllex *l, struct proto_sqllex_tok t)
+{
+	if (!is_kw(&t, "rollback") && !is_kw(&t, "abort") && !is_kw(&t, "commit") && !is_kw(&t, "end"))
+		return false;
+	t = proto_sqllex_next(l);
+	if (is_kw(&t, "work") || is_kw(&t, "transaction"))
+		t = proto_sqllex_next(l);
+	if (is_kw(&t, "and")) {
+		t = proto_sqllex_next(l);
+		if (!is_kw(&t, "no"))
+			return false;
+		t = proto_sqllex_next(l);
+		if (!is_kw(&t, "chain"))
+			return false;
+		t = proto_sqllex_next(l);
+	}
+	return stmt_end(&t);
+}
+
+bool proto_sql_ends_block(const char *sql, size_t len)
+{
+	struct proto_sqllex l;
+	proto_sqllex_init(&l, sql, len);
+	struct proto_sqllex_tok t;
+	do   /* empty statements first run nothing */
+		t = proto_sqllex_next(&l);
+	while (is_op(&t, ';'));
+	return block_end_stmt(&l, t) && lexes_to_end(&l);
+}
+
+/* The statement that starts with first is DISCARD ALL or RESET ALL, all of it.
+ * Reads the statement to its end either way. */
+static bool reset_stmt(struct proto_sqllex *l, struct proto_sqllex_tok first)
+{
+	struct proto_sqllex_tok all = proto_sqllex_next(l), t = all;
+	int words = 1;
+	for (; !stmt_end(&t); t = proto_sqllex_next(l))
+		words++;
+	return words == 2 && (is_kw(&first, "discard") || is_kw(&first, "reset")) && is_kw(&all, "all");
+}
+
+bool proto_sql_resets_session(const char *sql, size_t len)
+{
+	struct proto_sqllex l;
+	proto_sqllex_init(&l, sql, len);
+	if (!lexes_to_end(&l))
+		return false;
+	proto_sqllex_init(&l, sql, len);
+	for (;;) {
+		struct proto_sqllex_tok t = proto_sqllex_next(&l);
+		if (t.type == SQLLEX_END)
+			return false;
+		if (!is_op(&t, ';') && reset_stmt(&l, t))
+			return true;
+	}
 }
 
 void proto_sql_free(struct proto_sql_stmt *s, int n)

@@ -60,6 +60,17 @@ void proto_sql_free(struct proto_sql_stmt *s, int n);
  * plain SELECT, INSERT, ...): proto_sql_scan would find nothing. Cheap. */
 bool proto_sql_plain(const char *sql, size_t len);
 
+/* True when the string's first statement (after blanks, comments and empty
+ * statements) ends a transaction block: ROLLBACK, ABORT, COMMIT or END, with
+ * WORK, TRANSACTION or AND NO CHAIN at most. Not ROLLBACK TO [SAVEPOINT], AND
+ * CHAIN or the PREPARED forms. False when the string does not lex (an
+ * unterminated quote or comment): the server runs none of it. */
+bool proto_sql_ends_block(const char *sql, size_t len);
+
+/* True when a statement of the string is DISCARD ALL or RESET ALL (quotes and
+ * comments respected: SELECT 'discard all' is not); false when it does not lex. */
+bool proto_sql_resets_session(const char *sql, size_t len);
+
 /* The CommandComplete tag the statement's kind produces, or NULL if any will do. */
 const char *proto_sql_tag(const struct proto_sql_stmt *s);
 

@@ -1,140 +1,28 @@
 /* proto/sqlroute.c: routing hints and read-only proofs (see proto/sqlroute.h).
- * One pass of a small tokenizer that knows PostgreSQL's quoting (strings, E''
- * strings, quoted identifiers, dollar quotes, nested comments); a statement is
- * judged by its first keyword and by the words and calls inside it. */
+ * One pass over proto/sqllex.c's tokens; a statement is judged by its first
+ * keyword and by the words and calls inside it. */
 #include "proto/sqlroute.h"
 #include "proto/sqllex.h"
 
-#include <ctype.h>
-#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
-enum tok_kind { T_END = 0, T_WORD, T_QIDENT, T_STRING, T_NUMBER, T_PUNCT, T_BAD };
-
-struct tok {
-	uint8_t kind;
-	char punct;
-	const char *p;        /* T_WORD, T_QIDENT (inside the quotes): the text */
-	size_t n;
-};
-
-struct lexer {
-	const char *s, *end;
-};
-
-/* By hand rather than <ctype.h>: glibc's isalnum() is a call and a locale
- * table per byte, and PostgreSQL's identifiers are ASCII rules anyway. */
-static bool alpha(unsigned char c) { return (unsigned char)((c | 0x20) - 'a') < 26; }
-static bool digit(unsigned char c) { return (unsigned char)(c - '0') < 10; }
-static bool word_char(unsigned char c) { return alpha(c) || digit(c) || c == '_' || c == '$' || c >= 0x80; }
-static bool word_start(unsigned char c) { return alpha(c) || c == '_' || c >= 0x80; }
-
-/* Skip blanks and comments; false on an unterminated comment. */
-static bool skip_space(struct lexer *lx)
+/* The shared lexer's next token, with what a proof cannot read turned into
+ * SQLLEX_BAD: a backslash in a plain string (with standard_conforming_strings
+ * off it would escape, and we cannot know), a U&"..." name (its escapes hide
+ * what it names: U&"nextv\0061l"(...)), a '$' that opens nothing. */
+static inline __attribute__((always_inline)) struct proto_sqllex_tok next_tok(struct proto_sqllex *lx)
 {
-	return proto_sql_skip_space(&lx->s, lx->end);
-}
-
-/* 'string' with '' for a quote; with escapes (E''), a backslash takes the next
- * byte. A backslash in a plain string is refused: with
- * standard_conforming_strings off it would escape, and we cannot know. */
-static bool lex_string(struct lexer *lx, bool escapes)
-{
-	for (lx->s++; lx->s < lx->end; lx->s++) {
-		if (*lx->s == '\\') {
-			if (!escapes || ++lx->s == lx->end)
-				return false;
-		} else if (*lx->s == '\'') {
-			if (lx->s + 1 < lx->end && lx->s[1] == '\'')
-				lx->s++;
-			else {
-				lx->s++;
-				return true;
-			}
-		}
-	}
-	return false;
-}
-
-/* $tag$ ... $tag$ (tag may be empty); lx->s at the first '$'. */
-static bool lex_dollar(struct lexer *lx)
-{
-	const char *tag = lx->s;
-	const char *p = lx->s + 1;
-	while (p < lx->end && (alpha((unsigned char)*p) || digit((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80))
-		p++;
-	if (p == lx->end || *p != '$')
-		return false;
-	size_t tn = (size_t)(p - tag) + 1;
-	for (p++; p + tn <= lx->end; p++)
-		if (*p == '$' && memcmp(p, tag, tn) == 0) {
-			lx->s = p + tn;
-			return true;
-		}
-	return false;
-}
-
-static struct tok next_tok(struct lexer *lx)
-{
-	struct tok t = { 0 };
-	if (!skip_space(lx)) {
-		t.kind = T_BAD;
-		return t;
-	}
-	if (lx->s >= lx->end)
-		return t;
-	unsigned char c = (unsigned char)*lx->s;
-	if ((c == 'e' || c == 'E') && lx->s + 1 < lx->end && lx->s[1] == '\'') {
-		lx->s++;
-		t.kind = lex_string(lx, true) ? T_STRING : T_BAD;
-	} else if (word_start(c)) {
-		t.kind = T_WORD;
-		t.p = lx->s;
-		while (lx->s < lx->end && word_char((unsigned char)*lx->s))
-			lx->s++;
-		t.n = (size_t)(lx->s - t.p);
-		if (lx->s < lx->end && *lx->s == '\'' && t.n == 1 && strchr("bBxXnNuU", *t.p)) {
-			t.kind = lex_string(lx, false) ? T_STRING : T_BAD;   /* B'', X'', N'', U&'' */
-		}
-	} else if (c == '\'') {
-		t.kind = lex_string(lx, false) ? T_STRING : T_BAD;
-	} else if (c == '"') {
-		t.kind = T_QIDENT;
-		t.p = ++lx->s;
-		for (;;) {
-			if (lx->s >= lx->end) {
-				t.kind = T_BAD;
-				return t;
-			}
-			if (*lx->s == '"' && !(lx->s + 1 < lx->end && lx->s[1] == '"'))
-				break;
-			lx->s += *lx->s == '"' ? 2 : 1;
-		}
-		t.n = (size_t)(lx->s - t.p);
-		lx->s++;
-	} else if (c == '$' && lx->s + 1 < lx->end && digit((unsigned char)lx->s[1])) {
-		t.kind = T_NUMBER;   /* a parameter, $1 */
-		for (lx->s++; lx->s < lx->end && digit((unsigned char)*lx->s); lx->s++)
-			;
-	} else if (c == '$') {
-		t.kind = lex_dollar(lx) ? T_STRING : T_BAD;
-	} else if (digit(c) || (c == '.' && lx->s + 1 < lx->end && digit((unsigned char)lx->s[1]))) {
-		t.kind = T_NUMBER;
-		while (lx->s < lx->end && (alpha((unsigned char)*lx->s) || digit((unsigned char)*lx->s) || *lx->s == '.' || *lx->s == '_'))
-			lx->s++;
-	} else {
-		t.kind = T_PUNCT;
-		t.punct = (char)c;
-		lx->s++;
-	}
+	struct proto_sqllex_tok t = proto_sqllex_next(lx);
+	if (__builtin_expect(t.flags != 0, 0) &&   /* most tokens have none: one test */
+	    ((t.flags & (SQLLEX_F_BACKSLASH | SQLLEX_F_STRAY)) ||
+	     (t.type == SQLLEX_QIDENT && (t.flags & SQLLEX_F_UNICODE))))
+		t.type = SQLLEX_BAD;
 	return t;
 }
 
-static bool is_word(const struct tok *t, const char *w)
-{
-	return t->kind == T_WORD && t->n == strlen(w) && strncasecmp(t->p, w, t->n) == 0;
-}
+static bool is_word(const struct proto_sqllex_tok *t, const char *w) { return proto_sqllex_kw(t, w); }
+static bool is_punct(const struct proto_sqllex_tok *t, char c) { return proto_sqllex_op(t, c); }
 
 /* ---- hints ---- */
 
@@ -155,18 +43,19 @@ int proto_target_parse(const char *s, size_t len)
 int proto_sql_target_hint(const char *sql, size_t len)
 {
 	const char *p = sql, *end = sql + len;
-	while (p < end && isspace((unsigned char)*p))
+	while (p < end && sqllex_blank((unsigned char)*p))
 		p++;
 	bool line = end - p >= 9 && memcmp(p, "--!pgring", 9) == 0;
 	bool block = end - p >= 9 && memcmp(p, "/*!pgring", 9) == 0;
 	if (!line && !block)
 		return PROTO_TARGET_NONE;
 	p += 9;
-	if (p < end && !isspace((unsigned char)*p))
+	if (p < end && !sqllex_blank((unsigned char)*p))
 		return PROTO_TARGET_NONE;   /* "--!pgringfoo" is some other comment */
+	/* the hint ends where proto/sqllex.c ends the comment: a -- line at \n or \r */
 	const char *stop = end;
 	for (const char *q = p; q < end; q++)
-		if ((line && *q == '\n') || (block && end - q >= 2 && q[0] == '*' && q[1] == '/')) {
+		if ((line && (*q == '\n' || *q == '\r')) || (block && end - q >= 2 && q[0] == '*' && q[1] == '/')) {
 			stop = q;
 			break;
 		}
@@ -174,10 +63,10 @@ int proto_sql_target_hint(const char *sql, size_t len)
 		return PROTO_TARGET_NONE;   /* unterminated */
 	int target = PROTO_TARGET_NONE;
 	while (p < stop) {
-		while (p < stop && isspace((unsigned char)*p))
+		while (p < stop && sqllex_blank((unsigned char)*p))
 			p++;
 		const char *w = p;
-		while (p < stop && !isspace((unsigned char)*p))
+		while (p < stop && !sqllex_blank((unsigned char)*p))
 			p++;
 		if (p - w > 7 && strncasecmp(w, "target=", 7) == 0)
 			target = proto_target_parse(w + 7, (size_t)(p - w - 7));
@@ -216,9 +105,9 @@ static bool writing_function(const char *name, size_t n)
 
 /* Words that make a query statement do more than read (a first-letter switch:
  * this runs on every word of every split-routed query). */
-static bool writing_word(const struct tok *t)
+static bool writing_word(const struct proto_sqllex_tok *t)
 {
-	if (t->kind != T_WORD || t->n < 2 || t->n > 6)
+	if (t->type != SQLLEX_IDENT || t->n < 2 || t->n > 6)
 		return false;
 	switch (t->p[0] | 0x20) {
 	case 'i': return is_word(t, "insert") || is_word(t, "into");
@@ -232,25 +121,44 @@ static bool writing_word(const struct tok *t)
 
 enum verdict { V_NO = 0, V_YES, V_EMPTY };
 
+/* A called function's name: a word, or a quoted identifier without its quotes. */
+static bool call_name(const struct proto_sqllex_tok *t, const char **p, size_t *n)
+{
+	if (t->type == SQLLEX_IDENT) {
+		*p = t->p;
+		*n = t->n;
+		return true;
+	}
+	if (t->type == SQLLEX_QIDENT) {   /* U&"..." is SQLLEX_BAD here */
+		*p = t->p + 1;
+		*n = t->n - 2;
+		return true;
+	}
+	return false;
+}
+
+static bool stmt_end(const struct proto_sqllex_tok *t) { return t->type == SQLLEX_END || is_punct(t, ';'); }
+
 /* The statement's first token is in *t; the rest comes from lx up to ';' or the
  * end. SELECT-like statements are read to their end: every word and call in
  * them is looked at. */
-static enum verdict judge(struct lexer *lx, struct tok t)
+static enum verdict judge(struct proto_sqllex *lx, struct proto_sqllex_tok t)
 {
-	if (t.kind == T_END || (t.kind == T_PUNCT && t.punct == ';'))
+	if (stmt_end(&t))
 		return V_EMPTY;
 	if (is_word(&t, "show")) {
-		for (t = next_tok(lx); t.kind != T_END && !(t.kind == T_PUNCT && t.punct == ';'); t = next_tok(lx))
-			if (t.kind == T_BAD)
+		for (t = next_tok(lx); !stmt_end(&t); t = next_tok(lx))
+			if (t.type == SQLLEX_BAD)
 				return V_NO;
 		return V_YES;
 	}
 	if (is_word(&t, "explain")) {
 		t = next_tok(lx);
-		if (t.kind == T_PUNCT && t.punct == '(') {
+		if (is_punct(&t, '(')) {
 			/* options: ANALYZE in any form runs the statement */
-			for (t = next_tok(lx); !(t.kind == T_PUNCT && t.punct == ')'); t = next_tok(lx))
-				if (t.kind == T_END || t.kind == T_BAD || is_word(&t, "analyze") || is_word(&t, "analyse"))
+			for (t = next_tok(lx); !is_punct(&t, ')'); t = next_tok(lx))
+				if (t.type == SQLLEX_END || t.type == SQLLEX_BAD || is_word(&t, "analyze") ||
+				    is_word(&t, "analyse"))
 					return V_NO;
 			t = next_tok(lx);
 		}
@@ -260,17 +168,18 @@ static enum verdict judge(struct lexer *lx, struct tok t)
 			return V_NO;
 	}
 	bool query = is_word(&t, "select") || is_word(&t, "with") || is_word(&t, "values") || is_word(&t, "table") ||
-		     (t.kind == T_PUNCT && t.punct == '(');
+		     is_punct(&t, '(');
 	if (!query)
 		return V_NO;
-	struct tok prev = { 0 };
-	for (; t.kind != T_END && !(t.kind == T_PUNCT && t.punct == ';'); prev = t, t = next_tok(lx)) {
-		if (t.kind == T_BAD || writing_word(&t))
+	struct proto_sqllex_tok prev = { 0 };
+	for (; !stmt_end(&t); prev = t, t = next_tok(lx)) {
+		if (t.type == SQLLEX_BAD || writing_word(&t))
 			return V_NO;
 		if (is_word(&prev, "for") && (is_word(&t, "share") || is_word(&t, "key") || is_word(&t, "no")))
 			return V_NO;   /* FOR SHARE, FOR KEY SHARE, FOR NO KEY UPDATE */
-		if (t.kind == T_PUNCT && t.punct == '(' && (prev.kind == T_WORD || prev.kind == T_QIDENT) &&
-		    writing_function(prev.p, prev.n))
+		const char *name;
+		size_t n;
+		if (is_punct(&t, '(') && call_name(&prev, &name, &n) && writing_function(name, n))
 			return V_NO;
 	}
 	return V_YES;
@@ -278,13 +187,14 @@ static enum verdict judge(struct lexer *lx, struct tok t)
 
 bool proto_sql_read_only(const char *sql, size_t len)
 {
-	struct lexer lx = { sql, sql + len };
+	struct proto_sqllex lx;
+	proto_sqllex_init(&lx, sql, len);
 	bool any = false;
 	for (;;) {
-		struct tok t = next_tok(&lx);
-		if (t.kind == T_BAD)
+		struct proto_sqllex_tok t = next_tok(&lx);
+		if (t.type == SQLLEX_BAD)
 			return false;
-		if (t.kind == T_END)
+		if (t.type == SQLLEX_END)
 			return any;
 		switch (judge(&lx, t)) {
 		case V_NO:

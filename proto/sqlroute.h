@@ -28,7 +28,7 @@ int proto_sql_target_hint(const char *sql, size_t len);
  * bound to the session's node (nextval, advisory locks, set_config, ...);
  * VALUES; TABLE; SHOW; EXPLAIN without ANALYZE of such a statement. False for
  * anything else, and for text it cannot fully read (unterminated quotes or
- * comments, backslashes in plain strings). No allocation. */
+ * comments, backslashes in plain strings, U&"..." names). No allocation. */
 bool proto_sql_read_only(const char *sql, size_t len);
 
 #endif
