@@ -52,4 +52,13 @@ static inline int log_rate_due(struct log_rate *r, unsigned long long now_us, in
 	return n;
 }
 
+/* An invariant of the code (not of its input): checked in the sanitizer build
+ * (-DPGRING_CHECKS, make test-asan), compiled out elsewhere. */
+#ifdef PGRING_CHECKS
+#include <assert.h>
+#define INVARIANT(x) assert(x)
+#else
+#define INVARIANT(x) ((void)sizeof(x))
+#endif
+
 #endif

@@ -492,34 +492,39 @@ static void tick(struct shard *s)
 	gauge_add(&s->stats->buffers_in_use, s->bufs.in_use - gauge_get(&s->stats->buffers_in_use));
 }
 
+void shard_step(struct shard *s, uint64_t max_wait_us)
+{
+	flush_all(s);
+	uint64_t wait = s->next_tick_us > s->now_us ? s->next_tick_us - s->now_us : 0;
+	if (wait > max_wait_us)
+		wait = max_wait_us;
+	struct __kernel_timespec ts = { .tv_sec = (long long)(wait / 1000000), .tv_nsec = (long long)(wait % 1000000) * 1000 };
+	struct io_uring_cqe *cqe;
+	io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+	stat_add(&s->stats->submits, 1);
+	stat_add(&s->stats->loops, 1);
+	s->now_us = shard_now_us();
+	unsigned head, n = 0;
+	io_uring_for_each_cqe(&s->ring, head, cqe) {
+		dispatch(s, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&s->ring, n);
+	stat_add(&s->stats->cqes, n);
+	drain_inbox(s);
+	feed_starved(s);
+	bufs_commit(&s->bufs);
+	if (s->now_us >= s->next_tick_us) {
+		tick(s);
+		s->next_tick_us = s->now_us + TICK_US;
+	}
+	s->upper_ops->batch_end(s);
+}
+
 static void loop(struct shard *s)
 {
-	s->now_us = shard_now_us();
-	s->next_tick_us = s->now_us + TICK_US;
-	while (!s->stopped) {
-		flush_all(s);
-		uint64_t wait = s->next_tick_us > s->now_us ? s->next_tick_us - s->now_us : 0;
-		struct __kernel_timespec ts = { .tv_sec = (long long)(wait / 1000000), .tv_nsec = (long long)(wait % 1000000) * 1000 };
-		struct io_uring_cqe *cqe;
-		io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
-		stat_add(&s->stats->submits, 1);
-		stat_add(&s->stats->loops, 1);
-		s->now_us = shard_now_us();
-		unsigned head, n = 0;
-		io_uring_for_each_cqe(&s->ring, head, cqe) {
-			dispatch(s, cqe);
-			n++;
-		}
-		io_uring_cq_advance(&s->ring, n);
-		stat_add(&s->stats->cqes, n);
-		drain_inbox(s);
-		feed_starved(s);
-		bufs_commit(&s->bufs);
-		if (s->now_us >= s->next_tick_us) {
-			tick(s);
-			s->next_tick_us = s->now_us + TICK_US;
-		}
-	}
+	while (!s->stopped)
+		shard_step(s, UINT64_MAX);
 }
 
 /* ---- start-up ---- */
@@ -562,20 +567,44 @@ static int ring_init(struct shard *s, char *err, size_t errlen)
 	return -1;
 }
 
-static int shard_setup(struct shard *s)
+/* What a shard is before its ring exists: who it is, what runs above it, its
+ * inboxes. n: the number of shards (one inbox from each, one from control). */
+static int shard_init(struct shard *s, const struct topology *topo, const struct shard_upper *upper, int id, int n)
 {
-	char *err = s->startup_error;
-	size_t errlen = sizeof s->startup_error;
-	if (s->cpu >= 0) {
-		cpu_set_t set;
-		CPU_ZERO(&set);
-		CPU_SET(s->cpu, &set);
-		int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-		if (rc) {
-			snprintf(err, errlen, "cannot pin shard %d to CPU %d: %s", s->id, s->cpu, strerror(rc));
+	s->id = id;
+	s->nshards = n;
+	s->cpu = -1;
+	s->topo = topo;
+	s->cfg = topo->cfg;
+	s->upper_ops = upper;
+	s->stats = stats_shard(id);
+	s->wake_fd = s->reserve_fd = -1;
+	s->inbox = calloc((size_t)n + 1, sizeof *s->inbox);
+	if (!s->inbox)
+		return -1;
+	for (int j = 0; j <= n; j++)
+		if (queue_init(&s->inbox[j], 1024, sizeof(struct shard_msg)))
 			return -1;
-		}
-	}
+	return 0;
+}
+
+static int pin(struct shard *s, char *err, size_t errlen)
+{
+	if (s->cpu < 0)
+		return 0;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(s->cpu, &set);
+	int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+	if (rc)
+		snprintf(err, errlen, "cannot pin shard %d to CPU %d: %s", s->id, s->cpu, strerror(rc));
+	return rc ? -1 : 0;
+}
+
+/* The ring and what lives on it: buffer rings, the wake-up eventfd, the spare
+ * descriptor. On the thread that will submit (SINGLE_ISSUER). */
+static int open_ring(struct shard *s, char *err, size_t errlen)
+{
 	if (ring_init(s, err, errlen))
 		return -1;
 	if (bufs_init(&s->bufs, &s->ring, (uint32_t)s->cfg->client_bufs, (uint32_t)s->cfg->client_buf_size,
@@ -588,8 +617,15 @@ static int shard_setup(struct shard *s)
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		return -1;
 	}
-	if (open_listeners(s, err, errlen))
-		return -1;
+	return 0;
+}
+
+/* The layer above, then the first SQEs (accepts, the wake-up read) and the
+ * clock the first step's wait and tick are measured from. */
+static int start_upper(struct shard *s, char *err, size_t errlen)
+{
+	s->now_us = shard_now_us();
+	s->next_tick_us = s->now_us + TICK_US;
 	if (s->upper_ops->start(s)) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -597,7 +633,55 @@ static int shard_setup(struct shard *s)
 	for (int i = 0; i < s->nlisten; i++)
 		arm_accept(s, &s->listen[i]);
 	arm_wake(s);
+	atomic_store(&s->stats->topology_version, s->topo->version);
 	return 0;
+}
+
+static int shard_setup(struct shard *s)
+{
+	char *err = s->startup_error;
+	size_t errlen = sizeof s->startup_error;
+	if (pin(s, err, errlen) || open_ring(s, err, errlen) || open_listeners(s, err, errlen))
+		return -1;
+	return start_upper(s, err, errlen);
+}
+
+int shard_open(struct shard *s, const struct topology *topo, const struct shard_upper *upper, int id, char *err,
+	       size_t errlen)
+{
+	memset(s, 0, sizeof *s);
+	if (shard_init(s, topo, upper, id, 1)) {
+		snprintf(err, errlen, "out of memory");
+		shard_close(s);
+		return -1;
+	}
+	if (open_ring(s, err, errlen) || start_upper(s, err, errlen)) {
+		shard_close(s);
+		return -1;
+	}
+	return 0;
+}
+
+void shard_close(struct shard *s)
+{
+	if (s->bufs.ring) {   /* set by bufs_init, which runs once the ring exists */
+		bufs_destroy(&s->bufs);
+		io_uring_queue_exit(&s->ring);
+	}
+	if (s->wake_fd >= 0)
+		close(s->wake_fd);
+	if (s->reserve_fd >= 0)
+		close(s->reserve_fd);
+	for (int j = 0; s->inbox && j <= s->nshards; j++)
+		queue_destroy(&s->inbox[j]);
+	free(s->inbox);
+	while (s->free_sendbufs) {
+		struct sendbuf *sb = s->free_sendbufs;
+		s->free_sendbufs = sb->next;
+		free(sb);
+	}
+	memset(s, 0, sizeof *s);
+	s->wake_fd = s->reserve_fd = -1;
 }
 
 static void *shard_main(void *arg)
@@ -613,7 +697,6 @@ static void *shard_main(void *arg)
 		atomic_store(&s->started, -1);
 		return NULL;
 	}
-	atomic_store(&s->stats->topology_version, s->topo->version);
 	atomic_fetch_add(&running, 1);
 	atomic_store(&s->started, 1);
 	log_debug("shard running on CPU %d", s->cpu);
@@ -640,16 +723,11 @@ int shard_start_all(const struct topology *topo, const struct shard_upper *upper
 	}
 	for (int i = 0; i < n; i++) {
 		struct shard *s = &shards[i];
-		s->id = i;
-		s->nshards = n;
+		if (shard_init(s, topo, upper, i, n)) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
 		s->cpu = ncpus ? cpus[i % ncpus] : -1;
-		s->topo = topo;
-		s->cfg = topo->cfg;
-		s->upper_ops = upper;
-		s->stats = stats_shard(i);
-		s->inbox = calloc((size_t)n + 1, sizeof *s->inbox);
-		for (int j = 0; j <= n; j++)
-			queue_init(&s->inbox[j], 1024, sizeof(struct shard_msg));
 	}
 	for (int i = 0; i < n; i++) {
 		if (pthread_create(&shards[i].thread, NULL, shard_main, &shards[i])) {

@@ -48,6 +48,9 @@ struct shard_upper {
 	/* While draining, every tick: close what has finished (everything once
 	 * overdue); true when nothing is left and the shard may stop. */
 	bool (*drain)(struct shard *s, bool overdue);
+	/* After each batch of completions, messages and the tick: work the layer
+	 * put off so that it never runs inside a caller's stack. */
+	void (*batch_end)(struct shard *s);
 };
 
 /* An SQE's user_data: a pointer to the object, the operation in its low bits.
@@ -128,6 +131,22 @@ void shard_fd_refused(struct shard *s);
 int shard_start_all(const struct topology *topo, const struct shard_upper *upper, int nshards, const int *cpus,
 		    int ncpus, char *err, size_t errlen);
 struct shard *shard_get(int id);
+
+/* A shard driven by the caller's thread instead of its own (tests): the same
+ * set-up as a shard thread's (ring, buffers, wake-up eventfd, upper->start)
+ * but no CPU pinning and no listeners. It is alone (nshards 1, not reachable
+ * through shard_get or shard_post); id picks its stats block, so stats_init
+ * must have made more than id. Returns 0, or -1 with the cause in err. */
+int shard_open(struct shard *s, const struct topology *topo, const struct shard_upper *upper, int id, char *err,
+	       size_t errlen);
+/* One turn of the shard loop: start due sends, submit and wait (at most
+ * max_wait_us, and never past the next tick) for completions, handle them,
+ * the inboxes, starved receives, the tick when due and upper->batch_end.
+ * A shard thread runs exactly this until it stops. */
+void shard_step(struct shard *s, uint64_t max_wait_us);
+/* Release what shard_open made (ring, buffers, descriptors, inboxes). What
+ * upper->start put in s->upper, and any conn still open, are the caller's. */
+void shard_close(struct shard *s);
 int shard_count(void);
 /* Post a message to shard `to` from shard `from` (-1: control) and wake it. */
 bool shard_post(int from, int to, const struct shard_msg *m);

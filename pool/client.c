@@ -1,7 +1,8 @@
 /* pool/client.c: a client connection from accept to close: startup packet,
- * authentication, the login welcome, then forwarding its requests to whatever
- * server the pool lends it. Requests that arrive before a server is attached are
- * held as slices and handed over when one is. */
+ * authentication, the login welcome; then its framer frames each request once
+ * and hands it to the client's lease (pool/lease.c). What it is told itself
+ * (errors, the emulated failed block after its server died) is said here.
+ * Failing a client marks it; it is closed at the end of the completion batch. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -14,7 +15,12 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/shard.h"
+#include "pool/client.h"
+#include "pool/lease.h"
 #include "pool/pool.h"
+#include "pool/route.h"
+#include "pool/server.h"
+#include "pool/session.h"
 
 /* Clients of all shards, for max_client_conn. */
 static _Atomic int total_clients;
@@ -27,7 +33,6 @@ struct client_keys {
 static const struct proto_frame_ops client_ops;
 static const struct conn_ops client_conn_ops;
 
-#define HELD_COPY_MAX 512
 #define CLOSE_DRAIN_US 5000000   /* how long a closing client may take to read our last bytes */
 
 /* ---- small helpers ---- */
@@ -39,14 +44,59 @@ static gauge_t *state_gauge(struct stats_pool *ps, enum client_state st)
 	switch (st) {
 	case CL_LOGIN_WAIT: return &ps->cl_login;
 	case CL_IDLE: return &ps->cl_idle;
-	case CL_WAITING: return &ps->cl_waiting;
+	case CL_WAITING:
+	case CL_ROUTING: return &ps->cl_waiting;
 	case CL_ACTIVE: return &ps->cl_active;
 	default: return NULL;
 	}
 }
 
+/* The list a client in state st is on. */
+static struct list *list_of(struct client *cl, enum client_state st)
+{
+	switch (st) {
+	case CL_LOGIN_WAIT: return &cl->pool->login;
+	case CL_WAITING: return &cl->pool->waiting;
+	case CL_ROUTING: return &pool_shard(shard_of(cl))->routing;
+	case CL_CLOSED: return &pool_shard(shard_of(cl))->closing;
+	default: return NULL;
+	}
+}
+
+static void leave_list(struct client *cl)
+{
+	if (!list_linked(&cl->wait))
+		return;
+	list_del(&cl->wait);
+	if (cl->state == CL_WAITING) {
+		cl->pool->n_waiting--;
+		atomic_fetch_sub(&cl->pool->shared->waiting, 1);
+	} else if (cl->state == CL_LOGIN_WAIT) {
+		pool_sync_login_demand(cl->pool);
+	}
+}
+
+static void enter_list(struct client *cl)
+{
+	struct list *l = list_of(cl, cl->state);
+	if (!l)
+		return;
+	list_append(l, &cl->wait);
+	if (cl->state == CL_WAITING) {
+		cl->pool->n_waiting++;
+		atomic_fetch_add(&cl->pool->shared->waiting, 1);
+	} else if (cl->state == CL_LOGIN_WAIT) {
+		pool_sync_login_demand(cl->pool);
+	}
+	if ((cl->state == CL_WAITING || cl->state == CL_ROUTING) && !cl->wait_start_us)
+		cl->wait_start_us = shard_of(cl)->now_us;   /* kept while it is routed anew */
+}
+
 void client_set_state(struct client *cl, enum client_state st)
 {
+	INVARIANT(st != CL_ACTIVE || (cl->lease && cl->lease->server));
+	INVARIANT(st != CL_WAITING || cl->lease);
+	leave_list(cl);
 	if (cl->pool) {
 		gauge_t *old = state_gauge(cl->pool->stats, cl->state), *new = state_gauge(cl->pool->stats, st);
 		if (old)
@@ -56,11 +106,16 @@ void client_set_state(struct client *cl, enum client_state st)
 	}
 	cl->state = st;
 	cl->state_us = shard_of(cl)->now_us;
+	enter_list(cl);
 }
 
-/* Routing moved the client to another node's pool of the same (database, user). */
+/* Routing moved the client to another node's pool of the same (database,
+ * user): its gauges go along, and a waiting client its place in line. */
 void client_set_pool(struct client *cl, struct pool *p)
 {
+	bool listed = list_linked(&cl->wait) && (cl->state == CL_WAITING || cl->state == CL_LOGIN_WAIT);
+	if (listed)
+		leave_list(cl);
 	gauge_t *g = cl->pool ? state_gauge(cl->pool->stats, cl->state) : NULL;
 	if (g)
 		gauge_add(g, -1);
@@ -71,6 +126,8 @@ void client_set_pool(struct client *cl, struct pool *p)
 		gauge_add(&p->stats->cl_pinned, 1);
 	}
 	cl->pool = p;
+	if (listed)
+		enter_list(cl);
 }
 
 static void send_out(struct client *cl, struct proto_out *o)
@@ -78,6 +135,8 @@ static void send_out(struct client *cl, struct proto_out *o)
 	if (!conn_queue_out(&cl->conn, o))
 		LOGF(LOG_WARNING, cl->conn.id, "cannot queue a message for the client (out of memory)");
 }
+
+static void close_later(struct client *cl);
 
 /* Send an error and close. */
 void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
@@ -96,7 +155,7 @@ void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
 	if (!cl->conn.eof)
 		send_out(cl, &o);
 	LOGF(LOG_INFO, cl->conn.id, "closing client: %s (%s)", msg, sqlstate);
-	client_eof(cl, 0);
+	close_later(cl);
 }
 
 static void key_link(struct client *cl)
@@ -135,31 +194,35 @@ void client_accept(struct shard *s, int fd, bool is_unix)
 	proto_framer_init(&cl->conn.fr, true, (uint32_t)s->cfg->max_startup_packet);
 	cl->state = CL_STARTUP;
 	cl->connect_us = cl->state_us = s->now_us;
-	struct pool_shard *ps = pool_shard(s);
-	cl->next_all = ps->clients;
-	if (ps->clients)
-		ps->clients->prev_all = cl;
-	ps->clients = cl;
+	list_init(&cl->wait);
+	list_append(&pool_shard(s)->clients, &cl->all);
 	gauge_add(&s->stats->clients, 1);
 	(void)is_unix;
 	LOGF(LOG_DEBUG, cl->conn.id, "accepted %s connection", is_unix ? "unix" : "tcp");
 	conn_recv_on(&cl->conn);
 }
 
-/* The client is gone or must go: give back its server and close. */
-void client_eof(struct client *cl, int err)
+/* The client is gone or must go: it stops here, and is closed at the end of
+ * the batch (client_close_pending), outside whatever stack decided it. */
+static void close_later(struct client *cl)
+{
+	if (cl->state != CL_CLOSED)
+		client_set_state(cl, CL_CLOSED);   /* onto the shard's closing list */
+}
+
+static void client_eof(struct client *cl, int err)
 {
 	if (cl->state == CL_CLOSED)
 		return;
 	if (err && err != ECONNRESET && err != EPIPE)
 		LOGF(LOG_INFO, cl->conn.id, "client connection error: %s", strerror(err));
-	if (cl->state == CL_WAITING || cl->state == CL_LOGIN_WAIT)
-		pool_wait_remove(cl);
-	if (cl->server)
-		pool_release_server(cl->server, true);
-	sendq_drop(shard_of(cl), &cl->held);
-	sendq_drop(shard_of(cl), &cl->later);
-	client_set_state(cl, CL_CLOSED);
+	close_later(cl);
+}
+
+/* Give back its server and close the socket once our last bytes are out. */
+static void finish_close(struct client *cl)
+{
+	lease_client_gone(cl);
 	key_unlink(cl);
 	if (cl->counted) {
 		atomic_fetch_sub(&total_clients, 1);
@@ -172,17 +235,23 @@ void client_eof(struct client *cl, int err)
 	conn_close(&cl->conn);
 }
 
-void client_free(struct client *cl)
+void client_close_pending(struct shard *s)
+{
+	struct pool_shard *ps = pool_shard(s);
+	struct client *cl;
+	while ((cl = list_first(&ps->closing, struct client, wait))) {
+		list_del(&cl->wait);
+		finish_close(cl);
+	}
+}
+
+static void client_free(struct client *cl)
 {
 	struct shard *s = shard_of(cl);
-	if (cl->prev_all)
-		cl->prev_all->next_all = cl->next_all;
-	else
-		pool_shard(s)->clients = cl->next_all;
-	if (cl->next_all)
-		cl->next_all->prev_all = cl->prev_all;
+	INVARIANT(cl->state == CL_CLOSED && !cl->lease && !list_linked(&cl->wait));
+	list_del(&cl->all);
 	gauge_add(&s->stats->clients, -1);
-	fwd_client_free(cl);
+	session_free(cl);
 	params_clear(&cl->params);
 	free(cl->lost_msg);
 	free(cl->scram);
@@ -214,8 +283,7 @@ static void handle_cancel(struct client *cl, const uint8_t *msg, uint32_t len)
 		}
 	}
 	/* PostgreSQL answers a cancel request with nothing but a close */
-	client_set_state(cl, CL_CLOSED);
-	conn_close(&cl->conn);
+	close_later(cl);
 }
 
 /* pgring.target (or pgring.target_session_attrs, with libpq's names) in the
@@ -280,8 +348,10 @@ static bool read_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 	}
 	if (!take_target(cl))
 		return true;
-	if (!params_copy(&cl->startup, &cl->params))
-		return false;
+	if (!params_copy(&cl->startup, &cl->params) || cl->params.failed) {
+		client_fail(cl, "53200", "out of memory (or more than %d startup parameters)", PARAMS_MAX);
+		return true;
+	}
 	uint32_t minor = proto_get_u32(msg + 4) & 0xffff;
 	if (minor > 0 || nunsup) {
 		uint8_t mem[1024];
@@ -525,15 +595,27 @@ static void login_ok(struct client *cl)
 	free(cl->secret);   /* only authentication needed it */
 	cl->secret = NULL;
 	stat_add(&p->stats->client_logins, 1);
-	client_set_state(cl, CL_LOGIN_WAIT);
 	pool_login_wait(p, cl);
+}
+
+/* The value of the pool's reported parameter i the client is welcomed with. */
+static const char *welcome_value(const struct client *cl, int i)
+{
+	const struct pool *p = cl->pool;
+	const char *name = p->defaults.v[i].name;
+	const char *mine = params_get(&cl->params, name);
+	if (p->cluster && strcmp(name, "in_hot_standby") == 0)
+		mine = route_login_standby(cl);   /* what its transactions will meet, not the node it logged in on */
+	return mine ? mine : p->defaults.v[i].value;
 }
 
 void client_login_finish(struct client *cl)
 {
 	struct shard *s = shard_of(cl);
 	struct pool *p = cl->pool;
-	uint32_t cap = p->welcome_len + 1024;
+	uint32_t cap = 64;   /* authentication ok, key data, ready, then each ParameterStatus */
+	for (int i = 0; i < p->defaults.n; i++)
+		cap += (uint32_t)(strlen(p->defaults.v[i].name) + strlen(welcome_value(cl, i)) + 7);
 	uint32_t buf;
 	uint8_t *mem = bufs_scratch(&s->bufs, cap, &buf);
 	if (!mem) {
@@ -543,13 +625,8 @@ void client_login_finish(struct client *cl)
 	struct proto_out o;
 	proto_out_init(&o, mem, cap);
 	proto_auth_request(&o, 0, NULL, 0);
-	for (int i = 0; i < p->defaults.n; i++) {
-		const char *name = p->defaults.v[i].name;
-		const char *mine = params_get(&cl->params, name);
-		if (p->cluster && strcmp(name, "in_hot_standby") == 0)
-			mine = route_login_standby(cl);   /* what its transactions will meet, not the node it logged in on */
-		proto_parameter_status(&o, name, mine ? mine : p->defaults.v[i].value);
-	}
+	for (int i = 0; i < p->defaults.n; i++)
+		proto_parameter_status(&o, p->defaults.v[i].name, welcome_value(cl, i));
 	do {
 		auth_random(&cl->key_pid, sizeof cl->key_pid);
 		cl->key_pid = ((uint32_t)s->id << 22) | (cl->key_pid & 0x3fffff);
@@ -558,12 +635,15 @@ void client_login_finish(struct client *cl)
 	key_link(cl);
 	proto_backend_key(&o, cl->key_pid, cl->key_secret);
 	proto_ready(&o, 'I');
-	if (!o.overflow)
-		conn_queue(&cl->conn, o.p, (uint32_t)o.len, buf);
+	bool sent = !o.overflow && conn_queue(&cl->conn, o.p, (uint32_t)o.len, buf);
 	bufs_unref(&s->bufs, buf);
+	if (!sent) {
+		client_fail(cl, "53200", "out of memory");
+		return;
+	}
 	client_set_state(cl, CL_IDLE);
 	LOGF(LOG_INFO, cl->conn.id, "login: user=%s database=%s", cl->user, cl->database);
-	if (cl->held.head) {
+	if (cl->lease) {
 		/* requests pipelined behind the startup packet */
 		cl->xact_start_us = s->now_us;
 		cl->txn_target = (uint8_t)route_target(cl, NULL, 0, NULL, 0);
@@ -575,25 +655,12 @@ void client_login_finish(struct client *cl)
 
 /* The emulated "current transaction is aborted" state after a server died
  * inside the client's transaction block: answer until it ends the block. */
-static bool ends_block(const char *sql)
-{
-	while (isspace((unsigned char)*sql))
-		sql++;
-	static const char *const words[] = { "rollback", "abort", "commit", "end" };
-	for (size_t i = 0; i < 4; i++) {
-		size_t n = strlen(words[i]);
-		if (strncasecmp(sql, words[i], n) == 0 && !isalnum((unsigned char)sql[n]))
-			return true;
-	}
-	return false;
-}
-
 static void failed_txn_message(struct client *cl, uint8_t type, const uint8_t *msg, uint32_t len)
 {
 	uint8_t mem[1024];
 	struct proto_out o;
 	proto_out_init(&o, mem, sizeof mem);
-	bool rollback = type == 'Q' && len > 5 && msg && ends_block((const char *)msg + 5);
+	bool rollback = type == 'Q' && len > 5 && msg && proto_sql_ends_block((const char *)msg + 5, strnlen((const char *)msg + 5, len - 5));
 	if (cl->lost_msg && type != 'S' && type != 'H' && !rollback) {
 		/* the first thing it hears is why its transaction is gone */
 		proto_error(&o, "ERROR", cl->lost_state, "%s", cl->lost_msg);
@@ -630,39 +697,6 @@ static void failed_txn_message(struct client *cl, uint8_t type, const uint8_t *m
 		send_out(cl, &o);
 }
 
-/* Where a request's bytes go: the linked server, or held until one is linked. */
-static void forward(struct client *cl, const uint8_t *p, uint32_t n, uint32_t buf)
-{
-	if (cl->state == CL_ACTIVE && cl->server && !cl->rerouting) {
-		fwd_feed(cl, p, n, buf);
-	} else {
-		/* held until a server is free: small pieces are copied so that a waiting
-		 * client does not pin a whole receive buffer per message */
-		if (n <= HELD_COPY_MAX)
-			buf = PROTO_BUF_NONE;
-		if (!sendq_append(shard_of(cl), cl->rerouting ? &cl->later : &cl->held, p, n, buf))
-			client_fail(cl, "53200", "out of memory");
-	}
-}
-
-/* Requests pipelined behind a transaction routed off the primary start a
- * segment that must go to the primary: they wait in `later` until the
- * server has answered what it got (client_rerouted). */
-static void start_rerouting(struct client *cl, uint8_t type)
-{
-	cl->rerouting = true;
-	cl->later_expect = type == 'Q' || type == 'F' ? 1 : 0;
-	LOGF(LOG_DEBUG, cl->conn.id, "pipelined request held for the primary");
-}
-
-/* A request that opens a segment behind owed replies, while the client's
- * transaction is on a node its default would not pick. */
-static bool guarded_start(const struct client *cl, uint8_t type)
-{
-	return !cl->unsynced && !cl->rerouting && type != 'S' && cl->expect > 0 &&
-	       (cl->state == CL_ACTIVE || cl->state == CL_WAITING) && route_guarded(cl);
-}
-
 static int client_begin(void *ctx, uint8_t type, uint32_t len)
 {
 	struct client *cl = ctx;
@@ -694,7 +728,6 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 			proto_ready(&o, 'I');
 			send_out(cl, &o);
 			cl->sync_failed = false;
-			cl->unsynced = false;
 		}
 		return PROTO_STREAM;
 	}
@@ -702,36 +735,10 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 		if (type == 'Q' && len <= 4096)
 			return PROTO_WHOLE;   /* is it the ROLLBACK? */
 		failed_txn_message(cl, type, NULL, 0);
-		return PROTO_STREAM;      /* its bytes are dropped */
+		cl->drop_msg = true;      /* its bytes are dropped */
+		return PROTO_STREAM;
 	}
-	bool guarded = guarded_start(cl, type);
-	bool peekable = (type == 'Q' || type == 'P' || type == 'B') && len <= route_peek_max();
-	if (type == 'Q' || type == 'S' || type == 'F') {
-		if (cl->expect++ == 0)
-			cl->query_start_us = shard_of(cl)->now_us;
-		if (type == 'S')
-			cl->unsynced = false;
-		if (cl->rerouting)
-			cl->later_expect++;
-	} else if (type == 'P' || type == 'B' || type == 'E' || type == 'D' || type == 'C' || type == 'H') {
-		cl->unsynced = true;
-	}
-	if (cl->state == CL_IDLE) {
-		cl->xact_start_us = shard_of(cl)->now_us;
-		if (route_wants_text(cl) && peekable) {
-			cl->route_peek = true;   /* routed in client_whole, once its text is here */
-			return PROTO_WHOLE;
-		}
-		cl->txn_target = (uint8_t)route_target(cl, NULL, 0, NULL, 0);
-		pool_request_server(cl);
-	} else if (guarded) {
-		if (peekable) {
-			cl->route_peek = true;
-			return PROTO_WHOLE;
-		}
-		start_rerouting(cl, type);   /* a function call or a long message: not proven */
-	}
-	return PROTO_STREAM;   /* in CL_LOGIN_WAIT it is held until the login finishes */
+	return lease_request_begin(cl, type, len);
 }
 
 static bool client_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t buf)
@@ -756,35 +763,20 @@ static bool client_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 		client_eof(cl, 0);
 		return false;
 	}
+	if (cl->drop_msg)
+		return true;
 	if (cl->txn_failed) {
 		failed_txn_message(cl, msg[0], msg, len);
 		return true;
 	}
-	if (cl->route_peek) {
-		/* the first message of a segment, whole: it (and what is behind it)
-		 * says where it goes */
-		cl->route_peek = false;
-		int target = route_target(cl, msg, len, cl->conn.fr.ahead, cl->conn.fr.ahead_len);
-		if (cl->state == CL_IDLE) {
-			cl->txn_target = (uint8_t)target;
-			forward(cl, msg, len, buf);
-			if (cl->state == CL_IDLE)
-				pool_request_server(cl);
-		} else {
-			if (target == TARGET_PRIMARY)
-				start_rerouting(cl, msg[0]);
-			forward(cl, msg, len, buf);
-		}
-		return cl->state != CL_CLOSED;
-	}
-	return true;
+	return lease_request_whole(cl, msg, len, buf);
 }
 
 static void client_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
 {
 	struct client *cl = ctx;
-	if (!cl->txn_failed && !cl->drop_msg)
-		forward(cl, p, n, buf);
+	if (!cl->drop_msg && cl->state != CL_CLOSED)
+		lease_request_bytes(cl, p, n, buf);
 }
 
 static const struct proto_frame_ops client_ops = {
@@ -795,9 +787,11 @@ static const struct proto_frame_ops client_ops = {
 	.release = conn_frame_release,
 };
 
-void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf)
+static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf)
 {
 	struct shard *s = shard_of(cl);
+	if (cl->state == CL_CLOSED)
+		return;   /* closing at the end of the batch: nothing more is read */
 	if (cl->pool)
 		stat_add(&cl->pool->stats->bytes_in, n);
 	int rc = proto_framer_feed(&cl->conn.fr, data, n, buf, &client_ops, cl);
@@ -813,7 +807,7 @@ void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf)
 	if (cl->state == CL_CLOSED)
 		return;
 	/* back-pressure: stop reading a client whose bytes are not getting out */
-	uint32_t pending = cl->held.bytes + cl->later.bytes + (cl->server ? cl->server->conn.out_bytes : 0);
+	uint32_t pending = cl->lease ? lease_pending(cl->lease) : 0;
 	if (pending > (uint32_t)s->cfg->max_pending_bytes || cl->conn.out_bytes > (uint32_t)s->cfg->max_pending_bytes)
 		conn_recv_off(&cl->conn);
 }
@@ -822,92 +816,33 @@ void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf)
 void client_drained(struct client *cl)
 {
 	uint32_t low = (uint32_t)shard_of(cl)->cfg->max_pending_bytes / 2;
+	struct server *sv = cl->lease ? cl->lease->server : NULL;
 	if (cl->conn.out_bytes <= low) {
-		if (cl->server && !cl->server->conn.recv_wanted && cl->server->state != SV_CLOSED)
-			conn_recv_on(&cl->server->conn);
+		if (sv && !sv->conn.recv_wanted && sv->state != SV_CLOSED)
+			conn_recv_on(&sv->conn);
 		if (!cl->conn.recv_wanted && cl->state != CL_CLOSED && !cl->conn.closing &&
-		    cl->held.bytes + cl->later.bytes + (cl->server ? cl->server->conn.out_bytes : 0) <= low)
+		    (cl->lease ? lease_pending(cl->lease) : 0) <= low)
 			conn_recv_on(&cl->conn);
 	}
 }
 
-static void send_held(struct client *cl, struct sendq *q);
-
-/* A server was attached: restore the client's session settings (and, in
- * transaction pooling, its SQL PREPAREs), then send what it held. */
-void client_linked(struct client *cl)
-{
-	struct server *sv = cl->server;
-	struct pool *p = cl->pool;
-	client_set_state(cl, CL_ACTIVE);
-	if (cl->wait_start_us) {
-		stat_add(&p->stats->wait_time_us, shard_of(cl)->now_us - cl->wait_start_us);
-		stat_add(&p->stats->wait_count, 1);
-		cl->wait_start_us = 0;
-	}
-	fwd_lease(sv);
-	fwd_restore_session(cl, sv, false);
-	send_held(cl, &cl->held);
-}
-
-/* What waited for this server goes, through the same rewriting as live
- * requests. */
-static void send_held(struct client *cl, struct sendq *q)
-{
-	struct server *sv = cl->server;
-	struct sendq held = *q;
-	*q = (struct sendq){ 0 };
-	for (struct sendbuf *b = held.head; b && cl->server == sv && cl->state == CL_ACTIVE; b = b->next)
-		for (uint32_t i = 0; i < b->n && cl->server == sv && cl->state == CL_ACTIVE; i++)
-			fwd_feed(cl, b->iov[i].iov_base, (uint32_t)b->iov[i].iov_len, b->buf[i]);
-	sendq_drop(shard_of(cl), &held);
-	if (cl->server == sv && !cl->conn.recv_wanted)
-		client_drained(cl);
-}
-
-/* The server answered all it was sent before the requests in `later`. If it
- * was released, they are a new transaction for the primary; if it is kept
- * (a transaction block, a pin), they belong to it after all. */
-void client_rerouted(struct client *cl, bool released)
-{
-	cl->rerouting = false;
-	cl->later_expect = 0;
-	if (!released) {
-		send_held(cl, &cl->later);
-		return;
-	}
-	sendq_drop(shard_of(cl), &cl->held);
-	cl->held = cl->later;
-	cl->later = (struct sendq){ 0 };
-	if (cl->state != CL_IDLE)
-		return;
-	cl->xact_start_us = shard_of(cl)->now_us;
-	cl->txn_target = TARGET_PRIMARY;
-	pool_request_server(cl);
-}
-
-/* The server died under the client. */
-void client_server_lost(struct client *cl, const char *sqlstate, const char *why)
+/* The server died under the client (its lease is over). */
+void client_server_lost(struct client *cl, const char *sqlstate, const char *why, uint32_t owed, bool unsynced)
 {
 	struct pool *p = cl->pool;
 	bool session = p && p->mode == POOL_SESSION;
-	cl->server = NULL;
 	if (session || cl->state == CL_CLOSED) {
 		client_fail(cl, sqlstate, "server connection lost: %s", why);
 		return;
 	}
 	client_set_state(cl, CL_IDLE);
-	sendq_drop(shard_of(cl), &cl->held);
-	sendq_drop(shard_of(cl), &cl->later);
-	cl->rerouting = false;
-	cl->later_expect = 0;
-	fwd_client_lost(cl);
+	session_lost(cl);
 	if (cl->pins) {
 		/* what pinned it died with the server (LISTEN, locks, temporary tables) */
 		client_fail(cl, sqlstate, "server connection lost: %s", why);
 		return;
 	}
-	if (!cl->expect && !cl->in_txn && !cl->unsynced)
+	if (!owed && !cl->in_txn && !unsynced)
 		return;   /* between transactions: the next request simply gets another server */
 	/* the session survives on another server: what the server said fatally is
 	 * an ERROR for this client, then its transaction block (if any) is failed */
@@ -915,7 +850,7 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 		cl->txn_failed = true;
 		cl->failed_error_sent = false;
 	}
-	if (!cl->expect && !cl->unsynced) {
+	if (!owed && !unsynced) {
 		/* nothing in flight: report it on the client's next request */
 		free(cl->lost_msg);
 		cl->lost_msg = strdup(why);
@@ -925,7 +860,7 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 	/* every request in flight fails: an error before each ReadyForQuery owed, and
 	 * one for extended-protocol messages not yet synced (their implicit
 	 * transaction is gone), whose Sync is then answered by pgring */
-	uint32_t cap = (cl->expect + 1) * 512 + 64;
+	uint32_t cap = (owed + 1) * 512 + 64;
 	uint8_t *mem = malloc(cap);
 	if (!mem) {
 		client_fail(cl, "53200", "out of memory");
@@ -933,12 +868,11 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 	}
 	struct proto_out o;
 	proto_out_init(&o, mem, cap);
-	for (uint32_t i = 0; i < cl->expect && !o.overflow; i++) {
+	for (uint32_t i = 0; i < owed && !o.overflow; i++) {
 		proto_error(&o, "ERROR", sqlstate, "%s", why);
 		proto_ready(&o, cl->in_txn ? 'E' : 'I');
 	}
-	cl->expect = 0;
-	if (cl->unsynced) {
+	if (unsynced) {
 		proto_error(&o, "ERROR", sqlstate, "%s", why);
 		if (!cl->in_txn)
 			cl->sync_failed = true;
@@ -956,9 +890,9 @@ void client_cancel(struct shard *s, uint32_t pid, uint32_t key)
 		return;
 	for (struct client *cl = keys->bucket[pid % KEY_BUCKETS]; cl; cl = cl->next_key) {
 		if (cl->key_pid == pid && cl->key_secret == key) {
-			if (cl->server && cl->state == CL_ACTIVE) {
+			if (cl->state == CL_ACTIVE && cl->lease->server) {
 				stat_add(&s->stats->cancels_forwarded, 1);
-				server_send_cancel(cl->server);
+				server_send_cancel(cl->lease->server);
 			}
 			return;
 		}
@@ -969,8 +903,8 @@ void client_cancel(struct shard *s, uint32_t pid, uint32_t key)
 void client_tick(struct shard *s)
 {
 	const struct config *cfg = s->cfg;
-	for (struct client *cl = pool_shard(s)->clients, *next; cl; cl = next) {
-		next = cl->next_all;
+	struct client *cl, *next;
+	list_for_each_safe(&pool_shard(s)->clients, cl, next, all) {
 		uint64_t age = s->now_us - cl->state_us;
 		switch (cl->state) {
 		case CL_STARTUP:
@@ -983,7 +917,8 @@ void client_tick(struct shard *s)
 				client_fail(cl, "08P01", "query_wait_timeout");
 			break;
 		case CL_WAITING:
-			if (cfg->query_wait_timeout > 0 && age > cfg->query_wait_timeout * 1e6)
+		case CL_ROUTING:
+			if (cfg->query_wait_timeout > 0 && s->now_us - cl->wait_start_us > cfg->query_wait_timeout * 1e6)
 				client_fail(cl, "08P01", "query_wait_timeout");
 			break;
 		case CL_CLOSED:
@@ -998,15 +933,16 @@ void client_tick(struct shard *s)
 			if (cfg->client_idle_timeout > 0 && age > cfg->client_idle_timeout * 1e6)
 				client_fail(cl, "08P01", "client_idle_timeout");
 			break;
-		case CL_ACTIVE:
-			if (cfg->idle_transaction_timeout > 0 && cl->server && !cl->expect &&
-			    cl->server->txn_status != 'I' &&
-			    s->now_us - cl->server->last_rfq_us > cfg->idle_transaction_timeout * 1e6)
+		case CL_ACTIVE: {
+			const struct lease *l = cl->lease;
+			if (cfg->idle_transaction_timeout > 0 && !l->expect && l->server->txn_status != 'I' &&
+			    s->now_us - l->server->last_rfq_us > cfg->idle_transaction_timeout * 1e6)
 				client_fail(cl, "25P03", "idle_transaction_timeout");
-			else if (cfg->query_timeout > 0 && cl->expect &&
+			else if (cfg->query_timeout > 0 && l->expect &&
 				 s->now_us - cl->query_start_us > cfg->query_timeout * 1e6)
 				client_fail(cl, "57014", "query_timeout");
 			break;
+		}
 		default:
 			break;
 		}
@@ -1030,3 +966,10 @@ static const struct conn_ops client_conn_ops = {
 	.drained = conn_drained,
 	.free = conn_free,
 };
+
+bool client_busy(const struct client *cl)
+{
+	const struct lease *l = cl->lease;
+	return cl->state == CL_WAITING || cl->state == CL_ROUTING ||
+	       (cl->state == CL_ACTIVE && (l->expect || cl->in_txn || l->server->hidden));
+}

@@ -3,12 +3,22 @@
  * about clients and servers, the tick, and draining on SIGTERM. */
 #include <stdlib.h>
 
+#include "core/log.h"
+#include "pool/client.h"
+#include "pool/lease.h"
 #include "pool/pool.h"
+#include "pool/route.h"
 
 static int layer_start(struct shard *s)
 {
-	s->upper = calloc(1, sizeof(struct pool_shard));
-	return s->upper ? 0 : -1;
+	struct pool_shard *ps = calloc(1, sizeof *ps);
+	if (!ps)
+		return -1;
+	list_init(&ps->clients);
+	list_init(&ps->routing);
+	list_init(&ps->closing);
+	s->upper = ps;
+	return 0;
 }
 
 static void layer_accept(struct shard *s, int fd, bool is_unix)
@@ -51,16 +61,17 @@ static void layer_tick(struct shard *s)
 static bool layer_drain(struct shard *s, bool overdue)
 {
 	struct pool_shard *ps = pool_shard(s);
-	for (struct client *cl = ps->clients, *next; cl; cl = next) {
-		next = cl->next_all;
-		if (cl->state == CL_CLOSED)
-			continue;
-		bool busy = cl->state == CL_WAITING ||
-			    (cl->state == CL_ACTIVE && (cl->expect || cl->in_txn || (cl->server && cl->server->hidden)));
-		if (!busy || overdue)
+	struct client *cl, *next;
+	list_for_each_safe(&ps->clients, cl, next, all)
+		if (cl->state != CL_CLOSED && (overdue || !client_busy(cl)))
 			client_fail(cl, "57P01", "pgring is shutting down");
-	}
-	return !ps->clients && pool_active_servers(s) == 0;
+	return list_empty(&ps->clients) && pool_active_servers(s) == 0;
+}
+
+/* The end of a batch of completions: clients failed during it close now. */
+static void layer_batch_end(struct shard *s)
+{
+	client_close_pending(s);
 }
 
 const struct shard_upper pool_layer = {
@@ -70,4 +81,5 @@ const struct shard_upper pool_layer = {
 	.topology = layer_topology,
 	.tick = layer_tick,
 	.drain = layer_drain,
+	.batch_end = layer_batch_end,
 };

@@ -34,7 +34,7 @@ const char *params_get(const struct params *p, const char *name)
 	return i < 0 ? NULL : p->v[i].value;
 }
 
-bool params_set(struct params *p, const char *name, const char *value)
+static bool set(struct params *p, const char *name, const char *value)
 {
 	int i = find(p, name);
 	if (i >= 0) {
@@ -68,6 +68,14 @@ bool params_set(struct params *p, const char *name, const char *value)
 	p->v[p->n++] = (struct param){ n, v };
 	p->hash += digest(n, v);
 	return true;
+}
+
+bool params_set(struct params *p, const char *name, const char *value)
+{
+	if (set(p, name, value))
+		return true;
+	p->failed = true;
+	return false;
 }
 
 void params_remove(struct params *p, const char *name)

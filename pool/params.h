@@ -19,9 +19,12 @@ struct params {
 	struct param *v;
 	uint16_t n, cap;
 	uint64_t hash;      /* order-independent digest of (name, value) pairs */
+	bool failed;        /* an update was lost (no memory, or PARAMS_MAX): the record
+			     * cannot be trusted; its owner checks at its next step */
 };
 
-/* Set (or replace) name=value. Names compare case-insensitively. false: no memory. */
+/* Set (or replace) name=value. Names compare case-insensitively. false: no
+ * memory or PARAMS_MAX reached; p->failed then stays set until params_clear. */
 bool params_set(struct params *p, const char *name, const char *value);
 const char *params_get(const struct params *p, const char *name);
 void params_remove(struct params *p, const char *name);

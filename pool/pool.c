@@ -1,7 +1,8 @@
-/* pool/pool.c: a shard's pools: which server a client gets, who waits, when
- * servers are opened, parked, reset and closed. The server budget is shared by
- * every shard through pool_shared; a shard whose clients wait while another
- * shard sits on idle servers gets them back through the POOL_WAKE message. */
+/* pool/pool.c: a shard's pools: which server a client's lease gets, who
+ * waits, when servers are opened, parked, moved and closed. The server budget
+ * is shared by every shard through pool_shared; a shard whose clients wait
+ * while another shard sits on idle servers gets them through the POOL_WAKE
+ * and POOL_MSG_ADOPT_SERVER messages. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,11 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/shard.h"
+#include "pool/client.h"
+#include "pool/lease.h"
 #include "pool/pool.h"
+#include "pool/route.h"
+#include "pool/server.h"
 
 /* ---- the pool's private copy of its [databases] entry ---- */
 
@@ -60,61 +65,6 @@ static bool db_conn_differs(const struct config_db *a, const struct config_db *b
 	       str_differs(a->user, b->user) || str_differs(a->password, b->password) ||
 	       str_differs(a->client_encoding, b->client_encoding) || str_differs(a->datestyle, b->datestyle) ||
 	       str_differs(a->timezone, b->timezone) || str_differs(a->application_name, b->application_name);
-}
-
-/* ---- lists ---- */
-
-static void list_remove(struct server **head, struct server *sv)
-{
-	if (sv->prev)
-		sv->prev->next = sv->next;
-	else
-		*head = sv->next;
-	if (sv->next)
-		sv->next->prev = sv->prev;
-	sv->next = sv->prev = NULL;
-}
-
-static void list_push(struct server **head, struct server *sv)
-{
-	sv->prev = NULL;
-	sv->next = *head;
-	if (*head)
-		(*head)->prev = sv;
-	*head = sv;
-}
-
-/* Take the server off whichever list of its pool it is on. */
-static void detach(struct server *sv)
-{
-	struct pool *p = sv->pool;
-	if (sv->in_idle_list) {
-		list_remove(&p->idle, sv);
-		p->n_idle--;
-		sv->in_idle_list = false;
-	} else if (sv->in_used_list) {
-		list_remove(&p->used, sv);
-		p->n_used--;
-		sv->in_used_list = false;
-	}
-}
-
-static void to_used(struct server *sv)
-{
-	struct pool *p = sv->pool;
-	detach(sv);
-	list_push(&p->used, sv);
-	p->n_used++;
-	sv->in_used_list = true;
-}
-
-static void to_idle(struct server *sv)
-{
-	struct pool *p = sv->pool;
-	detach(sv);
-	list_push(&p->idle, sv);
-	p->n_idle++;
-	sv->in_idle_list = true;
 }
 
 static void settings(struct pool *p, const struct config *cfg)
@@ -194,6 +144,10 @@ struct pool *pool_find(struct shard *s, const char *db, const char *user, struct
 	p->node = node;
 	p->cluster = cluster;
 	p->ci = p->ni = -1;
+	list_init(&p->idle);
+	list_init(&p->used);
+	list_init(&p->waiting);
+	list_init(&p->login);
 	if (!p->db_name || !p->user) {
 		free(p->db_name);
 		free(p->user);
@@ -211,6 +165,16 @@ struct pool *pool_find(struct shard *s, const char *db, const char *user, struct
 	return p;
 }
 
+/* Idle servers close now, the others when they come back. */
+static void close_servers(struct pool *p, const char *why)
+{
+	struct server *sv, *tmp;
+	list_for_each_safe(&p->used, sv, tmp, link)
+		sv->close_when_idle = true;
+	while ((sv = list_first(&p->idle, struct server, link)))
+		server_close(sv, why);
+}
+
 /* A new topology: re-read every pool's settings (when the configuration
  * changed); servers made from a changed entry are replaced as they come free.
  * Then routing takes the new roles and states. */
@@ -222,10 +186,7 @@ void pool_refresh_all(struct shard *s, bool cfg_changed)
 		free(cluster);
 		if (entry) {
 			if (db_conn_differs(entry, p->db)) {
-				for (struct server *sv = p->used; sv; sv = sv->next)
-					sv->close_when_idle = true;
-				while (p->idle)
-					server_close(p->idle, "database settings changed");
+				close_servers(p, "database settings changed");
 				p->have_welcome = false;
 				params_clear(&p->defaults);
 				/* stale for every shard; the old copy is left to leak (rare,
@@ -236,10 +197,7 @@ void pool_refresh_all(struct shard *s, bool cfg_changed)
 			p->db = entry;
 		} else if (p->node) {
 			/* the node left the configuration: its waiters are routed elsewhere */
-			for (struct server *sv = p->used; sv; sv = sv->next)
-				sv->close_when_idle = true;
-			while (p->idle)
-				server_close(p->idle, "node removed from the configuration");
+			close_servers(p, "node removed from the configuration");
 		}
 		settings(p, s->cfg);
 	}
@@ -249,29 +207,42 @@ void pool_refresh_all(struct shard *s, bool cfg_changed)
 
 /* ---- getting servers ---- */
 
+static struct client *first_waiter(struct pool *p)
+{
+	return list_first(&p->waiting, struct client, wait);
+}
+
+static struct client *first_login(struct pool *p)
+{
+	return list_first(&p->login, struct client, wait);
+}
+
+/* client_fail takes each off its list (it is CL_CLOSED on return). */
 static void fail_waiters(struct pool *p, bool login_only)
 {
 	const char *msg = p->last_error[0] ? p->last_error : "could not connect to the server";
 	const char *state = p->last_sqlstate[0] ? p->last_sqlstate : "08006";
-	while (p->login_head)
-		client_fail(p->login_head, state, "%s", msg);
-	while (!login_only && p->wait_head)
-		client_fail(p->wait_head, state, "%s", msg);
+	struct client *cl;
+	while ((cl = first_login(p)))
+		client_fail(cl, state, "%s", msg);
+	while (!login_only && (cl = first_waiter(p)))
+		client_fail(cl, state, "%s", msg);
 }
 
 /* The oldest waiting client has waited past reserve_pool_timeout. */
 static bool reserve_due(struct pool *p)
 {
 	const struct config *cfg = p->shard->cfg;
-	return p->wait_head && atomic_load_explicit(&p->shared->reserve, memory_order_relaxed) > 0 &&
-	       p->shard->now_us - p->wait_head->wait_start_us > (uint64_t)(cfg->reserve_pool_timeout * 1e6);
+	struct client *first = first_waiter(p);
+	return first && atomic_load_explicit(&p->shared->reserve, memory_order_relaxed) > 0 &&
+	       p->shard->now_us - first->wait_start_us > (uint64_t)(cfg->reserve_pool_timeout * 1e6);
 }
 
 /* Clients waiting to log in need one server (to learn its parameters): make
  * that demand visible to the other shards like any waiting client's. */
-static void sync_login_demand(struct pool *p)
+void pool_sync_login_demand(struct pool *p)
 {
-	bool need = p->login_head && !p->have_welcome;
+	bool need = !list_empty(&p->login) && !p->have_welcome;
 	if (need == p->login_counted)
 		return;
 	p->login_counted = need;
@@ -330,13 +301,12 @@ static void fail_long_waiters(struct pool *p)
 	uint64_t limit = (uint64_t)(cfg->failover_timeout * 1e6), now = p->shard->now_us;
 	const char *msg = p->last_error[0] ? p->last_error : "could not connect to the server";
 	const char *state = p->last_sqlstate[0] ? p->last_sqlstate : "08006";
-	while (p->wait_head && now - p->wait_head->wait_start_us > limit)
-		client_fail(p->wait_head, state, "%s (failover_timeout)", msg);
-	for (struct client *cl = p->login_head, *next; cl; cl = next) {
-		next = cl->next_wait;
+	struct client *cl, *next;
+	while ((cl = first_waiter(p)) && now - cl->wait_start_us > limit)
+		client_fail(cl, state, "%s (failover_timeout)", msg);
+	list_for_each_safe(&p->login, cl, next, wait)
 		if (now - cl->state_us > limit)
 			client_fail(cl, state, "%s (failover_timeout)", msg);
-	}
 }
 
 static void launch(struct pool *p)
@@ -351,14 +321,13 @@ static void launch(struct pool *p)
 		connect_failed(p);
 		return;
 	}
-	to_used(sv);
 	p->n_connecting++;
 }
 
 /* Open servers while clients wait for more than are on their way. */
 static void launch_for_waiters(struct pool *p)
 {
-	int want = p->n_waiting + (p->login_head && !p->have_welcome ? 1 : 0);
+	int want = p->n_waiting + (!list_empty(&p->login) && !p->have_welcome ? 1 : 0);
 	while (p->n_connecting < want) {
 		int before = p->n_connecting;
 		launch(p);
@@ -367,13 +336,10 @@ static void launch_for_waiters(struct pool *p)
 	}
 }
 
-static void lease(struct server *sv, struct client *cl)
+/* The server goes to the client's lease. */
+static void take(struct server *sv, struct client *cl)
 {
 	struct pool *p = sv->pool;
-	if (sv->in_idle_list)
-		to_used(sv);
-	sv->client = cl;
-	cl->server = sv;
 	sv->lease_us = p->shard->now_us;
 	if (p->node) {
 		/* transactions routed to the node: this shard's own line, so no atomic add needed */
@@ -382,44 +348,9 @@ static void lease(struct server *sv, struct client *cl)
 	}
 	server_set_state(sv, SV_ACTIVE);
 	conn_recv_on(&sv->conn);
-	client_linked(cl);
+	lease_attach(cl->lease, sv);
 }
 
-void pool_wait_remove(struct client *cl)
-{
-	struct pool *p = cl->pool;
-	if (cl->route_waiting) {
-		route_wait_remove(cl);
-		return;
-	}
-	if (!p)
-		return;
-	if (cl->state == CL_LOGIN_WAIT) {
-		if (cl->prev_wait)
-			cl->prev_wait->next_wait = cl->next_wait;
-		else if (p->login_head == cl)
-			p->login_head = cl->next_wait;
-		if (cl->next_wait)
-			cl->next_wait->prev_wait = cl->prev_wait;
-		cl->next_wait = cl->prev_wait = NULL;
-		sync_login_demand(p);
-	} else if (cl->state == CL_WAITING) {
-		if (cl->prev_wait)
-			cl->prev_wait->next_wait = cl->next_wait;
-		else
-			p->wait_head = cl->next_wait;
-		if (cl->next_wait)
-			cl->next_wait->prev_wait = cl->prev_wait;
-		else
-			p->wait_tail = cl->prev_wait;
-		p->n_waiting--;
-		atomic_fetch_sub(&p->shared->waiting, 1);
-	}
-	cl->next_wait = cl->prev_wait = NULL;
-}
-
-/* A client in CL_LOGIN_WAIT learns the parameters of p's servers, at once if
- * any shard knows them already. */
 void pool_login_wait(struct pool *p, struct client *cl)
 {
 	if (cl->pool != p)
@@ -428,51 +359,27 @@ void pool_login_wait(struct pool *p, struct client *cl)
 		client_login_finish(cl);
 		return;
 	}
-	cl->next_wait = p->login_head;
-	cl->prev_wait = NULL;
-	if (p->login_head)
-		p->login_head->prev_wait = cl;
-	p->login_head = cl;
-	pool_request_server(cl);
-}
-
-void pool_wait_add(struct pool *p, struct client *cl)
-{
-	if (cl->state != CL_WAITING)
-		client_set_state(cl, CL_WAITING);
-	if (!cl->wait_start_us)
-		cl->wait_start_us = p->shard->now_us;
-	cl->next_wait = NULL;
-	cl->prev_wait = p->wait_tail;
-	if (p->wait_tail)
-		p->wait_tail->next_wait = cl;
-	else
-		p->wait_head = cl;
-	p->wait_tail = cl;
-	p->n_waiting++;
-	atomic_fetch_add(&p->shared->waiting, 1);
+	client_set_state(cl, CL_LOGIN_WAIT);
 	launch_for_waiters(p);
 }
 
 void pool_request_server(struct client *cl)
 {
-	if (cl->state == CL_LOGIN_WAIT) {
-		sync_login_demand(cl->pool);
-		launch_for_waiters(cl->pool);
-		return;
-	}
+	INVARIANT(cl->lease && !cl->lease->server);
 	struct pool *p = route_pool(cl);
 	if (!p) {
-		route_wait(cl);   /* no node for its target now (no primary): until a topology brings one */
+		client_set_state(cl, CL_ROUTING);   /* no node for its target now (no primary): until a topology brings one */
 		return;
 	}
 	if (p != cl->pool)
 		client_set_pool(cl, p);
-	if (p->idle) {
-		lease(p->idle, cl);
+	struct server *sv = list_first(&p->idle, struct server, link);
+	if (sv) {
+		take(sv, cl);
 		return;
 	}
-	pool_wait_add(p, cl);
+	client_set_state(cl, CL_WAITING);
+	launch_for_waiters(p);
 }
 
 /* ---- giving servers back ---- */
@@ -512,29 +419,33 @@ bool pool_adopt_welcome(struct pool *p)
 		params_set(&p->defaults, name, value);
 		c = value + strlen(value) + 1;
 	}
+	if (p->defaults.failed) {
+		log_error("out of memory adopting the parameters of %s/%s", p->db_name, p->user);
+		params_clear(&p->defaults);
+		return false;   /* tried again on the next tick */
+	}
 	p->have_welcome = true;
-	sync_login_demand(p);
+	pool_sync_login_demand(p);
 	return true;
 }
 
 /* The pool knows its parameters: welcome everyone who waited for them. */
 static void finish_logins(struct pool *p)
 {
-	sync_login_demand(p);
-	while (p->login_head) {
-		struct client *cl = p->login_head;
-		p->login_head = cl->next_wait;
-		if (p->login_head)
-			p->login_head->prev_wait = NULL;
-		cl->next_wait = cl->prev_wait = NULL;
-		client_login_finish(cl);
-	}
+	struct client *cl;
+	while ((cl = first_login(p)))
+		client_login_finish(cl);   /* takes it off the list */
+	pool_sync_login_demand(p);
 }
 
 static void learn_welcome(struct pool *p, struct server *sv)
 {
 	params_clear(&p->defaults);
-	params_copy(&p->defaults, &sv->params);
+	if (!params_copy(&p->defaults, &sv->params)) {
+		log_error("out of memory learning the parameters of %s/%s", p->db_name, p->user);
+		params_clear(&p->defaults);
+		return;   /* the next server to log in teaches them */
+	}
 	p->have_welcome = true;
 	publish_welcome(p);
 	finish_logins(p);
@@ -609,7 +520,6 @@ static bool migrate(struct server *sv)
 	int to = neediest_shard(sv->pool);
 	if (to < 0 || !proto_framer_idle(&sv->conn.fr) || sv->conn.out_bytes)
 		return false;
-	detach(sv);
 	server_set_state(sv, SV_MIGRATING);
 	atomic_fetch_add(&sv->pool->shared->in_transit, 1);
 	sv->migrate_to = to;
@@ -629,9 +539,7 @@ void pool_server_parked(struct server *sv)
 		/* the other shard's inbox is full: keep it after all */
 		atomic_fetch_sub(&sv->pool->shared->in_transit, 1);
 		gauge_add(&s->stats->servers, 1);
-		sv->state = SV_CLOSED;
 		server_set_state(sv, SV_RESETTING);
-		to_used(sv);
 		conn_recv_on(&sv->conn);
 		pool_server_ready(sv);
 		return;
@@ -657,16 +565,11 @@ void pool_adopt_server(struct shard *s, struct server *sv)
 		return;
 	}
 	sv->pool = p;
+	server_set_state(sv, SV_RESETTING);   /* enters this shard's gauges and lists */
 	if (s->draining) {
-		sv->state = SV_CLOSED;
-		server_set_state(sv, SV_RESETTING);
-		to_used(sv);
 		server_close(sv, "shutting down");
 		return;
 	}
-	sv->state = SV_CLOSED;                        /* enter this shard's gauges */
-	server_set_state(sv, SV_RESETTING);
-	to_used(sv);
 	conn_recv_on(&sv->conn);
 	pool_server_ready(sv);
 }
@@ -675,6 +578,11 @@ void pool_adopt_server(struct shard *s, struct server *sv)
 void pool_server_ready(struct server *sv)
 {
 	struct pool *p = sv->pool;
+	INVARIANT(!sv->lease && sv->state != SV_CLOSED);
+	if (sv->params.failed || sv->sqlprep.failed) {
+		server_close(sv, "out of memory keeping the record of its session");
+		return;
+	}
 	if (sv->state == SV_LOGIN || sv->state == SV_CONNECTING) {
 		p->n_connecting--;
 		sv->ready_once = true;
@@ -702,10 +610,9 @@ void pool_server_ready(struct server *sv)
 		server_set_state(sv, SV_RESETTING);
 		return;
 	}
-	if (p->wait_head && !(over_share(p) && migrate(sv))) {
-		struct client *cl = p->wait_head;
-		pool_wait_remove(cl);
-		lease(sv, cl);
+	struct client *cl = first_waiter(p);
+	if (cl && !(over_share(p) && migrate(sv))) {
+		take(sv, cl);
 		return;
 	}
 	if (sv->state == SV_MIGRATING)
@@ -718,95 +625,6 @@ void pool_server_ready(struct server *sv)
 		return;
 	server_set_state(sv, SV_IDLE);
 	sv->idle_since_us = p->shard->now_us;
-	to_idle(sv);
-}
-
-/* What undoes a departed client's pins on its server. */
-static bool release_pins(struct server *sv, uint8_t pins)
-{
-	char sql[160] = "";
-	if (pins & PIN_OTHER) {
-		snprintf(sql, sizeof sql, "DISCARD ALL");
-	} else {
-		if (pins & PIN_LISTEN)
-			strcat(sql, "UNLISTEN *;");
-		if (pins & PIN_ADVISORY)
-			strcat(sql, "SELECT pg_catalog.pg_advisory_unlock_all();");
-		if (pins & PIN_TEMP)
-			strcat(sql, "DISCARD TEMP;");
-		if (pins & PIN_CURSOR)
-			strcat(sql, "CLOSE ALL;");
-	}
-	if (!server_hidden_query(sv, sql))
-		return false;
-	if (pins & PIN_OTHER)
-		fwd_forget_session(sv);
-	return true;
-}
-
-static bool resets_session(const char *sql)
-{
-	return strcasestr(sql, "discard all") || strcasestr(sql, "reset all");
-}
-
-/* The client is finished with its server (end of transaction, or it left). */
-void pool_release_server(struct server *sv, bool gone)
-{
-	struct pool *p = sv->pool;
-	struct client *cl = sv->client;
-	const struct config *cfg = p->shard->cfg;
-	bool clean = fwd_idle(sv);
-	fwd_end_lease(sv);
-	sv->client = NULL;
-	/* back-pressure belongs to the pairing: whoever was paused for the other resumes */
-	conn_recv_on(&sv->conn);
-	if (cl) {
-		cl->server = NULL;
-		if (!gone)
-			client_drained(cl);
-		if (!gone && cl->state == CL_ACTIVE) {
-			client_set_state(cl, CL_IDLE);
-		}
-		if (gone) {
-			if (cl->expect) {
-				/* a query is still running for nobody: cancel it (PostgreSQL does not
-				 * notice a closed socket mid-query, and would keep its locks), then close */
-				server_send_cancel(sv);
-				server_close(sv, "client left while its query was running");
-				return;
-			}
-			if (!clean) {
-				/* replies still owed, or half a message sent: what the server holds
-				 * is uncertain (which statements it prepared), so it goes */
-				server_close(sv, "client left in the middle of a request");
-				return;
-			}
-			bool reset = false;
-			if (cl->unsynced && server_hidden_sync(sv))
-				reset = true;
-			if (sv->txn_status != 'I' || cl->in_txn)
-				reset |= server_hidden_query(sv, "ROLLBACK");
-			if (cl->pins && p->mode != POOL_SESSION)
-				reset |= release_pins(sv, cl->pins);
-			if (p->mode == POOL_SESSION && cfg->server_reset_query && *cfg->server_reset_query) {
-				reset |= server_hidden_query(sv, cfg->server_reset_query);
-				if (resets_session(cfg->server_reset_query))
-					fwd_forget_session(sv);
-			}
-			if (reset) {
-				server_set_state(sv, SV_RESETTING);
-				return;
-			}
-		} else if (cfg->server_reset_query_always && cfg->server_reset_query && *cfg->server_reset_query) {
-			if (server_hidden_query(sv, cfg->server_reset_query)) {
-				if (resets_session(cfg->server_reset_query))
-					fwd_forget_session(sv);
-				server_set_state(sv, SV_RESETTING);
-				return;
-			}
-		}
-	}
-	pool_server_ready(sv);
 }
 
 /* The server is closed: its budget slot is free for whoever waits. */
@@ -815,13 +633,12 @@ void pool_server_gone(struct server *sv)
 	struct pool *p = sv->pool;
 	struct shard *s = p->shard;
 	bool was_connecting = !sv->ready_once;
-	detach(sv);
 	if (was_connecting)
 		p->n_connecting--;
 	registry_give_slot(p->shared);
 	if (was_connecting)
 		connect_failed(p);   /* waits, or tells the clients at once if it is not transient */
-	if (p->n_waiting || (p->login_head && !p->have_welcome))
+	if (p->n_waiting || (!list_empty(&p->login) && !p->have_welcome))
 		launch_for_waiters(p);
 	if (others_wait(p)) {
 		struct shard_msg m = { .type = POOL_MSG_WAKE };
@@ -834,7 +651,7 @@ void pool_server_gone(struct server *sv)
 void pool_retry_waiters(struct shard *s)
 {
 	for (struct pool *p = pool_shard(s)->pools; p; p = p->next)
-		if (p->n_waiting || (p->login_head && !p->have_welcome))
+		if (p->n_waiting || (!list_empty(&p->login) && !p->have_welcome))
 			launch_for_waiters(p);
 }
 
@@ -855,8 +672,8 @@ static void pool_housekeeping(struct pool *p)
 	const struct config *cfg = s->cfg;
 	uint64_t now = s->now_us;
 	/* idle servers: oldest idle are at the tail */
-	for (struct server *sv = p->idle, *next; sv; sv = next) {
-		next = sv->next;
+	struct server *sv, *next;
+	list_for_each_safe(&p->idle, sv, next, link) {
 		int local_min = (atomic_load(&p->shared->min_size) + s->nshards - 1) / s->nshards;
 		bool idle_long = cfg->server_idle_timeout > 0 &&
 				 now - sv->idle_since_us > (uint64_t)(cfg->server_idle_timeout * 1e6) &&
@@ -871,8 +688,7 @@ static void pool_housekeeping(struct pool *p)
 			migrate(sv);
 	}
 	/* logins that take too long */
-	for (struct server *sv = p->used, *next; sv; sv = next) {
-		next = sv->next;
+	list_for_each_safe(&p->used, sv, next, link) {
 		if ((sv->state == SV_CONNECTING || sv->state == SV_LOGIN) && cfg->server_connect_timeout > 0 &&
 		    now - sv->connect_us > (uint64_t)(cfg->server_connect_timeout * 1e6)) {
 			snprintf(p->last_error, sizeof p->last_error, "server_connect_timeout");
@@ -890,12 +706,13 @@ static void pool_housekeeping(struct pool *p)
 				break;
 		}
 	/* login waiters: another shard may have learned the parameters meanwhile */
-	if (p->login_head && pool_adopt_welcome(p))
+	if (!list_empty(&p->login) && pool_adopt_welcome(p))
 		finish_logins(p);
 	fail_long_waiters(p);
-	if (p->n_waiting || (p->login_head && !p->have_welcome))
+	if (p->n_waiting || (!list_empty(&p->login) && !p->have_welcome))
 		launch_for_waiters(p);
-	int64_t max_wait = p->wait_head ? (int64_t)(now - p->wait_head->wait_start_us) : 0;
+	struct client *first = first_waiter(p);
+	int64_t max_wait = first ? (int64_t)(now - first->wait_start_us) : 0;
 	gauge_add(&p->stats->max_wait_us, max_wait - gauge_get(&p->stats->max_wait_us));
 }
 

@@ -11,7 +11,10 @@
 
 #include "core/config.h"
 #include "core/shard.h"
+#include "pool/client.h"
 #include "pool/pool.h"
+#include "pool/route.h"
+#include "pool/server.h"
 #include "proto/sqlroute.h"
 
 _Static_assert((int)TARGET_PRIMARY == (int)PROTO_TARGET_PRIMARY && (int)TARGET_REPLICA == (int)PROTO_TARGET_REPLICA &&
@@ -70,13 +73,10 @@ static struct pool *sibling(struct pool *p, int ni)
 	return p->sib[ni];
 }
 
-/* ---- choosing a node ---- */
+/* ---- choosing a node: pure functions of the snapshot ---- */
 
-static uint64_t next_random(struct shard *s)
+static uint64_t next_random(uint64_t *rng)
 {
-	uint64_t *rng = &pool_shard(s)->rng;
-	if (!*rng)
-		*rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)s->id << 32) ^ s->now_us;
 	*rng ^= *rng << 13;
 	*rng ^= *rng >> 7;
 	*rng ^= *rng << 17;
@@ -91,9 +91,9 @@ static bool readable(const struct topo_cluster *tc, int i, bool with_primary)
 	return n->role == NODE_REPLICA || (with_primary && i == tc->primary);
 }
 
-static int weighted_pick(struct shard *s, const struct topo_cluster *tc, bool with_primary, int total)
+static int weighted_pick(const struct topo_cluster *tc, bool with_primary, int total, uint64_t *rng)
 {
-	int64_t r = (int64_t)(next_random(s) % (uint64_t)total);
+	int64_t r = (int64_t)(next_random(rng) % (uint64_t)total);
 	for (int i = 0; i < tc->cc->nnodes; i++) {
 		if (!readable(tc, i, with_primary))
 			continue;
@@ -104,15 +104,10 @@ static int weighted_pick(struct shard *s, const struct topo_cluster *tc, bool wi
 	return -1;
 }
 
-/* Busy per unit of weight: servers leased now, all shards. */
-static double load(const struct topo_node *n)
-{
-	return (double)registry_node_active(n->shared) / (double)n->weight;
-}
-
 /* A node for reads: two picks by weight, the less loaded wins; with no node
  * to read from, the primary (or -1). */
-static int pick_reader(struct shard *s, const struct topo_cluster *tc, bool with_primary)
+static int pick_reader(const struct topo_cluster *tc, bool with_primary, uint64_t *rng,
+		       double (*load)(const struct topo_cluster *tc, int node))
 {
 	int total = 0;
 	for (int i = 0; i < tc->cc->nnodes; i++)
@@ -120,22 +115,38 @@ static int pick_reader(struct shard *s, const struct topo_cluster *tc, bool with
 			total += tc->nodes[i].weight;
 	if (total == 0)
 		return tc->primary;
-	int a = weighted_pick(s, tc, with_primary, total), b = weighted_pick(s, tc, with_primary, total);
+	int a = weighted_pick(tc, with_primary, total, rng), b = weighted_pick(tc, with_primary, total, rng);
 	if (a < 0 || b < 0 || a == b)
 		return a >= 0 ? a : b;
-	return load(&tc->nodes[b]) < load(&tc->nodes[a]) ? b : a;
+	return load(tc, b) < load(tc, a) ? b : a;
+}
+
+int route_pick_node(const struct topo_cluster *tc, int target, uint64_t *rng,
+		    double (*load)(const struct topo_cluster *tc, int node))
+{
+	switch (target) {
+	case TARGET_REPLICA:
+		return pick_reader(tc, false, rng, load);
+	case TARGET_ANY:
+		return pick_reader(tc, true, rng, load);
+	default:
+		return tc->primary;
+	}
+}
+
+/* Busy per unit of weight: servers leased now, all shards. */
+static double node_load(const struct topo_cluster *tc, int i)
+{
+	const struct topo_node *n = &tc->nodes[i];
+	return (double)registry_node_active(n->shared) / (double)n->weight;
 }
 
 static int pick_node(struct shard *s, const struct topo_cluster *tc, int target)
 {
-	switch (target) {
-	case TARGET_REPLICA:
-		return pick_reader(s, tc, false);
-	case TARGET_ANY:
-		return pick_reader(s, tc, true);
-	default:
-		return tc->primary;
-	}
+	uint64_t *rng = &pool_shard(s)->rng;
+	if (!*rng)
+		*rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)s->id << 32) ^ s->now_us;
+	return route_pick_node(tc, target, rng, node_load);
 }
 
 static int default_target(const struct client *cl)
@@ -329,42 +340,6 @@ const char *route_login_standby(const struct client *cl)
 	return default_target(cl) == TARGET_REPLICA ? "on" : "off";
 }
 
-/* ---- clients with nowhere to go ---- */
-
-void route_wait(struct client *cl)
-{
-	struct shard *s = shard_of(cl);
-	if (cl->state != CL_WAITING)
-		client_set_state(cl, CL_WAITING);
-	if (!cl->wait_start_us)
-		cl->wait_start_us = s->now_us;
-	cl->route_waiting = true;
-	cl->next_wait = NULL;
-	cl->prev_wait = pool_shard(s)->route_tail;
-	if (pool_shard(s)->route_tail)
-		pool_shard(s)->route_tail->next_wait = cl;
-	else
-		pool_shard(s)->route_head = cl;
-	pool_shard(s)->route_tail = cl;
-}
-
-void route_wait_remove(struct client *cl)
-{
-	struct shard *s = shard_of(cl);
-	if (!cl->route_waiting)
-		return;
-	if (cl->prev_wait)
-		cl->prev_wait->next_wait = cl->next_wait;
-	else
-		pool_shard(s)->route_head = cl->next_wait;
-	if (cl->next_wait)
-		cl->next_wait->prev_wait = cl->prev_wait;
-	else
-		pool_shard(s)->route_tail = cl->prev_wait;
-	cl->next_wait = cl->prev_wait = NULL;
-	cl->route_waiting = false;
-}
-
 /* Waiters of a pool whose node no longer suits their target move. */
 static bool misplaced(const struct client *cl, const struct pool *p)
 {
@@ -378,7 +353,7 @@ static bool misplaced(const struct client *cl, const struct pool *p)
 	case TARGET_PRIMARY:
 		return tc->primary != p->ni;
 	case TARGET_REPLICA:
-		return n->state != NODE_UP || (n->role != NODE_REPLICA && pick_reader(p->shard, tc, false) != p->ni);
+		return n->state != NODE_UP || (n->role != NODE_REPLICA && pick_node(p->shard, tc, TARGET_REPLICA) != p->ni);
 	default:
 		return n->state != NODE_UP;
 	}
@@ -391,50 +366,39 @@ void route_refresh(struct shard *s)
 		const struct topo_cluster *tc = cluster_of(p);
 		if (tc && p->ni >= 0 && tc->nodes[p->ni].state != NODE_DOWN && p->fails_in_row)
 			pool_reset_backoff(p);   /* the health check reaches it: so may we */
+		struct server *sv;
 		if (tc && p->ni >= 0 && tc->nodes[p->ni].state == NODE_DOWN)
-			while (p->idle)
-				server_close(p->idle, "node is down");
+			while ((sv = list_first(&p->idle, struct server, link)))
+				server_close(sv, "node is down");
 	}
 	/* clients logging in through a node that went down learn their parameters elsewhere */
+	struct client *cl, *next;
 	for (struct pool *p = pool_shard(s)->pools; p; p = p->next) {
 		const struct topo_cluster *tc = cluster_of(p);
 		if (!p->cluster || (tc && p->ni >= 0 && tc->nodes[p->ni].state != NODE_DOWN))
 			continue;
-		for (struct client *cl = p->login_head, *next; cl; cl = next) {
-			next = cl->next_wait;
+		list_for_each_safe(&p->login, cl, next, wait) {
 			struct pool *np = route_login_pool(cl);
-			if (!np || np == p)
-				continue;
-			pool_wait_remove(cl);
-			pool_login_wait(np, cl);
+			if (np && np != p)
+				pool_login_wait(np, cl);
 		}
 	}
-	/* the parked ones and those waiting where they no longer belong are routed
-	 * again, in the order they came; they keep their wait_start_us */
-	struct client *head = pool_shard(s)->route_head, *tail = pool_shard(s)->route_tail;
-	pool_shard(s)->route_head = pool_shard(s)->route_tail = NULL;
-	for (struct client *cl = head; cl; cl = cl->next_wait)
-		cl->route_waiting = false;
+	/* those waiting where they no longer belong join the ones with no node,
+	 * in the order they came; then all are routed again (keeping their
+	 * wait_start_us) */
 	for (struct pool *p = pool_shard(s)->pools; p; p = p->next) {
 		if (!p->cluster)
 			continue;
-		for (struct client *cl = p->wait_head, *next; cl; cl = next) {
-			next = cl->next_wait;
-			if (!misplaced(cl, p))
-				continue;
-			pool_wait_remove(cl);
-			cl->prev_wait = tail;
-			if (tail)
-				tail->next_wait = cl;
-			else
-				head = cl;
-			tail = cl;
-		}
+		list_for_each_safe(&p->waiting, cl, next, wait)
+			if (misplaced(cl, p))
+				client_set_state(cl, CL_ROUTING);
 	}
-	for (struct client *cl = head, *next; cl; cl = next) {
-		next = cl->next_wait;
-		cl->next_wait = cl->prev_wait = NULL;
-		pool_request_server(cl);
+	struct list *routing = &pool_shard(s)->routing;
+	struct client *last = list_last(routing, struct client, wait);
+	while (last && (cl = list_first(routing, struct client, wait))) {
+		pool_request_server(cl);   /* back on the list (at its end) if still no node */
+		if (cl == last)
+			break;
 	}
 }
 
@@ -444,8 +408,8 @@ void route_tick(struct shard *s)
 	if (cfg->failover_timeout <= 0)
 		return;
 	uint64_t limit = (uint64_t)(cfg->failover_timeout * 1e6);
-	while (pool_shard(s)->route_head && s->now_us - pool_shard(s)->route_head->wait_start_us > limit) {
-		struct client *cl = pool_shard(s)->route_head;
+	struct client *cl;
+	while ((cl = list_first(&pool_shard(s)->routing, struct client, wait)) && s->now_us - cl->wait_start_us > limit) {
 		client_fail(cl, "57P03", "no %s available for database \"%s\" (failover_timeout)",
 			    cl->txn_target == TARGET_REPLICA ? "node" : "primary", cl->database);
 	}

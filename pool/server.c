@@ -1,7 +1,8 @@
 /* pool/server.c: a server connection: connect, startup and authentication as a
  * PostgreSQL client (cleartext, md5, SCRAM, or SCRAM with keys passed through
- * from a client's login), then relaying results to the client it is leased to
- * and swallowing the results of queries pgring runs itself. */
+ * from a client's login); while leased, its replies go to the lease
+ * (pool/lease.c); between leases, the queries pgring runs itself (reset,
+ * rollback, session restore) with their results swallowed; cancels; close. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,44 +16,69 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/shard.h"
+#include "pool/client.h"
+#include "pool/lease.h"
 #include "pool/pool.h"
+#include "pool/server.h"
+#include "pool/session.h"
 
 static const struct proto_frame_ops server_ops;
 static const struct conn_ops server_conn_ops;
 
 static struct shard *shard_of(struct server *sv) { return sv->conn.shard; }
 
-void server_set_state(struct server *sv, enum server_state st)
+/* Which of its pool's lists a server in state st is on. */
+static struct list *list_of(struct pool *p, enum server_state st)
 {
-	struct stats_pool *ps = sv->pool->stats;
-	gauge_t *old = NULL, *new = NULL;
-	switch (sv->state) {
+	switch (st) {
+	case SV_IDLE: return &p->idle;
 	case SV_CONNECTING:
-	case SV_LOGIN: old = &ps->sv_login; break;
-	case SV_IDLE: old = &ps->sv_idle; break;
-	case SV_ACTIVE: old = &ps->sv_active; break;
-	case SV_RESETTING: old = &ps->sv_resetting; break;
-	default: break;
+	case SV_LOGIN:
+	case SV_ACTIVE:
+	case SV_RESETTING: return &p->used;
+	default: return NULL;
 	}
+}
+
+static gauge_t *state_gauge(struct stats_pool *ps, enum server_state st)
+{
 	switch (st) {
 	case SV_CONNECTING:
-	case SV_LOGIN: new = &ps->sv_login; break;
-	case SV_IDLE: new = &ps->sv_idle; break;
-	case SV_ACTIVE: new = &ps->sv_active; break;
-	case SV_RESETTING: new = &ps->sv_resetting; break;
-	default: break;
+	case SV_LOGIN: return &ps->sv_login;
+	case SV_IDLE: return &ps->sv_idle;
+	case SV_ACTIVE: return &ps->sv_active;
+	case SV_RESETTING: return &ps->sv_resetting;
+	default: return NULL;
 	}
+}
+
+void server_set_state(struct server *sv, enum server_state st)
+{
+	struct pool *p = sv->pool;
+	INVARIANT(st == SV_ACTIVE || st == SV_CLOSED || !sv->lease);
+	gauge_t *old = state_gauge(p->stats, sv->state), *new = state_gauge(p->stats, st);
 	if (old != new) {
 		if (old)
 			gauge_add(old, -1);
 		if (new)
 			gauge_add(new, 1);
 	}
-	if (sv->pool->node && (sv->state == SV_ACTIVE) != (st == SV_ACTIVE)) {
+	if (p->node && (sv->state == SV_ACTIVE) != (st == SV_ACTIVE)) {
 		/* the node's load, for routing: this shard's own line */
-		_Atomic int64_t *active = &sv->pool->node->shard[sv->pool->shard->id].active;
+		_Atomic int64_t *active = &p->node->shard[p->shard->id].active;
 		atomic_store_explicit(active, atomic_load_explicit(active, memory_order_relaxed) + (st == SV_ACTIVE ? 1 : -1),
 				      memory_order_relaxed);
+	}
+	struct list *from = list_linked(&sv->link) ? list_of(p, sv->state) : NULL, *to = list_of(p, st);
+	if (from != to) {
+		if (from) {
+			list_del(&sv->link);
+			*(from == &p->idle ? &p->n_idle : &p->n_used) -= 1;
+		}
+		if (to) {
+			list_prepend(to, &sv->link);   /* most recently used first */
+			*(to == &p->idle ? &p->n_idle : &p->n_used) += 1;
+		}
 	}
 	sv->state = st;
 }
@@ -116,6 +142,7 @@ struct server *server_connect(struct pool *p)
 	struct server *sv = calloc(1, sizeof *sv);
 	if (!sv)
 		return NULL;
+	list_init(&sv->link);
 	sv->pool = p;
 	sv->connect_us = s->now_us;
 	sv->txn_status = 'I';
@@ -329,8 +356,8 @@ static void track_parameter(struct server *sv, const uint8_t *msg, uint32_t len)
 		return;
 	params_set(&sv->params, name, value);
 	/* the server's canonical spelling of a value the client asked for */
-	if (sv->client && sv->state == SV_ACTIVE)
-		params_set(&sv->client->params, name, value);
+	if (sv->lease && sv->state == SV_ACTIVE && !params_set(&sv->lease->client->params, name, value))
+		client_fail(sv->lease->client, "53200", "out of memory");
 }
 
 static void login_message(struct server *sv, const uint8_t *msg, uint32_t len)
@@ -380,83 +407,11 @@ static void hidden_message(struct server *sv, const uint8_t *msg, uint32_t len)
 		struct proto_error_fields f;
 		proto_parse_error(msg + 5, len - 5, &f);
 		LOGF(LOG_WARNING, sv->conn.id, "pgring's own query failed on the server: %s (%s)", f.message, f.sqlstate);
-		if (sv->client)
-			client_fail(sv->client, "08P01", "could not restore session state on the server: %s", f.message);
+		if (sv->lease)
+			client_fail(sv->lease->client, "08P01", "could not restore session state on the server: %s",
+				    f.message);
 		sv->close_when_idle = true;
 	}
-}
-
-static void ready_for_query(struct server *sv, uint8_t status)
-{
-	struct client *cl = sv->client;
-	struct shard *s = shard_of(sv);
-	struct stats_pool *ps = sv->pool->stats;
-	sv->txn_status = (char)status;
-	sv->last_rfq_us = s->now_us;
-	cl->in_txn = status != 'I';
-	stat_add(&ps->query_count, 1);
-	stat_add(&ps->query_time_us, s->now_us - cl->query_start_us);
-	cl->query_start_us = s->now_us;
-	if (cl->expect)
-		cl->expect--;
-	if (status != 'I' && sv->pool->mode == POOL_STATEMENT) {
-		/* as PgBouncer: the server goes back after every statement, so a
-		 * transaction block cannot work; the release rolls it back */
-		client_fail(cl, "08P01", "transaction blocks not allowed in statement pooling mode");
-		return;
-	}
-	fwd_client_ready(cl, sv, (char)status);
-	/* requests rerouted for the primary are not this server's to answer */
-	if (cl->rerouting ? cl->expect > cl->later_expect : (cl->expect || cl->unsynced))
-		return;
-	if (status == 'I') {
-		stat_add(&ps->xact_count, 1);
-		stat_add(&ps->xact_time_us, s->now_us - cl->xact_start_us);
-		cl->xact_start_us = s->now_us;
-	}
-	if (status != 'I' || cl->pins || !fwd_idle(sv)) {
-		/* in a block, pinned to this server, or more replies are owed: it stays,
-		 * and requests held for the primary belong to it after all */
-		if (cl->rerouting)
-			client_rerouted(cl, false);
-		return;
-	}
-	if (sv->pool->mode != POOL_SESSION && !s->draining) {
-		pool_release_server(sv, false);
-		if (cl->rerouting)
-			client_rerouted(cl, true);
-	} else if (s->draining) {
-		client_fail(cl, "57P01", "pgring is shutting down");
-	}
-}
-
-static void relay(struct server *sv, const uint8_t *msg, uint32_t len, uint32_t buf)
-{
-	struct client *cl = sv->client;
-	if (msg[0] == 'E' && sv->pool->mode != POOL_SESSION) {
-		struct proto_error_fields f;
-		proto_parse_error(msg + 5, len - 5, &f);
-		if (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0) {
-			/* the server is going away, the client's session is not: keep it
-			 * and pass it on as an ERROR when the connection closes */
-			snprintf(sv->fatal_state, sizeof sv->fatal_state, "%s", f.sqlstate);
-			snprintf(sv->fatal_msg, sizeof sv->fatal_msg, "%s", f.message);
-			return;
-		}
-	}
-	bool pass = fwd_reply(sv, msg, len);
-	if (pass) {
-		stat_add(&sv->pool->stats->bytes_out, len);
-		if (!conn_queue(&cl->conn, msg, len, buf)) {
-			client_fail(cl, "53200", "out of memory");
-			return;
-		}
-	}
-	fwd_reply_done(sv, msg, len);
-	if (sv->client != cl || sv->state != SV_ACTIVE)
-		return;
-	if (msg[0] == 'Z' && pass)
-		ready_for_query(sv, len >= 6 ? msg[5] : 'I');
 }
 
 static int server_begin(void *ctx, uint8_t type, uint32_t len)
@@ -471,9 +426,8 @@ static int server_begin(void *ctx, uint8_t type, uint32_t len)
 		}
 		return PROTO_WHOLE;
 	}
-	if (!sv->hidden && sv->state == SV_ACTIVE && sv->client)
-		return fwd_reply_begin(sv, type, len);
-	sv->cur_hide = false;
+	if (!sv->hidden && sv->state == SV_ACTIVE && sv->lease)
+		return lease_reply_begin(sv->lease, type, len);
 	if (type == 'D' || type == 'd')
 		return PROTO_STREAM;
 	return len <= BUF_SCRATCH_SIZE / 2 ? PROTO_WHOLE : PROTO_STREAM;
@@ -492,8 +446,8 @@ static bool server_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 		hidden_message(sv, msg, len);
 		return sv->state != SV_CLOSED;
 	}
-	if (sv->state == SV_ACTIVE && sv->client) {
-		relay(sv, msg, len, buf);
+	if (sv->state == SV_ACTIVE && sv->lease) {
+		lease_reply_whole(sv->lease, msg, len, buf);
 		return sv->state != SV_CLOSED;
 	}
 	/* nobody is listening: an idle server only speaks to say it is going away */
@@ -510,11 +464,8 @@ static bool server_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 static void server_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
 {
 	struct server *sv = ctx;
-	if (sv->hidden || sv->cur_hide || sv->state != SV_ACTIVE || !sv->client)
-		return;
-	stat_add(&sv->pool->stats->bytes_out, n);
-	if (!conn_queue(&sv->client->conn, p, n, buf))
-		client_fail(sv->client, "53200", "out of memory");
+	if (!sv->hidden && sv->state == SV_ACTIVE && sv->lease)
+		lease_reply_bytes(sv->lease, p, n, buf);
 }
 
 static const struct proto_frame_ops server_ops = {
@@ -525,36 +476,34 @@ static const struct proto_frame_ops server_ops = {
 	.release = conn_frame_release,
 };
 
-void server_data(struct server *sv, uint8_t *data, uint32_t n, uint32_t buf)
+static void server_data(struct server *sv, uint8_t *data, uint32_t n, uint32_t buf)
 {
 	int rc = proto_framer_feed(&sv->conn.fr, data, n, buf, &server_ops, sv);
 	if (rc < 0 && sv->state != SV_CLOSED) {
 		stat_add(&shard_of(sv)->stats->protocol_errors, 1);
 		LOGF(LOG_WARNING, sv->conn.id, "server sent a malformed message (%s)",
 		     rc == PROTO_BAD_LENGTH ? "bad length" : "out of memory");
-		struct client *cl = sv->client;
+		snprintf(sv->fatal_state, sizeof sv->fatal_state, "08P01");
+		snprintf(sv->fatal_msg, sizeof sv->fatal_msg, "server sent a malformed message");
 		server_close(sv, NULL);
-		if (cl)
-			client_server_lost(cl, "08P01", "server sent a malformed message");
 		return;
 	}
 	/* back-pressure: a client that does not read stops its server */
-	struct client *cl = sv->client;
+	struct client *cl = sv->lease ? sv->lease->client : NULL;
 	if (cl && sv->state == SV_ACTIVE && cl->conn.out_bytes > (uint32_t)shard_of(sv)->cfg->max_pending_bytes)
 		conn_recv_off(&sv->conn);
 }
 
-void server_drained(struct server *sv)
+static void server_drained(struct server *sv)
 {
-	struct client *cl = sv->client;
+	struct client *cl = sv->lease ? sv->lease->client : NULL;
 	if (cl && cl->state == CL_ACTIVE && !cl->conn.recv_wanted)
 		client_drained(cl);
 }
 
-void server_eof(struct server *sv, int err)
+static void server_eof(struct server *sv, int err)
 {
 	struct pool *p = sv->pool;
-	struct client *cl = sv->client;
 	char why[160];
 	snprintf(why, sizeof why, "server closed the connection unexpectedly%s%s", err ? ": " : "",
 		 err ? strerror(err) : "");
@@ -562,27 +511,19 @@ void server_eof(struct server *sv, int err)
 		snprintf(p->last_error, sizeof p->last_error, "%s", why);
 		strcpy(p->last_sqlstate, "08006");
 	}
-	LOGF(cl ? LOG_WARNING : LOG_INFO, sv->conn.id, "%s%s%s", why, sv->fatal_msg[0] ? ": " : "", sv->fatal_msg);
-	char state[6], msg[200];
-	snprintf(state, sizeof state, "%s", sv->fatal_state[0] ? sv->fatal_state : "08006");
-	snprintf(msg, sizeof msg, "%s", sv->fatal_msg[0] ? sv->fatal_msg : "server closed the connection unexpectedly");
+	LOGF(sv->lease ? LOG_WARNING : LOG_INFO, sv->conn.id, "%s%s%s", why, sv->fatal_msg[0] ? ": " : "",
+	     sv->fatal_msg);
 	server_close(sv, NULL);
-	if (cl)
-		client_server_lost(cl, state, msg);
 }
 
-/* Unlink from everything and close; the budget slot goes back to the pool. */
+/* Unlink from everything and close; the budget slot goes back to the pool.
+ * A client leased the server loses it (with the FATAL it sent, if any). */
 void server_close(struct server *sv, const char *why)
 {
 	if (sv->state == SV_CLOSED)
 		return;
 	if (why)
 		LOGF(LOG_INFO, sv->conn.id, "closing server connection: %s", why);
-	struct client *cl = sv->client;
-	if (cl) {
-		cl->server = NULL;
-		sv->client = NULL;
-	}
 	if (!sv->conn.eof && sv->state != SV_CONNECTING && sv->conn.fd >= 0) {
 		uint8_t mem[8];
 		struct proto_out o;
@@ -590,21 +531,104 @@ void server_close(struct server *sv, const char *why)
 		proto_terminate(&o);
 		conn_queue_out(&sv->conn, &o);
 	}
-	enum server_state was = sv->state;
 	server_set_state(sv, SV_CLOSED);
 	pool_server_gone(sv);
-	(void)was;
 	proto_framer_reset(&sv->conn.fr, &server_ops, sv);
 	conn_close(&sv->conn);
+	if (sv->lease)
+		lease_server_lost(sv->lease, sv->fatal_state[0] ? sv->fatal_state : "08006",
+				  sv->fatal_msg[0] ? sv->fatal_msg : "server closed the connection unexpectedly");
 }
 
 void server_free(struct server *sv)
 {
 	gauge_add(&shard_of(sv)->stats->servers, -1);
-	fwd_server_free(sv);
+	stmt_cache_free(&sv->stmts);
+	params_clear(&sv->sqlprep);
 	params_clear(&sv->params);
 	free(sv->scram);
 	free(sv);
+}
+
+/* ---- between leases: reset ---- */
+
+/* What undoes a departed client's pins on its server. */
+static bool release_pins(struct server *sv, uint8_t pins)
+{
+	char sql[160] = "";
+	if (pins & PIN_OTHER) {
+		snprintf(sql, sizeof sql, "DISCARD ALL");
+	} else {
+		if (pins & PIN_LISTEN)
+			strcat(sql, "UNLISTEN *;");
+		if (pins & PIN_ADVISORY)
+			strcat(sql, "SELECT pg_catalog.pg_advisory_unlock_all();");
+		if (pins & PIN_TEMP)
+			strcat(sql, "DISCARD TEMP;");
+		if (pins & PIN_CURSOR)
+			strcat(sql, "CLOSE ALL;");
+	}
+	if (!server_hidden_query(sv, sql))
+		return false;
+	if (pins & PIN_OTHER)
+		session_forget_server(sv);
+	return true;
+}
+
+static bool hidden_sync(struct server *sv)
+{
+	static const uint8_t sync[5] = { 'S', 0, 0, 0, 4 };
+	if (!conn_queue(&sv->conn, sync, sizeof sync, PROTO_BUF_NONE))
+		return false;
+	sv->hidden++;
+	return true;
+}
+
+/* server_reset_query; one that discards everything leaves nothing prepared. */
+static bool reset_query(struct server *sv, const char *sql)
+{
+	if (!server_hidden_query(sv, sql))
+		return false;
+	if (proto_sql_resets_session(sql, strlen(sql)))
+		session_forget_server(sv);
+	return true;
+}
+
+void server_reset(struct server *sv, const struct server_leftover *left)
+{
+	struct pool *p = sv->pool;
+	const struct config *cfg = p->shard->cfg;
+	const char *rq = cfg->server_reset_query && *cfg->server_reset_query ? cfg->server_reset_query : NULL;
+	bool reset = false;
+	if (left && left->running) {
+		/* a query is still running for nobody: cancel it (PostgreSQL does not
+		 * notice a closed socket mid-query, and would keep its locks), then close */
+		server_send_cancel(sv);
+		server_close(sv, "client left while its query was running");
+		return;
+	}
+	if (left && left->dirty) {
+		/* replies still owed, or half a message sent: what the server holds
+		 * is uncertain (which statements it prepared), so it goes */
+		server_close(sv, "client left in the middle of a request");
+		return;
+	}
+	if (left) {
+		if (left->unsynced)
+			reset |= hidden_sync(sv);
+		if (sv->txn_status != 'I' || left->in_txn)
+			reset |= server_hidden_query(sv, "ROLLBACK");
+		if (left->pins && p->mode != POOL_SESSION)
+			reset |= release_pins(sv, left->pins);
+		if (p->mode == POOL_SESSION && rq)
+			reset |= reset_query(sv, rq);
+	} else if (cfg->server_reset_query_always && rq) {
+		reset = reset_query(sv, rq);
+	}
+	if (reset)
+		server_set_state(sv, SV_RESETTING);
+	else
+		pool_server_ready(sv);
 }
 
 bool server_queue_query(struct server *sv, const char *sql)
@@ -625,15 +649,6 @@ bool server_queue_query(struct server *sv, const char *sql)
 bool server_hidden_query(struct server *sv, const char *sql)
 {
 	if (!server_queue_query(sv, sql))
-		return false;
-	sv->hidden++;
-	return true;
-}
-
-bool server_hidden_sync(struct server *sv)
-{
-	static const uint8_t sync[5] = { 'S', 0, 0, 0, 4 };
-	if (!conn_queue(&sv->conn, sync, sizeof sync, PROTO_BUF_NONE))
 		return false;
 	sv->hidden++;
 	return true;

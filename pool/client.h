@@ -1,0 +1,126 @@
+/* pool/client.h: a client connection from accept to close: its startup,
+ * authentication and login welcome, its session (settings, statement names,
+ * pins) and what it is told while it has no server. Its requests go to a lease
+ * (pool/lease.h); it reaches a server only through one. */
+#ifndef PGRING_CLIENT_H
+#define PGRING_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/conn.h"
+#include "core/list.h"
+#include "pool/params.h"
+#include "pool/stmt.h"
+#include "proto/auth.h"
+
+struct shard;
+struct pool;
+struct lease;
+
+/* Each state but CL_STARTUP, CL_AUTH and CL_CLOSED has one list the client is
+ * on (client_set_state moves it): the pool's login or wait list, or the
+ * shard's list of clients with no node to go to. */
+enum client_state {
+	CL_STARTUP = 0,   /* waiting for SSLRequest / StartupMessage / CancelRequest */
+	CL_AUTH,          /* password exchange */
+	CL_LOGIN_WAIT,    /* authenticated; waiting for the pool's first server to learn its parameters */
+	CL_IDLE,          /* logged in, no server */
+	CL_WAITING,       /* has a request, waiting in its pool for a server */
+	CL_ROUTING,       /* has a request, no node of its target to go to (no primary) */
+	CL_ACTIVE,        /* its lease has a server */
+	CL_CLOSED,        /* failed or gone: closed at the end of the completion batch */
+};
+
+/* What a client holds that only its own server can keep (it pins the client). */
+enum client_pin {
+	PIN_LISTEN = 1,       /* LISTEN: notifications go to that backend */
+	PIN_ADVISORY = 2,     /* session advisory locks */
+	PIN_TEMP = 4,         /* temporary tables and the like */
+	PIN_CURSOR = 8,       /* WITH HOLD cursors */
+	PIN_OTHER = 16,       /* SET SESSION AUTHORIZATION, LOAD, ...: until DISCARD ALL */
+};
+
+/* A savepoint and the settings a ROLLBACK TO it brings back (NULL: those
+ * before the transaction). */
+struct savepoint {
+	char name[SQL_QNAME_MAX];
+	struct params *params;
+};
+
+/* What transaction pooling keeps for a client beyond its settings; most
+ * clients never need it, so it is allocated on first use. */
+struct client_sess {
+	struct params *txn_params;                 /* params as they become if the transaction commits */
+	struct params txn_forced;                  /* reported ones RESET to a startup value in it */
+	struct savepoint *sp;                      /* open savepoints, innermost last */
+	uint16_t nsp, sp_cap;
+	struct params sqlprep;                     /* SQL PREPAREs: name -> PREPARE statement */
+	struct params holds;                       /* "l:channel" listened to, "c:cursor" held */
+	struct stmt_map stmts;                     /* protocol-level statement names */
+};
+
+struct client {
+	struct conn conn;
+	enum client_state state;
+	struct list all;                           /* the shard's clients */
+	struct list wait;                          /* the list its state puts it on */
+	struct pool *pool;
+	struct lease *lease;                       /* its claim on a server, while it has requests */
+	char *user, *database;
+	struct params params;                      /* session state the client asked for */
+	uint32_t key_pid, key_secret;              /* our BackendKeyData */
+	struct client *next_key;                   /* cancel-key hash chain */
+	uint64_t connect_us, wait_start_us, state_us, xact_start_us, query_start_us;
+	uint32_t max_packet;
+	uint8_t auth_method;                       /* enum auth_type in use */
+	uint8_t md5_salt[4];
+	uint8_t auth_step;                         /* SCRAM: 0 awaiting SASLInitialResponse, 1 SASLResponse */
+	bool counted;                              /* counted in max_client_conn */
+	bool in_txn;                               /* last ReadyForQuery it got said T or E */
+	bool terminating;                          /* sent Terminate */
+	bool closing;                              /* on the shard's list of clients to close */
+	/* after its server died under it: pgring answers until the client is past it */
+	bool txn_failed;                           /* inside a transaction block: until it ends it */
+	bool failed_error_sent;                    /* emulated 25P02 already sent before Sync */
+	bool sync_failed;                          /* with messages unsynced: ignore until Sync */
+	bool drop_msg;                             /* the message being received is not forwarded */
+	char lost_state[6];                        /* why the server went away, for the next request */
+	char *lost_msg;
+	struct auth_scram_server *scram;           /* during SCRAM */
+	char *secret;                              /* the stored secret used to authenticate */
+	/* transaction pooling: session state pgring carries from server to server */
+	struct params startup;                     /* what RESET ALL goes back to */
+	struct client_sess *sess;                  /* the rest, allocated on first use (pool/session.c) */
+	uint8_t pins;                              /* enum client_pin bits */
+	/* routing (pool/route.c) */
+	uint8_t target;                            /* enum config_target asked at startup; 0: the database's */
+	uint8_t txn_target;                        /* where the transaction being started goes */
+};
+
+/* Its framer's reassembly callbacks (conn_frame_alloc) take it as its conn. */
+_Static_assert(offsetof(struct client, conn) == 0, "conn must come first in struct client");
+
+void client_accept(struct shard *s, int fd, bool is_unix);
+/* Move the client to state st: its gauges, and its list (appended at the tail
+ * of the new one, so waiting lists stay in arrival order). */
+void client_set_state(struct client *cl, enum client_state st);
+void client_set_pool(struct client *cl, struct pool *p);  /* move the client's gauges to p */
+void client_login_finish(struct client *cl);      /* pool has welcome params: finish login */
+/* Tell the client why (FATAL) and close it at the end of the completion batch.
+ * It is CL_CLOSED on return: callers stop handling it, nothing else happens
+ * inside their stack. */
+void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Its server died under its lease: what was in flight fails (an ERROR each),
+ * an open block is failed until the client ends it; its session goes on. */
+void client_server_lost(struct client *cl, const char *sqlstate, const char *why, uint32_t owed, bool unsynced);
+void client_drained(struct client *cl);           /* back-pressure: its socket drained */
+void client_cancel(struct shard *s, uint32_t pid, uint32_t key);
+void client_tick(struct shard *s);
+void client_close_pending(struct shard *s);      /* the end of a batch: close the failed ones */
+/* Is this client still busy (a request in flight or queued, an open block)? */
+bool client_busy(const struct client *cl);
+
+#endif

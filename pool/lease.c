@@ -1,0 +1,1230 @@
+/* pool/lease.c: one client's turn on a server (see pool/lease.h). Requests
+ * arrive framed once from the client's framer: counted (ReadyForQuery owed,
+ * Sync state), routed, then either sent to the server, rewritten where named
+ * statements take their shared server-side names and a statement the server
+ * lacks is prepared first, or held, framed, until a server is attached. The
+ * replies the server owes are queued in order, so that what pgring hides, or
+ * answers itself, keeps its place; a ReadyForQuery that leaves nothing owed
+ * ends the lease. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/shard.h"
+#include "pool/client.h"
+#include "pool/lease.h"
+#include "pool/pool.h"
+#include "pool/route.h"
+#include "pool/server.h"
+#include "pool/session.h"
+
+#define RF_CLIENT_NAME 1   /* P: the client's name was bound when it was sent; undone on failure */
+#define RF_IGNORED     4   /* S: sent while the server was in COPY FROM STDIN, which ignores it */
+
+/* Held requests this small are copied, so that a waiting client does not pin
+ * a whole receive buffer per message. */
+#define HELD_COPY_MAX 512
+
+struct fx_list {
+	int n;
+	struct proto_sql_stmt s[];
+};
+
+static struct shard *shard_of(const struct lease *l) { return l->client->conn.shard; }
+
+static void oom(struct client *cl)
+{
+	client_fail(cl, "53200", "out of memory");
+}
+
+/* ---- the queue of replies owed ---- */
+
+static struct reply *rq_head(struct lease *l)
+{
+	return l->rq.n ? &l->rq.r[l->rq.head] : NULL;
+}
+
+static void fx_free(struct fx_list *fxl)
+{
+	if (!fxl)
+		return;
+	proto_sql_free(fxl->s, fxl->n);
+	free(fxl);
+}
+
+static void entry_release(struct lease *l, struct reply *r)
+{
+	if (r->st)
+		stmt_unref(pool_shard(shard_of(l))->stmts, r->st);
+	if ((r->type == 'Q' || r->type == 'E') && r->kind == RP_PASS)
+		fx_free(r->extra);
+	else
+		free(r->extra);
+	r->st = NULL;
+	r->extra = NULL;
+}
+
+/* The request got no answer (skipped after an error) or failed: take back what
+ * was assumed when it was sent. */
+static void entry_undo(struct lease *l, struct reply *r, bool skipped)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	if (r->type == 'P' && r->st)
+		stmt_cache_remove(&sv->stmts, r->st->digest);
+	if (r->type == 'C' && r->kind == RP_HIDE && r->extra)
+		stmt_cache_add(&sv->stmts, r->extra);   /* the eviction did not happen */
+	if ((r->flags & RF_CLIENT_NAME) && cl && cl->sess) {
+		struct pstmt *st = stmt_map_get(&cl->sess->stmts, r->extra);
+		if (st == r->st) {
+			stmt_map_take(&cl->sess->stmts, r->extra);
+			stmt_unref(pool_shard(shard_of(l))->stmts, st);
+		}
+	}
+	if (skipped && r->kind == RP_PASS && (r->type == 'Q' || r->type == 'F') && l->expect)
+		l->expect--;   /* its ReadyForQuery will not come */
+	if (skipped && r->kind == RP_HIDE && r->type == 'Q')
+		l->need_sync = true;   /* the replay did not run */
+}
+
+static void rq_pop(struct lease *l)
+{
+	struct replyq *q = &l->rq;
+	entry_release(l, &q->r[q->head]);
+	q->head = (q->head + 1) & (q->cap - 1);
+	q->n--;
+}
+
+/* Queue what the server (or pgring) owes for one request. While the server
+ * skips to the next Sync, nothing but a Sync is answered. */
+static struct reply *rq_push(struct lease *l, uint8_t kind, uint8_t type, struct pstmt *st, void *extra,
+			     uint32_t flags)
+{
+	struct replyq *q = &l->rq;
+	if (st)
+		st->refs++;
+	struct reply tmp = { .kind = kind, .type = type, .flags = flags, .st = st, .extra = extra };
+	if (type == 'S')
+		l->skipping = false;
+	else if (l->skipping) {
+		entry_undo(l, &tmp, true);
+		entry_release(l, &tmp);
+		return NULL;
+	}
+	if (q->n == q->cap) {
+		uint32_t cap = q->cap ? q->cap * 2 : 16;
+		struct reply *r = malloc(cap * sizeof *r);
+		if (!r) {
+			entry_release(l, &tmp);
+			if (l->client)
+				oom(l->client);
+			return NULL;
+		}
+		for (uint32_t i = 0; i < q->n; i++)
+			r[i] = q->r[(q->head + i) & (q->cap - 1)];
+		free(q->r);
+		q->r = r;
+		q->cap = cap;
+		q->head = 0;
+	}
+	struct reply *r = &q->r[(q->head + q->n) & (q->cap - 1)];
+	q->n++;
+	*r = tmp;
+	return r;
+}
+
+/* Answers pgring gives itself go out once everything before them is answered. */
+static void pump(struct lease *l)
+{
+	struct reply *h;
+	while ((h = rq_head(l)) && (h->kind == RP_SYNTH || (h->flags & RF_IGNORED))) {
+		uint8_t msg[5] = { h->type, 0, 0, 0, 4 };
+		if (h->kind == RP_SYNTH && l->client->state != CL_CLOSED &&
+		    !conn_queue(&l->client->conn, msg, sizeof msg, PROTO_BUF_NONE))
+			oom(l->client);
+		rq_pop(l);
+	}
+}
+
+static void synth(struct lease *l, uint8_t type)
+{
+	if (rq_push(l, RP_SYNTH, type, NULL, NULL, 0))
+		pump(l);
+}
+
+/* After an error in the extended protocol the server ignores everything up to
+ * the next Sync: so do the replies owed for it. */
+static void skip_until_sync(struct lease *l)
+{
+	struct reply *h;
+	while ((h = rq_head(l)) && h->type != 'S') {
+		entry_undo(l, h, true);
+		rq_pop(l);
+	}
+	if (!h)
+		l->skipping = true;
+}
+
+static bool terminal(uint8_t request, uint8_t reply)
+{
+	switch (request) {
+	case 'P': return reply == '1';
+	case 'B': return reply == '2';
+	case 'D': return reply == 'T' || reply == 'n';
+	case 'E': return reply == 'C' || reply == 'I' || reply == 's';
+	case 'C': return reply == '3';
+	default: return reply == 'Z';   /* S, Q, F */
+	}
+}
+
+/* Nothing owed and no request half sent: the server may go back. */
+static bool lease_idle(const struct lease *l)
+{
+	return l->rq.n == 0 && !(l->sending && !proto_framer_idle(&l->client->conn.fr));
+}
+
+/* ---- replies from the server ---- */
+
+int lease_reply_begin(struct lease *l, uint8_t type, uint32_t len)
+{
+	bool small = len <= BUF_SCRATCH_SIZE / 2;
+	if (type == 'D' || type == 'd' || ((type == 'N' || type == 'A' || type == 'V') && !small)) {
+		struct reply *h = rq_head(l);
+		l->cur_hide = h && h->kind == RP_HIDE && type != 'A';
+		return PROTO_STREAM;
+	}
+	l->cur_hide = false;
+	return PROTO_WHOLE;   /* everything that ends a request is looked at whole */
+}
+
+static bool reply_passes(struct lease *l, const uint8_t *msg, uint32_t len)
+{
+	struct server *sv = l->server;
+	(void)len;
+	struct reply *h = rq_head(l);
+	uint8_t t = msg[0];
+	if (!h || h->kind != RP_HIDE || t == 'A')
+		return true;   /* notifications are the client's whatever is running */
+	if (t == 'E') {
+		if (h->type == 'P')
+			return true;   /* the statement it needs cannot be prepared: its error */
+		struct proto_error_fields f;
+		proto_parse_error(msg + 5, len - 5, &f);
+		LOGF(LOG_WARNING, sv->conn.id, "pgring's own request failed on the server: %s (%s)", f.message,
+		     f.sqlstate);
+		sv->close_when_idle = true;
+	}
+	return false;
+}
+
+static void command_complete(struct lease *l, struct reply *h, const uint8_t *msg, uint32_t len)
+{
+	struct client *cl = l->client;
+	const char *tag = len > 5 ? (const char *)msg + 5 : "";
+	uint16_t index = h->ncc++;
+	if (h->kind != RP_PASS || !cl)
+		return;
+	struct fx_list *fxl = h->extra;
+	bool to_savepoint = false;
+	for (int i = 0; fxl && i < fxl->n; i++) {
+		if (fxl->s[i].index == index) {
+			to_savepoint |= fxl->s[i].kind == SQL_ROLLBACK_TO;
+			session_apply(l, &fxl->s[i], tag);
+		}
+	}
+	if (strcmp(tag, "ROLLBACK") == 0 && !to_savepoint)
+		l->txn_rolled = true;
+}
+
+static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
+{
+	struct server *sv = l->server;
+	struct reply *h = rq_head(l);
+	uint8_t t = msg[0];
+	struct client *cl = l->client;
+	if (!h || t == 'A' || t == 'N' || t == 'S')
+		return;
+	if (t == 'C' && h->type == 'Q') {
+		command_complete(l, h, msg, len);
+		return;
+	}
+	if (t == 'G' && h->type == 'E') {
+		/* COPY FROM STDIN by an Execute: the server ignores Syncs until the
+		 * client's CopyDone or CopyFail, so those already sent get no answer */
+		l->copy_in = true;
+		for (uint32_t i = 1; i < l->rq.n; i++) {
+			struct reply *r = &l->rq.r[(l->rq.head + i) & (l->rq.cap - 1)];
+			if (r->type != 'S' || r->kind != RP_PASS)
+				break;
+			r->flags |= RF_IGNORED;
+			if (l->expect)
+				l->expect--;
+		}
+		return;
+	}
+	if (h->type == 'E' && (t == 'C' || t == 'E'))
+		l->copy_in = false;
+	if (t == 'E') {
+		if (h->kind == RP_PASS || h->type == 'P')
+			l->txn_error = true;
+		if (h->type == 'Q' || h->type == 'S' || h->type == 'F')
+			return;   /* ReadyForQuery ends these */
+		entry_undo(l, h, false);
+		rq_pop(l);
+		skip_until_sync(l);
+		pump(l);
+		return;
+	}
+	if (!terminal(h->type, t))
+		return;
+	if (h->type == 'E' && t == 'C' && cl && h->kind == RP_PASS) {
+		const char *tag = len > 5 ? (const char *)msg + 5 : "";
+		struct fx_list *fxl = h->extra;
+		if (fxl)
+			session_apply(l, &fxl->s[0], tag);
+		if (strcmp(tag, "ROLLBACK") == 0 && !(fxl && fxl->s[0].kind == SQL_ROLLBACK_TO))
+			l->txn_rolled = true;
+	}
+	if (t == 'Z' && h->kind == RP_HIDE) {
+		sv->txn_status = len >= 6 ? (char)msg[5] : 'I';
+		sv->last_rfq_us = sv->conn.shard->now_us;
+	}
+	rq_pop(l);
+	pump(l);
+}
+
+/* ---- requests on their way to the server ---- */
+
+static bool send_bytes(struct lease *l, const void *p, uint32_t n, uint32_t buf)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	if (conn_queue(&sv->conn, p, n, buf))
+		return true;
+	oom(cl);
+	return false;
+}
+
+/* A message with one name replaced: head (type, the parts before the name),
+ * the new name, then the untouched rest from the client's buffer. */
+static bool send_renamed(struct lease *l, uint8_t type, const char *before, size_t before_len,
+			 const char *name, const uint8_t *rest, uint32_t rest_len, uint32_t buf)
+{
+	uint8_t hdr[5 + SQL_NAME_MAX + STMT_SNAME_LEN + 4];
+	size_t nlen = strlen(name) + 1;
+	if (before_len + nlen + 5 > sizeof hdr)
+		return send_bytes(l, NULL, 0, PROTO_BUF_NONE);
+	uint32_t total = (uint32_t)(4 + before_len + nlen + rest_len);
+	hdr[0] = type;
+	hdr[1] = (uint8_t)(total >> 24);
+	hdr[2] = (uint8_t)(total >> 16);
+	hdr[3] = (uint8_t)(total >> 8);
+	hdr[4] = (uint8_t)total;
+	if (before_len)
+		memcpy(hdr + 5, before, before_len);
+	memcpy(hdr + 5 + before_len, name, nlen);
+	return send_bytes(l, hdr, (uint32_t)(5 + before_len + nlen), PROTO_BUF_NONE) &&
+	       (rest_len == 0 || send_bytes(l, rest, rest_len, buf));
+}
+
+/* A whole message built here. */
+static bool send_built(struct lease *l, struct proto_out *o)
+{
+	struct client *cl = l->client;
+	if (o->overflow) {
+		oom(cl);
+		return false;
+	}
+	return send_bytes(l, o->p, (uint32_t)o->len, PROTO_BUF_NONE);
+}
+
+/* Room for one more statement on the server: close the least recently used
+ * one that this lease has not touched. */
+static void make_room(struct lease *l)
+{
+	struct server *sv = l->server;
+	int max = sv->conn.shard->cfg->max_prepared_statements;
+	uint8_t d[STMT_DIGEST_LEN];
+	while (sv->stmts.n >= (uint32_t)max && stmt_cache_victim(&sv->stmts, l->clock, d)) {
+		char sname[STMT_SNAME_LEN];
+		stmt_sname(d, sname);
+		uint8_t mem[64];
+		struct proto_out o;
+		proto_out_init(&o, mem, sizeof mem);
+		proto_begin(&o, 'C');
+		proto_put_u8(&o, 'S');
+		proto_put_str(&o, sname);
+		proto_end(&o);
+		uint8_t *keep = malloc(STMT_DIGEST_LEN);
+		if (!keep || !send_built(l, &o)) {
+			free(keep);
+			return;
+		}
+		memcpy(keep, d, STMT_DIGEST_LEN);
+		stmt_cache_remove(&sv->stmts, d);
+		rq_push(l, RP_HIDE, 'C', NULL, keep, 0);
+		LOGF(LOG_DEBUG, sv->conn.id, "evicting prepared statement %s (max_prepared_statements)", sname);
+	}
+}
+
+/* Make sure the server has st prepared under its shared name. */
+static bool ensure(struct lease *l, struct pstmt *st)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	if (stmt_cache_has(&sv->stmts, st->digest))
+		return true;
+	make_room(l);
+	if (cl->state == CL_CLOSED)
+		return false;
+	uint32_t len = (uint32_t)(4 + strlen(st->sname) + 1 + st->body_len);
+	uint8_t hdr[5];
+	hdr[0] = 'P';
+	hdr[1] = (uint8_t)(len >> 24);
+	hdr[2] = (uint8_t)(len >> 16);
+	hdr[3] = (uint8_t)(len >> 8);
+	hdr[4] = (uint8_t)len;
+	if (!send_bytes(l, hdr, 5, PROTO_BUF_NONE) ||
+	    !send_bytes(l, st->sname, (uint32_t)strlen(st->sname) + 1, PROTO_BUF_NONE) ||
+	    !send_bytes(l, st->body, st->body_len, PROTO_BUF_NONE))
+		return false;
+	stmt_cache_add(&sv->stmts, st->digest);
+	rq_push(l, RP_HIDE, 'P', st, NULL, 0);
+	stat_add(&sv->pool->stats->prepares_injected, 1);
+	return true;
+}
+
+/* An error pgring finds itself in the client's extended-protocol stream: the
+ * server raises it, so that the transaction is aborted and the rest up to Sync
+ * is skipped exactly as PostgreSQL would. */
+static void raise_error(struct lease *l, const char *sqlstate, const char *fmt, const char *arg)
+{
+	struct client *cl = l->client;
+	char msg[SQL_NAME_MAX + 128], lit[2 * sizeof msg + 8], sql[sizeof lit + 160];
+	snprintf(msg, sizeof msg, fmt, arg);
+	for (char *c = msg; *c; c++)
+		if (*c == '$')
+			*c = '?';   /* keep the dollar quote closed */
+	if (proto_sql_quote(msg, lit, sizeof lit) < 0)
+		snprintf(lit, sizeof lit, "'%s'", sqlstate);
+	snprintf(sql, sizeof sql, "DO $pgring$BEGIN RAISE EXCEPTION USING ERRCODE = '%s', MESSAGE = %s; END$pgring$",
+		 sqlstate, lit);
+	uint8_t mem[sizeof sql + 64];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_begin(&o, 'P');
+	proto_put_str(&o, "");
+	proto_put_str(&o, sql);
+	proto_put_u16(&o, 0);
+	proto_end(&o);
+	proto_begin(&o, 'B');
+	proto_put_str(&o, "");
+	proto_put_str(&o, "");
+	proto_put_u16(&o, 0);
+	proto_put_u16(&o, 0);
+	proto_put_u16(&o, 0);
+	proto_end(&o);
+	proto_begin(&o, 'E');
+	proto_put_str(&o, "");
+	proto_put_u32(&o, 0);
+	proto_end(&o);
+	if (!send_built(l, &o))
+		return;
+	if (l->unnamed_fx)
+		proto_sql_free(l->unnamed_fx, 1);
+	free(l->unnamed_fx);
+	l->unnamed_fx = NULL;
+	rq_push(l, RP_HIDE, 'P', NULL, NULL, 0);
+	rq_push(l, RP_HIDE, 'B', NULL, NULL, 0);
+	rq_push(l, RP_PASS, 'E', NULL, NULL, 0);
+	LOGF(LOG_DEBUG, cl->conn.id, "client error: %s (%s)", msg, sqlstate);
+}
+
+/* Protocol-level names are shared and renamed in transaction and statement
+ * pooling; a session-mode server is the client's alone. */
+static bool renaming(const struct server *sv)
+{
+	return sv->pool->mode != POOL_SESSION && sv->conn.shard->cfg->max_prepared_statements > 0;
+}
+
+static void on_parse(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	const char *name = (const char *)msg + 5;
+	size_t nlen = strnlen(name, len - 5);
+	if (nlen == len - 5u) {
+		client_fail(cl, "08P01", "invalid Parse message");
+		return;
+	}
+	const uint8_t *body = msg + 5 + nlen + 1;
+	uint32_t body_len = len - 5 - (uint32_t)nlen - 1;
+	if (!*name || !renaming(sv)) {
+		/* the unnamed statement lives on this server until the next Sync */
+		if (l->unnamed_fx)
+			proto_sql_free(l->unnamed_fx, 1);
+		free(l->unnamed_fx);
+		l->unnamed_fx = NULL;
+		struct proto_sql_stmt fx;
+		if (!*name && proto_sql_scan((const char *)body, strnlen((const char *)body, body_len), &fx, 1, NULL) == 1) {
+			if ((l->unnamed_fx = malloc(sizeof fx)))
+				*l->unnamed_fx = fx;
+			else
+				proto_sql_free(&fx, 1);
+		}
+		if (send_bytes(l, msg, len, buf))
+			rq_push(l, RP_PASS, 'P', NULL, NULL, 0);
+		return;
+	}
+	if (!session_get(cl)) {
+		oom(cl);
+		return;
+	}
+	if (stmt_map_get(&cl->sess->stmts, name) || params_get(&cl->sess->sqlprep, name)) {
+		raise_error(l, "42P05", "prepared statement \"%s\" already exists", name);
+		return;
+	}
+	if (cl->sess->stmts.n >= (uint32_t)sv->conn.shard->cfg->max_client_prepared_statements) {
+		raise_error(l, "53400", "too many prepared statements (max_client_prepared_statements)%s", "");
+		return;
+	}
+	struct pstmt *st = stmt_intern(&pool_shard(shard_of(l))->stmts, body, body_len);
+	char *keep = strdup(name);
+	if (!st || !keep || !stmt_map_put(&cl->sess->stmts, name, st)) {
+		free(keep);
+		if (st)
+			stmt_unref(pool_shard(shard_of(l))->stmts, st);
+		oom(cl);
+		return;
+	}
+	if (stmt_cache_has(&sv->stmts, st->digest)) {
+		free(keep);
+		stat_add(&sv->pool->stats->prepares_shared, 1);
+		synth(l, '1');
+		return;
+	}
+	make_room(l);
+	if (cl->state == CL_CLOSED || !send_renamed(l, 'P', NULL, 0, st->sname, body, body_len, buf)) {
+		free(keep);
+		return;
+	}
+	stmt_cache_add(&sv->stmts, st->digest);
+	rq_push(l, RP_PASS, 'P', st, keep, RF_CLIENT_NAME);
+}
+
+/* The client's statement `name` as the server knows it: NULL and an error
+ * raised if it has none. *sql_level: a SQL PREPARE, named as the client named it. */
+static struct pstmt *lookup(struct lease *l, const char *name, bool *sql_level)
+{
+	struct client *cl = l->client;
+	*sql_level = false;
+	struct pstmt *st = cl->sess ? stmt_map_get(&cl->sess->stmts, name) : NULL;
+	if (st)
+		return ensure(l, st) ? st : NULL;
+	if (cl->sess && params_get(&cl->sess->sqlprep, name)) {
+		*sql_level = true;
+		return NULL;
+	}
+	raise_error(l, "26000", "prepared statement \"%s\" does not exist", name);
+	return NULL;
+}
+
+static struct proto_sql_stmt *fx_copy(const struct proto_sql_stmt *fx)
+{
+	struct proto_sql_stmt *c = malloc(sizeof *c);
+	if (!c)
+		return NULL;
+	*c = *fx;
+	c->text = NULL;
+	c->index = 0;
+	c->value = fx->value ? strdup(fx->value) : NULL;
+	return c;
+}
+
+static void on_bind(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	const char *portal = (const char *)msg + 5;
+	size_t plen = strnlen(portal, len - 5);
+	const char *name = portal + plen + 1;
+	if (plen + 1 >= len - 5u || strnlen(name, len - 5 - plen - 1) == len - 5 - plen - 1) {
+		client_fail(cl, "08P01", "invalid Bind message");
+		return;
+	}
+	size_t nlen = strlen(name);
+	const uint8_t *rest = (const uint8_t *)name + nlen + 1;
+	uint32_t rest_len = (uint32_t)(msg + len - rest);
+	if (!*portal && l->portal_fx) {
+		proto_sql_free(l->portal_fx, 1);
+		free(l->portal_fx);
+		l->portal_fx = NULL;
+	}
+	if (!*name || !renaming(sv)) {
+		if (!*portal && !*name && l->unnamed_fx)
+			l->portal_fx = fx_copy(l->unnamed_fx);
+		if (send_bytes(l, msg, len, buf))
+			rq_push(l, RP_PASS, 'B', NULL, NULL, 0);
+		return;
+	}
+	bool sql_level;
+	struct pstmt *st = lookup(l, name, &sql_level);
+	if (!st && !sql_level)
+		return;
+	bool ok = st ? send_renamed(l, 'B', portal, plen + 1, st->sname, rest, rest_len, buf)
+		     : send_bytes(l, msg, len, buf);
+	if (!ok)
+		return;
+	if (st && !*portal && st->fx)
+		l->portal_fx = fx_copy(st->fx);
+	rq_push(l, RP_PASS, 'B', NULL, NULL, 0);
+}
+
+static void on_describe(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	struct server *sv = l->server;
+	const char *name = len > 6 ? (const char *)msg + 6 : "";
+	if (len < 7 || msg[5] != 'S' || !*name || !renaming(sv)) {
+		if (send_bytes(l, msg, len, buf))
+			rq_push(l, RP_PASS, 'D', NULL, NULL, 0);
+		return;
+	}
+	bool sql_level;
+	struct pstmt *st = lookup(l, name, &sql_level);
+	if (!st && !sql_level)
+		return;
+	bool ok = st ? send_renamed(l, 'D', "S", 1, st->sname, NULL, 0, PROTO_BUF_NONE)
+		     : send_bytes(l, msg, len, buf);
+	if (ok)
+		rq_push(l, RP_PASS, 'D', NULL, NULL, 0);
+}
+
+static void on_close(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	const char *name = len > 6 ? (const char *)msg + 6 : "";
+	struct client_sess *cs = cl->sess;
+	if (len >= 7 && msg[5] == 'S' && *name && renaming(sv) && !(cs && params_get(&cs->sqlprep, name))) {
+		/* the server keeps the shared statement for others; the name is gone */
+		struct pstmt *st = cs ? stmt_map_take(&cs->stmts, name) : NULL;
+		if (st)
+			stmt_unref(pool_shard(shard_of(l))->stmts, st);
+		synth(l, '3');
+		return;
+	}
+	if (len >= 7 && msg[5] == 'S' && *name && cs) {
+		params_remove(&cl->sess->sqlprep, name);
+		params_remove(&sv->sqlprep, name);
+	}
+	if (send_bytes(l, msg, len, buf))
+		rq_push(l, RP_PASS, 'C', NULL, NULL, 0);
+}
+
+static void on_execute(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	if (!send_bytes(l, msg, len, buf))
+		return;
+	struct fx_list *fxl = NULL;
+	if (len > 5 && msg[5] == 0 && l->portal_fx && (fxl = malloc(sizeof *fxl + sizeof fxl->s[0]))) {
+		/* what the unnamed portal's statement does, applied when it completes */
+		fxl->n = 1;
+		fxl->s[0] = *l->portal_fx;
+		fxl->s[0].value = l->portal_fx->value ? strdup(l->portal_fx->value) : NULL;
+	}
+	rq_push(l, RP_PASS, 'E', NULL, fxl, 0);
+}
+
+static void on_query(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	const char *sql = (const char *)msg + 5;
+	size_t qlen = strnlen(sql, len - 5);
+	struct proto_sql_stmt fx[16];
+	int nstmts = 0;
+	int n = proto_sql_plain(sql, qlen) ? 0 : proto_sql_scan(sql, qlen, fx, 16, &nstmts);
+	if (n == 0) {
+		if (send_bytes(l, msg, len, buf))
+			rq_push(l, RP_PASS, 'Q', NULL, NULL, 0);
+		return;
+	}
+	struct fx_list *fxl = malloc(sizeof *fxl + (size_t)n * sizeof fxl->s[0]);
+	if (!fxl) {
+		proto_sql_free(fx, n);
+		oom(cl);
+		return;
+	}
+	fxl->n = n;
+	memcpy(fxl->s, fx, (size_t)n * sizeof fx[0]);
+	for (int i = 0; i < n; i++) {
+		fxl->s[i].text = NULL;
+		if (fx[i].kind == SQL_PREPARE && !fxl->s[i].value)
+			fxl->s[i].value = strndup(fx[i].text, fx[i].text_len);
+	}
+	struct pstmt *st;
+	if (nstmts == 1 && fx[0].kind == SQL_DEALLOCATE && renaming(sv) && cl->sess &&
+	    (st = stmt_map_get(&cl->sess->stmts, fx[0].name))) {
+		/* DEALLOCATE of a protocol-level statement: it has the shared name here */
+		if (!ensure(l, st)) {
+			fx_free(fxl);
+			return;
+		}
+		char q[64];
+		snprintf(q, sizeof q, "DEALLOCATE %s", st->sname);
+		uint8_t mem[96];
+		struct proto_out o;
+		proto_out_init(&o, mem, sizeof mem);
+		proto_query(&o, q);
+		if (!send_built(l, &o)) {
+			fx_free(fxl);
+			return;
+		}
+	} else if (!send_bytes(l, msg, len, buf)) {
+		fx_free(fxl);
+		return;
+	}
+	rq_push(l, RP_PASS, 'Q', NULL, fxl, 0);
+}
+
+/* ---- a request on its way to the server ---- */
+
+/* pgring's own query in order with the client's requests (a session restore
+ * between them): its results are hidden. */
+bool lease_hidden_query(struct lease *l, const char *sql)
+{
+	if (!server_queue_query(l->server, sql))
+		return false;
+	rq_push(l, RP_HIDE, 'Q', NULL, NULL, 0);
+	return true;
+}
+
+/* Before a request goes out: a server whose session may differ from the
+ * client's gets it restored, in order, between two requests. */
+static void before_request(struct lease *l, uint8_t type)
+{
+	if (l->need_sync && l->server->txn_status == 'I' && type != 'S' && type != 'H' && type != 'd' &&
+	    type != 'c' && type != 'f')
+		session_restore(l->client, l->server, l);
+}
+
+/* A whole request (P B D C E S Q) to the server. */
+static void send_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	if (l->copy_in && msg[0] == 'S') {
+		/* ignored by the server in COPY FROM STDIN: no answer comes */
+		if (l->expect)
+			l->expect--;
+		send_bytes(l, msg, len, buf);
+		return;
+	}
+	before_request(l, msg[0]);
+	switch (msg[0]) {
+	case 'P': on_parse(l, msg, len, buf); break;
+	case 'B': on_bind(l, msg, len, buf); break;
+	case 'D': on_describe(l, msg, len, buf); break;
+	case 'C': on_close(l, msg, len, buf); break;
+	case 'E': on_execute(l, msg, len, buf); break;
+	case 'Q': on_query(l, msg, len, buf); break;
+	case 'S':
+		if (send_bytes(l, msg, len, buf))
+			rq_push(l, RP_PASS, 'S', NULL, NULL, 0);
+		break;
+	default:
+		send_bytes(l, msg, len, buf);
+	}
+}
+
+/* A streamed request (CopyData, CopyDone, CopyFail, Flush, FunctionCall)
+ * begins; its bytes follow through send_bytes. */
+static void send_begin(struct lease *l, uint8_t type)
+{
+	if (l->copy_in && (type == 'c' || type == 'f'))
+		l->copy_in = false;
+	before_request(l, type);
+	if (type == 'F')
+		rq_push(l, RP_PASS, 'F', NULL, NULL, 0);
+}
+
+/* ---- requests held for a server ---- */
+
+static bool heldq_note(struct heldq *q, uint8_t type, uint32_t len, bool whole)
+{
+	if (q->n == q->cap) {
+		uint32_t cap = q->cap ? q->cap * 2 : 8;
+		struct held_msg *m = realloc(q->m, cap * sizeof *m);
+		if (!m)
+			return false;
+		q->m = m;
+		q->cap = cap;
+	}
+	q->m[q->n++] = (struct held_msg){ .type = type, .whole = whole, .len = len };
+	return true;
+}
+
+static void heldq_drop(struct shard *s, struct heldq *q)
+{
+	sendq_drop(s, &q->bytes);
+	q->n = 0;
+}
+
+static void heldq_free(struct shard *s, struct heldq *q)
+{
+	heldq_drop(s, q);
+	free(q->m);
+	q->m = NULL;
+	q->cap = 0;
+}
+
+static bool hold_bytes(struct lease *l, struct heldq *q, const uint8_t *p, uint32_t n, uint32_t buf)
+{
+	if (n <= HELD_COPY_MAX)
+		buf = PROTO_BUF_NONE;
+	return sendq_append(shard_of(l), &q->bytes, p, n, buf);
+}
+
+/* Requests go to `later` while the server must first answer what it got. */
+static struct heldq *holding(struct lease *l)
+{
+	return l->rerouting ? &l->later : &l->held;
+}
+
+/* Is the lease's server taking requests now? */
+static bool sending_now(const struct lease *l)
+{
+	return l->server && l->client->state == CL_ACTIVE && !l->rerouting;
+}
+
+/* Step a cursor over a held queue's bytes past n bytes of its current iovec. */
+struct cursor {
+	struct sendbuf *b;
+	uint32_t i, off;
+};
+
+static const uint8_t *cursor_at(const struct cursor *c, uint32_t *have, uint32_t *buf)
+{
+	*have = (uint32_t)c->b->iov[c->i].iov_len - c->off;
+	*buf = c->b->buf[c->i];
+	return (const uint8_t *)c->b->iov[c->i].iov_base + c->off;
+}
+
+static void cursor_skip(struct cursor *c, uint32_t n)
+{
+	c->off += n;
+	if (c->off == c->b->iov[c->i].iov_len) {
+		c->off = 0;
+		if (++c->i == c->b->n) {
+			c->b = c->b->next;
+			c->i = 0;
+		}
+	}
+}
+
+/* Feed q's messages, in order, to the server through the same path as live
+ * requests; the last one, if its bytes are not all here yet, goes on live. */
+static void replay(struct lease *l, struct heldq *q)
+{
+	struct client *cl = l->client;
+	struct cursor c = { .b = q->bytes.head };
+	uint32_t left = 0, have, buf;
+	for (uint32_t k = 0; k < q->n && l->server && cl->state == CL_ACTIVE; k++) {
+		const struct held_msg *m = &q->m[k];
+		if (m->whole) {
+			/* queued as one piece, so it lies in one iovec */
+			const uint8_t *p = cursor_at(&c, &have, &buf);
+			INVARIANT(have >= m->len);
+			send_whole(l, p, m->len, buf);
+			cursor_skip(&c, m->len);
+			continue;
+		}
+		send_begin(l, m->type);
+		for (left = m->len; left && c.b && l->server;) {
+			const uint8_t *p = cursor_at(&c, &have, &buf);
+			uint32_t take = have < left ? have : left;
+			send_bytes(l, p, take, buf);
+			cursor_skip(&c, take);
+			left -= take;
+		}
+	}
+	l->sending = left > 0;   /* the rest of the last message follows live */
+	heldq_drop(shard_of(l), q);
+}
+
+/* ---- requests from the client's framer ---- */
+
+int lease_frame_kind(uint8_t type, uint32_t len)
+{
+	(void)len;
+	switch (type) {
+	case 'P': case 'B': case 'D': case 'C': case 'E': case 'S': case 'Q':
+		return PROTO_WHOLE;   /* rewritten, routed or answered: looked at whole */
+	default:
+		return PROTO_STREAM;   /* CopyData, CopyDone, CopyFail, Flush, FunctionCall */
+	}
+}
+
+static struct lease *lease_open(struct client *cl)
+{
+	struct pool_shard *ps = pool_shard(cl->conn.shard);
+	struct lease *l = ps->free_leases;
+	if (l)
+		ps->free_leases = l->next_free;
+	else if (!(l = calloc(1, sizeof *l)))
+		return NULL;
+	l->next_free = NULL;
+	l->client = cl;
+	cl->lease = l;
+	return l;
+}
+
+/* The lease is over: back to the shard's free list, with its queues' room. */
+static void lease_close(struct lease *l)
+{
+	struct client *cl = l->client;
+	struct pool_shard *ps = pool_shard(cl->conn.shard);
+	INVARIANT(!l->server && l->rq.n == 0);
+	heldq_drop(cl->conn.shard, &l->held);
+	heldq_drop(cl->conn.shard, &l->later);
+	cl->lease = NULL;
+	struct lease keep = { .rq = l->rq, .held = l->held, .later = l->later };
+	*l = keep;
+	l->next_free = ps->free_leases;
+	ps->free_leases = l;
+}
+
+void lease_free_all(struct shard *s)
+{
+	struct pool_shard *ps = pool_shard(s);
+	while (ps->free_leases) {
+		struct lease *l = ps->free_leases;
+		ps->free_leases = l->next_free;
+		heldq_free(s, &l->held);
+		heldq_free(s, &l->later);
+		free(l->rq.r);
+		free(l);
+	}
+}
+
+/* Requests pipelined behind a transaction routed off the primary start a
+ * segment that must go to the primary: they wait in `later` until the
+ * server has answered what it got (rerouted). */
+static void start_rerouting(struct lease *l, uint8_t type)
+{
+	l->rerouting = true;
+	l->later_expect = type == 'Q' || type == 'F' ? 1 : 0;
+	LOGF(LOG_DEBUG, l->client->conn.id, "pipelined request held for the primary");
+}
+
+/* A request that opens a segment behind owed replies, while the client's
+ * transaction is on a node its default would not pick. */
+static bool guarded_start(const struct lease *l, uint8_t type)
+{
+	const struct client *cl = l->client;
+	return !l->unsynced && !l->rerouting && type != 'S' && l->expect > 0 &&
+	       (cl->state == CL_ACTIVE || cl->state == CL_WAITING || cl->state == CL_ROUTING) && route_guarded(cl);
+}
+
+/* A whole request: to the server, or held. */
+static void deliver_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	if (sending_now(l)) {
+		send_whole(l, msg, len, buf);
+		return;
+	}
+	struct heldq *q = holding(l);
+	if (!heldq_note(q, msg[0], len, true) || !hold_bytes(l, q, msg, len, buf))
+		oom(l->client);
+}
+
+int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
+{
+	struct lease *l = cl->lease;
+	if (!l && !(l = lease_open(cl))) {
+		oom(cl);
+		return PROTO_STOP;
+	}
+	struct shard *s = cl->conn.shard;
+	bool guarded = guarded_start(l, type);
+	bool peekable = (type == 'Q' || type == 'P' || type == 'B') && len <= route_peek_max();
+	if (type == 'Q' || type == 'S' || type == 'F') {
+		if (l->expect++ == 0)
+			cl->query_start_us = s->now_us;
+		if (type == 'S')
+			l->unsynced = false;
+		if (l->rerouting)
+			l->later_expect++;
+	} else if (type == 'P' || type == 'B' || type == 'E' || type == 'D' || type == 'C' || type == 'H') {
+		l->unsynced = true;
+	}
+	if (cl->state == CL_IDLE) {
+		cl->xact_start_us = s->now_us;
+		if (route_wants_text(cl) && peekable) {
+			l->route_peek = true;   /* routed in lease_request_whole, once its text is here */
+			return PROTO_WHOLE;
+		}
+		cl->txn_target = (uint8_t)route_target(cl, NULL, 0, NULL, 0);
+		pool_request_server(cl);
+		if (cl->state == CL_CLOSED)
+			return PROTO_STOP;
+	} else if (guarded) {
+		if (peekable) {
+			l->route_peek = true;
+			return PROTO_WHOLE;
+		}
+		start_rerouting(l, type);   /* a function call or a long message: not proven */
+	}
+	/* in CL_LOGIN_WAIT it is held until the login finishes */
+	int take = lease_frame_kind(type, len);
+	l->sending = take == PROTO_STREAM && sending_now(l);
+	if (l->sending)
+		send_begin(l, type);
+	else if (take == PROTO_STREAM && !heldq_note(holding(l), type, len, false))
+		oom(cl);
+	return cl->state == CL_CLOSED ? PROTO_STOP : take;
+}
+
+bool lease_request_whole(struct client *cl, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	struct lease *l = cl->lease;
+	INVARIANT(l);   /* lease_request_begin opened it */
+	if (!l->route_peek) {
+		deliver_whole(l, msg, len, buf);
+		return cl->state != CL_CLOSED;
+	}
+	/* the first message of a segment, whole: it (and what is behind it) says
+	 * where it goes */
+	l->route_peek = false;
+	int target = route_target(cl, msg, len, cl->conn.fr.ahead, cl->conn.fr.ahead_len);
+	if (cl->state == CL_IDLE) {
+		cl->txn_target = (uint8_t)target;
+		deliver_whole(l, msg, len, buf);
+		if (cl->state == CL_IDLE)
+			pool_request_server(cl);
+	} else {
+		if (target == TARGET_PRIMARY)
+			start_rerouting(l, msg[0]);
+		deliver_whole(l, msg, len, buf);
+	}
+	return cl->state != CL_CLOSED;
+}
+
+void lease_request_bytes(struct client *cl, const uint8_t *p, uint32_t n, uint32_t buf)
+{
+	struct lease *l = cl->lease;
+	INVARIANT(l);
+	if (l->sending)
+		send_bytes(l, p, n, buf);
+	else if (!hold_bytes(l, holding(l), p, n, buf))
+		oom(cl);
+}
+
+uint32_t lease_pending(const struct lease *l)
+{
+	return l->held.bytes.bytes + l->later.bytes.bytes + (l->server ? l->server->conn.out_bytes : 0);
+}
+
+/* ---- the pairing ---- */
+
+void lease_attach(struct lease *l, struct server *sv)
+{
+	struct client *cl = l->client;
+	struct shard *s = cl->conn.shard;
+	INVARIANT(!l->server && !sv->lease && sv->state == SV_ACTIVE && l->rq.n == 0);
+	l->server = sv;
+	sv->lease = l;
+	client_set_state(cl, CL_ACTIVE);
+	if (cl->wait_start_us) {
+		stat_add(&cl->pool->stats->wait_time_us, s->now_us - cl->wait_start_us);
+		stat_add(&cl->pool->stats->wait_count, 1);
+		cl->wait_start_us = 0;
+	}
+	l->clock = sv->stmts.clock;
+	l->skipping = l->need_sync = l->cur_hide = l->copy_in = false;
+	session_restore(cl, sv, NULL);
+	replay(l, &l->held);
+	if (l->server == sv && cl->state == CL_ACTIVE && !cl->conn.recv_wanted)
+		client_drained(cl);
+}
+
+/* Take the server off the lease, forgetting what it owed. */
+static struct server *detach(struct lease *l)
+{
+	struct server *sv = l->server;
+	while (l->rq.n)
+		rq_pop(l);
+	if (l->portal_fx)
+		proto_sql_free(l->portal_fx, 1);
+	free(l->portal_fx);
+	l->portal_fx = NULL;
+	if (l->unnamed_fx)
+		proto_sql_free(l->unnamed_fx, 1);
+	free(l->unnamed_fx);
+	l->unnamed_fx = NULL;
+	l->skipping = l->need_sync = l->cur_hide = l->copy_in = false;
+	l->sending = false;
+	sv->lease = NULL;
+	l->server = NULL;
+	return sv;
+}
+
+/* The server answered all it was sent before the requests in `later`. If it
+ * stays (a transaction block, a pin), they are its after all; if it went back,
+ * they are a new transaction for the primary on this same lease. */
+static void rerouted(struct lease *l, bool released)
+{
+	struct client *cl = l->client;
+	l->rerouting = false;
+	l->later_expect = 0;
+	if (!released) {
+		replay(l, &l->later);
+		return;
+	}
+	struct heldq t = l->held;
+	l->held = l->later;
+	l->later = t;
+	heldq_drop(shard_of(l), &l->later);
+	cl->xact_start_us = shard_of(l)->now_us;
+	cl->txn_target = TARGET_PRIMARY;
+	pool_request_server(cl);
+}
+
+/* The transaction is over and nothing is owed: the server goes back. */
+static void release(struct lease *l)
+{
+	struct client *cl = l->client;
+	bool more = l->rerouting;
+	struct server *sv = detach(l);
+	conn_recv_on(&sv->conn);   /* back-pressure belongs to the pairing */
+	client_set_state(cl, CL_IDLE);
+	client_drained(cl);
+	server_reset(sv, NULL);
+	if (more)
+		rerouted(l, true);
+	else
+		lease_close(l);
+}
+
+void lease_client_gone(struct client *cl)
+{
+	struct lease *l = cl->lease;
+	if (!l)
+		return;
+	if (l->server) {
+		struct server_leftover left = {
+			.running = l->expect > 0,
+			.dirty = !lease_idle(l),
+			.unsynced = l->unsynced,
+			.in_txn = cl->in_txn,
+			.pins = cl->pins,
+		};
+		struct server *sv = detach(l);
+		conn_recv_on(&sv->conn);
+		server_reset(sv, &left);
+	}
+	lease_close(l);
+}
+
+void lease_server_lost(struct lease *l, const char *sqlstate, const char *why)
+{
+	struct client *cl = l->client;
+	uint32_t owed = l->expect;
+	bool unsynced = l->unsynced;
+	/* the rest of a request half received was counted in what fails */
+	if (!proto_framer_idle(&cl->conn.fr))
+		cl->drop_msg = true;
+	detach(l);
+	lease_close(l);
+	client_server_lost(cl, sqlstate, why, owed, unsynced);
+}
+
+/* ---- replies ---- */
+
+static void ready_for_query(struct lease *l, uint8_t status)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	INVARIANT(sv->lease == l && cl->lease == l && cl->state == CL_ACTIVE);
+	struct shard *s = shard_of(l);
+	struct stats_pool *ps = sv->pool->stats;
+	sv->txn_status = (char)status;
+	sv->last_rfq_us = s->now_us;
+	cl->in_txn = status != 'I';
+	stat_add(&ps->query_count, 1);
+	stat_add(&ps->query_time_us, s->now_us - cl->query_start_us);
+	cl->query_start_us = s->now_us;
+	if (l->expect)
+		l->expect--;
+	if (status != 'I' && sv->pool->mode == POOL_STATEMENT) {
+		/* as PgBouncer: the server goes back after every statement, so a
+		 * transaction block cannot work; the release rolls it back */
+		client_fail(cl, "08P01", "transaction blocks not allowed in statement pooling mode");
+		return;
+	}
+	session_ready(l, (char)status);
+	/* requests rerouted for the primary are not this server's to answer */
+	if (l->rerouting ? l->expect > l->later_expect : (l->expect || l->unsynced))
+		return;
+	if (status == 'I') {
+		stat_add(&ps->xact_count, 1);
+		stat_add(&ps->xact_time_us, s->now_us - cl->xact_start_us);
+		cl->xact_start_us = s->now_us;
+	}
+	if (status != 'I' || cl->pins || !lease_idle(l)) {
+		/* in a block, pinned to this server, or more replies are owed: it stays,
+		 * and requests held for the primary belong to it after all */
+		if (l->rerouting)
+			rerouted(l, false);
+		return;
+	}
+	if (sv->pool->mode != POOL_SESSION && !s->draining)
+		release(l);
+	else if (s->draining)
+		client_fail(cl, "57P01", "pgring is shutting down");
+}
+
+void lease_reply_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	if (msg[0] == 'E' && sv->pool->mode != POOL_SESSION) {
+		struct proto_error_fields f;
+		proto_parse_error(msg + 5, len - 5, &f);
+		if (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0) {
+			/* the server is going away, the client's session is not: keep it
+			 * and pass it on as an ERROR when the connection closes */
+			snprintf(sv->fatal_state, sizeof sv->fatal_state, "%s", f.sqlstate);
+			snprintf(sv->fatal_msg, sizeof sv->fatal_msg, "%s", f.message);
+			return;
+		}
+	}
+	bool theirs = reply_passes(l, msg, len);
+	if (theirs && cl->state != CL_CLOSED) {
+		stat_add(&sv->pool->stats->bytes_out, len);
+		if (!conn_queue(&cl->conn, msg, len, buf))
+			oom(cl);
+	}
+	reply_done(l, msg, len);
+	if (msg[0] != 'Z' || !theirs || l->server != sv)
+		return;
+	if (cl->state != CL_CLOSED) {
+		ready_for_query(l, len >= 6 ? msg[5] : 'I');
+	} else {
+		/* closing at the end of the batch: keep the record straight for the reset */
+		sv->txn_status = len >= 6 ? (char)msg[5] : 'I';
+		cl->in_txn = sv->txn_status != 'I';
+		if (l->expect)
+			l->expect--;
+	}
+}
+
+void lease_reply_bytes(struct lease *l, const uint8_t *p, uint32_t n, uint32_t buf)
+{
+	struct client *cl = l->client;
+	if (l->cur_hide || cl->state == CL_CLOSED)
+		return;
+	stat_add(&l->server->pool->stats->bytes_out, n);
+	if (!conn_queue(&cl->conn, p, n, buf))
+		oom(cl);
+}

@@ -1,0 +1,124 @@
+/* pool/lease.h: a lease is one client's turn on a server. It begins with the
+ * request that needs a server (held until the pool attaches one) and ends when
+ * the server goes back to its pool, is lost, or the client leaves. It owns
+ * everything about the pairing: the requests held for it, the replies the
+ * server owes (the reply queue), ReadyForQuery messages expected, Sync and COPY
+ * state, requests rerouted behind it, statement renaming and injection, and the
+ * transaction's effect on the client's session until it commits.
+ *
+ * The client's framer frames each request once and hands it here; held
+ * requests are kept framed (type, length, bytes) and replayed through the same
+ * path when a server is attached. */
+#ifndef PGRING_LEASE_H
+#define PGRING_LEASE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/conn.h"
+#include "proto/sql.h"
+
+struct client;
+struct server;
+struct shard;
+struct pstmt;
+
+/* The replies a leased server owes its client, in order. */
+enum reply_kind {
+	RP_PASS = 0,          /* the server's answer goes to the client */
+	RP_HIDE,              /* answer to something pgring sent: swallowed */
+	RP_SYNTH,             /* pgring answers this one itself, in its turn */
+};
+
+struct reply {
+	uint8_t kind;         /* enum reply_kind */
+	uint8_t type;         /* the request it answers (P B D C E S Q F); RP_SYNTH: the message to send */
+	uint16_t ncc;         /* Q: CommandCompletes seen */
+	uint32_t flags;
+	struct pstmt *st;     /* a statement it refers to (one reference held) */
+	void *extra;          /* P: the client's name for it; Q: struct fx_list */
+};
+
+struct replyq {
+	struct reply *r;
+	uint32_t head, n, cap;   /* cap: 0 or a power of two */
+};
+
+/* Requests framed but not yet given to a server: their bytes in order, and
+ * where each message starts. */
+struct held_msg {
+	uint8_t type;
+	bool whole;           /* framed whole: its bytes are contiguous */
+	uint32_t len;
+};
+
+struct heldq {
+	struct sendq bytes;
+	struct held_msg *m;
+	uint32_t n, cap;
+};
+
+struct lease {
+	struct client *client;
+	struct server *server;                     /* NULL while the client waits for one */
+	struct lease *next_free;                   /* the shard's free leases */
+	uint32_t expect;                           /* ReadyForQuery messages the client awaits (held ones too) */
+	bool unsynced;                             /* extended-protocol messages since the last Sync */
+	bool route_peek;                           /* the message being framed decides the route */
+	bool rerouting;                            /* requests go to `later` until the server is done */
+	bool sending;                              /* the streamed message being framed goes to the server */
+	struct heldq held;                         /* for the server this lease gets next */
+	struct heldq later;                        /* pipelined behind this server's work, for another node */
+	uint32_t later_expect;                     /* ReadyForQuery messages owed for those */
+	/* the server's side */
+	struct replyq rq;                          /* replies owed to the client */
+	bool cur_hide;                             /* the reply streaming in is not for the client */
+	bool skipping;                             /* the server ignores requests until Sync */
+	bool need_sync;                            /* session state may differ from the client's */
+	bool copy_in;                              /* in COPY FROM STDIN started by an Execute: Syncs are ignored */
+	uint64_t clock;                            /* server's stmts.clock at attach: later uses are this lease's */
+	struct proto_sql_stmt *portal_fx;          /* what the unnamed portal's statement does */
+	struct proto_sql_stmt *unnamed_fx;         /* what the unnamed statement does to the session */
+	/* the transaction's effect on the session (pool/session.c) */
+	bool txn_error;                            /* an error in the current transaction */
+	bool txn_rolled;                           /* a ROLLBACK (maybe TO SAVEPOINT) in it */
+	bool txn_uncertain;                        /* settings rolled back to a savepoint: unknown */
+	bool txn_reset_all;                        /* RESET ALL in it */
+};
+
+/* ---- requests, from the client's framer (client.c) ---- */
+
+/* How the client's framer should deliver a request of this type (proto_take). */
+int lease_frame_kind(uint8_t type, uint32_t len);
+/* A request begins; the client gets a lease if it has none. PROTO_STOP when
+ * the client failed. */
+int lease_request_begin(struct client *cl, uint8_t type, uint32_t len);
+bool lease_request_whole(struct client *cl, const uint8_t *msg, uint32_t len, uint32_t buf);
+void lease_request_bytes(struct client *cl, const uint8_t *p, uint32_t n, uint32_t buf);
+
+/* ---- the pairing, from the pool (pool.c) ---- */
+
+/* sv was taken for cl's lease: restore the session, send what was held. */
+void lease_attach(struct lease *l, struct server *sv);
+/* The client left: its lease ends and its server goes to be reset. */
+void lease_client_gone(struct client *cl);
+/* The server died under the lease (already closed). */
+void lease_server_lost(struct lease *l, const char *sqlstate, const char *why);
+
+/* ---- replies, from the server's framer (server.c) ---- */
+
+int lease_reply_begin(struct lease *l, uint8_t type, uint32_t len);
+void lease_reply_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf);
+void lease_reply_bytes(struct lease *l, const uint8_t *p, uint32_t n, uint32_t buf);
+/* Back-pressure: the server's reply path drained on the client side. */
+void lease_resume(struct lease *l);
+
+/* ---- for the rest of the pool layer ---- */
+
+/* Bytes queued for or held from the client's requests (back-pressure). */
+uint32_t lease_pending(const struct lease *l);
+/* pgring's own query, in order with the client's requests, its results swallowed. */
+bool lease_hidden_query(struct lease *l, const char *sql);
+void lease_free_all(struct shard *s);           /* the shard's free list, at exit */
+
+#endif

@@ -1,0 +1,90 @@
+/* pool/server.h: a server connection: connect, startup and authentication as a
+ * PostgreSQL client, what pgring runs on it itself (session restore, reset,
+ * rollback, cancels), and closing it. While leased, its replies go to the
+ * lease (pool/lease.h). */
+#ifndef PGRING_SERVER_H
+#define PGRING_SERVER_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/un.h>
+
+#include "core/conn.h"
+#include "core/list.h"
+#include "pool/params.h"
+#include "pool/stmt.h"
+#include "proto/auth.h"
+
+struct pool;
+struct lease;
+
+/* SV_IDLE is on the pool's idle list; CONNECTING, LOGIN, ACTIVE and RESETTING
+ * on its used list; MIGRATING and CLOSED on none (server_set_state moves it). */
+enum server_state {
+	SV_CONNECTING = 0,
+	SV_LOGIN,         /* startup sent, authenticating */
+	SV_IDLE,          /* in the pool */
+	SV_ACTIVE,        /* leased to a client */
+	SV_RESETTING,     /* running a pooler query (reset, rollback) before going idle */
+	SV_MIGRATING,     /* idle, on its way to another shard's pool */
+	SV_CLOSED,
+};
+
+struct server {
+	struct conn conn;
+	enum server_state state;
+	struct list link;                          /* pool's idle or used list */
+	struct pool *pool;
+	struct lease *lease;                       /* while leased (SV_ACTIVE) */
+	struct params params;                      /* what the server's session is set to */
+	uint32_t backend_pid, backend_key;
+	uint64_t connect_us, idle_since_us, lease_us, last_rfq_us;
+	uint32_t hidden;                           /* ReadyForQuery messages of pgring's own queries still due */
+	char txn_status;                           /* last ReadyForQuery: I, T or E */
+	bool close_when_idle;                      /* config changed or lifetime over */
+	int migrate_to;                            /* shard it is moving to (SV_MIGRATING) */
+	bool ready_once;                           /* finished its login at some point */
+	bool cancel_pending;                       /* a cancel request to it is on its way */
+	char fatal_state[6];                       /* the FATAL it sent before going away */
+	char fatal_msg[200];
+	struct auth_scram_client *scram;
+	struct stmt_cache stmts;                   /* protocol-level statements prepared here */
+	struct params sqlprep;                     /* SQL PREPAREs present here */
+	union { struct sockaddr_in in; struct sockaddr_in6 in6; struct sockaddr_un un; } addr;
+	socklen_t addrlen;
+};
+
+/* Its framer's reassembly callbacks (conn_frame_alloc) take it as its conn. */
+_Static_assert(offsetof(struct server, conn) == 0, "conn must come first in struct server");
+
+struct server *server_connect(struct pool *p);
+/* Move the server to state st: its gauges, its node's load and its list. */
+void server_set_state(struct server *sv, enum server_state st);
+void server_close(struct server *sv, const char *why);
+/* What a client that left put on its server. */
+struct server_leftover {
+	bool running;         /* a query was still running for it */
+	bool dirty;           /* replies owed or a request half sent: what the server holds is unknown */
+	bool unsynced;        /* extended-protocol messages not yet synced */
+	bool in_txn;          /* its last ReadyForQuery said T or E */
+	uint8_t pins;         /* enum client_pin */
+};
+
+/* Its lease is over: bring the server's session back to what the pool hands
+ * out (roll back, undo pins, server_reset_query) and give it back to the pool,
+ * or close it when that cannot be known. left: the client left (NULL: it
+ * merely finished its transaction). */
+void server_reset(struct server *sv, const struct server_leftover *left);
+/* Queue a simple-protocol query on the server (nothing else). */
+bool server_queue_query(struct server *sv, const char *sql);
+/* Queue a query whose results pgring swallows (SET replay, reset, rollback),
+ * counted in sv->hidden: only while no client request is in flight. */
+bool server_hidden_query(struct server *sv, const char *sql);
+void server_send_cancel(struct server *sv);
+/* The server ran DISCARD ALL: what it had prepared is gone. */
+void server_forget_session(struct server *sv);
+void server_free(struct server *sv);
+
+#endif
