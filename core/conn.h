@@ -74,6 +74,15 @@ struct conn {
 	struct proto_framer fr;
 };
 
+/* One exchange on a socket of its own (a cancel request): connect fd to addr,
+ * send the n bytes at msg, then wait for the peer to close (msg is reused as
+ * the receive buffer). The three steps are one linked chain in one submission;
+ * call->done gets the last step's result. addr and msg must stay valid until
+ * then; fd is the caller's to close. */
+struct shard_call;
+void conn_exchange(struct shard *s, struct shard_call *call, int fd, const struct sockaddr *addr, socklen_t alen,
+		   void *msg, uint32_t n);
+
 /* The owner object of type `type` whose member `conn` is c. */
 #define conn_owner(c, type) ((type *)(void *)((char *)(c) - offsetof(type, conn)))
 

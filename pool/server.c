@@ -683,18 +683,9 @@ void server_send_cancel(struct server *sv)
 	cr->sv = sv;
 	sv->cancel_pending = true;
 	conn_hold(&sv->conn);   /* keeps the server object alive until the cancel is out */
-	struct io_uring_sqe *sqe[3];
-	shard_sqes(s, sqe, 3);   /* one submission: a linked chain must not be split */
-	io_uring_prep_connect(sqe[0], cr->fd, (struct sockaddr *)&sv->addr, sv->addrlen);
-	sqe[0]->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-	io_uring_sqe_set_data64(sqe[0], SHARD_OP_IGNORE);
-	io_uring_prep_send(sqe[1], cr->fd, cr->msg, sizeof cr->msg, MSG_NOSIGNAL);
-	sqe[1]->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-	io_uring_sqe_set_data64(sqe[1], SHARD_OP_IGNORE);
-	/* wait for the server to close its end, so the cancel has landed before the
-	 * server can be handed to another client */
-	io_uring_prep_recv(sqe[2], cr->fd, cr->msg, sizeof cr->msg, 0);
-	io_uring_sqe_set_data64(sqe[2], shard_ud(&cr->call, SHARD_OP_CALL));
+	/* done once the server closed its end, so the cancel has landed before
+	 * the server can be handed to another client */
+	conn_exchange(s, &cr->call, cr->fd, (struct sockaddr *)&sv->addr, sv->addrlen, cr->msg, sizeof cr->msg);
 	LOGF(LOG_INFO, sv->conn.id, "forwarding cancel request to backend %u", sv->backend_pid);
 }
 
