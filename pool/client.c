@@ -325,10 +325,12 @@ static bool read_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 			return false;
 		if (strcmp(name, "user") == 0) {
 			free(cl->user);
-			cl->user = strdup(value);
+			if (!(cl->user = strdup(value)))
+				cl->params.failed = true;   /* reported below */
 		} else if (strcmp(name, "database") == 0) {
 			free(cl->database);
-			cl->database = strdup(value);
+			if (!(cl->database = strdup(value)))
+				cl->params.failed = true;
 		} else if (strcmp(name, "options") == 0) {
 			if (!params_parse_options(&cl->params, value)) {
 				client_fail(cl, "22023", "invalid command-line argument in startup options: %s", value);
@@ -394,7 +396,10 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 	}
 	if (!cl->database || !*cl->database) {
 		free(cl->database);
-		cl->database = strdup(cl->user);
+		if (!(cl->database = strdup(cl->user))) {
+			client_fail(cl, "53200", "out of memory");
+			return;
+		}
 	}
 	/* from here on, typed messages */
 	cl->conn.fr.untyped = false;
@@ -449,8 +454,10 @@ static void begin_auth(struct client *cl)
 		login_ok(cl);
 		return;
 	}
-	if (secret)
-		cl->secret = strdup(secret);
+	if (secret && !(cl->secret = strdup(secret))) {
+		client_fail(cl, "53200", "out of memory");
+		return;
+	}
 	if (method == AUTH_MD5 && secret && auth_is_scram_secret(secret))
 		method = AUTH_SCRAM;   /* PgBouncer does the same: md5 cannot check a SCRAM secret */
 	cl->auth_method = (uint8_t)method;

@@ -469,10 +469,13 @@ static void on_parse(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 		l->unnamed_fx = NULL;
 		struct proto_sql_stmt fx;
 		if (!*name && proto_sql_scan((const char *)body, strnlen((const char *)body, body_len), &fx, 1, NULL) == 1) {
-			if ((l->unnamed_fx = malloc(sizeof fx)))
+			if ((l->unnamed_fx = malloc(sizeof fx))) {
 				*l->unnamed_fx = fx;
-			else
+			} else {
 				proto_sql_free(&fx, 1);
+				oom(cl);
+				return;
+			}
 		}
 		if (send_bytes(l, msg, len, buf))
 			rq_push(l, RP_PASS, 'P', NULL, NULL, 0);
@@ -531,16 +534,26 @@ static struct pstmt *lookup(struct lease *l, const char *name, bool *sql_level)
 	return NULL;
 }
 
-static struct proto_sql_stmt *fx_copy(const struct proto_sql_stmt *fx)
+/* A statement's effect kept beyond the message it came in; false: no memory. */
+static bool fx_keep(struct proto_sql_stmt *dst, const struct proto_sql_stmt *src)
 {
-	struct proto_sql_stmt *c = malloc(sizeof *c);
-	if (!c)
-		return NULL;
-	*c = *fx;
-	c->text = NULL;
-	c->index = 0;
-	c->value = fx->value ? strdup(fx->value) : NULL;
-	return c;
+	*dst = *src;
+	dst->text = NULL;
+	dst->index = 0;
+	dst->value = src->value ? strdup(src->value) : NULL;
+	return !src->value || dst->value;
+}
+
+/* The unnamed portal takes the effect of the statement it was bound to. */
+static bool keep_portal_fx(struct lease *l, const struct proto_sql_stmt *fx)
+{
+	l->portal_fx = malloc(sizeof *l->portal_fx);
+	if (l->portal_fx && fx_keep(l->portal_fx, fx))
+		return true;
+	free(l->portal_fx);
+	l->portal_fx = NULL;
+	oom(l->client);
+	return false;
 }
 
 static void on_bind(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
@@ -563,8 +576,8 @@ static void on_bind(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t 
 		l->portal_fx = NULL;
 	}
 	if (!*name || !renaming(sv)) {
-		if (!*portal && !*name && l->unnamed_fx)
-			l->portal_fx = fx_copy(l->unnamed_fx);
+		if (!*portal && !*name && l->unnamed_fx && !keep_portal_fx(l, l->unnamed_fx))
+			return;
 		if (send_bytes(l, msg, len, buf))
 			rq_push(l, RP_PASS, 'B', NULL, NULL, 0);
 		return;
@@ -577,8 +590,8 @@ static void on_bind(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t 
 		     : send_bytes(l, msg, len, buf);
 	if (!ok)
 		return;
-	if (st && !*portal && st->fx)
-		l->portal_fx = fx_copy(st->fx);
+	if (st && !*portal && st->fx && !keep_portal_fx(l, st->fx))
+		return;
 	rq_push(l, RP_PASS, 'B', NULL, NULL, 0);
 }
 
@@ -628,11 +641,15 @@ static void on_execute(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 	if (!send_bytes(l, msg, len, buf))
 		return;
 	struct fx_list *fxl = NULL;
-	if (len > 5 && msg[5] == 0 && l->portal_fx && (fxl = malloc(sizeof *fxl + sizeof fxl->s[0]))) {
+	if (len > 5 && msg[5] == 0 && l->portal_fx) {
 		/* what the unnamed portal's statement does, applied when it completes */
+		fxl = malloc(sizeof *fxl + sizeof fxl->s[0]);
+		if (!fxl || !fx_keep(&fxl->s[0], l->portal_fx)) {
+			free(fxl);
+			oom(l->client);
+			return;
+		}
 		fxl->n = 1;
-		fxl->s[0] = *l->portal_fx;
-		fxl->s[0].value = l->portal_fx->value ? strdup(l->portal_fx->value) : NULL;
 	}
 	rq_push(l, RP_PASS, 'E', NULL, fxl, 0);
 }
