@@ -71,7 +71,8 @@ static bool layer_drain(struct shard *s, bool overdue)
 /* The end of a batch of completions: clients failed during it close now. */
 static void layer_batch_end(struct shard *s)
 {
-	client_close_pending(s);
+	if (!list_empty(&pool_shard(s)->closing))
+		client_close_pending(s);
 }
 
 const struct shard_upper pool_layer = {

@@ -783,7 +783,8 @@ static bool heldq_note(struct heldq *q, uint8_t type, uint32_t len, bool whole)
 
 static void heldq_drop(struct shard *s, struct heldq *q)
 {
-	sendq_drop(s, &q->bytes);
+	if (q->bytes.head)
+		sendq_drop(s, &q->bytes);
 	q->n = 0;
 }
 
@@ -846,6 +847,10 @@ static void replay(struct lease *l, struct heldq *q)
 	struct client *cl = l->client;
 	struct cursor c = { .b = q->bytes.head };
 	uint32_t left = 0, have, buf;
+	if (!q->n) {
+		l->sending = false;
+		return;   /* the common case: nothing waited */
+	}
 	for (uint32_t k = 0; k < q->n && l->server && cl->state == CL_ACTIVE; k++) {
 		const struct held_msg *m = &q->m[k];
 		if (m->whole) {
@@ -901,12 +906,11 @@ static void lease_close(struct lease *l)
 {
 	struct client *cl = l->client;
 	struct pool_shard *ps = pool_shard(cl->conn.shard);
-	INVARIANT(!l->server && l->rq.n == 0);
+	INVARIANT(!l->server && l->rq.n == 0 && !l->portal_fx && !l->unnamed_fx);
 	heldq_drop(cl->conn.shard, &l->held);
 	heldq_drop(cl->conn.shard, &l->later);
 	cl->lease = NULL;
-	struct lease keep = { .rq = l->rq, .held = l->held, .later = l->later };
-	*l = keep;
+	memset(l, 0, LEASE_RESET_SIZE);
 	l->next_free = ps->free_leases;
 	ps->free_leases = l;
 }

@@ -13,6 +13,7 @@
 #define PGRING_LEASE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/conn.h"
@@ -61,17 +62,13 @@ struct heldq {
 struct lease {
 	struct client *client;
 	struct server *server;                     /* NULL while the client waits for one */
-	struct lease *next_free;                   /* the shard's free leases */
 	uint32_t expect;                           /* ReadyForQuery messages the client awaits (held ones too) */
 	bool unsynced;                             /* extended-protocol messages since the last Sync */
 	bool route_peek;                           /* the message being framed decides the route */
 	bool rerouting;                            /* requests go to `later` until the server is done */
 	bool sending;                              /* the streamed message being framed goes to the server */
-	struct heldq held;                         /* for the server this lease gets next */
-	struct heldq later;                        /* pipelined behind this server's work, for another node */
-	uint32_t later_expect;                     /* ReadyForQuery messages owed for those */
+	uint32_t later_expect;                     /* ReadyForQuery messages owed for `later` */
 	/* the server's side */
-	struct replyq rq;                          /* replies owed to the client */
 	bool cur_hide;                             /* the reply streaming in is not for the client */
 	bool skipping;                             /* the server ignores requests until Sync */
 	bool need_sync;                            /* session state may differ from the client's */
@@ -84,7 +81,15 @@ struct lease {
 	bool txn_rolled;                           /* a ROLLBACK (maybe TO SAVEPOINT) in it */
 	bool txn_uncertain;                        /* settings rolled back to a savepoint: unknown */
 	bool txn_reset_all;                        /* RESET ALL in it */
+	/* kept, with their room, while the lease waits on the free list: from
+	 * here on nothing is cleared when a lease ends (LEASE_RESET_SIZE) */
+	struct replyq rq;                          /* replies owed to the client */
+	struct heldq held;                         /* for the server this lease gets next */
+	struct heldq later;                        /* pipelined behind this server's work, for another node */
+	struct lease *next_free;                   /* the shard's free leases */
 };
+
+#define LEASE_RESET_SIZE offsetof(struct lease, rq)
 
 /* ---- requests, from the client's framer (client.c) ---- */
 
