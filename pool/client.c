@@ -371,8 +371,16 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 {
 	struct shard *s = shard_of(cl);
 	uint32_t code = len >= 8 ? proto_get_u32(msg + 4) : 0;
-	if (code == PROTO_SSL_REQUEST || code == PROTO_GSSENC_REQUEST) {
-		reply_byte(cl, 'N');   /* TLS and GSS encryption are not offered (yet) */
+	uint8_t asked = code == PROTO_SSL_REQUEST ? NEG_SSL : code == PROTO_GSSENC_REQUEST ? NEG_GSS : 0;
+	if (asked && len != 8) {
+		client_fail(cl, "08P01", "invalid length of startup packet");
+		return;
+	}
+	if (asked && !(cl->negotiated & asked)) {
+		/* TLS and GSS encryption are not offered (yet); each may be asked once,
+		 * as PostgreSQL allows: a second request is an unknown protocol below */
+		cl->negotiated |= asked;
+		reply_byte(cl, 'N');
 		return;
 	}
 	if (code == PROTO_CANCEL_REQUEST) {
@@ -558,12 +566,18 @@ static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
 	proto_out_init(&o, mem, sizeof mem);
 	if (cl->auth_step++ == 0) {
 		const char *mech = proto_read_str(&r);
-		uint32_t n = proto_read_u32(&r);
-		const uint8_t *data = proto_read_bytes(&r, n);
 		if (r.bad || strcmp(mech, "SCRAM-SHA-256") != 0) {
 			client_fail(cl, "08P01", "client selected an invalid SASL authentication mechanism");
 			return;
 		}
+		uint32_t n = proto_read_u32(&r);
+		const uint8_t *data = n == UINT32_MAX ? NULL : proto_read_bytes(&r, n);   /* -1: no data */
+		if (r.bad) {
+			client_fail(cl, "08P01", "insufficient data left in message");
+			return;
+		}
+		if (!data)
+			n = 0;
 		int k = auth_scram_server_first(cl->scram, (const char *)data, n, out, sizeof out);
 		if (k < 0) {
 			client_fail(cl, "08P01", "malformed SCRAM message: %s", cl->scram->error);
@@ -704,6 +718,19 @@ static void failed_txn_message(struct client *cl, uint8_t type, const uint8_t *m
 		send_out(cl, &o);
 }
 
+/* The message types a logged-in client may send (PostgreSQL answers others
+ * with 08P01 and closes: no server is spent on them). */
+static bool frontend_type(uint8_t type)
+{
+	switch (type) {
+	case 'B': case 'C': case 'D': case 'E': case 'F': case 'H': case 'P': case 'Q': case 'S': case 'X':
+	case 'd': case 'c': case 'f':
+		return true;
+	default:
+		return false;
+	}
+}
+
 static int client_begin(void *ctx, uint8_t type, uint32_t len)
 {
 	struct client *cl = ctx;
@@ -720,6 +747,11 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 		return PROTO_STOP;
 	default:
 		break;
+	}
+	if (!frontend_type(type)) {
+		stat_add(&shard_of(cl)->stats->protocol_errors, 1);
+		client_fail(cl, "08P01", "invalid frontend message type %d", type);
+		return PROTO_STOP;
 	}
 	if (type == 'X')
 		return PROTO_WHOLE;

@@ -61,6 +61,9 @@ struct client_sess {
 	struct stmt_map stmts;                     /* protocol-level statement names */
 };
 
+#define NEG_SSL 1
+#define NEG_GSS 2
+
 struct client {
 	struct conn conn;
 	enum client_state state;
@@ -80,7 +83,7 @@ struct client {
 	bool counted;                              /* counted in max_client_conn */
 	bool in_txn;                               /* last ReadyForQuery it got said T or E */
 	bool terminating;                          /* sent Terminate */
-	bool closing;                              /* on the shard's list of clients to close */
+	uint8_t negotiated;                        /* NEG_SSL, NEG_GSS: encryption requests answered */
 	/* after its server died under it: pgring answers until the client is past it */
 	bool txn_failed;                           /* inside a transaction block: until it ends it */
 	bool failed_error_sent;                    /* emulated 25P02 already sent before Sync */

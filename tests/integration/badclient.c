@@ -11,7 +11,8 @@
  *   b  startup length 3 / 2^31 / 7 / no NUL        -> error or close
  *   c  protocol version 2.0                        -> ErrorResponse 0A000
  *   d  protocol version 3.5 (+ _pq_.x option)      -> NegotiateProtocolVersion, then login goes on
- *   e  SSLRequest                                  -> 'N', then a normal login on the same socket
+ *   e  SSLRequest                                  -> 'N', then a normal login on the same socket;
+ *      twice -> 0A000 (as PostgreSQL); with length 12 -> 08P01
  *   f  GSSENCRequest                               -> 'N', then a normal login on the same socket
  *   g  startup without user                        -> ErrorResponse 28000
  *   h  typed message with length < 4 after login   -> ErrorResponse 08P01, then close
@@ -23,6 +24,7 @@
  *   n  clients killed mid-COPY FROM STDIN
  *   o  the server dies inside a transaction: queries of any size get 25P02 until ROLLBACK
  *   p  a client waiting for a server trickles tiny messages: others can still log in
+ *   q  an invalid message type after login ('z', 'A', ...)  -> ErrorResponse 08P01, then close
  *   z  the pool is not leaking: pool-size concurrent transactions all get a server
  *
  * Exit 0 when every scenario passed, 1 on the first failure (with a message), 2 usage. */
@@ -808,18 +810,20 @@ static void ssl_like(uint32_t code, const char *what)
 	if (rc != RD_OK || c != 'N')
 		fail("%s (twice): expected 'N'", what);
 	send_try(fd, b, 8);
-	rc = read_exact(fd, &c, 1, 5000);
-	if (rc == RD_OK && c == 'N') {
-		note("%s twice: answered 'N' again (PostgreSQL would refuse)", what);
-		rst_close(fd);
-	} else if (rc == RD_OK && c == 'E') {
-		note("%s twice: ErrorResponse", what);
-		close(fd);
-	} else if (rc == RD_TIMEOUT) {
-		fail("%s twice: no answer within 5 s", what);
-	} else {
-		close(fd);
-	}
+	/* as PostgreSQL: the second is an unknown protocol version, 1234.5679/5680 */
+	char twice[64];
+	snprintf(twice, sizeof twice, "%s twice", what);
+	expect_error_close(fd, twice, "0A000", true);
+
+	/* the request with a wrong length is a protocol violation, not a request */
+	fd = tcp_connect();
+	uint8_t longer[12] = { 0 };
+	set_u32(longer, 12);
+	set_u32(longer + 4, code);
+	send_all(fd, longer, sizeof longer);
+	char bad_len[64];
+	snprintf(bad_len, sizeof bad_len, "%s with length 12", what);
+	expect_error_close(fd, bad_len, "08P01", true);
 }
 
 static void sc_e(void) { ssl_like(80877103, "SSLRequest"); }
@@ -1300,6 +1304,21 @@ static void sc_p(void)
 }
 
 /* Every server of the pool is usable: pool_size transactions at once. */
+/* A message type no frontend sends: 08P01 and close, as PostgreSQL does,
+ * before any server is taken for it. */
+static void sc_q(void)
+{
+	static const uint8_t types[] = { 'z', 'A', '1', 0x7f, 'p' };
+	for (size_t i = 0; i < sizeof types; i++) {
+		int fd = login("invalid message type", NULL);
+		uint8_t b[5] = { types[i], 0, 0, 0, 4 };
+		send_all(fd, b, 5);
+		char what[64];
+		snprintf(what, sizeof what, "message type 0x%02x after login", types[i]);
+		expect_error_close(fd, what, "08P01", true);
+	}
+}
+
 static void sc_z(void)
 {
 	PGconn *c[64];
@@ -1342,6 +1361,7 @@ static const struct {
 	{ 'n', "client killed mid-COPY FROM STDIN", sc_n, 30 },
 	{ 'o', "server dies inside the client's transaction", sc_o, 40 },
 	{ 'p', "waiting client trickling tiny messages", sc_p, 40 },
+	{ 'q', "invalid message type after login", sc_q, 20 },
 	{ 'z', "no server leaked from the pool", sc_z, 20 },
 };
 

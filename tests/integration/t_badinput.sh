@@ -5,7 +5,8 @@
 # authentication, a client that never reads a huge result (RSS must stay bounded
 # while others keep working), 200 clients reset at every stage, random cancel
 # keys, clients killed mid-COPY, a server dying inside a transaction, a waiting
-# client trickling tiny messages. After each scenario pgring must still answer a
+# client trickling tiny messages, invalid message types (no server spent on
+# them). After each scenario pgring must still answer a
 # libpq query; at the end it must still run, have logged the protocol errors, and
 # answer /health with 200 (asked over bash's /dev/tcp, no curl).
 source "$(dirname "$0")/lib.sh"
@@ -65,6 +66,15 @@ run_group() { # NAME SCENARIOS
 
 run_group "protocol and lifecycle abuse" abcdefghijklmnz
 run_group "server lost inside a transaction" o
+# an invalid message type is refused before it costs a server: no connect
+# happens for it (PostgreSQL would close the backend it reached)
+run_group "the pool's servers all open" z
+connects_before=$(metric pgring_pool_server_connects_total)
+run_group "invalid message type after login" q
+run_group "the pool's servers still all there" z
+connects_after=$(metric pgring_pool_server_connects_total)
+assert_eq "$connects_before" "$connects_after" "server connects while clients sent invalid message types"
+pass "invalid message types cost no server ($connects_after connects before and after)"
 run_group "waiting client trickling tiny messages" p
 
 # pgring is still up, logged the protocol errors, and is healthy
