@@ -756,6 +756,7 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 	if (type == 'X')
 		return PROTO_WHOLE;
 	cl->drop_msg = false;
+	cl->msg_start_us = shard_of(cl)->now_us;
 	if (cl->sync_failed) {
 		/* the server died with extended-protocol messages unsynced: the rest of
 		 * that batch is ignored, as PostgreSQL ignores it after an error */
@@ -977,6 +978,10 @@ void client_tick(struct shard *s)
 			if (cfg->idle_transaction_timeout > 0 && !l->expect && l->server->txn_status != 'I' &&
 			    s->now_us - l->server->last_rfq_us > cfg->idle_transaction_timeout * 1e6)
 				client_fail(cl, "25P03", "idle_transaction_timeout");
+			else if (cfg->idle_transaction_timeout > 0 && !proto_framer_idle(&cl->conn.fr) &&
+				 s->now_us - cl->msg_start_us > cfg->idle_transaction_timeout * 1e6)
+				/* a message trickling in holds its server as idly as an open block */
+				client_fail(cl, "25P03", "idle_transaction_timeout (a message not complete)");
 			else if (cfg->query_timeout > 0 && l->expect &&
 				 s->now_us - cl->query_start_us > cfg->query_timeout * 1e6)
 				client_fail(cl, "57014", "query_timeout");

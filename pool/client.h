@@ -76,6 +76,7 @@ struct client {
 	uint32_t key_pid, key_secret;              /* our BackendKeyData */
 	struct client *next_key;                   /* cancel-key hash chain */
 	uint64_t connect_us, wait_start_us, state_us, xact_start_us, query_start_us;
+	uint64_t msg_start_us;                     /* when the message being received began */
 	uint32_t max_packet;
 	uint8_t auth_method;                       /* enum auth_type in use */
 	uint8_t md5_salt[4];

@@ -979,10 +979,14 @@ int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 	} else if (type == 'P' || type == 'B' || type == 'E' || type == 'D' || type == 'C' || type == 'H') {
 		l->unsynced = true;
 	}
+	int take = lease_frame_kind(type, len);
 	if (cl->state == CL_IDLE) {
 		cl->xact_start_us = s->now_us;
-		if (route_wants_text(cl) && peekable) {
-			l->route_peek = true;   /* routed in lease_request_whole, once its text is here */
+		if (take == PROTO_WHOLE) {
+			/* routed, and given a server, once it is all here: its text may
+			 * say where it goes, and a client trickling its first message
+			 * holds no server meanwhile */
+			l->route_peek = true;
 			return PROTO_WHOLE;
 		}
 		cl->txn_target = (uint8_t)route_target(cl, NULL, 0, NULL, 0);
@@ -997,7 +1001,6 @@ int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 		start_rerouting(l, type);   /* a function call or a long message: not proven */
 	}
 	/* in CL_LOGIN_WAIT it is held until the login finishes */
-	int take = lease_frame_kind(type, len);
 	l->sending = take == PROTO_STREAM && sending_now(l);
 	if (l->sending)
 		send_begin(l, type);
@@ -1017,7 +1020,9 @@ bool lease_request_whole(struct client *cl, const uint8_t *msg, uint32_t len, ui
 	/* the first message of a segment, whole: it (and what is behind it) says
 	 * where it goes */
 	l->route_peek = false;
-	int target = route_target(cl, msg, len, cl->conn.fr.ahead, cl->conn.fr.ahead_len);
+	bool peekable = (msg[0] == 'Q' || msg[0] == 'P' || msg[0] == 'B') && len <= route_peek_max();
+	int target = peekable ? route_target(cl, msg, len, cl->conn.fr.ahead, cl->conn.fr.ahead_len)
+			      : route_target(cl, NULL, 0, NULL, 0);
 	if (cl->state == CL_IDLE) {
 		cl->txn_target = (uint8_t)target;
 		deliver_whole(l, msg, len, buf);
@@ -1133,8 +1138,10 @@ void lease_client_gone(struct client *cl)
 	if (!l)
 		return;
 	if (l->server) {
+		/* what the server was sent and has not answered is still running;
+		 * a request the client had not finished sending never reached it */
 		struct server_leftover left = {
-			.running = l->expect > 0,
+			.running = l->rq.n > 0,
 			.dirty = !lease_idle(l),
 			.unsynced = l->unsynced,
 			.in_txn = cl->in_txn,

@@ -25,6 +25,7 @@
  *   o  the server dies inside a transaction: queries of any size get 25P02 until ROLLBACK
  *   p  a client waiting for a server trickles tiny messages: others can still log in
  *   q  an invalid message type after login ('z', 'A', ...)  -> ErrorResponse 08P01, then close
+ *   r  2 x pool size clients stall mid-way through a first Query -> a normal query is answered at once
  *   z  the pool is not leaking: pool-size concurrent transactions all get a server
  *
  * Exit 0 when every scenario passed, 1 on the first failure (with a message), 2 usage. */
@@ -1304,6 +1305,34 @@ static void sc_p(void)
 }
 
 /* Every server of the pool is usable: pool_size transactions at once. */
+/* Clients that trickle the first message of a transaction hold no server
+ * meanwhile: twice the pool's size of them stall mid-Query, and a normal
+ * client still gets its answer at once. */
+static void sc_r(void)
+{
+	int n = 2 * opt_pool_size < 64 ? 2 * opt_pool_size : 64;
+	int t[64];
+	for (int i = 0; i < n; i++) {
+		t[i] = login("trickler", NULL);
+		uint8_t b[5 + 10] = { 'Q' };
+		set_u32(b + 1, 4 + 100);   /* 100 bytes announced, 10 sent */
+		memcpy(b + 5, "SELECT 1 -", 10);
+		send_all(t[i], b, sizeof b);
+	}
+	usleep(300000);
+	uint64_t t0 = now_ms();
+	PGconn *c = pq_connect();
+	pq_expect(c, "SELECT 42", "42");
+	PQfinish(c);
+	uint64_t took = now_ms() - t0;
+	if (took > 2000)
+		fail("a normal query took %llu ms while %d clients trickled a first Query (pool of %d)",
+		     (unsigned long long)took, n, opt_pool_size);
+	note("a normal query took %llu ms while %d clients trickled a first Query", (unsigned long long)took, n);
+	for (int i = 0; i < n; i++)
+		rst_close(t[i]);
+}
+
 /* A message type no frontend sends: 08P01 and close, as PostgreSQL does,
  * before any server is taken for it. */
 static void sc_q(void)
@@ -1362,6 +1391,7 @@ static const struct {
 	{ 'o', "server dies inside the client's transaction", sc_o, 40 },
 	{ 'p', "waiting client trickling tiny messages", sc_p, 40 },
 	{ 'q', "invalid message type after login", sc_q, 20 },
+	{ 'r', "clients trickling their first Query hold no server", sc_r, 30 },
 	{ 'z', "no server leaked from the pool", sc_z, 20 },
 };
 

@@ -76,6 +76,7 @@ connects_after=$(metric pgring_pool_server_connects_total)
 assert_eq "$connects_before" "$connects_after" "server connects while clients sent invalid message types"
 pass "invalid message types cost no server ($connects_after connects before and after)"
 run_group "waiting client trickling tiny messages" p
+run_group "clients trickling a first Query" r
 
 # pgring is still up, logged the protocol errors, and is healthy
 alive "$POOLER_PID" || fail "pgring is no longer running"
