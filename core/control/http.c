@@ -1,6 +1,10 @@
 /* core/control/http.c: the control port's HTTP/1.1 server (see http.h). Owns the listen
  * socket and up to HTTP_MAX_CONNS connections, each a small state machine:
- * read a request head -> write the response -> read the next (keep-alive) or drain and close. */
+ * read a request head -> write the response -> read the next (keep-alive) or drain and close.
+ * Against slowloris (many connections trickling bytes) the listener stays polled when
+ * every slot is taken, and a new connection evicts the one that has made the least
+ * progress, as nginx and HAProxy do: a load balancer's /health must not queue behind
+ * them, and head deadlines alone would still leave it waiting seconds. */
 #include "core/control/http.h"
 
 #include <errno.h>
@@ -29,6 +33,9 @@
 /* After accept(2) fails for lack of descriptors or memory, wait this long before
  * polling the listener again rather than spin on it. */
 #define ACCEPT_BACKOFF_MS 100
+/* Connections accepted per wake-up, so that a flood of connects (each evicting
+ * another) cannot keep the caller's loop in accept_all. */
+#define ACCEPT_BURST HTTP_MAX_CONNS
 
 enum conn_state {
 	CONN_READ,   /* collecting a request head */
@@ -41,9 +48,12 @@ struct conn {
 	enum conn_state state;
 	bool close_after;    /* close once the response is out */
 	bool more;           /* unparsed bytes may hold another request: wake up at once */
+	bool idle;           /* kept alive between requests, no byte of the next one yet */
 	size_t inlen;
 	size_t head_len;     /* bytes of in[] taken by the request being answered */
 	size_t outoff;
+	uint64_t since;      /* when this phase began (accept, a head's first byte, idle,
+				response), as a count of phases: the older, the sooner evicted */
 	int64_t deadline;    /* monotonic ms */
 	struct strbuf out;
 	char in[HTTP_HEAD_MAX];
@@ -52,9 +62,15 @@ struct conn {
 struct http_server {
 	int lfd;
 	int port;
-	int timeout_ms;
+	int head_timeout_ms;    /* HTTP_HEAD_TIMEOUT_MS */
+	int timeout_ms;         /* HTTP_TIMEOUT_MS */
 	int nconns;
 	int64_t accept_resume;  /* monotonic ms; listener not polled before */
+	uint64_t phases;        /* phases begun: orders them exactly, unlike a clock */
+	/* Evictions and timeouts could come by the thousand from one attacker: one
+	 * line a second at most, with these counts since the last. */
+	struct log_rate slow_log;
+	int evicted, timed_out;
 	struct conn conns[HTTP_MAX_CONNS];
 };
 
@@ -138,6 +154,7 @@ struct http_server *http_open(const char *addr, int port, char *err, size_t errl
 	}
 	s->lfd = fd;
 	s->port = bound_port(fd);
+	s->head_timeout_ms = HTTP_HEAD_TIMEOUT_MS;
 	s->timeout_ms = HTTP_TIMEOUT_MS;
 	for (int i = 0; i < HTTP_MAX_CONNS; i++)
 		s->conns[i].fd = -1;
@@ -149,9 +166,10 @@ int http_port(const struct http_server *s)
 	return s->port;
 }
 
-void http_set_timeout(struct http_server *s, int ms)
+void http_set_timeouts(struct http_server *s, int head_ms, int idle_ms)
 {
-	s->timeout_ms = ms;
+	s->head_timeout_ms = head_ms;
+	s->timeout_ms = idle_ms;
 }
 
 /* ---- connections ---- */
@@ -164,9 +182,73 @@ static void conn_close(struct http_server *s, struct conn *c)
 	s->nconns--;
 }
 
+/* Start a phase of c that must end within ms. Deadlines move only here, at a
+ * phase change, never for a byte received: trickling bytes buys no time. */
+static void conn_phase(struct http_server *s, struct conn *c, int64_t now, int ms)
+{
+	c->since = ++s->phases;
+	c->deadline = now + ms;
+}
+
+/* Add n to *counter (evictions or timeouts; n = 0 is a tick) and log when due.
+ * Only a connection closed mid-request or mid-response counts: closing an idle
+ * keep-alive or a lingering close costs its client nothing, and is routine. */
+static void log_slow(struct http_server *s, int64_t now, int *counter, int n)
+{
+	*counter += n;
+	if (!log_rate_due(&s->slow_log, (unsigned long long)now * 1000, n))
+		return;
+	log_warning("control port: closed %d slow connection%s: %d evicted for new ones (all %d slots busy), "
+		    "%d timed out (request head not complete within %d ms, or response not taken within %d ms)",
+		    s->evicted + s->timed_out, s->evicted + s->timed_out == 1 ? "" : "s", s->evicted,
+		    HTTP_MAX_CONNS, s->timed_out, s->head_timeout_ms, s->timeout_ms);
+	s->evicted = s->timed_out = 0;
+}
+
+/* Which connections give way first to a new one: those already answered (idle
+ * keep-alive, draining) lose nothing; then incomplete heads; a response being
+ * sent last. */
+static int evict_rank(const struct conn *c)
+{
+	if (c->state == CONN_DRAIN || (c->state == CONN_READ && c->idle))
+		return 0;
+	return c->state == CONN_READ ? 1 : 2;
+}
+
+/* Close the connection that has made the least progress: the lowest rank, and
+ * within it the oldest phase (for a head, the one started longest ago). */
+static struct conn *evict(struct http_server *s, int64_t now)
+{
+	struct conn *victim = NULL;
+	for (int i = 0; i < HTTP_MAX_CONNS; i++) {
+		struct conn *c = &s->conns[i];
+		if (c->fd < 0)
+			continue;
+		if (!victim || evict_rank(c) < evict_rank(victim) ||
+		    (evict_rank(c) == evict_rank(victim) && c->since < victim->since))
+			victim = c;
+	}
+	INVARIANT(victim);
+	log_slow(s, now, &s->evicted, evict_rank(victim) > 0);
+	conn_close(s, victim);
+	return victim;
+}
+
+static struct conn *free_slot(struct http_server *s, int64_t now)
+{
+	if (s->nconns == HTTP_MAX_CONNS)
+		return evict(s, now);
+	struct conn *c = s->conns;
+	while (c->fd >= 0)
+		c++;
+	return c;
+}
+
+static void conn_run(struct http_server *s, struct conn *c, int64_t now);
+
 static void accept_all(struct http_server *s, int64_t now)
 {
-	while (s->nconns < HTTP_MAX_CONNS) {
+	for (int i = 0; i < ACCEPT_BURST; i++) {
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
@@ -180,22 +262,24 @@ static void accept_all(struct http_server *s, int64_t now)
 		/* Small responses must not wait for a delayed ACK. */
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		struct conn *c = s->conns;
-		while (c->fd >= 0)
-			c++;
+		struct conn *c = free_slot(s, now);
 		c->fd = fd;
 		c->state = CONN_READ;
-		c->close_after = c->more = false;
+		c->close_after = c->more = c->idle = false;
 		c->inlen = c->head_len = c->outoff = 0;
-		c->deadline = now + s->timeout_ms;
+		conn_phase(s, c, now, s->head_timeout_ms);
 		s->nconns++;
+		/* The request often came with the connection: answer it now, before
+		 * later connects of this burst could evict it. */
+		conn_run(s, c, now);
 	}
 }
 
+/* The listener is polled even with every slot taken: a new connection evicts one. */
 int http_pollfds(struct http_server *s, struct pollfd *fds, int max)
 {
 	int n = 0;
-	if (n < max && s->nconns < HTTP_MAX_CONNS && now_ms() >= s->accept_resume)
+	if (n < max && now_ms() >= s->accept_resume)
 		fds[n++] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };
 	for (int i = 0; i < HTTP_MAX_CONNS && n < max; i++) {
 		struct conn *c = &s->conns[i];
@@ -512,7 +596,7 @@ static enum step take_request(struct http_server *s, struct conn *c, int64_t now
 		n = c->inlen;
 	}
 	c->head_len = n;
-	c->deadline = now + s->timeout_ms;
+	conn_phase(s, c, now, s->timeout_ms);
 	return respond(c, &rq) < 0 ? STEP_CLOSE : STEP_AGAIN;
 }
 
@@ -538,17 +622,23 @@ static enum step on_read(struct http_server *s, struct conn *c, int64_t now)
 	if (st != STEP_BLOCKED)
 		return st;
 	c->more = false;
-	return read_more(c);
+	st = read_more(c);
+	if (st == STEP_AGAIN && c->idle) {
+		/* The next request began: from now on its head has the short deadline. */
+		c->idle = false;
+		conn_phase(s, c, now, s->head_timeout_ms);
+	}
+	return st;
 }
 
 static enum step finish_response(struct http_server *s, struct conn *c, int64_t now)
 {
 	strbuf_free(&c->out);
 	c->outoff = 0;
-	c->deadline = now + s->timeout_ms;
 	if (c->close_after) {
 		shutdown(c->fd, SHUT_WR);
 		c->state = CONN_DRAIN;
+		conn_phase(s, c, now, s->timeout_ms);
 		return STEP_BLOCKED;
 	}
 	c->inlen -= c->head_len;
@@ -556,6 +646,9 @@ static enum step finish_response(struct http_server *s, struct conn *c, int64_t 
 	c->head_len = 0;
 	c->state = CONN_READ;
 	c->more = c->inlen > 0;
+	/* Pipelined bytes are the next head, already begun; else the client may idle. */
+	c->idle = !c->more;
+	conn_phase(s, c, now, c->idle ? s->timeout_ms : s->head_timeout_ms);
 	return STEP_AGAIN;
 }
 
@@ -619,13 +712,18 @@ static struct conn *find_conn(struct http_server *s, int fd)
 	return NULL;
 }
 
+/* Close connections past their deadline. */
 static void expire(struct http_server *s, int64_t now)
 {
+	int slow = 0;
 	for (int i = 0; i < HTTP_MAX_CONNS; i++) {
 		struct conn *c = &s->conns[i];
-		if (c->fd >= 0 && now >= c->deadline)
-			conn_close(s, c);
+		if (c->fd < 0 || now < c->deadline)
+			continue;
+		slow += evict_rank(c) > 0;
+		conn_close(s, c);
 	}
+	log_slow(s, now, &s->timed_out, slow);
 }
 
 void http_process(struct http_server *s, const struct pollfd *fds, int n)

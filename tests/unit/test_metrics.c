@@ -841,7 +841,7 @@ Test(metrics_http, oversized_head)
 Test(metrics_http, stalled_connections_time_out)
 {
 	struct http_server *s = open_server();
-	http_set_timeout(s, 100);
+	http_set_timeouts(s, 100, 100);
 	int64_t t0 = mono_ms(); /* before the connects, so before any deadline was set */
 	struct client idle = client_connect(s);
 	struct client slow = client_connect(s);
@@ -860,30 +860,169 @@ Test(metrics_http, stalled_connections_time_out)
 	http_close(s);
 }
 
-Test(metrics_http, connection_limit)
+/* Turn the loop n times with no client of interest. */
+static void settle(struct http_server *s, int n)
+{
+	for (int i = 0; i < n; i++)
+		turn(s, NULL);
+}
+
+/* Whether the server closed cl (reset or FIN), without blocking. */
+static bool closed(struct client *cl)
+{
+	client_read(cl);
+	return cl->eof;
+}
+
+/* A request head must be complete within the head deadline counted from accept:
+ * bytes trickling in do not extend it. A kept-alive connection may idle longer
+ * than that between requests, and its next head gets the deadline from its first byte. */
+Test(metrics_http, head_deadline_is_not_reset_by_bytes)
 {
 	struct http_server *s = open_server();
-	static struct client cls[HTTP_MAX_CONNS + 1];
-	for (int i = 0; i < HTTP_MAX_CONNS; i++) {
-		cls[i] = client_connect(s);
-		turn(s, NULL);
+	http_set_timeouts(s, 300, 5000);
+	int64_t t0 = mono_ms();
+	struct client trickle = client_connect(s);
+	const char *req = "GET /health HTTP/1.1\r\nX-Slow: ";
+	for (size_t i = 0; !closed(&trickle); i++) {
+		cr_assert_lt(mono_ms() - t0, 2000, "trickling connection never closed");
+		if (i < strlen(req))
+			client_send(&trickle, req + i, 1);
+		for (int64_t until = mono_ms() + 50; mono_ms() < until;)
+			turn(s, &trickle);
 	}
-	for (int i = 0; i < 5; i++)
-		turn(s, NULL);
-	struct pollfd fds[HTTP_MAX_POLLFDS];
-	cr_assert_eq(http_pollfds(s, fds, HTTP_MAX_POLLFDS), HTTP_MAX_CONNS, "listener still polled");
-	/* One more waits in the backlog, unanswered, until a slot frees. */
-	struct client extra = client_connect(s);
-	client_sends(&extra, "GET /nope HTTP/1.1\r\n\r\n");
-	for (int i = 0; i < 5; i++)
-		turn(s, &extra);
-	cr_assert_eq(extra.in.len, 0);
-	client_close(&cls[0]);
-	struct resp r = await_resp(s, &extra, false);
+	cr_assert_geq(mono_ms() - t0, 299);
+	cr_assert_eq(trickle.in.len, 0);
+	client_close(&trickle);
+
+	struct client ka = client_connect(s);
+	struct resp r = request(s, &ka, "GET /nope HTTP/1.1\r\n\r\n");
 	cr_assert_eq(r.status, 404);
 	free(r.body);
-	client_close(&extra);
-	for (int i = 1; i < HTTP_MAX_CONNS; i++)
+	for (int64_t until = mono_ms() + 600; mono_ms() < until;)
+		turn(s, &ka);
+	cr_assert(!ka.eof, "an idle keep-alive connection was held to the head deadline");
+	r = request(s, &ka, "GET /nope HTTP/1.1\r\n\r\n");
+	cr_assert_eq(r.status, 404);
+	free(r.body);
+	int64_t t1 = mono_ms();
+	client_sends(&ka, "GET /");
+	await_eof(s, &ka);
+	cr_assert_geq(mono_ms() - t1, 299);
+	cr_assert_lt(mono_ms() - t1, 2000);
+	client_close(&ka);
+	http_close(s);
+}
+
+/* With every slot taken the listener stays polled and a new connection evicts the
+ * one that made the least progress: an idle keep-alive one first, then the oldest
+ * incomplete head. */
+Test(metrics_http, full_server_evicts_least_progress)
+{
+	struct http_server *s = open_server();
+	static struct client cls[HTTP_MAX_CONNS];
+	for (int i = 0; i < HTTP_MAX_CONNS - 1; i++) {
+		cls[i] = client_connect(s);
+		client_sends(&cls[i], "GET /");
+		turn(s, NULL);
+	}
+	struct client *idle = &cls[HTTP_MAX_CONNS - 1]; /* the newest, but answered */
+	*idle = client_connect(s);
+	struct resp r = request(s, idle, "GET /nope HTTP/1.1\r\n\r\n");
+	free(r.body);
+	settle(s, 3);
+	struct pollfd fds[HTTP_MAX_POLLFDS];
+	cr_assert_eq(http_pollfds(s, fds, HTTP_MAX_POLLFDS), HTTP_MAX_POLLFDS, "listener not polled when full");
+
+	struct client a = client_connect(s);
+	r = request(s, &a, "GET /nope HTTP/1.1\r\n\r\n");
+	cr_assert_eq(r.status, 404);
+	free(r.body);
+	settle(s, 2);
+	cr_assert(closed(idle), "the idle keep-alive connection was not evicted");
+	cr_assert(!closed(&cls[0]), "a request was evicted before an idle connection");
+
+	struct client b = client_connect(s);
+	client_sends(&b, "GET /");
+	settle(s, 3);
+	cr_assert(closed(&a), "the idle keep-alive connection was not evicted");
+	cr_assert(!closed(&cls[0]));
+
+	struct client c = client_connect(s);
+	r = request(s, &c, "GET /nope HTTP/1.1\r\n\r\n");
+	cr_assert_eq(r.status, 404);
+	free(r.body);
+	settle(s, 2);
+	cr_assert(closed(&cls[0]), "the oldest incomplete head was not evicted");
+	for (int i = 1; i < HTTP_MAX_CONNS - 1; i++)
+		cr_assert(!closed(&cls[i]), "connection %d evicted out of order", i);
+	cr_assert(!closed(&b));
+	for (int i = 0; i < HTTP_MAX_CONNS; i++)
 		client_close(&cls[i]);
+	client_close(&a);
+	client_close(&b);
+	client_close(&c);
+	http_close(s);
+}
+
+/* Issue 21 item 5: 100 connections that each sent one byte of a request and stall
+ * (then trickle more) must not delay a load balancer's /health, and are closed at
+ * the head deadline (the default one) all the same. */
+Test(metrics_http, health_is_fast_under_slowloris)
+{
+	enum { SLOW = 100 };
+	struct http_server *s = open_server();
+	static struct client slow[SLOW];
+	int64_t t0 = mono_ms();
+	for (int i = 0; i < SLOW; i++) {
+		slow[i] = client_connect(s);
+		client_sends(&slow[i], "G");
+		turn(s, NULL);
+	}
+	settle(s, 3);
+
+	struct client lb = client_connect(s);
+	int64_t sent = mono_ms();
+	client_sends(&lb, "GET /health HTTP/1.1\r\nHost: lb\r\n\r\n");
+	struct resp r;
+	while (!take_resp(&lb, false, &r)) {
+		cr_assert(!lb.eof, "/health connection closed");
+		cr_assert_lt(mono_ms() - sent, 500, "/health not answered within 500 ms under %d slow connections", SLOW);
+		turn(s, &lb);
+	}
+	cr_assert_eq(r.status, control_shutting_down() ? 503 : 200);
+	free(r.body);
+	/* The oldest gave way, to the slow ones after the first HTTP_MAX_CONNS and to lb. */
+	int evicted = SLOW - HTTP_MAX_CONNS + 1;
+	for (int i = 0; i < SLOW; i++)
+		cr_assert_eq(closed(&slow[i]), i < evicted, "slow connection %d", i);
+
+	/* The rest keep trickling and are closed at the head deadline from their accept. */
+	const char *req = "ET /health HTTP/1.1\r\n";
+	int64_t first_close = 0;
+	for (int open = SLOW - evicted, k = 0; open > 0; k++) {
+		cr_assert_lt(mono_ms() - sent, HTTP_HEAD_TIMEOUT_MS + 1500, "%d slow connections still open", open);
+		open = 0;
+		for (int i = evicted; i < SLOW; i++) {
+			if (closed(&slow[i])) {
+				if (!first_close)
+					first_close = mono_ms();
+				continue;
+			}
+			open++;
+			if (k % 20 == 0 && (size_t)k / 20 < strlen(req))
+				client_send(&slow[i], req + k / 20, 1);
+		}
+		turn(s, NULL);
+	}
+	cr_assert_geq(first_close - t0, HTTP_HEAD_TIMEOUT_MS - 1);
+	/* lb is kept alive past the head deadline, and still answers. */
+	cr_assert(!closed(&lb));
+	r = request(s, &lb, "GET /health HTTP/1.1\r\nHost: lb\r\n\r\n");
+	cr_assert_eq(r.status, control_shutting_down() ? 503 : 200);
+	free(r.body);
+	for (int i = 0; i < SLOW; i++)
+		client_close(&slow[i]);
+	client_close(&lb);
 	http_close(s);
 }
