@@ -41,11 +41,14 @@ void conn_exchange(struct shard *s, struct shard_call *call, int fd, const struc
 {
 	struct io_uring_sqe *sqe[3];
 	shard_sqes(s, sqe, 3);   /* a linked chain must not be split across submissions */
+	/* No IOSQE_CQE_SKIP_SUCCESS on the first two: when a request with it fails,
+	 * the kernel omits the CQEs of the rest of the chain, and call->done would
+	 * never run. */
 	io_uring_prep_connect(sqe[0], fd, addr, alen);
-	sqe[0]->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+	sqe[0]->flags |= IOSQE_IO_LINK;
 	io_uring_sqe_set_data64(sqe[0], SHARD_OP_IGNORE);
 	io_uring_prep_send(sqe[1], fd, msg, n, MSG_NOSIGNAL);
-	sqe[1]->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+	sqe[1]->flags |= IOSQE_IO_LINK;
 	io_uring_sqe_set_data64(sqe[1], SHARD_OP_IGNORE);
 	io_uring_prep_recv(sqe[2], fd, msg, n, 0);
 	io_uring_sqe_set_data64(sqe[2], shard_ud(call, SHARD_OP_CALL));

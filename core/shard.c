@@ -463,12 +463,13 @@ static void flush_all(struct shard *s)
 static void feed_starved(struct shard *s)
 {
 	/* re-arm connections that ran out of receive buffers, oldest first, while
-	 * at least an eighth of the buffers are free again */
+	 * at least an eighth of the buffers (rounded up: at least one, or a group
+	 * of fewer than 8 would re-arm into ENOBUFS on every turn) are free again */
 	int budget = 64;
 	while (s->starved_head && budget--) {
 		struct conn *c = s->starved_head;
 		const struct buf_group *g = &s->bufs.group[c->group];
-		if (g->in_use > g->count - g->count / 8)
+		if (g->in_use > g->count - (g->count + 7) / 8)
 			break;
 		s->starved_head = c->next_starved;
 		if (!s->starved_head)
