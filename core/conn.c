@@ -117,13 +117,13 @@ bool sendq_append(struct shard *s, struct sendq *q, const void *p, uint32_t n, u
 	if (n == 0)
 		return true;
 	struct bufs *b = &s->bufs;
-	if (buf == PROTO_BUF_NONE) {
-		uint8_t *mem = bufs_scratch(b, n, &buf);
+	bool copied = buf == PROTO_BUF_NONE;
+	if (copied) {
+		uint8_t *mem = bufs_scratch(b, n, &buf);   /* we hold its one reference */
 		if (!mem)
 			return false;
 		memcpy(mem, p, n);
 		p = mem;
-		b->refs[buf]--;   /* the slice below takes the reference back */
 	}
 	struct sendbuf *t = q->tail;
 	if (t && t->n && t->buf[t->n - 1] == buf &&
@@ -131,14 +131,19 @@ bool sendq_append(struct shard *s, struct sendq *q, const void *p, uint32_t n, u
 		t->iov[t->n - 1].iov_len += n;   /* adjacent bytes of the same buffer: one iovec */
 	} else {
 		t = tail_for_append(s, q);
-		if (!t)
+		if (!t) {
+			if (copied)
+				bufs_unref(b, buf);   /* the copy goes back */
 			return false;
+		}
 		t->iov[t->n].iov_base = (void *)p;
 		t->iov[t->n].iov_len = n;
 		t->buf[t->n] = buf;
 		t->n++;
 		bufs_ref(b, buf);
 	}
+	if (copied)
+		b->refs[buf]--;   /* ours: a slice of the queue holds the buffer now */
 	t->bytes += n;
 	q->bytes += n;
 	return true;

@@ -17,9 +17,11 @@
 struct shard;
 struct conn;
 
-/* What a connection tells its owner. Each is called from the shard loop, never
- * from inside a conn_* call the owner made; none is called once the owner has
- * called conn_close, except free. */
+/* What a connection tells its owner. data, eof, drained and connected are
+ * called from the shard loop, never from inside a conn_* call the owner made;
+ * free (conn_close, conn_unhold) and parked (conn_park) run at once when
+ * nothing is in flight, else from the loop. None but free is called once the
+ * owner has called conn_close. */
 struct conn_ops {
 	/* n bytes received into shard buffer buf (take a reference to keep them). */
 	void (*data)(struct conn *c, uint8_t *data, uint32_t n, uint32_t buf);

@@ -576,8 +576,10 @@ static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
 			client_fail(cl, "08P01", "insufficient data left in message");
 			return;
 		}
-		if (!data)
+		if (!data) {
+			data = (const uint8_t *)"";   /* no data: the exchange then fails as malformed */
 			n = 0;
+		}
 		int k = auth_scram_server_first(cl->scram, (const char *)data, n, out, sizeof out);
 		if (k < 0) {
 			client_fail(cl, "08P01", "malformed SCRAM message: %s", cl->scram->error);

@@ -22,7 +22,8 @@ uint32_t route_peek_max(void);                     /* longest first message look
 
 /* The node of tc for a transaction with target (enum config_target): the
  * primary, or for reads two weighted picks among the readable nodes, the one
- * with less load(node)/weight winning; -1 when none. rng: xorshift state. */
+ * with the lower load(tc, node) winning (the caller's load divides by weight);
+ * -1 when none. rng: xorshift state, nonzero (zero stays zero). */
 int route_pick_node(const struct topo_cluster *tc, int target, uint64_t *rng,
 		    double (*load)(const struct topo_cluster *tc, int node));
 

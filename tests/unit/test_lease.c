@@ -1,0 +1,709 @@
+/* tests/unit/test_lease.c: pool/lease.c fed message transcripts. A shard runs
+ * the real pool layer on the test's thread (tests/unit/harness.h); a client
+ * talks to it over a socketpair and the test plays the PostgreSQL server on the
+ * Unix socket the pool connects to, answering with the messages PostgreSQL 15
+ * sends for each request (the sequences of the protocol chapter, "Extended
+ * Query" and "COPY Operations", as a real server produced them in
+ * tests/integration/pipeline.c and t_copy.sh). Each test checks what reaches
+ * the server (renamed, injected, held and replayed in order) and what reaches
+ * the client (hidden, synthesised, errors where they belong). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "harness.h"
+#include "pool/pool.h"
+#include "pool/client.h"
+#include "proto/proto.h"
+
+#define PORT 5999
+#define WAIT 3000
+
+static const char settings[] =
+	"[pgring]\n"
+	"auth_type = trust\n"
+	"pool_mode = transaction\n"
+	"default_pool_size = 4\n"
+	"[databases]\n"
+	"db = host={dir} port=5999\n";
+
+struct msg {
+	uint8_t type;
+	uint32_t len;          /* of the body */
+	uint8_t body[16384];
+};
+
+static struct harness *h;
+static int listen_fd;
+
+static void setup(void)
+{
+	h = harness_open(&pool_layer, settings);
+	listen_fd = harness_listen_unix(h, PORT);
+}
+
+static void teardown(void)
+{
+	harness_close(h);
+}
+
+TestSuite(lease, .init = setup, .fini = teardown, .timeout = 30);
+
+/* ---- wire helpers ---- */
+
+static void send_out(int fd, const struct proto_out *o)
+{
+	cr_assert(!o->overflow);
+	cr_assert_eq(harness_write_all(&h->shard, fd, o->p, o->len, WAIT), o->len);
+}
+
+static bool read_msg(int fd, struct msg *m)
+{
+	uint8_t hdr[5];
+	if (harness_read_all(&h->shard, fd, hdr, 5, WAIT) != 5)
+		return false;
+	m->type = hdr[0];
+	m->len = proto_get_u32(hdr + 1) - 4;
+	cr_assert_leq(m->len, sizeof m->body, "message too long for the test: %u", m->len);
+	return harness_read_all(&h->shard, fd, m->body, m->len, WAIT) == m->len;
+}
+
+/* Read one message and check its type. */
+static void expect(int fd, uint8_t type, struct msg *m)
+{
+	cr_assert(read_msg(fd, m), "no message (expected '%c')", type);
+	cr_assert_eq(m->type, type, "got '%c', expected '%c'", m->type, type);
+}
+
+/* The types of the messages that arrive until a ReadyForQuery (included). */
+static void expect_seq(int fd, const char *types)
+{
+	struct msg m;
+	for (const char *t = types; *t; t++)
+		expect(fd, (uint8_t)*t, &m);
+}
+
+static void nothing_more(int fd)
+{
+	harness_run_for(&h->shard, 50);
+	cr_assert_eq(harness_pending(fd), 0, "unexpected bytes: %d", harness_pending(fd));
+}
+
+/* ---- PostgreSQL, as the test plays it ---- */
+
+/* Accept the pool's connection and log it in as PostgreSQL 15 does. */
+static int server_login(void)
+{
+	int be = harness_accept(&h->shard, listen_fd, WAIT);
+	cr_assert_geq(be, 0, "the pool did not connect");
+	uint8_t len[4], body[1024];
+	cr_assert_eq(harness_read_all(&h->shard, be, len, 4, WAIT), 4);
+	uint32_t n = proto_get_u32(len) - 4;
+	cr_assert_leq(n, sizeof body);
+	cr_assert_eq(harness_read_all(&h->shard, be, body, n, WAIT), n);
+	cr_assert_eq(proto_get_u32(body), PROTO_VERSION_30);
+	uint8_t mem[1024];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_auth_request(&o, 0, NULL, 0);
+	static const char *const params[][2] = {
+		{ "server_version", "15.18" }, { "server_encoding", "UTF8" }, { "client_encoding", "UTF8" },
+		{ "DateStyle", "ISO, MDY" }, { "TimeZone", "UTC" }, { "integer_datetimes", "on" },
+		{ "standard_conforming_strings", "on" }, { "application_name", "" },
+	};
+	for (size_t i = 0; i < sizeof params / sizeof params[0]; i++)
+		proto_parameter_status(&o, params[i][0], params[i][1]);
+	proto_backend_key(&o, 4242, 77);
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	return be;
+}
+
+/* A client logged in through pgring (the first one brings the first server). */
+static int client_login(int *be)
+{
+	int fds[2];
+	harness_socketpair(fds);
+	client_accept(&h->shard, fds[0], true);
+	uint8_t mem[256];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_begin(&o, 0);
+	proto_put_u32(&o, PROTO_VERSION_30);
+	proto_put_str(&o, "user");
+	proto_put_str(&o, "app");
+	proto_put_str(&o, "database");
+	proto_put_str(&o, "db");
+	proto_put_u8(&o, 0);
+	proto_end(&o);
+	send_out(fds[1], &o);
+	if (be)
+		*be = server_login();
+	struct msg m;
+	expect(fds[1], 'R', &m);
+	do
+		cr_assert(read_msg(fds[1], &m));
+	while (m.type == 'S');
+	cr_assert_eq(m.type, 'K');
+	expect(fds[1], 'Z', &m);
+	return fds[1];
+}
+
+static void put_parse(struct proto_out *o, const char *name, const char *sql)
+{
+	proto_begin(o, 'P');
+	proto_put_str(o, name);
+	proto_put_str(o, sql);
+	proto_put_u16(o, 0);
+	proto_end(o);
+}
+
+static void put_bind(struct proto_out *o, const char *portal, const char *stmt)
+{
+	proto_begin(o, 'B');
+	proto_put_str(o, portal);
+	proto_put_str(o, stmt);
+	proto_put_u16(o, 0);
+	proto_put_u16(o, 0);
+	proto_put_u16(o, 0);
+	proto_end(o);
+}
+
+static void put_execute(struct proto_out *o)
+{
+	proto_begin(o, 'E');
+	proto_put_str(o, "");
+	proto_put_u32(o, 0);
+	proto_end(o);
+}
+
+static void put_empty(struct proto_out *o, uint8_t type)
+{
+	proto_begin(o, type);
+	proto_end(o);
+}
+
+static void put_close(struct proto_out *o, const char *name)
+{
+	proto_begin(o, 'C');
+	proto_put_u8(o, 'S');
+	proto_put_str(o, name);
+	proto_end(o);
+}
+
+/* One row of one int column, as PostgreSQL sends SELECT 1's. */
+static void put_row(struct proto_out *o)
+{
+	proto_begin(o, 'D');
+	proto_put_u16(o, 1);
+	proto_put_u32(o, 1);
+	proto_put_u8(o, '1');
+	proto_end(o);
+}
+
+/* ---- the tests ---- */
+
+Test(lease, named_statement_renamed_and_replies_passed)
+{
+	int be, cl = client_login(&be);
+	uint8_t mem[1024];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	put_parse(&o, "s1", "SELECT 1");
+	put_bind(&o, "", "s1");
+	put_execute(&o);
+	put_empty(&o, 'S');
+	send_out(cl, &o);
+
+	struct msg m;
+	expect(be, 'P', &m);
+	const char *name = (const char *)m.body;
+	cr_assert(strncmp(name, "pgring_", 7) == 0 && strlen(name) == 39, "server-side name %s", name);
+	char sname[40];   /* "pgring_" + 32 hex digits + NUL, checked above */
+	memcpy(sname, name, sizeof sname);
+	cr_assert_str_eq((const char *)m.body + strlen(name) + 1, "SELECT 1");
+	expect(be, 'B', &m);
+	cr_assert_str_eq((const char *)m.body + 1, sname, "Bind names the shared statement");
+	expect(be, 'E', &m);
+	expect(be, 'S', &m);
+
+	proto_out_init(&o, mem, sizeof mem);
+	put_empty(&o, '1');
+	put_empty(&o, '2');
+	put_row(&o);
+	proto_command_complete(&o, "SELECT 1");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(cl, "12DCZ");
+	nothing_more(cl);
+}
+
+Test(lease, pipeline_written_while_waiting_reaches_the_server_framed_once)
+{
+	/* login of the first client: the server logs in while the client's
+	 * pipelined requests (sent behind the startup packet) are held */
+	int fds[2];
+	harness_socketpair(fds);
+	client_accept(&h->shard, fds[0], true);
+	uint8_t mem[2048];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_begin(&o, 0);
+	proto_put_u32(&o, PROTO_VERSION_30);
+	proto_put_str(&o, "user");
+	proto_put_str(&o, "app");
+	proto_put_str(&o, "database");
+	proto_put_str(&o, "db");
+	proto_put_u8(&o, 0);
+	proto_end(&o);
+	put_parse(&o, "a", "SELECT 1");
+	put_bind(&o, "", "a");
+	put_execute(&o);
+	put_empty(&o, 'S');
+	proto_query(&o, "SELECT 2");
+	send_out(fds[1], &o);
+	int be = server_login();
+
+	struct msg m;
+	expect(be, 'P', &m);
+	cr_assert(strncmp((const char *)m.body, "pgring_", 7) == 0);
+	expect_seq(be, "BES");
+	expect(be, 'Q', &m);
+	cr_assert_str_eq((const char *)m.body, "SELECT 2");
+
+	proto_out_init(&o, mem, sizeof mem);
+	put_empty(&o, '1');
+	put_empty(&o, '2');
+	put_row(&o);
+	proto_command_complete(&o, "SELECT 1");
+	proto_ready(&o, 'I');
+	put_row(&o);
+	proto_command_complete(&o, "SELECT 1");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	/* the welcome, then both answers in order */
+	expect(fds[1], 'R', &m);
+	do
+		cr_assert(read_msg(fds[1], &m));
+	while (m.type == 'S');
+	cr_assert_eq(m.type, 'K');
+	expect_seq(fds[1], "Z12DCZDCZ");
+	nothing_more(fds[1]);
+}
+
+Test(lease, statement_injected_on_a_server_that_lacks_it)
+{
+	int be, cl = client_login(&be);
+	uint8_t mem[1024];
+	struct proto_out o;
+	struct msg m;
+	/* prepared on the first server */
+	proto_out_init(&o, mem, sizeof mem);
+	put_parse(&o, "s1", "SELECT 1");
+	put_empty(&o, 'S');
+	send_out(cl, &o);
+	expect_seq(be, "PS");
+	proto_out_init(&o, mem, sizeof mem);
+	put_empty(&o, '1');
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(cl, "1Z");
+	/* that server goes away between transactions */
+	close(be);
+	harness_run_for(&h->shard, 50);
+	/* the next transaction gets a new server, which is given the statement first */
+	proto_out_init(&o, mem, sizeof mem);
+	put_bind(&o, "", "s1");
+	put_execute(&o);
+	put_empty(&o, 'S');
+	send_out(cl, &o);
+	be = server_login();
+	expect(be, 'P', &m);
+	cr_assert(strncmp((const char *)m.body, "pgring_", 7) == 0, "injected Parse");
+	cr_assert_str_eq((const char *)m.body + strlen((const char *)m.body) + 1, "SELECT 1");
+	expect_seq(be, "BES");
+	proto_out_init(&o, mem, sizeof mem);
+	put_empty(&o, '1');   /* the injected Parse's answer: hidden */
+	put_empty(&o, '2');
+	put_row(&o);
+	proto_command_complete(&o, "SELECT 1");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(cl, "2DCZ");
+	nothing_more(cl);
+}
+
+Test(lease, close_of_a_shared_statement_is_answered_by_pgring_in_its_turn)
+{
+	int be, cl = client_login(&be);
+	uint8_t mem[1024];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	put_parse(&o, "s1", "SELECT 1");
+	put_bind(&o, "", "s1");
+	put_execute(&o);
+	put_close(&o, "s1");
+	put_empty(&o, 'S');
+	send_out(cl, &o);
+	/* the server keeps the statement for other clients: no Close reaches it */
+	expect_seq(be, "PBES");
+	nothing_more(be);
+	proto_out_init(&o, mem, sizeof mem);
+	put_empty(&o, '1');
+	put_empty(&o, '2');
+	put_row(&o);
+	proto_command_complete(&o, "SELECT 1");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	/* CloseComplete comes after the Execute's answer, before ReadyForQuery */
+	expect_seq(cl, "12DC3Z");
+	nothing_more(cl);
+}
+
+Test(lease, error_mid_pipeline_skips_to_sync_and_undoes_the_name)
+{
+	int be, cl = client_login(&be);
+	uint8_t mem[2048];
+	struct proto_out o;
+	struct msg m;
+	proto_out_init(&o, mem, sizeof mem);
+	put_parse(&o, "bad", "SELEC 1");
+	put_bind(&o, "", "bad");
+	put_execute(&o);
+	put_empty(&o, 'S');
+	send_out(cl, &o);
+	expect_seq(be, "PBES");
+	proto_out_init(&o, mem, sizeof mem);
+	proto_error(&o, "ERROR", "42601", "syntax error at or near \"SELEC\"");
+	proto_ready(&o, 'I');   /* Bind and Execute were skipped by the server */
+	send_out(be, &o);
+	expect(cl, 'E', &m);
+	expect(cl, 'Z', &m);
+	nothing_more(cl);
+	/* the failed Parse bound no name: a Bind of it is PostgreSQL's 26000,
+	 * raised on the server so that the batch aborts as it would directly */
+	proto_out_init(&o, mem, sizeof mem);
+	put_bind(&o, "", "bad");
+	put_execute(&o);
+	put_empty(&o, 'S');
+	send_out(cl, &o);
+	expect(be, 'P', &m);
+	const char *sql = (const char *)m.body + strlen((const char *)m.body) + 1;
+	cr_assert(strstr(sql, "26000") && strstr(sql, "does not exist"), "raised on the server: %s", sql);
+	expect_seq(be, "BEES");   /* the DO block's Bind/Execute, then the client's Execute */
+	proto_out_init(&o, mem, sizeof mem);
+	put_empty(&o, '1');
+	put_empty(&o, '2');
+	proto_error(&o, "ERROR", "26000", "prepared statement \"bad\" does not exist");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect(cl, 'E', &m);
+	expect(cl, 'Z', &m);
+	nothing_more(cl);
+}
+
+Test(lease, copy_from_stdin_streams_through)
+{
+	int be, cl = client_login(&be);
+	uint8_t mem[4096];
+	struct proto_out o;
+	struct msg m;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, "COPY t FROM STDIN");
+	send_out(cl, &o);
+	expect(be, 'Q', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	proto_begin(&o, 'G');
+	proto_put_u8(&o, 0);
+	proto_put_u16(&o, 1);
+	proto_put_u16(&o, 0);
+	proto_end(&o);
+	send_out(be, &o);
+	expect(cl, 'G', &m);
+	/* rows larger than a receive buffer (1 kB in the harness) stream through */
+	char row[3000];
+	memset(row, 'x', sizeof row - 1);
+	row[sizeof row - 1] = '\n';
+	proto_out_init(&o, mem, sizeof mem);
+	proto_begin(&o, 'd');
+	proto_put_bytes(&o, row, sizeof row);
+	proto_end(&o);
+	put_empty(&o, 'c');
+	send_out(cl, &o);
+	expect(be, 'd', &m);
+	cr_assert_eq(m.len, sizeof row);
+	cr_assert(memcmp(m.body, row, sizeof row) == 0);
+	expect(be, 'c', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	proto_command_complete(&o, "COPY 1");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(cl, "CZ");
+	nothing_more(cl);
+}
+
+Test(lease, extended_copy_ignores_syncs_sent_before_copy_done)
+{
+	int be, cl = client_login(&be);
+	uint8_t mem[2048];
+	struct proto_out o;
+	struct msg m;
+	/* libpq's way: P B E S, and the data after CopyInResponse */
+	proto_out_init(&o, mem, sizeof mem);
+	put_parse(&o, "", "COPY t FROM STDIN");
+	put_bind(&o, "", "");
+	put_execute(&o);
+	put_empty(&o, 'S');
+	send_out(cl, &o);
+	expect_seq(be, "PBES");
+	proto_out_init(&o, mem, sizeof mem);
+	put_empty(&o, '1');
+	put_empty(&o, '2');
+	proto_begin(&o, 'G');
+	proto_put_u8(&o, 0);
+	proto_put_u16(&o, 0);
+	proto_end(&o);
+	send_out(be, &o);
+	expect_seq(cl, "12G");
+	proto_out_init(&o, mem, sizeof mem);
+	proto_begin(&o, 'd');
+	proto_put_bytes(&o, "1\n", 2);
+	proto_end(&o);
+	put_empty(&o, 'c');
+	put_empty(&o, 'S');
+	send_out(cl, &o);
+	expect_seq(be, "dcS");
+	/* the server answers the Execute, then one ReadyForQuery: the Sync sent
+	 * before the data was ignored by it, and pgring expects no answer to it */
+	proto_out_init(&o, mem, sizeof mem);
+	proto_command_complete(&o, "COPY 1");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(cl, "CZ");
+	nothing_more(cl);
+	/* and the lease ended: the next transaction works */
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, "SELECT 1");
+	send_out(cl, &o);
+	expect(be, 'Q', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	put_row(&o);
+	proto_command_complete(&o, "SELECT 1");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(cl, "DCZ");
+}
+
+Test(lease, server_fatal_in_a_block_is_an_error_and_the_block_fails_until_rollback)
+{
+	int be, cl = client_login(&be);
+	uint8_t mem[1024];
+	struct proto_out o;
+	struct msg m;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, "BEGIN");
+	send_out(cl, &o);
+	expect(be, 'Q', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	proto_command_complete(&o, "BEGIN");
+	proto_ready(&o, 'T');
+	send_out(be, &o);
+	expect_seq(cl, "CZ");
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, "SELECT pg_sleep(10)");
+	send_out(cl, &o);
+	expect(be, 'Q', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	proto_error(&o, "FATAL", "57P01", "terminating connection due to administrator command");
+	send_out(be, &o);
+	close(be);
+	/* an ERROR with the server's reason, and the block is failed */
+	expect(cl, 'E', &m);
+	struct proto_error_fields f;
+	proto_parse_error(m.body, m.len, &f);
+	cr_assert_str_eq(f.severity, "ERROR");
+	cr_assert_str_eq(f.sqlstate, "57P01");
+	expect(cl, 'Z', &m);
+	cr_assert_eq(m.body[0], 'E');
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, "SELECT 1");
+	send_out(cl, &o);
+	expect(cl, 'E', &m);
+	proto_parse_error(m.body, m.len, &f);
+	cr_assert_str_eq(f.sqlstate, "25P02");
+	expect(cl, 'Z', &m);
+	/* ROLLBACK TO a savepoint cannot bring the block back: it died with the server */
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, "ROLLBACK TO SAVEPOINT a");
+	send_out(cl, &o);
+	expect(cl, 'E', &m);
+	expect(cl, 'Z', &m);
+	cr_assert_eq(m.body[0], 'E');
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, "/* done */ ROLLBACK");
+	send_out(cl, &o);
+	expect(cl, 'C', &m);
+	cr_assert_str_eq((const char *)m.body, "ROLLBACK");
+	expect(cl, 'Z', &m);
+	cr_assert_eq(m.body[0], 'I');
+	/* and it carries on, on a new server */
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, "SELECT 1");
+	send_out(cl, &o);
+	be = server_login();
+	expect(be, 'Q', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	put_row(&o);
+	proto_command_complete(&o, "SELECT 1");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(cl, "DCZ");
+}
+
+Test(lease, client_gone_mid_query_cancels_and_closes_the_server)
+{
+	int be, cl = client_login(&be);
+	uint8_t mem[256];
+	struct proto_out o;
+	struct msg m;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, "SELECT pg_sleep(10)");
+	send_out(cl, &o);
+	expect(be, 'Q', &m);
+	close(cl);
+	/* the query runs for nobody: pgring cancels it on a connection of its own */
+	int cancel = harness_accept(&h->shard, listen_fd, WAIT);
+	cr_assert_geq(cancel, 0, "a cancel request arrives");
+	uint8_t req[16];
+	cr_assert_eq(harness_read_all(&h->shard, cancel, req, 16, WAIT), 16);
+	cr_assert_eq(proto_get_u32(req + 4), PROTO_CANCEL_REQUEST);
+	cr_assert_eq(proto_get_u32(req + 8), 4242);
+	cr_assert_eq(proto_get_u32(req + 12), 77);
+	close(cancel);
+	/* and the server connection is not reused: Terminate, then closed */
+	expect(be, 'X', &m);
+	cr_assert(harness_wait_eof(&h->shard, be, NULL, WAIT));
+}
+
+/* ---- one server for everyone: requests wait, held and framed ---- */
+
+static const char settings_one[] =
+	"[pgring]\n"
+	"auth_type = trust\n"
+	"pool_mode = transaction\n"
+	"default_pool_size = 1\n"
+	"[databases]\n"
+	"db = host={dir} port=5999\n";
+
+static void setup_one(void)
+{
+	h = harness_open(&pool_layer, settings_one);
+	listen_fd = harness_listen_unix(h, PORT);
+}
+
+TestSuite(lease_wait, .init = setup_one, .fini = teardown, .timeout = 30);
+
+Test(lease_wait, a_waiting_pipeline_is_held_then_replayed_in_order)
+{
+	int be, a = client_login(&be);
+	int b = client_login(NULL);   /* the welcome is known: no server needed */
+	uint8_t mem[2048];
+	struct proto_out o;
+	struct msg m;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, "BEGIN");
+	send_out(a, &o);
+	expect(be, 'Q', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	proto_command_complete(&o, "BEGIN");
+	proto_ready(&o, 'T');
+	send_out(be, &o);
+	expect_seq(a, "CZ");
+	/* b's batch waits for the only server, held as framed messages */
+	proto_out_init(&o, mem, sizeof mem);
+	put_parse(&o, "q", "SELECT 1");
+	put_bind(&o, "", "q");
+	put_execute(&o);
+	put_empty(&o, 'S');
+	proto_query(&o, "SELECT 2");
+	send_out(b, &o);
+	nothing_more(be);
+	/* a commits: the server goes to b, which sends what it held, in order */
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, "COMMIT");
+	send_out(a, &o);
+	expect(be, 'Q', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	proto_command_complete(&o, "COMMIT");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(a, "CZ");
+	expect(be, 'P', &m);
+	cr_assert(strncmp((const char *)m.body, "pgring_", 7) == 0);
+	expect_seq(be, "BES");
+	expect(be, 'Q', &m);
+	cr_assert_str_eq((const char *)m.body, "SELECT 2");
+	proto_out_init(&o, mem, sizeof mem);
+	put_empty(&o, '1');
+	put_empty(&o, '2');
+	put_row(&o);
+	proto_command_complete(&o, "SELECT 1");
+	proto_ready(&o, 'I');
+	put_row(&o);
+	proto_command_complete(&o, "SELECT 1");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(b, "12DCZDCZ");
+	nothing_more(b);
+	nothing_more(a);
+}
+
+/* ---- a message trickling in inside a block ---- */
+
+static const char settings_timeout[] =
+	"[pgring]\n"
+	"auth_type = trust\n"
+	"pool_mode = transaction\n"
+	"idle_transaction_timeout = 1\n"
+	"[databases]\n"
+	"db = host={dir} port=5999\n";
+
+static void setup_timeout(void)
+{
+	h = harness_open(&pool_layer, settings_timeout);
+	listen_fd = harness_listen_unix(h, PORT);
+}
+
+TestSuite(lease_timeout, .init = setup_timeout, .fini = teardown, .timeout = 30);
+
+Test(lease_timeout, a_message_stalled_in_a_block_ends_like_an_idle_transaction)
+{
+	int be, cl = client_login(&be);
+	uint8_t mem[256];
+	struct proto_out o;
+	struct msg m;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, "BEGIN");
+	send_out(cl, &o);
+	expect(be, 'Q', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	proto_command_complete(&o, "BEGIN");
+	proto_ready(&o, 'T');
+	send_out(be, &o);
+	expect_seq(cl, "CZ");
+	/* half a Query, then nothing: the server is held as by an idle block */
+	uint8_t part[5 + 6] = { 'Q', 0, 0, 0, 4 + 50 };
+	memcpy(part + 5, "SELECT", 6);
+	cr_assert_eq(harness_write_all(&h->shard, cl, part, sizeof part, WAIT), sizeof part);
+	harness_run_for(&h->shard, 600);
+	cr_assert_eq(harness_pending(cl), 0, "nothing yet before the timeout");
+	harness_run_for(&h->shard, 700);
+	expect(cl, 'E', &m);
+	struct proto_error_fields f;
+	proto_parse_error(m.body, m.len, &f);
+	cr_assert_str_eq(f.sqlstate, "25P03", "%s", f.message);
+	cr_assert(harness_wait_eof(&h->shard, cl, NULL, WAIT));
+	/* the server is rolled back and kept */
+	expect(be, 'Q', &m);
+	cr_assert_str_eq((const char *)m.body, "ROLLBACK");
+}
