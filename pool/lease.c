@@ -1024,10 +1024,12 @@ bool lease_request_whole(struct client *cl, const uint8_t *msg, uint32_t len, ui
 	int target = peekable ? route_target(cl, msg, len, cl->conn.fr.ahead, cl->conn.fr.ahead_len)
 			      : route_target(cl, NULL, 0, NULL, 0);
 	if (cl->state == CL_IDLE) {
+		/* a server first: with one idle, the message goes straight to it
+		 * instead of through the held queue */
 		cl->txn_target = (uint8_t)target;
-		deliver_whole(l, msg, len, buf);
-		if (cl->state == CL_IDLE)
-			pool_request_server(cl);
+		pool_request_server(cl);
+		if (cl->state != CL_CLOSED)
+			deliver_whole(l, msg, len, buf);
 	} else {
 		if (target == TARGET_PRIMARY)
 			start_rerouting(l, msg[0]);
