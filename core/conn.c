@@ -119,11 +119,12 @@ bool sendq_append(struct shard *s, struct sendq *q, const void *p, uint32_t n, u
 	struct bufs *b = &s->bufs;
 	bool copied = buf == PROTO_BUF_NONE;
 	if (copied) {
-		uint8_t *mem = bufs_scratch(b, n, &buf);   /* we hold its one reference */
+		uint8_t *mem = bufs_scratch(b, n, &buf);
 		if (!mem)
 			return false;
 		memcpy(mem, p, n);
 		p = mem;
+		b->refs[buf]--;   /* the slice below takes the reference back */
 	}
 	struct sendbuf *t = q->tail;
 	if (t && t->n && t->buf[t->n - 1] == buf &&
@@ -132,8 +133,10 @@ bool sendq_append(struct shard *s, struct sendq *q, const void *p, uint32_t n, u
 	} else {
 		t = tail_for_append(s, q);
 		if (!t) {
-			if (copied)
-				bufs_unref(b, buf);   /* the copy goes back */
+			if (copied) {
+				b->refs[buf]++;
+				bufs_unref(b, buf);   /* nobody holds the copy: it goes back */
+			}
 			return false;
 		}
 		t->iov[t->n].iov_base = (void *)p;
@@ -142,8 +145,6 @@ bool sendq_append(struct shard *s, struct sendq *q, const void *p, uint32_t n, u
 		t->n++;
 		bufs_ref(b, buf);
 	}
-	if (copied)
-		b->refs[buf]--;   /* ours: a slice of the queue holds the buffer now */
 	t->bytes += n;
 	q->bytes += n;
 	return true;

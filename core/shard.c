@@ -493,8 +493,7 @@ static void tick(struct shard *s)
 	gauge_add(&s->stats->buffers_in_use, s->bufs.in_use - gauge_get(&s->stats->buffers_in_use));
 }
 
-/* One turn of the loop; inlined into loop() so the thread pays no call for it. */
-static inline __attribute__((always_inline)) void step(struct shard *s, uint64_t max_wait_us)
+void shard_step(struct shard *s, uint64_t max_wait_us)
 {
 	flush_all(s);
 	uint64_t wait = s->next_tick_us > s->now_us ? s->next_tick_us - s->now_us : 0;
@@ -523,15 +522,10 @@ static inline __attribute__((always_inline)) void step(struct shard *s, uint64_t
 	s->upper_ops->batch_end(s);
 }
 
-void shard_step(struct shard *s, uint64_t max_wait_us)
-{
-	step(s, max_wait_us);
-}
-
 static void loop(struct shard *s)
 {
 	while (!s->stopped)
-		step(s, UINT64_MAX);
+		shard_step(s, UINT64_MAX);
 }
 
 /* ---- start-up ---- */
