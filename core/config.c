@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <limits.h>
 #include <math.h>
@@ -15,10 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define LINE_MAX_BYTES (64 * 1024) /* longest config line (connection strings can be long) */
 #define INCLUDE_DEPTH_MAX 10       /* %include nesting; also stops include loops */
 #define MSG_MAX 1024
 #define TIME_MAX 1e9               /* seconds; ~31 years, keeps conversions to ns in range */
@@ -232,6 +234,7 @@ struct src {
 	FILE *f;
 	const char *path;  /* owned by load.paths */
 	int line;
+	size_t bytes;      /* read so far */
 };
 
 struct where {
@@ -249,8 +252,9 @@ struct load {
 	int depth;
 	char **paths;          /* every file opened, kept for messages until the end */
 	int npaths;
-	char *buf;             /* getline buffer */
-	size_t bufcap;
+	char *buf;             /* read_line's buffer, CONFIG_LINE_MAX + 2 bytes */
+	size_t bytes;          /* read from all files, %include files included */
+	int dbs_cap, users_cap, clusters_cap; /* allocated lengths of cfg's arrays */
 	const char *file;      /* the line being handled */
 	int line;
 	enum section sect;
@@ -430,6 +434,180 @@ int config_parse_cpu_list(const char *s, int *cpus, int max)
 			return -1;
 		p = skip_ws(p + 1);
 	}
+}
+
+/* ---- reading files within limits ----------------------------------------- */
+
+static const char *file_kind(mode_t m)
+{
+	return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
+	     : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+/* Opens path to read as configuration: a regular file of at most CONFIG_FILE_MAX
+ * bytes. Anything else is refused before a byte is read, and without blocking
+ * (O_NONBLOCK: opening a FIFO that has no writer would wait for one). On failure
+ * returns NULL, with the reason in why and *refused set when the file opened but
+ * is not acceptable (as opposed to missing or unreadable). */
+static FILE *open_limited(const char *path, bool *refused, char *why, size_t len)
+{
+	struct stat st;
+	FILE *f;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), flags;
+	*refused = false;
+	if (fd < 0) {
+		snprintf(why, len, "%s", strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0) {
+		snprintf(why, len, "%s", strerror(errno));
+	} else if (!S_ISREG(st.st_mode)) {
+		*refused = true;
+		snprintf(why, len, "%s, not a regular file", file_kind(st.st_mode));
+	} else if (st.st_size > CONFIG_FILE_MAX) {
+		*refused = true;
+		snprintf(why, len, "larger than %d MB (the limit)", CONFIG_FILE_MAX / MiB);
+	} else if ((flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0 ||
+		   !(f = fdopen(fd, "r"))) {
+		snprintf(why, len, "%s", strerror(errno));
+	} else {
+		return f;
+	}
+	close(fd);
+	return NULL;
+}
+
+/* One line of f into buf (CONFIG_LINE_MAX + 2 bytes: the line, its newline and a
+ * NUL). Returns its length, newline included; 0 at the end of the file; -1 on a
+ * read error; -2 when more than CONFIG_LINE_MAX bytes come before the newline
+ * (the rest of the line is not read). */
+static long read_line(FILE *f, char *buf)
+{
+	size_t n = 0;
+	int c;
+	while ((c = getc_unlocked(f)) != EOF) {
+		buf[n++] = (char)c;
+		if (c == '\n')
+			break;
+		if (n > CONFIG_LINE_MAX)
+			return -2;
+	}
+	if (c == EOF && ferror(f))
+		return -1;
+	buf[n] = '\0';
+	return (long)n;
+}
+
+/* ---- name indexes -------------------------------------------------------- */
+
+/* Open addressing with linear probing over the entries of one array (struct
+ * config_db, config_user or config_cluster: each begins with its name). Entries
+ * are only ever added or replaced in place, so a slot keeps its entry's index. */
+struct name_slot {
+	uint32_t hash;
+	int idx;               /* index in the array + 1; 0: empty */
+};
+
+struct name_index {
+	struct name_slot *slots;
+	uint32_t mask;         /* slots - 1, a power of two minus one */
+	int count;
+};
+
+struct config_index {
+	struct name_index dbs, users, clusters;
+};
+
+static uint32_t name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;  /* FNV-1a, then murmur3's finalizer to spread the bits */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	return h ^ (h >> 16);
+}
+
+static const char *entry_name(const void *arr, size_t size, int i)
+{
+	return *(char *const *)((const char *)arr + (size_t)i * size);
+}
+
+/* The index in arr (n entries of size bytes) of the entry called name, or -1.
+ * Without an index (a struct config not made by config_load) it scans. */
+static int index_find(const struct name_index *ix, const void *arr, size_t size, int n,
+		      const char *name)
+{
+	uint32_t h;
+	if (!ix || !ix->slots) {
+		for (int i = 0; i < n; i++)
+			if (strcmp(entry_name(arr, size, i), name) == 0)
+				return i;
+		return -1;
+	}
+	h = name_hash(name);
+	for (uint32_t j = h & ix->mask;; j = (j + 1) & ix->mask) {
+		const struct name_slot *sl = &ix->slots[j];
+		if (!sl->idx)
+			return -1;
+		if (sl->hash == h && strcmp(entry_name(arr, size, sl->idx - 1), name) == 0)
+			return sl->idx - 1;
+	}
+}
+
+static void index_put(struct name_index *ix, uint32_t hash, int idx_plus_1)
+{
+	uint32_t j = hash & ix->mask;
+	while (ix->slots[j].idx)
+		j = (j + 1) & ix->mask;
+	ix->slots[j] = (struct name_slot){ hash, idx_plus_1 };
+	ix->count++;
+}
+
+/* Room for one more name (at most half the slots used); -1 when out of memory. */
+static int index_reserve(struct name_index *ix)
+{
+	size_t old_len = ix->slots ? (size_t)ix->mask + 1 : 0, len = old_len ? old_len * 2 : 16;
+	struct name_slot *old = ix->slots;
+	if (old && (size_t)ix->count + 1 <= old_len / 2)
+		return 0;
+	if (len > (size_t)UINT32_MAX || !(ix->slots = calloc(len, sizeof(*ix->slots)))) {
+		ix->slots = old;
+		return -1;
+	}
+	ix->mask = (uint32_t)(len - 1);
+	ix->count = 0;
+	for (size_t i = 0; i < old_len; i++)
+		if (old[i].idx)
+			index_put(ix, old[i].hash, old[i].idx);
+	free(old);
+	return 0;
+}
+
+static void index_free(struct config_index *ix)
+{
+	if (!ix)
+		return;
+	free(ix->dbs.slots);
+	free(ix->users.slots);
+	free(ix->clusters.slots);
+	free(ix);
+}
+
+/* arr with room for element n (of size bytes), *cap doubling as needed; NULL when
+ * out of memory (arr is left as it was). */
+static void *room_for_one(void *arr, int n, int *cap, size_t size)
+{
+	int len = *cap ? *cap * 2 : 16;
+	void *a;
+	if (n < *cap)
+		return arr;
+	if (*cap > INT_MAX / 2 || !(a = realloc(arr, (size_t)len * size)))
+		return NULL;
+	*cap = len;
+	return a;
 }
 
 /* ---- setting one value --------------------------------------------------- */
@@ -737,29 +915,30 @@ static void free_db(struct config_db *db)
 			free(*(char **)((char *)db + db_keys[i].off));
 }
 
-/* Append entry (of `size` bytes, its first member the name) to arr, or replace
- * the entry of the same name: the later line wins, with a warning. Returns the
- * array, perhaps moved, or NULL (reported; arr still valid) when out of memory. */
-static void *put_entry(struct load *ld, void *arr, int *n, size_t size, const void *entry,
-		       const char *what, void (*free_entry)(void *))
+/* Append entry (of `size` bytes, its first member the name) to arr (*n used of
+ * *cap), or replace the entry of the same name: the later line wins, with a
+ * warning. ix indexes arr by name. Returns the array, perhaps moved, or NULL
+ * (reported; arr still valid) when out of memory. */
+static void *put_entry(struct load *ld, struct name_index *ix, void *arr, int *n, int *cap,
+		       size_t size, const void *entry, const char *what,
+		       void (*free_entry)(void *))
 {
 	const char *name = *(char *const *)entry;
 	char *a = arr;
-	for (int i = 0; i < *n; i++) {
+	int i = index_find(ix, a, size, *n, name);
+	if (i >= 0) {
 		void *old = a + (size_t)i * size;
-		if (strcmp(*(char **)old, name) == 0) {
-			warnf(ld, "%s '%s' is defined again, replacing the earlier definition", what, name);
-			free_entry(old);
-			memcpy(old, entry, size);
-			return a;
-		}
+		warnf(ld, "%s '%s' is defined again, replacing the earlier definition", what, name);
+		free_entry(old);
+		memcpy(old, entry, size);
+		return a;
 	}
-	if (!(a = realloc(a, (size_t)(*n + 1) * size))) {
+	if (index_reserve(ix) < 0 || !(a = room_for_one(a, *n, cap, size))) {
 		fail(ld, "out of memory");
 		return NULL;
 	}
 	memcpy(a + (size_t)*n * size, entry, size);
-	(*n)++;
+	index_put(ix, name_hash(name), ++*n);
 	return a;
 }
 
@@ -782,8 +961,8 @@ static int add_database(struct load *ld, const char *name, const char *value)
 	}
 	snprintf(what, sizeof(what), "database '%s'", db.name);
 	if (parse_settings(ld, what, value, db_keys, ARRAY_SIZE(db_keys), &db) < 0 ||
-	    !(dbs = put_entry(ld, ld->cfg->dbs, &ld->cfg->ndbs, sizeof(db), &db, "database",
-			      free_db_v))) {
+	    !(dbs = put_entry(ld, &ld->cfg->index->dbs, ld->cfg->dbs, &ld->cfg->ndbs, &ld->dbs_cap,
+			      sizeof(db), &db, "database", free_db_v))) {
 		free_db(&db);
 		return -1;
 	}
@@ -802,8 +981,8 @@ static int add_user(struct load *ld, const char *name, const char *value)
 		return -1;
 	snprintf(what, sizeof(what), "user '%s'", u.name);
 	if (parse_settings(ld, what, value, user_keys, ARRAY_SIZE(user_keys), &u) < 0 ||
-	    !(users = put_entry(ld, ld->cfg->users, &ld->cfg->nusers, sizeof(u), &u, "user",
-				free_user_v))) {
+	    !(users = put_entry(ld, &ld->cfg->index->users, ld->cfg->users, &ld->cfg->nusers,
+				&ld->users_cap, sizeof(u), &u, "user", free_user_v))) {
 		free(u.name);
 		return -1;
 	}
@@ -843,22 +1022,26 @@ static void free_cluster(struct config_cluster *c)
 static int open_cluster(struct load *ld, const char *name)
 {
 	struct config *cfg = ld->cfg;
+	struct name_index *ix = &cfg->index->clusters;
+	struct config_cluster *cs;
+	char *copy;
+	int i;
 	if (!valid_name(name))
 		return fail(ld, "bad cluster name '%s' (letters, digits, _ - ., at most %d)", name, CONFIG_NAME_MAX);
 	ld->sect = SECT_CLUSTER;
-	for (int i = 0; i < cfg->nclusters; i++)
-		if (strcmp(cfg->clusters[i].name, name) == 0) {
-			ld->cluster = i;
-			return 0;
-		}
-	struct config_cluster *cs = realloc(cfg->clusters, (size_t)(cfg->nclusters + 1) * sizeof *cs);
-	if (!cs)
+	if ((i = index_find(ix, cfg->clusters, sizeof(*cs), cfg->nclusters, name)) >= 0) {
+		ld->cluster = i;
+		return 0;
+	}
+	if (!(copy = strdup(name)) || index_reserve(ix) < 0 ||
+	    !(cs = room_for_one(cfg->clusters, cfg->nclusters, &ld->clusters_cap, sizeof(*cs)))) {
+		free(copy);
 		return fail(ld, "out of memory");
+	}
 	cfg->clusters = cs;
-	cs[cfg->nclusters] = (struct config_cluster){ .name = strdup(name), .max_lag = -1, .line = ld->line };
-	if (!cs[cfg->nclusters].name)
-		return fail(ld, "out of memory");
+	cs[cfg->nclusters] = (struct config_cluster){ .name = copy, .max_lag = -1, .line = ld->line };
 	ld->cluster = cfg->nclusters++;
+	index_put(ix, name_hash(copy), cfg->nclusters);
 	return 0;
 }
 
@@ -940,7 +1123,8 @@ static int check_clusters(struct load *ld)
 
 static int open_file(struct load *ld, const char *path)
 {
-	char *copy, **paths;
+	char *copy, **paths, why[256];
+	bool refused;
 	FILE *f;
 	if (ld->depth == INCLUDE_DEPTH_MAX)
 		return fail(ld, "%%include nested more than %d deep (a loop?)", INCLUDE_DEPTH_MAX);
@@ -952,12 +1136,12 @@ static int open_file(struct load *ld, const char *path)
 	}
 	ld->paths = paths;
 	ld->paths[ld->npaths++] = copy;
-	if (!(f = fopen(path, "re"))) {
+	if (!(f = open_limited(path, &refused, why, sizeof(why)))) {
 		if (ld->depth == 0)
-			return fail_at(ld, path, 0, "cannot open: %s", strerror(errno));
-		return fail(ld, "cannot open included file %s: %s", path, strerror(errno));
+			return fail_at(ld, path, 0, "cannot %s: %s", refused ? "use" : "open", why);
+		return fail(ld, "cannot %s included file %s: %s", refused ? "use" : "open", path, why);
 	}
-	ld->stack[ld->depth++] = (struct src){ f, copy, 0 };
+	ld->stack[ld->depth++] = (struct src){ f, copy, 0, 0 };
 	return 0;
 }
 
@@ -1052,18 +1236,30 @@ static char *next_line(char *str, int num, void *stream)
 	struct load *ld = stream;
 	while (!ld->failed && ld->depth > 0) {
 		struct src *top = &ld->stack[ld->depth - 1];
-		ssize_t n = getline(&ld->buf, &ld->bufcap, top->f);
+		long n = read_line(top->f, ld->buf);
 		char *s = ld->buf;
 		int kind;
-		if (n < 0) {
-			if (ferror(top->f))
-				fail_at(ld, top->path, top->line, "read error: %s", strerror(errno));
+		if (n == 0 || n == -1) {
+			if (n < 0)
+				fail_at(ld, top->path, top->line + 1, "read error: %s", strerror(errno));
 			fclose(top->f);
 			ld->depth--;
 			continue;
 		}
 		ld->file = top->path;
 		ld->line = ++top->line;
+		if (n < 0) {
+			fail(ld, "line longer than %d kB (the limit)", CONFIG_LINE_MAX / 1024);
+			break;
+		}
+		top->bytes += (size_t)n;
+		ld->bytes += (size_t)n;
+		if (top->bytes > CONFIG_FILE_MAX || ld->bytes > CONFIG_FILE_MAX) {
+			fail(ld, "%s longer than %d MB (the limit)",
+			     top->bytes > CONFIG_FILE_MAX ? "file" : "configuration with its %include files",
+			     CONFIG_FILE_MAX / MiB);
+			break;
+		}
 		if (strlen(s) != (size_t)n) {
 			fail(ld, "NUL byte in line");
 			break;
@@ -1111,8 +1307,8 @@ static void inih_setup(void)
 	ini_allow_multiline = false;
 	ini_use_stack = false;
 	ini_allow_realloc = false;
-	ini_initial_alloc = LINE_MAX_BYTES;
-	ini_max_line = LINE_MAX_BYTES;
+	ini_initial_alloc = CONFIG_LINE_MAX + 2; /* a line, '\n' (stripped) and a NUL */
+	ini_max_line = CONFIG_LINE_MAX + 2;
 	ini_stop_on_first_error = true;
 }
 
@@ -1202,16 +1398,36 @@ static int read_userlist(FILE *f, const char *file, struct config *cfg, char *er
 {
 	struct ranked_secret *r = NULL, *grown;
 	struct config_secret *out;
-	char *buf = NULL;
-	size_t cap = 0;
-	int n = 0, line = 0, nout;
-	const char *msg = NULL;
-	while (getline(&buf, &cap, f) >= 0) {
-		char *p = skip_ws(buf);
+	char *buf = malloc(CONFIG_LINE_MAX + 2), limit[64];
+	size_t bytes = 0;
+	int n = 0, cap = 0, line = 0, nout;
+	const char *msg = buf ? NULL : "out of memory";
+	while (!msg) {
+		long len = read_line(f, buf);
+		char *p = buf;
+		if (len == 0)
+			break;
 		line++;
+		if (len == -1) {
+			msg = "read error";
+			break;
+		}
+		if (len == -2) {
+			snprintf(limit, sizeof(limit), "line longer than %d kB (the limit)",
+				 CONFIG_LINE_MAX / 1024);
+			msg = limit;
+			break;
+		}
+		if ((bytes += (size_t)len) > CONFIG_FILE_MAX) {
+			snprintf(limit, sizeof(limit), "file longer than %d MB (the limit)",
+				 CONFIG_FILE_MAX / MiB);
+			msg = limit;
+			break;
+		}
+		p = skip_ws(p);
 		if (!*p || *p == ';')
 			continue;
-		if (!(grown = realloc(r, (size_t)(n + 1) * sizeof(*r)))) {
+		if (!(grown = room_for_one(r, n, &cap, sizeof(*r)))) {
 			msg = "out of memory";
 			break;
 		}
@@ -1219,12 +1435,8 @@ static int read_userlist(FILE *f, const char *file, struct config *cfg, char *er
 		r[n] = (struct ranked_secret){ .order = n };
 		msg = userlist_line(p, &r[n].s);
 		n++;
-		if (msg)
-			break;
 	}
 	free(buf);
-	if (!msg && ferror(f))
-		msg = "read error";
 	out = msg ? NULL : malloc((size_t)(n ? n : 1) * sizeof(*out));
 	if (!msg && !out)
 		msg = "out of memory";
@@ -1247,10 +1459,12 @@ static int read_userlist(FILE *f, const char *file, struct config *cfg, char *er
 
 int config_load_auth_file(struct config *cfg, const char *file, char *err, size_t errlen)
 {
-	FILE *f = fopen(file, "re");
+	char why[256];
+	bool refused;
+	FILE *f = open_limited(file, &refused, why, sizeof(why));
 	int r;
 	if (!f) {
-		snprintf(err, errlen, "%s: cannot open auth_file: %s", file, strerror(errno));
+		snprintf(err, errlen, "%s: cannot %s auth_file: %s", file, refused ? "use" : "open", why);
 		return -1;
 	}
 	r = read_userlist(f, file, cfg, err, errlen);
@@ -1313,6 +1527,8 @@ static int load_secrets(struct load *ld)
 	struct config *cfg = ld->cfg;
 	const struct where *w = set_at(ld, "auth_file");
 	const char *type = config_auth_type_name(cfg->auth_type);
+	char why[256];
+	bool refused;
 	FILE *f;
 	int r;
 	if (resolve_auth_file(ld) < 0)
@@ -1323,12 +1539,13 @@ static int load_secrets(struct load *ld)
 				type);
 		return 0;
 	}
-	if (!(f = fopen(cfg->auth_file, "re"))) {
-		if (needs_secrets(cfg->auth_type))
-			return fail_at(ld, w->file, w->line, "cannot open auth_file %s: %s",
-				       cfg->auth_file, strerror(errno));
+	if (!(f = open_limited(cfg->auth_file, &refused, why, sizeof(why)))) {
+		/* A file that is there but unusable is a mistake whatever auth_type says. */
+		if (refused || needs_secrets(cfg->auth_type))
+			return fail_at(ld, w->file, w->line, "cannot %s auth_file %s: %s",
+				       refused ? "use" : "open", cfg->auth_file, why);
 		warn_at(ld, w->file, w->line, "cannot open auth_file %s: %s; no users loaded",
-			cfg->auth_file, strerror(errno));
+			cfg->auth_file, why);
 		return 0;
 	}
 	r = read_userlist(f, cfg->auth_file, cfg, ld->err, ld->errlen);
@@ -1358,7 +1575,9 @@ int config_load(const char *file, struct config **out, char *err, size_t errlen,
 	if (err && errlen)
 		err[0] = '\0';
 	if (!(ld.cfg = calloc(1, sizeof(*ld.cfg))) || !(ld.cfg->path = strdup(file)) ||
-	    apply_defaults(ld.cfg) < 0) {
+	    !(ld.cfg->index = calloc(1, sizeof(*ld.cfg->index))) ||
+	    !(ld.buf = malloc(CONFIG_LINE_MAX + 2)) || apply_defaults(ld.cfg) < 0) {
+		free(ld.buf);
 		config_free(ld.cfg);
 		snprintf(err, errlen, "%s: out of memory", file);
 		return -1;
@@ -1398,28 +1617,30 @@ void config_free(struct config *cfg)
 	free(cfg->dbs);
 	free(cfg->users);
 	free_secrets(cfg->secrets, cfg->nsecrets);
+	index_free(cfg->index);
 	free(cfg->path);
 	free(cfg);
 }
 
+/* The entry of exactly that name, no "*". */
+static const struct config_db *find_db_exact(const struct config *cfg, const char *name)
+{
+	int i = index_find(cfg->index ? &cfg->index->dbs : NULL, cfg->dbs, sizeof(*cfg->dbs),
+			   cfg->ndbs, name);
+	return i >= 0 ? &cfg->dbs[i] : NULL;
+}
+
 const struct config_db *config_find_db(const struct config *cfg, const char *name)
 {
-	const struct config_db *fallback = NULL;
-	for (int i = 0; i < cfg->ndbs; i++) {
-		if (strcmp(cfg->dbs[i].name, name) == 0)
-			return &cfg->dbs[i];
-		if (strcmp(cfg->dbs[i].name, "*") == 0)
-			fallback = &cfg->dbs[i];
-	}
-	return fallback;
+	const struct config_db *db = find_db_exact(cfg, name);
+	return db ? db : find_db_exact(cfg, "*");
 }
 
 const struct config_cluster *config_find_cluster(const struct config *cfg, const char *name)
 {
-	for (int i = 0; i < cfg->nclusters; i++)
-		if (strcmp(cfg->clusters[i].name, name) == 0)
-			return &cfg->clusters[i];
-	return NULL;
+	int i = index_find(cfg->index ? &cfg->index->clusters : NULL, cfg->clusters,
+			   sizeof(*cfg->clusters), cfg->nclusters, name);
+	return i >= 0 ? &cfg->clusters[i] : NULL;
 }
 
 const struct config_db *config_resolve_db(const struct config *cfg, const char *name,
@@ -1432,9 +1653,7 @@ const struct config_db *config_resolve_db(const struct config *cfg, const char *
 	if (at && at > name && (named = config_find_cluster(cfg, at + 1))) {
 		char base[256];
 		*base_len = (size_t)(at - name);
-		for (int i = 0; i < cfg->ndbs && !db; i++)
-			if (strcmp(cfg->dbs[i].name, name) == 0)
-				db = &cfg->dbs[i];   /* an entry of that very name decides itself */
+		db = find_db_exact(cfg, name);   /* an entry of that very name decides itself */
 		if (db && db->cluster)
 			named = NULL;
 		if (!db && *base_len < sizeof base) {
@@ -1492,10 +1711,9 @@ int config_target_parse(const char *s)
 
 const struct config_user *config_find_user(const struct config *cfg, const char *name)
 {
-	for (int i = 0; i < cfg->nusers; i++)
-		if (strcmp(cfg->users[i].name, name) == 0)
-			return &cfg->users[i];
-	return NULL;
+	int i = index_find(cfg->index ? &cfg->index->users : NULL, cfg->users, sizeof(*cfg->users),
+			   cfg->nusers, name);
+	return i >= 0 ? &cfg->users[i] : NULL;
 }
 
 static int cmp_user_key(const void *key, const void *elem)

@@ -17,6 +17,18 @@ enum config_target { TARGET_UNSET = 0, TARGET_PRIMARY, TARGET_REPLICA, TARGET_AN
 #define CONFIG_MAX_NODES 64        /* per cluster */
 #define CONFIG_NAME_MAX 63         /* cluster and node names */
 
+/* Limits on what config_load and config_load_auth_file read, so that a wrong
+ * path (auth_file = /dev/zero, a FIFO, a huge log) fails at once with a message
+ * instead of reading without end. Only regular files are read (a FIFO, device or
+ * directory is refused without blocking on it). A file of more than
+ * CONFIG_FILE_MAX bytes is refused, and so is a config whose %include files
+ * bring it to more than CONFIG_FILE_MAX bytes in all; a line (of the config or
+ * of auth_file) may have CONFIG_LINE_MAX bytes before its newline. 64 MB holds
+ * an auth_file of some 350,000 SCRAM secrets (~170 bytes a line) or a million
+ * md5 ones, and some 500,000 [databases] entries. */
+#define CONFIG_FILE_MAX (64 * 1024 * 1024)
+#define CONFIG_LINE_MAX (64 * 1024)
+
 /* One node of a [cluster.NAME] section: `name = host=... port=... [role=primary]
  * [weight=N] [max_lag=16MB]`. The role is a hint for the time before the first
  * health check: the control shard discovers roles itself. */
@@ -143,6 +155,10 @@ struct config {
 	struct config_user *users; int nusers;
 	struct config_secret *secrets; int nsecrets; /* from auth_file, sorted by user, unique */
 	struct config_cluster *clusters; int nclusters;
+	/* Hash indexes of dbs, users and clusters by name (config.c's own), so that
+	 * loading and the lookups below do not scan. NULL in a struct config not
+	 * made by config_load: the lookups then scan. */
+	struct config_index *index;
 };
 
 /* Load and validate FILE (PgBouncer syntax; `%include FILE` as PgBouncer, relative
@@ -156,7 +172,9 @@ int config_load(const char *file, struct config **out, char *err, size_t errlen,
 		void (*warn)(const char *msg));
 void config_free(struct config *cfg);
 
-/* Lookups; NULL when absent. config_find_db falls back to "*". */
+/* Lookups; NULL when absent. config_find_db falls back to "*". Hash lookups
+ * (config_find_secret: binary search), safe from any thread: nothing changes a
+ * loaded config. */
 const struct config_db *config_find_db(const struct config *cfg, const char *name);
 const struct config_cluster *config_find_cluster(const struct config *cfg, const char *name);
 /* A client's database name, which may be "db@cluster": the entry to use and

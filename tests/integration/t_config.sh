@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # t_config (pgring only): `pgring -t -c FILE` checks a config and exits: 0 for a good
 # one, 1 for a bad value with FILE:LINE in stderr; an unknown key only warns (exit 0,
-# the warning names the key). -V and -h exit 0.
+# the warning names the key). -V and -h exit 0. A FIFO, device or directory as a
+# file, and a line over 64 kB, are errors at once; 20,000 databases check quickly.
 . "$(dirname "$0")/lib.sh"
 pgring_only "pgring -t (PgBouncer has no config check mode)"
 [[ -x $PGRING_BIN ]] || fail "pgring binary not found: $PGRING_BIN"
@@ -65,6 +66,43 @@ printf '%sfrobnicate_the_pool = 3\n' "$good" >"$D/unknown.ini"
 check "$D/unknown.ini"
 assert_eq 0 "$RC" "unknown key: exit status (output: $OUT)"
 assert_contains "$OUT" "frobnicate_the_pool" "unknown key: warning names the key"
+
+# Files that are no config: refused at once (they used to be read without end,
+# or to block in open()), exit 1, the message names file:line and the path.
+mkfifo "$D/fifo"
+for bad in /dev/zero "$D/fifo" "$D"; do
+	printf '%sauth_file = %s\n' "$good" "$bad" >"$D/badfile.ini"
+	lineno=$(grep -c '' "$D/badfile.ini")
+	check "$D/badfile.ini"
+	assert_eq 1 "$RC" "auth_file = $bad: exit status (output: $OUT)"
+	assert_match "$OUT" "badfile\\.ini:$lineno: cannot use auth_file $bad: .*not a regular file" \
+		"auth_file = $bad: message"
+done
+check /dev/zero
+assert_eq 1 "$RC" "/dev/zero as the config: exit status (output: $OUT)"
+assert_contains "$OUT" "not a regular file" "/dev/zero as the config: message"
+# A line over 64 kB, here a comment, is refused with its line number.
+{ printf '%s' "$good"; printf ';%070000d\n' 0; } >"$D/longline.ini"
+check "$D/longline.ini"
+assert_eq 1 "$RC" "70 kB line: exit status (output: ${OUT:0:300})"
+assert_match "$OUT" "longline\\.ini:$(grep -c '' "$D/longline.ini"): line longer than 64 kB" "70 kB line: message"
+
+# 20,000 databases and as many users, one database defined twice: checked in
+# well under the 10 s of check() (the duplicate checks used to scan: 2 minutes
+# under ASan), the duplicate still a warning.
+{
+	printf '%s' "$good"
+	echo "[databases]"
+	seq 1 20000 | awk '{ printf "db%d = host=127.0.0.1 port=5432 dbname=d%d pool_size=2\n", $1, $1 }'
+	echo "db17 = host=127.0.0.1 dbname=again"
+	echo "[users]"
+	seq 1 20000 | awk '{ printf "u%d = pool_size=1\n", $1 }'
+} >"$D/many.ini"
+started=$(now_ms)
+check "$D/many.ini"
+assert_eq 0 "$RC" "20,000 databases: exit status (output: ${OUT:0:300})"
+assert_contains "$OUT" "database 'db17' is defined again" "20,000 databases: the duplicate is reported"
+note "20,000 databases and users checked in $(($(now_ms) - started)) ms"
 
 # A missing file.
 check "$D/does-not-exist.ini"

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- fixtures: a temp directory per test, captured warnings -------------- */
@@ -1166,4 +1168,368 @@ Test(config_clusters, sections_of_the_same_name_add_up)
 	cr_assert_eq(c->nclusters, 1);
 	cr_expect_eq(c->clusters[0].nnodes, 2);
 	config_free(c);
+}
+
+/* ---- limits on what is read ---------------------------------------------- */
+
+TestSuite(config_limits, .init = setup, .fini = teardown);
+
+static void expect_prefix(const char *s, const char *prefix)
+{
+	cr_expect(strncmp(s, prefix, strlen(prefix)) == 0, "'%s' should start with '%s'", s, prefix);
+}
+
+/* config_load(path) fails; err starts with where and contains needle. */
+static void expect_refused(const char *path, const char *where, const char *needle)
+{
+	struct config *c = NULL;
+	err[0] = '\0';
+	cr_expect_eq(config_load(path, &c, err, sizeof err, on_warn), -1, "%s was accepted", path);
+	cr_expect_null(c);
+	expect_prefix(err, where);
+	cr_expect(strstr(err, needle) != NULL, "error '%s' lacks '%s'", err, needle);
+	config_free(c);
+}
+
+/* A sparse file of CONFIG_FILE_MAX + 1 bytes: the size is refused before reading. */
+static const char *oversized_file(const char *name)
+{
+	const char *path = named_file(name, "");
+	cr_assert_eq(truncate(path, (off_t)CONFIG_FILE_MAX + 1), 0, "truncate: %s", strerror(errno));
+	return path;
+}
+
+Test(config_limits, config_file_over_the_size_limit, .timeout = 20)
+{
+	char ini[1024], where[600];
+	const char *big = oversized_file("big.ini"), *path;
+	snprintf(where, sizeof where, "%s: ", big);
+	expect_refused(big, where, "larger than 64 MB");
+	snprintf(ini, sizeof ini, "[pgring]\n%%include %s\n", big);
+	path = named_file("main.ini", ini);
+	snprintf(where, sizeof where, "%s:2: ", path);
+	expect_refused(path, where, "larger than 64 MB");
+}
+
+Test(config_limits, auth_file_over_the_size_limit, .timeout = 20)
+{
+	struct config cfg = { 0 };
+	char where[600];
+	const char *users = oversized_file("users.txt");
+	const char *path = named_file("pgring.ini", "[pgring]\nauth_file = users.txt\n");
+	snprintf(where, sizeof where, "%s:2: ", path);
+	expect_refused(path, where, "larger than 64 MB");
+	cr_expect(strstr(err, users) != NULL, "error '%s' names the file", err);
+	cr_expect_eq(config_load_auth_file(&cfg, users, err, sizeof err), -1);
+	snprintf(where, sizeof where, "%s: ", users);
+	expect_prefix(err, where);
+	cr_expect(strstr(err, "larger than 64 MB") != NULL, "err: %s", err);
+	cr_expect_null(cfg.secrets);
+}
+
+/* An ini with a line of exactly len bytes (before its newline) at line 3. */
+static char *ini_with_line(const char *start, size_t len)
+{
+	char *ini = malloc(len + 64), *p;
+	cr_assert_not_null(ini);
+	p = ini + sprintf(ini, "[pgring]\n; next\n%s", start);
+	memset(p, 'x', len - strlen(start));
+	strcpy(p + len - strlen(start), "\nverbose = 2\n");
+	return ini;
+}
+
+Test(config_limits, config_line_over_the_length_limit)
+{
+	char where[600];
+	const char *path;
+	struct config *c;
+	/* the longest line that is allowed, as a value and as a comment */
+	char *ini = ini_with_line("logfile = ", CONFIG_LINE_MAX);
+	c = load(ini);
+	cr_assert_not_null(c->logfile);
+	cr_expect_eq(strlen(c->logfile), CONFIG_LINE_MAX - strlen("logfile = "));
+	cr_expect_eq(c->verbose, 2);
+	config_free(c);
+	free(ini);
+	c = load(ini = ini_with_line("; ", CONFIG_LINE_MAX));
+	cr_expect_eq(c->verbose, 2);
+	config_free(c);
+	free(ini);
+	/* one byte more: refused even in a comment (used to be read whatever its length) */
+	path = tmp_file(ini = ini_with_line("; ", CONFIG_LINE_MAX + 1));
+	free(ini);
+	snprintf(where, sizeof where, "%s:3: ", path);
+	expect_refused(path, where, "line longer than 64 kB");
+}
+
+Test(config_limits, auth_file_line_over_the_length_limit)
+{
+	struct config cfg = { 0 };
+	char where[600], *content = malloc(CONFIG_LINE_MAX + 100), *p;
+	const char *path;
+	cr_assert_not_null(content);
+	p = content + sprintf(content, "\"ok\" \"fine\"\n\"big\" \"");
+	memset(p, 's', CONFIG_LINE_MAX);
+	strcpy(p + CONFIG_LINE_MAX, "\"\n");
+	path = named_file("users.txt", content);
+	free(content);
+	cr_expect_eq(config_load_auth_file(&cfg, path, err, sizeof err), -1, "a 64 kB secret was accepted");
+	snprintf(where, sizeof where, "%s:2: ", path);
+	expect_prefix(err, where);
+	cr_expect(strstr(err, "line longer than 64 kB") != NULL, "err: %s", err);
+	cr_expect_null(cfg.secrets);
+}
+
+Test(config_limits, dev_zero_is_refused_at_once, .timeout = 10)
+{
+	struct config cfg = { 0 };
+	char ini[1024], where[600];
+	const char *path = named_file("pgring.ini", "[pgring]\nauth_file = /dev/zero\n");
+	snprintf(where, sizeof where, "%s:2: ", path);
+	expect_refused(path, where, "cannot use auth_file /dev/zero: a character device");
+	expect_refused("/dev/zero", "/dev/zero: ", "not a regular file");
+	snprintf(ini, sizeof ini, "[pgring]\n%%include /dev/zero\n");
+	path = named_file("inc.ini", ini);
+	snprintf(where, sizeof where, "%s:2: ", path);
+	expect_refused(path, where, "/dev/zero: a character device");
+	cr_expect_eq(config_load_auth_file(&cfg, "/dev/zero", err, sizeof err), -1);
+	expect_prefix(err, "/dev/zero: ");
+	cr_expect_null(cfg.secrets);
+}
+
+/* open() of a FIFO without a writer blocks: the old code hung here. */
+Test(config_limits, fifo_is_refused_without_blocking, .timeout = 10)
+{
+	char fifo[128], ini[1024], where[600];
+	const char *path;
+	snprintf(fifo, sizeof fifo, "%s/fifo", tmpdir);
+	cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo: %s", strerror(errno));
+	snprintf(where, sizeof where, "%s: ", fifo);
+	expect_refused(fifo, where, "a FIFO, not a regular file");
+	for (int trust = 0; trust < 2; trust++) {
+		snprintf(ini, sizeof ini, "[pgring]\nauth_type = %s\nauth_file = fifo\n", trust ? "trust" : "md5");
+		path = named_file("pgring.ini", ini);
+		snprintf(where, sizeof where, "%s:3: ", path);
+		expect_refused(path, where, "a FIFO, not a regular file");
+	}
+	snprintf(ini, sizeof ini, "[pgring]\n%%include %s\n", fifo);
+	path = named_file("inc.ini", ini);
+	snprintf(where, sizeof where, "%s:2: ", path);
+	expect_refused(path, where, "a FIFO");
+}
+
+Test(config_limits, directory_is_refused)
+{
+	char ini[1024], where[600];
+	const char *path;
+	snprintf(ini, sizeof ini, "[pgring]\nauth_type = trust\nauth_file = %s\n", tmpdir);
+	path = named_file("pgring.ini", ini);
+	snprintf(where, sizeof where, "%s:3: ", path);
+	expect_refused(path, where, "a directory, not a regular file");
+	snprintf(ini, sizeof ini, "[pgring]\n%%include %s\n", tmpdir);
+	path = named_file("inc.ini", ini);
+	snprintf(where, sizeof where, "%s:2: ", path);
+	expect_refused(path, where, "a directory");
+}
+
+/* Each file is under the limit, together they are over it. */
+Test(config_limits, included_files_count_towards_the_limit, .timeout = 60)
+{
+	size_t part = CONFIG_FILE_MAX / 8 + 1024, line = 1024, n;
+	char *text = malloc(part + line), *p = text, where[600];
+	const char *inc, *path;
+	FILE *f;
+	cr_assert_not_null(text);
+	for (n = 0; n < part; n += line) {
+		memset(p, 'c', line - 1);
+		p[0] = ';';
+		p[line - 1] = '\n';
+		p += line;
+	}
+	inc = named_file("part.ini", "");
+	cr_assert_not_null(f = fopen(inc, "w"));
+	cr_assert_eq(fwrite(text, 1, (size_t)(p - text), f), (size_t)(p - text));
+	fclose(f);
+	free(text);
+	cr_assert_not_null(f = fopen(path = named_file("main.ini", ""), "w"));
+	fprintf(f, "[pgring]\n");
+	for (int i = 0; i < 8; i++)
+		fprintf(f, "%%include %s\n", inc);
+	fclose(f);
+	snprintf(where, sizeof where, "%s:", inc);
+	expect_refused(path, where, "configuration with its %include files longer than 64 MB");
+	/* seven of them are fine */
+	cr_assert_not_null(f = fopen(path, "w"));
+	fprintf(f, "[pgring]\nverbose = 4\n");
+	for (int i = 0; i < 7; i++)
+		fprintf(f, "%%include %s\n", inc);
+	fclose(f);
+	struct config *c = load_path(path);
+	cr_expect_eq(c->verbose, 4);
+	config_free(c);
+}
+
+Test(config_limits, a_userlist_of_100k_scram_users_loads, .timeout = 60)
+{
+	struct config cfg = { 0 };
+	int n = 100000;
+	char name[32];
+	const char *path = named_file("users.txt", "");
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	for (int i = 0; i < n; i++)
+		fprintf(f, "\"user_%06d@example.com\" \"" SCRAM_SECRET "\"\n", i);
+	fclose(f);
+	cr_assert_eq(config_load_auth_file(&cfg, path, err, sizeof err), 0, "%s", err);
+	cr_expect_eq(cfg.nsecrets, n);
+	for (int i = 0; i < n; i += 997) {
+		snprintf(name, sizeof name, "user_%06d@example.com", i);
+		expect_str(config_find_secret(&cfg, name), SCRAM_SECRET);
+	}
+	cr_expect_null(config_find_secret(&cfg, "user_100000@example.com"));
+	for (int i = 0; i < cfg.nsecrets; i++) {
+		free(cfg.secrets[i].user);
+		free(cfg.secrets[i].secret);
+	}
+	free(cfg.secrets);
+}
+
+/* ---- many entries -------------------------------------------------------- */
+
+TestSuite(config_scale, .init = setup, .fini = teardown);
+
+/* n [databases] entries dbI (host hI), n [users] entries uI, n/10 clusters cK
+ * (every tenth database names one), then again db7, db(n-1) and u3 (the later
+ * lines win) and a "*" entry. */
+static char *many_entries(int n, size_t *len)
+{
+	char *text = NULL;
+	FILE *f = open_memstream(&text, len);
+	cr_assert_not_null(f);
+	fprintf(f, "[pgring]\nauth_type = trust\n");
+	for (int k = 0; k < n / 10; k++)
+		fprintf(f, "[cluster.c%d]\nn1 = host=node%d\n", k, k);
+	fprintf(f, "[databases]\n");
+	for (int i = 0; i < n; i++) {
+		if (i % 10 == 0)
+			fprintf(f, "db%d = dbname=real%d cluster=c%d pool_size=%d\n", i, i, i / 10, i % 100);
+		else
+			fprintf(f, "db%d = host=h%d dbname=real%d pool_size=%d\n", i, i, i, i % 100);
+	}
+	fprintf(f, "[users]\n");
+	for (int i = 0; i < n; i++)
+		fprintf(f, "u%d = pool_size=%d\n", i, i % 50);
+	fprintf(f, "[databases]\ndb7 = host=again\ndb%d = host=last\n* = host=star\n[users]\nu3 = pool_size=99\n",
+		n - 1);
+	cr_assert_eq(fclose(f), 0);
+	return text;
+}
+
+Test(config_scale, twenty_thousand_entries_with_duplicates, .timeout = 120)
+{
+	int n = 20000;
+	size_t len;
+	char *text = many_entries(n, &len), name[64];
+	const char *path = named_file("many.ini", "");
+	const struct config_cluster *cl;
+	const struct config_db *db;
+	size_t base;
+	write_all(path, text, len);
+	free(text);
+	struct config *c = load_path(path);
+	cr_assert_eq(c->ndbs, n + 1, "the duplicates replace, the '*' adds");
+	cr_assert_eq(c->nusers, n);
+	cr_assert_eq(c->nclusters, n / 10);
+	cr_expect_eq(warned("database 'db7' is defined again"), 1);
+	cr_expect_eq(warned("is defined again"), 3);
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof name, "db%d", i);
+		cr_assert_not_null(db = config_find_db(c, name), "%s", name);
+		cr_assert_str_eq(db->name, name);
+		if (i == 7 || i == n - 1) {
+			expect_str(db->host, i == 7 ? "again" : "last");
+			cr_expect_null(db->dbname, "the later line replaces the whole entry");
+		} else {
+			snprintf(name, sizeof name, "real%d", i);
+			expect_str(db->dbname, name);
+			cr_expect_eq(db->pool_size, i % 100);
+		}
+		snprintf(name, sizeof name, "u%d", i);
+		const struct config_user *u = config_find_user(c, name);
+		cr_assert_not_null(u, "%s", name);
+		cr_assert_str_eq(u->name, name);
+		cr_expect_eq(u->pool_size, i == 3 ? 99 : i % 50);
+	}
+	cr_expect_eq(c->dbs[7].line, config_find_db(c, "db7")->line, "replaced in place");
+	expect_str(config_find_db(c, "db20000")->name, "*");
+	expect_str(config_find_db(c, "")->name, "*");
+	cr_expect_null(config_find_user(c, "u20000"));
+	cr_expect_null(config_find_user(c, "u"));
+	/* names that pick clusters */
+	db = config_resolve_db(c, "db40", &cl, &base);
+	cr_assert_not_null(db);
+	cr_assert_not_null(cl);
+	expect_str(cl->name, "c4");
+	expect_str(cl->nodes[0].host, "node4");
+	db = config_resolve_db(c, "db41@c1999", &cl, &base);
+	cr_assert_not_null(db);
+	expect_str(db->name, "db41");
+	expect_str(cl->name, "c1999");
+	cr_expect_eq(base, 4);
+	db = config_resolve_db(c, "nosuch@c5", &cl, &base);
+	expect_str(db->name, "*");
+	expect_str(cl->name, "c5");
+	cr_expect_null(config_find_cluster(c, "c2000"));
+	config_free(c);
+}
+
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds to load n entries of each kind, the best of `tries`. */
+static double load_time(int n, int tries)
+{
+	size_t len;
+	char *text = many_entries(n, &len), file[32];
+	double best = 1e9;
+	snprintf(file, sizeof file, "n%d.ini", n);
+	const char *path = named_file(file, "");
+	write_all(path, text, len);
+	free(text);
+	for (int i = 0; i < tries; i++) {
+		double t0 = cpu_seconds();
+		struct config *c = load_path(path);
+		double t = cpu_seconds() - t0;
+		config_free(c);
+		best = t < best ? t : best;
+	}
+	return best;
+}
+
+/* 32 times the entries may take at most 200 times as long: linear is 32 to 60
+ * (the bigger config fits the caches less well, other processes disturb); the
+ * duplicate checks by scanning made it over 1000. */
+Test(config_scale, loading_time_grows_linearly, .timeout = 300)
+{
+	double small = load_time(1000, 5), big = load_time(32000, 2);
+	cr_log_info("1,000 entries: %.4f s, 32,000: %.4f s (%.0fx)", small, big, big / small);
+	cr_expect_lt(big, small * 200, "1,000 entries: %.4f s, 32,000: %.4f s (%.0fx)", small, big,
+		     big / small);
+}
+
+/* A struct config put together by hand has no index: the lookups still work. */
+Test(config_scale, lookups_without_an_index)
+{
+	struct config_db dbs[] = { { .name = "a" }, { .name = "*" }, { .name = "b" } };
+	struct config_user users[] = { { .name = "x" }, { .name = "y" } };
+	struct config cfg = { .dbs = dbs, .ndbs = 3, .users = users, .nusers = 2 };
+	cr_expect_eq(config_find_db(&cfg, "b"), &dbs[2]);
+	cr_expect_eq(config_find_db(&cfg, "c"), &dbs[1]);
+	cr_expect_eq(config_find_user(&cfg, "y"), &users[1]);
+	cr_expect_null(config_find_user(&cfg, "z"));
+	cr_expect_null(config_find_cluster(&cfg, "a"));
 }
