@@ -21,6 +21,19 @@ int log_open(int verbosity, const char *file);
 /* Reopen the log file (after rotation, SIGHUP). */
 void log_reopen(void);
 
+/* Every line is one line, whatever the arguments hold (a client's user or
+ * database name, a server's message): the formatted message is written with
+ *   \n \r \t        for newline, carriage return, tab
+ *   \\              for a backslash (so that an escape is never ambiguous)
+ *   \xNN            (lower case hex) for every other C0 control character and
+ *                   DEL, for each byte that is not part of a valid UTF-8
+ *                   character (RFC 3629: overlong forms, UTF-16 surrogates and
+ *                   cut-off sequences are not), and for each byte of the C1
+ *                   controls U+0080..U+009F (NEL) and of U+2028/U+2029, which
+ *                   some log readers take for line breaks;
+ * everything else (printable ASCII, valid UTF-8) as it is. Unescaping gives the
+ * message's bytes back. A message longer than about 2 kB is cut, between
+ * characters and never inside an escape. No allocation: stack buffers. */
 void log_write(int level, unsigned long long conn, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -60,16 +60,86 @@ void proto_end(struct proto_out *o)
 	l[0] = (uint8_t)(n >> 24); l[1] = (uint8_t)(n >> 16); l[2] = (uint8_t)(n >> 8); l[3] = (uint8_t)n;
 }
 
+int proto_utf8_len(const uint8_t *p, size_t n)
+{
+	uint8_t c = p[0], lo = 0x80, hi = 0xBF;
+	size_t need;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		need = 2;
+	else if (c >= 0xE0 && c <= 0xEF)
+		need = 3;
+	else if (c >= 0xF0 && c <= 0xF4)
+		need = 4;
+	else
+		return 0;              /* a continuation byte, C0/C1 (overlong) or F5..FF */
+	if (c == 0xE0)
+		lo = 0xA0;             /* overlong 3-byte */
+	else if (c == 0xED)
+		hi = 0x9F;             /* UTF-16 surrogates */
+	else if (c == 0xF0)
+		lo = 0x90;             /* overlong 4-byte */
+	else if (c == 0xF4)
+		hi = 0x8F;             /* above U+10FFFF */
+	for (size_t i = 1; i < need; i++) {
+		if (i >= n)
+			return -1;
+		if (p[i] < lo || p[i] > hi)
+			return 0;
+		lo = 0x80;
+		hi = 0xBF;
+	}
+	return (int)need;
+}
+
+void proto_put_text(struct proto_out *o, const char *s, size_t n)
+{
+	static const char hexd[] = "0123456789abcdef";
+	const uint8_t *p = (const uint8_t *)s;
+	size_t run = 0;        /* p[0..run) is clean and not yet written */
+	while (run < n) {
+		int k = p[run] ? proto_utf8_len(p + run, n - run) : 0;
+		if (k > 0) {
+			run += (size_t)k;
+			continue;
+		}
+		put(o, p, run);
+		char esc[4] = { '\\', 'x', hexd[p[run] >> 4], hexd[p[run] & 15] };
+		put(o, esc, sizeof esc);
+		p += run + 1;
+		n -= run + 1;
+		run = 0;
+	}
+	put(o, p, run);
+	proto_put_u8(o, 0);
+}
+
+/* The message is formatted into a bounded buffer, then written as text (see
+ * proto_put_text): the arguments may be a client's bytes (a database or user
+ * name), and a field must be valid UTF-8 without a NUL inside. */
 static void error_like(struct proto_out *o, uint8_t type, const char *severity,
 		       const char *sqlstate, const char *fmt, va_list ap)
 {
 	char msg[1024];
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	int m = vsnprintf(msg, sizeof msg, fmt, ap);
+	size_t n = m < 0 ? 0 : (size_t)m;
+	if (n >= sizeof msg) {
+		/* cut: drop a character the cut split rather than show its bytes escaped */
+		n = sizeof msg - 1;
+		for (size_t back = 1; back <= 3 && back <= n; back++) {
+			if (((uint8_t)msg[n - back] & 0xC0) != 0x80) {
+				if (proto_utf8_len((const uint8_t *)msg + n - back, back) < 0)
+					n -= back;
+				break;
+			}
+		}
+	}
 	proto_begin(o, type);
-	proto_put_u8(o, 'S'); proto_put_str(o, severity);
-	proto_put_u8(o, 'V'); proto_put_str(o, severity);
-	proto_put_u8(o, 'C'); proto_put_str(o, sqlstate);
-	proto_put_u8(o, 'M'); proto_put_str(o, msg);
+	proto_put_u8(o, 'S'); proto_put_text(o, severity, strlen(severity));
+	proto_put_u8(o, 'V'); proto_put_text(o, severity, strlen(severity));
+	proto_put_u8(o, 'C'); proto_put_text(o, sqlstate, strlen(sqlstate));
+	proto_put_u8(o, 'M'); proto_put_text(o, msg, n);
 	proto_put_u8(o, 0);
 	proto_end(o);
 }

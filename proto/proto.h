@@ -112,8 +112,20 @@ void proto_put_u32(struct proto_out *o, uint32_t v);
 void proto_put_str(struct proto_out *o, const char *s);   /* with its NUL */
 void proto_put_bytes(struct proto_out *o, const void *b, size_t n);
 void proto_end(struct proto_out *o);                       /* fills the length */
+/* A text field: s[0..n) with its NUL, every byte that is not part of a valid
+ * UTF-8 character (and every NUL) written as the four characters \xNN (lower
+ * case hex), so the field is valid UTF-8 and ends where it should. Control
+ * characters and newlines are valid text and kept; a backslash is kept as is. */
+void proto_put_text(struct proto_out *o, const char *s, size_t n);
 
-/* Whole messages. */
+/* Length (1 to 4) of the valid UTF-8 character at p[0..n), n >= 1; 0 if the bytes
+ * there are not one (RFC 3629: no overlong forms, no UTF-16 surrogates, nothing
+ * above U+10FFFF; a lone continuation byte); -1 if they begin one that n cuts off. */
+int proto_utf8_len(const uint8_t *p, size_t n);
+
+/* Whole messages. proto_error and proto_notice write every field with
+ * proto_put_text: whatever the arguments hold (a client's database or user name,
+ * invalid UTF-8 included), each field is valid UTF-8 and NUL-free. */
 void proto_error(struct proto_out *o, const char *severity, const char *sqlstate,
 		 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void proto_notice(struct proto_out *o, const char *sqlstate, const char *fmt, ...)

@@ -1,9 +1,12 @@
 /* tests/unit/test_build.c: proto/build.c writes the exact bytes of the
  * PostgreSQL v3 protocol (message formats as in the PostgreSQL 15 docs, chapter
  * 55.7), never writes past its output area, and its readers (proto_reader,
- * proto_parse_error) never read past the body they are given. */
+ * proto_parse_error) never read past the body they are given. ErrorResponse
+ * and NoticeResponse fields are valid UTF-8 without a NUL inside whatever the
+ * arguments hold (a client's database or user name). */
 #include <criterion/criterion.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +98,204 @@ Test(build_msg, error_message_longer_than_buffer_is_truncated_but_well_formed)
 	cr_assert_eq(strncmp(f.message, longmsg, strlen(f.message)), 0);
 	cr_assert_eq(mem[o.len - 1], 0);
 	cr_assert_eq(mem[o.len - 2], 0);
+}
+
+/* ---- client bytes in error messages: valid UTF-8, no NUL ---- */
+
+TestSuite(build_text);
+
+/* Valid UTF-8 by decoding (independent of proto_utf8_len): shortest form, no
+ * surrogates, at most U+10FFFF. */
+static bool valid_utf8(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		uint32_t c = p[i], min;
+		size_t k;
+		if (c < 0x80) { i++; continue; }
+		if ((c & 0xE0) == 0xC0) { k = 2; c &= 0x1F; min = 0x80; }
+		else if ((c & 0xF0) == 0xE0) { k = 3; c &= 0x0F; min = 0x800; }
+		else if ((c & 0xF8) == 0xF0) { k = 4; c &= 0x07; min = 0x10000; }
+		else return false;
+		if (i + k > n)
+			return false;
+		for (size_t j = 1; j < k; j++) {
+			if ((p[i + j] & 0xC0) != 0x80)
+				return false;
+			c = c << 6 | (p[i + j] & 0x3F);
+		}
+		if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+			return false;
+		i += k;
+	}
+	return true;
+}
+
+/* An ErrorResponse/NoticeResponse in mem[0..len): the length field matches, the
+ * body is exactly S, V, C, M and the terminator, each field valid UTF-8 without
+ * a NUL inside. Returns the message field. */
+static const char *check_error_msg(const uint8_t *mem, size_t len, char type)
+{
+	cr_assert_geq(len, 6);
+	cr_assert_eq(mem[0], type);
+	cr_assert_eq(proto_get_u32(mem + 1), len - 1, "length field %u, message %zu bytes",
+		     proto_get_u32(mem + 1), len - 1);
+	const uint8_t *p = mem + 5, *end = mem + len;
+	static const char codes[] = "SVCM";
+	const char *msg = NULL;
+	for (int i = 0; i < 4; i++) {
+		cr_assert_lt(p, end);
+		cr_assert_eq(*p, codes[i], "field %d is '%c'", i, *p);
+		p++;
+		const uint8_t *nul = memchr(p, 0, (size_t)(end - p));
+		cr_assert_not_null(nul, "field %c not terminated", codes[i]);
+		cr_assert(valid_utf8(p, (size_t)(nul - p)), "field %c is not valid UTF-8", codes[i]);
+		if (codes[i] == 'M')
+			msg = (const char *)p;
+		p = nul + 1;
+	}
+	cr_assert_eq(p + 1, end, "%td bytes after the fields", end - p);
+	cr_assert_eq(*p, 0, "no terminator");
+	return msg;
+}
+
+Test(build_text, invalid_utf8_in_arguments_is_escaped)
+{
+	static const struct { const char *arg, *want; } cases[] = {
+		{ "\xff\xfe", "\\xff\\xfe" },
+		{ "a\xe6\x97z", "a\\xe6\\x97z" },                  /* 3-byte sequence cut short */
+		{ "end\xe6\x97", "end\\xe6\\x97" },                /* ... at the end */
+		{ "\xc0\xaf", "\\xc0\\xaf" },                      /* overlong '/' */
+		{ "\xe0\x80\xaf", "\\xe0\\x80\\xaf" },             /* overlong, 3 bytes */
+		{ "\xed\xa0\x80", "\\xed\\xa0\\x80" },             /* UTF-16 surrogate */
+		{ "\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80" },    /* above U+10FFFF */
+		{ "\x80x\xbf", "\\x80x\\xbf" },                    /* lone continuations */
+		{ "\xe6\xe6\x97\xa5", "\\xe6\xe6\x97\xa5" },       /* bad byte, then a good character */
+		/* valid UTF-8, newlines, tabs and control characters are legal text */
+		{ "na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80",
+		  "na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80" },
+		{ "evil\n2026-12-03 LOG: x\r\t\x1b", "evil\n2026-12-03 LOG: x\r\t\x1b" },
+		{ "back\\slash \\xff", "back\\slash \\xff" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		uint8_t mem[512];
+		struct proto_out o;
+		proto_out_init(&o, mem, sizeof mem);
+		proto_error(&o, "FATAL", "3D000", "no such database: %s", cases[i].arg);
+		cr_assert_not(o.overflow);
+		const char *m = check_error_msg(mem, o.len, 'E');
+		char want[256];
+		snprintf(want, sizeof want, "no such database: %s", cases[i].want);
+		cr_assert_str_eq(m, want, "case %zu", i);
+	}
+}
+
+Test(build_text, exact_bytes_with_escapes)
+{
+	uint8_t mem[512];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_error(&o, "FATAL", "3D000", "no such database: %s", "\xff\xfe\xc0\xaf");
+	static const char body[] = "SFATAL\0VFATAL\0C3D000\0Mno such database: \\xff\\xfe\\xc0\\xaf\0";
+	uint8_t want[512];
+	expect_bytes(&o, want, frame(want, 'E', body, sizeof body));
+
+	proto_out_init(&o, mem, sizeof mem);
+	proto_notice(&o, "00000", "user %s", "\xed\xa0\x80");
+	static const char nbody[] = "SNOTICE\0VNOTICE\0C00000\0Muser \\xed\\xa0\\x80\0";
+	expect_bytes(&o, want, frame(want, 'N', nbody, sizeof nbody));
+}
+
+Test(build_text, nul_in_the_formatted_message_is_escaped)
+{
+	/* %c with 0 puts a NUL inside the message: it must not end the field */
+	uint8_t mem[512];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_error(&o, "ERROR", "XX000", "a%cb", 0);
+	const char *m = check_error_msg(mem, o.len, 'E');
+	cr_assert_str_eq(m, "a\\x00b");
+}
+
+Test(build_text, cut_message_drops_a_split_character)
+{
+	/* the message buffer holds 1023 bytes: 3-byte characters, one split by the cut */
+	char arg[3 * 400 + 1];
+	for (int i = 0; i < 400; i++)
+		memcpy(arg + 3 * i, "\xe6\x97\xa5", 3);
+	arg[sizeof arg - 1] = 0;
+	for (int pad = 0; pad < 3; pad++) {
+		uint8_t mem[4096];
+		struct proto_out o;
+		proto_out_init(&o, mem, sizeof mem);
+		proto_error(&o, "ERROR", "XX000", "%.*s%s", pad, "xx", arg);
+		const char *m = check_error_msg(mem, o.len, 'E');
+		size_t n = strlen(m);
+		cr_assert_eq((n - (size_t)pad) % 3, 0, "pad %d: %zu bytes", pad, n);
+		cr_assert_gt(n, 1020);
+		cr_assert_leq(n, 1023);
+		cr_assert_null(strstr(m, "\\x"), "pad %d: escaped bytes of a split character", pad);
+	}
+}
+
+Test(build_text, random_bytes_always_well_formed)
+{
+	uint64_t st = 0x243f6a8885a308d3ull;
+	for (int round = 0; round < 3000; round++) {
+		char arg[300];
+		size_t len = (size_t)(round % 250);
+		for (size_t i = 0; i < len; i++) {
+			st ^= st << 13; st ^= st >> 7; st ^= st << 17;
+			uint8_t v = (uint8_t)st;
+			arg[i] = (char)(v ? v : 'z');
+		}
+		arg[len] = 0;
+		uint8_t mem[2048];
+		struct proto_out o;
+		proto_out_init(&o, mem, sizeof mem);
+		if (round & 1)
+			proto_error(&o, "FATAL", "28000", "no such user: %s", arg);
+		else
+			proto_notice(&o, "01000", "%s", arg);
+		cr_assert_not(o.overflow);
+		const char *m = check_error_msg(mem, o.len, (round & 1) ? 'E' : 'N');
+		/* nothing lost: undoing the \xNN escapes gives the argument back (the
+		 * argument has no backslash-x of its own that could be mistaken) */
+		if (!strstr(arg, "\\x")) {
+			char back[1300];
+			size_t k = 0;
+			for (const char *p = m + ((round & 1) ? strlen("no such user: ") : 0); *p;) {
+				unsigned v;
+				if (p[0] == '\\' && p[1] == 'x' && sscanf(p + 2, "%2x", &v) == 1) {
+					back[k++] = (char)v;
+					p += 4;
+				} else {
+					back[k++] = *p++;
+				}
+			}
+			cr_assert_eq(k, len, "round %d", round);
+			cr_assert_eq(memcmp(back, arg, len), 0, "round %d", round);
+		}
+	}
+}
+
+Test(build_text, utf8_len)
+{
+	static const struct { const char *s; size_t n; int want; } cases[] = {
+		{ "a", 1, 1 }, { "\x7f", 1, 1 },
+		{ "\xc3\xaf", 2, 2 }, { "\xc2\x80", 2, 2 }, { "\xdf\xbf", 2, 2 },
+		{ "\xe0\xa0\x80", 3, 3 }, { "\xed\x9f\xbf", 3, 3 }, { "\xee\x80\x80", 3, 3 },
+		{ "\xf0\x90\x80\x80", 4, 4 }, { "\xf4\x8f\xbf\xbf", 4, 4 },
+		{ "\x80", 1, 0 }, { "\xbf", 1, 0 }, { "\xc0\xaf", 2, 0 }, { "\xc1\xbf", 2, 0 },
+		{ "\xe0\x9f\xbf", 3, 0 }, { "\xed\xa0\x80", 3, 0 }, { "\xf0\x8f\xbf\xbf", 4, 0 },
+		{ "\xf4\x90\x80\x80", 4, 0 }, { "\xf5\x80\x80\x80", 4, 0 }, { "\xff", 1, 0 },
+		{ "\xc3\x41", 2, 0 }, { "\xe6\x97\x41", 3, 0 }, { "\xe6\x00", 2, 0 },
+		/* cut off by n: -1, but only while what there is could still be valid */
+		{ "\xc3", 1, -1 }, { "\xe6\x97", 2, -1 }, { "\xe6", 1, -1 }, { "\xf0\x9f\x98", 3, -1 },
+		{ "\xed\xa0", 2, 0 }, { "\xe0\x80", 2, 0 },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		cr_assert_eq(proto_utf8_len((const uint8_t *)cases[i].s, cases[i].n), cases[i].want,
+			     "case %zu", i);
 }
 
 Test(build_msg, authentication_ok)
@@ -354,7 +555,7 @@ Test(build_msg, low_level_puts_and_untyped_begin)
 
 TestSuite(build_overflow);
 
-#define NBUILDERS 17
+#define NBUILDERS 18
 
 static void build_one(int i, struct proto_out *o)
 {
@@ -378,6 +579,7 @@ static void build_one(int i, struct proto_out *o)
 	case 14: proto_cancel_request(o, 3, 4); break;
 	case 15: proto_negotiate_version(o, 0, unsup, 2); break;
 	case 16: proto_command_complete(o, "INSERT 0 1"); break;
+	case 17: proto_error(o, "FATAL", "3D000", "no such database: %s", "\xff\xfe\xc0\xafok"); break;
 	}
 }
 
