@@ -109,6 +109,9 @@ static const struct key_def main_keys[] = {
 	{ "pkt_buf", KT_IGNORED, 0, 0, NULL, 0, 0 }, /* pgring's buffers: client/server_buf_size */
 	/* pgring's own */
 	K_SIZE(max_startup_packet, "10000", 1024, MiB),
+	K_TIME(client_startup_timeout, "5"),
+	K_INT(max_client_logins, "1000", 1, INT_MAX),
+	K_INT(max_client_logins_per_addr, "0", 0, INT_MAX),
 	K_TIME(shutdown_timeout, "30"),
 	K_INT(shards, "0", 0, CONFIG_MAX_SHARDS),
 	{ "shard_cpus", KT_CPU_LIST, 0, 0, NULL, 0, 0 },

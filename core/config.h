@@ -118,6 +118,15 @@ struct config {
 	double client_idle_timeout; /* 0 */
 	double idle_transaction_timeout; /* 0 */
 	double shutdown_timeout;    /* pgring: how long SIGTERM waits for transactions, 30 */
+	/* pgring: connections that have not logged in yet. The startup packet must
+	 * come within client_startup_timeout (5 s) of the connect. Past
+	 * max_client_logins (1000) logging in at once, or past the descriptor
+	 * ceiling, the oldest one if it is over a second old is closed for a new
+	 * one, else the new one is refused (53300). At most
+	 * max_client_logins_per_addr (0: no limit) from one address, a new one
+	 * refused past that. Both limits are shared out over the shards. */
+	double client_startup_timeout;
+	int max_client_logins, max_client_logins_per_addr;
 	char *logfile;
 	char *pidfile;
 	int verbose;                /* 0.. */

@@ -269,7 +269,7 @@ void shard_fd_refused(struct shard *s)
 }
 
 /* Tell an accepted client why it cannot stay, and close it. */
-static void refuse_fd(struct shard *s, int fd)
+void shard_refuse_fd(struct shard *s, int fd)
 {
 	uint8_t mem[256];
 	struct proto_out o;
@@ -291,7 +291,7 @@ static void shed_connections(struct shard *s, struct listener *l)
 		s->reserve_fd = -1;
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0)
-			refuse_fd(s, fd);
+			shard_refuse_fd(s, fd);
 		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			break;
@@ -308,10 +308,8 @@ static void on_accept(struct shard *s, struct listener *l, int res, unsigned fla
 		stat_add(&s->stats->accepts, 1);
 		if (s->draining)
 			close(res);
-		else if (res >= s->fd_refuse_now)
-			refuse_fd(s, res);
 		else
-			s->upper_ops->accept(s, res, l->is_unix);
+			s->upper_ops->accept(s, res, l->is_unix);   /* it refuses at fd_refuse_now */
 	} else if (res == -EMFILE || res == -ENFILE) {
 		stat_add(&s->stats->accept_errors, 1);
 		shed_connections(s, l);

@@ -100,7 +100,8 @@ struct shard {
 	/* Descriptor numbers are allocated lowest-first, so an accepted fd's number says
 	 * how full the process is: at or above fd_client_ceiling the client is refused
 	 * after its startup packet (the rest is kept for server connections); at or above
-	 * fd_refuse_now it is refused at once, before it costs anything more. */
+	 * fd_refuse_now it is refused at once (shard_refuse_fd), before it costs
+	 * anything more, unless the layer above closes another to make room. */
 	int fd_client_ceiling, fd_refuse_now;
 	struct log_rate fd_refused_log, no_reserve_log;
 	uint64_t wake_val;
@@ -124,6 +125,8 @@ struct shard {
  * (metric and rate-limited log line) every such refusal goes through. */
 extern const char shard_fd_refusal[];
 void shard_fd_refused(struct shard *s);
+/* Tell an accepted client it cannot stay (53300, out of descriptors), close it. */
+void shard_refuse_fd(struct shard *s, int fd);
 
 /* Create every shard (threads started, rings created inside them), each
  * running `upper` above it. Returns 0, or -1 with a message naming the cause

@@ -55,6 +55,8 @@ static gauge_t *state_gauge(struct stats_pool *ps, enum client_state st)
 static struct list *list_of(struct client *cl, enum client_state st)
 {
 	switch (st) {
+	case CL_STARTUP:
+	case CL_AUTH: return &pool_shard(shard_of(cl))->prelogin;
 	case CL_LOGIN_WAIT: return &cl->pool->login;
 	case CL_WAITING: return &cl->pool->waiting;
 	case CL_ROUTING: return &pool_shard(shard_of(cl))->routing;
@@ -73,6 +75,8 @@ static void leave_list(struct client *cl)
 		atomic_fetch_sub(&cl->pool->shared->waiting, 1);
 	} else if (cl->state == CL_LOGIN_WAIT) {
 		pool_sync_login_demand(cl->pool);
+	} else if (cl->state == CL_STARTUP || cl->state == CL_AUTH) {
+		pool_shard(shard_of(cl))->n_prelogin--;
 	}
 }
 
@@ -87,6 +91,8 @@ static void enter_list(struct client *cl)
 		atomic_fetch_add(&cl->pool->shared->waiting, 1);
 	} else if (cl->state == CL_LOGIN_WAIT) {
 		pool_sync_login_demand(cl->pool);
+	} else if (cl->state == CL_STARTUP || cl->state == CL_AUTH) {
+		pool_shard(shard_of(cl))->n_prelogin++;
 	}
 	if ((cl->state == CL_WAITING || cl->state == CL_ROUTING) && !cl->wait_start_us)
 		cl->wait_start_us = shard_of(cl)->now_us;   /* kept while it is routed anew */
@@ -181,10 +187,117 @@ static void key_unlink(struct client *cl)
 	}
 }
 
+/* ---- before login: a connection must not be cheap to hold ----
+ * A connection that has not logged in costs a descriptor and nothing else
+ * the client has to earn, so they are bounded: by time (the startup packet
+ * within client_startup_timeout), by number (max_client_logins: the least
+ * advanced goes for a new one), by source address (max_client_logins_per_addr:
+ * a new one is refused), and near the descriptor ceiling the least advanced
+ * goes rather than a new client being refused. */
+
+static void peer_address(struct client *cl, int fd, bool is_unix)
+{
+	if (is_unix) {
+		cl->addr_family = AF_UNIX;   /* all local connections are one address */
+		return;
+	}
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	if (getpeername(fd, (struct sockaddr *)&ss, &len))
+		return;
+	if (ss.ss_family == AF_INET6) {
+		memcpy(cl->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+	} else if (ss.ss_family == AF_INET) {
+		cl->addr[10] = cl->addr[11] = 0xff;   /* ::ffff:a.b.c.d */
+		memcpy(cl->addr + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+	} else {
+		return;
+	}
+	cl->addr_family = AF_INET6;
+}
+
+static int same_address_logging_in(const struct client *cl)
+{
+	struct pool_shard *ps = pool_shard(cl->conn.shard);
+	int n = 0;
+	const struct client *o, *next;
+	list_for_each_safe(&ps->prelogin, o, next, wait)
+		if (o != cl && o->addr_family == cl->addr_family && memcmp(o->addr, cl->addr, 16) == 0)
+			n++;
+	return n;
+}
+
+static void report_prelogin(struct shard *s, int add)
+{
+	struct pool_shard *ps = pool_shard(s);
+	int n = log_rate_due(&ps->prelogin_log, s->now_us, add);
+	if (n)
+		log_warning("closed or refused %d connection%s before login (client_startup_timeout, max_client_logins, "
+			    "max_client_logins_per_addr or the descriptor ceiling)", n, n == 1 ? "" : "s");
+}
+
+/* A share of a process-wide limit for one shard (0 stays 0: no limit). */
+static int shard_share(const struct shard *s, int limit)
+{
+	return limit > 0 ? (limit + s->nshards - 1) / s->nshards : 0;
+}
+
+/* A connection still not logged in after this long is no client in a hurry
+ * (a real login takes milliseconds): it is the one to close for a new one. */
+#define PRELOGIN_STALE_US 1000000
+
+/* Close the connection that has been logging in longest, if it is stale. */
+static bool evict_stale(struct shard *s)
+{
+	struct client *oldest = list_first(&pool_shard(s)->prelogin, struct client, wait);
+	if (!oldest || s->now_us - oldest->connect_us <= PRELOGIN_STALE_US)
+		return false;
+	report_prelogin(s, 1);
+	client_fail(oldest, "53300", "too many connections are logging in: the slowest is closed");
+	return true;
+}
+
+/* Make room for the client just accepted; false: it is refused. */
+static bool admit(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	struct pool_shard *ps = pool_shard(s);
+	const struct config *cfg = s->cfg;
+	int per_addr = shard_share(s, cfg->max_client_logins_per_addr);
+	if (per_addr && cl->addr_family && same_address_logging_in(cl) >= per_addr) {
+		report_prelogin(s, 1);
+		client_fail(cl, "53300", "too many connections from this address are logging in "
+			    "(max_client_logins_per_addr)");
+		return false;
+	}
+	bool over = ps->n_prelogin > shard_share(s, cfg->max_client_logins);
+	bool near_ceiling = cl->conn.fd >= s->fd_client_ceiling;
+	if (!over && !near_ceiling)
+		return true;
+	if (evict_stale(s)) {
+		cl->fd_exempt = near_ceiling;   /* the descriptor given back is its */
+		return true;
+	}
+	if (over) {
+		report_prelogin(s, 1);
+		client_fail(cl, "53300", "too many connections are logging in (max_client_logins)");
+		return false;
+	}
+	return true;   /* near the ceiling with every login young: refused after its startup packet */
+}
+
 /* ---- accept and close ---- */
 
 void client_accept(struct shard *s, int fd, bool is_unix)
 {
+	bool exempt = false;
+	if (fd >= s->fd_refuse_now) {
+		/* at the very top: make room, or refuse at once */
+		if (!(exempt = evict_stale(s))) {
+			shard_refuse_fd(s, fd);
+			return;
+		}
+	}
 	struct client *cl = calloc(1, sizeof *cl);
 	if (!cl) {
 		close(fd);
@@ -192,14 +305,19 @@ void client_accept(struct shard *s, int fd, bool is_unix)
 	}
 	conn_init(&cl->conn, s, fd, &client_conn_ops, BUF_GROUP_CLIENT);
 	proto_framer_init(&cl->conn.fr, true, (uint32_t)s->cfg->max_startup_packet);
-	cl->state = CL_STARTUP;
 	cl->connect_us = cl->state_us = s->now_us;
 	list_init(&cl->wait);
 	list_append(&pool_shard(s)->clients, &cl->all);
+	if (s->cfg->max_client_logins_per_addr > 0)
+		peer_address(cl, fd, is_unix);
+	cl->state = CL_STARTUP;
+	cl->fd_exempt = exempt;
+	enter_list(cl);
 	gauge_add(&s->stats->clients, 1);
 	(void)is_unix;
 	LOGF(LOG_DEBUG, cl->conn.id, "accepted %s connection", is_unix ? "unix" : "tcp");
-	conn_recv_on(&cl->conn);
+	if (exempt || admit(cl))
+		conn_recv_on(&cl->conn);
 }
 
 /* The client is gone or must go: it stops here, and is closed at the end of
@@ -418,7 +536,7 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 		client_fail(cl, "53300", "no more connections allowed (max_client_conn)");
 		return;
 	}
-	if (cl->conn.fd >= s->fd_client_ceiling) {   /* the rest is kept for servers */
+	if (cl->conn.fd >= s->fd_client_ceiling && !cl->fd_exempt) {   /* the rest is kept for servers */
 		shard_fd_refused(s);
 		client_fail(cl, "53300", "%s", shard_fd_refusal);
 		return;
@@ -946,10 +1064,17 @@ void client_tick(struct shard *s)
 {
 	const struct config *cfg = s->cfg;
 	struct client *cl, *next;
+	report_prelogin(s, 0);
 	list_for_each_safe(&pool_shard(s)->clients, cl, next, all) {
 		uint64_t age = s->now_us - cl->state_us;
 		switch (cl->state) {
 		case CL_STARTUP:
+			if (cfg->client_startup_timeout > 0 && age > cfg->client_startup_timeout * 1e6) {
+				report_prelogin(s, 1);
+				client_fail(cl, "08P01", "client_startup_timeout");
+				break;
+			}
+			/* fall through */
 		case CL_AUTH:
 		case CL_LOGIN_WAIT:
 			if (cfg->client_login_timeout > 0 && s->now_us - cl->connect_us > cfg->client_login_timeout * 1e6)

@@ -19,9 +19,10 @@ struct shard;
 struct pool;
 struct lease;
 
-/* Each state but CL_STARTUP, CL_AUTH and CL_CLOSED has one list the client is
- * on (client_set_state moves it): the pool's login or wait list, or the
- * shard's list of clients with no node to go to. */
+/* Each state but CL_IDLE and CL_ACTIVE has one list the client is on
+ * (client_set_state moves it): the shard's list of clients not logged in yet,
+ * the pool's login or wait list, the shard's list of clients with no node to
+ * go to, or the shard's list of clients to close. */
 enum client_state {
 	CL_STARTUP = 0,   /* waiting for SSLRequest / StartupMessage / CancelRequest */
 	CL_AUTH,          /* password exchange */
@@ -85,6 +86,9 @@ struct client {
 	bool in_txn;                               /* last ReadyForQuery it got said T or E */
 	bool terminating;                          /* sent Terminate */
 	uint8_t negotiated;                        /* NEG_SSL, NEG_GSS: encryption requests answered */
+	bool fd_exempt;                            /* another connection was closed to make room for it */
+	uint8_t addr_family;                       /* AF_INET6 (IPv4 mapped into it), AF_UNIX, 0: unknown */
+	uint8_t addr[16];                          /* the peer's address, for per-address limits */
 	/* after its server died under it: pgring answers until the client is past it */
 	bool txn_failed;                           /* inside a transaction block: until it ends it */
 	bool failed_error_sent;                    /* emulated 25P02 already sent before Sync */

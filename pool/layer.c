@@ -16,6 +16,7 @@ static int layer_start(struct shard *s)
 		return -1;
 	list_init(&ps->clients);
 	list_init(&ps->routing);
+	list_init(&ps->prelogin);
 	list_init(&ps->closing);
 	s->upper = ps;
 	return 0;

@@ -27,6 +27,9 @@ struct pool_shard {
 	struct pool *pools;
 	struct list clients;                       /* every client of this shard */
 	struct list routing;                       /* CL_ROUTING: no node of their target now (pool/route.c) */
+	struct list prelogin;                      /* CL_STARTUP, CL_AUTH: least progress first */
+	int n_prelogin;
+	struct log_rate prelogin_log;              /* connections closed or refused before login */
 	struct list closing;                       /* CL_CLOSED: closed at the end of the batch */
 	struct client_keys *keys;                  /* cancel keys -> clients (pool/client.c) */
 	struct stmt_registry *stmts;               /* protocol-level prepared statements (pool/stmt.h) */
