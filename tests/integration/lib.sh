@@ -145,6 +145,17 @@ kill_wait() { # PID [SIGNAL]: stop a child for good
 
 freeports() { "$ROOT/tools/pgtmp" freeport "${1:-1}"; }
 
+# fd_limited_pgring LIMIT: from now on start_pgring runs pgring under ulimit -n
+# LIMIT (its own limit only: a wrapper that execs it, same PID); the real
+# binary stays in PGRING_REAL_BIN.
+fd_limited_pgring() {
+	PGRING_REAL_BIN=${PGRING_REAL_BIN:-$PGRING_BIN}
+	printf '#!/usr/bin/env bash\nulimit -n %s || exit 1\nexec "%s" "$@"\n' "$1" "$PGRING_REAL_BIN" \
+		>"$TEST_TMP/pgring-limited"
+	chmod +x "$TEST_TMP/pgring-limited"
+	PGRING_BIN=$TEST_TMP/pgring-limited
+}
+
 tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # ---------------------------------------------------------------- poolers

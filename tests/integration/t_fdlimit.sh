@@ -13,14 +13,7 @@ IDLE=$BUILD/bench/idleconns
 LIMIT=400 N=700
 (($(ulimit -Hn) >= N + 100)) || ulimit -n $((N + 100)) 2>/dev/null || skip "open files limit $(ulimit -Hn) too low"
 
-# pgring's own limit only: a wrapper that execs it (same PID) under ulimit -n.
-cat >"$TEST_TMP/pgring-limited" <<EOF
-#!/usr/bin/env bash
-ulimit -n $LIMIT || exit 1
-exec "$PGRING_BIN" "\$@"
-EOF
-chmod +x "$TEST_TMP/pgring-limited"
-PGRING_BIN=$TEST_TMP/pgring-limited
+fd_limited_pgring $LIMIT
 start_pgring "
 [databases]
 app = host=@PGHOST@ port=@PGPORT@ dbname=app

@@ -47,14 +47,7 @@ EOF
 }
 
 # --- (a) a silent flood at the descriptor limit
-cat >"$TEST_TMP/pgring-limited" <<EOF
-#!/usr/bin/env bash
-ulimit -n $LIMIT || exit 1
-exec "$PGRING_BIN" "\$@"
-EOF
-chmod +x "$TEST_TMP/pgring-limited"
-REAL_BIN=$PGRING_BIN
-PGRING_BIN=$TEST_TMP/pgring-limited
+fd_limited_pgring $LIMIT
 start_pgring "
 [databases]
 app = host=@PGHOST@ port=@PGPORT@ dbname=app
@@ -83,7 +76,7 @@ assert_num_cmp "$closed" -ge 10 "silent connections closed to make room"
 grep -q "before login" "$POOLER_LOG" || fail "no log line about connections closed before login"
 pass "a silent flood past the descriptor limit locks no one out ($ok/10 logins, $closed silent ones closed)"
 stop_pgring
-PGRING_BIN=$REAL_BIN
+PGRING_BIN=$PGRING_REAL_BIN
 
 # --- (b) client_startup_timeout
 start_pgring "

@@ -16,6 +16,7 @@
 
 #include "core/log.h"
 #include "core/registry.h"
+#include "proto/proto.h"
 
 /* Each wait on the ring is cut this short so that predicates about the peer
  * sockets (which the ring does not see) are looked at often. */
@@ -353,4 +354,16 @@ void harness_post(struct shard *s, const struct shard_msg *m)
 	cr_assert(queue_push(&s->inbox[s->nshards], m), "the shard's inbox is full");
 	uint64_t one = 1;
 	cr_assert_eq(write(s->wake_fd, &one, sizeof one), (ssize_t)sizeof one);
+}
+
+void harness_put_startup(struct proto_out *o, const char *user, const char *database)
+{
+	proto_begin(o, 0);
+	proto_put_u32(o, PROTO_VERSION_30);
+	proto_put_str(o, "user");
+	proto_put_str(o, user);
+	proto_put_str(o, "database");
+	proto_put_str(o, database);
+	proto_put_u8(o, 0);
+	proto_end(o);
 }

@@ -108,6 +108,10 @@ const char *harness_path(const struct harness *h, const char *name);
  * arrives; the accepted fd (non-blocking), or -1 on timeout. */
 int harness_accept(struct shard *s, int lfd, int timeout_ms);
 
+/* A protocol 3.0 StartupMessage for user and database, appended to o. */
+struct proto_out;
+void harness_put_startup(struct proto_out *o, const char *user, const char *database);
+
 /* Deliver m to the shard as the control shard would (its inbox, then the
  * wake-up eventfd); handled during the next step. */
 void harness_post(struct shard *s, const struct shard_msg *m);

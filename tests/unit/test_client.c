@@ -71,14 +71,7 @@ static void startup(int fd)
 	uint8_t mem[128];
 	struct proto_out o;
 	proto_out_init(&o, mem, sizeof mem);
-	proto_begin(&o, 0);
-	proto_put_u32(&o, PROTO_VERSION_30);
-	proto_put_str(&o, "user");
-	proto_put_str(&o, "app");
-	proto_put_str(&o, "database");
-	proto_put_str(&o, "db");
-	proto_put_u8(&o, 0);
-	proto_end(&o);
+	harness_put_startup(&o, "app", "db");
 	send_out(fd, &o);
 	uint8_t body[256];
 	uint32_t len;

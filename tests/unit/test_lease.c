@@ -128,14 +128,7 @@ static int client_login(int *be)
 	uint8_t mem[256];
 	struct proto_out o;
 	proto_out_init(&o, mem, sizeof mem);
-	proto_begin(&o, 0);
-	proto_put_u32(&o, PROTO_VERSION_30);
-	proto_put_str(&o, "user");
-	proto_put_str(&o, "app");
-	proto_put_str(&o, "database");
-	proto_put_str(&o, "db");
-	proto_put_u8(&o, 0);
-	proto_end(&o);
+	harness_put_startup(&o, "app", "db");
 	send_out(fds[1], &o);
 	if (be)
 		*be = server_login();
@@ -248,14 +241,7 @@ Test(lease, pipeline_written_while_waiting_reaches_the_server_framed_once)
 	uint8_t mem[2048];
 	struct proto_out o;
 	proto_out_init(&o, mem, sizeof mem);
-	proto_begin(&o, 0);
-	proto_put_u32(&o, PROTO_VERSION_30);
-	proto_put_str(&o, "user");
-	proto_put_str(&o, "app");
-	proto_put_str(&o, "database");
-	proto_put_str(&o, "db");
-	proto_put_u8(&o, 0);
-	proto_end(&o);
+	harness_put_startup(&o, "app", "db");
 	put_parse(&o, "a", "SELECT 1");
 	put_bind(&o, "", "a");
 	put_execute(&o);
