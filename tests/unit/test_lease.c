@@ -1,12 +1,12 @@
 /* tests/unit/test_lease.c: pool/lease.c fed message transcripts. A shard runs
  * the real pool layer on the test's thread (tests/unit/harness.h); a client
  * talks to it over a socketpair and the test plays the PostgreSQL server on the
- * Unix socket the pool connects to, answering with the messages PostgreSQL 15
- * sends for each request (the sequences of the protocol chapter, "Extended
- * Query" and "COPY Operations", as a real server produced them in
- * tests/integration/pipeline.c and t_copy.sh). Each test checks what reaches
- * the server (renamed, injected, held and replayed in order) and what reaches
- * the client (hidden, synthesised, errors where they belong). */
+ * Unix socket the pool connects to, answering with the message sequences
+ * PostgreSQL 15 sends for each request, written out from the protocol chapter
+ * ("Extended Query", "COPY Operations"; the integration tests pipeline.c and
+ * t_copy.sh run the same cases against a real server). Each test checks what
+ * reaches the server (renamed, injected, held and replayed in order) and what
+ * reaches the client (hidden, synthesised, errors where they belong). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
