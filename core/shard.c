@@ -460,20 +460,34 @@ static void flush_all(struct shard *s)
 
 static void feed_starved(struct shard *s)
 {
-	/* re-arm connections that ran out of receive buffers, oldest first, while
-	 * at least an eighth of the buffers (rounded up: at least one, or a group
-	 * of fewer than 8 would re-arm into ENOBUFS on every turn) are free again */
+	/* Re-arm connections that ran out of receive buffers, oldest first within
+	 * each buffer group, while at least an eighth of that group's buffers
+	 * (rounded up: at least one, or a group of fewer than 8 would re-arm into
+	 * ENOBUFS on every turn) are free again. A group still short holds back
+	 * only its own connections: a server connection must not wait for client
+	 * buffers (those may be held by data queued to that very server). One
+	 * that no longer wants data (closing, paused) leaves the list at once. */
+	bool short_of[2] = { false, false };
+	struct conn **link = &s->starved_head, *prev = NULL;
 	int budget = 64;
-	while (s->starved_head && budget--) {
-		struct conn *c = s->starved_head;
+	while (*link && budget > 0) {
+		struct conn *c = *link;
 		const struct buf_group *g = &s->bufs.group[c->group];
-		if (g->in_use > g->count - (g->count + 7) / 8)
-			break;
-		s->starved_head = c->next_starved;
-		if (!s->starved_head)
-			s->starved_tail = NULL;
+		bool wants = c->recv_wanted && !c->closing;
+		if (wants && (short_of[c->group] || g->in_use > g->count - (g->count + 7) / 8)) {
+			short_of[c->group] = true;
+			if (short_of[0] && short_of[1])
+				break;
+			prev = c;
+			link = &c->next_starved;
+			continue;
+		}
+		*link = c->next_starved;
+		if (s->starved_tail == c)
+			s->starved_tail = prev;
 		c->starved = false;
-		if (c->recv_wanted)
+		budget--;
+		if (wants)
 			conn_recv_on(c);
 		conn_maybe_free(c);
 	}
