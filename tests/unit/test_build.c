@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "proto/proto.h"
+#include "utf8_oracle.h"
 
 /* ---- helpers ---- */
 
@@ -104,31 +105,6 @@ Test(build_msg, error_message_longer_than_buffer_is_truncated_but_well_formed)
 
 TestSuite(build_text);
 
-/* Valid UTF-8 by decoding (independent of proto_utf8_len): shortest form, no
- * surrogates, at most U+10FFFF. */
-static bool valid_utf8(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		uint32_t c = p[i], min;
-		size_t k;
-		if (c < 0x80) { i++; continue; }
-		if ((c & 0xE0) == 0xC0) { k = 2; c &= 0x1F; min = 0x80; }
-		else if ((c & 0xF0) == 0xE0) { k = 3; c &= 0x0F; min = 0x800; }
-		else if ((c & 0xF8) == 0xF0) { k = 4; c &= 0x07; min = 0x10000; }
-		else return false;
-		if (i + k > n)
-			return false;
-		for (size_t j = 1; j < k; j++) {
-			if ((p[i + j] & 0xC0) != 0x80)
-				return false;
-			c = c << 6 | (p[i + j] & 0x3F);
-		}
-		if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-			return false;
-		i += k;
-	}
-	return true;
-}
 
 /* An ErrorResponse/NoticeResponse in mem[0..len): the length field matches, the
  * body is exactly S, V, C, M and the terminator, each field valid UTF-8 without

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "utf8_oracle.h"
 
 /* ---- helpers ---- */
 
@@ -65,31 +66,6 @@ static char *one_line(void)
 	return m + strlen(" control: ");
 }
 
-/* Valid UTF-8 by decoding (independent of the code under test): shortest form,
- * no surrogates, at most U+10FFFF. */
-static bool valid_utf8(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		uint32_t c = p[i], min;
-		size_t k;
-		if (c < 0x80) { i++; continue; }
-		if ((c & 0xE0) == 0xC0) { k = 2; c &= 0x1F; min = 0x80; }
-		else if ((c & 0xF0) == 0xE0) { k = 3; c &= 0x0F; min = 0x800; }
-		else if ((c & 0xF8) == 0xF0) { k = 4; c &= 0x07; min = 0x10000; }
-		else return false;
-		if (i + k > n)
-			return false;
-		for (size_t j = 1; j < k; j++) {
-			if ((p[i + j] & 0xC0) != 0x80)
-				return false;
-			c = c << 6 | (p[i + j] & 0x3F);
-		}
-		if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-			return false;
-		i += k;
-	}
-	return true;
-}
 
 /* Undo the escapes; returns the length, -1 on a malformed escape. */
 static long unescape(const char *s, char *out)
