@@ -1175,7 +1175,7 @@ static void ready_for_query(struct lease *l, uint8_t status)
 {
 	struct client *cl = l->client;
 	struct server *sv = l->server;
-	INVARIANT(sv->lease == l && cl->lease == l && cl->state == CL_ACTIVE);
+	INVARIANT(sv->lease == l && cl->lease == l && (cl->state == CL_ACTIVE || cl->state == CL_CLOSED));
 	struct shard *s = shard_of(l);
 	struct stats_pool *ps = sv->pool->stats;
 	sv->txn_status = (char)status;
@@ -1186,6 +1186,8 @@ static void ready_for_query(struct lease *l, uint8_t status)
 	cl->query_start_us = s->now_us;
 	if (l->expect)
 		l->expect--;
+	if (cl->state == CL_CLOSED)
+		return;   /* closing at the end of the batch: the record is straight for its reset */
 	if (status != 'I' && sv->pool->mode == POOL_STATEMENT) {
 		/* as PgBouncer: the server goes back after every statement, so a
 		 * transaction block cannot work; the release rolls it back */
@@ -1236,17 +1238,8 @@ void lease_reply_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 			oom(cl);
 	}
 	reply_done(l, msg, len);
-	if (msg[0] != 'Z' || !theirs || l->server != sv)
-		return;
-	if (cl->state != CL_CLOSED) {
+	if (msg[0] == 'Z' && theirs && l->server == sv)
 		ready_for_query(l, len >= 6 ? msg[5] : 'I');
-	} else {
-		/* closing at the end of the batch: keep the record straight for the reset */
-		sv->txn_status = len >= 6 ? (char)msg[5] : 'I';
-		cl->in_txn = sv->txn_status != 'I';
-		if (l->expect)
-			l->expect--;
-	}
 }
 
 void lease_reply_bytes(struct lease *l, const uint8_t *p, uint32_t n, uint32_t buf)
