@@ -41,15 +41,24 @@ enum key_type {
 	KT_CPU_LIST,   /* shard_cpus, into cfg->shard_cpus / n_shard_cpus */
 	KT_TARGET,     /* enum config_target */
 	KT_BOOL_INT,   /* a boolean into an int field that is -1 when unset */
-	KT_SSLMODE,    /* no TLS yet: "disable" is silent, the other modes warn */
+	KT_SSLMODE,    /* enum config_sslmode, into an int */
 	KT_IGNORED,    /* accepted silently: meaningless for pgring (pkt_buf) */
 	KT_NO_EFFECT,  /* accepted with a warning: known, not implemented yet */
+	KT_REFUSED,    /* a security setting pgring does not implement: any value but
+			* an empty one (or off, with F_OFF_OK) is an error, since
+			* ignoring it would run with less security than asked for */
 };
 
 enum {
 	F_POW2 = 1,    /* value must be a power of two (io_uring buffer rings) */
 	F_UNUSED = 2,  /* stored, but nothing uses it yet: warn when set */
+	F_EMPTY_DEFAULT = 4, /* KT_STR: an empty value gives the default, not NULL */
+	F_OFF_OK = 8,  /* KT_REFUSED: a false boolean (the default) is accepted */
 };
+
+struct key_def;
+/* Checks a KT_STR value before it is stored; -1 with a message in msg. */
+typedef int key_check(const struct key_def *k, const char *v, char *msg, size_t len);
 
 struct key_def {
 	const char *name;
@@ -57,16 +66,22 @@ struct key_def {
 	size_t off;            /* field in the struct the table fills */
 	const char *def;       /* default, parsed like a config value; NULL: zero/NULL */
 	double min, max;       /* for KT_INT, KT_SIZE, KT_OCTAL, KT_TIME */
+	key_check *check;      /* KT_STR: NULL, or a check of a non-empty value */
 };
 
-#define CFG_(n, t, d, lo, hi, f) { #n, t, f, offsetof(struct config, n), d, lo, hi }
+static key_check check_protocols, check_dheparams, check_ecdhcurve;
+
+#define CFG_(n, t, d, lo, hi, f) { #n, t, f, offsetof(struct config, n), d, lo, hi, NULL }
 #define K_INT(n, d, lo, hi)  CFG_(n, KT_INT, d, lo, hi, 0)
 #define K_POW2(n, d, lo, hi) CFG_(n, KT_INT, d, lo, hi, F_POW2)
 #define K_SIZE(n, d, lo, hi) CFG_(n, KT_SIZE, d, lo, hi, 0)
 #define K_TIME(n, d)         CFG_(n, KT_TIME, d, 0, TIME_MAX, 0)
 #define K_BOOL(n, d)         CFG_(n, KT_BOOL, d, 0, 0, 0)
 #define K_STR(n, d)          CFG_(n, KT_STR, d, 0, 0, 0)
-#define K_LATER(n)           { #n, KT_NO_EFFECT, 0, 0, NULL, 0, 0 }
+#define K_LATER(n)           { #n, KT_NO_EFFECT, 0, 0, NULL, 0, 0, NULL }
+#define K_REFUSED(n)         { #n, KT_REFUSED, 0, 0, NULL, 0, 0, NULL }
+/* A TLS string: checked by chk (may be NULL); empty means the default d. */
+#define K_TLS_STR(n, d, chk) { #n, KT_STR, F_EMPTY_DEFAULT, offsetof(struct config, n), d, 0, 0, chk }
 
 /* [pgring] and [pgbouncer]. Defaults here are the ones documented in config.h. */
 static const struct key_def main_keys[] = {
@@ -106,7 +121,7 @@ static const struct key_def main_keys[] = {
 	K_STR(stats_users, NULL),
 	K_SIZE(max_packet_size, "256MB", 1024, INT_MAX),
 	K_INT(max_prepared_statements, "200", 0, INT_MAX),
-	{ "pkt_buf", KT_IGNORED, 0, 0, NULL, 0, 0 }, /* pgring's buffers: client/server_buf_size */
+	{ "pkt_buf", KT_IGNORED, 0, 0, NULL, 0, 0, NULL }, /* pgring's buffers: client/server_buf_size */
 	/* pgring's own */
 	K_SIZE(max_startup_packet, "10000", 1024, MiB),
 	K_TIME(client_startup_timeout, "5"),
@@ -114,7 +129,7 @@ static const struct key_def main_keys[] = {
 	K_INT(max_client_logins_per_addr, "0", 0, INT_MAX),
 	K_TIME(shutdown_timeout, "30"),
 	K_INT(shards, "0", 0, CONFIG_MAX_SHARDS),
-	{ "shard_cpus", KT_CPU_LIST, 0, 0, NULL, 0, 0 },
+	{ "shard_cpus", KT_CPU_LIST, 0, 0, NULL, 0, 0, NULL },
 	K_STR(control_addr, "127.0.0.1"),
 	K_INT(control_port, "6433", 0, 65535),
 	K_INT(ring_entries, "1024", 1, 32768),        /* io_uring's SQ limit */
@@ -136,34 +151,48 @@ static const struct key_def main_keys[] = {
 	K_INT(health_check_failures, "2", 1, 1000),
 	K_TIME(failover_timeout, "30"),
 	K_TIME(dns_max_ttl, "15"),
+	/* TLS (PgBouncer's); check_tls relates them to each other */
+	CFG_(client_tls_sslmode, KT_SSLMODE, "disable", 0, 0, 0),
+	K_STR(client_tls_key_file, NULL),
+	K_STR(client_tls_cert_file, NULL),
+	K_STR(client_tls_ca_file, NULL),
+	K_TLS_STR(client_tls_protocols, "secure", check_protocols),
+	K_TLS_STR(client_tls_ciphers, "default", NULL),
+	K_STR(client_tls13_ciphers, NULL),
+	K_TLS_STR(client_tls_dheparams, "auto", check_dheparams),
+	K_TLS_STR(client_tls_ecdhcurve, "auto", check_ecdhcurve),
+	CFG_(server_tls_sslmode, KT_SSLMODE, "prefer", 0, 0, 0),
+	K_STR(server_tls_ca_file, NULL),
+	K_STR(server_tls_key_file, NULL),
+	K_STR(server_tls_cert_file, NULL),
+	K_TLS_STR(server_tls_protocols, "secure", check_protocols),
+	K_TLS_STR(server_tls_ciphers, "default", NULL),
+	K_STR(server_tls13_ciphers, NULL),
+	/* PgBouncer security settings pgring does not implement: errors */
+	K_REFUSED(auth_hba_file), K_REFUSED(auth_ident_file), K_REFUSED(auth_query),
+	K_REFUSED(auth_user), K_REFUSED(auth_dbname), K_REFUSED(auth_ldap_options),
+	K_REFUSED(user),       /* pgring drops no privileges: it would go on as root */
+	{ "disable_pqexec", KT_REFUSED, F_OFF_OK, 0, NULL, 0, 0, NULL }, /* its SQL injection guard */
 	/* PgBouncer settings known but not implemented yet */
-	{ "client_tls_sslmode", KT_SSLMODE, 0, 0, NULL, 0, 0 },
-	{ "server_tls_sslmode", KT_SSLMODE, 0, 0, NULL, 0, 0 },
-	K_LATER(application_name_add_host), K_LATER(auth_dbname), K_LATER(auth_hba_file),
-	K_LATER(auth_ident_file), K_LATER(auth_ldap_options), K_LATER(auth_query),
-	K_LATER(auth_user), K_LATER(autodb_idle_timeout), K_LATER(cancel_wait_timeout),
-	K_LATER(client_tls13_ciphers), K_LATER(client_tls_ca_file), K_LATER(client_tls_cert_file),
-	K_LATER(client_tls_ciphers), K_LATER(client_tls_dheparams), K_LATER(client_tls_ecdhcurve),
-	K_LATER(client_tls_key_file), K_LATER(client_tls_protocols), K_LATER(conffile),
-	K_LATER(disable_pqexec), K_LATER(dns_max_ttl), K_LATER(dns_nxdomain_ttl),
+	K_LATER(application_name_add_host), K_LATER(autodb_idle_timeout),
+	K_LATER(cancel_wait_timeout), K_LATER(conffile),
+	K_LATER(dns_max_ttl), K_LATER(dns_nxdomain_ttl),
 	K_LATER(dns_zone_check_period), K_LATER(ignore_startup_parameters), K_LATER(job_name),
 	K_LATER(listen_backlog), K_LATER(log_pooler_errors), K_LATER(log_stats),
 	K_LATER(max_db_client_connections),
 	K_LATER(max_user_client_connections), K_LATER(peer_id), K_LATER(query_wait_notify),
 	K_LATER(resolv_conf), K_LATER(sbuf_loopcnt), K_LATER(scram_iterations),
 	K_LATER(server_check_delay), K_LATER(server_fast_close), K_LATER(server_round_robin),
-	K_LATER(server_tls13_ciphers), K_LATER(server_tls_ca_file), K_LATER(server_tls_cert_file),
-	K_LATER(server_tls_ciphers), K_LATER(server_tls_key_file), K_LATER(server_tls_protocols),
 	K_LATER(service_name), K_LATER(so_reuseport), K_LATER(stats_period),
 	K_LATER(suspend_timeout), K_LATER(syslog), K_LATER(syslog_facility), K_LATER(syslog_ident),
 	K_LATER(tcp_defer_accept), K_LATER(tcp_keepalive), K_LATER(tcp_keepcnt),
 	K_LATER(tcp_keepidle), K_LATER(tcp_keepintvl), K_LATER(tcp_socket_buffer),
 	K_LATER(tcp_user_timeout), K_LATER(track_extra_parameters), K_LATER(transaction_timeout),
-	K_LATER(unix_socket_group), K_LATER(user),
+	K_LATER(unix_socket_group),
 };
 
 /* Connection-string keys of a [databases] line. Unset stays -1 / NULL. */
-#define DB_(n, f, t, lo, hi, fl) { n, t, fl, offsetof(struct config_db, f), NULL, lo, hi }
+#define DB_(n, f, t, lo, hi, fl) { n, t, fl, offsetof(struct config_db, f), NULL, lo, hi, NULL }
 #define DB_STR(n) DB_(#n, n, KT_STR, 0, 0, 0)
 #define DB_INT(n) DB_(#n, n, KT_INT, 0, INT_MAX, 0)
 static const struct key_def db_keys[] = {
@@ -172,7 +201,6 @@ static const struct key_def db_keys[] = {
 	DB_STR(dbname),
 	DB_STR(user),
 	DB_STR(password),
-	DB_("auth_user", auth_user, KT_STR, 0, 0, F_UNUSED),
 	DB_STR(client_encoding),
 	DB_STR(datestyle),
 	DB_STR(timezone),
@@ -187,22 +215,27 @@ static const struct key_def db_keys[] = {
 	DB_STR(cluster),
 	DB_("target", target, KT_TARGET, 0, 0, 0),
 	DB_("read_write_split", read_write_split, KT_BOOL_INT, 0, 0, 0),
-	K_LATER(auth_dbname), K_LATER(auth_query), K_LATER(load_balance_hosts),
+	DB_("server_tls_sslmode", server_tls_sslmode, KT_SSLMODE, 0, 0, 0),
+	DB_("sslmode", server_tls_sslmode, KT_SSLMODE, 0, 0, 0), /* libpq's name */
+	K_REFUSED(auth_user), K_REFUSED(auth_dbname), K_REFUSED(auth_query),
+	K_LATER(load_balance_hosts),
 	K_LATER(server_lifetime), K_LATER(max_db_client_connections),
 };
 
 /* Keys of a node line in a [cluster.NAME] section. */
-#define NODE_(n, f, t, lo, hi) { n, t, 0, offsetof(struct config_node, f), NULL, lo, hi }
+#define NODE_(n, f, t, lo, hi) { n, t, 0, offsetof(struct config_node, f), NULL, lo, hi, NULL }
 static const struct key_def node_keys[] = {
 	NODE_("host", host, KT_STR, 0, 0),
 	NODE_("port", port, KT_INT, 1, 65535),
 	NODE_("weight", weight, KT_INT, 0, 1000000),
 	NODE_("max_lag", max_lag, KT_SIZE, 0, INT_MAX),
 	NODE_("role", role, KT_STR, 0, 0),
+	NODE_("server_tls_sslmode", server_tls_sslmode, KT_SSLMODE, 0, 0),
+	NODE_("sslmode", server_tls_sslmode, KT_SSLMODE, 0, 0),
 };
 
 /* Keys of a [users] line. */
-#define USER_(n, t) { #n, t, 0, offsetof(struct config_user, n), NULL, 0, INT_MAX }
+#define USER_(n, t) { #n, t, 0, offsetof(struct config_user, n), NULL, 0, INT_MAX, NULL }
 static const struct key_def user_keys[] = {
 	USER_(pool_mode, KT_POOL_MODE),
 	USER_(pool_size, KT_INT),
@@ -218,15 +251,17 @@ static const char *const pool_mode_names[] = {
 };
 static const char *const auth_type_names[] = {
 	[AUTH_TRUST] = "trust", [AUTH_ANY] = "any", [AUTH_PLAIN] = "plain",
-	[AUTH_MD5] = "md5", [AUTH_SCRAM] = "scram-sha-256",
+	[AUTH_MD5] = "md5", [AUTH_SCRAM] = "scram-sha-256", [AUTH_CERT] = "cert",
 };
 /* PgBouncer auth types pgring rejects rather than silently weakening security. */
-static const char *const auth_types_later[] = { "cert", "hba", "pam", "ldap" };
+static const char *const auth_types_later[] = { "hba", "pam", "ldap" };
 static const char *const target_names[] = {
 	[TARGET_PRIMARY] = "primary", [TARGET_REPLICA] = "replica", [TARGET_ANY] = "any",
 };
 static const char *const sslmode_names[] = {
-	"disable", "allow", "prefer", "require", "verify-ca", "verify-full",
+	[SSLMODE_DISABLE] = "disable", [SSLMODE_ALLOW] = "allow", [SSLMODE_PREFER] = "prefer",
+	[SSLMODE_REQUIRE] = "require", [SSLMODE_VERIFY_CA] = "verify-ca",
+	[SSLMODE_VERIFY_FULL] = "verify-full",
 };
 
 /* ---- loading state and messages ------------------------------------------ */
@@ -685,7 +720,7 @@ static int set_enum(const struct key_def *k, int *field, const char *v, char *ms
 	if (k->type == KT_AUTH_TYPE && lookup(auth_types_later, ARRAY_SIZE(auth_types_later), v) >= 0)
 		snprintf(msg, len, "auth_type '%s' is not supported yet", v);
 	else if (k->type == KT_AUTH_TYPE)
-		snprintf(msg, len, "auth_type: unknown value '%s' (trust, any, plain, md5, scram-sha-256)", v);
+		snprintf(msg, len, "auth_type: unknown value '%s' (trust, any, plain, md5, scram-sha-256, cert)", v);
 	else
 		snprintf(msg, len, "pool_mode: unknown value '%s' (session, transaction, statement)", v);
 	return -1;
@@ -716,24 +751,154 @@ static int set_cpu_list(const struct key_def *k, struct config *cfg, const char 
 	return 0;
 }
 
-/* No TLS yet: refuse nonsense, say that a real mode does nothing. */
-static int check_sslmode(struct load *ld, const struct key_def *k, const char *v, char *msg,
-			 size_t len)
+static int set_sslmode(const struct key_def *k, int *field, const char *v, char *msg, size_t len)
 {
-	if (lookup(sslmode_names, ARRAY_SIZE(sslmode_names), v) < 0) {
+	int i = lookup(sslmode_names, ARRAY_SIZE(sslmode_names), v);
+	if (i < 0) {
 		snprintf(msg, len, "%s: unknown value '%s' (disable, allow, prefer, require, "
 			 "verify-ca, verify-full)", k->name, v);
 		return -1;
 	}
-	if (strcasecmp(v, "disable") != 0 && ld)
-		warnf(ld, "%s = %s is accepted but has no effect yet (no TLS yet)", k->name, v);
+	*field = i;
 	return 0;
 }
 
-/* Parse v as key k into base (a struct config, config_db or config_user). On error,
- * a message without location goes to msg. Warnings go through ld (may be NULL). */
-static int set_value(struct load *ld, const struct key_def *k, void *base, const char *v,
-		     char *msg, size_t len)
+/* The next item of a list separated by commas, colons or blanks (PgBouncer's
+ * protocol lists use commas, OpenSSL's curve lists colons): its length, 0 at
+ * the end. */
+static size_t list_item(const char **p, const char **item)
+{
+	const char *s = *p;
+	while (*s == ',' || *s == ':' || isspace((unsigned char)*s))
+		s++;
+	*item = s;
+	while (*s && *s != ',' && *s != ':' && !isspace((unsigned char)*s))
+		s++;
+	*p = s;
+	return (size_t)(s - *item);
+}
+
+static bool item_is(const char *item, size_t n, const char *name)
+{
+	return strlen(name) == n && strncasecmp(item, name, n) == 0;
+}
+
+int config_tls_protocols(const char *s, char *msg, size_t len)
+{
+	const char *item;
+	size_t n;
+	int mask = 0;
+	char none[1];
+	if (!msg) {
+		msg = none;
+		len = sizeof none;
+	}
+	while ((n = list_item(&s, &item)) > 0) {
+		if (item_is(item, n, "tlsv1.2")) {
+			mask |= CONFIG_TLS1_2;
+		} else if (item_is(item, n, "tlsv1.3")) {
+			mask |= CONFIG_TLS1_3;
+		} else if (item_is(item, n, "secure") || item_is(item, n, "all") ||
+			   item_is(item, n, "legacy")) {
+			/* "all" and "legacy" also mean TLS 1.0 and 1.1 in PgBouncer: here
+			 * every version there is, which is what they ask for */
+			mask |= CONFIG_TLS1_2 | CONFIG_TLS1_3;
+		} else if (item_is(item, n, "tlsv1") || item_is(item, n, "tlsv1.0") ||
+			   item_is(item, n, "tlsv1.1")) {
+			snprintf(msg, len, "%.*s is not supported by this build's TLS library "
+				 "(TLS 1.2 and 1.3 only)", (int)n, item);
+			return -1;
+		} else {
+			snprintf(msg, len, "unknown protocol '%.*s' (tlsv1.2, tlsv1.3, secure, all, "
+				 "legacy)", (int)n, item);
+			return -1;
+		}
+	}
+	if (!mask) {
+		snprintf(msg, len, "no protocol in the list");
+		return -1;
+	}
+	return mask;
+}
+
+static int check_protocols(const struct key_def *k, const char *v, char *msg, size_t len)
+{
+	char why[MSG_MAX / 2];
+	if (config_tls_protocols(v, why, sizeof why) >= 0)
+		return 0;
+	snprintf(msg, len, "%s: %s", k->name, why);
+	return -1;
+}
+
+static int check_dheparams(const struct key_def *k, const char *v, char *msg, size_t len)
+{
+	if (strcasecmp(v, "none") == 0 || strcasecmp(v, "auto") == 0)
+		return 0;
+	if (strcasecmp(v, "legacy") == 0)
+		snprintf(msg, len, "%s: 'legacy' (1024-bit DH parameters) is not supported "
+			 "(none, auto)", k->name);
+	else
+		snprintf(msg, len, "%s: unknown value '%s' (none, auto)", k->name, v);
+	return -1;
+}
+
+/* The curves wolfSSL offers for ECDHE, by OpenSSL's and NIST's names. */
+static int check_ecdhcurve(const struct key_def *k, const char *v, char *msg, size_t len)
+{
+	static const char *const curves[] = {
+		"prime256v1", "secp256r1", "P-256", "secp384r1", "P-384", "secp521r1", "P-521", "X25519",
+	};
+	const char *item;
+	size_t n;
+	int count = 0;
+	if (strcasecmp(v, "auto") == 0)
+		return 0;
+	while ((n = list_item(&v, &item)) > 0) {
+		size_t i = 0;
+		while (i < ARRAY_SIZE(curves) && !item_is(item, n, curves[i]))
+			i++;
+		if (i == ARRAY_SIZE(curves)) {
+			snprintf(msg, len, "%s: unknown curve '%.*s' (auto, or a list of prime256v1, secp256r1 or "
+				 "P-256, secp384r1 or P-384, secp521r1 or P-521, X25519)", k->name,
+				 (int)n, item);
+			return -1;
+		}
+		count++;
+	}
+	if (!count) {
+		snprintf(msg, len, "%s: no curve in the list", k->name);
+		return -1;
+	}
+	return 0;
+}
+
+/* A security setting pgring does not implement. An empty value (or off, where
+ * that is the default) asks for nothing and is accepted. */
+static int check_refused(const struct key_def *k, const char *v, char *msg, size_t len)
+{
+	bool on;
+	if (!*v)
+		return 0;
+	if (k->flags & F_OFF_OK) {
+		if (parse_bool(v, &on) < 0) {
+			snprintf(msg, len, "%s: '%s' is not a boolean (on/off, yes/no, true/false, 1/0)",
+				 k->name, v);
+			return -1;
+		}
+		if (!on)
+			return 0;
+		snprintf(msg, len, "%s = %s is not supported yet: pgring refuses a security setting "
+			 "it would not enforce", k->name, v);
+		return -1;
+	}
+	snprintf(msg, len, "%s is not supported yet: pgring refuses a security setting it would "
+		 "not enforce", k->name);
+	return -1;
+}
+
+/* Parse v as key k into base (a struct config, config_db, config_user or
+ * config_node). On error, a message without location goes to msg. */
+static int set_value(const struct key_def *k, void *base, const char *v, char *msg, size_t len)
 {
 	void *field = (char *)base + k->off;
 	switch (k->type) {
@@ -746,6 +911,10 @@ static int set_value(struct load *ld, const struct key_def *k, void *base, const
 			 k->name, v);
 		return -1;
 	case KT_STR:
+		if (!*v && (k->flags & F_EMPTY_DEFAULT))
+			v = k->def;
+		if (*v && k->check && k->check(k, v, msg, len) < 0)
+			return -1;
 		return set_string(field, v, msg, len);
 	case KT_POOL_MODE: case KT_AUTH_TYPE:
 		return set_enum(k, field, v, msg, len);
@@ -766,7 +935,9 @@ static int set_value(struct load *ld, const struct key_def *k, void *base, const
 		return -1;
 	}
 	case KT_SSLMODE:
-		return check_sslmode(ld, k, v, msg, len);
+		return set_sslmode(k, field, v, msg, len);
+	case KT_REFUSED:
+		return check_refused(k, v, msg, len);
 	case KT_NO_EFFECT: case KT_IGNORED:
 		return 0;
 	}
@@ -788,7 +959,7 @@ static int apply_defaults(struct config *cfg)
 	char msg[MSG_MAX];
 	for (size_t i = 0; i < ARRAY_SIZE(main_keys); i++) {
 		const struct key_def *k = &main_keys[i];
-		if (k->def && set_value(NULL, k, cfg, k->def, msg, sizeof(msg)) < 0)
+		if (k->def && set_value(k, cfg, k->def, msg, sizeof(msg)) < 0)
 			return -1; /* out of memory, or a bad default in the table */
 	}
 	return 0;
@@ -802,7 +973,7 @@ static int set_main_key(struct load *ld, const char *name, const char *value)
 		warnf(ld, "unknown key '%s' in [%s], ignored", name, ld->sect_name);
 		return 0;
 	}
-	if (set_value(ld, k, ld->cfg, value, msg, sizeof(msg)) < 0)
+	if (set_value(k, ld->cfg, value, msg, sizeof(msg)) < 0)
 		return fail(ld, "%s", msg);
 	if (k->type == KT_NO_EFFECT || (k->flags & F_UNUSED))
 		warnf(ld, "key '%s' is accepted but has no effect yet", k->name);
@@ -899,7 +1070,7 @@ static int parse_settings(struct load *ld, const char *what, const char *str,
 			r = fail(ld, "%s: unknown parameter '%s'", what, key);
 			break;
 		}
-		if (set_value(ld, k, base, val, msg, sizeof(msg)) < 0) {
+		if (set_value(k, base, val, msg, sizeof(msg)) < 0) {
 			r = fail(ld, "%s: %s", what, msg);
 			break;
 		}
@@ -954,7 +1125,8 @@ static int add_database(struct load *ld, const char *name, const char *value)
 	struct config_db *dbs;
 	struct config_db db = {
 		.port = 5432, .pool_size = -1, .min_pool_size = -1, .reserve_pool_size = -1,
-		.max_db_connections = -1, .pool_mode = -1, .read_write_split = -1, .line = ld->line,
+		.max_db_connections = -1, .pool_mode = -1, .read_write_split = -1,
+		.server_tls_sslmode = -1, .line = ld->line,
 	};
 	if (!(db.name = unquote_name(ld, name)))
 		return -1;
@@ -1051,7 +1223,9 @@ static int open_cluster(struct load *ld, const char *name)
 static int add_node(struct load *ld, struct config_cluster *c, const char *name, const char *value)
 {
 	char what[MSG_MAX];
-	struct config_node n = { .port = 5432, .weight = 1, .max_lag = -1, .line = ld->line };
+	struct config_node n = {
+		.port = 5432, .weight = 1, .max_lag = -1, .server_tls_sslmode = -1, .line = ld->line,
+	};
 	snprintf(what, sizeof what, "cluster '%s' node '%s'", c->name, name);
 	if (!valid_name(name))
 		return fail(ld, "%s: bad node name (letters, digits, _ - ., at most %d)", what, CONFIG_NAME_MAX);
@@ -1086,7 +1260,7 @@ static int add_cluster_key(struct load *ld, const char *name, const char *value)
 	struct config_cluster *c = &ld->cfg->clusters[ld->cluster];
 	if (strcmp(name, "max_lag") == 0) {
 		char msg[MSG_MAX];
-		const struct key_def k = { "max_lag", KT_SIZE, 0, 0, NULL, 0, INT_MAX };
+		const struct key_def k = { "max_lag", KT_SIZE, 0, 0, NULL, 0, INT_MAX, NULL };
 		if (set_number(&k, &c->max_lag, value, msg, sizeof msg) < 0)
 			return fail(ld, "cluster '%s': %s", c->name, msg);
 		return 0;
@@ -1505,18 +1679,88 @@ static int check_cross_keys(struct load *ld)
 	return 0;
 }
 
-/* A relative auth_file is taken from the config file's directory. */
-static int resolve_auth_file(struct load *ld)
+/* A relative file name in a setting (auth_file, the TLS files) is taken from
+ * the config file's directory. */
+static int resolve_path(struct load *ld, char **file)
 {
 	struct config *cfg = ld->cfg;
 	const char *slash = strrchr(cfg->path, '/');
 	char *full;
-	if (!cfg->auth_file || cfg->auth_file[0] == '/' || !slash)
+	if (!*file || (*file)[0] == '/' || !slash)
 		return 0;
-	if (asprintf(&full, "%.*s/%s", (int)(slash - cfg->path), cfg->path, cfg->auth_file) < 0)
+	if (asprintf(&full, "%.*s/%s", (int)(slash - cfg->path), cfg->path, *file) < 0)
 		return fail_at(ld, cfg->path, 0, "out of memory");
-	free(cfg->auth_file);
-	cfg->auth_file = full;
+	free(*file);
+	*file = full;
+	return 0;
+}
+
+/* What the TLS settings ask for must be possible: a mode that needs a key, a
+ * certificate or CAs fails here rather than falling back to less at run time. */
+static int check_tls(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	char **files[] = {
+		&cfg->client_tls_key_file, &cfg->client_tls_cert_file, &cfg->client_tls_ca_file,
+		&cfg->server_tls_ca_file, &cfg->server_tls_key_file, &cfg->server_tls_cert_file,
+	};
+	const char *missing, *mode;
+	const struct where *w;
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++)
+		if (resolve_path(ld, files[i]) < 0)
+			return -1;
+
+	mode = config_sslmode_name(cfg->client_tls_sslmode);
+	w = set_at(ld, "client_tls_sslmode");
+	missing = cfg->client_tls_key_file ? (cfg->client_tls_cert_file ? NULL : "client_tls_cert_file is")
+		: cfg->client_tls_cert_file ? "client_tls_key_file is"
+		: "client_tls_key_file and client_tls_cert_file are";
+	if (cfg->client_tls_sslmode != SSLMODE_DISABLE && missing)
+		return fail_at(ld, w->file, w->line, "client_tls_sslmode = %s needs client_tls_key_file "
+			       "and client_tls_cert_file (%s not set)", mode, missing);
+	if (cfg->client_tls_sslmode >= SSLMODE_VERIFY_CA && !cfg->client_tls_ca_file)
+		return fail_at(ld, w->file, w->line, "client_tls_sslmode = %s needs client_tls_ca_file "
+			       "to verify client certificates", mode);
+
+	if (!cfg->server_tls_key_file != !cfg->server_tls_cert_file) {
+		const char *set = cfg->server_tls_key_file ? "server_tls_key_file" : "server_tls_cert_file";
+		w = set_at(ld, set);
+		return fail_at(ld, w->file, w->line, "%s is set but %s is not: a certificate for "
+			       "servers needs both", set,
+			       cfg->server_tls_key_file ? "server_tls_cert_file" : "server_tls_key_file");
+	}
+	if (!cfg->server_tls_ca_file) {
+		static const char why[] = "needs server_tls_ca_file (pgring does not fall back to "
+					  "the system's CA certificates)";
+		w = set_at(ld, "server_tls_sslmode");
+		if (cfg->server_tls_sslmode >= SSLMODE_VERIFY_CA)
+			return fail_at(ld, w->file, w->line, "server_tls_sslmode = %s %s",
+				       config_sslmode_name(cfg->server_tls_sslmode), why);
+		for (int i = 0; i < cfg->ndbs; i++)
+			if (cfg->dbs[i].server_tls_sslmode >= SSLMODE_VERIFY_CA)
+				return fail_at(ld, cfg->path, cfg->dbs[i].line, "database '%s': sslmode %s %s",
+					       cfg->dbs[i].name,
+					       config_sslmode_name(cfg->dbs[i].server_tls_sslmode), why);
+		for (int i = 0; i < cfg->nclusters; i++) {
+			const struct config_cluster *c = &cfg->clusters[i];
+			for (int k = 0; k < c->nnodes; k++)
+				if (c->nodes[k].server_tls_sslmode >= SSLMODE_VERIFY_CA)
+					return fail_at(ld, cfg->path, c->nodes[k].line,
+						       "cluster '%s' node '%s': sslmode %s %s", c->name,
+						       c->nodes[k].name,
+						       config_sslmode_name(c->nodes[k].server_tls_sslmode), why);
+		}
+	}
+
+	/* As PgBouncer, auth_type cert goes with any client_tls_sslmode; say when
+	 * that leaves nobody able to log in. */
+	if (cfg->auth_type == AUTH_CERT && (cfg->client_tls_sslmode == SSLMODE_DISABLE ||
+					    !cfg->client_tls_ca_file)) {
+		w = set_at(ld, "auth_type");
+		warn_at(ld, w->file, w->line, "auth_type cert %s: no client can log in",
+			cfg->client_tls_sslmode == SSLMODE_DISABLE ? "with client_tls_sslmode = disable"
+			: "without client_tls_ca_file (no client certificate can be verified)");
+	}
 	return 0;
 }
 
@@ -1534,7 +1778,7 @@ static int load_secrets(struct load *ld)
 	bool refused;
 	FILE *f;
 	int r;
-	if (resolve_auth_file(ld) < 0)
+	if (resolve_path(ld, &cfg->auth_file) < 0)
 		return -1;
 	if (!cfg->auth_file) {
 		if (needs_secrets(cfg->auth_type))
@@ -1592,8 +1836,11 @@ int config_load(const char *file, struct config **out, char *err, size_t errlen,
 			fail_at(&ld, ld.file ? ld.file : file, ld.line,
 				r == -2 ? "out of memory" : "syntax error");
 	}
-	if (!ld.failed && check_cross_keys(&ld) == 0 && check_clusters(&ld) == 0)
+	if (!ld.failed && check_cross_keys(&ld) == 0 && check_clusters(&ld) == 0 &&
+	    check_tls(&ld) == 0)
 		load_secrets(&ld);
+	/* TLS contexts are built here (tls/), when !ld.failed: every setting has been
+	 * checked, no certificate or key file has been opened yet. */
 	load_cleanup(&ld);
 	if (ld.failed) {
 		config_free(ld.cfg);
@@ -1688,6 +1935,23 @@ int config_node_max_lag(const struct config *cfg, const struct config_cluster *c
 	if (n->max_lag >= 0)
 		return n->max_lag;
 	return c->max_lag >= 0 ? c->max_lag : cfg->max_lag;
+}
+
+int config_server_sslmode(const struct config *cfg, const struct config_db *db,
+			  const struct config_node *node)
+{
+	if (node && node->server_tls_sslmode >= 0)
+		return node->server_tls_sslmode;
+	if (db && db->server_tls_sslmode >= 0)
+		return db->server_tls_sslmode;
+	return cfg->server_tls_sslmode;
+}
+
+const char *config_sslmode_name(int mode)
+{
+	if (mode < 0 || (size_t)mode >= ARRAY_SIZE(sslmode_names))
+		return "unknown";
+	return sslmode_names[mode];
 }
 
 const char *config_target_name(int target)

@@ -10,7 +10,21 @@
 #define CONFIG_MAX_SHARDS 256
 
 enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION, POOL_STATEMENT };
-enum auth_type { AUTH_TRUST = 0, AUTH_ANY, AUTH_PLAIN, AUTH_MD5, AUTH_SCRAM };
+/* AUTH_CERT (PgBouncer's "cert"): a client must come over TLS with a certificate
+ * that verifies against client_tls_ca_file and whose common name is the user it
+ * logs in as; a client without a verified certificate is refused, whatever
+ * client_tls_sslmode says (any sslmode is accepted with it, as in PgBouncer; with
+ * "disable", or without client_tls_ca_file, nobody can log in: a warning). */
+enum auth_type { AUTH_TRUST = 0, AUTH_ANY, AUTH_PLAIN, AUTH_MD5, AUTH_SCRAM, AUTH_CERT };
+/* libpq's and PgBouncer's TLS modes, weakest first: `mode >= SSLMODE_REQUIRE`
+ * means no connection goes without TLS. */
+enum config_sslmode {
+	SSLMODE_DISABLE = 0, SSLMODE_ALLOW, SSLMODE_PREFER, SSLMODE_REQUIRE, SSLMODE_VERIFY_CA,
+	SSLMODE_VERIFY_FULL,
+};
+/* TLS versions of a *_tls_protocols value (config_tls_protocols). */
+#define CONFIG_TLS1_2 0x1
+#define CONFIG_TLS1_3 0x2
 /* Where a transaction goes (same values as proto/sqlroute.h's enum proto_target). */
 enum config_target { TARGET_UNSET = 0, TARGET_PRIMARY, TARGET_REPLICA, TARGET_ANY };
 
@@ -39,6 +53,7 @@ struct config_node {
 	int weight;            /* share of read traffic among replicas, default 1; 0: never chosen for reads */
 	int max_lag;           /* bytes of WAL a replica may be behind before it stops getting reads; -1: the cluster's */
 	char *role;            /* "primary" or "replica" (or NULL) */
+	int server_tls_sslmode; /* enum config_sslmode (key server_tls_sslmode or sslmode); -1: the database's */
 	int line;
 };
 
@@ -59,7 +74,7 @@ struct config_db {
 	char *dbname;          /* real database; NULL: same as the client asked for */
 	char *user;            /* forced server user; NULL: the client's */
 	char *password;        /* server password for `user`, or NULL */
-	char *auth_user;       /* kept for compatibility, unused yet */
+	char *auth_user;       /* always NULL: auth_user (like auth_query, auth_dbname) is refused at load */
 	char *client_encoding, *datestyle, *timezone, *application_name; /* server startup params */
 	char *connect_query;
 	char *cluster;         /* name of a [cluster.NAME] section: servers are its nodes, not host/port */
@@ -67,6 +82,7 @@ struct config_db {
 	int pool_mode;         /* enum pool_mode or -1 */
 	int target;            /* enum config_target; TARGET_UNSET: the [pgring] default */
 	int read_write_split;  /* -1 unset, 0 off, 1 on */
+	int server_tls_sslmode; /* enum config_sslmode (key server_tls_sslmode or sslmode); -1: the global one */
 	int line;              /* line in the config file, for messages */
 };
 
@@ -86,7 +102,8 @@ struct config_secret {
 	char *secret;
 };
 
-/* String settings are NULL when unset or set to an empty value. */
+/* String settings are NULL when unset or set to an empty value, except the TLS
+ * strings that have a default (an empty value gives the default). */
 struct config {
 	char *path;                 /* file it was read from */
 	/* [pgring] / [pgbouncer] */
@@ -159,6 +176,33 @@ struct config {
 	int health_check_failures;  /* failed checks in a row before a node is down: 2 */
 	double failover_timeout;    /* how long a transaction waits for its node, or a new primary: 30 s */
 	double dns_max_ttl;         /* host names are looked up again after this long: 15 (PgBouncer's) */
+	/* TLS: PgBouncer's keys and meanings, checked at load (a combination that
+	 * could not give the security it asks for is an error, not a fallback).
+	 * Certificate and key files are not opened here; relative paths are resolved
+	 * against path's directory, as auth_file. Client side: */
+	int client_tls_sslmode;     /* enum config_sslmode, default SSLMODE_DISABLE. Other than
+				     * disable needs client_tls_key_file and client_tls_cert_file;
+				     * require and up refuse clients without TLS; verify-ca and
+				     * verify-full also refuse clients without a certificate that
+				     * verifies against client_tls_ca_file (which they need) */
+	char *client_tls_key_file, *client_tls_cert_file; /* pgring's key and certificate for clients */
+	char *client_tls_ca_file;   /* CAs that client certificates must chain to */
+	char *client_tls_protocols; /* "secure" (TLS 1.2 and 1.3); see config_tls_protocols */
+	char *client_tls_ciphers;   /* TLS 1.2 cipher list, "default" (given to the TLS library) */
+	char *client_tls13_ciphers; /* TLS 1.3 cipher suites; NULL: the library's default */
+	char *client_tls_dheparams; /* "auto" or "none" ("legacy" is refused) */
+	char *client_tls_ecdhcurve; /* "auto", or a list of prime256v1 or secp256r1 (P-256),
+				     * secp384r1 (P-384), secp521r1 (P-521), X25519 */
+	/* Server side. server_tls_sslmode is the default for [databases] entries and
+	 * cluster nodes (config_server_sslmode). verify-ca and verify-full, set
+	 * anywhere, need server_tls_ca_file: unlike PgBouncer, pgring does not fall
+	 * back to the system's CAs. */
+	int server_tls_sslmode;     /* enum config_sslmode, default SSLMODE_PREFER (as PgBouncer) */
+	char *server_tls_ca_file;   /* CAs that server certificates must chain to */
+	char *server_tls_key_file, *server_tls_cert_file; /* client certificate for servers: both or neither */
+	char *server_tls_protocols; /* "secure" */
+	char *server_tls_ciphers;   /* "default" */
+	char *server_tls13_ciphers; /* NULL: the library's default */
 	/* sections */
 	struct config_db *dbs; int ndbs;
 	struct config_user *users; int nusers;
@@ -173,7 +217,11 @@ struct config {
 /* Load and validate FILE (PgBouncer syntax; `%include FILE` as PgBouncer, relative
  * to the working directory), then auth_file. On success returns 0 and *out owns a
  * new config. Unknown keys, and known keys pgring does not implement yet, are
- * warnings (written through warn(); may be NULL). Any error returns -1 with
+ * warnings (written through warn(); may be NULL), except the security settings
+ * pgring does not implement (auth_hba_file, auth_ident_file, auth_query,
+ * auth_user, auth_dbname, auth_ldap_options, user, disable_pqexec = on; the auth_*
+ * ones also in [databases]): ignoring them would run with less security than
+ * asked for, so a non-empty value is an error. Any error returns -1 with
  * "file:line: message" in err. Times take an optional unit (us, ms, s, min, h, d;
  * default seconds), sizes one of B, kB, MB, GB. Call from one thread at a time:
  * it sets libinih's global options. */
@@ -198,6 +246,18 @@ const struct config_db *config_resolve_db(const struct config *cfg, const char *
 int config_db_target(const struct config *cfg, const struct config_db *db);
 bool config_db_split(const struct config *cfg, const struct config_db *db);
 int config_node_max_lag(const struct config *cfg, const struct config_cluster *c, const struct config_node *n);
+/* The sslmode (enum config_sslmode) for servers of db, or of node when the
+ * database's servers are a cluster's: the node's own, else the database's,
+ * else server_tls_sslmode. db and node may be NULL. */
+int config_server_sslmode(const struct config *cfg, const struct config_db *db,
+			  const struct config_node *node);
+const char *config_sslmode_name(int mode);  /* "verify-full"...; "unknown" out of range */
+/* A *_tls_protocols value: a list, separated by commas, colons or blanks, of
+ * tlsv1.2, tlsv1.3, "secure" (both) and "all" or "legacy" (every version this
+ * build has: the same two; tlsv1, tlsv1.0 and tlsv1.1 are refused, Debian's
+ * wolfSSL has none). Returns CONFIG_TLS1_2 | CONFIG_TLS1_3 bits, or -1 with
+ * the reason in msg (may be NULL). */
+int config_tls_protocols(const char *s, char *msg, size_t len);
 const char *config_target_name(int target);
 int config_target_parse(const char *s);   /* TARGET_UNSET when unknown */
 const struct config_user *config_find_user(const struct config *cfg, const char *name);

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # t_config (pgring only): `pgring -t -c FILE` checks a config and exits: 0 for a good
 # one, 1 for a bad value with FILE:LINE in stderr; an unknown key only warns (exit 0,
-# the warning names the key). -V and -h exit 0. A FIFO, device or directory as a
-# file, and a line over 64 kB, are errors at once; 20,000 databases check quickly.
+# the warning names the key). A security setting pgring does not implement
+# (auth_hba_file, auth_query, auth_user in [databases], ...) and a TLS setting that
+# cannot give what it asks for are errors naming the key: pgring fails closed.
+# -V and -h exit 0. A FIFO, device or directory as a file, and a line over 64 kB,
+# are errors at once; 20,000 databases check quickly.
 . "$(dirname "$0")/lib.sh"
 pgring_only "pgring -t (PgBouncer has no config check mode)"
 [[ -x $PGRING_BIN ]] || fail "pgring binary not found: $PGRING_BIN"
@@ -59,7 +62,35 @@ pgring|listen_port = 99999999
 pgring|auth_type = nonsense
 pgring|shard_cpus = 0,x
 databases|broken = host=127.0.0.1 port=notaport dbname=app
+pgring|client_tls_sslmode = require
+pgring|server_tls_sslmode = verify-full
+pgring|client_tls_protocols = tlsv1.1
+databases|broken = host=127.0.0.1 dbname=app sslmode=sometimes
 CASES
+
+# Security settings pgring does not implement: errors (exit 1), naming the key
+# and its line, never a warning to be missed in a log.
+for line_text in 'auth_hba_file = hba.conf' \
+	'auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1' \
+	'auth_user = pgbouncer'; do
+	key=${line_text%% *}
+	printf '%s%s\n' "$good" "$line_text" >"$D/refused.ini"
+	check "$D/refused.ini"
+	assert_eq 1 "$RC" "$key: exit status (output: $OUT)"
+	assert_match "$OUT" "refused\\.ini:$(grep -c '' "$D/refused.ini"): $key is not supported yet" \
+		"$key: the error names file:line and the key"
+done
+printf '%s[databases]\nviaauth = host=127.0.0.1 auth_user=pgbouncer\n' "$good" >"$D/refused.ini"
+check "$D/refused.ini"
+assert_eq 1 "$RC" "[databases] auth_user: exit status (output: $OUT)"
+assert_contains "$OUT" "database 'viaauth': auth_user is not supported yet" "[databases] auth_user: message"
+
+# A known setting that is not a security one and is not implemented: still a
+# warning naming it (exit 0), like an unknown key below.
+printf '%stcp_keepalive = 1\n' "$good" >"$D/later.ini"
+check "$D/later.ini"
+assert_eq 0 "$RC" "tcp_keepalive: exit status (output: $OUT)"
+assert_contains "$OUT" "tcp_keepalive" "tcp_keepalive: the warning names the key"
 
 # Unknown key: a warning that names it, exit 0.
 printf '%sfrobnicate_the_pool = 3\n' "$good" >"$D/unknown.ini"
