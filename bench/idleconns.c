@@ -4,6 +4,7 @@
  *   idleconns [-h host] [-p port] [-U user] [-W password] [-d db] -n N [-P pooler_pid]
  *             [-t target_name] [-w workers] [-H hold_s] [-Q] [-q probe_queries]
  *             [-c inflight_per_worker] [-T login_timeout_s] [-S settle_s]
+ *             [--tls] [--tls-ciphers LIST]
  *
  * Speaks the PostgreSQL protocol itself over raw non-blocking sockets (no libpq per
  * connection): StartupMessage(user, database), answers AuthenticationOk (trust),
@@ -46,10 +47,20 @@
  * Then the connections are held -H seconds (default 0) and closed; connections the
  * pooler closed while they were idle are reported on the last line:
  *   closed target=NAME n=N dropped_while_idle=D drop_reasons=".."
+ *
+ * --tls: every connection first sends an SSLRequest, expects 'S' and does a TLS
+ * handshake (wolfSSL, non-blocking, no certificate verification: libpq's
+ * sslmode=require; it offers what libpq 15 on OpenSSL 3 offers: TLS 1.2-1.3, X25519 key
+ * share, TLS 1.3 suites AES-256-GCM, ChaCha20-Poly1305, AES-128-GCM, or --tls-ciphers in
+ * wolfSSL's names), then logs in over TLS and stays connected, idle, with its TLS
+ * session open. A server answering 'N' fails the connection with reason "ssl-refused".
+ * The -Q probe then connects with sslmode=require. The result line gains
+ * tls=1 tls_version=.. tls_cipher=.. tls_group=.. (of the first connection to finish).
  * Exit status: 0 if every connection was established, 1 otherwise, 2 on usage error. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -69,6 +80,7 @@
 #include <unistd.h>
 
 #include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/md5.h>
 
 #if __has_include(<libpq-fe.h>)
@@ -91,7 +103,12 @@ static const char *o_host = "127.0.0.1", *o_port = "6432", *o_user = "app", *o_p
 static long o_n = 0, o_pid = 0, o_hold = 0, o_queries = 1000;
 static int o_workers = 0, o_inflight = 256;
 static double o_timeout = 30, o_settle = 2;
-static bool o_probe = false;
+static bool o_probe = false, o_tls = false;
+static const char *o_tls_ciphers =
+	"TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:"
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"
+	"ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+static WOLFSSL_CTX *tls_ctx;   /* per worker (made after fork) */
 
 static struct sockaddr_in dst;
 static bool loopback;
@@ -159,7 +176,7 @@ static void reasons_format(const struct reasons *rs, char *out, size_t cap)
 
 /* ---- a worker: its share of the connections, one epoll loop ---- */
 
-enum cstate { C_NEW, C_CONNECTING, C_LOGIN, C_UP, C_FAILED, C_DROPPED };
+enum cstate { C_NEW, C_CONNECTING, C_LOGIN, C_UP, C_FAILED, C_DROPPED, C_SSLREQ, C_HANDSHAKE };
 
 struct conn {
 	int fd;
@@ -168,6 +185,7 @@ struct conn {
 	uint32_t len, cap;
 	char *buf;    /* only while logging in */
 	double t0;
+	WOLFSSL *ssl; /* --tls */
 };
 
 static struct conn *conns;
@@ -176,9 +194,14 @@ static int ep;
 static long inflight, done, established, up_now;
 static double t_first = 0, t_last_up = 0;
 static struct reasons fails, drops;
+static char tls_info[160] = "";   /* version, cipher, group of the first TLS connection up */
 
 static void conn_close(struct conn *c)
 {
+	if (c->ssl) {
+		wolfSSL_free(c->ssl);
+		c->ssl = NULL;
+	}
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -205,6 +228,16 @@ static void fail(struct conn *c, const char *key, const char *fmt, ...)
 
 static bool send_all(struct conn *c, const void *p, size_t n)
 {
+	if (c->ssl) {
+		int w = wolfSSL_write(c->ssl, p, (int)n);
+		if (w == (int)n)
+			return true;
+		char es[120];
+		int e = wolfSSL_get_error(c->ssl, w);
+		wolfSSL_ERR_error_string_n((unsigned long)e, es, sizeof es);
+		fail(c, "tls-write", "wolfSSL_write: %s (%d)", es, e);
+		return false;
+	}
 	ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
 	if (w == (ssize_t)n)
 		return true;
@@ -227,6 +260,35 @@ static uint32_t get32(const char *p)
 	uint32_t v;
 	memcpy(&v, p, 4);
 	return ntohl(v);
+}
+
+/* recv(), or wolfSSL_read() on a TLS connection, with recv()'s conventions: > 0 bytes,
+ * 0 at EOF (a close_notify or the peer's FIN), -1 with errno EAGAIN (wolfSSL wants more
+ * bytes), ECONNRESET, or EPROTO for any other TLS error (then tls_err says which). */
+static char tls_err[160];
+static ssize_t conn_recv(struct conn *c, void *b, size_t n)
+{
+	if (!c->ssl)
+		return recv(c->fd, b, n, 0);
+	int r = wolfSSL_read(c->ssl, b, (int)n);
+	if (r > 0)
+		return r;
+	int e = wolfSSL_get_error(c->ssl, r);
+	if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e == WOLFSSL_ERROR_ZERO_RETURN || e == SOCKET_PEER_CLOSED_E)
+		return 0;
+	if (e == SOCKET_ERROR_E) {
+		errno = ECONNRESET;
+		return -1;
+	}
+	char es[120];
+	wolfSSL_ERR_error_string_n((unsigned long)e, es, sizeof es);
+	snprintf(tls_err, sizeof tls_err, "%s (%d)", es, e);
+	errno = EPROTO;
+	return -1;
 }
 
 static void send_startup(struct conn *c)
@@ -400,7 +462,7 @@ static void on_login_readable(struct conn *c)
 			c->buf = nb;
 			c->cap = ncap;
 		}
-		ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+		ssize_t r = conn_recv(c, c->buf + c->len, c->cap - c->len);
 		if (r == 0) {
 			fail(c, "eof-login", "server closed the connection during login");
 			return;
@@ -410,6 +472,10 @@ static void on_login_readable(struct conn *c)
 				return;
 			if (errno == EINTR)
 				continue;
+			if (errno == EPROTO && c->ssl) {
+				fail(c, "tls-error-login", "wolfSSL_read: %s", tls_err);
+				return;
+			}
 			fail(c, errno == ECONNRESET ? "reset-login" : "recv-error", "recv: %s", strerror(errno));
 			return;
 		}
@@ -442,7 +508,7 @@ static void on_up_readable(struct conn *c)
 	char b[4096];
 	char key[48] = "", msg[200] = "";
 	for (;;) {
-		ssize_t r = recv(c->fd, b, sizeof b, 0);
+		ssize_t r = conn_recv(c, b, sizeof b);
 		if (r > 0) {
 			if (b[0] == 'E' && r > 5 && !key[0]) {
 				char code[8];
@@ -456,13 +522,80 @@ static void on_up_readable(struct conn *c)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (!key[0])
-			snprintf(key, sizeof key, r == 0 ? "eof-idle" : "reset-idle");
+			snprintf(key, sizeof key, r == 0 ? "eof-idle" : errno == EPROTO && c->ssl ? "tls-error-idle" : "reset-idle");
 		reason_add(&drops, key, msg, 1);
 		conn_close(c);
 		c->state = C_DROPPED;
 		up_now--;
 		return;
 	}
+}
+
+/* --tls: SSLRequest, 'S', the handshake, then the StartupMessage over TLS */
+static void tls_handshake_step(struct conn *c)
+{
+	int r = wolfSSL_connect(c->ssl);
+	if (r == WOLFSSL_SUCCESS) {
+		if (!tls_info[0]) {
+			const char *g = wolfSSL_get_curve_name(c->ssl);
+			snprintf(tls_info, sizeof tls_info, "tls_version=%s tls_cipher=%s tls_group=%s",
+				 wolfSSL_get_version(c->ssl), wolfSSL_get_cipher_name(c->ssl), g ? g : "?");
+		}
+		send_startup(c);
+		return;
+	}
+	int e = wolfSSL_get_error(c->ssl, r);
+	if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+		struct epoll_event ev = { .events = e == WOLFSSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT,
+					  .data.u64 = (uint64_t)(c - conns) };
+		epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+		return;
+	}
+	char es[120];
+	wolfSSL_ERR_error_string_n((unsigned long)e, es, sizeof es);
+	fail(c, "tls-handshake", "wolfSSL_connect: %s (%d)", es, e);
+}
+
+static void on_sslrequest_reply(struct conn *c)
+{
+	char b;
+	ssize_t r = recv(c->fd, &b, 1, 0);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (r <= 0) {
+		fail(c, r == 0 ? "eof-sslrequest" : "reset-sslrequest", "no reply to SSLRequest: %s",
+		     r == 0 ? "EOF" : strerror(errno));
+		return;
+	}
+	if (b == 'N') {
+		fail(c, "ssl-refused", "the server answered 'N' to SSLRequest (no TLS)");
+		return;
+	}
+	if (b != 'S') {
+		fail(c, "protocol", "unexpected reply 0x%02x to SSLRequest", (unsigned char)b);
+		return;
+	}
+	c->ssl = wolfSSL_new(tls_ctx);
+	if (!c->ssl) {
+		fail(c, "client-nomem", "wolfSSL_new failed");
+		return;
+	}
+	wolfSSL_set_fd(c->ssl, c->fd);
+	c->state = C_HANDSHAKE;
+	tls_handshake_step(c);
+}
+
+static void send_sslrequest(struct conn *c)
+{
+	static const unsigned char sslreq[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f }; /* 80877103 */
+	ssize_t w = send(c->fd, sslreq, 8, MSG_NOSIGNAL);
+	if (w != 8) {
+		fail(c, "send-error", "send SSLRequest: %s", w < 0 ? strerror(errno) : "short write");
+		return;
+	}
+	c->state = C_SSLREQ;
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)(c - conns) };
+	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
 static void on_connected(struct conn *c)
@@ -477,7 +610,10 @@ static void on_connected(struct conn *c)
 		fail(c, key, "connect: %s", strerror(err));
 		return;
 	}
-	send_startup(c);
+	if (o_tls)
+		send_sslrequest(c);
+	else
+		send_startup(c);
 }
 
 static void start_conn(long i)
@@ -513,7 +649,10 @@ static void start_conn(long i)
 		return;
 	}
 	if (connect(c->fd, (struct sockaddr *)&dst, sizeof dst) == 0) {
-		send_startup(c);
+		if (o_tls)
+			send_sslrequest(c);
+		else
+			send_startup(c);
 		return;
 	}
 	if (errno == EINPROGRESS) {
@@ -532,6 +671,10 @@ static void check_timeouts(long lo, long hi)
 		struct conn *c = &conns[i];
 		if (c->state == C_CONNECTING && t - c->t0 > o_timeout)
 			fail(c, "timeout-connect", "TCP connect did not complete within %.0f s", o_timeout);
+		else if (c->state == C_SSLREQ && t - c->t0 > o_timeout)
+			fail(c, "timeout-sslrequest", "no reply to SSLRequest within %.0f s", o_timeout);
+		else if (c->state == C_HANDSHAKE && t - c->t0 > o_timeout)
+			fail(c, "timeout-tls", "TLS handshake did not complete within %.0f s", o_timeout);
 		else if (c->state == C_LOGIN && t - c->t0 > o_timeout && c->stage == 0)
 			fail(c, "timeout-noreply", "no reply at all to the StartupMessage within %.0f s", o_timeout);
 		else if (c->state == C_LOGIN && t - c->t0 > o_timeout && c->stage == 1)
@@ -548,6 +691,8 @@ static void dispatch(struct epoll_event *e)
 	case C_CONNECTING: on_connected(c); break;
 	case C_LOGIN: on_login_readable(c); break;
 	case C_UP: on_up_readable(c); break;
+	case C_SSLREQ: on_sslrequest_reply(c); break;
+	case C_HANDSHAKE: tls_handshake_step(c); break;
 	default: break;
 	}
 }
@@ -569,6 +714,23 @@ static void worker(long first, long count, int cmd_fd, int rep_fd)
 		_exit(3);
 	for (long i = 0; i < count; i++)
 		conns[i].fd = -1;
+	if (o_tls) {
+		wolfSSL_Init();
+		tls_ctx = wolfSSL_CTX_new(wolfSSLv23_client_method());
+		if (!tls_ctx)
+			_exit(3);
+		wolfSSL_CTX_SetMinVersion(tls_ctx, WOLFSSL_TLSV1_2);
+		wolfSSL_CTX_set_verify(tls_ctx, WOLFSSL_VERIFY_NONE, NULL);
+		char curves[] = "X25519:P-256:P-384";
+		int groups[] = { WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1 };
+		if (wolfSSL_CTX_set_cipher_list(tls_ctx, o_tls_ciphers) != WOLFSSL_SUCCESS ||
+		    wolfSSL_CTX_set1_curves_list(tls_ctx, curves) != WOLFSSL_SUCCESS ||
+		    wolfSSL_CTX_set_groups(tls_ctx, groups, 3) != WOLFSSL_SUCCESS) {
+			fprintf(rep, "U 0 %ld 0 0\nF tls-setup %ld wolfSSL refused the cipher list or groups\nEND\n", count, count);
+			fflush(rep);
+			_exit(3);
+		}
+	}
 	char go;
 	if (read(cmd_fd, &go, 1) != 1)
 		_exit(0);
@@ -583,13 +745,16 @@ static void worker(long first, long count, int cmd_fd, int rep_fd)
 		for (int k = 0; k < n; k++)
 			dispatch(&evs[k]);
 		if (now() - last_scan > 0.1) {
-			while (lo < next && conns[lo].state != C_CONNECTING && conns[lo].state != C_LOGIN)
+			while (lo < next && conns[lo].state != C_CONNECTING && conns[lo].state != C_LOGIN &&
+			       conns[lo].state != C_SSLREQ && conns[lo].state != C_HANDSHAKE)
 				lo++;
 			check_timeouts(lo, next);
 			last_scan = now();
 		}
 	}
 	fprintf(rep, "U %ld %ld %.9f %.9f\n", established, reasons_total(&fails), t_first, t_last_up);
+	if (tls_info[0])
+		fprintf(rep, "I %s\n", tls_info);
 	report_reasons(rep, 'F', &fails);
 	fprintf(rep, "END\n");
 	fflush(rep);
@@ -677,7 +842,7 @@ static void probe(void)
 {
 	const char *kw[] = { "host", "port", "user", "password", "dbname", "sslmode",
 			     "application_name", "connect_timeout", NULL };
-	const char *val[] = { o_host, o_port, o_user, o_pass, o_db, "disable", "idleconns-probe", "10", NULL };
+	const char *val[] = { o_host, o_port, o_user, o_pass, o_db, o_tls ? "require" : "disable", "idleconns-probe", "10", NULL };
 	PGconn *pc = PQconnectdbParams(kw, val, 0);
 	if (PQstatus(pc) != CONNECTION_OK) {
 		char m[256];
@@ -738,7 +903,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: idleconns [-h host] [-p port] [-U user] [-W password] [-d db] -n N [-P pooler_pid]\n"
 		"                 [-t target_name] [-w workers] [-H hold_s] [-Q] [-q probe_queries]\n"
-		"                 [-c inflight_per_worker] [-T login_timeout_s] [-S settle_s]\n");
+		"                 [-c inflight_per_worker] [-T login_timeout_s] [-S settle_s]\n"
+		"                 [--tls] [--tls-ciphers LIST]\n");
 	exit(2);
 }
 
@@ -769,6 +935,9 @@ static void read_block(struct wk *w, long *est, long *failed, double *t0, double
 				if (b > *t1)
 					*t1 = b;
 			}
+		} else if (line[0] == 'I') {
+			if (!tls_info[0])
+				snprintf(tls_info, sizeof tls_info, "%.159s", line + 2);
 		} else if (line[0] == 'D') {
 			*dropped += strtol(line + 2, NULL, 10);
 		} else if (line[0] == 'F' || line[0] == 'X') {
@@ -785,8 +954,13 @@ static void read_block(struct wk *w, long *est, long *failed, double *t0, double
 
 int main(int argc, char **argv)
 {
+	static const struct option lo[] = {
+		{ "tls", no_argument, NULL, 1 },
+		{ "tls-ciphers", required_argument, NULL, 2 },
+		{ NULL, 0, NULL, 0 },
+	};
 	int opt;
-	while ((opt = getopt(argc, argv, "h:p:U:W:d:n:P:t:w:H:Qq:c:T:S:")) != -1) {
+	while ((opt = getopt_long(argc, argv, "h:p:U:W:d:n:P:t:w:H:Qq:c:T:S:", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'h': o_host = optarg; break;
 		case 'p': o_port = optarg; break;
@@ -803,6 +977,8 @@ int main(int argc, char **argv)
 		case 'c': o_inflight = atoi(optarg); break;
 		case 'T': o_timeout = atof(optarg); break;
 		case 'S': o_settle = atof(optarg); break;
+		case 1: o_tls = true; break;
+		case 2: o_tls_ciphers = optarg; break;
 		default: usage();
 		}
 	}
@@ -916,8 +1092,9 @@ int main(int argc, char **argv)
 		snprintf(cps, sizeof cps, "%.0f", est / secs);
 	printf("target=%s n=%ld established=%ld failed=%ld rss_before_kb=%s rss_after_kb=%s per_conn_bytes=%s "
 	       "sockmem_delta_kb=%s sockmem_half_kb=%s slab_delta_kb=%s slab_half_kb=%s slab_half_per_conn_bytes=%s "
-	       "conns_per_sec=%s login_s=%.3f workers=%d errors=\"%s\" first_error=\"%s\"\n",
-	       o_target, o_n, est, failed, rssb, rssa, per, sd, sh, sl, slh, slhp, cps, secs, nw, errs, first_err);
+	       "conns_per_sec=%s login_s=%.3f workers=%d errors=\"%s\" first_error=\"%s\"%s%s\n",
+	       o_target, o_n, est, failed, rssb, rssa, per, sd, sh, sl, slh, slhp, cps, secs, nw, errs, first_err,
+	       o_tls ? " tls=1 " : "", o_tls ? (tls_info[0] ? tls_info : "tls_version=?") : "");
 	for (int i = 0; i < fr.n; i++)
 		printf("error target=%s n=%ld reason=%s count=%ld message=\"%s\"\n", o_target, o_n, fr.r[i].key,
 		       fr.r[i].count, fr.r[i].msg);
