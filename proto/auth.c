@@ -1,6 +1,7 @@
-/* proto/auth.c: MD5 and SCRAM-SHA-256 exchanges as PostgreSQL speaks them, for both
- * the verifying (server) and the logging-in (client) side, plus the secret formats
- * of pg_authid.rolpassword. Messages are parsed strictly and every copy is bounded. */
+/* proto/auth.c: MD5 and SCRAM-SHA-256(-PLUS) exchanges as PostgreSQL speaks them,
+ * for both the verifying (server) and the logging-in (client) side, plus the secret
+ * formats of pg_authid.rolpassword. Messages are parsed strictly and every copy is
+ * bounded. */
 #include "proto/auth.h"
 
 #include <wolfssl/options.h>
@@ -26,6 +27,7 @@ enum {
 	SRV_AWAIT_FIRST = 1,
 	SRV_AWAIT_FINAL_N,      /* client sent gs2 flag 'n' */
 	SRV_AWAIT_FINAL_Y,      /* client sent gs2 flag 'y' */
+	SRV_AWAIT_FINAL_P,      /* client sent "p=tls-server-end-point" */
 	SRV_DONE,
 	SRV_FAILED,
 };
@@ -604,40 +606,180 @@ static int parse_client_first_bare(const char *bare, size_t len, const char **no
 	return 0;
 }
 
-/* The gs2 header: "n,," or "y,,". Returns the flag or -1. */
-static int parse_gs2_header(const char *msg, size_t len, char err[128])
+#define CBIND_TYPE "tls-server-end-point"
+#define CBIND_HEADER "p=" CBIND_TYPE ",,"
+/* base64 of a gs2 header plus the most binding data */
+#define CBIND_B64_MAX ((sizeof(CBIND_HEADER) - 1 + AUTH_SCRAM_MAX_CBIND + 2) / 3 * 4 + 1)
+
+/* The c= value of a client-final-message: base64 of the gs2 header, followed under
+ * 'p' by the binding data (RFC 5802 cbind-input). Length or -1. */
+static int cbind_value(char flag, const uint8_t *data, size_t len, char out[CBIND_B64_MAX])
 {
-	if (len >= 1 && msg[0] == 'p')
-		return set_error(err, "SCRAM channel binding requested by client but not supported");
-	if (len < 3 || (msg[0] != 'n' && msg[0] != 'y') || msg[1] != ',')
-		return set_error(err, "malformed SCRAM client-first-message (gs2 header)");
-	if (msg[2] != ',')
-		return set_error(err, msg[2] == 'a' ? "SCRAM authorization identity is not supported"
-					     : "malformed SCRAM client-first-message (gs2 header)");
-	return msg[0];
+	uint8_t input[sizeof(CBIND_HEADER) - 1 + AUTH_SCRAM_MAX_CBIND];
+	size_t n = 3;
+
+	if (flag == 'p') {
+		if (len > AUTH_SCRAM_MAX_CBIND)
+			return -1;
+		memcpy(input, CBIND_HEADER, sizeof(CBIND_HEADER) - 1);
+		memcpy(input + sizeof(CBIND_HEADER) - 1, data, len);
+		n = sizeof(CBIND_HEADER) - 1 + len;
+	} else {
+		memcpy(input, flag == 'y' ? "y,," : "n,,", 3);
+	}
+	return auth_base64_encode(input, n, out, CBIND_B64_MAX);
 }
 
 /* ---- server side ---- */
 
-int auth_scram_server_init(struct auth_scram_server *s, const struct auth_scram_secret *secret)
+/* A refusal PostgreSQL reports with errmsg, errdetail and SQLSTATE of its own:
+ * the same three go to the caller, for the same ErrorResponse. Returns -1. */
+static int server_refuse(struct auth_scram_server *s, const char *sqlstate, const char *detail,
+			 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int server_refuse(struct auth_scram_server *s, const char *sqlstate, const char *detail,
+			 const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->error, sizeof(s->error), fmt, ap);
+	va_end(ap);
+	snprintf(s->detail, sizeof(s->detail), "%s", detail);
+	snprintf(s->sqlstate, sizeof(s->sqlstate), "%s", sqlstate);
+	return -1;
+}
+
+/* A client's text going into an error message: PostgreSQL's sanitize_str, at most
+ * 30 characters, anything not printable ASCII as '?'. */
+static void sanitize(const char *in, size_t n, char out[31])
+{
+	size_t i;
+
+	for (i = 0; i < n && i < 30; i++)
+		out[i] = (in[i] >= 0x21 && in[i] <= 0x7e) ? in[i] : '?';
+	out[i] = '\0';
+}
+
+/* The gs2 header: "n,,", "y,," or, under SCRAM-SHA-256-PLUS, "p=tls-server-end-point,,",
+ * checked against the selected mechanism and the binding on offer in PostgreSQL's
+ * order (read_client_first_message). Returns the flag and the header's length, or -1. */
+static int server_read_gs2_header(struct auth_scram_server *s, const char *msg, size_t len,
+				  size_t *header_len)
+{
+	char flag = len > 0 ? msg[0] : '\0';
+	size_t i = 1;
+
+	switch (flag) {
+	case 'n':
+	case 'y':
+		if (s->plus)
+			return server_refuse(s, "08P01",
+					     "The client selected SCRAM-SHA-256-PLUS, but the SCRAM message "
+					     "does not include channel binding data.",
+					     "malformed SCRAM message");
+		/* 'y' says "I could bind, but this server cannot": a server that offered PLUS
+		 * must take it for a man in the middle who removed PLUS from the list */
+		if (flag == 'y' && s->cbind_len > 0)
+			return server_refuse(s, "28000",
+					     "The client supports SCRAM channel binding but thinks the server "
+					     "does not.  However, this server does support channel binding.",
+					     "SCRAM channel binding negotiation error");
+		break;
+	case 'p': {
+		if (!s->plus)
+			return server_refuse(s, "08P01",
+					     "The client selected SCRAM-SHA-256 without channel binding, but "
+					     "the SCRAM message includes channel binding data.",
+					     "malformed SCRAM message");
+		if (len < 2 || msg[1] != '=')
+			return set_error(s->error, "malformed SCRAM client-first-message (gs2 header)");
+		const char *name = msg + 2;
+		const char *comma = memchr(name, ',', len - 2);
+		if (!comma)
+			return set_error(s->error, "malformed SCRAM client-first-message (gs2 header)");
+		size_t n = (size_t)(comma - name);
+		if (n != strlen(CBIND_TYPE) || memcmp(name, CBIND_TYPE, n) != 0) {
+			char shown[31];
+			sanitize(name, n, shown);
+			return server_refuse(s, "08P01", "", "unsupported SCRAM channel-binding type \"%s\"",
+					     shown);
+		}
+		i = (size_t)(comma - msg);
+		break;
+	}
+	default:
+		return set_error(s->error, "malformed SCRAM client-first-message (gs2 header)");
+	}
+	if (i + 1 >= len || msg[i] != ',')
+		return set_error(s->error, "malformed SCRAM client-first-message (gs2 header)");
+	if (msg[i + 1] != ',')
+		return set_error(s->error, msg[i + 1] == 'a'
+					   ? "SCRAM authorization identity is not supported"
+					   : "malformed SCRAM client-first-message (gs2 header)");
+	*header_len = i + 2;
+	return flag;
+}
+
+int auth_scram_server_init_cbind(struct auth_scram_server *s, const struct auth_scram_secret *secret,
+				 const uint8_t *cbind_data, size_t cbind_len)
 {
 	memset(s, 0, sizeof(*s));
-	if (!secret_valid(secret)) {
-		set_error(s->error, "invalid SCRAM secret");
-		s->state = SRV_FAILED;
-		return -1;
-	}
+	s->state = SRV_FAILED;
+	if (!secret_valid(secret))
+		return server_refuse(s, "08P01", "", "invalid SCRAM secret");
+	if (cbind_data && (cbind_len == 0 || cbind_len > AUTH_SCRAM_MAX_CBIND))
+		return server_refuse(s, "08P01", "", "invalid SCRAM channel-binding data");
 	s->secret = *secret;
+	if (cbind_data) {
+		memcpy(s->cbind_data, cbind_data, cbind_len);
+		s->cbind_len = cbind_len;
+	}
 	s->state = SRV_AWAIT_FIRST;
 	return 0;
 }
 
+int auth_scram_server_init(struct auth_scram_server *s, const struct auth_scram_secret *secret)
+{
+	return auth_scram_server_init_cbind(s, secret, NULL, 0);
+}
+
+/* Every failure ends the exchange; one that did not say otherwise is a protocol
+ * violation, as most of PostgreSQL's SCRAM errors are. */
 static int server_fail(struct auth_scram_server *s)
 {
 	s->state = SRV_FAILED;
 	explicit_bzero(s->client_key, sizeof(s->client_key));
 	s->have_client_key = false;
+	if (s->sqlstate[0] == '\0')
+		snprintf(s->sqlstate, sizeof(s->sqlstate), "08P01");
 	return -1;
+}
+
+/* Each step reports only its own failure. */
+static void server_clear_error(struct auth_scram_server *s)
+{
+	s->error[0] = s->detail[0] = s->sqlstate[0] = '\0';
+}
+
+/* PLUS is only valid where it was offered: PostgreSQL (scram_init) refuses it
+ * without TLS the same way as an unknown name. */
+int auth_scram_server_mechanism(struct auth_scram_server *s, const char *mechanism)
+{
+	server_clear_error(s);
+	if (s->state != SRV_AWAIT_FIRST) {
+		set_error(s->error, "SCRAM exchange out of order");
+		return server_fail(s);
+	}
+	if (mechanism && strcmp(mechanism, AUTH_SCRAM_MECH) == 0) {
+		s->plus = false;
+		return 0;
+	}
+	if (mechanism && strcmp(mechanism, AUTH_SCRAM_PLUS_MECH) == 0 && s->cbind_len > 0) {
+		s->plus = true;
+		return 0;
+	}
+	set_error(s->error, "client selected an invalid SASL authentication mechanism");
+	return server_fail(s);
 }
 
 /* Test hook: a server_nonce filled in by the caller between init and this call is
@@ -654,15 +796,15 @@ static int server_pick_nonce(struct auth_scram_server *s)
 static int server_read_first(struct auth_scram_server *s, const char *msg, size_t len)
 {
 	const char *nonce;
-	size_t nonce_len;
+	size_t nonce_len, header_len = 0; /* = 0: gcc cannot tell it is set whenever used */
 
 	if (len > SCRAM_MAX_MSG || has_nul(msg, len))
 		return set_error(s->error, "malformed SCRAM client-first-message");
-	int flag = parse_gs2_header(msg, len, s->error);
+	int flag = server_read_gs2_header(s, msg, len, &header_len);
 	if (flag < 0)
 		return -1;
-	const char *bare = msg + 3;
-	size_t bare_len = len - 3;
+	const char *bare = msg + header_len;
+	size_t bare_len = len - header_len;
 	if (parse_client_first_bare(bare, bare_len, &nonce, &nonce_len, s->error) != 0)
 		return -1;
 	if (bare_len >= sizeof(s->client_first_bare) ||
@@ -678,6 +820,7 @@ int auth_scram_server_first(struct auth_scram_server *s, const char *msg, size_t
 {
 	char salt[AUTH_SCRAM_MAX_SALT / 3 * 4 + 8];
 
+	server_clear_error(s);
 	if (s->state != SRV_AWAIT_FIRST) {
 		set_error(s->error, "SCRAM exchange out of order");
 		return server_fail(s);
@@ -697,7 +840,7 @@ int auth_scram_server_first(struct auth_scram_server *s, const char *msg, size_t
 		set_error(s->error, "SCRAM server-first-message does not fit");
 		return server_fail(s);
 	}
-	s->state = flag == 'n' ? SRV_AWAIT_FINAL_N : SRV_AWAIT_FINAL_Y;
+	s->state = flag == 'n' ? SRV_AWAIT_FINAL_N : flag == 'y' ? SRV_AWAIT_FINAL_Y : SRV_AWAIT_FINAL_P;
 	return n;
 }
 
@@ -715,21 +858,36 @@ static bool nonce_matches(const struct auth_scram_server *s, const char *v, size
 	       memcmp(v + cn, s->server_nonce, sn) == 0;
 }
 
-/* "c=<b64 gs2 header>,r=<nonce>[,ext...],p=<b64 proof>". Extensions are skipped as
+/* c= must repeat the gs2 header of the client-first-message and, under PLUS, carry
+ * our own binding data: a man in the middle terminating TLS has a certificate of
+ * its own, and so a different tls-server-end-point hash from the client's. */
+static int server_check_cbind(struct auth_scram_server *s, const char *v, size_t vn)
+{
+	char want[CBIND_B64_MAX];
+	char flag = s->state == SRV_AWAIT_FINAL_N ? 'n' : s->state == SRV_AWAIT_FINAL_Y ? 'y' : 'p';
+	int n = cbind_value(flag, s->cbind_data, s->cbind_len, want);
+
+	if (n >= 0 && vn == (size_t)n && memcmp(v, want, vn) == 0)
+		return 0;
+	if (flag == 'p')
+		return server_refuse(s, "28000", "", "SCRAM channel binding check failed");
+	return set_error(s->error, "unexpected SCRAM channel-binding attribute");
+}
+
+/* "c=<b64 cbind-input>,r=<nonce>[,ext...],p=<b64 proof>". Extensions are skipped as
  * PostgreSQL does, except m= which means one we would have to understand. */
 static int server_parse_final(struct auth_scram_server *s, const char *msg, size_t len,
 			      struct client_final *f)
 {
 	struct attrs a = { msg, msg + len };
-	const char *cbind = s->state == SRV_AWAIT_FINAL_N ? "biws" : "eSws";
 	const char *v, *attr_start;
 	size_t vn;
 	char name;
 
 	if (expect_attr(&a, 'c', &v, &vn) != 0)
 		return set_error(s->error, "malformed SCRAM client-final-message");
-	if (vn != 4 || memcmp(v, cbind, 4) != 0)
-		return set_error(s->error, "unexpected SCRAM channel-binding attribute");
+	if (server_check_cbind(s, v, vn) != 0)
+		return -1;
 	if (expect_attr(&a, 'r', &v, &vn) != 0)
 		return set_error(s->error, "malformed SCRAM client-final-message");
 	if (!nonce_matches(s, v, vn))
@@ -783,7 +941,7 @@ out:
 	explicit_bzero(sig, sizeof(sig));
 	explicit_bzero(stored, sizeof(stored));
 	if (rc != 0)
-		set_error(s->error, "SCRAM proof does not match (wrong password)");
+		server_refuse(s, "28P01", "", "SCRAM proof does not match (wrong password)");
 	return rc;
 }
 
@@ -794,7 +952,9 @@ int auth_scram_server_final(struct auth_scram_server *s, const char *msg, size_t
 	uint8_t sig[AUTH_SCRAM_KEY_LEN];
 	char reply[64] = "v=";
 
-	if (s->state != SRV_AWAIT_FINAL_N && s->state != SRV_AWAIT_FINAL_Y) {
+	server_clear_error(s);
+	if (s->state != SRV_AWAIT_FINAL_N && s->state != SRV_AWAIT_FINAL_Y &&
+	    s->state != SRV_AWAIT_FINAL_P) {
 		set_error(s->error, "SCRAM exchange out of order");
 		return server_fail(s);
 	}
@@ -843,6 +1003,36 @@ static int client_fail(struct auth_scram_client *c)
 	return -1;
 }
 
+int auth_scram_client_channel_binding(struct auth_scram_client *c, char flag,
+				      const uint8_t *data, size_t len)
+{
+	if (c->state != CLI_READY) {
+		set_error(c->error, "SCRAM exchange out of order");
+		return client_fail(c);
+	}
+	if (flag == 'p' && (!data || len == 0 || len > AUTH_SCRAM_MAX_CBIND)) {
+		set_error(c->error, "invalid SCRAM channel-binding data");
+		return client_fail(c);
+	}
+	if (flag != 'n' && flag != 'y' && flag != 'p') {
+		set_error(c->error, "invalid SCRAM channel-binding flag");
+		return client_fail(c);
+	}
+	c->cbind_flag = flag;
+	c->cbind_len = 0;
+	if (flag == 'p') {
+		memcpy(c->cbind_data, data, len);
+		c->cbind_len = len;
+	}
+	return 0;
+}
+
+/* The gs2 header: "n,," unless auth_scram_client_channel_binding said otherwise. */
+static const char *client_gs2_header(const struct auth_scram_client *c)
+{
+	return c->cbind_flag == 'p' ? CBIND_HEADER : c->cbind_flag == 'y' ? "y,," : "n,,";
+}
+
 /* Test hook: a client_first_bare filled in by the caller between init and
  * auth_scram_client_first (e.g. the RFC 7677 vector's "n=user,r=...") is sent as is
  * after validation; production callers never do that and get "n=,r=<random>". */
@@ -868,7 +1058,7 @@ static int client_pick_first_bare(struct auth_scram_client *c)
 
 int auth_scram_client_first(struct auth_scram_client *c, char *out, size_t cap)
 {
-	char msg[sizeof(c->client_first_bare) + 3];
+	char msg[sizeof(c->client_first_bare) + sizeof(CBIND_HEADER)];
 
 	if (c->state != CLI_READY) {
 		set_error(c->error, "SCRAM exchange out of order");
@@ -878,7 +1068,7 @@ int auth_scram_client_first(struct auth_scram_client *c, char *out, size_t cap)
 		set_error(c->error, "cannot build SCRAM client-first-message");
 		return client_fail(c);
 	}
-	int n = snprintf(msg, sizeof(msg), "n,,%s", c->client_first_bare);
+	int n = snprintf(msg, sizeof(msg), "%s%s", client_gs2_header(c), c->client_first_bare);
 	if (n < 0 || emit(msg, (size_t)n, out, cap) < 0) {
 		set_error(c->error, "SCRAM client-first-message does not fit");
 		return client_fail(c);
@@ -960,7 +1150,11 @@ static int client_derive_keys(struct auth_scram_client *c, const struct server_f
 static int client_build_auth_message(struct auth_scram_client *c, const char *msg, size_t len,
 				     const struct server_first *f, char *wo, size_t wocap)
 {
-	int n = snprintf(wo, wocap, "c=biws,r=%.*s", (int)f->nonce_len, f->nonce);
+	char cbind[CBIND_B64_MAX];
+
+	if (cbind_value(client_gs2_header(c)[0], c->cbind_data, c->cbind_len, cbind) < 0)
+		return -1;
+	int n = snprintf(wo, wocap, "c=%s,r=%.*s", cbind, (int)f->nonce_len, f->nonce);
 	if (n < 0 || (size_t)n >= wocap)
 		return -1;
 	int m = snprintf(c->auth_message, sizeof(c->auth_message), "%s,%.*s,%s",

@@ -3,6 +3,8 @@
  * reader for the message bodies it inspects. */
 #include "proto/proto.h"
 
+#include "proto/auth.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -169,13 +171,22 @@ void proto_auth_request(struct proto_out *o, uint32_t code, const void *data, si
 	proto_end(o);
 }
 
-void proto_auth_sasl_mechanisms(struct proto_out *o)
+/* PostgreSQL lists PLUS first when it can bind (its CheckSASLAuth order): a client
+ * picking the first mechanism it knows then gets the binding one. */
+void proto_auth_sasl_mechanisms_plus(struct proto_out *o, bool plus)
 {
 	proto_begin(o, 'R');
 	proto_put_u32(o, 10);
-	proto_put_str(o, "SCRAM-SHA-256");
+	if (plus)
+		proto_put_str(o, AUTH_SCRAM_PLUS_MECH);
+	proto_put_str(o, AUTH_SCRAM_MECH);
 	proto_put_u8(o, 0);
 	proto_end(o);
+}
+
+void proto_auth_sasl_mechanisms(struct proto_out *o)
+{
+	proto_auth_sasl_mechanisms_plus(o, false);
 }
 
 void proto_parameter_status(struct proto_out *o, const char *name, const char *value)

@@ -132,6 +132,9 @@ void proto_notice(struct proto_out *o, const char *sqlstate, const char *fmt, ..
 	__attribute__((format(printf, 3, 4)));
 void proto_auth_request(struct proto_out *o, uint32_t code, const void *data, size_t n);
 void proto_auth_sasl_mechanisms(struct proto_out *o);      /* SCRAM-SHA-256 */
+/* With plus (channel-binding data at hand, see auth_scram_server_init_cbind):
+ * SCRAM-SHA-256-PLUS, then SCRAM-SHA-256; without, the same as the above. */
+void proto_auth_sasl_mechanisms_plus(struct proto_out *o, bool plus);
 void proto_parameter_status(struct proto_out *o, const char *name, const char *value);
 void proto_backend_key(struct proto_out *o, uint32_t pid, uint32_t key);
 void proto_ready(struct proto_out *o, char status);

@@ -11,8 +11,31 @@
 #include <string.h>
 
 #include "proto/auth.h"
+#include "proto/proto.h"
 
 /* ---- fixtures ---- */
+
+/* A SCRAM-SHA-256-PLUS exchange on the RFC 7677 secret and nonces, with libpq's
+ * empty n= and tls-server-end-point data 00 01 .. 1f (a SHA-256 certificate hash).
+ * Computed independently (Python hashlib/hmac/base64 from the RFC 5802 formulas),
+ * not with this code. */
+#define PLUS_CLIENT_FIRST "p=tls-server-end-point,,n=,r=rOprNGfwEbeRWgbNEkqO"
+#define PLUS_SERVER_FIRST RFC_SERVER_FIRST
+#define PLUS_CBIND "c=cD10bHMtc2VydmVyLWVuZC1wb2ludCwsAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+#define PLUS_CLIENT_FINAL                                                     \
+	PLUS_CBIND ",r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0," \
+	"p=Q8h71kjaoMzNI7dPksDrhRE/5mTUObF0fUHVIgBOWQg="
+#define PLUS_SERVER_FINAL "v=ykwoqH8mLqO5AQCeuwwf6lsj9f8zyJZT/CcvAbN4Ssc="
+/* c= for the data 01 02 .. 20 instead: another certificate */
+#define PLUS_OTHER_CBIND "c=cD10bHMtc2VydmVyLWVuZC1wb2ludCwsAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+#define PG_DOWNGRADE_DETAIL                                                    \
+	"The client supports SCRAM channel binding but thinks the server does not.  " \
+	"However, this server does support channel binding."
+#define PG_PLUS_WITHOUT_DATA_DETAIL \
+	"The client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data."
+#define PG_DATA_WITHOUT_PLUS_DETAIL                                              \
+	"The client selected SCRAM-SHA-256 without channel binding, but the SCRAM message " \
+	"includes channel binding data."
 
 /* RFC 7677 section 3. */
 #define RFC_CLIENT_FIRST "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
@@ -591,6 +614,7 @@ Test(auth_scram, wrong_password_refused)
 
 	cr_assert_eq(login("open sesame!", NULL, NULL, &sec, &c, &s), -1);
 	cr_assert_str_neq(s.error, "");
+	cr_assert_str_eq(s.sqlstate, "28P01");
 	cr_assert_not(s.have_client_key);
 	cr_assert_eq(login("", NULL, NULL, &sec, &c, &s), -1);
 	cr_assert_not(s.have_client_key);
@@ -707,10 +731,11 @@ Test(auth_scram_bad, client_first_rejected)
 	char out[600], big[2000];
 	struct {
 		const char *msg;
-		const char *error; /* substring expected in s.error, or NULL */
+		const char *error; /* substring expected in "error: detail", or NULL */
 	} cases[] = {
-		{ "p=tls-server-end-point,,n=,r=abc", "channel binding" },
-		{ "p,,n=,r=abc", "channel binding" },
+		/* channel binding where the client selected plain SCRAM-SHA-256 (the default) */
+		{ "p=tls-server-end-point,,n=,r=abc", "includes channel binding data" },
+		{ "p,,n=,r=abc", "includes channel binding data" },
 		{ "n,a=admin,n=,r=abc", "authorization identity" },
 		{ "n,,m=ext,n=,r=abc", "extension" },
 		{ "n,,n=,r=abc,m=ext", "extension" },
@@ -734,8 +759,11 @@ Test(auth_scram_bad, client_first_rejected)
 		int n = auth_scram_server_first(&s, cases[i].msg, strlen(cases[i].msg), out, sizeof(out));
 		cr_assert_eq(n, -1, "accepted %s", cases[i].msg);
 		cr_assert_str_neq(s.error, "");
+		cr_assert_str_eq(s.sqlstate, "08P01", "%s", cases[i].msg);
+		char why[400];
+		snprintf(why, sizeof(why), "%s: %s", s.error, s.detail);
 		if (cases[i].error)
-			cr_assert(strstr(s.error, cases[i].error), "%s: %s", cases[i].msg, s.error);
+			cr_assert(strstr(why, cases[i].error), "%s: %s", cases[i].msg, why);
 		/* a failed exchange stays failed */
 		cr_assert_eq(auth_scram_server_first(&s, "n,,n=,r=abc", 11, out, sizeof(out)), -1);
 	}
@@ -1013,5 +1041,438 @@ Test(auth_scram_bad, junk_does_not_crash)
 		}
 		if (rc < 0)
 			cr_assert_str_neq(c.error, "");
+	}
+}
+
+/* ---- SCRAM-SHA-256-PLUS: channel binding ---- */
+
+TestSuite(auth_scram_plus);
+
+/* tls-server-end-point data of `len` bytes: first, first+1, ... */
+static void cbind_bytes(uint8_t *out, size_t len, uint8_t first)
+{
+	for (size_t i = 0; i < len; i++)
+		out[i] = (uint8_t)(first + i);
+}
+
+/* A server holding binding data 00 01 .. 1f (or none when len is 0), told the
+ * client selected `mech`, with the server nonce of the vector. */
+static void plus_server(struct auth_scram_server *s, const struct auth_scram_secret *sec, size_t len,
+			const char *mech)
+{
+	uint8_t data[AUTH_SCRAM_MAX_CBIND];
+
+	cbind_bytes(data, sizeof(data), 0);
+	cr_assert_eq(auth_scram_server_init_cbind(s, sec, len ? data : NULL, len), 0, "%s", s->error);
+	cr_assert_eq(auth_scram_server_mechanism(s, mech), 0, "%s", s->error);
+	strcpy(s->server_nonce, RFC_SERVER_NONCE);
+}
+
+static int server_first_str(struct auth_scram_server *s, const char *msg)
+{
+	char out[600];
+
+	return auth_scram_server_first(s, msg, strlen(msg), out, sizeof(out));
+}
+
+/* The exchange failed with exactly this SQLSTATE, message and detail. */
+static void assert_refused(const struct auth_scram_server *s, const char *sqlstate, const char *error,
+			   const char *detail)
+{
+	cr_assert_str_eq(s->sqlstate, sqlstate, "%s", s->error);
+	cr_assert_str_eq(s->error, error);
+	cr_assert_str_eq(s->detail, detail);
+	cr_assert_not(s->have_client_key);
+}
+
+Test(auth_scram_plus, vector_server_side)
+{
+	struct auth_scram_secret sec = rfc_secret();
+	struct auth_scram_server s;
+	uint8_t h[WC_SHA256_DIGEST_SIZE];
+	char out[600];
+
+	plus_server(&s, &sec, 32, AUTH_SCRAM_PLUS_MECH);
+	int n = auth_scram_server_first(&s, PLUS_CLIENT_FIRST, strlen(PLUS_CLIENT_FIRST), out, sizeof(out));
+	cr_assert_eq(n, (int)strlen(PLUS_SERVER_FIRST), "%s", s.error);
+	cr_assert_str_eq(out, PLUS_SERVER_FIRST);
+	n = auth_scram_server_final(&s, PLUS_CLIENT_FINAL, strlen(PLUS_CLIENT_FINAL), out, sizeof(out));
+	cr_assert_eq(n, (int)strlen(PLUS_SERVER_FINAL), "%s: %s", s.error, s.detail);
+	cr_assert_str_eq(out, PLUS_SERVER_FINAL);
+	cr_assert(s.have_client_key);
+	cr_assert_eq(wc_Sha256Hash(s.client_key, AUTH_SCRAM_KEY_LEN, h), 0);
+	cr_assert_eq(memcmp(h, sec.stored_key, sizeof(h)), 0);
+	cr_assert_str_eq(s.error, "");
+	cr_assert_str_eq(s.sqlstate, "");
+}
+
+Test(auth_scram_plus, vector_client_side)
+{
+	struct auth_scram_client c;
+	uint8_t data[32];
+	char out[600];
+
+	cbind_bytes(data, sizeof(data), 0);
+	cr_assert_eq(auth_scram_client_init(&c, "pencil", NULL, NULL), 0);
+	cr_assert_eq(auth_scram_client_channel_binding(&c, 'p', data, sizeof(data)), 0);
+	strcpy(c.client_first_bare, "n=,r=rOprNGfwEbeRWgbNEkqO");
+	int n = auth_scram_client_first(&c, out, sizeof(out));
+	cr_assert_eq(n, (int)strlen(PLUS_CLIENT_FIRST));
+	cr_assert_str_eq(out, PLUS_CLIENT_FIRST);
+	n = auth_scram_client_final(&c, PLUS_SERVER_FIRST, strlen(PLUS_SERVER_FIRST), out, sizeof(out));
+	cr_assert_eq(n, (int)strlen(PLUS_CLIENT_FINAL), "%s", c.error);
+	cr_assert_str_eq(out, PLUS_CLIENT_FINAL);
+	cr_assert_eq(auth_scram_client_verify(&c, PLUS_SERVER_FINAL, strlen(PLUS_SERVER_FINAL)), 0, "%s", c.error);
+}
+
+/* Our client and server with random nonces, for every hash size a certificate can
+ * give: SHA-256, -384 and -512. */
+Test(auth_scram_plus, full_exchange)
+{
+	struct auth_scram_secret sec = quick_secret("open sesame", 9, 64);
+	static const size_t sizes[] = { 32, 48, 64 };
+	uint8_t data[AUTH_SCRAM_MAX_CBIND];
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct auth_scram_server s;
+		struct auth_scram_client c;
+		char first[600];
+
+		cbind_bytes(data, sizes[i], (uint8_t)(0x80 + i));
+		cr_assert_eq(auth_scram_server_init_cbind(&s, &sec, data, sizes[i]), 0);
+		cr_assert_eq(auth_scram_server_mechanism(&s, AUTH_SCRAM_PLUS_MECH), 0, "%s", s.error);
+		cr_assert_eq(auth_scram_client_init(&c, "open sesame", NULL, NULL), 0);
+		cr_assert_eq(auth_scram_client_channel_binding(&c, 'p', data, sizes[i]), 0);
+		cr_assert_eq(exchange(&c, &s), 0, "%zu: client: %s / server: %s: %s", sizes[i], c.error,
+			     s.error, s.detail);
+		cr_assert(s.have_client_key);
+
+		/* and the client really sent PLUS: its first message, redone, names the type */
+		cr_assert_eq(auth_scram_client_init(&c, "open sesame", NULL, NULL), 0);
+		cr_assert_eq(auth_scram_client_channel_binding(&c, 'p', data, sizes[i]), 0);
+		cr_assert_gt(auth_scram_client_first(&c, first, sizeof(first)), 0);
+		cr_assert_eq(strncmp(first, "p=tls-server-end-point,,n=,r=", 29), 0, "%s", first);
+	}
+
+	/* a wrong password still fails under PLUS, as a wrong password */
+	struct auth_scram_server s;
+	struct auth_scram_client c;
+	cr_assert_eq(auth_scram_server_init_cbind(&s, &sec, data, 32), 0);
+	cr_assert_eq(auth_scram_server_mechanism(&s, AUTH_SCRAM_PLUS_MECH), 0);
+	cr_assert_eq(auth_scram_client_init(&c, "open sesame!", NULL, NULL), 0);
+	cr_assert_eq(auth_scram_client_channel_binding(&c, 'p', data, 32), 0);
+	cr_assert_eq(exchange(&c, &s), -1);
+	assert_refused(&s, "28P01", "SCRAM proof does not match (wrong password)", "");
+}
+
+/* The client bound to another certificate (a man in the middle terminating TLS):
+ * its proof is right for what it saw, so only the c= check can catch it. */
+Test(auth_scram_plus, wrong_binding_data_refused)
+{
+	struct auth_scram_secret sec = quick_secret("pw", 5, 16);
+	uint8_t ours[AUTH_SCRAM_MAX_CBIND], theirs[AUTH_SCRAM_MAX_CBIND];
+	struct {
+		size_t len;          /* the client's data: ours with one change */
+		size_t flip;         /* byte to flip, or SIZE_MAX */
+	} cases[] = {
+		{ 32, 0 }, { 32, 31 }, { 31, SIZE_MAX }, { 33, SIZE_MAX }, { 48, SIZE_MAX },
+	};
+
+	cbind_bytes(ours, sizeof(ours), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct auth_scram_server s;
+		struct auth_scram_client c;
+
+		memcpy(theirs, ours, sizeof(theirs));
+		if (cases[i].flip != SIZE_MAX)
+			theirs[cases[i].flip] ^= 0x01;
+		cr_assert_eq(auth_scram_server_init_cbind(&s, &sec, ours, 32), 0);
+		cr_assert_eq(auth_scram_server_mechanism(&s, AUTH_SCRAM_PLUS_MECH), 0);
+		cr_assert_eq(auth_scram_client_init(&c, "pw", NULL, NULL), 0);
+		cr_assert_eq(auth_scram_client_channel_binding(&c, 'p', theirs, cases[i].len), 0);
+		cr_assert_eq(exchange(&c, &s), -1, "case %zu accepted", i);
+		assert_refused(&s, "28000", "SCRAM channel binding check failed", "");
+	}
+
+	/* the vector's message with another certificate's c=, and c= of "n,," or "y,,"
+	 * or of the bare header: all refused before the proof is looked at */
+	struct auth_scram_secret rfc = rfc_secret();
+	const char *bad_c[] = { PLUS_OTHER_CBIND, "c=biws", "c=eSws", "c=cD10bHMtc2VydmVyLWVuZC1wb2ludCws",
+				"c=", PLUS_CBIND "A" };
+	for (size_t i = 0; i < sizeof(bad_c) / sizeof(bad_c[0]); i++) {
+		struct auth_scram_server s;
+		char msg[600];
+
+		plus_server(&s, &rfc, 32, AUTH_SCRAM_PLUS_MECH);
+		cr_assert_gt(server_first_str(&s, PLUS_CLIENT_FIRST), 0, "%s", s.error);
+		snprintf(msg, sizeof(msg), "%s%s", bad_c[i], &PLUS_CLIENT_FINAL[strlen(PLUS_CBIND)]);
+		cr_assert_eq(server_final_str(&s, msg), -1, "accepted %s", msg);
+		assert_refused(&s, "28000", "SCRAM channel binding check failed", "");
+	}
+}
+
+/* 'y' to a server that offered PLUS: PostgreSQL's downgrade refusal. */
+Test(auth_scram_plus, y_downgrade_refused)
+{
+	struct auth_scram_secret sec = quick_secret("pw", 6, 16);
+	struct auth_scram_server s;
+	struct auth_scram_client c;
+	uint8_t data[32];
+
+	cbind_bytes(data, sizeof(data), 0);
+	cr_assert_eq(auth_scram_server_init_cbind(&s, &sec, data, sizeof(data)), 0);
+	cr_assert_eq(auth_scram_server_mechanism(&s, AUTH_SCRAM_MECH), 0);
+	cr_assert_eq(auth_scram_client_init(&c, "pw", NULL, NULL), 0);
+	cr_assert_eq(auth_scram_client_channel_binding(&c, 'y', NULL, 0), 0);
+	cr_assert_eq(exchange(&c, &s), -1);
+	assert_refused(&s, "28000", "SCRAM channel binding negotiation error", PG_DOWNGRADE_DETAIL);
+	/* refused at the first message: nothing was sent back */
+	cr_assert_eq(strlen(s.server_first), 0);
+
+	/* without the call to _mechanism too (SCRAM-SHA-256 is the default) */
+	cr_assert_eq(auth_scram_server_init_cbind(&s, &sec, data, sizeof(data)), 0);
+	cr_assert_eq(server_first_str(&s, "y,,n=,r=abc"), -1);
+	assert_refused(&s, "28000", "SCRAM channel binding negotiation error", PG_DOWNGRADE_DETAIL);
+
+	/* the same client is right when the server offered no PLUS: it completes */
+	cr_assert_eq(auth_scram_server_init(&s, &sec), 0);
+	cr_assert_eq(auth_scram_server_mechanism(&s, AUTH_SCRAM_MECH), 0);
+	cr_assert_eq(auth_scram_client_init(&c, "pw", NULL, NULL), 0);
+	cr_assert_eq(auth_scram_client_channel_binding(&c, 'y', NULL, 0), 0);
+	cr_assert_eq(exchange(&c, &s), 0, "client: %s / server: %s", c.error, s.error);
+	cr_assert(s.have_client_key);
+
+	/* and 'n' (a client that cannot bind) is fine where PLUS was offered */
+	cr_assert_eq(auth_scram_server_init_cbind(&s, &sec, data, sizeof(data)), 0);
+	cr_assert_eq(auth_scram_server_mechanism(&s, AUTH_SCRAM_MECH), 0);
+	cr_assert_eq(auth_scram_client_init(&c, "pw", NULL, NULL), 0);
+	cr_assert_eq(exchange(&c, &s), 0, "client: %s / server: %s", c.error, s.error);
+}
+
+/* 'p' where the server has no binding data: PLUS cannot even be selected, and a
+ * 'p' header under SCRAM-SHA-256 is a malformed message. */
+Test(auth_scram_plus, p_without_binding_data_refused)
+{
+	struct auth_scram_secret sec = quick_secret("pw", 7, 16);
+	struct auth_scram_server s;
+	struct auth_scram_client c;
+	uint8_t data[32];
+
+	cbind_bytes(data, sizeof(data), 0);
+	cr_assert_eq(auth_scram_server_init(&s, &sec), 0);
+	cr_assert_eq(auth_scram_server_mechanism(&s, AUTH_SCRAM_PLUS_MECH), -1);
+	assert_refused(&s, "08P01", "client selected an invalid SASL authentication mechanism", "");
+	cr_assert_eq(server_first_str(&s, PLUS_CLIENT_FIRST), -1); /* stays failed */
+
+	/* NULL data with a length is "no binding", not a crash */
+	cr_assert_eq(auth_scram_server_init_cbind(&s, &sec, NULL, 32), 0);
+	cr_assert_eq(auth_scram_server_mechanism(&s, AUTH_SCRAM_PLUS_MECH), -1);
+
+	cr_assert_eq(auth_scram_server_init(&s, &sec), 0);
+	cr_assert_eq(auth_scram_server_mechanism(&s, AUTH_SCRAM_MECH), 0);
+	cr_assert_eq(auth_scram_client_init(&c, "pw", NULL, NULL), 0);
+	cr_assert_eq(auth_scram_client_channel_binding(&c, 'p', data, sizeof(data)), 0);
+	cr_assert_eq(exchange(&c, &s), -1);
+	assert_refused(&s, "08P01", "malformed SCRAM message", PG_DATA_WITHOUT_PLUS_DETAIL);
+}
+
+Test(auth_scram_plus, unsupported_binding_type_refused)
+{
+	struct auth_scram_secret sec = rfc_secret();
+	struct auth_scram_server s;
+	struct {
+		const char *msg;
+		const char *error;
+	} cases[] = {
+		{ "p=tls-unique,,n=,r=abc", "unsupported SCRAM channel-binding type \"tls-unique\"" },
+		{ "p=tls-exporter,,n=,r=abc", "unsupported SCRAM channel-binding type \"tls-exporter\"" },
+		{ "p=,,n=,r=abc", "unsupported SCRAM channel-binding type \"\"" },
+		{ "p=tls-server-end-pointX,,n=,r=abc",
+		  "unsupported SCRAM channel-binding type \"tls-server-end-pointX\"" },
+		{ "p=tls-server-end-poin,,n=,r=abc",
+		  "unsupported SCRAM channel-binding type \"tls-server-end-poin\"" },
+		{ "p=TLS-SERVER-END-POINT,,n=,r=abc",
+		  "unsupported SCRAM channel-binding type \"TLS-SERVER-END-POINT\"" },
+		/* the client's text in our message: printable, at most 30 characters */
+		{ "p=a\x01 b\"\x80-0123456789012345678901234567890123,,n=,r=abc",
+		  "unsupported SCRAM channel-binding type \"a??b\"?-01234567890123456789012\"" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		plus_server(&s, &sec, 32, AUTH_SCRAM_PLUS_MECH);
+		cr_assert_eq(server_first_str(&s, cases[i].msg), -1, "accepted %s", cases[i].msg);
+		assert_refused(&s, "08P01", cases[i].error, "");
+	}
+
+	/* broken 'p' headers are malformed, and an authzid is refused as before */
+	const char *malformed[] = {
+		"p,,n=,r=abc", "p=tls-server-end-point", "p=tls-server-end-point,", "p=tls-server-end-point,x,n=,r=abc",
+		"p", "p=",
+	};
+	for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+		plus_server(&s, &sec, 32, AUTH_SCRAM_PLUS_MECH);
+		cr_assert_eq(server_first_str(&s, malformed[i]), -1, "accepted %s", malformed[i]);
+		cr_assert_str_eq(s.error, "malformed SCRAM client-first-message (gs2 header)", "%s", malformed[i]);
+		cr_assert_str_eq(s.sqlstate, "08P01");
+	}
+	plus_server(&s, &sec, 32, AUTH_SCRAM_PLUS_MECH);
+	cr_assert_eq(server_first_str(&s, "p=tls-server-end-point,a=admin,n=,r=abc"), -1);
+	cr_assert_str_eq(s.error, "SCRAM authorization identity is not supported");
+}
+
+/* The selected mechanism and the gs2 flag must agree, checked in PostgreSQL's order
+ * (so 'y' under PLUS is "no binding data", not a downgrade). */
+Test(auth_scram_plus, mechanism_and_flag_must_agree)
+{
+	struct auth_scram_secret sec = rfc_secret();
+	struct auth_scram_server s;
+	struct {
+		const char *mech;
+		const char *msg;
+		const char *detail;
+	} cases[] = {
+		{ AUTH_SCRAM_PLUS_MECH, "n,,n=,r=abc", PG_PLUS_WITHOUT_DATA_DETAIL },
+		{ AUTH_SCRAM_PLUS_MECH, "y,,n=,r=abc", PG_PLUS_WITHOUT_DATA_DETAIL },
+		{ AUTH_SCRAM_MECH, PLUS_CLIENT_FIRST, PG_DATA_WITHOUT_PLUS_DETAIL },
+		{ AUTH_SCRAM_MECH, "p=tls-unique,,n=,r=abc", PG_DATA_WITHOUT_PLUS_DETAIL },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		plus_server(&s, &sec, 32, cases[i].mech);
+		cr_assert_eq(server_first_str(&s, cases[i].msg), -1, "accepted %s", cases[i].msg);
+		assert_refused(&s, "08P01", "malformed SCRAM message", cases[i].detail);
+	}
+
+	/* names other than the two are refused, even where PLUS is on offer */
+	const char *bad_mech[] = { "SCRAM-SHA-1", "SCRAM-SHA-256-plus", "SCRAM-SHA-256-PLUS ", "", NULL };
+	uint8_t data[32];
+	cbind_bytes(data, sizeof(data), 0);
+	for (size_t i = 0; i < sizeof(bad_mech) / sizeof(bad_mech[0]); i++) {
+		cr_assert_eq(auth_scram_server_init_cbind(&s, &sec, data, sizeof(data)), 0);
+		cr_assert_eq(auth_scram_server_mechanism(&s, bad_mech[i]), -1, "accepted %s",
+			     bad_mech[i] ? bad_mech[i] : "NULL");
+		assert_refused(&s, "08P01", "client selected an invalid SASL authentication mechanism", "");
+	}
+
+	/* the mechanism is chosen before the first message, not after */
+	plus_server(&s, &sec, 32, AUTH_SCRAM_PLUS_MECH);
+	cr_assert_gt(server_first_str(&s, PLUS_CLIENT_FIRST), 0, "%s", s.error);
+	cr_assert_eq(auth_scram_server_mechanism(&s, AUTH_SCRAM_PLUS_MECH), -1);
+	cr_assert_str_eq(s.error, "SCRAM exchange out of order");
+	cr_assert_str_eq(s.detail, "");
+	cr_assert_eq(server_final_str(&s, PLUS_CLIENT_FINAL), -1);
+
+	/* c= must repeat the flag of the first message: 'n' then a PLUS c= is refused */
+	plus_server(&s, &sec, 32, AUTH_SCRAM_MECH);
+	cr_assert_gt(server_first_str(&s, "n,,n=,r=rOprNGfwEbeRWgbNEkqO"), 0, "%s", s.error);
+	cr_assert_eq(server_final_str(&s, PLUS_CLIENT_FINAL), -1);
+	cr_assert_str_eq(s.error, "unexpected SCRAM channel-binding attribute");
+	cr_assert_str_eq(s.sqlstate, "08P01");
+}
+
+Test(auth_scram_plus, init_and_client_setter_validate)
+{
+	struct auth_scram_secret sec = quick_secret("pw", 8, 2);
+	struct auth_scram_server s;
+	struct auth_scram_client c;
+	uint8_t data[AUTH_SCRAM_MAX_CBIND + 1] = { 0 };
+	char out[600];
+
+	cr_assert_eq(auth_scram_server_init_cbind(&s, &sec, data, 0), -1);
+	cr_assert_str_eq(s.error, "invalid SCRAM channel-binding data");
+	cr_assert_eq(auth_scram_server_mechanism(&s, AUTH_SCRAM_MECH), -1);
+	cr_assert_eq(auth_scram_server_init_cbind(&s, &sec, data, AUTH_SCRAM_MAX_CBIND + 1), -1);
+	cr_assert_eq(auth_scram_server_first(&s, "n,,n=,r=abc", 11, out, sizeof(out)), -1);
+	cr_assert_eq(auth_scram_server_init_cbind(&s, &sec, data, AUTH_SCRAM_MAX_CBIND), 0);
+	cr_assert_eq(auth_scram_server_init_cbind(&s, NULL, data, 32), -1);
+	cr_assert_str_eq(s.error, "invalid SCRAM secret");
+
+	cr_assert_eq(auth_scram_client_init(&c, "pw", NULL, NULL), 0);
+	cr_assert_eq(auth_scram_client_channel_binding(&c, 'x', NULL, 0), -1);
+	cr_assert_eq(auth_scram_client_first(&c, out, sizeof(out)), -1);
+	cr_assert_eq(auth_scram_client_init(&c, "pw", NULL, NULL), 0);
+	cr_assert_eq(auth_scram_client_channel_binding(&c, 'p', NULL, 32), -1);
+	cr_assert_eq(auth_scram_client_init(&c, "pw", NULL, NULL), 0);
+	cr_assert_eq(auth_scram_client_channel_binding(&c, 'p', data, 0), -1);
+	cr_assert_eq(auth_scram_client_init(&c, "pw", NULL, NULL), 0);
+	cr_assert_eq(auth_scram_client_channel_binding(&c, 'p', data, AUTH_SCRAM_MAX_CBIND + 1), -1);
+	cr_assert_eq(auth_scram_client_init(&c, "pw", NULL, NULL), 0);
+	cr_assert_gt(auth_scram_client_first(&c, out, sizeof(out)), 0);
+	cr_assert_eq(auth_scram_client_channel_binding(&c, 'p', data, 32), -1);
+	cr_assert_str_eq(c.error, "SCRAM exchange out of order");
+
+	/* 'n' set explicitly is the default; 'y' changes only the flag */
+	cr_assert_eq(auth_scram_client_init(&c, "pw", NULL, NULL), 0);
+	cr_assert_eq(auth_scram_client_channel_binding(&c, 'n', data, 32), 0);
+	cr_assert_gt(auth_scram_client_first(&c, out, sizeof(out)), 0);
+	cr_assert_eq(strncmp(out, "n,,n=,r=", 8), 0, "%s", out);
+	cr_assert_eq(auth_scram_client_init(&c, "pw", NULL, NULL), 0);
+	cr_assert_eq(auth_scram_client_channel_binding(&c, 'y', NULL, 0), 0);
+	cr_assert_gt(auth_scram_client_first(&c, out, sizeof(out)), 0);
+	cr_assert_eq(strncmp(out, "y,,n=,r=", 8), 0, "%s", out);
+}
+
+/* AuthenticationSASL: PLUS first, then SCRAM-SHA-256, as PostgreSQL lists them
+ * under TLS; without PLUS, the same bytes as proto_auth_sasl_mechanisms. */
+Test(auth_scram_plus, sasl_mechanisms_list)
+{
+	uint8_t mem[64], mem2[64];
+	struct proto_out o, o2;
+	static const uint8_t want[] = {
+		'R', 0, 0, 0, 42, 0, 0, 0, 10,
+		'S', 'C', 'R', 'A', 'M', '-', 'S', 'H', 'A', '-', '2', '5', '6', '-', 'P', 'L', 'U', 'S', 0,
+		'S', 'C', 'R', 'A', 'M', '-', 'S', 'H', 'A', '-', '2', '5', '6', 0,
+		0,
+	};
+
+	proto_out_init(&o, mem, sizeof(mem));
+	proto_auth_sasl_mechanisms_plus(&o, true);
+	cr_assert_not(o.overflow);
+	cr_assert_eq(o.len, sizeof(want));
+	cr_assert_eq(memcmp(o.p, want, sizeof(want)), 0);
+
+	proto_out_init(&o, mem, sizeof(mem));
+	proto_auth_sasl_mechanisms_plus(&o, false);
+	proto_out_init(&o2, mem2, sizeof(mem2));
+	proto_auth_sasl_mechanisms(&o2);
+	cr_assert_eq(o.len, 24);
+	cr_assert_eq(o.len, o2.len);
+	cr_assert_eq(memcmp(o.p, o2.p, o.len), 0);
+	cr_assert_eq(memcmp(o.p + 9, "SCRAM-SHA-256\0\0", 15), 0);
+}
+
+/* Mutations of the PLUS vector at both server steps: nothing crashes, every failure
+ * says why (with a SQLSTATE), and no mutated c= gets through. */
+Test(auth_scram_plus, junk_does_not_crash)
+{
+	struct auth_scram_secret sec = rfc_secret();
+	const char *good[] = { PLUS_CLIENT_FIRST, PLUS_CLIENT_FINAL };
+	char msg[600], out[600];
+
+	for (int iter = 0; iter < 2000; iter++) {
+		int step = iter % 2;
+		size_t len = strlen(good[step]);
+		memcpy(msg, good[step], len);
+		size_t at = rng() % len;
+		msg[at] = (char)(rng() % 256);
+		if (iter % 4 >= 2)
+			len = rng() % (len + 1);
+
+		struct auth_scram_server s;
+		plus_server(&s, &sec, 32, AUTH_SCRAM_PLUS_MECH);
+		int rc;
+		if (step == 0) {
+			rc = auth_scram_server_first(&s, msg, len, out, sizeof(out));
+		} else {
+			cr_assert_gt(server_first_str(&s, PLUS_CLIENT_FIRST), 0);
+			rc = auth_scram_server_final(&s, msg, len, out, sizeof(out));
+			/* the binding data is covered: a change inside c= never passes */
+			if (at < strlen(PLUS_CBIND) && msg[at] != PLUS_CLIENT_FINAL[at])
+				cr_assert_eq(rc, -1, "accepted a changed c= at %zu", at);
+		}
+		if (rc < 0) {
+			cr_assert_str_neq(s.error, "");
+			cr_assert_str_neq(s.sqlstate, "");
+		}
 	}
 }
