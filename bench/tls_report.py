@@ -102,7 +102,8 @@ w(f"Settings: poolers in transaction mode, default_pool_size {s.get('POOL_SIZE')
   f"client_tls_sslmode = require with an ECDSA P-256 certificate (bench/tlscerts), pgring shards = {s.get('PGRING_SHARDS')}, "
   f"PgBouncer single-threaded; clients (pgbench, tlshs, idleconns) on the same {meta.get('nproc', '?')} CPUs. "
   f"Handshakes: build/bench/tlshs, {s.get('HS_THREADS')} threads × {s.get('HS_INFLIGHT')} connections in flight, "
-  f"{s.get('HS_WARMUP')} s warm-up + {s.get('HS_SECONDS')} s counted, each loop connect, SSLRequest, TLS handshake, "
+  f"{s.get('HS_WARMUP')} s warm-up + {s.get('HS_SECONDS')} s counted, {s.get('HS_REPEATS', '1')} round(s) with the targets "
+  f"alternating, median; each loop connect, SSLRequest, TLS handshake, "
   + ("StartupMessage and the server's auth request, " if s.get("HS_STARTUP") == "1" else "")
   + "close; resumed = a TLS 1.3 ticket offered on every connection (TLS 1.3 resumption with an X25519 key share, as "
   f"OpenSSL clients do: no certificate, no signature). Connections: pgbench -C -f `select 1` -c {s.get('CONN_CLIENTS')}, "
@@ -125,6 +126,8 @@ def cellval(r):
         return "skipped", None
     if r["status"] == "fail":
         return "fail", None
+    if r["status"] == "n/a":
+        return "n/a", None
     v = num(r["value"])
     t = fmt(r["value"], r["unit"])
     if r["status"] != "ok":
