@@ -3,6 +3,7 @@
  * that feeds inih, the key tables (type, default, range: the one place defaults
  * live), the connection strings of [databases] and [users], and auth_file parsing. */
 #include "core/config.h"
+#include "tls/tls.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -252,6 +253,7 @@ static const char *const pool_mode_names[] = {
 static const char *const auth_type_names[] = {
 	[AUTH_TRUST] = "trust", [AUTH_ANY] = "any", [AUTH_PLAIN] = "plain",
 	[AUTH_MD5] = "md5", [AUTH_SCRAM] = "scram-sha-256", [AUTH_CERT] = "cert",
+	[AUTH_SCRAM_PLUS] = "scram-sha-256-plus",
 };
 /* PgBouncer auth types pgring rejects rather than silently weakening security. */
 static const char *const auth_types_later[] = { "hba", "pam", "ldap" };
@@ -1752,6 +1754,10 @@ static int check_tls(struct load *ld)
 		}
 	}
 
+	if (cfg->auth_type == AUTH_SCRAM_PLUS && cfg->client_tls_sslmode == SSLMODE_DISABLE) {
+		w = set_at(ld, "auth_type");
+		return fail_at(ld, w->file, w->line, "auth_type scram-sha-256-plus needs TLS: set client_tls_sslmode");
+	}
 	/* As PgBouncer, auth_type cert goes with any client_tls_sslmode; say when
 	 * that leaves nobody able to log in. */
 	if (cfg->auth_type == AUTH_CERT && (cfg->client_tls_sslmode == SSLMODE_DISABLE ||
@@ -1766,7 +1772,8 @@ static int check_tls(struct load *ld)
 
 static bool needs_secrets(int auth_type)
 {
-	return auth_type == AUTH_PLAIN || auth_type == AUTH_MD5 || auth_type == AUTH_SCRAM;
+	return auth_type == AUTH_PLAIN || auth_type == AUTH_MD5 || auth_type == AUTH_SCRAM ||
+	       auth_type == AUTH_SCRAM_PLUS;
 }
 
 static int load_secrets(struct load *ld)
@@ -1813,8 +1820,55 @@ static void load_cleanup(struct load *ld)
 	free(ld->buf);
 }
 
+/* Every TLS setting has been checked: open the files and build the contexts.
+ * A failure names the file or setting (cfg->path, no line: it is a file's
+ * content that is wrong, not the line). */
+static void build_tls(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	char why[384];
+	if (cfg->client_tls_sslmode != SSLMODE_DISABLE) {
+		struct tls_settings set = {
+			.key_file = cfg->client_tls_key_file, .cert_file = cfg->client_tls_cert_file,
+			.ca_file = cfg->client_tls_ca_file, .protocols = cfg->client_tls_protocols,
+			.ciphers = cfg->client_tls_ciphers, .tls13_ciphers = cfg->client_tls13_ciphers,
+			.dheparams = cfg->client_tls_dheparams, .ecdhcurve = cfg->client_tls_ecdhcurve,
+			/* PgBouncer: verify-ca and verify-full demand a client certificate;
+			 * with a CA file the others ask for one and check it if given */
+			.verify = cfg->client_tls_sslmode >= SSLMODE_VERIFY_CA ? TLS_VERIFY_CA
+				  : cfg->client_tls_ca_file ? TLS_VERIFY_OPTIONAL : TLS_VERIFY_NONE,
+		};
+		if (!(cfg->client_tls = tls_ctx_new(&set, true, why, sizeof why))) {
+			fail_at(ld, cfg->path, 0, "client TLS (client_tls_*): %s", why);
+			return;
+		}
+	}
+	struct tls_settings set = {
+		.key_file = cfg->server_tls_key_file, .cert_file = cfg->server_tls_cert_file,
+		.ca_file = cfg->server_tls_ca_file, .protocols = cfg->server_tls_protocols,
+		.ciphers = cfg->server_tls_ciphers, .tls13_ciphers = cfg->server_tls13_ciphers,
+	};
+	if (!(cfg->server_tls = tls_ctx_new(&set, false, why, sizeof why)))
+		fail_at(ld, cfg->path, 0, "server TLS (server_tls_*): %s", why);
+}
+
+static int load(const char *file, struct config **out, char *err, size_t errlen, void (*warn)(const char *msg),
+		bool tls_files);
+
 int config_load(const char *file, struct config **out, char *err, size_t errlen,
 		void (*warn)(const char *msg))
+{
+	return load(file, out, err, errlen, warn, true);
+}
+
+int config_parse(const char *file, struct config **out, char *err, size_t errlen,
+		 void (*warn)(const char *msg))
+{
+	return load(file, out, err, errlen, warn, false);
+}
+
+static int load(const char *file, struct config **out, char *err, size_t errlen, void (*warn)(const char *msg),
+		bool tls_files)
 {
 	struct load ld = { .err = err, .errlen = errlen, .warn = warn };
 	int r;
@@ -1839,8 +1893,8 @@ int config_load(const char *file, struct config **out, char *err, size_t errlen,
 	if (!ld.failed && check_cross_keys(&ld) == 0 && check_clusters(&ld) == 0 &&
 	    check_tls(&ld) == 0)
 		load_secrets(&ld);
-	/* TLS contexts are built here (tls/), when !ld.failed: every setting has been
-	 * checked, no certificate or key file has been opened yet. */
+	if (!ld.failed && tls_files)
+		build_tls(&ld);
 	load_cleanup(&ld);
 	if (ld.failed) {
 		config_free(ld.cfg);
@@ -1854,6 +1908,8 @@ void config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
+	tls_ctx_free(cfg->client_tls);   /* live sessions keep their own reference */
+	tls_ctx_free(cfg->server_tls);
 	for (size_t i = 0; i < ARRAY_SIZE(main_keys); i++)
 		if (main_keys[i].type == KT_STR)
 			free(*(char **)((char *)cfg + main_keys[i].off));

@@ -9,13 +9,18 @@
 
 #define CONFIG_MAX_SHARDS 256
 
+struct tls_ctx;
+
 enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION, POOL_STATEMENT };
 /* AUTH_CERT (PgBouncer's "cert"): a client must come over TLS with a certificate
  * that verifies against client_tls_ca_file and whose common name is the user it
  * logs in as; a client without a verified certificate is refused, whatever
  * client_tls_sslmode says (any sslmode is accepted with it, as in PgBouncer; with
  * "disable", or without client_tls_ca_file, nobody can log in: a warning). */
-enum auth_type { AUTH_TRUST = 0, AUTH_ANY, AUTH_PLAIN, AUTH_MD5, AUTH_SCRAM, AUTH_CERT };
+/* AUTH_SCRAM_PLUS (pgring's "scram-sha-256-plus"): SCRAM-SHA-256-PLUS only,
+ * channel binding required, so a client must come over TLS; with plain
+ * scram-sha-256 a TLS client is offered both, as PostgreSQL does. */
+enum auth_type { AUTH_TRUST = 0, AUTH_ANY, AUTH_PLAIN, AUTH_MD5, AUTH_SCRAM, AUTH_CERT, AUTH_SCRAM_PLUS };
 /* libpq's and PgBouncer's TLS modes, weakest first: `mode >= SSLMODE_REQUIRE`
  * means no connection goes without TLS. */
 enum config_sslmode {
@@ -212,6 +217,12 @@ struct config {
 	 * loading and the lookups below do not scan. NULL in a struct config not
 	 * made by config_load: the lookups then scan. */
 	struct config_index *index;
+	/* TLS contexts built from the settings above when the configuration is
+	 * loaded (so `-t` and a reload open the files and a bad one keeps the
+	 * running configuration): client_tls accepts clients (NULL while
+	 * client_tls_sslmode is disable), server_tls connects to servers (always
+	 * built: per-database and per-node modes may ask for TLS). */
+	struct tls_ctx *client_tls, *server_tls;
 };
 
 /* Load and validate FILE (PgBouncer syntax; `%include FILE` as PgBouncer, relative
@@ -227,6 +238,10 @@ struct config {
  * it sets libinih's global options. */
 int config_load(const char *file, struct config **out, char *err, size_t errlen,
 		void (*warn)(const char *msg));
+/* config_load short of opening the TLS files (client_tls and server_tls stay
+ * NULL): for checking settings alone, as the parser's unit tests do. */
+int config_parse(const char *file, struct config **out, char *err, size_t errlen,
+		 void (*warn)(const char *msg));
 void config_free(struct config *cfg);
 
 /* Lookups; NULL when absent. config_find_db falls back to "*". Hash lookups

@@ -4,11 +4,15 @@
 #include "core/conn.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/shard.h"
+#include "tls/tls.h"
+
+static void tls_count(struct conn *c, int add);
 
 void conn_init(struct conn *c, struct shard *s, int fd, const struct conn_ops *ops, int group)
 {
@@ -18,6 +22,7 @@ void conn_init(struct conn *c, struct shard *s, int fd, const struct conn_ops *o
 	c->fd = fd;
 	c->group = (uint8_t)group;
 	c->id = ++s->next_conn_id * 256 + (uint64_t)s->id;
+	c->tls_kind = -1;
 }
 
 void conn_connect(struct conn *c, const struct sockaddr *addr, socklen_t len)
@@ -167,6 +172,22 @@ bool conn_queue_out(struct conn *c, const struct proto_out *o)
 	return conn_queue(c, o->p, (uint32_t)o->len, PROTO_BUF_NONE);
 }
 
+/* At the switch to TLS: the plaintext queued so far goes to the wire as it is. */
+static void conn_take_queue_into(struct conn *c)
+{
+	if (!c->q.head)
+		return;
+	if (c->wire.tail)
+		c->wire.tail->next = c->q.head;
+	else
+		c->wire.head = c->q.head;
+	c->wire.tail = c->q.tail;
+	c->wire.bytes += c->q.bytes;
+	c->q.head = c->q.tail = NULL;
+	c->q.bytes = 0;
+	shard_flush_later(c->shard, c);
+}
+
 void conn_take_queue(struct conn *c, struct sendq *q)
 {
 	if (!q->head)
@@ -203,8 +224,9 @@ void sendq_drop(struct shard *s, struct sendq *q)
 
 void conn_drop_queue(struct conn *c)
 {
-	c->out_bytes -= c->q.bytes;
+	c->out_bytes -= c->q.bytes + c->wire.bytes;
 	sendq_drop(c->shard, &c->q);
+	sendq_drop(c->shard, &c->wire);
 }
 
 uint8_t *conn_frame_alloc(void *owner, uint32_t len, uint32_t *buf)
@@ -220,15 +242,20 @@ void conn_frame_release(void *owner, uint32_t buf, uint8_t *mem)
 	bufs_unref(&c->shard->bufs, buf);
 }
 
+static void tls_encrypt(struct conn *c);
+
 void conn_flush(struct conn *c)
 {
-	if (c->sending || !c->q.head || c->eof)
+	if (c->tls)
+		tls_encrypt(c);
+	struct sendq *q = c->tls ? &c->wire : &c->q;
+	if (c->sending || !q->head || c->eof)
 		return;
-	struct sendbuf *sb = c->q.head;
-	c->q.head = sb->next;
-	if (!c->q.head)
-		c->q.tail = NULL;
-	c->q.bytes -= sb->bytes;
+	struct sendbuf *sb = q->head;
+	q->head = sb->next;
+	if (!q->head)
+		q->tail = NULL;
+	q->bytes -= sb->bytes;
 	sb->next = NULL;
 	c->sending = sb;
 	struct io_uring_sqe *sqe = shard_sqe(c->shard);
@@ -272,6 +299,8 @@ void conn_on_send(struct conn *c, int res)
 	conn_maybe_free(c);
 }
 
+static void tls_recv(struct conn *c, const uint8_t *data, uint32_t n);
+
 void conn_on_recv(struct conn *c, int res, unsigned flags)
 {
 	struct shard *s = c->shard;
@@ -282,8 +311,16 @@ void conn_on_recv(struct conn *c, int res, unsigned flags)
 		uint32_t id;
 		uint8_t *data = bufs_received(&s->bufs, c->group, (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT), &id);
 		stat_add(&s->stats->recvs, 1);
-		if (!c->closing && !c->eof)
+		if (c->tls && !c->closing && !c->eof) {
+			tls_recv(c, data, (uint32_t)res);
+		} else if (!c->closing && !c->eof) {
 			c->ops->data(c, data, (uint32_t)res, id);
+			if (c->tls_replay) {   /* the owner saw a ClientHello: these bytes are TLS */
+				c->tls_replay = false;
+				if (!c->closing && !c->eof)
+					tls_recv(c, data, (uint32_t)res);
+			}
+		}
 		bufs_unref(&s->bufs, id);
 	} else if (res == -ENOBUFS) {
 		stat_add(&s->stats->enobufs, 1);
@@ -312,7 +349,13 @@ void conn_close(struct conn *c)
 	c->recv_wanted = false;
 	if (c->recv_armed)
 		cancel_recv(c);
-	if (!c->sending && !c->q.head && c->fd >= 0 && !c->eof)
+	if (c->tls && !c->eof) {
+		tls_encrypt(c);   /* what the owner queued goes first, then close_notify */
+		tls_session_close_notify(c->tls);
+		if (c->wire.head)
+			shard_flush_later(c->shard, c);
+	}
+	if (!c->sending && !c->q.head && !c->wire.head && c->fd >= 0 && !c->eof)
 		shutdown(c->fd, SHUT_RDWR);   /* nothing left to say: FIN now */
 	conn_maybe_free(c);
 }
@@ -327,12 +370,16 @@ void conn_park(struct conn *c)
 void conn_adopt(struct conn *c, struct shard *s)
 {
 	c->shard = s;
+	if (c->tls && tls_session_ready(c->tls))
+		tls_count(c, +1);
 }
 
 void conn_maybe_free(struct conn *c)
 {
 	if (!c->closing) {
-		if (c->parking && !c->inflight && !c->recv_armed && !c->sending && !c->flushing && !c->starved) {
+		if (c->parking && !c->inflight && !c->recv_armed && !c->sending && !c->flushing && !c->starved &&
+		    !c->wire.head) {
+			tls_count(c, -1);   /* counted again on the shard that adopts it */
 			c->parking = false;
 			if (c->ops->parked)
 				c->ops->parked(c);
@@ -341,11 +388,200 @@ void conn_maybe_free(struct conn *c)
 	}
 	if (c->eof)
 		conn_drop_queue(c);
-	if (c->sending || c->q.head || c->inflight || c->flushing || c->starved)
+	if (c->sending || c->q.head || c->wire.head || c->inflight || c->flushing || c->starved)
 		return;
 	if (c->fd >= 0) {
 		close(c->fd);
 		c->fd = -1;
 	}
+	if (c->tls) {
+		tls_count(c, -1);
+		tls_session_free(c->tls);
+		c->tls = NULL;
+	}
 	c->ops->free(c);
+}
+
+/* ---- TLS: the session between the ring and the owner ---- */
+
+/* Plaintext is gathered here before it is encrypted, so that a reply made of
+ * many small messages becomes a few full records, not a record each. */
+static _Thread_local uint8_t tls_stage[16384];
+
+/* Ciphertext from the session goes to the wire queue (copied into scratch
+ * buffers, adjacent records in one iovec). */
+static bool wire_out(void *arg, const uint8_t *p, uint32_t n)
+{
+	struct conn *c = arg;
+	if (!sendq_append(c->shard, &c->wire, p, n, PROTO_BUF_NONE))
+		return false;
+	c->out_bytes += n;
+	return true;
+}
+
+static int side(const struct conn *c) { return c->group == BUF_GROUP_CLIENT ? 0 : 1; }
+
+/* The open-connections gauge of the session's (version, cipher) pair. */
+static void tls_count(struct conn *c, int add)
+{
+	struct stats_shard *st = c->shard->stats;
+	int sd = side(c);
+	if (add < 0) {
+		if (c->tls_kind >= 0)
+			gauge_add(&st->tls_kinds[sd][c->tls_kind].open, -1);
+		c->tls_kind = -1;
+		return;
+	}
+	const char *v = tls_session_version(c->tls), *ci = tls_session_cipher(c->tls);
+	int n = atomic_load_explicit(&st->ntls_kinds[sd], memory_order_relaxed), k;
+	for (k = 0; k < n; k++)
+		if (!strcmp(st->tls_kinds[sd][k].version, v) && !strcmp(st->tls_kinds[sd][k].cipher, ci))
+			break;
+	if (k == n) {
+		if (n == STATS_TLS_KINDS)
+			return;   /* more pairs than slots: not counted */
+		snprintf(st->tls_kinds[sd][k].version, sizeof st->tls_kinds[sd][k].version, "%s", v);
+		snprintf(st->tls_kinds[sd][k].cipher, sizeof st->tls_kinds[sd][k].cipher, "%s", ci);
+		atomic_store_explicit(&st->ntls_kinds[sd], n + 1, memory_order_release);
+	}
+	c->tls_kind = (int8_t)k;
+	gauge_add(&st->tls_kinds[sd][k].open, 1);
+}
+
+/* The session failed or broke: the owner hears it once, as the end of the
+ * socket; what the session queued (an alert) still goes out before the close. */
+static void tls_fail(struct conn *c, int err)
+{
+	if (c->eof || c->closing || c->tls_dead)
+		return;
+	c->tls_dead = true;
+	c->ops->eof(c, err);
+}
+
+static void handshake_step(struct conn *c)
+{
+	struct stats_shard *st = c->shard->stats;
+	int sd = side(c);
+	uint64_t t0 = shard_now_us();
+	enum tls_result r = tls_session_handshake(c->tls);
+	stat_add(&st->tls_handshake_us[sd], shard_now_us() - t0);
+	if (c->wire.head)
+		shard_flush_later(c->shard, c);
+	if (r == TLS_DONE) {
+		stat_add(&st->tls_handshakes[sd], 1);
+		if (tls_session_resumed(c->tls))
+			stat_add(&st->tls_resumed[sd], 1);
+		tls_count(c, +1);
+		LOGF(LOG_DEBUG, c->id, "TLS established: %s %s%s", tls_session_version(c->tls), tls_session_cipher(c->tls),
+		     tls_session_resumed(c->tls) ? " (resumed)" : "");
+		if (c->q.head)
+			shard_flush_later(c->shard, c);   /* what the owner queued meanwhile */
+	} else if (r != TLS_WANT) {
+		stat_add(&st->tls_failures[sd][tls_session_failure(c->tls)], 1);
+		tls_fail(c, EPROTO);
+	}
+}
+
+struct tls_session *conn_tls_new(struct conn *c, struct tls_ctx *ctx, bool server)
+{
+	return tls_session_new(ctx, server, wire_out, c);
+}
+
+void conn_tls_start(struct conn *c, struct tls_session *t, bool replay)
+{
+	c->tls = t;
+	c->tls_replay = replay;
+	/* what the owner queued until now (the 'S' answering SSLRequest) is not TLS */
+	conn_take_queue_into(c);
+	handshake_step(c);   /* a client-side session says its ClientHello now */
+}
+
+static void tls_recv(struct conn *c, const uint8_t *data, uint32_t n)
+{
+	struct tls_session *t = c->tls;
+	if (c->tls_dead)
+		return;
+	tls_session_input(t, data, n);
+	if (!tls_session_ready(t)) {
+		handshake_step(c);
+		if (!tls_session_ready(t))
+			return;
+	}
+	struct bufs *b = &c->shard->bufs;
+	int r;
+	do {
+		/* a buffer of our own (bufs_scratch gives big carves one): records
+		 * decrypt into it back to back and reach the owner together */
+		uint32_t id;
+		uint8_t *p = bufs_scratch(b, BUF_SCRATCH_SIZE, &id);
+		if (!p) {
+			tls_fail(c, ENOMEM);
+			return;
+		}
+		uint32_t got = 0;
+		while (got < BUF_SCRATCH_SIZE && (r = tls_session_read(t, p + got, BUF_SCRATCH_SIZE - got)) > 0)
+			got += (uint32_t)r;
+		if (got)
+			c->ops->data(c, p, got, id);
+		bufs_unref(b, id);
+		if (c->closing || c->eof || c->tls_dead)
+			return;
+	} while (r > 0);
+	if (c->wire.head)
+		shard_flush_later(c->shard, c);   /* post-handshake messages: tickets, key updates */
+	if (r == TLS_CLOSED) {
+		c->eof = true;
+		conn_drop_queue(c);
+		c->ops->eof(c, 0);
+	} else if (r == TLS_ERROR) {
+		stat_add(&c->shard->stats->tls_failures[side(c)][tls_session_failure(t)], 1);
+		tls_fail(c, EPROTO);
+	}
+}
+
+static bool encrypt(struct conn *c, const uint8_t *p, uint32_t n)
+{
+	if (tls_session_write(c->tls, p, n))
+		return true;
+	tls_fail(c, ENOMEM);
+	return false;
+}
+
+/* Move the owner's plaintext into records on the wire queue. */
+static void tls_encrypt(struct conn *c)
+{
+	if (!c->q.head || c->tls_dead || !tls_session_ready(c->tls))
+		return;
+	struct shard *s = c->shard;
+	uint32_t staged = 0;
+	bool ok = true;
+	while (c->q.head) {
+		struct sendbuf *sb = c->q.head;
+		for (uint32_t i = 0; ok && i < sb->n; i++) {
+			const uint8_t *p = sb->iov[i].iov_base;
+			uint32_t n = (uint32_t)sb->iov[i].iov_len;
+			if (!staged && n >= sizeof tls_stage / 2) {
+				ok = encrypt(c, p, n);   /* big enough to be full records by itself */
+				continue;
+			}
+			while (ok && n) {
+				uint32_t k = n < sizeof tls_stage - staged ? n : (uint32_t)sizeof tls_stage - staged;
+				memcpy(tls_stage + staged, p, k);
+				staged += k;
+				p += k;
+				n -= k;
+				if (staged == sizeof tls_stage) {
+					ok = encrypt(c, tls_stage, staged);
+					staged = 0;
+				}
+			}
+		}
+		c->q.head = sb->next;
+		c->q.bytes -= sb->bytes;
+		c->out_bytes -= sb->bytes;
+		release_sendbuf(s, sb);
+	}
+	c->q.tail = NULL;
+	if (ok && staged)
+		encrypt(c, tls_stage, staged);
 }

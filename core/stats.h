@@ -7,6 +7,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "tls/tls.h"
+
 typedef _Atomic uint64_t stat_t;   /* monotonic counter */
 typedef _Atomic int64_t gauge_t;   /* current level */
 
@@ -45,6 +47,16 @@ struct stats_pool {
 	gauge_t cl_pinned;                  /* clients held on their server (LISTEN, locks, temp tables) */
 };
 
+/* TLS connections open with one (protocol version, cipher) pair. Entries are
+ * appended by the shard (strings first, then ntls_kinds with release order)
+ * and never removed, so a reader sees whole entries. */
+#define STATS_TLS_KINDS 8
+struct stats_tls_kind {
+	char version[12];
+	char cipher[52];
+	gauge_t open;
+};
+
 /* Per shard, whatever the pool. */
 struct stats_shard {
 	stat_t loops, cqes, submits;        /* event-loop iterations, completions, io_uring_enter calls */
@@ -57,6 +69,12 @@ struct stats_shard {
 	stat_t cancels_received, cancels_forwarded;
 	gauge_t clients, servers;           /* open sockets */
 	gauge_t buffers_in_use;
+	/* TLS, by side: [0] client connections, [1] server connections */
+	stat_t tls_handshakes[2], tls_resumed[2];
+	stat_t tls_handshake_us[2];         /* time inside wolfSSL's handshake calls (CPU: nothing blocks there) */
+	stat_t tls_failures[2][TLS_FAIL_KINDS];
+	struct stats_tls_kind tls_kinds[2][STATS_TLS_KINDS];
+	_Atomic int ntls_kinds[2];
 	_Atomic uint64_t topology_version;  /* the snapshot this shard runs */
 	_Atomic int cpu;                    /* CPU the shard is pinned to, -1 if not */
 	_Atomic int tid;                    /* kernel thread id */

@@ -21,6 +21,7 @@
 #include "pool/route.h"
 #include "pool/server.h"
 #include "pool/session.h"
+#include "tls/tls.h"
 
 /* Clients of all shards, for max_client_conn. */
 static _Atomic int total_clients;
@@ -312,9 +313,9 @@ void client_accept(struct shard *s, int fd, bool is_unix)
 		peer_address(cl, fd, is_unix);
 	cl->state = CL_STARTUP;
 	cl->fd_exempt = exempt;
+	cl->is_unix = is_unix;
 	enter_list(cl);
 	gauge_add(&s->stats->clients, 1);
-	(void)is_unix;
 	LOGF(LOG_DEBUG, cl->conn.id, "accepted %s connection", is_unix ? "unix" : "tcp");
 	if (exempt || admit(cl))
 		conn_recv_on(&cl->conn);
@@ -332,7 +333,9 @@ static void client_eof(struct client *cl, int err)
 {
 	if (cl->state == CL_CLOSED)
 		return;
-	if (err && err != ECONNRESET && err != EPIPE)
+	if (err == EPROTO && cl->conn.tls)
+		LOGF(LOG_INFO, cl->conn.id, "TLS handshake with client failed: %s", tls_session_error(cl->conn.tls));
+	else if (err && err != ECONNRESET && err != EPIPE)
 		LOGF(LOG_INFO, cl->conn.id, "client connection error: %s", strerror(err));
 	close_later(cl);
 }
@@ -484,6 +487,7 @@ static bool read_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 }
 
 static void begin_auth(struct client *cl);
+static bool client_tls_offered(const struct shard *s);
 
 static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 {
@@ -495,10 +499,12 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 		return;
 	}
 	if (asked && !(cl->negotiated & asked)) {
-		/* TLS and GSS encryption are not offered (yet); each may be asked once,
-		 * as PostgreSQL allows: a second request is an unknown protocol below */
+		/* Each may be asked once, as PostgreSQL allows: a second request is an
+		 * unknown protocol below. GSS encryption is not offered. */
 		cl->negotiated |= asked;
-		reply_byte(cl, 'N');
+		bool tls = asked == NEG_SSL && client_tls_offered(s) && !cl->is_unix;
+		reply_byte(cl, tls ? 'S' : 'N');
+		cl->tls_asked = tls;   /* the switch happens once this buffer is done (client_data) */
 		return;
 	}
 	if (code == PROTO_CANCEL_REQUEST) {
@@ -526,6 +532,12 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 			client_fail(cl, "53200", "out of memory");
 			return;
 		}
+	}
+	if (s->cfg->client_tls_sslmode >= SSLMODE_REQUIRE && !cl->conn.tls && !cl->is_unix) {
+		LOGF(LOG_INFO, cl->conn.id, "refused a client without TLS (client_tls_sslmode = %s)",
+		     config_sslmode_name(s->cfg->client_tls_sslmode));
+		client_fail(cl, "28000", "SSL required: this server accepts only TLS connections (sslmode=require)");
+		return;
 	}
 	/* from here on, typed messages */
 	cl->conn.fr.untyped = false;
@@ -566,6 +578,34 @@ static void auth_failed(struct client *cl, const char *why)
 
 static void login_ok(struct client *cl);
 
+/* auth_type = cert, as PostgreSQL's cert method: the verified client
+ * certificate's common name must be the user name. */
+static void cert_auth(struct client *cl)
+{
+	char cn[256];
+	const char *why = NULL;
+	if (!cl->conn.tls)
+		why = "certificate authentication needs a TLS connection";
+	else if (!tls_session_peer_cn(cl->conn.tls, cn, sizeof cn))
+		why = "connection requires a valid client certificate";
+	if (why) {
+		LOGF(LOG_WARNING, cl->conn.id, "certificate authentication failed for user \"%s\": %s", cl->user, why);
+		client_fail(cl, "28000", "%s", why);
+		return;
+	}
+	if (strcmp(cn, cl->user) != 0) {
+		struct pool *p = pool_find(shard_of(cl), cl->database, cl->user, NULL, false);
+		if (p)
+			stat_add(&p->stats->client_login_errors, 1);
+		LOGF(LOG_WARNING, cl->conn.id,
+		     "certificate authentication failed for user \"%s\": provided user name (%s) and authenticated user "
+		     "name (%s) do not match", cl->user, cl->user, cn);
+		client_fail(cl, "28000", "certificate authentication failed for user \"%s\"", cl->user);
+		return;
+	}
+	login_ok(cl);
+}
+
 static void begin_auth(struct client *cl)
 {
 	struct shard *s = shard_of(cl);
@@ -580,12 +620,22 @@ static void begin_auth(struct client *cl)
 		login_ok(cl);
 		return;
 	}
+	if (method == AUTH_CERT) {
+		cert_auth(cl);
+		return;
+	}
 	if (secret && !(cl->secret = strdup(secret))) {
 		client_fail(cl, "53200", "out of memory");
 		return;
 	}
 	if (method == AUTH_MD5 && secret && auth_is_scram_secret(secret))
 		method = AUTH_SCRAM;   /* PgBouncer does the same: md5 cannot check a SCRAM secret */
+	const uint8_t *cbind = NULL;
+	size_t cbind_len = cl->conn.tls ? tls_session_endpoint(cl->conn.tls, &cbind) : 0;
+	if (method == AUTH_SCRAM_PLUS && !cbind_len) {
+		client_fail(cl, "28000", "SCRAM-SHA-256-PLUS (channel binding) is required: connect with TLS");
+		return;
+	}
 	cl->auth_method = (uint8_t)method;
 	client_set_state(cl, CL_AUTH);
 	uint8_t mem[256];
@@ -622,11 +672,16 @@ static void begin_auth(struct client *cl)
 			auth_random(sec.stored_key, sizeof sec.stored_key);
 			auth_random(sec.server_key, sizeof sec.server_key);
 		}
-		if (!cl->scram || auth_scram_server_init(cl->scram, &sec)) {
+		/* over TLS, channel binding to our certificate is offered (PLUS first,
+		 * as PostgreSQL); scram-sha-256-plus offers nothing else */
+		if (!cl->scram || auth_scram_server_init_cbind(cl->scram, &sec, cbind_len ? cbind : NULL, cbind_len)) {
 			client_fail(cl, "53200", "out of memory");
 			return;
 		}
-		proto_auth_sasl_mechanisms(&o);
+		if (method == AUTH_SCRAM_PLUS)
+			proto_auth_sasl_mechanisms_only_plus(&o);
+		else
+			proto_auth_sasl_mechanisms_plus(&o, cbind_len != 0);
 	}
 	}
 	send_out(cl, &o);
@@ -651,6 +706,18 @@ static bool check_plain(struct client *cl, const char *password)
 		return memcmp(stored.stored_key, derived.stored_key, AUTH_SCRAM_KEY_LEN) == 0;
 	}
 	return strcmp(secret, password) == 0;
+}
+
+/* A SCRAM exchange that broke for another reason than a wrong password:
+ * PostgreSQL's message, detail and SQLSTATE (auth.c chooses them). */
+static void scram_failed(struct client *cl)
+{
+	const struct auth_scram_server *sc = cl->scram;
+	const char *state = sc->sqlstate[0] ? sc->sqlstate : "08P01";
+	if (sc->detail[0])
+		client_fail(cl, state, "%s: %s", sc->error, sc->detail);
+	else
+		client_fail(cl, state, "%s", sc->error);
 }
 
 static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
@@ -684,7 +751,8 @@ static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
 	proto_out_init(&o, mem, sizeof mem);
 	if (cl->auth_step++ == 0) {
 		const char *mech = proto_read_str(&r);
-		if (r.bad || strcmp(mech, "SCRAM-SHA-256") != 0) {
+		if (r.bad || (cl->auth_method == AUTH_SCRAM_PLUS && strcmp(mech, AUTH_SCRAM_PLUS_MECH) != 0) ||
+		    auth_scram_server_mechanism(cl->scram, mech)) {
 			client_fail(cl, "08P01", "client selected an invalid SASL authentication mechanism");
 			return;
 		}
@@ -700,7 +768,7 @@ static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
 		}
 		int k = auth_scram_server_first(cl->scram, (const char *)data, n, out, sizeof out);
 		if (k < 0) {
-			client_fail(cl, "08P01", "malformed SCRAM message: %s", cl->scram->error);
+			scram_failed(cl);
 			return;
 		}
 		proto_auth_request(&o, 11, out, (size_t)k);
@@ -709,7 +777,10 @@ static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
 	}
 	int k = auth_scram_server_final(cl->scram, (const char *)msg + 5, len - 5, out, sizeof out);
 	if (k < 0) {
-		auth_failed(cl, cl->scram->error[0] ? cl->scram->error : "wrong password");
+		if (!strcmp(cl->scram->sqlstate, "28P01") || !cl->scram->sqlstate[0])
+			auth_failed(cl, cl->scram->error[0] ? cl->scram->error : "wrong password");
+		else
+			scram_failed(cl);   /* channel binding refused, malformed message */
 		return;
 	}
 	proto_auth_request(&o, 12, out, (size_t)k);
@@ -851,9 +922,23 @@ static bool frontend_type(uint8_t type)
 	}
 }
 
+/* Bytes that came after SSLRequest, before the handshake: they were sent in
+ * the clear and could have been put there by someone in the middle (the class
+ * of CVE-2021-23214), so they are never read. */
+static void plaintext_after_ssl(struct client *cl)
+{
+	stat_add(&shard_of(cl)->stats->protocol_errors, 1);
+	cl->tls_asked = false;
+	client_fail(cl, "08P01", "received unencrypted data after SSL request");
+}
+
 static int client_begin(void *ctx, uint8_t type, uint32_t len)
 {
 	struct client *cl = ctx;
+	if (cl->tls_asked) {
+		plaintext_after_ssl(cl);
+		return PROTO_STOP;
+	}
 	switch (cl->state) {
 	case CL_STARTUP:
 	case CL_AUTH:
@@ -947,6 +1032,29 @@ static const struct proto_frame_ops client_ops = {
 	.release = conn_frame_release,
 };
 
+/* A TLS record of type handshake: the first byte of a ClientHello. No
+ * startup packet begins with it (its length would be over 369 MB). */
+#define TLS_HANDSHAKE_RECORD 0x16
+
+static bool client_tls_offered(const struct shard *s)
+{
+	return s->cfg->client_tls && s->cfg->client_tls_sslmode != SSLMODE_DISABLE;
+}
+
+static void start_tls(struct client *cl, bool direct)
+{
+	cl->tls_asked = false;
+	cl->negotiated |= NEG_SSL;
+	struct tls_session *t = conn_tls_new(&cl->conn, shard_of(cl)->cfg->client_tls, true);
+	if (!t) {
+		client_fail(cl, "53200", "out of memory");
+		return;
+	}
+	if (direct)
+		tls_session_set_direct(t);
+	conn_tls_start(&cl->conn, t, direct);
+}
+
 static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf)
 {
 	struct shard *s = shard_of(cl);
@@ -954,6 +1062,11 @@ static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t b
 		return;   /* closing at the end of the batch: nothing more is read */
 	if (cl->pool)
 		stat_add(&cl->pool->stats->bytes_in, n);
+	if (cl->state == CL_STARTUP && !cl->conn.tls && !cl->negotiated && data[0] == TLS_HANDSHAKE_RECORD &&
+	    proto_framer_idle(&cl->conn.fr) && client_tls_offered(s) && !cl->is_unix) {
+		start_tls(cl, true);   /* PostgreSQL 17's direct TLS: these bytes are its ClientHello */
+		return;
+	}
 	int rc = proto_framer_feed(&cl->conn.fr, data, n, buf, &client_ops, cl);
 	if (rc == PROTO_BAD_LENGTH) {
 		stat_add(&s->stats->protocol_errors, 1);
@@ -966,6 +1079,14 @@ static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t b
 	}
 	if (cl->state == CL_CLOSED)
 		return;
+	if (cl->tls_asked) {
+		if (!proto_framer_idle(&cl->conn.fr)) {   /* a piece of a header after SSLRequest */
+			plaintext_after_ssl(cl);
+			return;
+		}
+		start_tls(cl, false);
+		return;
+	}
 	/* back-pressure: stop reading a client whose bytes are not getting out */
 	uint32_t pending = cl->lease ? lease_pending(cl->lease) : 0;
 	if (pending > (uint32_t)s->cfg->max_pending_bytes || cl->conn.out_bytes > (uint32_t)s->cfg->max_pending_bytes)

@@ -86,6 +86,8 @@ struct client {
 	bool in_txn;                               /* last ReadyForQuery it got said T or E */
 	bool terminating;                          /* sent Terminate */
 	uint8_t negotiated;                        /* NEG_SSL, NEG_GSS: encryption requests answered */
+	bool tls_asked;                            /* answered S: TLS starts after this receive */
+	bool is_unix;                              /* came through the unix socket */
 	bool fd_exempt;                            /* another connection was closed to make room for it */
 	uint8_t addr_family;                       /* AF_INET6 (IPv4 mapped into it), AF_UNIX, 0: unknown */
 	uint8_t addr[16];                          /* the peer's address, for per-address limits */

@@ -18,6 +18,7 @@
 #include "core/registry.h"
 #include "core/shard.h"
 #include "pool/pool.h"
+#include "tls/tls.h"
 
 static void usage(FILE *f)
 {
@@ -95,6 +96,7 @@ int main(int argc, char **argv)
 	}
 	char err[1024];
 	struct config *cfg;
+	tls_init();   /* before the configuration, which builds TLS contexts */
 	if (config_load(path, &cfg, err, sizeof err, warn_stderr)) {
 		fprintf(stderr, "pgring: %s\n", err);
 		return 1;

@@ -64,7 +64,8 @@ static bool db_conn_differs(const struct config_db *a, const struct config_db *b
 	return str_differs(a->host, b->host) || a->port != b->port || str_differs(a->dbname, b->dbname) ||
 	       str_differs(a->user, b->user) || str_differs(a->password, b->password) ||
 	       str_differs(a->client_encoding, b->client_encoding) || str_differs(a->datestyle, b->datestyle) ||
-	       str_differs(a->timezone, b->timezone) || str_differs(a->application_name, b->application_name);
+	       str_differs(a->timezone, b->timezone) || str_differs(a->application_name, b->application_name) ||
+	       a->server_tls_sslmode != b->server_tls_sslmode;
 }
 
 static void settings(struct pool *p, const struct config *cfg)

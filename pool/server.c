@@ -21,6 +21,7 @@
 #include "pool/pool.h"
 #include "pool/server.h"
 #include "pool/session.h"
+#include "tls/tls.h"
 
 static const struct proto_frame_ops server_ops;
 static const struct conn_ops server_conn_ops;
@@ -210,6 +211,73 @@ static void send_startup(struct server *sv)
 	conn_queue_out(&sv->conn, &o);
 }
 
+/* ---- TLS to the server (PgBouncer's server_tls_sslmode, per entry and node) ---- */
+
+static int server_sslmode(struct server *sv)
+{
+	const struct pool *p = sv->pool;
+	const struct shard *s = p->shard;
+	const struct config_node *node = NULL;
+	if (p->ci >= 0 && p->ni >= 0 && s->topo && p->ci < s->topo->nclusters)
+		node = &s->topo->clusters[p->ci].cc->nodes[p->ni];
+	return config_server_sslmode(s->cfg, p->db, node);
+}
+
+/* As libpq and PgBouncer: TLS is asked for over TCP only; allow is prefer. */
+static bool wants_tls(struct server *sv)
+{
+	return sv->addr.un.sun_family != AF_UNIX && shard_of(sv)->cfg->server_tls &&
+	       server_sslmode(sv) != SSLMODE_DISABLE;
+}
+
+static void ask_tls(struct server *sv)
+{
+	uint8_t mem[8];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_begin(&o, 0);
+	proto_put_u32(&o, PROTO_SSL_REQUEST);
+	proto_end(&o);
+	conn_queue_out(&sv->conn, &o);
+	sv->tls_asked = true;
+}
+
+static void send_startup(struct server *sv);
+static void login_failed(struct server *sv, const char *sqlstate, const char *msg);
+
+/* The server's one-byte answer to SSLRequest. Anything after it was sent in
+ * the clear and is not read (the class of CVE-2021-23222). */
+static void tls_answer(struct server *sv, const uint8_t *data, uint32_t n)
+{
+	sv->tls_asked = false;
+	int mode = server_sslmode(sv);
+	char msg[120];
+	if (data[0] == 'S' && n == 1) {
+		struct tls_session *t = conn_tls_new(&sv->conn, shard_of(sv)->cfg->server_tls, false);
+		if (!t) {
+			login_failed(sv, "53200", "out of memory");
+			return;
+		}
+		enum tls_verify v = mode == SSLMODE_VERIFY_FULL ? TLS_VERIFY_FULL
+				  : mode == SSLMODE_VERIFY_CA ? TLS_VERIFY_CA : TLS_VERIFY_NONE;
+		tls_session_set_peer(t, v, sv->pool->db->host);
+		conn_tls_start(&sv->conn, t, false);
+		send_startup(sv);   /* encrypted once the handshake is done */
+	} else if (data[0] == 'N' && n == 1) {
+		if (mode >= SSLMODE_REQUIRE)
+			login_failed(sv, "08001", "server does not support SSL, but SSL was required (server_tls_sslmode)");
+		else
+			send_startup(sv);
+	} else if (data[0] == 'E') {
+		login_failed(sv, "08001", "server sent an error response during SSL exchange");
+	} else {
+		snprintf(msg, sizeof msg, "%s", n > 1 && (data[0] == 'S' || data[0] == 'N')
+			 ? "server sent unencrypted data after its answer to SSLRequest"
+			 : "received invalid response to SSL negotiation");
+		login_failed(sv, "08P01", msg);
+	}
+}
+
 static void server_connected(struct server *sv, int res)
 {
 	if (sv->state != SV_CONNECTING)
@@ -226,7 +294,10 @@ static void server_connected(struct server *sv, int res)
 	} else {
 		server_set_state(sv, SV_LOGIN);
 		conn_recv_on(&sv->conn);
-		send_startup(sv);
+		if (wants_tls(sv))
+			ask_tls(sv);
+		else
+			send_startup(sv);
 	}
 }
 
@@ -478,6 +549,10 @@ static const struct proto_frame_ops server_ops = {
 
 static void server_data(struct server *sv, uint8_t *data, uint32_t n, uint32_t buf)
 {
+	if (sv->tls_asked) {
+		tls_answer(sv, data, n);
+		return;
+	}
 	int rc = proto_framer_feed(&sv->conn.fr, data, n, buf, &server_ops, sv);
 	if (rc < 0 && sv->state != SV_CLOSED) {
 		stat_add(&shard_of(sv)->stats->protocol_errors, 1);
@@ -504,9 +579,12 @@ static void server_drained(struct server *sv)
 static void server_eof(struct server *sv, int err)
 {
 	struct pool *p = sv->pool;
-	char why[160];
-	snprintf(why, sizeof why, "server closed the connection unexpectedly%s%s", err ? ": " : "",
-		 err ? strerror(err) : "");
+	char why[200];
+	if (err == EPROTO && sv->conn.tls)
+		snprintf(why, sizeof why, "TLS handshake with server failed: %s", tls_session_error(sv->conn.tls));
+	else
+		snprintf(why, sizeof why, "server closed the connection unexpectedly%s%s", err ? ": " : "",
+			 err ? strerror(err) : "");
 	if (sv->state == SV_LOGIN || sv->state == SV_CONNECTING) {
 		snprintf(p->last_error, sizeof p->last_error, "%s", why);
 		strcpy(p->last_sqlstate, "08006");

@@ -47,6 +47,7 @@ struct server {
 	int migrate_to;                            /* shard it is moving to (SV_MIGRATING) */
 	bool ready_once;                           /* finished its login at some point */
 	bool cancel_pending;                       /* a cancel request to it is on its way */
+	bool tls_asked;                            /* SSLRequest sent, its answer not read yet */
 	char fatal_state[6];                       /* the FATAL it sent before going away */
 	char fatal_msg[200];
 	struct auth_scram_client *scram;

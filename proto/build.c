@@ -184,6 +184,15 @@ void proto_auth_sasl_mechanisms_plus(struct proto_out *o, bool plus)
 	proto_end(o);
 }
 
+void proto_auth_sasl_mechanisms_only_plus(struct proto_out *o)
+{
+	proto_begin(o, 'R');
+	proto_put_u32(o, 10);
+	proto_put_str(o, AUTH_SCRAM_PLUS_MECH);
+	proto_put_u8(o, 0);
+	proto_end(o);
+}
+
 void proto_auth_sasl_mechanisms(struct proto_out *o)
 {
 	proto_auth_sasl_mechanisms_plus(o, false);

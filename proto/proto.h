@@ -135,6 +135,7 @@ void proto_auth_sasl_mechanisms(struct proto_out *o);      /* SCRAM-SHA-256 */
 /* With plus (channel-binding data at hand, see auth_scram_server_init_cbind):
  * SCRAM-SHA-256-PLUS, then SCRAM-SHA-256; without, the same as the above. */
 void proto_auth_sasl_mechanisms_plus(struct proto_out *o, bool plus);
+void proto_auth_sasl_mechanisms_only_plus(struct proto_out *o);   /* channel binding required */
 void proto_parameter_status(struct proto_out *o, const char *name, const char *value);
 void proto_backend_key(struct proto_out *o, uint32_t pid, uint32_t key);
 void proto_ready(struct proto_out *o, char status);

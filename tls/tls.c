@@ -10,6 +10,7 @@
 
 #include "tls/tls.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -222,22 +223,29 @@ static void compute_endpoint(struct tls_ctx *c, const char *cert_file)
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg);
 static int io_send(WOLFSSL *ssl, char *buf, int sz, void *arg);
 
+/* wolfSSL says little about a file it could not use: say whether it could be
+ * read at all, else that its content is not what was expected. */
+static int file_problem(const char *what, const char *file, char *err, size_t errlen)
+{
+	FILE *f = fopen(file, "r");
+	if (!f)
+		return fail(err, errlen, "cannot read %s %s: %s", what, file, strerror(errno));
+	fclose(f);
+	return fail(err, errlen, "%s %s is not a usable PEM file", what, file);
+}
+
 static int load_files(struct tls_ctx *c, const struct tls_settings *set, char *err, size_t errlen)
 {
-	char why[96];
-	int rc;
-	if (set->cert_file && (rc = wolfSSL_CTX_use_certificate_chain_file(c->ctx, set->cert_file)) != WOLFSSL_SUCCESS)
-		return fail(err, errlen, "cannot load certificate %s: %s", set->cert_file,
-			    wolf_reason(rc == WOLFSSL_BAD_FILE ? WOLFSSL_BAD_FILE : rc, why, sizeof why));
-	if (set->key_file &&
-	    (rc = wolfSSL_CTX_use_PrivateKey_file(c->ctx, set->key_file, WOLFSSL_FILETYPE_PEM)) != WOLFSSL_SUCCESS)
-		return fail(err, errlen, "cannot load private key %s: %s", set->key_file, wolf_reason(rc, why, sizeof why));
+	if (set->cert_file && wolfSSL_CTX_use_certificate_chain_file(c->ctx, set->cert_file) != WOLFSSL_SUCCESS)
+		return file_problem("certificate", set->cert_file, err, errlen);
+	if (set->key_file && wolfSSL_CTX_use_PrivateKey_file(c->ctx, set->key_file, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+		return file_problem("private key", set->key_file, err, errlen);
 	/* wolfSSL's own check compares key types only (two P-256 keys "match"):
 	 * a server context is also tried on a handshake (self_check) */
 	if (set->cert_file && set->key_file && wolfSSL_CTX_check_private_key(c->ctx) != WOLFSSL_SUCCESS)
 		return fail(err, errlen, "private key %s does not match certificate %s", set->key_file, set->cert_file);
-	if (set->ca_file && (rc = wolfSSL_CTX_load_verify_locations(c->ctx, set->ca_file, NULL)) != WOLFSSL_SUCCESS)
-		return fail(err, errlen, "cannot load CA file %s: %s", set->ca_file, wolf_reason(rc, why, sizeof why));
+	if (set->ca_file && wolfSSL_CTX_load_verify_locations(c->ctx, set->ca_file, NULL) != WOLFSSL_SUCCESS)
+		return file_problem("CA file", set->ca_file, err, errlen);
 	return 0;
 }
 

@@ -37,6 +37,7 @@ struct hnode {
 	struct health_node pub;
 	char *cluster, *name, *host;
 	int max_lag;
+	int sslmode;                  /* enum config_sslmode: what the pool's servers use */
 	bool hint_primary;
 	PGconn *conn;
 	/* libpq's host, hostaddr and port lists: one entry per address of a name */
@@ -119,6 +120,7 @@ static int init_node(struct hnode *h, const struct config_cluster *c, const stru
 			return -1;
 	}
 	h->max_lag = config_node_max_lag(cfg, c, cn);
+	h->sslmode = config_server_sslmode(cfg, NULL, cn);
 	h->pub.cluster = h->cluster;
 	h->pub.name = h->name;
 	h->pub.host = h->host;
@@ -255,9 +257,9 @@ static void connect_node(struct hnode *h)
 {
 	char timeout[16];
 	snprintf(timeout, sizeof timeout, "%d", (int)(cfg->health_check_timeout + 0.999));
-	const char *keys[10] = { "host", "port", "dbname", "user", "application_name", "gssencmode",
+	const char *keys[16] = { "host", "port", "dbname", "user", "application_name", "gssencmode",
 				 "connect_timeout" };
-	const char *vals[10] = { h->hosts, h->ports,
+	const char *vals[16] = { h->hosts, h->ports,
 				 cfg->health_check_dbname ? cfg->health_check_dbname : "postgres",
 				 cfg->health_check_user ? cfg->health_check_user : "postgres",
 				 "pgring health check", "disable", timeout };
@@ -269,6 +271,18 @@ static void connect_node(struct hnode *h)
 	if (cfg->health_check_password) {
 		keys[k] = "password";
 		vals[k++] = cfg->health_check_password;
+	}
+	/* the same TLS as the pool's own connections to the node, through libpq */
+	keys[k] = "sslmode";
+	vals[k++] = config_sslmode_name(h->sslmode);
+	const char *tls_files[][2] = { { "sslrootcert", cfg->server_tls_ca_file },
+				       { "sslcert", cfg->server_tls_cert_file },
+				       { "sslkey", cfg->server_tls_key_file } };
+	for (int i = 0; i < 3; i++) {
+		if (tls_files[i][1]) {
+			keys[k] = tls_files[i][0];
+			vals[k++] = tls_files[i][1];
+		}
 	}
 	keys[k] = NULL;   /* the list ends there */
 	h->reused = false;

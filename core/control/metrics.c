@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "core/config.h"
 #include "core/control/control.h"
@@ -529,10 +530,124 @@ static void prom_nodes(struct strbuf *o)
 	}
 }
 
+/* ---- TLS: summed over shards, by side ---- */
+
+static const char *const tls_sides[2] = { "client", "server" };
+
+static uint64_t tls_sum(size_t off)
+{
+	uint64_t v = 0;
+	for (int s = 0; s < stats_nshards(); s++)
+		v += stat_at(stats_shard(s), off);
+	return v;
+}
+
+/* The (version, cipher) pairs open on side sd, summed over shards: at most
+ * STATS_TLS_KINDS per shard, so a small table does. */
+struct tls_pair {
+	const char *version, *cipher;
+	int64_t open;
+};
+
+static int tls_pairs(int sd, struct tls_pair *out, int cap)
+{
+	int n = 0;
+	for (int s = 0; s < stats_nshards(); s++) {
+		const struct stats_shard *sh = stats_shard(s);
+		int k = atomic_load_explicit(&sh->ntls_kinds[sd], memory_order_acquire);
+		for (int i = 0; i < k; i++) {
+			const struct stats_tls_kind *e = &sh->tls_kinds[sd][i];
+			int j;
+			for (j = 0; j < n; j++)
+				if (!strcmp(out[j].version, e->version) && !strcmp(out[j].cipher, e->cipher))
+					break;
+			if (j == n) {
+				if (n == cap)
+					continue;
+				out[n++] = (struct tls_pair){ e->version, e->cipher, 0 };
+			}
+			out[j].open += gauge_get(&e->open);
+		}
+	}
+	return n;
+}
+
+#define TLS_OFF(f, sd) (offsetof(struct stats_shard, f) + (size_t)(sd) * sizeof(stat_t))
+
+static void prom_tls(struct strbuf *o)
+{
+	const struct { const char *name, *help; size_t off; bool usec; } c[] = {
+		{ "pgring_tls_handshakes_total", "TLS handshakes completed.", offsetof(struct stats_shard, tls_handshakes), false },
+		{ "pgring_tls_resumed_total", "TLS handshakes that resumed a session.", offsetof(struct stats_shard, tls_resumed), false },
+		{ "pgring_tls_handshake_seconds_total", "CPU time spent in TLS handshakes.",
+		  offsetof(struct stats_shard, tls_handshake_us), true },
+	};
+	for (size_t k = 0; k < NELEM(c); k++) {
+		family(o, c[k].name, "counter", c[k].help);
+		for (int sd = 0; sd < 2; sd++) {
+			uint64_t v = tls_sum(c[k].off + (size_t)sd * sizeof(stat_t));
+			strbuf_printf(o, "%s{side=\"%s\"} ", c[k].name, tls_sides[sd]);
+			if (c[k].usec) {
+				put_seconds(o, v);
+				strbuf_putc(o, '\n');
+			} else {
+				strbuf_printf(o, "%" PRIu64 "\n", v);
+			}
+		}
+	}
+	family(o, "pgring_tls_handshake_failures_total", "counter", "TLS handshakes that failed, by reason.");
+	for (int sd = 0; sd < 2; sd++)
+		for (int r = 0; r < TLS_FAIL_KINDS; r++)
+			strbuf_printf(o, "pgring_tls_handshake_failures_total{side=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+				      tls_sides[sd], tls_failure_names[r],
+				      tls_sum(offsetof(struct stats_shard, tls_failures) +
+					      ((size_t)sd * TLS_FAIL_KINDS + (size_t)r) * sizeof(stat_t)));
+	family(o, "pgring_tls_connections", "gauge", "Open TLS connections by protocol version and cipher.");
+	for (int sd = 0; sd < 2; sd++) {
+		struct tls_pair pairs[64];
+		int n = tls_pairs(sd, pairs, 64);
+		for (int i = 0; i < n; i++) {
+			strbuf_printf(o, "pgring_tls_connections{side=\"%s\",version=\"", tls_sides[sd]);
+			metrics_label_value(o, pairs[i].version);
+			strbuf_puts(o, "\",cipher=\"");
+			metrics_label_value(o, pairs[i].cipher);
+			strbuf_printf(o, "\"} %" PRId64 "\n", pairs[i].open);
+		}
+	}
+}
+
+static void json_tls(struct strbuf *o)
+{
+	strbuf_puts(o, ",\"tls\":{");
+	for (int sd = 0; sd < 2; sd++) {
+		strbuf_printf(o, "%s\"%s\":{\"handshakes\":%" PRIu64 ",\"resumed\":%" PRIu64 ",\"handshake_us\":%" PRIu64
+			      ",\"failures\":{", sd ? "," : "", tls_sides[sd],
+			      tls_sum(TLS_OFF(tls_handshakes, sd)), tls_sum(TLS_OFF(tls_resumed, sd)),
+			      tls_sum(TLS_OFF(tls_handshake_us, sd)));
+		for (int r = 0; r < TLS_FAIL_KINDS; r++)
+			strbuf_printf(o, "%s\"%s\":%" PRIu64, r ? "," : "", tls_failure_names[r],
+				      tls_sum(offsetof(struct stats_shard, tls_failures) +
+					      ((size_t)sd * TLS_FAIL_KINDS + (size_t)r) * sizeof(stat_t)));
+		strbuf_puts(o, "},\"connections\":[");
+		struct tls_pair pairs[64];
+		int n = tls_pairs(sd, pairs, 64);
+		for (int i = 0; i < n; i++) {
+			strbuf_puts(o, i ? ",{\"version\":" : "{\"version\":");
+			metrics_json_string(o, pairs[i].version);
+			strbuf_puts(o, ",\"cipher\":");
+			metrics_json_string(o, pairs[i].cipher);
+			strbuf_printf(o, ",\"open\":%" PRId64 "}", pairs[i].open);
+		}
+		strbuf_puts(o, "]}");
+	}
+	strbuf_putc(o, '}');
+}
+
 void metrics_prometheus(struct strbuf *out)
 {
 	prom_process(out);
 	prom_shards(out);
+	prom_tls(out);
 	prom_nodes(out);
 	prom_pools(out);
 }
@@ -689,6 +804,7 @@ void metrics_json(struct strbuf *out)
 	strbuf_printf(out, ",\"uptime\":%.3f,\"topology_version\":%" PRIu64 ",\"shutting_down\":%s",
 		      uptime(), control_topology_version(),
 		      control_shutting_down() ? "true" : "false");
+	json_tls(out);
 	strbuf_puts(out, ",\"shards\":[");
 	for (int s = 0; s < stats_nshards(); s++) {
 		if (s)
