@@ -528,3 +528,92 @@ npm_modules() {
 	flock -u 9
 	exec 9>&-
 }
+
+# ---------------------------------------------------------------- TLS
+
+# make_certs [DIR [CLIENT_CN...]]: the TLS tests' certificates (tests/integration/
+# certs.sh: ca, server, server2, server-rsa, wronghost, expired, client-CN for each
+# CN (default certuser someoneelse app), other-ca, client-untrusted) in DIR (default
+# $TEST_TMP/certs), owned by postgres when run as root (keys 0600), so PostgreSQL,
+# PgBouncer, pgring and libpq can all read them. Sets CERTS to DIR.
+make_certs() {
+	CERTS=${1:-$TEST_TMP/certs}
+	(($# > 0)) && shift
+	local own=()
+	[[ $(id -u) == 0 ]] && own=(-o postgres)
+	"$ROOT/tests/integration/certs.sh" "${own[@]}" "$CERTS" "$@" >"$TEST_TMP/certs.log" 2>&1 ||
+		fail "certs.sh failed: $(tail -5 "$TEST_TMP/certs.log")"
+}
+
+# start_tls_postgres NAME CERT_DIR: a PostgreSQL of the test's own (tools/pgtmp in
+# $TEST_TMP/NAME: roles, databases and passwords as the shared one) with ssl = on,
+# its certificate, key and CA from CERT_DIR (copied into $TEST_TMP/NAME/tls, the key
+# owned by postgres and 0600 as PostgreSQL wants it). Options, in the environment:
+#   TLSPG_CERT  basename of the server's pair in CERT_DIR (default server)
+#   TLSPG_HBA   pg_hba lines for TCP (default: TLS only: hostssl postgres trust,
+#               md5user md5, everyone else scram-sha-256; hostnossl reject); the
+#               unix socket is always trust
+#   TLSPG_CONF  more postgresql.conf lines
+# Stopped when the test exits. Sets TLSPG_PORT and TLSPG_DIR; tlspg_sql SQL [DB]
+# queries it as postgres over its unix socket.
+start_tls_postgres() {
+	local name=$1 certs=$2 cert=${TLSPG_CERT:-server} dir out
+	dir=$TEST_TMP/$name
+	mkdir -p "$dir/tls"
+	chmod 755 "$dir" "$dir/tls"
+	local f
+	for f in "$cert.crt" "$cert.key" ca.crt; do
+		[[ -r $certs/$f ]] || fail "start_tls_postgres: $certs/$f missing (make_certs first)"
+	done
+	cp "$certs/$cert.crt" "$dir/tls/server.crt"
+	cp "$certs/ca.crt" "$dir/tls/ca.crt"
+	(umask 077 && cp "$certs/$cert.key" "$dir/tls/server.key")
+	chmod 644 "$dir/tls/server.crt" "$dir/tls/ca.crt"
+	chmod 600 "$dir/tls/server.key"
+	[[ $(id -u) == 0 ]] && chown postgres: "$dir/tls" "$dir/tls"/*
+	{
+		echo "# start_tls_postgres: TYPE DATABASE USER ADDRESS METHOD"
+		echo "local all all trust"
+		printf '%s\n' "${TLSPG_HBA:-"hostssl all postgres 127.0.0.1/32 trust
+hostssl all md5user 127.0.0.1/32 md5
+hostssl all all 127.0.0.1/32 scram-sha-256
+hostnossl all all 127.0.0.1/32 reject"}"
+	} >"$dir/tls/pg_hba.conf"
+	chmod 644 "$dir/tls/pg_hba.conf"
+	on_exit "'$ROOT/tools/pgtmp' stop '$dir'"
+	out=$(PGTMP_CONF="ssl = on
+ssl_cert_file = '$dir/tls/server.crt'
+ssl_key_file = '$dir/tls/server.key'
+ssl_ca_file = '$dir/tls/ca.crt'
+hba_file = '$dir/tls/pg_hba.conf'
+${TLSPG_CONF:-}" timeout 120 "$ROOT/tools/pgtmp" start "$dir" 2>&1) ||
+		fail "start_tls_postgres: PostgreSQL with ssl = on did not start: $out $(tail -5 "$dir/log" 2>/dev/null)"
+	TLSPG_PORT=${out##*PORT=}
+	TLSPG_DIR=$dir
+	[[ $(tlspg_sql "SHOW ssl") == on ]] || fail "start_tls_postgres: ssl is not on"
+	note "PostgreSQL with TLS ($cert.crt) on 127.0.0.1:$TLSPG_PORT, dir $dir"
+}
+tlspg_sql() {
+	PGOPTIONS="-c client_min_messages=warning" timeout "$Q_TIMEOUT" \
+		psql -X -Atq -v ON_ERROR_STOP=1 -h "$TLSPG_DIR" -p "$TLSPG_PORT" -U postgres -d "${2:-app}" -c "$1"
+}
+
+# tls_peer_subject PORT [CAFILE]: the subject of the certificate a PostgreSQL-protocol
+# server on 127.0.0.1:PORT presents after SSLRequest (openssl s_client -starttls
+# postgres), RFC 2253 (e.g. "CN=localhost,OU=server2,O=pgring test"); with CAFILE,
+# "verify=OK" or "verify=<error>" follows on a second line. Status 1 and nothing
+# printed when no certificate came.
+tls_peer_subject() {
+	local port=$1 ca=${2:-} out subj
+	out=$(timeout 10 openssl s_client -starttls postgres -connect "127.0.0.1:$port" -servername localhost \
+		${ca:+-CAfile "$ca"} </dev/null 2>&1)
+	subj=$(openssl x509 -noout -subject -nameopt RFC2253 2>/dev/null <<<"$out") || return 1
+	echo "${subj#subject=}"
+	if [[ -n $ca ]]; then
+		if [[ $out == *"Verify return code: 0 (ok)"* ]]; then
+			echo "verify=OK"
+		else
+			echo "verify=$(grep -m1 -oE 'Verify return code: .*' <<<"$out")"
+		fi
+	fi
+}

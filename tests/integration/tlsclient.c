@@ -32,6 +32,9 @@
  *   --no-alpn               send no ALPN (direct mode then only reports the result)
  *   --alpn PROTO            send PROTO instead of "postgresql"
  *   --tls12 | --tls13       only this TLS version (default: the highest both support)
+ *   --gss-first             query and resume modes: send GSSENCRequest first (as libpq
+ *                           does with gssencmode=prefer and a Kerberos ticket); it must
+ *                           be answered 'N', then SSLRequest follows on the same socket
  *   --direct                resume mode: direct TLS instead of SSLRequest
  *   --handshake-only        resume mode: no login, only handshakes
  *   -n N                    resume mode: N connections (default 2)
@@ -71,6 +74,7 @@
 
 #define ALPN_POSTGRESQL "postgresql"
 #define SSL_REQUEST_CODE 80877103u /* 1234 << 16 | 5679 */
+#define GSSENC_REQUEST_CODE 80877104u /* 1234 << 16 | 5680 */
 #define PROTOCOL_3_0 196608u
 #define MAX_MESSAGE (64u << 20)
 
@@ -81,6 +85,7 @@ static const char *usage_text =
 	"  --sni NAME  --cert FILE --key FILE  SNI, client certificate\n"
 	"  --no-alpn | --alpn PROTO            ALPN (default \"postgresql\")\n"
 	"  --tls12 | --tls13                   pin the TLS version\n"
+	"  --gss-first                         GSSENCRequest (must get N) before SSLRequest\n"
 	"  resume: --direct --handshake-only -n N\n"
 	"  -t SECONDS                          overall timeout (default 30)\n"
 	"See the comment at the top of tests/integration/tlsclient.c.\n";
@@ -89,7 +94,7 @@ static struct {
 	const char *mode, *host, *port, *user, *db, *password, *sql;
 	const char *ca, *verify_name, *sni, *cert, *key, *alpn;
 	int tls_version; /* 0 any, 12, 13 */
-	bool direct, handshake_only;
+	bool direct, handshake_only, gss_first;
 	int count, timeout;
 } opt = { .user = "app", .db = "app", .sql = "select 1", .alpn = ALPN_POSTGRESQL, .count = 2, .timeout = 30 };
 
@@ -587,6 +592,18 @@ static void handshake(struct conn *c, WOLFSSL_CTX *ctx, WOLFSSL_SESSION *session
 static void ssl_request(struct conn *c)
 {
 	struct buf b = { 0 };
+	if (opt.gss_first) {
+		b_u32(&b, 8);
+		b_u32(&b, GSSENC_REQUEST_CODE);
+		put_all(c, b.data, b.len);
+		b.len = 0;
+		char g;
+		if (!get_exact(c, &g, 1, true))
+			refused("connection closed by the server after GSSENCRequest");
+		if (g != 'N')
+			refused("unexpected answer to GSSENCRequest: 0x%02x (want N)", (unsigned char)g);
+		fprintf(stderr, "gssenc: N\n");
+	}
 	put_ssl_request(&b);
 	put_all(c, b.data, b.len);
 	free(b.data);
@@ -803,7 +820,7 @@ static int mode_inject(void)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_CA = 256, OPT_VERIFY_NAME, OPT_SNI, OPT_CERT, OPT_KEY, OPT_NO_ALPN, OPT_ALPN, OPT_TLS12, OPT_TLS13, OPT_DIRECT, OPT_HS_ONLY };
+	enum { OPT_CA = 256, OPT_VERIFY_NAME, OPT_SNI, OPT_CERT, OPT_KEY, OPT_NO_ALPN, OPT_ALPN, OPT_TLS12, OPT_TLS13, OPT_DIRECT, OPT_HS_ONLY, OPT_GSS_FIRST };
 	static const struct option longopts[] = {
 		{ "ca", required_argument, 0, OPT_CA },
 		{ "verify-name", required_argument, 0, OPT_VERIFY_NAME },
@@ -816,6 +833,7 @@ int main(int argc, char **argv)
 		{ "tls13", no_argument, 0, OPT_TLS13 },
 		{ "direct", no_argument, 0, OPT_DIRECT },
 		{ "handshake-only", no_argument, 0, OPT_HS_ONLY },
+		{ "gss-first", no_argument, 0, OPT_GSS_FIRST },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -847,6 +865,7 @@ int main(int argc, char **argv)
 		case OPT_TLS13: opt.tls_version = 13; break;
 		case OPT_DIRECT: opt.direct = true; break;
 		case OPT_HS_ONLY: opt.handshake_only = true; break;
+		case OPT_GSS_FIRST: opt.gss_first = true; break;
 		default: fputs(usage_text, stderr); return 2;
 		}
 	}
