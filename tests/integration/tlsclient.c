@@ -707,6 +707,47 @@ static int mode_resume(void)
 	return ok ? 0 : 1;
 }
 
+/* inject mode, once the server has said S and then nothing: the handshake, then
+ * whatever the server sends within 1.5 s. */
+static int inject_after_handshake(WOLFSSL *ssl, int fd)
+{
+	wolfSSL_set_fd(ssl, fd);
+	if (wolfSSL_connect(ssl) != WOLFSSL_SUCCESS) {
+		printf("result: closed (the TLS handshake after the injected bytes failed)\n");
+		return 0;
+	}
+	struct timeval tv = { .tv_sec = 1, .tv_usec = 500000 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	char in[4096];
+	int n = 0, got = 0;
+	while (n < (int)sizeof in - 1 && (got = wolfSSL_read(ssl, in + n, (int)sizeof in - 1 - n)) > 0)
+		n += got;
+	if (n > 0 && in[0] == 'R') {
+		printf("result: ANSWERED the injected plaintext startup over TLS (as if it had been encrypted)\n");
+		return 1;
+	}
+	if (n >= 5 && in[0] == 'E') {
+		/* PostgreSQL 15 finishes the handshake, then refuses over TLS. */
+		in[n] = 0;
+		struct msg m = { .type = 'E', .len = (uint32_t)n - 5, .body = in + 5 };
+		char e[1024];
+		error_fields(&m, e, sizeof e);
+		printf("result: error %s (over TLS, after the handshake)\n", e);
+		return 0;
+	}
+	if (n == 0) {
+		int e = wolfSSL_get_error(ssl, got);
+		if (e == WOLFSSL_ERROR_ZERO_RETURN || e == SOCKET_PEER_CLOSED_E || e == WOLFSSL_ERROR_SYSCALL) {
+			printf("result: closed (after the TLS handshake)\n");
+			return 0;
+		}
+		printf("result: ignored (TLS handshake done, nothing answered within 1.5 s)\n");
+		return 3;
+	}
+	printf("result: unexpected message 0x%02x over TLS\n", (unsigned char)in[0]);
+	return 3;
+}
+
 /* SSLRequest + plaintext StartupMessage in one write. */
 static int mode_inject(void)
 {
@@ -770,8 +811,10 @@ static int mode_inject(void)
 			return 0;
 		}
 		if (in[0] == 'R') {
-			printf("result: ANSWERED the injected startup in plaintext (AuthenticationRequest %u)\n",
-			       n >= 9 ? ntohl(*(uint32_t *)(in + 5)) : 0);
+			uint32_t code = 0;
+			if (n >= 9)
+				memcpy(&code, in + 5, 4);
+			printf("result: ANSWERED the injected startup in plaintext (AuthenticationRequest %u)\n", ntohl(code));
 			return 1;
 		}
 		printf("result: unexpected plaintext 0x%02x (%zd bytes)\n", in[0], n);
@@ -781,41 +824,13 @@ static int mode_inject(void)
 	 * works, the injected startup must not be answered over TLS either. */
 	WOLFSSL_CTX *ctx = make_ctx();
 	WOLFSSL *ssl = wolfSSL_new(ctx);
-	wolfSSL_set_fd(ssl, c.fd);
-	if (wolfSSL_connect(ssl) != WOLFSSL_SUCCESS) {
-		printf("result: closed (the TLS handshake after the injected bytes failed)\n");
-		return 0;
-	}
-	struct timeval tv = { .tv_sec = 1, .tv_usec = 500000 };
-	setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	char in[4096];
-	int n = 0, got;
-	while (n < (int)sizeof in - 1 && (got = wolfSSL_read(ssl, in + n, (int)sizeof in - 1 - n)) > 0)
-		n += got;
-	if (n > 0 && in[0] == 'R') {
-		printf("result: ANSWERED the injected plaintext startup over TLS (as if it had been encrypted)\n");
-		return 1;
-	}
-	if (n >= 5 && in[0] == 'E') {
-		/* PostgreSQL 15 finishes the handshake, then refuses over TLS. */
-		in[n] = 0;
-		struct msg m = { .type = 'E', .len = (uint32_t)n - 5, .body = in + 5 };
-		char e[1024];
-		error_fields(&m, e, sizeof e);
-		printf("result: error %s (over TLS, after the handshake)\n", e);
-		return 0;
-	}
-	if (n == 0) {
-		int e = wolfSSL_get_error(ssl, got);
-		if (e == WOLFSSL_ERROR_ZERO_RETURN || e == SOCKET_PEER_CLOSED_E || e == WOLFSSL_ERROR_SYSCALL) {
-			printf("result: closed (after the TLS handshake)\n");
-			return 0;
-		}
-		printf("result: ignored (TLS handshake done, nothing answered within 1.5 s)\n");
-		return 3;
-	}
-	printf("result: unexpected message 0x%02x over TLS\n", (unsigned char)in[0]);
-	return 3;
+	if (!ssl)
+		die("wolfSSL_new failed");
+	int rc = inject_after_handshake(ssl, c.fd);
+	wolfSSL_free(ssl);
+	wolfSSL_CTX_free(ctx);
+	close(c.fd);
+	return rc;
 }
 
 int main(int argc, char **argv)
