@@ -1062,6 +1062,11 @@ static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t b
 		return;   /* closing at the end of the batch: nothing more is read */
 	if (cl->pool)
 		stat_add(&cl->pool->stats->bytes_in, n);
+	if (cl->conn.tls && cl->state == CL_STARTUP && tls_session_alpn_missing(cl->conn.tls)) {
+		stat_add(&s->stats->tls_failures[0][TLS_FAIL_ALPN], 1);
+		client_fail(cl, "08P01", "received direct SSL connection request without ALPN protocol negotiation extension");
+		return;
+	}
 	if (cl->state == CL_STARTUP && !cl->conn.tls && !cl->negotiated && data[0] == TLS_HANDSHAKE_RECORD &&
 	    proto_framer_idle(&cl->conn.fr) && client_tls_offered(s) && !cl->is_unix) {
 		start_tls(cl, true);   /* PostgreSQL 17's direct TLS: these bytes are its ClientHello */

@@ -39,6 +39,7 @@ struct tls_session {
 	const uint8_t *in;                /* received ciphertext not yet taken by wolfSSL */
 	uint32_t in_len;
 	bool server, direct, ready, closed, notified, failed;
+	bool alpn_missing;                /* direct TLS without ALPN "postgresql" */
 	int err;                          /* wolfSSL's error code when failed */
 	char why[120];
 };
@@ -437,6 +438,8 @@ struct tls_session *tls_session_new(struct tls_ctx *ctx, bool server, tls_output
 
 void tls_session_set_direct(struct tls_session *t) { t->direct = true; }
 
+void *tls_session_wolfssl(struct tls_session *t) { return t->ssl; }
+
 void tls_session_set_peer(struct tls_session *t, enum tls_verify verify, const char *host)
 {
 	if (verify >= TLS_VERIFY_CA)
@@ -511,22 +514,20 @@ enum tls_result tls_session_handshake(struct tls_session *t)
 	if (ret != WOLFSSL_SUCCESS)
 		return failed(t, ret);
 	if (t->direct) {
+		/* PostgreSQL 17 says why in an ErrorResponse over the new channel:
+		 * the owner does the same (tls_session_alpn_missing) */
 		char *name = NULL;
 		unsigned short len = 0;
-		if (wolfSSL_ALPN_GetProtocol(t->ssl, &name, &len) != WOLFSSL_SUCCESS || len != sizeof ALPN_POSTGRESQL - 1 ||
-		    memcmp(name, ALPN_POSTGRESQL, len) != 0) {
-			t->failed = true;
-			t->err = UNKNOWN_ALPN_PROTOCOL_NAME_E;
-			snprintf(t->why, sizeof t->why,
-				 "received direct SSL connection request without ALPN protocol negotiation extension");
-			return TLS_ERROR;
-		}
+		t->alpn_missing = wolfSSL_ALPN_GetProtocol(t->ssl, &name, &len) != WOLFSSL_SUCCESS ||
+				  len != sizeof ALPN_POSTGRESQL - 1 || memcmp(name, ALPN_POSTGRESQL, len) != 0;
 	}
 	t->ready = true;
 	return TLS_DONE;
 }
 
 bool tls_session_ready(const struct tls_session *t) { return t->ready; }
+
+bool tls_session_alpn_missing(const struct tls_session *t) { return t->alpn_missing; }
 
 int tls_session_read(struct tls_session *t, uint8_t *out, uint32_t cap)
 {

@@ -56,12 +56,14 @@ typedef bool (*tls_output_fn)(void *arg, const uint8_t *p, uint32_t n);
 
 /* A session on ctx. Server side: direct says the client began with a TLS
  * ClientHello instead of SSLRequest (PostgreSQL 17), which then must name ALPN
- * "postgresql". Client side: host is what verify-full checks the certificate
+ * "postgresql" (a client naming another protocol fails the handshake). Client side: host is what verify-full checks the certificate
  * against, and is sent as SNI when it is a name. NULL: no memory. */
 struct tls_session *tls_session_new(struct tls_ctx *ctx, bool server, tls_output_fn out, void *arg);
 void tls_session_set_direct(struct tls_session *t);
 void tls_session_set_peer(struct tls_session *t, enum tls_verify verify, const char *host);
 void tls_session_free(struct tls_session *t);
+/* The WOLFSSL object underneath (tests set client options through it). */
+void *tls_session_wolfssl(struct tls_session *t);
 
 /* Received ciphertext for the next handshake/read calls. It is copied in by
  * those calls as wolfSSL asks for it; whatever they leave is still unread and
@@ -79,6 +81,9 @@ enum tls_result {
 /* Advance the handshake with the input given. Output goes to the callback. */
 enum tls_result tls_session_handshake(struct tls_session *t);
 bool tls_session_ready(const struct tls_session *t);
+/* A direct session (tls_session_set_direct) whose client named no ALPN
+ * "postgresql": the handshake is done, the connection must be refused. */
+bool tls_session_alpn_missing(const struct tls_session *t);
 /* Plaintext into out (at most cap bytes): >0 bytes, or a tls_result. */
 int tls_session_read(struct tls_session *t, uint8_t *out, uint32_t cap);
 /* Encrypt n plaintext bytes into records (output callback). false: failed. */

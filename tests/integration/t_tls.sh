@@ -263,6 +263,8 @@ case_direct() {
 	assert_eq 1 "$rc" "direct TLS without ALPN must be refused ($out)"
 	assert_contains "$out" "ERROR " "direct TLS without ALPN: refused"
 	assert_not_contains "$out" "direct-ok" "direct TLS without ALPN: no query answered"
+	is_pgbouncer || assert_contains "$out" "08P01 received direct SSL connection request without ALPN" \
+		"direct TLS without ALPN: PostgreSQL 17's error, over TLS"
 	note "direct, no ALPN: $(tr '\n' ' ' <<<"$out")"
 
 	out=$("$TLSCLIENT" direct --alpn http/1.1 -W app --ca "$CERTS/ca.crt" -c "SELECT 'direct-ok'" 127.0.0.1 "$PORT" 2>&1)
