@@ -57,14 +57,10 @@
  * The -Q probe then connects with sslmode=require. The result line gains
  * tls=1 tls_version=.. tls_cipher=.. tls_group=.. (of the first connection to finish).
  * Exit status: 0 if every connection was established, 1 otherwise, 2 on usage error. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -89,13 +85,10 @@
 #include <postgresql/libpq-fe.h>
 #endif
 
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
+#include "bench/benchkit.h"
 
 #define PER_WORKER_DEFAULT 8000
 #define MAX_WORKERS 64
-#define MAX_REASONS 32
 #define MAX_MSG 1048576
 
 static const char *o_host = "127.0.0.1", *o_port = "6432", *o_user = "app", *o_pass = "app",
@@ -104,59 +97,11 @@ static long o_n = 0, o_pid = 0, o_hold = 0, o_queries = 1000;
 static int o_workers = 0, o_inflight = 256;
 static double o_timeout = 30, o_settle = 2;
 static bool o_probe = false, o_tls = false;
-static const char *o_tls_ciphers =
-	"TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:"
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"
-	"ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+static const char *o_tls_ciphers = default_ciphers;
 static WOLFSSL_CTX *tls_ctx;   /* per worker (made after fork) */
 
 static struct sockaddr_in dst;
 static bool loopback;
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static const char *errname(int e)
-{
-	const char *s = strerrorname_np(e);
-	return s ? s : "E?";
-}
-
-/* ---- failure reasons ---- */
-
-struct reason {
-	char key[48];
-	long count;
-	char msg[200];
-};
-struct reasons {
-	struct reason r[MAX_REASONS];
-	int n;
-};
-
-static void reason_add(struct reasons *rs, const char *key, const char *msg, long count)
-{
-	for (int i = 0; i < rs->n; i++) {
-		if (strcmp(rs->r[i].key, key) == 0) {
-			rs->r[i].count += count;
-			return;
-		}
-	}
-	if (rs->n == MAX_REASONS)
-		key = "other";
-	struct reason *r = rs->n < MAX_REASONS ? &rs->r[rs->n++] : &rs->r[MAX_REASONS - 1];
-	snprintf(r->key, sizeof r->key, "%s", key);
-	snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "");
-	/* keep the message on one line, without quotes */
-	for (char *p = r->msg; *p; p++)
-		if (*p == '\n' || *p == '\r' || *p == '"' || *p == '\t')
-			*p = ' ';
-	r->count = count;
-}
 
 static long reasons_total(const struct reasons *rs)
 {
@@ -164,14 +109,6 @@ static long reasons_total(const struct reasons *rs)
 	for (int i = 0; i < rs->n; i++)
 		t += rs->r[i].count;
 	return t;
-}
-
-static void reasons_format(const struct reasons *rs, char *out, size_t cap)
-{
-	size_t o = 0;
-	out[0] = 0;
-	for (int i = 0; i < rs->n && o < cap; i++)
-		o += snprintf(out + o, cap - o, "%s%s:%ld", i ? " " : "", rs->r[i].key, rs->r[i].count);
 }
 
 /* ---- a worker: its share of the connections, one epoll loop ---- */
@@ -198,13 +135,7 @@ static char tls_info[160] = "";   /* version, cipher, group of the first TLS con
 
 static void conn_close(struct conn *c)
 {
-	if (c->ssl) {
-		wolfSSL_free(c->ssl);
-		c->ssl = NULL;
-	}
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
+	close_conn(&c->ssl, &c->fd);
 	free(c->buf);
 	c->buf = NULL;
 	c->len = c->cap = 0;
@@ -212,13 +143,11 @@ static void conn_close(struct conn *c)
 
 static void fail(struct conn *c, const char *key, const char *fmt, ...)
 {
-	char msg[200] = "";
-	if (fmt) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof msg, fmt, ap);
-		va_end(ap);
-	}
+	char msg[200];
+	va_list ap;
+	va_start(ap, fmt);
+	format_msg(msg, sizeof msg, fmt, ap);
+	va_end(ap);
 	reason_add(&fails, key, msg, 1);
 	conn_close(c);
 	c->state = C_FAILED;
@@ -247,19 +176,6 @@ static bool send_all(struct conn *c, const void *p, size_t n)
 	else
 		fail(c, "protocol", "short write (%zd of %zu)", w, n);
 	return false;
-}
-
-static void put32(char *p, uint32_t v)
-{
-	v = htonl(v);
-	memcpy(p, &v, 4);
-}
-
-static uint32_t get32(const char *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return ntohl(v);
 }
 
 /* recv(), or wolfSSL_read() on a TLS connection, with recv()'s conventions: > 0 bytes,
@@ -294,20 +210,12 @@ static ssize_t conn_recv(struct conn *c, void *b, size_t n)
 static void send_startup(struct conn *c)
 {
 	char m[512];
-	size_t o = 8;
 	const char *kv[] = { "user", o_user, "database", o_db };
-	for (int i = 0; i < 4; i++) {
-		size_t l = strlen(kv[i]) + 1;
-		if (o + l + 1 > sizeof m) {
-			fail(c, "protocol", "startup message too long");
-			return;
-		}
-		memcpy(m + o, kv[i], l);
-		o += l;
+	size_t o = pg_startup_message(m, sizeof m, kv, 4);
+	if (!o) {
+		fail(c, "protocol", "startup message too long");
+		return;
 	}
-	m[o++] = 0;
-	put32(m, (uint32_t)o);
-	put32(m + 4, 196608);
 	if (!send_all(c, m, o))
 		return;
 	c->state = C_LOGIN;
@@ -356,24 +264,6 @@ static void send_password(struct conn *c, const char *pw)
 	put32(m + 1, (uint32_t)(4 + l));
 	memcpy(m + 5, pw, l);
 	send_all(c, m, 5 + l);
-}
-
-/* ErrorResponse fields -> SQLSTATE and message */
-static void error_fields(const char *p, uint32_t n, char code[8], char *msg, size_t msgcap)
-{
-	snprintf(code, 8, "ERROR");
-	msg[0] = 0;
-	uint32_t i = 0;
-	while (i < n && p[i]) {
-		char t = p[i++];
-		const char *v = p + i;
-		size_t vl = strnlen(v, n - i);
-		if (t == 'C')
-			snprintf(code, 8, "%.*s", (int)(vl < 7 ? vl : 7), v);
-		else if (t == 'M')
-			snprintf(msg, msgcap, "%.*s", (int)vl, v);
-		i += vl + 1;
-	}
 }
 
 static void became_up(struct conn *c)
@@ -437,7 +327,7 @@ static bool login_message(struct conn *c, char type, const char *body, uint32_t 
 	}
 	case 'E': {
 		char code[8], msg[200];
-		error_fields(body, blen, code, msg, sizeof msg);
+		pg_error_fields(body, blen, code, msg, sizeof msg);
 		fail(c, code, "%s", msg);
 		return false;
 	}
@@ -512,7 +402,7 @@ static void on_up_readable(struct conn *c)
 		if (r > 0) {
 			if (b[0] == 'E' && r > 5 && !key[0]) {
 				char code[8];
-				error_fields(b + 5, (uint32_t)r - 5, code, msg, sizeof msg);
+				pg_error_fields(b + 5, (uint32_t)r - 5, code, msg, sizeof msg);
 				snprintf(key, sizeof key, "%s", code);
 			}
 			continue;
@@ -587,8 +477,7 @@ static void on_sslrequest_reply(struct conn *c)
 
 static void send_sslrequest(struct conn *c)
 {
-	static const unsigned char sslreq[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f }; /* 80877103 */
-	ssize_t w = send(c->fd, sslreq, 8, MSG_NOSIGNAL);
+	ssize_t w = send(c->fd, pg_sslrequest, 8, MSG_NOSIGNAL);
 	if (w != 8) {
 		fail(c, "send-error", "send SSLRequest: %s", w < 0 ? strerror(errno) : "short write");
 		return;
@@ -600,14 +489,11 @@ static void send_sslrequest(struct conn *c)
 
 static void on_connected(struct conn *c)
 {
-	int err = 0;
-	socklen_t l = sizeof err;
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
-		err = errno;
+	int err = connect_result(c->fd);
 	if (err) {
-		char key[48];
-		snprintf(key, sizeof key, "connect-%s", errname(err));
-		fail(c, key, "connect: %s", strerror(err));
+		char key[48], msg[200];
+		errno_reason("connect", err, key, msg);
+		fail(c, key, "%s", msg);
 		return;
 	}
 	if (o_tls)
@@ -623,25 +509,11 @@ static void start_conn(long i)
 	if (!t_first)
 		t_first = c->t0;
 	inflight++;
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	char key[48], msg[200];
+	c->fd = client_socket(loopback, (unsigned long)(first_index + i), key, msg);
 	if (c->fd < 0) {
-		char key[48];
-		snprintf(key, sizeof key, "socket-%s", errname(errno));
-		fail(c, key, "socket: %s", strerror(errno));
+		fail(c, key, "%s", msg);
 		return;
-	}
-	int one = 1;
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	if (loopback) {
-		setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-		struct sockaddr_in src = { .sin_family = AF_INET };
-		src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)((first_index + i) % 250));
-		if (bind(c->fd, (struct sockaddr *)&src, sizeof src) < 0) {
-			char key[48];
-			snprintf(key, sizeof key, "bind-%s", errname(errno));
-			fail(c, key, "bind: %s", strerror(errno));
-			return;
-		}
 	}
 	struct epoll_event ev = { .events = EPOLLOUT, .data.u64 = (uint64_t)i };
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
@@ -659,9 +531,8 @@ static void start_conn(long i)
 		c->state = C_CONNECTING;
 		return;
 	}
-	char key[48];
-	snprintf(key, sizeof key, "connect-%s", errname(errno));
-	fail(c, key, "connect: %s", strerror(errno));
+	errno_reason("connect", errno, key, msg);
+	fail(c, key, "%s", msg);
 }
 
 static void check_timeouts(long lo, long hi)
@@ -716,16 +587,11 @@ static void worker(long first, long count, int cmd_fd, int rep_fd)
 		conns[i].fd = -1;
 	if (o_tls) {
 		wolfSSL_Init();
-		tls_ctx = wolfSSL_CTX_new(wolfSSLv23_client_method());
-		if (!tls_ctx)
+		char err[2048];
+		tls_ctx = tls_client_ctx(0, o_tls_ciphers, "X25519:P-256:P-384", err, sizeof err);
+		if (!tls_ctx && !err[0])
 			_exit(3);
-		wolfSSL_CTX_SetMinVersion(tls_ctx, WOLFSSL_TLSV1_2);
-		wolfSSL_CTX_set_verify(tls_ctx, WOLFSSL_VERIFY_NONE, NULL);
-		char curves[] = "X25519:P-256:P-384";
-		int groups[] = { WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1 };
-		if (wolfSSL_CTX_set_cipher_list(tls_ctx, o_tls_ciphers) != WOLFSSL_SUCCESS ||
-		    wolfSSL_CTX_set1_curves_list(tls_ctx, curves) != WOLFSSL_SUCCESS ||
-		    wolfSSL_CTX_set_groups(tls_ctx, groups, 3) != WOLFSSL_SUCCESS) {
+		if (!tls_ctx) {
 			fprintf(rep, "U 0 %ld 0 0\nF tls-setup %ld wolfSSL refused the cipher list or groups\nEND\n", count, count);
 			fflush(rep);
 			_exit(3);
@@ -832,12 +698,6 @@ static long sockmem_kb(void)
 	return v;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 static void probe(void)
 {
 	const char *kw[] = { "host", "port", "user", "password", "dbname", "sslmode",
@@ -889,13 +749,6 @@ static void probe(void)
 	       o_target, o_n, ok, o_queries - ok, PCT(0.50), PCT(0.90), PCT(0.99), lat[ok - 1], sum / ok);
 	fflush(stdout);
 	free(lat);
-}
-
-static void sleep_s(double s)
-{
-	struct timespec ts = { (time_t)s, (long)((s - (time_t)s) * 1e9) };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 static void usage(void)
@@ -985,15 +838,8 @@ int main(int argc, char **argv)
 	if (optind != argc || o_n < 0 || o_inflight < 1 || o_queries < 1)
 		usage();
 
-	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *ai;
-	int gr = getaddrinfo(o_host, o_port, &hints, &ai);
-	if (gr) {
-		fprintf(stderr, "idleconns: %s:%s: %s\n", o_host, o_port, gai_strerror(gr));
+	if (resolve_target("idleconns", o_host, o_port, &dst, &loopback))
 		return 2;
-	}
-	memcpy(&dst, ai->ai_addr, sizeof dst);
-	freeaddrinfo(ai);
-	loopback = (ntohl(dst.sin_addr.s_addr) >> 24) == 127;
 
 	int nw = o_workers > 0 ? o_workers : (int)((o_n + PER_WORKER_DEFAULT - 1) / PER_WORKER_DEFAULT);
 	if (nw > o_n)
@@ -1061,14 +907,9 @@ int main(int argc, char **argv)
 	sleep_s(o_settle);
 	long rss1 = pooler_rss_kb(), sock1 = sockmem_kb(), slab1 = read_kv_kb("/proc/meminfo", "Slab");
 
-	char errs[2048], first_err[300] = "";
+	char errs[2048], first_err[300];
 	reasons_format(&fr, errs, sizeof errs);
-	for (int i = 0; i < fr.n; i++) {
-		if (fr.r[i].msg[0]) {
-			snprintf(first_err, sizeof first_err, "%s %s", fr.r[i].key, fr.r[i].msg);
-			break;
-		}
-	}
+	reasons_first(&fr, first_err, sizeof first_err);
 	double secs = t1 > t0 ? t1 - t0 : 0;
 	char rssb[32] = "na", rssa[32] = "na", per[32] = "na", sd[32] = "na", sh[32] = "na", sl[32] = "na",
 	     slh[32] = "na", slhp[32] = "na", cps[32] = "na";

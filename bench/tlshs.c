@@ -53,13 +53,9 @@
  * (AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305; 16 KiB and 128-byte records, ~0.5 s
  * each), one line per suite and size:
  *   crypto lib=wolfssl aead=NAME bytes=N MBps=.. ns_per_record=.. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -69,7 +65,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -81,11 +76,8 @@
 #include <wolfssl/wolfcrypt/aes.h>
 #include <wolfssl/wolfcrypt/chacha20_poly1305.h>
 
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
+#include "bench/benchkit.h"
 
-#define MAX_REASONS 32
 #define MAX_THREADS 64
 #define TICKET_WAIT 1.0
 
@@ -96,59 +88,9 @@ static double o_seconds = 5, o_warmup = 1, o_timeout = 10;
 static long o_pid = 0;
 static bool o_resume = false, o_startup = false, o_probe = false;
 
-/* what libpq 15 + OpenSSL 3 offers, in its order (TLS 1.3 first) */
-static const char *default_ciphers =
-	"TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:"
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"
-	"ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
-
 static struct sockaddr_in dst;
 static bool loopback;
 static atomic_int phase; /* 0 warm-up, 1 counted, 2 stop */
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static const char *errname(int e)
-{
-	const char *s = strerrorname_np(e);
-	return s ? s : "E?";
-}
-
-/* ---- failure reasons (per thread, merged at the end) ---- */
-
-struct reason {
-	char key[48];
-	long count;
-	char msg[200];
-};
-struct reasons {
-	struct reason r[MAX_REASONS];
-	int n;
-};
-
-static void reason_add(struct reasons *rs, const char *key, const char *msg, long count)
-{
-	for (int i = 0; i < rs->n; i++) {
-		if (strcmp(rs->r[i].key, key) == 0) {
-			rs->r[i].count += count;
-			return;
-		}
-	}
-	if (rs->n == MAX_REASONS)
-		key = "other";
-	struct reason *r = rs->n < MAX_REASONS ? &rs->r[rs->n++] : &rs->r[MAX_REASONS - 1];
-	snprintf(r->key, sizeof r->key, "%s", key);
-	snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "");
-	for (char *p = r->msg; *p; p++)
-		if (*p == '\n' || *p == '\r' || *p == '"' || *p == '\t')
-			*p = ' ';
-	r->count = count;
-}
 
 /* ---- one thread ---- */
 
@@ -178,7 +120,7 @@ struct worker {
 	long failed;
 	double *lat;
 	long nlat, caplat;
-	struct reasons fails;
+	struct reasons fails; /* per thread, merged at the end */
 	/* first successful connection's parameters */
 	char version[32], cipher[64], group[32];
 	/* probe */
@@ -186,19 +128,6 @@ struct worker {
 	int probe_rc;
 	char probe_reason[48], probe_msg[200];
 };
-
-static void put32(unsigned char *p, uint32_t v)
-{
-	v = htonl(v);
-	memcpy(p, &v, 4);
-}
-
-static uint32_t get32(const char *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return ntohl(v);
-}
 
 static void arm(struct worker *w, struct conn *c, uint32_t ev)
 {
@@ -208,13 +137,7 @@ static void arm(struct worker *w, struct conn *c, uint32_t ev)
 
 static void conn_reset(struct conn *c)
 {
-	if (c->ssl) {
-		wolfSSL_free(c->ssl);
-		c->ssl = NULL;
-	}
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
+	close_conn(&c->ssl, &c->fd);
 	c->state = S_IDLE;
 	c->len = 0;
 	c->offered = false;
@@ -222,13 +145,11 @@ static void conn_reset(struct conn *c)
 
 static void fail(struct worker *w, struct conn *c, const char *key, const char *fmt, ...)
 {
-	char msg[200] = "";
-	if (fmt) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof msg, fmt, ap);
-		va_end(ap);
-	}
+	char msg[200];
+	va_list ap;
+	va_start(ap, fmt);
+	format_msg(msg, sizeof msg, fmt, ap);
+	va_end(ap);
 	if (o_probe) {
 		snprintf(w->probe_reason, sizeof w->probe_reason, "%s", key);
 		snprintf(w->probe_msg, sizeof w->probe_msg, "%s", msg);
@@ -292,21 +213,13 @@ static void finish(struct worker *w, struct conn *c)
 
 static void send_startup(struct worker *w, struct conn *c)
 {
-	unsigned char m[512];
-	size_t o = 8;
+	char m[512];
 	const char *kv[] = { "user", o_user, "database", o_db, "application_name", "tlshs" };
-	for (int i = 0; i < 6; i++) {
-		size_t l = strlen(kv[i]) + 1;
-		if (o + l + 1 > sizeof m) {
-			fail(w, c, "usage", "startup message too long");
-			return;
-		}
-		memcpy(m + o, kv[i], l);
-		o += l;
+	size_t o = pg_startup_message(m, sizeof m, kv, 6);
+	if (!o) {
+		fail(w, c, "usage", "startup message too long");
+		return;
 	}
-	m[o++] = 0;
-	put32(m, (uint32_t)o);
-	put32(m + 4, 196608);
 	int r = wolfSSL_write(c->ssl, m, (int)o);
 	if (r != (int)o) {
 		ssl_fail(w, c, "write", r);
@@ -356,18 +269,9 @@ static void on_tls_readable(struct worker *w, struct conn *c)
 	if (t == 'R' && c->len >= 9)
 		snprintf(w->reply, sizeof w->reply, "R%u", get32(c->buf + 5));
 	else if (t == 'E') {
-		/* fields from byte 5: find 'C' */
-		char code[8] = "?";
-		for (int i = 5; i < c->len;) {
-			char f = c->buf[i++];
-			if (!f)
-				break;
-			int vl = (int)strnlen(c->buf + i, (size_t)(c->len - i));
-			if (f == 'C')
-				snprintf(code, sizeof code, "%.*s", vl < 7 ? vl : 7, c->buf + i);
-			i += vl + 1;
-		}
-		snprintf(w->reply, sizeof w->reply, "E%s", code);
+		char code[8]; /* fields from byte 5 */
+		bool have = pg_error_fields(c->buf + 5, (uint32_t)(c->len - 5), code, NULL, 0);
+		snprintf(w->reply, sizeof w->reply, "E%s", have ? code : "?");
 	} else
 		snprintf(w->reply, sizeof w->reply, "%c", t);
 	finish(w, c);
@@ -446,18 +350,14 @@ static void on_sslreq_reply(struct worker *w, struct conn *c)
 
 static void on_connected(struct worker *w, struct conn *c)
 {
-	int err = 0;
-	socklen_t l = sizeof err;
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
-		err = errno;
+	int err = connect_result(c->fd);
 	if (err) {
-		char key[48];
-		snprintf(key, sizeof key, "connect-%s", errname(err));
-		fail(w, c, key, "connect: %s", strerror(err));
+		char key[48], msg[200];
+		errno_reason("connect", err, key, msg);
+		fail(w, c, key, "%s", msg);
 		return;
 	}
-	static const unsigned char sslreq[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f }; /* 80877103 */
-	ssize_t r = send(c->fd, sslreq, 8, MSG_NOSIGNAL);
+	ssize_t r = send(c->fd, pg_sslrequest, 8, MSG_NOSIGNAL);
 	if (r != 8) {
 		fail(w, c, "send-sslrequest", "send: %s", r < 0 ? strerror(errno) : "short");
 		return;
@@ -468,26 +368,12 @@ static void on_connected(struct worker *w, struct conn *c)
 
 static void start_conn(struct worker *w, struct conn *c)
 {
+	char key[48], msg[200];
 	c->t0 = now();
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	c->fd = client_socket(loopback, w->seq++ * 7 + (unsigned long)w->id, key, msg);
 	if (c->fd < 0) {
-		char key[48];
-		snprintf(key, sizeof key, "socket-%s", errname(errno));
-		fail(w, c, key, "socket: %s", strerror(errno));
+		fail(w, c, key, "%s", msg);
 		return;
-	}
-	int one = 1;
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	if (loopback) {
-		setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-		struct sockaddr_in src = { .sin_family = AF_INET };
-		src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)((w->seq++ * 7 + (unsigned long)w->id) % 250));
-		if (bind(c->fd, (struct sockaddr *)&src, sizeof src) < 0) {
-			char key[48];
-			snprintf(key, sizeof key, "bind-%s", errname(errno));
-			fail(w, c, key, "bind: %s", strerror(errno));
-			return;
-		}
 	}
 	struct epoll_event ev = { .events = EPOLLOUT, .data.u64 = (uint64_t)(c - w->c) };
 	if (epoll_ctl(w->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
@@ -500,9 +386,8 @@ static void start_conn(struct worker *w, struct conn *c)
 		return;
 	}
 	if (errno != EINPROGRESS) {
-		char key[48];
-		snprintf(key, sizeof key, "connect-%s", errname(errno));
-		fail(w, c, key, "connect: %s", strerror(errno));
+		errno_reason("connect", errno, key, msg);
+		fail(w, c, key, "%s", msg);
 	}
 }
 
@@ -616,19 +501,6 @@ static double self_cpu(void)
 	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static void sleep_s(double s)
-{
-	struct timespec ts = { (time_t)s, (long)((s - (time_t)s) * 1e9) };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 static void usage(void)
 {
 	fprintf(stderr,
@@ -681,43 +553,10 @@ static int crypto_speed(void)
 
 static WOLFSSL_CTX *make_ctx(void)
 {
-	WOLFSSL_METHOD *m = o_version == 12 ? wolfTLSv1_2_client_method()
-			  : o_version == 13 ? wolfTLSv1_3_client_method()
-					    : wolfSSLv23_client_method();
-	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(m);
-	if (!ctx)
-		return NULL;
-	if (!o_version)
-		wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2);
-	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
-	if (wolfSSL_CTX_set_cipher_list(ctx, o_ciphers ? o_ciphers : default_ciphers) != WOLFSSL_SUCCESS) {
-		fprintf(stderr, "tlshs: cipher list not accepted by wolfSSL: %s\n", o_ciphers ? o_ciphers : default_ciphers);
-		exit(2);
-	}
-	/* supported_groups (curves list) and the TLS 1.3 key share order (groups: the
-	 * first one gets the key share, as OpenSSL's X25519) */
-	static const struct { const char *name; int id; } gn[] = {
-		{ "X25519", WOLFSSL_ECC_X25519 }, { "X448", WOLFSSL_ECC_X448 },
-		{ "P-256", WOLFSSL_ECC_SECP256R1 }, { "P-384", WOLFSSL_ECC_SECP384R1 },
-		{ "P-521", WOLFSSL_ECC_SECP521R1 },
-	};
-	char groups[128];
-	int ids[8], nid = 0;
-	snprintf(groups, sizeof groups, "%s", o_groups);
-	for (char *save = NULL, *g = strtok_r(groups, ":", &save); g; g = strtok_r(NULL, ":", &save)) {
-		size_t k = 0;
-		while (k < sizeof gn / sizeof gn[0] && strcasecmp(gn[k].name, g) != 0)
-			k++;
-		if (k == sizeof gn / sizeof gn[0] || nid == 8) {
-			fprintf(stderr, "tlshs: unknown group %s (X25519, X448, P-256, P-384, P-521)\n", g);
-			exit(2);
-		}
-		ids[nid++] = gn[k].id;
-	}
-	snprintf(groups, sizeof groups, "%s", o_groups);
-	if (wolfSSL_CTX_set1_curves_list(ctx, groups) != WOLFSSL_SUCCESS ||
-	    wolfSSL_CTX_set_groups(ctx, ids, nid) != WOLFSSL_SUCCESS) {
-		fprintf(stderr, "tlshs: groups not accepted by wolfSSL: %s\n", o_groups);
+	char err[4096];
+	WOLFSSL_CTX *ctx = tls_client_ctx(o_version, o_ciphers ? o_ciphers : default_ciphers, o_groups, err, sizeof err);
+	if (!ctx && err[0]) {
+		fprintf(stderr, "tlshs: %s\n", err);
 		exit(2);
 	}
 	return ctx;
@@ -765,15 +604,8 @@ int main(int argc, char **argv)
 		o_startup = true;
 	}
 
-	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *ai;
-	int gr = getaddrinfo(o_host, o_port, &hints, &ai);
-	if (gr) {
-		fprintf(stderr, "tlshs: %s:%s: %s\n", o_host, o_port, gai_strerror(gr));
+	if (resolve_target("tlshs", o_host, o_port, &dst, &loopback))
 		return 2;
-	}
-	memcpy(&dst, ai->ai_addr, sizeof dst);
-	freeaddrinfo(ai);
-	loopback = (ntohl(dst.sin_addr.s_addr) >> 24) == 127;
 	signal(SIGPIPE, SIG_IGN);
 	wolfSSL_Init();
 
@@ -862,15 +694,9 @@ int main(int argc, char **argv)
 	}
 	if (done > 0)
 		snprintf(cper, sizeof cper, "%.1f", (c1 - c0) * 1e6 / (double)done);
-	char errs[1024] = "", first[300] = "";
-	size_t eo = 0;
-	for (int i = 0; i < fr.n && eo < sizeof errs; i++)
-		eo += (size_t)snprintf(errs + eo, sizeof errs - eo, "%s%s:%ld", i ? " " : "", fr.r[i].key, fr.r[i].count);
-	for (int i = 0; i < fr.n; i++)
-		if (fr.r[i].msg[0]) {
-			snprintf(first, sizeof first, "%s %s", fr.r[i].key, fr.r[i].msg);
-			break;
-		}
+	char errs[1024], first[300];
+	reasons_format(&fr, errs, sizeof errs);
+	reasons_first(&fr, first, sizeof first);
 	printf("tlshs target=%s mode=%s startup=%d threads=%d inflight=%d seconds=%.2f handshakes=%ld hs_per_sec=%.1f "
 	       "resumed=%ld failed=%ld server_cpu_s=%s server_cpu_us_per_hs=%s client_cpu_us_per_hs=%s "
 	       "lat_p50_ms=%.3f lat_p99_ms=%.3f version=%s cipher=%s group=%s no_ticket=%d errors=\"%s\" first_error=\"%s\"\n",
