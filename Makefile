@@ -77,4 +77,4 @@ bench: setup all
 clean:
 	rm -rf build build-asan pgring
 
--include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/pool/main.d
+-include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/pool/main.d $(TOOL_BIN:%=%.d)
