@@ -9,18 +9,23 @@
 #   client-modes     client_tls_sslmode = prefer: libpq sslmode disable and allow get a
 #                    plain session, prefer, require, verify-ca, verify-full (host
 #                    127.0.0.1 via the IP SAN, and localhost) get TLS; verify-* with the
-#                    untrusted CA fail
+#                    untrusted CA fail; metrics: handshakes and failures counted, one
+#                    held TLS psql is pgring_tls_connections{side=client,version=TLSv1.3,
+#                    cipher=TLS13-...} 1 (0 before and after), /stats has tls.client and
+#                    tls.server with the same counts
 #   client-require   client_tls_sslmode = require: sslmode=disable is refused before
 #                    authentication (FATAL 28000, "SSL required"), allow retries with
 #                    TLS, the others get TLS
 #   wrong-cert       a wrong-host certificate: verify-full fails ("does not match host
 #                    name"), verify-ca works; an expired one: verify-ca fails ("certificate
-#                    verify failed"; openssl says expired), require works
+#                    verify failed"; openssl says expired; two more handshake failures
+#                    counted), require works
 #   rsa              an RSA-2048 server certificate: verify-full works
 #   protocols        client_tls_protocols / client_tls_ciphers are honoured
 #   direct           direct TLS (tlsclient direct, ALPN postgresql) logs in; without ALPN
-#                    or with another ALPN it is refused; with client TLS disabled it is
-#                    refused; SSLRequest without ALPN still works
+#                    or with another ALPN it is refused (each counted as
+#                    failures{reason=alpn}); with client TLS disabled it is refused;
+#                    SSLRequest without ALPN still works
 #   inject           SSLRequest with plaintext after it in the same packet: refused
 #                    (08P01 or closed), never answered
 #   gssenc           GSSENCRequest is answered N and SSLRequest follows on the socket;
@@ -30,27 +35,40 @@
 #                    password is 28P01; without TLS plain SCRAM still works
 #   cert-auth        auth_type = cert, client_tls_sslmode = verify-ca: CN = user logs in;
 #                    CN of someone else: 28000; no certificate, or one from an untrusted
-#                    CA: refused; no TLS: refused
+#                    CA: refused (failures{reason=certificate} grows); no TLS: refused
 #   server-tls       PostgreSQL with ssl = on: server_tls_sslmode = verify-full with the CA
-#                    works and pg_stat_ssl says ssl; prefer uses TLS; disable is refused
+#                    works and pg_stat_ssl says ssl (handshakes{side=server} > 0, the
+#                    pool's TLS servers in pgring_tls_connections{side=server}, no
+#                    failures); prefer uses TLS; disable is refused
 #                    by PostgreSQL's hostssl rules; verify-ca with the wrong CA and
 #                    verify-full against a wrong-host certificate fail, and require
 #                    against the shared (non-TLS) PostgreSQL: the client gets an error
-#                    (pgring: after failover_timeout, 2 s here), not a wait
+#                    (pgring: after failover_timeout, 2 s here), not a wait; the wrong CA
+#                    and the wrong host count as failures{side=server,reason=certificate}
 #   server-cert      server_tls_cert_file/key_file log in with PostgreSQL's cert method
 #   pgbench          pgbench -n -S -c 8 -T 5 with sslmode=require (client_tls_sslmode =
 #                    require): no failed transactions
+#   slow-reader      tlsclient noread logs in over TLS, asks for ~2 GB and reads nothing:
+#                    its backend waits in ClientWrite, the pooler's RSS (6 samples over
+#                    6 s) grows less than RSS_BOUND_MB, other TLS clients get answers;
+#                    then it reads 1000 well-formed rows, is killed mid-result, and the
+#                    pooler answers and lets the backend go
+#   copy-pipeline    psql \copy of 100k rows in and out over TLS (same rows, same
+#                    bytes), and pipeline.c's 600-query pipeline over TLS gives the
+#                    transcript of a direct plaintext run
 #   config-check     pgring -t refuses a bad key file, a key that is not the
 #                    certificate's, a missing file: exit 1 naming the file
 #   reload           SIGHUP with new certificate files (same paths, then other paths):
 #                    new handshakes get the new certificate, an open TLS session keeps
 #                    working; a bad key or a key of another certificate keeps the old pair
-#   resume           tlsclient resume: reported, not checked
+#   resume           tlsclient resume -n 4, TLS 1.3 then 1.2: every reconnection resumes
+#                    (tlsclient), pgring_tls_resumed_total{side=client} grows by 3 and
+#                    pgring_tls_handshakes_total by 4 each time (PgBouncer: reported)
 #   npm              tests/integration/npm/tls.js (pg and postgres.js with ssl { ca,
 #                    rejectUnauthorized: true }), first against the TLS PostgreSQL (proves
 #                    the script), then through pgring with client TLS
 # With TARGET=pgbouncer (PgBouncer 1.18) direct TLS and SCRAM-SHA-256-PLUS are
-# reported as known differences; pgring -t is pgring only.
+# reported as known differences; pgring -t and the metrics are pgring only.
 . "$(dirname "$0")/lib.sh"
 
 command -v openssl >/dev/null 2>&1 || fail "openssl is not installed (tools/setup installs it)"
@@ -151,6 +169,29 @@ tcase() {
 	esac
 }
 
+# Metrics (pgring only: PgBouncer has no control port). mget VAR NAME LABELS [DEFAULT]:
+# the value of NAME{LABELS} (summed over the series that match) into VAR; DEFAULT when
+# no series matches (fails without it); fails if /metrics does not answer.
+metrics_on() { ! is_pgbouncer; }
+mget() {
+	local v
+	http_get /metrics || fail "GET /metrics: HTTP $HTTP_STATUS"
+	if ! v=$(metric "$2" "$3"); then
+		[[ -n ${4:-} ]] || fail "/metrics has no series $2{$3}: $(grep -E "^$2" <<<"$HTTP_BODY" | head -5)"
+		v=$4
+	fi
+	_num "$v" "$2{$3}"
+	printf -v "$1" '%s' "$v"
+}
+# tls_open_count SIDE [VERSION]: pgring_tls_connections{side=SIDE[,version=VERSION]}
+# (0 without a series)
+tls_open_count() { metric pgring_tls_connections "side=\"$1\"${2:+,version=\"$2\"}" || echo 0; }
+# mfail_report SIDE: the non-zero failure counters of SIDE, for notes
+mfail_report() {
+	http_get /metrics && grep -E "^pgring_tls_handshake_failures_total\{side=\"$1\"" <<<"$HTTP_BODY" |
+		grep -v ' 0$' | sed -E 's/^pgring_tls_handshake_failures_total//' | tr '\n' ' '
+}
+
 # ---------------------------------------------------------------- client side
 
 case_client_modes() {
@@ -170,6 +211,39 @@ case_client_modes() {
 	assert_contains "$subj" "CN=localhost,OU=server,O=pgring test" "certificate served"
 	assert_contains "$subj" "verify=OK" "certificate served verifies"
 	assert_eq 1 "$(q "SELECT 1")" "plaintext query"
+	metrics_on || return 0
+
+	# Metrics: 5 TLS logins and s_client's handshake completed; the untrusted-CA
+	# client gave up in the handshake.
+	local hs fails open line
+	mget hs pgring_tls_handshakes_total 'side="client"'
+	assert_num_cmp "$hs" -ge 5 "pgring_tls_handshakes_total{side=client} after 5 TLS logins"
+	mget fails pgring_tls_handshake_failures_total 'side="client"'
+	assert_num_cmp "$fails" -ge 1 "pgring_tls_handshake_failures_total{side=client} after a client refused the certificate"
+	note "client handshakes $hs, failures: $(mfail_report client)"
+	# No TLS session is open now; one held psql makes one, with its version and cipher.
+	wait_until 10 eval '[[ $(tls_open_count client) == 0 ]]' ||
+		fail "pgring_tls_connections{side=client} is $(tls_open_count client) with no TLS client connected"
+	psql_open held "$(tls_ci require "ssl_min_protocol_version=TLSv1.3")"
+	psql_sync held || fail "the held TLS session does not answer: $(psql_err held)"
+	open=$(tls_open_count client TLSv1.3)
+	assert_eq 1 "$open" "pgring_tls_connections{side=client,version=TLSv1.3} while one TLS psql is open"
+	line=$(grep -E '^pgring_tls_connections\{side="client",version="TLSv1\.3",cipher="[^"]+"\} 1$' <<<"$(curl -s --max-time 5 "http://127.0.0.1:$CONTROL_PORT/metrics")")
+	assert_match "$line" 'cipher="TLS13-' "the open session's series names its TLS 1.3 cipher"
+	note "open: $line"
+	# /stats has the same counters as JSON.
+	http_get /stats || fail "GET /stats: HTTP $HTTP_STATUS"
+	local stats=$HTTP_BODY js
+	js=$(jq -c '.tls | {c: .client.handshakes, s: .server.handshakes, f: (.client.failures | type), o: ([.client.connections[].open] | add)}' \
+		<<<"$stats") || fail "/stats is not JSON with a tls object: $(head -c 300 <<<"$stats")"
+	assert_match "$js" '^\{"c":[0-9]+,"s":0,"f":"object","o":1\}$' \
+		"/stats tls: client and server objects (server: no TLS here; one client session open)"
+	mget hs pgring_tls_handshakes_total 'side="client"'
+	assert_eq "$hs" "$(jq '.tls.client.handshakes' <<<"$stats")" "/stats tls.client.handshakes equals /metrics"
+	psql_close held
+	assert_eq 0 "$PSQL_STATUS" "the held session ended cleanly ($(psql_err held))"
+	wait_until 10 eval '[[ $(tls_open_count client) == 0 ]]' ||
+		fail "pgring_tls_connections{side=client} stays at $(tls_open_count client) after the TLS psql left"
 }
 
 case_client_require() {
@@ -209,8 +283,16 @@ case_wrong_cert() {
 	subj=$(tls_peer_subject "$PORT" "$CERTS/ca.crt")
 	assert_contains "$subj" "OU=expired" "expired certificate served"
 	assert_contains "$subj" "certificate has expired" "openssl s_client: the served certificate is expired"
+	local f0=0 f1
+	metrics_on && mget f0 pgring_tls_handshake_failures_total 'side="client"'
 	expect_refused "expired: verify-ca" "$(tls_ci verify-ca)" "certificate verify failed"
 	expect_refused "expired: verify-full" "$(tls_ci verify-full)" "certificate verify failed"
+	if metrics_on; then
+		# The clients refused our certificate (an alert to pgring): failed handshakes.
+		mget f1 pgring_tls_handshake_failures_total 'side="client"'
+		assert_num_cmp "$f1" -ge $((f0 + 2)) "pgring_tls_handshake_failures_total{side=client} after two clients refused the expired certificate"
+		note "expired: failures $f0 -> $f1: $(mfail_report client)"
+	fi
 	expect_tls "expired: require (no verification)" "$(tls_ci require)"
 }
 
@@ -258,6 +340,8 @@ case_direct() {
 
 	# Without ALPN PostgreSQL 17 may finish the handshake, then closes without a word
 	# (its ALPN callback only runs when the client sends ALPN): refused either way.
+	local alpn0 alpn1 alpn2
+	mget alpn0 pgring_tls_handshake_failures_total 'side="client",reason="alpn"'
 	out=$("$TLSCLIENT" direct --no-alpn -W app --ca "$CERTS/ca.crt" -c "SELECT 'direct-ok'" 127.0.0.1 "$PORT" 2>&1)
 	rc=$?
 	assert_eq 1 "$rc" "direct TLS without ALPN must be refused ($out)"
@@ -266,11 +350,16 @@ case_direct() {
 	is_pgbouncer || assert_contains "$out" "08P01 received direct SSL connection request without ALPN" \
 		"direct TLS without ALPN: PostgreSQL 17's error, over TLS"
 	note "direct, no ALPN: $(tr '\n' ' ' <<<"$out")"
+	mget alpn1 pgring_tls_handshake_failures_total 'side="client",reason="alpn"'
+	assert_num_cmp "$alpn1" -ge $((alpn0 + 1)) "pgring_tls_handshake_failures_total{side=client,reason=alpn} after direct TLS without ALPN"
 
 	out=$("$TLSCLIENT" direct --alpn http/1.1 -W app --ca "$CERTS/ca.crt" -c "SELECT 'direct-ok'" 127.0.0.1 "$PORT" 2>&1)
 	assert_eq 1 "$?" "direct TLS with ALPN http/1.1 must be refused ($out)"
 	assert_not_contains "$out" "direct-ok" "direct TLS with ALPN http/1.1: no query answered"
 	note "direct, ALPN http/1.1: $(tr '\n' ' ' <<<"$out")"
+	mget alpn2 pgring_tls_handshake_failures_total 'side="client",reason="alpn"'
+	assert_num_cmp "$alpn2" -ge $((alpn1 + 1)) "pgring_tls_handshake_failures_total{side=client,reason=alpn} after direct TLS with ALPN http/1.1"
+	note "alpn failures: $alpn0 -> $alpn1 (no ALPN) -> $alpn2 (http/1.1)"
 
 	# SSLRequest does not need ALPN (as PostgreSQL 17).
 	out=$("$TLSCLIENT" query --no-alpn -W app --ca "$CERTS/ca.crt" -c "SELECT 'sslrequest-ok'" 127.0.0.1 "$PORT" 2>&1)
@@ -384,9 +473,16 @@ case_cert_auth() {
 	out=$(pqtry "$(tls_ci require "" app certuser "")" "SELECT 1")
 	assert_eq 2 "$?" "cert: no client certificate must be refused ($out)"
 	note "cert, no certificate: $out"
+	local cf0=0 cf1
+	metrics_on && mget cf0 pgring_tls_handshake_failures_total 'side="client",reason="certificate"'
 	out=$(pqtry "$(tls_ci require "sslcert=$CERTS/client-untrusted.crt sslkey=$CERTS/client-untrusted.key" app certuser "")" "SELECT 1")
 	assert_eq 2 "$?" "cert: a certificate from an untrusted CA must be refused ($out)"
 	note "cert, untrusted CA: $out"
+	if metrics_on; then
+		mget cf1 pgring_tls_handshake_failures_total 'side="client",reason="certificate"'
+		assert_num_cmp "$cf1" -ge $((cf0 + 1)) "pgring_tls_handshake_failures_total{side=client,reason=certificate} after a client certificate from an untrusted CA"
+		note "certificate failures: $cf0 -> $cf1 ($(mfail_report client))"
+	fi
 	out=$(pqtry "$(tls_ci disable "" app certuser "")" "SELECT 1")
 	assert_eq 2 "$?" "cert: no TLS must be refused ($out)"
 	code=$(awk '{print $2}' <<<"$out")
@@ -477,6 +573,20 @@ case_server_tls() {
 	out=$(PGPASSWORD=app timeout 30 pgbench -n -c 4 -j 2 -T 2 -f <(echo "SELECT 1;") "$(conninfo)" 2>&1) ||
 		fail "verify-full: pgbench through TLS server connections: $out"
 	assert_contains "$out" "number of failed transactions: 0" "verify-full: pgbench"
+	if metrics_on; then
+		local hs open sf
+		mget hs pgring_tls_handshakes_total 'side="server"'
+		assert_num_cmp "$hs" -gt 0 "pgring_tls_handshakes_total{side=server} with server_tls_sslmode = verify-full"
+		mget sf pgring_tls_handshake_failures_total 'side="server"'
+		assert_eq 0 "$sf" "pgring_tls_handshake_failures_total{side=server}: no failure against a good certificate"
+		# The pool keeps its TLS server connections.
+		open=$(tls_open_count server TLSv1.3)
+		assert_num_cmp "$open" -ge 1 "pgring_tls_connections{side=server,version=TLSv1.3} with servers in the pool"
+		assert_eq 0 "$(tls_open_count client)" "pgring_tls_connections{side=client}: the clients were plaintext"
+		http_get /stats || fail "GET /stats: HTTP $HTTP_STATUS"
+		assert_eq "$hs" "$(jq '.tls.server.handshakes' <<<"$HTTP_BODY")" "/stats tls.server.handshakes equals /metrics"
+		note "server side: $hs handshakes, $open open"
+	fi
 	stop_pgring
 
 	start_pgring "$(server_tls_ini prefer)"
@@ -492,6 +602,13 @@ case_server_tls() {
 
 	start_pgring "$(server_tls_ini verify-ca "" "$FAST_FAIL" "$CERTS/other-ca.crt")"
 	server_refused "server verify-ca with the wrong CA"
+	local cf
+	if metrics_on; then
+		mget cf pgring_tls_handshake_failures_total 'side="server",reason="certificate"'
+		assert_num_cmp "$cf" -ge 1 "pgring_tls_handshake_failures_total{side=server,reason=certificate}: PostgreSQL's certificate from another CA"
+		mget hs pgring_tls_handshakes_total 'side="server"'
+		assert_eq 0 "$hs" "pgring_tls_handshakes_total{side=server}: none completed against the wrong CA"
+	fi
 	stop_pgring
 
 	# require against the shared PostgreSQL, which has no TLS: the client gets an error
@@ -505,6 +622,10 @@ case_server_tls() {
 	on_exit "TLSPG_RESTORE=1 tlspg_cert server"
 	start_pgring "$(server_tls_ini verify-full "" "$FAST_FAIL")"
 	server_refused "server verify-full against a wrong-host certificate"
+	if metrics_on; then
+		mget cf pgring_tls_handshake_failures_total 'side="server",reason="certificate"'
+		assert_num_cmp "$cf" -ge 1 "pgring_tls_handshake_failures_total{side=server,reason=certificate}: PostgreSQL's certificate for another host"
+	fi
 	stop_pgring
 	start_pgring "$(server_tls_ini verify-ca)"
 	out=$(pqtry "$(conninfo)" "$SSL_SQL") || fail "verify-ca against a wrong-host certificate: $out"
@@ -545,6 +666,107 @@ case_pgbench() {
 		fail "pgbench -C over TLS: $out"
 	assert_contains "$out" "number of failed transactions: 0" "pgbench -C over TLS"
 	note "pgbench -S -C over TLS: $(grep -E '^tps' <<<"$out" | head -1)"
+}
+
+# The bound on the pooler's RSS growth while a TLS client does not read a ~2 GB result
+# (as t_badinput's: ASan/UBSan builds carry shadow memory and quarantine).
+RSS_BOUND_MB=64
+[[ $PGRING_BIN == *asan* ]] && ! is_pgbouncer && RSS_BOUND_MB=160
+HOG_SQL="SELECT repeat('x', 1000) FROM generate_series(1, 2000000)"
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$POOLER_PID/status"; }
+# hog_backends STATE_CLAUSE: PostgreSQL backends running HOG_SQL (and the clause)
+hog_backends() {
+	qd "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'
+	    AND query = \$\$$HOG_SQL\$\$ ${1:-}"
+}
+
+case_slow_reader() {
+	local out hog before peak r i ok=0 samples=()
+	start_pgring "$(client_tls_ini require server "default_pool_size = 3")"
+	expect_tls "slow reader: a TLS login first" "$(tls_ci require)"
+	before=$(rss_kb)
+	"$TLSCLIENT" noread -t 120 -W app -c "$HOG_SQL" 127.0.0.1 "$PORT" >"$TEST_TMP/hog.out" 2>&1 &
+	hog=$!
+	track_pid "$hog"
+	on_exit "kill_wait $hog KILL"
+	wait_until 20 grep -qx "query sent" "$TEST_TMP/hog.out" ||
+		fail "the slow reader did not log in over TLS: $(cat "$TEST_TMP/hog.out")"
+	# Back-pressure reaches PostgreSQL: its backend waits to write to the pooler.
+	wait_until 20 eval '[[ $(hog_backends "AND state = '"'active'"' AND wait_event = '"'ClientWrite'"'") == 1 ]]' ||
+		fail "the slow reader's backend is not held back (ClientWrite): $(qd "SELECT state, wait_event_type, wait_event FROM pg_stat_activity WHERE query = \$\$$HOG_SQL\$\$")"
+	sleep 2
+	# RSS over ~6 s while other TLS clients are served.
+	peak=$before
+	for i in 1 2 3 4 5 6; do
+		out=$(timeout "$Q_TIMEOUT" psql -X -Atq -c "SELECT $i" "$(tls_ci require)" 2>&1)
+		[[ $out == "$i" ]] && ok=$((ok + 1))
+		r=$(rss_kb)
+		samples+=("$r")
+		((r > peak)) && peak=$r
+		sleep 1
+	done
+	note "slow reader: RSS before $before kB, samples ${samples[*]} kB, peak $peak kB (+$((peak - before)) kB; bound $RSS_BOUND_MB MB)"
+	assert_eq 6 "$ok" "slow reader: other TLS clients get answers meanwhile (last: $out)"
+	assert_num_cmp $((peak - before)) -lt $((RSS_BOUND_MB * 1024)) "slow reader: the pooler's RSS growth in kB"
+	assert_eq 1 "$(hog_backends "AND wait_event = 'ClientWrite'")" "slow reader: its server is still held back after the sampling"
+	alive "$hog" || fail "the slow reader died: $(cat "$TEST_TMP/hog.out")"
+
+	# What was held back is still a well-formed result over TLS.
+	kill -USR1 "$hog"
+	wait_until 30 grep -q "^read: " "$TEST_TMP/hog.out" ||
+		fail "the slow reader could not read its result after the pause: $(cat "$TEST_TMP/hog.out")"
+	out=$(cat "$TEST_TMP/hog.out")
+	note "slow reader: $(tr '\n' ' ' <<<"$out")"
+	assert_contains "$out" "read: 1000 rows ok" "slow reader: 1000 DataRows after the pause"
+	assert_contains "$out" "peer: open" "slow reader: the pooler kept the connection"
+	assert_match "$out" 'unread: [1-9][0-9]* bytes' "slow reader: the result had started to arrive"
+
+	# It vanishes mid-result: the pooler lives on and lets the backend go.
+	kill_wait "$hog" KILL
+	alive "$POOLER_PID" || fail "$TARGET died when the slow reader was killed"
+	expect_tls "after the slow reader was killed" "$(tls_ci require)"
+	wait_until 30 eval '[[ $(hog_backends) == 0 ]]' ||
+		fail "the killed slow reader's query still runs in PostgreSQL: $(qd "SELECT state, wait_event FROM pg_stat_activity WHERE query = \$\$$HOG_SQL\$\$")"
+	r=$(rss_kb)
+	note "slow reader gone: RSS $r kB"
+	assert_num_cmp $((r - before)) -lt $((RSS_BOUND_MB * 1024)) "RSS growth in kB after the slow reader"
+}
+
+# COPY in and out and a libpq pipeline over TLS (client_tls_sslmode = require: the
+# sessions are TLS).
+case_copy_pipeline() {
+	local data=$TEST_TMP/copy.tsv back=$TEST_TMP/copy-back.tsv out
+	qd "DROP TABLE IF EXISTS tls_copy; CREATE UNLOGGED TABLE tls_copy (id int, v text); ALTER TABLE tls_copy OWNER TO app" >/dev/null ||
+		fail "create tls_copy"
+	on_exit "qd 'DROP TABLE IF EXISTS tls_copy'"
+	qd "COPY (SELECT g, repeat(md5(g::text), 2) FROM generate_series(1, 100000) g) TO STDOUT" >"$data" || fail "the COPY data"
+	assert_eq 100000 "$(wc -l <"$data")" "rows of COPY data"
+	start_pgring "$(client_tls_ini require)"
+	out=$(timeout "$Q_TIMEOUT" psql -X -Atq -v ON_ERROR_STOP=1 -c "\\copy tls_copy from '$data'" \
+		-c "SELECT 'after-copy-in', count(*) FROM tls_copy" -c '\conninfo' "$(tls_ci require)" 2>&1) ||
+		fail "COPY FROM over TLS: $out"
+	assert_contains "$out" "after-copy-in|100000" "COPY FROM over TLS, then a query in the same session"
+	assert_contains "$out" "SSL connection" "COPY FROM: a TLS session"
+	assert_eq "100000|5000050000|6400000" "$(qd "SELECT count(*), sum(id), sum(length(v)) FROM tls_copy")" "rows copied in over TLS"
+	out=$(timeout "$Q_TIMEOUT" psql -X -Atq -v ON_ERROR_STOP=1 -c "\\copy (SELECT * FROM tls_copy ORDER BY id) to '$back'" \
+		-c "SELECT 'after-copy-out'" "$(tls_ci require)" 2>&1) || fail "COPY TO over TLS: $out"
+	assert_eq "after-copy-out" "$out" "COPY TO over TLS, then a query in the same session"
+	assert_eq 100000 "$(wc -l <"$back")" "rows copied out over TLS"
+	cmp -s "$data" "$back" || fail "COPY TO over TLS: the rows differ from what went in ($(cmp "$data" "$back" 2>&1))"
+
+	# A pipeline (600 queries in 120 Sync segments sent before reading, some failing):
+	# the transcript over TLS through the pooler is the one of a direct plaintext run.
+	local pipe=$HELPERS/pipeline ref=$TEST_TMP/pipe-direct.txt got=$TEST_TMP/pipe-tls.txt
+	[[ -x $pipe ]] || fail "helper $pipe not built"
+	timeout 60 "$pipe" "host=$PGHOST_REAL port=$PGPORT_REAL dbname=app user=app password=app" many >"$ref" 2>&1 ||
+		fail "pipeline directly: $(tail -5 "$ref")"
+	assert_eq 120 "$(grep -c '^PGRES_PIPELINE_SYNC' "$ref")" "pipeline directly: Sync segments"
+	timeout 60 "$pipe" "$(tls_ci require)" many >"$got" 2>&1 || fail "pipeline over TLS: $(tail -5 "$got")"
+	if ! cmp -s "$ref" "$got"; then
+		diff -u "$ref" "$got" | head -30 | sed 's/^/#   /'
+		fail "pipeline over TLS through $TARGET: the transcript differs from the direct one"
+	fi
+	note "pipeline over TLS: $(wc -l <"$got") transcript lines, identical"
 }
 
 case_config_check() {
@@ -644,25 +866,36 @@ case_reload() {
 }
 
 case_resume() {
-	local out
+	local out n=4 r0=0 r1 r2 h0=0 h1 h2
 	start_pgring "$(client_tls_ini require)"
-	out=$("$TLSCLIENT" resume -n 4 -W app --ca "$CERTS/ca.crt" 127.0.0.1 "$PORT" 2>&1)
-	assert_eq 0 "$?" "tlsclient resume: logins ($out)"
-	note "resume (not checked): $(grep -E '^resumed [0-9]' <<<"$out")"
-	out=$("$TLSCLIENT" resume --tls12 -n 4 -W app --ca "$CERTS/ca.crt" 127.0.0.1 "$PORT" 2>&1)
-	assert_eq 0 "$?" "tlsclient resume --tls12: logins ($out)"
-	note "resume TLS 1.2 (not checked): $(grep -E '^resumed [0-9]' <<<"$out")"
-	# TODO(metrics): when the names are fixed, assert here and after the other cases:
-	#   pgring_tls_handshakes_total{side="client"} grows by one per TLS login;
-	#   pgring_tls_resumed_total{side="client"} counts the resumptions above;
-	#   pgring_tls_handshake_failures_total{side="client",reason=...} counts the refusals
-	#   (no ALPN, untrusted client certificate, no client certificate, TLS version);
-	#   pgring_tls_connections{side="client",version=...,cipher=...} equals the open TLS
-	#   sessions (1 while the reload case's held psql is open, 0 after);
-	#   side="server" the same for server-tls.
-	if http_get /metrics; then
-		grep -E '^pgring_tls' <<<"$HTTP_BODY" | sed 's/^/#   metric: /' | head -20
+	# resume_run LABEL ARGS...: n logins, each offering the session of the one before.
+	resume_run() {
+		local label=$1
+		shift
+		out=$("$TLSCLIENT" resume "$@" -n $n -W app --ca "$CERTS/ca.crt" 127.0.0.1 "$PORT" 2>&1)
+		assert_eq 0 "$?" "tlsclient resume $label: logins ($out)"
+		note "resume $label: $(grep -E '^resumed [0-9]' <<<"$out")"
+	}
+	metrics_on && { mget r0 pgring_tls_resumed_total 'side="client"'; mget h0 pgring_tls_handshakes_total 'side="client"'; }
+	resume_run "(TLS 1.3)" --tls13
+	if ! metrics_on; then
+		note "resume through PgBouncer: reported, not checked"
+		resume_run "(TLS 1.2)" --tls12
+		return 0
 	fi
+	# Every reconnection resumed (the client saw it, pgring counted it).
+	assert_contains "$out" "resumed $((n - 1)) of $((n - 1))" "TLS 1.3: every reconnection resumed (tlsclient)"
+	mget r1 pgring_tls_resumed_total 'side="client"'
+	mget h1 pgring_tls_handshakes_total 'side="client"'
+	assert_num_cmp "$r1" -ge $((r0 + n - 1)) "pgring_tls_resumed_total{side=client} after $n TLS 1.3 logins offering the session before"
+	assert_eq $((h0 + n)) "$h1" "pgring_tls_handshakes_total{side=client}: one per login, resumed or not"
+	resume_run "(TLS 1.2)" --tls12
+	assert_contains "$out" "resumed $((n - 1)) of $((n - 1))" "TLS 1.2: every reconnection resumed (tlsclient)"
+	mget r2 pgring_tls_resumed_total 'side="client"'
+	mget h2 pgring_tls_handshakes_total 'side="client"'
+	assert_num_cmp "$r2" -ge $((r1 + n - 1)) "pgring_tls_resumed_total{side=client} after $n TLS 1.2 logins offering the session before"
+	assert_eq $((h1 + n)) "$h2" "pgring_tls_handshakes_total{side=client}: one per TLS 1.2 login"
+	note "resumed: $r0 -> $r1 (TLS 1.3) -> $r2 (TLS 1.2); handshakes $h0 -> $h1 -> $h2"
 }
 
 case_npm() {
@@ -702,6 +935,8 @@ tcase cert-auth case_cert_auth
 tcase server-tls case_server_tls
 tcase server-cert case_server_cert
 tcase pgbench case_pgbench
+tcase slow-reader case_slow_reader
+tcase copy-pipeline case_copy_pipeline
 tcase config-check case_config_check
 tcase reload case_reload
 tcase resume case_resume

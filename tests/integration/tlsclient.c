@@ -19,6 +19,15 @@
  *           session of the one before (wolfSSL_get1_session / wolfSSL_set_session);
  *           logs in and runs the SQL on each (so TLS 1.3 tickets are read) unless
  *           --handshake-only. Prints "resumed: yes|no" per reconnection and a summary.
+ *   noread  a slow reader: SSLRequest (or direct TLS with --direct), TLS, log in, send
+ *           the query (make it a huge result), print "query sent", then read nothing
+ *           until SIGUSR1 (or -t runs out: exit 1), the socket open and its default
+ *           receive buffer (back-pressure must reach the server). Then it prints
+ *           "unread: N bytes" (what waits in the socket: FIONREAD) and "peer: open" (or
+ *           "closed" if the server has sent FIN), reads the first --rows DataRows
+ *           (default 1000) checking that the result is well formed (RowDescription,
+ *           then DataRows of one field), prints "read: N rows ok" and waits for another
+ *           SIGUSR1 (exit 0, closing mid-result without Terminate) or to be killed.
  *
  * Options:
  *   -U USER  -d DB          the StartupMessage (default app / app)
@@ -35,7 +44,8 @@
  *   --gss-first             query and resume modes: send GSSENCRequest first (as libpq
  *                           does with gssencmode=prefer and a Kerberos ticket); it must
  *                           be answered 'N', then SSLRequest follows on the same socket
- *   --direct                resume mode: direct TLS instead of SSLRequest
+ *   --direct                resume and noread modes: direct TLS instead of SSLRequest
+ *   --rows N                noread mode: DataRows to read after SIGUSR1 (default 1000)
  *   --handshake-only        resume mode: no login, only handshakes
  *   -n N                    resume mode: N connections (default 2)
  *   -t SECONDS              give up after SECONDS in all (default 30)
@@ -69,6 +79,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -79,7 +90,7 @@
 #define MAX_MESSAGE (64u << 20)
 
 static const char *usage_text =
-	"usage: tlsclient direct|query|inject|resume [options] HOST PORT\n"
+	"usage: tlsclient direct|query|inject|resume|noread [options] HOST PORT\n"
 	"  -U USER -d DB -W PASSWORD -c SQL    login and query (default app, app, none, \"select 1\")\n"
 	"  --ca FILE [--verify-name NAME]     verify the server certificate (and its name)\n"
 	"  --sni NAME  --cert FILE --key FILE  SNI, client certificate\n"
@@ -87,6 +98,7 @@ static const char *usage_text =
 	"  --tls12 | --tls13                   pin the TLS version\n"
 	"  --gss-first                         GSSENCRequest (must get N) before SSLRequest\n"
 	"  resume: --direct --handshake-only -n N\n"
+	"  noread: --direct --rows N           hold until SIGUSR1, then read N rows\n"
 	"  -t SECONDS                          overall timeout (default 30)\n"
 	"See the comment at the top of tests/integration/tlsclient.c.\n";
 
@@ -95,8 +107,9 @@ static struct {
 	const char *ca, *verify_name, *sni, *cert, *key, *alpn;
 	int tls_version; /* 0 any, 12, 13 */
 	bool direct, handshake_only, gss_first;
-	int count, timeout;
-} opt = { .user = "app", .db = "app", .sql = "select 1", .alpn = ALPN_POSTGRESQL, .count = 2, .timeout = 30 };
+	int count, timeout, rows;
+} opt = { .user = "app", .db = "app", .sql = "select 1", .alpn = ALPN_POSTGRESQL, .count = 2, .timeout = 30,
+	  .rows = 1000 };
 
 /* ---- reporting ---- */
 
@@ -707,6 +720,83 @@ static int mode_resume(void)
 	return ok ? 0 : 1;
 }
 
+static volatile sig_atomic_t usr1_count;
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1_count++;
+}
+
+/* Wait (SIGUSR1 blocked outside) until SIGUSR1 has come `want` times in all. */
+static void wait_usr1(const sigset_t *unblocked, sig_atomic_t want)
+{
+	while (usr1_count < want)
+		sigsuspend(unblocked);
+}
+
+/* The slow reader: log in, send the query, hold, then read a little. */
+static int mode_noread(void)
+{
+	sigset_t usr1, old;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, &old);
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+
+	WOLFSSL_CTX *ctx = make_ctx();
+	struct conn c;
+	tls_open(&c, ctx, NULL, opt.direct);
+	struct buf b = { 0 };
+	put_startup(&b);
+	put_all(&c, b.data, b.len);
+	b.len = 0;
+	login(&c);
+	put_typed(&b, 'Q', opt.sql, strlen(opt.sql) + 1);
+	put_all(&c, b.data, b.len);
+	free(b.data);
+	printf("query sent\n");
+
+	wait_usr1(&old, 1);
+	int unread = 0;
+	if (ioctl(c.fd, FIONREAD, &unread) < 0)
+		die("FIONREAD: %s", strerror(errno));
+	struct pollfd p = { .fd = c.fd, .events = POLLRDHUP };
+	bool closed = poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+	printf("unread: %d bytes\npeer: %s\n", unread, closed ? "closed" : "open");
+
+	/* What was held back must still be a well-formed result. */
+	struct msg m = { 0 };
+	get_msg(&c, &m, false);
+	if (m.type == 'E')
+		server_error(&m);
+	if (m.type != 'T')
+		refused("expected RowDescription first, got '%c' (0x%02x)", m.type, (unsigned char)m.type);
+	for (int i = 1; i <= opt.rows; i++) {
+		get_msg(&c, &m, false);
+		if (m.type == 'E')
+			server_error(&m);
+		if (m.type != 'D')
+			refused("expected DataRow #%d, got '%c' (0x%02x)", i, m.type, (unsigned char)m.type);
+		uint16_t nf = 0;
+		if (m.len >= 2)
+			memcpy(&nf, m.body, 2);
+		if (m.len < 6 || ntohs(nf) != 1 || body_u32(&m, 2) != m.len - 6)
+			refused("DataRow #%d is malformed (%u bytes)", i, m.len);
+	}
+	free(m.body);
+	printf("read: %d rows ok\n", opt.rows);
+
+	alarm(0);
+	wait_usr1(&old, 2);
+	/* Vanish mid-result: no Terminate, no close_notify. */
+	close(c.fd);
+	wolfSSL_free(c.ssl);
+	wolfSSL_CTX_free(ctx);
+	return 0;
+}
+
 /* inject mode, once the server has said S and then nothing: the handshake, then
  * whatever the server sends within 1.5 s. */
 static int inject_after_handshake(WOLFSSL *ssl, int fd)
@@ -835,7 +925,7 @@ static int mode_inject(void)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_CA = 256, OPT_VERIFY_NAME, OPT_SNI, OPT_CERT, OPT_KEY, OPT_NO_ALPN, OPT_ALPN, OPT_TLS12, OPT_TLS13, OPT_DIRECT, OPT_HS_ONLY, OPT_GSS_FIRST };
+	enum { OPT_CA = 256, OPT_VERIFY_NAME, OPT_SNI, OPT_CERT, OPT_KEY, OPT_NO_ALPN, OPT_ALPN, OPT_TLS12, OPT_TLS13, OPT_DIRECT, OPT_HS_ONLY, OPT_GSS_FIRST, OPT_ROWS };
 	static const struct option longopts[] = {
 		{ "ca", required_argument, 0, OPT_CA },
 		{ "verify-name", required_argument, 0, OPT_VERIFY_NAME },
@@ -849,6 +939,7 @@ int main(int argc, char **argv)
 		{ "direct", no_argument, 0, OPT_DIRECT },
 		{ "handshake-only", no_argument, 0, OPT_HS_ONLY },
 		{ "gss-first", no_argument, 0, OPT_GSS_FIRST },
+		{ "rows", required_argument, 0, OPT_ROWS },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -881,6 +972,7 @@ int main(int argc, char **argv)
 		case OPT_DIRECT: opt.direct = true; break;
 		case OPT_HS_ONLY: opt.handshake_only = true; break;
 		case OPT_GSS_FIRST: opt.gss_first = true; break;
+		case OPT_ROWS: opt.rows = atoi(optarg); break;
 		default: fputs(usage_text, stderr); return 2;
 		}
 	}
@@ -894,8 +986,8 @@ int main(int argc, char **argv)
 		die("--verify-name needs --ca");
 	if (!!opt.cert != !!opt.key)
 		die("--cert and --key go together");
-	if (opt.count < 1 || opt.timeout < 1)
-		die("-n and -t must be positive");
+	if (opt.count < 1 || opt.timeout < 1 || opt.rows < 0)
+		die("-n and -t must be positive, --rows not negative");
 
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGALRM, on_alarm);
@@ -913,6 +1005,8 @@ int main(int argc, char **argv)
 		rc = mode_inject();
 	else if (strcmp(opt.mode, "resume") == 0)
 		rc = mode_resume();
+	else if (strcmp(opt.mode, "noread") == 0)
+		rc = mode_noread();
 	else {
 		fputs(usage_text, stderr);
 		return 2;
