@@ -467,6 +467,22 @@ void tls_session_input(struct tls_session *t, const uint8_t *p, uint32_t n)
 
 bool tls_session_input_left(const struct tls_session *t) { return t->in_len != 0; }
 
+/* The last alert the peer sent (its description code, -1: none). */
+static int peer_alert(const struct tls_session *t)
+{
+	WOLFSSL_ALERT_HISTORY h;
+	if (wolfSSL_get_alert_history(t->ssl, &h) != WOLFSSL_SUCCESS)
+		return -1;
+	return h.last_rx.code;
+}
+
+/* Alerts by which a peer says it refused our certificate (RFC 8446 6.2):
+ * bad, unsupported, revoked, expired, unknown certificate, unknown CA. */
+static bool certificate_alert(int code)
+{
+	return (code >= 42 && code <= 46) || code == 48;
+}
+
 /* Name the reason the way a person reading the log needs it. */
 static void explain(struct tls_session *t, int code)
 {
@@ -483,7 +499,9 @@ static void explain(struct tls_session *t, int code)
 	case MATCH_SUITE_ERROR: what = "no cipher suite in common"; break;
 	case VERSION_ERROR: what = "no protocol version in common"; break;
 	case UNKNOWN_ALPN_PROTOCOL_NAME_E: what = "client named an ALPN protocol other than postgresql"; break;
-	case FATAL_ERROR: what = "peer sent a fatal alert"; break;
+	case FATAL_ERROR:
+		snprintf(t->why, sizeof t->why, "peer sent a fatal alert: %s", wolfSSL_alert_desc_string_long(peer_alert(t)));
+		return;
 	default: what = wolf_reason(code, buf, sizeof buf); break;
 	}
 	snprintf(t->why, sizeof t->why, "%s", what);
@@ -576,6 +594,8 @@ enum tls_failure tls_session_failure(const struct tls_session *t)
 		return TLS_FAIL_PROTOCOL;
 	case UNKNOWN_ALPN_PROTOCOL_NAME_E:
 		return TLS_FAIL_ALPN;
+	case FATAL_ERROR:
+		return certificate_alert(peer_alert(t)) ? TLS_FAIL_CERTIFICATE : TLS_FAIL_HANDSHAKE;
 	case SOCKET_ERROR_E: case SOCKET_PEER_CLOSED_E:
 		return TLS_FAIL_IO;
 	default:

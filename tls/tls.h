@@ -97,7 +97,7 @@ const char *tls_session_error(const struct tls_session *t);
 /* Why handshakes fail, in buckets for metrics. */
 enum tls_failure {
 	TLS_FAIL_HANDSHAKE = 0,   /* anything else: bad messages, alerts */
-	TLS_FAIL_CERTIFICATE,     /* expired, untrusted, wrong host, missing */
+	TLS_FAIL_CERTIFICATE,     /* expired, untrusted, wrong host, missing; or the peer refused ours */
 	TLS_FAIL_PROTOCOL,        /* no version or cipher suite in common */
 	TLS_FAIL_ALPN,            /* direct TLS without ALPN "postgresql", or another protocol named */
 	TLS_FAIL_IO,              /* the connection broke or sent garbage before TLS */

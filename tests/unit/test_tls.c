@@ -237,6 +237,11 @@ Test(tls, verification_of_the_server)
 	handshake(&p, &rs, &rc);
 	cr_assert_eq(rc, TLS_ERROR);
 	cr_assert_str_eq(tls_session_error(p.cli), "certificate has expired");
+	/* the client's alert reaches the server: counted as a certificate failure */
+	tls_session_input(p.srv, p.to_srv.data, p.to_srv.len);
+	cr_assert_eq(tls_session_handshake(p.srv), TLS_ERROR);
+	cr_assert_eq(tls_session_failure(p.srv), TLS_FAIL_CERTIFICATE, "%s", tls_session_error(p.srv));
+	cr_assert(strstr(tls_session_error(p.srv), "alert") != NULL, "%s", tls_session_error(p.srv));
 	pair_close(&p);
 
 	pair_open(&p, server_ctx("wronghost.crt", "wronghost.key", TLS_VERIFY_NONE), NULL);
