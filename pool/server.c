@@ -352,13 +352,15 @@ static void login_auth(struct server *sv, const uint8_t *msg, uint32_t len)
 		break;
 	}
 	case 10: {
-		bool offered = false;
+		bool offered = false, plus = false;
 		for (;;) {
 			const char *mech = proto_read_str(&r);
 			if (r.bad || !*mech)
 				break;
-			if (strcmp(mech, "SCRAM-SHA-256") == 0)
+			if (strcmp(mech, AUTH_SCRAM_MECH) == 0)
 				offered = true;
+			else if (strcmp(mech, AUTH_SCRAM_PLUS_MECH) == 0)
+				plus = true;
 		}
 		if (!offered) {
 			login_failed(sv, "28000", "server offers no SASL mechanism pgring supports");
@@ -378,9 +380,20 @@ static void login_auth(struct server *sv, const uint8_t *msg, uint32_t len)
 				     "(a SCRAM secret in auth_file works once a client logged in with SCRAM)");
 			return;
 		}
+		/* As libpq's channel_binding=prefer: over TLS, bind to the server's
+		 * certificate when it offers PLUS, else say we could have ('y'). */
+		uint8_t cb[64];
+		size_t cb_len = sv->conn.tls && plus ? tls_session_peer_endpoint(sv->conn.tls, cb) : 0;
+		if (cb_len)
+			auth_scram_client_channel_binding(sv->scram, 'p', cb, cb_len);
+		else if (sv->conn.tls)
+			auth_scram_client_channel_binding(sv->scram, 'y', NULL, 0);
+		LOGF(LOG_DEBUG, sv->conn.id, "server login: %s, channel binding %s",
+		     cb_len ? AUTH_SCRAM_PLUS_MECH : AUTH_SCRAM_MECH,
+		     cb_len ? "tls-server-end-point" : sv->conn.tls ? "supported, not offered" : "none");
 		char out[512];
 		int k = auth_scram_client_first(sv->scram, out, sizeof out);
-		proto_sasl_initial(&o, "SCRAM-SHA-256", out, (size_t)(k > 0 ? k : 0));
+		proto_sasl_initial(&o, cb_len ? AUTH_SCRAM_PLUS_MECH : AUTH_SCRAM_MECH, out, (size_t)(k > 0 ? k : 0));
 		break;
 	}
 	case 11: {

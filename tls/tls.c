@@ -197,27 +197,30 @@ static int set_dh(WOLFSSL_CTX *ctx, const char *spec, char *err, size_t errlen)
 	return 0;
 }
 
-/* RFC 5929 tls-server-end-point: our certificate hashed with its signature's
- * hash, SHA-256 standing in for MD5 and SHA-1. */
+/* RFC 5929 tls-server-end-point of a certificate: its DER hashed with its
+ * signature's hash, SHA-256 standing in for MD5 and SHA-1. The length, 0 if
+ * it cannot be had. */
+static size_t endpoint_of(WOLFSSL_X509 *x, uint8_t out[ENDPOINT_MAX])
+{
+	int len = 0;
+	const unsigned char *der = wolfSSL_X509_get_der(x, &len);
+	if (!der || len <= 0)
+		return 0;
+	int sig = wolfSSL_X509_get_signature_type(x);
+	if (sig == CTC_SHA384wRSA || sig == CTC_SHA384wECDSA)
+		return wc_Sha384Hash(der, (word32)len, out) == 0 ? WC_SHA384_DIGEST_SIZE : 0;
+	if (sig == CTC_SHA512wRSA || sig == CTC_SHA512wECDSA)
+		return wc_Sha512Hash(der, (word32)len, out) == 0 ? WC_SHA512_DIGEST_SIZE : 0;
+	return wc_Sha256Hash(der, (word32)len, out) == 0 ? WC_SHA256_DIGEST_SIZE : 0;
+}
+
+/* Our own certificate's, for SCRAM-SHA-256-PLUS with clients. */
 static void compute_endpoint(struct tls_ctx *c, const char *cert_file)
 {
 	WOLFSSL_X509 *x = wolfSSL_X509_load_certificate_file(cert_file, WOLFSSL_FILETYPE_PEM);
 	if (!x)
 		return;
-	int len = 0;
-	const unsigned char *der = wolfSSL_X509_get_der(x, &len);
-	int sig = wolfSSL_X509_get_signature_type(x);
-	if (der && len > 0) {
-		if (sig == CTC_SHA384wRSA || sig == CTC_SHA384wECDSA) {
-			if (wc_Sha384Hash(der, (word32)len, c->endpoint) == 0)
-				c->endpoint_len = WC_SHA384_DIGEST_SIZE;
-		} else if (sig == CTC_SHA512wRSA || sig == CTC_SHA512wECDSA) {
-			if (wc_Sha512Hash(der, (word32)len, c->endpoint) == 0)
-				c->endpoint_len = WC_SHA512_DIGEST_SIZE;
-		} else if (wc_Sha256Hash(der, (word32)len, c->endpoint) == 0) {
-			c->endpoint_len = WC_SHA256_DIGEST_SIZE;
-		}
-	}
+	c->endpoint_len = endpoint_of(x, c->endpoint);
 	wolfSSL_X509_free(x);
 }
 
@@ -624,6 +627,16 @@ bool tls_session_peer_cn(struct tls_session *t, char *cn, size_t cap)
 	int n = wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(x), NID_commonName, cn, (int)cap);
 	wolfSSL_X509_free(x);
 	return n > 0;
+}
+
+size_t tls_session_peer_endpoint(struct tls_session *t, uint8_t out[64])
+{
+	WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(t->ssl);
+	if (!x)
+		return 0;
+	size_t n = endpoint_of(x, out);
+	wolfSSL_X509_free(x);
+	return n;
 }
 
 size_t tls_session_endpoint(const struct tls_session *t, const uint8_t **hash)

@@ -111,6 +111,9 @@ bool tls_session_resumed(const struct tls_session *t);
 /* Did the peer present a certificate that verified? Its subject CN into
  * cn (NUL-terminated); false when there is none. */
 bool tls_session_peer_cn(struct tls_session *t, char *cn, size_t cap);
+/* Client side: the server's certificate's tls-server-end-point hash into out
+ * (SCRAM-SHA-256-PLUS towards servers). Its length, 0 when there is none. */
+size_t tls_session_peer_endpoint(struct tls_session *t, uint8_t out[64]);
 /* The context's tls-server-end-point hash (server side). */
 size_t tls_session_endpoint(const struct tls_session *t, const uint8_t **hash);
 

@@ -566,9 +566,15 @@ case_server_tls() {
 	out=$(timeout 10 psql -X -Atq -c "SELECT 1" "host=127.0.0.1 port=$TLSPG_PORT dbname=app user=app password=app sslmode=disable" 2>&1)
 	assert_ne 0 "$?" "the TLS PostgreSQL must refuse plaintext ($out)"
 
-	start_pgring "$(server_tls_ini verify-full)"
+	start_pgring "$(server_tls_ini verify-full)" -vv
 	out=$(pqtry "$(conninfo)" "$SSL_SQL") || fail "verify-full: query: $out"
 	assert_eq "t|t" "$out" "verify-full: pg_stat_ssl of the server connection"
+	# PostgreSQL offers SCRAM-SHA-256-PLUS over TLS; pgring binds to its certificate
+	# (as libpq's channel_binding=prefer), and the server accepted the binding.
+	if ! is_pgbouncer; then
+		grep -q "server login: SCRAM-SHA-256-PLUS, channel binding tls-server-end-point" "$POOLER_LOG" ||
+			fail "verify-full: the server login did not use SCRAM-SHA-256-PLUS: $(grep 'server login' "$POOLER_LOG" | head -3)"
+	fi
 	# Many transactions over the pool's TLS server connections.
 	out=$(PGPASSWORD=app timeout 30 pgbench -n -c 4 -j 2 -T 2 -f <(echo "SELECT 1;") "$(conninfo)" 2>&1) ||
 		fail "verify-full: pgbench through TLS server connections: $out"
