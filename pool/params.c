@@ -132,29 +132,35 @@ static const char *effective(const struct params *p, const struct params *defaul
 	return v ? v : params_get(defaults, name);
 }
 
-/* Append "SELECT pg_catalog.set_config('name', 'value', false)" (value NULL:
- * "RESET name"). set_config takes the value as the server itself reports it, so
- * list settings such as search_path ('"$user", public') come back exactly; a SET
- * would quote such a value into a single element. */
+/* Append "SELECT pg_catalog.set_config('name', 'value', false)"; a NULL value
+ * resets the setting (set_config is not strict: NULL is RESET). Names go in as
+ * literals, never as identifiers: a name such as some.var, whose first part is a
+ * reserved word, would be a syntax error after RESET or SET. set_config takes
+ * the value as the server itself reports it, so list settings such as
+ * search_path ('"$user", public') come back exactly; a SET would quote such a
+ * value into a single element. params_is_session admits only names of letters,
+ * digits, '_' and '.', so the name needs no escaping. */
 static int append_set(char *out, size_t cap, size_t len, const char *name, const char *value)
 {
-	size_t need = (len ? 1 : 0) + strlen(name) + 1;   /* separator, name, NUL */
+	bool backslash = value && strchr(value, '\\') != NULL;
+	size_t need = (len ? 1 : 0) + strlen("SELECT pg_catalog.set_config('', ") + strlen(name) + 1;   /* NUL */
 	if (value) {
-		need += strlen("SELECT pg_catalog.set_config('', '', false)") + (strchr(value, '\\') ? 1 : 0);
+		need += strlen("'', false)") + (backslash ? 1 : 0);
 		for (const char *c = value; *c; c++)
-			need += *c == '\'' || *c == '\\' ? 2 : 1;
+			need += *c == '\'' || (*c == '\\' && backslash) ? 2 : 1;
 	} else {
-		need += strlen("RESET ");
+		need += strlen("NULL, false)");
 	}
 	if (len + need > cap)
 		return -1;
 	char *o = out + len;
 	if (len)
 		*o++ = ';';
-	if (!value)
-		return (int)(o - (out + len)) + sprintf(o, "RESET %s", name);
 	o += sprintf(o, "SELECT pg_catalog.set_config('%s', ", name);
-	bool backslash = strchr(value, '\\') != NULL;
+	if (!value) {
+		o += sprintf(o, "NULL, false)");
+		return (int)(o - (out + len));
+	}
 	if (backslash)
 		*o++ = 'E';   /* whatever standard_conforming_strings says */
 	*o++ = '\'';

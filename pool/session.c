@@ -421,12 +421,15 @@ static void append_ident(struct strbuf *sb, const char *name)
 	strbuf_putc(sb, '"');
 }
 
-static void sqlprep_sync(const struct client *cl, struct server *sv, struct strbuf *sb)
+static bool hidden_query(struct server *sv, struct lease *in_stream, const char *sql)
 {
-	static const struct params none;
-	const struct params *mine = cl->sess ? &cl->sess->sqlprep : &none;
-	if (!mine->n && !sv->sqlprep.n)
-		return;
+	LOGF(LOG_DEBUG, sv->conn.id, "restoring session state: %s", sql);
+	return in_stream ? lease_hidden_query(in_stream, sql) : server_hidden_query(sv, sql);
+}
+
+/* The server's SQL PREPAREs the client lacks: DEALLOCATEs, sent with the settings. */
+static void sqlprep_drop(const struct params *mine, const struct server *sv, struct strbuf *sb)
+{
 	for (int i = 0; i < sv->sqlprep.n; i++) {
 		const char *text = params_get(mine, sv->sqlprep.v[i].name);
 		if (text && strcmp(text, sv->sqlprep.v[i].value) == 0)
@@ -436,19 +439,28 @@ static void sqlprep_sync(const struct client *cl, struct server *sv, struct strb
 		strbuf_puts(sb, "DEALLOCATE ");
 		append_ident(sb, sv->sqlprep.v[i].name);
 	}
+}
+
+/* The client's SQL PREPAREs the server lacks: each goes alone, since the server
+ * keeps the whole query string as the statement's text (what
+ * pg_prepared_statements shows the client). */
+static bool sqlprep_add(const struct params *mine, struct server *sv, struct lease *in_stream, int *sent)
+{
 	for (int i = 0; i < mine->n; i++) {
 		const char *have = params_get(&sv->sqlprep, mine->v[i].name);
 		if (have && strcmp(have, mine->v[i].value) == 0)
 			continue;
-		if (sb->len)
-			strbuf_putc(sb, ';');
-		strbuf_puts(sb, mine->v[i].value);
+		if (!hidden_query(sv, in_stream, mine->v[i].value))
+			return false;
+		(*sent)++;
 	}
-	params_copy(&sv->sqlprep, mine);
+	return true;
 }
 
 void session_restore(struct client *cl, struct server *sv, struct lease *in_stream)
 {
+	static const struct params none;
+	const struct params *mine = cl->sess ? &cl->sess->sqlprep : &none;
 	if (in_stream)
 		in_stream->need_sync = false;
 	struct strbuf sb = STRBUF_INIT;
@@ -458,13 +470,19 @@ void session_restore(struct client *cl, struct server *sv, struct lease *in_stre
 		strbuf_append(&sb, sql, (size_t)n);
 	else if (n < 0)
 		LOGF(LOG_WARNING, cl->conn.id, "session settings too long to restore (over %zu bytes)", sizeof sql);
-	sqlprep_sync(cl, sv, &sb);
-	if (sb.len && !sb.failed) {
-		LOGF(LOG_DEBUG, cl->conn.id, "restoring session state: %s", strbuf_str(&sb));
-		stat_add(&sv->pool->stats->state_replays, 1);
-		if (in_stream ? lease_hidden_query(in_stream, strbuf_str(&sb)) : server_hidden_query(sv, strbuf_str(&sb)))
-			params_copy(&sv->params, &cl->params);
+	sqlprep_drop(mine, sv, &sb);
+	int sent = 0;
+	bool ok = !sb.failed;
+	if (ok && sb.len) {
+		ok = hidden_query(sv, in_stream, strbuf_str(&sb));
+		sent += ok;
 	}
+	if (ok && n > 0)
+		params_copy(&sv->params, &cl->params);
+	if (ok && (mine->n || sv->sqlprep.n) && sqlprep_add(mine, sv, in_stream, &sent))
+		params_copy(&sv->sqlprep, mine);
+	if (sent)
+		stat_add(&sv->pool->stats->state_replays, 1);
 	strbuf_free(&sb);
 }
 

@@ -347,7 +347,7 @@ Test(params_diff, server_extra_without_default_is_reset)
 {
 	struct three t = { 0 };
 	cr_assert(params_set(&t.have, "search_path", "tenant_7"));
-	expect_sql(&t, "RESET search_path");
+	expect_sql(&t, "SELECT pg_catalog.set_config('search_path', NULL, false)");
 	three_clear(&t);
 }
 
@@ -390,6 +390,23 @@ Test(params_diff, quoting)
 	three_clear(&t);
 }
 
+/* Names whose first part is a reserved word (some.var, select.x) would be a
+ * syntax error after RESET or SET: both directions go through set_config with
+ * the name as a literal. */
+Test(params_diff, reserved_word_names)
+{
+	struct three t = { 0 };
+	cr_assert(params_set(&t.have, "some.var", "x"));
+	expect_sql(&t, "SELECT pg_catalog.set_config('some.var', NULL, false)");
+	three_clear(&t);
+	cr_assert(params_set(&t.want, "select.x", "it's"));
+	expect_sql(&t, "SELECT pg_catalog.set_config('select.x', 'it''s', false)");
+	three_clear(&t);
+	cr_assert(params_set(&t.want, "order.by", "a\\b"));
+	expect_sql(&t, "SELECT pg_catalog.set_config('order.by', E'a\\\\b', false)");
+	three_clear(&t);
+}
+
 Test(params_diff, combinations)
 {
 	struct three t = { 0 };
@@ -408,7 +425,7 @@ Test(params_diff, combinations)
 	cr_assert(params_set(&t.defaults, "IntervalStyle", "postgres"));
 	cr_assert(params_set(&t.defaults, "lock_timeout", "1s"));     /* neither side */
 	expect_sql(&t, "SELECT pg_catalog.set_config('TimeZone', 'UTC', false);SELECT pg_catalog.set_config('search_path', 's1', false);SELECT pg_catalog.set_config('DateStyle', 'ISO, MDY', false);"
-		       "RESET work_mem");
+		       "SELECT pg_catalog.set_config('work_mem', NULL, false)");
 	three_clear(&t);
 }
 
@@ -459,7 +476,9 @@ Test(params_diff, cap_too_small)
 	struct three t = { 0 };
 	cr_assert(params_set(&t.want, "TimeZone", "UTC"));
 	cr_assert(params_set(&t.want, "application_name", "it's"));
+	cr_assert(params_set(&t.want, "search_path", "a\\b"));   /* E'' with doubled backslash */
 	cr_assert(params_set(&t.have, "TimeZone", "GMT"));
+	cr_assert(params_set(&t.have, "some.var", "x"));          /* reset: NULL */
 	char full[256];
 	int need = params_diff_sql(&t.want, &t.have, &t.defaults, full, sizeof full);
 	cr_assert_gt(need, 0);
