@@ -1075,6 +1075,14 @@ static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t b
 	int rc = proto_framer_feed(&cl->conn.fr, data, n, buf, &client_ops, cl);
 	if (rc == PROTO_BAD_LENGTH) {
 		stat_add(&s->stats->protocol_errors, 1);
+		if (cl->state == CL_STARTUP) {
+			/* As PostgreSQL: a client that is not speaking the protocol yet
+			 * (e.g. a Terminate sent before the StartupMessage) gets no
+			 * answer, only a log line. */
+			LOGF(LOG_INFO, cl->conn.id, "closing client: invalid length of startup packet");
+			close_later(cl);
+			return;
+		}
 		client_fail(cl, "08P01", "invalid message length (longer than max_packet_size or shorter than 4)");
 		return;
 	}
