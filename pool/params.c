@@ -120,10 +120,7 @@ bool params_is_session(const char *name)
 			return false;
 	if (strncasecmp(name, "pgring.", 7) == 0 || strncmp(name, "_pq_.", 5) == 0)
 		return false;
-	for (const char *c = name; *c; c++)
-		if (!isalnum((unsigned char)*c) && *c != '_' && *c != '.')
-			return false;
-	return *name != 0;
+	return *name != 0;   /* any other name: it goes back as a literal (append_set) */
 }
 
 static const char *effective(const struct params *p, const struct params *defaults, const char *name)
@@ -140,36 +137,48 @@ static const char *effective(const struct params *p, const struct params *defaul
  * search_path ('"$user", public') come back exactly; a SET would quote such a
  * value into a single element. params_is_session admits only names of letters,
  * digits, '_' and '.', so the name needs no escaping. */
+/* The length of s as a string literal, quotes and E prefix included. */
+static size_t literal_len(const char *s)
+{
+	bool backslash = strchr(s, '\\') != NULL;
+	size_t n = 2 + (backslash ? 1 : 0);
+	for (const char *c = s; *c; c++)
+		n += *c == '\'' || (*c == '\\' && backslash) ? 2 : 1;
+	return n;
+}
+
+/* s as a string literal at o; returns the end. An E'' literal when s has a
+ * backslash, whatever the server's standard_conforming_strings says. */
+static char *put_literal(char *o, const char *s)
+{
+	bool backslash = strchr(s, '\\') != NULL;
+	if (backslash)
+		*o++ = 'E';
+	*o++ = '\'';
+	for (const char *c = s; *c; c++) {
+		if (*c == '\'' || (*c == '\\' && backslash))
+			*o++ = *c;
+		*o++ = *c;
+	}
+	*o++ = '\'';
+	return o;
+}
+
 static int append_set(char *out, size_t cap, size_t len, const char *name, const char *value)
 {
-	bool backslash = value && strchr(value, '\\') != NULL;
-	size_t need = (len ? 1 : 0) + strlen("SELECT pg_catalog.set_config('', ") + strlen(name) + 1;   /* NUL */
-	if (value) {
-		need += strlen("'', false)") + (backslash ? 1 : 0);
-		for (const char *c = value; *c; c++)
-			need += *c == '\'' || (*c == '\\' && backslash) ? 2 : 1;
-	} else {
-		need += strlen("NULL, false)");
-	}
+	static const char head[] = "SELECT pg_catalog.set_config(", tail[] = ", false)";
+	size_t need = (len ? 1 : 0) + strlen(head) + literal_len(name) + 2 +
+		      (value ? literal_len(value) : strlen("NULL")) + strlen(tail) + 1;   /* NUL */
 	if (len + need > cap)
 		return -1;
 	char *o = out + len;
 	if (len)
 		*o++ = ';';
-	o += sprintf(o, "SELECT pg_catalog.set_config('%s', ", name);
-	if (!value) {
-		o += sprintf(o, "NULL, false)");
-		return (int)(o - (out + len));
-	}
-	if (backslash)
-		*o++ = 'E';   /* whatever standard_conforming_strings says */
-	*o++ = '\'';
-	for (const char *c = value; *c; c++) {
-		if (*c == '\'' || (*c == '\\' && backslash))
-			*o++ = *c;
-		*o++ = *c;
-	}
-	o += sprintf(o, "', false)");
+	o = stpcpy(o, head);
+	o = put_literal(o, name);
+	o = stpcpy(o, ", ");
+	o = value ? put_literal(o, value) : stpcpy(o, "NULL");
+	o = stpcpy(o, tail);
 	return (int)(o - (out + len));
 }
 

@@ -57,6 +57,31 @@ static void tok_ident(const struct proto_sqllex_tok *t, char *out, size_t cap)
 	out[k] = 0;
 }
 
+/* A setting's name, `part [. part ...]` from t[i], folded as PostgreSQL folds
+ * it, into out[cap]. Returns the index of the token after it; -1 when t[i]
+ * does not start a name (the server rejects the statement), -2 when the name
+ * does not fit (the caller cannot follow the statement). */
+static int setting_name(const struct proto_sqllex_tok *t, int n, int i, char *out, size_t cap)
+{
+	size_t k = 0;
+	for (;;) {
+		if (i >= n || (t[i].type != SQLLEX_IDENT && t[i].type != SQLLEX_QIDENT))
+			return -1;
+		char part[SQL_NAME_MAX];
+		tok_ident(&t[i], part, sizeof part);
+		size_t len = strlen(part);
+		if (k + len + 1 >= cap)
+			return -2;
+		memcpy(out + k, part, len + 1);
+		k += len;
+		i++;
+		if (i + 1 >= n || !is_op(&t[i], '.'))
+			return i;
+		out[k++] = '.';
+		i++;
+	}
+}
+
 /* A string literal's value; false for the forms not decoded (dollar quotes, U&,
  * B'', X'', N'') and for an unterminated one (SQLLEX_BAD). */
 static bool tok_string(const struct proto_sqllex_tok *t, char *out, size_t cap)
@@ -315,22 +340,19 @@ static void classify_set(struct stmt_scan *st, int i, struct proto_sql_stmt *out
 		name = "xmloption";
 		vstart = i + 2;
 	} else {
-		/* name [. name] {TO | =} value [, ...] */
-		char buf[SQL_NAME_MAX * 2 + 2];
-		if (t[i].type != SQLLEX_IDENT && t[i].type != SQLLEX_QIDENT)
+		/* name [. name ...] {TO | =} value [, ...]; a form not followed (a
+		 * name too long, FROM CURRENT) keeps the client on its server, one
+		 * the server rejects changes nothing */
+		i = setting_name(t, n, i, out->name, sizeof out->name);
+		if (i == -2 || (i >= 0 && i < n && is_kw(&t[i], "from"))) {
+			out->name[0] = 0;
+			out->kind = SQL_PIN;
 			return;
-		tok_ident(&t[i], buf, SQL_NAME_MAX);
-		i++;
-		if (i + 1 < n && is_op(&t[i], '.') && (t[i + 1].type == SQLLEX_IDENT || t[i + 1].type == SQLLEX_QIDENT)) {
-			size_t k = strlen(buf);
-			buf[k++] = '.';
-			tok_ident(&t[i + 1], buf + k, SQL_NAME_MAX);
-			i += 2;
 		}
-		if (i >= n || !(is_kw(&t[i], "to") || is_op(&t[i], '=')))
+		if (i < 0 || i >= n || !(is_kw(&t[i], "to") || is_op(&t[i], '='))) {
+			out->name[0] = 0;
 			return;
-		_Static_assert(sizeof buf <= sizeof out->name, "qualified names fit");
-		memcpy(out->name, buf, sizeof buf);
+		}
 		vstart = i + 1;
 		if (vstart < n && is_kw(&t[vstart], "default") && vstart + 1 == n) {
 			out->kind = SQL_RESET;
@@ -420,15 +442,10 @@ static void classify(struct stmt_scan *st, struct proto_sql_stmt *out)
 		else if (n >= 2 && (is_kw(&t[1], "transaction")))
 			;
 		else if (n >= 2 && (t[1].type == SQLLEX_IDENT || t[1].type == SQLLEX_QIDENT)) {
-			out->kind = SQL_RESET;
-			tok_ident(&t[1], out->name, sizeof out->name);
-			if (n >= 4 && is_op(&t[2], '.')) {
-				size_t k = strlen(out->name);
-				if (k + 1 < sizeof out->name) {
-					out->name[k] = '.';
-					tok_ident(&t[3], out->name + k + 1, sizeof out->name - k - 1);
-				}
-			}
+			int end = setting_name(t, n, 1, out->name, sizeof out->name);
+			out->kind = end == -2 ? SQL_PIN : end == n ? SQL_RESET : SQL_NONE;
+			if (out->kind != SQL_RESET)
+				out->name[0] = 0;
 		}
 	} else if (is_kw(&t[0], "prepare") && n >= 2 && !is_kw(&t[1], "transaction")) {
 		out->kind = SQL_PREPARE;

@@ -310,6 +310,18 @@ Test(sql_set, names)
 	cr_assert_eq(r.found, 1);
 	cr_assert_eq(strlen(r.s[0].name), 63 + 1 + 63, "a qualified name of two 63-byte parts is kept whole");
 	scan_done(&r);
+	/* three parts; '$' and non-ASCII bytes in words; quoted parts keep their case */
+	expect_set("SET \"a\".\"b\".c = 'changed'", "a.b.c", "changed");
+	expect_set("SET x.\"Y\".z TO 'c1'", "x.Y.z", "c1");
+	expect_set("SET a$b.c$d = 'sql'", "a$b.c$d", "sql");
+	expect_set("SET \xc3\xa9.\xc3\xbc = 'unquoted'", "\xc3\xa9.\xc3\xbc", "unquoted");
+	expect_set("SET \"MIXED\".Case$1 = 'upper'", "MIXED.case$1", "upper");
+	/* a name that does not fit cannot be followed: the client stays on its server */
+	snprintf(sql, sizeof sql, "SET %s.%s.c = 1", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		 "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+	expect_one(sql, SQL_PIN, "");
+	expect_one("SET ut.v FROM CURRENT", SQL_PIN, "");
+	expect_none("SET ut.v.");
 }
 
 /* ---- the other statement kinds ---- */
@@ -324,6 +336,9 @@ Test(sql_kinds, reset)
 	expect_one("RESET TimeZone", SQL_RESET, "timezone");
 	expect_one("RESET TIME ZONE", SQL_RESET, "timezone");
 	expect_one("RESET \"Ut\".V", SQL_RESET, "Ut.v");
+	expect_one("RESET \"mixed\".\"case$1\"", SQL_RESET, "mixed.case$1");
+	expect_one("RESET a.B.c", SQL_RESET, "a.b.c");
+	expect_none("RESET a.b c");
 	expect_one("RESET ROLE", SQL_RESET, "role");
 	expect_none("RESET SESSION AUTHORIZATION");
 }
