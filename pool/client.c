@@ -165,6 +165,30 @@ void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
 	close_later(cl);
 }
 
+/* Which shard owns a cancel key: its secret's top bits, so that a key whose
+ * PID is a server's (session pooling) routes as well as pgring's own. */
+static int key_shard_bits(int nshards)
+{
+	int bits = 0;
+	while ((1 << bits) < nshards)
+		bits++;
+	return bits;
+}
+
+static uint32_t key_secret_for(int shard, int nshards)
+{
+	uint32_t secret;
+	auth_random(&secret, sizeof secret);
+	int bits = key_shard_bits(nshards);
+	return bits ? (secret >> bits) | ((uint32_t)shard << (32 - bits)) : secret;
+}
+
+static int key_owner(uint32_t secret, int nshards)
+{
+	int bits = key_shard_bits(nshards);
+	return bits ? (int)(secret >> (32 - bits)) : 0;
+}
+
 static void key_link(struct client *cl)
 {
 	struct pool_shard *ps = pool_shard(shard_of(cl));
@@ -394,7 +418,7 @@ static void handle_cancel(struct client *cl, const uint8_t *msg, uint32_t len)
 	struct shard *s = shard_of(cl);
 	if (len == 16) {
 		uint32_t pid = proto_get_u32(msg + 8), key = proto_get_u32(msg + 12);
-		int owner = (int)(pid >> 22);
+		int owner = key_owner(key, s->nshards);
 		stat_add(&s->stats->cancels_received, 1);
 		if (owner == s->id) {
 			client_cancel(s, pid, key);
@@ -821,7 +845,9 @@ static const char *welcome_value(const struct client *cl, int i)
 	return mine ? mine : p->defaults.v[i].value;
 }
 
-void client_login_finish(struct client *cl)
+/* AuthenticationOk, the parameters, BackendKeyData (pid: the server's in
+ * session pooling, 0: a random one) and ReadyForQuery. false: the client failed. */
+static bool send_welcome(struct client *cl, uint32_t pid)
 {
 	struct shard *s = shard_of(cl);
 	struct pool *p = cl->pool;
@@ -832,18 +858,17 @@ void client_login_finish(struct client *cl)
 	uint8_t *mem = bufs_scratch(&s->bufs, cap, &buf);
 	if (!mem) {
 		client_fail(cl, "53200", "out of memory");
-		return;
+		return false;
 	}
 	struct proto_out o;
 	proto_out_init(&o, mem, cap);
 	proto_auth_request(&o, 0, NULL, 0);
 	for (int i = 0; i < p->defaults.n; i++)
 		proto_parameter_status(&o, p->defaults.v[i].name, welcome_value(cl, i));
-	do {
+	cl->key_pid = pid;
+	while (cl->key_pid == 0)
 		auth_random(&cl->key_pid, sizeof cl->key_pid);
-		cl->key_pid = ((uint32_t)s->id << 22) | (cl->key_pid & 0x3fffff);
-	} while (cl->key_pid == 0);
-	auth_random(&cl->key_secret, sizeof cl->key_secret);
+	cl->key_secret = key_secret_for(s->id, s->nshards);
 	key_link(cl);
 	proto_backend_key(&o, cl->key_pid, cl->key_secret);
 	proto_ready(&o, 'I');
@@ -851,16 +876,44 @@ void client_login_finish(struct client *cl)
 	bufs_unref(&s->bufs, buf);
 	if (!sent) {
 		client_fail(cl, "53200", "out of memory");
+		return false;
+	}
+	LOGF(LOG_INFO, cl->conn.id, "login: user=%s database=%s%s", cl->user, cl->database,
+	     pid ? " (session pooling: its server's PID)" : "");
+	return true;
+}
+
+void client_login_finish(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	cl->xact_start_us = s->now_us;
+	if (cl->pool->mode == POOL_SESSION) {
+		/* the client owns a server for its whole session, so it gets one now
+		 * and is welcomed with that server's PID: pg_backend_pid(),
+		 * pg_terminate_backend() and the like then work as directly */
+		if (!cl->lease && !lease_open(cl)) {
+			client_fail(cl, "53200", "out of memory");
+			return;
+		}
+		cl->welcome_owed = true;
+		cl->txn_target = (uint8_t)route_target(cl, NULL, 0, NULL, 0);
+		pool_request_server(cl);   /* CL_WAITING, CL_ROUTING or given one (client_welcome_server) */
 		return;
 	}
+	if (!send_welcome(cl, 0))
+		return;
 	client_set_state(cl, CL_IDLE);
-	LOGF(LOG_INFO, cl->conn.id, "login: user=%s database=%s", cl->user, cl->database);
 	if (cl->lease) {
 		/* requests pipelined behind the startup packet */
-		cl->xact_start_us = s->now_us;
 		cl->txn_target = (uint8_t)route_target(cl, NULL, 0, NULL, 0);
 		pool_request_server(cl);
 	}
+}
+
+bool client_welcome_server(struct client *cl, const struct server *sv)
+{
+	cl->welcome_owed = false;
+	return send_welcome(cl, sv->backend_pid);
 }
 
 /* ---- requests ---- */
@@ -1125,6 +1178,12 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 {
 	struct pool *p = cl->pool;
 	bool session = p && p->mode == POOL_SESSION;
+	if (session && cl->server_fatal_relayed && cl->state != CL_CLOSED) {
+		/* it has its server's FATAL already, as a direct client would */
+		LOGF(LOG_INFO, cl->conn.id, "closing client: its server ended the session: %s (%s)", why, sqlstate);
+		close_later(cl);
+		return;
+	}
 	if (session || cl->state == CL_CLOSED) {
 		client_fail(cl, sqlstate, "server connection lost: %s", why);
 		return;
@@ -1219,7 +1278,10 @@ void client_tick(struct shard *s)
 			break;
 		case CL_WAITING:
 		case CL_ROUTING:
-			if (cfg->query_wait_timeout > 0 && s->now_us - cl->wait_start_us > cfg->query_wait_timeout * 1e6)
+			if (cl->welcome_owed && cfg->client_login_timeout > 0 &&
+			    s->now_us - cl->connect_us > cfg->client_login_timeout * 1e6)
+				client_fail(cl, "08P01", "client_login_timeout");
+			else if (cfg->query_wait_timeout > 0 && s->now_us - cl->wait_start_us > cfg->query_wait_timeout * 1e6)
 				client_fail(cl, "08P01", "query_wait_timeout");
 			break;
 		case CL_CLOSED:

@@ -18,6 +18,7 @@
 struct shard;
 struct pool;
 struct lease;
+struct server;
 
 /* Each state but CL_IDLE and CL_ACTIVE has one list the client is on
  * (client_set_state moves it): the shard's list of clients not logged in yet,
@@ -84,6 +85,8 @@ struct client {
 	uint8_t auth_step;                         /* SCRAM: 0 awaiting SASLInitialResponse, 1 SASLResponse */
 	bool counted;                              /* counted in max_client_conn */
 	bool in_txn;                               /* last ReadyForQuery it got said T or E */
+	bool welcome_owed;                         /* session pooling: welcomed once its server is there */
+	bool server_fatal_relayed;                 /* session pooling: got its server's own FATAL */
 	bool terminating;                          /* sent Terminate */
 	uint8_t negotiated;                        /* NEG_SSL, NEG_GSS: encryption requests answered */
 	bool tls_asked;                            /* answered S: TLS starts after this receive */
@@ -118,6 +121,9 @@ void client_accept(struct shard *s, int fd, bool is_unix);
 void client_set_state(struct client *cl, enum client_state st);
 void client_set_pool(struct client *cl, struct pool *p);  /* move the client's gauges to p */
 void client_login_finish(struct client *cl);      /* pool has welcome params: finish login */
+/* Session pooling: the client's server is sv, welcome it with sv's PID (as
+ * PostgreSQL's BackendKeyData would carry). false: it failed (no memory). */
+bool client_welcome_server(struct client *cl, const struct server *sv);
 /* Tell the client why (FATAL) and close it at the end of the completion batch.
  * It is CL_CLOSED on return: callers stop handling it, nothing else happens
  * inside their stack. */

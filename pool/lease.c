@@ -887,7 +887,7 @@ int lease_frame_kind(uint8_t type, uint32_t len)
 	}
 }
 
-static struct lease *lease_open(struct client *cl)
+struct lease *lease_open(struct client *cl)
 {
 	struct pool_shard *ps = pool_shard(cl->conn.shard);
 	struct lease *l = ps->free_leases;

@@ -95,6 +95,9 @@ struct lease {
 
 /* How the client's framer should deliver a request of this type (proto_take). */
 int lease_frame_kind(uint8_t type, uint32_t len);
+/* The client's claim on a server, before any request (session pooling's
+ * login). NULL: no memory. */
+struct lease *lease_open(struct client *cl);
 /* A request begins; the client gets a lease if it has none. PROTO_STOP when
  * the client failed. */
 int lease_request_begin(struct client *cl, uint8_t type, uint32_t len);

@@ -337,10 +337,13 @@ static void launch_for_waiters(struct pool *p)
 	}
 }
 
-/* The server goes to the client's lease. */
-static void take(struct server *sv, struct client *cl)
+/* The server goes to the client's lease. false: the client failed on the way
+ * (its welcome, in session pooling) and the server is not taken. */
+static bool take(struct server *sv, struct client *cl)
 {
 	struct pool *p = sv->pool;
+	if (cl->welcome_owed && !client_welcome_server(cl, sv))
+		return false;
 	sv->lease_us = p->shard->now_us;
 	if (p->node) {
 		/* transactions routed to the node: this shard's own line, so no atomic add needed */
@@ -350,6 +353,7 @@ static void take(struct server *sv, struct client *cl)
 	server_set_state(sv, SV_ACTIVE);
 	conn_recv_on(&sv->conn);
 	lease_attach(cl->lease, sv);
+	return true;
 }
 
 void pool_login_wait(struct pool *p, struct client *cl)
@@ -376,7 +380,7 @@ void pool_request_server(struct client *cl)
 		client_set_pool(cl, p);
 	struct server *sv = list_first(&p->idle, struct server, link);
 	if (sv) {
-		take(sv, cl);
+		take(sv, cl);   /* if the client failed instead, the server stays idle */
 		return;
 	}
 	client_set_state(cl, CL_WAITING);
@@ -611,11 +615,10 @@ void pool_server_ready(struct server *sv)
 		server_set_state(sv, SV_RESETTING);
 		return;
 	}
-	struct client *cl = first_waiter(p);
-	if (cl && !(over_share(p) && migrate(sv))) {
-		take(sv, cl);
-		return;
-	}
+	struct client *cl;
+	while ((cl = first_waiter(p)) && !(over_share(p) && migrate(sv)))
+		if (take(sv, cl))
+			return;   /* else that client failed (off the list): the next one */
 	if (sv->state == SV_MIGRATING)
 		return;
 	if (p->shard->draining) {

@@ -517,6 +517,19 @@ static int server_begin(void *ctx, uint8_t type, uint32_t len)
 	return len <= BUF_SCRATCH_SIZE / 2 ? PROTO_WHOLE : PROTO_STREAM;
 }
 
+/* Session pooling: the client hears its server's FATAL as the server sent it
+ * (the lease passes it on), and then nothing of pgring's own. */
+static void note_relayed_fatal(struct server *sv, const uint8_t *msg, uint32_t len)
+{
+	struct proto_error_fields f;
+	proto_parse_error(msg + 5, len - 5, &f);
+	if (strcmp(f.severity, "FATAL") && strcmp(f.severity, "PANIC"))
+		return;
+	snprintf(sv->fatal_state, sizeof sv->fatal_state, "%s", f.sqlstate);
+	snprintf(sv->fatal_msg, sizeof sv->fatal_msg, "%s", f.message);
+	sv->lease->client->server_fatal_relayed = true;
+}
+
 static bool server_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t buf)
 {
 	struct server *sv = ctx;
@@ -531,6 +544,8 @@ static bool server_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 		return sv->state != SV_CLOSED;
 	}
 	if (sv->state == SV_ACTIVE && sv->lease) {
+		if (msg[0] == 'E' && sv->pool->mode == POOL_SESSION)
+			note_relayed_fatal(sv, msg, len);
 		lease_reply_whole(sv->lease, msg, len, buf);
 		return sv->state != SV_CLOSED;
 	}

@@ -36,9 +36,9 @@
 #  quickquit-order (item 6): a Terminate before the StartupMessage (what
 #   node-postgres sends when Client.end() comes before its socket connected):
 #   PostgreSQL closes without a word (a bad startup length is only logged, as
-#   COMMERROR), so pgring must send nothing either; today the client gets FATAL
-#   08P01 "invalid message length (longer than max_packet_size or shorter than 4)",
-#   which node-postgres reports as the error of its connect().
+#   COMMERROR), so pgring must send nothing either (it used to send FATAL 08P01
+#   "invalid message length ...", which node-postgres reports as the error of
+#   its connect()).
 #
 # CASES="name ..." runs only those cases (default: all, in the order above).
 . "$(dirname "$0")/lib.sh"
@@ -47,14 +47,6 @@ pgring_only "issue 20's transparency checks are pgring's"
 QQ=$HELPERS/quickquit
 
 ALL_CASES="quoting quoting-odd sqlprepare session-pid session-terminate session-fatal quickquit quickquit-order"
-# Cases of issue 20 not fixed yet: left out of the default run (so that make
-# test stays a gate for what works) and named in the output; CASES=... or
-# PGRING_ROUND2_ALL=1 runs them.
-PENDING="session-pid session-terminate session-fatal"
-if [[ -z ${CASES:-} && -z ${PGRING_ROUND2_ALL:-} ]]; then
-	CASES=$(for c in $ALL_CASES; do [[ " $PENDING " == *" $c "* ]] || printf '%s ' "$c"; done)
-	note "not run by default, issue 20 still open for them: $PENDING"
-fi
 CASES=${CASES:-$ALL_CASES}
 for c in $CASES; do [[ " $ALL_CASES " == *" $c "* ]] || fail "CASES: unknown case $c (known: $ALL_CASES)"; done
 
