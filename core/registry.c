@@ -155,6 +155,23 @@ static bool take(_Atomic int *used, int max)
 	}
 }
 
+bool registry_take_limits(struct pool_shared *ps)
+{
+	if (!take(&ps->db_limit->used, atomic_load_explicit(&ps->db_limit->max, memory_order_relaxed)))
+		return false;
+	if (!take(&ps->user_limit->used, atomic_load_explicit(&ps->user_limit->max, memory_order_relaxed))) {
+		atomic_fetch_sub(&ps->db_limit->used, 1);
+		return false;
+	}
+	return true;
+}
+
+void registry_give_limits(struct pool_shared *ps)
+{
+	atomic_fetch_sub_explicit(&ps->user_limit->used, 1, memory_order_acq_rel);
+	atomic_fetch_sub_explicit(&ps->db_limit->used, 1, memory_order_acq_rel);
+}
+
 bool registry_take_slot(struct pool_shared *ps, bool use_reserve)
 {
 	int size = atomic_load_explicit(&ps->size, memory_order_relaxed);
@@ -162,12 +179,7 @@ bool registry_take_slot(struct pool_shared *ps, bool use_reserve)
 		size += atomic_load_explicit(&ps->reserve, memory_order_relaxed);
 	if (size <= 0 || !take(&ps->used, size))
 		return false;
-	if (!take(&ps->db_limit->used, atomic_load_explicit(&ps->db_limit->max, memory_order_relaxed))) {
-		atomic_fetch_sub(&ps->used, 1);
-		return false;
-	}
-	if (!take(&ps->user_limit->used, atomic_load_explicit(&ps->user_limit->max, memory_order_relaxed))) {
-		atomic_fetch_sub(&ps->db_limit->used, 1);
+	if (!registry_take_limits(ps)) {
 		atomic_fetch_sub(&ps->used, 1);
 		return false;
 	}
@@ -176,8 +188,7 @@ bool registry_take_slot(struct pool_shared *ps, bool use_reserve)
 
 void registry_give_slot(struct pool_shared *ps)
 {
-	atomic_fetch_sub_explicit(&ps->user_limit->used, 1, memory_order_acq_rel);
-	atomic_fetch_sub_explicit(&ps->db_limit->used, 1, memory_order_acq_rel);
+	registry_give_limits(ps);
 	atomic_fetch_sub_explicit(&ps->used, 1, memory_order_acq_rel);
 }
 

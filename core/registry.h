@@ -71,6 +71,10 @@ int registry_nshards(void);
  * user's limits; true on success. */
 bool registry_take_slot(struct pool_shared *ps, bool use_reserve);
 void registry_give_slot(struct pool_shared *ps);
+/* Only the database's and the user's limits, for a connection outside the
+ * pool's budget (replication). */
+bool registry_take_limits(struct pool_shared *ps);
+void registry_give_limits(struct pool_shared *ps);
 
 
 #endif

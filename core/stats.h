@@ -45,6 +45,8 @@ struct stats_pool {
 	gauge_t sv_login, sv_idle, sv_active, sv_resetting;
 	gauge_t max_wait_us;                /* age of the oldest waiting client */
 	gauge_t cl_pinned;                  /* clients held on their server (LISTEN, locks, temp tables) */
+	gauge_t cl_replication, sv_replication; /* replication connections (pool/repl.h), outside the pool */
+	stat_t replication_connects;        /* replication connections opened */
 };
 
 /* TLS connections open with one (protocol version, cipher) pair. Entries are

@@ -18,6 +18,7 @@
 #include "pool/client.h"
 #include "pool/lease.h"
 #include "pool/pool.h"
+#include "pool/repl.h"
 #include "pool/route.h"
 #include "pool/server.h"
 #include "pool/session.h"
@@ -48,6 +49,7 @@ static gauge_t *state_gauge(struct stats_pool *ps, enum client_state st)
 	case CL_WAITING:
 	case CL_ROUTING: return &ps->cl_waiting;
 	case CL_ACTIVE: return &ps->cl_active;
+	case CL_REPL: return &ps->cl_replication;
 	default: return NULL;
 	}
 }
@@ -368,6 +370,7 @@ static void client_eof(struct client *cl, int err)
 static void finish_close(struct client *cl)
 {
 	lease_client_gone(cl);
+	repl_client_gone(cl);
 	key_unlink(cl);
 	if (cl->counted) {
 		atomic_fetch_sub(&total_clients, 1);
@@ -485,10 +488,12 @@ static bool read_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 			if (nunsup < 16)
 				unsupported[nunsup++] = name;
 		} else if (strcmp(name, "replication") == 0) {
-			if (strcasecmp(value, "false") && strcasecmp(value, "off") && strcmp(value, "0")) {
-				client_fail(cl, "08P01", "replication connections are not supported by pgring");
+			int mode = repl_parse_mode(value);
+			if (mode < 0) {
+				client_fail(cl, "22023", "invalid value for parameter \"replication\": \"%s\"", value);
 				return true;
 			}
+			cl->replication = (uint8_t)mode;
 		} else {
 			params_set(&cl->params, name, value);
 		}
@@ -831,7 +836,10 @@ static void login_ok(struct client *cl)
 	free(cl->secret);   /* only authentication needed it */
 	cl->secret = NULL;
 	stat_add(&p->stats->client_logins, 1);
-	pool_login_wait(p, cl);
+	if (cl->replication)
+		repl_start(cl);
+	else
+		pool_login_wait(p, cl);
 }
 
 /* The value of the pool's reported parameter i the client is welcomed with. */
@@ -846,14 +854,17 @@ static const char *welcome_value(const struct client *cl, int i)
 }
 
 /* AuthenticationOk, the parameters, BackendKeyData (pid: the server's in
- * session pooling, 0: a random one) and ReadyForQuery. false: the client failed. */
-static bool send_welcome(struct client *cl, uint32_t pid)
+ * session pooling and replication, 0: a random one) and ReadyForQuery. own:
+ * the server's own parameters (replication), NULL: the pool's, with the
+ * client's values. false: the client failed. */
+static bool send_welcome(struct client *cl, uint32_t pid, const struct params *own, char status)
 {
 	struct shard *s = shard_of(cl);
 	struct pool *p = cl->pool;
+	const struct params *ps = own ? own : &p->defaults;
 	uint32_t cap = 64;   /* authentication ok, key data, ready, then each ParameterStatus */
-	for (int i = 0; i < p->defaults.n; i++)
-		cap += (uint32_t)(strlen(p->defaults.v[i].name) + strlen(welcome_value(cl, i)) + 7);
+	for (int i = 0; i < ps->n; i++)
+		cap += (uint32_t)(strlen(ps->v[i].name) + strlen(own ? ps->v[i].value : welcome_value(cl, i)) + 7);
 	uint32_t buf;
 	uint8_t *mem = bufs_scratch(&s->bufs, cap, &buf);
 	if (!mem) {
@@ -863,15 +874,15 @@ static bool send_welcome(struct client *cl, uint32_t pid)
 	struct proto_out o;
 	proto_out_init(&o, mem, cap);
 	proto_auth_request(&o, 0, NULL, 0);
-	for (int i = 0; i < p->defaults.n; i++)
-		proto_parameter_status(&o, p->defaults.v[i].name, welcome_value(cl, i));
+	for (int i = 0; i < ps->n; i++)
+		proto_parameter_status(&o, ps->v[i].name, own ? ps->v[i].value : welcome_value(cl, i));
 	cl->key_pid = pid;
 	while (cl->key_pid == 0)
 		auth_random(&cl->key_pid, sizeof cl->key_pid);
 	cl->key_secret = key_secret_for(s->id, s->nshards);
 	key_link(cl);
 	proto_backend_key(&o, cl->key_pid, cl->key_secret);
-	proto_ready(&o, 'I');
+	proto_ready(&o, status);
 	bool sent = !o.overflow && conn_queue(&cl->conn, o.p, (uint32_t)o.len, buf);
 	bufs_unref(&s->bufs, buf);
 	if (!sent) {
@@ -879,7 +890,7 @@ static bool send_welcome(struct client *cl, uint32_t pid)
 		return false;
 	}
 	LOGF(LOG_INFO, cl->conn.id, "login: user=%s database=%s%s", cl->user, cl->database,
-	     pid ? " (session pooling: its server's PID)" : "");
+	     pid ? " (its server's PID)" : "");
 	return true;
 }
 
@@ -900,7 +911,7 @@ void client_login_finish(struct client *cl)
 		pool_request_server(cl);   /* CL_WAITING, CL_ROUTING or given one (client_welcome_server) */
 		return;
 	}
-	if (!send_welcome(cl, 0))
+	if (!send_welcome(cl, 0, NULL, 'I'))
 		return;
 	client_set_state(cl, CL_IDLE);
 	if (cl->lease) {
@@ -913,7 +924,15 @@ void client_login_finish(struct client *cl)
 bool client_welcome_server(struct client *cl, const struct server *sv)
 {
 	cl->welcome_owed = false;
-	return send_welcome(cl, sv->backend_pid);
+	return send_welcome(cl, sv->backend_pid, cl->state == CL_REPL ? &sv->params : NULL, sv->txn_status);
+}
+
+void client_close_quietly(struct client *cl, const char *why)
+{
+	if (cl->state == CL_CLOSED)
+		return;
+	LOGF(LOG_INFO, cl->conn.id, "closing client: %s", why);
+	close_later(cl);
 }
 
 /* ---- requests ---- */
@@ -1013,6 +1032,8 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 	}
 	if (type == 'X')
 		return PROTO_WHOLE;
+	if (cl->state == CL_REPL)
+		return repl_client_begin(cl, type);
 	cl->drop_msg = false;
 	cl->msg_start_us = shard_of(cl)->now_us;
 	if (cl->sync_failed) {
@@ -1073,7 +1094,9 @@ static bool client_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 static void client_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
 {
 	struct client *cl = ctx;
-	if (!cl->drop_msg && cl->state != CL_CLOSED)
+	if (cl->state == CL_REPL)
+		repl_client_bytes(cl, p, n, buf);
+	else if (!cl->drop_msg && cl->state != CL_CLOSED)
 		lease_request_bytes(cl, p, n, buf);
 }
 
@@ -1154,7 +1177,7 @@ static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t b
 		return;
 	}
 	/* back-pressure: stop reading a client whose bytes are not getting out */
-	uint32_t pending = cl->lease ? lease_pending(cl->lease) : 0;
+	uint32_t pending = cl->lease ? lease_pending(cl->lease) : cl->repl ? cl->repl->conn.out_bytes : 0;
 	if (pending > (uint32_t)s->cfg->max_pending_bytes || cl->conn.out_bytes > (uint32_t)s->cfg->max_pending_bytes)
 		conn_recv_off(&cl->conn);
 }
@@ -1163,7 +1186,7 @@ static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t b
 void client_drained(struct client *cl)
 {
 	uint32_t low = (uint32_t)shard_of(cl)->cfg->max_pending_bytes / 2;
-	struct server *sv = cl->lease ? cl->lease->server : NULL;
+	struct server *sv = cl->lease ? cl->lease->server : cl->repl;
 	if (cl->conn.out_bytes <= low) {
 		if (sv && !sv->conn.recv_wanted && sv->state != SV_CLOSED)
 			conn_recv_on(&sv->conn);
@@ -1243,9 +1266,11 @@ void client_cancel(struct shard *s, uint32_t pid, uint32_t key)
 		return;
 	for (struct client *cl = keys->bucket[pid % KEY_BUCKETS]; cl; cl = cl->next_key) {
 		if (cl->key_pid == pid && cl->key_secret == key) {
-			if (cl->state == CL_ACTIVE && cl->lease->server) {
+			struct server *sv = cl->state == CL_ACTIVE ? cl->lease->server
+					    : cl->state == CL_REPL && cl->repl && cl->repl->state == SV_ACTIVE ? cl->repl : NULL;
+			if (sv) {
 				stat_add(&s->stats->cancels_forwarded, 1);
-				server_send_cancel(cl->lease->server);
+				server_send_cancel(sv);
 			}
 			return;
 		}
@@ -1275,6 +1300,11 @@ void client_tick(struct shard *s)
 			else if (cl->state == CL_LOGIN_WAIT && cfg->query_wait_timeout > 0 &&
 				 age > cfg->query_wait_timeout * 1e6)
 				client_fail(cl, "08P01", "query_wait_timeout");
+			break;
+		case CL_REPL:
+			if (cl->repl && cl->repl->state != SV_ACTIVE && cfg->client_login_timeout > 0 &&
+			    s->now_us - cl->connect_us > cfg->client_login_timeout * 1e6)
+				client_fail(cl, "08P01", "client_login_timeout");
 			break;
 		case CL_WAITING:
 		case CL_ROUTING:

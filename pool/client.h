@@ -32,6 +32,7 @@ enum client_state {
 	CL_WAITING,       /* has a request, waiting in its pool for a server */
 	CL_ROUTING,       /* has a request, no node of its target to go to (no primary) */
 	CL_ACTIVE,        /* its lease has a server */
+	CL_REPL,          /* a replication connection: its own server, then bytes pass (pool/repl.h) */
 	CL_CLOSED,        /* failed or gone: closed at the end of the completion batch */
 };
 
@@ -85,6 +86,8 @@ struct client {
 	uint8_t auth_step;                         /* SCRAM: 0 awaiting SASLInitialResponse, 1 SASLResponse */
 	bool counted;                              /* counted in max_client_conn */
 	bool in_txn;                               /* last ReadyForQuery it got said T or E */
+	uint8_t replication;                       /* enum repl_mode asked at startup */
+	struct server *repl;                       /* CL_REPL: its server (linked once SV_ACTIVE) */
 	bool welcome_owed;                         /* session pooling: welcomed once its server is there */
 	bool server_fatal_relayed;                 /* session pooling: got its server's own FATAL */
 	bool terminating;                          /* sent Terminate */
@@ -121,8 +124,9 @@ void client_accept(struct shard *s, int fd, bool is_unix);
 void client_set_state(struct client *cl, enum client_state st);
 void client_set_pool(struct client *cl, struct pool *p);  /* move the client's gauges to p */
 void client_login_finish(struct client *cl);      /* pool has welcome params: finish login */
-/* Session pooling: the client's server is sv, welcome it with sv's PID (as
- * PostgreSQL's BackendKeyData would carry). false: it failed (no memory). */
+/* Session pooling or replication: the client's server is sv, welcome it with
+ * sv's PID (as PostgreSQL's BackendKeyData would carry; a replication client
+ * gets sv's own parameters too). false: it failed (no memory). */
 bool client_welcome_server(struct client *cl, const struct server *sv);
 /* Tell the client why (FATAL) and close it at the end of the completion batch.
  * It is CL_CLOSED on return: callers stop handling it, nothing else happens
@@ -133,6 +137,8 @@ void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
  * an open block is failed until the client ends it; its session goes on. */
 void client_server_lost(struct client *cl, const char *sqlstate, const char *why, uint32_t owed, bool unsynced);
 void client_drained(struct client *cl);           /* back-pressure: its socket drained */
+/* Close it once its last bytes are out, with a log line and nothing sent. */
+void client_close_quietly(struct client *cl, const char *why);
 void client_cancel(struct shard *s, uint32_t pid, uint32_t key);
 void client_tick(struct shard *s);
 void client_close_pending(struct shard *s);      /* the end of a batch: close the failed ones */

@@ -316,7 +316,7 @@ static void launch(struct pool *p)
 		return;   /* backing off: housekeeping tries again when it is due */
 	if (!registry_take_slot(p->shared, reserve_due(p)))
 		return;
-	struct server *sv = server_connect(p);
+	struct server *sv = server_connect(p, NULL);
 	if (!sv) {
 		registry_give_slot(p->shared);
 		connect_failed(p);

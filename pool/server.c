@@ -19,6 +19,7 @@
 #include "pool/client.h"
 #include "pool/lease.h"
 #include "pool/pool.h"
+#include "pool/repl.h"
 #include "pool/server.h"
 #include "pool/session.h"
 #include "tls/tls.h"
@@ -57,6 +58,13 @@ void server_set_state(struct server *sv, enum server_state st)
 {
 	struct pool *p = sv->pool;
 	INVARIANT(st == SV_ACTIVE || st == SV_CLOSED || !sv->lease);
+	if (sv->replication) {
+		/* outside the pool: on none of its lists, counted apart */
+		if ((sv->state == SV_CLOSED) != (st == SV_CLOSED))
+			gauge_add(&p->stats->sv_replication, st == SV_CLOSED ? -1 : 1);
+		sv->state = st;
+		return;
+	}
 	gauge_t *old = state_gauge(p->stats, sv->state), *new = state_gauge(p->stats, st);
 	if (old != new) {
 		if (old)
@@ -137,7 +145,7 @@ static int resolve(struct server *sv, const struct config_db *db)
 	return fam;
 }
 
-struct server *server_connect(struct pool *p)
+struct server *server_connect(struct pool *p, struct client *repl)
 {
 	struct shard *s = p->shard;
 	struct server *sv = calloc(1, sizeof *sv);
@@ -145,6 +153,10 @@ struct server *server_connect(struct pool *p)
 		return NULL;
 	list_init(&sv->link);
 	sv->pool = p;
+	if (repl) {
+		sv->replication = repl->replication;
+		sv->repl_client = repl;
+	}
 	sv->connect_us = s->now_us;
 	sv->txn_status = 'I';
 	int fam = resolve(sv, p->db);
@@ -184,12 +196,38 @@ static const char *server_user(struct server *sv)
 	return sv->pool->db->user ? sv->pool->db->user : sv->pool->user;
 }
 
+static void login_failed(struct server *sv, const char *sqlstate, const char *msg);
+
+/* A replication client's own startup parameters (application_name names a
+ * standby for synchronous_standby_names), after the entry's. */
+static void put_client_params(struct server *sv, struct proto_out *o)
+{
+	if (!sv->repl_client)
+		return;
+	proto_put_str(o, "replication");
+	proto_put_str(o, repl_mode_value(sv->replication));
+	const struct params *cp = &sv->repl_client->startup;
+	for (int i = 0; i < cp->n; i++) {
+		proto_put_str(o, cp->v[i].name);
+		proto_put_str(o, cp->v[i].value);
+	}
+}
+
 static void send_startup(struct server *sv)
 {
 	const struct config_db *db = sv->pool->db;
-	uint8_t mem[2048];
+	uint8_t local[2048], *mem = local;
+	size_t cap = sizeof local;
+	if (sv->repl_client) {
+		for (int i = 0; i < sv->repl_client->startup.n; i++)
+			cap += strlen(sv->repl_client->startup.v[i].name) + strlen(sv->repl_client->startup.v[i].value) + 2;
+		if (cap > sizeof local && !(mem = malloc(cap))) {
+			login_failed(sv, "53200", "out of memory");
+			return;
+		}
+	}
 	struct proto_out o;
-	proto_out_init(&o, mem, sizeof mem);
+	proto_out_init(&o, mem, cap);
 	proto_begin(&o, 0);
 	proto_put_u32(&o, PROTO_VERSION_30);
 	proto_put_str(&o, "user");
@@ -201,14 +239,20 @@ static void send_startup(struct server *sv)
 		{ "TimeZone", db->timezone }, { "application_name", db->application_name },
 	};
 	for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
-		if (extra[i][1]) {
+		if (extra[i][1] && !(sv->repl_client && params_get(&sv->repl_client->startup, extra[i][0]))) {
 			proto_put_str(&o, extra[i][0]);
 			proto_put_str(&o, extra[i][1]);
 		}
 	}
+	put_client_params(sv, &o);
 	proto_put_u8(&o, 0);
 	proto_end(&o);
-	conn_queue_out(&sv->conn, &o);
+	if (o.overflow)
+		login_failed(sv, "08P01", "startup packet too long");
+	else
+		conn_queue_out(&sv->conn, &o);
+	if (mem != local)
+		free(mem);
 }
 
 /* ---- TLS to the server (PgBouncer's server_tls_sslmode, per entry and node) ---- */
@@ -308,6 +352,8 @@ static void login_failed(struct server *sv, const char *sqlstate, const char *ms
 	struct pool *p = sv->pool;
 	snprintf(p->last_error, sizeof p->last_error, "%s", msg);
 	snprintf(p->last_sqlstate, sizeof p->last_sqlstate, "%s", sqlstate);
+	snprintf(sv->fatal_state, sizeof sv->fatal_state, "%s", sqlstate);
+	snprintf(sv->fatal_msg, sizeof sv->fatal_msg, "%s", msg);
 	stat_add(&p->stats->server_connect_errors, 1);
 	LOGF(LOG_WARNING, sv->conn.id, "server login failed: %s", msg);
 	server_close(sv, NULL);
@@ -468,7 +514,10 @@ static void login_message(struct server *sv, const uint8_t *msg, uint32_t len)
 	case 'Z':
 		sv->txn_status = len >= 6 ? (char)msg[5] : 'I';
 		LOGF(LOG_DEBUG, sv->conn.id, "server login done, backend pid %u", sv->backend_pid);
-		pool_server_ready(sv);
+		if (sv->replication)
+			repl_server_ready(sv);
+		else
+			pool_server_ready(sv);
 		break;
 	default:   /* NoticeResponse, NegotiateProtocolVersion: nothing to do */
 		break;
@@ -512,6 +561,8 @@ static int server_begin(void *ctx, uint8_t type, uint32_t len)
 	}
 	if (!sv->hidden && sv->state == SV_ACTIVE && sv->lease)
 		return lease_reply_begin(sv->lease, type, len);
+	if (sv->replication && sv->state == SV_ACTIVE)
+		return PROTO_STREAM;   /* to its client as it comes (repl_server_bytes) */
 	if (type == 'D' || type == 'd')
 		return PROTO_STREAM;
 	return len <= BUF_SCRATCH_SIZE / 2 ? PROTO_WHOLE : PROTO_STREAM;
@@ -565,6 +616,8 @@ static void server_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
 	struct server *sv = ctx;
 	if (!sv->hidden && sv->state == SV_ACTIVE && sv->lease)
 		lease_reply_bytes(sv->lease, p, n, buf);
+	else if (sv->replication && sv->state == SV_ACTIVE)
+		repl_server_bytes(sv, p, n, buf);
 }
 
 static const struct proto_frame_ops server_ops = {
@@ -592,15 +645,15 @@ static void server_data(struct server *sv, uint8_t *data, uint32_t n, uint32_t b
 		return;
 	}
 	/* back-pressure: a client that does not read stops its server */
-	struct client *cl = sv->lease ? sv->lease->client : NULL;
+	struct client *cl = sv->lease ? sv->lease->client : sv->repl_client;
 	if (cl && sv->state == SV_ACTIVE && cl->conn.out_bytes > (uint32_t)shard_of(sv)->cfg->max_pending_bytes)
 		conn_recv_off(&sv->conn);
 }
 
 static void server_drained(struct server *sv)
 {
-	struct client *cl = sv->lease ? sv->lease->client : NULL;
-	if (cl && cl->state == CL_ACTIVE && !cl->conn.recv_wanted)
+	struct client *cl = sv->lease ? sv->lease->client : sv->repl_client;
+	if (cl && (cl->state == CL_ACTIVE || cl->state == CL_REPL) && !cl->conn.recv_wanted)
 		client_drained(cl);
 }
 
@@ -638,9 +691,14 @@ void server_close(struct server *sv, const char *why)
 		conn_queue_out(&sv->conn, &o);
 	}
 	server_set_state(sv, SV_CLOSED);
-	pool_server_gone(sv);
+	if (!sv->replication)
+		pool_server_gone(sv);
 	proto_framer_reset(&sv->conn.fr, &server_ops, sv);
 	conn_close(&sv->conn);
+	if (sv->replication) {
+		repl_server_gone(sv);
+		return;
+	}
 	if (sv->lease)
 		lease_server_lost(sv->lease, sv->fatal_state[0] ? sv->fatal_state : "08006",
 				  sv->fatal_msg[0] ? sv->fatal_msg : "server closed the connection unexpectedly");

@@ -48,6 +48,8 @@ struct server {
 	bool ready_once;                           /* finished its login at some point */
 	bool cancel_pending;                       /* a cancel request to it is on its way */
 	bool tls_asked;                            /* SSLRequest sent, its answer not read yet */
+	uint8_t replication;                       /* enum repl_mode: a replication client's own server */
+	struct client *repl_client;                /* that client, while it is there */
 	char fatal_state[6];                       /* the FATAL it sent before going away */
 	char fatal_msg[200];
 	struct auth_scram_client *scram;
@@ -60,7 +62,9 @@ struct server {
 /* Its framer's reassembly callbacks (conn_frame_alloc) take it as its conn. */
 _Static_assert(offsetof(struct server, conn) == 0, "conn must come first in struct server");
 
-struct server *server_connect(struct pool *p);
+/* A new server for the pool; repl: the replication client it is for (outside
+ * the pool's lists and budget), or NULL. */
+struct server *server_connect(struct pool *p, struct client *repl);
 /* Move the server to state st: its gauges, its node's load and its list. */
 void server_set_state(struct server *sv, enum server_state st);
 void server_close(struct server *sv, const char *why);

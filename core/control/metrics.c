@@ -52,6 +52,8 @@ static const struct counter_def pool_counters[] = {
 	  POOL_STAT(prepares_shared), false },
 	{ "state_replays", NULL, "Session-state replays (SET, PREPARE) when a client got a server.",
 	  POOL_STAT(state_replays), false },
+	{ "replication_connects", NULL, "Replication connections opened (a server each, outside the pool).",
+	  POOL_STAT(replication_connects), false },
 };
 
 static const struct gauge_def client_states[] = {
@@ -59,6 +61,7 @@ static const struct gauge_def client_states[] = {
 	{ "waiting", POOL_STAT(cl_waiting) },
 	{ "idle", POOL_STAT(cl_idle) },
 	{ "login", POOL_STAT(cl_login) },
+	{ "replication", POOL_STAT(cl_replication) },
 };
 
 static const struct gauge_def server_states[] = {
@@ -66,6 +69,7 @@ static const struct gauge_def server_states[] = {
 	{ "idle", POOL_STAT(sv_idle) },
 	{ "login", POOL_STAT(sv_login) },
 	{ "resetting", POOL_STAT(sv_resetting) },
+	{ "replication", POOL_STAT(sv_replication) },
 };
 
 static const struct counter_def shard_counters[] = {

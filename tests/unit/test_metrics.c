@@ -467,7 +467,7 @@ Test(metrics_json, document_is_valid_and_complete)
 		"\"used\":2,",
 		"\"transactions\":7,",
 		"\"wait_us\":42,",
-		"\"clients\":{\"active\":0,\"waiting\":2,\"idle\":0,\"login\":0}",
+		"\"clients\":{\"active\":0,\"waiting\":2,\"idle\":0,\"login\":0,\"replication\":0}",
 		"\"per_shard\":[{\"shard\":0,",
 		"{\"shard\":1,\"clients\":{\"active\":0,\"waiting\":2,",
 		"\"per_shard\":[]", /* the pool no shard has touched */
