@@ -22,6 +22,10 @@
 
 #define RF_CLIENT_NAME 1   /* P: the client's name was bound when it was sent; undone on failure */
 #define RF_IGNORED     4   /* S: sent while the server was in COPY FROM STDIN, which ignores it */
+#define RF_UNNAMED     8   /* P: the client's own unnamed Parse */
+#define RF_UNNAMED_AGAIN 16 /* P: the client's unnamed statement prepared again on this server (hidden) */
+#define RF_REPLACING   32  /* P: a shared statement prepared where a stale copy was just closed */
+#define RF_STALE_ERROR 64  /* E: what fails here stands for the statement's stale error (st->err) */
 
 /* Held requests this small are copied, so that a waiting client does not pin
  * a whole receive buffer per message. */
@@ -56,6 +60,8 @@ static void fx_free(struct fx_list *fxl)
 
 static void entry_release(struct lease *l, struct reply *r)
 {
+	if (r->flags & RF_UNNAMED)
+		l->unnamed_inflight--;
 	if (r->st)
 		stmt_unref(pool_shard(shard_of(l))->stmts, r->st);
 	if ((r->type == 'Q' || r->type == 'E') && r->kind == RP_PASS)
@@ -72,10 +78,23 @@ static void entry_undo(struct lease *l, struct reply *r, bool skipped)
 {
 	struct client *cl = l->client;
 	struct server *sv = l->server;
-	if (r->type == 'P' && r->st)
-		stmt_cache_remove(&sv->stmts, r->st->digest);
+	if (r->type == 'P' && r->st) {
+		if (r->flags & RF_REPLACING)   /* the stale copy's Close may have been skipped too */
+			stmt_cache_add(&sv->stmts, r->st->digest, STMT_GEN_UNKNOWN);
+		else
+			stmt_cache_remove(&sv->stmts, r->st->digest);
+	}
 	if (r->type == 'C' && r->kind == RP_HIDE && r->extra)
-		stmt_cache_add(&sv->stmts, r->extra);   /* the eviction did not happen */
+		stmt_cache_add(&sv->stmts, r->extra, STMT_GEN_UNKNOWN);   /* the eviction did not happen */
+	if ((r->flags & RF_UNNAMED) && l->unnamed_inflight == 1) {
+		/* the client's latest unnamed Parse failed (PostgreSQL drops the
+		 * old unnamed statement before it parses) or was skipped */
+		if (cl && cl->sess)
+			stmt_map_drop_unnamed(&cl->sess->stmts);
+		l->unnamed_here = false;
+	}
+	if (r->flags & RF_UNNAMED_AGAIN)
+		l->unnamed_here = false;   /* this server has none: prepared again at the next use */
 	if ((r->flags & RF_CLIENT_NAME) && cl && cl->sess) {
 		struct pstmt *st = stmt_map_get(&cl->sess->stmts, r->extra);
 		if (st == r->st) {
@@ -105,6 +124,8 @@ static struct reply *rq_push(struct lease *l, uint8_t kind, uint8_t type, struct
 	struct replyq *q = &l->rq;
 	if (st)
 		st->refs++;
+	if (flags & RF_UNNAMED)
+		l->unnamed_inflight++;
 	struct reply tmp = { .kind = kind, .type = type, .flags = flags, .st = st, .extra = extra };
 	if (type == 'S')
 		l->skipping = false;
@@ -238,6 +259,25 @@ static void command_complete(struct lease *l, struct reply *h, const uint8_t *ms
 		l->txn_rolled = true;
 }
 
+/* A Bind or Describe of a shared statement failed: if the server's copy is
+ * stale, every copy of the shard is (stmt_mark_stale). Only errors get here,
+ * so the common path costs nothing. Cross-shard: each shard has its own
+ * records and learns on its own first error. */
+static void stale_check(struct lease *l, struct pstmt *st, const uint8_t *msg, uint32_t len)
+{
+	struct proto_error_fields f;
+	proto_parse_error(msg + 5, len - 5, &f);
+	enum stmt_stale kind = stmt_stale_kind(f.sqlstate);
+	if (kind == STMT_STALE_NO || !stmt_mark_stale(pool_shard(shard_of(l))->stmts, st, &l->server->stmts, kind, msg, len))
+		return;
+	if (kind == STMT_STALE_FIXED)
+		LOGF(LOG_INFO, l->server->conn.id, "prepared statement %s is stale (%s %s): prepared again where it is next used",
+		     st->sname, f.sqlstate, f.message);
+	else
+		LOGF(LOG_DEBUG, l->server->conn.id, "prepared statement %s may be stale (%s %s): its next Parse gets a fresh copy",
+		     st->sname, f.sqlstate, f.message);
+}
+
 static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 {
 	struct server *sv = l->server;
@@ -271,6 +311,8 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 			l->txn_error = true;
 		if (h->type == 'Q' || h->type == 'S' || h->type == 'F')
 			return;   /* ReadyForQuery ends these */
+		if ((h->type == 'B' || h->type == 'D') && h->st && h->kind == RP_PASS && !(h->flags & RF_STALE_ERROR))
+			stale_check(l, h->st, msg, len);
 		entry_undo(l, h, false);
 		rq_pop(l);
 		skip_until_sync(l);
@@ -369,15 +411,41 @@ static void make_room(struct lease *l)
 	}
 }
 
+/* The server's copy of st is of an older generation: close it, hidden, so
+ * that st can be prepared again under the same name. */
+static bool close_stale(struct lease *l, struct pstmt *st)
+{
+	uint8_t mem[64];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_begin(&o, 'C');
+	proto_put_u8(&o, 'S');
+	proto_put_str(&o, st->sname);
+	proto_end(&o);
+	if (!send_built(l, &o))
+		return false;
+	rq_push(l, RP_HIDE, 'C', NULL, NULL, 0);
+	LOGF(LOG_DEBUG, l->server->conn.id, "closing stale prepared statement %s", st->sname);
+	return true;
+}
+
+/* Room for st on the server, or its stale copy gone: false if the client failed. */
+static bool make_way(struct lease *l, struct pstmt *st, enum stmt_copy have)
+{
+	if (have == STMT_COPY_STALE)
+		return close_stale(l, st);
+	make_room(l);
+	return l->client->state != CL_CLOSED;
+}
+
 /* Make sure the server has st prepared under its shared name. */
 static bool ensure(struct lease *l, struct pstmt *st)
 {
-	struct client *cl = l->client;
 	struct server *sv = l->server;
-	if (stmt_cache_has(&sv->stmts, st->digest))
+	enum stmt_copy have = stmt_cache_copy(&sv->stmts, st);
+	if (have == STMT_COPY_CURRENT)
 		return true;
-	make_room(l);
-	if (cl->state == CL_CLOSED)
+	if (!make_way(l, st, have))
 		return false;
 	uint32_t len = (uint32_t)(4 + strlen(st->sname) + 1 + st->body_len);
 	uint8_t hdr[5];
@@ -390,16 +458,17 @@ static bool ensure(struct lease *l, struct pstmt *st)
 	    !send_bytes(l, st->sname, (uint32_t)strlen(st->sname) + 1, PROTO_BUF_NONE) ||
 	    !send_bytes(l, st->body, st->body_len, PROTO_BUF_NONE))
 		return false;
-	stmt_cache_add(&sv->stmts, st->digest);
-	rq_push(l, RP_HIDE, 'P', st, NULL, 0);
+	stmt_cache_add(&sv->stmts, st->digest, stmt_gen_now());
+	rq_push(l, RP_HIDE, 'P', st, NULL, have == STMT_COPY_STALE ? RF_REPLACING : 0);
 	stat_add(&sv->pool->stats->prepares_injected, 1);
 	return true;
 }
 
 /* An error pgring finds itself in the client's extended-protocol stream: the
  * server raises it, so that the transaction is aborted and the rest up to Sync
- * is skipped exactly as PostgreSQL would. */
-static void raise_error(struct lease *l, const char *sqlstate, const char *fmt, const char *arg)
+ * is skipped exactly as PostgreSQL would. With st, the error stands for st's
+ * stale error, which the client gets instead, byte for byte. */
+static void raise_as(struct lease *l, const char *sqlstate, const char *fmt, const char *arg, struct pstmt *st)
 {
 	struct client *cl = l->client;
 	char msg[SQL_NAME_MAX + 128], lit[2 * sizeof msg + 8], sql[sizeof lit + 160];
@@ -436,10 +505,31 @@ static void raise_error(struct lease *l, const char *sqlstate, const char *fmt, 
 		proto_sql_free(l->unnamed_fx, 1);
 	free(l->unnamed_fx);
 	l->unnamed_fx = NULL;
+	l->unnamed_here = false;   /* the server's unnamed statement is now the raise */
 	rq_push(l, RP_HIDE, 'P', NULL, NULL, 0);
 	rq_push(l, RP_HIDE, 'B', NULL, NULL, 0);
-	rq_push(l, RP_PASS, 'E', NULL, NULL, 0);
+	rq_push(l, RP_PASS, 'E', st, NULL, st ? RF_STALE_ERROR : 0);
 	LOGF(LOG_DEBUG, cl->conn.id, "client error: %s (%s)", msg, sqlstate);
+}
+
+static void raise_error(struct lease *l, const char *sqlstate, const char *fmt, const char *arg)
+{
+	raise_as(l, sqlstate, fmt, arg, NULL);
+}
+
+/* The client's name was bound before its statement went stale: it fails as
+ * the client's own statement would on PostgreSQL, with the error the first
+ * stale copy gave. */
+static void raise_stale(struct lease *l, struct pstmt *st)
+{
+	struct proto_error_fields f;
+	proto_parse_error(st->err + 5, st->err_len - 5, &f);
+	char code[6];
+	snprintf(code, sizeof code, "%s", *f.sqlstate ? f.sqlstate : "0A000");
+	for (char *c = code; *c; c++)
+		if (!((*c >= '0' && *c <= '9') || (*c >= 'A' && *c <= 'Z')))
+			*c = '0';   /* it goes into SQL */
+	raise_as(l, code, "%s", "cached plan must not change result type", st);
 }
 
 /* Protocol-level names are shared and renamed in transaction and statement
@@ -447,6 +537,75 @@ static void raise_error(struct lease *l, const char *sqlstate, const char *fmt, 
 static bool renaming(const struct server *sv)
 {
 	return sv->pool->mode != POOL_SESSION && sv->conn.shard->cfg->max_prepared_statements > 0;
+}
+
+/* What the unnamed statement (body: its Parse after the name) does to the
+ * session, for the Binds of it. false: the client failed. */
+static bool unnamed_fx_scan(struct lease *l, const uint8_t *body, uint32_t body_len)
+{
+	if (l->unnamed_fx)
+		proto_sql_free(l->unnamed_fx, 1);
+	free(l->unnamed_fx);
+	l->unnamed_fx = NULL;
+	struct proto_sql_stmt fx;
+	if (proto_sql_scan((const char *)body, strnlen((const char *)body, body_len), &fx, 1, NULL) != 1)
+		return true;
+	if (!(l->unnamed_fx = malloc(sizeof fx))) {
+		proto_sql_free(&fx, 1);
+		oom(l->client);
+		return false;
+	}
+	*l->unnamed_fx = fx;
+	return true;
+}
+
+/* The client's unnamed statement is gone (simple Query, Close). */
+static void unnamed_gone(struct lease *l)
+{
+	struct client *cl = l->client;
+	if (cl->sess)
+		stmt_map_drop_unnamed(&cl->sess->stmts);
+	if (l->unnamed_fx)
+		proto_sql_free(l->unnamed_fx, 1);
+	free(l->unnamed_fx);
+	l->unnamed_fx = NULL;
+}
+
+/* A Bind or Describe of the unnamed statement is about to go: the server must
+ * hold the client's, prepared again (hidden) if this lease has not sent it
+ * here, or none at all, so that the server's own "does not exist" answers,
+ * never what another client left there. false: the client failed. */
+static bool unnamed_ready(struct lease *l)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	if (l->unnamed_here)
+		return true;
+	const struct stmt_map *m = cl->sess ? &cl->sess->stmts : NULL;
+	if (!m || !m->unnamed) {
+		uint8_t mem[16];
+		struct proto_out o;
+		proto_out_init(&o, mem, sizeof mem);
+		proto_begin(&o, 'C');
+		proto_put_u8(&o, 'S');
+		proto_put_str(&o, "");
+		proto_end(&o);
+		if (!send_built(l, &o))
+			return false;
+		rq_push(l, RP_HIDE, 'C', NULL, NULL, 0);
+		l->unnamed_here = true;
+		return true;
+	}
+	uint32_t total = (uint32_t)(4 + 1 + m->unnamed_len);
+	uint8_t hdr[6] = { 'P', (uint8_t)(total >> 24), (uint8_t)(total >> 16), (uint8_t)(total >> 8), (uint8_t)total, 0 };
+	if (!send_bytes(l, hdr, sizeof hdr, PROTO_BUF_NONE) ||
+	    !send_bytes(l, m->unnamed_body, m->unnamed_len, PROTO_BUF_NONE))
+		return false;
+	rq_push(l, RP_HIDE, 'P', NULL, NULL, RF_UNNAMED_AGAIN);
+	l->unnamed_here = true;
+	stat_add(&sv->pool->stats->prepares_injected, 1);
+	LOGF(LOG_DEBUG, sv->conn.id, "the client's unnamed statement prepared again");
+	return unnamed_fx_scan(l, m->unnamed_body, m->unnamed_len);
 }
 
 static void on_parse(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
@@ -462,23 +621,20 @@ static void on_parse(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 	const uint8_t *body = msg + 5 + nlen + 1;
 	uint32_t body_len = len - 5 - (uint32_t)nlen - 1;
 	if (!*name || !renaming(sv)) {
-		/* the unnamed statement lives on this server until the next Sync */
-		if (l->unnamed_fx)
-			proto_sql_free(l->unnamed_fx, 1);
-		free(l->unnamed_fx);
-		l->unnamed_fx = NULL;
-		struct proto_sql_stmt fx;
-		if (!*name && proto_sql_scan((const char *)body, strnlen((const char *)body, body_len), &fx, 1, NULL) == 1) {
-			if ((l->unnamed_fx = malloc(sizeof fx))) {
-				*l->unnamed_fx = fx;
-			} else {
-				proto_sql_free(&fx, 1);
+		uint32_t flags = 0;
+		if (!*name && !unnamed_fx_scan(l, body, body_len))
+			return;
+		if (!*name && renaming(sv)) {
+			/* kept for the servers this client's later requests land on */
+			if (!session_get(cl) || !stmt_map_set_unnamed(&cl->sess->stmts, body, body_len)) {
 				oom(cl);
 				return;
 			}
+			l->unnamed_here = true;
+			flags = RF_UNNAMED;
 		}
 		if (send_bytes(l, msg, len, buf))
-			rq_push(l, RP_PASS, 'P', NULL, NULL, 0);
+			rq_push(l, RP_PASS, 'P', NULL, NULL, flags);
 		return;
 	}
 	if (!session_get(cl)) {
@@ -502,19 +658,21 @@ static void on_parse(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 		oom(cl);
 		return;
 	}
-	if (stmt_cache_has(&sv->stmts, st->digest)) {
+	enum stmt_copy have = stmt_cache_copy(&sv->stmts, st);
+	if (have == STMT_COPY_CURRENT) {
 		free(keep);
 		stat_add(&sv->pool->stats->prepares_shared, 1);
 		synth(l, '1');
 		return;
 	}
-	make_room(l);
-	if (cl->state == CL_CLOSED || !send_renamed(l, 'P', NULL, 0, st->sname, body, body_len, buf)) {
+	/* a stale copy is replaced: the client's Parse gets a fresh plan, as
+	 * its own new statement would on PostgreSQL */
+	if (!make_way(l, st, have) || !send_renamed(l, 'P', NULL, 0, st->sname, body, body_len, buf)) {
 		free(keep);
 		return;
 	}
-	stmt_cache_add(&sv->stmts, st->digest);
-	rq_push(l, RP_PASS, 'P', st, keep, RF_CLIENT_NAME);
+	stmt_cache_add(&sv->stmts, st->digest, stmt_gen_now());
+	rq_push(l, RP_PASS, 'P', st, keep, RF_CLIENT_NAME | (have == STMT_COPY_STALE ? RF_REPLACING : 0));
 }
 
 /* The client's statement `name` as the server knows it: NULL and an error
@@ -523,9 +681,15 @@ static struct pstmt *lookup(struct lease *l, const char *name, bool *sql_level)
 {
 	struct client *cl = l->client;
 	*sql_level = false;
-	struct pstmt *st = cl->sess ? stmt_map_get(&cl->sess->stmts, name) : NULL;
-	if (st)
+	const struct stmt_entry *e = cl->sess ? stmt_map_entry(&cl->sess->stmts, name) : NULL;
+	if (e) {
+		struct pstmt *st = e->st;
+		if (stmt_entry_stale(e)) {
+			raise_stale(l, st);
+			return NULL;
+		}
 		return ensure(l, st) ? st : NULL;
+	}
 	if (cl->sess && params_get(&cl->sess->sqlprep, name)) {
 		*sql_level = true;
 		return NULL;
@@ -576,6 +740,8 @@ static void on_bind(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t 
 		l->portal_fx = NULL;
 	}
 	if (!*name || !renaming(sv)) {
+		if (!*name && renaming(sv) && !unnamed_ready(l))
+			return;
 		if (!*portal && !*name && l->unnamed_fx && !keep_portal_fx(l, l->unnamed_fx))
 			return;
 		if (send_bytes(l, msg, len, buf))
@@ -592,7 +758,7 @@ static void on_bind(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t 
 		return;
 	if (st && !*portal && st->fx && !keep_portal_fx(l, st->fx))
 		return;
-	rq_push(l, RP_PASS, 'B', NULL, NULL, 0);
+	rq_push(l, RP_PASS, 'B', st, NULL, 0);   /* st: its error may say the plan is stale */
 }
 
 static void on_describe(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
@@ -600,6 +766,8 @@ static void on_describe(struct lease *l, const uint8_t *msg, uint32_t len, uint3
 	struct server *sv = l->server;
 	const char *name = len > 6 ? (const char *)msg + 6 : "";
 	if (len < 7 || msg[5] != 'S' || !*name || !renaming(sv)) {
+		if (len >= 7 && msg[5] == 'S' && !*name && renaming(sv) && !unnamed_ready(l))
+			return;
 		if (send_bytes(l, msg, len, buf))
 			rq_push(l, RP_PASS, 'D', NULL, NULL, 0);
 		return;
@@ -611,7 +779,7 @@ static void on_describe(struct lease *l, const uint8_t *msg, uint32_t len, uint3
 	bool ok = st ? send_renamed(l, 'D', "S", 1, st->sname, NULL, 0, PROTO_BUF_NONE)
 		     : send_bytes(l, msg, len, buf);
 	if (ok)
-		rq_push(l, RP_PASS, 'D', NULL, NULL, 0);
+		rq_push(l, RP_PASS, 'D', st, NULL, 0);
 }
 
 static void on_close(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
@@ -631,6 +799,11 @@ static void on_close(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 	if (len >= 7 && msg[5] == 'S' && *name && cs) {
 		params_remove(&cl->sess->sqlprep, name);
 		params_remove(&sv->sqlprep, name);
+	}
+	if (len >= 7 && msg[5] == 'S' && !*name && renaming(sv)) {
+		/* the server's unnamed statement, whoever's, goes: so does the client's */
+		unnamed_gone(l);
+		l->unnamed_here = true;
 	}
 	if (send_bytes(l, msg, len, buf))
 		rq_push(l, RP_PASS, 'C', NULL, NULL, 0);
@@ -660,6 +833,10 @@ static void on_query(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 	struct server *sv = l->server;
 	const char *sql = (const char *)msg + 5;
 	size_t qlen = strnlen(sql, len - 5);
+	/* a simple Query destroys the unnamed statement, the server's and so
+	 * the client's, as on PostgreSQL */
+	unnamed_gone(l);
+	l->unnamed_here = true;
 	struct proto_sql_stmt fx[16];
 	int nstmts = 0;
 	int n = proto_sql_plain(sql, qlen) ? 0 : proto_sql_scan(sql, qlen, fx, 16, &nstmts);
@@ -714,6 +891,7 @@ bool lease_hidden_query(struct lease *l, const char *sql)
 {
 	if (!server_queue_query(l->server, sql))
 		return false;
+	l->unnamed_here = false;   /* it destroyed the server's unnamed statement */
 	rq_push(l, RP_HIDE, 'Q', NULL, NULL, 0);
 	return true;
 }
@@ -1070,6 +1248,7 @@ void lease_attach(struct lease *l, struct server *sv)
 	}
 	l->clock = sv->stmts.clock;
 	l->skipping = l->need_sync = l->cur_hide = l->copy_in = false;
+	l->unnamed_here = false;
 	session_restore(cl, sv, NULL);
 	replay(l, &l->held);
 	if (l->server == sv && cl->state == CL_ACTIVE && !cl->conn.recv_wanted)
@@ -1091,7 +1270,7 @@ static struct server *detach(struct lease *l)
 	free(l->unnamed_fx);
 	l->unnamed_fx = NULL;
 	l->skipping = l->need_sync = l->cur_hide = l->copy_in = false;
-	l->sending = false;
+	l->sending = l->unnamed_here = false;
 	sv->lease = NULL;
 	l->server = NULL;
 	return sv;
@@ -1233,6 +1412,13 @@ void lease_reply_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 	}
 	bool theirs = reply_passes(l, msg, len);
 	if (theirs && cl->state != CL_CLOSED) {
+		struct reply *h;
+		if (msg[0] == 'E' && (h = rq_head(l)) && (h->flags & RF_STALE_ERROR) && h->st && h->st->err) {
+			/* the client's statement's stale error, not pgring's raise */
+			msg = h->st->err;
+			len = h->st->err_len;
+			buf = PROTO_BUF_NONE;
+		}
 		stat_add(&sv->pool->stats->bytes_out, len);
 		if (!conn_queue(&cl->conn, msg, len, buf))
 			oom(cl);

@@ -76,6 +76,8 @@ struct lease {
 	uint64_t clock;                            /* server's stmts.clock at attach: later uses are this lease's */
 	struct proto_sql_stmt *portal_fx;          /* what the unnamed portal's statement does */
 	struct proto_sql_stmt *unnamed_fx;         /* what the unnamed statement does to the session */
+	bool unnamed_here;                         /* the server's unnamed statement is the client's (or both have none) */
+	uint32_t unnamed_inflight;                 /* the client's unnamed Parses not answered yet */
 	/* the transaction's effect on the session (pool/session.c) */
 	bool txn_error;                            /* an error in the current transaction */
 	bool txn_rolled;                           /* a ROLLBACK (maybe TO SAVEPOINT) in it */

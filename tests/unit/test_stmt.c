@@ -462,7 +462,7 @@ Test(stmt_cache, lru)
 	cr_assert_not(stmt_cache_victim(&c, UINT64_MAX, v));
 	stmt_cache_remove(&c, d[0]);   /* absent: nothing */
 	for (int i = 0; i < 5; i++)
-		cr_assert(stmt_cache_add(&c, d[i]));
+		cr_assert(stmt_cache_add(&c, d[i], 0));
 	cr_assert_eq(c.n, 5);
 	uint64_t after_add = c.clock;
 	/* use 0 and 2 again: 1 is now the least recently used */
@@ -471,7 +471,7 @@ Test(stmt_cache, lru)
 	cr_assert(stmt_cache_victim(&c, UINT64_MAX, v));
 	cr_assert(memcmp(v, d[1], STMT_DIGEST_LEN) == 0);
 	/* adding a digest it has is a use, not a second entry */
-	cr_assert(stmt_cache_add(&c, d[1]));
+	cr_assert(stmt_cache_add(&c, d[1], 0));
 	cr_assert_eq(c.n, 5);
 	cr_assert(stmt_cache_victim(&c, UINT64_MAX, v));
 	cr_assert(memcmp(v, d[3], STMT_DIGEST_LEN) == 0);
@@ -496,7 +496,7 @@ Test(stmt_cache, lru)
 	for (int i = 0; i < 5; i++)
 		cr_assert_not(stmt_cache_has(&c, d[i]));
 	cr_assert_not(stmt_cache_victim(&c, UINT64_MAX, v));
-	cr_assert(stmt_cache_add(&c, d[4]));
+	cr_assert(stmt_cache_add(&c, d[4], 0));
 	cr_assert(stmt_cache_has(&c, d[4]));
 	cr_assert_eq(c.n, 1);
 	stmt_cache_free(&c);
@@ -575,7 +575,7 @@ static void cache_random(uint32_t nids, int iters, bool collide)
 		int op = (int)(rnd() % 10);
 		bool grow = it < iters / 2;
 		if (op < (grow ? 5 : 3)) {
-			cr_assert(stmt_cache_add(&c, d));
+			cr_assert(stmt_cache_add(&c, d, 0));
 			r.clock++;
 			if (k < 0) {
 				r.id[r.n] = id;
@@ -635,4 +635,151 @@ Test(stmt_cache, colliding_digests)
 {
 	cache_random(64, 20000, true);
 	cache_random(300, 20000, true);
+}
+
+/* ---- stale plans ---- */
+
+static const uint8_t stale_err[] = "E\0\0\0\x2f" "SERROR\0C0A000\0Mcached plan must not change result type\0";
+
+Test(stmt_stale, kinds)
+{
+	cr_assert_eq(stmt_stale_kind("0A000"), STMT_STALE_FIXED);
+	cr_assert_eq(stmt_stale_kind("42804"), STMT_STALE_FIXED);
+	cr_assert_eq(stmt_stale_kind("22P02"), STMT_STALE_MAYBE);
+	cr_assert_eq(stmt_stale_kind("42P01"), STMT_STALE_NO);   /* a missing table: PostgreSQL re-analyses by name */
+	cr_assert_eq(stmt_stale_kind("23505"), STMT_STALE_NO);
+	cr_assert_eq(stmt_stale_kind(""), STMT_STALE_NO);
+}
+
+/* The first error from a current copy starts a generation: every copy stamped
+ * before it is stale, names bound before it fail with the error, a name bound
+ * after it does not; a second error from an old copy teaches nothing. */
+Test(stmt_stale, generation)
+{
+	struct stmt_registry *reg = NULL;
+	uint8_t b[128];
+	uint32_t n = body(b, "SELECT x FROM t", 0, NULL);
+	struct pstmt *st = stmt_intern(&reg, b, n);
+	struct stmt_cache x = { 0 }, y = { 0 };
+	cr_assert(stmt_cache_add(&x, st->digest, stmt_gen_now()));
+	cr_assert(stmt_cache_add(&y, st->digest, stmt_gen_now()));
+	cr_assert_eq(stmt_cache_copy(&x, st), STMT_COPY_CURRENT);
+	struct stmt_map m = { 0 };
+	cr_assert(stmt_map_put(&m, "before", st));
+	cr_assert_not(stmt_entry_stale(stmt_map_entry(&m, "before")));
+	/* not a stale-plan error: nothing */
+	cr_assert_not(stmt_mark_stale(reg, st, &x, STMT_STALE_NO, stale_err, sizeof stale_err - 1));
+	cr_assert(stmt_mark_stale(reg, st, &x, STMT_STALE_FIXED, stale_err, sizeof stale_err - 1));
+	cr_assert_eq(stmt_cache_copy(&x, st), STMT_COPY_STALE);
+	cr_assert_eq(stmt_cache_copy(&y, st), STMT_COPY_STALE);
+	cr_assert(stmt_entry_stale(stmt_map_entry(&m, "before")));
+	cr_assert_eq(st->err_len, sizeof stale_err - 1);
+	cr_assert(memcmp(st->err, stale_err, st->err_len) == 0);
+	/* y's old copy fails too: already known */
+	uint32_t gen = st->gen;
+	cr_assert_not(stmt_mark_stale(reg, st, &y, STMT_STALE_FIXED, stale_err, sizeof stale_err - 1));
+	cr_assert_eq(st->gen, gen);
+	/* prepared again: current; a name bound now works */
+	cr_assert(stmt_cache_add(&x, st->digest, stmt_gen_now()));
+	cr_assert_eq(stmt_cache_copy(&x, st), STMT_COPY_CURRENT);
+	cr_assert_eq(stmt_intern(&reg, b, n), st);
+	cr_assert(stmt_map_put(&m, "after", st));
+	cr_assert_not(stmt_entry_stale(stmt_map_entry(&m, "after")));
+	cr_assert(stmt_entry_stale(stmt_map_entry(&m, "before")));
+	/* a copy of unknown age is never current */
+	cr_assert(stmt_cache_add(&y, st->digest, STMT_GEN_UNKNOWN));
+	cr_assert_eq(stmt_cache_copy(&y, st), STMT_COPY_STALE);
+	cr_assert_not(stmt_mark_stale(reg, st, &y, STMT_STALE_FIXED, stale_err, sizeof stale_err - 1));
+	stmt_map_clear(&m, reg);
+	stmt_cache_free(&x);
+	stmt_cache_free(&y);
+	cr_assert_eq(stmt_registry_count(reg), 0);
+	stmt_registry_free(reg);
+}
+
+/* Two shards, each with its own record: a copy that moved with its server is
+ * judged by its stamp, not by which shard prepared it. */
+Test(stmt_stale, copies_move_between_shards)
+{
+	struct stmt_registry *r0 = NULL, *r1 = NULL;
+	uint8_t b[128];
+	uint32_t n = body(b, "SELECT y FROM u", 0, NULL);
+	struct pstmt *s0 = stmt_intern(&r0, b, n), *s1 = stmt_intern(&r1, b, n);
+	struct stmt_cache x = { 0 };
+	/* prepared by shard 0 before anything was learned: current for both */
+	cr_assert(stmt_cache_add(&x, s0->digest, stmt_gen_now()));
+	cr_assert_eq(stmt_cache_copy(&x, s0), STMT_COPY_CURRENT);
+	cr_assert_eq(stmt_cache_copy(&x, s1), STMT_COPY_CURRENT);
+	/* shard 0 learns: the copy is old for shard 0 only; shard 1 uses it, and
+	 * learns from its own error */
+	cr_assert(stmt_mark_stale(r0, s0, &x, STMT_STALE_FIXED, stale_err, sizeof stale_err - 1));
+	cr_assert_eq(stmt_cache_copy(&x, s0), STMT_COPY_STALE);
+	cr_assert_eq(stmt_cache_copy(&x, s1), STMT_COPY_CURRENT);
+	cr_assert(stmt_mark_stale(r1, s1, &x, STMT_STALE_FIXED, stale_err, sizeof stale_err - 1));
+	cr_assert_eq(stmt_cache_copy(&x, s1), STMT_COPY_STALE);
+	/* shard 0 prepares it again: current for shard 1 too, which learned before */
+	cr_assert(stmt_cache_add(&x, s0->digest, stmt_gen_now()));
+	cr_assert_eq(stmt_cache_copy(&x, s0), STMT_COPY_CURRENT);
+	cr_assert_eq(stmt_cache_copy(&x, s1), STMT_COPY_CURRENT);
+	/* a record made (again) in a shard that learned since: older copies are stale */
+	struct pstmt *fresh_unrelated = stmt_intern(&r0, (const uint8_t *)"SELECT 1\0\0", 11);
+	struct stmt_cache y = { 0 };
+	cr_assert(stmt_cache_add(&y, fresh_unrelated->digest, stmt_gen_now()));
+	cr_assert(stmt_mark_stale(r0, fresh_unrelated, &y, STMT_STALE_FIXED, stale_err, sizeof stale_err - 1));
+	stmt_unref(r0, s0);
+	s0 = stmt_intern(&r0, b, n);
+	cr_assert_eq(stmt_cache_copy(&x, s0), STMT_COPY_STALE);
+	stmt_unref(r0, s0);
+	stmt_unref(r0, fresh_unrelated);
+	stmt_unref(r1, s1);
+	stmt_cache_free(&x);
+	stmt_cache_free(&y);
+	stmt_registry_free(r0);
+	stmt_registry_free(r1);
+}
+
+/* A class 22 error only makes the statement suspect: names go on; the next
+ * Parse of it starts a generation, for a fresh copy. */
+Test(stmt_stale, suspect)
+{
+	struct stmt_registry *reg = NULL;
+	uint8_t b[128];
+	uint32_t types[1] = { 1007 };
+	uint32_t n = body(b, "INSERT INTO v VALUES ($1)", 1, types);
+	struct pstmt *st = stmt_intern(&reg, b, n);
+	struct stmt_cache x = { 0 };
+	cr_assert(stmt_cache_add(&x, st->digest, stmt_gen_now()));
+	struct stmt_map m = { 0 };
+	cr_assert(stmt_map_put(&m, "a", st));
+	cr_assert(stmt_mark_stale(reg, st, &x, STMT_STALE_MAYBE, stale_err, sizeof stale_err - 1));
+	cr_assert_eq(stmt_cache_copy(&x, st), STMT_COPY_CURRENT);
+	cr_assert_not(stmt_entry_stale(stmt_map_entry(&m, "a")));
+	cr_assert_eq(stmt_intern(&reg, b, n), st);
+	cr_assert_eq(stmt_cache_copy(&x, st), STMT_COPY_STALE);
+	cr_assert_not(stmt_entry_stale(stmt_map_entry(&m, "a")));
+	stmt_unref(reg, st);
+	stmt_map_clear(&m, reg);
+	stmt_cache_free(&x);
+	stmt_registry_free(reg);
+}
+
+/* The unnamed statement's body is kept, its room reused and given back. */
+Test(stmt_map, unnamed_body)
+{
+	struct stmt_map m = { 0 };
+	cr_assert_not(m.unnamed);
+	cr_assert(stmt_map_set_unnamed(&m, (const uint8_t *)"SELECT 1\0\0", 11));
+	cr_assert(m.unnamed);
+	cr_assert_eq(m.unnamed_len, 11);
+	cr_assert(memcmp(m.unnamed_body, "SELECT 1\0\0", 11) == 0);
+	static uint8_t big[100000];
+	memset(big, 'x', sizeof big);
+	cr_assert(stmt_map_set_unnamed(&m, big, sizeof big));
+	cr_assert_geq(m.unnamed_cap, sizeof big);
+	cr_assert(stmt_map_set_unnamed(&m, (const uint8_t *)"", 0));
+	cr_assert(m.unnamed);
+	cr_assert_lt(m.unnamed_cap, 1024);   /* the big room went back */
+	stmt_map_drop_unnamed(&m);
+	cr_assert_not(m.unnamed);
+	stmt_map_clear(&m, NULL);
 }
