@@ -47,6 +47,8 @@ struct stats_pool {
 	gauge_t cl_pinned;                  /* clients held on their server (LISTEN, locks, temp tables) */
 	gauge_t cl_replication, sv_replication; /* replication connections (pool/repl.h), outside the pool */
 	stat_t replication_connects;        /* replication connections opened */
+	gauge_t listeners, listen_channels, sv_listener; /* pool/listen.h: clients, channels, connection */
+	stat_t notifications, listener_losses;
 };
 
 /* TLS connections open with one (protocol version, cipher) pair. Entries are

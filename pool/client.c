@@ -17,6 +17,7 @@
 #include "core/shard.h"
 #include "pool/client.h"
 #include "pool/lease.h"
+#include "pool/listen.h"
 #include "pool/pool.h"
 #include "pool/repl.h"
 #include "pool/route.h"
@@ -116,6 +117,8 @@ void client_set_state(struct client *cl, enum client_state st)
 	cl->state = st;
 	cl->state_us = shard_of(cl)->now_us;
 	enter_list(cl);
+	if (st == CL_IDLE && (cl->nq_len || cl->nq_lost))
+		listen_flush(cl);   /* notifications that waited for its transaction to end */
 }
 
 /* Routing moved the client to another node's pool of the same (database,
@@ -371,6 +374,7 @@ static void finish_close(struct client *cl)
 {
 	lease_client_gone(cl);
 	repl_client_gone(cl);
+	listen_client_gone(cl);
 	key_unlink(cl);
 	if (cl->counted) {
 		atomic_fetch_sub(&total_clients, 1);

@@ -60,7 +60,9 @@ struct client_sess {
 	struct savepoint *sp;                      /* open savepoints, innermost last */
 	uint16_t nsp, sp_cap;
 	struct params sqlprep;                     /* SQL PREPAREs: name -> PREPARE statement */
-	struct params holds;                       /* "l:channel" listened to, "c:cursor" held */
+	struct params holds;                       /* "l:channel" listened to (pinned), "c:cursor" held */
+	struct params listen;                      /* channels kept by the pool's listener (pool/listen.h) */
+	struct params *txn_listen;                 /* them as they become if the transaction commits */
 	struct stmt_map stmts;                     /* protocol-level statement names */
 };
 
@@ -90,6 +92,11 @@ struct client {
 	struct server *repl;                       /* CL_REPL: its server (linked once SV_ACTIVE) */
 	bool welcome_owed;                         /* session pooling: welcomed once its server is there */
 	bool server_fatal_relayed;                 /* session pooling: got its server's own FATAL */
+	/* notifications from the pool's listener waiting for the end of its transaction */
+	uint8_t *nq;
+	uint32_t nq_len, nq_cap;
+	bool nq_lost;                              /* some were dropped (over max_pending_bytes) */
+	bool nq_warned;                            /* told of the listener's loss (pool/listen.c) */
 	bool terminating;                          /* sent Terminate */
 	uint8_t negotiated;                        /* NEG_SSL, NEG_GSS: encryption requests answered */
 	bool tls_asked;                            /* answered S: TLS starts after this receive */

@@ -14,6 +14,7 @@
 #include "core/shard.h"
 #include "pool/client.h"
 #include "pool/lease.h"
+#include "pool/listen.h"
 #include "pool/pool.h"
 #include "pool/route.h"
 #include "pool/server.h"
@@ -316,7 +317,7 @@ static void launch(struct pool *p)
 		return;   /* backing off: housekeeping tries again when it is due */
 	if (!registry_take_slot(p->shared, reserve_due(p)))
 		return;
-	struct server *sv = server_connect(p, NULL);
+	struct server *sv = server_connect(p, NULL, false);
 	if (!sv) {
 		registry_give_slot(p->shared);
 		connect_failed(p);
@@ -713,6 +714,7 @@ static void pool_housekeeping(struct pool *p)
 	if (!list_empty(&p->login) && pool_adopt_welcome(p))
 		finish_logins(p);
 	fail_long_waiters(p);
+	listen_tick(p);
 	if (p->n_waiting || (!list_empty(&p->login) && !p->have_welcome))
 		launch_for_waiters(p);
 	struct client *first = first_waiter(p);

@@ -19,6 +19,7 @@ struct client;
 struct client_keys;
 struct config_db;
 struct lease;
+struct listen_hub;
 struct server;
 struct stmt_registry;
 
@@ -84,6 +85,7 @@ struct pool {
 	char last_error[256];                      /* last server login error, for waiting clients */
 	struct log_rate connect_fail_log;          /* failed connects: a line a second at most */
 	char last_sqlstate[6];
+	struct listen_hub *hub;                    /* its listening connection and channels (pool/listen.c) */
 };
 
 /* The shard's pool for (db, user) on node (NULL: a database with its own host). */

@@ -46,7 +46,7 @@ void repl_start(struct client *cl)
 			    p->db_name, p->user);
 		return;
 	}
-	struct server *sv = server_connect(p, cl);
+	struct server *sv = server_connect(p, cl, false);
 	if (!sv) {
 		registry_give_limits(p->shared);
 		client_fail(cl, p->last_sqlstate[0] ? p->last_sqlstate : "08006", "%s",

@@ -18,6 +18,7 @@
 #include "core/shard.h"
 #include "pool/client.h"
 #include "pool/lease.h"
+#include "pool/listen.h"
 #include "pool/pool.h"
 #include "pool/repl.h"
 #include "pool/server.h"
@@ -58,10 +59,10 @@ void server_set_state(struct server *sv, enum server_state st)
 {
 	struct pool *p = sv->pool;
 	INVARIANT(st == SV_ACTIVE || st == SV_CLOSED || !sv->lease);
-	if (sv->replication) {
+	if (sv->replication || sv->listener) {
 		/* outside the pool: on none of its lists, counted apart */
 		if ((sv->state == SV_CLOSED) != (st == SV_CLOSED))
-			gauge_add(&p->stats->sv_replication, st == SV_CLOSED ? -1 : 1);
+			gauge_add(sv->listener ? &p->stats->sv_listener : &p->stats->sv_replication, st == SV_CLOSED ? -1 : 1);
 		sv->state = st;
 		return;
 	}
@@ -145,7 +146,7 @@ static int resolve(struct server *sv, const struct config_db *db)
 	return fam;
 }
 
-struct server *server_connect(struct pool *p, struct client *repl)
+struct server *server_connect(struct pool *p, struct client *repl, bool listener)
 {
 	struct shard *s = p->shard;
 	struct server *sv = calloc(1, sizeof *sv);
@@ -157,6 +158,7 @@ struct server *server_connect(struct pool *p, struct client *repl)
 		sv->replication = repl->replication;
 		sv->repl_client = repl;
 	}
+	sv->listener = listener;
 	sv->connect_us = s->now_us;
 	sv->txn_status = 'I';
 	int fam = resolve(sv, p->db);
@@ -236,7 +238,8 @@ static void send_startup(struct server *sv)
 	proto_put_str(&o, db->dbname ? db->dbname : sv->pool->db_name);
 	const char *extra[][2] = {
 		{ "client_encoding", db->client_encoding }, { "DateStyle", db->datestyle },
-		{ "TimeZone", db->timezone }, { "application_name", db->application_name },
+		{ "TimeZone", db->timezone },
+		{ "application_name", sv->listener ? "pgring listener" : db->application_name },
 	};
 	for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
 		if (extra[i][1] && !(sv->repl_client && params_get(&sv->repl_client->startup, extra[i][0]))) {
@@ -516,6 +519,8 @@ static void login_message(struct server *sv, const uint8_t *msg, uint32_t len)
 		LOGF(LOG_DEBUG, sv->conn.id, "server login done, backend pid %u", sv->backend_pid);
 		if (sv->replication)
 			repl_server_ready(sv);
+		else if (sv->listener)
+			listen_server_ready(sv);
 		else
 			pool_server_ready(sv);
 		break;
@@ -563,6 +568,8 @@ static int server_begin(void *ctx, uint8_t type, uint32_t len)
 		return lease_reply_begin(sv->lease, type, len);
 	if (sv->replication && sv->state == SV_ACTIVE)
 		return PROTO_STREAM;   /* to its client as it comes (repl_server_bytes) */
+	if (sv->listener)
+		return PROTO_WHOLE;    /* a notification is delivered whole */
 	if (type == 'D' || type == 'd')
 		return PROTO_STREAM;
 	return len <= BUF_SCRATCH_SIZE / 2 ? PROTO_WHOLE : PROTO_STREAM;
@@ -590,6 +597,12 @@ static bool server_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 	}
 	if (msg[0] == 'S')
 		track_parameter(sv, msg, len);
+	if (sv->listener && (msg[0] == 'A' || msg[0] == 'E')) {
+		if (!listen_server_message(sv, msg, len, buf) || msg[0] == 'A')
+			return sv->state != SV_CLOSED;
+	}
+	if (msg[0] == 'A' && sv->lease && listen_pooled(sv->pool))
+		return true;   /* the listener delivers it (a leased server listens for pg_listening_channels) */
 	if (sv->hidden) {
 		hidden_message(sv, msg, len);
 		return sv->state != SV_CLOSED;
@@ -691,12 +704,16 @@ void server_close(struct server *sv, const char *why)
 		conn_queue_out(&sv->conn, &o);
 	}
 	server_set_state(sv, SV_CLOSED);
-	if (!sv->replication)
+	if (!sv->replication && !sv->listener)
 		pool_server_gone(sv);
 	proto_framer_reset(&sv->conn.fr, &server_ops, sv);
 	conn_close(&sv->conn);
 	if (sv->replication) {
 		repl_server_gone(sv);
+		return;
+	}
+	if (sv->listener) {
+		listen_server_gone(sv);
 		return;
 	}
 	if (sv->lease)
@@ -789,6 +806,11 @@ void server_reset(struct server *sv, const struct server_leftover *left)
 	} else if (cfg->server_reset_query_always && rq) {
 		reset = reset_query(sv, rq);
 	}
+	if (sv->listen_dirty && !(left && left->pins & PIN_OTHER)) {
+		/* the client's channels were listened to here for pg_listening_channels() */
+		reset |= server_hidden_query(sv, "UNLISTEN *");
+	}
+	sv->listen_dirty = false;
 	if (reset)
 		server_set_state(sv, SV_RESETTING);
 	else

@@ -50,6 +50,8 @@ struct server {
 	bool tls_asked;                            /* SSLRequest sent, its answer not read yet */
 	uint8_t replication;                       /* enum repl_mode: a replication client's own server */
 	struct client *repl_client;                /* that client, while it is there */
+	bool listener;                             /* its pool's listening connection (pool/listen.h) */
+	bool listen_dirty;                         /* LISTENs of a client ran here: UNLISTEN * at release */
 	char fatal_state[6];                       /* the FATAL it sent before going away */
 	char fatal_msg[200];
 	struct auth_scram_client *scram;
@@ -62,9 +64,10 @@ struct server {
 /* Its framer's reassembly callbacks (conn_frame_alloc) take it as its conn. */
 _Static_assert(offsetof(struct server, conn) == 0, "conn must come first in struct server");
 
-/* A new server for the pool; repl: the replication client it is for (outside
- * the pool's lists and budget), or NULL. */
-struct server *server_connect(struct pool *p, struct client *repl);
+/* A new server for the pool; repl: the replication client it is for, or
+ * listener: the pool's listening connection (both outside the pool's lists
+ * and budget). */
+struct server *server_connect(struct pool *p, struct client *repl, bool listener);
 /* Move the server to state st: its gauges, its node's load and its list. */
 void server_set_state(struct server *sv, enum server_state st);
 void server_close(struct server *sv, const char *why);

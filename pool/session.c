@@ -13,6 +13,7 @@
 #include "core/strbuf.h"
 #include "pool/client.h"
 #include "pool/lease.h"
+#include "pool/listen.h"
 #include "pool/pool.h"
 #include "pool/server.h"
 #include "pool/session.h"
@@ -221,6 +222,25 @@ static void deallocate_all(struct client *cl, struct server *sv)
 /* A statement the server completed: what it did to the session. */
 static void check_memory(struct client *cl);
 
+/* LISTEN, UNLISTEN, UNLISTEN * in a pool with a listener: the channels the
+ * client has if the transaction commits. */
+static void listen_effect(struct lease *l, const struct proto_sql_stmt *fx)
+{
+	struct client *cl = l->client;
+	struct client_sess *cs = cl->sess;
+	l->server->listen_dirty = true;
+	if (!cs->txn_listen && !(cs->txn_listen = params_dup(&cs->listen))) {
+		oom(cl);
+		return;
+	}
+	if (fx->kind == SQL_UNLISTEN_ALL)
+		params_clear(cs->txn_listen);
+	else if (fx->kind == SQL_UNLISTEN)
+		params_remove(cs->txn_listen, fx->name);
+	else if (!params_set(cs->txn_listen, fx->name, ""))
+		oom(cl);
+}
+
 void session_apply(struct lease *l, const struct proto_sql_stmt *fx, const char *tag)
 {
 	struct client *cl = l->client;
@@ -301,19 +321,22 @@ void session_apply(struct lease *l, const struct proto_sql_stmt *fx, const char 
 		}
 		session_forget_server(sv);
 		params_clear(&cl->sess->holds);
+		if (listen_pooled(cl->pool))
+			listen_effect(l, &(struct proto_sql_stmt){ .kind = SQL_UNLISTEN_ALL });
 		pins = 0;
 		break;
 	case SQL_DISCARD_TEMP:
 		pins &= (uint8_t)~PIN_TEMP;
 		break;
 	case SQL_LISTEN:
-		held_set(cl, 'l', fx->name, true);
-		break;
 	case SQL_UNLISTEN:
-		held_set(cl, 'l', fx->name, false);
-		break;
 	case SQL_UNLISTEN_ALL:
-		held_remove_all(cl, 'l');
+		if (listen_pooled(cl->pool))
+			listen_effect(l, fx);
+		else if (fx->kind == SQL_UNLISTEN_ALL)
+			held_remove_all(cl, 'l');
+		else
+			held_set(cl, 'l', fx->name, fx->kind == SQL_LISTEN);
 		break;
 	case SQL_TEMP_OBJECT:
 		pins |= PIN_TEMP;
@@ -371,6 +394,18 @@ void session_ready(struct lease *l, char status)
 	}
 	if (status != 'I')
 		return;
+	if (cl->sess->txn_listen) {
+		/* LISTEN takes effect at commit; after a savepoint rollback pgring
+		 * cannot tell, and keeps what the statements said */
+		struct params *tl = cl->sess->txn_listen;
+		cl->sess->txn_listen = NULL;
+		bool ok = (l->txn_error || l->txn_rolled) ? true : listen_set(cl, tl);
+		params_clear(tl);
+		free(tl);
+		if (!ok)
+			return;
+	}
+	listen_flush(cl);
 	if (cl->sess->txn_params) {
 		if (l->txn_uncertain) {
 			mark_unknown(cl, sv, cl->sess->txn_params);
@@ -471,6 +506,16 @@ void session_restore(struct client *cl, struct server *sv, struct lease *in_stre
 	else if (n < 0)
 		LOGF(LOG_WARNING, cl->conn.id, "session settings too long to restore (over %zu bytes)", sizeof sql);
 	sqlprep_drop(mine, sv, &sb);
+	if (cl->sess && cl->sess->listen.n && listen_pooled(cl->pool)) {
+		/* for pg_listening_channels(); the listener delivers (UNLISTEN * at release) */
+		for (int i = 0; i < cl->sess->listen.n; i++) {
+			if (sb.len)
+				strbuf_putc(&sb, ';');
+			strbuf_puts(&sb, "LISTEN ");
+			append_ident(&sb, cl->sess->listen.v[i].name);
+		}
+		sv->listen_dirty = true;
+	}
 	int sent = 0;
 	bool ok = !sb.failed;
 	if (ok && sb.len) {
@@ -486,9 +531,19 @@ void session_restore(struct client *cl, struct server *sv, struct lease *in_stre
 	strbuf_free(&sb);
 }
 
+static void drop_txn_listen(struct client *cl)
+{
+	if (cl->sess && cl->sess->txn_listen) {
+		params_clear(cl->sess->txn_listen);
+		free(cl->sess->txn_listen);
+		cl->sess->txn_listen = NULL;
+	}
+}
+
 void session_lost(struct client *cl)
 {
 	drop_txn_params(cl);
+	drop_txn_listen(cl);
 }
 
 void session_free(struct client *cl)
@@ -500,6 +555,8 @@ void session_free(struct client *cl)
 		stmt_map_clear(&cl->sess->stmts, pool_shard(s)->stmts);
 		params_clear(&cl->sess->sqlprep);
 		params_clear(&cl->sess->holds);
+		drop_txn_listen(cl);
+		params_clear(&cl->sess->listen);
 		free(cl->sess->sp);
 		free(cl->sess);
 		cl->sess = NULL;

@@ -54,6 +54,10 @@ static const struct counter_def pool_counters[] = {
 	  POOL_STAT(state_replays), false },
 	{ "replication_connects", NULL, "Replication connections opened (a server each, outside the pool).",
 	  POOL_STAT(replication_connects), false },
+	{ "notifications", NULL, "Notifications the pool's listening connection delivered to clients.",
+	  POOL_STAT(notifications), false },
+	{ "listener_losses", NULL, "Times the pool's listening connection was lost (clients were warned).",
+	  POOL_STAT(listener_losses), false },
 };
 
 static const struct gauge_def client_states[] = {
@@ -70,6 +74,7 @@ static const struct gauge_def server_states[] = {
 	{ "login", POOL_STAT(sv_login) },
 	{ "resetting", POOL_STAT(sv_resetting) },
 	{ "replication", POOL_STAT(sv_replication) },
+	{ "listener", POOL_STAT(sv_listener) },
 };
 
 static const struct counter_def shard_counters[] = {
@@ -342,7 +347,7 @@ static void prom_pool_counter(struct strbuf *o, int npools, const struct counter
 	}
 }
 
-enum pool_gauge { PG_MAX_WAIT, PG_SIZE, PG_USED, PG_PINNED };
+enum pool_gauge { PG_MAX_WAIT, PG_SIZE, PG_USED, PG_PINNED, PG_LISTENERS, PG_CHANNELS };
 
 static void prom_pool_gauge(struct strbuf *o, int npools, const char *name, const char *help,
 			    enum pool_gauge which)
@@ -357,6 +362,10 @@ static void prom_pool_gauge(struct strbuf *o, int npools, const char *name, cons
 			put_seconds(o, (uint64_t)pool_max_wait_us(ps));
 		else if (which == PG_PINNED)
 			strbuf_printf(o, "%" PRId64, pool_gauge_sum(ps, POOL_STAT(cl_pinned)));
+		else if (which == PG_LISTENERS)
+			strbuf_printf(o, "%" PRId64, pool_gauge_sum(ps, POOL_STAT(listeners)));
+		else if (which == PG_CHANNELS)
+			strbuf_printf(o, "%" PRId64, pool_gauge_sum(ps, POOL_STAT(listen_channels)));
 		else
 			strbuf_printf(o, "%d", atomic_load_explicit(which == PG_SIZE ? &ps->size : &ps->used,
 								    memory_order_relaxed));
@@ -380,6 +389,10 @@ static void prom_pools(struct strbuf *o)
 	prom_pool_gauge(o, n, "pgring_pool_clients_pinned",
 			"Clients kept on their server by LISTEN, advisory locks, temporary tables or held cursors.",
 			PG_PINNED);
+	prom_pool_gauge(o, n, "pgring_pool_listeners",
+			"Clients listening through the pool's listening connection (not pinned).", PG_LISTENERS);
+	prom_pool_gauge(o, n, "pgring_pool_listen_channels",
+			"Channels the pool's listening connections listen on, summed over shards.", PG_CHANNELS);
 	prom_shard_pool_states(o, n, "clients", client_states, NELEM(client_states));
 	prom_shard_pool_states(o, n, "servers", server_states, NELEM(server_states));
 }
@@ -731,7 +744,9 @@ static void json_pool(struct strbuf *o, const struct pool_shared *ps)
 	json_states(o, client_states, NELEM(client_states), ps, -1);
 	strbuf_puts(o, ",\"servers\":");
 	json_states(o, server_states, NELEM(server_states), ps, -1);
-	strbuf_printf(o, ",\"pinned\":%" PRId64, pool_gauge_sum(ps, POOL_STAT(cl_pinned)));
+	strbuf_printf(o, ",\"pinned\":%" PRId64 ",\"listeners\":%" PRId64 ",\"listen_channels\":%" PRId64,
+		      pool_gauge_sum(ps, POOL_STAT(cl_pinned)), pool_gauge_sum(ps, POOL_STAT(listeners)),
+		      pool_gauge_sum(ps, POOL_STAT(listen_channels)));
 	strbuf_printf(o, ",\"max_wait_us\":%" PRId64 ",\"counters\":", pool_max_wait_us(ps));
 	json_pool_counters(o, ps, -1);
 	/* Shards the pool never touched are left out: pools x shards blocks of zeros

@@ -2,18 +2,19 @@
 # t_pin: session state that cannot be restored on another server pins the client to
 # its server until released: a session advisory lock (released by
 # pg_advisory_unlock_all()), a temporary table (DISCARD TEMP; one made inside a
-# transaction block: DISCARD ALL), a WITH HOLD cursor (CLOSE), LISTEN (until the
-# client leaves).
+# transaction block: DISCARD ALL), a WITH HOLD cursor (CLOSE). LISTEN does not
+# pin in transaction mode (the pool's listener delivers; t_listen has the rest).
 #  Part 1 (pool of 2): while pinned, the client keeps its lock / temp table / cursor
 #   position across transactions and its backend pid stays the same, while two other
 #   clients run transactions beside it and never see its state (their
 #   pg_try_advisory_xact_lock gets false, pg_temp.pin_tt does not exist for them,
 #   pg_cursors is empty, their pid differs); a LISTENer (tests/integration/listen.c,
 #   idle) receives NOTIFYs sent directly and sent through the pooler by another
-#   client. pgring_pool_clients_pinned{database="app",user="app"} is 1 while pinned
-#   and 0 after the release.
+#   client, unpinned (pgring_pool_listeners is 1). pgring_pool_clients_pinned
+#   {database="app",user="app"} is 1 while pinned and 0 after the release.
 #  Part 2 (pool of 1): while a client is pinned, another client's query waits; it
-#   completes only after the release (then within seconds).
+#   completes only after the release (then within seconds). A listening client
+#   holds no server: the other client's query completes at once.
 #
 # PGRING_TEST_VIA=transaction (default) | session (pgring in session mode: part 1
 # must already pass; no gauge, no part 2) | direct (PostgreSQL itself: part 1).
@@ -131,7 +132,11 @@ LPID=$!
 track_pid $LPID
 on_exit "kill_wait $LPID KILL"
 wait_until 10 grep -qx listening "$TEST_TMP/listen1.out" || fail "listener did not start: $(cat "$TEST_TMP/listen1.out")"
-pinned_is 1 "while a client LISTENs"
+if txn; then
+	pinned_is 0 "while a client LISTENs"
+	assert_eq 1 "$(metric pgring_pool_listeners 'database="app"')" "listening clients"
+	assert_eq 1 "$(metric pgring_pool_servers 'state="listener"')" "listening connections"
+fi
 for k in 1 2 3 4; do
 	say_send O2 "BEGIN;" "SELECT pg_backend_pid();" "COMMIT;"
 	if ((k % 2)); then
@@ -146,9 +151,15 @@ for k in 1 2 3 4; do
 done
 wait_exit $LPID 10 || fail "listener did not finish"
 assert_eq 0 "$WAIT_STATUS" "listener exit status ($(tr '\n' ' ' <"$TEST_TMP/listen1.out"))"
-assert_eq 4 "$(grep -c '^pid same$' "$TEST_TMP/listen1.out")" "listener stayed on its server: $(tr '\n' ' ' <"$TEST_TMP/listen1.out")"
-pinned_is 0 "after the listener left"
-pass "LISTEN pins; NOTIFY reaches the idle listener"
+if txn; then
+	wait_until 5 eval '[[ $(metric pgring_pool_listeners "database=\"app\"") == 0 ]]' || fail "listeners after the listener left"
+	wait_until 5 eval '[[ $(metric pgring_pool_servers "state=\"listener\"") == 0 ]]' ||
+		fail "the listening connection stays after its last client left"
+	pass "LISTEN does not pin; NOTIFY (direct and through the pooler) reaches the idle listener"
+else
+	assert_eq 4 "$(grep -c '^pid same$' "$TEST_TMP/listen1.out")" "listener stayed on its server: $(tr '\n' ' ' <"$TEST_TMP/listen1.out")"
+	pass "NOTIFY reaches the idle listener"
+fi
 
 for c in P O1 O2; do psql_close "$c"; done
 if [[ $VIA != transaction ]]; then
@@ -209,13 +220,12 @@ LPID=$!
 track_pid $LPID
 on_exit "kill_wait $LPID KILL"
 wait_until 10 grep -qx listening "$TEST_TMP/listen2.out" || fail "listener 2 did not start: $(cat "$TEST_TMP/listen2.out")"
-pinned_is 1 "pool of 1: LISTEN"
-release_listener() {
-	qd "NOTIFY pin_ch2, 'bye'" || fail "NOTIFY directly"
-	wait_exit $LPID 10 || fail "listener 2 did not receive its notification: $(tr '\n' ' ' <"$TEST_TMP/listen2.out")"
-	assert_eq 0 "$WAIT_STATUS" "listener 2 exit status ($(tr '\n' ' ' <"$TEST_TMP/listen2.out"))"
-}
-waiter_blocked_until "LISTEN (released by leaving)" release_listener
-pinned_is 0 "pool of 1: after the listener left"
+pinned_is 0 "pool of 1: LISTEN"
+assert_eq "waiter-done" "$(timeout 5 psql -X -Atq "$(conninfo)" -c "SELECT 'waiter-done'")" \
+	"pool of 1: another client's query while a client listens"
+qd "NOTIFY pin_ch2, 'bye'" || fail "NOTIFY directly"
+wait_exit $LPID 10 || fail "listener 2 did not receive its notification: $(tr '\n' ' ' <"$TEST_TMP/listen2.out")"
+assert_eq 0 "$WAIT_STATUS" "listener 2 exit status ($(tr '\n' ' ' <"$TEST_TMP/listen2.out"))"
+pass "pool of 1: a listening client holds no server, and gets its notification"
 
 stop_pgring || fail "pgring did not stop"
