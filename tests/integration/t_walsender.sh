@@ -16,7 +16,8 @@
 #      replication connection the server's hba refuses;
 # and, in transaction mode, a logical subscription on a second cluster whose
 # connection goes through pgring: the initial copy and then streamed changes
-# arrive.
+# arrive; and postgres.js's sql.subscribe() through pgring sees the same events
+# as directly.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 pgring_only "replication pass-through is tested against pgring (PgBouncer $(pgbouncer --version 2>/dev/null | head -1 | awk '{print $2}') has none before 1.23)"
@@ -168,3 +169,34 @@ assert_eq "$(pq1 "SELECT md5(string_agg(id || v, ',' ORDER BY id)) FROM ev")" \
 	"$(pq2 "SELECT md5(string_agg(id || v, ',' ORDER BY id)) FROM ev")" "subscriber's table against the publisher's"
 pass "a logical subscription through pgring: initial copy of 500 rows, then 1000 inserts and 10 updates streamed"
 pq2 "DROP SUBSCRIPTION sub" >/dev/null 2>&1 || fail "DROP SUBSCRIPTION through pgring failed"
+
+# postgres.js's sql.subscribe() (issue 20: the npm drivers' logical replication):
+# directly and through pgring at once, the same events.
+if command -v node >/dev/null 2>&1; then
+	npm_modules subscribe.js
+	for t in direct via; do
+		port=$P1
+		[[ $t == via ]] && port=$PORT
+		timeout 60 node "$NPM_DIR/subscribe.js" "$port" postgres pgpass pub 100 10 5 30000 >"$TEST_TMP/sub-$t.out" 2>&1 &
+		eval "SUB_$t=$!"
+		track_pid $!
+		on_exit "kill_wait $! KILL"
+	done
+	for t in direct via; do
+		wait_until 30 grep -qx subscribed "$TEST_TMP/sub-$t.out" ||
+			fail "postgres.js subscribe ($t) did not start: $(cat "$TEST_TMP/sub-$t.out")"
+	done
+	pq1 "INSERT INTO ev SELECT g, 'js ' || g FROM generate_series(2001, 2100) g;
+	     UPDATE ev SET v = 'js updated' WHERE id BETWEEN 2001 AND 2010; DELETE FROM ev WHERE id BETWEEN 2091 AND 2095" ||
+		fail "changes for postgres.js"
+	for t in direct via; do
+		pid_var=SUB_$t
+		wait_exit "${!pid_var}" 40 || fail "postgres.js subscribe ($t) did not finish"
+		assert_eq 0 "$WAIT_STATUS" "postgres.js subscribe ($t): $(tr '\n' ' ' <"$TEST_TMP/sub-$t.out")"
+	done
+	assert_eq "$(tail -1 "$TEST_TMP/sub-direct.out")" "$(tail -1 "$TEST_TMP/sub-via.out")" \
+		"postgres.js subscribe: events through pgring against directly"
+	pass "postgres.js sql.subscribe() through pgring: 100 inserts, 10 updates, 5 deletes, as directly"
+else
+	note "node is not installed: postgres.js subscribe not run"
+fi
