@@ -423,15 +423,22 @@ static void reply_byte(struct client *cl, char c)
 static void handle_cancel(struct client *cl, const uint8_t *msg, uint32_t len)
 {
 	struct shard *s = shard_of(cl);
-	if (len == 16) {
+	if (len == 16 || len == 12 + PROTO_KEY_LONG) {
+		/* a 3.0 key (4 bytes) or pgring's 3.2 key (32): the shard is in the
+		 * top bits of the key's first 4 bytes either way */
 		uint32_t pid = proto_get_u32(msg + 8), key = proto_get_u32(msg + 12);
+		const uint8_t *tail = len == 16 ? NULL : msg + 16;
 		int owner = key_owner(key, s->nshards);
 		stat_add(&s->stats->cancels_received, 1);
 		if (owner == s->id) {
-			client_cancel(s, pid, key);
+			client_cancel(s, pid, key, tail);
 		} else if (owner < s->nshards) {
-			struct shard_msg m = { .type = POOL_MSG_CANCEL, .a = pid, .b = key };
-			shard_post(s->id, owner, &m);
+			uint8_t *copy = tail ? malloc(PROTO_KEY_LONG - 4) : NULL;
+			if (copy)
+				memcpy(copy, tail, PROTO_KEY_LONG - 4);
+			struct shard_msg m = { .type = POOL_MSG_CANCEL, .a = pid, .b = key, .ptr = copy };
+			if ((!tail || copy) && !shard_post(s->id, owner, &m))
+				free(copy);
 		}
 	}
 	/* PostgreSQL answers a cancel request with nothing but a close */
@@ -508,12 +515,18 @@ static bool read_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 		client_fail(cl, "53200", "out of memory (or more than %d startup parameters)", PARAMS_MAX);
 		return true;
 	}
+	/* 3.0 and 3.2 (with its long cancel keys) are spoken, 3.1 as 3.0, as
+	 * PostgreSQL 18 does; anything newer is told 3.2, with the _pq_. options
+	 * not known (none is), which are never passed on. Servers stay on 3.0:
+	 * the messages are the same, only the client's cancel key differs. */
 	uint32_t minor = proto_get_u32(msg + 4) & 0xffff;
-	if (minor > 0 || nunsup) {
+	uint32_t spoken = minor > PROTO_MINOR_LATEST ? PROTO_MINOR_LATEST : minor;
+	cl->key_long = spoken >= 2;
+	if (minor > PROTO_MINOR_LATEST || nunsup) {
 		uint8_t mem[1024];
 		struct proto_out o;
 		proto_out_init(&o, mem, sizeof mem);
-		proto_negotiate_version(&o, 0, unsupported, nunsup);
+		proto_negotiate_version(&o, spoken, unsupported, nunsup);
 		send_out(cl, &o);
 	}
 	return true;
@@ -885,7 +898,12 @@ static bool send_welcome(struct client *cl, uint32_t pid, const struct params *o
 		auth_random(&cl->key_pid, sizeof cl->key_pid);
 	cl->key_secret = key_secret_for(s->id, s->nshards);
 	key_link(cl);
-	proto_backend_key(&o, cl->key_pid, cl->key_secret);
+	if (cl->key_long) {
+		auth_random(cl->key_tail, sizeof cl->key_tail);
+		proto_backend_key_long(&o, cl->key_pid, cl->key_secret, cl->key_tail, sizeof cl->key_tail);
+	} else {
+		proto_backend_key(&o, cl->key_pid, cl->key_secret);
+	}
 	proto_ready(&o, status);
 	bool sent = !o.overflow && conn_queue(&cl->conn, o.p, (uint32_t)o.len, buf);
 	bufs_unref(&s->bufs, buf);
@@ -1262,14 +1280,14 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 	free(mem);
 }
 
-/* A cancel request for one of this shard's clients. */
-void client_cancel(struct shard *s, uint32_t pid, uint32_t key)
+void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *tail)
 {
 	struct client_keys *keys = pool_shard(s)->keys;
 	if (!keys)
 		return;
 	for (struct client *cl = keys->bucket[pid % KEY_BUCKETS]; cl; cl = cl->next_key) {
-		if (cl->key_pid == pid && cl->key_secret == key) {
+		if (cl->key_pid == pid && cl->key_secret == key && cl->key_long == (tail != NULL) &&
+		    (!tail || memcmp(cl->key_tail, tail, sizeof cl->key_tail) == 0)) {
 			struct server *sv = cl->state == CL_ACTIVE ? cl->lease->server
 					    : cl->state == CL_REPL && cl->repl && cl->repl->state == SV_ACTIVE ? cl->repl : NULL;
 			if (sv) {

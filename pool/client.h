@@ -79,6 +79,8 @@ struct client {
 	char *user, *database;
 	struct params params;                      /* session state the client asked for */
 	uint32_t key_pid, key_secret;              /* our BackendKeyData */
+	bool key_long;                             /* protocol 3.2: the secret goes on with key_tail */
+	uint8_t key_tail[PROTO_KEY_LONG - 4];
 	struct client *next_key;                   /* cancel-key hash chain */
 	uint64_t connect_us, wait_start_us, state_us, xact_start_us, query_start_us;
 	uint64_t msg_start_us;                     /* when the message being received began */
@@ -146,7 +148,9 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 void client_drained(struct client *cl);           /* back-pressure: its socket drained */
 /* Close it once its last bytes are out, with a log line and nothing sent. */
 void client_close_quietly(struct client *cl, const char *why);
-void client_cancel(struct shard *s, uint32_t pid, uint32_t key);
+/* A cancel request for one of this shard's clients; tail: the rest of a
+ * protocol 3.2 key (PROTO_KEY_LONG - 4 bytes), NULL for a 3.0 one. */
+void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *tail);
 void client_tick(struct shard *s);
 void client_close_pending(struct shard *s);      /* the end of a batch: close the failed ones */
 /* Is this client still busy (a request in flight or queued, an open block)? */

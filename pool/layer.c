@@ -31,7 +31,8 @@ static void layer_message(struct shard *s, const struct shard_msg *m)
 {
 	switch (m->type) {
 	case POOL_MSG_CANCEL:
-		client_cancel(s, m->a, m->b);
+		client_cancel(s, m->a, m->b, m->ptr);
+		free(m->ptr);   /* a 3.2 key's tail, copied for this message */
 		break;
 	case POOL_MSG_WAKE:
 		pool_retry_waiters(s);

@@ -214,6 +214,15 @@ void proto_backend_key(struct proto_out *o, uint32_t pid, uint32_t key)
 	proto_end(o);
 }
 
+void proto_backend_key_long(struct proto_out *o, uint32_t pid, uint32_t key, const uint8_t *tail, uint32_t tail_len)
+{
+	proto_begin(o, 'K');
+	proto_put_u32(o, pid);
+	proto_put_u32(o, key);
+	proto_put_bytes(o, tail, tail_len);
+	proto_end(o);
+}
+
 void proto_ready(struct proto_out *o, char status)
 {
 	proto_begin(o, 'Z');

@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 #define PROTO_VERSION_30     196608      /* 3.0 */
+#define PROTO_MINOR_LATEST   2           /* 3.2: cancel keys longer than 4 bytes */
+#define PROTO_KEY_LONG       32          /* pgring's cancel key length in 3.2 */
 #define PROTO_SSL_REQUEST    80877103
 #define PROTO_GSSENC_REQUEST 80877104
 #define PROTO_CANCEL_REQUEST 80877102
@@ -138,6 +140,8 @@ void proto_auth_sasl_mechanisms_plus(struct proto_out *o, bool plus);
 void proto_auth_sasl_mechanisms_only_plus(struct proto_out *o);   /* channel binding required */
 void proto_parameter_status(struct proto_out *o, const char *name, const char *value);
 void proto_backend_key(struct proto_out *o, uint32_t pid, uint32_t key);
+/* Protocol 3.2's longer key: key then tail_len more bytes. */
+void proto_backend_key_long(struct proto_out *o, uint32_t pid, uint32_t key, const uint8_t *tail, uint32_t tail_len);
 void proto_ready(struct proto_out *o, char status);
 void proto_query(struct proto_out *o, const char *sql);
 void proto_terminate(struct proto_out *o);
