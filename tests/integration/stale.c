@@ -48,6 +48,8 @@
 #include <postgresql/libpq-fe.h>
 #endif
 
+#include "pqshow.h"
+
 static PGconn **conns;
 static int nconn;
 
@@ -83,67 +85,19 @@ static void open_conns(const char *conninfo, int n)
 	}
 }
 
-static void one_line(const char *msg, char *out, size_t cap)
-{
-	size_t n = 0;
-	for (const char *p = msg ? msg : ""; *p && n + 1 < cap; p++)
-		out[n++] = (*p == '\n' || *p == '\r') ? ' ' : *p;
-	while (n > 0 && out[n - 1] == ' ')
-		n--;
-	out[n] = 0;
-}
 
 /* ------------------------------------------------------------ libpq results */
 
-/* Print "c<i> WHAT: RESULT" (rows with their column types) and free the result. */
 static void show(int i, const char *what, PGresult *r)
 {
-	char line[1024];
-	printf("c%d %s: ", i, what);
-	ExecStatusType s = PQresultStatus(r);
-	if (s == PGRES_TUPLES_OK) {
-		printf("rows=%d types=(", PQntuples(r));
-		for (int f = 0; f < PQnfields(r); f++)
-			printf("%s%u", f ? "," : "", PQftype(r, f));
-		printf(")");
-		for (int row = 0; row < PQntuples(r); row++) {
-			printf(" [");
-			for (int f = 0; f < PQnfields(r); f++)
-				printf("%s%s", f ? "|" : "", PQgetisnull(r, row, f) ? "NULL" : PQgetvalue(r, row, f));
-			printf("]");
-		}
-	} else if (s == PGRES_COMMAND_OK) {
-		printf("OK %s", PQcmdStatus(r));
-	} else if (s == PGRES_PIPELINE_SYNC) {
-		printf("SYNC");
-	} else if (s == PGRES_PIPELINE_ABORTED) {
-		printf("ABORTED");
-	} else {
-		const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-		one_line(r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : PQerrorMessage(conns[i]), line, sizeof line);
-		printf("ERROR %s %s", code ? code : "none", line);
-	}
-	printf("\n");
-	PQclear(r);
+	pq_show(i, conns[i], what, r, true);
 }
 
 static void describe(int i, const char *name)
 {
 	char what[128];
 	snprintf(what, sizeof what, "describe '%s'", name);
-	PGresult *r = PQdescribePrepared(conns[i], name);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		show(i, what, r);
-		return;
-	}
-	printf("c%d %s: params=%d(", i, what, PQnparams(r));
-	for (int p = 0; p < PQnparams(r); p++)
-		printf("%s%u", p ? "," : "", PQparamtype(r, p));
-	printf(") fields=%d(", PQnfields(r));
-	for (int f = 0; f < PQnfields(r); f++)
-		printf("%s%s:%u", f ? "," : "", PQfname(r, f), PQftype(r, f));
-	printf(")\n");
-	PQclear(r);
+	pq_describe(i, conns[i], what, name, true);
 }
 
 static void prep(int i, const char *name, const char *sql)
