@@ -128,6 +128,7 @@ struct config {
 	int max_user_connections;   /* 0 = unlimited */
 	char *server_reset_query;   /* "DISCARD ALL" */
 	bool server_reset_query_always;
+	bool so_reuseport;                 /* share the listening port with other processes (PgBouncer's key) */
 	char *server_check_query;   /* "select 1" (kept, unused yet) */
 	/* all times in seconds (PgBouncer units); 0 = disabled where that makes sense */
 	double server_idle_timeout; /* 600 */

@@ -109,7 +109,29 @@ void shard_starved(struct shard *s, struct conn *c)
 
 /* ---- listeners ---- */
 
-static int listen_tcp(const char *host, int port, char *err, size_t errlen)
+/* Is host:port free for us? Our shards share the port through SO_REUSEPORT,
+ * which would also let them join another process's group silently (a second
+ * pgring with other users taking half the logins): a socket without it
+ * cannot bind while anyone listens there. */
+static bool port_taken(const struct addrinfo *ai)
+{
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);   /* TIME_WAIT is no owner */
+	if (ai->ai_family == AF_INET6) {
+		int zero = 0;
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+	}
+	bool taken = bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EADDRINUSE;
+	close(fd);
+	return taken;
+}
+
+/* share: so_reuseport (others may listen on the port too); probe: check that
+ * nobody does (the first shard's socket). */
+static int listen_tcp(const char *host, int port, bool share, bool probe, char *err, size_t errlen)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
 	struct addrinfo *res;
@@ -124,6 +146,12 @@ static int listen_tcp(const char *host, int port, char *err, size_t errlen)
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
 		if (strcmp(host, "*") == 0 && ai->ai_family != AF_INET6 && ai->ai_next)
 			continue;   /* "*": prefer the dual-stack IPv6 socket */
+		if (probe && !share && port_taken(ai)) {
+			snprintf(err, errlen, "cannot listen on %s:%d: the address is in use (another pgring or program "
+					      "listens there; so_reuseport = 1 shares it on purpose)", host, port);
+			fd = -1;
+			break;
+		}
 		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (fd < 0)
 			continue;
@@ -162,6 +190,16 @@ static int listen_unix(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -1;
 	}
+	/* a socket file someone still answers on is theirs; a dead one is removed */
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+	if (probe >= 0)
+		close(probe);
+	if (live) {
+		snprintf(err, errlen, "cannot listen on %s: another server listens there", sa.sun_path);
+		close(fd);
+		return -1;
+	}
 	unlink(sa.sun_path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 4096)) {
 		snprintf(err, errlen, "cannot listen on %s: %s", sa.sun_path, strerror(errno));
@@ -190,7 +228,7 @@ static int open_listeners(struct shard *s, char *err, size_t errlen)
 		for (char *a = strtok_r(addrs, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
 			if (s->nlisten >= SHARD_MAX_LISTEN - 1)
 				break;
-			int fd = listen_tcp(a, cfg->listen_port, err, errlen);
+			int fd = listen_tcp(a, cfg->listen_port, cfg->so_reuseport, s->id == 0, err, errlen);
 			if (fd < 0) {
 				free(addrs);
 				return -1;

@@ -458,7 +458,8 @@ Test(config, known_but_unimplemented_keys_warn)
 				"max_prepared_statements = 100\n"
 				"unix_socket_group = postgres\n"
 				"pkt_buf = 4096\n");
-	cr_expect_eq(warned("so_reuseport' is accepted but has no effect yet"), 1);
+	cr_expect_eq(warned("so_reuseport"), 0, "implemented (sharing the listening port)");
+	cr_expect(c->so_reuseport);
 	cr_expect_eq(warned("tcp_keepalive"), 1);
 	cr_expect_eq(warned("unix_socket_group"), 1, "not a security setting: a warning");
 	cr_expect_eq(warned("max_prepared_statements"), 0, "implemented (transaction pooling)");
