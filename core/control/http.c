@@ -543,6 +543,10 @@ static void route(const struct request *rq, struct response *rs)
 		rs->status = 200;
 		rs->type = METRICS_JSON_TYPE;
 		metrics_json_nodes(&rs->body);
+	} else if (len == 7 && memcmp(path, "/status", 7) == 0) {
+		rs->status = 200;
+		rs->type = "text/plain; charset=utf-8";
+		metrics_status(&rs->body);
 	} else if (len == 7 && memcmp(path, "/health", 7) == 0) {
 		if (control_shutting_down())
 			set_text(rs, 503, "shutting down\n");

@@ -816,6 +816,31 @@ void metrics_json_nodes(struct strbuf *out)
 	strbuf_puts(out, "]}\n");
 }
 
+/* pgrouter's monitoring dump, for nc and shell scripts: the cluster nodes up
+ * of all, shards, client and server connections, then a line per node:
+ * "host:port role state lag" (no lag for a node that is down). */
+void metrics_status(struct strbuf *out)
+{
+	int n = health_count(), up = 0;
+	for (int i = 0; i < n; i++)
+		up += health_node_at(i)->state != NODE_DOWN;
+	int64_t clients = 0, servers = 0;
+	for (int s = 0; s < stats_nshards(); s++) {
+		clients += shard_gauge(stats_shard(s), SG_CLIENTS);
+		servers += shard_gauge(stats_shard(s), SG_SERVERS);
+	}
+	strbuf_printf(out, "backends %d/%d\nshards %d\nclients %" PRId64 "\nconnections %" PRId64 "\n", up, n,
+		      stats_nshards(), clients, servers);
+	for (int i = 0; i < n; i++) {
+		const struct health_node *h = health_node_at(i);
+		strbuf_printf(out, "%s:%d %s %s", h->host ? h->host : "", h->port, topo_role_name(h->role),
+			      topo_state_name(h->state));
+		if (h->state != NODE_DOWN)
+			strbuf_printf(out, " %" PRId64, h->lag);
+		strbuf_putc(out, '\n');
+	}
+}
+
 void metrics_json(struct strbuf *out)
 {
 	strbuf_puts(out, "{\"version\":");

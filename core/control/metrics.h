@@ -14,6 +14,7 @@
 void metrics_prometheus(struct strbuf *out);
 void metrics_json(struct strbuf *out);
 void metrics_json_nodes(struct strbuf *out);  /* /nodes: cluster nodes and topology versions */
+void metrics_status(struct strbuf *out);      /* /status: pgrouter's plain-text dump */
 
 /* Escaping, for anyone else who renders these formats. Bytes that are not valid
  * UTF-8 come out as U+FFFD, so the output is always valid UTF-8. */

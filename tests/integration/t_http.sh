@@ -57,3 +57,12 @@ assert_num_cmp "$lines" -le 5 "log lines about slow connections (rate-limited)"
 http_get /health
 assert_eq 200 "$HTTP_STATUS" "/health afterwards"
 pass "control port: /health fast under $SLOW slow connections"
+
+# GET /status (pgrouter's plain-text dump) without cluster nodes, readable with nc:
+# one psql session open means one client and one server connection
+psql_open S "$(conninfo app md5user md5pass)"
+say_ok S "SELECT 1;"
+http_get /status || fail "GET /status: status $HTTP_STATUS"
+assert_eq "$(printf 'backends 0/0\nshards 1\nclients 1\nconnections 1')" "$HTTP_BODY" "GET /status"
+psql_close S
+pass "GET /status: $(tr '\n' ',' <<<"$HTTP_BODY")"

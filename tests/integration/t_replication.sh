@@ -89,7 +89,16 @@ http_get /nodes || fail "GET /nodes: status $HTTP_STATUS"
 nodes=$(python3 -c 'import json, sys; print(" ".join(sorted(n["node"] for n in json.load(sys.stdin)["nodes"])))' <<<"$HTTP_BODY") ||
 	fail "GET /nodes is not the JSON expected: $(printf '%.300s' "$HTTP_BODY")"
 assert_eq "pg1 pg2 pg3" "$nodes" "nodes in GET /nodes"
-pass "health checks see the primary and two replicas"
+# pgrouter's plain-text dump: backends up/total, shards, clients, connections, a line per node
+http_get /stats || fail "GET /stats: status $HTTP_STATUS"
+shards=$(python3 -c 'import json, sys; print(len(json.load(sys.stdin)["shards"]))' <<<"$HTTP_BODY")
+http_get /status || fail "GET /status: status $HTTP_STATUS"
+status=$(sed -E 's/^(127\.0\.0\.1:[0-9]+ replica up) [0-9]+$/\1 LAG/' <<<"$HTTP_BODY" | grep -vE '^(clients|connections) [0-9]+$')
+assert_eq "$(printf 'backends 3/3\nshards %s\n127.0.0.1:%s primary up 0\n127.0.0.1:%s replica up LAG\n127.0.0.1:%s replica up LAG' \
+	"$shards" "$P1" "$P2" "$P3")" "$status" "GET /status"
+grep -qE '^clients [0-9]+$' <<<"$HTTP_BODY" && grep -qE '^connections [0-9]+$' <<<"$HTTP_BODY" ||
+	fail "GET /status has no clients/connections lines: $HTTP_BODY"
+pass "health checks see the primary and two replicas (/metrics, /nodes, /status)"
 
 # ---- (a) writes land on the primary
 assert_eq "$P1" "$(q "INSERT INTO rt VALUES (1) RETURNING inet_server_port()")" "an INSERT goes to the primary"
