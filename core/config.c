@@ -116,6 +116,7 @@ static const struct key_def main_keys[] = {
 	K_TIME(idle_transaction_timeout, "0"),
 	K_STR(logfile, NULL),
 	K_STR(pidfile, NULL),
+	K_STR(user, NULL),
 	K_INT(verbose, "0", 0, 100),
 	K_BOOL(log_connections, "1"),
 	K_BOOL(log_disconnections, "1"),
@@ -173,7 +174,6 @@ static const struct key_def main_keys[] = {
 	/* PgBouncer security settings pgring does not implement: errors */
 	K_REFUSED(auth_hba_file), K_REFUSED(auth_ident_file), K_REFUSED(auth_query),
 	K_REFUSED(auth_user), K_REFUSED(auth_dbname), K_REFUSED(auth_ldap_options),
-	K_REFUSED(user),       /* pgring drops no privileges: it would go on as root */
 	{ "disable_pqexec", KT_REFUSED, F_OFF_OK, 0, NULL, 0, 0, NULL }, /* its SQL injection guard */
 	/* PgBouncer settings known but not implemented yet */
 	K_LATER(application_name_add_host), K_LATER(autodb_idle_timeout),

@@ -152,6 +152,7 @@ struct config {
 	int max_client_logins, max_client_logins_per_addr;
 	char *logfile;
 	char *pidfile;
+	char *user;                 /* PgBouncer's: the Unix user to become once the sockets are open */
 	int verbose;                /* 0.. */
 	bool log_connections, log_disconnections; /* default on, as PgBouncer */
 	char *admin_users, *stats_users;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/control/daemon.h"
 #include "core/control/dns.h"
 #include "core/control/health.h"
 #include "core/control/http.h"
@@ -137,7 +138,10 @@ static void reload(const char *path)
 	char err[512];
 	struct config *cfg;
 	log_reopen();
-	if (config_load(path, &cfg, err, sizeof err, warn_cb)) {
+	daemon_notify("RELOADING=1");
+	int rc = config_load(path, &cfg, err, sizeof err, warn_cb);
+	daemon_notify("READY=1");   /* reloaded or not, it serves on */
+	if (rc) {
 		log_error("reload failed, keeping the running configuration: %s", err);
 		return;
 	}
@@ -183,6 +187,14 @@ int control_run(struct config *cfg, const char *config_path)
 			return 1;
 		}
 	}
+	char why[256];
+	if (daemon_drop_privileges(current->cfg->user, why, sizeof why)) {
+		log_error("%s", why);
+		http_close(http);
+		broadcast(SHARD_MSG_STOP, NULL);
+		shard_join_all();
+		return 1;
+	}
 	char ctl[96] = "";
 	if (http)
 		snprintf(ctl, sizeof ctl, ", control port %s:%d",
@@ -190,6 +202,7 @@ int control_run(struct config *cfg, const char *config_path)
 	log_notice("%s running: %d shards, listening on %s:%d%s, %d cluster node%s", control_version(), shard_count(),
 		   current->cfg->listen_addr ? current->cfg->listen_addr : "-", current->cfg->listen_port, ctl,
 		   health_count(), health_count() == 1 ? "" : "s");
+	daemon_notify("READY=1\nSTATUS=serving");
 	int status = 0;
 	int maxfds = 1 + HTTP_MAX_POLLFDS + health_count() + CONFIG_MAX_NODES * 4;
 	struct pollfd *fds = NULL;
@@ -239,12 +252,14 @@ int control_run(struct config *cfg, const char *config_path)
 				} else {
 					log_notice("SIGTERM: finishing transactions, then stopping (shutdown_timeout %gs)",
 						   current->cfg->shutdown_timeout);
+					daemon_notify("STOPPING=1");
 					atomic_store(&shutting_down, true);
 					broadcast(SHARD_MSG_DRAIN, NULL);
 				}
 				break;
 			case SIGINT:
 				log_notice("SIGINT: stopping now");
+				daemon_notify("STOPPING=1");
 				atomic_store(&shutting_down, true);
 				broadcast(SHARD_MSG_STOP, NULL);
 				break;

@@ -1809,13 +1809,22 @@ Test(config_tls, bad_settings_fail_with_file_and_line)
 /* Security settings pgring does not implement fail the load, naming the key,
  * in [pgbouncer]/[pgring] and (the auth_* ones PgBouncer has there) in
  * [databases]; an empty value asks for nothing and passes. */
+Test(config, user_is_the_account_to_run_as)
+{
+	struct config *c = load("[pgbouncer]\nuser = postgres\n");
+	cr_assert(c);
+	cr_expect_str_eq(c->user, "postgres");
+	cr_expect_eq(warned("'user'"), 0, "a real key, not an unknown or unimplemented one");
+	config_free(c);
+}
+
 Test(config_tls, unimplemented_security_settings_are_errors)
 {
 	static const char *const keys[] = {
 		"auth_hba_file = /etc/pgbouncer/hba.conf", "auth_ident_file = /etc/pgbouncer/ident.conf",
 		"auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1",
 		"auth_user = pgbouncer", "auth_dbname = postgres", "auth_ldap_options = host=ldap",
-		"user = postgres", "disable_pqexec = 1", "disable_pqexec = on",
+		"disable_pqexec = 1", "disable_pqexec = on",
 	};
 	static const char *const db_keys[] = { "auth_user=bar", "auth_query='SELECT 1'", "auth_dbname=x" };
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# t_systemd: daemon hygiene (issue 16, point 5, in part). The ExecStart line of
+# tools/pgring.service runs pgring under a stand-in for systemd's notify socket
+# (a Python datagram listener on NOTIFY_SOCKET): pgring sends READY=1 with its
+# MAINPID once it serves, RELOADING=1 then READY=1 around a SIGHUP (with
+# MONOTONIC_USEC), STOPPING=1 at SIGTERM; the unit asks for what pgring needs
+# (Type=notify, ExecReload by SIGHUP, LimitNOFILE, LimitMEMLOCK). Run as root,
+# `user = postgres` makes pgring drop to that user once its sockets are open,
+# and it still serves; an unknown user is an error at start.
+# shellcheck disable=SC1091
+. "$(dirname "$0")/lib.sh"
+pgring_only "pgring's unit file and readiness messages"
+command -v python3 >/dev/null || skip "needs python3"
+UNIT=$ROOT/tools/pgring.service
+for k in "Type=notify" "ExecReload=/bin/kill -HUP \$MAINPID" "LimitNOFILE=" "LimitMEMLOCK=" "KillSignal=SIGTERM"; do
+	grep -q "^$k" "$UNIT" || fail "tools/pgring.service has no $k line"
+done
+
+SOCK=$TEST_TMP/notify.sock
+LOG=$TEST_TMP/notify.log
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a", buffering=1) as f:
+    while True:
+        m = s.recv(4096).decode()
+        f.write(m.replace("\n", " ") + "\n")
+' "$SOCK" "$LOG" &
+LISTENER=$!
+track_pid $LISTENER
+on_exit "kill_wait $LISTENER KILL"
+wait_until 5 test -S "$SOCK" || fail "the notify listener did not start"
+chmod 777 "$TEST_TMP" "$SOCK"
+touch "$LOG"
+
+user_line=
+[[ $(id -u) == 0 ]] && user_line="user = postgres"
+# the unit's ExecStart, with this test's binary and configuration
+exec_start=$(sed -n 's/^ExecStart=//p' "$UNIT")
+[[ $exec_start == "/usr/local/bin/pgring /etc/pgring/pgring.ini" ]] || fail "unexpected ExecStart: $exec_start"
+cat >"$TEST_TMP/wrapper" <<EOF
+#!/usr/bin/env bash
+exec env NOTIFY_SOCKET=$SOCK ${exec_start/\/usr\/local\/bin\/pgring/$PGRING_BIN} "\${@:3}"
+EOF
+chmod +x "$TEST_TMP/wrapper"
+# start_pgring runs "$PGRING_BIN -c CONF": the wrapper drops the -c and passes CONF where the unit has its path
+sed -i "s|/etc/pgring/pgring.ini|\"\$2\"|" "$TEST_TMP/wrapper"
+REAL_BIN=$PGRING_BIN
+PGRING_BIN=$TEST_TMP/wrapper
+start_pgring "
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+[pgring]
+auth_type = md5
+$user_line
+"
+wait_until 5 grep -q "READY=1" "$LOG" || fail "no READY=1 on NOTIFY_SOCKET: $(cat "$LOG")"
+assert_eq "READY=1 STATUS=serving MAINPID=$POOLER_PID" "$(head -1 "$LOG")" "the readiness message"
+assert_eq 1 "$(q "SELECT 1")" "a query through pgring"
+if [[ -n $user_line ]]; then
+	uid=$(awk '/^Uid:/ { print $2 }' "/proc/$POOLER_PID/status")
+	assert_eq "$(id -u postgres)" "$uid" "pgring's user after start"
+	grep -q "running as user postgres" "$POOLER_LOG" || fail "no 'running as user postgres' in the log"
+	pass "user = postgres: pgring dropped root once its sockets were open, and serves"
+else
+	note "not root: user = postgres not tested"
+fi
+kill -HUP "$POOLER_PID"
+wait_until 5 eval '[[ $(grep -c "READY=1" "$LOG") -ge 2 ]]' || fail "no READY=1 after SIGHUP: $(cat "$LOG")"
+grep -qE "^RELOADING=1 MAINPID=$POOLER_PID MONOTONIC_USEC=[0-9]+$" "$LOG" || fail "no RELOADING=1 with MONOTONIC_USEC: $(cat "$LOG")"
+wait_until 5 grep -q "configuration reloaded" "$POOLER_LOG" || fail "the reload failed: $(tail -3 "$POOLER_LOG")"
+assert_eq 1 "$(q "SELECT 1")" "a query after the reload"
+stop_pgring TERM || fail "pgring did not stop"
+assert_eq 0 "$POOLER_STATUS" "pgring's exit status"
+grep -qx "STOPPING=1 MAINPID=$POOLER_PID" "$LOG" || fail "no STOPPING=1: $(cat "$LOG")"
+pass "the unit's ExecStart under NOTIFY_SOCKET: READY=1, RELOADING=1 then READY=1, STOPPING=1"
+
+if [[ $(id -u) == 0 ]]; then
+	cat >"$TEST_TMP/nouser.ini" <<EOF
+[databases]
+app = host=127.0.0.1 port=$PGPORT_REAL dbname=app
+[pgring]
+listen_addr = 127.0.0.1
+listen_port = $(freeports 1)
+unix_socket_dir =
+control_port = 0
+auth_type = trust
+user = no_such_user_pgring
+EOF
+	out=$(timeout 10 "$REAL_BIN" -c "$TEST_TMP/nouser.ini" 2>&1)
+	rc=$?
+	[[ $rc != 0 && $rc != 124 ]] || fail "pgring with an unknown user: status $rc"
+	assert_contains "$out" "no_such_user_pgring" "the error names the user"
+	pass "an unknown user is an error at start (status $rc)"
+fi
