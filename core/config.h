@@ -153,6 +153,8 @@ struct config {
 	char *logfile;
 	char *pidfile;
 	char *user;                 /* PgBouncer's: the Unix user to become once the sockets are open */
+	bool syslog;                /* log to syslog as well, as syslog_ident with syslog_facility */
+	char *syslog_ident, *syslog_facility;
 	int verbose;                /* 0.. */
 	bool log_connections, log_disconnections; /* default on, as PgBouncer */
 	char *admin_users, *stats_users;

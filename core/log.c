@@ -3,6 +3,7 @@
  * with the message escaped as log.h describes, so that it stays one line. */
 #include "core/log.h"
 
+#include "core/logsys.h"
 #include "proto/proto.h"
 
 #include <fcntl.h>
@@ -130,8 +131,9 @@ void log_write(int level, unsigned long long conn, const char *fmt, ...)
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	int n = (int)strftime(line, sizeof line, "%Y-%m-%d %H:%M:%S", &tm);
-	n += snprintf(line + n, sizeof line - n, ".%03d UTC [%d] %s", (int)(tv.tv_usec / 1000),
-		      (int)getpid(), level_names[level]);
+	n += snprintf(line + n, sizeof line - n, ".%03d UTC [%d] ", (int)(tv.tv_usec / 1000), (int)getpid());
+	int from_level = n;   /* syslog has its own time and pid */
+	n += snprintf(line + n, sizeof line - n, "%s", level_names[level]);
 	if (log_shard_id >= 0)
 		n += snprintf(line + n, sizeof line - n, " shard=%d", log_shard_id);
 	else
@@ -142,6 +144,7 @@ void log_write(int level, unsigned long long conn, const char *fmt, ...)
 	/* the header is short and ours: it fits */
 	size_t len = (size_t)n;
 	len += log_escape(line + len, sizeof line - len - 1, msg, mlen, cut);
+	logsys_line(level, line + from_level, len - (size_t)from_level);
 	line[len++] = '\n';
 	ssize_t w = write(log_fd, line, len);
 	(void)w;

@@ -15,6 +15,7 @@
 #include "core/config.h"
 #include "core/control/control.h"
 #include "core/log.h"
+#include "core/logsys.h"
 #include "core/registry.h"
 #include "core/shard.h"
 #include "pool/pool.h"
@@ -114,6 +115,10 @@ int main(int argc, char **argv)
 		daemonize();
 	if (log_open(verbosity, cfg->logfile)) {
 		fprintf(stderr, "pgring: cannot open logfile %s: %s\n", cfg->logfile, strerror(errno));
+		return 1;
+	}
+	if (cfg->syslog && logsys_open(cfg->syslog_ident, cfg->syslog_facility)) {
+		log_error("syslog_facility %s: not a facility (daemon, user, local0 ... local7)", cfg->syslog_facility);
 		return 1;
 	}
 	/* descriptors: as many as we may have */

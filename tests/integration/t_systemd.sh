@@ -6,7 +6,9 @@
 # MONOTONIC_USEC), STOPPING=1 at SIGTERM; the unit asks for what pgring needs
 # (Type=notify, ExecReload by SIGHUP, LimitNOFILE, LimitMEMLOCK). Run as root,
 # `user = postgres` makes pgring drop to that user once its sockets are open,
-# and it still serves; an unknown user is an error at start.
+# and it still serves; an unknown user is an error at start. syslog = 1 sends
+# the lines to syslog too, with syslog_ident and syslog_facility (a stand-in
+# listens on /dev/log when run as root on a machine without a syslog daemon).
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 pgring_only "pgring's unit file and readiness messages"
@@ -93,4 +95,39 @@ EOF
 	[[ $rc != 0 && $rc != 124 ]] || fail "pgring with an unknown user: status $rc"
 	assert_contains "$out" "no_such_user_pgring" "the error names the user"
 	pass "an unknown user is an error at start (status $rc)"
+fi
+
+# syslog = 1: lines go to syslog too (as syslog_ident, with syslog_facility). A
+# stand-in for the syslog daemon listens on /dev/log when nothing does (root only).
+if [[ $(id -u) == 0 && ! -e /dev/log ]]; then
+	python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/dev/log")
+with open(sys.argv[1], "a", buffering=1) as f:
+    while True:
+        f.write(s.recv(8192).decode(errors="replace") + "\n")
+' "$TEST_TMP/syslog" &
+	SYSLOGD=$!
+	track_pid $SYSLOGD
+	on_exit "kill_wait $SYSLOGD KILL; rm -f /dev/log"
+	wait_until 5 test -S /dev/log || fail "the syslog stand-in did not start"
+	touch "$TEST_TMP/syslog"
+	PGRING_BIN=$REAL_BIN
+	start_pgring "
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+[pgring]
+auth_type = md5
+syslog = 1
+syslog_ident = pgring-test
+syslog_facility = local3
+"
+	# local3 (19) * 8 + notice (5) = 157
+	wait_until 5 grep -qE '^<157>.*pgring-test\[[0-9]+\]: LOG control: pgring .* running' "$TEST_TMP/syslog" ||
+		fail "no 'running' line in syslog: $(head -3 "$TEST_TMP/syslog")"
+	stop_pgring || fail "pgring did not stop"
+	pass "syslog = 1: lines reach syslog as pgring-test, facility local3"
+else
+	note "syslog not tested (not root, or /dev/log belongs to a real syslog)"
 fi
