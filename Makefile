@@ -76,7 +76,7 @@ test-asan: setup
 # build-fuzz/corpus/<name>/ (the checked-in corpus is never written).
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
-FUZZ_REGRESS ?= 3
+FUZZ_REGRESS ?= 2
 FUZZ_BUILD   := build-fuzz
 FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE \
@@ -129,7 +129,7 @@ fuzz-regress:
 		$(FUZZ_CC) -x c -fsanitize=fuzzer,address,undefined -o /dev/null - >/dev/null 2>&1; then \
 		echo "fuzz-regress: SKIPPED: $(FUZZ_CC) cannot build libFuzzer targets (on Debian: clang and libclang-rt-NN-dev, see tools/setup)"; \
 	else \
-		$(MAKE) fuzz-build && \
+		$(MAKE) -j$$(nproc) fuzz-build && \
 		for t in $(FUZZ_NAMES); do \
 			rm -rf $(FUZZ_BUILD)/regress/$$t && mkdir -p $(FUZZ_BUILD)/regress/$$t && \
 			$(FUZZ_BUILD)/fuzz-$$t -max_total_time=$(FUZZ_REGRESS) -artifact_prefix=$(FUZZ_BUILD)/ \
@@ -150,3 +150,12 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/pool/main.d $(TOOL_BIN:%=%.d)
 -include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_HARNESS:.o=.d) $(FUZZ_SRC:%.c=$(FUZZ_BUILD)/%.d)
+
+# ---- protocol fuzzer against the running binary (README, Protocol fuzzing) ----
+# t_protofuzz for PROTOFUZZ_SECONDS (default 600, over transaction, session and
+# statement pooling), strict: the known findings fail it too.
+PROTOFUZZ_SECONDS ?= 600
+.PHONY: fuzz-protocol
+fuzz-protocol: all
+	PROTOFUZZ_SECONDS=$(PROTOFUZZ_SECONDS) PROTOFUZZ_STRICT=1 TEST_TIMEOUT=$$(($(PROTOFUZZ_SECONDS) + 600)) \
+		PGRING_BIN=$(PGRING_BIN) BUILD=$(BUILD) tests/integration/run t_protofuzz
