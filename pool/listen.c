@@ -85,6 +85,14 @@ static void send_hidden(struct listen_hub *h, struct strbuf *sb)
 		server_close(h->sv, "listener: cannot queue its LISTEN (out of memory)");
 }
 
+/* The next try after a failure: first after `first` (0: at once), then
+ * doubling up to RETRY_MAX_US. */
+static void back_off(struct listen_hub *h, uint64_t now_us, uint32_t first)
+{
+	h->backoff_us = h->backoff_us ? (h->backoff_us * 2 > RETRY_MAX_US ? RETRY_MAX_US : h->backoff_us * 2) : first;
+	h->retry_at_us = now_us + h->backoff_us;
+}
+
 static void connect_listener(struct pool *p)
 {
 	struct listen_hub *h = p->hub;
@@ -92,11 +100,8 @@ static void connect_listener(struct pool *p)
 		return;
 	h->ready = false;
 	h->sv = server_connect(p, NULL, true);
-	if (!h->sv) {
-		h->backoff_us = h->backoff_us ? (h->backoff_us * 2 > RETRY_MAX_US ? RETRY_MAX_US : h->backoff_us * 2)
-					      : RETRY_MIN_US;
-		h->retry_at_us = p->shard->now_us + h->backoff_us;
-	}
+	if (!h->sv)
+		back_off(h, p->shard->now_us, RETRY_MIN_US);
 }
 
 static struct listen_hub *hub_of(struct pool *p)
@@ -347,11 +352,9 @@ void listen_server_gone(struct server *sv)
 						listen_flush(cl);
 				}
 	}
-	h->backoff_us = h->backoff_us ? (h->backoff_us * 2 > RETRY_MAX_US ? RETRY_MAX_US : h->backoff_us * 2)
-				      : (was_ready ? 0 : RETRY_MIN_US);
-	h->retry_at_us = p->shard->now_us + h->backoff_us;
+	back_off(h, p->shard->now_us, was_ready ? 0 : RETRY_MIN_US);
 	if (!h->backoff_us)
-		connect_listener(p);
+		connect_listener(p);   /* it was serving: try again at once */
 }
 
 void listen_tick(struct pool *p)
