@@ -32,11 +32,33 @@ static inline int64_t gauge_get(const gauge_t *g)
 }
 
 /* Per (database, user) pool and shard. Times in microseconds. */
+/* A latency histogram's buckets (not cumulative; the sum and count are the
+ * pool's time and count counters). Upper bounds in microseconds, from 50 us
+ * to 60 s, then +Inf. */
+#define STATS_HIST_BOUNDS 19
+#define STATS_HIST_BUCKETS (STATS_HIST_BOUNDS + 1)
+static const uint32_t stats_hist_le_us[STATS_HIST_BOUNDS] = {
+	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+	1000000, 2500000, 5000000, 10000000, 30000000, 60000000,
+};
+struct stats_hist {
+	stat_t bucket[STATS_HIST_BUCKETS];
+};
+
+static inline void stats_hist_add(struct stats_hist *h, uint64_t us)
+{
+	int i = 0;
+	while (i < STATS_HIST_BOUNDS && us > stats_hist_le_us[i])
+		i++;
+	stat_add(&h->bucket[i], 1);
+}
+
 struct stats_pool {
 	stat_t xact_count, query_count;     /* transactions / statements completed */
 	stat_t bytes_in, bytes_out;         /* from clients / to clients */
 	stat_t xact_time_us, query_time_us; /* total time in transactions / statements */
 	stat_t wait_time_us, wait_count;    /* time clients waited for a server */
+	struct stats_hist query_hist, xact_hist, wait_hist; /* the same times, by bucket */
 	stat_t server_connects, server_connect_errors;
 	stat_t client_logins, client_login_errors;
 	stat_t prepares_injected, prepares_shared; /* Parses pgring sent for a client / answered from a server's set */

@@ -1243,6 +1243,7 @@ void lease_attach(struct lease *l, struct server *sv)
 	client_set_state(cl, CL_ACTIVE);
 	if (cl->wait_start_us) {
 		stat_add(&cl->pool->stats->wait_time_us, s->now_us - cl->wait_start_us);
+		stats_hist_add(&cl->pool->stats->wait_hist, s->now_us - cl->wait_start_us);
 		stat_add(&cl->pool->stats->wait_count, 1);
 		cl->wait_start_us = 0;
 	}
@@ -1362,6 +1363,7 @@ static void ready_for_query(struct lease *l, uint8_t status)
 	cl->in_txn = status != 'I';
 	stat_add(&ps->query_count, 1);
 	stat_add(&ps->query_time_us, s->now_us - cl->query_start_us);
+	stats_hist_add(&ps->query_hist, s->now_us - cl->query_start_us);
 	cl->query_start_us = s->now_us;
 	if (l->expect)
 		l->expect--;
@@ -1380,6 +1382,7 @@ static void ready_for_query(struct lease *l, uint8_t status)
 	if (status == 'I') {
 		stat_add(&ps->xact_count, 1);
 		stat_add(&ps->xact_time_us, s->now_us - cl->xact_start_us);
+		stats_hist_add(&ps->xact_hist, s->now_us - cl->xact_start_us);
 		cl->xact_start_us = s->now_us;
 	}
 	if (status != 'I' || cl->pins || !lease_idle(l)) {

@@ -347,6 +347,94 @@ static void prom_pool_counter(struct strbuf *o, int npools, const struct counter
 	}
 }
 
+/* The pool latency histograms: buckets, and the pool's own time and count
+ * counters as _sum and _count (so they agree with the *_seconds_total ones). */
+static const struct hist_def {
+	const char *name, *help;
+	size_t hist, sum, count;
+} pool_hists[] = {
+	{ "query_duration_seconds", "Statement time: from a request to its ReadyForQuery.",
+	  POOL_STAT(query_hist), POOL_STAT(query_time_us), POOL_STAT(query_count) },
+	{ "transaction_duration_seconds", "Transaction time, as the pool's transaction_seconds.",
+	  POOL_STAT(xact_hist), POOL_STAT(xact_time_us), POOL_STAT(xact_count) },
+	{ "wait_duration_seconds", "Time a client waited for a server.",
+	  POOL_STAT(wait_hist), POOL_STAT(wait_time_us), POOL_STAT(wait_count) },
+};
+
+/* Bucket b of the histogram at hist_off, summed over shards (not cumulative). */
+static uint64_t hist_bucket(const struct pool_shared *ps, size_t hist_off, int b)
+{
+	return pool_counter_sum(ps, hist_off + offsetof(struct stats_hist, bucket) + (size_t)b * sizeof(stat_t));
+}
+
+static void prom_pool_hist(struct strbuf *o, int npools, const struct hist_def *h)
+{
+	char name[96];
+	snprintf(name, sizeof name, "pgring_pool_%s", h->name);
+	family(o, name, "histogram", h->help);
+	for (int i = 0; i < npools; i++) {
+		const struct pool_shared *ps = registry_at(i);
+		uint64_t cum = 0;
+		for (int b = 0; b < STATS_HIST_BUCKETS; b++) {
+			cum += hist_bucket(ps, h->hist, b);
+			strbuf_printf(o, "%s_bucket{", name);
+			pool_labels(o, ps);
+			strbuf_puts(o, ",le=\"");
+			if (b < STATS_HIST_BOUNDS)
+				put_seconds(o, stats_hist_le_us[b]);
+			else
+				strbuf_puts(o, "+Inf");
+			strbuf_printf(o, "\"} %" PRIu64 "\n", cum);
+		}
+		strbuf_printf(o, "%s_sum{", name);
+		pool_labels(o, ps);
+		strbuf_puts(o, "} ");
+		put_seconds(o, pool_counter_sum(ps, h->sum));
+		strbuf_printf(o, "\n%s_count{", name);
+		pool_labels(o, ps);
+		strbuf_printf(o, "} %" PRIu64 "\n", pool_counter_sum(ps, h->count));
+	}
+}
+
+/* The q-quantile (0 < q <= 1) of a histogram as the upper bound of the bucket
+ * it falls in, in microseconds; -1 when empty, 0 past the last bound (+Inf). */
+static int64_t hist_quantile_us(const struct pool_shared *ps, size_t hist_off, double q)
+{
+	uint64_t total = 0;
+	for (int b = 0; b < STATS_HIST_BUCKETS; b++)
+		total += hist_bucket(ps, hist_off, b);
+	if (!total)
+		return -1;
+	uint64_t want = (uint64_t)(q * (double)total + 0.999999), cum = 0;
+	for (int b = 0; b < STATS_HIST_BOUNDS; b++)
+		if ((cum += hist_bucket(ps, hist_off, b)) >= want)
+			return stats_hist_le_us[b];
+	return 0;
+}
+
+static void json_pool_latency(struct strbuf *o, const struct pool_shared *ps)
+{
+	static const double qs[] = { 0.5, 0.95, 0.99 };
+	static const char *const qn[] = { "p50_us", "p95_us", "p99_us" };
+	strbuf_puts(o, ",\"latency\":{");
+	for (size_t k = 0; k < NELEM(pool_hists); k++) {
+		strbuf_printf(o, "%s\"%.*s\":{\"count\":%" PRIu64, k ? "," : "",
+			      (int)strcspn(pool_hists[k].name, "_"), pool_hists[k].name,
+			      pool_counter_sum(ps, pool_hists[k].count));
+		for (size_t j = 0; j < NELEM(qs); j++) {
+			int64_t v = hist_quantile_us(ps, pool_hists[k].hist, qs[j]);
+			if (v < 0)
+				strbuf_printf(o, ",\"%s\":null", qn[j]);
+			else if (v == 0)
+				strbuf_printf(o, ",\"%s\":\"+Inf\"", qn[j]);
+			else
+				strbuf_printf(o, ",\"%s\":%" PRId64, qn[j], v);
+		}
+		strbuf_putc(o, '}');
+	}
+	strbuf_putc(o, '}');
+}
+
 enum pool_gauge { PG_MAX_WAIT, PG_SIZE, PG_USED, PG_PINNED, PG_LISTENERS, PG_CHANNELS };
 
 static void prom_pool_gauge(struct strbuf *o, int npools, const char *name, const char *help,
@@ -380,6 +468,8 @@ static void prom_pools(struct strbuf *o)
 	prom_pool_states(o, n, "servers", server_states, NELEM(server_states));
 	for (size_t k = 0; k < NELEM(pool_counters); k++)
 		prom_pool_counter(o, n, &pool_counters[k]);
+	for (size_t k = 0; k < NELEM(pool_hists); k++)
+		prom_pool_hist(o, n, &pool_hists[k]);
 	prom_pool_gauge(o, n, "pgring_pool_max_wait_seconds",
 			"Age of the oldest waiting client, worst shard.", PG_MAX_WAIT);
 	prom_pool_gauge(o, n, "pgring_pool_size",
@@ -747,6 +837,7 @@ static void json_pool(struct strbuf *o, const struct pool_shared *ps)
 	strbuf_printf(o, ",\"pinned\":%" PRId64 ",\"listeners\":%" PRId64 ",\"listen_channels\":%" PRId64,
 		      pool_gauge_sum(ps, POOL_STAT(cl_pinned)), pool_gauge_sum(ps, POOL_STAT(listeners)),
 		      pool_gauge_sum(ps, POOL_STAT(listen_channels)));
+	json_pool_latency(o, ps);
 	strbuf_printf(o, ",\"max_wait_us\":%" PRId64 ",\"counters\":", pool_max_wait_us(ps));
 	json_pool_counters(o, ps, -1);
 	/* Shards the pool never touched are left out: pools x shards blocks of zeros

@@ -50,12 +50,33 @@ wait_until 5 eval '(( $(delta_x) >= 1 ))' || fail "explicit transaction not coun
 sleep 0.3
 assert_eq 1 "$(delta_x)" "transactions after BEGIN; SELECT; SELECT; COMMIT"
 
+# Latency histograms: a statement of about 0.3 s lands in the (0.25 s, 0.5 s]
+# bucket; +Inf and _count equal pgring_pool_queries_total; /stats has the
+# percentiles.
+bucket() { metric pgring_pool_query_duration_seconds_bucket "$SERIES,le=\"$1\""; }
+before=$(( $(bucket 0.5) - $(bucket 0.25) ))
+q "SELECT pg_sleep(0.3)" >/dev/null || fail "pg_sleep"
+sleep 0.3
+assert_eq $((before + 1)) "$(( $(bucket 0.5) - $(bucket 0.25) ))" "queries in the (0.25 s, 0.5 s] bucket after a 0.3 s one"
+assert_eq "$(metric pgring_pool_queries_total "$SERIES")" "$(bucket +Inf)" "the +Inf bucket against pgring_pool_queries_total"
+assert_eq "$(metric pgring_pool_queries_total "$SERIES")" "$(metric pgring_pool_query_duration_seconds_count "$SERIES")" \
+	"query_duration_seconds_count"
+assert_eq "$(metric pgring_pool_transactions_total "$SERIES")" \
+	"$(metric pgring_pool_transaction_duration_seconds_count "$SERIES")" "transaction_duration_seconds_count"
+metric pgring_pool_wait_duration_seconds_count "$SERIES" >/dev/null || fail "no wait_duration_seconds histogram"
+pass "latency histograms: buckets, +Inf and _count agree with the counters"
+
 # /stats: valid JSON.
 http_get /stats
 printf '%s\n' "$HTTP_BODY" >"$TEST_TMP/stats.json"
 assert_eq 200 "$HTTP_STATUS" "/stats status"
 if command -v python3 >/dev/null; then
 	python3 -m json.tool "$TEST_TMP/stats.json" >/dev/null || fail "/stats is not valid JSON: $(head -c 400 "$TEST_TMP/stats.json")"
+	p99=$(python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print([p for p in d["pools"] if p["database"] == "app" and p["user"] == "app"][0]["latency"]["query"]["p99_us"])' "$TEST_TMP/stats.json") ||
+		fail "/stats has no latency.query.p99_us for app/app"
+	assert_eq 500000 "$p99" "/stats p99 of app/app's statements (one of ~25 took 0.3 s)"
 elif command -v node >/dev/null; then
 	node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$TEST_TMP/stats.json" ||
 		fail "/stats is not valid JSON"

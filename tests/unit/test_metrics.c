@@ -288,6 +288,7 @@ Test(metrics_prom, page_is_well_formed)
 	char seen[200][80];
 	int nseen = 0;
 	char family[80] = "", help_for[80] = "";
+	bool histogram = false;
 	for (char *line = page, *nl; *line; line = nl + 1) {
 		nl = strchr(line, '\n');
 		*nl = '\0';
@@ -301,12 +302,17 @@ Test(metrics_prom, page_is_well_formed)
 			family[0] = '\0';
 		} else if (sscanf(line, "# TYPE %79s %15s", name, type) == 2) {
 			cr_assert_str_eq(name, help_for, "TYPE %s not right after its HELP", name);
-			cr_assert(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0);
+			cr_assert(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0 ||
+				  strcmp(type, "histogram") == 0);
 			strcpy(family, name);
+			histogram = strcmp(type, "histogram") == 0;
 		} else {
-			size_t n = strcspn(line, "{ ");
-			cr_assert(family[0] && strlen(family) == n && strncmp(line, family, n) == 0,
-				  "sample outside its family: %s", line);
+			size_t n = strcspn(line, "{ "), f = strlen(family);
+			bool own = family[0] && strncmp(line, family, f) == 0 &&
+				   (n == f || (histogram && ((n == f + 7 && strncmp(line + f, "_bucket", 7) == 0) ||
+							     (n == f + 4 && strncmp(line + f, "_sum", 4) == 0) ||
+							     (n == f + 6 && strncmp(line + f, "_count", 6) == 0))));
+			cr_assert(own, "sample outside its family: %s", line);
 			const char *value = strrchr(line, ' ');
 			cr_assert_not_null(value);
 			char *end;
@@ -315,6 +321,41 @@ Test(metrics_prom, page_is_well_formed)
 		}
 	}
 	free(page);
+}
+
+/* A latency histogram: cumulative buckets with the bounds in seconds, +Inf
+ * equal to _count, _sum and _count from the pool's own counters; the JSON
+ * percentiles are the bounds of the buckets they fall in. */
+Test(metrics_prom, latency_histogram)
+{
+	struct pool_shared *ps = registry_get("app", "hist", NULL);
+	stats_hist_add(&ps->shard[0].query_hist, 40);        /* le 50 us */
+	stats_hist_add(&ps->shard[1].query_hist, 50);        /* le 50 us, on the bound */
+	stats_hist_add(&ps->shard[0].query_hist, 51);        /* le 100 us */
+	stats_hist_add(&ps->shard[0].query_hist, 200000);    /* le 0.25 s */
+	stats_hist_add(&ps->shard[1].query_hist, 61000000);  /* past 60 s: +Inf only */
+	stat_add(&ps->shard[0].query_count, 3);
+	stat_add(&ps->shard[1].query_count, 2);
+	stat_add(&ps->shard[0].query_time_us, 1500000);
+	char *page = render_prom();
+	static const char *const want[] = {
+		"# TYPE pgring_pool_query_duration_seconds histogram\n",
+		"pgring_pool_query_duration_seconds_bucket{database=\"app\",user=\"hist\",le=\"0.00005\"} 2\n",
+		"pgring_pool_query_duration_seconds_bucket{database=\"app\",user=\"hist\",le=\"0.0001\"} 3\n",
+		"pgring_pool_query_duration_seconds_bucket{database=\"app\",user=\"hist\",le=\"0.1\"} 3\n",
+		"pgring_pool_query_duration_seconds_bucket{database=\"app\",user=\"hist\",le=\"0.25\"} 4\n",
+		"pgring_pool_query_duration_seconds_bucket{database=\"app\",user=\"hist\",le=\"60\"} 4\n",
+		"pgring_pool_query_duration_seconds_bucket{database=\"app\",user=\"hist\",le=\"+Inf\"} 5\n",
+		"pgring_pool_query_duration_seconds_sum{database=\"app\",user=\"hist\"} 1.5\n",
+		"pgring_pool_query_duration_seconds_count{database=\"app\",user=\"hist\"} 5\n",
+	};
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		cr_expect(strstr(page, want[i]), "missing %s", want[i]);
+	free(page);
+	char *doc = render_json();
+	cr_expect(strstr(doc, "\"query\":{\"count\":5,\"p50_us\":100,\"p95_us\":\"+Inf\",\"p99_us\":\"+Inf\"}"),
+		  "latency of app/hist in %s", doc);
+	free(doc);
 }
 
 /* ---- JSON ---- */
