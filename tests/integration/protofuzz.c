@@ -22,7 +22,10 @@
  *    protocol prepared statement "s1" and an SQL one "q1" whose texts differ per
  *    client (bad clients prepare the same names), 50 rows tagged with its id, and
  *    rows it inserts into pf_rows (in a transaction, except in statement mode)
- *    counted against its own tally. Any mismatch or error is a failure, printed.
+ *    counted against its own tally. Any mismatch or error is a failure, printed;
+ *    the client then logs in again (its tally re-read directly) and goes on. A
+ *    client stuck 15 s is a hang: the servers' pg_stat_activity rows are shown,
+ *    its socket is shut down so its thread goes on, and the run continues.
  *  - with -P PID: pgring's VmRSS sampled every 100 ms; over -R MB is a failure, and
  *    pgring gone is a failure.
  *
@@ -874,7 +877,9 @@ static char *conninfo(int port, const char *appname)
 struct good {
 	int id;
 	long iter, committed;
-	uint64_t last_progress;
+	_Atomic uint64_t last_progress;
+	atomic_int fd;
+	atomic_bool unblocked; /* the monitor cut its connection after a hang */
 	PGconn *c;
 };
 
@@ -886,6 +891,8 @@ static bool good_fail(struct good *g, const char *step, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(m, sizeof m, fmt, ap);
 	va_end(ap);
+	if (atomic_exchange(&g->unblocked, false))
+		return false; /* the hang is already counted */
 	FAILURE("good client %d, iteration %ld, %s: %s", g->id, g->iter, step, m);
 	return false;
 }
@@ -915,11 +922,29 @@ static bool gq(struct good *g, const char *step, const char *sql, const char *wa
 	return ok;
 }
 
+/* after a failure: how many rows of its own are committed, read directly */
+static bool good_recount(struct good *g)
+{
+	PGconn *d = PQconnectdb(conninfo(opt_direct_port, "protofuzz_direct"));
+	char sql[128];
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM pf_rows WHERE client = %d", g->id);
+	PGresult *res = PQexec(d, sql);
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	if (ok)
+		g->committed = atol(PQgetvalue(res, 0, 0));
+	else
+		good_fail(g, "recount", "%s", PQerrorMessage(d));
+	PQclear(res);
+	PQfinish(d);
+	return ok;
+}
+
 static bool good_connect(struct good *g)
 {
 	char app[64];
 	snprintf(app, sizeof app, "pf_good_%d", g->id);
 	g->c = PQconnectdb(conninfo(opt_port, app));
+	g->fd = PQsocket(g->c);
 	if (PQstatus(g->c) != CONNECTION_OK)
 		return good_fail(g, "connect", "%s", PQerrorMessage(g->c));
 	char sql[256], want[64];
@@ -999,11 +1024,21 @@ static void *good_thread(void *arg)
 {
 	struct good *g = arg;
 	g->last_progress = now_ms();
-	if (!good_connect(g))
-		return NULL;
+	bool ok = good_connect(g);
 	while (now_ms() < t_end_ms && !atomic_load(&stop_all)) {
-		if (!good_iteration(g))
-			break;
+		if (!ok || !good_iteration(g)) {
+			/* counted as a failure; start again with a new connection (and a
+			 * tally of its own rows read directly) so the run goes on */
+			g->fd = -1;
+			PQfinish(g->c);
+			g->c = NULL;
+			usleep(100000);
+			if (!(ok = good_recount(g)))
+				break;
+			ok = good_connect(g);
+			g->iter++;
+			continue;
+		}
 		g->iter++;
 		g->last_progress = now_ms();
 		atomic_fetch_add(&good_iters, 1);
@@ -1013,6 +1048,7 @@ static void *good_thread(void *arg)
 				break;
 		}
 	}
+	g->fd = -1;
 	PQfinish(g->c);
 	g->c = NULL;
 	g->last_progress = 0;
@@ -1062,9 +1098,27 @@ static void *monitor_thread(void *arg)
 			if (lp && now > lp + 15000) {
 				FAILURE("good client %d made no progress for 15 s (iteration %ld): pgring hangs",
 					goods[i].id, goods[i].iter);
-				report("FAILED: %d failure(s), seed %" PRIu64 " (stopped at a hang)", atomic_load(&failures),
-				       opt_seed);
-				_exit(1);
+				static atomic_int shown;
+				if (atomic_fetch_add(&shown, 1) < 3) {
+					PGconn *d = PQconnectdb(conninfo(opt_direct_port, "protofuzz_direct"));
+					PGresult *res = PQexec(d, "SELECT pid, application_name, state, wait_event, "
+								  "left(regexp_replace(query, '\\s+', ' ', 'g'), 100) FROM "
+								  "pg_stat_activity WHERE usename = current_user AND "
+								  "pid <> pg_backend_pid()");
+					for (int k = 0; PQresultStatus(res) == PGRES_TUPLES_OK && k < PQntuples(res); k++)
+						report("#   server %s [%s] %s %s: %s", PQgetvalue(res, k, 0),
+						       PQgetvalue(res, k, 1), PQgetvalue(res, k, 2), PQgetvalue(res, k, 3),
+						       PQgetvalue(res, k, 4));
+					PQclear(res);
+					PQfinish(d);
+				}
+				/* unblock it: its query fails, it logs in again and goes on */
+				goods[i].last_progress = now;
+				int fd = goods[i].fd;
+				if (fd >= 0) {
+					goods[i].unblocked = true;
+					shutdown(fd, SHUT_RDWR);
+				}
 			}
 		}
 		usleep(100000);
@@ -1151,6 +1205,7 @@ int main(int argc, char **argv)
 	pthread_create(&mon, NULL, monitor_thread, NULL);
 	for (int i = 0; i < opt_good; i++) {
 		goods[i].id = i + 1;
+		goods[i].fd = -1;
 		pthread_create(&th[nth++], NULL, good_thread, &goods[i]);
 	}
 	for (int i = 0; i < opt_bad; i++)
