@@ -164,7 +164,9 @@ void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
 	struct proto_out o;
 	proto_out_init(&o, mem, sizeof mem);
 	proto_error(&o, "FATAL", sqlstate, "%s", msg);
-	if (!cl->conn.eof)
+	/* a client that has its session server's FATAL already gets nothing more:
+	 * a direct connection ends there */
+	if (!cl->conn.eof && !cl->server_fatal_relayed)
 		send_out(cl, &o);
 	LOGF(LOG_INFO, cl->conn.id, "closing client: %s (%s)", msg, sqlstate);
 	close_later(cl);

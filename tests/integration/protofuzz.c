@@ -702,7 +702,7 @@ static void bad_conn(int thread, long conn)
 	}
 	for (;;) {
 		int m = read_msg(&rd, deadline);
-		if (m == 1 && one_thread >= 0) {
+		if (m == 1 && (one_thread >= 0 || verbose)) {
 			bool ok = true;
 			const char *f = (rd.type == 'E' || rd.type == 'N') ? err_field(rd.body, rd.blen, 'M', &ok) : NULL;
 			const char *sev = (rd.type == 'E' || rd.type == 'N') ? err_field(rd.body, rd.blen, 'V', &ok) : NULL;
