@@ -562,6 +562,8 @@ struct keyring { /* keys of bad clients for the cancel storm */
 	int n;
 } keys = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
+static __thread uint32_t last_key_pid; /* session pooling: the server's PID */
+
 static int raw_login(struct reader *rd, uint64_t deadline, char *err, size_t en)
 {
 	struct buf s = { 0 };
@@ -603,6 +605,7 @@ static int raw_login(struct reader *rd, uint64_t deadline, char *err, size_t en)
 			uint32_t pid, key;
 			memcpy(&pid, rd->body, 4);
 			memcpy(&key, rd->body + 4, 4);
+			last_key_pid = ntohl(pid);
 			pthread_mutex_lock(&keys.mu);
 			int i = keys.n < 256 ? keys.n++ : (int)(now_ms() % 256);
 			keys.pid[i] = pid;
@@ -663,7 +666,7 @@ static void bad_conn(int thread, long conn)
 	if (ending >= 8 && flat.n > 0)
 		cut = rn(&r, (uint32_t)flat.n);
 	if (verbose || one_thread >= 0)
-		report("# %s ending %d", desc, ending);
+		report("# %s ending %d (backend pid %u)", desc, ending, last_key_pid);
 	if (one_thread >= 0)
 		for (int i = 0; i < st.n; i++) {
 			char line[200];

@@ -34,7 +34,8 @@ STRICT=${PROTOFUZZ_STRICT:-0}
 # of transaction or statement pooling left without an answer after bad clients
 # used its server, an empty result for a client's query or prepared statement,
 # its session state not restorable (SQL PREPARE "already exists"), and a backend
-# message cut short when pgring closes a client that half-closed.
+# message cut short when pgring closes a client that sent Terminate or half-closed
+# with replies in flight.
 KNOWN='good client [0-9]+ made no progress for 15 s|connection closed inside a backend message|good client [0-9]+, iteration [0-9]+, [^:]+: .* -> \[\] \(|PGRES_COMMAND_OK / got \[\]|could not restore session state on the server'
 note "seed $SEED (PROTOFUZZ_SEED=$SEED to repeat), $PER_MODE s per mode, RSS bound $RSS_BOUND_MB MB"
 
