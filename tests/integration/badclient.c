@@ -21,7 +21,7 @@
  *   k  a client that never reads a huge result     -> pgring's RSS stays bounded, others keep working
  *   l  200 clients reset (SO_LINGER 0) during startup, auth, waiting and mid-query
  *   m  CancelRequest with random keys -> plain close; a real cancel still works
- *   n  clients killed mid-COPY FROM STDIN
+ *   n  clients killed mid-COPY FROM STDIN (simple, and started by an Execute)
  *   o  the server dies inside a transaction: queries of any size get 25P02 until ROLLBACK
  *   p  a client waiting for a server trickles tiny messages: others can still log in
  *   q  an invalid message type after login ('z', 'A', ...)  -> ErrorResponse 08P01, then close
@@ -1128,6 +1128,8 @@ static void sc_m(void)
 	close(q);
 }
 
+static void sc_z(void);
+
 static void sc_n(void)
 {
 	/* a real table so that COPY sits in a transaction on the server */
@@ -1136,11 +1138,29 @@ static void sc_n(void)
 	if (PQresultStatus(r) != PGRES_COMMAND_OK)
 		fail("CREATE TABLE: %s", PQerrorMessage(c));
 	PQclear(r);
-	for (int variant = 0; variant < 4; variant++) {
+	for (int variant = 0; variant < 5; variant++) {
 		int fd = login("copy", NULL);
-		send_query(fd, "COPY badclient_copy FROM STDIN");
 		struct msg m;
-		int rc = read_msg(fd, &m, 5000);
+		int rc;
+		if (variant == 4) {
+			/* COPY started by an Execute (extended protocol): the server then
+			 * ignores Syncs and reads a Query as an error, so the server of a
+			 * client that dies here cannot be reset and must be closed */
+			static const uint8_t bind[] = { 0, 0, 0, 0, 0, 0, 0, 0 }, exec[] = { 0, 0, 0, 0, 0 };
+			struct out o = { .n = 0 };
+			o.b[o.n++] = 0;
+			put_str(&o, "COPY badclient_copy FROM STDIN");
+			o.b[o.n++] = 0, o.b[o.n++] = 0;
+			send_typed(fd, 'P', o.b, o.n);
+			send_typed(fd, 'B', bind, sizeof bind);
+			send_typed(fd, 'E', exec, sizeof exec);
+			send_typed(fd, 'S', NULL, 0);
+			while ((rc = read_msg(fd, &m, 5000)) == RD_OK && (m.type == '1' || m.type == '2'))
+				;
+		} else {
+			send_query(fd, "COPY badclient_copy FROM STDIN");
+			rc = read_msg(fd, &m, 5000);
+		}
 		if (rc != RD_OK || m.type != 'G')
 			fail("COPY: expected CopyInResponse, got %s '%c'%s", rc_name(rc), rc == RD_OK ? m.type : '-',
 			     rc == RD_OK && m.type == 'E' ? err_field(&m, 'M') : "");
@@ -1175,6 +1195,8 @@ static void sc_n(void)
 		usleep(100000);
 		check_alive();
 	}
+	/* the pool still has every server (variant 4 cost its server, not the pool's) */
+	sc_z();
 	/* what made it in is only from variant 2 (CopyDone sent): 1000 rows at most */
 	r = PQexec(c, "SELECT count(*) FROM badclient_copy");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)
