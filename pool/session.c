@@ -476,6 +476,37 @@ static void sqlprep_drop(const struct params *mine, const struct server *sv, str
 	}
 }
 
+/* The client's SQL PREPAREs the server lacks by pgring's record: should the
+ * record be wrong (a statement it did not see complete), a PREPARE of the same
+ * name would fail with 42P05 and cost the client its connection, so such names
+ * are deallocated first if the server has them, sent with the settings. */
+static void sqlprep_guard(const struct params *mine, const struct server *sv, struct strbuf *sb)
+{
+	bool any = false;
+	for (int i = 0; i < mine->n; i++) {
+		if (params_get(&sv->sqlprep, mine->v[i].name))
+			continue;   /* a different text was deallocated by sqlprep_drop */
+		if (!any) {
+			if (sb->len)
+				strbuf_putc(sb, ';');
+			strbuf_puts(sb, "DO $pgring$DECLARE n text; BEGIN FOR n IN SELECT name FROM "
+					"pg_catalog.pg_prepared_statements WHERE name IN (");
+		} else {
+			strbuf_putc(sb, ',');
+		}
+		any = true;
+		strbuf_putc(sb, '\'');
+		for (const char *c = mine->v[i].name; *c; c++) {
+			if (*c == '\'')
+				strbuf_putc(sb, '\'');
+			strbuf_putc(sb, *c);
+		}
+		strbuf_putc(sb, '\'');
+	}
+	if (any)
+		strbuf_puts(sb, ") LOOP EXECUTE pg_catalog.format('DEALLOCATE %I', n); END LOOP; END$pgring$");
+}
+
 /* The client's SQL PREPAREs the server lacks: each goes alone, since the server
  * keeps the whole query string as the statement's text (what
  * pg_prepared_statements shows the client). */
@@ -506,6 +537,7 @@ void session_restore(struct client *cl, struct server *sv, struct lease *in_stre
 	else if (n < 0)
 		LOGF(LOG_WARNING, cl->conn.id, "session settings too long to restore (over %zu bytes)", sizeof sql);
 	sqlprep_drop(mine, sv, &sb);
+	sqlprep_guard(mine, sv, &sb);
 	if (cl->sess && cl->sess->listen.n && listen_pooled(cl->pool)) {
 		/* for pg_listening_channels(); the listener delivers (UNLISTEN * at release) */
 		for (int i = 0; i < cl->sess->listen.n; i++) {

@@ -191,3 +191,21 @@ for c in A B C; do
 	assert_eq 0 "$PSQL_STATUS" "client $c: psql exit status"
 done
 [[ $VIA == direct ]] || { stop_pgring || fail "$TARGET did not stop"; }
+
+# A statement prepared where pgring cannot see it (PREPARE run by a DO block) is
+# on the server, not in pgring's record: a client that prepared the same name
+# and lands on that server (pool of 1) must still get its own statement, not
+# lose its connection to 42P05 when pgring prepares its statement again there.
+via_start 1 "max_prepared_statements = 100"
+open_client D
+open_client E
+say_ok D 'PREPARE q AS SELECT 2;'
+say_ok E "DO \$\$BEGIN EXECUTE 'PREPARE q AS SELECT 1'; END\$\$;"
+say_expect D 2 "D: its q after another client prepared q unseen on the same server" 'EXECUTE q;'
+say_expect D 2 "D: again" 'EXECUTE q;'
+for c in D E; do
+	psql_close "$c"
+	assert_eq 0 "$PSQL_STATUS" "client $c: psql exit status"
+done
+[[ $VIA == direct ]] || { stop_pgring || fail "$TARGET did not stop"; }
+pass "a name prepared unseen on the server does not cost another client its statement"
