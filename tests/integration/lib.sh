@@ -378,6 +378,20 @@ psql_kill() {
 
 # http_get PATH: GET from the control port; sets HTTP_STATUS (000 if no answer) and
 # HTTP_BODY (call it directly, not in $(...), or the variables are lost); 0 if 2xx.
+# health_status: GET /health over /dev/tcp (no curl needed, so it works while
+# the pooler is busy); prints the status code, 000 for no answer.
+health_status() {
+	local line=
+	{
+		exec 3<>"/dev/tcp/127.0.0.1/$CONTROL_PORT" || { echo 000; return; }
+		printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+		IFS= read -r -t 5 line <&3
+		exec 3>&-
+	} 2>/dev/null
+	line=${line%$'\r'}
+	[[ $line =~ ^HTTP/1\.[01]\ ([0-9]{3}) ]] && echo "${BASH_REMATCH[1]}" || echo 000
+}
+
 http_get() {
 	local path=$1 body=$TEST_TMP/http.body
 	HTTP_STATUS=000 HTTP_BODY=

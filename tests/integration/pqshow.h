@@ -1,17 +1,56 @@
-/* tests/integration/pqshow.h: one-line printing of libpq results, shared by the
- * transcript helpers that compare a run through pgring with a direct one
- * (prepared.c, stale.c): the same result must print the same line. */
+/* tests/integration/pqshow.h: what the transcript helpers that compare a run
+ * through pgring with a direct one (prepared.c, stale.c) share: their clients'
+ * connections, bailing out, and one-line printing of libpq results (the same
+ * result must print the same line). Define PQSHOW_NAME before including. */
 #ifndef PGRING_TEST_PQSHOW_H
 #define PGRING_TEST_PQSHOW_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #if __has_include(<libpq-fe.h>)
 #include <libpq-fe.h>
 #else
 #include <postgresql/libpq-fe.h>
 #endif
+
+static PGconn **conns;
+static int nconn;
+
+static void die(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "%s: ", PQSHOW_NAME);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	fflush(stdout);
+	exit(code);
+}
+
+static void quiet_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+/* n connections in conns[], notices silenced. */
+static void open_conns(const char *conninfo, int n)
+{
+	nconn = n;
+	conns = calloc((size_t)n, sizeof *conns);
+	if (!conns)
+		die(3, "out of memory");
+	for (int i = 0; i < n; i++) {
+		conns[i] = PQconnectdb(conninfo);
+		if (PQstatus(conns[i]) != CONNECTION_OK)
+			die(2, "connection %d: %s", i, PQerrorMessage(conns[i]));
+		PQsetNoticeProcessor(conns[i], quiet_notice, NULL);
+	}
+}
 
 /* msg on one line (newlines as spaces, no trailing blanks) into out[cap]. */
 static void one_line(const char *msg, char *out, size_t cap)

@@ -49,44 +49,13 @@
 #include <postgresql/libpq-fe.h>
 #endif
 
+#define PQSHOW_NAME "prepared"
 #include "pqshow.h"
 
 #define INT4OID 23
 #define INT8OID 20
 #define TEXTOID 25
 
-static PGconn **conns;
-static int nconn;
-
-static void die(int code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "prepared: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	fflush(stdout);
-	exit(code);
-}
-
-static void quiet_notice(void *arg, const char *msg)
-{
-	(void)arg;
-	(void)msg;
-}
-
-static void open_conns(const char *conninfo, int n)
-{
-	nconn = n;
-	conns = calloc((size_t)n, sizeof *conns);
-	for (int i = 0; i < n; i++) {
-		conns[i] = PQconnectdb(conninfo);
-		if (PQstatus(conns[i]) != CONNECTION_OK)
-			die(2, "connection %d: %s", i, PQerrorMessage(conns[i]));
-		PQsetNoticeProcessor(conns[i], quiet_notice, NULL);
-	}
-}
 
 
 /* ------------------------------------------------------------ libpq results */

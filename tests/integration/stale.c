@@ -48,42 +48,9 @@
 #include <postgresql/libpq-fe.h>
 #endif
 
+#define PQSHOW_NAME "stale"
 #include "pqshow.h"
 
-static PGconn **conns;
-static int nconn;
-
-static void die(int code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "stale: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	fflush(stdout);
-	exit(code);
-}
-
-static void quiet_notice(void *arg, const char *msg)
-{
-	(void)arg;
-	(void)msg;
-}
-
-static void open_conns(const char *conninfo, int n)
-{
-	nconn = n;
-	conns = calloc((size_t)n, sizeof *conns);
-	if (!conns)
-		die(3, "out of memory");
-	for (int i = 0; i < n; i++) {
-		conns[i] = PQconnectdb(conninfo);
-		if (PQstatus(conns[i]) != CONNECTION_OK)
-			die(2, "connection %d: %s", i, PQerrorMessage(conns[i]));
-		PQsetNoticeProcessor(conns[i], quiet_notice, NULL);
-	}
-}
 
 
 /* ------------------------------------------------------------ libpq results */

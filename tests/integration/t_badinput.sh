@@ -34,18 +34,6 @@ max_packet_size = $MAX_PACKET
 RSS_BOUND_MB=64
 [[ $PGRING_BIN == *asan* ]] && RSS_BOUND_MB=160
 
-# health: GET /health over /dev/tcp; prints the status code (000: no answer)
-health_status() {
-	local line=
-	{
-		exec 3<>"/dev/tcp/127.0.0.1/$CONTROL_PORT" || { echo 000; return; }
-		printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
-		IFS= read -r -t 5 line <&3
-		exec 3>&-
-	} 2>/dev/null
-	line=${line%$'\r'}
-	[[ $line =~ ^HTTP/1\.[01]\ ([0-9]{3}) ]] && echo "${BASH_REMATCH[1]}" || echo 000
-}
 
 # Groups run as separate badclient invocations so that one failing group does not
 # hide the others; every failure is reported at the end.

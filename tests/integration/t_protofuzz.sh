@@ -44,18 +44,6 @@ qd "CREATE TABLE IF NOT EXISTS pf_rows (client int, n bigint);
     GRANT ALL ON pf_rows, pf_bad TO app" || fail "cannot create the tables"
 on_exit "qd 'DROP TABLE IF EXISTS pf_rows, pf_bad'"
 
-health_status() {
-	local line=
-	{
-		exec 3<>"/dev/tcp/127.0.0.1/$CONTROL_PORT" || { echo 000; return; }
-		printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
-		IFS= read -r -t 5 line <&3
-		exec 3>&-
-	} 2>/dev/null
-	line=${line%$'\r'}
-	[[ $line =~ ^HTTP/1\.[01]\ ([0-9]{3}) ]] && echo "${BASH_REMATCH[1]}" || echo 000
-}
-
 n=0
 for mode in ${PROTOFUZZ_MODES:-transaction session statement}; do
 	n=$((n + 1))
