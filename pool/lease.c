@@ -916,6 +916,8 @@ static void send_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 		return;
 	}
 	before_request(l, msg[0]);
+	LOGF(LOG_TRACE, l->client->conn.id, "to server %llu: %c (%u bytes)%s%.*s", (unsigned long long)l->server->conn.id, msg[0], len,
+	     msg[0] == 'Q' ? ": " : "", msg[0] == 'Q' ? (int)(len > 85 ? 80 : len - 5) : 0, (const char *)msg + 5);
 	switch (msg[0]) {
 	case 'P': on_parse(l, msg, len, buf); break;
 	case 'B': on_bind(l, msg, len, buf); break;
@@ -926,10 +928,12 @@ static void send_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 	case 'S':
 		if (send_bytes(l, msg, len, buf))
 			rq_push(l, RP_PASS, 'S', NULL, NULL, 0);
-		break;
+		l->sent_unsynced = false;
+		return;
 	default:
 		send_bytes(l, msg, len, buf);
 	}
+	l->sent_unsynced = true;
 }
 
 /* A streamed request (CopyData, CopyDone, CopyFail, Flush, FunctionCall)
@@ -941,6 +945,8 @@ static void send_begin(struct lease *l, uint8_t type)
 	before_request(l, type);
 	if (type == 'F')
 		rq_push(l, RP_PASS, 'F', NULL, NULL, 0);
+	else if (type == 'H')
+		l->sent_unsynced = true;
 }
 
 /* ---- requests held for a server ---- */
@@ -1247,6 +1253,7 @@ void lease_attach(struct lease *l, struct server *sv)
 		stat_add(&cl->pool->stats->wait_count, 1);
 		cl->wait_start_us = 0;
 	}
+	LOGF(LOG_DEBUG, cl->conn.id, "leased server %llu (backend pid %u)", (unsigned long long)sv->conn.id, sv->backend_pid);
 	l->clock = sv->stmts.clock;
 	l->skipping = l->need_sync = l->cur_hide = l->copy_in = false;
 	l->unnamed_here = false;
@@ -1271,7 +1278,7 @@ static struct server *detach(struct lease *l)
 	free(l->unnamed_fx);
 	l->unnamed_fx = NULL;
 	l->skipping = l->need_sync = l->cur_hide = l->copy_in = false;
-	l->sending = l->unnamed_here = false;
+	l->sending = l->unnamed_here = l->sent_unsynced = false;
 	sv->lease = NULL;
 	l->server = NULL;
 	return sv;
@@ -1304,6 +1311,7 @@ static void release(struct lease *l)
 	struct client *cl = l->client;
 	bool more = l->rerouting;
 	struct server *sv = detach(l);
+	LOGF(LOG_DEBUG, cl->conn.id, "released server %llu", (unsigned long long)sv->conn.id);
 	conn_recv_on(&sv->conn);   /* back-pressure belongs to the pairing */
 	client_set_state(cl, CL_IDLE);
 	client_drained(cl);
@@ -1321,15 +1329,18 @@ void lease_client_gone(struct client *cl)
 		return;
 	if (l->server) {
 		/* what the server was sent and has not answered is still running;
-		 * a request the client had not finished sending never reached it */
+		 * a request the client had not finished sending never reached it
+		 * (nor did a Sync still being framed: what the server got counts) */
 		struct server_leftover left = {
 			.running = l->rq.n > 0,
 			.dirty = !lease_idle(l),
-			.unsynced = l->unsynced,
+			.unsynced = l->sent_unsynced,
 			.in_txn = cl->in_txn,
 			.pins = cl->pins,
 		};
 		struct server *sv = detach(l);
+		LOGF(LOG_DEBUG, cl->conn.id, "left server %llu: running %d dirty %d unsynced %d in_txn %d pins %d",
+		     (unsigned long long)sv->conn.id, left.running, left.dirty, left.unsynced, left.in_txn, left.pins);
 		conn_recv_on(&sv->conn);
 		server_reset(sv, &left);
 	}

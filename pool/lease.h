@@ -63,7 +63,8 @@ struct lease {
 	struct client *client;
 	struct server *server;                     /* NULL while the client waits for one */
 	uint32_t expect;                           /* ReadyForQuery messages the client awaits (held ones too) */
-	bool unsynced;                             /* extended-protocol messages since the last Sync */
+	bool unsynced;                             /* extended-protocol messages since the last Sync (counted as they begin) */
+	bool sent_unsynced;                        /* extended-protocol messages sent to the server since a Sync sent */
 	bool route_peek;                           /* the message being framed decides the route */
 	bool rerouting;                            /* requests go to `later` until the server is done */
 	bool sending;                              /* the streamed message being framed goes to the server */

@@ -595,6 +595,8 @@ static bool server_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 		login_message(sv, msg, len);
 		return sv->state != SV_CLOSED;
 	}
+	LOGF(LOG_TRACE, sv->conn.id, "from server: %c (%u bytes)%s%s", msg[0], len, sv->hidden ? " hidden" : "",
+	     msg[0] == 'Z' && len >= 6 ? (msg[5] == 'I' ? " I" : msg[5] == 'T' ? " T" : " E") : "");
 	if (msg[0] == 'S')
 		track_parameter(sv, msg, len);
 	if (sv->listener && (msg[0] == 'A' || msg[0] == 'E')) {
@@ -756,15 +758,6 @@ static bool release_pins(struct server *sv, uint8_t pins)
 	return true;
 }
 
-static bool hidden_sync(struct server *sv)
-{
-	static const uint8_t sync[5] = { 'S', 0, 0, 0, 4 };
-	if (!conn_queue(&sv->conn, sync, sizeof sync, PROTO_BUF_NONE))
-		return false;
-	sv->hidden++;
-	return true;
-}
-
 /* server_reset_query; one that discards everything leaves nothing prepared. */
 static bool reset_query(struct server *sv, const char *sql)
 {
@@ -794,9 +787,13 @@ void server_reset(struct server *sv, const struct server_leftover *left)
 		server_close(sv, "client left in the middle of a request");
 		return;
 	}
+	if (left && left->unsynced) {
+		/* a Sync now would commit what the client never synced; PostgreSQL
+		 * rolls it back when its client goes, and so does closing */
+		server_close(sv, "client left in the middle of an extended-protocol batch");
+		return;
+	}
 	if (left) {
-		if (left->unsynced)
-			reset |= hidden_sync(sv);
 		if (sv->txn_status != 'I' || left->in_txn)
 			reset |= server_hidden_query(sv, "ROLLBACK");
 		if (left->pins && p->mode != POOL_SESSION)

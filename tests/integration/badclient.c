@@ -26,6 +26,8 @@
  *   p  a client waiting for a server trickles tiny messages: others can still log in
  *   q  an invalid message type after login ('z', 'A', ...)  -> ErrorResponse 08P01, then close
  *   r  2 x pool size clients stall mid-way through a first Query -> a normal query is answered at once
+ *   s  clients leave mid extended-protocol batch (after Execute and Flush, with half a Sync sent; after a
+ *      Bind of a missing statement) -> what they never synced is not committed, the next client is served
  *   z  the pool is not leaking: pool-size concurrent transactions all get a server
  *
  * Exit 0 when every scenario passed, 1 on the first failure (with a message), 2 usage. */
@@ -1390,6 +1392,71 @@ static void sc_z(void)
 	note("%d concurrent transactions each got a server", n);
 }
 
+/* Parse, Bind and Execute of sql on the unnamed statement and portal (no Sync). */
+static void send_pbe(int fd, const char *stmt, const char *sql)
+{
+	struct out o = { 0 };
+	if (sql) {
+		put_str(&o, stmt);
+		put_str(&o, sql);
+		o.b[o.n++] = 0;
+		o.b[o.n++] = 0;   /* no parameter types */
+		send_typed(fd, 'P', o.b, o.n);
+	}
+	o.n = 0;
+	put_str(&o, "");
+	put_str(&o, stmt);
+	put_u32(&o, 0);   /* no format codes, no parameters (two u16) */
+	o.b[o.n++] = 0;
+	o.b[o.n++] = 0;   /* no result formats */
+	send_typed(fd, 'B', o.b, o.n);
+	o.n = 0;
+	put_str(&o, "");
+	put_u32(&o, 0);
+	send_typed(fd, 'E', o.b, o.n);
+}
+
+/* A client that leaves before its Sync: PostgreSQL rolls back what it never
+ * synced; a pooler must not commit it (a Sync of its own would), and must not
+ * hand the server on while it ignores everything up to a Sync. The last part
+ * stops after the Sync's first bytes: counted as begun, never sent. */
+static void sc_s(void)
+{
+	PGconn *c = pq_connect();
+	PGresult *r = PQexec(c, "CREATE TABLE IF NOT EXISTS bc_unsynced (a int); TRUNCATE bc_unsynced");
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail("creating bc_unsynced: %s", PQerrorMessage(c));
+	PQclear(r);
+	static const uint8_t half_sync[3] = { 'S', 0, 0 };
+	for (int v = 0; v < 4; v++) {
+		int fd = login("unsynced", NULL);
+		bool missing = v & 1;   /* Bind of a statement that does not exist */
+		send_pbe(fd, missing ? "bc_nowhere" : "", missing ? NULL : "INSERT INTO bc_unsynced VALUES (1)");
+		send_typed(fd, 'H', NULL, 0);
+		struct msg m;
+		int rc;
+		char last = 0;
+		while ((rc = read_msg(fd, &m, 1000)) == RD_OK) {
+			last = m.type;
+			if (m.type == 'C' || m.type == 'E')
+				break;
+		}
+		if (rc != RD_OK || last != (missing ? 'E' : 'C'))
+			fail("variant %d: Execute behind a Flush: %s, last message '%c'", v, rc_name(rc), last ? last : '-');
+		if (v >= 2)
+			send_all(fd, half_sync, sizeof half_sync);
+		close(fd);
+		/* the next client gets the same server (pool size 1 is not required:
+		 * a server ignoring everything would hang one of them) */
+		for (int k = 0; k < opt_pool_size; k++)
+			pq_expect(c, "SELECT count(*) FROM bc_unsynced", "0");
+	}
+	r = PQexec(c, "DROP TABLE bc_unsynced");
+	PQclear(r);
+	PQfinish(c);
+	note("4 clients left unsynced: nothing committed, the pool serves on");
+}
+
 static const struct {
 	char id;
 	const char *name;
@@ -1414,6 +1481,7 @@ static const struct {
 	{ 'p', "waiting client trickling tiny messages", sc_p, 40 },
 	{ 'q', "invalid message type after login", sc_q, 20 },
 	{ 'r', "clients trickling their first Query hold no server", sc_r, 30 },
+	{ 's', "clients leave mid extended-protocol batch", sc_s, 30 },
 	{ 'z', "no server leaked from the pool", sc_z, 20 },
 };
 

@@ -65,6 +65,7 @@ assert_eq "$connects_before" "$connects_after" "server connects while clients se
 pass "invalid message types cost no server ($connects_after connects before and after)"
 run_group "waiting client trickling tiny messages" p
 run_group "clients trickling a first Query" r
+run_group "clients leaving mid extended-protocol batch" s
 
 # pgring is still up, logged the protocol errors, and is healthy
 alive "$POOLER_PID" || fail "pgring is no longer running"
