@@ -26,6 +26,7 @@
 #define RF_UNNAMED_AGAIN 16 /* P: the client's unnamed statement prepared again on this server (hidden) */
 #define RF_REPLACING   32  /* P: a shared statement prepared where a stale copy was just closed */
 #define RF_STALE_ERROR 64  /* E: what fails here stands for the statement's stale error (st->err) */
+#define RF_COPY_END    128 /* c, f: where the client ended a COPY FROM STDIN (owes no reply) */
 
 /* Held requests this small are copied, so that a waiting client does not pin
  * a whole receive buffer per message. */
@@ -290,13 +291,14 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 		command_complete(l, h, msg, len);
 		return;
 	}
-	if (t == 'G' && h->type == 'E') {
-		/* COPY FROM STDIN by an Execute: the server ignores Syncs until the
-		 * client's CopyDone or CopyFail, so those already sent get no answer */
+	if (t == 'G' && (h->type == 'E' || h->type == 'Q')) {
+		/* COPY FROM STDIN: the server ignores Syncs until the client's
+		 * CopyDone or CopyFail, so those sent before it get no answer (and
+		 * those sent after it do) */
 		l->copy_in = true;
 		for (uint32_t i = 1; i < l->rq.n; i++) {
 			struct reply *r = &l->rq.r[(l->rq.head + i) & (l->rq.cap - 1)];
-			if (r->type != 'S' || r->kind != RP_PASS)
+			if (r->type != 'S' || r->kind != RP_PASS || (r->flags & RF_IGNORED))
 				break;
 			r->flags |= RF_IGNORED;
 			if (l->expect)
@@ -304,7 +306,7 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 		}
 		return;
 	}
-	if (h->type == 'E' && (t == 'C' || t == 'E'))
+	if ((h->type == 'E' || h->type == 'Q') && (t == 'C' || t == 'E'))
 		l->copy_in = false;
 	if (t == 'E') {
 		if (h->kind == RP_PASS || h->type == 'P')
@@ -940,8 +942,13 @@ static void send_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
  * begins; its bytes follow through send_bytes. */
 static void send_begin(struct lease *l, uint8_t type)
 {
-	if (l->copy_in && (type == 'c' || type == 'f'))
+	if (type == 'c' || type == 'f') {
+		/* the end of a COPY the server may not have announced yet: Syncs
+		 * behind it are answered (see the CopyInResponse in reply_done) */
 		l->copy_in = false;
+		if (l->rq.n && rq_push(l, RP_PASS, type, NULL, NULL, RF_IGNORED | RF_COPY_END))
+			pump(l);
+	}
 	before_request(l, type);
 	if (type == 'F')
 		rq_push(l, RP_PASS, 'F', NULL, NULL, 0);

@@ -26,6 +26,8 @@
  *   p  a client waiting for a server trickles tiny messages: others can still log in
  *   q  an invalid message type after login ('z', 'A', ...)  -> ErrorResponse 08P01, then close
  *   r  2 x pool size clients stall mid-way through a first Query -> a normal query is answered at once
+ *   t  Syncs around COPY FROM STDIN, all in one write (Execute, CopyFail, Sync; Query, Sync, CopyDone)
+ *      -> PostgreSQL's answers and a query behind them answered; the pool serves on
  *   s  clients leave mid extended-protocol batch (after Execute and Flush, with half a Sync sent; after a
  *      Bind of a missing statement) -> what they never synced is not committed, the next client is served
  *   z  the pool is not leaking: pool-size concurrent transactions all get a server
@@ -1457,6 +1459,68 @@ static void sc_s(void)
 	note("4 clients left unsynced: nothing committed, the pool serves on");
 }
 
+/* Read up to the ReadyForQuery of the marker query; the message types seen. */
+static void read_to_marker(int fd, const char *what, char *types, size_t cap)
+{
+	struct msg m;
+	size_t n = 0;
+	bool marker = false;
+	for (;;) {
+		int rc = read_msg(fd, &m, 5000);
+		if (rc != RD_OK)
+			fail("%s: no answer to the query behind the COPY (%s), got '%.*s'", what, rc_name(rc), (int)n, types);
+		if (n + 1 < cap)
+			types[n++] = (char)m.type;
+		if (m.type == 'D' && m.len >= 6 + 10 && memcmp(m.body + 6, "pf_after_copy", 10) == 0)
+			marker = true;
+		if (m.type == 'Z' && marker)
+			break;
+	}
+	types[n] = 0;
+}
+
+/* A Sync sent before the client's CopyDone/CopyFail is ignored by the server
+ * in COPY FROM STDIN; one sent after it is answered. Pipelined, pgring learns
+ * of the COPY (CopyInResponse) after it has sent both. */
+static void sc_t(void)
+{
+	PGconn *c = pq_connect();
+	PGresult *r = PQexec(c, "CREATE TABLE IF NOT EXISTS bc_copysync (a int)");
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail("creating bc_copysync: %s", PQerrorMessage(c));
+	PQclear(r);
+	static const char marker[] = "SELECT 'pf_after_copy'";
+	static const uint8_t row[] = "7\n";
+	char types[64];
+	for (int v = 0; v < 2; v++) {
+		int fd = login("copy syncs", NULL);
+		if (v == 0) {   /* Execute, CopyFail, Sync: the Sync ends the failed batch */
+			send_pbe(fd, "", "COPY bc_copysync FROM STDIN");
+			send_typed(fd, 'f', "no", 3);
+			send_typed(fd, 'S', NULL, 0);
+		} else {        /* Query, Sync (ignored), CopyData, CopyDone */
+			send_query(fd, "COPY bc_copysync FROM STDIN");
+			send_typed(fd, 'S', NULL, 0);
+			send_typed(fd, 'd', row, sizeof row - 1);
+			send_typed(fd, 'c', NULL, 0);
+		}
+		send_query(fd, marker);
+		read_to_marker(fd, v ? "Query COPY, Sync, CopyDone" : "Execute COPY, CopyFail, Sync", types, sizeof types);
+		const char *want = v ? "GCZTDCZ" : "12GEZTDCZ";
+		if (strcmp(types, want))
+			fail("variant %d: got messages '%s', want '%s'", v, types, want);
+		if (strcmp(query_value(fd, "SELECT 'again'", "copy syncs"), "again"))
+			fail("variant %d: the next query on the same connection", v);
+		close(fd);
+		for (int k = 0; k < opt_pool_size; k++)
+			pq_expect(c, "SELECT count(*) FROM bc_copysync", v ? "1" : "0");
+	}
+	r = PQexec(c, "DROP TABLE bc_copysync");
+	PQclear(r);
+	PQfinish(c);
+	note("Syncs before and after the end of a COPY answered as PostgreSQL does");
+}
+
 static const struct {
 	char id;
 	const char *name;
@@ -1482,6 +1546,7 @@ static const struct {
 	{ 'q', "invalid message type after login", sc_q, 20 },
 	{ 'r', "clients trickling their first Query hold no server", sc_r, 30 },
 	{ 's', "clients leave mid extended-protocol batch", sc_s, 30 },
+	{ 't', "Syncs around COPY FROM STDIN", sc_t, 30 },
 	{ 'z', "no server leaked from the pool", sc_z, 20 },
 };
 

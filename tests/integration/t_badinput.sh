@@ -66,6 +66,7 @@ pass "invalid message types cost no server ($connects_after connects before and 
 run_group "waiting client trickling tiny messages" p
 run_group "clients trickling a first Query" r
 run_group "clients leaving mid extended-protocol batch" s
+run_group "Syncs around COPY FROM STDIN" t
 
 # pgring is still up, logged the protocol errors, and is healthy
 alive "$POOLER_PID" || fail "pgring is no longer running"
