@@ -298,8 +298,12 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 		l->copy_in = true;
 		for (uint32_t i = 1; i < l->rq.n; i++) {
 			struct reply *r = &l->rq.r[(l->rq.head + i) & (l->rq.cap - 1)];
-			if (r->type != 'S' || r->kind != RP_PASS || (r->flags & RF_IGNORED))
+			if (r->flags & RF_COPY_END) {
+				l->copy_in = false;   /* the client has ended it already */
 				break;
+			}
+			if (r->type != 'S' || r->kind != RP_PASS || (r->flags & RF_IGNORED))
+				continue;
 			r->flags |= RF_IGNORED;
 			if (l->expect)
 				l->expect--;
@@ -307,7 +311,7 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 		return;
 	}
 	if ((h->type == 'E' || h->type == 'Q') && (t == 'C' || t == 'E'))
-		l->copy_in = false;
+		l->copy_in = l->copy_data = false;
 	if (t == 'E') {
 		if (h->kind == RP_PASS || h->type == 'P')
 			l->txn_error = true;
@@ -910,6 +914,13 @@ static void before_request(struct lease *l, uint8_t type)
 /* A whole request (P B D C E S Q) to the server. */
 static void send_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
 {
+	if (l->copy_data && msg[0] == 'S') {
+		/* whether the server reads it inside the COPY (and ignores it) or
+		 * after the COPY failed on a row before it (and answers it) cannot be
+		 * known here, so neither can the replies owed: refused */
+		client_fail(l->client, "08P01", "Sync between CopyData messages is not supported");
+		return;
+	}
 	if (l->copy_in && msg[0] == 'S') {
 		/* ignored by the server in COPY FROM STDIN: no answer comes */
 		if (l->expect)
@@ -935,17 +946,21 @@ static void send_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 	default:
 		send_bytes(l, msg, len, buf);
 	}
-	l->sent_unsynced = true;
+	if (msg[0] != 'Q')
+		l->sent_unsynced = true;
 }
 
 /* A streamed request (CopyData, CopyDone, CopyFail, Flush, FunctionCall)
  * begins; its bytes follow through send_bytes. */
 static void send_begin(struct lease *l, uint8_t type)
 {
+	LOGF(LOG_TRACE, l->client->conn.id, "to server %llu: %c (streamed)", (unsigned long long)l->server->conn.id, type);
+	if (type == 'd' && l->rq.n)
+		l->copy_data = true;
 	if (type == 'c' || type == 'f') {
 		/* the end of a COPY the server may not have announced yet: Syncs
 		 * behind it are answered (see the CopyInResponse in reply_done) */
-		l->copy_in = false;
+		l->copy_in = l->copy_data = false;
 		if (l->rq.n && rq_push(l, RP_PASS, type, NULL, NULL, RF_IGNORED | RF_COPY_END))
 			pump(l);
 	}
@@ -1098,6 +1113,7 @@ static void lease_close(struct lease *l)
 	struct client *cl = l->client;
 	struct pool_shard *ps = pool_shard(cl->conn.shard);
 	INVARIANT(!l->server && l->rq.n == 0 && !l->portal_fx && !l->unnamed_fx);
+	LOGF(LOG_TRACE, cl->conn.id, "lease over (expect %u)", l->expect);
 	heldq_drop(cl->conn.shard, &l->held);
 	heldq_drop(cl->conn.shard, &l->later);
 	cl->lease = NULL;
@@ -1262,7 +1278,7 @@ void lease_attach(struct lease *l, struct server *sv)
 	}
 	LOGF(LOG_DEBUG, cl->conn.id, "leased server %llu (backend pid %u)", (unsigned long long)sv->conn.id, sv->backend_pid);
 	l->clock = sv->stmts.clock;
-	l->skipping = l->need_sync = l->cur_hide = l->copy_in = false;
+	l->skipping = l->need_sync = l->cur_hide = l->copy_in = l->copy_data = false;
 	l->unnamed_here = false;
 	session_restore(cl, sv, NULL);
 	replay(l, &l->held);
@@ -1284,7 +1300,7 @@ static struct server *detach(struct lease *l)
 		proto_sql_free(l->unnamed_fx, 1);
 	free(l->unnamed_fx);
 	l->unnamed_fx = NULL;
-	l->skipping = l->need_sync = l->cur_hide = l->copy_in = false;
+	l->skipping = l->need_sync = l->cur_hide = l->copy_in = l->copy_data = false;
 	l->sending = l->unnamed_here = l->sent_unsynced = false;
 	sv->lease = NULL;
 	l->server = NULL;

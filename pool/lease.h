@@ -73,7 +73,8 @@ struct lease {
 	bool cur_hide;                             /* the reply streaming in is not for the client */
 	bool skipping;                             /* the server ignores requests until Sync */
 	bool need_sync;                            /* session state may differ from the client's */
-	bool copy_in;                              /* in COPY FROM STDIN started by an Execute: Syncs are ignored */
+	bool copy_in;                              /* in COPY FROM STDIN (CopyInResponse seen): Syncs are ignored */
+	bool copy_data;                            /* CopyData sent while replies were owed, no CopyDone/CopyFail since */
 	uint64_t clock;                            /* server's stmts.clock at attach: later uses are this lease's */
 	struct proto_sql_stmt *portal_fx;          /* what the unnamed portal's statement does */
 	struct proto_sql_stmt *unnamed_fx;         /* what the unnamed statement does to the session */
