@@ -1401,8 +1401,14 @@ static void ready_for_query(struct lease *l, uint8_t status)
 	cl->query_start_us = s->now_us;
 	if (l->expect)
 		l->expect--;
-	if (cl->state == CL_CLOSED)
-		return;   /* closing at the end of the batch: the record is straight for its reset */
+	if (cl->state == CL_CLOSED) {
+		/* closing at the end of the batch, with requests it had sent still
+		 * completing: what they did to the session stays in the server's
+		 * record for its reset (a SET committed after a statement-mode
+		 * client was refused its BEGIN went back with the server, unknown) */
+		session_ready(l, (char)status);
+		return;
+	}
 	if (status != 'I' && sv->pool->mode == POOL_STATEMENT) {
 		/* as PgBouncer: the server goes back after every statement, so a
 		 * transaction block cannot work; the release rolls it back */

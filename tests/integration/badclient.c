@@ -28,6 +28,8 @@
  *   r  2 x pool size clients stall mid-way through a first Query -> a normal query is answered at once
  *   t  Syncs around COPY FROM STDIN, all in one write (Execute, CopyFail, Sync; Query, Sync, CopyDone)
  *      -> PostgreSQL's answers and a query behind them answered; the pool serves on
+ *   u  (statement pooling only, not in the default set) BEGIN, a SET and COMMIT pipelined: the client is
+ *      refused at BEGIN, and the SET its server still committed is not handed on
  *   s  clients leave mid extended-protocol batch (after Execute and Flush, with half a Sync sent; after a
  *      Bind of a missing statement) -> what they never synced is not committed, the next client is served
  *   z  the pool is not leaking: pool-size concurrent transactions all get a server
@@ -1549,6 +1551,36 @@ static void sc_t(void)
 	note("Syncs before and after the end of a COPY answered as PostgreSQL does");
 }
 
+static void sc_u(void)
+{
+	int fd = login("statement mode pipeline", NULL);
+	struct out o = { 0 };
+	static const char *const sql[] = { "BEGIN", "SET search_path = nowhere", "COMMIT" };
+	for (int i = 0; i < 3; i++) {
+		size_t n = strlen(sql[i]) + 1;
+		o.b[o.n++] = 'Q';
+		set_u32(o.b + o.n, (uint32_t)(n + 4));
+		o.n += 4;
+		memcpy(o.b + o.n, sql[i], n);
+		o.n += n;
+	}
+	send_all(fd, o.b, o.n);   /* one write: all three reach the server */
+	struct msg m;
+	int rc;
+	bool refused = false;
+	while ((rc = read_msg(fd, &m, 5000)) == RD_OK)
+		if (m.type == 'E' && !strcmp(err_field(&m, 'C'), "08P01"))
+			refused = true;
+	if (!refused || rc == RD_TIMEOUT)
+		fail("pipelined BEGIN in statement mode: not refused with 08P01 (%s)", rc_name(rc));
+	close(fd);
+	PGconn *c = pq_connect();
+	for (int k = 0; k < 2 * opt_pool_size; k++)
+		pq_expect(c, "SHOW search_path", "\"$user\", public");
+	PQfinish(c);
+	note("the refused client's committed SET stayed with it");
+}
+
 static const struct {
 	char id;
 	const char *name;
@@ -1575,6 +1607,7 @@ static const struct {
 	{ 'r', "clients trickling their first Query hold no server", sc_r, 30 },
 	{ 's', "clients leave mid extended-protocol batch", sc_s, 30 },
 	{ 't', "Syncs around COPY FROM STDIN", sc_t, 30 },
+	{ 'u', "statement mode: pipelined BEGIN, SET, COMMIT", sc_u, 30 },
 	{ 'z', "no server leaked from the pool", sc_z, 20 },
 };
 
@@ -1614,8 +1647,8 @@ int main(int argc, char **argv)
 	check_alive();
 	int ran = 0;
 	for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
-		if (*want && !strchr(want, scenarios[i].id))
-			continue;
+		if (*want ? !strchr(want, scenarios[i].id) : scenarios[i].id == 'u')
+			continue;   /* u is for statement pooling: asked for by name */
 		static char label[80];
 		snprintf(label, sizeof label, "%c: %s", scenarios[i].id, scenarios[i].name);
 		cur_scenario = label;

@@ -112,5 +112,12 @@ assert_ne 0 "$?" "statement mode: a transaction block must fail"
 assert_contains "$out" "transaction blocks not allowed in statement pooling mode" "statement mode: the error says why"
 assert_eq 0 "$(qd "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND state LIKE 'idle in transaction%'")" "statement mode: no transaction left open"
 assert_eq 1 "$(q "SELECT 1")" "statement mode: next client fine"
+if ! is_pgbouncer; then
+	# BEGIN, SET and COMMIT in one write: the client is refused at BEGIN, its
+	# server runs the SET and the COMMIT anyway; the SET must not be handed on
+	out=$(timeout 60 "$HELPERS/badclient" -h 127.0.0.1 -p "$PORT" -U app -W app -d app -S 2 u 2>&1) ||
+		fail "statement mode: a pipelined block's SET: $out"
+	pass "statement mode: a refused pipelined block's SET is not handed on"
+fi
 stop_pgring
 pass "statement mode"
