@@ -3,6 +3,7 @@
  * that feeds inih, the key tables (type, default, range: the one place defaults
  * live), the connection strings of [databases] and [users], and auth_file parsing. */
 #include "core/config.h"
+#include "core/strbuf.h"
 #include "tls/tls.h"
 
 #include <ctype.h>
@@ -2089,4 +2090,76 @@ const char *config_auth_type_name(int type)
 	if (type < 0 || (size_t)type >= ARRAY_SIZE(auth_type_names))
 		return "unknown";
 	return auth_type_names[type];
+}
+
+/* ---- the settings as the admin console's SHOW CONFIG lists them ---- */
+
+/* Keys a reload does not change (the sockets, the shards and their rings are
+ * made once at start). */
+static bool restart_only(const char *name)
+{
+	static const char *const keys[] = {
+		"listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode", "shards", "shard_cpus",
+		"control_addr", "control_port", "ring_entries", "cq_entries", "client_bufs", "client_buf_size",
+		"server_bufs", "server_buf_size", "user", "pidfile", "so_reuseport", "syslog", "syslog_ident",
+		"syslog_facility",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		if (!strcmp(keys[i], name))
+			return true;
+	return false;
+}
+
+static void format_value(const struct key_def *k, const struct config *cfg, char *out, size_t n)
+{
+	const void *field = (const char *)cfg + k->off;
+	out[0] = 0;
+	switch (k->type) {
+	case KT_INT: case KT_SIZE: snprintf(out, n, "%d", *(const int *)field); break;
+	case KT_OCTAL: snprintf(out, n, "0%o", (unsigned)*(const int *)field); break;
+	case KT_TIME: snprintf(out, n, "%g", *(const double *)field); break;
+	case KT_BOOL: snprintf(out, n, "%d", *(const bool *)field ? 1 : 0); break;
+	case KT_STR: snprintf(out, n, "%s", *(char *const *)field ? *(char *const *)field : ""); break;
+	case KT_POOL_MODE: snprintf(out, n, "%s", config_pool_mode_name(*(const int *)field)); break;
+	case KT_AUTH_TYPE: snprintf(out, n, "%s", config_auth_type_name(*(const int *)field)); break;
+	case KT_TARGET: snprintf(out, n, "%s", config_target_name(*(const int *)field)); break;
+	case KT_SSLMODE: snprintf(out, n, "%s", config_sslmode_name(*(const int *)field)); break;
+	case KT_CPU_LIST:
+		for (int i = 0; i < cfg->n_shard_cpus; i++)
+			snprintf(out + strlen(out), n - strlen(out), "%s%d", i ? "," : "", cfg->shard_cpus[i]);
+		break;
+	default: break;
+	}
+}
+
+static bool listed_setting(const struct key_def *k)
+{
+	return k->type != KT_REFUSED && k->type != KT_NO_EFFECT && k->type != KT_IGNORED;
+}
+
+void config_settings(const struct config *cfg, struct strbuf *out)
+{
+	char value[1024];
+	for (size_t i = 0; i < ARRAY_SIZE(main_keys); i++) {
+		const struct key_def *k = &main_keys[i];
+		if (!listed_setting(k))
+			continue;
+		format_value(k, cfg, value, sizeof value);
+		/* a password is not shown, as PgBouncer hides none but has none here */
+		if (!strcmp(k->name, "health_check_password") && value[0])
+			snprintf(value, sizeof value, "********");
+		for (char *p = value; *p; p++)
+			if (*p == '\t' || *p == '\n')
+				*p = ' ';
+		strbuf_printf(out, "%s\t%s\t%s\t%s\n", k->name, value, k->def ? k->def : "",
+			      restart_only(k->name) ? "no" : "yes");
+	}
+}
+
+bool config_is_setting(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(main_keys); i++)
+		if (!strcasecmp(main_keys[i].name, name))
+			return true;
+	return false;
 }

@@ -296,4 +296,11 @@ int config_pool_size(const struct config *cfg, const struct config_db *db, const
 const char *config_pool_mode_name(int mode);
 const char *config_auth_type_name(int type);
 
+/* The [pgring] settings for the admin console's SHOW CONFIG, one a line:
+ * "key\tvalue\tdefault\tchangeable\n" (changeable: "yes" when a reload
+ * applies it; passwords masked). Keys pgring refuses or ignores are left out. */
+struct strbuf;
+void config_settings(const struct config *cfg, struct strbuf *out);
+bool config_is_setting(const char *name);   /* a [pgring] key, any case */
+
 #endif

@@ -58,6 +58,7 @@ struct stats_pool {
 	stat_t bytes_in, bytes_out;         /* from clients / to clients */
 	stat_t xact_time_us, query_time_us; /* total time in transactions / statements */
 	stat_t wait_time_us, wait_count;    /* time clients waited for a server */
+	stat_t server_assignments;          /* servers given to a client (PgBouncer's server_assignment_count) */
 	struct stats_hist query_hist, xact_hist, wait_hist; /* the same times, by bucket */
 	stat_t server_connects, server_connect_errors;
 	stat_t client_logins, client_login_errors;

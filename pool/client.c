@@ -15,6 +15,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/shard.h"
+#include "pool/admin.h"
 #include "pool/client.h"
 #include "pool/lease.h"
 #include "pool/listen.h"
@@ -405,6 +406,7 @@ static void client_free(struct client *cl)
 	INVARIANT(cl->state == CL_CLOSED && !cl->lease && !list_linked(&cl->wait));
 	list_del(&cl->all);
 	gauge_add(&s->stats->clients, -1);
+	admin_client_free(cl);
 	session_free(cl);
 	params_clear(&cl->params);
 	free(cl->lost_msg);
@@ -603,8 +605,17 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 	}
 	const struct config_cluster *cluster;
 	size_t base_len;
+	if (admin_console_db(cl->database)) {
+		if (!admin_startup(cl))   /* the admin console: authenticated as anyone, unless by peer */
+			begin_auth(cl);
+		return;
+	}
 	if (!config_resolve_db(s->cfg, cl->database, &cluster, &base_len)) {
 		client_fail(cl, "3D000", "no such database: %s", cl->database);
+		return;
+	}
+	if (admin_db_disabled(cl->database)) {
+		client_fail(cl, "55000", "database does not allow connections: %s", cl->database);
 		return;
 	}
 	begin_auth(cl);
@@ -840,6 +851,10 @@ static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
  * what a server of it reports at login. */
 static void login_ok(struct client *cl)
 {
+	if (cl->admin) {
+		admin_login(cl);
+		return;
+	}
 	struct pool *p = route_login_pool(cl);
 	if (!p) {
 		client_fail(cl, "53200", "cannot create pool for database \"%s\" user \"%s\"", cl->database, cl->user);
@@ -1056,6 +1071,8 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 	}
 	if (type == 'X')
 		return PROTO_WHOLE;
+	if (cl->admin)
+		return admin_begin(cl, type, len);
 	if (cl->state == CL_REPL)
 		return repl_client_begin(cl, type);
 	cl->drop_msg = false;
@@ -1106,6 +1123,8 @@ static bool client_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 		client_eof(cl, 0);
 		return false;
 	}
+	if (cl->admin)
+		return admin_whole(cl, msg, len);
 	if (cl->drop_msg)
 		return true;
 	if (cl->txn_failed) {

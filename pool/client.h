@@ -15,6 +15,7 @@
 #include "pool/stmt.h"
 #include "proto/auth.h"
 
+struct admin_conn;
 struct shard;
 struct pool;
 struct lease;
@@ -122,6 +123,7 @@ struct client {
 	/* routing (pool/route.c) */
 	uint8_t target;                            /* enum config_target asked at startup; 0: the database's */
 	uint8_t txn_target;                        /* where the transaction being started goes */
+	struct admin_conn *admin;                  /* a client of the admin console (pool/admin.h), else NULL */
 };
 
 /* Its framer's reassembly callbacks (conn_frame_alloc) take it as its conn. */

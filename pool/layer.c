@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "core/log.h"
+#include "pool/admin.h"
 #include "pool/client.h"
 #include "pool/lease.h"
 #include "pool/pool.h"
@@ -40,6 +41,9 @@ static void layer_message(struct shard *s, const struct shard_msg *m)
 	case POOL_MSG_ADOPT_SERVER:
 		pool_adopt_server(s, m->ptr);
 		break;
+	case POOL_MSG_ADMIN:
+		admin_message(s, m);
+		break;
 	default:
 		log_warning("unknown shard message %d", m->type);
 		break;
@@ -56,6 +60,7 @@ static void layer_tick(struct shard *s)
 	client_tick(s);
 	route_tick(s);
 	pool_tick(s);
+	admin_tick(s);
 }
 
 /* Clients with nothing in flight and no open block go now; the others once

@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/shard.h"
+#include "pool/admin.h"
 #include "pool/client.h"
 #include "pool/lease.h"
 #include "pool/listen.h"
@@ -329,6 +330,8 @@ static void launch(struct pool *p)
 /* Open servers while clients wait for more than are on their way. */
 static void launch_for_waiters(struct pool *p)
 {
+	if (admin_db_paused(p->db_name))
+		return;   /* PAUSE: waiters wait for RESUME, no server is opened for them */
 	int want = p->n_waiting + (!list_empty(&p->login) && !p->have_welcome ? 1 : 0);
 	while (p->n_connecting < want) {
 		int before = p->n_connecting;
@@ -346,6 +349,7 @@ static bool take(struct server *sv, struct client *cl)
 	if (cl->welcome_owed && !client_welcome_server(cl, sv))
 		return false;
 	sv->lease_us = p->shard->now_us;
+	stat_add(&p->stats->server_assignments, 1);
 	if (p->node) {
 		/* transactions routed to the node: this shard's own line, so no atomic add needed */
 		_Atomic uint64_t *routed = &p->node->shard[p->shard->id].routed;
@@ -379,7 +383,7 @@ void pool_request_server(struct client *cl)
 	}
 	if (p != cl->pool)
 		client_set_pool(cl, p);
-	struct server *sv = list_first(&p->idle, struct server, link);
+	struct server *sv = admin_db_paused(p->db_name) ? NULL : list_first(&p->idle, struct server, link);
 	if (sv) {
 		take(sv, cl);   /* if the client failed instead, the server stays idle */
 		return;
@@ -602,6 +606,10 @@ void pool_server_ready(struct server *sv)
 		server_close(sv, sv->close_when_idle ? "settings changed or session state lost" : "server_lifetime");
 		return;
 	}
+	if (admin_db_paused(p->db_name)) {
+		server_close(sv, "PAUSE (admin console)");   /* PgBouncer's PAUSE disconnects released servers */
+		return;
+	}
 	if (sv->txn_status != 'I' && !sv->hidden) {
 		/* never hand out a server inside a transaction, whoever left it there */
 		LOGF(LOG_WARNING, sv->conn.id, "server released inside a transaction: rolling back");
@@ -677,6 +685,7 @@ static void pool_housekeeping(struct pool *p)
 	const struct config *cfg = s->cfg;
 	uint64_t now = s->now_us;
 	/* idle servers: oldest idle are at the tail */
+	bool paused = admin_db_paused(p->db_name);
 	struct server *sv, *next;
 	list_for_each_safe(&p->idle, sv, next, link) {
 		int local_min = (atomic_load(&p->shared->min_size) + s->nshards - 1) / s->nshards;
@@ -689,6 +698,8 @@ static void pool_housekeeping(struct pool *p)
 			server_close(sv, "server_lifetime");
 		else if (s->draining)
 			server_close(sv, "shutting down");
+		else if (paused)
+			server_close(sv, "PAUSE (admin console)");
 		else if (others_wait(p))
 			migrate(sv);
 	}
@@ -703,7 +714,7 @@ static void pool_housekeeping(struct pool *p)
 	}
 	/* min_pool_size, spread over the shards */
 	int local_min = (atomic_load(&p->shared->min_size) + s->nshards - 1) / s->nshards;
-	if (p->have_welcome && !s->draining)
+	if (p->have_welcome && !s->draining && !paused)
 		while (p->n_idle + p->n_used < local_min && p->n_connecting < local_min) {
 			int before = p->n_connecting;
 			launch(p);

@@ -15,6 +15,7 @@
 #include "pool/params.h"
 #include "proto/auth.h"
 
+struct admin_shard;
 struct client;
 struct client_keys;
 struct config_db;
@@ -35,6 +36,7 @@ struct pool_shard {
 	struct client_keys *keys;                  /* cancel keys -> clients (pool/client.c) */
 	struct stmt_registry *stmts;               /* protocol-level prepared statements (pool/stmt.h) */
 	struct lease *free_leases;                 /* leases ended, kept with their room (pool/lease.c) */
+	struct admin_shard *admin;                 /* the admin console's posts to retry (pool/admin.c) */
 	uint64_t rng;                              /* xorshift state for weighted choices */
 };
 
@@ -45,6 +47,7 @@ enum pool_msg_type {
 	POOL_MSG_CANCEL = SHARD_MSG_UPPER,   /* a, b: the client's BackendKeyData */
 	POOL_MSG_WAKE,                       /* server budget was freed somewhere: retry waiting clients */
 	POOL_MSG_ADOPT_SERVER,               /* ptr: an idle struct server handed over by another shard */
+	POOL_MSG_ADMIN,                      /* ptr: an admin console job (pool/admin.c), a: its step */
 };
 
 /* The pool layer as the shard loop runs it (pool/layer.c). */

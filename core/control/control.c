@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +33,16 @@ static struct timespec started_at;
 static struct topology *current;
 static struct topology *retired[MAX_RETIRED];
 static int nretired;
+static const char *config_file;
+
+/* Calls from the shards (control_call): a queue per shard, published once
+ * made, and an eventfd in the poll set that a call writes to. */
+struct control_call_item {
+	void (*fn)(void *arg);
+	void *arg;
+};
+static struct queue *_Atomic call_inbox;
+static int call_fd = -1;
 
 uint64_t control_topology_version(void) { return atomic_load(&topo_version); }
 bool control_shutting_down(void) { return atomic_load(&shutting_down); }
@@ -133,7 +144,7 @@ static void warn_restart_only(const struct config *old, const struct config *new
 		log_warning("shards/shard_cpus changes take effect at restart");
 }
 
-static void reload(const char *path)
+static int reload(const char *path)
 {
 	char err[512];
 	struct config *cfg;
@@ -143,12 +154,12 @@ static void reload(const char *path)
 	daemon_notify("READY=1");   /* reloaded or not, it serves on */
 	if (rc) {
 		log_error("reload failed, keeping the running configuration: %s", err);
-		return;
+		return -1;
 	}
 	if (!room_to_retire()) {
 		log_error("reload refused: shards have not adopted earlier configurations yet");
 		config_free(cfg);
-		return;
+		return -1;
 	}
 	struct topology *t = NULL;
 	if (dns_configure(cfg) < 0 || health_configure(cfg) < 0 || !(t = make_topology(cfg, current->version + 1))) {
@@ -156,16 +167,64 @@ static void reload(const char *path)
 		dns_configure(current->cfg);
 		health_configure(current->cfg);
 		config_free(cfg);
-		return;
+		return -1;
 	}
 	warn_restart_only(current->cfg, cfg);
 	publish(t);
 	log_notice("configuration reloaded (version %llu)", (unsigned long long)t->version);
+	return 0;
+}
+
+int control_reload(void) { return reload(config_file); }
+
+bool control_call(int from, void (*fn)(void *arg), void *arg)
+{
+	struct queue *q = atomic_load_explicit(&call_inbox, memory_order_acquire);
+	struct control_call_item it = { fn, arg };
+	if (!q || from < 0 || from >= shard_count() || !queue_push(&q[from], &it))
+		return false;
+	uint64_t one = 1;
+	ssize_t w = write(call_fd, &one, sizeof one);
+	(void)w;
+	return true;
+}
+
+/* The queues exist before the loop polls them; a shard that calls earlier is
+ * told to try again. */
+static void calls_open(void)
+{
+	int n = shard_count();
+	struct queue *q = calloc((size_t)n, sizeof *q);
+	call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	for (int i = 0; q && i < n; i++)
+		if (queue_init(&q[i], 64, sizeof(struct control_call_item))) {
+			free(q);   /* the ones made leak; a process out of memory at start */
+			q = NULL;
+		}
+	if (q && call_fd >= 0)
+		atomic_store_explicit(&call_inbox, q, memory_order_release);
+	else
+		log_warning("admin console: no calls to the control thread (out of memory)");
+}
+
+static void calls_run(void)
+{
+	struct queue *q = atomic_load_explicit(&call_inbox, memory_order_relaxed);
+	if (!q)
+		return;
+	uint64_t v;
+	ssize_t r = read(call_fd, &v, sizeof v);
+	(void)r;
+	struct control_call_item it;
+	for (int i = 0; i < shard_count(); i++)
+		while (queue_pop(&q[i], &it))
+			it.fn(it.arg);
 }
 
 int control_run(struct config *cfg, const char *config_path)
 {
 	(void)cfg;
+	config_file = config_path;
 	clock_gettime(CLOCK_MONOTONIC, &started_at);
 	sigset_t set;
 	sigemptyset(&set);
@@ -203,11 +262,12 @@ int control_run(struct config *cfg, const char *config_path)
 		   current->cfg->listen_addr ? current->cfg->listen_addr : "-", current->cfg->listen_port, ctl,
 		   health_count(), health_count() == 1 ? "" : "s");
 	daemon_notify("READY=1\nSTATUS=serving");
+	calls_open();
 	int status = 0;
-	int maxfds = 1 + HTTP_MAX_POLLFDS + health_count() + CONFIG_MAX_NODES * 4;
+	int maxfds = 2 + HTTP_MAX_POLLFDS + health_count() + CONFIG_MAX_NODES * 4;
 	struct pollfd *fds = NULL;
 	while (shard_running() > 0) {
-		int want = 1 + HTTP_MAX_POLLFDS + health_count();
+		int want = 2 + HTTP_MAX_POLLFDS + health_count();
 		if (!fds || want > maxfds) {
 			maxfds = want > maxfds ? want : maxfds;
 			struct pollfd *f = realloc(fds, (size_t)maxfds * sizeof *f);
@@ -221,8 +281,10 @@ int control_run(struct config *cfg, const char *config_path)
 		int n = 1, nhttp = 0;
 		if (http)
 			n += nhttp = http_pollfds(http, fds + 1, HTTP_MAX_POLLFDS);
-		int nhealth = health_pollfds(fds + n, maxfds - n);
+		int nhealth = health_pollfds(fds + n, maxfds - n - 1);
 		n += nhealth;
+		if (call_fd >= 0)
+			fds[n++] = (struct pollfd){ .fd = call_fd, .events = POLLIN };
 		int timeout = 500;
 		int t = http ? http_next_timeout(http) : -1;
 		if (t >= 0 && t < timeout)
@@ -239,6 +301,7 @@ int control_run(struct config *cfg, const char *config_path)
 		bool moved = dns_process();   /* first: the checks use its addresses */
 		if (health_process(fds + 1 + nhttp, nhealth) || moved)
 			topology_changed();
+		calls_run();
 		struct signalfd_siginfo si;
 		while (read(sfd, &si, sizeof si) == sizeof si) {
 			switch (si.ssi_signo) {

@@ -21,4 +21,13 @@ bool control_shutting_down(void);
 double control_uptime(void);        /* seconds since start */
 const char *control_version(void);  /* "pgring 0.1.0" */
 
+/* Run fn(arg) on the control thread, from shard `from`'s thread (the admin
+ * console asks it what only it knows, and to reload). One queue per shard;
+ * false when it is full or the control loop has not started yet: try later.
+ * fn answers the shard itself (shard_post from control). */
+bool control_call(int from, void (*fn)(void *arg), void *arg);
+/* On the control thread: reload the configuration as SIGHUP does; 0 when
+ * the new one is in force, -1 when the running one was kept (logged why). */
+int control_reload(void);
+
 #endif
