@@ -1,0 +1,612 @@
+/* tests/integration/faultproxy.c: a userspace TCP proxy that puts network faults
+ * between pgring and PostgreSQL, for t_faults (this machine's kernel has no
+ * sch_netem, so `tc qdisc ... netem` is not available).
+ *
+ *   faultproxy -l LISTEN_PORT -t TARGET_PORT -c CONTROL_PORT [-T TARGET_HOST] [-v]
+ *
+ * Every connection accepted on 127.0.0.1:LISTEN_PORT gets its own connection to
+ * TARGET_HOST:TARGET_PORT (default 127.0.0.1); bytes go both ways in the chunks
+ * read (at most 64 kB), at most 256 kB queued per direction (reading stops
+ * there, so back-pressure reaches the sender as it would through a router).
+ * "up" is pgring -> server, "down" is server -> pgring.
+ *
+ * Control: one command per connection to 127.0.0.1:CONTROL_PORT, one line in,
+ * one line out ("ok ..." or "err ..."), e.g. from bash over /dev/tcp:
+ *   delay MS             every chunk waits MS ms before it is sent on, each way
+ *                        (a one-way latency; 0 ends it)
+ *   stall up|down|both   a partition that heals: the direction(s) named are no
+ *                        longer read or written (bytes already read wait);
+ *                        with both stalled, new connections are accepted and
+ *                        held, not connected to the target, until heal
+ *   blackhole            a partition that never heals for what it catches: every
+ *                        open connection and every one accepted until heal is
+ *                        frozen for good (never read, written or closed by the
+ *                        proxy; when pgring closes its side the server side is
+ *                        closed too, so PostgreSQL's backend ends)
+ *   heal                 ends stall, blackhole and refuse (not delay); held
+ *                        connections connect now; frozen ones stay frozen
+ *   reset                every connection is closed with a RST on both sides
+ *   refuse on|off        new connections are closed with a RST when accepted
+ *   stats                ok conns=N open=N held=N frozen=N accepted=N
+ *                        up_bytes=N down_bytes=N queued=N
+ *   quit                 exit
+ *
+ * What this cannot do, being above TCP: lose, reorder or duplicate packets
+ * (each side's kernel talks to the proxy's kernel, which acknowledges
+ * everything it receives), or make TCP itself time out: a partition here is
+ * silence on a connection whose TCP peer is alive, so keepalives and
+ * TCP_USER_TIMEOUT would never fire (pgring has neither yet anyway). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAXC 8192
+#define QMAX (256 * 1024)
+#define CHUNK (64 * 1024)
+#define MAXCTL 16
+
+struct chunk {
+	struct chunk *next;
+	uint64_t due_us;
+	size_t len, off;
+	unsigned char data[];
+};
+
+struct dir {
+	struct chunk *head, *tail;
+	size_t queued;
+	bool in_eof;   /* the source sent FIN */
+	bool out_shut; /* FIN passed on */
+	bool want_out; /* a send hit EAGAIN: poll for POLLOUT */
+};
+
+enum cstate { C_FREE, C_HELD, C_CONNECTING, C_OPEN, C_FROZEN };
+
+struct cn {
+	enum cstate state;
+	int fd[2];       /* 0: pgring's side, 1: the server's side */
+	struct dir d[2]; /* d[0]: fd[0] -> fd[1] (up), d[1]: fd[1] -> fd[0] (down) */
+	int pi[2];       /* poll indices, -1 when not polled */
+	unsigned long id;
+};
+
+struct ctl {
+	int fd;
+	size_t n;
+	char buf[256];
+};
+
+static struct cn conns[MAXC];
+static struct ctl ctls[MAXCTL];
+static int nconns_hi; /* highest used index + 1 */
+static struct sockaddr_in target;
+static int verbose;
+
+static uint64_t delay_us;
+static bool stalled[2], blackhole, refuse;
+static unsigned long n_accepted, next_id = 1;
+static unsigned long long bytes[2];
+
+static void logv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logv(const char *fmt, ...)
+{
+	if (!verbose)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("faultproxy: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "faultproxy: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int listen_on(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die("socket");
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0)
+		die("bind");
+	if (listen(fd, 4096) < 0)
+		die("listen");
+	return fd;
+}
+
+/* Close with a RST (SO_LINGER 0), or plainly. */
+static void close_fd(int *fd, bool rst)
+{
+	if (*fd < 0)
+		return;
+	if (rst) {
+		struct linger lg = { 1, 0 };
+		setsockopt(*fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	}
+	close(*fd);
+	*fd = -1;
+}
+
+static void free_queue(struct dir *d)
+{
+	struct chunk *c = d->head;
+	while (c) {
+		struct chunk *n = c->next;
+		free(c);
+		c = n;
+	}
+	memset(d, 0, sizeof *d);
+}
+
+static void conn_close(struct cn *c, bool rst, const char *why)
+{
+	logv("conn %lu closed (%s%s)", c->id, why, rst ? ", RST" : "");
+	close_fd(&c->fd[0], rst);
+	close_fd(&c->fd[1], rst);
+	free_queue(&c->d[0]);
+	free_queue(&c->d[1]);
+	c->state = C_FREE;
+}
+
+/* Start the connection to the target; false if it failed at once. */
+static bool conn_connect(struct cn *c)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		conn_close(c, true, "socket failed");
+		return false;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->fd[1] = fd;
+	if (connect(fd, (struct sockaddr *)&target, sizeof target) == 0) {
+		c->state = C_OPEN;
+		return true;
+	}
+	if (errno == EINPROGRESS) {
+		c->state = C_CONNECTING;
+		return true;
+	}
+	conn_close(c, true, "connect failed");
+	return false;
+}
+
+static void do_accept(int lfd)
+{
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+				logv("accept: %s", strerror(errno));
+			return;
+		}
+		n_accepted++;
+		if (refuse) {
+			close_fd(&fd, true);
+			continue;
+		}
+		int i;
+		for (i = 0; i < MAXC && conns[i].state != C_FREE; i++)
+			;
+		if (i == MAXC) {
+			close_fd(&fd, true);
+			continue;
+		}
+		struct cn *c = &conns[i];
+		memset(c, 0, sizeof *c);
+		c->fd[0] = fd;
+		c->fd[1] = -1;
+		c->id = next_id++;
+		if (i + 1 > nconns_hi)
+			nconns_hi = i + 1;
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (blackhole) {
+			c->state = C_FROZEN;
+			logv("conn %lu accepted into the blackhole", c->id);
+		} else if (stalled[0] && stalled[1]) {
+			c->state = C_HELD;
+			logv("conn %lu accepted and held (partition)", c->id);
+		} else {
+			conn_connect(c);
+			logv("conn %lu accepted", c->id);
+		}
+	}
+}
+
+/* Read what fd[k] has into d[k]'s queue; false if the pair was closed. */
+static bool conn_read(struct cn *c, int k, uint64_t now)
+{
+	static unsigned char buf[CHUNK];
+	struct dir *d = &c->d[k];
+	while (!d->in_eof && d->queued < QMAX) {
+		size_t want = QMAX - d->queued < CHUNK ? QMAX - d->queued : CHUNK;
+		ssize_t n = recv(c->fd[k], buf, want, MSG_DONTWAIT);
+		if (n > 0) {
+			struct chunk *ch = malloc(sizeof *ch + (size_t)n);
+			if (!ch)
+				die("malloc");
+			ch->next = NULL;
+			ch->due_us = now + delay_us;
+			ch->len = (size_t)n;
+			ch->off = 0;
+			memcpy(ch->data, buf, (size_t)n);
+			if (d->tail)
+				d->tail->next = ch;
+			else
+				d->head = ch;
+			d->tail = ch;
+			d->queued += (size_t)n;
+			bytes[k] += (unsigned long long)n;
+			continue;
+		}
+		if (n == 0) {
+			d->in_eof = true;
+			break;
+		}
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			break;
+		if (errno == EINTR)
+			continue;
+		/* a reset: pass it on */
+		conn_close(c, true, k ? "server side reset" : "pgring side reset");
+		return false;
+	}
+	return true;
+}
+
+/* Send d[k]'s due chunks to fd[1-k]; false if the pair was closed. */
+static bool conn_flush(struct cn *c, int k, uint64_t now)
+{
+	struct dir *d = &c->d[k];
+	if (stalled[k])
+		return true;
+	while (d->head && d->head->due_us <= now) {
+		struct chunk *ch = d->head;
+		ssize_t n = send(c->fd[1 - k], ch->data + ch->off, ch->len - ch->off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				d->want_out = true;
+				return true;
+			}
+			conn_close(c, true, k ? "send to pgring failed" : "send to server failed");
+			return false;
+		}
+		d->want_out = false;
+		ch->off += (size_t)n;
+		d->queued -= (size_t)n;
+		if (ch->off == ch->len) {
+			d->head = ch->next;
+			if (!d->head)
+				d->tail = NULL;
+			free(ch);
+		}
+	}
+	if (d->in_eof && !d->head && !d->out_shut) {
+		shutdown(c->fd[1 - k], SHUT_WR);
+		d->out_shut = true;
+	}
+	if (c->d[0].out_shut && c->d[1].out_shut) {
+		conn_close(c, false, "both sides done");
+		return false;
+	}
+	return true;
+}
+
+static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(int fd, const char *fmt, ...)
+{
+	char out[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(out, sizeof out - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof out - 2)
+		n = (int)sizeof out - 2;
+	out[n++] = '\n';
+	ssize_t w = write(fd, out, (size_t)n);
+	(void)w;
+}
+
+static void heal_held(void)
+{
+	for (int i = 0; i < nconns_hi; i++)
+		if (conns[i].state == C_HELD)
+			conn_connect(&conns[i]);
+}
+
+static void command(int fd, char *line)
+{
+	char *nl = strpbrk(line, "\r\n");
+	if (nl)
+		*nl = 0;
+	char arg[64] = "";
+	char cmd[32] = "";
+	if (sscanf(line, "%31s %63s", cmd, arg) < 1) {
+		reply(fd, "err empty command");
+		return;
+	}
+	logv("control: %s", line);
+	if (strcmp(cmd, "delay") == 0) {
+		char *end;
+		long ms = strtol(arg, &end, 10);
+		if (!*arg || *end || ms < 0 || ms > 600000) {
+			reply(fd, "err delay MS");
+			return;
+		}
+		delay_us = (uint64_t)ms * 1000;
+		reply(fd, "ok delay %ld ms", ms);
+	} else if (strcmp(cmd, "stall") == 0) {
+		bool up = strcmp(arg, "up") == 0, down = strcmp(arg, "down") == 0, both = strcmp(arg, "both") == 0;
+		if (!up && !down && !both) {
+			reply(fd, "err stall up|down|both");
+			return;
+		}
+		stalled[0] = up || both;
+		stalled[1] = down || both;
+		reply(fd, "ok stall %s", arg);
+	} else if (strcmp(cmd, "blackhole") == 0) {
+		int n = 0;
+		blackhole = true;
+		for (int i = 0; i < nconns_hi; i++) {
+			struct cn *c = &conns[i];
+			if (c->state == C_HELD || c->state == C_CONNECTING || c->state == C_OPEN) {
+				c->state = C_FROZEN;
+				n++;
+			}
+		}
+		reply(fd, "ok blackhole (%d connections frozen)", n);
+	} else if (strcmp(cmd, "heal") == 0) {
+		stalled[0] = stalled[1] = blackhole = refuse = false;
+		heal_held();
+		reply(fd, "ok healed");
+	} else if (strcmp(cmd, "reset") == 0) {
+		int n = 0;
+		for (int i = 0; i < nconns_hi; i++)
+			if (conns[i].state != C_FREE) {
+				conn_close(&conns[i], true, "reset command");
+				n++;
+			}
+		reply(fd, "ok reset %d", n);
+	} else if (strcmp(cmd, "refuse") == 0) {
+		if (strcmp(arg, "on") && strcmp(arg, "off")) {
+			reply(fd, "err refuse on|off");
+			return;
+		}
+		refuse = strcmp(arg, "on") == 0;
+		reply(fd, "ok refuse %s", arg);
+	} else if (strcmp(cmd, "stats") == 0) {
+		int n[5] = { 0 };
+		size_t q = 0;
+		for (int i = 0; i < nconns_hi; i++) {
+			n[conns[i].state]++;
+			q += conns[i].d[0].queued + conns[i].d[1].queued;
+		}
+		reply(fd, "ok conns=%d open=%d held=%d frozen=%d accepted=%lu up_bytes=%llu down_bytes=%llu queued=%zu",
+		      n[C_HELD] + n[C_CONNECTING] + n[C_OPEN] + n[C_FROZEN], n[C_OPEN], n[C_HELD], n[C_FROZEN],
+		      n_accepted, bytes[0], bytes[1], q);
+	} else if (strcmp(cmd, "quit") == 0) {
+		reply(fd, "ok bye");
+		exit(0);
+	} else {
+		reply(fd, "err unknown command %s", cmd);
+	}
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: faultproxy -l LISTEN_PORT -t TARGET_PORT -c CONTROL_PORT [-T TARGET_HOST] [-v]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	int lport = 0, tport = 0, cport = 0, opt;
+	const char *thost = "127.0.0.1";
+	while ((opt = getopt(argc, argv, "l:t:c:T:v")) != -1) {
+		switch (opt) {
+		case 'l': lport = atoi(optarg); break;
+		case 't': tport = atoi(optarg); break;
+		case 'c': cport = atoi(optarg); break;
+		case 'T': thost = optarg; break;
+		case 'v': verbose++; break;
+		default: usage();
+		}
+	}
+	if (lport <= 0 || tport <= 0 || cport <= 0 || lport > 65535 || tport > 65535 || cport > 65535)
+		usage();
+	target.sin_family = AF_INET;
+	target.sin_port = htons((uint16_t)tport);
+	if (inet_pton(AF_INET, thost, &target.sin_addr) != 1) {
+		fprintf(stderr, "faultproxy: -T takes an IPv4 address\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	int lfd = listen_on(lport), cfd = listen_on(cport);
+	for (int i = 0; i < MAXCTL; i++)
+		ctls[i].fd = -1;
+	printf("faultproxy: 127.0.0.1:%d -> %s:%d, control on 127.0.0.1:%d\n", lport, thost, tport, cport);
+	fflush(stdout);
+
+	static struct pollfd pfd[2 + MAXCTL + 2 * MAXC];
+	for (;;) {
+		uint64_t now = now_us();
+		int np = 0, timeout = -1;
+		pfd[np++] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		pfd[np++] = (struct pollfd){ .fd = cfd, .events = POLLIN };
+		int ctl_base = np;
+		for (int i = 0; i < MAXCTL; i++)
+			pfd[np++] = (struct pollfd){ .fd = ctls[i].fd, .events = POLLIN };
+		for (int i = 0; i < nconns_hi; i++) {
+			struct cn *c = &conns[i];
+			c->pi[0] = c->pi[1] = -1;
+			if (c->state == C_FREE)
+				continue;
+			short ev[2] = { 0, 0 };
+			switch (c->state) {
+			case C_HELD:
+				ev[0] = POLLRDHUP;
+				break;
+			case C_FROZEN:
+				ev[0] = POLLRDHUP;
+				if (c->fd[1] >= 0)
+					ev[1] = POLLRDHUP;
+				break;
+			case C_CONNECTING:
+				ev[0] = POLLRDHUP;
+				ev[1] = POLLOUT;
+				break;
+			case C_OPEN:
+				for (int k = 0; k < 2; k++) {
+					struct dir *d = &c->d[k];
+					if (stalled[k])
+						continue;
+					if (!d->in_eof && d->queued < QMAX)
+						ev[k] |= POLLIN;
+					if (d->head) {
+						if (d->head->due_us > now) {
+							int ms = (int)((d->head->due_us - now + 999) / 1000);
+							if (timeout < 0 || ms < timeout)
+								timeout = ms;
+						} else if (d->want_out) {
+							ev[1 - k] |= POLLOUT;
+						} else {
+							timeout = 0;
+						}
+					}
+				}
+				break;
+			case C_FREE:
+				break;
+			}
+			/* a socket with nothing asked of it is left out (poll would report a
+			 * hang-up on it over and over, e.g. a reset during a stall) */
+			for (int k = 0; k < 2; k++) {
+				c->pi[k] = np;
+				pfd[np++] = (struct pollfd){ .fd = ev[k] ? c->fd[k] : -1, .events = ev[k] };
+			}
+		}
+		int r = poll(pfd, (nfds_t)np, timeout);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll");
+		}
+		now = now_us();
+		for (int i = 0; i < nconns_hi; i++) {
+			struct cn *c = &conns[i];
+			if (c->state == C_FREE || c->pi[0] < 0)
+				continue;
+			short re0 = pfd[c->pi[0]].revents, re1 = pfd[c->pi[1]].revents;
+			switch (c->state) {
+			case C_HELD:
+				if (re0 & (POLLRDHUP | POLLHUP | POLLERR))
+					conn_close(c, false, "pgring left while held");
+				break;
+			case C_FROZEN:
+				if (re0 & (POLLRDHUP | POLLHUP | POLLERR))
+					conn_close(c, false, "pgring left a frozen connection");
+				else if (re1 & (POLLRDHUP | POLLHUP | POLLERR))
+					close_fd(&c->fd[1], false); /* pgring is not told */
+				break;
+			case C_CONNECTING:
+				if (re0 & (POLLRDHUP | POLLHUP | POLLERR)) {
+					conn_close(c, false, "pgring left while connecting");
+				} else if (re1) {
+					int err = 0;
+					socklen_t len = sizeof err;
+					getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &err, &len);
+					if (err) {
+						logv("conn %lu: connect: %s", c->id, strerror(err));
+						conn_close(c, true, "connect failed");
+					} else {
+						c->state = C_OPEN;
+					}
+				}
+				break;
+			case C_OPEN: {
+				short re[2] = { re0, re1 };
+				bool ok = true;
+				for (int k = 0; k < 2 && ok; k++)
+					if (!stalled[k] && (re[k] & (POLLIN | POLLHUP | POLLERR)))
+						ok = conn_read(c, k, now);
+				for (int k = 0; k < 2 && ok; k++)
+					ok = conn_flush(c, k, now);
+				break;
+			}
+			case C_FREE:
+				break;
+			}
+		}
+		if (pfd[0].revents)
+			do_accept(lfd);
+		if (pfd[1].revents) {
+			int fd;
+			while ((fd = accept4(cfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+				int i;
+				for (i = 0; i < MAXCTL && ctls[i].fd >= 0; i++)
+					;
+				if (i == MAXCTL) {
+					close(fd);
+					continue;
+				}
+				ctls[i].fd = fd;
+				ctls[i].n = 0;
+			}
+		}
+		for (int i = 0; i < MAXCTL; i++) {
+			struct ctl *t = &ctls[i];
+			if (t->fd < 0 || !pfd[ctl_base + i].revents)
+				continue;
+			ssize_t n = read(t->fd, t->buf + t->n, sizeof t->buf - 1 - t->n);
+			if (n > 0) {
+				t->n += (size_t)n;
+				t->buf[t->n] = 0;
+				if (!strchr(t->buf, '\n') && t->n < sizeof t->buf - 1)
+					continue;
+				command(t->fd, t->buf);
+			} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+				continue;
+			} else if (t->n > 0) {
+				command(t->fd, t->buf); /* a last line without a newline */
+			}
+			close(t->fd);
+			t->fd = -1;
+		}
+		/* healing may have made held connections connect (heal_held) or unstalled queues: the next
+		 * round's poll covers them; trim the high-water mark */
+		while (nconns_hi > 0 && conns[nconns_hi - 1].state == C_FREE)
+			nconns_hi--;
+	}
+}
