@@ -151,6 +151,12 @@ static void send_out(struct client *cl, struct proto_out *o)
 
 static void close_later(struct client *cl);
 
+/* A server's message to the client is part way out: nothing may go between. */
+static bool mid_reply(const struct client *cl)
+{
+	return cl->lease && cl->lease->server && cl->lease->reply_passing && cl->lease->reply_left;
+}
+
 /* Send an error and close. */
 void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
 {
@@ -166,9 +172,16 @@ void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
 	proto_out_init(&o, mem, sizeof mem);
 	proto_error(&o, "FATAL", sqlstate, "%s", msg);
 	/* a client that has its session server's FATAL already gets nothing more:
-	 * a direct connection ends there */
-	if (!cl->conn.eof && !cl->server_fatal_relayed)
-		send_out(cl, &o);
+	 * a direct connection ends there; one in the middle of a server's message
+	 * gets it after that message */
+	if (!cl->conn.eof && !cl->server_fatal_relayed) {
+		if (!mid_reply(cl))
+			send_out(cl, &o);
+		else if (!o.overflow && (cl->fatal_deferred = malloc(o.len))) {
+			memcpy(cl->fatal_deferred, o.p, o.len);
+			cl->fatal_deferred_len = (uint32_t)o.len;
+		}
+	}
 	LOGF(LOG_INFO, cl->conn.id, "closing client: %s (%s)", msg, sqlstate);
 	close_later(cl);
 }
@@ -372,9 +385,23 @@ static void client_eof(struct client *cl, int err)
 	close_later(cl);
 }
 
+/* The FATAL that waited for the end of a server's message. */
+static void send_deferred_fatal(struct client *cl)
+{
+	if (cl->fatal_deferred && !conn_queue(&cl->conn, cl->fatal_deferred, cl->fatal_deferred_len, PROTO_BUF_NONE))
+		LOGF(LOG_INFO, cl->conn.id, "its FATAL could not be queued");
+	free(cl->fatal_deferred);
+	cl->fatal_deferred = NULL;
+}
+
 /* Give back its server and close the socket once our last bytes are out. */
 static void finish_close(struct client *cl)
 {
+	if (mid_reply(cl)) {
+		cl->close_deferred = true;   /* client_reply_done brings it back */
+		return;
+	}
+	send_deferred_fatal(cl);   /* the message it waited for ended in this batch */
 	lease_client_gone(cl);
 	repl_client_gone(cl);
 	listen_client_gone(cl);
@@ -388,6 +415,15 @@ static void finish_close(struct client *cl)
 		     cl->database, (double)(shard_of(cl)->now_us - cl->connect_us) / 1e6);
 	proto_framer_reset(&cl->conn.fr, &client_ops, cl);
 	conn_close(&cl->conn);
+}
+
+void client_reply_done(struct client *cl)
+{
+	if (!cl->close_deferred)
+		return;   /* finish_close has not run yet: it sends the FATAL */
+	cl->close_deferred = false;
+	send_deferred_fatal(cl);
+	list_append(&pool_shard(shard_of(cl))->closing, &cl->wait);   /* closed at the end of this batch */
 }
 
 void client_close_pending(struct shard *s)
@@ -408,6 +444,7 @@ static void client_free(struct client *cl)
 	gauge_add(&s->stats->clients, -1);
 	admin_client_free(cl);
 	session_free(cl);
+	free(cl->fatal_deferred);
 	params_clear(&cl->params);
 	free(cl->lost_msg);
 	free(cl->scram);
@@ -1243,6 +1280,12 @@ void client_drained(struct client *cl)
 void client_server_lost(struct client *cl, const char *sqlstate, const char *why, uint32_t owed, bool unsynced)
 {
 	struct pool *p = cl->pool;
+	if (cl->close_deferred || cl->fatal_deferred) {   /* the rest of that message will not come */
+		free(cl->fatal_deferred);
+		cl->fatal_deferred = NULL;
+		client_reply_done(cl);
+		return;
+	}
 	bool session = p && p->mode == POOL_SESSION;
 	if (session && cl->server_fatal_relayed && cl->state != CL_CLOSED) {
 		/* it has its server's FATAL already, as a direct client would */
@@ -1358,6 +1401,11 @@ void client_tick(struct shard *s)
 				client_fail(cl, "08P01", "query_wait_timeout");
 			break;
 		case CL_CLOSED:
+			if (cl->close_deferred && age > CLOSE_DRAIN_US) {
+				/* the message it waits for does not end: cut it short */
+				cl->lease->reply_passing = false;
+				client_reply_done(cl);
+			}
 			/* closing, but the peer does not take our last bytes: cut it off */
 			if (age > CLOSE_DRAIN_US && cl->conn.fd >= 0 && !cl->conn.eof) {
 				LOGF(LOG_INFO, cl->conn.id, "client does not read its last messages: dropping them");

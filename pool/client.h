@@ -101,6 +101,9 @@ struct client {
 	bool nq_lost;                              /* some were dropped (over max_pending_bytes) */
 	bool nq_warned;                            /* told of the listener's loss (pool/listen.c) */
 	bool terminating;                          /* sent Terminate */
+	bool close_deferred;                       /* closed while a server's reply to it was mid-message */
+	uint8_t *fatal_deferred;                   /* its FATAL, sent once that message is out */
+	uint32_t fatal_deferred_len;
 	uint8_t negotiated;                        /* NEG_SSL, NEG_GSS: encryption requests answered */
 	bool tls_asked;                            /* answered S: TLS starts after this receive */
 	bool is_unix;                              /* came through the unix socket */
@@ -148,6 +151,8 @@ void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
  * an open block is failed until the client ends it; its session goes on. */
 void client_server_lost(struct client *cl, const char *sqlstate, const char *why, uint32_t owed, bool unsynced);
 void client_drained(struct client *cl);           /* back-pressure: its socket drained */
+/* A closed client's last server message is all out: its close goes on. */
+void client_reply_done(struct client *cl);
 /* Close it once its last bytes are out, with a log line and nothing sent. */
 void client_close_quietly(struct client *cl, const char *why);
 /* A cancel request for one of this shard's clients; tail: the rest of a

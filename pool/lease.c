@@ -215,6 +215,8 @@ int lease_reply_begin(struct lease *l, uint8_t type, uint32_t len)
 	if (type == 'D' || type == 'd' || ((type == 'N' || type == 'A' || type == 'V') && !small)) {
 		struct reply *h = rq_head(l);
 		l->cur_hide = h && h->kind == RP_HIDE && type != 'A';
+		l->reply_passing = !l->cur_hide && l->client->state != CL_CLOSED;
+		l->reply_left = len;
 		return PROTO_STREAM;
 	}
 	l->cur_hide = false;
@@ -1474,9 +1476,17 @@ void lease_reply_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 void lease_reply_bytes(struct lease *l, const uint8_t *p, uint32_t n, uint32_t buf)
 {
 	struct client *cl = l->client;
-	if (l->cur_hide || cl->state == CL_CLOSED)
+	bool pass = l->reply_passing;
+	l->reply_left -= n < l->reply_left ? n : l->reply_left;
+	if (!l->reply_left)
+		l->reply_passing = false;
+	if (!pass)
 		return;
+	/* a message begun goes out whole, even to a client closed meanwhile:
+	 * its close (and FATAL) waits for the end (client_reply_done) */
 	stat_add(&l->server->pool->stats->bytes_out, n);
 	if (!conn_queue(&cl->conn, p, n, buf))
 		oom(cl);
+	if (!l->reply_left && cl->state == CL_CLOSED)
+		client_reply_done(cl);
 }

@@ -71,6 +71,8 @@ struct lease {
 	uint32_t later_expect;                     /* ReadyForQuery messages owed for `later` */
 	/* the server's side */
 	bool cur_hide;                             /* the reply streaming in is not for the client */
+	bool reply_passing;                        /* ... it is, and it was begun: it goes out whole */
+	uint32_t reply_left;                       /* bytes of the streamed reply still to come */
 	bool skipping;                             /* the server ignores requests until Sync */
 	bool need_sync;                            /* session state may differ from the client's */
 	bool copy_in;                              /* in COPY FROM STDIN (CopyInResponse seen): Syncs are ignored */

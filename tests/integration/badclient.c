@@ -30,6 +30,8 @@
  *      -> PostgreSQL's answers and a query behind them answered; the pool serves on
  *   u  (statement pooling only, not in the default set) BEGIN, a SET and COMMIT pipelined: the client is
  *      refused at BEGIN, and the SET its server still committed is not handed on
+ *   v  an invalid message sent while a row near max_packet_size streams to the client -> the row arrives whole, then
+ *      FATAL 08P01, then the close (nothing is cut inside a message)
  *   s  clients leave mid extended-protocol batch (after Execute and Flush, with half a Sync sent; after a
  *      Bind of a missing statement) -> what they never synced is not committed, the next client is served
  *   z  the pool is not leaking: pool-size concurrent transactions all get a server
@@ -212,6 +214,8 @@ static void md5_response(const char *user, const char *pass, const uint8_t salt[
 
 /* ---- sockets ---- */
 
+static int small_rcvbuf;   /* SO_RCVBUF for the next connections (0: the default) */
+
 static int tcp_connect(void)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
@@ -224,6 +228,8 @@ static int tcp_connect(void)
 		fail("socket: %s", strerror(errno));
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (small_rcvbuf)   /* before connect, so the window stays small */
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small_rcvbuf, sizeof small_rcvbuf);
 	if (connect(fd, res->ai_addr, res->ai_addrlen) < 0)
 		fail("cannot connect to pgring at %s:%d: %s", opt_host, opt_port, strerror(errno));
 	freeaddrinfo(res);
@@ -1581,6 +1587,59 @@ static void sc_u(void)
 	note("the refused client's committed SET stayed with it");
 }
 
+static void sc_v(void)
+{
+	/* a small receive buffer and a row near max_packet_size: the row is
+	 * still streaming through pgring when the invalid message comes */
+	small_rcvbuf = 4096;
+	int fd = login("invalid message mid-row", NULL);
+	small_rcvbuf = 0;
+	char big[64];
+	snprintf(big, sizeof big, "SELECT repeat('x', %ld)", opt_max_packet - 4096);
+	send_query(fd, big);
+	uint8_t hdr[5];
+	static uint8_t chunk[65536];
+	size_t sent_bad_at = 0;
+	bool row = false, fatal = false;
+	int rc;
+	for (;;) {
+		if ((rc = read_exact(fd, hdr, 5, 10000)) != RD_OK)
+			break;
+		uint32_t len = ((uint32_t)hdr[1] << 24 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 8 | hdr[4]) - 4;
+		if (fatal)
+			fail("message '%c' after the FATAL", hdr[0]);
+		if (hdr[0] == 'E') {
+			if (len > sizeof chunk || (rc = read_exact(fd, chunk, len, 5000)) != RD_OK)
+				fail("reading the ErrorResponse: %s", rc_name(rc));
+			struct msg m = { .type = 'E', .len = len, .body = chunk };
+			if (strcmp(err_field(&m, 'S'), "FATAL") || strcmp(err_field(&m, 'C'), "08P01"))
+				fail("expected FATAL 08P01, got %s %s %s", err_field(&m, 'S'), err_field(&m, 'C'),
+				     err_field(&m, 'M'));
+			fatal = true;
+			continue;
+		}
+		size_t got = 0;
+		while (got < len) {
+			size_t want = len - got < sizeof chunk ? len - got : sizeof chunk;
+			if ((rc = read_exact(fd, chunk, want, 10000)) != RD_OK)
+				fail("message '%c' of %u bytes cut short after %zu: %s", hdr[0], len, got, rc_name(rc));
+			got += want;
+			if (hdr[0] == 'D' && !sent_bad_at && got >= 65536) {
+				send_typed(fd, 'z', NULL, 0);   /* an invalid type, mid-row */
+				sent_bad_at = got;
+			}
+		}
+		row |= hdr[0] == 'D';
+	}
+	if (rc == RD_TIMEOUT)
+		fail("no close after the FATAL");
+	if (!row || !fatal)
+		fail("the row (%d) and then FATAL 08P01 (%d) expected", row, fatal);
+	close(fd);
+	note("invalid message after %zu bytes of a %ld-byte row: the row arrived whole, then FATAL 08P01", sent_bad_at,
+	     opt_max_packet - 4096);
+}
+
 static const struct {
 	char id;
 	const char *name;
@@ -1608,6 +1667,7 @@ static const struct {
 	{ 's', "clients leave mid extended-protocol batch", sc_s, 30 },
 	{ 't', "Syncs around COPY FROM STDIN", sc_t, 30 },
 	{ 'u', "statement mode: pipelined BEGIN, SET, COMMIT", sc_u, 30 },
+	{ 'v', "invalid message while a row streams", sc_v, 60 },
 	{ 'z', "no server leaked from the pool", sc_z, 20 },
 };
 
