@@ -46,47 +46,61 @@ static const char *skip_ws(const char *p)
 	return p;
 }
 
-/* A word at p: bare [0-9A-Za-z_]+ (PgBouncer's regex is case-insensitive) or
- * "double quoted" with "" for a quote. Copied unquoted into out; NULL when
- * there is none there, *toolong when it does not fit. */
-static const char *word(const char *p, char *out, size_t cap, bool *toolong)
+/* A string quoted with q at p (q doubled for itself), copied unquoted into
+ * out; NULL when unterminated, *toolong when it does not fit, *len its length. */
+static const char *quoted(const char *p, char q, char *out, size_t cap, bool *toolong, size_t *len)
 {
 	size_t n = 0;
-	if (*p == '"') {
-		const char *s = p + 1;
-		for (;;) {
-			if (!*s)
-				return NULL;
-			if (*s == '"') {
-				if (s[1] != '"')
-					break;
-				s++;
-			}
-			if (n + 1 < cap)
-				out[n] = *s;
-			n++;
+	const char *s = p + 1;
+	for (;;) {
+		if (!*s)
+			return NULL;
+		if (*s == q) {
+			if (s[1] != q)
+				break;
 			s++;
 		}
-		if (n == 0)
-			return NULL;   /* ([^"]+|"")* with at least... PgBouncer's "" is an empty word: refuse it */
-		if (n >= cap)
-			*toolong = true;
-		out[n < cap ? n : cap - 1] = 0;
-		return s + 1;
-	}
-	const char *s = p;
-	while (isalnum((unsigned char)*s) || *s == '_')
+		if (n + 1 < cap)
+			out[n] = *s;
+		n++;
 		s++;
-	if (s == p)
+	}
+	if (n >= cap)
+		*toolong = true;
+	out[n < cap ? n : cap - 1] = 0;
+	*len = n;
+	return s + 1;
+}
+
+/* The characters from p to end, copied into out (cut to cap, *toolong). */
+static const char *bare(const char *p, const char *end, char *out, size_t cap, bool *toolong)
+{
+	if (end == p)
 		return NULL;
-	n = (size_t)(s - p);
+	size_t n = (size_t)(end - p);
 	if (n >= cap) {
 		*toolong = true;
 		n = cap - 1;
 	}
 	memcpy(out, p, n);
 	out[n] = 0;
-	return s;
+	return end;
+}
+
+/* A word at p: bare [0-9A-Za-z_]+ (PgBouncer's regex is case-insensitive) or
+ * "double quoted" with "" for a quote. Copied unquoted into out; NULL when
+ * there is none there, *toolong when it does not fit. */
+static const char *word(const char *p, char *out, size_t cap, bool *toolong)
+{
+	if (*p == '"') {
+		size_t n;
+		const char *end = quoted(p, '"', out, cap, toolong, &n);
+		return n ? end : NULL;   /* PgBouncer's "" is an empty word: refused */
+	}
+	const char *s = p;
+	while (isalnum((unsigned char)*s) || *s == '_')
+		s++;
+	return bare(p, s, out, cap, toolong);
 }
 
 /* The end of a command: blanks, an optional `;` and blanks. */
@@ -102,42 +116,16 @@ static bool at_end(const char *p)
  * which wants quotes for them) a bare number or path such as 1.5 or /tmp. */
 static const char *set_value(const char *p, char *out, size_t cap, bool *toolong)
 {
-	size_t n = 0;
 	if (*p == '\'') {
-		const char *s = p + 1;
-		for (;;) {
-			if (!*s)
-				return NULL;
-			if (*s == '\'') {
-				if (s[1] != '\'')
-					break;
-				s++;
-			}
-			if (n + 1 < cap)
-				out[n] = *s;
-			n++;
-			s++;
-		}
-		if (n >= cap)
-			*toolong = true;
-		out[n < cap ? n : cap - 1] = 0;
-		return s + 1;
+		size_t n;
+		return quoted(p, '\'', out, cap, toolong, &n);
 	}
 	if (*p == '"')
 		return word(p, out, cap, toolong);
 	const char *s = p;
 	while (*s && !is_ws(*s) && *s != ';' && *s != '\'' && *s != '"')
 		s++;
-	if (s == p)
-		return NULL;
-	n = (size_t)(s - p);
-	if (n >= cap) {
-		*toolong = true;
-		n = cap - 1;
-	}
-	memcpy(out, p, n);
-	out[n] = 0;
-	return s;
+	return bare(p, s, out, cap, toolong);
 }
 
 static int fail(char *err, size_t errlen, char sqlstate[6], const char *state, const char *fmt, const char *q)
