@@ -1020,15 +1020,27 @@ static void failed_txn_message(struct client *cl, uint8_t type, const uint8_t *m
 	uint8_t mem[1024];
 	struct proto_out o;
 	proto_out_init(&o, mem, sizeof mem);
-	bool rollback = type == 'Q' && len > 5 && msg && proto_sql_ends_block((const char *)msg + 5, strnlen((const char *)msg + 5, len - 5));
-	if (cl->lost_msg && type != 'S' && type != 'H' && !rollback) {
+	const char *sql = msg ? (const char *)msg + 5 : NULL;
+	size_t sql_len = type == 'Q' && len > 5 && msg ? strnlen(sql, len - 5) : 0;
+	bool rollback = sql_len && proto_sql_ends_block(sql, sql_len);
+	/* a COMMIT that has not heard why its transaction is gone fails with that
+	 * reason and ends the block, as a COMMIT PostgreSQL cannot carry out: the
+	 * ROLLBACK tag PostgreSQL gives a COMMIT of a failed block is taken for
+	 * success by clients that check only for an error */
+	bool commit = cl->lost_msg && rollback && proto_sql_commits_block(sql, sql_len);
+	if (cl->lost_msg && type != 'S' && type != 'H' && (!rollback || commit)) {
 		/* the first thing it hears is why its transaction is gone */
 		proto_error(&o, "ERROR", cl->lost_state, "%s", cl->lost_msg);
 		free(cl->lost_msg);
 		cl->lost_msg = NULL;
 		cl->failed_error_sent = true;
-		if (type == 'Q')
+		if (commit) {
+			proto_ready(&o, 'I');
+			cl->txn_failed = false;
+			cl->in_txn = false;
+		} else if (type == 'Q') {
 			proto_ready(&o, 'E');
+		}
 		send_out(cl, &o);
 		return;
 	}

@@ -790,6 +790,17 @@ bool proto_sql_ends_block(const char *sql, size_t len)
 	return block_end_stmt(&l, t) && lexes_to_end(&l);
 }
 
+bool proto_sql_commits_block(const char *sql, size_t len)
+{
+	struct proto_sqllex l;
+	proto_sqllex_init(&l, sql, len);
+	struct proto_sqllex_tok t;
+	do
+		t = proto_sqllex_next(&l);
+	while (is_op(&t, ';'));
+	return (is_kw(&t, "commit") || is_kw(&t, "end")) && block_end_stmt(&l, t) && lexes_to_end(&l);
+}
+
 /* The statement that starts with first is DISCARD ALL or RESET ALL, all of it.
  * Reads the statement to its end either way. */
 static bool reset_stmt(struct proto_sqllex *l, struct proto_sqllex_tok first)

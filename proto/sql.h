@@ -66,6 +66,8 @@ bool proto_sql_plain(const char *sql, size_t len);
  * CHAIN or the PREPARED forms. False when the string does not lex (an
  * unterminated quote or comment): the server runs none of it. */
 bool proto_sql_ends_block(const char *sql, size_t len);
+/* The same, when that statement is COMMIT or END (it asks for a commit). */
+bool proto_sql_commits_block(const char *sql, size_t len);
 
 /* True when a statement of the string is DISCARD ALL or RESET ALL (quotes and
  * comments respected: SELECT 'discard all' is not); false when it does not lex. */

@@ -395,6 +395,28 @@ Test(sql_ends_block, does_not_end)
 		cr_expect_not(ends(no[i]), "[%s] does not end the block", no[i]);
 }
 
+Test(sql_ends_block, commits)
+{
+	static const char *yes[] = {
+		"COMMIT", "commit;", "Commit Work", "COMMIT TRANSACTION AND NO CHAIN", "END", "end transaction",
+		";; COMMIT", "  -- c\n COMMIT /* x */", "COMMIT; SELECT 1",
+	};
+	static const char *no[] = {
+		"ROLLBACK", "abort", "ROLLBACK; COMMIT", "COMMIT AND CHAIN", "COMMIT PREPARED 'gid'",
+		"SELECT 1; COMMIT", "-- COMMIT", "COMMIT x", "COMMIT; SELECT 'x", "ENDING",
+	};
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		char *b = exact(yes[i], strlen(yes[i]));
+		cr_expect(proto_sql_commits_block(b, strlen(yes[i])), "[%s] commits the block", yes[i]);
+		free(b);
+	}
+	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+		char *b = exact(no[i], strlen(no[i]));
+		cr_expect_not(proto_sql_commits_block(b, strlen(no[i])), "[%s] does not commit the block", no[i]);
+		free(b);
+	}
+}
+
 Test(sql_ends_block, length_bounds)
 {
 	cr_expect(proto_sql_ends_block("ROLLBACK TO x", 8), "only ROLLBACK is inside the length");
