@@ -42,21 +42,35 @@ void conn_on_connect(struct conn *c, int res)
 }
 
 void conn_exchange(struct shard *s, struct shard_call *call, int fd, const struct sockaddr *addr, socklen_t alen,
-		   void *msg, uint32_t n)
+		   void *msg, uint32_t n, const struct __kernel_timespec *limit)
 {
-	struct io_uring_sqe *sqe[3];
-	shard_sqes(s, sqe, 3);   /* a linked chain must not be split across submissions */
-	/* No IOSQE_CQE_SKIP_SUCCESS on the first two: when a request with it fails,
+	struct io_uring_sqe *sqe[5];
+	unsigned k = 0;
+	shard_sqes(s, sqe, limit ? 5 : 3);   /* a linked chain must not be split across submissions */
+	/* No IOSQE_CQE_SKIP_SUCCESS on the steps: when a request with it fails,
 	 * the kernel omits the CQEs of the rest of the chain, and call->done would
-	 * never run. */
-	io_uring_prep_connect(sqe[0], fd, addr, alen);
-	sqe[0]->flags |= IOSQE_IO_LINK;
-	io_uring_sqe_set_data64(sqe[0], SHARD_OP_IGNORE);
-	io_uring_prep_send(sqe[1], fd, msg, n, MSG_NOSIGNAL);
-	sqe[1]->flags |= IOSQE_IO_LINK;
-	io_uring_sqe_set_data64(sqe[1], SHARD_OP_IGNORE);
-	io_uring_prep_recv(sqe[2], fd, msg, n, 0);
-	io_uring_sqe_set_data64(sqe[2], shard_ud(call, SHARD_OP_CALL));
+	 * never run. A link timeout bounds the step before it (the connect, which
+	 * a silent network holds for minutes, and the wait for the close, which a
+	 * peer that accepts and never answers holds for ever) and lets the chain go
+	 * on when that step ends in time. */
+	io_uring_prep_connect(sqe[k], fd, addr, alen);
+	sqe[k]->flags |= IOSQE_IO_LINK;
+	io_uring_sqe_set_data64(sqe[k++], SHARD_OP_IGNORE);
+	if (limit) {
+		io_uring_prep_link_timeout(sqe[k], (struct __kernel_timespec *)limit, 0);
+		sqe[k]->flags |= IOSQE_IO_LINK;
+		io_uring_sqe_set_data64(sqe[k++], SHARD_OP_IGNORE);
+	}
+	io_uring_prep_send(sqe[k], fd, msg, n, MSG_NOSIGNAL);
+	sqe[k]->flags |= IOSQE_IO_LINK;
+	io_uring_sqe_set_data64(sqe[k++], SHARD_OP_IGNORE);
+	io_uring_prep_recv(sqe[k], fd, msg, n, 0);
+	io_uring_sqe_set_data64(sqe[k], shard_ud(call, SHARD_OP_CALL));
+	if (limit) {
+		sqe[k++]->flags |= IOSQE_IO_LINK;
+		io_uring_prep_link_timeout(sqe[k], (struct __kernel_timespec *)limit, 0);
+		io_uring_sqe_set_data64(sqe[k], SHARD_OP_IGNORE);
+	}
 }
 
 void conn_unhold(struct conn *c)

@@ -88,12 +88,15 @@ struct conn {
 
 /* One exchange on a socket of its own (a cancel request): connect fd to addr,
  * send the n bytes at msg, then wait for the peer to close (msg is reused as
- * the receive buffer). The three steps are one linked chain in one submission;
- * call->done gets the last step's result. addr and msg must stay valid until
- * then; fd is the caller's to close. */
+ * the receive buffer). The steps are one linked chain in one submission;
+ * call->done gets the last step's result. limit (NULL: none) bounds the
+ * connect and the wait for the close, each: a step that outlasts it ends the
+ * chain with -ECANCELED. addr, msg and limit must stay valid until done; fd is
+ * the caller's to close. */
 struct shard_call;
+struct __kernel_timespec;
 void conn_exchange(struct shard *s, struct shard_call *call, int fd, const struct sockaddr *addr, socklen_t alen,
-		   void *msg, uint32_t n);
+		   void *msg, uint32_t n, const struct __kernel_timespec *limit);
 
 /* The owner object of type `type` whose member `conn` is c. */
 #define conn_owner(c, type) ((type *)(void *)((char *)(c) - offsetof(type, conn)))

@@ -493,6 +493,23 @@ static void track_parameter(struct server *sv, const uint8_t *msg, uint32_t len)
 		client_fail(sv->lease->client, "53200", "out of memory");
 }
 
+/* The [databases] entry's connect_query runs once on each new server of a
+ * pool, before any client gets it (as in PgBouncer); its results are dropped
+ * and an error it raises is logged, otherwise ignored (PgBouncer's documented
+ * rule). Replication and listening connections skip it. */
+static bool start_connect_query(struct server *sv)
+{
+	const char *q = sv->pool->db->connect_query;
+	if (!q || !*q || sv->replication || sv->listener)
+		return false;
+	if (!server_queue_query(sv, q)) {
+		login_failed(sv, "53200", "out of memory sending connect_query");
+		return true;
+	}
+	sv->connect_query_sent = true;
+	return true;
+}
+
 static void login_message(struct server *sv, const uint8_t *msg, uint32_t len)
 {
 	switch (msg[0]) {
@@ -511,11 +528,19 @@ static void login_message(struct server *sv, const uint8_t *msg, uint32_t len)
 	case 'E': {
 		struct proto_error_fields f;
 		proto_parse_error(msg + 5, len - 5, &f);
-		login_failed(sv, *f.sqlstate ? f.sqlstate : "08P01", f.message);
+		if (!sv->connect_query_sent) {
+			login_failed(sv, *f.sqlstate ? f.sqlstate : "08P01", f.message);
+			break;
+		}
+		/* PgBouncer's documented rule: logged, otherwise ignored */
+		LOGF(LOG_WARNING, sv->conn.id, "connect_query failed: %s (%s); the server is used anyway", f.message,
+		     f.sqlstate);
 		break;
 	}
 	case 'Z':
 		sv->txn_status = len >= 6 ? (char)msg[5] : 'I';
+		if (!sv->connect_query_sent && start_connect_query(sv))
+			break;   /* the server is ready once it has run */
 		LOGF(LOG_DEBUG, sv->conn.id, "server login done, backend pid %u", sv->backend_pid);
 		if (sv->replication)
 			repl_server_ready(sv);
@@ -843,6 +868,8 @@ struct cancel_req {
 	struct shard_call call;
 	struct server *sv;
 	int fd;
+	uint64_t start_us;
+	struct __kernel_timespec limit;   /* server_connect_timeout (15 s when 0) */
 	uint8_t msg[16];
 };
 
@@ -864,11 +891,18 @@ void server_send_cancel(struct server *sv)
 	proto_cancel_request(&o, sv->backend_pid, sv->backend_key);
 	cr->call.done = cancel_done;
 	cr->sv = sv;
+	cr->start_us = shard_now_us();
+	/* without a bound, a peer that accepts and never closes (a stopped
+	 * postmaster, a black-holing middlebox) would hold the server and this
+	 * socket for the process's life */
+	double limit = s->cfg->server_connect_timeout > 0 ? s->cfg->server_connect_timeout : 15;
+	cr->limit.tv_sec = (long long)limit;
+	cr->limit.tv_nsec = (long long)((limit - (double)cr->limit.tv_sec) * 1e9);
 	sv->cancel_pending = true;
 	conn_hold(&sv->conn);   /* keeps the server object alive until the cancel is out */
 	/* done once the server closed its end, so the cancel has landed before
 	 * the server can be handed to another client */
-	conn_exchange(s, &cr->call, cr->fd, (struct sockaddr *)&sv->addr, sv->addrlen, cr->msg, sizeof cr->msg);
+	conn_exchange(s, &cr->call, cr->fd, (struct sockaddr *)&sv->addr, sv->addrlen, cr->msg, sizeof cr->msg, &cr->limit);
 	LOGF(LOG_INFO, sv->conn.id, "forwarding cancel request to backend %u", sv->backend_pid);
 }
 
@@ -876,7 +910,12 @@ static void cancel_done(struct shard_call *call, int res)
 {
 	struct cancel_req *cr = (struct cancel_req *)call;
 	struct server *sv = cr->sv;
-	(void)res;
+	if (res < 0) {
+		uint64_t took = shard_now_us() - cr->start_us;
+		LOGF(LOG_WARNING, sv->conn.id, "cancel request to backend %u %s after %.1f s", sv->backend_pid,
+		     took + 50000 >= (uint64_t)cr->limit.tv_sec * 1000000 + (uint64_t)cr->limit.tv_nsec / 1000
+			     ? "not confirmed (no close from the server)" : "failed", (double)took / 1e6);
+	}
 	close(cr->fd);
 	free(cr);
 	sv->cancel_pending = false;

@@ -48,6 +48,7 @@ struct server {
 	bool ready_once;                           /* finished its login at some point */
 	bool cancel_pending;                       /* a cancel request to it is on its way */
 	bool tls_asked;                            /* SSLRequest sent, its answer not read yet */
+	bool connect_query_sent;                   /* login done, the entry's connect_query running */
 	uint8_t replication;                       /* enum repl_mode: a replication client's own server */
 	struct client *repl_client;                /* that client, while it is there */
 	bool listener;                             /* its pool's listening connection (pool/listen.h) */

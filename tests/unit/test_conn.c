@@ -1241,7 +1241,7 @@ Test(conn, exchange_is_one_chain_even_on_a_full_sq_and_ends_at_the_peers_close)
 	struct exchange x = { .call.done = exchange_done };
 	char msg[16] = "cancel 12345678";
 	fill_sq_but(s, 2);
-	conn_exchange(s, &x.call, fd, (struct sockaddr *)&sa, sizeof sa, msg, sizeof msg);
+	conn_exchange(s, &x.call, fd, (struct sockaddr *)&sa, sizeof sa, msg, sizeof msg, NULL);
 	cr_expect_eq(io_uring_sq_ready(&s->ring), 3, "the chain was split");
 	int peer = harness_accept(s, lfd, 1000);
 	cr_assert_geq(peer, 0);
@@ -1265,12 +1265,80 @@ Test(conn, exchange_with_no_listener_reports_one_failure)
 	int fd = unix_socket();
 	struct exchange x = { .call.done = exchange_done };
 	char msg[16] = "cancel";
-	conn_exchange(s, &x.call, fd, (struct sockaddr *)&sa, sizeof sa, msg, sizeof msg);
+	conn_exchange(s, &x.call, fd, (struct sockaddr *)&sa, sizeof sa, msg, sizeof msg, NULL);
 	cr_assert(harness_run_until(s, exchange_over, &x, 1000));
 	harness_run_for(s, 10);
 	cr_expect_eq(x.ndone, 1);
 	cr_expect_lt(x.res, 0, "res %d", x.res);   /* -ECANCELED: the chain broke at the connect */
 	close(fd);
+}
+
+/* A peer that accepts, reads the request and never closes (a stopped
+ * postmaster, a black hole): the limit ends the wait, after the send went out. */
+Test(conn, exchange_with_a_limit_ends_when_the_peer_never_closes)
+{
+	int lfd = harness_listen_unix(h, 5995);
+	struct sockaddr_un sa = unix_addr(harness_path(h, ".s.PGSQL.5995"));
+	int fd = unix_socket();
+	struct exchange x = { .call.done = exchange_done };
+	char msg[16] = "cancel 87654321";
+	struct __kernel_timespec limit = { .tv_nsec = 200 * 1000000 };
+	fill_sq_but(s, 4);
+	conn_exchange(s, &x.call, fd, (struct sockaddr *)&sa, sizeof sa, msg, sizeof msg, &limit);
+	cr_expect_eq(io_uring_sq_ready(&s->ring), 5, "the chain was split");
+	uint64_t t0 = shard_now_us();
+	int peer = harness_accept(s, lfd, 1000);
+	cr_assert_geq(peer, 0);
+	char got[16];
+	cr_assert_eq(harness_read_all(s, peer, got, sizeof got, 1000), sizeof got, "the send after the timed connect did not run");
+	cr_expect_eq(memcmp(got, "cancel 87654321", 16), 0);
+	cr_assert(harness_run_until(s, exchange_over, &x, 2000));
+	uint64_t took = shard_now_us() - t0;
+	harness_run_for(s, 10);
+	cr_expect_eq(x.ndone, 1);
+	cr_expect_eq(x.res, -ECANCELED, "res %d", x.res);
+	cr_expect_geq(took, 150000, "ended before the limit: %llu us", (unsigned long long)took);
+	cr_expect_lt(took, 1000000, "took %llu us", (unsigned long long)took);
+	close(peer);
+	close(fd);
+	close(lfd);
+}
+
+/* A connect that cannot complete (a listener whose backlog is full): the limit
+ * ends it, and nothing is sent. */
+Test(conn, exchange_with_a_limit_ends_a_connect_that_hangs)
+{
+	const char *path = harness_path(h, ".s.PGSQL.5994");
+	struct sockaddr_un sa = unix_addr(path);
+	int lfd = unix_socket();
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+	cr_assert_eq(listen(lfd, 0), 0);
+	int fill[4], nfill = 0;
+	for (; nfill < 4; nfill++) {   /* fill the backlog: the next connect waits */
+		fill[nfill] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (connect(fill[nfill], (struct sockaddr *)&sa, sizeof sa) < 0) {
+			cr_assert_eq(errno, EAGAIN, "errno %d", errno);
+			close(fill[nfill]);
+			break;
+		}
+	}
+	cr_assert_lt(nfill, 4, "the backlog never filled");
+	int fd = unix_socket();
+	struct exchange x = { .call.done = exchange_done };
+	char msg[16] = "cancel";
+	struct __kernel_timespec limit = { .tv_nsec = 200 * 1000000 };
+	uint64_t t0 = shard_now_us();
+	conn_exchange(s, &x.call, fd, (struct sockaddr *)&sa, sizeof sa, msg, sizeof msg, &limit);
+	cr_assert(harness_run_until(s, exchange_over, &x, 2000), "the connect was not bounded");
+	uint64_t took = shard_now_us() - t0;
+	harness_run_for(s, 10);
+	cr_expect_eq(x.ndone, 1);
+	cr_expect_eq(x.res, -ECANCELED, "res %d", x.res);
+	cr_expect_geq(took, 150000, "ended before the limit: %llu us", (unsigned long long)took);
+	close(fd);
+	for (int i = 0; i < nfill; i++)
+		close(fill[i]);
+	close(lfd);
 }
 
 /* ---- the loop ---- */
