@@ -19,7 +19,7 @@ TOOL_BIN := $(TOOL_SRC:%.c=$(BUILD)/%)
 
 PGRING_BIN ?= $(BUILD)/pgring
 
-.PHONY: all test unit integration run bench test-asan setup clean fuzz fuzz-build fuzz-regress
+.PHONY: all test unit integration run bench test-asan setup clean fuzz fuzz-build fuzz-regress fuzz-libfuzzer
 
 all: $(BUILD)/pgring $(TOOL_BIN)
 	@if [ "$(BUILD)" = build ]; then ln -sf build/pgring pgring; fi
@@ -109,9 +109,14 @@ fuzz-build: $(FUZZ_BIN)
 
 # Every target for FUZZ_TIME seconds, one after the other (make fuzz FUZZ_TIME=600
 # FUZZ_TARGETS="frame sql"); stops at the first finding, whose input libFuzzer
-# writes to build-fuzz/crash-*.
+# writes to build-fuzz/crash-*. Then the protocol fuzzer's long run against the
+# binary (fuzz-protocol below; FUZZ_PROTOCOL=0 leaves it out).
 FUZZ_TARGETS ?= $(FUZZ_NAMES)
-fuzz: fuzz-build
+FUZZ_PROTOCOL ?= 1
+fuzz: fuzz-libfuzzer
+	@if [ "$(FUZZ_PROTOCOL)" = 1 ]; then $(MAKE) fuzz-protocol; fi
+
+fuzz-libfuzzer: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 		echo "fuzz: $$t for $(FUZZ_TIME) s"; \
 		mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
