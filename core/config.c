@@ -3,6 +3,7 @@
  * that feeds inih, the key tables (type, default, range: the one place defaults
  * live), the connection strings of [databases] and [users], and auth_file parsing. */
 #include "core/config.h"
+#include "core/hba.h"
 #include "core/strbuf.h"
 #include "tls/tls.h"
 
@@ -94,6 +95,7 @@ static const struct key_def main_keys[] = {
 	CFG_(unix_socket_mode, KT_OCTAL, "0777", 0, 07777, 0),
 	CFG_(auth_type, KT_AUTH_TYPE, "md5", 0, 0, 0),
 	K_STR(auth_file, NULL),
+	K_STR(auth_hba_file, NULL),
 	CFG_(pool_mode, KT_POOL_MODE, "session", 0, 0, 0),
 	K_INT(default_pool_size, "20", 0, INT_MAX),
 	K_INT(min_pool_size, "0", 0, INT_MAX),
@@ -176,7 +178,7 @@ static const struct key_def main_keys[] = {
 	K_TLS_STR(server_tls_ciphers, "default", NULL),
 	K_STR(server_tls13_ciphers, NULL),
 	/* PgBouncer security settings pgring does not implement: errors */
-	K_REFUSED(auth_hba_file), K_REFUSED(auth_ident_file), K_REFUSED(auth_query),
+	K_REFUSED(auth_ident_file), K_REFUSED(auth_query),
 	K_REFUSED(auth_user), K_REFUSED(auth_dbname), K_REFUSED(auth_ldap_options),
 	{ "disable_pqexec", KT_REFUSED, F_OFF_OK, 0, NULL, 0, 0, NULL }, /* its SQL injection guard */
 	/* PgBouncer settings known but not implemented yet */
@@ -258,10 +260,10 @@ static const char *const pool_mode_names[] = {
 static const char *const auth_type_names[] = {
 	[AUTH_TRUST] = "trust", [AUTH_ANY] = "any", [AUTH_PLAIN] = "plain",
 	[AUTH_MD5] = "md5", [AUTH_SCRAM] = "scram-sha-256", [AUTH_CERT] = "cert",
-	[AUTH_SCRAM_PLUS] = "scram-sha-256-plus",
+	[AUTH_SCRAM_PLUS] = "scram-sha-256-plus", [AUTH_HBA] = "hba",
 };
 /* PgBouncer auth types pgring rejects rather than silently weakening security. */
-static const char *const auth_types_later[] = { "hba", "pam", "ldap" };
+static const char *const auth_types_later[] = { "pam", "ldap" };
 static const char *const target_names[] = {
 	[TARGET_PRIMARY] = "primary", [TARGET_REPLICA] = "replica", [TARGET_ANY] = "any",
 };
@@ -727,7 +729,7 @@ static int set_enum(const struct key_def *k, int *field, const char *v, char *ms
 	if (k->type == KT_AUTH_TYPE && lookup(auth_types_later, ARRAY_SIZE(auth_types_later), v) >= 0)
 		snprintf(msg, len, "auth_type '%s' is not supported yet", v);
 	else if (k->type == KT_AUTH_TYPE)
-		snprintf(msg, len, "auth_type: unknown value '%s' (trust, any, plain, md5, scram-sha-256, cert)", v);
+		snprintf(msg, len, "auth_type: unknown value '%s' (trust, any, plain, md5, scram-sha-256, cert, hba)", v);
 	else
 		snprintf(msg, len, "pool_mode: unknown value '%s' (session, transaction, statement)", v);
 	return -1;
@@ -1778,7 +1780,39 @@ static int check_tls(struct load *ld)
 static bool needs_secrets(int auth_type)
 {
 	return auth_type == AUTH_PLAIN || auth_type == AUTH_MD5 || auth_type == AUTH_SCRAM ||
-	       auth_type == AUTH_SCRAM_PLUS;
+	       auth_type == AUTH_SCRAM_PLUS || auth_type == AUTH_HBA;
+}
+
+static void hba_warn(void *ctx, const char *msg)
+{
+	struct load *ld = ctx;
+	if (ld->warn)
+		ld->warn(msg);
+}
+
+/* auth_type = hba reads auth_hba_file; the file without it is a mistake
+ * (PgBouncer reads it only for auth_type = hba): refused, not ignored. */
+static int load_hba(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	const struct where *w = set_at(ld, "auth_hba_file");
+	if (cfg->auth_type != AUTH_HBA) {
+		if (cfg->auth_hba_file && *cfg->auth_hba_file)
+			return fail_at(ld, w->file, w->line,
+				       "auth_hba_file is read only with auth_type = hba (as in PgBouncer): set auth_type = hba");
+		return 0;
+	}
+	if (!cfg->auth_hba_file || !*cfg->auth_hba_file) {
+		w = set_at(ld, "auth_type");
+		return fail_at(ld, w->file ? w->file : cfg->path, w->line, "auth_type = hba needs auth_hba_file");
+	}
+	if (resolve_path(ld, &cfg->auth_hba_file) < 0)
+		return -1;
+	if (hba_load(cfg->auth_hba_file, &cfg->hba, ld->err, ld->errlen, hba_warn, ld) < 0) {
+		ld->failed = true;
+		return -1;
+	}
+	return 0;
 }
 
 static int load_secrets(struct load *ld)
@@ -1896,7 +1930,7 @@ static int load(const char *file, struct config **out, char *err, size_t errlen,
 				r == -2 ? "out of memory" : "syntax error");
 	}
 	if (!ld.failed && check_cross_keys(&ld) == 0 && check_clusters(&ld) == 0 &&
-	    check_tls(&ld) == 0)
+	    check_tls(&ld) == 0 && load_hba(&ld) == 0)
 		load_secrets(&ld);
 	if (!ld.failed && tls_files)
 		build_tls(&ld);
@@ -1915,6 +1949,7 @@ void config_free(struct config *cfg)
 		return;
 	tls_ctx_free(cfg->client_tls);   /* live sessions keep their own reference */
 	tls_ctx_free(cfg->server_tls);
+	hba_free(cfg->hba);
 	for (size_t i = 0; i < ARRAY_SIZE(main_keys); i++)
 		if (main_keys[i].type == KT_STR)
 			free(*(char **)((char *)cfg + main_keys[i].off));

@@ -20,7 +20,8 @@ enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION, POOL_STATEMENT };
 /* AUTH_SCRAM_PLUS (pgring's "scram-sha-256-plus"): SCRAM-SHA-256-PLUS only,
  * channel binding required, so a client must come over TLS; with plain
  * scram-sha-256 a TLS client is offered both, as PostgreSQL does. */
-enum auth_type { AUTH_TRUST = 0, AUTH_ANY, AUTH_PLAIN, AUTH_MD5, AUTH_SCRAM, AUTH_CERT, AUTH_SCRAM_PLUS };
+enum auth_type { AUTH_TRUST = 0, AUTH_ANY, AUTH_PLAIN, AUTH_MD5, AUTH_SCRAM, AUTH_CERT, AUTH_SCRAM_PLUS,
+		 AUTH_HBA /* the method comes from auth_hba_file's first matching line */ };
 /* libpq's and PgBouncer's TLS modes, weakest first: `mode >= SSLMODE_REQUIRE`
  * means no connection goes without TLS. */
 enum config_sslmode {
@@ -118,6 +119,8 @@ struct config {
 	int unix_socket_mode;       /* 0777 */
 	int auth_type;              /* enum auth_type, default AUTH_MD5 */
 	char *auth_file;            /* a relative path is resolved against path's directory */
+	char *auth_hba_file;        /* with auth_type = hba (as PgBouncer): core/hba.h's rules */
+	struct hba *hba;            /* those rules, read by config_load */
 	int pool_mode;              /* enum pool_mode, default POOL_SESSION */
 	int default_pool_size;      /* 20 */
 	int min_pool_size;          /* 0 */

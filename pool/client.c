@@ -4,6 +4,7 @@
  * (errors, the emulated failed block after its server died) is said here.
  * Failing a client marks it; it is closed at the end of the completion batch. */
 #include <ctype.h>
+#include <pwd.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "core/config.h"
+#include "core/hba.h"
 #include "core/log.h"
 #include "core/shard.h"
 #include "pool/admin.h"
@@ -354,8 +356,8 @@ void client_accept(struct shard *s, int fd, bool is_unix)
 	cl->connect_us = cl->state_us = s->now_us;
 	list_init(&cl->wait);
 	list_append(&pool_shard(s)->clients, &cl->all);
-	if (s->cfg->max_client_logins_per_addr > 0)
-		peer_address(cl, fd, is_unix);
+	if (s->cfg->max_client_logins_per_addr > 0 || s->cfg->auth_type == AUTH_HBA)
+		peer_address(cl, fd, is_unix);   /* a getpeername: only when something reads it */
 	cl->state = CL_STARTUP;
 	cl->fd_exempt = exempt;
 	cl->is_unix = is_unix;
@@ -702,11 +704,80 @@ static void cert_auth(struct client *cl)
 	login_ok(cl);
 }
 
+/* peer, as PostgreSQL's: the OS user on the other end of the Unix socket must
+ * be the user logging in (no ident maps). */
+static bool peer_user_is(struct client *cl, char *os_user, size_t len)
+{
+	struct ucred cr;
+	socklen_t n = sizeof cr;
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+	snprintf(os_user, len, "?");
+	if (getsockopt(cl->conn.fd, SOL_SOCKET, SO_PEERCRED, &cr, &n) || getpwuid_r(cr.uid, &pw, buf, sizeof buf, &res) ||
+	    !res)
+		return false;
+	snprintf(os_user, len, "%s", res->pw_name);
+	return strcmp(res->pw_name, cl->user) == 0;
+}
+
+/* auth_type = hba: the first line of auth_hba_file that matches the login
+ * names the method, with PostgreSQL's words when none does or it rejects.
+ * -1 when it has decided already (refused, or peer checked). */
+static int hba_method(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	bool phys = cl->replication == REPL_PHYSICAL;
+	struct hba_query q = { .local = cl->is_unix, .tls = cl->conn.tls != NULL, .physical_replication = phys,
+			       .addr = cl->addr, .db = cl->database, .user = cl->user };
+	const struct hba_rule *r = hba_match(s->cfg->hba, &q);
+	char host[64], os_user[64];
+	hba_format_addr(cl->addr, cl->is_unix, host, sizeof host);
+	const char *enc = cl->conn.tls ? "SSL encryption" : "no encryption";
+	if (!r || r->method == HBA_REJECT) {
+		const char *what = r ? "pg_hba.conf rejects" : "no pg_hba.conf entry for";
+		if (r)
+			LOGF(LOG_WARNING, cl->conn.id, "refused by auth_hba_file line %d: user \"%s\", database \"%s\", host %s",
+			     r->line, cl->user, cl->database, host);
+		else
+			LOGF(LOG_WARNING, cl->conn.id, "no auth_hba_file line matches: user \"%s\", database \"%s\", host %s",
+			     cl->user, cl->database, host);
+		if (phys)
+			client_fail(cl, "28000", "%s replication connection %s host \"%s\", user \"%s\", %s", what,
+				    r ? "for" : "from", host, cl->user, enc);
+		else
+			client_fail(cl, "28000", "%s %shost \"%s\", user \"%s\", database \"%s\", %s", what,
+				    r ? "connection for " : "", host, cl->user, cl->database, enc);
+		return -1;
+	}
+	LOGF(LOG_DEBUG, cl->conn.id, "auth_hba_file line %d: %s", r->line, hba_method_name(r->method));
+	switch (r->method) {
+	case HBA_TRUST: return AUTH_TRUST;
+	case HBA_PASSWORD: return AUTH_PLAIN;
+	case HBA_MD5: return AUTH_MD5;
+	case HBA_SCRAM: return AUTH_SCRAM;
+	case HBA_CERT: return AUTH_CERT;
+	case HBA_PEER:
+		if (peer_user_is(cl, os_user, sizeof os_user)) {
+			login_ok(cl);
+		} else {
+			LOGF(LOG_WARNING, cl->conn.id,
+			     "peer authentication failed for user \"%s\": provided user name (%s) and authenticated user name (%s) do not match",
+			     cl->user, cl->user, os_user);
+			client_fail(cl, "28000", "Peer authentication failed for user \"%s\"", cl->user);
+		}
+		return -1;
+	}
+	client_fail(cl, "28000", "authentication method of auth_hba_file line %d is not usable", r->line);
+	return -1;
+}
+
 static void begin_auth(struct client *cl)
 {
 	struct shard *s = shard_of(cl);
 	const char *secret = config_find_secret(s->cfg, cl->user);
 	int method = s->cfg->auth_type;
+	if (method == AUTH_HBA && (method = hba_method(cl)) < 0)
+		return;
 	if (method == AUTH_TRUST && !secret && s->cfg->auth_file) {
 		/* as PgBouncer: trust skips the password, not the user list */
 		client_fail(cl, "28000", "no such user: %s", cl->user);

@@ -2,7 +2,7 @@
 # t_config (pgring only): `pgring -t -c FILE` checks a config and exits: 0 for a good
 # one, 1 for a bad value with FILE:LINE in stderr; an unknown key only warns (exit 0,
 # the warning names the key). A security setting pgring does not implement
-# (auth_hba_file, auth_query, auth_user in [databases], ...) and a TLS setting that
+# (auth_query, auth_user in [databases], ...) and a TLS setting that
 # cannot give what it asks for are errors naming the key: pgring fails closed.
 # -V and -h exit 0. A FIFO, device or directory as a file, and a line over 64 kB,
 # are errors at once; 20,000 databases check quickly.
@@ -70,8 +70,7 @@ CASES
 
 # Security settings pgring does not implement: errors (exit 1), naming the key
 # and its line, never a warning to be missed in a log.
-for line_text in 'auth_hba_file = hba.conf' \
-	'auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1' \
+for line_text in 'auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1' \
 	'auth_user = pgbouncer'; do
 	key=${line_text%% *}
 	printf '%s%s\n' "$good" "$line_text" >"$D/refused.ini"

@@ -679,7 +679,8 @@ static const struct bad_case bad_cases[] = {
 	{ "[pgring]\nmax_packet_size = 10\n", 4, "max_packet_size" },
 	{ "[pgring]\nmax_packet_size = 1500.5\n", 4, "whole number" },
 	{ "[pgring]\npool_mode = sometimes\n", 4, "pool_mode" },
-	{ "[pgring]\nauth_type = hba\n", 4, "not supported yet" },
+	{ "[pgring]\nauth_type = hba\n", 4, "auth_type = hba needs auth_hba_file" },
+	{ "[pgring]\nauth_type = pam\n", 4, "not supported yet" },
 	{ "[pgring]\nauth_type = pam\n", 4, "not supported yet" },
 	{ "[pgring]\nauth_type = ldap\n", 4, "not supported yet" },
 	{ "[pgring]\nauth_type = wat\n", 4, "auth_type" },
@@ -1821,7 +1822,7 @@ Test(config, user_is_the_account_to_run_as)
 Test(config_tls, unimplemented_security_settings_are_errors)
 {
 	static const char *const keys[] = {
-		"auth_hba_file = /etc/pgbouncer/hba.conf", "auth_ident_file = /etc/pgbouncer/ident.conf",
+		"auth_ident_file = /etc/pgbouncer/ident.conf",
 		"auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1",
 		"auth_user = pgbouncer", "auth_dbname = postgres", "auth_ldap_options = host=ldap",
 		"disable_pqexec = 1", "disable_pqexec = on",
@@ -1853,10 +1854,16 @@ Test(config_tls, unimplemented_security_settings_are_errors)
 	config_free(c);
 	expect_load_error("[pgring]\ndisable_pqexec = sometimes\n", "disable_pqexec: 'sometimes' is not a boolean");
 	expect_load_error("[users]\nu = auth_user=x\n", "unknown parameter 'auth_user'");
+	/* PgBouncer reads auth_hba_file only with auth_type = hba: without it the file
+	 * would be silently ignored, so it is an error naming the line */
+	struct bad_case hb = { "[pgring]\nauth_type = md5\nauth_hba_file = /etc/pgbouncer/hba.conf\n", 5,
+			       "auth_hba_file is read only with auth_type = hba" };
+	expect_bad_cases(&hb, 1);
 }
 
 /* auth_type cert is accepted with any client_tls_sslmode (PgBouncer's rule),
- * with a warning when that lets nobody in. hba, pam and ldap stay errors. */
+ * with a warning when that lets nobody in. pam and ldap stay errors; hba
+ * needs its file. */
 Test(config_tls, auth_type_cert)
 {
 	struct config *c = load("[pgring]\nauth_type = cert\n");
@@ -1877,5 +1884,6 @@ Test(config_tls, auth_type_cert)
 	config_free(c);
 	expect_load_error("[pgring]\nauth_type = pam\n", "auth_type 'pam' is not supported yet");
 	expect_load_error("[pgring]\nauth_type = ldap\n", "auth_type 'ldap' is not supported yet");
-	expect_load_error("[pgring]\nauth_type = hba\n", "auth_type 'hba' is not supported yet");
+	expect_load_error("[pgring]\nauth_type = hba\n", "auth_type = hba needs auth_hba_file");
+	expect_load_error("[pgring]\nauth_type = ldap\n", "auth_type 'ldap' is not supported yet");
 }
