@@ -266,15 +266,11 @@ bool admin_user_is(const char *list, const char *user)
  * user's name, is an admin without a password. */
 static bool peer_is_owner(struct client *cl)
 {
-	struct ucred cr;
-	socklen_t len = sizeof cr;
-	if (!cl->is_unix || getsockopt(cl->conn.fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) || cr.uid != geteuid())
+	uid_t uid;
+	char name[256];
+	if (!client_peer_user(cl, &uid, name, sizeof name) || uid != geteuid())
 		return false;
-	if (!strcmp(cl->user, "pgbouncer"))
-		return true;
-	struct passwd pw, *res = NULL;
-	char buf[1024];
-	return getpwuid_r(geteuid(), &pw, buf, sizeof buf, &res) == 0 && res && !strcmp(res->pw_name, cl->user);
+	return !strcmp(cl->user, "pgbouncer") || !strcmp(name, cl->user);
 }
 
 bool admin_startup(struct client *cl)

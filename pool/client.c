@@ -704,20 +704,19 @@ static void cert_auth(struct client *cl)
 	login_ok(cl);
 }
 
-/* peer, as PostgreSQL's: the OS user on the other end of the Unix socket must
- * be the user logging in (no ident maps). */
-static bool peer_user_is(struct client *cl, char *os_user, size_t len)
+bool client_peer_user(struct client *cl, uid_t *uid, char *name, size_t len)
 {
 	struct ucred cr;
 	socklen_t n = sizeof cr;
 	struct passwd pw, *res = NULL;
 	char buf[1024];
-	snprintf(os_user, len, "?");
-	if (getsockopt(cl->conn.fd, SOL_SOCKET, SO_PEERCRED, &cr, &n) || getpwuid_r(cr.uid, &pw, buf, sizeof buf, &res) ||
-	    !res)
+	snprintf(name, len, "?");
+	if (!cl->is_unix || getsockopt(cl->conn.fd, SOL_SOCKET, SO_PEERCRED, &cr, &n))
 		return false;
-	snprintf(os_user, len, "%s", res->pw_name);
-	return strcmp(res->pw_name, cl->user) == 0;
+	*uid = cr.uid;
+	if (!getpwuid_r(cr.uid, &pw, buf, sizeof buf, &res) && res)
+		snprintf(name, len, "%s", res->pw_name);
+	return true;
 }
 
 /* auth_type = hba: the first line of auth_hba_file that matches the login
@@ -756,8 +755,10 @@ static int hba_method(struct client *cl)
 	case HBA_MD5: return AUTH_MD5;
 	case HBA_SCRAM: return AUTH_SCRAM;
 	case HBA_CERT: return AUTH_CERT;
-	case HBA_PEER:
-		if (peer_user_is(cl, os_user, sizeof os_user)) {
+	case HBA_PEER: {
+		/* as PostgreSQL's: the OS user is the user logging in (no ident maps) */
+		uid_t uid;
+		if (client_peer_user(cl, &uid, os_user, sizeof os_user) && !strcmp(os_user, cl->user)) {
 			login_ok(cl);
 		} else {
 			LOGF(LOG_WARNING, cl->conn.id,
@@ -766,6 +767,7 @@ static int hba_method(struct client *cl)
 			client_fail(cl, "28000", "Peer authentication failed for user \"%s\"", cl->user);
 		}
 		return -1;
+	}
 	}
 	client_fail(cl, "28000", "authentication method of auth_hba_file line %d is not usable", r->line);
 	return -1;

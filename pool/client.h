@@ -162,5 +162,8 @@ void client_tick(struct shard *s);
 void client_close_pending(struct shard *s);      /* the end of a batch: close the failed ones */
 /* Is this client still busy (a request in flight or queued, an open block)? */
 bool client_busy(const struct client *cl);
+/* A Unix-socket client's OS user, from SO_PEERCRED: its uid, and its name ("?"
+ * when unknown). False for TCP clients or when the kernel does not say. */
+bool client_peer_user(struct client *cl, uid_t *uid, char *name, size_t len);
 
 #endif
