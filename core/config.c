@@ -104,6 +104,8 @@ static const struct key_def main_keys[] = {
 	K_INT(max_client_conn, "100", 1, INT_MAX),
 	K_INT(max_db_connections, "0", 0, INT_MAX),
 	K_INT(max_user_connections, "0", 0, INT_MAX),
+	K_INT(max_db_client_connections, "0", 0, INT_MAX),
+	K_INT(max_user_client_connections, "0", 0, INT_MAX),
 	K_STR(server_reset_query, "DISCARD ALL"),
 	K_BOOL(server_reset_query_always, "0"),
 	K_BOOL(so_reuseport, "0"),
@@ -187,8 +189,7 @@ static const struct key_def main_keys[] = {
 	K_LATER(dns_max_ttl), K_LATER(dns_nxdomain_ttl),
 	K_LATER(dns_zone_check_period), K_LATER(ignore_startup_parameters), K_LATER(job_name),
 	K_LATER(listen_backlog), K_LATER(log_pooler_errors), K_LATER(log_stats),
-	K_LATER(max_db_client_connections),
-	K_LATER(max_user_client_connections), K_LATER(peer_id), K_LATER(query_wait_notify),
+	K_LATER(peer_id), K_LATER(query_wait_notify),
 	K_LATER(resolv_conf), K_LATER(sbuf_loopcnt), K_LATER(scram_iterations),
 	K_LATER(server_check_delay), K_LATER(server_fast_close), K_LATER(server_round_robin),
 	K_LATER(service_name), K_LATER(stats_period),
@@ -227,7 +228,9 @@ static const struct key_def db_keys[] = {
 	DB_("sslmode", server_tls_sslmode, KT_SSLMODE, 0, 0, 0), /* libpq's name */
 	K_REFUSED(auth_user), K_REFUSED(auth_dbname), K_REFUSED(auth_query),
 	K_LATER(load_balance_hosts),
-	K_LATER(server_lifetime), K_LATER(max_db_client_connections),
+	DB_INT(max_db_client_connections),
+	DB_("client_idle_timeout", client_idle_timeout, KT_TIME, 0, TIME_MAX, 0),
+	K_LATER(server_lifetime),
 };
 
 /* Keys of a node line in a [cluster.NAME] section. */
@@ -248,9 +251,12 @@ static const struct key_def user_keys[] = {
 	USER_(pool_mode, KT_POOL_MODE),
 	USER_(pool_size, KT_INT),
 	USER_(max_user_connections, KT_INT),
-	K_LATER(reserve_pool_size), K_LATER(max_user_client_connections),
-	K_LATER(query_timeout), K_LATER(idle_transaction_timeout),
-	K_LATER(client_idle_timeout), K_LATER(transaction_timeout),
+	USER_(reserve_pool_size, KT_INT),
+	USER_(max_user_client_connections, KT_INT),
+	{ "query_timeout", KT_TIME, 0, offsetof(struct config_user, query_timeout), NULL, 0, TIME_MAX, NULL },
+	{ "idle_transaction_timeout", KT_TIME, 0, offsetof(struct config_user, idle_transaction_timeout), NULL, 0, TIME_MAX, NULL },
+	{ "client_idle_timeout", KT_TIME, 0, offsetof(struct config_user, client_idle_timeout), NULL, 0, TIME_MAX, NULL },
+	K_LATER(transaction_timeout),
 };
 
 static const char *const pool_mode_names[] = {
@@ -1135,6 +1141,7 @@ static int add_database(struct load *ld, const char *name, const char *value)
 	struct config_db db = {
 		.port = 5432, .pool_size = -1, .min_pool_size = -1, .reserve_pool_size = -1,
 		.max_db_connections = -1, .pool_mode = -1, .read_write_split = -1,
+		.max_db_client_connections = -1, .client_idle_timeout = -1,
 		.server_tls_sslmode = -1, .line = ld->line,
 	};
 	if (!(db.name = unquote_name(ld, name)))
@@ -1159,7 +1166,9 @@ static int add_user(struct load *ld, const char *name, const char *value)
 	char what[MSG_MAX];
 	struct config_user *users;
 	struct config_user u = {
-		.pool_mode = -1, .pool_size = -1, .max_user_connections = -1, .line = ld->line,
+		.pool_mode = -1, .pool_size = -1, .max_user_connections = -1, .reserve_pool_size = -1,
+		.max_user_client_connections = -1, .query_timeout = -1, .idle_transaction_timeout = -1,
+		.client_idle_timeout = -1, .line = ld->line,
 	};
 	if (!(u.name = unquote_name(ld, name)))
 		return -1;

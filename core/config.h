@@ -85,6 +85,8 @@ struct config_db {
 	char *connect_query;
 	char *cluster;         /* name of a [cluster.NAME] section: servers are its nodes, not host/port */
 	int pool_size, min_pool_size, reserve_pool_size, max_db_connections;
+	int max_db_client_connections;  /* -1: unset (the global key) */
+	double client_idle_timeout;     /* -1: unset */
 	int pool_mode;         /* enum pool_mode or -1 */
 	int target;            /* enum config_target; TARGET_UNSET: the [pgring] default */
 	int read_write_split;  /* -1 unset, 0 off, 1 on */
@@ -98,6 +100,9 @@ struct config_user {
 	int pool_mode;         /* enum pool_mode or -1 */
 	int pool_size;         /* -1: unset */
 	int max_user_connections; /* -1: unset */
+	int reserve_pool_size;    /* -1: unset */
+	int max_user_client_connections; /* -1: unset */
+	double query_timeout, idle_transaction_timeout, client_idle_timeout; /* -1: unset */
 	int line;
 };
 
@@ -129,6 +134,8 @@ struct config {
 	int max_client_conn;        /* 100 */
 	int max_db_connections;     /* 0 = unlimited */
 	int max_user_connections;   /* 0 = unlimited */
+	int max_db_client_connections;   /* clients of one database, all shards: 0 = unlimited */
+	int max_user_client_connections; /* clients of one user, all shards: 0 = unlimited */
 	char *server_reset_query;   /* "DISCARD ALL" */
 	bool server_reset_query_always;
 	bool so_reuseport;                 /* share the listening port with other processes (PgBouncer's key) */

@@ -172,6 +172,23 @@ void registry_give_limits(struct pool_shared *ps)
 	atomic_fetch_sub_explicit(&ps->db_limit->used, 1, memory_order_acq_rel);
 }
 
+int registry_take_client(struct pool_shared *ps)
+{
+	if (!take(&ps->db_limit->clients, atomic_load_explicit(&ps->db_limit->max_clients, memory_order_relaxed)))
+		return 1;
+	if (!take(&ps->user_limit->clients, atomic_load_explicit(&ps->user_limit->max_clients, memory_order_relaxed))) {
+		atomic_fetch_sub(&ps->db_limit->clients, 1);
+		return 2;
+	}
+	return 0;
+}
+
+void registry_give_client(struct pool_shared *ps)
+{
+	atomic_fetch_sub_explicit(&ps->user_limit->clients, 1, memory_order_acq_rel);
+	atomic_fetch_sub_explicit(&ps->db_limit->clients, 1, memory_order_acq_rel);
+}
+
 bool registry_take_slot(struct pool_shared *ps, bool use_reserve)
 {
 	int size = atomic_load_explicit(&ps->size, memory_order_relaxed);

@@ -17,6 +17,8 @@ struct limit_shared {
 	char name[REGISTRY_NAME_MAX];
 	_Atomic int used;
 	_Atomic int max;
+	_Atomic int clients;      /* logged-in clients (max_db/user_client_connections) */
+	_Atomic int max_clients;  /* 0 = unlimited */
 };
 
 /* What a fresh server of a pool reports at login (name\0value\0 pairs),
@@ -75,6 +77,11 @@ void registry_give_slot(struct pool_shared *ps);
  * pool's budget (replication). */
 bool registry_take_limits(struct pool_shared *ps);
 void registry_give_limits(struct pool_shared *ps);
+/* A logged-in client of the pool's database and user, within
+ * max_db_client_connections and max_user_client_connections: 0, or 1 when the
+ * database's limit refuses it, 2 when the user's does. */
+int registry_take_client(struct pool_shared *ps);
+void registry_give_client(struct pool_shared *ps);
 
 
 #endif

@@ -918,7 +918,8 @@ static void rows_databases(struct shard *s, const struct admin_job *job, struct 
 			  d->pool_size >= 0 ? d->pool_size : cfg->default_pool_size,
 			  d->min_pool_size >= 0 ? d->min_pool_size : cfg->min_pool_size,
 			  d->reserve_pool_size >= 0 ? d->reserve_pool_size : cfg->reserve_pool_size, (int)lifetime,
-			  d->pool_mode >= 0 ? mode_name(d->pool_mode) : NULL, NULL, maxc, (int)servers_of(ag), 0,
+			  d->pool_mode >= 0 ? mode_name(d->pool_mode) : NULL, NULL, maxc, (int)servers_of(ag),
+			  d->max_db_client_connections >= 0 ? d->max_db_client_connections : cfg->max_db_client_connections,
 			  (int)clients_of(ag), admin_db_flag_paused(d->name), admin_db_disabled(d->name));
 	}
 	free(dbs);
@@ -952,6 +953,8 @@ static void rows_users(struct shard *s, const struct admin_job *job, struct strb
 		char size[16] = "", reserve[16] = "";
 		if (u && u->pool_size >= 0)
 			snprintf(size, sizeof size, "%9d", u->pool_size);
+		if (u && u->reserve_pool_size >= 0)
+			snprintf(reserve, sizeof reserve, "%9d", u->reserve_pool_size);
 		int64_t servers = 0, clients = 0;
 		for (int j = 0; j < n; j++)
 			if (!strcmp(all[j].user, names[i])) {
@@ -959,8 +962,10 @@ static void rows_users(struct shard *s, const struct admin_job *job, struct strb
 				clients += clients_of(&all[j]);
 			}
 		int maxu = u && u->max_user_connections >= 0 ? u->max_user_connections : cfg->max_user_connections;
+		int maxc = u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
+								      : cfg->max_user_client_connections;
 		admin_row(o, "ssssiiii", names[i], size, reserve, u && u->pool_mode >= 0 ? mode_name(u->pool_mode) : NULL,
-			  maxu, (int)servers, 0, (int)clients);
+			  maxu, (int)servers, maxc, (int)clients);
 	}
 	free(names);
 	free(all);

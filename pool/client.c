@@ -412,6 +412,10 @@ static void finish_close(struct client *cl)
 		atomic_fetch_sub(&total_clients, 1);
 		cl->counted = false;
 	}
+	if (cl->counted_in) {
+		registry_give_client(cl->counted_in);
+		cl->counted_in = NULL;
+	}
 	if (log_enabled(LOG_INFO) && cl->user)
 		LOGF(LOG_INFO, cl->conn.id, "closing: user=%s database=%s duration=%.3fs", cl->user,
 		     cl->database, (double)(shard_of(cl)->now_us - cl->connect_us) / 1e6);
@@ -970,6 +974,13 @@ static void login_ok(struct client *cl)
 		client_fail(cl, "53200", "cannot create pool for database \"%s\" user \"%s\"", cl->database, cl->user);
 		return;
 	}
+	int over = registry_take_client(p->shared);
+	if (over) {
+		client_fail(cl, "53300", "no more connections allowed (%s)",
+			    over == 1 ? "max_db_client_connections" : "max_user_client_connections");
+		return;
+	}
+	cl->counted_in = p->shared;
 	cl->pool = p;
 	if (cl->scram && cl->scram->have_client_key && cl->secret && auth_is_scram_secret(cl->secret)) {
 		memcpy(p->scram_client_key, cl->scram->client_key, AUTH_SCRAM_KEY_LEN);
@@ -1498,21 +1509,23 @@ void client_tick(struct shard *s)
 				cl->conn.eof = true;
 			}
 			break;
-		case CL_IDLE:
-			if (cfg->client_idle_timeout > 0 && age > cfg->client_idle_timeout * 1e6)
+		case CL_IDLE: {
+			double idle = cl->pool ? cl->pool->client_idle_timeout : cfg->client_idle_timeout;
+			if (idle > 0 && age > idle * 1e6)
 				client_fail(cl, "08P01", "client_idle_timeout");
 			break;
+		}
 		case CL_ACTIVE: {
 			const struct lease *l = cl->lease;
-			if (cfg->idle_transaction_timeout > 0 && !l->expect && l->server->txn_status != 'I' &&
-			    s->now_us - l->server->last_rfq_us > cfg->idle_transaction_timeout * 1e6)
+			double in_txn = cl->pool ? cl->pool->idle_transaction_timeout : cfg->idle_transaction_timeout;
+			double query = cl->pool ? cl->pool->query_timeout : cfg->query_timeout;
+			if (in_txn > 0 && !l->expect && l->server->txn_status != 'I' &&
+			    s->now_us - l->server->last_rfq_us > in_txn * 1e6)
 				client_fail(cl, "25P03", "idle_transaction_timeout");
-			else if (cfg->idle_transaction_timeout > 0 && !proto_framer_idle(&cl->conn.fr) &&
-				 s->now_us - cl->msg_start_us > cfg->idle_transaction_timeout * 1e6)
+			else if (in_txn > 0 && !proto_framer_idle(&cl->conn.fr) && s->now_us - cl->msg_start_us > in_txn * 1e6)
 				/* a message trickling in holds its server as idly as an open block */
 				client_fail(cl, "25P03", "idle_transaction_timeout (a message not complete)");
-			else if (cfg->query_timeout > 0 && l->expect &&
-				 s->now_us - cl->query_start_us > cfg->query_timeout * 1e6)
+			else if (query > 0 && l->expect && s->now_us - cl->query_start_us > query * 1e6)
 				client_fail(cl, "57014", "query_timeout");
 			break;
 		}

@@ -76,6 +76,7 @@ struct client {
 	struct list all;                           /* the shard's clients */
 	struct list wait;                          /* the list its state puts it on */
 	struct pool *pool;
+	struct pool_shared *counted_in;            /* its database's and user's client counts */
 	struct lease *lease;                       /* its claim on a server, while it has requests */
 	char *user, *database;
 	struct params params;                      /* session state the client asked for */

@@ -78,12 +78,25 @@ static void settings(struct pool *p, const struct config *cfg)
 	atomic_store(&p->shared->size, config_pool_size(cfg, p->db, u));
 	int min = p->db->min_pool_size >= 0 ? p->db->min_pool_size : cfg->min_pool_size;
 	atomic_store(&p->shared->min_size, min);
-	int reserve = p->db->reserve_pool_size >= 0 ? p->db->reserve_pool_size : cfg->reserve_pool_size;
+	int reserve = u && u->reserve_pool_size >= 0 ? u->reserve_pool_size
+		      : p->db->reserve_pool_size >= 0 ? p->db->reserve_pool_size : cfg->reserve_pool_size;
 	atomic_store(&p->shared->reserve, reserve);
 	int max_db = p->db->max_db_connections >= 0 ? p->db->max_db_connections : cfg->max_db_connections;
 	atomic_store(&p->shared->db_limit->max, max_db);
 	int max_user = u && u->max_user_connections >= 0 ? u->max_user_connections : cfg->max_user_connections;
 	atomic_store(&p->shared->user_limit->max, max_user);
+	int maxc_db = p->db->max_db_client_connections >= 0 ? p->db->max_db_client_connections
+							     : cfg->max_db_client_connections;
+	atomic_store(&p->shared->db_limit->max_clients, maxc_db);
+	int maxc_user = u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
+								 : cfg->max_user_client_connections;
+	atomic_store(&p->shared->user_limit->max_clients, maxc_user);
+	p->query_timeout = u && u->query_timeout >= 0 ? u->query_timeout : cfg->query_timeout;
+	p->idle_transaction_timeout = u && u->idle_transaction_timeout >= 0 ? u->idle_transaction_timeout
+									    : cfg->idle_transaction_timeout;
+	p->client_idle_timeout = u && u->client_idle_timeout >= 0 ? u->client_idle_timeout
+				 : p->db->client_idle_timeout >= 0 ? p->db->client_idle_timeout
+								    : cfg->client_idle_timeout;
 }
 
 static const struct config_node *find_node(const struct config_cluster *c, const struct node_shared *ns)

@@ -70,6 +70,8 @@ struct pool {
 	int fails_in_row;                          /* connects that failed since the last success */
 	const struct config_db *db;                /* the pool's own copy of its entry */
 	int mode;                                  /* enum pool_mode */
+	/* the timeouts in force for its clients: [users], then the entry, then [pgring] */
+	double query_timeout, idle_transaction_timeout, client_idle_timeout;
 	struct stats_pool *stats;                  /* this shard's block */
 	int n_connecting;                          /* servers connecting or logging in */
 	struct list idle;                          /* SV_IDLE, most recently used first */

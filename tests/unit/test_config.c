@@ -828,9 +828,37 @@ Test(config_connstr, reserve_pool_has_both_names)
 Test(config_connstr, unimplemented_parameters_warn)
 {
 	struct config *c = load("[databases]\na = host=x load_balance_hosts=disable\n"
-				"[users]\nu = max_user_client_connections=5\n");
+				"[users]\nu = transaction_timeout=5\n");
 	cr_expect_eq(warned("'load_balance_hosts' is accepted but has no effect yet"), 1);
-	cr_expect_eq(warned("max_user_client_connections"), 1);
+	cr_expect_eq(warned("transaction_timeout"), 1);
+	config_free(c);
+}
+
+/* Per-user and per-database settings (issue 15 point 4): set, or -1 for
+ * "not set here" so that the next level decides. */
+Test(config_connstr, per_user_and_per_database_settings)
+{
+	struct config *c = load("[pgring]\nauth_type = trust\nmax_db_client_connections = 7\nmax_user_client_connections = 9\n"
+				"[databases]\na = host=x max_db_client_connections=3 client_idle_timeout=2min\nb = host=x\n"
+				"[users]\nu = reserve_pool_size=2 max_user_client_connections=5 query_timeout=1.5 "
+				"idle_transaction_timeout=500ms client_idle_timeout=30\nv = pool_size=1\n");
+	cr_expect_eq(nwarns, 0, "%s", nwarns ? warns[0] : "");
+	cr_expect_eq(c->max_db_client_connections, 7);
+	cr_expect_eq(c->max_user_client_connections, 9);
+	const struct config_db *a = config_find_db(c, "a"), *b = config_find_db(c, "b");
+	cr_expect_eq(a->max_db_client_connections, 3);
+	cr_expect_eq(a->client_idle_timeout, 120);
+	cr_expect_eq(b->max_db_client_connections, -1);
+	cr_expect_eq(b->client_idle_timeout, -1);
+	const struct config_user *u = config_find_user(c, "u"), *v = config_find_user(c, "v");
+	cr_expect_eq(u->reserve_pool_size, 2);
+	cr_expect_eq(u->max_user_client_connections, 5);
+	cr_expect_eq(u->query_timeout, 1.5);
+	cr_expect_eq(u->idle_transaction_timeout, 0.5);
+	cr_expect_eq(u->client_idle_timeout, 30);
+	cr_expect_eq(v->reserve_pool_size, -1);
+	cr_expect_eq(v->query_timeout, -1);
+	cr_expect_eq(v->client_idle_timeout, -1);
 	config_free(c);
 }
 
