@@ -117,6 +117,11 @@ static const struct key_def main_keys[] = {
 	K_TIME(query_wait_timeout, "120"),
 	K_TIME(query_timeout, "0"),
 	K_TIME(client_login_timeout, "60"),
+	K_BOOL(tcp_keepalive, "1"),
+	K_INT(tcp_keepcnt, "0", 0, INT_MAX),
+	K_INT(tcp_keepidle, "0", 0, INT_MAX),
+	K_INT(tcp_keepintvl, "0", 0, INT_MAX),
+	K_INT(tcp_user_timeout, "0", 0, INT_MAX),
 	K_TIME(client_idle_timeout, "0"),
 	K_TIME(idle_transaction_timeout, "0"),
 	K_STR(logfile, NULL),
@@ -194,9 +199,8 @@ static const struct key_def main_keys[] = {
 	K_LATER(server_check_delay), K_LATER(server_fast_close), K_LATER(server_round_robin),
 	K_LATER(service_name), K_LATER(stats_period),
 	K_LATER(suspend_timeout),
-	K_LATER(tcp_defer_accept), K_LATER(tcp_keepalive), K_LATER(tcp_keepcnt),
-	K_LATER(tcp_keepidle), K_LATER(tcp_keepintvl), K_LATER(tcp_socket_buffer),
-	K_LATER(tcp_user_timeout), K_LATER(track_extra_parameters), K_LATER(transaction_timeout),
+	K_LATER(tcp_defer_accept), K_LATER(tcp_socket_buffer),
+	K_LATER(track_extra_parameters), K_LATER(transaction_timeout),
 	K_LATER(unix_socket_group),
 };
 

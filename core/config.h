@@ -136,6 +136,11 @@ struct config {
 	int max_user_connections;   /* 0 = unlimited */
 	int max_db_client_connections;   /* clients of one database, all shards: 0 = unlimited */
 	int max_user_client_connections; /* clients of one user, all shards: 0 = unlimited */
+	/* TCP sockets to clients (set on the listeners, whose accepted sockets
+	 * inherit them) and to servers, PgBouncer's keys: 0 = the kernel's default */
+	bool tcp_keepalive;         /* 1 */
+	int tcp_keepcnt, tcp_keepidle, tcp_keepintvl;   /* probes; seconds; seconds */
+	int tcp_user_timeout;       /* milliseconds */
 	char *server_reset_query;   /* "DISCARD ALL" */
 	bool server_reset_query_always;
 	bool so_reuseport;                 /* share the listening port with other processes (PgBouncer's key) */

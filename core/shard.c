@@ -129,9 +129,25 @@ static bool port_taken(const struct addrinfo *ai)
 	return taken;
 }
 
+void shard_tcp_options(const struct config *cfg, int fd)
+{
+	int one = 1, on = cfg->tcp_keepalive;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+	if (on && cfg->tcp_keepcnt > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cfg->tcp_keepcnt, sizeof(int));
+	if (on && cfg->tcp_keepidle > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &cfg->tcp_keepidle, sizeof(int));
+	if (on && cfg->tcp_keepintvl > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &cfg->tcp_keepintvl, sizeof(int));
+	if (cfg->tcp_user_timeout > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &cfg->tcp_user_timeout, sizeof(int));
+}
+
 /* share: so_reuseport (others may listen on the port too); probe: check that
  * nobody does (the first shard's socket). */
-static int listen_tcp(const char *host, int port, bool share, bool probe, char *err, size_t errlen)
+static int listen_tcp(const struct config *cfg, const char *host, int port, bool share, bool probe, char *err,
+		      size_t errlen)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
 	struct addrinfo *res;
@@ -158,8 +174,7 @@ static int listen_tcp(const char *host, int port, bool share, bool probe, char *
 		int one = 1;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+		shard_tcp_options(cfg, fd);   /* accepted sockets inherit them: no call per client */
 		if (ai->ai_family == AF_INET6) {
 			int zero = 0;
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
@@ -228,7 +243,7 @@ static int open_listeners(struct shard *s, char *err, size_t errlen)
 		for (char *a = strtok_r(addrs, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
 			if (s->nlisten >= SHARD_MAX_LISTEN - 1)
 				break;
-			int fd = listen_tcp(a, cfg->listen_port, cfg->so_reuseport, s->id == 0, err, errlen);
+			int fd = listen_tcp(cfg, a, cfg->listen_port, cfg->so_reuseport, s->id == 0, err, errlen);
 			if (fd < 0) {
 				free(addrs);
 				return -1;

@@ -168,4 +168,8 @@ struct io_uring_sqe *shard_sqe(struct shard *s);
 void shard_sqes(struct shard *s, struct io_uring_sqe **sqes, unsigned n);
 uint64_t shard_now_us(void);
 
+/* TCP_NODELAY, and keepalive and TCP_USER_TIMEOUT as the tcp_* settings say,
+ * on a TCP socket (a listener's accepted sockets inherit them). */
+void shard_tcp_options(const struct config *cfg, int fd);
+
 #endif

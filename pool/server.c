@@ -176,11 +176,8 @@ struct server *server_connect(struct pool *p, struct client *repl, bool listener
 		free(sv);
 		return NULL;
 	}
-	if (fam != AF_UNIX) {
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-	}
+	if (fam != AF_UNIX)
+		shard_tcp_options(s->cfg, fd);
 	conn_init(&sv->conn, s, fd, &server_conn_ops, BUF_GROUP_SERVER);
 	proto_framer_init(&sv->conn.fr, false, (uint32_t)s->cfg->max_packet_size);
 	sv->state = SV_CLOSED;

@@ -3,7 +3,8 @@
 # ahead of demand; server_idle_timeout closes idle ones; server_lifetime replaces
 # old ones; query_wait_timeout fails a client that waited too long for a server;
 # max_db_connections caps a database across pools; reserve_pool_size adds servers
-# for clients that waited past reserve_pool_timeout.
+# for clients that waited past reserve_pool_timeout; tcp_keepidle & co. set the
+# keepalive timers of client and server sockets, tcp_keepalive = 0 turns them off.
 . "$(dirname "$0")/lib.sh"
 
 backends() { pg_backends app; }
@@ -120,3 +121,48 @@ assert_num_cmp "$el" -lt 4000 "reserve: ms the second client waited (the first h
 wait $holder
 stop_pgring
 pass "reserve_pool_size"
+
+# --- tcp_keepalive, tcp_keepidle, tcp_keepintvl, tcp_keepcnt: on the clients'
+# sockets (inherited from the listener) and on the servers' (ss shows the timer)
+keepalive_timer() { # FILTER: the longest keepalive timer (seconds left) of pgring's established sockets
+	ss -tnop state established "$1" 2>/dev/null | grep "pid=$POOLER_PID," |
+		sed -n 's/.*timer:(keepalive,\([0-9.]*\)\(min\|sec\|ms\).*/\1 \2/p' |
+		awk '{ t = ($2 == "min") ? $1 * 60 : ($2 == "ms") ? $1 / 1000 : $1; if (t > m) m = t; n++ }
+		     END { if (n) print m }'
+}
+start_pgring "
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+[pgring]
+auth_type = md5
+pool_mode = session
+default_pool_size = 2
+tcp_keepidle = 30
+tcp_keepintvl = 5
+tcp_keepcnt = 3
+shards = 1
+"
+psql_open ka "$(conninfo)"
+psql_sync ka || fail "keepalive: psql did not log in"
+cl=$(keepalive_timer "( sport = :$PORT )")
+sv=$(keepalive_timer "( dport = :$PGPORT_REAL )")
+[[ -n $cl && -n $sv ]] || fail "keepalive: no keepalive timer on pgring's sockets (client: [$cl], server: [$sv]): $(ss -tnop state established | grep "pid=$POOLER_PID," | head -5)"
+assert_num_cmp "$cl" -le 30 "keepalive: the client socket's timer follows tcp_keepidle = 30 (kernel default 7200)"
+assert_num_cmp "$sv" -le 30 "keepalive: the server socket's timer follows tcp_keepidle = 30"
+psql_close ka
+stop_pgring
+start_pgring "
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+[pgring]
+auth_type = md5
+pool_mode = session
+tcp_keepalive = 0
+shards = 1
+"
+psql_open ka0 "$(conninfo)"
+psql_sync ka0 || fail "keepalive off: psql did not log in"
+assert_eq "" "$(keepalive_timer "( sport = :$PORT )")$(keepalive_timer "( dport = :$PGPORT_REAL )")" "tcp_keepalive = 0: no keepalive timer"
+psql_close ka0
+stop_pgring
+pass "tcp_keepalive, tcp_keepidle on client and server sockets (timers $cl s and $sv s)"
