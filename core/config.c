@@ -1904,23 +1904,29 @@ static void build_tls(struct load *ld)
 		fail_at(ld, cfg->path, 0, "server TLS (server_tls_*): %s", why);
 }
 
-static int load(const char *file, struct config **out, char *err, size_t errlen, void (*warn)(const char *msg),
-		bool tls_files);
+static int load(const char *file, const char *const *overrides, struct config **out, char *err, size_t errlen,
+		void (*warn)(const char *msg), bool tls_files);
 
 int config_load(const char *file, struct config **out, char *err, size_t errlen,
 		void (*warn)(const char *msg))
 {
-	return load(file, out, err, errlen, warn, true);
+	return load(file, NULL, out, err, errlen, warn, true);
+}
+
+int config_load_with(const char *file, const char *const *overrides, struct config **out, char *err, size_t errlen,
+		     void (*warn)(const char *msg))
+{
+	return load(file, overrides, out, err, errlen, warn, true);
 }
 
 int config_parse(const char *file, struct config **out, char *err, size_t errlen,
 		 void (*warn)(const char *msg))
 {
-	return load(file, out, err, errlen, warn, false);
+	return load(file, NULL, out, err, errlen, warn, false);
 }
 
-static int load(const char *file, struct config **out, char *err, size_t errlen, void (*warn)(const char *msg),
-		bool tls_files)
+static int load(const char *file, const char *const *overrides, struct config **out, char *err, size_t errlen,
+		void (*warn)(const char *msg), bool tls_files)
 {
 	struct load ld = { .err = err, .errlen = errlen, .warn = warn };
 	int r;
@@ -1941,6 +1947,13 @@ static int load(const char *file, struct config **out, char *err, size_t errlen,
 		if (r != 0 && !ld.failed)
 			fail_at(&ld, ld.file ? ld.file : file, ld.line,
 				r == -2 ? "out of memory" : "syntax error");
+	}
+	/* the console's SETs, as if they ended the [pgring] section: the same
+	 * parsing and checks as the file's lines, errors named "SET:N" */
+	for (int i = 0; !ld.failed && overrides && overrides[i] && overrides[i + 1]; i += 2) {
+		ld.file = "SET";
+		ld.line = i / 2 + 1;
+		set_main_key(&ld, overrides[i], overrides[i + 1]);
 	}
 	if (!ld.failed && check_cross_keys(&ld) == 0 && check_clusters(&ld) == 0 &&
 	    check_tls(&ld) == 0 && load_hba(&ld) == 0)
@@ -2202,6 +2215,14 @@ void config_settings(const struct config *cfg, struct strbuf *out)
 		strbuf_printf(out, "%s\t%s\t%s\t%s\n", k->name, value, k->def ? k->def : "",
 			      restart_only(k->name) ? "no" : "yes");
 	}
+}
+
+bool config_runtime_setting(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(main_keys); i++)
+		if (!strcasecmp(main_keys[i].name, name))
+			return listed_setting(&main_keys[i]) && !restart_only(main_keys[i].name);
+	return false;
 }
 
 bool config_is_setting(const char *name)

@@ -317,5 +317,12 @@ const char *config_auth_type_name(int type);
 struct strbuf;
 void config_settings(const struct config *cfg, struct strbuf *out);
 bool config_is_setting(const char *name);   /* a [pgring] key, any case */
+/* A [pgring] key that takes effect without a restart (what SHOW CONFIG calls
+ * changeable). */
+bool config_runtime_setting(const char *name);
+/* config_load, then overrides (key, value, ..., NULL) set as if they ended
+ * the [pgring] section, with the same checks: the admin console's SET. */
+int config_load_with(const char *file, const char *const *overrides, struct config **out, char *err, size_t errlen,
+		     void (*warn)(const char *msg));
 
 #endif

@@ -5,6 +5,7 @@
  * shards' inboxes; each shard answers with its part, taken on its own thread,
  * and the asking shard renders the answer. PAUSE and DISABLE are flags every
  * shard reads without locks (admin_db_paused). */
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -397,6 +398,8 @@ static void control_do(void *arg)
 	struct admin_part *part = &job->part[job->nshards];
 	if (job->cmd.verb == ADMIN_RELOAD)
 		part->status = control_reload();
+	else if (job->cmd.verb == ADMIN_SET)
+		part->status = control_set(job->cmd.arg, job->cmd.value, part->msg, sizeof part->msg);
 	else
 		admin_show_collect_control(job, part);
 	struct shard_msg m = { .type = POOL_MSG_ADMIN, .a = MSG_DONE, .b = (uint32_t)job->nshards, .ptr = job };
@@ -484,6 +487,16 @@ static void job_done(struct shard *s, struct admin_job *job)
 				admin_error_msg(&o, "ERROR", "F0000", "RELOAD failed, see logs for additional details");
 			else
 				admin_complete(&o, "RELOAD");
+			break;
+		}
+		if (job->cmd.verb == ADMIN_SET) {
+			const char *why = job->part[job->nshards].msg;
+			if (!strncmp(why, "SET:", 4) && strchr(why, ' '))
+				why = strchr(why, ' ') + 1;   /* "SET:N: " names no file */
+			if (job->part[job->nshards].status)
+				admin_error_msg(&o, "ERROR", "22023", why);
+			else
+				admin_complete(&o, "SET");
 			break;
 		}
 		if (!job->extended)
@@ -582,9 +595,20 @@ static void run_set(struct client *cl, const struct admin_cmd *cmd, bool extende
 		error_out(cl, extended, "42704", "unrecognized configuration parameter \"%s\"", cmd->arg);
 		return;
 	}
-	error_out(cl, extended, "55P02",
-		  "parameter \"%s\" cannot be changed at runtime in pgring: edit the configuration file and RELOAD",
-		  cmd->arg);
+	if (!config_runtime_setting(cmd->arg)) {
+		error_out(cl, extended, "55P02", "parameter \"%s\" cannot be changed without restarting pgring", cmd->arg);
+		return;
+	}
+	/* as a reload with the setting over the file, on the control thread */
+	struct admin_job *job = job_new(cl, ADMIN_OP_CONTROL, cmd, extended);
+	if (!job) {
+		error_out(cl, extended, "53200", "out of memory");
+		return;
+	}
+	for (char *p = job->cmd.arg; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	log_notice("SET %s = '%s' command issued", job->cmd.arg, job->cmd.value);
+	job_start(cl, job, true);
 }
 
 static void run(struct client *cl, const struct admin_cmd *cmd, bool extended)

@@ -61,6 +61,7 @@ struct admin_part {
 	int nagg, capagg;
 	int64_t v[PV_N];
 	int status;                     /* control: 0 or -1 */
+	char msg[256];                  /* control: why it failed (SET) */
 };
 
 enum admin_op {

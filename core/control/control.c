@@ -144,26 +144,35 @@ static void warn_restart_only(const struct config *old, const struct config *new
 		log_warning("shards/shard_cpus changes take effect at restart");
 }
 
-static int reload(const char *path)
+/* The admin console's SETs in force (key, value, ..., NULL), applied over the
+ * file until a reload makes the file authoritative again. */
+static char **overrides;
+static int noverrides;
+
+static void overrides_clear(void)
 {
-	char err[512];
+	for (int i = 0; i < noverrides; i++)
+		free(overrides[i]);
+	free(overrides);
+	overrides = NULL;
+	noverrides = 0;
+}
+
+/* Load the file with ov over it and put the result in force; 0, or -1 with
+ * why in err (the running configuration stays). */
+static int apply(const char *path, const char *const *ov, char *err, size_t errlen)
+{
 	struct config *cfg;
-	log_reopen();
-	daemon_notify("RELOADING=1");
-	int rc = config_load(path, &cfg, err, sizeof err, warn_cb);
-	daemon_notify("READY=1");   /* reloaded or not, it serves on */
-	if (rc) {
-		log_error("reload failed, keeping the running configuration: %s", err);
+	if (config_load_with(path, ov, &cfg, err, errlen, warn_cb))
 		return -1;
-	}
 	if (!room_to_retire()) {
-		log_error("reload refused: shards have not adopted earlier configurations yet");
+		snprintf(err, errlen, "shards have not adopted earlier configurations yet");
 		config_free(cfg);
 		return -1;
 	}
 	struct topology *t = NULL;
 	if (dns_configure(cfg) < 0 || health_configure(cfg) < 0 || !(t = make_topology(cfg, current->version + 1))) {
-		log_error("reload failed: out of memory");
+		snprintf(err, errlen, "out of memory");
 		dns_configure(current->cfg);
 		health_configure(current->cfg);
 		config_free(cfg);
@@ -171,8 +180,69 @@ static int reload(const char *path)
 	}
 	warn_restart_only(current->cfg, cfg);
 	publish(t);
-	log_notice("configuration reloaded (version %llu)", (unsigned long long)t->version);
 	return 0;
+}
+
+static int reload(const char *path)
+{
+	char err[512];
+	log_reopen();
+	daemon_notify("RELOADING=1");
+	int rc = apply(path, NULL, err, sizeof err);
+	daemon_notify("READY=1");   /* reloaded or not, it serves on */
+	if (rc) {
+		log_error("reload failed, keeping the running configuration: %s", err);
+		return -1;
+	}
+	if (noverrides)
+		log_notice("reload: %d setting%s made by SET replaced by the file's", noverrides / 2,
+			   noverrides == 2 ? "" : "s");
+	overrides_clear();
+	log_notice("configuration reloaded (version %llu)", (unsigned long long)current->version);
+	return 0;
+}
+
+int control_set(const char *key, const char *value, char *err, size_t errlen)
+{
+	int n = noverrides, at = n;
+	for (int i = 0; i < n; i += 2)
+		if (!strcmp(overrides[i], key))
+			at = i;
+	char **ov = calloc((size_t)n + 3, sizeof *ov);
+	if (!ov) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		ov[i] = overrides[i];
+	ov[at] = (char *)key;
+	ov[at + 1] = (char *)value;
+	int len = at == n ? n + 2 : n;
+	int rc = apply(config_file, (const char *const *)ov, err, errlen);
+	if (rc == 0) {
+		char *k = strdup(key), *v = strdup(value);
+		if (!k || !v) {
+			free(k);
+			free(v);
+			free(ov);
+			snprintf(err, errlen, "out of memory");
+			return -1;   /* in force, but not kept for the next SET: said so */
+		}
+		if (at < n) {
+			free(overrides[at]);
+			free(overrides[at + 1]);
+		}
+		ov[at] = k;
+		ov[at + 1] = v;
+		free(overrides);
+		overrides = ov;
+		noverrides = len;
+		log_notice("SET %s = '%s' (configuration version %llu)", key, value,
+			   (unsigned long long)current->version);
+	} else {
+		free(ov);
+	}
+	return rc;
 }
 
 int control_reload(void) { return reload(config_file); }

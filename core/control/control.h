@@ -3,6 +3,7 @@
 #ifndef PGRING_CONTROL_H
 #define PGRING_CONTROL_H
 
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -29,5 +30,10 @@ bool control_call(int from, void (*fn)(void *arg), void *arg);
 /* On the control thread: reload the configuration as SIGHUP does; 0 when
  * the new one is in force, -1 when the running one was kept (logged why). */
 int control_reload(void);
+/* On the control thread: the admin console's SET key = value, checked and put
+ * in force as a reload with the setting over the file; kept over later SETs
+ * until a reload, which makes the file authoritative again. 0, or -1 with the
+ * reason in err (the running configuration stays). */
+int control_set(const char *key, const char *value, char *err, size_t errlen);
 
 #endif

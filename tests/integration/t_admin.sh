@@ -197,12 +197,30 @@ out=$(adm 'SUSPEND' 2>&1)
 assert_contains "$out" 'SUSPEND is not supported' "SUSPEND: a clear error"
 out=$(timeout 20 psql -X -At -c "SET client_encoding = 'UTF8'" "$ADMIN_CI" 2>&1)
 assert_contains "$out" 'NOTICE:  SET ignored' "SET of a faked setting is ignored"
-out=$(timeout 20 psql -X -At -v VERBOSITY=verbose -c "SET default_pool_size = 5" "$ADMIN_CI" 2>&1)
-assert_contains "$out" '55P02: parameter "default_pool_size" cannot be changed at runtime' "SET of a setting: not at runtime"
+# SET: a reload with the setting over the file, checked as the file's lines are
+assert_eq 'SET' "$(timeout 20 psql -X -At -c "SET default_pool_size = 5" "$ADMIN_CI" 2>&1)" "SET default_pool_size"
+wait_until 5 eval '[[ $(adm "SHOW CONFIG" | grep "^default_pool_size|") == "default_pool_size|5|20|yes" ]]' ||
+	fail "SET default_pool_size = 5 not in SHOW CONFIG: $(adm 'SHOW CONFIG' | grep '^default_pool_size|')"
+assert_eq 'SET' "$(timeout 20 psql -X -At -c "SET Query_Timeout = '1'" "$ADMIN_CI" 2>&1)" "SET query_timeout (any case, quoted)"
+sleep 0.3
+out=$(Q_TIMEOUT=20 q "SELECT pg_sleep(3)" 2>&1)
+assert_contains "$out" 'query_timeout' "query_timeout set by SET applies to a running client's query"
+out=$(timeout 20 psql -X -At -v VERBOSITY=verbose -c "SET default_pool_size = lots" "$ADMIN_CI" 2>&1)
+assert_contains "$out" 'ERROR:  22023: ' "SET of a bad value: 22023"
+assert_contains "$out" 'default_pool_size' "SET of a bad value: names the setting"
+assert_eq 'default_pool_size|5|20|yes' "$(adm 'SHOW CONFIG' | grep '^default_pool_size|')" "a bad SET keeps the running value"
+assert_eq 'query_timeout|1|0|yes' "$(adm 'SHOW CONFIG' | grep '^query_timeout|')" "an earlier SET stays over a later one"
+out=$(timeout 20 psql -X -At -v VERBOSITY=verbose -c "SET listen_port = 7000" "$ADMIN_CI" 2>&1)
+assert_contains "$out" '55P02: parameter "listen_port" cannot be changed without restarting pgring' "SET of a restart-only setting"
 out=$(timeout 20 psql -X -At -v VERBOSITY=verbose -c "SET nosuch = 5" "$ADMIN_CI" 2>&1)
 assert_contains "$out" '42704' "SET of an unknown setting"
+out=$(timeout 20 psql -X -At -v VERBOSITY=verbose -c "SET query_timeout = 2" "$(conninfo pgbouncer stats statspw)" 2>&1)
+assert_contains "$out" '42501' "SET by a stats user: refused"
+# RELOAD: the file is authoritative again
 assert_eq 'RELOAD' "$(timeout 20 psql -X -At -c 'RELOAD' "$ADMIN_CI" 2>&1)" "RELOAD"
 wait_until 5 grep -q 'configuration reloaded' "$POOLER_LOG" || fail "RELOAD did not reload"
+assert_eq 'default_pool_size|4|20|yes' "$(adm 'SHOW CONFIG' | grep '^default_pool_size|')" "RELOAD: the file's value again"
+assert_eq 'query_timeout|0|0|yes' "$(adm 'SHOW CONFIG' | grep '^query_timeout|')" "RELOAD: SETs dropped"
 pass "errors, permissions, SET, RELOAD, SUSPEND"
 
 # ---- PAUSE holds new transactions, RESUME releases them, none lost ----

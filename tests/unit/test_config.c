@@ -453,6 +453,8 @@ Test(config, known_but_unimplemented_keys_warn)
 	struct config *c = load("[pgbouncer]\n"
 				"so_reuseport = 1\n"
 				"tcp_keepalive = 1\n"
+				"tcp_keepidle = 30\n"
+				"tcp_defer_accept = 1\n"
 				"client_tls_sslmode = disable\n"
 				"server_tls_sslmode = require\n"
 				"max_prepared_statements = 100\n"
@@ -460,7 +462,9 @@ Test(config, known_but_unimplemented_keys_warn)
 				"pkt_buf = 4096\n");
 	cr_expect_eq(warned("so_reuseport"), 0, "implemented (sharing the listening port)");
 	cr_expect(c->so_reuseport);
-	cr_expect_eq(warned("tcp_keepalive"), 1);
+	cr_expect_eq(warned("tcp_keepalive"), 0, "implemented (keepalive on client and server sockets)");
+	cr_expect_eq(c->tcp_keepidle, 30);
+	cr_expect_eq(warned("tcp_defer_accept"), 1);
 	cr_expect_eq(warned("unix_socket_group"), 1, "not a security setting: a warning");
 	cr_expect_eq(warned("max_prepared_statements"), 0, "implemented (transaction pooling)");
 	cr_expect_eq(c->max_prepared_statements, 100);
@@ -1914,4 +1918,29 @@ Test(config_tls, auth_type_cert)
 	expect_load_error("[pgring]\nauth_type = ldap\n", "auth_type 'ldap' is not supported yet");
 	expect_load_error("[pgring]\nauth_type = hba\n", "auth_type = hba needs auth_hba_file");
 	expect_load_error("[pgring]\nauth_type = ldap\n", "auth_type 'ldap' is not supported yet");
+}
+
+/* The admin console's SET: config_load_with puts key = value over the file's
+ * [pgring] section with the file's own checks. */
+Test(config, load_with_overrides)
+{
+	char path[] = "/tmp/pgring-config-set-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	const char text[] = "[pgring]\nauth_type = trust\ndefault_pool_size = 3\nquery_timeout = 2\n";
+	cr_assert_eq(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+	close(fd);
+	char err[512];
+	struct config *c = NULL;
+	const char *const ov[] = { "default_pool_size", "9", "query_timeout", "500ms", NULL };
+	cr_assert_eq(config_load_with(path, ov, &c, err, sizeof err, NULL), 0, "%s", err);
+	cr_expect_eq(c->default_pool_size, 9);
+	cr_expect_eq(c->query_timeout, 0.5);
+	config_free(c);
+	const char *const bad[] = { "query_timeout", "1", "default_pool_size", "lots", NULL };
+	c = NULL;
+	cr_expect_eq(config_load_with(path, bad, &c, err, sizeof err, NULL), -1);
+	cr_expect_null(c);
+	cr_expect(strstr(err, "SET:2: ") && strstr(err, "default_pool_size"), "%s", err);
+	unlink(path);
 }
