@@ -86,10 +86,10 @@ assert_contains "$OUT" "database 'viaauth': auth_user is not supported yet" "[da
 
 # A known setting that is not a security one and is not implemented: still a
 # warning naming it (exit 0), like an unknown key below.
-printf '%stcp_keepalive = 1\n' "$good" >"$D/later.ini"
+printf '%stcp_defer_accept = 1\n' "$good" >"$D/later.ini"
 check "$D/later.ini"
-assert_eq 0 "$RC" "tcp_keepalive: exit status (output: $OUT)"
-assert_contains "$OUT" "tcp_keepalive" "tcp_keepalive: the warning names the key"
+assert_eq 0 "$RC" "tcp_defer_accept: exit status (output: $OUT)"
+assert_contains "$OUT" "tcp_defer_accept" "tcp_defer_accept: the warning names the key"
 
 # Unknown key: a warning that names it, exit 0.
 printf '%sfrobnicate_the_pool = 3\n' "$good" >"$D/unknown.ini"
