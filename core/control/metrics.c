@@ -608,6 +608,55 @@ static void node_labels(struct strbuf *o, const struct health_node *n)
 	strbuf_puts(o, "\"}");
 }
 
+/* Per node: the statement time of every pool that serves it (the pools of
+ * cluster databases are one per node), bucket by bucket. What a client waits
+ * for a server of that node to answer, measured at pgring. */
+static bool pool_of_node(const struct pool_shared *ps, const struct health_node *h)
+{
+	size_t lc = strlen(h->cluster);
+	return ps->node[0] && !strncmp(ps->node, h->cluster, lc) && ps->node[lc] == '/' &&
+	       !strcmp(ps->node + lc + 1, h->name);
+}
+
+static void prom_node_hist(struct strbuf *o, int nnodes)
+{
+	static const char name[] = "pgring_node_query_duration_seconds";
+	const struct hist_def *h = &pool_hists[0];
+	int npools = registry_count();
+	family(o, name, "histogram", "Statement time on the node (its pools' statement times added up).");
+	for (int i = 0; i < nnodes; i++) {
+		const struct health_node *hn = health_node_at(i);
+		uint64_t cum = 0, sum = 0, count = 0;
+		for (int b = 0; b < STATS_HIST_BUCKETS; b++) {
+			for (int p = 0; p < npools; p++)
+				if (pool_of_node(registry_at(p), hn))
+					cum += hist_bucket(registry_at(p), h->hist, b);
+			strbuf_printf(o, "%s_bucket{cluster=\"", name);
+			metrics_label_value(o, hn->cluster);
+			strbuf_puts(o, "\",node=\"");
+			metrics_label_value(o, hn->name);
+			strbuf_puts(o, "\",le=\"");
+			if (b < STATS_HIST_BOUNDS)
+				put_seconds(o, stats_hist_le_us[b]);
+			else
+				strbuf_puts(o, "+Inf");
+			strbuf_printf(o, "\"} %" PRIu64 "\n", cum);
+		}
+		for (int p = 0; p < npools; p++)
+			if (pool_of_node(registry_at(p), hn)) {
+				sum += pool_counter_sum(registry_at(p), h->sum);
+				count += pool_counter_sum(registry_at(p), h->count);
+			}
+		strbuf_printf(o, "%s_sum", name);
+		node_labels(o, hn);
+		strbuf_putc(o, ' ');
+		put_seconds(o, sum);
+		strbuf_printf(o, "\n%s_count", name);
+		node_labels(o, hn);
+		strbuf_printf(o, " %" PRIu64 "\n", count);
+	}
+}
+
 static void prom_nodes(struct strbuf *o)
 {
 	int n = health_count();
@@ -635,6 +684,7 @@ static void prom_nodes(struct strbuf *o)
 			strbuf_putc(o, '\n');
 		}
 	}
+	prom_node_hist(o, n);
 }
 
 /* ---- TLS: summed over shards, by side ---- */

@@ -139,6 +139,14 @@ note "pgring_node_transactions_total grew by pg1 $d1, pg2 $d2, pg3 $d3"
 assert_eq 0 "$d1" "transactions routed to pg1 during the reads"
 assert_num_cmp "$d2" -ge "$n2" "transactions routed to pg2 counted"
 assert_num_cmp "$d3" -ge "$n3" "transactions routed to pg3 counted"
+# per node, the statement-time histogram of the pools that serve it
+for n in pg2 pg3; do
+	c=$(nm pgring_node_query_duration_seconds_count "$n") || fail "no pgring_node_query_duration_seconds_count for $n"
+	inf=$(metric pgring_node_query_duration_seconds_bucket "cluster=\"main\",node=\"$n\",le=\"+Inf\"") ||
+		fail "no +Inf bucket for $n"
+	assert_eq "$c" "$inf" "$n: the +Inf bucket is the count"
+	assert_num_cmp "$c" -ge "$(count "$([[ $n == pg2 ]] && echo "$P2" || echo "$P3")" "$all")" "$n: statements timed at least the reads it answered"
+done
 
 is_replica_port() { [[ $1 == "$P2" || $1 == "$P3" ]]; }
 # An explicit transaction block goes to the primary under the split, so a block
