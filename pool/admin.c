@@ -400,6 +400,8 @@ static void control_do(void *arg)
 		part->status = control_reload();
 	else if (job->cmd.verb == ADMIN_SET)
 		part->status = control_set(job->cmd.arg, job->cmd.value, part->msg, sizeof part->msg);
+	else if (job->cmd.verb == ADMIN_RESET)
+		part->status = control_reset(strcmp(job->cmd.arg, "all") ? job->cmd.arg : NULL, part->msg, sizeof part->msg);
 	else
 		admin_show_collect_control(job, part);
 	struct shard_msg m = { .type = POOL_MSG_ADMIN, .a = MSG_DONE, .b = (uint32_t)job->nshards, .ptr = job };
@@ -487,6 +489,13 @@ static void job_done(struct shard *s, struct admin_job *job)
 				admin_error_msg(&o, "ERROR", "F0000", "RELOAD failed, see logs for additional details");
 			else
 				admin_complete(&o, "RELOAD");
+			break;
+		}
+		if (job->cmd.verb == ADMIN_RESET) {
+			if (job->part[job->nshards].status)
+				admin_error_msg(&o, "ERROR", "22023", job->part[job->nshards].msg);
+			else
+				admin_complete(&o, "RESET");
 			break;
 		}
 		if (job->cmd.verb == ADMIN_SET) {
@@ -760,6 +769,20 @@ static void run(struct client *cl, const struct admin_cmd *cmd, bool extended)
 		log_notice("KILL_CLIENT %llu command issued", (unsigned long long)cmd->id);
 		op = ADMIN_OP_KILL_CLIENT;
 		break;
+	case ADMIN_RESET: {
+		if (strcmp(cmd->arg, "all") && !config_is_setting(cmd->arg)) {
+			error_out(cl, extended, "42704", "unrecognized configuration parameter \"%s\"", cmd->arg);
+			return;
+		}
+		log_notice("RESET %s command issued", cmd->arg);
+		struct admin_job *job = job_new(cl, ADMIN_OP_CONTROL, cmd, extended);
+		if (!job) {
+			error_out(cl, extended, "53200", "out of memory");
+			return;
+		}
+		job_start(cl, job, true);
+		return;
+	}
 	case ADMIN_RELOAD: {
 		log_notice("RELOAD command issued");
 		struct admin_job *job = job_new(cl, ADMIN_OP_CONTROL, cmd, extended);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/config.h"
 #include "pool/admin.h"
 
 static const char *const show_names[SHOW_N] = {
@@ -20,7 +21,7 @@ static const char *const show_names[SHOW_N] = {
 	[SHOW_STATE] = "STATE", [SHOW_PEERS] = "PEERS", [SHOW_PEER_POOLS] = "PEER_POOLS", [SHOW_SOCKETS] = "SOCKETS",
 	[SHOW_ACTIVE_SOCKETS] = "ACTIVE_SOCKETS", [SHOW_FDS] = "FDS", [SHOW_STATUS] = "STATUS",
 	[SHOW_SHARDS] = "SHARDS", [SHOW_NODES] = "NODES", [SHOW_TOPOLOGY] = "TOPOLOGY", [SHOW_PINS] = "PINS",
-	[SHOW_PARAM] = "PARAM",
+	[SHOW_PARAM] = "PARAM", [SHOW_SETTING] = "SETTING",
 };
 
 /* The session settings PgBouncer answers itself, for drivers that ask. */
@@ -170,6 +171,8 @@ int admin_parse(const char *q, struct admin_cmd *out, char *err, size_t errlen, 
 		out->verb = ADMIN_EMPTY;
 		return 0;
 	}
+	if (strncasecmp(p, "--!pgring", 9) == 0 && (is_ws(p[9]) || !p[9]))
+		return parse_set(q, p + 9, out, err, errlen, sqlstate);   /* the shebang: --!pgring key = value */
 	char cmd[32];
 	bool toolong = false;
 	const char *after = word(p, cmd, sizeof cmd, &toolong);
@@ -193,6 +196,7 @@ int admin_parse(const char *q, struct admin_cmd *out, char *err, size_t errlen, 
 		{ "suspend", ADMIN_SUSPEND }, { "disable", ADMIN_DISABLE }, { "enable", ADMIN_ENABLE },
 		{ "reconnect", ADMIN_RECONNECT }, { "kill", ADMIN_KILL }, { "kill_client", ADMIN_KILL_CLIENT },
 		{ "reload", ADMIN_RELOAD }, { "shutdown", ADMIN_SHUTDOWN }, { "wait_close", ADMIN_WAIT_CLOSE },
+		{ "reset", ADMIN_RESET },
 	};
 	int verb = 0;
 	for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
@@ -203,7 +207,7 @@ int admin_parse(const char *q, struct admin_cmd *out, char *err, size_t errlen, 
 		return fail(err, errlen, sqlstate, "42601", SYNTAX, q);
 	case ADMIN_SHOW:
 		for (int i = 0; i < SHOW_N; i++)
-			if (i != SHOW_PARAM && strcasecmp(out->arg, show_names[i]) == 0) {
+			if (i != SHOW_PARAM && i != SHOW_SETTING && strcasecmp(out->arg, show_names[i]) == 0) {
 				out->show = i;
 				out->verb = verb;
 				return 0;
@@ -215,7 +219,20 @@ int admin_parse(const char *q, struct admin_cmd *out, char *err, size_t errlen, 
 				out->verb = verb;
 				return 0;
 			}
+		if (config_is_setting(out->arg)) {   /* the management database's SHOW name */
+			for (char *c = out->arg; *c; c++)
+				*c = (char)tolower((unsigned char)*c);
+			out->show = SHOW_SETTING;
+			out->verb = verb;
+			return 0;
+		}
 		return fail(err, errlen, sqlstate, "42601", SYNTAX, q);
+	case ADMIN_RESET:
+		if (!out->arg[0])
+			return fail(err, errlen, sqlstate, "42601", "a setting or ALL is required%s", "");
+		for (char *c = out->arg; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+		break;
 	case ADMIN_RELOAD:
 	case ADMIN_SUSPEND:
 		if (out->arg[0])

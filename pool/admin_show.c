@@ -263,6 +263,7 @@ static const struct show_def {
 	[SHOW_PINS] = { "issssis", (const char *const[]){ "id", "user", "database", "state", "pins", "server_pid",
 		"application_name" }, true, false },
 	[SHOW_PARAM] = { "s", NULL, false, false },
+	[SHOW_SETTING] = { "s", NULL, false, false },
 };
 
 bool admin_show_needs_shards(int show) { return show_defs[show].shards; }
@@ -273,7 +274,7 @@ bool admin_show_rowdesc(const struct admin_cmd *cmd, struct strbuf *o)
 	const struct show_def *d = &show_defs[cmd->show];
 	if (!d->types)
 		return false;
-	if (cmd->show == SHOW_PARAM) {
+	if (cmd->show == SHOW_PARAM || cmd->show == SHOW_SETTING) {
 		const char *name = cmd->arg;
 		admin_rowdesc(o, "s", &name);
 	} else {
@@ -298,7 +299,9 @@ void admin_help(struct strbuf *o)
 			 "\tSHOW DNS_HOSTS|DNS_ZONES\n"
 			 "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
 			 "\tSHOW STATUS|SHARDS|NODES|TOPOLOGY|PINS\n"
+			 "\tSHOW <setting>\n"
 			 "\tSET key = arg\n"
+			 "\tRESET key|ALL\n"
 			 "\tRELOAD\n"
 			 "\tPAUSE [<db>]\n"
 			 "\tRESUME [<db>]\n"
@@ -1124,6 +1127,25 @@ void admin_show_rows(struct shard *s, const struct admin_job *job, struct strbuf
 		for (size_t i = 0; i < NELEM(values); i++)
 			if (!strcmp(values[i][0], job->cmd.arg))
 				admin_row(o, "s", values[i][1]);
+		break;
+	}
+	case SHOW_SETTING: {
+		/* the value this shard runs with, as SHOW CONFIG prints it */
+		struct strbuf all = STRBUF_INIT;
+		config_settings(s->cfg, &all);
+		size_t n = strlen(job->cmd.arg);
+		for (const char *line = all.buf; line && *line;) {
+			const char *end = strchr(line, '\n');
+			if (!strncmp(line, job->cmd.arg, n) && line[n] == '\t') {
+				const char *v = line + n + 1;
+				char value[1024];
+				snprintf(value, sizeof value, "%.*s", (int)strcspn(v, "\t\n"), v);
+				admin_row(o, "s", value);
+				break;
+			}
+			line = end ? end + 1 : NULL;
+		}
+		strbuf_free(&all);
 		break;
 	}
 	default: rows_parts(job, o); break;   /* lists the shards made, and the control thread's */

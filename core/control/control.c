@@ -202,6 +202,41 @@ static int reload(const char *path)
 	return 0;
 }
 
+int control_reset(const char *key, char *err, size_t errlen)
+{
+	char **ov = calloc((size_t)noverrides + 1, sizeof *ov);
+	int n = 0;
+	if (!ov) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < noverrides; i += 2)
+		if (key && strcmp(overrides[i], key)) {
+			ov[n++] = overrides[i];
+			ov[n++] = overrides[i + 1];
+		}
+	if (n == noverrides) {
+		free(ov);
+		return 0;   /* not set by SET: the file's value is in force already */
+	}
+	int rc = apply(config_file, (const char *const *)ov, err, errlen);
+	if (rc == 0) {
+		for (int i = 0; i < noverrides; i += 2)
+			if (!key || !strcmp(overrides[i], key)) {
+				free(overrides[i]);
+				free(overrides[i + 1]);
+			}
+		free(overrides);
+		overrides = ov;
+		noverrides = n;
+		log_notice("RESET %s (configuration version %llu)", key ? key : "ALL",
+			   (unsigned long long)current->version);
+	} else {
+		free(ov);
+	}
+	return rc;
+}
+
 int control_set(const char *key, const char *value, char *err, size_t errlen)
 {
 	int n = noverrides, at = n;

@@ -35,5 +35,8 @@ int control_reload(void);
  * until a reload, which makes the file authoritative again. 0, or -1 with the
  * reason in err (the running configuration stays). */
 int control_set(const char *key, const char *value, char *err, size_t errlen);
+/* On the control thread: RESET key (NULL: RESET ALL) drops what SET put over
+ * the file for it; 0, or -1 with the reason in err. */
+int control_reset(const char *key, char *err, size_t errlen);
 
 #endif

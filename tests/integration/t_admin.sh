@@ -216,6 +216,17 @@ out=$(timeout 20 psql -X -At -v VERBOSITY=verbose -c "SET nosuch = 5" "$ADMIN_CI
 assert_contains "$out" '42704' "SET of an unknown setting"
 out=$(timeout 20 psql -X -At -v VERBOSITY=verbose -c "SET query_timeout = 2" "$(conninfo pgbouncer stats statspw)" 2>&1)
 assert_contains "$out" '42501' "SET by a stats user: refused"
+# the management database: SHOW <setting>, the --!pgring shebang (a SET), RESET
+assert_eq 5 "$(adm 'SHOW default_pool_size')" "SHOW <setting>: the value in force"
+out=$(pqtry "host=127.0.0.1 port=$PORT dbname=pgbouncer user=admin password=adminpw" ' --!pgring query_timeout = 3' 'SHOW query_timeout' 2>&1)
+assert_eq 3 "$(tail -1 <<<"$out")" "the --!pgring shebang sets ($out)"
+assert_eq 'RESET' "$(timeout 20 psql -X -At -c 'RESET query_timeout' "$ADMIN_CI" 2>&1)" "RESET key"
+wait_until 5 eval '[[ $(adm "SHOW query_timeout") == 0 ]]' || fail "RESET query_timeout: $(adm 'SHOW query_timeout')"
+assert_eq 5 "$(adm 'SHOW default_pool_size')" "RESET of one key keeps the other SETs"
+assert_eq 'RESET' "$(timeout 20 psql -X -At -c 'RESET ALL' "$ADMIN_CI" 2>&1)" "RESET ALL"
+wait_until 5 eval '[[ $(adm "SHOW default_pool_size") == 4 ]]' || fail "RESET ALL: $(adm 'SHOW default_pool_size')"
+assert_eq 'SET' "$(timeout 20 psql -X -At -c "SET default_pool_size = 5" "$ADMIN_CI" 2>&1)" "SET again"
+assert_eq 'SET' "$(timeout 20 psql -X -At -c "SET query_timeout = 1" "$ADMIN_CI" 2>&1)" "SET again"
 # RELOAD: the file is authoritative again
 assert_eq 'RELOAD' "$(timeout 20 psql -X -At -c 'RELOAD' "$ADMIN_CI" 2>&1)" "RELOAD"
 wait_until 5 grep -q 'configuration reloaded' "$POOLER_LOG" || fail "RELOAD did not reload"

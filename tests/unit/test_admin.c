@@ -173,3 +173,30 @@ Test(admin_users, lists)
 	cr_assert_not(admin_user_is(NULL, "admin"));
 	cr_assert_not(admin_user_is("", "admin"));
 }
+
+/* The management database (pgplex): SHOW <setting>, RESET key|ALL, and the
+ * --!pgring shebang, which is SET. */
+Test(admin_parse, settings_reset_and_shebang)
+{
+	cr_assert_eq(parse("SHOW Default_Pool_Size"), 0, "%s", err);
+	cr_assert_eq(cmd.verb, ADMIN_SHOW);
+	cr_assert_eq(cmd.show, SHOW_SETTING);
+	cr_assert_str_eq(cmd.arg, "default_pool_size");
+	cr_assert_eq(parse("SHOW client_encoding"), 0);
+	cr_assert_eq(cmd.show, SHOW_PARAM, "PgBouncer's faked settings first");
+	cr_assert_eq(parse("RESET query_timeout;"), 0, "%s", err);
+	cr_assert_eq(cmd.verb, ADMIN_RESET);
+	cr_assert_str_eq(cmd.arg, "query_timeout");
+	cr_assert_eq(parse("reset ALL"), 0, "%s", err);
+	cr_assert_str_eq(cmd.arg, "all");
+	bad("RESET", "a setting or ALL is required");
+	bad("RESET a b", "invalid command 'RESET a b', use SHOW HELP;");
+	cr_assert_eq(parse("--!pgring default_pool_size = 7"), 0, "%s", err);
+	cr_assert_eq(cmd.verb, ADMIN_SET);
+	cr_assert_str_eq(cmd.arg, "default_pool_size");
+	cr_assert_str_eq(cmd.value, "7");
+	cr_assert_eq(parse("--!PGRING query_timeout to '2s'"), 0, "%s", err);
+	cr_assert_str_eq(cmd.value, "2s");
+	bad("--!pgring", "invalid command '--!pgring', use SHOW HELP;");
+	bad("--!pgringx a = 1", "invalid command '--!pgringx a = 1', use SHOW HELP;");
+}
