@@ -144,6 +144,25 @@ void shard_tcp_options(const struct config *cfg, int fd)
 		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &cfg->tcp_user_timeout, sizeof(int));
 }
 
+/* A process that died a moment ago (a crash, SIGKILL, a supervisor restarting
+ * pgring at once) may still hold its listening sockets: the kernel tears an
+ * io_uring instance down after the process has gone, and its pending accept
+ * keeps the socket listening meanwhile. So "in use" is believed only after it
+ * lasts ADDR_IN_USE_TRIES x ADDR_IN_USE_PAUSE_US (2 s). */
+#define ADDR_IN_USE_TRIES 20
+#define ADDR_IN_USE_PAUSE_US 100000
+
+static bool port_taken_a_while(const struct addrinfo *ai)
+{
+	for (int tries = 0; tries < ADDR_IN_USE_TRIES; tries++) {
+		if (tries)
+			usleep(ADDR_IN_USE_PAUSE_US);
+		if (!port_taken(ai))
+			return false;
+	}
+	return true;
+}
+
 /* share: so_reuseport (others may listen on the port too); probe: check that
  * nobody does (the first shard's socket). */
 static int listen_tcp(const struct config *cfg, const char *host, int port, bool share, bool probe, char *err,
@@ -162,7 +181,7 @@ static int listen_tcp(const struct config *cfg, const char *host, int port, bool
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
 		if (strcmp(host, "*") == 0 && ai->ai_family != AF_INET6 && ai->ai_next)
 			continue;   /* "*": prefer the dual-stack IPv6 socket */
-		if (probe && !share && port_taken(ai)) {
+		if (probe && !share && port_taken_a_while(ai)) {
 			snprintf(err, errlen, "cannot listen on %s:%d: the address is in use (another pgring or program "
 					      "listens there; so_reuseport = 1 shares it on purpose)", host, port);
 			fd = -1;
@@ -206,10 +225,15 @@ static int listen_unix(const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	/* a socket file someone still answers on is theirs; a dead one is removed */
-	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
-	if (probe >= 0)
-		close(probe);
+	bool live = true;
+	for (int tries = 0; live && tries < ADDR_IN_USE_TRIES; tries++) {
+		if (tries)
+			usleep(ADDR_IN_USE_PAUSE_US);
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+		if (probe >= 0)
+			close(probe);
+	}
 	if (live) {
 		snprintf(err, errlen, "cannot listen on %s: another server listens there", sa.sun_path);
 		close(fd);
