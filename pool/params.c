@@ -182,12 +182,20 @@ static int append_set(char *out, size_t cap, size_t len, const char *name, const
 	return (int)(o - (out + len));
 }
 
+/* statement_timeout is restored around the others: PostgreSQL times each
+ * statement of a multi-statement Query by the value in force when it starts,
+ * so a restore run under what the server's previous client left (1 ms, say)
+ * could be killed, and its client with it. It is set to 0 first when the server
+ * has another value, the rest follows under 0, and the client's own value comes
+ * last (see params_diff_sql). */
+static const char timeout_name[] = "statement_timeout";
+
 static int diff_side(const struct params *from, const struct params *want, const struct params *have,
 		     const struct params *defaults, char *out, size_t cap, size_t *len, bool skip_in_want)
 {
 	for (int i = 0; i < from->n; i++) {
 		const char *name = from->v[i].name;
-		if (!params_is_session(name))
+		if (!params_is_session(name) || !strcmp(name, timeout_name))
 			continue;
 		if (skip_in_want && params_get(want, name))
 			continue;   /* handled from the want side */
@@ -213,9 +221,23 @@ int params_diff_sql(const struct params *want, const struct params *have,
 		out[0] = 0;
 	if (want->hash == have->hash && want->n == have->n)
 		return 0;
+	const char *now = effective(have, defaults, timeout_name), *w = effective(want, defaults, timeout_name);
+	int n;
+	bool changes = (now == NULL) != (w == NULL) || (now && strcmp(now, w) != 0);
+	if (changes && now && strcmp(now, "0") != 0) {   /* the only statement timed by the old value */
+		if ((n = append_set(out, cap, len, timeout_name, "0")) < 0)
+			return -1;
+		len += (size_t)n;
+		now = "0";
+	}
 	if (diff_side(want, want, have, defaults, out, cap, &len, false) ||
 	    diff_side(have, want, have, defaults, out, cap, &len, true))
 		return -1;
+	if ((now == NULL) != (w == NULL) || (now && strcmp(now, w) != 0)) {
+		if ((n = append_set(out, cap, len, timeout_name, w)) < 0)
+			return -1;
+		len += (size_t)n;
+	}
 	return (int)len;
 }
 

@@ -537,6 +537,34 @@ Test(params_diff, long_value_is_not_truncated)
 	three_clear(&t);
 }
 
+/* A restore must not run under the statement_timeout the server's previous
+ * client left (a 1 ms one killed restores in the protocol fuzzer): 0 first,
+ * the rest, the client's own value last. An unchanged timeout adds nothing. */
+Test(params_diff, statement_timeout_is_restored_around_the_rest)
+{
+	struct three t = { 0 };
+	cr_assert(params_set(&t.want, "search_path", "s1"));
+	cr_assert(params_set(&t.want, "statement_timeout", "5s"));
+	cr_assert(params_set(&t.have, "statement_timeout", "1"));
+	expect_sql(&t, "SELECT pg_catalog.set_config('statement_timeout', '0', false);"
+		       "SELECT pg_catalog.set_config('search_path', 's1', false);"
+		       "SELECT pg_catalog.set_config('statement_timeout', '5s', false)");
+	three_clear(&t);
+	struct three u = { 0 };
+	cr_assert(params_set(&u.want, "search_path", "s1"));
+	cr_assert(params_set(&u.have, "statement_timeout", "1"));   /* the client has none: reset, last */
+	expect_sql(&u, "SELECT pg_catalog.set_config('statement_timeout', '0', false);"
+		       "SELECT pg_catalog.set_config('search_path', 's1', false);"
+		       "SELECT pg_catalog.set_config('statement_timeout', NULL, false)");
+	three_clear(&u);
+	struct three v = { 0 };
+	cr_assert(params_set(&v.want, "statement_timeout", "2s"));   /* the server has none: set, last */
+	cr_assert(params_set(&v.want, "search_path", "s1"));
+	expect_sql(&v, "SELECT pg_catalog.set_config('search_path', 's1', false);"
+		       "SELECT pg_catalog.set_config('statement_timeout', '2s', false)");
+	three_clear(&v);
+}
+
 /* ---- startup options ---- */
 
 TestSuite(params_options);
