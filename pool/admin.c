@@ -584,6 +584,17 @@ static bool db_known(const struct shard *s, const char *db)
 
 /* SET: PgBouncer's fake session settings are accepted and ignored; pgring's
  * configuration is a snapshot the control thread owns, changed by RELOAD. */
+/* RELOAD, SET, RESET: a job for the control thread, which answers it. */
+static void control_job(struct client *cl, const struct admin_cmd *cmd, bool extended)
+{
+	struct admin_job *job = job_new(cl, ADMIN_OP_CONTROL, cmd, extended);
+	if (!job) {
+		error_out(cl, extended, "53200", "out of memory");
+		return;
+	}
+	job_start(cl, job, true);
+}
+
 static void run_set(struct client *cl, const struct admin_cmd *cmd, bool extended)
 {
 	static const char *const fake[] = { "client_encoding", "default_transaction_isolation",
@@ -609,15 +620,11 @@ static void run_set(struct client *cl, const struct admin_cmd *cmd, bool extende
 		return;
 	}
 	/* as a reload with the setting over the file, on the control thread */
-	struct admin_job *job = job_new(cl, ADMIN_OP_CONTROL, cmd, extended);
-	if (!job) {
-		error_out(cl, extended, "53200", "out of memory");
-		return;
-	}
-	for (char *p = job->cmd.arg; *p; p++)
+	struct admin_cmd set = *cmd;
+	for (char *p = set.arg; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	log_notice("SET %s = '%s' command issued", job->cmd.arg, job->cmd.value);
-	job_start(cl, job, true);
+	log_notice("SET %s = '%s' command issued", set.arg, set.value);
+	control_job(cl, &set, extended);
 }
 
 static void run(struct client *cl, const struct admin_cmd *cmd, bool extended)
@@ -769,30 +776,18 @@ static void run(struct client *cl, const struct admin_cmd *cmd, bool extended)
 		log_notice("KILL_CLIENT %llu command issued", (unsigned long long)cmd->id);
 		op = ADMIN_OP_KILL_CLIENT;
 		break;
-	case ADMIN_RESET: {
+	case ADMIN_RESET:
 		if (strcmp(cmd->arg, "all") && !config_is_setting(cmd->arg)) {
 			error_out(cl, extended, "42704", "unrecognized configuration parameter \"%s\"", cmd->arg);
 			return;
 		}
 		log_notice("RESET %s command issued", cmd->arg);
-		struct admin_job *job = job_new(cl, ADMIN_OP_CONTROL, cmd, extended);
-		if (!job) {
-			error_out(cl, extended, "53200", "out of memory");
-			return;
-		}
-		job_start(cl, job, true);
+		control_job(cl, cmd, extended);
 		return;
-	}
-	case ADMIN_RELOAD: {
+	case ADMIN_RELOAD:
 		log_notice("RELOAD command issued");
-		struct admin_job *job = job_new(cl, ADMIN_OP_CONTROL, cmd, extended);
-		if (!job) {
-			error_out(cl, extended, "53200", "out of memory");
-			return;
-		}
-		job_start(cl, job, true);
+		control_job(cl, cmd, extended);
 		return;
-	}
 	case ADMIN_SHUTDOWN:
 		/* the control thread's signal handling does the rest: SIGTERM drains
 		 * (transactions finish), SIGINT stops at once */

@@ -367,6 +367,26 @@ static uint64_t hist_bucket(const struct pool_shared *ps, size_t hist_off, int b
 	return pool_counter_sum(ps, hist_off + offsetof(struct stats_hist, bucket) + (size_t)b * sizeof(stat_t));
 }
 
+/* One histogram series: cumulative buckets (from per-bucket counts), _sum and
+ * _count, with labels already formatted (k="v",...). */
+static void hist_series(struct strbuf *o, const char *name, const char *labels, const uint64_t *bucket,
+			uint64_t sum_us, uint64_t count)
+{
+	uint64_t cum = 0;
+	for (int b = 0; b < STATS_HIST_BUCKETS; b++) {
+		cum += bucket[b];
+		strbuf_printf(o, "%s_bucket{%s,le=\"", name, labels);
+		if (b < STATS_HIST_BOUNDS)
+			put_seconds(o, stats_hist_le_us[b]);
+		else
+			strbuf_puts(o, "+Inf");
+		strbuf_printf(o, "\"} %" PRIu64 "\n", cum);
+	}
+	strbuf_printf(o, "%s_sum{%s} ", name, labels);
+	put_seconds(o, sum_us);
+	strbuf_printf(o, "\n%s_count{%s} %" PRIu64 "\n", name, labels, count);
+}
+
 static void prom_pool_hist(struct strbuf *o, int npools, const struct hist_def *h)
 {
 	char name[96];
@@ -374,25 +394,14 @@ static void prom_pool_hist(struct strbuf *o, int npools, const struct hist_def *
 	family(o, name, "histogram", h->help);
 	for (int i = 0; i < npools; i++) {
 		const struct pool_shared *ps = registry_at(i);
-		uint64_t cum = 0;
-		for (int b = 0; b < STATS_HIST_BUCKETS; b++) {
-			cum += hist_bucket(ps, h->hist, b);
-			strbuf_printf(o, "%s_bucket{", name);
-			pool_labels(o, ps);
-			strbuf_puts(o, ",le=\"");
-			if (b < STATS_HIST_BOUNDS)
-				put_seconds(o, stats_hist_le_us[b]);
-			else
-				strbuf_puts(o, "+Inf");
-			strbuf_printf(o, "\"} %" PRIu64 "\n", cum);
-		}
-		strbuf_printf(o, "%s_sum{", name);
-		pool_labels(o, ps);
-		strbuf_puts(o, "} ");
-		put_seconds(o, pool_counter_sum(ps, h->sum));
-		strbuf_printf(o, "\n%s_count{", name);
-		pool_labels(o, ps);
-		strbuf_printf(o, "} %" PRIu64 "\n", pool_counter_sum(ps, h->count));
+		uint64_t bucket[STATS_HIST_BUCKETS];
+		for (int b = 0; b < STATS_HIST_BUCKETS; b++)
+			bucket[b] = hist_bucket(ps, h->hist, b);
+		struct strbuf labels = STRBUF_INIT;
+		pool_labels(&labels, ps);
+		hist_series(o, name, labels.buf ? labels.buf : "", bucket, pool_counter_sum(ps, h->sum),
+			    pool_counter_sum(ps, h->count));
+		strbuf_free(&labels);
 	}
 }
 
@@ -626,34 +635,24 @@ static void prom_node_hist(struct strbuf *o, int nnodes)
 	family(o, name, "histogram", "Statement time on the node (its pools' statement times added up).");
 	for (int i = 0; i < nnodes; i++) {
 		const struct health_node *hn = health_node_at(i);
-		uint64_t cum = 0, sum = 0, count = 0;
-		for (int b = 0; b < STATS_HIST_BUCKETS; b++) {
-			for (int p = 0; p < npools; p++)
-				if (pool_of_node(registry_at(p), hn))
-					cum += hist_bucket(registry_at(p), h->hist, b);
-			strbuf_printf(o, "%s_bucket{cluster=\"", name);
-			metrics_label_value(o, hn->cluster);
-			strbuf_puts(o, "\",node=\"");
-			metrics_label_value(o, hn->name);
-			strbuf_puts(o, "\",le=\"");
-			if (b < STATS_HIST_BOUNDS)
-				put_seconds(o, stats_hist_le_us[b]);
-			else
-				strbuf_puts(o, "+Inf");
-			strbuf_printf(o, "\"} %" PRIu64 "\n", cum);
+		uint64_t bucket[STATS_HIST_BUCKETS] = { 0 }, sum = 0, count = 0;
+		for (int p = 0; p < npools; p++) {
+			const struct pool_shared *ps = registry_at(p);
+			if (!pool_of_node(ps, hn))
+				continue;
+			for (int b = 0; b < STATS_HIST_BUCKETS; b++)
+				bucket[b] += hist_bucket(ps, h->hist, b);
+			sum += pool_counter_sum(ps, h->sum);
+			count += pool_counter_sum(ps, h->count);
 		}
-		for (int p = 0; p < npools; p++)
-			if (pool_of_node(registry_at(p), hn)) {
-				sum += pool_counter_sum(registry_at(p), h->sum);
-				count += pool_counter_sum(registry_at(p), h->count);
-			}
-		strbuf_printf(o, "%s_sum", name);
-		node_labels(o, hn);
-		strbuf_putc(o, ' ');
-		put_seconds(o, sum);
-		strbuf_printf(o, "\n%s_count", name);
-		node_labels(o, hn);
-		strbuf_printf(o, " %" PRIu64 "\n", count);
+		struct strbuf labels = STRBUF_INIT;
+		strbuf_puts(&labels, "cluster=\"");
+		metrics_label_value(&labels, hn->cluster);
+		strbuf_puts(&labels, "\",node=\"");
+		metrics_label_value(&labels, hn->name);
+		strbuf_putc(&labels, '"');
+		hist_series(o, name, labels.buf ? labels.buf : "", bucket, sum, count);
+		strbuf_free(&labels);
 	}
 }
 
