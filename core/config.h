@@ -176,6 +176,21 @@ struct config {
 	int max_packet_size;        /* 2147483647 in PgBouncer; pgring default 256 MiB */
 	int max_prepared_statements; /* per server, transaction/statement mode: 200 (0: not tracked) */
 	int max_client_prepared_statements; /* pgring: names one client may hold: 10000 */
+	/* pgring: the bytes of Parse bodies (query text and types) one client's
+	 * names may hold, counted per name: 64 MB; a Parse past it is refused
+	 * with 53400, as one past max_client_prepared_statements */
+	int max_client_prepared_size;
+	/* pgring: the bytes one client's session record may hold in transaction
+	 * and statement pooling (names and values of its settings, with the
+	 * copies its savepoints keep, SQL PREPARE texts, LISTEN channels, WITH
+	 * HOLD cursors): 16 MB; past it the client is closed with 54000, since
+	 * pgring could no longer carry its session to the next server */
+	int max_client_session_size;
+	/* pgring: the most PBKDF2 iterations a server's SCRAM challenge may ask
+	 * for when pgring logs in with a plain password (each costs the shard
+	 * thread some 4 us, and a shard serves nobody else meanwhile): 100000;
+	 * more fails the server login (54000) */
+	int max_server_scram_iterations;
 	int max_startup_packet;     /* 10000, as PostgreSQL */
 	/* pgring's own */
 	int shards;                 /* 0 = one per online CPU */

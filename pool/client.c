@@ -1166,6 +1166,23 @@ static bool frontend_type(uint8_t type)
 	}
 }
 
+/* PostgreSQL's PQ_SMALL_MESSAGE_LIMIT: the most a Close, Describe, Execute,
+ * Flush, Sync, Terminate, CopyDone or CopyFail may carry after its length
+ * word (the server refuses a longer one as 08P01 "invalid message length").
+ * pgring refuses them too, before assembling them: the ones pgring holds
+ * whole then take at most this much, not max_packet_size. */
+#define SMALL_MESSAGE_MAX 10000
+
+static bool small_type(uint8_t type)
+{
+	switch (type) {
+	case 'C': case 'D': case 'E': case 'H': case 'S': case 'X': case 'c': case 'f':
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* Bytes that came after SSLRequest, before the handshake: they were sent in
  * the clear and could have been put there by someone in the middle (the class
  * of CVE-2021-23214), so they are never read. */
@@ -1200,6 +1217,12 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 	if (!frontend_type(type)) {
 		stat_add(&shard_of(cl)->stats->protocol_errors, 1);
 		client_fail(cl, "08P01", "invalid frontend message type %d", type);
+		return PROTO_STOP;
+	}
+	if (len > SMALL_MESSAGE_MAX + 5 && small_type(type)) {
+		stat_add(&shard_of(cl)->stats->protocol_errors, 1);
+		client_fail(cl, "08P01", "invalid message length: a '%c' message of %u bytes (at most %d after its "
+			    "length word, as PostgreSQL)", type, len, SMALL_MESSAGE_MAX);
 		return PROTO_STOP;
 	}
 	if (type == 'X')
@@ -1335,7 +1358,8 @@ static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t b
 			close_later(cl);
 			return;
 		}
-		client_fail(cl, "08P01", "invalid message length (longer than max_packet_size or shorter than 4)");
+		client_fail(cl, "08P01", "invalid message length (longer than max_packet_size = %d, or shorter than 4)",
+			    s->cfg->max_packet_size);
 		return;
 	}
 	if (rc == PROTO_NO_MEMORY) {

@@ -60,6 +60,7 @@ struct client_sess {
 	struct params txn_forced;                  /* reported ones RESET to a startup value in it */
 	struct savepoint *sp;                      /* open savepoints, innermost last */
 	uint16_t nsp, sp_cap;
+	uint32_t sp_bytes;                         /* what they hold, for max_client_session_size */
 	struct params sqlprep;                     /* SQL PREPAREs: name -> PREPARE statement */
 	struct params holds;                       /* "l:channel" listened to (pinned), "c:cursor" held */
 	struct params listen;                      /* channels kept by the pool's listener (pool/listen.h) */

@@ -637,6 +637,15 @@ static void on_parse(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 	uint32_t body_len = len - 5 - (uint32_t)nlen - 1;
 	if (!*name || !renaming(sv)) {
 		uint32_t flags = 0;
+		if (!*name && renaming(sv) &&
+		    (cl->sess ? cl->sess->stmts.bytes : 0) + body_len > (uint64_t)sv->conn.shard->cfg->max_client_prepared_size) {
+			/* kept as long as the client's other statements are */
+			LOGF(LOG_INFO, cl->conn.id, "unnamed Parse of %u bytes refused: over max_client_prepared_size (%d)",
+			     len, sv->conn.shard->cfg->max_client_prepared_size);
+			raise_error(l, "53400", "prepared statements too large: this one would bring the client's to more "
+				    "than max_client_prepared_size%s", "");
+			return;
+		}
 		if (!*name && !unnamed_fx_scan(l, body, body_len))
 			return;
 		if (!*name && renaming(sv)) {
@@ -662,6 +671,13 @@ static void on_parse(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 	}
 	if (cl->sess->stmts.n >= (uint32_t)sv->conn.shard->cfg->max_client_prepared_statements) {
 		raise_error(l, "53400", "too many prepared statements (max_client_prepared_statements)%s", "");
+		return;
+	}
+	if (cl->sess->stmts.bytes + nlen + 1 + body_len > (uint64_t)sv->conn.shard->cfg->max_client_prepared_size) {
+		LOGF(LOG_INFO, cl->conn.id, "Parse of %u bytes refused: over max_client_prepared_size (%d)", len,
+		     sv->conn.shard->cfg->max_client_prepared_size);
+		raise_error(l, "53400", "prepared statements too large: this one would bring the client's to more "
+			    "than max_client_prepared_size%s", "");
 		return;
 	}
 	struct pstmt *st = stmt_intern(&pool_shard(shard_of(l))->stmts, body, body_len);
@@ -842,6 +858,27 @@ static void on_execute(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 	rq_push(l, RP_PASS, 'E', NULL, fxl, 0);
 }
 
+/* The most statements changing session state (SET, PREPARE, LISTEN, ...) one
+ * simple Query may carry: each costs a record until it completes, and the
+ * session records hold PARAMS_MAX entries anyway. */
+#define QUERY_EFFECTS_MAX PARAMS_MAX
+
+/* Answer a simple Query with an ERROR (and ReadyForQuery) from the server,
+ * instead of running it. */
+static void raise_query(struct lease *l, const char *sqlstate, const char *msg)
+{
+	char sql[512];
+	snprintf(sql, sizeof sql, "DO $pgring$BEGIN RAISE EXCEPTION USING ERRCODE = '%s', MESSAGE = '%s'; END$pgring$",
+		 sqlstate, msg);
+	uint8_t mem[sizeof sql + 16];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, sql);
+	if (send_built(l, &o))
+		rq_push(l, RP_PASS, 'Q', NULL, NULL, 0);
+	LOGF(LOG_DEBUG, l->client->conn.id, "client error: %s (%s)", msg, sqlstate);
+}
+
 static void on_query(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
 {
 	struct client *cl = l->client;
@@ -852,9 +889,28 @@ static void on_query(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 	 * the client's, as on PostgreSQL */
 	unnamed_gone(l);
 	l->unnamed_here = true;
-	struct proto_sql_stmt fx[16];
+	struct proto_sql_stmt local[16], *fx = local;
 	int nstmts = 0;
 	int n = proto_sql_plain(sql, qlen) ? 0 : proto_sql_scan(sql, qlen, fx, 16, &nstmts);
+	if (n == 16 && nstmts > 16) {
+		/* rare: more statements that change the session than the stack
+		 * takes; every one must be followed, up to QUERY_EFFECTS_MAX */
+		int cap = nstmts > QUERY_EFFECTS_MAX ? QUERY_EFFECTS_MAX + 1 : nstmts;
+		proto_sql_free(fx, n);
+		if (!(fx = malloc((size_t)cap * sizeof *fx))) {
+			oom(cl);
+			return;
+		}
+		n = proto_sql_scan(sql, qlen, fx, cap, NULL);
+		if (n > QUERY_EFFECTS_MAX) {
+			proto_sql_free(fx, n);
+			free(fx);
+			LOGF(LOG_INFO, cl->conn.id, "Query with more than %d statements changing session state refused",
+			     QUERY_EFFECTS_MAX);
+			raise_query(l, "54000", "too many statements changing session state in one query (at most 4096)");
+			return;
+		}
+	}
 	if (n == 0) {
 		if (send_bytes(l, msg, len, buf))
 			rq_push(l, RP_PASS, 'Q', NULL, NULL, 0);
@@ -863,6 +919,8 @@ static void on_query(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 	struct fx_list *fxl = malloc(sizeof *fxl + (size_t)n * sizeof fxl->s[0]);
 	if (!fxl) {
 		proto_sql_free(fx, n);
+		if (fx != local)
+			free(fx);
 		oom(cl);
 		return;
 	}
@@ -872,6 +930,10 @@ static void on_query(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 		fxl->s[i].text = NULL;
 		if (fx[i].kind == SQL_PREPARE && !fxl->s[i].value)
 			fxl->s[i].value = strndup(fx[i].text, fx[i].text_len);
+	}
+	if (fx != local) {
+		free(fx);
+		fx = fxl->s;   /* the records are fxl's now (kind and name unchanged) */
 	}
 	struct pstmt *st;
 	if (nstmts == 1 && fx[0].kind == SQL_DEALLOCATE && renaming(sv) && cl->sess &&

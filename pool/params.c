@@ -44,14 +44,17 @@ static bool set(struct params *p, const char *name, const char *value)
 		if (!v)
 			return false;
 		p->hash -= digest(p->v[i].name, p->v[i].value);
+		p->bytes = p->bytes - (uint32_t)strlen(p->v[i].value) + (uint32_t)strlen(v);
 		free(p->v[i].value);
 		p->v[i].value = v;
 		p->hash += digest(p->v[i].name, v);
 		return true;
 	}
 	if (p->n == p->cap) {
-		if (p->cap >= PARAMS_MAX)
+		if (p->cap >= PARAMS_MAX) {
+			p->full = true;
 			return false;
+		}
 		uint16_t cap = p->cap ? (uint16_t)(p->cap * 2) : 8;
 		struct param *nv = realloc(p->v, cap * sizeof *nv);
 		if (!nv)
@@ -67,6 +70,7 @@ static bool set(struct params *p, const char *name, const char *value)
 	}
 	p->v[p->n++] = (struct param){ n, v };
 	p->hash += digest(n, v);
+	p->bytes += (uint32_t)(strlen(n) + strlen(v) + 2);
 	return true;
 }
 
@@ -84,6 +88,7 @@ void params_remove(struct params *p, const char *name)
 	if (i < 0)
 		return;
 	p->hash -= digest(p->v[i].name, p->v[i].value);
+	p->bytes -= (uint32_t)(strlen(p->v[i].name) + strlen(p->v[i].value) + 2);
 	free(p->v[i].name);
 	free(p->v[i].value);
 	p->v[i] = p->v[--p->n];

@@ -8,7 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PARAMS_MAX 4096   /* settings per session; more is refused */
+/* Settings per record; more is refused (p->full). Not a key: PostgreSQL has
+ * some 400 settings of its own, and the memory a client can make pgring keep
+ * is bounded in bytes by max_client_session_size (pool/session.c). */
+#define PARAMS_MAX 4096
 
 struct param {
 	char *name;
@@ -18,9 +21,11 @@ struct param {
 struct params {
 	struct param *v;
 	uint16_t n, cap;
+	uint32_t bytes;     /* strlen(name) + strlen(value) + 2 of each: what it holds */
 	uint64_t hash;      /* order-independent digest of (name, value) pairs */
 	bool failed;        /* an update was lost (no memory, or PARAMS_MAX): the record
 			     * cannot be trusted; its owner checks at its next step */
+	bool full;          /* ... because of PARAMS_MAX */
 };
 
 /* Set (or replace) name=value. Names compare case-insensitively. false: no

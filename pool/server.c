@@ -421,6 +421,8 @@ static void login_auth(struct server *sv, const uint8_t *msg, uint32_t len)
 		else if (sv->scram && secret && auth_is_scram_secret(secret) && p->have_client_key &&
 			 auth_scram_parse_secret(secret, &passthrough) == 0)
 			rc = auth_scram_client_init(sv->scram, NULL, p->scram_client_key, &passthrough);
+		if (!rc)
+			sv->scram->max_iterations = shard_of(sv)->cfg->max_server_scram_iterations;
 		if (rc) {
 			login_failed(sv, "28P01", "server asks for SCRAM, and pgring has no password for it "
 				     "(a SCRAM secret in auth_file works once a client logged in with SCRAM)");
@@ -446,7 +448,8 @@ static void login_auth(struct server *sv, const uint8_t *msg, uint32_t len)
 		char out[1024];
 		int k = sv->scram ? auth_scram_client_final(sv->scram, (const char *)msg + 9, len - 9, out, sizeof out) : -1;
 		if (k < 0) {
-			login_failed(sv, "28P01", sv->scram ? sv->scram->error : "unexpected SASL continue");
+			login_failed(sv, sv->scram && sv->scram->over_limit ? "54000" : "28P01",
+				     sv->scram ? sv->scram->error : "unexpected SASL continue");
 			return;
 		}
 		proto_sasl_response(&o, out, (size_t)k);

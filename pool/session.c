@@ -25,16 +25,51 @@ static void oom(struct client *cl)
 	client_fail(cl, "53200", "out of memory");
 }
 
-/* A record of the client's session lost an update: what pgring would replay
- * on the next server is no longer what the client set, so it cannot go on. */
+/* The bytes the client's session record holds (max_client_session_size). */
+static uint64_t session_bytes(const struct client *cl)
+{
+	const struct client_sess *cs = cl->sess;
+	uint64_t n = cl->params.bytes;
+	if (cs)
+		n += (uint64_t)cs->txn_forced.bytes + cs->sp_bytes + cs->sqlprep.bytes + cs->holds.bytes +
+		     cs->listen.bytes + (cs->txn_params ? cs->txn_params->bytes : 0) +
+		     (cs->txn_listen ? cs->txn_listen->bytes : 0);
+	return n;
+}
+
+/* A record of the client's session lost an update, or grew past
+ * max_client_session_size: what pgring would replay on the next server is no
+ * longer what the client set, or more than it keeps for one client, so it
+ * cannot go on (the statement that did it has run on the server). */
 static void check_memory(struct client *cl)
 {
 	const struct client_sess *cs = cl->sess;
-	bool failed = cl->params.failed ||
-		      (cs && ((cs->txn_params && cs->txn_params->failed) || cs->txn_forced.failed || cs->sqlprep.failed ||
-			      cs->holds.failed));
-	if (failed)
-		client_fail(cl, "53200", "out of memory (or more than %d session settings)", PARAMS_MAX);
+	if (cl->state == CL_CLOSED)
+		return;
+	const struct params *const rec[] = {
+		&cl->params, cs ? cs->txn_params : NULL, cs ? &cs->txn_forced : NULL, cs ? &cs->sqlprep : NULL,
+		cs ? &cs->holds : NULL, cs ? cs->txn_listen : NULL,
+	};
+	bool failed = false, full = false;
+	for (size_t i = 0; i < sizeof rec / sizeof rec[0]; i++)
+		if (rec[i] && rec[i]->failed) {
+			failed = true;
+			full |= rec[i]->full;
+		}
+	uint64_t bytes = session_bytes(cl);
+	int max = cl->conn.shard->cfg->max_client_session_size;
+	if (bytes > (uint64_t)max) {
+		LOGF(LOG_WARNING, cl->conn.id, "session state of %llu bytes is over max_client_session_size (%d)",
+		     (unsigned long long)bytes, max);
+		client_fail(cl, "54000", "session state too large: its settings, savepoints, SQL PREPAREs and LISTENs "
+			    "take %llu bytes, more than max_client_session_size (%d)", (unsigned long long)bytes, max);
+	} else if (full) {
+		LOGF(LOG_WARNING, cl->conn.id, "more than %d session settings, SQL PREPAREs or LISTENs", PARAMS_MAX);
+		client_fail(cl, "54000", "too many session settings, SQL PREPAREs or LISTENs (at most %d of each)",
+			    PARAMS_MAX);
+	} else if (failed) {
+		client_fail(cl, "53200", "out of memory");
+	}
 }
 
 struct client_sess *session_get(struct client *cl)
@@ -115,11 +150,20 @@ static void params_free(struct params *p)
 	}
 }
 
-/* Savepoints: settings are transactional per savepoint too. */
+/* Savepoints: settings are transactional per savepoint too. What one holds,
+ * for max_client_session_size: */
+static uint32_t savepoint_bytes(const struct savepoint *sp)
+{
+	return (uint32_t)sizeof *sp + (sp->params ? sp->params->bytes : 0);
+}
+
 static void savepoints_pop_to(struct client *cl, uint16_t n)
 {
-	while (cl->sess->nsp > n)
-		params_free(cl->sess->sp[--cl->sess->nsp].params);
+	while (cl->sess->nsp > n) {
+		struct savepoint *sp = &cl->sess->sp[--cl->sess->nsp];
+		cl->sess->sp_bytes -= savepoint_bytes(sp);
+		params_free(sp->params);
+	}
 }
 
 static int savepoint_find(const struct client *cl, const char *name)
@@ -150,6 +194,7 @@ static void savepoint_effect(struct lease *l, const struct proto_sql_stmt *fx)
 		cl->sess->sp[cl->sess->nsp].params = cl->sess->txn_params ? params_dup(cl->sess->txn_params) : NULL;
 		if (cl->sess->txn_params && !cl->sess->sp[cl->sess->nsp].params)
 			l->txn_uncertain = true;
+		cl->sess->sp_bytes += savepoint_bytes(&cl->sess->sp[cl->sess->nsp]);
 		cl->sess->nsp++;
 		break;
 	case SQL_ROLLBACK_TO:

@@ -272,6 +272,7 @@ bool stmt_map_put(struct stmt_map *m, const char *name, struct pstmt *st)
 	if (!copy)
 		return false;
 	map_insert(m, copy, st, st ? st->gen : 0);
+	m->bytes += strlen(copy) + 1 + (st ? st->body_len : 0);
 	return true;
 }
 
@@ -282,6 +283,7 @@ struct pstmt *stmt_map_take(struct stmt_map *m, const char *name)
 		return NULL;
 	uint32_t mask = m->cap - 1, i = (uint32_t)found;
 	struct pstmt *st = m->slot[i].st;
+	m->bytes -= strlen(m->slot[i].name) + 1 + (st ? st->body_len : 0);
 	free(m->slot[i].name);
 	m->slot[i].name = NULL;
 	m->n--;

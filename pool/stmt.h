@@ -94,6 +94,9 @@ bool stmt_mark_stale(struct stmt_registry *reg, struct pstmt *st, const struct s
 /* A client's names, and its unnamed statement. */
 struct stmt_map {
 	uint32_t n, cap;               /* cap: 0 or a power of two */
+	uint64_t bytes;                /* each name's length + 1 + its statement's body_len
+					* (max_client_prepared_size; a body shared by names
+					* is counted for each) */
 	struct stmt_entry {
 		char *name;
 		struct pstmt *st;

@@ -1140,6 +1140,13 @@ static int client_derive_keys(struct auth_scram_client *c, const struct server_f
 {
 	if (!c->password)
 		return client_keys_from_secret(c, f, client_key, stored_key);
+	if (c->max_iterations > 0 && f->iterations > c->max_iterations) {
+		c->over_limit = true;
+		snprintf(c->error, sizeof c->error,
+			 "server's SCRAM iteration count %d is more than max_server_scram_iterations (%d)",
+			 f->iterations, c->max_iterations);
+		return -1;
+	}
 	if (scram_keys_from_password(c->password, f->salt, f->salt_len, f->iterations, client_key,
 				     stored_key, c->server_key) != 0)
 		return set_error(c->error, "SCRAM key derivation failed");

@@ -142,6 +142,12 @@ struct auth_scram_client {
 	char client_first_bare[256];
 	char auth_message[1024];
 	uint8_t server_key[AUTH_SCRAM_KEY_LEN];
+	/* The most iterations a server may ask for when the keys are derived from
+	 * the password (each costs PBKDF2 time on the caller's thread); 0: no
+	 * limit. Set after auth_scram_client_init. More fails
+	 * auth_scram_client_final with over_limit set. */
+	int max_iterations;
+	bool over_limit;
 	char error[128];
 };
 
