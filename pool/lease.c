@@ -1178,6 +1178,9 @@ struct lease *lease_open(struct client *cl)
 	return l;
 }
 
+/* Entries of a lease's queues whose room a free lease keeps (24 kB of replies). */
+#define LEASE_KEEP_MAX 1024
+
 /* The lease is over: back to the shard's free list, with its queues' room. */
 static void lease_close(struct lease *l)
 {
@@ -1187,6 +1190,15 @@ static void lease_close(struct lease *l)
 	LOGF(LOG_TRACE, cl->conn.id, "lease over (expect %u)", l->expect);
 	heldq_drop(cl->conn.shard, &l->held);
 	heldq_drop(cl->conn.shard, &l->later);
+	/* room a long pipeline grew is not kept for the next lease */
+	if (l->rq.cap > LEASE_KEEP_MAX) {
+		free(l->rq.r);
+		l->rq = (struct replyq){ 0 };
+	}
+	if (l->held.cap > LEASE_KEEP_MAX)
+		heldq_free(cl->conn.shard, &l->held);
+	if (l->later.cap > LEASE_KEEP_MAX)
+		heldq_free(cl->conn.shard, &l->later);
 	cl->lease = NULL;
 	memset(l, 0, LEASE_RESET_SIZE);
 	l->next_free = ps->free_leases;
