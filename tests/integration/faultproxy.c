@@ -23,22 +23,47 @@
  *                        frozen for good (never read, written or closed by the
  *                        proxy; when pgring closes its side the server side is
  *                        closed too, so PostgreSQL's backend ends)
- *   heal                 ends stall, blackhole and refuse (not delay); held
- *                        connections connect now; frozen ones stay frozen
+ *   heal                 ends stall, blackhole, vanish and refuse (not delay,
+ *                        trickle or loss); held connections connect now; frozen
+ *                        and vanished ones stay so
  *   reset                every connection is closed with a RST on both sides
  *   refuse on|off        new connections are closed with a RST when accepted
- *   stats                ok conns=N open=N held=N frozen=N accepted=N
- *                        up_bytes=N down_bytes=N queued=N
+ *   trickle BPS [SKIP]   connections accepted from now on send "up" at BPS bytes
+ *                        a second (at most 1000; 0 ends it for new connections)
+ *                        once SKIP PostgreSQL messages have passed at full speed
+ *                        (the first message is the untyped startup packet: SKIP 0
+ *                        trickles the startup packet, 1 the password message, 2 a
+ *                        first query after an md5 login); a slowloris client
+ *                        made of a real one
+ *   loss PCT             every segment a proxy socket receives, on either side,
+ *                        is dropped with probability PCT % (0-100, decimals
+ *                        allowed; 0 ends it), by a classic BPF socket filter
+ *                        (SKF_AD_RANDOM) on each socket: TCP itself loses the
+ *                        segment, so the sender's kernel retransmits it, as
+ *                        across a lossy link (this kernel has no sch_netem)
+ *   vanish               a peer that disappears without FIN or RST: every open
+ *                        connection, and every one accepted until heal, is frozen
+ *                        and its target-side socket drops every segment it gets
+ *                        (the same filter at 100 %), so the target's keepalive
+ *                        probes and retransmissions go unanswered; that socket is
+ *                        never closed by the proxy, even when the accepted side
+ *                        leaves (put the proxy in front of pgring for clients
+ *                        that vanish)
+ *   stats                ok conns=N open=N held=N frozen=N vanished=N accepted=N
+ *                        up_bytes=N down_bytes=N queued=N trickling=N
  *   quit                 exit
  *
- * What this cannot do, being above TCP: lose, reorder or duplicate packets
- * (each side's kernel talks to the proxy's kernel, which acknowledges
- * everything it receives), or make TCP itself time out: a partition here is
- * silence on a connection whose TCP peer is alive, so keepalives and
- * TCP_USER_TIMEOUT would never fire (pgring has neither yet anyway). */
+ * What this cannot do, being above TCP: reorder or duplicate packets (each
+ * side's kernel talks to the proxy's kernel, which delivers in order), or lose
+ * a segment the proxy's kernel sends (loss drops what the proxy's sockets
+ * receive: data both ways and the acknowledgements of what it sends). Stall and
+ * blackhole are silence on a connection whose TCP peer is alive, so keepalives
+ * and TCP_USER_TIMEOUT do not fire on them; vanish is the one that makes them
+ * fire. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <linux/filter.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
@@ -46,6 +71,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -70,9 +96,10 @@ struct dir {
 	bool in_eof;   /* the source sent FIN */
 	bool out_shut; /* FIN passed on */
 	bool want_out; /* a send hit EAGAIN: poll for POLLOUT */
+	bool rst;      /* the source reset: passed on as a RST once what it sent before is */
 };
 
-enum cstate { C_FREE, C_HELD, C_CONNECTING, C_OPEN, C_FROZEN };
+enum cstate { C_FREE, C_HELD, C_CONNECTING, C_OPEN, C_FROZEN, C_VANISHED, C_NSTATES };
 
 struct cn {
 	enum cstate state;
@@ -80,6 +107,14 @@ struct cn {
 	struct dir d[2]; /* d[0]: fd[0] -> fd[1] (up), d[1]: fd[1] -> fd[0] (down) */
 	int pi[2];       /* poll indices, -1 when not polled */
 	unsigned long id;
+	bool vanish_on_open; /* accepted during vanish: vanishes once connected */
+	/* trickle (up only): after the first trickle_skip messages, one byte per
+	 * trickle_us; the message count comes from a small parser of the up bytes */
+	uint64_t trickle_us, trickle_next_us;
+	unsigned long long up_sent, parsed, trickle_from; /* ULLONG_MAX: not reached yet */
+	int trickle_skip, nmsg, hdr_have;
+	unsigned char hdr[5];
+	unsigned long long body_left;
 };
 
 struct ctl {
@@ -95,7 +130,10 @@ static struct sockaddr_in target;
 static int verbose;
 
 static uint64_t delay_us;
-static bool stalled[2], blackhole, refuse;
+static bool stalled[2], blackhole, refuse, vanish;
+static uint64_t trickle_us; /* 0: off */
+static int trickle_skip;
+static double loss_pct;
 static unsigned long n_accepted, next_id = 1;
 static unsigned long long bytes[2];
 
@@ -154,6 +192,81 @@ static void close_fd(int *fd, bool rst)
 	*fd = -1;
 }
 
+/* Drop each segment this socket receives with probability pct % (0: no filter). */
+static void set_loss(int fd, double pct)
+{
+	if (fd < 0)
+		return;
+	if (pct <= 0) {
+		int zero = 0;
+		setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero);
+		return;
+	}
+	uint32_t thr = pct >= 100 ? 0 : (uint32_t)(pct / 100.0 * 4294967296.0);
+	struct sock_filter drop_all[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
+	struct sock_filter random_drop[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM)),
+		BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, thr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, 0xffffffffu), /* keep */
+		BPF_STMT(BPF_RET | BPF_K, 0),           /* drop */
+	};
+	struct sock_fprog prog = pct >= 100 ? (struct sock_fprog){ 1, drop_all } : (struct sock_fprog){ 4, random_drop };
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
+		logv("SO_ATTACH_FILTER: %s", strerror(errno));
+}
+
+/* A connection to the target is up: vanish it at once if it came during
+ * vanish, else the loss in force on its target side. */
+static void conn_opened(struct cn *c)
+{
+	if (c->vanish_on_open) {
+		c->state = C_VANISHED;
+		set_loss(c->fd[1], 100);
+		logv("conn %lu connected and vanished", c->id);
+		return;
+	}
+	c->state = C_OPEN;
+	set_loss(c->fd[1], loss_pct);
+}
+
+/* Count the up messages in what was just read (the first untyped, the others
+ * typed); where message number trickle_skip begins, trickling begins. */
+static void trickle_parse(struct cn *c, const unsigned char *p, size_t n)
+{
+	while (n && c->trickle_from == ULLONG_MAX) {
+		if (c->body_left) {
+			size_t take = n < c->body_left ? n : (size_t)c->body_left;
+			c->body_left -= take;
+			c->parsed += take;
+			p += take;
+			n -= take;
+			continue;
+		}
+		if (c->hdr_have == 0 && c->nmsg == c->trickle_skip) {
+			c->trickle_from = c->parsed;
+			return;
+		}
+		int hlen = c->nmsg == 0 ? 4 : 5;
+		c->hdr[c->hdr_have++] = *p++;
+		n--;
+		c->parsed++;
+		if (c->hdr_have < hlen)
+			continue;
+		const unsigned char *l = c->hdr + (hlen - 4);
+		unsigned long long len = (unsigned long long)l[0] << 24 | (unsigned long long)l[1] << 16 |
+					 (unsigned long long)l[2] << 8 | l[3];
+		c->hdr_have = 0;
+		c->body_left = len >= 4 ? len - 4 : 0;
+		c->nmsg++;
+	}
+}
+
+/* When the next up byte may go (trickling), 0 if not trickling now. */
+static uint64_t trickle_wait_until(const struct cn *c)
+{
+	return c->trickle_us && c->up_sent >= c->trickle_from ? c->trickle_next_us : 0;
+}
+
 static void free_queue(struct dir *d)
 {
 	struct chunk *c = d->head;
@@ -187,7 +300,7 @@ static bool conn_connect(struct cn *c)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->fd[1] = fd;
 	if (connect(fd, (struct sockaddr *)&target, sizeof target) == 0) {
-		c->state = C_OPEN;
+		conn_opened(c);
 		return true;
 	}
 	if (errno == EINPROGRESS) {
@@ -224,6 +337,11 @@ static void do_accept(int lfd)
 		c->fd[0] = fd;
 		c->fd[1] = -1;
 		c->id = next_id++;
+		c->trickle_us = trickle_us;
+		c->trickle_skip = trickle_skip;
+		c->trickle_from = ULLONG_MAX;
+		c->vanish_on_open = vanish;
+		set_loss(fd, loss_pct);
 		if (i + 1 > nconns_hi)
 			nconns_hi = i + 1;
 		int one = 1;
@@ -258,6 +376,8 @@ static bool conn_read(struct cn *c, int k, uint64_t now)
 			ch->len = (size_t)n;
 			ch->off = 0;
 			memcpy(ch->data, buf, (size_t)n);
+			if (k == 0 && c->trickle_us)
+				trickle_parse(c, buf, (size_t)n);
 			if (d->tail)
 				d->tail->next = ch;
 			else
@@ -275,9 +395,11 @@ static bool conn_read(struct cn *c, int k, uint64_t now)
 			break;
 		if (errno == EINTR)
 			continue;
-		/* a reset: pass it on */
-		conn_close(c, true, k ? "server side reset" : "pgring side reset");
-		return false;
+		/* a reset: pass it on after the bytes that came before it, as a
+		 * router would (a FATAL then a RST must not become a bare RST) */
+		logv("conn %lu: %s side reset", c->id, k ? "target" : "accepted");
+		d->in_eof = d->rst = true;
+		break;
 	}
 	return true;
 }
@@ -288,9 +410,28 @@ static bool conn_flush(struct cn *c, int k, uint64_t now)
 	struct dir *d = &c->d[k];
 	if (stalled[k])
 		return true;
+	if (c->d[1 - k].rst) { /* its destination reset: nothing more reaches it */
+		struct dir keep = *d;
+		free_queue(d);
+		d->in_eof = keep.in_eof;
+		d->rst = keep.rst;
+		d->out_shut = true;
+	}
 	while (d->head && d->head->due_us <= now) {
 		struct chunk *ch = d->head;
-		ssize_t n = send(c->fd[1 - k], ch->data + ch->off, ch->len - ch->off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		size_t want = ch->len - ch->off;
+		bool trickled = false;
+		if (k == 0 && c->trickle_us) {
+			if (c->up_sent >= c->trickle_from) {
+				if (now < c->trickle_next_us)
+					break; /* the poll timeout wakes it */
+				want = 1;
+				trickled = true;
+			} else if (c->trickle_from - c->up_sent < want) {
+				want = (size_t)(c->trickle_from - c->up_sent);
+			}
+		}
+		ssize_t n = send(c->fd[1 - k], ch->data + ch->off, want, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -302,6 +443,10 @@ static bool conn_flush(struct cn *c, int k, uint64_t now)
 			return false;
 		}
 		d->want_out = false;
+		if (k == 0)
+			c->up_sent += (unsigned long long)n;
+		if (trickled) /* on a 10 ms grid, so that many tricklers wake together */
+			c->trickle_next_us = (now + c->trickle_us) / 10000 * 10000;
 		ch->off += (size_t)n;
 		d->queued -= (size_t)n;
 		if (ch->off == ch->len) {
@@ -310,6 +455,10 @@ static bool conn_flush(struct cn *c, int k, uint64_t now)
 				d->tail = NULL;
 			free(ch);
 		}
+	}
+	if (d->in_eof && !d->head && d->rst) {
+		conn_close(c, true, k ? "target side reset" : "accepted side reset");
+		return false;
 	}
 	if (d->in_eof && !d->head && !d->out_shut) {
 		shutdown(c->fd[1 - k], SHUT_WR);
@@ -353,7 +502,8 @@ static void command(int fd, char *line)
 		*nl = 0;
 	char arg[64] = "";
 	char cmd[32] = "";
-	if (sscanf(line, "%31s %63s", cmd, arg) < 1) {
+	int trickle_skip_arg = 0;
+	if (sscanf(line, "%31s %63s %d", cmd, arg, &trickle_skip_arg) < 1) {
 		reply(fd, "err empty command");
 		return;
 	}
@@ -387,8 +537,51 @@ static void command(int fd, char *line)
 			}
 		}
 		reply(fd, "ok blackhole (%d connections frozen)", n);
+	} else if (strcmp(cmd, "vanish") == 0) {
+		int n = 0;
+		vanish = true;
+		for (int i = 0; i < nconns_hi; i++) {
+			struct cn *c = &conns[i];
+			if (c->state == C_HELD || c->state == C_CONNECTING)
+				c->vanish_on_open = true;
+			else if (c->state == C_OPEN || c->state == C_FROZEN) {
+				c->state = C_VANISHED;
+				set_loss(c->fd[1], 100);
+				n++;
+			}
+		}
+		reply(fd, "ok vanish (%d connections vanished)", n);
+	} else if (strcmp(cmd, "trickle") == 0) {
+		char *end;
+		long bps = strtol(arg, &end, 10);
+		if (!*arg || *end || bps < 0 || bps > 1000 || trickle_skip_arg < 0) {
+			reply(fd, "err trickle BPS [SKIP]");
+			return;
+		}
+		trickle_us = bps ? (uint64_t)(1000000 / bps) : 0;
+		trickle_skip = trickle_skip_arg;
+		reply(fd, "ok trickle %ld bytes/s after %d messages (new connections)", bps, trickle_skip);
+	} else if (strcmp(cmd, "loss") == 0) {
+		char *end;
+		double pct = strtod(arg, &end);
+		if (!*arg || *end || !(pct >= 0 && pct <= 100)) {
+			reply(fd, "err loss PCT");
+			return;
+		}
+		loss_pct = pct;
+		int n = 0;
+		for (int i = 0; i < nconns_hi; i++) {
+			struct cn *c = &conns[i];
+			if (c->state == C_FREE || c->state == C_VANISHED)
+				continue;
+			set_loss(c->fd[0], pct);
+			if (c->state == C_OPEN || c->state == C_FROZEN)
+				set_loss(c->fd[1], pct);
+			n++;
+		}
+		reply(fd, "ok loss %g %% (%d connections)", pct, n);
 	} else if (strcmp(cmd, "heal") == 0) {
-		stalled[0] = stalled[1] = blackhole = refuse = false;
+		stalled[0] = stalled[1] = blackhole = refuse = vanish = false;
 		heal_held();
 		reply(fd, "ok healed");
 	} else if (strcmp(cmd, "reset") == 0) {
@@ -407,15 +600,18 @@ static void command(int fd, char *line)
 		refuse = strcmp(arg, "on") == 0;
 		reply(fd, "ok refuse %s", arg);
 	} else if (strcmp(cmd, "stats") == 0) {
-		int n[5] = { 0 };
+		int n[C_NSTATES] = { 0 }, trickling = 0;
 		size_t q = 0;
 		for (int i = 0; i < nconns_hi; i++) {
 			n[conns[i].state]++;
 			q += conns[i].d[0].queued + conns[i].d[1].queued;
+			if (conns[i].state == C_OPEN && trickle_wait_until(&conns[i]))
+				trickling++;
 		}
-		reply(fd, "ok conns=%d open=%d held=%d frozen=%d accepted=%lu up_bytes=%llu down_bytes=%llu queued=%zu",
-		      n[C_HELD] + n[C_CONNECTING] + n[C_OPEN] + n[C_FROZEN], n[C_OPEN], n[C_HELD], n[C_FROZEN],
-		      n_accepted, bytes[0], bytes[1], q);
+		reply(fd, "ok conns=%d open=%d held=%d frozen=%d vanished=%d accepted=%lu up_bytes=%llu down_bytes=%llu "
+		      "queued=%zu trickling=%d",
+		      n[C_HELD] + n[C_CONNECTING] + n[C_OPEN] + n[C_FROZEN] + n[C_VANISHED], n[C_OPEN], n[C_HELD],
+		      n[C_FROZEN], n[C_VANISHED], n_accepted, bytes[0], bytes[1], q, trickling);
 	} else if (strcmp(cmd, "quit") == 0) {
 		reply(fd, "ok bye");
 		exit(0);
@@ -483,6 +679,10 @@ int main(int argc, char **argv)
 				if (c->fd[1] >= 0)
 					ev[1] = POLLRDHUP;
 				break;
+			case C_VANISHED:
+				if (c->fd[0] >= 0)
+					ev[0] = POLLRDHUP;
+				break;
 			case C_CONNECTING:
 				ev[0] = POLLRDHUP;
 				ev[1] = POLLOUT;
@@ -495,8 +695,11 @@ int main(int argc, char **argv)
 					if (!d->in_eof && d->queued < QMAX)
 						ev[k] |= POLLIN;
 					if (d->head) {
-						if (d->head->due_us > now) {
-							int ms = (int)((d->head->due_us - now + 999) / 1000);
+						uint64_t due = d->head->due_us;
+						if (k == 0 && trickle_wait_until(c) > due)
+							due = trickle_wait_until(c);
+						if (due > now) {
+							int ms = (int)((due - now + 999) / 1000);
 							if (timeout < 0 || ms < timeout)
 								timeout = ms;
 						} else if (d->want_out) {
@@ -508,6 +711,7 @@ int main(int argc, char **argv)
 				}
 				break;
 			case C_FREE:
+			case C_NSTATES:
 				break;
 			}
 			/* a socket with nothing asked of it is left out (poll would report a
@@ -540,6 +744,13 @@ int main(int argc, char **argv)
 				else if (re1 & (POLLRDHUP | POLLHUP | POLLERR))
 					close_fd(&c->fd[1], false); /* pgring is not told */
 				break;
+			case C_VANISHED:
+				/* the accepted side may go; the target side stays, silent */
+				if (re0 & (POLLRDHUP | POLLHUP | POLLERR)) {
+					logv("conn %lu: the accepted side left a vanished connection", c->id);
+					close_fd(&c->fd[0], false);
+				}
+				break;
 			case C_CONNECTING:
 				if (re0 & (POLLRDHUP | POLLHUP | POLLERR)) {
 					conn_close(c, false, "pgring left while connecting");
@@ -551,7 +762,7 @@ int main(int argc, char **argv)
 						logv("conn %lu: connect: %s", c->id, strerror(err));
 						conn_close(c, true, "connect failed");
 					} else {
-						c->state = C_OPEN;
+						conn_opened(c);
 					}
 				}
 				break;
@@ -566,6 +777,7 @@ int main(int argc, char **argv)
 				break;
 			}
 			case C_FREE:
+			case C_NSTATES:
 				break;
 			}
 		}
