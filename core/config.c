@@ -159,6 +159,7 @@ static const struct key_def main_keys[] = {
 	K_SIZE(max_client_prepared_size, "64MB", 1024, INT_MAX),
 	K_SIZE(max_client_session_size, "16MB", 1024, INT_MAX),
 	K_INT(max_server_scram_iterations, "100000", 1, INT_MAX),
+	K_INT(max_client_pipeline, "65536", 4096, INT_MAX),
 	CFG_(target, KT_TARGET, "primary", 0, 0, 0),
 	K_BOOL(read_write_split, "0"),
 	K_SIZE(max_lag, "16MB", 0, INT_MAX),

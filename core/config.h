@@ -192,6 +192,12 @@ struct config {
 	 * count, and a shard serves nobody else meanwhile; INT_MAX would be half
 	 * an hour): 100000; more fails the server login (54000) */
 	int max_server_scram_iterations;
+	/* pgring: requests one client may have sent whose replies are still owed
+	 * (a record of 24 bytes each) before pgring stops reading it until half
+	 * of them are answered, as max_pending_bytes does for bytes: 65536 (at
+	 * least 4096, so that replies a server has not flushed yet, up to its
+	 * 8 kB output buffer of them, never hold the client off for good) */
+	int max_client_pipeline;
 	int max_startup_packet;     /* 10000, as PostgreSQL */
 	/* pgring's own */
 	int shards;                 /* 0 = one per online CPU */

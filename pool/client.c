@@ -1378,7 +1378,8 @@ static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t b
 	}
 	/* back-pressure: stop reading a client whose bytes are not getting out */
 	uint32_t pending = cl->lease ? lease_pending(cl->lease) : cl->repl ? cl->repl->conn.out_bytes : 0;
-	if (pending > (uint32_t)s->cfg->max_pending_bytes || cl->conn.out_bytes > (uint32_t)s->cfg->max_pending_bytes)
+	if (pending > (uint32_t)s->cfg->max_pending_bytes || cl->conn.out_bytes > (uint32_t)s->cfg->max_pending_bytes ||
+	    (cl->lease && cl->lease->rq.n > (uint32_t)s->cfg->max_client_pipeline))
 		conn_recv_off(&cl->conn);
 }
 
@@ -1391,7 +1392,8 @@ void client_drained(struct client *cl)
 		if (sv && !sv->conn.recv_wanted && sv->state != SV_CLOSED)
 			conn_recv_on(&sv->conn);
 		if (!cl->conn.recv_wanted && cl->state != CL_CLOSED && !cl->conn.closing &&
-		    (cl->lease ? lease_pending(cl->lease) : 0) <= low)
+		    (cl->lease ? lease_pending(cl->lease) : 0) <= low &&
+		    (!cl->lease || cl->lease->rq.n <= (uint32_t)shard_of(cl)->cfg->max_client_pipeline / 2))
 			conn_recv_on(&cl->conn);
 	}
 }

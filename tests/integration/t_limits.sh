@@ -13,6 +13,8 @@
 #   PARAMS_MAX                   the 4097th setting: FATAL 54000
 #   max_server_scram_iterations  a server asking for more PBKDF2 iterations:
 #                                its login fails, the waiting client gets 54000
+#   max_client_pipeline          a client sending Syncs without reading: not
+#                                read further, RSS stays flat, all answered
 # and the worst case the message limit allows: N clients each holding all but
 # the last byte of a max_packet_size Query; pgring's RSS grows by about N x
 # max_packet_size (bounded, measured, printed), gives it back once they are
@@ -41,6 +43,7 @@ max_startup_packet = 4096
 max_client_prepared_statements = 50
 max_client_prepared_size = 64kB
 max_client_session_size = 256kB
+max_client_pipeline = 4096
 "
 start_pgring "$CONFIG" -v
 
@@ -206,6 +209,27 @@ after=$(rss_kb)
 note "pgring RSS once they are answered: $((after / 1024)) MB"
 assert_num_cmp $(((after - base) / 1024)) -le 24 "RSS after the held messages went out"
 pass "$N clients holding a max_packet_size Query: +$grown MB RSS (bound $N MB), given back once answered"
+
+# ---- max_client_pipeline: a client pipelining Syncs without reading its
+# replies is not read past 4096 owed ones; all are answered once it reads
+base=$(rss_kb)
+mkfifo "$TEST_TMP/pipe.in"
+"$LC" pipeline "$CI" 100000000 2000 <"$TEST_TMP/pipe.in" >"$TEST_TMP/pipe.out" 2>&1 &
+PIPE=$!
+track_pid "$PIPE"
+on_exit "kill_wait $PIPE KILL"
+exec 8>"$TEST_TMP/pipe.in"
+wait_until 120 grep -q "^sent" "$TEST_TMP/pipe.out" || fail "the pipelining client did not stall"
+peak=$(rss_kb)
+sent=$(sed -n 's/^sent //p' "$TEST_TMP/pipe.out")
+note "pipeline: $sent Syncs sent without reading (the rest in kernel buffers), pgring RSS $((base / 1024)) -> $((peak / 1024)) MB"
+assert_num_cmp $(((peak - base) / 1024)) -le 16 "RSS growth of a client pipelining without reading"
+# (no bystander check while it blocks: another client of the same shard is
+# not answered meanwhile, with or without this limit, a known bug: README)
+exec 8>&-
+wait_exit "$PIPE" 120 || fail "the pipelining client did not get its replies"
+assert_contains "$(cat "$TEST_TMP/pipe.out")" "ready $sent" "every Sync answered once the client reads"
+pass "max_client_pipeline: $sent unread Syncs cost pgring +$(((peak - base) / 1024)) MB; all answered once read"
 
 bystander "the end"
 status=$(health_status)

@@ -254,6 +254,7 @@ Test(limits_config, defaults)
 	cr_expect_eq(c->max_client_prepared_size, 64 * 1024 * 1024);
 	cr_expect_eq(c->max_client_session_size, 16 * 1024 * 1024);
 	cr_expect_eq(c->max_server_scram_iterations, 100000);
+	cr_expect_eq(c->max_client_pipeline, 65536);
 	config_free(c);
 }
 
@@ -271,6 +272,7 @@ Test(limits_config, set_with_units_and_bounds)
 	static const char *const bad[] = {
 		"max_client_prepared_size = 100", "max_client_session_size = 10", "max_server_scram_iterations = 0",
 		"max_client_session_size = 4GB", "max_server_scram_iterations = lots",
+		"max_client_pipeline = 100",   /* below 4096: a server's unflushed replies could deadlock it */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		char text[256];
