@@ -131,12 +131,26 @@ static struct sendbuf *tail_for_append(struct shard *s, struct sendq *q)
 	return sb;
 }
 
+/* A small slice of a receive buffer, while half of that buffer's ring is
+ * held: it is copied rather than referenced. A connection that does not read
+ * (a client pipelining Syncs and never reading the replies) would otherwise
+ * hold a whole receive buffer for every few bytes it is owed, empty the ring,
+ * and stop every other connection of the shard receiving. Large slices stay
+ * zero-copy: they use their buffer well, and max_pending_bytes bounds them. */
+static bool ring_short(const struct bufs *b, uint32_t buf, uint32_t n)
+{
+	if (buf >= b->nprovided)
+		return false;   /* a scratch buffer */
+	const struct buf_group *grp = &b->group[buf >= b->group[BUF_GROUP_SERVER].first_id];
+	return grp->in_use * 2 > grp->count && n <= grp->size / 4;
+}
+
 bool sendq_append(struct shard *s, struct sendq *q, const void *p, uint32_t n, uint32_t buf)
 {
 	if (n == 0)
 		return true;
 	struct bufs *b = &s->bufs;
-	bool copied = buf == PROTO_BUF_NONE;
+	bool copied = buf == PROTO_BUF_NONE || ring_short(b, buf, n);
 	if (copied) {
 		uint8_t *mem = bufs_scratch(b, n, &buf);
 		if (!mem)

@@ -405,6 +405,53 @@ Test(conn, forwarded_buffer_is_held_until_its_send_completes)
 	free(rb);
 }
 
+/* A small slice of a receive buffer is copied, not referenced, once half of
+ * its ring is held: a connection that does not read cannot empty the ring a
+ * few bytes at a time and stop every other connection receiving. */
+Test(conn, small_slices_are_copied_when_half_the_ring_is_held)
+{
+	int a[2], b[2];
+	harness_socketpair(a);
+	harness_socketpair(b);
+	struct rec *ra = new_rec(), *rb = new_rec();
+	struct tconn *ta = new_conn(h, a[0], ra, BUF_GROUP_CLIENT), *tb = new_conn(h, b[0], rb, BUF_GROUP_SERVER);
+	struct buf_group *g = &s->bufs.group[BUF_GROUP_CLIENT];
+	ra->hold = true;   /* each receive keeps its buffer, as a queue to a non-reader would */
+	conn_recv_on(&ta->conn);
+	size_t total = 0;
+	for (uint32_t k = 0; g->in_use * 2 <= g->count; k++) {
+		cr_assert_lt(k, g->count, "the ring never got half held");
+		cr_assert_eq(harness_write_all(s, a[1], "x", 1, 1000), 1);
+		struct want w = { ra, ++total };
+		cr_assert(harness_run_until(s, got_bytes, &w, 1000));
+	}
+	ra->hold = false;
+	ra->echo_to = &tb->conn;
+	cr_assert_eq(harness_write_all(s, a[1], "small", 5, 1000), 5);
+	struct want w = { ra, total + 5 };
+	cr_assert(harness_run_until(s, got_bytes, &w, 1000));
+	uint32_t id = ra->last_buf;
+	cr_expect_eq(ra->refs_in_cb, 1, "the queue took a reference of the receive buffer (%u)", ra->refs_in_cb);
+	uint32_t queued = tb->conn.q.head ? tb->conn.q.head->buf[0] : PROTO_BUF_NONE;
+	cr_expect_neq(queued, id, "queued by reference");
+	cr_expect_geq(queued, s->bufs.nprovided, "not a scratch copy: %u", queued);
+	char got[5];
+	cr_assert_eq(harness_read_all(s, b[1], got, 5, 1000), 5);
+	cr_expect_eq(memcmp(got, "small", 5), 0);
+	for (int i = 0; i < ra->nheld; i++)
+		bufs_unref(&s->bufs, ra->held[i]);
+	cr_assert(harness_run_until(s, send_done, &tb->conn, 1000));
+	close_conn(ta);
+	close_conn(tb);
+	cr_assert(harness_run_until(s, got_free, ra, 1000));
+	cr_assert(harness_run_until(s, got_free, rb, 1000));
+	cr_expect_eq(g->in_use, 0, "every receive buffer back in the ring");
+	close(a[1]);
+	close(b[1]);
+	free(ra);
+	free(rb);
+}
+
 Test(conn, unbuffered_bytes_are_copied)
 {
 	int fds[2];
