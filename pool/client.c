@@ -1347,6 +1347,8 @@ static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t b
 		start_tls(cl, true);   /* PostgreSQL 17's direct TLS: these bytes are its ClientHello */
 		return;
 	}
+	if (proto_framer_idle(&cl->conn.fr))
+		cl->msg_start_us = s->now_us;   /* a message's first byte: idle_transaction_timeout counts from here */
 	int rc = proto_framer_feed(&cl->conn.fr, data, n, buf, &client_ops, cl);
 	if (rc == PROTO_BAD_LENGTH) {
 		stat_add(&s->stats->protocol_errors, 1);
