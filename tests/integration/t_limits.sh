@@ -49,6 +49,10 @@ start_pgring "$CONFIG" -v
 
 CI=$(conninfo)
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$POOLER_PID/status"; }
+# the sanitizer build keeps freed memory in quarantine: memory given back is
+# not seen there, so those bounds are looser
+SLACK_MB=0
+[[ $PGRING_BIN == *asan* ]] && SLACK_MB=200
 logged() { grep -cF -- "$1" "$POOLER_LOG"; }
 xs() { head -c "$1" /dev/zero | tr '\0' x; }
 
@@ -143,10 +147,16 @@ assert_match "$out" 'ERROR 54000 .*max_client_session_size' "SQL PREPAREs"
 pass "SQL PREPARE texts count: 54000"
 
 # LISTEN channels
+# (in ten Queries of 500: each transaction of a listening client LISTENs its
+# channels on its server again, so one Query per LISTEN costs n^2/2 of them,
+# too slow under the sanitizer build)
 pad=$(printf '%.0s0' {1..50})
-for i in $(seq 1 5000); do printf 'LISTEN ch_%04d_%s;\n' "$i" "$pad"; done >"$TEST_TMP/listen.sql"
-out=$(timeout 60 psql -X -q -v VERBOSITY=verbose -f "$TEST_TMP/listen.sql" "$CI" 2>&1)
-assert_match "$out" 'FATAL:  54000: (session state too large|too many session settings)' "5000 LISTEN channels"
+batches=()
+for b in $(seq 0 9); do
+	batches+=("$(for i in $(seq $((b * 500 + 1)) $((b * 500 + 500))); do printf 'LISTEN ch_%04d_%s;' "$i" "$pad"; done)")
+done
+out=$(pqtry "$CI" "${batches[@]}" 2>&1)
+assert_match "$out" 'ERROR 54000 .*(session state too large|too many session settings)' "5000 LISTEN channels"
 pass "LISTEN channels count: 54000"
 bystander "session state"
 
@@ -197,7 +207,7 @@ peak=$(rss_kb)
 grown=$(((peak - base) / 1024))
 note "pgring RSS: $((base / 1024)) MB before, $((peak / 1024)) MB with $N clients each holding $((MAX_PACKET - 1)) bytes of a $MAX_PACKET-byte Query (+$grown MB)"
 assert_num_cmp "$grown" -ge $((N / 2)) "RSS growth while $N messages of 1 MB are held (they are in memory)"
-assert_num_cmp "$grown" -le $((N + 32)) "RSS growth bounded by N x max_packet_size (+32 MB)"
+assert_num_cmp "$grown" -le $((N + 32 + SLACK_MB)) "RSS growth bounded by N x max_packet_size (+32 MB)"
 out=$(q "SELECT 42")
 assert_eq 42 "$out" "another client while $N messages are held"
 bystander "max-size messages held"
@@ -207,7 +217,7 @@ assert_contains "$(cat "$TEST_TMP/hold.out")" "answered $N" "each held Query, on
 sleep 1
 after=$(rss_kb)
 note "pgring RSS once they are answered: $((after / 1024)) MB"
-assert_num_cmp $(((after - base) / 1024)) -le 24 "RSS after the held messages went out"
+assert_num_cmp $(((after - base) / 1024)) -le $((24 + SLACK_MB)) "RSS after the held messages went out"
 pass "$N clients holding a max_packet_size Query: +$grown MB RSS (bound $N MB), given back once answered"
 
 # ---- max_client_pipeline: a client pipelining Syncs without reading its
@@ -223,7 +233,7 @@ wait_until 120 grep -q "^sent" "$TEST_TMP/pipe.out" || fail "the pipelining clie
 peak=$(rss_kb)
 sent=$(sed -n 's/^sent //p' "$TEST_TMP/pipe.out")
 note "pipeline: $sent Syncs sent without reading (the rest in kernel buffers), pgring RSS $((base / 1024)) -> $((peak / 1024)) MB"
-assert_num_cmp $(((peak - base) / 1024)) -le 16 "RSS growth of a client pipelining without reading"
+assert_num_cmp $(((peak - base) / 1024)) -le $((16 + SLACK_MB)) "RSS growth of a client pipelining without reading"
 # others on the same shard are served meanwhile: the small replies it does not
 # read are copied out of the receive rings once half a ring is held, so they
 # cannot starve the shard's other connections (they did before)
