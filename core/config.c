@@ -45,6 +45,7 @@ enum key_type {
 	KT_TARGET,     /* enum config_target */
 	KT_BOOL_INT,   /* a boolean into an int field that is -1 when unset */
 	KT_SSLMODE,    /* enum config_sslmode, into an int */
+	KT_DISABLE_MODE, /* enum config_disable_mode, into an int */
 	KT_IGNORED,    /* accepted silently: meaningless for pgring (pkt_buf) */
 	KT_NO_EFFECT,  /* accepted with a warning: known, not implemented yet */
 	KT_REFUSED,    /* a security setting pgring does not implement: any value but
@@ -128,6 +129,7 @@ static const struct key_def main_keys[] = {
 	K_STR(pidfile, NULL),
 	K_STR(user, NULL),
 	K_BOOL(syslog, "0"),
+	CFG_(disable_mode, KT_DISABLE_MODE, "finish", 0, 0, 0),
 	K_STR(syslog_ident, "pgring"),
 	K_STR(syslog_facility, "daemon"),
 	K_INT(verbose, "0", 0, 100),
@@ -238,6 +240,8 @@ static const struct key_def db_keys[] = {
 	K_LATER(load_balance_hosts),
 	DB_INT(max_db_client_connections),
 	DB_("client_idle_timeout", client_idle_timeout, KT_TIME, 0, TIME_MAX, 0),
+	DB_("disabled", disabled, KT_BOOL_INT, 0, 0, 0),
+	DB_("disable_mode", disable_mode, KT_DISABLE_MODE, 0, 0, 0),
 	K_LATER(server_lifetime),
 };
 
@@ -264,6 +268,8 @@ static const struct key_def user_keys[] = {
 	{ "query_timeout", KT_TIME, 0, offsetof(struct config_user, query_timeout), NULL, 0, TIME_MAX, NULL },
 	{ "idle_transaction_timeout", KT_TIME, 0, offsetof(struct config_user, idle_transaction_timeout), NULL, 0, TIME_MAX, NULL },
 	{ "client_idle_timeout", KT_TIME, 0, offsetof(struct config_user, client_idle_timeout), NULL, 0, TIME_MAX, NULL },
+	USER_(disabled, KT_BOOL_INT),
+	USER_(disable_mode, KT_DISABLE_MODE),
 	K_LATER(transaction_timeout),
 };
 
@@ -275,6 +281,9 @@ static const char *const auth_type_names[] = {
 	[AUTH_TRUST] = "trust", [AUTH_ANY] = "any", [AUTH_PLAIN] = "plain",
 	[AUTH_MD5] = "md5", [AUTH_SCRAM] = "scram-sha-256", [AUTH_CERT] = "cert",
 	[AUTH_SCRAM_PLUS] = "scram-sha-256-plus", [AUTH_HBA] = "hba",
+};
+static const char *const disable_mode_names[] = {
+	[DISABLE_FINISH] = "finish", [DISABLE_CLOSE] = "close",
 };
 /* PgBouncer auth types pgring rejects rather than silently weakening security. */
 static const char *const auth_types_later[] = { "pam", "ldap" };
@@ -959,6 +968,11 @@ static int set_value(const struct key_def *k, void *base, const char *v, char *m
 	}
 	case KT_SSLMODE:
 		return set_sslmode(k, field, v, msg, len);
+	case KT_DISABLE_MODE:
+		if ((*(int *)field = lookup(disable_mode_names, ARRAY_SIZE(disable_mode_names), v)) >= 0)
+			return 0;
+		snprintf(msg, len, "%s: unknown value '%s' (finish, close)", k->name, v);
+		return -1;
 	case KT_REFUSED:
 		return check_refused(k, v, msg, len);
 	case KT_NO_EFFECT: case KT_IGNORED:
@@ -1150,7 +1164,7 @@ static int add_database(struct load *ld, const char *name, const char *value)
 		.port = 5432, .pool_size = -1, .min_pool_size = -1, .reserve_pool_size = -1,
 		.max_db_connections = -1, .pool_mode = -1, .read_write_split = -1,
 		.max_db_client_connections = -1, .client_idle_timeout = -1,
-		.server_tls_sslmode = -1, .line = ld->line,
+		.server_tls_sslmode = -1, .disabled = -1, .disable_mode = -1, .line = ld->line,
 	};
 	if (!(db.name = unquote_name(ld, name)))
 		return -1;
@@ -1176,7 +1190,7 @@ static int add_user(struct load *ld, const char *name, const char *value)
 	struct config_user u = {
 		.pool_mode = -1, .pool_size = -1, .max_user_connections = -1, .reserve_pool_size = -1,
 		.max_user_client_connections = -1, .query_timeout = -1, .idle_transaction_timeout = -1,
-		.client_idle_timeout = -1, .line = ld->line,
+		.client_idle_timeout = -1, .disabled = -1, .disable_mode = -1, .line = ld->line,
 	};
 	if (!(u.name = unquote_name(ld, name)))
 		return -1;
@@ -2189,6 +2203,7 @@ static void format_value(const struct key_def *k, const struct config *cfg, char
 	case KT_AUTH_TYPE: snprintf(out, n, "%s", config_auth_type_name(*(const int *)field)); break;
 	case KT_TARGET: snprintf(out, n, "%s", config_target_name(*(const int *)field)); break;
 	case KT_SSLMODE: snprintf(out, n, "%s", config_sslmode_name(*(const int *)field)); break;
+	case KT_DISABLE_MODE: snprintf(out, n, "%s", disable_mode_names[*(const int *)field == DISABLE_CLOSE]); break;
 	case KT_CPU_LIST:
 		for (int i = 0; i < cfg->n_shard_cpus; i++)
 			snprintf(out + strlen(out), n - strlen(out), "%s%d", i ? "," : "", cfg->shard_cpus[i]);

@@ -28,6 +28,10 @@ enum config_sslmode {
 	SSLMODE_DISABLE = 0, SSLMODE_ALLOW, SSLMODE_PREFER, SSLMODE_REQUIRE, SSLMODE_VERIFY_CA,
 	SSLMODE_VERIFY_FULL,
 };
+/* What a disabled database or user does to the clients it already has:
+ * finish leaves them their sessions (PgBouncer's DISABLE); close ends each at
+ * its next idle moment (no transaction open, nothing in flight). */
+enum config_disable_mode { DISABLE_FINISH = 0, DISABLE_CLOSE };
 /* TLS versions of a *_tls_protocols value (config_tls_protocols). */
 #define CONFIG_TLS1_2 0x1
 #define CONFIG_TLS1_3 0x2
@@ -91,6 +95,8 @@ struct config_db {
 	int target;            /* enum config_target; TARGET_UNSET: the [pgring] default */
 	int read_write_split;  /* -1 unset, 0 off, 1 on */
 	int server_tls_sslmode; /* enum config_sslmode (key server_tls_sslmode or sslmode); -1: the global one */
+	int disabled;          /* disabled=1: new clients refused (-1 unset, 0, 1) */
+	int disable_mode;      /* enum config_disable_mode; -1: the global disable_mode */
 	int line;              /* line in the config file, for messages */
 };
 
@@ -103,6 +109,8 @@ struct config_user {
 	int reserve_pool_size;    /* -1: unset */
 	int max_user_client_connections; /* -1: unset */
 	double query_timeout, idle_transaction_timeout, client_idle_timeout; /* -1: unset */
+	int disabled;          /* disabled=1: the user's logins are refused (-1 unset, 0, 1) */
+	int disable_mode;      /* enum config_disable_mode; -1: the database's, then the global one */
 	int line;
 };
 
@@ -169,6 +177,7 @@ struct config {
 	char *pidfile;
 	char *user;                 /* PgBouncer's: the Unix user to become once the sockets are open */
 	bool syslog;                /* log to syslog as well, as syslog_ident with syslog_facility */
+	int disable_mode;           /* enum config_disable_mode, default DISABLE_FINISH */
 	char *syslog_ident, *syslog_facility;
 	int verbose;                /* 0.. */
 	bool log_connections, log_disconnections; /* default on, as PgBouncer */

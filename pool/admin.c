@@ -37,6 +37,7 @@ enum { DBF_PAUSED = 1, DBF_DISABLED = 2 };
 
 static struct db_flag {
 	char name[ADMIN_ARG_MAX];
+	bool user;                     /* a user's flags (DISABLE USER), not a database's */
 	_Atomic int flags;
 } db_flags[ADMIN_MAX_DB_FLAGS];
 static _Atomic int n_db_flags;     /* entries published (release after the name is written) */
@@ -44,48 +45,52 @@ static _Atomic int pause_all;      /* PAUSE or KILL without a database */
 static _Atomic int any_flag;       /* some flag may be set: the data path's one load when none is */
 static pthread_mutex_t flags_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static struct db_flag *flag_find(const char *db)
+static struct db_flag *flag_find(bool user, const char *name)
 {
 	int n = atomic_load_explicit(&n_db_flags, memory_order_acquire);
 	for (int i = 0; i < n; i++)
-		if (strcmp(db_flags[i].name, db) == 0)
+		if (db_flags[i].user == user && strcmp(db_flags[i].name, name) == 0)
 			return &db_flags[i];
 	return NULL;
 }
 
-static bool flag_get(const char *db, int bit)
+static bool flag_get(bool user, const char *name, int bit)
 {
 	if (!atomic_load_explicit(&any_flag, memory_order_relaxed))
 		return false;
-	const struct db_flag *f = flag_find(db);
+	const struct db_flag *f = flag_find(user, name);
 	return f && (atomic_load_explicit(&f->flags, memory_order_relaxed) & bit);
 }
 
 bool admin_paused_all(void) { return atomic_load_explicit(&pause_all, memory_order_relaxed) != 0; }
-bool admin_db_flag_paused(const char *db) { return flag_get(db, DBF_PAUSED); }
+bool admin_db_flag_paused(const char *db) { return flag_get(false, db, DBF_PAUSED); }
 
 bool admin_db_paused(const char *db)
 {
 	if (!atomic_load_explicit(&any_flag, memory_order_relaxed))
 		return false;
-	return admin_paused_all() || flag_get(db, DBF_PAUSED);
+	return admin_paused_all() || flag_get(false, db, DBF_PAUSED);
 }
 
-bool admin_db_disabled(const char *db) { return flag_get(db, DBF_DISABLED); }
+bool admin_db_disabled(const char *db) { return flag_get(false, db, DBF_DISABLED); }
+bool admin_user_disabled(const char *user) { return flag_get(true, user, DBF_DISABLED); }
+bool admin_any_flag(void) { return atomic_load_explicit(&any_flag, memory_order_relaxed) != 0; }
 
-/* Set or clear a flag of db ("" with DBF_PAUSED: every database). false: no room. */
-static bool flag_set(const char *db, int bit, bool on)
+/* Set or clear a flag of a database or user ("" with DBF_PAUSED: every
+ * database). false: no room. */
+static bool flag_set_of(bool user, const char *name, int bit, bool on)
 {
 	bool ok = true;
 	pthread_mutex_lock(&flags_lock);
-	if (!*db && bit == DBF_PAUSED) {
+	if (!*name && bit == DBF_PAUSED) {
 		atomic_store(&pause_all, on);
 	} else {
-		struct db_flag *f = flag_find(db);
+		struct db_flag *f = flag_find(user, name);
 		int n = atomic_load(&n_db_flags);
 		if (!f && on && n < ADMIN_MAX_DB_FLAGS) {
 			f = &db_flags[n];
-			snprintf(f->name, sizeof f->name, "%s", db);
+			snprintf(f->name, sizeof f->name, "%s", name);
+			f->user = user;
 			atomic_store_explicit(&n_db_flags, n + 1, memory_order_release);
 		}
 		if (f && on)
@@ -103,10 +108,12 @@ static bool flag_set(const char *db, int bit, bool on)
 	return ok;
 }
 
+static bool flag_set(const char *db, int bit, bool on) { return flag_set_of(false, db, bit, on); }
+
 static bool any_db_paused(void)
 {
 	for (int i = 0; i < atomic_load(&n_db_flags); i++)
-		if (atomic_load(&db_flags[i].flags) & DBF_PAUSED)
+		if (!db_flags[i].user && (atomic_load(&db_flags[i].flags) & DBF_PAUSED))
 			return true;
 	return false;
 }
@@ -649,7 +656,7 @@ static void run(struct client *cl, const struct admin_cmd *cmd, bool extended)
 	}
 	if ((cmd->verb == ADMIN_PAUSE || cmd->verb == ADMIN_RECONNECT || cmd->verb == ADMIN_KILL ||
 	     cmd->verb == ADMIN_WAIT_CLOSE || cmd->verb == ADMIN_DISABLE || cmd->verb == ADMIN_ENABLE ||
-	     cmd->verb == ADMIN_RESUME) && *db) {
+	     cmd->verb == ADMIN_RESUME) && *db && !cmd->of_user) {
 		if (admin_console_db(db)) {
 			error_out(cl, extended, "55000", "cannot %s admin db: %s",
 				  cmd->verb == ADMIN_PAUSE ? "pause" : cmd->verb == ADMIN_KILL ? "kill"
@@ -732,7 +739,8 @@ static void run(struct client *cl, const struct admin_cmd *cmd, bool extended)
 			 * pgring also lifts every database's, so that RESUME after KILL works */
 			flag_set("", DBF_PAUSED, false);
 			for (int i = 0; i < atomic_load(&n_db_flags); i++)
-				flag_set(db_flags[i].name, DBF_PAUSED, false);
+				if (!db_flags[i].user)
+					flag_set(db_flags[i].name, DBF_PAUSED, false);
 		}
 		log_notice("RESUME%s%s command issued", *db ? " " : "", db);
 		struct shard_msg m = { .type = POOL_MSG_WAKE };
@@ -748,11 +756,13 @@ static void run(struct client *cl, const struct admin_cmd *cmd, bool extended)
 		return;
 	case ADMIN_DISABLE:
 	case ADMIN_ENABLE:
-		if (!flag_set(db, DBF_DISABLED, cmd->verb == ADMIN_DISABLE)) {
-			error_out(cl, extended, "54000", "too many paused or disabled databases");
+		if (!flag_set_of(cmd->of_user, db, DBF_DISABLED, cmd->verb == ADMIN_DISABLE)) {
+			error_out(cl, extended, "54000", "too many paused or disabled databases and users");
 			return;
 		}
-		log_notice("%s %s command issued", cmd->verb == ADMIN_DISABLE ? "DISABLE" : "ENABLE", db);
+		/* the shards' pools see it at their next tick (pool_tick_disabled) */
+		log_notice("%s %s%s command issued", cmd->verb == ADMIN_DISABLE ? "DISABLE" : "ENABLE",
+			   cmd->of_user ? "USER " : "", db);
 		complete_out(cl, extended, cmd->verb == ADMIN_DISABLE ? "DISABLE" : "ENABLE");
 		return;
 	case ADMIN_KILL:

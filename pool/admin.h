@@ -44,6 +44,7 @@ struct admin_cmd {
 	int show;                 /* enum admin_show, for ADMIN_SHOW */
 	int mode;                 /* enum admin_shutdown_mode, for ADMIN_SHUTDOWN */
 	uint64_t id;              /* KILL_CLIENT */
+	bool of_user;             /* DISABLE USER name, ENABLE USER name: arg is a user */
 	char arg[ADMIN_ARG_MAX];  /* the database (PAUSE db, ...), SHOW's word, SET's key */
 	char value[ADMIN_VALUE_MAX]; /* SET's value, unquoted */
 };
@@ -62,6 +63,10 @@ bool admin_console_db(const char *name); /* "pgbouncer" or "pgring" */
 bool admin_db_paused(const char *db);
 /* New clients of db are refused: DISABLE. */
 bool admin_db_disabled(const char *db);
+/* New logins of user are refused: DISABLE USER. */
+bool admin_user_disabled(const char *user);
+/* Some pause or disable flag may be set (one relaxed load). */
+bool admin_any_flag(void);
 
 /* ---- hooks for pool/client.c and pool/layer.c (the shard's thread) ---- */
 

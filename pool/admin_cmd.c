@@ -186,6 +186,15 @@ int admin_parse(const char *q, struct admin_cmd *out, char *err, size_t errlen, 
 		end = word(a, out->arg, sizeof out->arg, &toolong);
 		if (!end)
 			return fail(err, errlen, sqlstate, "42601", SYNTAX, q);
+		/* pgring's DISABLE USER name / ENABLE USER name: a second word */
+		const char *b = skip_ws(end);
+		if ((strcasecmp(cmd, "disable") == 0 || strcasecmp(cmd, "enable") == 0) &&
+		    strcasecmp(out->arg, "user") == 0 && b != end && *b && *b != ';') {
+			out->of_user = true;
+			end = word(b, out->arg, sizeof out->arg, &toolong);
+			if (!end)
+				return fail(err, errlen, sqlstate, "42601", SYNTAX, q);
+		}
 	}
 	if (!at_end(end))
 		return fail(err, errlen, sqlstate, "42601", SYNTAX, q);
@@ -249,7 +258,8 @@ int admin_parse(const char *q, struct admin_cmd *out, char *err, size_t errlen, 
 	case ADMIN_DISABLE:
 	case ADMIN_ENABLE:
 		if (!out->arg[0])
-			return fail(err, errlen, sqlstate, "42601", "a database is required%s", "");
+			return fail(err, errlen, sqlstate, "42601", out->of_user ? "a user is required%s"
+				    : "a database is required%s", "");
 		break;
 	case ADMIN_KILL_CLIENT: {
 		char *e;

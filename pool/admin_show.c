@@ -307,6 +307,8 @@ void admin_help(struct strbuf *o)
 			 "\tRESUME [<db>]\n"
 			 "\tDISABLE <db>\n"
 			 "\tENABLE <db>\n"
+			 "\tDISABLE USER <user>\n"
+			 "\tENABLE USER <user>\n"
 			 "\tRECONNECT [<db>]\n"
 			 "\tKILL [<db>]\n"
 			 "\tKILL_CLIENT <client_id>\n"
@@ -923,7 +925,7 @@ static void rows_databases(struct shard *s, const struct admin_job *job, struct 
 			  d->reserve_pool_size >= 0 ? d->reserve_pool_size : cfg->reserve_pool_size, (int)lifetime,
 			  d->pool_mode >= 0 ? mode_name(d->pool_mode) : NULL, NULL, maxc, (int)servers_of(ag),
 			  d->max_db_client_connections >= 0 ? d->max_db_client_connections : cfg->max_db_client_connections,
-			  (int)clients_of(ag), admin_db_flag_paused(d->name), admin_db_disabled(d->name));
+			  (int)clients_of(ag), admin_db_flag_paused(d->name), admin_db_disabled(d->name) || d->disabled == 1);
 	}
 	free(dbs);
 	free(a);

@@ -653,11 +653,12 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 			begin_auth(cl);
 		return;
 	}
-	if (!config_resolve_db(s->cfg, cl->database, &cluster, &base_len)) {
+	const struct config_db *entry = config_resolve_db(s->cfg, cl->database, &cluster, &base_len);
+	if (!entry) {
 		client_fail(cl, "3D000", "no such database: %s", cl->database);
 		return;
 	}
-	if (admin_db_disabled(cl->database)) {
+	if (entry->disabled == 1 || admin_db_disabled(cl->database)) {
 		client_fail(cl, "55000", "database does not allow connections: %s", cl->database);
 		return;
 	}
@@ -972,6 +973,17 @@ static void login_ok(struct client *cl)
 	struct pool *p = route_login_pool(cl);
 	if (!p) {
 		client_fail(cl, "53200", "cannot create pool for database \"%s\" user \"%s\"", cl->database, cl->user);
+		return;
+	}
+	int disabled = pool_disabled_by(p);
+	if (disabled == 1) {
+		client_fail(cl, "55000", "database does not allow connections: %s", cl->database);
+		return;
+	}
+	if (disabled == 2) {
+		/* after authentication, as PostgreSQL checks rolcanlogin: the refusal
+		 * tells nothing to who does not know the password */
+		client_fail(cl, "28000", "role \"%s\" is not permitted to log in", cl->user);
 		return;
 	}
 	int over = registry_take_client(p->shared);
@@ -1488,6 +1500,23 @@ void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *t
 }
 
 /* Timeouts, checked every tick. */
+/* A client of a disabled pool with disable_mode = close goes at its next
+ * idle moment: never inside a transaction or with a reply on its way. A
+ * replication connection has no such moment: it goes at once. */
+static bool disabled_may_go(const struct client *cl)
+{
+	switch (cl->state) {
+	case CL_IDLE:
+	case CL_LOGIN_WAIT:
+	case CL_REPL:
+		return true;
+	case CL_ACTIVE:
+		return !client_busy(cl);
+	default:
+		return false;
+	}
+}
+
 void client_tick(struct shard *s)
 {
 	const struct config *cfg = s->cfg;
@@ -1495,6 +1524,12 @@ void client_tick(struct shard *s)
 	report_prelogin(s, 0);
 	list_for_each_safe(&pool_shard(s)->clients, cl, next, all) {
 		uint64_t age = s->now_us - cl->state_us;
+		if (cl->pool && cl->pool->disabled && cl->pool->disable_mode == DISABLE_CLOSE && disabled_may_go(cl)) {
+			int by = pool_disabled_by(cl->pool);
+			client_fail(cl, "57P01", "terminating connection: %s \"%s\" was disabled",
+				    by == 2 ? "user" : "database", by == 2 ? cl->user : cl->database);
+			continue;
+		}
 		switch (cl->state) {
 		case CL_STARTUP:
 			if (cfg->client_startup_timeout > 0 && age > cfg->client_startup_timeout * 1e6) {

@@ -57,6 +57,7 @@ static void layer_topology(struct shard *s, bool cfg_changed)
 
 static void layer_tick(struct shard *s)
 {
+	pool_tick_disabled(s);
 	client_tick(s);
 	route_tick(s);
 	pool_tick(s);

@@ -97,6 +97,26 @@ static void settings(struct pool *p, const struct config *cfg)
 	p->client_idle_timeout = u && u->client_idle_timeout >= 0 ? u->client_idle_timeout
 				 : p->db->client_idle_timeout >= 0 ? p->db->client_idle_timeout
 								    : cfg->client_idle_timeout;
+	p->cfg_db_disabled = p->db->disabled == 1;
+	p->cfg_user_disabled = u && u->disabled == 1;
+	p->disable_mode = (uint8_t)(u && u->disable_mode >= 0 ? u->disable_mode
+				    : p->db->disable_mode >= 0 ? p->db->disable_mode : cfg->disable_mode);
+}
+
+int pool_disabled_by(const struct pool *p)
+{
+	bool flags = admin_any_flag();
+	if (p->cfg_db_disabled || (flags && admin_db_disabled(p->db_name)))
+		return 1;
+	if (p->cfg_user_disabled || (flags && admin_user_disabled(p->user)))
+		return 2;
+	return 0;
+}
+
+void pool_tick_disabled(struct shard *s)
+{
+	for (struct pool *p = pool_shard(s)->pools; p; p = p->next)
+		p->disabled = pool_disabled_by(p) != 0;
 }
 
 static const struct config_node *find_node(const struct config_cluster *c, const struct node_shared *ns)

@@ -91,6 +91,10 @@ struct pool {
 	struct log_rate connect_fail_log;          /* failed connects: a line a second at most */
 	char last_sqlstate[6];
 	struct listen_hub *hub;                    /* its listening connection and channels (pool/listen.c) */
+	/* disabled=1 on its entries (settings), the console's DISABLE (each tick) */
+	bool cfg_db_disabled, cfg_user_disabled;
+	bool disabled;                             /* either, as of the last tick */
+	uint8_t disable_mode;                      /* enum config_disable_mode in force */
 };
 
 /* The shard's pool for (db, user) on node (NULL: a database with its own host). */
@@ -118,6 +122,12 @@ void pool_server_parked(struct server *sv);      /* a migrating server has no I/
 void pool_adopt_server(struct shard *s, struct server *sv); /* one handed over by another shard */
 
 void pool_tick(struct shard *s);                  /* timeouts, min_pool_size, budget hand-back */
+/* Refresh each pool's `disabled` from its entries and the console's flags
+ * (every tick, before the clients' timeouts look at it). */
+void pool_tick_disabled(struct shard *s);
+/* Why a new client of p is refused now: 0 it is not, 1 its database is
+ * disabled, 2 its user is. */
+int pool_disabled_by(const struct pool *p);
 void pool_retry_waiters(struct shard *s);
 int pool_active_servers(struct shard *s);
 

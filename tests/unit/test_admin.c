@@ -98,6 +98,19 @@ Test(admin_parse, process_commands)
 	cr_assert_eq(cmd.mode, ADMIN_SHUTDOWN_WAIT_FOR_CLIENTS);
 	cr_assert_eq(parse("SHUTDOWN"), 0);
 	cr_assert_eq(cmd.mode, ADMIN_SHUTDOWN_NOW);
+	cr_assert_eq(parse("DISABLE USER bob"), 0);
+	cr_assert_eq(cmd.verb, ADMIN_DISABLE);
+	cr_assert(cmd.of_user);
+	cr_assert_str_eq(cmd.arg, "bob");
+	cr_assert_eq(parse("enable user \"Bob\";"), 0);
+	cr_assert_eq(cmd.verb, ADMIN_ENABLE);
+	cr_assert(cmd.of_user);
+	cr_assert_str_eq(cmd.arg, "Bob");
+	cr_assert_eq(parse("DISABLE user"), 0);   /* a database called user */
+	cr_assert(!cmd.of_user);
+	cr_assert_str_eq(cmd.arg, "user");
+	cr_assert_eq(parse("DISABLE app"), 0);
+	cr_assert(!cmd.of_user);
 	cr_assert_eq(parse("KILL_CLIENT 1234"), 0);
 	cr_assert_eq(cmd.verb, ADMIN_KILL_CLIENT);
 	cr_assert_eq(cmd.id, 1234);
@@ -139,6 +152,7 @@ Test(admin_parse, errors)
 	bad("SHUTDOWN later", "invalid command 'SHUTDOWN later', use SHOW HELP;");
 	bad("DISABLE", "a database is required");
 	bad("ENABLE;", "a database is required");
+	bad("DISABLE USER bob alice", "invalid command 'DISABLE USER bob alice', use SHOW HELP;");
 	bad("KILL_CLIENT", "invalid client pointer supplied");
 	bad("KILL_CLIENT abc", "invalid client pointer supplied");
 	bad("KILL_CLIENT 99999999999999999999999", "invalid client pointer supplied");

@@ -711,6 +711,9 @@ static const struct bad_case bad_cases[] = {
 	{ "[databases]\n\"a=b\" = host=x\n", 4, "not supported" },
 	{ "[users]\nbob = pool_size=abc\n", 4, "pool_size" },
 	{ "[users]\nbob = frob=1\n", 4, "unknown parameter 'frob'" },
+	{ "[users]\nbob = disable_mode=kill\n", 4, "disable_mode: unknown value 'kill' (finish, close)" },
+	{ "[databases]\napp = disabled=perhaps\n", 4, "disabled" },
+	{ "[pgring]\ndisable_mode = later\n", 4, "disable_mode" },
 	{ "listen_port = 1\n", 3, "outside of any section" },
 	{ "[pgring\n", 3, "without ']'" },
 	{ "[pgring] junk\n", 3, "after section header" },
@@ -864,6 +867,31 @@ Test(config_connstr, per_user_and_per_database_settings)
 	cr_expect_eq(v->query_timeout, -1);
 	cr_expect_eq(v->client_idle_timeout, -1);
 	config_free(c);
+}
+
+/* disabled and disable_mode (issue 15 point 6) on database entries, users
+ * and globally; a bad mode is an error naming its values. */
+Test(config_connstr, disabled_and_disable_mode)
+{
+	struct config *c = load("[pgring]\nauth_type = trust\ndisable_mode = close\n"
+				"[databases]\na = host=x disabled=1 disable_mode=finish\nb = host=x\n"
+				"[users]\nu = disabled=yes\nv = disable_mode=close\n");
+	cr_expect_eq(nwarns, 0, "%s", nwarns ? warns[0] : "");
+	cr_expect_eq(c->disable_mode, DISABLE_CLOSE);
+	const struct config_db *a = config_find_db(c, "a"), *b = config_find_db(c, "b");
+	cr_expect_eq(a->disabled, 1);
+	cr_expect_eq(a->disable_mode, DISABLE_FINISH);
+	cr_expect_eq(b->disabled, -1);
+	cr_expect_eq(b->disable_mode, -1);
+	const struct config_user *u = config_find_user(c, "u"), *v = config_find_user(c, "v");
+	cr_expect_eq(u->disabled, 1);
+	cr_expect_eq(u->disable_mode, -1);
+	cr_expect_eq(v->disabled, -1);
+	cr_expect_eq(v->disable_mode, DISABLE_CLOSE);
+	config_free(c);
+	struct config *d = load("[pgring]\nauth_type = trust\n");
+	cr_expect_eq(d->disable_mode, DISABLE_FINISH, "finish is the default, as PgBouncer's DISABLE");
+	config_free(d);
 }
 
 /* ---- CPU lists ----------------------------------------------------------- */
