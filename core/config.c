@@ -1821,6 +1821,33 @@ static void hba_warn(void *ctx, const char *msg)
 		ld->warn(msg);
 }
 
+/* auth_hba_file = @server (the only cluster) or @NAME (cluster NAME): the
+ * rules come from that cluster's primary, read by the health checks
+ * (core/control/health.c), not from a file. */
+static int server_hba(struct load *ld, const struct where *w)
+{
+	struct config *cfg = ld->cfg;
+	const char *name = cfg->auth_hba_file + 1;
+	cfg->hba_cluster = -1;
+	for (int i = 0; i < cfg->nclusters; i++)
+		if (!strcmp(cfg->clusters[i].name, name))
+			cfg->hba_cluster = i;
+	if (cfg->hba_cluster < 0 && !strcmp(name, "server")) {
+		if (cfg->nclusters != 1)
+			return fail_at(ld, w->file, w->line,
+				       "auth_hba_file = @server takes the rules from a cluster's primary: it needs exactly one "
+				       "[cluster.NAME] section (%d here; name one with @NAME)", cfg->nclusters);
+		cfg->hba_cluster = 0;
+	}
+	if (cfg->hba_cluster < 0)
+		return fail_at(ld, w->file, w->line, "auth_hba_file = %s: no [cluster.%s] section", cfg->auth_hba_file, name);
+	if (cfg->health_check_interval <= 0)
+		return fail_at(ld, w->file, w->line,
+			       "auth_hba_file = %s: the rules are read by the health checks, and health_check_interval is 0",
+			       cfg->auth_hba_file);
+	return 0;
+}
+
 /* auth_type = hba reads auth_hba_file; the file without it is a mistake
  * (PgBouncer reads it only for auth_type = hba): refused, not ignored. */
 static int load_hba(struct load *ld)
@@ -1837,6 +1864,8 @@ static int load_hba(struct load *ld)
 		w = set_at(ld, "auth_type");
 		return fail_at(ld, w->file ? w->file : cfg->path, w->line, "auth_type = hba needs auth_hba_file");
 	}
+	if (cfg->auth_hba_file[0] == '@')
+		return server_hba(ld, w);
 	if (resolve_path(ld, &cfg->auth_hba_file) < 0)
 		return -1;
 	if (hba_load(cfg->auth_hba_file, &cfg->hba, ld->err, ld->errlen, hba_warn, ld) < 0) {
@@ -1959,6 +1988,7 @@ static int load(const char *file, const char *const *overrides, struct config **
 		snprintf(err, errlen, "%s: out of memory", file);
 		return -1;
 	}
+	ld.cfg->hba_cluster = -1;   /* a file, until auth_hba_file = @NAME says otherwise */
 	if (open_file(&ld, file) == 0) {
 		inih_setup();
 		r = ini_parse_stream(next_line, &ld, on_pair, &ld);

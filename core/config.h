@@ -133,7 +133,9 @@ struct config {
 	int auth_type;              /* enum auth_type, default AUTH_MD5 */
 	char *auth_file;            /* a relative path is resolved against path's directory */
 	char *auth_hba_file;        /* with auth_type = hba (as PgBouncer): core/hba.h's rules */
-	struct hba *hba;            /* those rules, read by config_load */
+	struct hba *hba;            /* those rules, read by config_load (NULL with @server) */
+	int hba_cluster;            /* auth_hba_file = @server or @NAME: the cluster whose primary's
+				     * pg_hba_file_rules are the rules (topology's hba); -1: a file */
 	int pool_mode;              /* enum pool_mode, default POOL_SESSION */
 	int default_pool_size;      /* 20 */
 	int min_pool_size;          /* 0 */

@@ -493,6 +493,190 @@ int hba_load(const char *file, struct hba **out, char *err, size_t errlen, void 
 	return 0;
 }
 
+/* ---- rules held by the server: pg_hba_file_rules ---- */
+
+/* One element of a PostgreSQL array literal ({a,"b c","d\"e"}) from *pos into
+ * an item; 1 taken, 0 at the end, -1 malformed. Keywords come unquoted in the
+ * view, so every element is a name (quoted) except the keywords and +groups. */
+static int array_item(const char **pos, struct item *it)
+{
+	const char *p = *pos;
+	if (*p == '}' || !*p)
+		return 0;
+	char buf[1024];
+	size_t n = 0;
+	if (*p == '"') {
+		for (p++; *p && *p != '"'; p++) {
+			if (*p == '\\' && p[1])
+				p++;
+			if (n + 1 >= sizeof buf)
+				return -1;
+			buf[n++] = *p;
+		}
+		if (*p++ != '"')
+			return -1;
+	} else {
+		while (*p && *p != ',' && *p != '}') {
+			if (n + 1 >= sizeof buf)
+				return -1;
+			buf[n++] = *p++;
+		}
+	}
+	buf[n] = '\0';
+	if (*p == ',')
+		p++;
+	*pos = p;
+	static const char *const keywords[] = { "all", "sameuser", "samerole", "samegroup", "replication" };
+	bool keyword = buf[0] == '+';
+	for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
+		keyword |= !strcmp(buf, keywords[i]);
+	if (!(it->s = strdup(buf)))
+		return -1;
+	it->quoted = !keyword;
+	return 1;
+}
+
+/* A text[] value (NULL: no items) into a field. */
+static int array_field(struct parse *p, const char *v, struct field *fl)
+{
+	if (!v)
+		return 0;
+	if (*v++ != '{')
+		return fail(p, "unexpected value \"%s\" in pg_hba_file_rules", v - 1);
+	for (;;) {
+		struct item it;
+		int r = array_item(&v, &it);
+		if (r == 0)
+			return 0;
+		struct item *grown = r > 0 ? realloc(fl->items, (size_t)(fl->n + 1) * sizeof *grown) : NULL;
+		if (!grown) {
+			if (r > 0)
+				free(it.s);
+			return fail(p, "malformed array in pg_hba_file_rules");
+		}
+		fl->items = grown;
+		fl->items[fl->n++] = it;
+	}
+}
+
+static int text_field(struct parse *p, const char *v, bool quoted, struct field *fl)
+{
+	fl->items = calloc(1, sizeof *fl->items);
+	if (!fl->items || !(fl->items[0].s = strdup(v))) {
+		free(fl->items);
+		fl->items = NULL;
+		return fail(p, "out of memory");
+	}
+	fl->items[0].quoted = quoted;
+	fl->n = 1;
+	return 0;
+}
+
+/* The row's fields as its file line would give them; method: NULL keeps the
+ * row's, otherwise it replaces it and drops the options. */
+static int row_fields(struct parse *p, const struct hba_server_row *row, const char *method, struct field *f, int *nf)
+{
+	*nf = 0;
+	if (text_field(p, row->type, false, &f[(*nf)++]) < 0 || array_field(p, row->database, &f[(*nf)++]) < 0 ||
+	    array_field(p, row->user, &f[(*nf)++]) < 0)
+		return -1;
+	if (!f[1].n || !f[2].n)
+		return fail(p, "a row without databases or users");
+	if (row->address && text_field(p, row->address, false, &f[(*nf)++]) < 0)
+		return -1;
+	if (row->address && row->netmask && text_field(p, row->netmask, false, &f[(*nf)++]) < 0)
+		return -1;
+	if (text_field(p, method ? method : row->method, false, &f[(*nf)++]) < 0)
+		return -1;
+	if (!method && row->options) {
+		int r = array_field(p, row->options, &f[(*nf)++]);
+		if (r == 0 && !f[*nf - 1].n)   /* {} is no option */
+			free_field(&f[--*nf]);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void free_fields(struct field *f, int nf)
+{
+	for (int i = 0; i < nf; i++)
+		free_field(&f[i]);
+}
+
+/* One row into r: as the file line would be; if pgring cannot enforce it, the
+ * same line with method reject; if even its matching cannot be done (a +group,
+ * a host name), a reject of everything the line's type covers. Never skipped:
+ * a skipped line could let a login through that the server's rules refuse. */
+static int row_rule(struct parse *p, const struct hba_server_row *row, struct hba_rule *r)
+{
+	struct field f[8] = { 0 };
+	int nf;
+	char why[400] = "";
+	if (row_fields(p, row, NULL, f, &nf) == 0 && parse_rule(p, f, nf, r) == 0) {
+		free_fields(f, nf);
+		return 0;
+	}
+	snprintf(why, sizeof why, "%s", p->err);
+	free_fields(f, nf);
+	free_names(&r->db);
+	free_names(&r->user);
+	memset(f, 0, sizeof f);
+	bool narrow = row_fields(p, row, "reject", f, &nf) == 0 && parse_rule(p, f, nf, r) == 0;
+	free_fields(f, nf);
+	if (!narrow) {
+		free_names(&r->db);
+		free_names(&r->user);
+		memset(r, 0, sizeof *r);
+		int conn = lookup(conn_names, 6, row->type);
+		if (conn < 0)
+			return fail(p, "invalid connection type \"%s\"", row->type);
+		r->conn = (uint8_t)conn;
+		r->line = row->line;
+		r->db.all = r->user.all = r->addr_all = true;
+		r->method = HBA_REJECT;
+	}
+	if (p->warn) {
+		char msg[600];
+		snprintf(msg, sizeof msg, "%s (the server's rule is enforced as reject%s)", why,
+			 narrow ? "" : " for every login of its connection type");
+		p->warn(p->ctx, msg);
+	}
+	return 0;
+}
+
+int hba_from_server(const struct hba_server_row *rows, int n, const char *source, struct hba **out, char *err,
+		    size_t errlen, void (*warn)(void *ctx, const char *msg), void *ctx)
+{
+	struct parse p = { .file = source, .err = err, .errlen = errlen, .warn = warn, .ctx = ctx };
+	*out = NULL;
+	for (int i = 0; i < n; i++)
+		if (rows[i].error) {
+			p.line = rows[i].line;
+			return fail(&p, "the server's pg_hba.conf has an error: %s", rows[i].error);
+		}
+	struct hba *h = calloc(1, sizeof *h);
+	if (!h || (n && !(h->rules = calloc((size_t)n, sizeof *h->rules)))) {
+		free(h);
+		snprintf(err, errlen, "%s: out of memory", source);
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		p.line = rows[i].line;
+		if (!rows[i].type || !rows[i].method) {
+			hba_free(h);
+			return fail(&p, "a row without a type or method");
+		}
+		if (row_rule(&p, &rows[i], &h->rules[h->n]) < 0) {
+			hba_free(h);
+			return -1;
+		}
+		h->n++;
+	}
+	*out = h;
+	return 0;
+}
+
 /* ---- matching ---- */
 
 static bool names_match(const struct hba_names *n, const char *name)

@@ -53,6 +53,21 @@ int hba_load(const char *file, struct hba **out, char *err, size_t errlen, void 
 	     void *ctx);
 void hba_free(struct hba *h);
 
+/* One row of PostgreSQL's pg_hba_file_rules view, its values as text (arrays
+ * as PostgreSQL prints them: {all}, {app,"my db"}); NULL for SQL NULL. */
+struct hba_server_row {
+	int line;
+	const char *type, *database, *user, *address, *netmask, *method, *options, *error;
+};
+
+/* The rules a server holds (auth_hba_file = @server), first match wins as in
+ * the file. A row pgring cannot enforce as PostgreSQL would (ldap, gss, an
+ * option, a +group, a host name) becomes a refusal for that line, warned;
+ * any row with an error means the server's file is broken (PostgreSQL keeps
+ * its old rules then): -1 with "SOURCE:LINE: why" in err. */
+int hba_from_server(const struct hba_server_row *rows, int n, const char *source, struct hba **out, char *err,
+		    size_t errlen, void (*warn)(void *ctx, const char *msg), void *ctx);
+
 const char *hba_method_name(int method);
 
 /* "127.0.0.1", "::1" or "[local]", as PostgreSQL names the client in its

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 struct config;
+struct hba;
 struct config_cluster;
 struct node_shared;
 
@@ -47,6 +48,10 @@ struct topology {
 	struct topo_addr *addrs;          /* host names with addresses */
 	int naddrs;
 	_Bool owns_cfg;               /* the first snapshot of this cfg: frees it (control.c) */
+	/* the hba rules in force: cfg->hba (auth_hba_file), or with @server those
+	 * the cluster's primary holds (NULL until read: every login is refused) */
+	const struct hba *hba;
+	_Bool owns_hba;               /* the newest snapshot of server-held rules frees them */
 };
 
 static inline const struct topo_addr *topo_find_addr(const struct topology *t, const char *host)

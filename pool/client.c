@@ -733,7 +733,8 @@ static int hba_method(struct client *cl)
 	bool phys = cl->replication == REPL_PHYSICAL;
 	struct hba_query q = { .local = cl->is_unix, .tls = cl->conn.tls != NULL, .physical_replication = phys,
 			       .addr = cl->addr, .db = cl->database, .user = cl->user };
-	const struct hba_rule *r = hba_match(s->cfg->hba, &q);
+	/* the snapshot's: auth_hba_file's, or those the server holds (@server) */
+	const struct hba_rule *r = hba_match(s->topo->hba, &q);
 	char host[64], os_user[64];
 	hba_format_addr(cl->addr, cl->is_unix, host, sizeof host);
 	const char *enc = cl->conn.tls ? "SSL encryption" : "no encryption";
@@ -742,6 +743,9 @@ static int hba_method(struct client *cl)
 		if (r)
 			LOGF(LOG_WARNING, cl->conn.id, "refused by auth_hba_file line %d: user \"%s\", database \"%s\", host %s",
 			     r->line, cl->user, cl->database, host);
+		else if (!s->topo->hba)
+			LOGF(LOG_WARNING, cl->conn.id, "auth_hba_file = %s: no rules read from the server yet: user \"%s\", "
+			     "database \"%s\", host %s refused", s->cfg->auth_hba_file, cl->user, cl->database, host);
 		else
 			LOGF(LOG_WARNING, cl->conn.id, "no auth_hba_file line matches: user \"%s\", database \"%s\", host %s",
 			     cl->user, cl->database, host);

@@ -22,6 +22,7 @@
 #include "core/control/dns.h"
 #include "core/control/health.h"
 #include "core/control/http.h"
+#include "core/hba.h"
 #include "core/log.h"
 #include "core/shard.h"
 
@@ -34,6 +35,7 @@ static struct topology *current;
 static struct topology *retired[MAX_RETIRED];
 static int nretired;
 static const char *config_file;
+static struct hba *server_hba;   /* auth_hba_file = @server: the newest rules read */
 
 /* Calls from the shards (control_call): a queue per shard, published once
  * made, and an eventfd in the poll set that a call writes to. */
@@ -79,6 +81,8 @@ static void collect_retired(void)
 			/* the newest snapshot of a cfg owns it; older ones of it are older still */
 			if (retired[i]->owns_cfg)
 				config_free(retired[i]->cfg);
+			if (retired[i]->owns_hba)
+				hba_free((struct hba *)retired[i]->hba);
 			free(retired[i]);
 		} else {
 			retired[k++] = retired[i];
@@ -100,6 +104,8 @@ static struct topology *make_topology(struct config *cfg, uint64_t version)
 	t->cfg = cfg;
 	t->owns_cfg = true;
 	t->clusters = (struct topo_cluster *)(t + 1);
+	t->hba = cfg->hba_cluster >= 0 ? server_hba : cfg->hba;
+	t->owns_hba = t->hba && t->hba == server_hba;
 	health_fill(t);
 	dns_fill(t, (char *)(t + 1) + nodes);
 	return t;
@@ -110,6 +116,8 @@ static void publish(struct topology *t)
 {
 	if (current->cfg == t->cfg)
 		current->owns_cfg = false;   /* ownership moves to the newest snapshot of the cfg */
+	if (current->hba == t->hba)
+		current->owns_hba = false;   /* and of the rules */
 	retired[nretired++] = current;
 	current = t;
 	atomic_store(&topo_version, t->version);
@@ -133,6 +141,20 @@ static void topology_changed(void)
 	struct topology *t = make_topology(current->cfg, current->version + 1);
 	if (t)
 		publish(t);
+}
+
+/* New rules from the server. The ones before stay with the snapshots that
+ * carry them (freed with the last); ones no snapshot took yet go now. */
+static void server_rules(struct hba *rules)
+{
+	if (server_hba && server_hba != current->hba) {
+		bool carried = false;
+		for (int i = 0; i < nretired; i++)
+			carried |= retired[i]->hba == server_hba;
+		if (!carried)
+			hba_free(server_hba);
+	}
+	server_hba = rules;
 }
 
 static void warn_restart_only(const struct config *old, const struct config *new)
@@ -404,7 +426,14 @@ int control_run(struct config *cfg, const char *config_path)
 		if (http)
 			http_process(http, fds + 1, nhttp);
 		bool moved = dns_process();   /* first: the checks use its addresses */
-		if (health_process(fds + 1 + nhttp, nhealth) || moved)
+		bool changed = health_process(fds + 1 + nhttp, nhealth) || moved;
+		struct hba *rules = health_take_hba();
+		if (rules) {
+			server_rules(rules);
+			changed = true;
+		}
+		/* rules a full retired list kept from going out go with the next try */
+		if (changed || (current->cfg->hba_cluster >= 0 && current->hba != server_hba))
 			topology_changed();
 		calls_run();
 		struct signalfd_siginfo si;

@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "core/control/dns.h"
+#include "core/hba.h"
 #include "core/log.h"
 #include "core/registry.h"
 
@@ -30,6 +31,19 @@ static const char check_sql[] =
 	" (SELECT count(*) - 1 FROM pg_catalog.pg_stat_activity WHERE state = 'active'"
 	"  AND backend_type = 'client backend'),"
 	" CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END";
+
+/* auth_hba_file = @server: the checks of that cluster's nodes read the rules
+ * too, in the same round trip; the primary's are the ones in force. */
+static const char check_sql_with_rules[] =
+	"SELECT pg_catalog.pg_is_in_recovery(),"
+	" (CASE WHEN pg_catalog.pg_is_in_recovery()"
+	"  THEN COALESCE(pg_catalog.pg_last_wal_replay_lsn(), pg_catalog.pg_last_wal_receive_lsn(), '0/0')"
+	"  ELSE pg_catalog.pg_current_wal_lsn() END - '0/0'::pg_lsn)::int8,"
+	" (SELECT count(*) - 1 FROM pg_catalog.pg_stat_activity WHERE state = 'active'"
+	"  AND backend_type = 'client backend'),"
+	" CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END;"
+	"SELECT line_number, type, database, user_name, address, netmask, auth_method, options, error"
+	" FROM pg_catalog.pg_hba_file_rules ORDER BY line_number";
 
 enum phase { PH_IDLE = 0, PH_RESOLVING, PH_CONNECTING, PH_QUERY };
 
@@ -52,6 +66,11 @@ struct hnode {
 	uint64_t lsn_prev, lsn_prev_at; /* the reading before */
 	uint8_t pub_role, pub_state;  /* as last published */
 	char error[256];
+	int ci;                       /* its cluster's index in the configuration */
+	int nresults;                 /* results of this check so far */
+	PGresult *rules;              /* its pg_hba_file_rules at the last read that differed */
+	uint64_t rules_serial;        /* which read that was (process-wide, never 0) */
+	char rules_error[256];        /* the last failure to read them, logged once */
 };
 
 struct hcluster {
@@ -72,10 +91,14 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+static uint64_t rules_serial;   /* the last rules read */
+static uint64_t rules_taken;    /* the serial health_take_hba last turned into rules */
+
 static void node_free(struct hnode *h)
 {
 	if (h->conn)
 		PQfinish(h->conn);
+	PQclear(h->rules);
 	free(h->cluster);
 	free(h->name);
 	free(h->host);
@@ -147,7 +170,7 @@ int health_configure(const struct config *newcfg)
 	for (int i = 0; i < newcfg->nclusters; i++) {
 		const struct config_cluster *c = &newcfg->clusters[i];
 		nc[i] = (struct hcluster){ .first = k, .n = c->nnodes, .primary = -1, .pub_primary = -2 };
-		for (int j = 0; j < c->nnodes; j++, k++)
+		for (int j = 0; j < c->nnodes; j++, k++) {
 			if (init_node(&nn[k], c, &c->nodes[j], nodes, nnodes) < 0) {
 				for (int m = 0; m <= k; m++)
 					node_free(&nn[m]);
@@ -156,6 +179,8 @@ int health_configure(const struct config *newcfg)
 				cfg = oldcfg;
 				return -1;
 			}
+			nn[k].ci = i;
+		}
 	}
 	for (int i = 0; i < nnodes; i++)
 		node_free(&nodes[i]);
@@ -165,6 +190,7 @@ int health_configure(const struct config *newcfg)
 	nnodes = total;
 	clusters = nc;
 	nclusters = newcfg->nclusters;
+	rules_taken = 0;   /* a reload publishes the server's rules again (and logs them) */
 	return 0;
 }
 
@@ -227,9 +253,12 @@ static void failed_or_retry(struct hnode *h, const char *why)
 	check_failed(h, why);
 }
 
+static bool reads_rules(const struct hnode *h) { return cfg->hba_cluster >= 0 && h->ci == cfg->hba_cluster; }
+
 static void send_check(struct hnode *h)
 {
-	if (!PQsendQuery(h->conn, check_sql)) {
+	h->nresults = 0;
+	if (!PQsendQuery(h->conn, reads_rules(h) ? check_sql_with_rules : check_sql)) {
 		failed_or_retry(h, PQerrorMessage(h->conn));
 		return;
 	}
@@ -387,6 +416,43 @@ static void take_row(struct hnode *h, PGresult *r)
 	h->got_row = true;
 }
 
+/* The same rows as last time: nothing to publish. */
+static bool same_rules(const PGresult *a, const PGresult *b)
+{
+	if (!a || PQntuples(a) != PQntuples(b) || PQnfields(a) != PQnfields(b))
+		return false;
+	for (int i = 0; i < PQntuples(a); i++)
+		for (int j = 0; j < PQnfields(a); j++)
+			if (PQgetisnull(a, i, j) != PQgetisnull(b, i, j) || strcmp(PQgetvalue(a, i, j), PQgetvalue(b, i, j)))
+				return false;
+	return true;
+}
+
+/* The second result of a check that reads the rules. Takes r. */
+static void take_rules(struct hnode *h, PGresult *r)
+{
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 9) {
+		char why[256];
+		snprintf(why, sizeof why, "%s", PQresultStatus(r) == PGRES_TUPLES_OK ? "unexpected columns"
+						 : PQresultErrorMessage(r));
+		why[strcspn(why, "\n")] = '\0';
+		if (strcmp(why, h->rules_error))
+			log_warning("auth_hba_file = @%s: cannot read pg_hba_file_rules on %s/%s: %s", cfg->clusters[h->ci].name,
+				    h->cluster, h->name, why);
+		snprintf(h->rules_error, sizeof h->rules_error, "%s", why);
+		PQclear(r);
+		return;
+	}
+	h->rules_error[0] = '\0';
+	if (same_rules(h->rules, r)) {
+		PQclear(r);
+		return;
+	}
+	PQclear(h->rules);
+	h->rules = r;
+	h->rules_serial = ++rules_serial;
+}
+
 static void read_results(struct hnode *h)
 {
 	if (!PQconsumeInput(h->conn)) {
@@ -408,12 +474,56 @@ static void read_results(struct hnode *h)
 			check_done(h);
 			return;
 		}
+		if (h->nresults++ == 1 && reads_rules(h) && h->got_row) {
+			take_rules(h, r);
+			continue;
+		}
 		if (PQresultStatus(r) == PGRES_TUPLES_OK)
 			take_row(h, r);
 		else
 			set_error(h, PQresultErrorMessage(r));
 		PQclear(r);
 	}
+}
+
+static void rules_warn(void *ctx, const char *msg)
+{
+	(void)ctx;
+	log_warning("auth_hba_file = @server: %s", msg);
+}
+
+struct hba *health_take_hba(void)
+{
+	if (!cfg || cfg->hba_cluster < 0 || cfg->hba_cluster >= nclusters)
+		return NULL;
+	const struct hcluster *c = &clusters[cfg->hba_cluster];
+	if (c->primary < 0)
+		return NULL;   /* the last rules stay until a primary answers */
+	const struct hnode *h = &nodes[c->first + c->primary];
+	if (!h->rules || h->rules_serial == rules_taken)
+		return NULL;
+	rules_taken = h->rules_serial;
+	int n = PQntuples(h->rules);
+	struct hba_server_row *rows = calloc((size_t)n + 1, sizeof *rows);
+	if (!rows)
+		return NULL;
+	const PGresult *r = h->rules;
+	for (int i = 0; i < n; i++) {
+		const char *v[9];
+		for (int j = 0; j < 9; j++)
+			v[j] = PQgetisnull(r, i, j) ? NULL : PQgetvalue(r, i, j);
+		rows[i] = (struct hba_server_row){ v[0] ? atoi(v[0]) : 0, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8] };
+	}
+	char source[300], err[600];
+	snprintf(source, sizeof source, "%s/%s pg_hba.conf", h->cluster, h->name);
+	struct hba *out = NULL;
+	if (hba_from_server(rows, n, source, &out, err, sizeof err, rules_warn, NULL) < 0)
+		log_warning("auth_hba_file = @%s: keeping the rules in force: %s", cfg->clusters[cfg->hba_cluster].name, err);
+	else
+		log_notice("auth_hba_file = @%s: %d rule%s from %s/%s", cfg->clusters[cfg->hba_cluster].name, out->n,
+			   out->n == 1 ? "" : "s", h->cluster, h->name);
+	free(rows);
+	return out;
 }
 
 static void advance(struct hnode *h, uint64_t now)

@@ -15,6 +15,7 @@
 #include "core/topology.h"
 
 struct config;
+struct hba;
 
 /* What the control port shows of one node. */
 struct health_node {
@@ -50,5 +51,9 @@ size_t health_topology_size(const struct config *cfg);   /* bytes of clusters + 
 int health_count(void);
 const struct health_node *health_node_at(int i);
 void health_shutdown(void);
+/* auth_hba_file = @server: the rules of the cluster's primary when they are
+ * new to the caller (read for the first time, changed, another primary, or a
+ * reload since), else NULL. The caller owns them. */
+struct hba *health_take_hba(void);
 
 #endif

@@ -1,7 +1,8 @@
 /* tests/fuzz/hba.c: auth_hba_file (core/hba.c), with an @include file beside
  * it. A failure must name the file and a line of it; a success must give rules
  * whose lines exist and a lookup that stays inside them, for local, IPv4, IPv6,
- * TLS and replication logins. */
+ * TLS and replication logins. The same bytes, as tab-separated rows, go to
+ * hba_from_server (auth_hba_file = @server): one rule per row or an error. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,8 +35,45 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* Each line a row, its tab-separated fields type, database, user, address,
+ * netmask, method, options, error in that order; an empty field is NULL. */
+static void server_rows(const uint8_t *data, size_t size)
+{
+	char *text = malloc(size + 1);
+	FUZZ_CHECK(text);
+	memcpy(text, data, size);
+	text[size] = '\0';
+	struct hba_server_row rows[64];
+	int n = 0;
+	for (char *line = text, *next; line && n < 64; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		const char *v[8] = { 0 };
+		char *f = line;
+		for (int i = 0; i < 8 && f; i++) {
+			char *tab = strchr(f, '\t');
+			if (tab)
+				*tab++ = '\0';
+			v[i] = *f ? f : NULL;
+			f = tab;
+		}
+		rows[n] = (struct hba_server_row){ n + 1, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7] };
+		n++;
+	}
+	char err[512];
+	struct hba *h = NULL;
+	if (hba_from_server(rows, n, "server", &h, err, sizeof err, NULL, NULL) == 0)
+		FUZZ_CHECK(h && h->n == n);
+	else
+		FUZZ_CHECK(!h && !strncmp(err, "server:", 7));
+	hba_free(h);
+	free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	server_rows(data, size);
 	FILE *f = fopen(path, "w");
 	FUZZ_CHECK(f);
 	FUZZ_CHECK(fwrite(data, 1, size, f) == size);

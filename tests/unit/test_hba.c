@@ -193,3 +193,71 @@ Test(hba, addresses_are_printed_as_postgresql_does)
 	hba_format_addr(a6, true, out, sizeof out);
 	cr_expect_str_eq(out, "[local]");
 }
+
+/* auth_hba_file = @server: pg_hba_file_rules rows as the view prints them. */
+static int nwarn;
+static char lastwarn[700];
+static void count_warn(void *ctx, const char *msg)
+{
+	(void)ctx;
+	nwarn++;
+	snprintf(lastwarn, sizeof lastwarn, "%s", msg);
+}
+
+Test(hba, server_rows_become_rules_in_order)
+{
+	const struct hba_server_row rows[] = {
+		{ 1, "local", "{all}", "{all}", NULL, NULL, "trust", NULL, NULL },
+		{ 2, "host", "{all}", "{postgres}", "127.0.0.1", "255.255.255.255", "trust", NULL, NULL },
+		{ 3, "host", "{replication}", "{postgres}", "127.0.0.1", "255.255.255.255", "trust", NULL, NULL },
+		{ 4, "host", "{app,\"my db\",\"a\\\"b\"}", "{md5user}", "127.0.0.1", "255.255.255.255", "md5", NULL, NULL },
+		{ 5, "host", "{all}", "{all}", "10.0.0.0", "255.0.0.0", "ldap", "{ldapserver=x}", NULL },
+		{ 6, "hostssl", "{all}", "{+admins}", "all", NULL, "scram-sha-256", NULL, NULL },
+		{ 7, "host", "{all}", "{all}", "::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "scram-sha-256", "{}", NULL },
+		{ 8, "host", "{all}", "{all}", "127.0.0.1", "255.255.255.255", "md5", "{clientcert=verify-full}", NULL },
+		{ 9, "host", "{all}", "{all}", "all", NULL, "scram-sha-256", NULL, NULL },
+	};
+	char err[512];
+	struct hba *h = NULL;
+	nwarn = 0;
+	cr_assert_eq(hba_from_server(rows, 9, "server", &h, err, sizeof err, count_warn, NULL), 0, "%s", err);
+	cr_expect_eq(h->n, 9);
+	cr_expect_eq(nwarn, 3, "ldap, +group and an option are warned: %d, last %s", nwarn, lastwarn);
+	cr_expect_eq(line_for(h, true, false, NULL, "x", "bob"), 1);
+	cr_expect_eq(line_for(h, false, false, v4("127.0.0.1"), "x", "postgres"), 2);
+	cr_expect_eq(line_for(h, false, false, v4("127.0.0.1"), "my db", "md5user"), 4, "a quoted name");
+	cr_expect_eq(line_for(h, false, false, v4("127.0.0.1"), "a\"b", "md5user"), 4, "an escaped quote");
+	cr_expect_eq(h->rules[3].method, HBA_MD5);
+	/* ldap: the same line, as reject (only 10/8 is refused there) */
+	cr_expect_eq(line_for(h, false, false, v4("10.1.1.1"), "x", "bob"), 5);
+	cr_expect_eq(h->rules[4].method, HBA_REJECT);
+	cr_expect(!h->rules[4].addr_all);
+	/* +group: not matchable here, so reject for every hostssl login */
+	cr_expect_eq(line_for(h, false, true, v4("192.168.1.1"), "x", "bob"), 6);
+	cr_expect_eq(h->rules[5].method, HBA_REJECT);
+	cr_expect_eq(line_for(h, false, false, v6("::1"), "x", "bob"), 7, "an empty options array is no option");
+	cr_expect_eq(h->rules[6].method, HBA_SCRAM);
+	cr_expect_eq(line_for(h, false, false, v4("127.0.0.1"), "x", "bob"), 8);
+	cr_expect_eq(h->rules[7].method, HBA_REJECT, "md5 with clientcert=: pgring cannot check the option");
+	cr_expect_eq(line_for(h, false, false, v4("192.168.1.1"), "x", "bob"), 9);
+	hba_free(h);
+}
+
+Test(hba, a_server_row_with_an_error_keeps_the_old_rules)
+{
+	const struct hba_server_row rows[] = {
+		{ 1, "local", "{all}", "{all}", NULL, NULL, "trust", NULL, NULL },
+		{ 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "invalid authentication method \"bogus\"" },
+	};
+	char err[512];
+	struct hba *h = (struct hba *)1;
+	cr_assert_eq(hba_from_server(rows, 2, "server", &h, err, sizeof err, NULL, NULL), -1);
+	cr_expect_null(h);
+	cr_expect(strstr(err, "server:2: ") && strstr(err, "bogus"), "%s", err);
+	const struct hba_server_row bad[] = { { 3, "host", "all", "{all}", "all", NULL, "trust", NULL, NULL } };
+	/* a value pgring cannot read (not an array) refuses, never admits */
+	cr_assert_eq(hba_from_server(bad, 1, "server", &h, err, sizeof err, NULL, NULL), 0, "%s", err);
+	cr_expect_eq(h->rules[0].method, HBA_REJECT);
+	cr_expect(h->rules[0].db.all && h->rules[0].user.all && h->rules[0].addr_all);
+	hba_free(h);
+}
