@@ -190,9 +190,15 @@ static const struct key_def main_keys[] = {
 	K_TLS_STR(server_tls_protocols, "secure", check_protocols),
 	K_TLS_STR(server_tls_ciphers, "default", NULL),
 	K_STR(server_tls13_ciphers, NULL),
+	/* auth_query (PgBouncer's; the default its 1.24 one, which refuses expired roles) */
+	K_STR(auth_user, NULL),
+	K_STR(auth_query, "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
+			  "FROM pg_authid WHERE rolname = $1 AND rolcanlogin"),
+	K_STR(auth_dbname, NULL),
+	K_TIME(auth_cache_ttl, "30"),            /* pgring's: how long a looked-up secret is kept */
+	K_TIME(auth_cache_negative_ttl, "5"),    /* and a "no such role" */
 	/* PgBouncer security settings pgring does not implement: errors */
-	K_REFUSED(auth_ident_file), K_REFUSED(auth_query),
-	K_REFUSED(auth_user), K_REFUSED(auth_dbname), K_REFUSED(auth_ldap_options),
+	K_REFUSED(auth_ident_file), K_REFUSED(auth_ldap_options),
 	{ "disable_pqexec", KT_REFUSED, F_OFF_OK, 0, NULL, 0, 0, NULL }, /* its SQL injection guard */
 	/* PgBouncer settings known but not implemented yet */
 	K_LATER(application_name_add_host), K_LATER(autodb_idle_timeout),
@@ -236,7 +242,9 @@ static const struct key_def db_keys[] = {
 	DB_("read_write_split", read_write_split, KT_BOOL_INT, 0, 0, 0),
 	DB_("server_tls_sslmode", server_tls_sslmode, KT_SSLMODE, 0, 0, 0),
 	DB_("sslmode", server_tls_sslmode, KT_SSLMODE, 0, 0, 0), /* libpq's name */
-	K_REFUSED(auth_user), K_REFUSED(auth_dbname), K_REFUSED(auth_query),
+	DB_STR(auth_user),
+	DB_STR(auth_dbname),
+	DB_STR(auth_query),
 	K_LATER(load_balance_hosts),
 	DB_INT(max_db_client_connections),
 	DB_("client_idle_timeout", client_idle_timeout, KT_TIME, 0, TIME_MAX, 0),

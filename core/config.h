@@ -84,7 +84,9 @@ struct config_db {
 	char *dbname;          /* real database; NULL: same as the client asked for */
 	char *user;            /* forced server user; NULL: the client's */
 	char *password;        /* server password for `user`, or NULL */
-	char *auth_user;       /* always NULL: auth_user (like auth_query, auth_dbname) is refused at load */
+	char *auth_user;       /* auth_query's login for this entry's users; NULL: the global one */
+	char *auth_dbname;     /* the database auth_query runs in; NULL: the global one, then dbname */
+	char *auth_query;      /* NULL: the global one */
 	char *client_encoding, *datestyle, *timezone, *application_name; /* server startup params */
 	char *connect_query;
 	char *cluster;         /* name of a [cluster.NAME] section: servers are its nodes, not host/port */
@@ -233,6 +235,13 @@ struct config {
 	int health_check_failures;  /* failed checks in a row before a node is down: 2 */
 	double failover_timeout;    /* how long a transaction waits for its node, or a new primary: 30 s */
 	double dns_max_ttl;         /* host names are looked up again after this long: 15 (PgBouncer's) */
+	/* auth_query (PgBouncer's keys): a user absent from auth_file has its
+	 * secret looked up on the server (core/control/authq.h) */
+	char *auth_user;            /* NULL: no lookups (unless a [databases] entry sets one) */
+	char *auth_query;           /* PgBouncer 1.24's default: expired roles get a NULL secret */
+	char *auth_dbname;          /* NULL: the entry's dbname */
+	double auth_cache_ttl;      /* pgring's: a looked-up secret is reused this long, 30 s; 0: never */
+	double auth_cache_negative_ttl; /* pgring's: "no such role" is reused this long, 5 s */
 	/* TLS: PgBouncer's keys and meanings, checked at load (a combination that
 	 * could not give the security it asks for is an error, not a fallback).
 	 * Certificate and key files are not opened here; relative paths are resolved
@@ -281,9 +290,8 @@ struct config {
  * to the working directory), then auth_file. On success returns 0 and *out owns a
  * new config. Unknown keys, and known keys pgring does not implement yet, are
  * warnings (written through warn(); may be NULL), except the security settings
- * pgring does not implement (auth_hba_file, auth_ident_file, auth_query,
- * auth_user, auth_dbname, auth_ldap_options, user, disable_pqexec = on; the auth_*
- * ones also in [databases]): ignoring them would run with less security than
+ * pgring does not implement (auth_ident_file, auth_ldap_options,
+ * disable_pqexec = on): ignoring them would run with less security than
  * asked for, so a non-empty value is an error. Any error returns -1 with
  * "file:line: message" in err. Times take an optional unit (us, ms, s, min, h, d;
  * default seconds), sizes one of B, kB, MB, GB. Call from one thread at a time:

@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 
 #include "core/config.h"
+#include "core/control/authq.h"
+#include "core/control/control.h"
 #include "core/hba.h"
 #include "core/log.h"
 #include "core/shard.h"
@@ -63,7 +65,8 @@ static struct list *list_of(struct client *cl, enum client_state st)
 {
 	switch (st) {
 	case CL_STARTUP:
-	case CL_AUTH: return &pool_shard(shard_of(cl))->prelogin;
+	case CL_AUTH:
+	case CL_AUTHQ: return &pool_shard(shard_of(cl))->prelogin;
 	case CL_LOGIN_WAIT: return &cl->pool->login;
 	case CL_WAITING: return &cl->pool->waiting;
 	case CL_ROUTING: return &pool_shard(shard_of(cl))->routing;
@@ -82,7 +85,7 @@ static void leave_list(struct client *cl)
 		atomic_fetch_sub(&cl->pool->shared->waiting, 1);
 	} else if (cl->state == CL_LOGIN_WAIT) {
 		pool_sync_login_demand(cl->pool);
-	} else if (cl->state == CL_STARTUP || cl->state == CL_AUTH) {
+	} else if (cl->state == CL_STARTUP || cl->state == CL_AUTH || cl->state == CL_AUTHQ) {
 		pool_shard(shard_of(cl))->n_prelogin--;
 	}
 }
@@ -98,7 +101,7 @@ static void enter_list(struct client *cl)
 		atomic_fetch_add(&cl->pool->shared->waiting, 1);
 	} else if (cl->state == CL_LOGIN_WAIT) {
 		pool_sync_login_demand(cl->pool);
-	} else if (cl->state == CL_STARTUP || cl->state == CL_AUTH) {
+	} else if (cl->state == CL_STARTUP || cl->state == CL_AUTH || cl->state == CL_AUTHQ) {
 		pool_shard(shard_of(cl))->n_prelogin++;
 	}
 	if ((cl->state == CL_WAITING || cl->state == CL_ROUTING) && !cl->wait_start_us)
@@ -782,6 +785,9 @@ static int hba_method(struct client *cl)
 	return -1;
 }
 
+static void auth_with_secret(struct client *cl, int method, const char *secret);
+static bool lookup_secret(struct client *cl);
+
 static void begin_auth(struct client *cl)
 {
 	struct shard *s = shard_of(cl);
@@ -802,6 +808,72 @@ static void begin_auth(struct client *cl)
 		cert_auth(cl);
 		return;
 	}
+	const struct config_cluster *cluster;
+	size_t base_len;
+	if (!secret && !cl->admin &&
+	    authq_enabled(s->cfg, config_resolve_db(s->cfg, cl->database, &cluster, &base_len))) {
+		/* not in auth_file: auth_query's answer goes on with the same method */
+		cl->auth_method = (uint8_t)method;
+		client_set_state(cl, CL_AUTHQ);
+		lookup_secret(cl);
+		return;
+	}
+	auth_with_secret(cl, method, secret);
+}
+
+/* ---- auth_query: the secret comes from the control shard ---- */
+
+static bool same_login(const struct client *a, const char *db, const char *user)
+{
+	return !strcmp(a->database, db) && !strcmp(a->user, user);
+}
+
+/* Ask for cl's secret, unless a client of this shard waiting for the same
+ * (database, user) asked already: its answer serves both. False when the
+ * control shard's queue is full (client_tick asks again). */
+static bool lookup_secret(struct client *cl)
+{
+	struct shard *s = shard_of(cl);
+	struct client *o, *next;
+	list_for_each_safe(&pool_shard(s)->prelogin, o, next, wait)
+		if (o != cl && o->state == CL_AUTHQ && o->authq_asked && same_login(o, cl->database, cl->user)) {
+			cl->authq_asked = true;
+			return true;
+		}
+	struct authq_req *r = authq_req_new(s->id, POOL_MSG_AUTHQ, cl->database, cl->user);
+	if (!r || !control_call(s->id, authq_ask, r)) {
+		authq_req_free(r);
+		return false;
+	}
+	cl->authq_asked = true;
+	return true;
+}
+
+void client_authq_answer(struct shard *s, void *arg)
+{
+	struct authq_req *r = arg;
+	struct client *cl, *next;
+	list_for_each_safe(&pool_shard(s)->prelogin, cl, next, wait) {
+		if (cl->state != CL_AUTHQ || !same_login(cl, r->db, r->user))
+			continue;
+		if (r->status == AUTHQ_FAILED) {
+			LOGF(LOG_WARNING, cl->conn.id, "login of user \"%s\" failed: auth_query gave no answer", cl->user);
+			client_fail(cl, "08006", "password authentication failed for user \"%s\": the password could not "
+				    "be looked up", cl->user);
+			continue;
+		}
+		cl->authq_asked = false;
+		cl->secret_looked_up = r->status == AUTHQ_FOUND;
+		/* no such role, or an expired one: refused as a wrong password would be */
+		auth_with_secret(cl, cl->auth_method, r->status == AUTHQ_FOUND ? r->secret : NULL);
+	}
+	authq_req_free(r);
+}
+
+/* Send the method's first request; secret NULL (no such user) still runs the
+ * exchange, which then fails as a wrong password does. */
+static void auth_with_secret(struct client *cl, int method, const char *secret)
+{
 	if (secret && !(cl->secret = strdup(secret))) {
 		client_fail(cl, "53200", "out of memory");
 		return;
@@ -906,7 +978,7 @@ static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
 	case AUTH_PLAIN: {
 		const char *pw = proto_read_str(&r);
 		if (r.bad || !check_plain(cl, pw))
-			auth_failed(cl, cl->secret ? "wrong password" : "no such user in auth_file");
+			auth_failed(cl, cl->secret ? "wrong password" : "no such user (auth_file, auth_query)");
 		else
 			login_ok(cl);
 		return;
@@ -914,7 +986,7 @@ static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
 	case AUTH_MD5: {
 		const char *resp = proto_read_str(&r);
 		if (r.bad || !cl->secret || !auth_md5_verify(cl->secret, cl->user, cl->md5_salt, resp))
-			auth_failed(cl, cl->secret ? "wrong password" : "no such user in auth_file");
+			auth_failed(cl, cl->secret ? "wrong password" : "no such user (auth_file, auth_query)");
 		else
 			login_ok(cl);
 		return;
@@ -1001,6 +1073,12 @@ static void login_ok(struct client *cl)
 	if (cl->scram && cl->scram->have_client_key && cl->secret && auth_is_scram_secret(cl->secret)) {
 		memcpy(p->scram_client_key, cl->scram->client_key, AUTH_SCRAM_KEY_LEN);
 		p->have_client_key = true;
+	}
+	if (cl->secret_looked_up && cl->secret && (!p->authq_secret || strcmp(p->authq_secret, cl->secret))) {
+		/* the pool's servers log in with what the client was checked against */
+		free(p->authq_secret);
+		p->authq_secret = cl->secret;
+		cl->secret = NULL;
 	}
 	free(cl->scram);
 	cl->scram = NULL;
@@ -1225,6 +1303,10 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 			return PROTO_STOP;
 		}
 		return PROTO_WHOLE;
+	case CL_AUTHQ:
+		/* nothing was asked of it yet: as PostgreSQL, a message now is a violation */
+		client_fail(cl, "08P01", "unexpected message type %d during authentication", type);
+		return PROTO_STOP;
 	case CL_CLOSED:
 		return PROTO_STOP;
 	default:
@@ -1541,6 +1623,10 @@ void client_tick(struct shard *s)
 				client_fail(cl, "08P01", "client_startup_timeout");
 				break;
 			}
+			/* fall through */
+		case CL_AUTHQ:
+			if (cl->state == CL_AUTHQ && !cl->authq_asked)
+				lookup_secret(cl);   /* the control shard's queue was full */
 			/* fall through */
 		case CL_AUTH:
 		case CL_LOGIN_WAIT:

@@ -28,6 +28,7 @@ struct server;
 enum client_state {
 	CL_STARTUP = 0,   /* waiting for SSLRequest / StartupMessage / CancelRequest */
 	CL_AUTH,          /* password exchange */
+	CL_AUTHQ,         /* not in auth_file: waiting for auth_query's answer (core/control/authq.h) */
 	CL_LOGIN_WAIT,    /* authenticated; waiting for the pool's first server to learn its parameters */
 	CL_IDLE,          /* logged in, no server */
 	CL_WAITING,       /* has a request, waiting in its pool for a server */
@@ -91,6 +92,8 @@ struct client {
 	uint8_t auth_method;                       /* enum auth_type in use */
 	uint8_t md5_salt[4];
 	uint8_t auth_step;                         /* SCRAM: 0 awaiting SASLInitialResponse, 1 SASLResponse */
+	bool authq_asked;                          /* CL_AUTHQ: its question (or a twin's) is with the control shard */
+	bool secret_looked_up;                     /* secret came from auth_query: the pool keeps it for its servers */
 	bool counted;                              /* counted in max_client_conn */
 	bool in_txn;                               /* last ReadyForQuery it got said T or E */
 	uint8_t replication;                       /* enum repl_mode asked at startup */
@@ -135,6 +138,9 @@ struct client {
 _Static_assert(offsetof(struct client, conn) == 0, "conn must come first in struct client");
 
 void client_accept(struct shard *s, int fd, bool is_unix);
+/* auth_query's answer (a struct authq_req, freed here): the shard's clients
+ * waiting for that database and user go on with their authentication. */
+void client_authq_answer(struct shard *s, void *req);
 /* Move the client to state st: its gauges, and its list (appended at the tail
  * of the new one, so waiting lists stay in arrival order). */
 void client_set_state(struct client *cl, enum client_state st);

@@ -44,6 +44,9 @@ static void layer_message(struct shard *s, const struct shard_msg *m)
 	case POOL_MSG_ADMIN:
 		admin_message(s, m);
 		break;
+	case POOL_MSG_AUTHQ:
+		client_authq_answer(s, m->ptr);
+		break;
 	default:
 		log_warning("unknown shard message %d", m->type);
 		break;

@@ -36,6 +36,8 @@ static struct config_db *db_copy(const struct config_db *src)
 	d->user = dup_or_null(src->user);
 	d->password = dup_or_null(src->password);
 	d->auth_user = dup_or_null(src->auth_user);
+	d->auth_dbname = dup_or_null(src->auth_dbname);
+	d->auth_query = dup_or_null(src->auth_query);
 	d->client_encoding = dup_or_null(src->client_encoding);
 	d->datestyle = dup_or_null(src->datestyle);
 	d->timezone = dup_or_null(src->timezone);
@@ -50,7 +52,7 @@ static void db_free(struct config_db *d)
 	if (!d)
 		return;
 	free(d->name); free(d->host); free(d->dbname); free(d->user); free(d->password);
-	free(d->auth_user); free(d->client_encoding); free(d->datestyle); free(d->timezone);
+	free(d->auth_user); free(d->auth_dbname); free(d->auth_query); free(d->client_encoding); free(d->datestyle); free(d->timezone);
 	free(d->application_name); free(d->connect_query); free(d->cluster);
 	free(d);
 }

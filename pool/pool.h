@@ -48,6 +48,7 @@ enum pool_msg_type {
 	POOL_MSG_WAKE,                       /* server budget was freed somewhere: retry waiting clients */
 	POOL_MSG_ADOPT_SERVER,               /* ptr: an idle struct server handed over by another shard */
 	POOL_MSG_ADMIN,                      /* ptr: an admin console job (pool/admin.c), a: its step */
+	POOL_MSG_AUTHQ,                      /* ptr: auth_query's answer (struct authq_req) */
 };
 
 /* The pool layer as the shard loop runs it (pool/layer.c). */
@@ -85,6 +86,7 @@ struct pool {
 	bool have_welcome;
 	uint8_t scram_client_key[AUTH_SCRAM_KEY_LEN]; /* from a client's SCRAM login (pass-through) */
 	bool have_client_key;
+	char *authq_secret;                        /* its user's secret from auth_query, for server logins */
 	uint64_t last_connect_fail_us;
 	unsigned addr_next;                        /* which of a host name's addresses to connect to */
 	char last_error[256];                      /* last server login error, for waiting clients */

@@ -363,7 +363,10 @@ static const char *server_secret(struct server *sv)
 {
 	if (sv->pool->db->password)
 		return sv->pool->db->password;
-	return config_find_secret(shard_of(sv)->cfg, server_user(sv));
+	const char *s = config_find_secret(shard_of(sv)->cfg, server_user(sv));
+	if (!s && !sv->pool->db->user)
+		s = sv->pool->authq_secret;   /* the client's own user, looked up by auth_query */
+	return s;
 }
 
 static void login_auth(struct server *sv, const uint8_t *msg, uint32_t len)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/control/authq.h"
 #include "core/control/daemon.h"
 #include "core/control/dns.h"
 #include "core/control/health.h"
@@ -201,6 +202,7 @@ static int apply(const char *path, const char *const *ov, char *err, size_t errl
 		return -1;
 	}
 	warn_restart_only(current->cfg, cfg);
+	authq_configure(cfg);   /* the looked-up secrets go with the old configuration */
 	publish(t);
 	return 0;
 }
@@ -394,7 +396,7 @@ int control_run(struct config *cfg, const char *config_path)
 	int maxfds = 2 + HTTP_MAX_POLLFDS + health_count() + CONFIG_MAX_NODES * 4;
 	struct pollfd *fds = NULL;
 	while (shard_running() > 0) {
-		int want = 2 + HTTP_MAX_POLLFDS + health_count();
+		int want = 2 + HTTP_MAX_POLLFDS + health_count() + authq_count();
 		if (!fds || want > maxfds) {
 			maxfds = want > maxfds ? want : maxfds;
 			struct pollfd *f = realloc(fds, (size_t)maxfds * sizeof *f);
@@ -410,6 +412,7 @@ int control_run(struct config *cfg, const char *config_path)
 			n += nhttp = http_pollfds(http, fds + 1, HTTP_MAX_POLLFDS);
 		int nhealth = health_pollfds(fds + n, maxfds - n - 1);
 		n += nhealth;
+		n += authq_pollfds(fds + n, maxfds - n - 1);
 		if (call_fd >= 0)
 			fds[n++] = (struct pollfd){ .fd = call_fd, .events = POLLIN };
 		int timeout = 500;
@@ -420,6 +423,9 @@ int control_run(struct config *cfg, const char *config_path)
 		if (t >= 0 && t < timeout)
 			timeout = t;
 		t = dns_next_timeout();
+		if (t >= 0 && t < timeout)
+			timeout = t;
+		t = authq_next_timeout();
 		if (t >= 0 && t < timeout)
 			timeout = t;
 		poll(fds, (nfds_t)n, timeout);
@@ -435,7 +441,8 @@ int control_run(struct config *cfg, const char *config_path)
 		/* rules a full retired list kept from going out go with the next try */
 		if (changed || (current->cfg->hba_cluster >= 0 && current->hba != server_hba))
 			topology_changed();
-		calls_run();
+		calls_run();        /* auth_query questions start their lookups here */
+		authq_process();
 		struct signalfd_siginfo si;
 		while (read(sfd, &si, sizeof si) == sizeof si) {
 			switch (si.ssi_signo) {
@@ -466,6 +473,7 @@ int control_run(struct config *cfg, const char *config_path)
 	}
 	shard_join_all();
 	free(fds);
+	authq_shutdown();
 	health_shutdown();
 	dns_shutdown();
 	http_close(http);
@@ -482,6 +490,7 @@ struct topology *control_first_topology(struct config *cfg)
 	dns_wait(2);   /* the first server connections find their addresses */
 	if (health_configure(cfg) < 0 || !(current = make_topology(cfg, 1)))
 		return NULL;
+	authq_configure(cfg);
 	atomic_store(&topo_version, 1);
 	return current;
 }

@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "core/control/dns.h"
+#include "core/control/pqconn.h"
 #include "core/hba.h"
 #include "core/log.h"
 #include "core/registry.h"
@@ -54,8 +55,7 @@ struct hnode {
 	int sslmode;                  /* enum config_sslmode: what the pool's servers use */
 	bool hint_primary;
 	PGconn *conn;
-	/* libpq's host, hostaddr and port lists: one entry per address of a name */
-	char hosts[TOPO_MAX_ADDRS * 256], addrs[TOPO_MAX_ADDRS * (INET6_ADDRSTRLEN + 1)], ports[TOPO_MAX_ADDRS * 8];
+	struct pqconn_addrs addr;     /* where libpq connects to */
 	enum phase phase;
 	short events;                 /* what the socket waits for in this phase */
 	bool reused;                  /* this check runs on a connection from an earlier one */
@@ -272,56 +272,22 @@ static void send_check(struct hnode *h)
 	h->events = (short)(POLLIN | (f ? POLLOUT : 0));
 }
 
-/* libpq would print a server's WARNING (immediate shutdown, say) on stderr,
- * outside the log; the check's outcome is what gets logged. */
-static void ignore_notice(void *arg, const char *message)
-{
-	(void)arg;
-	(void)message;
-}
-
-/* Connect to h->hosts at h->addrs (libpq's comma lists, one entry per
- * address; addrs empty: no lookup was needed). */
+/* Connect to h->addr (core/control/pqconn.h). */
 static void connect_node(struct hnode *h)
 {
-	char timeout[16];
-	snprintf(timeout, sizeof timeout, "%d", (int)(cfg->health_check_timeout + 0.999));
-	const char *keys[16] = { "host", "port", "dbname", "user", "application_name", "gssencmode",
-				 "connect_timeout" };
-	const char *vals[16] = { h->hosts, h->ports,
-				 cfg->health_check_dbname ? cfg->health_check_dbname : "postgres",
-				 cfg->health_check_user ? cfg->health_check_user : "postgres",
-				 "pgring health check", "disable", timeout };
-	int k = 7;
-	if (h->addrs[0]) {
-		keys[k] = "hostaddr";
-		vals[k++] = h->addrs;
-	}
-	if (cfg->health_check_password) {
-		keys[k] = "password";
-		vals[k++] = cfg->health_check_password;
-	}
-	/* the same TLS as the pool's own connections to the node, through libpq */
-	keys[k] = "sslmode";
-	vals[k++] = config_sslmode_name(h->sslmode);
-	const char *tls_files[][2] = { { "sslrootcert", cfg->server_tls_ca_file },
-				       { "sslcert", cfg->server_tls_cert_file },
-				       { "sslkey", cfg->server_tls_key_file } };
-	for (int i = 0; i < 3; i++) {
-		if (tls_files[i][1]) {
-			keys[k] = tls_files[i][0];
-			vals[k++] = tls_files[i][1];
-		}
-	}
-	keys[k] = NULL;   /* the list ends there */
+	struct pqconn_login l = {
+		.dbname = cfg->health_check_dbname ? cfg->health_check_dbname : "postgres",
+		.user = cfg->health_check_user ? cfg->health_check_user : "postgres",
+		.password = cfg->health_check_password, .application_name = "pgring health check",
+		.timeout = cfg->health_check_timeout, .sslmode = h->sslmode,
+	};
+	char why[512];
 	h->reused = false;
-	h->conn = PQconnectStartParams(keys, vals, 0);
-	if (!h->conn || PQstatus(h->conn) == CONNECTION_BAD) {
-		check_failed(h, h->conn ? PQerrorMessage(h->conn) : "out of memory");
+	h->conn = pqconn_start(cfg, &h->addr, &l, why, sizeof why);
+	if (!h->conn) {
+		check_failed(h, why);
 		return;
 	}
-	PQsetnonblocking(h->conn, 1);
-	PQsetNoticeProcessor(h->conn, ignore_notice, NULL);
 	h->phase = PH_CONNECTING;
 	h->events = POLLOUT;
 }
@@ -333,14 +299,6 @@ static void resolved(struct hnode *h);
  * turn, as it would have after its own (blocking) lookup. */
 static void reconnect(struct hnode *h)
 {
-	const char *host = h->host && *h->host ? h->host : "/var/run/postgresql";
-	snprintf(h->hosts, sizeof h->hosts, "%s", host);
-	snprintf(h->ports, sizeof h->ports, "%d", h->pub.port);
-	h->addrs[0] = '\0';
-	if (!dns_is_name(host)) {
-		connect_node(h);
-		return;
-	}
 	h->phase = PH_RESOLVING;
 	h->events = 0;
 	resolved(h);
@@ -348,36 +306,12 @@ static void reconnect(struct hnode *h)
 
 static void resolved(struct hnode *h)
 {
-	int err = 0;
-	const struct topo_addr *a = dns_get(h->host, &err);
-	if (err) {
-		char why[300];
-		snprintf(why, sizeof why, "could not look up host name \"%s\": %s", h->host, gai_strerror(err));
+	char why[300];
+	int rc = pqconn_addrs(&h->addr, h->host, h->pub.port, why, sizeof why);
+	if (rc < 0)
 		check_failed(h, why);
-		return;
-	}
-	if (!a || !a->n)
-		return;   /* its first lookup is running */
-	size_t ho = 0, ao = 0, po = 0;
-	int n = 0;
-	h->hosts[0] = h->addrs[0] = h->ports[0] = '\0';
-	for (int i = 0; i < a->n; i++) {
-		char text[INET6_ADDRSTRLEN];
-		const struct sockaddr *sa = (const struct sockaddr *)&a->addr[i];
-		const void *src = sa->sa_family == AF_INET ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
-				  : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-		if (!inet_ntop(sa->sa_family, src, text, sizeof text))
-			continue;
-		const char *sep = n++ ? "," : "";
-		ho += (size_t)snprintf(h->hosts + ho, sizeof h->hosts - ho, "%s%s", sep, h->host);
-		ao += (size_t)snprintf(h->addrs + ao, sizeof h->addrs - ao, "%s%s", sep, text);
-		po += (size_t)snprintf(h->ports + po, sizeof h->ports - po, "%s%d", sep, h->pub.port);
-	}
-	if (!n || ho >= sizeof h->hosts || ao >= sizeof h->addrs || po >= sizeof h->ports) {
-		check_failed(h, "host name lookup gave no usable address");
-		return;
-	}
-	connect_node(h);
+	else if (rc > 0)
+		connect_node(h);
 }
 
 static void start_check(struct hnode *h, uint64_t now)

@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "core/control/control.h"
+#include "core/control/authq.h"
 #include "core/control/health.h"
 #include "core/stats.h"
 #include "core/registry.h"
@@ -799,9 +800,42 @@ static void json_tls(struct strbuf *o)
 	strbuf_putc(o, '}');
 }
 
+/* ---- auth_query (core/control/authq.c) ---- */
+
+static void prom_authq(struct strbuf *o)
+{
+	struct authq_stats st;
+	authq_get_stats(&st);
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} counters[] = {
+		{ "pgring_auth_query_requests_total", "Secrets the shards asked the auth_query lookups for.",
+		  offsetof(struct authq_stats, requests) },
+		{ "pgring_auth_query_cache_hits_total", "Of them, answered from the cache (auth_cache_ttl).",
+		  offsetof(struct authq_stats, cache_hits) },
+		{ "pgring_auth_query_coalesced_total", "Of them, answered by a lookup of the same role already running.",
+		  offsetof(struct authq_stats, coalesced) },
+		{ "pgring_auth_query_queries_total", "auth_query executions sent to a server.",
+		  offsetof(struct authq_stats, queries) },
+		{ "pgring_auth_query_failures_total", "Answers that are failures (server unreachable, query error, ...).",
+		  offsetof(struct authq_stats, failures) },
+	};
+	for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+		family(o, counters[i].name, "counter", counters[i].help);
+		strbuf_printf(o, "%s %" PRIu64 "\n", counters[i].name,
+			      *(const uint64_t *)((const char *)&st + counters[i].off));
+	}
+	family(o, "pgring_auth_query_pending", "gauge", "auth_query lookups running or queued.");
+	strbuf_printf(o, "pgring_auth_query_pending %" PRId64 "\n", st.pending);
+	family(o, "pgring_auth_query_cached", "gauge", "Roles in the auth_query cache.");
+	strbuf_printf(o, "pgring_auth_query_cached %" PRId64 "\n", st.cached);
+}
+
 void metrics_prometheus(struct strbuf *out)
 {
 	prom_process(out);
+	prom_authq(out);
 	prom_shards(out);
 	prom_tls(out);
 	prom_nodes(out);
