@@ -863,6 +863,7 @@ void client_authq_answer(struct shard *s, void *arg)
 			continue;
 		}
 		cl->authq_asked = false;
+		cl->authq_answered = true;
 		cl->secret_looked_up = r->status == AUTHQ_FOUND;
 		/* no such role, or an expired one: refused as a wrong password would be */
 		auth_with_secret(cl, cl->auth_method, r->status == AUTHQ_FOUND ? r->secret : NULL);
@@ -970,6 +971,12 @@ static void scram_failed(struct client *cl)
 		client_fail(cl, state, "%s", sc->error);
 }
 
+static const char *no_secret_reason(const struct client *cl)
+{
+	return cl->authq_answered ? "auth_query gave no secret (no such role, cannot log in, expired or no password)"
+				  : "no such user in auth_file";
+}
+
 static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
 {
 	struct proto_reader r;
@@ -978,7 +985,7 @@ static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
 	case AUTH_PLAIN: {
 		const char *pw = proto_read_str(&r);
 		if (r.bad || !check_plain(cl, pw))
-			auth_failed(cl, cl->secret ? "wrong password" : "no such user (auth_file, auth_query)");
+			auth_failed(cl, cl->secret ? "wrong password" : no_secret_reason(cl));
 		else
 			login_ok(cl);
 		return;
@@ -986,7 +993,7 @@ static void handle_password(struct client *cl, const uint8_t *msg, uint32_t len)
 	case AUTH_MD5: {
 		const char *resp = proto_read_str(&r);
 		if (r.bad || !cl->secret || !auth_md5_verify(cl->secret, cl->user, cl->md5_salt, resp))
-			auth_failed(cl, cl->secret ? "wrong password" : "no such user (auth_file, auth_query)");
+			auth_failed(cl, cl->secret ? "wrong password" : no_secret_reason(cl));
 		else
 			login_ok(cl);
 		return;

@@ -94,6 +94,7 @@ struct client {
 	uint8_t auth_step;                         /* SCRAM: 0 awaiting SASLInitialResponse, 1 SASLResponse */
 	bool authq_asked;                          /* CL_AUTHQ: its question (or a twin's) is with the control shard */
 	bool secret_looked_up;                     /* secret came from auth_query: the pool keeps it for its servers */
+	bool authq_answered;                       /* auth_query answered (with or without a secret) */
 	bool counted;                              /* counted in max_client_conn */
 	bool in_txn;                               /* last ReadyForQuery it got said T or E */
 	uint8_t replication;                       /* enum repl_mode asked at startup */

@@ -591,7 +591,7 @@ static void advance(struct target *t, uint64_t now)
 	}
 	}
 	/* a server that does not answer: server_connect_timeout for each step */
-	if (t->phase != TP_IDLE && cfg->server_connect_timeout > 0 &&
+	if (t->phase != TP_IDLE && cfg->server_connect_timeout > 0 && now > t->phase_us &&
 	    now - t->phase_us > (uint64_t)(cfg->server_connect_timeout * 1e6))
 		target_failed(t, t->phase == TP_QUERY ? "auth_query timed out (server_connect_timeout)"
 						      : "connecting timed out (server_connect_timeout)");
