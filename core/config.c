@@ -192,8 +192,8 @@ static const struct key_def main_keys[] = {
 	K_STR(server_tls13_ciphers, NULL),
 	/* auth_query (PgBouncer's; the default its 1.24 one, which refuses expired roles) */
 	K_STR(auth_user, NULL),
-	K_STR(auth_query, "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
-			  "FROM pg_authid WHERE rolname = $1 AND rolcanlogin"),
+	K_STR(auth_query, "SELECT rolname, CASE WHEN rolvaliduntil < pg_catalog.now() THEN NULL ELSE rolpassword END "
+			  "FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin"),
 	K_STR(auth_dbname, NULL),
 	K_TIME(auth_cache_ttl, "30"),            /* pgring's: how long a looked-up secret is kept */
 	K_TIME(auth_cache_negative_ttl, "5"),    /* and a "no such role" */

@@ -2,6 +2,7 @@
  * defaults, warnings, errors with file:line, connection strings, %include, the
  * shipped Debian pgbouncer.ini, CPU lists, userlist.txt and pool precedence. */
 #include "core/config.h"
+#include "core/control/authq.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -623,9 +624,7 @@ Test(config, shipped_debian_pgbouncer_ini)
 
 /* Every commented-out `;key = value` line of the shipped file switched on (bar
  * placeholders like <system default>): all of PgBouncer's documented keys and
- * example databases must be understood. Its example of auth_user, a security
- * setting pgring refuses, stays commented out here; switched on too, it is the
- * one error. */
+ * example databases must be understood, its auth_user example too. */
 Test(config, shipped_debian_pgbouncer_ini_all_uncommented)
 {
 	char *ini = read_shipped(), *out, *w, *line, *save = NULL, *with_auth_user;
@@ -644,8 +643,10 @@ Test(config, shipped_debian_pgbouncer_ini_all_uncommented)
 	}
 	make_auth_file_readable(with_auth_user);
 	err[0] = '\0';
-	cr_expect_eq(config_load(tmp_file(with_auth_user), &c, err, sizeof err, on_warn), -1);
-	cr_expect(strstr(err, "auth_user is not supported yet"), "err: %s", err);
+	cr_expect_eq(config_load(tmp_file(with_auth_user), &c, err, sizeof err, on_warn), 0, "err: %s", err);
+	cr_expect(c && config_find_db(c, "foodb") && config_find_db(c, "foodb")->auth_user &&
+		  !strcmp(config_find_db(c, "foodb")->auth_user, "bar"));
+	config_free(c);
 	free(with_auth_user);
 	nwarns = 0;
 	make_auth_file_readable(out);
@@ -1882,12 +1883,9 @@ Test(config, user_is_the_account_to_run_as)
 Test(config_tls, unimplemented_security_settings_are_errors)
 {
 	static const char *const keys[] = {
-		"auth_ident_file = /etc/pgbouncer/ident.conf",
-		"auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1",
-		"auth_user = pgbouncer", "auth_dbname = postgres", "auth_ldap_options = host=ldap",
+		"auth_ident_file = /etc/pgbouncer/ident.conf", "auth_ldap_options = host=ldap",
 		"disable_pqexec = 1", "disable_pqexec = on",
 	};
-	static const char *const db_keys[] = { "auth_user=bar", "auth_query='SELECT 1'", "auth_dbname=x" };
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
 		char body[256], key[64];
 		snprintf(key, sizeof key, "%.*s", (int)strcspn(keys[i], " "), keys[i]);
@@ -1898,14 +1896,6 @@ Test(config_tls, unimplemented_security_settings_are_errors)
 			cr_expect(strstr(err, "is not supported yet"), "'%s': %s", keys[i], err);
 		}
 	}
-	for (size_t i = 0; i < sizeof db_keys / sizeof db_keys[0]; i++) {
-		char body[256], needle[128];
-		struct bad_case bc = { body, 5, needle };
-		snprintf(body, sizeof body, "[databases]\nok = host=x\napp = host=x %s\n", db_keys[i]);
-		snprintf(needle, sizeof needle, "database 'app': %.*s is not supported yet",
-			 (int)strcspn(db_keys[i], "="), db_keys[i]);
-		expect_bad_cases(&bc, 1);
-	}
 	nwarns = 0;
 	struct config *c = load("[pgbouncer]\nauth_type = trust\nauth_hba_file =\nauth_ident_file =\n"
 				"auth_query =\nauth_user =\nauth_dbname =\nauth_ldap_options =\nuser =\n"
@@ -1914,6 +1904,7 @@ Test(config_tls, unimplemented_security_settings_are_errors)
 	config_free(c);
 	expect_load_error("[pgring]\ndisable_pqexec = sometimes\n", "disable_pqexec: 'sometimes' is not a boolean");
 	expect_load_error("[users]\nu = auth_user=x\n", "unknown parameter 'auth_user'");
+	expect_load_error("[databases]\napp = host=x auth_ident_file=y\n", "auth_ident_file");
 	/* PgBouncer reads auth_hba_file only with auth_type = hba: without it the file
 	 * would be silently ignored, so it is an error naming the line */
 	struct bad_case hb = { "[pgring]\nauth_type = md5\nauth_hba_file = /etc/pgbouncer/hba.conf\n", 5,
@@ -1971,4 +1962,45 @@ Test(config, load_with_overrides)
 	cr_expect_null(c);
 	cr_expect(strstr(err, "SET:2: ") && strstr(err, "default_pool_size"), "%s", err);
 	unlink(path);
+}
+
+/* auth_query's keys: PgBouncer's (global, and auth_user, auth_dbname,
+ * auth_query on a database entry) and pgring's cache lifetimes. The default
+ * query is PgBouncer 1.24's, which gives an expired role no secret. */
+Test(config, auth_query_keys)
+{
+	struct config *c = load("[pgring]\nauth_type = md5\n[databases]\napp = host=x\n");
+	cr_assert(c);
+	cr_expect_null(c->auth_user);
+	cr_expect_null(c->auth_dbname);
+	cr_assert_not_null(c->auth_query);
+	cr_expect(strstr(c->auth_query, "rolvaliduntil < pg_catalog.now() THEN NULL"), "%s", c->auth_query);
+	cr_expect(strstr(c->auth_query, "rolname = $1"), "a parameter, never interpolation: %s", c->auth_query);
+	expect_time(c->auth_cache_ttl, 30);
+	expect_time(c->auth_cache_negative_ttl, 5);
+	config_free(c);
+	c = load("[pgring]\nauth_user = pgbouncer\nauth_dbname = postgres\n"
+		 "auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1\n"
+		 "auth_cache_ttl = 2min\nauth_cache_negative_ttl = 0\n"
+		 "[databases]\napp = host=x auth_user=bar auth_dbname=authdb auth_query='SELECT 1, 2'\nother = host=x\n");
+	cr_assert(c);
+	expect_str(c->auth_user, "pgbouncer");
+	expect_str(c->auth_dbname, "postgres");
+	expect_str(c->auth_query, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
+	expect_time(c->auth_cache_ttl, 120);
+	expect_time(c->auth_cache_negative_ttl, 0);
+	const struct config_db *db = config_find_db(c, "app");
+	expect_str(db->auth_user, "bar");
+	expect_str(db->auth_dbname, "authdb");
+	expect_str(db->auth_query, "SELECT 1, 2");
+	cr_expect(authq_enabled(c, db));
+	cr_expect_null(config_find_db(c, "other")->auth_user);
+	cr_expect(authq_enabled(c, config_find_db(c, "other")), "the global auth_user covers it");
+	config_free(c);
+	c = load("[pgring]\n[databases]\napp = host=x auth_user=bar\nother = host=x\n");
+	cr_assert(c);
+	cr_expect(authq_enabled(c, config_find_db(c, "app")));
+	cr_expect(!authq_enabled(c, config_find_db(c, "other")), "no auth_user anywhere: no lookups");
+	config_free(c);
+	expect_load_error("[pgring]\nauth_cache_ttl = soon\n", "auth_cache_ttl");
 }
