@@ -85,7 +85,7 @@ struct config_db {
 	char *user;            /* forced server user; NULL: the client's */
 	char *password;        /* server password for `user`, or NULL */
 	char *auth_user;       /* auth_query's login for this entry's users; NULL: the global one */
-	char *auth_dbname;     /* the database auth_query runs in; NULL: the global one, then dbname */
+	char *auth_dbname;     /* the [databases] entry auth_query runs at; NULL: the global one, then this one */
 	char *auth_query;      /* NULL: the global one */
 	char *client_encoding, *datestyle, *timezone, *application_name; /* server startup params */
 	char *connect_query;
@@ -239,7 +239,7 @@ struct config {
 	 * secret looked up on the server (core/control/authq.h) */
 	char *auth_user;            /* NULL: no lookups (unless a [databases] entry sets one) */
 	char *auth_query;           /* PgBouncer 1.24's default: expired roles get a NULL secret */
-	char *auth_dbname;          /* NULL: the entry's dbname */
+	char *auth_dbname;          /* the [databases] entry the lookups go to; NULL: the client's own */
 	double auth_cache_ttl;      /* pgring's: a looked-up secret is reused this long, 30 s; 0: never */
 	double auth_cache_negative_ttl; /* pgring's: "no such role" is reused this long, 5 s */
 	/* TLS: PgBouncer's keys and meanings, checked at load (a combination that

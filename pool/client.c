@@ -795,6 +795,17 @@ static void begin_auth(struct client *cl)
 	int method = s->cfg->auth_type;
 	if (method == AUTH_HBA && (method = hba_method(cl)) < 0)
 		return;
+	const struct config_cluster *cluster;
+	size_t base_len;
+	if (!secret && !cl->admin && method != AUTH_ANY && method != AUTH_CERT &&
+	    authq_enabled(s->cfg, config_resolve_db(s->cfg, cl->database, &cluster, &base_len))) {
+		/* not in auth_file: auth_query's answer goes on with the same method
+		 * (trust too, as PgBouncer: the user must exist at the server) */
+		cl->auth_method = (uint8_t)method;
+		client_set_state(cl, CL_AUTHQ);
+		lookup_secret(cl);
+		return;
+	}
 	if (method == AUTH_TRUST && !secret && s->cfg->auth_file) {
 		/* as PgBouncer: trust skips the password, not the user list */
 		client_fail(cl, "28000", "no such user: %s", cl->user);
@@ -806,16 +817,6 @@ static void begin_auth(struct client *cl)
 	}
 	if (method == AUTH_CERT) {
 		cert_auth(cl);
-		return;
-	}
-	const struct config_cluster *cluster;
-	size_t base_len;
-	if (!secret && !cl->admin &&
-	    authq_enabled(s->cfg, config_resolve_db(s->cfg, cl->database, &cluster, &base_len))) {
-		/* not in auth_file: auth_query's answer goes on with the same method */
-		cl->auth_method = (uint8_t)method;
-		client_set_state(cl, CL_AUTHQ);
-		lookup_secret(cl);
 		return;
 	}
 	auth_with_secret(cl, method, secret);
@@ -865,6 +866,16 @@ void client_authq_answer(struct shard *s, void *arg)
 		cl->authq_asked = false;
 		cl->authq_answered = true;
 		cl->secret_looked_up = r->status == AUTHQ_FOUND;
+		if (cl->auth_method == AUTH_TRUST) {
+			/* no password asked; the role must exist, and its servers need its secret */
+			if (r->status != AUTHQ_FOUND)
+				client_fail(cl, "28000", "no such user: %s", cl->user);
+			else if (!(cl->secret = strdup(r->secret)))
+				client_fail(cl, "53200", "out of memory");
+			else
+				login_ok(cl);
+			continue;
+		}
 		/* no such role, or an expired one: refused as a wrong password would be */
 		auth_with_secret(cl, cl->auth_method, r->status == AUTHQ_FOUND ? r->secret : NULL);
 	}

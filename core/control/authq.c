@@ -316,9 +316,18 @@ static int make_spec(struct spec *s, const char *dbname, char *why, size_t len)
 		snprintf(why, len, "auth_query is empty");
 		return -1;
 	}
+	/* auth_dbname names a [databases] entry (PgBouncer's meaning): the lookup
+	 * goes where that entry's servers are; unset, where the client's are */
+	const char *auth_db = db->auth_dbname ? db->auth_dbname : cfg->auth_dbname;
+	if (auth_db) {
+		dbname = auth_db;
+		if (!(db = config_resolve_db(cfg, auth_db, &cluster, &base_len))) {
+			snprintf(why, len, "auth_dbname \"%s\" is not a [databases] entry", auth_db);
+			return -1;
+		}
+	}
 	snprintf(s->dbbuf, sizeof s->dbbuf, "%.*s", (int)base_len, dbname);
-	s->dbname = db->auth_dbname ? db->auth_dbname : cfg->auth_dbname ? cfg->auth_dbname
-		    : db->dbname ? db->dbname : s->dbbuf;
+	s->dbname = db->dbname ? db->dbname : s->dbbuf;
 	/* auth_user's password: a plain one in auth_file (libpq cannot log in with
 	 * an md5 or SCRAM secret), else the entry's when it logs in as auth_user */
 	const char *pw = config_find_secret(cfg, s->user);
@@ -521,6 +530,8 @@ static void take_result(struct target *t, PGresult *r)
 	if (PQntuples(r) == 0)
 		return;
 	t->got_row = true;
+	if (PQgetisnull(r, 0, 0))
+		return;   /* PgBouncer's other way to say "no such user": a row with a NULL name */
 	if (PQgetisnull(r, 0, 1) || !*PQgetvalue(r, 0, 1)) {
 		/* expired (the default query), or no password: refused as a wrong one */
 		LOGF(LOG_INFO, 0, "auth_query: user \"%s\" has no usable secret (expired, or no password)", t->head->user);

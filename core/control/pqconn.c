@@ -26,12 +26,8 @@ int pqconn_addrs(struct pqconn_addrs *a, const char *host, int port, char *why, 
 		snprintf(why, whylen, "could not look up host name \"%s\": %s", host, gai_strerror(err));
 		return -1;
 	}
-	if (!ta) {
-		snprintf(why, whylen, "host name \"%s\" is not in the configuration", host);
-		return -1;
-	}
-	if (!ta->n)
-		return 0;   /* its first lookup is running */
+	if (!ta || !ta->n)
+		return 0;   /* its first lookup is running (or starts with the configuration) */
 	size_t ho = 0, ao = 0, po = 0;
 	int n = 0;
 	a->hosts[0] = a->ports[0] = '\0';

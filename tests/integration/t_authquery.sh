@@ -215,7 +215,14 @@ accept aq_scram scrampw
 stop_pgring
 pass "the lookup runs with search_path = pg_catalog, pg_temp"
 
-# ---- pgring -t: an md5 secret for auth_user cannot drive libpq: said at the login
+# ---- auth_type = trust: no password asked, but the role must exist at the server
+start_pgring "${CONF_A/auth_type = md5/auth_type = trust}"
+accept aq_md5 ""
+refuse aq_nosuch "" 28000 "trust: an unknown role"
+stop_pgring
+pass "trust with auth_query: an existing role logs in without a password (its servers with its secret), an unknown one is refused"
+
+# ---- an md5 secret for auth_user cannot drive libpq: said at the login
 AUTH_FILE_TEXT='"aq_lookup" "md5d9ae0b4a6de2ba1e5c6b72dd5d6a0b38"' start_pgring "$CONF_B"
 refuse aq_scram scrampw 08006 "an auth_user with an md5 secret in auth_file"
 grep -q 'needs its plain password there' "$POOLER_LOG" || fail "the reason is not logged"
