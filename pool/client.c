@@ -787,6 +787,7 @@ static int hba_method(struct client *cl)
 
 static void auth_with_secret(struct client *cl, int method, const char *secret);
 static bool lookup_secret(struct client *cl);
+static void authq_resume(struct client *cl, enum authq_status st, const char *secret);
 
 static void begin_auth(struct client *cl)
 {
@@ -803,6 +804,14 @@ static void begin_auth(struct client *cl)
 		 * (trust too, as PgBouncer: the user must exist at the server) */
 		cl->auth_method = (uint8_t)method;
 		client_set_state(cl, CL_AUTHQ);
+		enum authq_status st;
+		const char *found;
+		struct authq_cache *c = pool_shard(s)->authq;
+		if (c && authq_cache_get(c, NULL, cl->database, cl->user, s->now_us, &st, &found, NULL) == 0) {
+			authq_count_shard_hit();   /* answered here: no trip to the control shard */
+			authq_resume(cl, st, found);
+			return;
+		}
 		lookup_secret(cl);
 		return;
 	}
@@ -850,35 +859,43 @@ static bool lookup_secret(struct client *cl)
 	return true;
 }
 
+/* cl (CL_AUTHQ) has auth_query's answer: on with its authentication. */
+static void authq_resume(struct client *cl, enum authq_status st, const char *secret)
+{
+	if (st == AUTHQ_FAILED) {
+		LOGF(LOG_WARNING, cl->conn.id, "login of user \"%s\" failed: auth_query gave no answer", cl->user);
+		client_fail(cl, "08006", "password authentication failed for user \"%s\": the password could not "
+			    "be looked up", cl->user);
+		return;
+	}
+	cl->authq_asked = false;
+	cl->authq_answered = true;
+	cl->secret_looked_up = st == AUTHQ_FOUND;
+	if (cl->auth_method == AUTH_TRUST) {
+		/* no password asked; the role must exist, and its servers need its secret */
+		if (st != AUTHQ_FOUND)
+			client_fail(cl, "28000", "no such user: %s", cl->user);
+		else if (!(cl->secret = strdup(secret)))
+			client_fail(cl, "53200", "out of memory");
+		else
+			login_ok(cl);
+		return;
+	}
+	/* no such role, or an expired one: refused as a wrong password would be */
+	auth_with_secret(cl, cl->auth_method, st == AUTHQ_FOUND ? secret : NULL);
+}
+
 void client_authq_answer(struct shard *s, void *arg)
 {
 	struct authq_req *r = arg;
+	struct pool_shard *ps = pool_shard(s);
+	/* kept as long as the control shard keeps it (dropped with the configuration) */
+	if (r->expires_us > s->now_us && (ps->authq || (ps->authq = authq_cache_new())))
+		authq_cache_put(ps->authq, NULL, r->db, r->user, r->status, r->secret, r->expires_us);
 	struct client *cl, *next;
-	list_for_each_safe(&pool_shard(s)->prelogin, cl, next, wait) {
-		if (cl->state != CL_AUTHQ || !same_login(cl, r->db, r->user))
-			continue;
-		if (r->status == AUTHQ_FAILED) {
-			LOGF(LOG_WARNING, cl->conn.id, "login of user \"%s\" failed: auth_query gave no answer", cl->user);
-			client_fail(cl, "08006", "password authentication failed for user \"%s\": the password could not "
-				    "be looked up", cl->user);
-			continue;
-		}
-		cl->authq_asked = false;
-		cl->authq_answered = true;
-		cl->secret_looked_up = r->status == AUTHQ_FOUND;
-		if (cl->auth_method == AUTH_TRUST) {
-			/* no password asked; the role must exist, and its servers need its secret */
-			if (r->status != AUTHQ_FOUND)
-				client_fail(cl, "28000", "no such user: %s", cl->user);
-			else if (!(cl->secret = strdup(r->secret)))
-				client_fail(cl, "53200", "out of memory");
-			else
-				login_ok(cl);
-			continue;
-		}
-		/* no such role, or an expired one: refused as a wrong password would be */
-		auth_with_secret(cl, cl->auth_method, r->status == AUTHQ_FOUND ? r->secret : NULL);
-	}
+	list_for_each_safe(&ps->prelogin, cl, next, wait)
+		if (cl->state == CL_AUTHQ && same_login(cl, r->db, r->user))
+			authq_resume(cl, r->status, r->secret);
 	authq_req_free(r);
 }
 

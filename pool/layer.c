@@ -3,6 +3,7 @@
  * about clients and servers, the tick, and draining on SIGTERM. */
 #include <stdlib.h>
 
+#include "core/control/authq.h"
 #include "core/log.h"
 #include "pool/admin.h"
 #include "pool/client.h"
@@ -55,6 +56,11 @@ static void layer_message(struct shard *s, const struct shard_msg *m)
 
 static void layer_topology(struct shard *s, bool cfg_changed)
 {
+	if (cfg_changed) {
+		/* a reload drops the looked-up secrets, here as on the control shard */
+		authq_cache_free(pool_shard(s)->authq);
+		pool_shard(s)->authq = NULL;
+	}
 	pool_refresh_all(s, cfg_changed);
 }
 

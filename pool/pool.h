@@ -37,6 +37,7 @@ struct pool_shard {
 	struct stmt_registry *stmts;               /* protocol-level prepared statements (pool/stmt.h) */
 	struct lease *free_leases;                 /* leases ended, kept with their room (pool/lease.c) */
 	struct admin_shard *admin;                 /* the admin console's posts to retry (pool/admin.c) */
+	struct authq_cache *authq;                 /* auth_query answers kept until they expire (pool/client.c) */
 	uint64_t rng;                              /* xorshift state for weighted choices */
 };
 

@@ -39,7 +39,8 @@ struct centry {
 	uint64_t expires_us;
 	enum authq_status status;
 	char *secret;
-	char user[];
+	char *db;                  /* NULL, or in key after user */
+	char key[];                /* user, then db */
 };
 
 struct authq_cache {
@@ -47,10 +48,12 @@ struct authq_cache {
 	int n;
 };
 
-static unsigned bucket_of(const void *target, const char *user)
+static unsigned bucket_of(const void *target, const char *db, const char *user)
 {
 	uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)target;
 	for (const unsigned char *p = (const unsigned char *)user; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	for (const unsigned char *p = (const unsigned char *)(db ? db : ""); *p; p++)
 		h = (h ^ *p) * 1099511628211ULL;
 	return (unsigned)(h % CACHE_BUCKETS);
 }
@@ -77,10 +80,11 @@ void authq_cache_free(struct authq_cache *c)
 
 int authq_cache_count(const struct authq_cache *c) { return c ? c->n : 0; }
 
-/* The entry for (target, user) in its bucket; expired ones met on the way go. */
-static struct centry **cache_slot(struct authq_cache *c, const void *target, const char *user, uint64_t now_us)
+/* The entry for (target, db, user) in its bucket; expired ones met on the way go. */
+static struct centry **cache_slot(struct authq_cache *c, const void *target, const char *db, const char *user,
+				  uint64_t now_us)
 {
-	struct centry **pp = &c->b[bucket_of(target, user)];
+	struct centry **pp = &c->b[bucket_of(target, db, user)];
 	while (*pp) {
 		struct centry *e = *pp;
 		if (e->expires_us <= now_us) {
@@ -89,28 +93,30 @@ static struct centry **cache_slot(struct authq_cache *c, const void *target, con
 			c->n--;
 			continue;
 		}
-		if (e->target == target && !strcmp(e->user, user))
+		if (e->target == target && !strcmp(e->key, user) && (!e->db == !db) && (!db || !strcmp(e->db, db)))
 			return pp;
 		pp = &e->next;
 	}
 	return pp;
 }
 
-int authq_cache_get(struct authq_cache *c, const void *target, const char *user, uint64_t now_us,
-		    enum authq_status *status, const char **secret)
+int authq_cache_get(struct authq_cache *c, const void *target, const char *db, const char *user, uint64_t now_us,
+		    enum authq_status *status, const char **secret, uint64_t *expires_us)
 {
-	struct centry *e = *cache_slot(c, target, user, now_us);
+	struct centry *e = *cache_slot(c, target, db, user, now_us);
 	if (!e)
 		return -1;
 	*status = e->status;
 	*secret = e->secret;
+	if (expires_us)
+		*expires_us = e->expires_us;
 	return 0;
 }
 
-int authq_cache_put(struct authq_cache *c, const void *target, const char *user, enum authq_status status,
-		    const char *secret, uint64_t expires_us)
+int authq_cache_put(struct authq_cache *c, const void *target, const char *db, const char *user,
+		    enum authq_status status, const char *secret, uint64_t expires_us)
 {
-	struct centry **pp = cache_slot(c, target, user, 0);
+	struct centry **pp = cache_slot(c, target, db, user, 0);
 	if (*pp) {
 		struct centry *old = *pp;
 		*pp = old->next;
@@ -119,8 +125,8 @@ int authq_cache_put(struct authq_cache *c, const void *target, const char *user,
 	}
 	if (c->n >= AUTHQ_CACHE_MAX)
 		return -1;
-	size_t ul = strlen(user) + 1;
-	struct centry *e = malloc(sizeof *e + ul);
+	size_t ul = strlen(user) + 1, dl = db ? strlen(db) + 1 : 0;
+	struct centry *e = malloc(sizeof *e + ul + dl);
 	if (!e)
 		return -1;
 	e->secret = secret ? strdup(secret) : NULL;
@@ -128,11 +134,12 @@ int authq_cache_put(struct authq_cache *c, const void *target, const char *user,
 		free(e);
 		return -1;
 	}
-	memcpy(e->user, user, ul);
+	memcpy(e->key, user, ul);
+	e->db = db ? memcpy(e->key + ul, db, dl) : NULL;
 	e->target = target;
 	e->expires_us = expires_us;
 	e->status = status;
-	unsigned b = bucket_of(target, user);
+	unsigned b = bucket_of(target, db, user);
 	e->next = c->b[b];
 	c->b[b] = e;
 	c->n++;
@@ -203,7 +210,7 @@ static struct target *targets;
 static struct authq_cache *cache;
 static struct authq_req *outbox, *outbox_tail;   /* answers the shards' full inboxes refused */
 static int npending;
-static _Atomic uint64_t st_requests, st_hits, st_coalesced, st_queries, st_failures;
+static _Atomic uint64_t st_requests, st_hits, st_shard_hits, st_coalesced, st_queries, st_failures;
 static _Atomic int64_t st_pending, st_cached;
 
 static uint64_t now_us(void)
@@ -217,12 +224,15 @@ void authq_get_stats(struct authq_stats *o)
 {
 	o->requests = atomic_load(&st_requests);
 	o->cache_hits = atomic_load(&st_hits);
+	o->shard_hits = atomic_load(&st_shard_hits);
 	o->coalesced = atomic_load(&st_coalesced);
 	o->queries = atomic_load(&st_queries);
 	o->failures = atomic_load(&st_failures);
 	o->pending = atomic_load(&st_pending);
 	o->cached = atomic_load(&st_cached);
 }
+
+void authq_count_shard_hit(void) { atomic_fetch_add_explicit(&st_shard_hits, 1, memory_order_relaxed); }
 
 /* Send r back to its shard; kept for the next round when its inbox is full. */
 static void answer(struct authq_req *r)
@@ -251,9 +261,10 @@ static void flush_outbox(void)
 	}
 }
 
-static void answer_one(struct authq_req *r, enum authq_status st, const char *secret)
+static void answer_one(struct authq_req *r, enum authq_status st, const char *secret, uint64_t expires_us)
 {
 	r->status = st;
+	r->expires_us = st == AUTHQ_FAILED ? 0 : expires_us;
 	r->secret = NULL;
 	if (st == AUTHQ_FOUND && !(r->secret = strdup(secret)))
 		r->status = AUTHQ_FAILED;
@@ -400,13 +411,16 @@ static void lookup_done(struct target *t, enum authq_status st, const char *secr
 		LOGF(LOG_WARNING, 0, "auth_query for user \"%s\" failed (auth_user %s, database %s): %s", l->user, t->user,
 		     t->dbname, t->error);
 	double ttl = st == AUTHQ_FOUND ? cfg->auth_cache_ttl : st == AUTHQ_NONE ? cfg->auth_cache_negative_ttl : 0;
+	uint64_t expires = 0;
 	if (ttl > 0 && cache && !t->stale) {   /* a stale target's answer is from before the reload */
-		authq_cache_put(cache, t, l->user, st, secret, now_us() + (uint64_t)(ttl * 1e6));
+		expires = now_us() + (uint64_t)(ttl * 1e6);
+		if (authq_cache_put(cache, t, NULL, l->user, st, secret, expires) < 0)
+			expires = 0;   /* not cached here: the shards do not keep it either */
 		atomic_store(&st_cached, authq_cache_count(cache));
 	}
 	for (struct authq_req *r = l->waiters, *next; r; r = next) {
 		next = r->next;
-		answer_one(r, st, secret);
+		answer_one(r, st, secret, expires);
 	}
 	free(l);
 	npending--;
@@ -620,14 +634,15 @@ void authq_ask(void *arg)
 	if (!cfg || make_spec(&s, r->db, why, sizeof why) < 0 || !(t = find_target(&s))) {
 		LOGF(LOG_WARNING, 0, "auth_query for user \"%s\" cannot be made: %s", r->user,
 		     cfg ? why : "not configured");
-		answer_one(r, AUTHQ_FAILED, NULL);
+		answer_one(r, AUTHQ_FAILED, NULL, 0);
 		return;
 	}
 	enum authq_status st;
 	const char *secret;
-	if (cache && authq_cache_get(cache, t, r->user, now_us(), &st, &secret) == 0) {
+	uint64_t expires;
+	if (cache && authq_cache_get(cache, t, NULL, r->user, now_us(), &st, &secret, &expires) == 0) {
 		atomic_fetch_add(&st_hits, 1);
-		answer_one(r, st, secret);
+		answer_one(r, st, secret, expires);
 		return;
 	}
 	for (struct lookup *l = t->head; l; l = l->next)
@@ -642,7 +657,7 @@ void authq_ask(void *arg)
 	if (!l) {
 		snprintf(t->error, sizeof t->error, "%d lookups pending", npending);
 		LOGF(LOG_WARNING, 0, "auth_query for user \"%s\" refused: %d lookups pending already", r->user, npending);
-		answer_one(r, AUTHQ_FAILED, NULL);
+		answer_one(r, AUTHQ_FAILED, NULL, 0);
 		return;
 	}
 	memcpy(l->user, r->user, ul);

@@ -28,6 +28,7 @@ struct authq_req {
 	int shard, reply;
 	enum authq_status status;
 	char *secret;              /* AUTHQ_FOUND: the secret, owned by the request */
+	uint64_t expires_us;       /* the answer may be reused until then (CLOCK_MONOTONIC); 0: not */
 	struct authq_req *next;    /* the control thread's lists */
 	char *db, *user;           /* in the same allocation */
 };
@@ -51,7 +52,8 @@ void authq_shutdown(void);
 /* Counters for the metrics (any thread). */
 struct authq_stats {
 	uint64_t requests;        /* questions from the shards */
-	uint64_t cache_hits;      /* answered from the cache */
+	uint64_t cache_hits;      /* answered from the control shard's cache */
+	uint64_t shard_hits;      /* logins answered by their shard's copy, never asking */
 	uint64_t coalesced;       /* joined a lookup already running */
 	uint64_t queries;         /* auth_query executions sent to a server */
 	uint64_t failures;        /* lookups that could not be made */
@@ -59,19 +61,23 @@ struct authq_stats {
 	int64_t cached;           /* cache entries now */
 };
 void authq_get_stats(struct authq_stats *out);
+void authq_count_shard_hit(void);   /* a shard's login found its answer in the shard's cache */
 
-/* The cache alone, for the unit tests: keyed by (target, user), entries
- * expire at `expires_us`; bounded at AUTHQ_CACHE_MAX entries. */
+/* The cache: keyed by (target, db, user), entries expire at `expires_us`;
+ * bounded at AUTHQ_CACHE_MAX entries. The control shard keys by its lookup
+ * target (db NULL); each shard keeps the answers it got keyed by the client's
+ * database (target NULL), until the control shard's expiry, so that a cached
+ * login does not leave its shard. Not thread-safe: one owner each. */
 #define AUTHQ_CACHE_MAX 100000
 struct authq_cache;
 struct authq_cache *authq_cache_new(void);
 void authq_cache_free(struct authq_cache *c);
 /* 0 on a hit (status and secret, not to be freed, set), -1 on a miss. */
-int authq_cache_get(struct authq_cache *c, const void *target, const char *user, uint64_t now_us,
-		    enum authq_status *status, const char **secret);
+int authq_cache_get(struct authq_cache *c, const void *target, const char *db, const char *user, uint64_t now_us,
+		    enum authq_status *status, const char **secret, uint64_t *expires_us);
 /* Store (replacing); -1 when full or out of memory (not cached). */
-int authq_cache_put(struct authq_cache *c, const void *target, const char *user, enum authq_status status,
-		    const char *secret, uint64_t expires_us);
+int authq_cache_put(struct authq_cache *c, const void *target, const char *db, const char *user,
+		    enum authq_status status, const char *secret, uint64_t expires_us);
 int authq_cache_count(const struct authq_cache *c);
 
 #endif

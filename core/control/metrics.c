@@ -812,8 +812,11 @@ static void prom_authq(struct strbuf *o)
 	} counters[] = {
 		{ "pgring_auth_query_requests_total", "Secrets the shards asked the auth_query lookups for.",
 		  offsetof(struct authq_stats, requests) },
-		{ "pgring_auth_query_cache_hits_total", "Of them, answered from the cache (auth_cache_ttl).",
+		{ "pgring_auth_query_cache_hits_total", "Of them, answered from the control shard's cache (auth_cache_ttl).",
 		  offsetof(struct authq_stats, cache_hits) },
+		{ "pgring_auth_query_shard_hits_total",
+		  "Logins answered by their shard's copy of an answer, without asking (auth_cache_ttl).",
+		  offsetof(struct authq_stats, shard_hits) },
 		{ "pgring_auth_query_coalesced_total", "Of them, answered by a lookup of the same role already running.",
 		  offsetof(struct authq_stats, coalesced) },
 		{ "pgring_auth_query_queries_total", "auth_query executions sent to a server.",
