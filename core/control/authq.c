@@ -178,7 +178,7 @@ bool authq_enabled(const struct config *c, const struct config_db *db)
 
 /* ---- state ---- */
 
-enum tphase { TP_IDLE = 0, TP_RESOLVING, TP_CONNECTING, TP_QUERY };
+enum tphase { TP_IDLE = 0, TP_RESOLVING, TP_CONNECTING, TP_PREPARE, TP_QUERY };
 
 struct lookup {
 	struct lookup *next;          /* in its target's queue */
@@ -197,9 +197,10 @@ struct target {
 	enum tphase phase;
 	short events;
 	uint64_t phase_us;            /* when the current phase began */
-	struct lookup *head, *tail;   /* head runs in TP_QUERY */
+	struct lookup *head, *tail;   /* head runs in TP_PREPARE, TP_QUERY */
 	bool got_row;
 	bool reused;                  /* the query runs on a connection kept from an earlier one */
+	bool prepared;                /* auth_query is a prepared statement on this connection */
 	enum authq_status status;
 	char *secret;
 	char error[256];
@@ -453,6 +454,22 @@ static void target_failed(struct target *t, const char *why)
 		lookup_done(t, AUTHQ_FAILED, NULL);
 }
 
+/* Flush what libpq holds and wait for the answer in phase ph. */
+static void sent(struct target *t, enum tphase ph)
+{
+	t->phase = ph;
+	t->phase_us = now_us();
+	int f = PQflush(t->conn);
+	if (f < 0) {
+		target_failed(t, PQerrorMessage(t->conn));
+		return;
+	}
+	t->events = (short)(POLLIN | (f ? POLLOUT : 0));
+}
+
+/* auth_query is prepared once per connection (the server parses and plans it
+ * once), then each lookup executes it with the role's name as its parameter:
+ * the name never goes into the text. */
 static void send_query(struct target *t)
 {
 	const char *user = t->head->user;
@@ -461,20 +478,20 @@ static void send_query(struct target *t)
 	t->got_row = false;
 	t->status = AUTHQ_NONE;
 	t->error[0] = '\0';
-	/* the role's name goes as a parameter, never into the text */
-	if (!PQsendQueryParams(t->conn, t->query, 1, NULL, &user, NULL, NULL, 0)) {
+	if (!t->prepared) {
+		if (!PQsendPrepare(t->conn, "pgring_auth_query", t->query, 1, NULL)) {
+			target_failed(t, PQerrorMessage(t->conn));
+			return;
+		}
+		sent(t, TP_PREPARE);
+		return;
+	}
+	if (!PQsendQueryPrepared(t->conn, "pgring_auth_query", 1, &user, NULL, NULL, 0)) {
 		target_failed(t, PQerrorMessage(t->conn));
 		return;
 	}
 	atomic_fetch_add(&st_queries, 1);
-	t->phase = TP_QUERY;
-	t->phase_us = now_us();
-	int f = PQflush(t->conn);
-	if (f < 0) {
-		target_failed(t, PQerrorMessage(t->conn));
-		return;
-	}
-	t->events = (short)(POLLIN | (f ? POLLOUT : 0));
+	sent(t, TP_QUERY);
 }
 
 static void connect_target(struct target *t)
@@ -496,6 +513,7 @@ static void connect_target(struct target *t)
 		.timeout = cfg->server_connect_timeout, .sslmode = t->sslmode,
 	};
 	t->reused = false;
+	t->prepared = false;
 	t->conn = pqconn_start(cfg, &t->addr, &l, why, sizeof why);
 	if (!t->conn) {
 		target_failed(t, why);
@@ -563,6 +581,29 @@ static void read_results(struct target *t)
 	}
 	while (!PQisBusy(t->conn)) {
 		PGresult *r = PQgetResult(t->conn);
+		if (t->phase == TP_PREPARE) {
+			if (r) {
+				if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+					snprintf(t->error, sizeof t->error, "%s", PQresultErrorMessage(r));
+					one_line(t->error);
+					t->status = AUTHQ_FAILED;
+				}
+				PQclear(r);
+				continue;
+			}
+			if (t->status != AUTHQ_FAILED) {
+				t->prepared = true;
+				send_query(t);
+				return;
+			}
+			/* a query the server refuses (a missing table, say): this lookup
+			 * fails with its message, the next one prepares again */
+			t->phase = TP_IDLE;
+			t->events = 0;
+			lookup_done(t, AUTHQ_FAILED, NULL);
+			target_start(t);
+			return;
+		}
 		if (!r) {
 			enum authq_status st = t->status;
 			char *secret = t->secret;
@@ -604,6 +645,7 @@ static void advance(struct target *t, uint64_t now)
 			break;
 		}
 		break;
+	case TP_PREPARE:
 	case TP_QUERY: {
 		int f = PQflush(t->conn);
 		if (f < 0) {
@@ -618,7 +660,7 @@ static void advance(struct target *t, uint64_t now)
 	/* a server that does not answer: server_connect_timeout for each step */
 	if (t->phase != TP_IDLE && cfg->server_connect_timeout > 0 && now > t->phase_us &&
 	    now - t->phase_us > (uint64_t)(cfg->server_connect_timeout * 1e6))
-		target_failed(t, t->phase == TP_QUERY ? "auth_query timed out (server_connect_timeout)"
+		target_failed(t, t->phase >= TP_PREPARE ? "auth_query timed out (server_connect_timeout)"
 						      : "connecting timed out (server_connect_timeout)");
 }
 

@@ -51,12 +51,11 @@ on "CREATE ROLE aq_scram LOGIN PASSWORD 'scrampw';
     -- PgBouncer's recommended lookup function, counting its calls
     CREATE SCHEMA pgring_auth;
     CREATE SEQUENCE pgring_auth.calls;
-    CREATE TABLE pgring_auth.delay (d float8); INSERT INTO pgring_auth.delay VALUES (0);
     CREATE FUNCTION pgring_auth.lookup(p_user name) RETURNS TABLE (usename name, passwd text)
       LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS \$\$
       BEGIN
         PERFORM pg_catalog.nextval('pgring_auth.calls');
-        PERFORM pg_catalog.pg_sleep(d) FROM pgring_auth.delay;
+        PERFORM pg_catalog.pg_advisory_xact_lock_shared(42);   -- the test holds it to make logins wait
         RETURN QUERY SELECT rolname, CASE WHEN rolvaliduntil < pg_catalog.now() THEN NULL ELSE rolpassword END
           FROM pg_catalog.pg_authid WHERE rolname = p_user AND rolcanlogin;
       END \$\$;
@@ -149,8 +148,10 @@ start_pgring "$CONF_B"
 accept aq_scram scrampw
 c0=$(calls)
 q0=$(metric pgring_auth_query_queries_total)
-# each lookup sleeps 3 s at the server, so all 200 logins wait at once
-on "UPDATE pgring_auth.delay SET d = 3" >/dev/null
+# the lookup waits at the server for a lock the test holds until all 200 logins wait
+psql_open holder "host=127.0.0.1 port=$P1 user=postgres dbname=postgres"
+psql_send holder "SELECT pg_advisory_lock(42);"
+psql_sync holder || fail "taking the advisory lock"
 N=200
 pids=()
 for ((i = 0; i < N; i++)); do
@@ -159,14 +160,21 @@ for ((i = 0; i < N; i++)); do
 	pids+=($!)
 done
 t0=$(now_ms)
-wait "${pids[@]}"
+clients_in() { ss -Htn state established "( sport = :$PORT )" | wc -l; }
+lookup_waits() { on "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' AND usename = 'aq_lookup'"; }
+wait_until 40 eval '[[ $(clients_in) -ge $N && $(lookup_waits) == 1 ]]' ||
+	fail "the $N logins did not all wait ($(clients_in) connected, $(lookup_waits) lookup waiting)"
+sleep 0.5   # their startup packets are in
 t1=$(now_ms)
-on "UPDATE pgring_auth.delay SET d = 0" >/dev/null
+psql_send holder "SELECT pg_advisory_unlock(42);"
+psql_sync holder || fail "releasing the advisory lock"
+wait "${pids[@]}"
+t2=$(now_ms)
 ok=$(cat "$TEST_TMP"/many.* | grep -c '^ok$')
 assert_eq $N "$ok" "all $N concurrent logins of aq_many succeed ($(grep -hv '^ok$' "$TEST_TMP"/many.* | sort | uniq -c | head -3))"
 c1=$(calls)
 q1=$(metric pgring_auth_query_queries_total)
-note "$N concurrent logins in $((t1 - t0)) ms; lookup function calls: $((c1 - c0)), pgring's queries: $((q1 - q0))"
+note "$N logins waiting after $((t1 - t0)) ms, all in $((t2 - t1)) ms once the lookup went on; lookup function calls: $((c1 - c0)), pgring's queries: $((q1 - q0))"
 assert_eq 1 $((c1 - c0)) "the $N concurrent logins called the lookup function once"
 assert_eq 1 $((q1 - q0)) "pgring sent auth_query once for them"
 co=$(metric pgring_auth_query_coalesced_total)
@@ -178,7 +186,7 @@ assert_num_cmp "$hits" -lt $((N / 2)) "the shards asked once per role, not once 
 c0=$(calls)
 accept aq_many manypw
 assert_eq $((c0 + 1)) "$(calls)" "no cache (auth_cache_ttl = 0): a later login looks up again"
-pass "200 concurrent logins of one role share one lookup ($((t1 - t0)) ms for all)"
+pass "200 concurrent logins of one role share one lookup"
 
 # ---- with a cache: the second login makes no query; a reload drops the cache
 reload_pgring "${CONF_B/auth_cache_ttl = 0/auth_cache_ttl = 60}"
