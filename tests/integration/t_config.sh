@@ -2,7 +2,7 @@
 # t_config (pgring only): `pgring -t -c FILE` checks a config and exits: 0 for a good
 # one, 1 for a bad value with FILE:LINE in stderr; an unknown key only warns (exit 0,
 # the warning names the key). A security setting pgring does not implement
-# (auth_query, auth_user in [databases], ...) and a TLS setting that
+# (auth_ident_file, auth_ldap_options, ...) and a TLS setting that
 # cannot give what it asks for are errors naming the key: pgring fails closed.
 # -V and -h exit 0. A FIFO, device or directory as a file, and a line over 64 kB,
 # are errors at once; 20,000 databases check quickly.
@@ -70,8 +70,8 @@ CASES
 
 # Security settings pgring does not implement: errors (exit 1), naming the key
 # and its line, never a warning to be missed in a log.
-for line_text in 'auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1' \
-	'auth_user = pgbouncer'; do
+for line_text in 'auth_ident_file = /etc/pgbouncer/ident.conf' \
+	'auth_ldap_options = ldapurl=ldap://127.0.0.1/dc=example'; do
 	key=${line_text%% *}
 	printf '%s%s\n' "$good" "$line_text" >"$D/refused.ini"
 	check "$D/refused.ini"
@@ -79,10 +79,11 @@ for line_text in 'auth_query = SELECT usename, passwd FROM pg_shadow WHERE usena
 	assert_match "$OUT" "refused\\.ini:$(grep -c '' "$D/refused.ini"): $key is not supported yet" \
 		"$key: the error names file:line and the key"
 done
-printf '%s[databases]\nviaauth = host=127.0.0.1 auth_user=pgbouncer\n' "$good" >"$D/refused.ini"
-check "$D/refused.ini"
-assert_eq 1 "$RC" "[databases] auth_user: exit status (output: $OUT)"
-assert_contains "$OUT" "database 'viaauth': auth_user is not supported yet" "[databases] auth_user: message"
+# auth_query's keys are in force (t_authquery), globally and on an entry
+printf '%sauth_user = pgbouncer\nauth_query = SELECT usename, passwd FROM pg_shadow WHERE usename=$1\n[databases]\nviaauth = host=127.0.0.1 auth_user=pgbouncer auth_dbname=app\n' \
+	"$good" >"$D/authq.ini"
+check "$D/authq.ini"
+assert_eq 0 "$RC" "auth_user, auth_query, auth_dbname: accepted (output: $OUT)"
 
 # A known setting that is not a security one and is not implemented: still a
 # warning naming it (exit 0), like an unknown key below.
