@@ -155,7 +155,7 @@ psql_sync holder || fail "taking the advisory lock"
 N=200
 pids=()
 for ((i = 0; i < N; i++)); do
-	PGPASSWORD=manypw timeout 60 psql -X -Atq -w -h 127.0.0.1 -p "$PORT" -U aq_many -d postgres \
+	PGCONNECT_TIMEOUT=60 PGPASSWORD=manypw timeout 90 psql -X -Atq -w -h 127.0.0.1 -p "$PORT" -U aq_many -d postgres \
 		-c "SELECT 'ok'" >"$TEST_TMP/many.$i" 2>&1 &
 	pids+=($!)
 done
