@@ -37,6 +37,7 @@ printf '%s\n' "local all all trust" "host all postgres 127.0.0.1/32 trust" \
 	"host all aq_md5 127.0.0.1/32 md5" "host all all 127.0.0.1/32 scram-sha-256" |
 	runuser -u postgres -- tee "$CL/p1/data/pg_hba.conf" >/dev/null
 on "SELECT pg_reload_conf()" >/dev/null
+on "CREATE DATABASE aqdb" >/dev/null || fail "creating aqdb"
 
 on "SET password_encryption = 'md5'; CREATE ROLE aq_md5 LOGIN PASSWORD 'md5pw'" ||
 	fail "creating the md5 role"
@@ -97,8 +98,11 @@ auth_dbname = postgres
 pool_mode = transaction
 default_pool_size = 2
 health_check_interval = 0
+[cluster.main]
+n1 = host=127.0.0.1 port=$P1 role=primary
 [databases]
 postgres = host=127.0.0.1 port=$P1 dbname=postgres
+viacluster = cluster=main dbname=postgres
 "
 AUTH_FILE_TEXT='"someone" "else"' start_pgring "$CONF_A"
 
@@ -110,6 +114,8 @@ refuse aq_scram wrong 28P01 "aq_scram with a wrong password"
 refuse aq_nosuch x 28P01 "an unknown role"
 refuse aq_expired exppw 28P01 "an expired role (VALID UNTIL 2000-01-01) with its right password"
 refuse aq_nopass anything 28P01 "a role with no password"
+OUT=$(pqtry "host=127.0.0.1 port=$PORT dbname=viacluster user=aq_scram password=scrampw" "SELECT current_user" 2>&1)
+assert_eq aq_scram "$OUT" "a cluster entry's lookup goes to its primary"
 pass "md5 and SCRAM roles from the default auth_query; expired, unknown, no-password refused as a wrong password"
 
 # a role name carrying SQL is only a name
@@ -132,7 +138,6 @@ CONF_B="
 auth_type = scram-sha-256
 auth_file = @AUTH_FILE@
 auth_user = aq_lookup
-auth_dbname = postgres
 auth_query = SELECT usename, passwd FROM pgring_auth.lookup(\$1)
 auth_cache_ttl = 0
 auth_cache_negative_ttl = 0
@@ -142,10 +147,19 @@ max_client_conn = 500
 health_check_interval = 0
 [databases]
 postgres = host=127.0.0.1 port=$P1 dbname=postgres
+aqdb = host=127.0.0.1 port=$P1 dbname=aqdb auth_dbname=postgres
+aqdb_own = host=127.0.0.1 port=$P1 dbname=aqdb
 "
 export AUTH_FILE_TEXT='"aq_lookup" "lookpw"'
 start_pgring "$CONF_B"
 accept aq_scram scrampw
+# auth_dbname names the entry the lookup goes to: aqdb has no lookup function, postgres has
+OUT=$(pqtry "host=127.0.0.1 port=$PORT dbname=aqdb user=aq_scram password=scrampw" "SELECT current_database()" 2>&1)
+assert_eq aqdb "$OUT" "auth_dbname=postgres on the aqdb entry: looked up in database postgres"
+OUT=$(pqtry "host=127.0.0.1 port=$PORT dbname=aqdb_own user=aq_scram password=scrampw" "SELECT 1" 2>&1)
+assert_match "$OUT" "^ERROR 08006 " "no auth_dbname: the lookup runs in the entry's own database, which lacks the function"
+grep -q 'function pgring_auth.lookup' "$POOLER_LOG" || grep -q 'schema "pgring_auth" does not exist' "$POOLER_LOG" ||
+	fail "the failed lookup in aqdb is not logged"
 c0=$(calls)
 q0=$(metric pgring_auth_query_queries_total)
 # the lookup waits at the server for a lock the test holds until all 200 logins wait
