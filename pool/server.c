@@ -359,13 +359,26 @@ static void login_failed(struct server *sv, const char *sqlstate, const char *ms
 	server_close(sv, NULL);
 }
 
+/* auth_query's secret for p's user, learned at a client's login: by p, or by
+ * another pool of the same (database, user) here (a cluster's are one per
+ * node, and a client logs in through one of them). */
+static const char *authq_secret(const struct pool *p)
+{
+	if (p->authq_secret)
+		return p->authq_secret;
+	for (const struct pool *o = pool_shard(p->shard)->pools; o; o = o->next)
+		if (o->authq_secret && !strcmp(o->db_name, p->db_name) && !strcmp(o->user, p->user))
+			return o->authq_secret;
+	return NULL;
+}
+
 static const char *server_secret(struct server *sv)
 {
 	if (sv->pool->db->password)
 		return sv->pool->db->password;
 	const char *s = config_find_secret(shard_of(sv)->cfg, server_user(sv));
 	if (!s && !sv->pool->db->user)
-		s = sv->pool->authq_secret;   /* the client's own user, looked up by auth_query */
+		s = authq_secret(sv->pool);   /* the client's own user, looked up by auth_query */
 	return s;
 }
 

@@ -100,9 +100,11 @@ default_pool_size = 2
 health_check_interval = 0
 [cluster.main]
 n1 = host=127.0.0.1 port=$P1 role=primary
+n2 = host=127.0.0.1 port=$P1 role=replica
 [databases]
 postgres = host=127.0.0.1 port=$P1 dbname=postgres
 viacluster = cluster=main dbname=postgres
+viasplit = cluster=main dbname=postgres read_write_split=1
 "
 AUTH_FILE_TEXT='"someone" "else"' start_pgring "$CONF_A"
 
@@ -116,6 +118,13 @@ refuse aq_expired exppw 28P01 "an expired role (VALID UNTIL 2000-01-01) with its
 refuse aq_nopass anything 28P01 "a role with no password"
 OUT=$(pqtry "host=127.0.0.1 port=$PORT dbname=viacluster user=aq_scram password=scrampw" "SELECT current_user" 2>&1)
 assert_eq aq_scram "$OUT" "a cluster entry's lookup goes to its primary"
+# a read goes to the replica's pool, whose server logs in with the secret the
+# primary's pool learned at the login (md5: no client key needed)
+OUT=$(pqtry "host=127.0.0.1 port=$PORT dbname=viasplit user=aq_md5 password=md5pw" "SELECT current_user" 2>&1)
+assert_eq aq_md5 "$OUT" "read_write_split: the read ran"
+n2=$(metric pgring_pool_server_connects_total 'database="viasplit",node="main/n2"') ||
+	fail "no server of node main/n2 for viasplit"
+assert_num_cmp "$n2" -ge 1 "the replica's pool logged in a server with the looked-up secret"
 pass "md5 and SCRAM roles from the default auth_query; expired, unknown, no-password refused as a wrong password"
 
 # a role name carrying SQL is only a name
