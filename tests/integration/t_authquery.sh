@@ -17,6 +17,8 @@
 #  - the lookup connection's search_path is fixed (pg_catalog, pg_temp): an
 #    auth_query with an unqualified name cannot find a table in public, the
 #    login fails (08006) and the failure is logged;
+#  - client_login_timeout applies while a lookup runs, and its late answer
+#    finds the client gone without harm;
 #  - Prometheus counters of the lookups.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
@@ -232,6 +234,25 @@ assert_eq $((c0 + 2)) "$(calls)" "after the reload the role was looked up again"
 pass "auth_cache_ttl: cached logins make no query; SIGHUP drops the cache"
 assert_eq 0 "$(metric pgring_auth_query_pending)" "no lookup left pending"
 stop_pgring
+
+# ---- client_login_timeout covers the wait; a client gone before the answer is
+# not touched when it comes (the answer serves the next login)
+start_pgring "${CONF_B/pool_mode = transaction/pool_mode = transaction
+client_login_timeout = 1}"
+psql_send holder "SELECT pg_advisory_lock(42);"
+psql_sync holder || fail "taking the advisory lock again"
+t0=$(now_ms)
+refuse aq_scram scrampw 08P01 "a login whose lookup outlasts client_login_timeout"
+t1=$(now_ms)
+assert_contains "$OUT" "client_login_timeout" "the refusal says why"
+assert_num_cmp $((t1 - t0)) -lt 5000 "refused at client_login_timeout (1 s), not later"
+psql_send holder "SELECT pg_advisory_unlock(42);"
+psql_sync holder || fail "releasing the advisory lock"
+wait_until 10 eval '[[ $(metric pgring_auth_query_pending) == 0 ]]' || fail "the lookup did not finish"
+alive "$POOLER_PID" || fail "pgring died when the answer came for a client already gone"
+accept aq_scram scrampw
+stop_pgring
+pass "client_login_timeout applies while the lookup runs; the late answer is harmless"
 
 # ---- the lookup connection's search_path is fixed: public is not searched
 CONF_C="${CONF_B/SELECT usename, passwd FROM pgring_auth.lookup(\$1)/SELECT usename, passwd FROM aq_secrets WHERE usename = \$1}"
