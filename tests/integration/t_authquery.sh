@@ -7,6 +7,10 @@
 #    their servers log in with the looked-up secret (md5, SCRAM pass-through);
 #    wrong passwords, an unknown role, an expired role (VALID UNTIL) and a role
 #    with no password are refused with 28P01, as a wrong password;
+#  - a cluster entry's lookup goes to its primary; with read_write_split a
+#    read's replica pool logs its server in with the secret learned at login;
+#  - auth_dbname on an entry sends the lookup to the entry it names;
+#  - auth_type = trust still looks the user up: unknown ones are refused;
 #  - the role name goes as a parameter: a name carrying SQL (a quote, a DROP)
 #    is just an unknown name, and a role really named with a quote logs in;
 #  - a SECURITY DEFINER lookup function as PgBouncer's docs recommend, called
