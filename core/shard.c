@@ -594,8 +594,13 @@ void shard_step(struct shard *s, uint64_t max_wait_us)
 	stat_add(&s->stats->submits, 1);
 	stat_add(&s->stats->loops, 1);
 	s->now_us = shard_now_us();
-	unsigned head, n = 0;
+	/* Only the completions present now: a handler that must submit (a full
+	 * SQ) can complete work inline, and chasing those here would let one
+	 * busy step starve the inbox, the buffer ring's refill and the tick. */
+	unsigned head, n = 0, ready = io_uring_cq_ready(&s->ring);
 	io_uring_for_each_cqe(&s->ring, head, cqe) {
+		if (n == ready)
+			break;
 		dispatch(s, cqe);
 		n++;
 	}
