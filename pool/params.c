@@ -246,6 +246,36 @@ int params_diff_sql(const struct params *want, const struct params *have,
 	return (int)len;
 }
 
+int64_t params_timeout_ms(const char *value)
+{
+	static const struct { const char *unit; double ms; } units[] = {
+		{ "us", 0.001 }, { "ms", 1 }, { "s", 1000 }, { "min", 60000 }, { "h", 3600000 }, { "d", 86400000 },
+	};
+	const char *v = value;
+	while (isspace((unsigned char)*v) || *v == '\'')
+		v++;
+	char *end;
+	double n = strtod(v, &end);
+	if (end == v || n < 0 || n != n)
+		return -1;
+	while (isspace((unsigned char)*end))
+		end++;
+	double scale = 1;   /* PostgreSQL's unit for statement_timeout */
+	if (*end && *end != '\'') {
+		size_t k = 0;
+		while (isalpha((unsigned char)end[k]))
+			k++;
+		scale = -1;
+		for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+			if (strlen(units[i].unit) == k && strncmp(end, units[i].unit, k) == 0)
+				scale = units[i].ms;
+		if (scale < 0)
+			return -1;
+	}
+	double ms = n * scale;
+	return ms > 9e15 ? INT64_MAX : (int64_t)(ms + 0.5);
+}
+
 bool params_parse_options(struct params *p, const char *options)
 {
 	const char *s = options;

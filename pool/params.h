@@ -43,6 +43,9 @@ bool params_is_session(const char *name);
  * length (0: nothing differs), or -1 if cap is too small. */
 int params_diff_sql(const struct params *want, const struct params *have,
 		    const struct params *defaults, char *out, size_t cap);
+/* A statement_timeout value ("250", "1ms", '0.5s', "2min") in milliseconds,
+ * PostgreSQL's units and its default unit (ms); -1 if it cannot be read. */
+int64_t params_timeout_ms(const char *value);
 /* Parse a startup "options" value ("-c a=b --c=d -c x=y\ z") into p. false on syntax error. */
 bool params_parse_options(struct params *p, const char *options);
 

@@ -809,6 +809,27 @@ static bool reset_query(struct server *sv, const char *sql)
 	return true;
 }
 
+/* Below this a statement_timeout a client left on the server is put back at
+ * release: the next client's restore would run its first statement under it
+ * (pool/params.c) and, timed out, cost that client its connection; here a
+ * timeout costs only this server. A longer one is left to the restore, which
+ * saves the round trip for the common SET statement_timeout = '30s'. */
+#define SHORT_TIMEOUT_MS 1000
+
+static bool reset_short_timeout(struct server *sv)
+{
+	const char *v = sv->params.n ? params_get(&sv->params, "statement_timeout") : NULL;
+	if (!v)
+		return false;
+	int64_t ms = params_timeout_ms(v);
+	if (ms == 0 || ms >= SHORT_TIMEOUT_MS)
+		return false;
+	if (!server_hidden_query(sv, "RESET statement_timeout"))
+		return false;
+	params_remove(&sv->params, "statement_timeout");
+	return true;
+}
+
 void server_reset(struct server *sv, const struct server_leftover *left)
 {
 	struct pool *p = sv->pool;
@@ -844,6 +865,8 @@ void server_reset(struct server *sv, const struct server_leftover *left)
 	} else if (cfg->server_reset_query_always && rq) {
 		reset = reset_query(sv, rq);
 	}
+	if (p->mode != POOL_SESSION)
+		reset |= reset_short_timeout(sv);
 	if (sv->listen_dirty && !(left && left->pins & PIN_OTHER)) {
 		/* the client's channels were listened to here for pg_listening_channels() */
 		reset |= server_hidden_query(sv, "UNLISTEN *");

@@ -162,6 +162,38 @@ expect B "$DEF_PATH" UTC 0 app_b_start public
 check_all "after the statement_timeout round"
 pass "statement_timeout applies to its client only"
 
+# A short statement_timeout a client leaves on the one server is put back when
+# the server is released (pool/server.c, reset_short_timeout): the next
+# client's restore must not run its first statement under 1 ms (a fuzzer
+# finding: a good client lost its connection to 57014 that way). Seen from
+# outside: F, whose settings are B's but for that timeout, gets the server
+# after B with no replay, and the short timeout still applies to B.
+if [[ $VIA == transaction ]]; then
+	open_client F "application_name=app_b_start"
+	say_ok F "SELECT 1;"
+	say_ok B "SET statement_timeout = 1;"
+	say_ok B "SELECT 1;"
+	before=$(metric pgring_pool_state_replays_total 'database="app",user="app"')
+	say_ok F "SHOW statement_timeout;"
+	assert_eq 0 "$SAY_OUT" "F after B's 1 ms: its own statement_timeout"
+	after=$(metric pgring_pool_state_replays_total 'database="app",user="app"')
+	assert_eq "$before" "$after" "F needed no replay: B's 1 ms statement_timeout was reset at release"
+	psql_close F
+	say B "SELECT pg_sleep(0.05);"
+	assert_contains "$SAY_ERR" "canceling statement due to statement timeout" "B: its 1 ms statement_timeout still applies"
+	for i in $(seq 1 50); do
+		say_send B "SET statement_timeout = '1ms';" "SELECT $i;"
+		say_send E "SET search_path = s_d;" "SELECT $i;"
+	done
+	say_wait B
+	say_wait E
+	[[ -z $SAY_ERR ]] || fail "E: restores after B's 1 ms statement_timeout: $SAY_ERR"
+	say_ok B "RESET statement_timeout;"
+	say_ok E "RESET ALL;"
+	check_all "after B's 1 ms statement_timeout"
+	pass "a 1 ms statement_timeout left on the server is reset at release"
+fi
+
 for c in "${CLIENTS[@]}"; do
 	psql_close "$c"
 	assert_eq 0 "$PSQL_STATUS" "client $c: psql exit status"

@@ -666,3 +666,23 @@ Test(params_options, long_value_is_not_truncated)
 	}
 	params_clear(&p);
 }
+
+/* The value of a statement_timeout as pgring decides whether it is short
+ * enough to put back at release (pool/server.c). */
+Test(params_timeout, units_and_quotes)
+{
+	cr_expect_eq(params_timeout_ms("1"), 1);
+	cr_expect_eq(params_timeout_ms("250"), 250);
+	cr_expect_eq(params_timeout_ms("'1ms'"), 1);
+	cr_expect_eq(params_timeout_ms("0.5s"), 500);
+	cr_expect_eq(params_timeout_ms("2min"), 120000);
+	cr_expect_eq(params_timeout_ms(" 3 s"), 3000);
+	cr_expect_eq(params_timeout_ms("1h"), 3600000);
+	cr_expect_eq(params_timeout_ms("1500us"), 2);
+	cr_expect_eq(params_timeout_ms("0"), 0);
+	cr_expect_eq(params_timeout_ms("1e30"), INT64_MAX);
+	cr_expect_eq(params_timeout_ms("fast"), -1);
+	cr_expect_eq(params_timeout_ms("5 parsecs"), -1);
+	cr_expect_eq(params_timeout_ms("-1"), -1);
+	cr_expect_eq(params_timeout_ms(""), -1);
+}
