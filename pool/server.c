@@ -816,17 +816,30 @@ static bool reset_query(struct server *sv, const char *sql)
  * saves the round trip for the common SET statement_timeout = '30s'. */
 #define SHORT_TIMEOUT_MS 1000
 
-static bool reset_short_timeout(struct server *sv)
+/* Timeouts a client may leave on its server that would strike after it has
+ * gone: statement_timeout (short ones: above) and idle_session_timeout (any:
+ * the server would end itself idle in the pool, or just as the next client
+ * got it). Put back with RESET before the server is idle again. */
+static bool reset_client_timeouts(struct server *sv)
 {
-	const char *v = sv->params.n ? params_get(&sv->params, "statement_timeout") : NULL;
-	if (!v)
+	if (!sv->params.n)
 		return false;
-	int64_t ms = params_timeout_ms(v);
-	if (ms == 0 || ms >= SHORT_TIMEOUT_MS)
+	char sql[64] = "";
+	const char *v = params_get(&sv->params, "statement_timeout");
+	int64_t ms = v ? params_timeout_ms(v) : 0;
+	bool stmt = v && ms != 0 && ms < SHORT_TIMEOUT_MS;
+	v = params_get(&sv->params, "idle_session_timeout");
+	bool idle = v && params_timeout_ms(v) != 0;
+	if (stmt)
+		strcat(sql, "RESET statement_timeout;");
+	if (idle)
+		strcat(sql, "RESET idle_session_timeout;");
+	if (!sql[0] || !server_hidden_query(sv, sql))
 		return false;
-	if (!server_hidden_query(sv, "RESET statement_timeout"))
-		return false;
-	params_remove(&sv->params, "statement_timeout");
+	if (stmt)
+		params_remove(&sv->params, "statement_timeout");
+	if (idle)
+		params_remove(&sv->params, "idle_session_timeout");
 	return true;
 }
 
@@ -866,7 +879,7 @@ void server_reset(struct server *sv, const struct server_leftover *left)
 		reset = reset_query(sv, rq);
 	}
 	if (p->mode != POOL_SESSION)
-		reset |= reset_short_timeout(sv);
+		reset |= reset_client_timeouts(sv);
 	if (sv->listen_dirty && !(left && left->pins & PIN_OTHER)) {
 		/* the client's channels were listened to here for pg_listening_channels() */
 		reset |= server_hidden_query(sv, "UNLISTEN *");

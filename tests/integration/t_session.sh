@@ -178,6 +178,18 @@ if [[ $VIA == transaction ]]; then
 	assert_eq 0 "$SAY_OUT" "F after B's 1 ms: its own statement_timeout"
 	after=$(metric pgring_pool_state_replays_total 'database="app",user="app"')
 	assert_eq "$before" "$after" "F needed no replay: B's 1 ms statement_timeout was reset at release"
+	# idle_session_timeout a client leaves would end the server idle in the
+	# pool (or as the next client gets it): reset at release too, so the one
+	# server outlives it (the same backend serves F after 200 ms)
+	say_ok B "SET idle_session_timeout = 50;"
+	say_ok B "SELECT pg_backend_pid();"
+	pid_b=$SAY_OUT
+	sleep 0.2
+	say_ok F "SELECT pg_backend_pid();"
+	assert_eq "$pid_b" "$SAY_OUT" "the server B left with idle_session_timeout 50ms is still there for F"
+	say_ok B "SHOW idle_session_timeout;"
+	assert_eq 50ms "$SAY_OUT" "B still sees its own idle_session_timeout"
+	say_ok B "RESET idle_session_timeout;"
 	psql_close F
 	say B "SELECT pg_sleep(0.05);"
 	assert_contains "$SAY_ERR" "canceling statement due to statement timeout" "B: its 1 ms statement_timeout still applies"
@@ -191,7 +203,7 @@ if [[ $VIA == transaction ]]; then
 	say_ok B "RESET statement_timeout;"
 	say_ok E "RESET ALL;"
 	check_all "after B's 1 ms statement_timeout"
-	pass "a 1 ms statement_timeout left on the server is reset at release"
+	pass "a 1 ms statement_timeout and an idle_session_timeout left on the server are reset at release"
 fi
 
 for c in "${CLIENTS[@]}"; do
