@@ -50,7 +50,12 @@
  *                        leaves (put the proxy in front of pgring for clients
  *                        that vanish)
  *   stats                ok conns=N open=N held=N frozen=N vanished=N accepted=N
- *                        up_bytes=N down_bytes=N queued=N trickling=N
+ *                        up_bytes=N down_bytes=N queued=N trickling=N ended=N
+ *                        life_min_ms=N life_max_ms=N: ended counts connections
+ *                        the target ended (FIN or RST) since the last trickle
+ *                        command, life_* how long after the proxy connected to
+ *                        the target that came: the target's own timeout,
+ *                        without the clients' start-up time
  *   quit                 exit
  *
  * What this cannot do, being above TCP: reorder or duplicate packets (each
@@ -108,6 +113,8 @@ struct cn {
 	int pi[2];       /* poll indices, -1 when not polled */
 	unsigned long id;
 	bool vanish_on_open; /* accepted during vanish: vanishes once connected */
+	bool target_ended;   /* the target's FIN or RST was counted in life_* */
+	uint64_t opened_us;  /* when the connection to the target was made */
 	/* trickle (up only): after the first trickle_skip messages, one byte per
 	 * trickle_us; the message count comes from a small parser of the up bytes */
 	uint64_t trickle_us, trickle_next_us;
@@ -135,6 +142,8 @@ static uint64_t trickle_us; /* 0: off */
 static int trickle_skip;
 static double loss_pct;
 static unsigned long n_accepted, next_id = 1;
+static unsigned long life_n; /* connections the target ended, with their lifetimes */
+static uint64_t life_min_us, life_max_us;
 static unsigned long long bytes[2];
 
 static void logv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -226,7 +235,21 @@ static void conn_opened(struct cn *c)
 		return;
 	}
 	c->state = C_OPEN;
+	c->opened_us = now_us();
 	set_loss(c->fd[1], loss_pct);
+}
+
+/* The target ended the connection: count how long after it was made. */
+static void note_target_end(struct cn *c, uint64_t now)
+{
+	if (c->target_ended || !c->opened_us)
+		return;
+	c->target_ended = true;
+	uint64_t life = now - c->opened_us;
+	if (!life_n++ || life < life_min_us)
+		life_min_us = life;
+	if (life > life_max_us)
+		life_max_us = life;
 }
 
 /* Count the up messages in what was just read (the first untyped, the others
@@ -389,6 +412,8 @@ static bool conn_read(struct cn *c, int k, uint64_t now)
 		}
 		if (n == 0) {
 			d->in_eof = true;
+			if (k == 1)
+				note_target_end(c, now);
 			break;
 		}
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -398,6 +423,8 @@ static bool conn_read(struct cn *c, int k, uint64_t now)
 		/* a reset: pass it on after the bytes that came before it, as a
 		 * router would (a FATAL then a RST must not become a bare RST) */
 		logv("conn %lu: %s side reset", c->id, k ? "target" : "accepted");
+		if (k == 1)
+			note_target_end(c, now);
 		d->in_eof = d->rst = true;
 		break;
 	}
@@ -560,6 +587,8 @@ static void command(int fd, char *line)
 		}
 		trickle_us = bps ? (uint64_t)(1000000 / bps) : 0;
 		trickle_skip = trickle_skip_arg;
+		life_n = 0;
+		life_min_us = life_max_us = 0;
 		reply(fd, "ok trickle %ld bytes/s after %d messages (new connections)", bps, trickle_skip);
 	} else if (strcmp(cmd, "loss") == 0) {
 		char *end;
@@ -609,9 +638,10 @@ static void command(int fd, char *line)
 				trickling++;
 		}
 		reply(fd, "ok conns=%d open=%d held=%d frozen=%d vanished=%d accepted=%lu up_bytes=%llu down_bytes=%llu "
-		      "queued=%zu trickling=%d",
+		      "queued=%zu trickling=%d ended=%lu life_min_ms=%llu life_max_ms=%llu",
 		      n[C_HELD] + n[C_CONNECTING] + n[C_OPEN] + n[C_FROZEN] + n[C_VANISHED], n[C_OPEN], n[C_HELD],
-		      n[C_FROZEN], n[C_VANISHED], n_accepted, bytes[0], bytes[1], q, trickling);
+		      n[C_FROZEN], n[C_VANISHED], n_accepted, bytes[0], bytes[1], q, trickling, life_n,
+		      (unsigned long long)(life_min_us / 1000), (unsigned long long)(life_max_us / 1000));
 	} else if (strcmp(cmd, "quit") == 0) {
 		reply(fd, "ok bye");
 		exit(0);
