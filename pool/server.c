@@ -580,6 +580,8 @@ static void hidden_message(struct server *sv, const uint8_t *msg, uint32_t len)
 		sv->last_rfq_us = shard_of(sv)->now_us;
 		if (!sv->hidden && sv->state == SV_RESETTING)
 			pool_server_ready(sv);
+		else if (!sv->hidden && sv->state == SV_ACTIVE && sv->lease)
+			client_cancel_due(sv->lease->client);   /* the restore is over: the client's request runs */
 		return;
 	}
 	if (msg[0] == 'E') {
@@ -809,6 +811,18 @@ static bool reset_query(struct server *sv, const char *sql)
 	return true;
 }
 
+/* Does bringing the server back run a query on it (what server_reset sends)? */
+static bool reset_needs_query(const struct server *sv, const struct server_leftover *left, const char *rq)
+{
+	const struct pool *p = sv->pool;
+	if (sv->listen_dirty)
+		return true;
+	if (!left)
+		return p->shard->cfg->server_reset_query_always && rq;
+	return sv->txn_status != 'I' || left->in_txn || (left->pins && p->mode != POOL_SESSION) ||
+	       (p->mode == POOL_SESSION && rq);
+}
+
 void server_reset(struct server *sv, const struct server_leftover *left)
 {
 	struct pool *p = sv->pool;
@@ -818,7 +832,7 @@ void server_reset(struct server *sv, const struct server_leftover *left)
 	if (left && left->running) {
 		/* a query is still running for nobody: cancel it (PostgreSQL does not
 		 * notice a closed socket mid-query, and would keep its locks), then close */
-		server_send_cancel(sv);
+		server_send_cancel(sv, NULL);
 		server_close(sv, "client left while its query was running");
 		return;
 	}
@@ -832,6 +846,13 @@ void server_reset(struct server *sv, const struct server_leftover *left)
 		/* a Sync now would commit what the client never synced; PostgreSQL
 		 * rolls it back when its client goes, and so does closing */
 		server_close(sv, "client left in the middle of an extended-protocol batch");
+		return;
+	}
+	if (sv->cancels && reset_needs_query(sv, left, rq)) {
+		/* PostgreSQL may still signal the backend for a cancel on its way:
+		 * a reset query run now could be what it cancels, leaving the
+		 * server's state unknown (a client that canceled and left at once) */
+		server_close(sv, "client left with a cancel request to its server on its way");
 		return;
 	}
 	if (left) {
@@ -883,6 +904,7 @@ bool server_hidden_query(struct server *sv, const char *sql)
 struct cancel_req {
 	struct shard_call call;
 	struct server *sv;
+	struct pool_cancel_waiter waiter;   /* the client's cancel connection, answered at the end */
 	int fd;
 	uint64_t start_us;
 	struct __kernel_timespec limit;   /* server_connect_timeout (15 s when 0) */
@@ -891,17 +913,23 @@ struct cancel_req {
 
 static void cancel_done(struct shard_call *call, int res);
 
-void server_send_cancel(struct server *sv)
+void server_send_cancel(struct server *sv, const struct pool_cancel_waiter *w)
 {
 	struct shard *s = shard_of(sv);
 	struct cancel_req *cr = calloc(1, sizeof *cr);
-	if (!cr)
-		return;
-	cr->fd = socket(sv->addr.in.sin_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (cr->fd < 0) {
+	if (cr && (cr->fd = socket(sv->addr.in.sin_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
 		free(cr);
+		cr = NULL;
+	}
+	if (!cr) {
+		LOGF(LOG_WARNING, sv->conn.id, "cannot send a cancel request to backend %u (out of memory or descriptors)",
+		     sv->backend_pid);
+		if (w)
+			client_cancel_answer(s, w);
 		return;
 	}
+	if (w)
+		cr->waiter = *w;
 	struct proto_out o;
 	proto_out_init(&o, cr->msg, sizeof cr->msg);
 	proto_cancel_request(&o, sv->backend_pid, sv->backend_key);
@@ -914,7 +942,7 @@ void server_send_cancel(struct server *sv)
 	double limit = s->cfg->server_connect_timeout > 0 ? s->cfg->server_connect_timeout : 15;
 	cr->limit.tv_sec = (long long)limit;
 	cr->limit.tv_nsec = (long long)((limit - (double)cr->limit.tv_sec) * 1e9);
-	sv->cancel_pending = true;
+	sv->cancels++;
 	conn_hold(&sv->conn);   /* keeps the server object alive until the cancel is out */
 	/* done once the server closed its end, so the cancel has landed before
 	 * the server can be handed to another client */
@@ -933,10 +961,14 @@ static void cancel_done(struct shard_call *call, int res)
 			     ? "not confirmed (no close from the server)" : "failed", (double)took / 1e6);
 	}
 	close(cr->fd);
+	/* the postmaster has signalled the backend (both times) and closed, or
+	 * the exchange failed or timed out: the client's PQcancel may return */
+	if (cr->waiter.conn_id)
+		client_cancel_answer(shard_of(sv), &cr->waiter);
 	free(cr);
-	sv->cancel_pending = false;
-	if (sv->state == SV_RESETTING && !sv->hidden)
-		pool_server_ready(sv);   /* it was parked until the cancel landed */
+	sv->cancels--;
+	if (!sv->cancels && sv->state == SV_RESETTING && !sv->hidden)
+		pool_server_ready(sv);   /* it was parked until every cancel landed */
 	conn_unhold(&sv->conn);
 }
 
