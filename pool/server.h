@@ -49,7 +49,7 @@ struct server {
 	/* cancel exchanges toward it not ended yet: until they have, PostgreSQL
 	 * may still signal its backend (twice per cancel), so it is handed to no
 	 * other client, restore or reset (pool_server_ready parks it) */
-	uint16_t cancels;
+	uint32_t cancels;
 	bool tls_asked;                            /* SSLRequest sent, its answer not read yet */
 	bool connect_query_sent;                   /* login done, the entry's connect_query running */
 	uint8_t replication;                       /* enum repl_mode: a replication client's own server */
