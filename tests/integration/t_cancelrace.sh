@@ -42,6 +42,15 @@ shard_cpus = 0,0
 	out=$(taskset -c 0 "$HELPERS/cancelrace" "$(conninfo)" "$ROUNDS" 100 2>&1)
 	rc=$?
 	note "$mode: $(tail -n 1 <<<"$out")"
+	if ! is_pgbouncer; then
+		# the client lives on one shard: cancels landing on both means some
+		# were answered across shards (POOL_MSG_CANCEL_DONE)
+		r0=$(metric pgring_shard_cancels_received_total 'shard="0"')
+		r1=$(metric pgring_shard_cancels_received_total 'shard="1"')
+		note "$mode: cancels received per shard $r0/$r1"
+		assert_num_cmp "$r0" -ge 1 "$mode: some cancels landed on shard 0"
+		assert_num_cmp "$r1" -ge 1 "$mode: some cancels landed on shard 1"
+	fi
 	stop_pgring
 	# both modes run before the verdict, so that one run tells about each
 	if [[ $rc == 0 ]]; then pass "$mode"; else bad+=("$mode: $out"); fi
