@@ -117,6 +117,7 @@ static const struct key_def main_keys[] = {
 	K_TIME(server_login_retry, "5"),
 	K_TIME(query_wait_timeout, "120"),
 	K_TIME(query_timeout, "0"),
+	K_TIME(cancel_wait_timeout, "10"),
 	K_TIME(client_login_timeout, "60"),
 	K_BOOL(tcp_keepalive, "1"),
 	K_INT(tcp_keepcnt, "0", 0, INT_MAX),

@@ -164,6 +164,10 @@ struct config {
 	double server_login_retry;  /* the longest pause between reconnects to a failing server: 5 (backoff from 0.1) */
 	double query_wait_timeout;  /* 120 */
 	double query_timeout;       /* 0 */
+	/* pgring: how long a client's cancel connection is held open while the
+	 * cancel is delivered (PQcancel returns when it closes), 10; 0: closed at
+	 * once, without waiting for the server */
+	double cancel_wait_timeout;
 	double client_login_timeout;/* 60 */
 	double client_idle_timeout; /* 0 */
 	double idle_transaction_timeout; /* 0 */

@@ -428,7 +428,7 @@ static void do_action(struct shard *s, struct admin_job *job, struct admin_part 
 	case ADMIN_OP_KILL_CLIENT:
 		list_for_each_safe(&ps->clients, cl, next, all)
 			if (cl->conn.id == job->cmd.id && cl->state != CL_CLOSED && cl->state != CL_STARTUP &&
-			    cl->state != CL_AUTH && cl->state != CL_AUTHQ) {
+			    cl->state != CL_AUTH && cl->state != CL_AUTHQ && cl->state != CL_CANCEL) {
 				client_fail(cl, "57P01", "admin forced disconnect");
 				part->v[PV_FOUND]++;
 			}

@@ -543,7 +543,8 @@ static void server_row(struct shard *s, const struct admin_job *job, struct admi
 
 static bool client_listed(const struct client *cl)
 {
-	return cl->state != CL_STARTUP && cl->state != CL_AUTH && cl->state != CL_AUTHQ && cl->state != CL_CLOSED;
+	return cl->state != CL_STARTUP && cl->state != CL_AUTH && cl->state != CL_AUTHQ && cl->state != CL_CLOSED &&
+	       cl->state != CL_CANCEL;
 }
 
 static void collect_clients(struct shard *s, const struct admin_job *job, struct admin_part *part, bool debug,

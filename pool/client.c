@@ -71,6 +71,7 @@ static struct list *list_of(struct client *cl, enum client_state st)
 	case CL_WAITING: return &cl->pool->waiting;
 	case CL_ROUTING: return &pool_shard(shard_of(cl))->routing;
 	case CL_CLOSED: return &pool_shard(shard_of(cl))->closing;
+	case CL_CANCEL: return &pool_shard(shard_of(cl))->cancel_waits;
 	default: return NULL;
 	}
 }
@@ -108,10 +109,14 @@ static void enter_list(struct client *cl)
 		cl->wait_start_us = shard_of(cl)->now_us;   /* kept while it is routed anew */
 }
 
+static void drop_held_cancel(struct client *cl);
+
 void client_set_state(struct client *cl, enum client_state st)
 {
 	INVARIANT(st != CL_ACTIVE || (cl->lease && cl->lease->server));
 	INVARIANT(st != CL_WAITING || cl->lease);
+	if (cl->cancel_held && st != CL_WAITING && st != CL_ROUTING && st != CL_ACTIVE)
+		drop_held_cancel(cl);   /* its request ended without running (failed, closed) */
 	leave_list(cl);
 	if (cl->pool) {
 		gauge_t *old = state_gauge(cl->pool->stats, cl->state), *new = state_gauge(cl->pool->stats, st);
@@ -167,6 +172,10 @@ void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
 {
 	if (cl->state == CL_CLOSED)
 		return;
+	if (cl->state == CL_CANCEL) {
+		close_later(cl);   /* as PostgreSQL: a cancel connection is told nothing */
+		return;
+	}
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
@@ -470,29 +479,55 @@ static void reply_byte(struct client *cl, char c)
 	conn_queue(&cl->conn, &c, 1, PROTO_BUF_NONE);
 }
 
+/* PostgreSQL answers a cancel request with nothing but a close, and closes
+ * only after it has signalled the backend (twice: kill(pid), then kill(-pid)
+ * for its process group). libpq's PQcancel returns at that close, and its
+ * caller sends its next statement: closed any earlier, that statement could
+ * meet the second signal and be canceled too. So the connection is held
+ * (CL_CANCEL) until the exchange with the server has ended, on whichever
+ * shard owns the client, bounded by cancel_wait_timeout. */
 static void handle_cancel(struct client *cl, const uint8_t *msg, uint32_t len)
 {
 	struct shard *s = shard_of(cl);
-	if (len == 16 || len == 12 + PROTO_KEY_LONG) {
-		/* a 3.0 key (4 bytes) or pgring's 3.2 key (32): the shard is in the
-		 * top bits of the key's first 4 bytes either way */
-		uint32_t pid = proto_get_u32(msg + 8), key = proto_get_u32(msg + 12);
-		const uint8_t *tail = len == 16 ? NULL : msg + 16;
-		int owner = key_owner(key, s->nshards);
-		stat_add(&s->stats->cancels_received, 1);
-		if (owner == s->id) {
-			client_cancel(s, pid, key, tail);
-		} else if (owner < s->nshards) {
-			uint8_t *copy = tail ? malloc(PROTO_KEY_LONG - 4) : NULL;
-			if (copy)
-				memcpy(copy, tail, PROTO_KEY_LONG - 4);
-			struct shard_msg m = { .type = POOL_MSG_CANCEL, .a = pid, .b = key, .ptr = copy };
-			if ((!tail || copy) && !shard_post(s->id, owner, &m))
-				free(copy);
+	if (len != 16 && len != 12 + PROTO_KEY_LONG) {
+		close_later(cl);
+		return;
+	}
+	/* a 3.0 key (4 bytes) or pgring's 3.2 key (32): the shard is in the
+	 * top bits of the key's first 4 bytes either way */
+	uint32_t pid = proto_get_u32(msg + 8), key = proto_get_u32(msg + 12);
+	const uint8_t *tail = len == 16 ? NULL : msg + 16;
+	int owner = key_owner(key, s->nshards);
+	stat_add(&s->stats->cancels_received, 1);
+	if (owner >= s->nshards) {
+		close_later(cl);
+		return;
+	}
+	struct pool_cancel_waiter w = { .shard = s->id, .conn_id = 0 };
+	if (s->cfg->cancel_wait_timeout > 0) {
+		client_set_state(cl, CL_CANCEL);
+		w.conn_id = cl->conn.id;
+	}
+	if (owner == s->id) {
+		client_cancel(s, pid, key, tail, &w);
+	} else {
+		struct pool_cancel_ask *ask = malloc(sizeof *ask);
+		if (ask) {
+			ask->waiter = w;
+			ask->long_key = tail != NULL;
+			if (tail)
+				memcpy(ask->tail, tail, sizeof ask->tail);
+		}
+		struct shard_msg m = { .type = POOL_MSG_CANCEL, .a = pid, .b = key, .ptr = ask };
+		if (!ask || !shard_post(s->id, owner, &m)) {
+			LOGF(LOG_WARNING, cl->conn.id, "cannot pass a cancel request to shard %d (%s)", owner,
+			     ask ? "its queue is full" : "out of memory");
+			free(ask);
+			client_cancel_answer(s, &w);
 		}
 	}
-	/* PostgreSQL answers a cancel request with nothing but a close */
-	close_later(cl);
+	if (!w.conn_id)
+		close_later(cl);   /* cancel_wait_timeout = 0: closed at once, as before */
 }
 
 /* pgring.target (or pgring.target_session_attrs, with libpq's names) in the
@@ -1330,6 +1365,8 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 		return PROTO_STOP;
 	}
 	switch (cl->state) {
+	case CL_CANCEL:
+		return PROTO_STOP;   /* anything after a CancelRequest is not read, as PostgreSQL */
 	case CL_STARTUP:
 	case CL_AUTH:
 		if (len > (uint32_t)shard_of(cl)->cfg->max_startup_packet + 1) {
@@ -1396,7 +1433,7 @@ static bool client_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t b
 	switch (cl->state) {
 	case CL_STARTUP:
 		handle_startup(cl, msg, len);
-		return cl->state != CL_CLOSED;
+		return cl->state != CL_CLOSED && cl->state != CL_CANCEL;
 	case CL_AUTH:
 		if (msg[0] != 'p') {
 			client_fail(cl, "08P01", "expected password response, got message type %d", msg[0]);
@@ -1466,8 +1503,8 @@ static void start_tls(struct client *cl, bool direct)
 static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf)
 {
 	struct shard *s = shard_of(cl);
-	if (cl->state == CL_CLOSED)
-		return;   /* closing at the end of the batch: nothing more is read */
+	if (cl->state == CL_CLOSED || cl->state == CL_CANCEL)
+		return;   /* closing, or waiting for its cancel to land: nothing more is read */
 	if (cl->pool)
 		stat_add(&cl->pool->stats->bytes_in, n);
 	if (cl->conn.tls && cl->state == CL_STARTUP && tls_session_alpn_missing(cl->conn.tls)) {
@@ -1601,23 +1638,114 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 	free(mem);
 }
 
-void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *tail)
+/* ---- cancel requests for this shard's clients ---- */
+
+enum client_cancel_action client_cancel_action(const struct client *cl, struct server **sv)
 {
-	struct client_keys *keys = pool_shard(s)->keys;
-	if (!keys)
+	switch (cl->state) {
+	case CL_REPL:
+		if (!cl->repl || cl->repl->state != SV_ACTIVE)
+			return CANCEL_NONE;
+		*sv = cl->repl;
+		return CANCEL_NOW;
+	case CL_WAITING:
+	case CL_ROUTING:
+		return CANCEL_HOLD;   /* its request has no server yet */
+	case CL_ACTIVE:
+		/* pgring's restore runs first: a cancel now would fail the restore
+		 * (and the client with it), not the client's request */
+		if (lease_restoring(cl->lease))
+			return CANCEL_HOLD;
+		if (!lease_running(cl->lease))
+			return CANCEL_NONE;   /* nothing in flight: no signal for its next statement to meet */
+		*sv = cl->lease->server;
+		return CANCEL_NOW;
+	default:
+		return CANCEL_NONE;
+	}
+}
+
+void client_cancel_answer(struct shard *s, const struct pool_cancel_waiter *w)
+{
+	if (!w->conn_id)
 		return;
-	for (struct client *cl = keys->bucket[pid % KEY_BUCKETS]; cl; cl = cl->next_key) {
-		if (cl->key_pid == pid && cl->key_secret == key && cl->key_long == (tail != NULL) &&
-		    (!tail || memcmp(cl->key_tail, tail, sizeof cl->key_tail) == 0)) {
-			struct server *sv = cl->state == CL_ACTIVE ? cl->lease->server
-					    : cl->state == CL_REPL && cl->repl && cl->repl->state == SV_ACTIVE ? cl->repl : NULL;
-			if (sv) {
-				stat_add(&s->stats->cancels_forwarded, 1);
-				server_send_cancel(sv);
-			}
+	if (w->shard == s->id) {
+		client_cancel_done(s, w->conn_id);
+		return;
+	}
+	struct shard_msg m = { .type = POOL_MSG_CANCEL_DONE, .a = (uint32_t)w->conn_id,
+			       .b = (uint32_t)(w->conn_id >> 32) };
+	if (!shard_post(s->id, w->shard, &m))
+		log_warning("shard %d: cannot answer a cancel connection of shard %d (queue full): "
+			    "it closes at cancel_wait_timeout", s->id, w->shard);
+}
+
+void client_cancel_done(struct shard *s, uint64_t conn_id)
+{
+	/* it may be gone (its client gave up, cancel_wait_timeout): then nothing */
+	struct client *cl, *next;
+	list_for_each_safe(&pool_shard(s)->cancel_waits, cl, next, wait) {
+		if (cl->conn.id == conn_id) {
+			close_later(cl);
 			return;
 		}
 	}
+}
+
+static void drop_held_cancel(struct client *cl)
+{
+	cl->cancel_held = false;
+	client_cancel_answer(shard_of(cl), &cl->cancel_waiter);
+}
+
+void client_cancel_due(struct client *cl)
+{
+	if (!cl->cancel_held)
+		return;
+	struct server *sv = NULL;
+	switch (client_cancel_action(cl, &sv)) {
+	case CANCEL_HOLD:
+		return;   /* another restore, or still no server */
+	case CANCEL_NOW:
+		cl->cancel_held = false;
+		LOGF(LOG_DEBUG, cl->conn.id, "its held cancel request goes to its server now");
+		stat_add(&shard_of(cl)->stats->cancels_forwarded, 1);
+		server_send_cancel(sv, &cl->cancel_waiter);
+		return;
+	case CANCEL_NONE:
+		drop_held_cancel(cl);
+		return;
+	}
+}
+
+void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *tail,
+		   const struct pool_cancel_waiter *w)
+{
+	struct client_keys *keys = pool_shard(s)->keys;
+	struct client *cl = keys ? keys->bucket[pid % KEY_BUCKETS] : NULL;
+	for (; cl; cl = cl->next_key)
+		if (cl->key_pid == pid && cl->key_secret == key && cl->key_long == (tail != NULL) &&
+		    (!tail || memcmp(cl->key_tail, tail, sizeof cl->key_tail) == 0))
+			break;
+	struct server *sv = NULL;
+	switch (cl ? client_cancel_action(cl, &sv) : CANCEL_NONE) {
+	case CANCEL_NOW:
+		stat_add(&s->stats->cancels_forwarded, 1);
+		server_send_cancel(sv, w);
+		return;
+	case CANCEL_HOLD:
+		if (cl->cancel_held)
+			break;   /* one is held already: that one cancels the request, this one ends here */
+		/* PgBouncer drops a cancel for a waiting client; PostgreSQL would
+		 * cancel the query, so it is delivered once the query runs */
+		LOGF(LOG_DEBUG, cl->conn.id, "cancel request held until its request runs on a server");
+		cl->cancel_held = true;
+		cl->cancel_waiter = *w;
+		return;
+	case CANCEL_NONE:
+		break;
+	}
+	client_cancel_answer(s, w);
 }
 
 /* Timeouts, checked every tick. */
@@ -1670,6 +1798,13 @@ void client_tick(struct shard *s)
 			else if (cl->state == CL_LOGIN_WAIT && cfg->query_wait_timeout > 0 &&
 				 age > cfg->query_wait_timeout * 1e6)
 				client_fail(cl, "08P01", "query_wait_timeout");
+			break;
+		case CL_CANCEL:
+			if (age > cfg->cancel_wait_timeout * 1e6) {
+				LOGF(LOG_INFO, cl->conn.id, "cancel request not confirmed by the server within "
+				     "cancel_wait_timeout: closing its connection");
+				close_later(cl);
+			}
 			break;
 		case CL_REPL:
 			if (cl->repl && cl->repl->state != SV_ACTIVE && cfg->client_login_timeout > 0 &&

@@ -12,6 +12,7 @@
 #include "core/conn.h"
 #include "core/list.h"
 #include "pool/params.h"
+#include "pool/pool.h"
 #include "pool/stmt.h"
 #include "proto/auth.h"
 
@@ -35,6 +36,11 @@ enum client_state {
 	CL_ROUTING,       /* has a request, no node of its target to go to (no primary) */
 	CL_ACTIVE,        /* its lease has a server */
 	CL_REPL,          /* a replication connection: its own server, then bytes pass (pool/repl.h) */
+	/* a connection that sent a CancelRequest, held open until the cancel's
+	 * exchange with the server has ended (the postmaster closed it): libpq's
+	 * PQcancel returns only then, so the client's next statement cannot meet
+	 * the second signal PostgreSQL sends for one cancel */
+	CL_CANCEL,
 	CL_CLOSED,        /* failed or gone: closed at the end of the completion batch */
 };
 
@@ -86,6 +92,10 @@ struct client {
 	bool key_long;                             /* protocol 3.2: the secret goes on with key_tail */
 	uint8_t key_tail[PROTO_KEY_LONG - 4];
 	struct client *next_key;                   /* cancel-key hash chain */
+	/* a cancel for it while it waits for a server or its session is being
+	 * restored: delivered once its own request runs (client_cancel_due) */
+	bool cancel_held;
+	struct pool_cancel_waiter cancel_waiter;   /* the held cancel's connection */
 	uint64_t connect_us, wait_start_us, state_us, xact_start_us, query_start_us;
 	uint64_t msg_start_us;                     /* when the message being received began */
 	uint32_t max_packet;
@@ -165,8 +175,27 @@ void client_reply_done(struct client *cl);
 /* Close it once its last bytes are out, with a log line and nothing sent. */
 void client_close_quietly(struct client *cl, const char *why);
 /* A cancel request for one of this shard's clients; tail: the rest of a
- * protocol 3.2 key (PROTO_KEY_LONG - 4 bytes), NULL for a 3.0 one. */
-void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *tail);
+ * protocol 3.2 key (PROTO_KEY_LONG - 4 bytes), NULL for a 3.0 one. w (on
+ * this shard or another) is answered once the cancel's exchange with the
+ * server has ended, at once when nothing is sent (no such client, nothing
+ * running). */
+void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *tail,
+		   const struct pool_cancel_waiter *w);
+/* What a cancel does to a client as it is now. */
+enum client_cancel_action {
+	CANCEL_NONE,      /* nothing runs (idle, logging in): nothing is sent */
+	CANCEL_NOW,       /* its request runs on *sv: cancel it there */
+	CANCEL_HOLD,      /* it waits for a server, or pgring's restore runs first: later */
+};
+enum client_cancel_action client_cancel_action(const struct client *cl, struct server **sv);
+/* A held cancel may be due (the client's request now runs, or it will not):
+ * deliver or drop it. Called where the restore ends and a lease is attached. */
+void client_cancel_due(struct client *cl);
+/* The cancel exchange w waits for has ended: its connection
+ * closes, here or through the queues on its own shard. */
+void client_cancel_answer(struct shard *s, const struct pool_cancel_waiter *w);
+/* POOL_MSG_CANCEL_DONE: this shard's cancel connection conn_id closes. */
+void client_cancel_done(struct shard *s, uint64_t conn_id);
 void client_tick(struct shard *s);
 void client_close_pending(struct shard *s);      /* the end of a batch: close the failed ones */
 /* Is this client still busy (a request in flight or queued, an open block)? */

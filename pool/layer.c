@@ -20,6 +20,7 @@ static int layer_start(struct shard *s)
 	list_init(&ps->routing);
 	list_init(&ps->prelogin);
 	list_init(&ps->closing);
+	list_init(&ps->cancel_waits);
 	s->upper = ps;
 	return 0;
 }
@@ -32,9 +33,14 @@ static void layer_accept(struct shard *s, int fd, bool is_unix)
 static void layer_message(struct shard *s, const struct shard_msg *m)
 {
 	switch (m->type) {
-	case POOL_MSG_CANCEL:
-		client_cancel(s, m->a, m->b, m->ptr);
-		free(m->ptr);   /* a 3.2 key's tail, copied for this message */
+	case POOL_MSG_CANCEL: {
+		struct pool_cancel_ask *ask = m->ptr;
+		client_cancel(s, m->a, m->b, ask->long_key ? ask->tail : NULL, &ask->waiter);
+		free(ask);
+		break;
+	}
+	case POOL_MSG_CANCEL_DONE:
+		client_cancel_done(s, (uint64_t)m->a | (uint64_t)m->b << 32);
 		break;
 	case POOL_MSG_WAKE:
 		pool_retry_waiters(s);

@@ -344,12 +344,15 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 		if (is_rollback_tag(tag) && !(fxl && fxl->s[0].kind == SQL_ROLLBACK_TO))
 			l->txn_rolled = true;
 	}
+	bool restored = t == 'Z' && h->kind == RP_HIDE && h->type == 'Q';
 	if (t == 'Z' && h->kind == RP_HIDE) {
 		sv->txn_status = len >= 6 ? (char)msg[5] : 'I';
 		sv->last_rfq_us = sv->conn.shard->now_us;
 	}
 	rq_pop(l);
 	pump(l);
+	if (restored && cl && cl->cancel_held)
+		client_cancel_due(cl);   /* a restore between requests is over: the client's runs now */
 }
 
 /* ---- requests on their way to the server ---- */
@@ -1338,6 +1341,21 @@ void lease_request_bytes(struct client *cl, const uint8_t *p, uint32_t n, uint32
 		oom(cl);
 }
 
+bool lease_restoring(const struct lease *l)
+{
+	if (!l->server)
+		return false;
+	if (l->server->hidden)
+		return true;   /* the restore at attach */
+	const struct reply *h = l->rq.n ? &l->rq.r[l->rq.head] : NULL;
+	return h && h->kind == RP_HIDE && h->type == 'Q';   /* one between two requests (lease_hidden_query) */
+}
+
+bool lease_running(const struct lease *l)
+{
+	return l->server && l->rq.n > 0;
+}
+
 uint32_t lease_pending(const struct lease *l)
 {
 	return l->held.bytes.bytes + l->later.bytes.bytes + (l->server ? l->server->conn.out_bytes : 0);
@@ -1367,6 +1385,8 @@ void lease_attach(struct lease *l, struct server *sv)
 	replay(l, &l->held);
 	if (l->server == sv && cl->state == CL_ACTIVE && !cl->conn.recv_wanted)
 		client_drained(cl);
+	if (l->server == sv && cl->cancel_held)
+		client_cancel_due(cl);   /* held while it waited: due now unless a restore runs first */
 }
 
 /* Take the server off the lease, forgetting what it owed. */

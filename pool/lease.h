@@ -129,6 +129,11 @@ void lease_resume(struct lease *l);
 
 /* ---- for the rest of the pool layer ---- */
 
+/* pgring's own restore runs on the server before the client's next request
+ * (at attach, or between two requests): a cancel now would hit it. */
+bool lease_restoring(const struct lease *l);
+/* Something the client sent is on the server and not answered yet. */
+bool lease_running(const struct lease *l);
 /* Bytes queued for or held from the client's requests (back-pressure). */
 uint32_t lease_pending(const struct lease *l);
 /* pgring's own query, in order with the client's requests, its results swallowed. */

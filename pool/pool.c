@@ -655,7 +655,7 @@ void pool_server_ready(struct server *sv)
 		server_close(sv, "cannot roll back");
 		return;
 	}
-	if (sv->cancel_pending) {
+	if (sv->cancels) {
 		server_set_state(sv, SV_RESETTING);
 		return;
 	}

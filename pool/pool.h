@@ -33,6 +33,7 @@ struct pool_shard {
 	int n_prelogin;
 	struct log_rate prelogin_log;              /* connections closed or refused before login */
 	struct list closing;                       /* CL_CLOSED: closed at the end of the batch */
+	struct list cancel_waits;                  /* CL_CANCEL: cancel connections held open */
 	struct client_keys *keys;                  /* cancel keys -> clients (pool/client.c) */
 	struct stmt_registry *stmts;               /* protocol-level prepared statements (pool/stmt.h) */
 	struct lease *free_leases;                 /* leases ended, kept with their room (pool/lease.c) */
@@ -43,9 +44,27 @@ struct pool_shard {
 
 static inline struct pool_shard *pool_shard(struct shard *s) { return s->upper; }
 
+/* Who waits for the end of a cancel's exchange with the server: the client's
+ * cancel connection, named by its shard and connection id, since it may be
+ * gone by the time the answer comes (the id then finds nothing). A cancel may
+ * land on one shard for a client of another; the answer goes back as
+ * POOL_MSG_CANCEL_DONE. conn_id 0: nobody waits. */
+struct pool_cancel_waiter {
+	int shard;
+	uint64_t conn_id;
+};
+
+/* POOL_MSG_CANCEL's ptr (the receiver frees it): the rest of the key and who waits. */
+struct pool_cancel_ask {
+	struct pool_cancel_waiter waiter;
+	bool long_key;                             /* protocol 3.2: tail holds the rest of the key */
+	uint8_t tail[PROTO_KEY_LONG - 4];
+};
+
 /* The pool layer's messages between shards (shard_post). */
 enum pool_msg_type {
-	POOL_MSG_CANCEL = SHARD_MSG_UPPER,   /* a, b: the client's BackendKeyData */
+	POOL_MSG_CANCEL = SHARD_MSG_UPPER,   /* a, b: the client's BackendKeyData; ptr: struct pool_cancel_ask */
+	POOL_MSG_CANCEL_DONE,                /* a, b: low and high halves of a waiting cancel connection's id */
 	POOL_MSG_WAKE,                       /* server budget was freed somewhere: retry waiting clients */
 	POOL_MSG_ADOPT_SERVER,               /* ptr: an idle struct server handed over by another shard */
 	POOL_MSG_ADMIN,                      /* ptr: an admin console job (pool/admin.c), a: its step */

@@ -580,6 +580,8 @@ static void hidden_message(struct server *sv, const uint8_t *msg, uint32_t len)
 		sv->last_rfq_us = shard_of(sv)->now_us;
 		if (!sv->hidden && sv->state == SV_RESETTING)
 			pool_server_ready(sv);
+		else if (!sv->hidden && sv->state == SV_ACTIVE && sv->lease)
+			client_cancel_due(sv->lease->client);   /* the restore is over: the client's request runs */
 		return;
 	}
 	if (msg[0] == 'E') {
@@ -820,27 +822,50 @@ static bool reset_query(struct server *sv, const char *sql)
  * gone: statement_timeout (short ones: above) and idle_session_timeout (any:
  * the server would end itself idle in the pool, or just as the next client
  * got it). Put back with RESET before the server is idle again. */
-static bool reset_client_timeouts(struct server *sv)
+enum { LEFT_STMT_TIMEOUT = 1, LEFT_IDLE_TIMEOUT = 2 };
+
+static unsigned timeouts_left(const struct server *sv)
 {
-	if (!sv->params.n)
-		return false;
-	char sql[64] = "";
+	if (!sv->params.n || sv->pool->mode == POOL_SESSION)
+		return 0;
+	unsigned left = 0;
 	const char *v = params_get(&sv->params, "statement_timeout");
 	int64_t ms = v ? params_timeout_ms(v) : 0;
-	bool stmt = v && ms != 0 && ms < SHORT_TIMEOUT_MS;
+	if (v && ms != 0 && ms < SHORT_TIMEOUT_MS)
+		left |= LEFT_STMT_TIMEOUT;
 	v = params_get(&sv->params, "idle_session_timeout");
-	bool idle = v && params_timeout_ms(v) != 0;
-	if (stmt)
+	if (v && params_timeout_ms(v) != 0)
+		left |= LEFT_IDLE_TIMEOUT;
+	return left;
+}
+
+static bool reset_client_timeouts(struct server *sv)
+{
+	unsigned left = timeouts_left(sv);
+	char sql[64] = "";
+	if (left & LEFT_STMT_TIMEOUT)
 		strcat(sql, "RESET statement_timeout;");
-	if (idle)
+	if (left & LEFT_IDLE_TIMEOUT)
 		strcat(sql, "RESET idle_session_timeout;");
 	if (!sql[0] || !server_hidden_query(sv, sql))
 		return false;
-	if (stmt)
+	if (left & LEFT_STMT_TIMEOUT)
 		params_remove(&sv->params, "statement_timeout");
-	if (idle)
+	if (left & LEFT_IDLE_TIMEOUT)
 		params_remove(&sv->params, "idle_session_timeout");
 	return true;
+}
+
+/* Does bringing the server back run a query on it (what server_reset sends)? */
+static bool reset_needs_query(const struct server *sv, const struct server_leftover *left, const char *rq)
+{
+	const struct pool *p = sv->pool;
+	if (sv->listen_dirty || timeouts_left(sv))
+		return true;
+	if (!left)
+		return p->shard->cfg->server_reset_query_always && rq;
+	return sv->txn_status != 'I' || left->in_txn || (left->pins && p->mode != POOL_SESSION) ||
+	       (p->mode == POOL_SESSION && rq);
 }
 
 void server_reset(struct server *sv, const struct server_leftover *left)
@@ -852,7 +877,7 @@ void server_reset(struct server *sv, const struct server_leftover *left)
 	if (left && left->running) {
 		/* a query is still running for nobody: cancel it (PostgreSQL does not
 		 * notice a closed socket mid-query, and would keep its locks), then close */
-		server_send_cancel(sv);
+		server_send_cancel(sv, NULL);
 		server_close(sv, "client left while its query was running");
 		return;
 	}
@@ -868,6 +893,13 @@ void server_reset(struct server *sv, const struct server_leftover *left)
 		server_close(sv, "client left in the middle of an extended-protocol batch");
 		return;
 	}
+	if (sv->cancels && reset_needs_query(sv, left, rq)) {
+		/* PostgreSQL may still signal the backend for a cancel on its way:
+		 * a reset query run now could be what it cancels, leaving the
+		 * server's state unknown (a client that canceled and left at once) */
+		server_close(sv, "client left with a cancel request to its server on its way");
+		return;
+	}
 	if (left) {
 		if (sv->txn_status != 'I' || left->in_txn)
 			reset |= server_hidden_query(sv, "ROLLBACK");
@@ -878,8 +910,7 @@ void server_reset(struct server *sv, const struct server_leftover *left)
 	} else if (cfg->server_reset_query_always && rq) {
 		reset = reset_query(sv, rq);
 	}
-	if (p->mode != POOL_SESSION)
-		reset |= reset_client_timeouts(sv);
+	reset |= reset_client_timeouts(sv);
 	if (sv->listen_dirty && !(left && left->pins & PIN_OTHER)) {
 		/* the client's channels were listened to here for pg_listening_channels() */
 		reset |= server_hidden_query(sv, "UNLISTEN *");
@@ -919,6 +950,7 @@ bool server_hidden_query(struct server *sv, const char *sql)
 struct cancel_req {
 	struct shard_call call;
 	struct server *sv;
+	struct pool_cancel_waiter waiter;   /* the client's cancel connection, answered at the end */
 	int fd;
 	uint64_t start_us;
 	struct __kernel_timespec limit;   /* server_connect_timeout (15 s when 0) */
@@ -927,17 +959,23 @@ struct cancel_req {
 
 static void cancel_done(struct shard_call *call, int res);
 
-void server_send_cancel(struct server *sv)
+void server_send_cancel(struct server *sv, const struct pool_cancel_waiter *w)
 {
 	struct shard *s = shard_of(sv);
 	struct cancel_req *cr = calloc(1, sizeof *cr);
-	if (!cr)
-		return;
-	cr->fd = socket(sv->addr.in.sin_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (cr->fd < 0) {
+	if (cr && (cr->fd = socket(sv->addr.in.sin_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
 		free(cr);
+		cr = NULL;
+	}
+	if (!cr) {
+		LOGF(LOG_WARNING, sv->conn.id, "cannot send a cancel request to backend %u (out of memory or descriptors)",
+		     sv->backend_pid);
+		if (w)
+			client_cancel_answer(s, w);
 		return;
 	}
+	if (w)
+		cr->waiter = *w;
 	struct proto_out o;
 	proto_out_init(&o, cr->msg, sizeof cr->msg);
 	proto_cancel_request(&o, sv->backend_pid, sv->backend_key);
@@ -950,7 +988,7 @@ void server_send_cancel(struct server *sv)
 	double limit = s->cfg->server_connect_timeout > 0 ? s->cfg->server_connect_timeout : 15;
 	cr->limit.tv_sec = (long long)limit;
 	cr->limit.tv_nsec = (long long)((limit - (double)cr->limit.tv_sec) * 1e9);
-	sv->cancel_pending = true;
+	sv->cancels++;
 	conn_hold(&sv->conn);   /* keeps the server object alive until the cancel is out */
 	/* done once the server closed its end, so the cancel has landed before
 	 * the server can be handed to another client */
@@ -969,10 +1007,14 @@ static void cancel_done(struct shard_call *call, int res)
 			     ? "not confirmed (no close from the server)" : "failed", (double)took / 1e6);
 	}
 	close(cr->fd);
+	/* the postmaster has signalled the backend (both times) and closed, or
+	 * the exchange failed or timed out: the client's PQcancel may return */
+	if (cr->waiter.conn_id)
+		client_cancel_answer(shard_of(sv), &cr->waiter);
 	free(cr);
-	sv->cancel_pending = false;
-	if (sv->state == SV_RESETTING && !sv->hidden)
-		pool_server_ready(sv);   /* it was parked until the cancel landed */
+	sv->cancels--;
+	if (!sv->cancels && sv->state == SV_RESETTING && !sv->hidden)
+		pool_server_ready(sv);   /* it was parked until every cancel landed */
 	conn_unhold(&sv->conn);
 }
 

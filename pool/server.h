@@ -46,7 +46,10 @@ struct server {
 	bool close_when_idle;                      /* config changed or lifetime over */
 	int migrate_to;                            /* shard it is moving to (SV_MIGRATING) */
 	bool ready_once;                           /* finished its login at some point */
-	bool cancel_pending;                       /* a cancel request to it is on its way */
+	/* cancel exchanges toward it not ended yet: until they have, PostgreSQL
+	 * may still signal its backend (twice per cancel), so it is handed to no
+	 * other client, restore or reset (pool_server_ready parks it) */
+	uint32_t cancels;
 	bool tls_asked;                            /* SSLRequest sent, its answer not read yet */
 	bool connect_query_sent;                   /* login done, the entry's connect_query running */
 	uint8_t replication;                       /* enum repl_mode: a replication client's own server */
@@ -91,7 +94,10 @@ bool server_queue_query(struct server *sv, const char *sql);
 /* Queue a query whose results pgring swallows (SET replay, reset, rollback),
  * counted in sv->hidden: only while no client request is in flight. */
 bool server_hidden_query(struct server *sv, const char *sql);
-void server_send_cancel(struct server *sv);
+/* Cancel what runs on the server, on a connection of its own to the
+ * postmaster; w (NULL: nobody) is answered when that exchange has ended. */
+struct pool_cancel_waiter;
+void server_send_cancel(struct server *sv, const struct pool_cancel_waiter *w);
 /* The server ran DISCARD ALL: what it had prepared is gone. */
 void server_forget_session(struct server *sv);
 void server_free(struct server *sv);

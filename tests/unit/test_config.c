@@ -156,6 +156,7 @@ Test(config, defaults_match_the_header)
 	expect_time(c->server_login_retry, 5);
 	expect_time(c->query_wait_timeout, 120);
 	expect_time(c->query_timeout, 0);
+	expect_time(c->cancel_wait_timeout, 10);
 	expect_time(c->client_login_timeout, 60);
 	expect_time(c->client_idle_timeout, 0);
 	expect_time(c->idle_transaction_timeout, 0);
@@ -389,6 +390,7 @@ Test(config, time_units)
 				"client_idle_timeout = 2h\n"
 				"client_login_timeout = 250 us\n"
 				"idle_transaction_timeout = 1d\n"
+				"cancel_wait_timeout = 500ms\n"
 				"shutdown_timeout = 0\n");
 	expect_time(c->server_idle_timeout, 10);
 	expect_time(c->server_lifetime, 300);
@@ -397,6 +399,7 @@ Test(config, time_units)
 	expect_time(c->client_idle_timeout, 7200);
 	expect_time(c->client_login_timeout, 0.00025);
 	expect_time(c->idle_transaction_timeout, 86400);
+	expect_time(c->cancel_wait_timeout, 0.5);
 	expect_time(c->shutdown_timeout, 0);
 	config_free(c);
 }

@@ -119,6 +119,9 @@ static int server_login(void)
 	return be;
 }
 
+/* The BackendKeyData the last client_login got (pgring's, for cancels). */
+static uint32_t key_pid, key_secret;
+
 /* A client logged in through pgring (the first one brings the first server). */
 static int client_login(int *be)
 {
@@ -138,6 +141,8 @@ static int client_login(int *be)
 		cr_assert(read_msg(fds[1], &m));
 	while (m.type == 'S');
 	cr_assert_eq(m.type, 'K');
+	key_pid = proto_get_u32(m.body);
+	key_secret = proto_get_u32(m.body + 4);
 	expect(fds[1], 'Z', &m);
 	return fds[1];
 }
@@ -692,4 +697,262 @@ Test(lease_timeout, a_message_stalled_in_a_block_ends_like_an_idle_transaction)
 	/* the server is rolled back and kept */
 	expect(be, 'Q', &m);
 	cr_assert_str_eq((const char *)m.body, "ROLLBACK");
+}
+
+/* ---- cancel requests: the client's cancel connection is held until the
+ * exchange with the server has ended (PostgreSQL signals a backend twice for
+ * one cancel and closes after both; PQcancel returns at that close) ---- */
+
+/* A new connection that sends a CancelRequest for (pid, key): the test's end. */
+static int cancel_conn(uint32_t pid, uint32_t key)
+{
+	int fds[2];
+	harness_socketpair(fds);
+	client_accept(&h->shard, fds[0], true);
+	uint8_t mem[16];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_cancel_request(&o, pid, key);
+	send_out(fds[1], &o);
+	return fds[1];
+}
+
+/* pgring's own cancel connection to the "postmaster", its request checked
+ * against the server's key (server_login's 4242/77). */
+static int postmaster_cancel(void)
+{
+	int pc = harness_accept(&h->shard, listen_fd, WAIT);
+	cr_assert_geq(pc, 0, "pgring sends a cancel request to the server");
+	uint8_t req[16];
+	cr_assert_eq(harness_read_all(&h->shard, pc, req, 16, WAIT), 16);
+	cr_assert_eq(proto_get_u32(req + 4), PROTO_CANCEL_REQUEST);
+	cr_assert_eq(proto_get_u32(req + 8), 4242);
+	cr_assert_eq(proto_get_u32(req + 12), 77);
+	return pc;
+}
+
+static void query(int fd, const char *sql)
+{
+	uint8_t mem[256];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_query(&o, sql);
+	send_out(fd, &o);
+}
+
+/* The server's answer to a canceled query. */
+static void canceled(int be, char status)
+{
+	uint8_t mem[256];
+	struct proto_out o;
+	proto_out_init(&o, mem, sizeof mem);
+	proto_error(&o, "ERROR", "57014", "canceling statement due to user request");
+	proto_ready(&o, status);
+	send_out(be, &o);
+}
+
+Test(lease, cancel_connection_is_held_until_the_postmaster_closes)
+{
+	int be, cl = client_login(&be);
+	struct msg m;
+	query(cl, "SELECT pg_sleep(10)");
+	expect(be, 'Q', &m);
+	int cc = cancel_conn(key_pid, key_secret);
+	int pc = postmaster_cancel();
+	/* PostgreSQL has not closed yet: neither does pgring toward the client */
+	cr_assert(!harness_wait_eof(&h->shard, cc, NULL, 300), "the cancel connection closed too early");
+	close(pc);
+	cr_assert(harness_wait_eof(&h->shard, cc, NULL, WAIT), "the cancel connection is closed after the server's");
+	canceled(be, 'I');
+	expect_seq(cl, "EZ");
+}
+
+Test(lease, cancel_for_an_idle_client_sends_nothing_and_closes_at_once)
+{
+	int be, cl = client_login(&be);
+	int cc = cancel_conn(key_pid, key_secret);
+	cr_assert(harness_wait_eof(&h->shard, cc, NULL, WAIT));
+	cr_assert_lt(harness_accept(&h->shard, listen_fd, 200), 0, "no cancel goes to the server");
+	int bad = cancel_conn(key_pid, key_secret ^ 1);   /* a wrong key: closed, nothing sent */
+	cr_assert(harness_wait_eof(&h->shard, bad, NULL, WAIT));
+	cr_assert_lt(harness_accept(&h->shard, listen_fd, 200), 0);
+	query(cl, "SELECT 1");
+	struct msg m;
+	expect(be, 'Q', &m);
+}
+
+Test(lease, cancel_connection_gone_first_is_no_harm)
+{
+	int be, cl = client_login(&be);
+	struct msg m;
+	query(cl, "SELECT pg_sleep(10)");
+	expect(be, 'Q', &m);
+	int cc = cancel_conn(key_pid, key_secret);
+	int pc = postmaster_cancel();
+	close(cc);                      /* the client gave up waiting */
+	harness_run_for(&h->shard, 50);
+	close(pc);                      /* the answer finds its connection gone */
+	harness_run_for(&h->shard, 50);
+	canceled(be, 'I');
+	expect_seq(cl, "EZ");
+	query(cl, "SELECT 1");
+	expect(be, 'Q', &m);
+}
+
+Test(lease_wait, server_is_held_until_its_cancel_exchange_ends)
+{
+	int be, a = client_login(&be);
+	uint32_t a_pid = key_pid, a_key = key_secret;
+	int b = client_login(NULL);
+	struct msg m;
+	query(a, "SELECT pg_sleep(10)");
+	expect(be, 'Q', &m);
+	int cc = cancel_conn(a_pid, a_key);
+	int pc = postmaster_cancel();
+	canceled(be, 'I');
+	expect_seq(a, "EZ");
+	/* a's transaction is over, but PostgreSQL may still signal the backend:
+	 * b's query must not reach it before the postmaster closed */
+	query(b, "SELECT 1");
+	harness_run_for(&h->shard, 300);
+	cr_assert_eq(harness_pending(be), 0, "the server was handed on with a cancel on its way");
+	close(pc);
+	cr_assert(harness_wait_eof(&h->shard, cc, NULL, WAIT));
+	expect(be, 'Q', &m);
+	cr_assert_str_eq((const char *)m.body, "SELECT 1");
+}
+
+Test(lease_wait, cancel_for_a_waiting_client_is_held_until_its_query_runs)
+{
+	int be, a = client_login(&be);
+	int b = client_login(NULL);
+	uint32_t b_pid = key_pid, b_key = key_secret;
+	uint8_t mem[256];
+	struct proto_out o;
+	struct msg m;
+	query(a, "BEGIN");
+	expect(be, 'Q', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	proto_command_complete(&o, "BEGIN");
+	proto_ready(&o, 'T');
+	send_out(be, &o);
+	expect_seq(a, "CZ");
+	query(b, "SELECT pg_sleep(10)");   /* waits: a holds the only server */
+	harness_run_for(&h->shard, 50);    /* ... before its cancel comes */
+	int cc = cancel_conn(b_pid, b_key);
+	cr_assert_lt(harness_accept(&h->shard, listen_fd, 300), 0, "nothing to cancel on the server yet");
+	cr_assert(!harness_wait_eof(&h->shard, cc, NULL, 50), "the held cancel's connection stays open");
+	query(a, "COMMIT");
+	expect(be, 'Q', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	proto_command_complete(&o, "COMMIT");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(a, "CZ");
+	expect(be, 'Q', &m);               /* b's query runs, then its cancel goes */
+	cr_assert_str_eq((const char *)m.body, "SELECT pg_sleep(10)");
+	int pc = postmaster_cancel();
+	cr_assert(!harness_wait_eof(&h->shard, cc, NULL, 100));
+	close(pc);
+	cr_assert(harness_wait_eof(&h->shard, cc, NULL, WAIT));
+	canceled(be, 'I');
+	expect_seq(b, "EZ");
+}
+
+static const char settings_cancel_wait[] =
+	"[pgring]\n"
+	"auth_type = trust\n"
+	"pool_mode = transaction\n"
+	"default_pool_size = 4\n"
+	"cancel_wait_timeout = 0.5\n"
+	"server_connect_timeout = 20\n"
+	"[databases]\n"
+	"db = host={dir} port=5999\n";
+
+static void setup_cancel_wait(void)
+{
+	h = harness_open(&pool_layer, settings_cancel_wait);
+	listen_fd = harness_listen_unix(h, PORT);
+}
+
+TestSuite(lease_cancel_wait, .init = setup_cancel_wait, .fini = teardown, .timeout = 30);
+
+Test(lease_cancel_wait, a_postmaster_that_never_closes_holds_the_cancel_connection_for_cancel_wait_timeout)
+{
+	int be, cl = client_login(&be);
+	struct msg m;
+	query(cl, "SELECT pg_sleep(10)");
+	expect(be, 'Q', &m);
+	int cc = cancel_conn(key_pid, key_secret);
+	int pc = postmaster_cancel();
+	cr_assert(!harness_wait_eof(&h->shard, cc, NULL, 200));
+	cr_assert(harness_wait_eof(&h->shard, cc, NULL, 2000), "closed at cancel_wait_timeout");
+	/* pgring's own exchange goes on (server_connect_timeout): the server
+	 * stays its client's, and the query's answer reaches it */
+	canceled(be, 'I');
+	expect_seq(cl, "EZ");
+	close(pc);
+}
+
+Test(lease_wait, server_is_held_until_the_last_of_two_cancels_ends)
+{
+	int be, a = client_login(&be);
+	uint32_t a_pid = key_pid, a_key = key_secret;
+	int b = client_login(NULL);
+	struct msg m;
+	query(a, "SELECT pg_sleep(10)");
+	expect(be, 'Q', &m);
+	int cc1 = cancel_conn(a_pid, a_key);
+	int pc1 = postmaster_cancel();
+	int cc2 = cancel_conn(a_pid, a_key);
+	int pc2 = postmaster_cancel();
+	canceled(be, 'I');
+	expect_seq(a, "EZ");
+	query(b, "SELECT 1");
+	close(pc1);
+	cr_assert(harness_wait_eof(&h->shard, cc1, NULL, WAIT));
+	/* the second cancel is still on its way: PostgreSQL may signal again */
+	harness_run_for(&h->shard, 300);
+	cr_assert_eq(harness_pending(be), 0, "the server was handed on with a second cancel on its way");
+	close(pc2);
+	cr_assert(harness_wait_eof(&h->shard, cc2, NULL, WAIT));
+	expect(be, 'Q', &m);
+	cr_assert_str_eq((const char *)m.body, "SELECT 1");
+}
+
+Test(lease_wait, cancel_during_the_restore_goes_once_the_clients_query_runs)
+{
+	int be, a = client_login(&be);
+	uint32_t a_pid = key_pid, a_key = key_secret;
+	int b = client_login(NULL);
+	uint8_t mem[256];
+	struct proto_out o;
+	struct msg m;
+	/* b changes the server's session: a's next turn restores a's first */
+	query(b, "SET application_name = 'bee'");
+	expect(be, 'Q', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	proto_command_complete(&o, "SET");
+	proto_parameter_status(&o, "application_name", "bee");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(b, "CSZ");
+	query(a, "SELECT pg_sleep(10)");
+	expect(be, 'Q', &m);               /* pgring's restore */
+	cr_assert_str_neq((const char *)m.body, "SELECT pg_sleep(10)");
+	expect(be, 'Q', &m);               /* a's query, behind it */
+	cr_assert_str_eq((const char *)m.body, "SELECT pg_sleep(10)");
+	int cc = cancel_conn(a_pid, a_key);
+	cr_assert_lt(harness_accept(&h->shard, listen_fd, 300), 0, "a cancel now would hit the restore");
+	proto_out_init(&o, mem, sizeof mem);
+	proto_command_complete(&o, "SET");
+	proto_parameter_status(&o, "application_name", "");
+	proto_ready(&o, 'I');
+	send_out(be, &o);                  /* the restore is done: a's query runs */
+	int pc = postmaster_cancel();
+	cr_assert(!harness_wait_eof(&h->shard, cc, NULL, 100));
+	close(pc);
+	cr_assert(harness_wait_eof(&h->shard, cc, NULL, WAIT));
+	canceled(be, 'I');
+	expect_seq(a, "EZ");
 }
