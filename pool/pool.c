@@ -660,7 +660,7 @@ void pool_server_ready(struct server *sv)
 		return;
 	}
 	struct client *cl;
-	while ((cl = first_waiter(p)) && !(over_share(p) && migrate(sv)))
+	while ((cl = admit_pick(p)) && !(over_share(p) && migrate(sv)))
 		if (take(sv, cl))
 			return;   /* else that client failed (off the list): the next one */
 	if (sv->state == SV_MIGRATING)
