@@ -297,7 +297,7 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 	struct client *cl = l->client;
 	if (!h || t == 'A' || t == 'N' || t == 'S')
 		return;
-	if (t == 'C' && cl && cl->adm.rows)
+	if (__builtin_expect(t == 'C' && cl && cl->adm.rows, 0))
 		admit_rows(cl, msg, len);
 	if (t == 'C' && h->type == 'Q') {
 		command_complete(l, h, msg, len);
@@ -1264,8 +1264,6 @@ int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 	struct shard *s = cl->conn.shard;
 	bool guarded = guarded_start(l, type);
 	bool peekable = (type == 'Q' || type == 'P' || type == 'B') && len <= route_peek_max();
-	if ((type == 'Q' || type == 'E') && cl->adm.any && cl->state != CL_IDLE)
-		admit_query(cl);   /* a query inside an admitted transaction */
 	if (type == 'Q' || type == 'S' || type == 'F') {
 		if (l->expect++ == 0)
 			cl->query_start_us = s->now_us;
@@ -1292,12 +1290,16 @@ int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 		pool_request_server(cl);
 		if (cl->state == CL_CLOSED)
 			return PROTO_STOP;
-	} else if (guarded) {
-		if (peekable) {
-			l->route_peek = true;
-			return PROTO_WHOLE;
+	} else {
+		if (__builtin_expect(cl->adm.any, 0) && (type == 'Q' || type == 'E'))
+			admit_query(cl);   /* a query inside an admitted transaction */
+		if (guarded) {
+			if (peekable) {
+				l->route_peek = true;
+				return PROTO_WHOLE;
+			}
+			start_rerouting(l, type);   /* a function call or a long message: not proven */
 		}
-		start_rerouting(l, type);   /* a function call or a long message: not proven */
 	}
 	/* in CL_LOGIN_WAIT it is held until the login finishes */
 	l->sending = take == PROTO_STREAM && sending_now(l);
@@ -1326,10 +1328,11 @@ bool lease_request_whole(struct client *cl, const uint8_t *msg, uint32_t len, ui
 		/* a server first: with one idle, the message goes straight to it
 		 * instead of through the held queue */
 		cl->txn_target = (uint8_t)target;
-		enum admit_verdict v = shard_of(l)->cfg->admission ? admit_request(cl, msg[0]) : ADMIT_GO;
-		if (v == ADMIT_REFUSED)
+		enum admit_verdict v = __builtin_expect(shard_of(l)->cfg->admission, 0) ? admit_request(cl, msg[0])
+											     : ADMIT_GO;
+		if (__builtin_expect(v == ADMIT_REFUSED, 0))
 			return cl->state != CL_CLOSED;   /* answered; the lease is over */
-		if (v == ADMIT_GO)
+		if (__builtin_expect(v == ADMIT_GO, 1))
 			pool_request_server(cl);
 		if (cl->state != CL_CLOSED)
 			deliver_whole(l, msg, len, buf);
