@@ -5,7 +5,8 @@
 #  - max_queries_per_second = 100: pgbench of that application gets 100 tps
 #    within 10%, while another application at the same time is not slowed
 #    to it (far above) and its throttled and refused counters stay 0;
-#  - a reload (SIGHUP) to 50: it gets 50 within 10%;
+#  - a reload (SIGHUP) to 50: it gets 50 within 10%, with the simple and the
+#    extended protocol (Parse/Bind/Execute/Sync counted as one query);
 #  - max_rows_per_second = 2000 (rows charged from CommandComplete): 100-row
 #    queries come at 20 a second, 2000 rows/s within 10%;
 #  - throttle_mode = refuse: the query over the limit fails with 53400 and a
@@ -46,7 +47,7 @@ T=5
 bench_out() {
 	local app=$1 script=$2 clients=$3 db=${4:-app} user=${5:-app} pw=${6:-app}
 	printf '%s\n' "$script" >"$TEST_TMP/$app.sql"
-	PGAPPNAME=$app PGPASSWORD=$pw timeout $((T + 60)) pgbench -n -M simple -c "$clients" -j 2 -T "$T" \
+	PGAPPNAME=$app PGPASSWORD=$pw timeout $((T + 60)) pgbench -n -M "${PROTO:-simple}" -c "$clients" -j 2 -T "$T" \
 		-f "$TEST_TMP/$app.sql" -h 127.0.0.1 -p "$PORT" -U "$user" "$db" >"$TEST_TMP/$app.out" 2>&1
 	echo $? >"$TEST_TMP/$app.rc"
 }
@@ -95,6 +96,11 @@ bench_out throttled "SELECT 1;" 4
 bench_read throttled
 within "$TPS" 50 10 "after a reload to 50 qps: 50 tps within 10% (got $TPS)"
 pass "SIGHUP: max_queries_per_second 100 -> 50: $TPS tps"
+# the extended protocol: Parse starts the transaction, its Execute is the query paid for
+PROTO=extended bench_out throttled "SELECT 1;" 4
+bench_read throttled
+within "$TPS" 50 10 "extended protocol at 50 qps: 50 tps within 10%, each Execute counted once (got $TPS)"
+pass "extended protocol at max_queries_per_second=50: $TPS tps"
 
 # --- rows per second: 100 rows a query, 2000 rows/s
 bench_out rowsy "SELECT g FROM generate_series(1, 100) g;" 2
