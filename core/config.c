@@ -46,6 +46,7 @@ enum key_type {
 	KT_BOOL_INT,   /* a boolean into an int field that is -1 when unset */
 	KT_SSLMODE,    /* enum config_sslmode, into an int */
 	KT_DISABLE_MODE, /* enum config_disable_mode, into an int */
+	KT_THROTTLE_MODE, /* enum config_throttle_mode, into an int */
 	KT_IGNORED,    /* accepted silently: meaningless for pgring (pkt_buf) */
 	KT_NO_EFFECT,  /* accepted with a warning: known, not implemented yet */
 	KT_REFUSED,    /* a security setting pgring does not implement: any value but
@@ -131,6 +132,11 @@ static const struct key_def main_keys[] = {
 	K_STR(user, NULL),
 	K_BOOL(syslog, "0"),
 	CFG_(disable_mode, KT_DISABLE_MODE, "finish", 0, 0, 0),
+	/* admission control's defaults (pool/admit.h) */
+	CFG_(throttle_mode, KT_THROTTLE_MODE, "wait", 0, 0, 0),
+	K_INT(throttle_queue_size, "100", 0, 1000000),
+	K_TIME(throttle_wait_timeout, "30"),
+	K_INT(throttle_weight, "1", 1, 1000),
 	K_STR(syslog_ident, "pgring"),
 	K_STR(syslog_facility, "daemon"),
 	K_INT(verbose, "0", 0, 100),
@@ -219,6 +225,17 @@ static const struct key_def main_keys[] = {
 
 /* Connection-string keys of a [databases] line. Unset stays -1 / NULL. */
 #define DB_(n, f, t, lo, hi, fl) { n, t, fl, offsetof(struct config_db, f), NULL, lo, hi, NULL }
+/* Admission control's keys, the same on [databases], [users] and [applications] lines. */
+#define LIM_(T, n, f, t, lo, hi) { n, t, 0, offsetof(T, lim) + offsetof(struct config_limits, f), NULL, lo, hi, NULL }
+#define LIMIT_KEYS(T) \
+	LIM_(T, "max_transactions", max_transactions, KT_INT, 0, INT_MAX), \
+	LIM_(T, "max_queries_per_second", max_qps, KT_INT, 0, INT_MAX), \
+	LIM_(T, "max_rows_per_second", max_rps, KT_INT, 0, INT_MAX), \
+	LIM_(T, "throttle_mode", throttle_mode, KT_THROTTLE_MODE, 0, 0), \
+	LIM_(T, "throttle_queue_size", throttle_queue_size, KT_INT, 0, 1000000), \
+	LIM_(T, "throttle_wait_timeout", throttle_wait_timeout, KT_TIME, 0, TIME_MAX), \
+	LIM_(T, "throttle_weight", throttle_weight, KT_INT, 1, 1000)
+#define LIMITS_UNSET { -1, -1, -1, -1, -1, -1, -1 }
 #define DB_STR(n) DB_(#n, n, KT_STR, 0, 0, 0)
 #define DB_INT(n) DB_(#n, n, KT_INT, 0, INT_MAX, 0)
 static const struct key_def db_keys[] = {
@@ -251,6 +268,7 @@ static const struct key_def db_keys[] = {
 	DB_("client_idle_timeout", client_idle_timeout, KT_TIME, 0, TIME_MAX, 0),
 	DB_("disabled", disabled, KT_BOOL_INT, 0, 0, 0),
 	DB_("disable_mode", disable_mode, KT_DISABLE_MODE, 0, 0, 0),
+	LIMIT_KEYS(struct config_db),
 	K_LATER(server_lifetime),
 };
 
@@ -279,8 +297,12 @@ static const struct key_def user_keys[] = {
 	{ "client_idle_timeout", KT_TIME, 0, offsetof(struct config_user, client_idle_timeout), NULL, 0, TIME_MAX, NULL },
 	USER_(disabled, KT_BOOL_INT),
 	USER_(disable_mode, KT_DISABLE_MODE),
+	LIMIT_KEYS(struct config_user),
 	K_LATER(transaction_timeout),
 };
+
+/* Keys of an [applications] line. */
+static const struct key_def app_keys[] = { LIMIT_KEYS(struct config_app) };
 
 static const char *const pool_mode_names[] = {
 	[POOL_SESSION] = "session", [POOL_TRANSACTION] = "transaction",
@@ -293,6 +315,9 @@ static const char *const auth_type_names[] = {
 };
 static const char *const disable_mode_names[] = {
 	[DISABLE_FINISH] = "finish", [DISABLE_CLOSE] = "close",
+};
+static const char *const throttle_mode_names[] = {
+	[THROTTLE_WAIT] = "wait", [THROTTLE_REFUSE] = "refuse",
 };
 /* PgBouncer auth types pgring rejects rather than silently weakening security. */
 static const char *const auth_types_later[] = { "pam", "ldap" };
@@ -307,7 +332,7 @@ static const char *const sslmode_names[] = {
 
 /* ---- loading state and messages ------------------------------------------ */
 
-enum section { SECT_NONE, SECT_MAIN, SECT_DATABASES, SECT_USERS, SECT_CLUSTER, SECT_SKIPPED };
+enum section { SECT_NONE, SECT_MAIN, SECT_DATABASES, SECT_USERS, SECT_APPS, SECT_CLUSTER, SECT_SKIPPED };
 
 struct src {
 	FILE *f;
@@ -982,6 +1007,11 @@ static int set_value(const struct key_def *k, void *base, const char *v, char *m
 			return 0;
 		snprintf(msg, len, "%s: unknown value '%s' (finish, close)", k->name, v);
 		return -1;
+	case KT_THROTTLE_MODE:
+		if ((*(int *)field = lookup(throttle_mode_names, ARRAY_SIZE(throttle_mode_names), v)) >= 0)
+			return 0;
+		snprintf(msg, len, "%s: unknown value '%s' (wait, refuse)", k->name, v);
+		return -1;
 	case KT_REFUSED:
 		return check_refused(k, v, msg, len);
 	case KT_NO_EFFECT: case KT_IGNORED:
@@ -1174,6 +1204,7 @@ static int add_database(struct load *ld, const char *name, const char *value)
 		.max_db_connections = -1, .pool_mode = -1, .read_write_split = -1,
 		.max_db_client_connections = -1, .client_idle_timeout = -1,
 		.server_tls_sslmode = -1, .disabled = -1, .disable_mode = -1, .line = ld->line,
+		.lim = LIMITS_UNSET,
 	};
 	if (!(db.name = unquote_name(ld, name)))
 		return -1;
@@ -1200,6 +1231,7 @@ static int add_user(struct load *ld, const char *name, const char *value)
 		.pool_mode = -1, .pool_size = -1, .max_user_connections = -1, .reserve_pool_size = -1,
 		.max_user_client_connections = -1, .query_timeout = -1, .idle_transaction_timeout = -1,
 		.client_idle_timeout = -1, .disabled = -1, .disable_mode = -1, .line = ld->line,
+		.lim = LIMITS_UNSET,
 	};
 	if (!(u.name = unquote_name(ld, name)))
 		return -1;
@@ -1212,6 +1244,62 @@ static int add_user(struct load *ld, const char *name, const char *value)
 	}
 	ld->cfg->users = users;
 	return 0;
+}
+
+/* An [applications] line: application_name = limits. A later line of the
+ * same name replaces the earlier one, with a warning, as for users. */
+static int add_app(struct load *ld, const char *name, const char *value)
+{
+	char what[MSG_MAX];
+	struct config *cfg = ld->cfg;
+	struct config_app a = { .lim = LIMITS_UNSET, .line = ld->line };
+	if (!(a.name = unquote_name(ld, name)))
+		return -1;
+	snprintf(what, sizeof(what), "application '%s'", a.name);
+	if (parse_settings(ld, what, value, app_keys, ARRAY_SIZE(app_keys), &a) < 0) {
+		free(a.name);
+		return -1;
+	}
+	for (int i = 0; i < cfg->napps; i++) {
+		if (strcmp(cfg->apps[i].name, a.name) == 0) {
+			warnf(ld, "application '%s' is defined again, replacing the earlier definition", a.name);
+			free(cfg->apps[i].name);
+			cfg->apps[i] = a;
+			return 0;
+		}
+	}
+	struct config_app *apps = realloc(cfg->apps, (size_t)(cfg->napps + 1) * sizeof *apps);
+	if (!apps) {
+		free(a.name);
+		return fail(ld, "out of memory");
+	}
+	apps[cfg->napps++] = a;
+	cfg->apps = apps;
+	return 0;
+}
+
+bool config_limits_set(const struct config_limits *l)
+{
+	return l->max_transactions > 0 || l->max_qps > 0 || l->max_rps > 0 || l->throttle_weight > 0;
+}
+
+const struct config_app *config_find_app(const struct config *cfg, const char *name)
+{
+	for (int i = 0; name && i < cfg->napps; i++)
+		if (strcmp(cfg->apps[i].name, name) == 0)
+			return &cfg->apps[i];
+	return NULL;
+}
+
+/* Does any entry set an admission limit or weight? */
+static void note_admission(struct config *cfg)
+{
+	bool any = cfg->napps > 0;
+	for (int i = 0; !any && i < cfg->ndbs; i++)
+		any = config_limits_set(&cfg->dbs[i].lim);
+	for (int i = 0; !any && i < cfg->nusers; i++)
+		any = config_limits_set(&cfg->users[i].lim);
+	cfg->admission = any;
 }
 
 /* ---- [cluster.NAME] ----------------------------------------------------- */
@@ -1399,6 +1487,8 @@ static int section(struct load *ld, char *s)
 		ld->sect = SECT_DATABASES;
 	} else if (strcmp(name, "users") == 0) {
 		ld->sect = SECT_USERS;
+	} else if (strcmp(name, "applications") == 0) {
+		ld->sect = SECT_APPS;
 	} else if (strncmp(name, "cluster.", 8) == 0) {
 		return open_cluster(ld, name + 8);
 	} else if (strcmp(name, "peers") == 0) {
@@ -1518,6 +1608,8 @@ static int on_pair(void *user, const char *section_name, const char *name, const
 		r = add_database(ld, name, value);
 	else if (ld->sect == SECT_USERS)
 		r = add_user(ld, name, value);
+	else if (ld->sect == SECT_APPS)
+		r = add_app(ld, name, value);
 	else if (ld->sect == SECT_CLUSTER)
 		r = add_cluster_key(ld, name, value);
 	return r == 0;
@@ -2015,6 +2107,8 @@ static int load(const char *file, const char *const *overrides, struct config **
 	if (!ld.failed && check_cross_keys(&ld) == 0 && check_clusters(&ld) == 0 &&
 	    check_tls(&ld) == 0 && load_hba(&ld) == 0)
 		load_secrets(&ld);
+	if (!ld.failed)
+		note_admission(ld.cfg);
 	if (!ld.failed && tls_files)
 		build_tls(&ld);
 	load_cleanup(&ld);
@@ -2043,6 +2137,9 @@ void config_free(struct config *cfg)
 	for (int i = 0; i < cfg->nclusters; i++)
 		free_cluster(&cfg->clusters[i]);
 	free(cfg->clusters);
+	for (int i = 0; i < cfg->napps; i++)
+		free(cfg->apps[i].name);
+	free(cfg->apps);
 	free(cfg->dbs);
 	free(cfg->users);
 	free_secrets(cfg->secrets, cfg->nsecrets);
@@ -2243,6 +2340,7 @@ static void format_value(const struct key_def *k, const struct config *cfg, char
 	case KT_TARGET: snprintf(out, n, "%s", config_target_name(*(const int *)field)); break;
 	case KT_SSLMODE: snprintf(out, n, "%s", config_sslmode_name(*(const int *)field)); break;
 	case KT_DISABLE_MODE: snprintf(out, n, "%s", disable_mode_names[*(const int *)field == DISABLE_CLOSE]); break;
+	case KT_THROTTLE_MODE: snprintf(out, n, "%s", throttle_mode_names[*(const int *)field == THROTTLE_REFUSE]); break;
 	case KT_CPU_LIST:
 		for (int i = 0; i < cfg->n_shard_cpus; i++)
 			snprintf(out + strlen(out), n - strlen(out), "%s%d", i ? "," : "", cfg->shard_cpus[i]);

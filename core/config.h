@@ -38,6 +38,28 @@ enum config_disable_mode { DISABLE_FINISH = 0, DISABLE_CLOSE };
 /* Where a transaction goes (same values as proto/sqlroute.h's enum proto_target). */
 enum config_target { TARGET_UNSET = 0, TARGET_PRIMARY, TARGET_REPLICA, TARGET_ANY };
 
+/* Admission control (pool/admit.h): what a request over a tenant's limit does. */
+enum config_throttle_mode { THROTTLE_WAIT = 0, THROTTLE_REFUSE };
+
+/* A tenant's admission limits, on a [databases] entry, a [users] line or an
+ * [applications] line (keyed by application_name). Unset is -1 (the [pgring]
+ * default for the throttle_* keys; no limit for the others); 0 is no limit. */
+struct config_limits {
+	int max_transactions;       /* concurrent transactions, all shards */
+	int max_qps, max_rps;       /* max_queries_per_second, max_rows_per_second, all shards */
+	int throttle_mode;          /* enum config_throttle_mode */
+	int throttle_queue_size;    /* requests waiting per tenant and shard */
+	double throttle_wait_timeout; /* a waiter past it is refused */
+	int throttle_weight;        /* share among tenants waiting on one pool */
+};
+
+/* One line of [applications]: limits for clients of that application_name. */
+struct config_app {
+	char *name;
+	struct config_limits lim;
+	int line;
+};
+
 #define CONFIG_MAX_NODES 64        /* per cluster */
 #define CONFIG_NAME_MAX 63         /* cluster and node names */
 
@@ -99,6 +121,7 @@ struct config_db {
 	int server_tls_sslmode; /* enum config_sslmode (key server_tls_sslmode or sslmode); -1: the global one */
 	int disabled;          /* disabled=1: new clients refused (-1 unset, 0, 1) */
 	int disable_mode;      /* enum config_disable_mode; -1: the global disable_mode */
+	struct config_limits lim; /* admission control */
 	int line;              /* line in the config file, for messages */
 };
 
@@ -113,6 +136,7 @@ struct config_user {
 	double query_timeout, idle_transaction_timeout, client_idle_timeout; /* -1: unset */
 	int disabled;          /* disabled=1: the user's logins are refused (-1 unset, 0, 1) */
 	int disable_mode;      /* enum config_disable_mode; -1: the database's, then the global one */
+	struct config_limits lim; /* admission control */
 	int line;
 };
 
@@ -278,6 +302,14 @@ struct config {
 	struct config_user *users; int nusers;
 	struct config_secret *secrets; int nsecrets; /* from auth_file, sorted by user, unique */
 	struct config_cluster *clusters; int nclusters;
+	struct config_app *apps; int napps;
+	/* admission control's defaults (pool/admit.h), and whether any entry
+	 * sets a limit or a weight at all: without, requests never look */
+	int throttle_mode;          /* enum config_throttle_mode, default THROTTLE_WAIT */
+	int throttle_queue_size;    /* 100 */
+	double throttle_wait_timeout; /* 30 s */
+	int throttle_weight;        /* 1 */
+	bool admission;
 	/* Hash indexes of dbs, users and clusters by name (config.c's own), so that
 	 * loading and the lookups below do not scan. NULL in a struct config not
 	 * made by config_load: the lookups then scan. */
@@ -340,6 +372,9 @@ int config_tls_protocols(const char *s, char *msg, size_t len);
 const char *config_target_name(int target);
 int config_target_parse(const char *s);   /* TARGET_UNSET when unknown */
 const struct config_user *config_find_user(const struct config *cfg, const char *name);
+const struct config_app *config_find_app(const struct config *cfg, const char *name);  /* a scan */
+/* Does l set a limit or a weight (so its tenant is tracked)? */
+bool config_limits_set(const struct config_limits *l);
 const char *config_find_secret(const struct config *cfg, const char *user);
 
 /* Parse PgBouncer's userlist.txt format into cfg->secrets (replacing it). On

@@ -228,3 +228,59 @@ int stats_nshards(void)
 {
 	return nstats;
 }
+
+/* ---- admission control's tenants ---- */
+
+#define TENANTS_MAX 4096
+static struct tenant_shared *_Atomic tenants[TENANTS_MAX];
+static _Atomic int ntenants;
+
+static struct tenant_shared *tenant_find(int kind, const char *name, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct tenant_shared *t = atomic_load_explicit(&tenants[i], memory_order_acquire);
+		if (t->kind == kind && strcmp(t->name, name) == 0)
+			return t;
+	}
+	return NULL;
+}
+
+struct tenant_shared *registry_tenant(int kind, const char *name)
+{
+	if (strlen(name) >= REGISTRY_NAME_MAX)
+		return NULL;
+	struct tenant_shared *t = tenant_find(kind, name, atomic_load_explicit(&ntenants, memory_order_acquire));
+	if (t)
+		return t;
+	pthread_mutex_lock(&create_lock);
+	int n = atomic_load_explicit(&ntenants, memory_order_acquire);
+	t = tenant_find(kind, name, n);
+	if (!t && n < TENANTS_MAX &&
+	    (t = calloc(1, sizeof *t + (size_t)(shards > 0 ? shards : 1) * sizeof t->shard[0]))) {
+		t->kind = kind;
+		strcpy(t->name, name);
+		atomic_store_explicit(&tenants[n], t, memory_order_release);
+		atomic_store_explicit(&ntenants, n + 1, memory_order_release);
+	}
+	pthread_mutex_unlock(&create_lock);
+	return t;
+}
+
+bool registry_tenant_take(struct tenant_shared *t, int max)
+{
+	if (max <= 0) {
+		atomic_fetch_add_explicit(&t->active, 1, memory_order_relaxed);
+		return true;
+	}
+	return take(&t->active, max);
+}
+
+int registry_tenant_count(void)
+{
+	return atomic_load_explicit(&ntenants, memory_order_acquire);
+}
+
+struct tenant_shared *registry_tenant_at(int i)
+{
+	return atomic_load_explicit(&tenants[i], memory_order_acquire);
+}

@@ -56,6 +56,31 @@ struct pool_shared {
 	struct stats_pool shard[]; /* one block per shard, written by that shard */
 };
 
+/* Admission control (pool/admit.h): one tenant (a database, a user or an
+ * application_name with limits configured), process-wide: its transactions in
+ * progress on all shards (max_transactions is checked against it with a CAS,
+ * so the limit holds exactly), and its counters, one block per shard. */
+#define ADMIT_REASONS 3    /* max_transactions, max_queries_per_second, max_rows_per_second */
+struct stats_tenant {
+	stat_t throttled[ADMIT_REASONS];   /* requests that had to wait, by the limit that held them */
+	stat_t refused[ADMIT_REASONS];     /* requests refused (53400), by the limit */
+	stat_t wait_us, waits;             /* time waited by requests admitted after a wait */
+	stat_t admitted;                   /* requests (transactions) admitted */
+	gauge_t waiting;                   /* requests waiting now */
+	stat_t active_us;                  /* when this shard last had a request of the tenant */
+};
+struct tenant_shared {
+	int kind;                          /* 0 database, 1 user, 2 application */
+	char name[REGISTRY_NAME_MAX];
+	_Atomic int active;
+	struct stats_tenant shard[];
+};
+/* Find or create; NULL if the name is too long or memory ran out. */
+struct tenant_shared *registry_tenant(int kind, const char *name);
+bool registry_tenant_take(struct tenant_shared *t, int max);   /* one transaction within max (0: no limit) */
+int registry_tenant_count(void);
+struct tenant_shared *registry_tenant_at(int i);
+
 int registry_init(int nshards);
 /* Find or create the entry for (db, user, node); NULL if the names are too long
  * or memory ran out. node is "" or the node's counters. */

@@ -585,7 +585,8 @@ static void tick(struct shard *s)
 void shard_step(struct shard *s, uint64_t max_wait_us)
 {
 	flush_all(s);
-	uint64_t wait = s->next_tick_us > s->now_us ? s->next_tick_us - s->now_us : 0;
+	uint64_t due = s->next_tick_us < s->upper_wake_us ? s->next_tick_us : s->upper_wake_us;
+	uint64_t wait = due > s->now_us ? due - s->now_us : 0;
 	if (wait > max_wait_us)
 		wait = max_wait_us;
 	struct __kernel_timespec ts = { .tv_sec = (long long)(wait / 1000000), .tv_nsec = (long long)(wait % 1000000) * 1000 };
@@ -721,6 +722,7 @@ static int start_upper(struct shard *s, char *err, size_t errlen)
 {
 	s->now_us = shard_now_us();
 	s->next_tick_us = s->now_us + TICK_US;
+	s->upper_wake_us = UINT64_MAX;
 	if (s->upper_ops->start(s)) {
 		snprintf(err, errlen, "out of memory");
 		return -1;

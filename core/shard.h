@@ -113,6 +113,9 @@ struct shard {
 	const struct shard_upper *upper_ops;
 	void *upper;                 /* the upper layer's per-shard state */
 	uint64_t now_us, next_tick_us;
+	/* The layer above wants a turn by then (UINT64_MAX: no): the loop does not
+	 * sleep past it, and batch_end looks at it (admission control's waiters) */
+	uint64_t upper_wake_us;
 	uint64_t next_conn_id;
 	struct stats_shard *stats;
 	bool draining, stopped;

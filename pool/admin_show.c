@@ -398,6 +398,7 @@ static const char *client_state_name(const struct client *cl)
 	switch (cl->state) {
 	case CL_LOGIN_WAIT:
 	case CL_WAITING:
+	case CL_THROTTLED:
 	case CL_ROUTING: return "waiting";
 	case CL_ACTIVE:
 	case CL_REPL: return "active";

@@ -53,6 +53,7 @@ static gauge_t *state_gauge(struct stats_pool *ps, enum client_state st)
 	case CL_LOGIN_WAIT: return &ps->cl_login;
 	case CL_IDLE: return &ps->cl_idle;
 	case CL_WAITING:
+	case CL_THROTTLED:
 	case CL_ROUTING: return &ps->cl_waiting;
 	case CL_ACTIVE: return &ps->cl_active;
 	case CL_REPL: return &ps->cl_replication;
@@ -80,6 +81,10 @@ static void leave_list(struct client *cl)
 {
 	if (!list_linked(&cl->wait))
 		return;
+	if (cl->state == CL_THROTTLED) {
+		admit_dequeue(cl);
+		return;
+	}
 	list_del(&cl->wait);
 	if (cl->state == CL_WAITING) {
 		cl->pool->n_waiting--;
@@ -93,6 +98,10 @@ static void leave_list(struct client *cl)
 
 static void enter_list(struct client *cl)
 {
+	if (cl->state == CL_THROTTLED) {
+		admit_enqueue(cl);
+		return;
+	}
 	struct list *l = list_of(cl, cl->state);
 	if (!l)
 		return;
@@ -1879,6 +1888,6 @@ static const struct conn_ops client_conn_ops = {
 bool client_busy(const struct client *cl)
 {
 	const struct lease *l = cl->lease;
-	return cl->state == CL_WAITING || cl->state == CL_ROUTING ||
+	return cl->state == CL_WAITING || cl->state == CL_ROUTING || cl->state == CL_THROTTLED ||
 	       (cl->state == CL_ACTIVE && (l->expect || cl->in_txn || l->server->hidden));
 }

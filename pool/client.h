@@ -11,6 +11,7 @@
 
 #include "core/conn.h"
 #include "core/list.h"
+#include "pool/admit.h"
 #include "pool/params.h"
 #include "pool/pool.h"
 #include "pool/stmt.h"
@@ -34,6 +35,7 @@ enum client_state {
 	CL_IDLE,          /* logged in, no server */
 	CL_WAITING,       /* has a request, waiting in its pool for a server */
 	CL_ROUTING,       /* has a request, no node of its target to go to (no primary) */
+	CL_THROTTLED,     /* has a request held back by admission control, in its tenant's queue (pool/admit.h) */
 	CL_ACTIVE,        /* its lease has a server */
 	CL_REPL,          /* a replication connection: its own server, then bytes pass (pool/repl.h) */
 	/* a connection that sent a CancelRequest, held open until the cancel's
@@ -143,6 +145,7 @@ struct client {
 	uint8_t target;                            /* enum config_target asked at startup; 0: the database's */
 	uint8_t txn_target;                        /* where the transaction being started goes */
 	struct admin_conn *admin;                  /* a client of the admin console (pool/admin.h), else NULL */
+	struct admit_client adm;                   /* admission control: its tenants, its transaction's place */
 };
 
 /* Its framer's reassembly callbacks (conn_frame_alloc) take it as its conn. */

@@ -6,6 +6,7 @@
 #include "core/control/authq.h"
 #include "core/log.h"
 #include "pool/admin.h"
+#include "pool/admit.h"
 #include "pool/client.h"
 #include "pool/lease.h"
 #include "pool/pool.h"
@@ -66,6 +67,7 @@ static void layer_topology(struct shard *s, bool cfg_changed)
 		/* a reload drops the looked-up secrets, here as on the control shard */
 		authq_cache_free(pool_shard(s)->authq);
 		pool_shard(s)->authq = NULL;
+		admit_configure(s);
 	}
 	pool_refresh_all(s, cfg_changed);
 }
@@ -77,6 +79,8 @@ static void layer_tick(struct shard *s)
 	route_tick(s);
 	pool_tick(s);
 	admin_tick(s);
+	if (pool_shard(s)->admit)
+		admit_run(s);   /* throttle_wait_timeout */
 }
 
 /* Clients with nothing in flight and no open block go now; the others once
@@ -94,6 +98,8 @@ static bool layer_drain(struct shard *s, bool overdue)
 /* The end of a batch of completions: clients failed during it close now. */
 static void layer_batch_end(struct shard *s)
 {
+	if (s->upper_wake_us <= s->now_us)
+		admit_run(s);   /* throttled clients whose turn may have come */
 	if (!list_empty(&pool_shard(s)->closing))
 		client_close_pending(s);
 }

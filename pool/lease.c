@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/shard.h"
+#include "pool/admit.h"
 #include "pool/client.h"
 #include "pool/lease.h"
 #include "pool/pool.h"
@@ -296,6 +297,8 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 	struct client *cl = l->client;
 	if (!h || t == 'A' || t == 'N' || t == 'S')
 		return;
+	if (__builtin_expect(t == 'C' && cl && cl->adm.rows, 0))
+		admit_rows(cl, msg, len);
 	if (t == 'C' && h->type == 'Q') {
 		command_complete(l, h, msg, len);
 		return;
@@ -1191,6 +1194,8 @@ static void lease_close(struct lease *l)
 	struct pool_shard *ps = pool_shard(cl->conn.shard);
 	INVARIANT(!l->server && l->rq.n == 0 && !l->portal_fx && !l->unnamed_fx);
 	LOGF(LOG_TRACE, cl->conn.id, "lease over (expect %u)", l->expect);
+	if (cl->adm.held)
+		admit_end(cl);
 	heldq_drop(cl->conn.shard, &l->held);
 	heldq_drop(cl->conn.shard, &l->later);
 	/* room a long pipeline grew is not kept for the next lease */
@@ -1283,15 +1288,21 @@ int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 			return PROTO_WHOLE;
 		}
 		cl->txn_target = (uint8_t)route_target(cl, NULL, 0, NULL, 0);
+		if (s->cfg->admission)
+			admit_force(cl, type);   /* a stream message cannot be held back: charged */
 		pool_request_server(cl);
 		if (cl->state == CL_CLOSED)
 			return PROTO_STOP;
-	} else if (guarded) {
-		if (peekable) {
-			l->route_peek = true;
-			return PROTO_WHOLE;
+	} else {
+		if (__builtin_expect(cl->adm.any, 0) && (type == 'Q' || type == 'E'))
+			admit_query(cl);   /* a query inside an admitted transaction */
+		if (guarded) {
+			if (peekable) {
+				l->route_peek = true;
+				return PROTO_WHOLE;
+			}
+			start_rerouting(l, type);   /* a function call or a long message: not proven */
 		}
-		start_rerouting(l, type);   /* a function call or a long message: not proven */
 	}
 	/* in CL_LOGIN_WAIT it is held until the login finishes */
 	l->sending = take == PROTO_STREAM && sending_now(l);
@@ -1320,7 +1331,12 @@ bool lease_request_whole(struct client *cl, const uint8_t *msg, uint32_t len, ui
 		/* a server first: with one idle, the message goes straight to it
 		 * instead of through the held queue */
 		cl->txn_target = (uint8_t)target;
-		pool_request_server(cl);
+		enum admit_verdict v = __builtin_expect(shard_of(l)->cfg->admission, 0) ? admit_request(cl, msg[0])
+											     : ADMIT_GO;
+		if (__builtin_expect(v == ADMIT_REFUSED, 0))
+			return cl->state != CL_CLOSED;   /* answered; the lease is over */
+		if (__builtin_expect(v == ADMIT_GO, 1))
+			pool_request_server(cl);
 		if (cl->state != CL_CLOSED)
 			deliver_whole(l, msg, len, buf);
 	} else {
@@ -1471,6 +1487,18 @@ void lease_client_gone(struct client *cl)
 		server_reset(sv, &left);
 	}
 	lease_close(l);
+}
+
+void lease_refuse(struct client *cl, const char *sqlstate, const char *why)
+{
+	struct lease *l = cl->lease;
+	INVARIANT(l && !l->server);
+	uint32_t owed = l->expect;
+	bool unsynced = l->unsynced;
+	if (!proto_framer_idle(&cl->conn.fr))
+		cl->drop_msg = true;   /* the rest of a request half received fails with it */
+	lease_close(l);
+	client_server_lost(cl, sqlstate, why, owed, unsynced);
 }
 
 void lease_server_lost(struct lease *l, const char *sqlstate, const char *why)

@@ -660,7 +660,8 @@ void pool_server_ready(struct server *sv)
 		return;
 	}
 	struct client *cl;
-	while ((cl = first_waiter(p)) && !(over_share(p) && migrate(sv)))
+	/* with admission control, the next tenant's turn; else first come first served */
+	while ((cl = p->shard->cfg->admission ? admit_pick(p) : first_waiter(p)) && !(over_share(p) && migrate(sv)))
 		if (take(sv, cl))
 			return;   /* else that client failed (off the list): the next one */
 	if (sv->state == SV_MIGRATING)

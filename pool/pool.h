@@ -16,6 +16,7 @@
 #include "proto/auth.h"
 
 struct admin_shard;
+struct admit_shard;
 struct client;
 struct client_keys;
 struct config_db;
@@ -40,6 +41,7 @@ struct pool_shard {
 	struct admin_shard *admin;                 /* the admin console's posts to retry (pool/admin.c) */
 	struct authq_cache *authq;                 /* auth_query answers kept until they expire (pool/client.c) */
 	uint64_t rng;                              /* xorshift state for weighted choices */
+	struct admit_shard *admit;                 /* admission control's tenants (pool/admit.c), on first use */
 };
 
 static inline struct pool_shard *pool_shard(struct shard *s) { return s->upper; }

@@ -835,6 +835,117 @@ static void prom_authq(struct strbuf *o)
 	strbuf_printf(o, "pgring_auth_query_cached %" PRId64 "\n", st.cached);
 }
 
+/* ---- admission control's tenants (pool/admit.h), summed over shards ---- */
+
+static const char *const tenant_kinds[] = { "database", "user", "application" };
+static const char *const admit_reasons[ADMIT_REASONS] = {
+	"max_transactions", "max_queries_per_second", "max_rows_per_second",
+};
+
+static uint64_t tenant_sum(const struct tenant_shared *t, size_t off)
+{
+	uint64_t sum = 0;
+	for (int s = 0; s < registry_nshards(); s++)
+		sum += stat_at(&t->shard[s], off);
+	return sum;
+}
+
+static void tenant_labels(struct strbuf *o, const struct tenant_shared *t)
+{
+	strbuf_printf(o, "tenant_kind=\"%s\",tenant=\"", tenant_kinds[t->kind]);
+	metrics_label_value(o, t->name);
+	strbuf_putc(o, '"');
+}
+
+/* A counter of every tenant, by reason (reasons) or not. */
+static void prom_tenant_counter(struct strbuf *o, int n, const char *name, const char *help, size_t off,
+				bool reasons)
+{
+	if (!n)
+		return;
+	family(o, name, "counter", help);
+	for (int i = 0; i < n; i++) {
+		const struct tenant_shared *t = registry_tenant_at(i);
+		for (int r = 0; r < (reasons ? ADMIT_REASONS : 1); r++) {
+			strbuf_printf(o, "%s{", name);
+			tenant_labels(o, t);
+			if (reasons)
+				strbuf_printf(o, ",reason=\"%s\"", admit_reasons[r]);
+			strbuf_puts(o, "} ");
+			uint64_t v = tenant_sum(t, off + (size_t)r * sizeof(stat_t));
+			if (strstr(name, "seconds"))
+				put_seconds(o, v);
+			else
+				strbuf_printf(o, "%" PRIu64, v);
+			strbuf_putc(o, '\n');
+		}
+	}
+}
+
+static void prom_tenant_gauges(struct strbuf *o, int n)
+{
+	if (!n)
+		return;
+	family(o, "pgring_admission_waiting", "gauge", "Requests held back by admission control now, all shards.");
+	for (int i = 0; i < n; i++) {
+		const struct tenant_shared *t = registry_tenant_at(i);
+		strbuf_puts(o, "pgring_admission_waiting{");
+		tenant_labels(o, t);
+		strbuf_printf(o, "} %" PRIu64 "\n", tenant_sum(t, offsetof(struct stats_tenant, waiting)));
+	}
+	family(o, "pgring_admission_transactions", "gauge", "Transactions in progress counted against max_transactions.");
+	for (int i = 0; i < n; i++) {
+		const struct tenant_shared *t = registry_tenant_at(i);
+		strbuf_puts(o, "pgring_admission_transactions{");
+		tenant_labels(o, t);
+		strbuf_printf(o, "} %d\n", atomic_load_explicit(&t->active, memory_order_relaxed));
+	}
+}
+
+static void prom_admission(struct strbuf *o)
+{
+	int n = registry_tenant_count();
+	prom_tenant_counter(o, n, "pgring_admission_throttled_total",
+			    "Requests admission control made wait, by the limit that held them.",
+			    offsetof(struct stats_tenant, throttled), true);
+	prom_tenant_counter(o, n, "pgring_admission_refused_total",
+			    "Requests admission control refused (53400), by the limit.",
+			    offsetof(struct stats_tenant, refused), true);
+	prom_tenant_counter(o, n, "pgring_admission_wait_seconds_total",
+			    "Time requests waited before admission control let them go.",
+			    offsetof(struct stats_tenant, wait_us), false);
+	prom_tenant_counter(o, n, "pgring_admission_waits_total", "Requests admitted after a wait.",
+			    offsetof(struct stats_tenant, waits), false);
+	prom_tenant_counter(o, n, "pgring_admission_admitted_total", "Requests (transactions) admitted.",
+			    offsetof(struct stats_tenant, admitted), false);
+	prom_tenant_gauges(o, n);
+}
+
+static void json_tenant(struct strbuf *o, const struct tenant_shared *t)
+{
+	strbuf_printf(o, "{\"tenant_kind\":\"%s\",\"tenant\":", tenant_kinds[t->kind]);
+	metrics_json_string(o, t->name);
+	static const struct { const char *key; size_t off; } v[] = {
+		{ "throttled", offsetof(struct stats_tenant, throttled) },
+		{ "refused", offsetof(struct stats_tenant, refused) },
+	};
+	for (size_t k = 0; k < NELEM(v); k++) {
+		strbuf_printf(o, ",\"%s\":{", v[k].key);
+		for (int r = 0; r < ADMIT_REASONS; r++)
+			strbuf_printf(o, "%s\"%s\":%" PRIu64, r ? "," : "", admit_reasons[r],
+				      tenant_sum(t, v[k].off + (size_t)r * sizeof(stat_t)));
+		strbuf_putc(o, '}');
+	}
+	strbuf_puts(o, ",\"wait_seconds\":");
+	put_seconds(o, tenant_sum(t, offsetof(struct stats_tenant, wait_us)));
+	strbuf_printf(o, ",\"waits\":%" PRIu64 ",\"admitted\":%" PRIu64 ",\"waiting\":%" PRIu64
+		      ",\"transactions\":%d}",
+		      tenant_sum(t, offsetof(struct stats_tenant, waits)),
+		      tenant_sum(t, offsetof(struct stats_tenant, admitted)),
+		      tenant_sum(t, offsetof(struct stats_tenant, waiting)),
+		      atomic_load_explicit(&t->active, memory_order_relaxed));
+}
+
 void metrics_prometheus(struct strbuf *out)
 {
 	prom_process(out);
@@ -843,6 +954,7 @@ void metrics_prometheus(struct strbuf *out)
 	prom_tls(out);
 	prom_nodes(out);
 	prom_pools(out);
+	prom_admission(out);
 }
 
 /* ---- JSON ---- */
@@ -1044,6 +1156,13 @@ void metrics_json(struct strbuf *out)
 		if (i)
 			strbuf_putc(out, ',');
 		json_pool(out, registry_at(i));
+	}
+	strbuf_puts(out, "],\"admission\":[");
+	n = registry_tenant_count();
+	for (int i = 0; i < n; i++) {
+		if (i)
+			strbuf_putc(out, ',');
+		json_tenant(out, registry_tenant_at(i));
 	}
 	strbuf_puts(out, "]}\n");
 }

@@ -380,6 +380,34 @@ Test(config, later_value_of_a_key_wins)
 	config_free(c);
 }
 
+Test(config, admission_limits)
+{
+	struct config *c = load("[pgring]\nthrottle_queue_size = 7\n"
+				"[databases]\nd1 = host=x max_transactions=4 throttle_mode=refuse\nd2 = host=y\n"
+				"[users]\nalice = max_queries_per_second=100 max_rows_per_second=2000 throttle_wait_timeout=2s\n"
+				"[applications]\nreport = throttle_weight=3\n\"big app\" = max_queries_per_second=5\n");
+	cr_assert(c->admission);
+	cr_expect_eq(c->throttle_queue_size, 7);
+	cr_expect_eq(c->throttle_mode, THROTTLE_WAIT);
+	cr_expect_eq(c->throttle_weight, 1);
+	const struct config_db *d1 = config_find_db(c, "d1"), *d2 = config_find_db(c, "d2");
+	cr_expect_eq(d1->lim.max_transactions, 4);
+	cr_expect_eq(d1->lim.throttle_mode, THROTTLE_REFUSE);
+	cr_expect_eq(d1->lim.max_qps, -1);
+	cr_expect_not(config_limits_set(&d2->lim));
+	const struct config_user *u = config_find_user(c, "alice");
+	cr_expect_eq(u->lim.max_qps, 100);
+	cr_expect_eq(u->lim.max_rps, 2000);
+	expect_time(u->lim.throttle_wait_timeout, 2);
+	cr_expect_eq(config_find_app(c, "report")->lim.throttle_weight, 3);
+	cr_expect_eq(config_find_app(c, "big app")->lim.max_qps, 5);
+	cr_expect_null(config_find_app(c, "other"));
+	config_free(c);
+	c = load("[databases]\nd = host=x\n");
+	cr_expect_not(c->admission, "no limits: requests never look");
+	config_free(c);
+}
+
 Test(config, time_units)
 {
 	struct config *c = load("[pgring]\n"
@@ -718,6 +746,12 @@ static const struct bad_case bad_cases[] = {
 	{ "[users]\nbob = disable_mode=kill\n", 4, "disable_mode: unknown value 'kill' (finish, close)" },
 	{ "[databases]\napp = disabled=perhaps\n", 4, "disabled" },
 	{ "[pgring]\ndisable_mode = later\n", 4, "disable_mode" },
+	{ "[users]\nbob = max_queries_per_second=fast\n", 4, "max_queries_per_second" },
+	{ "[databases]\napp = max_transactions=-1\n", 4, "max_transactions" },
+	{ "[applications]\nreport = throttle_mode=later\n", 4, "throttle_mode: unknown value 'later' (wait, refuse)" },
+	{ "[applications]\nreport = throttle_weight=0\n", 4, "throttle_weight" },
+	{ "[applications]\nreport = pool_size=3\n", 4, "unknown parameter 'pool_size'" },
+	{ "[pgring]\nthrottle_wait_timeout = soon\n", 4, "not a time" },
 	{ "listen_port = 1\n", 3, "outside of any section" },
 	{ "[pgring\n", 3, "without ']'" },
 	{ "[pgring] junk\n", 3, "after section header" },

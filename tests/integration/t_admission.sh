@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# t_admission (pgring only): admission control (issue 15 points 5 and 7), two
+# shards, transaction pooling. Tenants are [applications] lines (the client's
+# application_name), a [users] line and a [databases] entry:
+#  - max_queries_per_second = 100: pgbench of that application gets 100 tps
+#    within 10%, while another application at the same time is not slowed
+#    to it (far above) and its throttled and refused counters stay 0;
+#  - a reload (SIGHUP) to 50: it gets 50 within 10%, with the simple and the
+#    extended protocol (Parse/Bind/Execute/Sync counted as one query);
+#  - max_rows_per_second = 2000 (rows charged from CommandComplete): 100-row
+#    queries come at 20 a second, 2000 rows/s within 10%;
+#  - throttle_mode = refuse: the query over the limit fails with 53400 and a
+#    message naming the limit and the tenant; the session goes on;
+#  - max_transactions = 2 on a user: 4 clients' 1 s sleeps never run more
+#    than 2 at once (pg_stat_activity) and take 2 s in all;
+#  - fairness: a heavy application (8 clients) and a light one (2) on a pool
+#    of 1 server: the light one gets close to half the transactions, not its
+#    2/10 of a first-come-first-served queue;
+#  - the metrics: throttled totals by tenant and reason, wait seconds.
+# shellcheck disable=SC1091
+. "$(dirname "$0")/lib.sh"
+pgring_only "admission control is pgring's own"
+
+CONF="
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+fair = host=@PGHOST@ port=@PGPORT@ dbname=app pool_size=1
+[users]
+md5user = max_transactions=2
+[applications]
+throttled = max_queries_per_second=@QPS@
+free = throttle_weight=1
+rowsy = max_rows_per_second=2000
+refuser = max_queries_per_second=1 throttle_mode=refuse
+heavy = throttle_weight=1
+light = throttle_weight=1
+[pgring]
+auth_type = md5
+pool_mode = transaction
+default_pool_size = 8
+shards = 2
+"
+start_pgring "${CONF//@QPS@/100}"
+
+T=5
+# bench APP SCRIPT CLIENTS [DB [USER PASSWORD]]: pgbench for T seconds; TPS and DONE set
+bench_out() {
+	local app=$1 script=$2 clients=$3 db=${4:-app} user=${5:-app} pw=${6:-app}
+	printf '%s\n' "$script" >"$TEST_TMP/$app.sql"
+	PGAPPNAME=$app PGPASSWORD=$pw timeout $((T + 60)) pgbench -n -M "${PROTO:-simple}" -c "$clients" -j 2 -T "$T" \
+		-f "$TEST_TMP/$app.sql" -h 127.0.0.1 -p "$PORT" -U "$user" "$db" >"$TEST_TMP/$app.out" 2>&1
+	echo $? >"$TEST_TMP/$app.rc"
+}
+bench_read() { # APP: TPS, DONE
+	local out
+	out=$(cat "$TEST_TMP/$1.out")
+	[[ $(cat "$TEST_TMP/$1.rc") == 0 ]] || { echo "$out" | tail -5 | sed 's/^/#   /'; fail "pgbench $1 failed"; }
+	assert_not_contains "$out" "aborted" "pgbench $1: aborted clients"
+	TPS=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | tail -1)
+	DONE=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+}
+within() { # VALUE TARGET PERCENT MESSAGE
+	local lo hi
+	lo=$(echo "$2 * (100 - $3) / 100" | bc -l)
+	hi=$(echo "$2 * (100 + $3) / 100" | bc -l)
+	assert_num_cmp "$1" -ge "$lo" "$4"
+	assert_num_cmp "$1" -le "$hi" "$4"
+}
+
+# --- 100 qps for "throttled", "free" unaffected at the same time
+bench_out throttled "SELECT 1;" 4 &
+B1=$!
+bench_out free "SELECT 1;" 2 &
+B2=$!
+wait "$B1" "$B2"
+bench_read throttled
+within "$TPS" 100 10 "throttled at 100 qps gets 100 tps within 10% (got $TPS)"
+THR_TPS=$TPS
+bench_read free
+assert_num_cmp "$TPS" -gt 400 "free, at the same time, is far above the throttled rate (got $TPS)"
+FREE_TPS=$TPS
+assert_eq 0 "$(metric pgring_admission_throttled_total 'tenant="free"')" "free was never throttled"
+assert_eq 0 "$(metric pgring_admission_refused_total 'tenant="free"')" "free was never refused"
+assert_num_cmp "$(metric pgring_admission_admitted_total 'tenant="free"')" -ge "$(echo "$FREE_TPS * 4" | bc | cut -d. -f1)" \
+	"free's requests went through admission (counted)"
+THROTTLED=$(metric pgring_admission_throttled_total 'tenant_kind="application",tenant="throttled",reason="max_queries_per_second"')
+assert_num_cmp "$THROTTLED" -gt 100 "throttled's waits are counted by reason ($THROTTLED)"
+WAITED=$(metric pgring_admission_wait_seconds_total 'tenant="throttled"')
+assert_num_cmp "$WAITED" -gt 1 "throttled's wait time is counted ($WAITED s)"
+pass "max_queries_per_second=100: $THR_TPS tps; free at the same time: $FREE_TPS tps, never throttled"
+
+# --- a reload to 50
+reload_pgring "${CONF//@QPS@/50}"
+sleep 1
+bench_out throttled "SELECT 1;" 4
+bench_read throttled
+within "$TPS" 50 10 "after a reload to 50 qps: 50 tps within 10% (got $TPS)"
+pass "SIGHUP: max_queries_per_second 100 -> 50: $TPS tps"
+# the extended protocol: Parse starts the transaction, its Execute is the query paid for
+PROTO=extended bench_out throttled "SELECT 1;" 4
+bench_read throttled
+within "$TPS" 50 10 "extended protocol at 50 qps: 50 tps within 10%, each Execute counted once (got $TPS)"
+pass "extended protocol at max_queries_per_second=50: $TPS tps"
+
+# --- rows per second: 100 rows a query, 2000 rows/s
+bench_out rowsy "SELECT g FROM generate_series(1, 100) g;" 2
+bench_read rowsy
+ROWS=$(echo "$TPS * 100" | bc -l)
+within "$ROWS" 2000 10 "max_rows_per_second=2000: rows/s within 10% (got $ROWS)"
+assert_num_cmp "$(metric pgring_admission_throttled_total 'tenant="rowsy",reason="max_rows_per_second"')" -gt 0 \
+	"rowsy's waits are counted under max_rows_per_second"
+pass "max_rows_per_second=2000: $ROWS rows/s"
+
+# --- refuse mode: 53400 naming the limit; the session goes on
+OUT=$(PGAPPNAME=refuser timeout 20 psql -X -At -v VERBOSITY=verbose -c "SELECT 'a'" -c "SELECT 'b'" -c "SELECT 'c'" \
+	"$(conninfo app app app)" 2>&1)
+assert_match "$OUT" "53400" "the refusal has SQLSTATE 53400: $OUT"
+assert_match "$OUT" 'pgring: max_queries_per_second \(1\) of application "refuser" exceeded' "the message names the limit and the tenant"
+OUT=$(PGAPPNAME=refuser timeout 20 psql -X -At -c "SELECT 'x'" -c "SELECT 'y'" -c '\! sleep 1.2' -c "SELECT 'after'" \
+	"$(conninfo app app app)" 2>&1)
+assert_match "$OUT" "max_queries_per_second" "y is refused: $OUT"
+assert_contains "$OUT" "after" "a query after the refusal's second has passed goes through, same session: $OUT"
+assert_num_cmp "$(metric pgring_admission_refused_total 'tenant="refuser",reason="max_queries_per_second"')" -ge 1 \
+	"refusals are counted"
+pass "throttle_mode=refuse: 53400 'pgring: max_queries_per_second (1) of application \"refuser\" exceeded', the session goes on"
+
+# --- max_transactions = 2 for md5user
+START=$(now_ms)
+MT=()
+for i in 1 2 3 4; do
+	(
+		PGPASSWORD=md5pass timeout 30 psql -X -Atq -c "SELECT pg_sleep(1)" "$(conninfo app md5user md5pass)" \
+			>"$TEST_TMP/mt$i.out" 2>&1
+		now_ms >"$TEST_TMP/mt$i.end"
+	) &
+	MT+=($!)
+done
+MAXSEEN=0
+for _ in $(seq 1 15); do
+	n=$(qd "SELECT count(*) FROM pg_stat_activity WHERE usename = 'md5user' AND query LIKE '%pg_sleep(1)%' AND state = 'active'")
+	((n > MAXSEEN)) && MAXSEEN=$n
+	sleep 0.1
+done
+wait "${MT[@]}"
+ELAPSED=$(($(sort -n "$TEST_TMP"/mt?.end | tail -1) - START))
+for i in 1 2 3 4; do assert_eq "" "$(cat "$TEST_TMP/mt$i.out")" "client $i of md5user ran its sleep"; done
+assert_num_cmp "$MAXSEEN" -le 2 "at most 2 of md5user's transactions run at once (saw $MAXSEEN)"
+assert_num_cmp "$MAXSEEN" -ge 1 "md5user's transactions were seen running"
+assert_num_cmp "$ELAPSED" -ge 1900 "four 1 s transactions two at a time take 2 s (took $ELAPSED ms)"
+assert_num_cmp "$ELAPSED" -le 6000 "a waiter goes soon after a transaction ends (took $ELAPSED ms)"
+pass "max_transactions=2: at most $MAXSEEN at once, $ELAPSED ms for four 1 s transactions"
+
+# --- fairness: heavy (8 clients) and light (2) share a pool of one server
+bench_out heavy "SELECT pg_sleep(0.005);" 8 fair &
+B1=$!
+bench_out light "SELECT pg_sleep(0.005);" 2 fair &
+B2=$!
+wait "$B1" "$B2"
+bench_read heavy
+HEAVY=$DONE
+bench_read light
+LIGHT=$DONE
+SHARE=$(echo "100 * $LIGHT / ($LIGHT + $HEAVY)" | bc -l | cut -c1-5)
+assert_num_cmp "$SHARE" -ge 33 "the light tenant gets a fair share of one server, not its 20% of a FIFO queue (got $SHARE%: light $LIGHT, heavy $HEAVY)"
+pass "fairness: light tenant (2 clients) $SHARE% of the transactions against heavy (8 clients)"
+
+grep -q "ERROR\|WARNING" "$POOLER_LOG" && note "log: $(grep -c "ERROR\|WARNING" "$POOLER_LOG") warnings/errors"
+stop_pgring
