@@ -124,7 +124,7 @@ void client_set_state(struct client *cl, enum client_state st)
 {
 	INVARIANT(st != CL_ACTIVE || (cl->lease && cl->lease->server));
 	INVARIANT(st != CL_WAITING || cl->lease);
-	if (cl->cancel_held && st != CL_WAITING && st != CL_ROUTING && st != CL_ACTIVE)
+	if (cl->cancel_held && st != CL_WAITING && st != CL_ROUTING && st != CL_THROTTLED && st != CL_ACTIVE)
 		drop_held_cancel(cl);   /* its request ended without running (failed, closed) */
 	leave_list(cl);
 	if (cl->pool) {
@@ -1659,6 +1659,7 @@ enum client_cancel_action client_cancel_action(const struct client *cl, struct s
 		return CANCEL_NOW;
 	case CL_WAITING:
 	case CL_ROUTING:
+	case CL_THROTTLED:   /* admission control holds its request back */
 		return CANCEL_HOLD;   /* its request has no server yet */
 	case CL_ACTIVE:
 		/* pgring's restore runs first: a cancel now would fail the restore
