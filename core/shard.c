@@ -264,11 +264,13 @@ static void add_listener(struct shard *s, int fd, bool is_unix)
 static struct { int old_shard, fd; } inherited[INHERIT_MAX];
 static int ninherited;
 static bool unix_handed;
+static bool unix_inherited;
 
 void shard_inherit_listener(int old_shard, bool is_unix, int fd)
 {
 	if (is_unix && unix_fd < 0) {
 		unix_fd = fd;
+		unix_inherited = true;
 		return;
 	}
 	if (is_unix || ninherited == INHERIT_MAX || old_shard < 0) {
@@ -298,6 +300,9 @@ static int open_listeners(struct shard *s, char *err, size_t errlen)
 {
 	const struct config *cfg = s->cfg;
 	bool took = false;
+	/* a successor accepts once its predecessor stops: should it fail before,
+	 * no client is left in a dying process */
+	s->accept_held = ninherited > 0 || unix_inherited;
 	for (int i = 0; i < ninherited; i++) {
 		if (inherited[i].old_shard % s->nshards != s->id || s->nlisten >= SHARD_MAX_LISTEN - 1)
 			continue;
@@ -329,7 +334,7 @@ static int open_listeners(struct shard *s, char *err, size_t errlen)
 
 static void arm_accept(struct shard *s, struct listener *l)
 {
-	if (l->armed || l->fd < 0 || s->draining)
+	if (l->armed || l->fd < 0 || s->draining || s->accept_held)
 		return;
 	struct io_uring_sqe *sqe = shard_sqe(s);
 	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
@@ -535,6 +540,11 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 		break;
 	case SHARD_MSG_ADOPT:
 		s->upper_ops->adopt(s, m->ptr);
+		break;
+	case SHARD_MSG_ACCEPT:
+		s->accept_held = false;
+		for (int i = 0; i < s->nlisten; i++)
+			arm_accept(s, &s->listen[i]);
 		break;
 	case SHARD_MSG_STOP:
 		s->stopped = true;

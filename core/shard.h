@@ -27,6 +27,7 @@ enum shard_msg_type {
 	SHARD_MSG_HANDOVER,      /* pgring -R: a successor serves; stop accepting, hand clients over, then stop */
 	SHARD_MSG_TAKEBACK,      /* the successor failed mid-way: accept and serve again */
 	SHARD_MSG_ADOPT,         /* ptr: a struct takeover_rec from the predecessor (upper->adopt) */
+	SHARD_MSG_ACCEPT,        /* pgring -R, new process: READY was sent, accept on the inherited sockets */
 	SHARD_MSG_UPPER = 16,    /* this and above: the upper layer's own (shard_upper.message) */
 };
 
@@ -123,6 +124,7 @@ struct shard {
 	struct stats_shard *stats;
 	bool draining, stopped;
 	bool handing_over;           /* draining into a successor (pgring -R): no deadline, clients move */
+	bool accept_held;            /* pgring -R, new process: not accepting until the predecessor is told */
 	uint64_t drain_deadline_us;
 	char startup_error[256];     /* why the thread failed to start */
 	_Atomic int started;         /* 1 running, -1 failed */

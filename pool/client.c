@@ -124,6 +124,8 @@ void client_set_state(struct client *cl, enum client_state st)
 	cl->state = st;
 	cl->state_us = shard_of(cl)->now_us;
 	enter_list(cl);
+	if (st == CL_IDLE && shard_of(cl)->handing_over && !cl->upgrade_told)
+		list_append(&pool_shard(shard_of(cl))->upgrade_due, &cl->wait);   /* moves at the batch's end */
 	if (st == CL_IDLE && (cl->nq_len || cl->nq_lost))
 		listen_flush(cl);   /* notifications that waited for its transaction to end */
 }

@@ -22,6 +22,7 @@ static int layer_start(struct shard *s)
 	list_init(&ps->routing);
 	list_init(&ps->prelogin);
 	list_init(&ps->closing);
+	list_init(&ps->upgrade_due);
 	s->upper = ps;
 	return 0;
 }
@@ -92,6 +93,8 @@ static bool layer_drain(struct shard *s, bool overdue)
 /* The end of a batch of completions: clients failed during it close now. */
 static void layer_batch_end(struct shard *s)
 {
+	if (s->handing_over)
+		upgrade_batch_end(s);   /* first: a client it moves is closed just below */
 	if (!list_empty(&pool_shard(s)->closing))
 		client_close_pending(s);
 }

@@ -33,6 +33,7 @@ struct pool_shard {
 	int n_prelogin;
 	struct log_rate prelogin_log;              /* connections closed or refused before login */
 	struct list closing;                       /* CL_CLOSED: closed at the end of the batch */
+	struct list upgrade_due;                   /* handing over: clients just come to rest (pool/upgrade.c) */
 	struct client_keys *keys;                  /* cancel keys -> clients (pool/client.c) */
 	struct stmt_registry *stmts;               /* protocol-level prepared statements (pool/stmt.h) */
 	struct lease *free_leases;                 /* leases ended, kept with their room (pool/lease.c) */

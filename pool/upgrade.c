@@ -47,8 +47,10 @@ enum upgrade_fit upgrade_fit(const struct client *cl, const char **why)
 		*why = "LISTEN or a held cursor";
 	if (*why)
 		return UPGRADE_STAYS;
+	/* output still owed is no reason to wait: parking waits for it to go out,
+	 * and the parked client is checked for it once more */
 	if (cl->state != CL_IDLE || cl->lease || cl->in_txn || !proto_framer_idle(&cl->conn.fr) || cl->conn.fr.whole ||
-	    conn_has_output(&cl->conn) || cl->nq_len || cl->nq_lost || cl->txn_failed || cl->sync_failed ||
+	    cl->nq_len || cl->nq_lost || cl->txn_failed || cl->sync_failed ||
 	    cl->lost_state[0] || cl->fatal_deferred || cl->terminating || cl->welcome_owed || cl->drop_msg ||
 	    (cs && (cs->txn_params || cs->nsp || cs->txn_listen || cs->txn_forced.n)))
 		return UPGRADE_NOT_YET;
@@ -316,29 +318,42 @@ static void close_unused_servers(struct shard *s)
 	}
 }
 
+static void try_move(struct client *cl)
+{
+	const char *why;
+	if (cl->upgrade_moving || cl->upgrade_told)
+		return;
+	switch (upgrade_fit(cl, &why)) {
+	case UPGRADE_MOVES:
+		cl->upgrade_moving = true;
+		conn_park(&cl->conn);   /* upgrade_client_parked, at once or from the loop */
+		break;
+	case UPGRADE_STAYS:
+		cl->upgrade_told = true;
+		LOGF(LOG_NOTICE, cl->conn.id, "not handed over: %s; it is served here until it leaves", why);
+		break;
+	case UPGRADE_NOT_YET:
+		break;
+	}
+}
+
+void upgrade_batch_end(struct shard *s)
+{
+	struct pool_shard *ps = pool_shard(s);
+	struct client *cl;
+	while ((cl = list_first(&ps->upgrade_due, struct client, wait))) {
+		list_del(&cl->wait);
+		try_move(cl);
+	}
+}
+
 bool upgrade_shard_step(struct shard *s)
 {
 	struct pool_shard *ps = pool_shard(s);
 	struct client *cl, *next;
-	list_for_each_safe(&ps->clients, cl, next, all) {
-		if (cl->upgrade_moving || cl->upgrade_told)
-			continue;
-		const char *why;
-		switch (upgrade_fit(cl, &why)) {
-		case UPGRADE_MOVES:
-			cl->upgrade_moving = true;
-			conn_park(&cl->conn);   /* upgrade_client_parked, at once or from the loop */
-			break;
-		case UPGRADE_STAYS:
-			if (!cl->upgrade_told) {
-				cl->upgrade_told = true;
-				LOGF(LOG_NOTICE, cl->conn.id, "not handed over: %s; it is served here until it leaves", why);
-			}
-			break;
-		case UPGRADE_NOT_YET:
-			break;
-		}
-	}
+	/* every tick too: the clients at rest since before the hand-over began */
+	list_for_each_safe(&ps->clients, cl, next, all)
+		try_move(cl);
 	close_unused_servers(s);
 	return list_empty(&ps->clients) && pool_active_servers(s) == 0;
 }
@@ -356,6 +371,8 @@ void upgrade_client_parked(struct client *cl)
 	if (cl->state == CL_CLOSED)
 		return;
 	enum upgrade_fit fit = s->handing_over ? upgrade_fit(cl, &why) : UPGRADE_NOT_YET;
+	if (fit == UPGRADE_MOVES && conn_has_output(&cl->conn))
+		fit = UPGRADE_NOT_YET;   /* bytes of ours still queued: it moves at its next rest */
 	struct strbuf sb = STRBUF_INIT;
 	struct takeover_rec *rec = NULL;
 	if (fit == UPGRADE_MOVES) {

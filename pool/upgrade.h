@@ -44,6 +44,10 @@ bool upgrade_peek_secret(const uint8_t *p, size_t n, uint32_t *secret);
 /* Old process, a handing-over shard's tick: start moving the clients at
  * rest. true when nothing is left on the shard (it may stop). */
 bool upgrade_shard_step(struct shard *s);
+/* Old process, a handing-over shard's batch end: the clients that came to
+ * rest in the batch (pool_shard->upgrade_due) start moving at once, before
+ * their next request can come. */
+void upgrade_batch_end(struct shard *s);
 /* Old process: the client's socket is parked (no I/O of ours refers to it):
  * send it, or let it go on here if it became busy meanwhile. */
 void upgrade_client_parked(struct client *cl);

@@ -91,9 +91,14 @@ void handover_ready(void)
 	if (takeover_send(peer, TAKEOVER_READY, NULL, 0, -1)) {
 		log_error("upgrade: cannot tell the predecessor we serve (%s): it keeps its clients", strerror(errno));
 		drop_peer();
-		return;
+	} else {
+		state = PEER_RECEIVING;
 	}
-	state = PEER_RECEIVING;
+	/* the sockets are ours either way now: the predecessor stops accepting
+	 * at READY, or has gone */
+	tell_shards(SHARD_MSG_ACCEPT);
+	if (state != PEER_RECEIVING)
+		return;
 	log_notice("upgrade: serving on the predecessor's sockets; its clients come over as they reach rest");
 }
 

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# t_upgrade: pgring -R, an upgrade without dropping anyone (issue 16, point 6).
+#   1. A successor that fails at start (here: `user =` names no user, found
+#      after it received the listening sockets) leaves the running pgring
+#      serving: it keeps accepting, its clients keep working.
+#   2. 1,000 idle clients, each with a SET application_name and a protocol-level
+#      prepared statement (PQprepare), connected before the upgrade, all answer
+#      after it on the same connection, the statement executing in the new
+#      process.
+#   3. pgbench -M simple and -M prepared, in transaction and in session pooling,
+#      runs across the upgrade with zero failed transactions and no client
+#      aborted (pgbench never reconnects without -C: a dropped connection
+#      aborts its client).
+#   4. The old process exits once it holds nobody (the session-pooled clients
+#      stay on it until pgbench ends them); the logs and counters show the
+#      transaction-pooled clients moved.
+# shellcheck disable=SC1091
+. "$(dirname "$0")/lib.sh"
+pgring_only "pgring -R is pgring's"
+
+T=${UPGRADE_T:-12}
+NIDLE=${UPGRADE_IDLE:-1000}
+[[ $(qd "SELECT count(*) FROM pgbench_branches") -ge 1 ]] || fail "pgbench tables missing"
+
+conf="
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+appsess = host=@PGHOST@ port=@PGPORT@ dbname=app pool_mode=session
+[pgring]
+auth_type = md5
+pool_mode = transaction
+default_pool_size = 10
+max_client_conn = 5000
+shards = 2
+"
+start_pgring "$conf"
+OLD_PID=$POOLER_PID
+OLD_LOG=$POOLER_LOG
+
+# ---- 1. a successor that fails before it serves changes nothing
+cp "$POOLER_CONF" "$TEST_TMP/bad.ini"
+echo "user = no_such_user_pgring_upgrade" >>"$TEST_TMP/bad.ini"
+timeout 30 "$PGRING_BIN" -R -c "$TEST_TMP/bad.ini" >"$TEST_TMP/bad.log" 2>&1
+bad_rc=$?
+[[ $bad_rc != 0 && $bad_rc != 124 ]] || fail "the failing successor: status $bad_rc ($(tail -3 "$TEST_TMP/bad.log"))"
+assert_contains "$(cat "$TEST_TMP/bad.log")" "listening socket" "the failing successor got the listeners first"
+alive "$OLD_PID" || fail "the old pgring died with its failed successor"
+wait_until 5 grep -q "went away before it was ready" "$OLD_LOG" || fail "the old pgring did not log the failed successor"
+for i in 1 2 3 4 5 6; do
+	assert_eq 1 "$(q "SELECT 1")" "new connection $i after a failed successor"
+done
+pass "a successor failing at start leaves the old pgring serving ($(grep -m1 -o 'cannot take over.*\|user no_such[^"]*' "$TEST_TMP/bad.log" | head -1))"
+
+# ---- 2. idle clients with session state and a prepared statement
+"$HELPERS/holdclients" "$(conninfo)" "$NIDLE" "$TEST_TMP/go" 180 >"$TEST_TMP/hold.out" 2>"$TEST_TMP/hold.err" &
+HOLD_PID=$!
+track_pid $HOLD_PID
+on_exit "kill_wait $HOLD_PID"
+wait_until 120 grep -q "^ready" "$TEST_TMP/hold.out" || fail "holdclients not ready: $(tail -3 "$TEST_TMP/hold.err")"
+note "$NIDLE idle clients ready"
+
+# ---- 3. pgbench across the upgrade
+bench() { # NAME DB PROTOCOL CLIENTS
+	PGPASSWORD=app timeout $((T + 90)) pgbench -n -M "$3" -c "$4" -j "$4" -T "$T" \
+		-h 127.0.0.1 -p "$PORT" -U app "$2" >"$TEST_TMP/bench-$1.out" 2>&1
+	echo $? >"$TEST_TMP/bench-$1.rc"
+}
+bench tx-simple app simple 4 &
+B1=$!
+bench tx-prepared app prepared 4 &
+B2=$!
+bench sess-simple appsess simple 2 &
+B3=$!
+bench sess-prepared appsess prepared 2 &
+B4=$!
+sleep $((T / 3))
+
+"$PGRING_BIN" -R -c "$POOLER_CONF" >"$TEST_TMP/new.log" 2>&1 &
+NEW_PID=$!
+track_pid $NEW_PID
+on_exit "kill_wait $NEW_PID"
+wait_until 20 grep -q "serving on the predecessor's sockets" "$TEST_TMP/new.log" ||
+	fail "the successor did not take over: $(tail -5 "$TEST_TMP/new.log")"
+note "successor pid $NEW_PID serving"
+POOLER_LOG=$TEST_TMP/new.log   # what fail() shows from now on
+for i in 1 2 3 4; do
+	assert_eq 1 "$(q "SELECT 1")" "a new connection during the upgrade"
+done
+wait_until 10 tcp_open 127.0.0.1 "$CONTROL_PORT" || fail "the successor did not open the control port"
+
+wait $B1 $B2 $B3 $B4
+for name in tx-simple tx-prepared sess-simple sess-prepared; do
+	out=$(cat "$TEST_TMP/bench-$name.out")
+	rc=$(cat "$TEST_TMP/bench-$name.rc")
+	failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
+	processed=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+	if [[ $rc != 0 || -z $failed || -z $processed ]]; then
+		echo "$out" | tail -15 | sed 's/^/#   /'
+		fail "pgbench $name across the upgrade: exit $rc"
+	fi
+	assert_eq 0 "$failed" "pgbench $name: failed transactions"
+	assert_not_contains "$out" "aborted" "pgbench $name: aborted clients"
+	assert_num_cmp "$processed" -gt 0 "pgbench $name: transactions"
+	pass "pgbench $name across the upgrade: $processed transactions, 0 failed, no client aborted"
+done
+
+# ---- 4. the old one goes once it holds nobody
+wait_until 30 eval '! alive '"$OLD_PID" || fail "the old pgring still runs with nobody on it: $(tail -5 "$OLD_LOG")"
+wait "$OLD_PID" 2>/dev/null
+old_rc=$?
+assert_eq 0 "$old_rc" "the old pgring's exit status"
+moved=$(sed -n 's/.*upgrade: \([0-9]*\) clients handed over, \([0-9]*\) lost.*/\1/p' "$OLD_LOG")
+taken=$(sed -n 's/.*the predecessor has exited (\([0-9]*\) clients taken over).*/\1/p' "$TEST_TMP/new.log")
+# the idle ones and the 8 transaction-pooled pgbench clients (between two transactions)
+assert_num_cmp "${moved:-0}" -ge $((NIDLE + 8)) "clients handed over (old log)"
+assert_eq "$moved" "$taken" "clients handed over = clients taken over"
+grep -q "not handed over: session pooling" "$OLD_LOG" || fail "the session-pooled clients were not logged as staying"
+lost=$(sed -n 's/.*upgrade: [0-9]* clients handed over, \([0-9]*\) lost.*/\1/p' "$OLD_LOG")
+assert_eq 0 "$lost" "clients lost in the hand-over"
+taken_metric=$(metric pgring_shard_clients_taken_over_total) || fail "no pgring_shard_clients_taken_over_total in /metrics"
+assert_num_cmp "$taken_metric" -ge "$NIDLE" "pgring_clients_taken_over_total"
+pass "the old pgring exited (status 0) holding nobody: $moved clients moved, none lost"
+
+touch "$TEST_TMP/go"
+wait_exit $HOLD_PID 120 || fail "holdclients did not finish"
+[[ $WAIT_STATUS == 0 ]] || fail "idle clients after the upgrade: $(cat "$TEST_TMP/hold.out") $(head -5 "$TEST_TMP/hold.err")"
+pass "$(cat "$TEST_TMP/hold.out" | tail -1): prepared statement and application_name carried over"
+
+assert_eq 1 "$(q "SELECT 1")" "the successor serves new clients"
+kill -TERM "$NEW_PID"
+wait_exit "$NEW_PID" 15 || fail "the successor did not stop on SIGTERM"
+pass "the successor stops on SIGTERM"
