@@ -459,6 +459,10 @@ int control_run(struct config *cfg, const char *config_path)
 		case HANDOVER_PREDECESSOR_GONE:
 			http_retry_at = 0;
 			break;
+		case HANDOVER_SUCCESSOR_GONE:
+			http_owed = !http && current->cfg->control_port > 0;   /* released at READY */
+			http_retry_at = 0;
+			break;
 		case HANDOVER_NOTHING:
 			break;
 		}

@@ -238,6 +238,7 @@ enum handover_event handover_process(const struct pollfd *fds, int n, bool shutt
 					shard_listeners_handed(false);
 					tell_shards(SHARD_MSG_TAKEBACK);
 					port = my_port;   /* a later successor may try again */
+					ev = HANDOVER_SUCCESSOR_GONE;
 					break;
 				case PEER_PRE_READY:
 				case PEER_RECEIVING:

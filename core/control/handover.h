@@ -16,6 +16,7 @@ enum handover_event {
 	HANDOVER_NOTHING = 0,
 	HANDOVER_SUCCESSOR_READY,   /* old: give up what a successor must bind (the control port) */
 	HANDOVER_PREDECESSOR_GONE,  /* new: the old process has exited */
+	HANDOVER_SUCCESSOR_GONE,    /* old: the successor died after READY: take back the control port */
 };
 
 /* Start: listen for a successor on port's name (when a predecessor still

@@ -7,8 +7,10 @@
  * (protocol level, PQprepare) "s" as SELECT $1::int + 1. Prints "ready N" and
  * waits until GOFILE exists; then on every connection runs the prepared
  * statement with i (must answer i+1) and SHOW application_name (must be
- * hold<i>). Exit 0 only if every connection answered right; prints one
- * summary line. libpq never reconnects by itself, so a connection that was
+ * hold<i>); then on the first 4 it runs SELECT pg_sleep(20) and cancels it
+ * with the cancel key libpq got at connect time (from the old process): it
+ * must end with 57014 within 3 s. Exit 0 only if every connection answered
+ * right and every cancel worked; prints one summary line. libpq never reconnects by itself, so a connection that was
  * dropped shows up as a failure here. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +45,39 @@ static int check(PGconn *c, int i)
 			PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "", PQresultErrorMessage(r));
 	PQclear(r);
 	return ok;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The key the client was given at login still cancels its query. */
+static int cancel_works(PGconn *c, int i)
+{
+	if (!PQsendQuery(c, "SELECT pg_sleep(20)"))
+		return 0;
+	usleep(300000);
+	double t0 = now();
+	PGcancel *k = PQgetCancel(c);
+	char err[256];
+	int sent = k && PQcancel(k, err, sizeof err);
+	PQfreeCancel(k);
+	int ok = 0;
+	PGresult *r;
+	while ((r = PQgetResult(c))) {
+		const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		if (st && strcmp(st, "57014") == 0)
+			ok = 1;
+		PQclear(r);
+	}
+	double took = now() - t0;
+	if (!sent || !ok || took > 3)
+		fprintf(stderr, "client %d: cancel %s, %s, %.2fs\n", i, sent ? "sent" : err, ok ? "57014" : "no 57014",
+			took);
+	return sent && ok && took <= 3;
 }
 
 int main(int argc, char **argv)
@@ -88,9 +123,13 @@ int main(int argc, char **argv)
 	int good = 0;
 	for (int i = 0; i < n; i++)
 		good += check(c[i], i);
-	printf("holdclients: %d of %d connections still work\n", good, n);
+	int cancels = 0, ncancel = n < 4 ? n : 4;
+	for (int i = 0; i < ncancel; i++)
+		cancels += cancel_works(c[i], i);
+	printf("holdclients: %d of %d connections still work, %d of %d cancels with the old key worked\n", good, n,
+	       cancels, ncancel);
 	for (int i = 0; i < n; i++)
 		PQfinish(c[i]);
 	free(c);
-	return good == n ? 0 : 1;
+	return good == n && cancels == ncancel ? 0 : 1;
 }

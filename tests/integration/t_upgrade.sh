@@ -6,7 +6,8 @@
 #   2. 1,000 idle clients, each with a SET application_name and a protocol-level
 #      prepared statement (PQprepare), connected before the upgrade, all answer
 #      after it on the same connection, the statement executing in the new
-#      process.
+#      process; a query on 4 of them is cancelled with the cancel key they got
+#      from the old process.
 #   3. pgbench -M simple and -M prepared, in transaction and in session pooling,
 #      runs across the upgrade with zero failed transactions and no client
 #      aborted (pgbench never reconnects without -C: a dropped connection
@@ -50,6 +51,24 @@ for i in 1 2 3 4 5 6; do
 	assert_eq 1 "$(q "SELECT 1")" "new connection $i after a failed successor"
 done
 pass "a successor failing at start leaves the old pgring serving ($(grep -m1 -o 'cannot take over.*\|user no_such[^"]*' "$TEST_TMP/bad.log" | head -1))"
+
+# ---- 1b. a successor killed right after it took over: the old one serves again
+"$PGRING_BIN" -R -c "$POOLER_CONF" >"$TEST_TMP/killed.log" 2>&1 &
+KILLED_PID=$!
+track_pid $KILLED_PID
+on_exit "kill_wait $KILLED_PID KILL"
+wait_until 20 grep -q "serving on the predecessor's sockets" "$TEST_TMP/killed.log" ||
+	fail "the successor to kill did not take over: $(tail -3 "$TEST_TMP/killed.log")"
+kill -KILL $KILLED_PID
+wait $KILLED_PID 2>/dev/null
+wait_until 10 grep -q "accepting and serving here again" "$OLD_LOG" ||
+	fail "the old pgring did not take its sockets back: $(tail -3 "$OLD_LOG")"
+alive "$OLD_PID" || fail "the old pgring died with its killed successor"
+for i in 1 2 3 4 5 6; do
+	assert_eq 1 "$(q "SELECT 1")" "new connection $i after the successor was killed"
+done
+wait_until 10 tcp_open 127.0.0.1 "$CONTROL_PORT" || fail "the old pgring did not open its control port again"
+pass "a successor killed after it took over: the old pgring accepts and serves again"
 
 # ---- 2. idle clients with session state and a prepared statement
 "$HELPERS/holdclients" "$(conninfo)" "$NIDLE" "$TEST_TMP/go" 180 >"$TEST_TMP/hold.out" 2>"$TEST_TMP/hold.err" &
@@ -124,7 +143,7 @@ pass "the old pgring exited (status 0) holding nobody: $moved clients moved, non
 touch "$TEST_TMP/go"
 wait_exit $HOLD_PID 120 || fail "holdclients did not finish"
 [[ $WAIT_STATUS == 0 ]] || fail "idle clients after the upgrade: $(cat "$TEST_TMP/hold.out") $(head -5 "$TEST_TMP/hold.err")"
-pass "$(cat "$TEST_TMP/hold.out" | tail -1): prepared statement and application_name carried over"
+pass "$(tail -1 "$TEST_TMP/hold.out"): prepared statement, application_name and cancel key carried over"
 
 assert_eq 1 "$(q "SELECT 1")" "the successor serves new clients"
 kill -TERM "$NEW_PID"
