@@ -25,6 +25,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "core/takeover.h"
 
 #define TICK_US 100000
 
@@ -541,6 +542,16 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 	case SHARD_MSG_ADOPT:
 		s->upper_ops->adopt(s, m->ptr);
 		break;
+	case SHARD_MSG_STATS: {
+		struct takeover_rec *r = m->ptr;
+		if (takeover_apply_stats(s->id, r->data, r->len))
+			log_notice("upgrade: the predecessor's pool counters are added to this process's");
+		else
+			log_warning("upgrade: the predecessor's pool counters are malformed or of another layout: "
+				    "not (all) added");
+		takeover_rec_free(r);
+		break;
+	}
 	case SHARD_MSG_ACCEPT:
 		s->accept_held = false;
 		for (int i = 0; i < s->nlisten; i++)

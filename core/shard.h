@@ -28,6 +28,7 @@ enum shard_msg_type {
 	SHARD_MSG_TAKEBACK,      /* the successor failed mid-way: accept and serve again */
 	SHARD_MSG_ADOPT,         /* ptr: a struct takeover_rec from the predecessor (upper->adopt) */
 	SHARD_MSG_ACCEPT,        /* pgring -R, new process: READY was sent, accept on the inherited sockets */
+	SHARD_MSG_STATS,         /* ptr: a struct takeover_rec, the predecessor's pool counters to add */
 	SHARD_MSG_UPPER = 16,    /* this and above: the upper layer's own (shard_upper.message) */
 };
 

@@ -1,6 +1,7 @@
 /* core/takeover.c: the hand-over socket's name, connect and accept with the
  * peer's user checked, and records with one descriptor each (core/takeover.h).
- * Anything malformed on it is refused here, never trusted further up. */
+ * Anything malformed on it is refused here, never trusted further up. Also
+ * the pools' cumulative counters, carried from the old process to the new. */
 #include "core/takeover.h"
 
 #include <errno.h>
@@ -13,6 +14,8 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/registry.h"
+#include "core/strbuf.h"
 
 struct takeover_rec *takeover_rec_new(const void *data, uint32_t len, int fd)
 {
@@ -188,4 +191,109 @@ int takeover_recv(int sock, uint8_t *type, uint8_t *buf, uint32_t cap, uint32_t 
 	*n = (uint32_t)(r - 1);
 	*fd = got;
 	return 1;
+}
+
+/* ---- the pools' counters ---- */
+
+/* Every stat_t of struct stats_pool: the counters, then the histograms. */
+static const size_t stat_fields[] = {
+	offsetof(struct stats_pool, xact_count), offsetof(struct stats_pool, query_count),
+	offsetof(struct stats_pool, bytes_in), offsetof(struct stats_pool, bytes_out),
+	offsetof(struct stats_pool, xact_time_us), offsetof(struct stats_pool, query_time_us),
+	offsetof(struct stats_pool, wait_time_us), offsetof(struct stats_pool, wait_count),
+	offsetof(struct stats_pool, server_assignments), offsetof(struct stats_pool, server_connects),
+	offsetof(struct stats_pool, server_connect_errors), offsetof(struct stats_pool, client_logins),
+	offsetof(struct stats_pool, client_login_errors), offsetof(struct stats_pool, prepares_injected),
+	offsetof(struct stats_pool, prepares_shared), offsetof(struct stats_pool, state_replays),
+	offsetof(struct stats_pool, replication_connects), offsetof(struct stats_pool, notifications),
+	offsetof(struct stats_pool, listener_losses),
+};
+static const size_t hist_fields[] = {
+	offsetof(struct stats_pool, query_hist), offsetof(struct stats_pool, xact_hist),
+	offsetof(struct stats_pool, wait_hist),
+};
+#define NFIELDS (sizeof stat_fields / sizeof stat_fields[0] + 3 * STATS_HIST_BUCKETS)
+
+static stat_t *field(struct stats_pool *sp, size_t k)
+{
+	size_t nplain = sizeof stat_fields / sizeof stat_fields[0];
+	if (k < nplain)
+		return (stat_t *)(void *)((char *)sp + stat_fields[k]);
+	k -= nplain;
+	struct stats_hist *h = (struct stats_hist *)(void *)((char *)sp + hist_fields[k / STATS_HIST_BUCKETS]);
+	return &h->bucket[k % STATS_HIST_BUCKETS];
+}
+
+static void put_name(struct strbuf *sb, const char *s, size_t cap)
+{
+	size_t n = strnlen(s, cap);
+	uint8_t len = (uint8_t)(n > 255 ? 255 : n);
+	strbuf_append(sb, &len, 1);
+	strbuf_append(sb, s, len);
+}
+
+void takeover_pack_stats(struct strbuf *sb)
+{
+	uint16_t nf = (uint16_t)NFIELDS;
+	strbuf_append(sb, "PGRS", 4);
+	strbuf_append(sb, &nf, sizeof nf);
+	for (int i = 0; i < registry_count(); i++) {
+		struct pool_shared *ps = registry_at(i);
+		if (!ps)
+			continue;
+		put_name(sb, ps->db, sizeof ps->db);
+		put_name(sb, ps->user, sizeof ps->user);
+		put_name(sb, ps->node, sizeof ps->node);
+		for (size_t k = 0; k < NFIELDS; k++) {
+			uint64_t sum = 0;
+			for (int j = 0; j < registry_nshards(); j++)
+				sum += stat_get(field(&ps->shard[j], k));
+			strbuf_append(sb, &sum, sizeof sum);
+		}
+	}
+}
+
+static bool get_name(const uint8_t **p, const uint8_t *end, char *out, size_t cap)
+{
+	if (*p >= end || (size_t)**p >= cap || (size_t)(end - *p) < 1u + **p)
+		return false;
+	size_t n = **p;
+	memcpy(out, *p + 1, n);
+	out[n] = 0;
+	*p += 1 + n;
+	return memchr(out, 0, n) == NULL;
+}
+
+bool takeover_apply_stats(int shard, const uint8_t *p, uint32_t n)
+{
+	const uint8_t *end = p + n;
+	uint16_t nf;
+	if (n < 6 || memcmp(p, "PGRS", 4) != 0)
+		return false;
+	memcpy(&nf, p + 4, sizeof nf);
+	if (nf != NFIELDS)
+		return false;   /* another build's layout: nothing is added rather than the wrong thing */
+	p += 6;
+	while (p < end) {
+		char db[REGISTRY_NAME_MAX], user[REGISTRY_NAME_MAX], node[2 * REGISTRY_NAME_MAX];
+		if (!get_name(&p, end, db, sizeof db) || !get_name(&p, end, user, sizeof user) ||
+		    !get_name(&p, end, node, sizeof node) || (size_t)(end - p) < NFIELDS * sizeof(uint64_t))
+			return false;
+		/* a pool the new process has not opened yet gets its entry now, so
+		 * that its totals show and its pool finds them when it opens */
+		struct node_shared *ns = NULL;
+		char *slash = strchr(node, '/');
+		if (slash) {
+			*slash = 0;
+			ns = registry_node(node, slash + 1);
+		}
+		struct pool_shared *ps = (!*node || ns) && *db && *user ? registry_get(db, user, ns) : NULL;
+		for (size_t k = 0; k < NFIELDS; k++, p += sizeof(uint64_t)) {
+			uint64_t v;
+			memcpy(&v, p, sizeof v);
+			if (ps && shard < registry_nshards())
+				stat_add(field(&ps->shard[shard], k), v);
+		}
+	}
+	return true;
 }

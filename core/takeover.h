@@ -42,6 +42,18 @@ struct takeover_rec {
 	uint8_t data[];
 };
 struct takeover_rec *takeover_rec_new(const void *data, uint32_t len, int fd);
+
+/* Cumulative counters (core/stats.h's stat_t of struct stats_pool, the
+ * histograms included; not the gauges) of every pool in the registry, summed
+ * over the shards, appended to sb as one STATS record's payload: the old
+ * process, once its shards have stopped. */
+struct strbuf;
+void takeover_pack_stats(struct strbuf *sb);
+/* The new process, on shard `shard`'s thread (its blocks are its own to
+ * write): add a STATS payload to the pools of the same (database, user,
+ * node), their registry entries made if need be. false: malformed (what came before the fault was
+ * added). */
+bool takeover_apply_stats(int shard, const uint8_t *p, uint32_t n);
 void takeover_rec_free(struct takeover_rec *r);
 
 /* The old side: listen for a successor on port's name (non-blocking). -1

@@ -14,6 +14,7 @@
 
 #include "core/log.h"
 #include "core/shard.h"
+#include "core/strbuf.h"
 #include "core/takeover.h"
 
 enum peer_state {
@@ -179,6 +180,14 @@ static void old_record(uint8_t type, const uint8_t *p, uint32_t n, bool shutting
 /* New: one record from the predecessor. */
 static void new_record(uint8_t type, const uint8_t *p, uint32_t n, int fd)
 {
+	if (state == PEER_RECEIVING && type == TAKEOVER_STATS && fd < 0) {
+		/* shard 0 adds them to its own blocks: only it writes them */
+		struct takeover_rec *r = takeover_rec_new(p, n, -1);
+		struct shard_msg m = { .type = SHARD_MSG_STATS, .ptr = r };
+		while (r && !shard_post(-1, 0, &m))
+			usleep(1000);
+		return;
+	}
 	if (state != PEER_RECEIVING || type != TAKEOVER_CLIENT || fd < 0) {
 		log_warning("upgrade: unexpected record '%c' from the predecessor: ignored", type);
 		if (fd >= 0)
@@ -282,6 +291,15 @@ void handover_send_client(void *arg)
 
 void handover_stop(void)
 {
+	if (state == PEER_HANDING) {
+		/* every shard has stopped: the totals are final */
+		struct strbuf sb = STRBUF_INIT;
+		takeover_pack_stats(&sb);
+		if (sb.failed || takeover_send(peer, TAKEOVER_STATS, sb.buf, (uint32_t)sb.len, -1))
+			log_warning("upgrade: the pools' counters could not be sent (%s)",
+				    sb.failed ? "out of memory" : strerror(errno));
+		strbuf_free(&sb);
+	}
 	if (sent || lost)
 		log_notice("upgrade: %llu clients handed over, %llu lost", (unsigned long long)sent,
 			   (unsigned long long)lost);

@@ -14,7 +14,8 @@
 #      aborts its client).
 #   4. The old process exits once it holds nobody (the session-pooled clients
 #      stay on it until pgbench ends them); the logs and counters show the
-#      transaction-pooled clients moved.
+#      transaction-pooled clients moved; the pools' cumulative counters carry
+#      over (the successor's transaction total covers every pgbench run).
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 pgring_only "pgring -R is pgring's"
@@ -53,6 +54,12 @@ done
 pass "a successor failing at start leaves the old pgring serving ($(grep -m1 -o 'cannot take over.*\|user no_such[^"]*' "$TEST_TMP/bad.log" | head -1))"
 
 # ---- 1b. a successor killed right after it took over: the old one serves again
+# (a session-pooled client keeps the old one from exiting meanwhile: with
+# nobody left it would have gone at once, as it should)
+(Q_DB=appsess q "SELECT 7 FROM pg_sleep(4)" >"$TEST_TMP/sleeper.out" 2>&1; echo $? >>"$TEST_TMP/sleeper.out") &
+SLEEPER=$!
+wait_until 10 eval '[[ $(qd "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '"'"'SELECT 7 FROM pg_sleep%'"'"'") == 1 ]]' ||
+	fail "the session-pooled client did not start"
 "$PGRING_BIN" -R -c "$POOLER_CONF" >"$TEST_TMP/killed.log" 2>&1 &
 KILLED_PID=$!
 track_pid $KILLED_PID
@@ -68,6 +75,8 @@ for i in 1 2 3 4 5 6; do
 	assert_eq 1 "$(q "SELECT 1")" "new connection $i after the successor was killed"
 done
 wait_until 10 tcp_open 127.0.0.1 "$CONTROL_PORT" || fail "the old pgring did not open its control port again"
+wait $SLEEPER
+assert_eq $'7\n0' "$(cat "$TEST_TMP/sleeper.out")" "the session-pooled client that stayed on the old pgring"
 pass "a successor killed after it took over: the old pgring accepts and serves again"
 
 # ---- 2. idle clients with session state and a prepared statement
@@ -108,6 +117,7 @@ done
 wait_until 10 tcp_open 127.0.0.1 "$CONTROL_PORT" || fail "the successor did not open the control port"
 
 wait $B1 $B2 $B3 $B4
+bench_total=0
 for name in tx-simple tx-prepared sess-simple sess-prepared; do
 	out=$(cat "$TEST_TMP/bench-$name.out")
 	rc=$(cat "$TEST_TMP/bench-$name.rc")
@@ -120,6 +130,7 @@ for name in tx-simple tx-prepared sess-simple sess-prepared; do
 	assert_eq 0 "$failed" "pgbench $name: failed transactions"
 	assert_not_contains "$out" "aborted" "pgbench $name: aborted clients"
 	assert_num_cmp "$processed" -gt 0 "pgbench $name: transactions"
+	bench_total=$((bench_total + processed))
 	pass "pgbench $name across the upgrade: $processed transactions, 0 failed, no client aborted"
 done
 
@@ -139,6 +150,13 @@ assert_eq 0 "$lost" "clients lost in the hand-over"
 taken_metric=$(metric pgring_shard_clients_taken_over_total) || fail "no pgring_shard_clients_taken_over_total in /metrics"
 assert_num_cmp "$taken_metric" -ge "$NIDLE" "pgring_clients_taken_over_total"
 pass "the old pgring exited (status 0) holding nobody: $moved clients moved, none lost"
+
+# the pools' counters came along: the session-pooled runs never left the old
+# process, so without them the new one's total would be short
+wait_until 10 grep -q "pool counters are added" "$TEST_TMP/new.log" || fail "the pools' counters were not carried over"
+xacts=$(metric pgring_pool_transactions_total) || fail "no pgring_pool_transactions_total"
+assert_num_cmp "$xacts" -ge "$bench_total" "transactions counted by the successor (pgbench: $bench_total)"
+pass "the pools' counters carried over: $xacts transactions counted, pgbench ran $bench_total"
 
 touch "$TEST_TMP/go"
 wait_exit $HOLD_PID 120 || fail "holdclients did not finish"
