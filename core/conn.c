@@ -93,7 +93,9 @@ static void arm_recv(struct conn *c)
 void conn_recv_on(struct conn *c)
 {
 	c->recv_wanted = true;
-	if (!c->recv_armed && !c->eof && !c->closing && !c->starved)
+	/* parking: the owner's parked callback decides (a drained send would
+	 * otherwise re-arm it and the conn would never be free of our I/O) */
+	if (!c->recv_armed && !c->eof && !c->closing && !c->starved && !c->parking)
 		arm_recv(c);
 }
 
@@ -362,7 +364,7 @@ void conn_on_recv(struct conn *c, int res, unsigned flags)
 			c->ops->eof(c, res < 0 ? -res : 0);
 		}
 	}
-	if (!c->recv_armed && c->recv_wanted && !c->eof && !c->closing && !c->starved)
+	if (!c->recv_armed && c->recv_wanted && !c->eof && !c->closing && !c->starved && !c->parking)
 		arm_recv(c);
 	if (last)
 		c->inflight--;

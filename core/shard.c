@@ -25,6 +25,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "core/takeover.h"
 
 #define TICK_US 100000
 
@@ -259,15 +260,66 @@ static void add_listener(struct shard *s, int fd, bool is_unix)
 	l->armed = false;
 }
 
+/* pgring -R: the sockets the predecessor listened on (core/shard.h). */
+#define INHERIT_MAX (CONFIG_MAX_SHARDS * 4)
+static struct { int old_shard, fd; } inherited[INHERIT_MAX];
+static int ninherited;
+static bool unix_handed;
+static bool unix_inherited;
+
+void shard_inherit_listener(int old_shard, bool is_unix, int fd)
+{
+	if (is_unix && unix_fd < 0) {
+		unix_fd = fd;
+		unix_inherited = true;
+		return;
+	}
+	if (is_unix || ninherited == INHERIT_MAX || old_shard < 0) {
+		close(fd);
+		return;
+	}
+	inherited[ninherited].old_shard = old_shard;
+	inherited[ninherited++].fd = fd;
+}
+
+void shard_listeners_handed(bool handed) { unix_handed = handed; }
+
+int shard_listeners(int id, int *fds, bool *is_unix, int max)
+{
+	struct shard *s = &shards[id];
+	int n = 0;
+	for (int i = 0; i < s->nlisten && n < max; i++) {
+		if (s->listen[i].fd < 0 || (s->listen[i].is_unix && id != 0))
+			continue;
+		fds[n] = s->listen[i].fd;
+		is_unix[n++] = s->listen[i].is_unix;
+	}
+	return n;
+}
+
 static int open_listeners(struct shard *s, char *err, size_t errlen)
 {
 	const struct config *cfg = s->cfg;
-	if (cfg->listen_addr && *cfg->listen_addr) {
+	bool took = false;
+	/* a successor accepts once its predecessor stops: should it fail before,
+	 * no client is left in a dying process */
+	s->accept_held = ninherited > 0 || unix_inherited;
+	for (int i = 0; i < ninherited; i++) {
+		if (inherited[i].old_shard % s->nshards != s->id || s->nlisten >= SHARD_MAX_LISTEN - 1)
+			continue;
+		add_listener(s, inherited[i].fd, false);
+		inherited[i].fd = -1;
+		took = true;
+	}
+	if (!took && cfg->listen_addr && *cfg->listen_addr) {
+		/* a successor with more shards than its predecessor joins the port
+		 * its predecessor's sockets hold: sharing it is the point here */
+		bool share = cfg->so_reuseport || ninherited > 0;
 		char *addrs = strdup(cfg->listen_addr), *save = NULL;
 		for (char *a = strtok_r(addrs, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
 			if (s->nlisten >= SHARD_MAX_LISTEN - 1)
 				break;
-			int fd = listen_tcp(cfg, a, cfg->listen_port, cfg->so_reuseport, s->id == 0, err, errlen);
+			int fd = listen_tcp(cfg, a, cfg->listen_port, share, s->id == 0, err, errlen);
 			if (fd < 0) {
 				free(addrs);
 				return -1;
@@ -283,7 +335,7 @@ static int open_listeners(struct shard *s, char *err, size_t errlen)
 
 static void arm_accept(struct shard *s, struct listener *l)
 {
-	if (l->armed || l->fd < 0 || s->draining)
+	if (l->armed || l->fd < 0 || s->draining || s->accept_held)
 		return;
 	struct io_uring_sqe *sqe = shard_sqe(s);
 	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
@@ -383,9 +435,9 @@ static void on_accept(struct shard *s, struct listener *l, int res, unsigned fla
 		l->armed = false;
 	if (res >= 0) {
 		stat_add(&s->stats->accepts, 1);
-		if (s->draining)
+		if (s->draining && !s->handing_over)
 			close(res);
-		else
+		else   /* handing over: it logs in here and moves at rest */
 			s->upper_ops->accept(s, res, l->is_unix);   /* it refuses at fd_refuse_now */
 	} else if (res == -EMFILE || res == -ENFILE) {
 		stat_add(&s->stats->accept_errors, 1);
@@ -396,6 +448,19 @@ static void on_accept(struct shard *s, struct listener *l, int res, unsigned fla
 		log_warning("accept failed: %s", strerror(-res));
 	}
 	arm_accept(s, l);
+}
+
+/* Cancel the accepts, keep the sockets (a successor has them too). */
+static void stop_accepting(struct shard *s)
+{
+	for (int i = 0; i < s->nlisten; i++) {
+		struct listener *l = &s->listen[i];
+		if (l->armed) {
+			struct io_uring_sqe *sqe = shard_sqe(s);
+			io_uring_prep_cancel64(sqe, shard_ud(l, SHARD_OP_ACCEPT), 0);
+			io_uring_sqe_set_data64(sqe, SHARD_OP_IGNORE);
+		}
+	}
 }
 
 static void close_listeners(struct shard *s)
@@ -449,7 +514,48 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 		break;
 	}
 	case SHARD_MSG_DRAIN:
+		if (s->handing_over) {
+			/* SIGTERM while handing over: what has not moved gets the
+			 * shutdown timeout like any drain */
+			s->handing_over = false;
+			s->drain_deadline_us = s->now_us + (uint64_t)(s->cfg->shutdown_timeout * 1e6);
+			log_notice("draining: the clients not handed over yet get shutdown_timeout");
+		}
 		start_drain(s);
+		break;
+	case SHARD_MSG_HANDOVER:
+		if (s->draining)
+			break;
+		s->draining = s->handing_over = true;
+		s->drain_deadline_us = UINT64_MAX / 2;   /* clients move or leave on their own time */
+		stop_accepting(s);
+		log_notice("handing over: the successor accepts now; clients move as they reach rest");
+		break;
+	case SHARD_MSG_TAKEBACK:
+		if (!s->handing_over)
+			break;
+		s->draining = s->handing_over = false;
+		for (int i = 0; i < s->nlisten; i++)
+			arm_accept(s, &s->listen[i]);
+		log_notice("the successor is gone: accepting and serving again");
+		break;
+	case SHARD_MSG_ADOPT:
+		s->upper_ops->adopt(s, m->ptr);
+		break;
+	case SHARD_MSG_STATS: {
+		struct takeover_rec *r = m->ptr;
+		if (takeover_apply_stats(s->id, r->data, r->len))
+			log_notice("upgrade: the predecessor's pool counters are added to this process's");
+		else
+			log_warning("upgrade: the predecessor's pool counters are malformed or of another layout: "
+				    "not (all) added");
+		takeover_rec_free(r);
+		break;
+	}
+	case SHARD_MSG_ACCEPT:
+		s->accept_held = false;
+		for (int i = 0; i < s->nlisten; i++)
+			arm_accept(s, &s->listen[i]);
 		break;
 	case SHARD_MSG_STOP:
 		s->stopped = true;
@@ -813,7 +919,13 @@ int shard_start_all(const struct topology *topo, const struct shard_upper *upper
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (topo->cfg->unix_socket_dir && *topo->cfg->unix_socket_dir) {
+	if (unix_fd >= 0) {
+		/* inherited (pgring -R): the file is ours to remove at exit now */
+		struct sockaddr_un sa;
+		socklen_t len = sizeof sa;
+		if (getsockname(unix_fd, (struct sockaddr *)&sa, &len) == 0 && len > offsetof(struct sockaddr_un, sun_path))
+			snprintf(unix_path, sizeof unix_path, "%s", sa.sun_path);
+	} else if (topo->cfg->unix_socket_dir && *topo->cfg->unix_socket_dir) {
 		unix_fd = listen_unix(topo->cfg, err, errlen);
 		if (unix_fd < 0)
 			return -1;
@@ -848,6 +960,7 @@ void shard_join_all(void)
 			pthread_join(shards[i].thread, NULL);
 	if (unix_fd >= 0) {
 		close(unix_fd);
-		unlink(unix_path);
+		if (!unix_handed && unix_path[0])
+			unlink(unix_path);
 	}
 }

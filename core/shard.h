@@ -24,6 +24,11 @@ enum shard_msg_type {
 	SHARD_MSG_TOPOLOGY = 1,  /* ptr: struct topology * */
 	SHARD_MSG_DRAIN,         /* SIGTERM: stop accepting, finish transactions, then stop */
 	SHARD_MSG_STOP,          /* stop now */
+	SHARD_MSG_HANDOVER,      /* pgring -R: a successor serves; stop accepting, hand clients over, then stop */
+	SHARD_MSG_TAKEBACK,      /* the successor failed mid-way: accept and serve again */
+	SHARD_MSG_ADOPT,         /* ptr: a struct takeover_rec from the predecessor (upper->adopt) */
+	SHARD_MSG_ACCEPT,        /* pgring -R, new process: READY was sent, accept on the inherited sockets */
+	SHARD_MSG_STATS,         /* ptr: a struct takeover_rec, the predecessor's pool counters to add */
 	SHARD_MSG_UPPER = 16,    /* this and above: the upper layer's own (shard_upper.message) */
 };
 
@@ -51,6 +56,9 @@ struct shard_upper {
 	/* After each batch of completions, messages and the tick: work the layer
 	 * put off so that it never runs inside a caller's stack. */
 	void (*batch_end)(struct shard *s);
+	/* A record handed over by the process this one replaces (a struct
+	 * takeover_rec, the callee's to free). */
+	void (*adopt)(struct shard *s, void *rec);
 };
 
 /* An SQE's user_data: a pointer to the object, the operation in its low bits.
@@ -119,6 +127,8 @@ struct shard {
 	uint64_t next_conn_id;
 	struct stats_shard *stats;
 	bool draining, stopped;
+	bool handing_over;           /* draining into a successor (pgring -R): no deadline, clients move */
+	bool accept_held;            /* pgring -R, new process: not accepting until the predecessor is told */
 	uint64_t drain_deadline_us;
 	char startup_error[256];     /* why the thread failed to start */
 	_Atomic int started;         /* 1 running, -1 failed */
@@ -157,6 +167,19 @@ int shard_count(void);
 /* Post a message to shard `to` from shard `from` (-1: control) and wake it. */
 bool shard_post(int from, int to, const struct shard_msg *m);
 void shard_join_all(void);
+
+/* pgring -R. The new process, before shard_start_all: a listening socket
+ * received from the old one (its shard old_shard), used instead of opening
+ * one. Shard i takes those of old shards j with j % nshards == i; a shard
+ * with none opens its own, joining the port's SO_REUSEPORT group. */
+void shard_inherit_listener(int old_shard, bool is_unix, int fd);
+/* The old process, from the control thread once shard_start_all returned:
+ * shard id's listening sockets (the Unix one once, on shard 0). They stay
+ * open until the process exits, so what is sent is the same socket. */
+int shard_listeners(int id, int *fds, bool *is_unix, int max);
+/* The listening sockets went to a successor: the Unix socket's file is
+ * theirs now (not removed at exit). */
+void shard_listeners_handed(bool handed);
 int shard_running(void);           /* shard threads still in their loop */
 /* From the shard's own thread. */
 struct sendbuf *shard_sendbuf_get(struct shard *s);

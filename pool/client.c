@@ -28,6 +28,7 @@
 #include "pool/route.h"
 #include "pool/server.h"
 #include "pool/session.h"
+#include "pool/upgrade.h"
 #include "tls/tls.h"
 
 /* Clients of all shards, for max_client_conn. */
@@ -137,6 +138,8 @@ void client_set_state(struct client *cl, enum client_state st)
 	cl->state = st;
 	cl->state_us = shard_of(cl)->now_us;
 	enter_list(cl);
+	if (st == CL_IDLE && shard_of(cl)->handing_over && !cl->upgrade_told)
+		list_append(&pool_shard(shard_of(cl))->upgrade_due, &cl->wait);   /* moves at the batch's end */
 	if (st == CL_IDLE && (cl->nq_len || cl->nq_lost))
 		listen_flush(cl);   /* notifications that waited for its transaction to end */
 }
@@ -386,6 +389,71 @@ void client_accept(struct shard *s, int fd, bool is_unix)
 	gauge_add(&s->stats->clients, 1);
 	LOGF(LOG_DEBUG, cl->conn.id, "accepted %s connection", is_unix ? "unix" : "tcp");
 	if (exempt || admit(cl))
+		conn_recv_on(&cl->conn);
+}
+
+void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len)
+{
+	struct client *cl = calloc(1, sizeof *cl);
+	if (!cl) {
+		log_warning("upgrade: a client handed over is lost: out of memory");
+		close(fd);
+		return;
+	}
+	conn_init(&cl->conn, s, fd, &client_conn_ops, BUF_GROUP_CLIENT);
+	/* it logged in with the predecessor: typed messages from the first byte */
+	proto_framer_init(&cl->conn.fr, false, (uint32_t)s->cfg->max_packet_size);
+	cl->connect_us = cl->state_us = s->now_us;
+	list_init(&cl->wait);
+	list_append(&pool_shard(s)->clients, &cl->all);
+	cl->state = CL_STARTUP;
+	enter_list(cl);
+	gauge_add(&s->stats->clients, 1);
+	uint64_t age = 0, old_id = 0;
+	if (!upgrade_unpack(cl, rec, len, &pool_shard(s)->stmts, &age, &old_id)) {
+		log_warning("upgrade: a client's record from the predecessor is malformed: the client is closed");
+		client_close_quietly(cl, "malformed hand-over record");
+		return;
+	}
+	cl->connect_us = s->now_us > age ? s->now_us - age : 0;
+	cl->moved_in = true;
+	stat_add(&s->stats->taken_over, 1);
+	LOGF(LOG_INFO, cl->conn.id, "taken over from the predecessor (its c=%llu): user=%s database=%s, %u prepared "
+	     "statements", (unsigned long long)old_id, cl->user, cl->database, cl->sess->stmts.n);
+	int n = atomic_fetch_add(&total_clients, 1) + 1;
+	cl->counted = true;
+	if (s->cfg->max_client_conn > 0 && n > s->cfg->max_client_conn) {
+		client_fail(cl, "53300", "no more connections allowed (max_client_conn)");
+		return;
+	}
+	const struct config_cluster *cluster;
+	size_t base_len;
+	if (!config_resolve_db(s->cfg, cl->database, &cluster, &base_len)) {
+		client_fail(cl, "3D000", "no such database: %s", cl->database);
+		return;
+	}
+	struct pool *p = route_login_pool(cl);
+	if (!p) {
+		client_fail(cl, "53200", "cannot create pool for database \"%s\" user \"%s\"", cl->database, cl->user);
+		return;
+	}
+	if (p->mode == POOL_SESSION) {
+		/* its session record is transaction pooling's; a session-pooled
+		 * client owes a welcome from its own server */
+		client_fail(cl, "08006", "pgring was upgraded and database \"%s\" is now in session pooling: "
+			    "reconnect", cl->database);
+		return;
+	}
+	if (registry_take_client(p->shared)) {
+		client_fail(cl, "53300", "no more connections allowed (max_db_client_connections or "
+			    "max_user_client_connections)");
+		return;
+	}
+	cl->counted_in = p->shared;
+	cl->pool = p;
+	key_link(cl);
+	pool_login_wait(p, cl);   /* CL_IDLE once the pool knows its servers' parameters */
+	if (cl->state != CL_CLOSED)
 		conn_recv_on(&cl->conn);
 }
 
@@ -1244,8 +1312,8 @@ void client_login_finish(struct client *cl)
 		pool_request_server(cl);   /* CL_WAITING, CL_ROUTING or given one (client_welcome_server) */
 		return;
 	}
-	if (!send_welcome(cl, 0, NULL, 'I'))
-		return;
+	if (!cl->moved_in && !send_welcome(cl, 0, NULL, 'I'))
+		return;   /* one handed over was welcomed by the predecessor */
 	client_set_state(cl, CL_IDLE);
 	if (cl->lease) {
 		/* requests pipelined behind the startup packet */
@@ -1878,11 +1946,13 @@ static void conn_data(struct conn *c, uint8_t *data, uint32_t n, uint32_t buf)
 static void conn_eof(struct conn *c, int err) { client_eof(conn_owner(c, struct client), err); }
 static void conn_drained(struct conn *c) { client_drained(conn_owner(c, struct client)); }
 static void conn_free(struct conn *c) { client_free(conn_owner(c, struct client)); }
+static void conn_parked(struct conn *c) { upgrade_client_parked(conn_owner(c, struct client)); }
 
 static const struct conn_ops client_conn_ops = {
 	.data = conn_data,
 	.eof = conn_eof,
 	.drained = conn_drained,
+	.parked = conn_parked,   /* only pgring -R parks a client (pool/upgrade.c) */
 	.free = conn_free,
 };
 

@@ -146,12 +146,20 @@ struct client {
 	uint8_t txn_target;                        /* where the transaction being started goes */
 	struct admin_conn *admin;                  /* a client of the admin console (pool/admin.h), else NULL */
 	struct admit_client adm;                   /* admission control: its tenants, its transaction's place */
+	/* pgring -R (pool/upgrade.h) */
+	bool upgrade_moving;                       /* parked on its way to the successor */
+	bool upgrade_told;                         /* logged that it stays here */
+	bool moved_in;                             /* came from the predecessor: logged in, no welcome owed */
 };
 
 /* Its framer's reassembly callbacks (conn_frame_alloc) take it as its conn. */
 _Static_assert(offsetof(struct client, conn) == 0, "conn must come first in struct client");
 
 void client_accept(struct shard *s, int fd, bool is_unix);
+/* pgring -R: a logged-in client handed over by the predecessor (its socket
+ * and its record, pool/upgrade.h) becomes this shard's, idle, with the same
+ * cancel key. The fd is taken in every case (closed on failure). */
+void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len);
 /* auth_query's answer (a struct authq_req, freed here): the shard's clients
  * waiting for that database and user go on with their authentication. */
 void client_authq_answer(struct shard *s, void *req);

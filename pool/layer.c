@@ -1,6 +1,7 @@
 /* pool/layer.c: the pool layer as the shard loop runs it (struct shard_upper):
  * its per-shard state, accepted clients, the messages shards send each other
- * about clients and servers, the tick, and draining on SIGTERM. */
+ * about clients and servers, the tick, draining on SIGTERM, and handing
+ * clients over to a successor (pgring -R, pool/upgrade.c). */
 #include <stdlib.h>
 
 #include "core/control/authq.h"
@@ -11,6 +12,7 @@
 #include "pool/lease.h"
 #include "pool/pool.h"
 #include "pool/route.h"
+#include "pool/upgrade.h"
 
 static int layer_start(struct shard *s)
 {
@@ -22,6 +24,7 @@ static int layer_start(struct shard *s)
 	list_init(&ps->prelogin);
 	list_init(&ps->closing);
 	list_init(&ps->cancel_waits);
+	list_init(&ps->upgrade_due);
 	s->upper = ps;
 	return 0;
 }
@@ -87,6 +90,8 @@ static void layer_tick(struct shard *s)
  * they are done, or when the shutdown timeout is over. */
 static bool layer_drain(struct shard *s, bool overdue)
 {
+	if (s->handing_over)
+		return upgrade_shard_step(s);   /* pgring -R: clients move instead */
 	struct pool_shard *ps = pool_shard(s);
 	struct client *cl, *next;
 	list_for_each_safe(&ps->clients, cl, next, all)
@@ -100,6 +105,8 @@ static void layer_batch_end(struct shard *s)
 {
 	if (s->upper_wake_us <= s->now_us)
 		admit_run(s);   /* throttled clients whose turn may have come */
+	if (s->handing_over)
+		upgrade_batch_end(s);   /* first: a client it moves is closed just below */
 	if (!list_empty(&pool_shard(s)->closing))
 		client_close_pending(s);
 }
@@ -112,4 +119,5 @@ const struct shard_upper pool_layer = {
 	.tick = layer_tick,
 	.drain = layer_drain,
 	.batch_end = layer_batch_end,
+	.adopt = upgrade_adopt,
 };

@@ -1563,9 +1563,11 @@ static void ready_for_query(struct lease *l, uint8_t status)
 			rerouted(l, false);
 		return;
 	}
-	if (sv->pool->mode != POOL_SESSION && !s->draining)
+	/* handing over (pgring -R), the client moves once at rest, and the
+	 * server stays for the clients still here */
+	if (sv->pool->mode != POOL_SESSION && (!s->draining || s->handing_over))
 		release(l);
-	else if (s->draining)
+	else if (s->draining && !s->handing_over)
 		client_fail(cl, "57P01", "pgring is shutting down");
 }
 

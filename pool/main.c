@@ -18,6 +18,8 @@
 #include "core/logsys.h"
 #include "core/registry.h"
 #include "core/shard.h"
+#include "core/takeover.h"
+#include "core/control/handover.h"
 #include "pool/pool.h"
 #include "tls/tls.h"
 
@@ -31,6 +33,8 @@ static void usage(FILE *f)
 		"  -d        run in the background\n"
 		"  -v        more log output (repeat for more)\n"
 		"  -q        only warnings and errors\n"
+		"  -R        take over from the pgring serving the same port: its listening\n"
+		"            sockets and its clients, without dropping any (online upgrade)\n"
 		"  -V        print the version and exit\n"
 		"  -h        this help\n\n"
 		"Signals: SIGHUP reloads the configuration, SIGTERM finishes running\n"
@@ -49,6 +53,59 @@ static int write_pidfile(const char *path)
 	int rc = write(fd, buf, (size_t)n) == n ? 0 : -1;
 	close(fd);
 	return rc;
+}
+
+static bool pidfile_is_mine(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	int pid = 0;
+	if (!f)
+		return false;
+	bool mine = fscanf(f, "%d", &pid) == 1 && pid == (int)getpid();
+	fclose(f);
+	return mine;
+}
+
+/* pgring -R: connect to the pgring serving port and receive its listening
+ * sockets, which the shards then use instead of opening their own. Returns
+ * the hand-over socket, or -1 with err (the predecessor is left as it was). */
+static int take_listeners(int port, char *err, size_t errlen)
+{
+	int sock = takeover_connect(port, err, errlen);
+	if (sock < 0)
+		return -1;
+	if (takeover_send(sock, TAKEOVER_HELLO, TAKEOVER_MAGIC, sizeof TAKEOVER_MAGIC - 1, -1)) {
+		snprintf(err, errlen, "hand-over socket: %s", strerror(errno));
+		close(sock);
+		return -1;
+	}
+	int got = 0;
+	for (;;) {
+		uint8_t type, p[16];
+		uint32_t n;
+		int fd;
+		int r = takeover_recv(sock, &type, p, sizeof p, &n, &fd, true);
+		if (r <= 0) {
+			snprintf(err, errlen, "the serving pgring %s before sending its listening sockets",
+				 r == 0 ? "closed the hand-over socket" : strerror(errno));
+			close(sock);
+			return -1;
+		}
+		if (type == TAKEOVER_LISTENER && n == 3 && fd >= 0) {
+			shard_inherit_listener(p[0] << 8 | p[1], p[2] != 0, fd);
+			got++;
+			continue;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (type == TAKEOVER_LISTENERS_END && n == 2)
+			break;
+		snprintf(err, errlen, "unexpected record '%c' on the hand-over socket", type);
+		close(sock);
+		return -1;
+	}
+	log_notice("upgrade: %d listening socket%s received from the serving pgring", got, got == 1 ? "" : "s");
+	return sock;
 }
 
 static void daemonize(void)
@@ -74,16 +131,17 @@ static void daemonize(void)
 int main(int argc, char **argv)
 {
 	const char *path = NULL;
-	bool check = false, background = false;
+	bool check = false, background = false, takeover = false;
 	int verbosity = 0;
 	int opt;
-	while ((opt = getopt(argc, argv, "c:tdvqVh")) != -1) {
+	while ((opt = getopt(argc, argv, "c:tdvqRVh")) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;
 		case 't': check = true; break;
 		case 'd': background = true; break;
 		case 'v': verbosity++; break;
 		case 'q': verbosity = -1; break;
+		case 'R': takeover = true; break;
 		case 'V': puts(control_version()); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
@@ -136,6 +194,12 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	int predecessor = -1;
+	if (takeover && (predecessor = take_listeners(cfg->listen_port, err, sizeof err)) < 0) {
+		log_error("cannot take over: %s", err);
+		fprintf(stderr, "pgring: cannot take over: %s\n", err);
+		return 1;
+	}
 	int nshards = cfg->shards > 0 ? cfg->shards : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (nshards < 1)
 		nshards = 1;
@@ -151,11 +215,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pgring: cannot start: %s\n", err);
 		return 1;
 	}
+	if (predecessor >= 0)
+		handover_set_predecessor(predecessor);   /* READY once control_run serves */
 	if (cfg->pidfile && write_pidfile(cfg->pidfile))
 		log_warning("cannot write pidfile %s: %s", cfg->pidfile, strerror(errno));
 	char *pidfile = cfg->pidfile ? strdup(cfg->pidfile) : NULL;
 	int status = control_run(cfg, path);
-	if (pidfile)
+	if (pidfile && pidfile_is_mine(pidfile))   /* after pgring -R it is the successor's */
 		unlink(pidfile);
 	free(pidfile);
 	return status;

@@ -666,7 +666,7 @@ void pool_server_ready(struct server *sv)
 			return;   /* else that client failed (off the list): the next one */
 	if (sv->state == SV_MIGRATING)
 		return;
-	if (p->shard->draining) {
+	if (p->shard->draining && !p->shard->handing_over) {   /* handing over: pool/upgrade.c closes them */
 		server_close(sv, "shutting down");
 		return;
 	}
@@ -732,7 +732,7 @@ static void pool_housekeeping(struct pool *p)
 			server_close(sv, "server_idle_timeout");
 		else if (expired(sv))
 			server_close(sv, "server_lifetime");
-		else if (s->draining)
+		else if (s->draining && !s->handing_over)
 			server_close(sv, "shutting down");
 		else if (paused)
 			server_close(sv, "PAUSE (admin console)");

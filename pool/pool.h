@@ -35,6 +35,7 @@ struct pool_shard {
 	struct log_rate prelogin_log;              /* connections closed or refused before login */
 	struct list closing;                       /* CL_CLOSED: closed at the end of the batch */
 	struct list cancel_waits;                  /* CL_CANCEL: cancel connections held open */
+	struct list upgrade_due;                   /* handing over: clients just come to rest (pool/upgrade.c) */
 	struct client_keys *keys;                  /* cancel keys -> clients (pool/client.c) */
 	struct stmt_registry *stmts;               /* protocol-level prepared statements (pool/stmt.h) */
 	struct lease *free_leases;                 /* leases ended, kept with their room (pool/lease.c) */

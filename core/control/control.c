@@ -21,6 +21,7 @@
 #include "core/control/authq.h"
 #include "core/control/daemon.h"
 #include "core/control/dns.h"
+#include "core/control/handover.h"
 #include "core/control/health.h"
 #include "core/control/http.h"
 #include "core/hba.h"
@@ -366,15 +367,20 @@ int control_run(struct config *cfg, const char *config_path)
 		return 1;
 	}
 	struct http_server *http = NULL;
+	bool http_owed = false;   /* pgring -R: the predecessor still has the control port */
 	if (current->cfg->control_port > 0) {
 		char err[256];
 		http = http_open(current->cfg->control_addr ? current->cfg->control_addr : "127.0.0.1",
 				 current->cfg->control_port, err, sizeof err);
-		if (!http) {
+		if (!http && handover_taking_over()) {
+			log_notice("control port: %s; opened once the predecessor lets it go", err);
+			http_owed = true;
+		} else if (!http) {
 			log_error("control port: %s", err);
 			return 1;
 		}
 	}
+	uint64_t http_retry_at = 0;
 	char why[256];
 	if (daemon_drop_privileges(current->cfg->user, why, sizeof why)) {
 		log_error("%s", why);
@@ -392,11 +398,13 @@ int control_run(struct config *cfg, const char *config_path)
 		   health_count(), health_count() == 1 ? "" : "s");
 	daemon_notify("READY=1\nSTATUS=serving");
 	calls_open();
+	handover_ready();          /* pgring -R: the predecessor stops accepting now */
+	handover_start(current->cfg->listen_port);
 	int status = 0;
-	int maxfds = 2 + HTTP_MAX_POLLFDS + health_count() + CONFIG_MAX_NODES * 4;
+	int maxfds = 4 + HTTP_MAX_POLLFDS + health_count() + CONFIG_MAX_NODES * 4;
 	struct pollfd *fds = NULL;
 	while (shard_running() > 0) {
-		int want = 2 + HTTP_MAX_POLLFDS + health_count() + authq_count();
+		int want = 4 + HTTP_MAX_POLLFDS + health_count() + authq_count();
 		if (!fds || want > maxfds) {
 			maxfds = want > maxfds ? want : maxfds;
 			struct pollfd *f = realloc(fds, (size_t)maxfds * sizeof *f);
@@ -415,6 +423,8 @@ int control_run(struct config *cfg, const char *config_path)
 		n += authq_pollfds(fds + n, maxfds - n - 1);
 		if (call_fd >= 0)
 			fds[n++] = (struct pollfd){ .fd = call_fd, .events = POLLIN };
+		int nhand = handover_pollfds(fds + n, 2);
+		n += nhand;
 		int timeout = 500;
 		int t = http ? http_next_timeout(http) : -1;
 		if (t >= 0 && t < timeout)
@@ -441,6 +451,31 @@ int control_run(struct config *cfg, const char *config_path)
 		/* rules a full retired list kept from going out go with the next try */
 		if (changed || (current->cfg->hba_cluster >= 0 && current->hba != server_hba))
 			topology_changed();
+		switch (handover_process(fds + n - nhand, nhand, atomic_load(&shutting_down))) {
+		case HANDOVER_SUCCESSOR_READY:
+			http_close(http);   /* the successor binds the control port next */
+			http = NULL;
+			break;
+		case HANDOVER_PREDECESSOR_GONE:
+			http_retry_at = 0;
+			break;
+		case HANDOVER_SUCCESSOR_GONE:
+			http_owed = !http && current->cfg->control_port > 0;   /* released at READY */
+			http_retry_at = 0;
+			break;
+		case HANDOVER_NOTHING:
+			break;
+		}
+		if (http_owed && shard_now_us() >= http_retry_at) {
+			char err[256];
+			http = http_open(current->cfg->control_addr ? current->cfg->control_addr : "127.0.0.1",
+					 current->cfg->control_port, err, sizeof err);
+			http_retry_at = shard_now_us() + 200000;
+			if (http) {
+				http_owed = false;
+				log_notice("control port open");
+			}
+		}
 		calls_run();        /* auth_query questions start their lookups here */
 		authq_process();
 		struct signalfd_siginfo si;
@@ -472,6 +507,8 @@ int control_run(struct config *cfg, const char *config_path)
 		collect_retired();
 	}
 	shard_join_all();
+	calls_run();   /* the last clients the shards handed over, queued as they stopped */
+	handover_stop();
 	free(fds);
 	authq_shutdown();
 	health_shutdown();

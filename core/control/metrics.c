@@ -94,6 +94,10 @@ static const struct counter_def shard_counters[] = {
 	{ "cancels_received", NULL, "Cancel requests received.", SHARD_STAT(cancels_received), false },
 	{ "cancels_forwarded", NULL, "Cancel requests forwarded to a server.",
 	  SHARD_STAT(cancels_forwarded), false },
+	{ "clients_handed_over", NULL, "Clients handed over to a successor (pgring -R).",
+	  SHARD_STAT(handed_over), false },
+	{ "clients_taken_over", NULL, "Clients taken over from a predecessor (pgring -R).",
+	  SHARD_STAT(taken_over), false },
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))

@@ -1,0 +1,427 @@
+/* pool/upgrade.c: a client's hand-over record (its encoding, checked in full
+ * on the way in), which clients move and when, and the old shard's side of
+ * pgring -R (pool/upgrade.h). The record is built once per client and
+ * upgrade only: allocation here is off the data path. */
+#include "pool/upgrade.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/control/control.h"
+#include "core/control/handover.h"
+#include "core/log.h"
+#include "core/shard.h"
+#include "core/strbuf.h"
+#include "core/takeover.h"
+#include "pool/client.h"
+#include "pool/lease.h"
+#include "pool/pool.h"
+#include "pool/server.h"
+
+#define REC_MAGIC "PGRC"
+#define REC_VERSION 1
+#define REC_STR_MAX 65535u       /* a name, a value or a query longer than this is no record of ours */
+#define REC_SECRET_AT 25         /* magic 4, version 1, age 8, id 8, pid 4 */
+
+/* ---- which clients move ---- */
+
+enum upgrade_fit upgrade_fit(const struct client *cl, const char **why)
+{
+	const struct client_sess *cs = cl->sess;
+	*why = NULL;
+	if (cl->state == CL_CLOSED || cl->conn.closing || cl->conn.eof)
+		return UPGRADE_NOT_YET;   /* leaving anyway */
+	if (cl->admin)
+		*why = "a console connection";
+	else if (cl->replication)
+		*why = "a replication connection";
+	else if (cl->conn.tls)
+		*why = "TLS (its session keys cannot be handed over)";
+	else if (cl->pool && cl->pool->mode == POOL_SESSION)
+		*why = "session pooling (its server's state goes with that server)";
+	else if (cl->pins)
+		*why = "pinned to its server";
+	else if (cs && (cs->listen.n || cs->holds.n))
+		*why = "LISTEN or a held cursor";
+	if (*why)
+		return UPGRADE_STAYS;
+	/* output still owed is no reason to wait: parking waits for it to go out,
+	 * and the parked client is checked for it once more */
+	if (cl->state != CL_IDLE || cl->lease || cl->in_txn || !proto_framer_idle(&cl->conn.fr) || cl->conn.fr.whole ||
+	    cl->nq_len || cl->nq_lost || cl->txn_failed || cl->sync_failed ||
+	    cl->lost_state[0] || cl->fatal_deferred || cl->terminating || cl->welcome_owed || cl->drop_msg ||
+	    (cs && (cs->txn_params || cs->nsp || cs->txn_listen || cs->txn_forced.n)))
+		return UPGRADE_NOT_YET;
+	return UPGRADE_MOVES;
+}
+
+/* ---- the record ---- */
+
+static void put(struct strbuf *sb, const void *p, size_t n) { strbuf_append(sb, p, n); }
+
+static void put_u(struct strbuf *sb, uint64_t v, int bytes)
+{
+	uint8_t b[8];
+	for (int i = 0; i < bytes; i++)
+		b[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+	put(sb, b, (size_t)bytes);
+}
+
+static void put_bytes(struct strbuf *sb, const void *p, size_t n)
+{
+	put_u(sb, n, 4);
+	put(sb, p, n);
+}
+
+static void put_str(struct strbuf *sb, const char *s) { put_bytes(sb, s ? s : "", s ? strlen(s) : 0); }
+
+static void put_params(struct strbuf *sb, const struct params *p)
+{
+	put_u(sb, p->n, 2);
+	for (int i = 0; i < p->n; i++) {
+		put_str(sb, p->v[i].name);
+		put_str(sb, p->v[i].value);
+	}
+}
+
+bool upgrade_pack(const struct client *cl, uint64_t now_us, struct strbuf *sb)
+{
+	static const struct params none;
+	const struct client_sess *cs = cl->sess;
+	put(sb, REC_MAGIC, 4);
+	put_u(sb, REC_VERSION, 1);
+	put_u(sb, now_us > cl->connect_us ? now_us - cl->connect_us : 0, 8);
+	put_u(sb, cl->conn.id, 8);
+	put_u(sb, cl->key_pid, 4);
+	put_u(sb, cl->key_secret, 4);
+	put_u(sb, cl->key_long, 1);
+	put(sb, cl->key_tail, sizeof cl->key_tail);
+	put_u(sb, cl->target, 1);
+	put_u(sb, cl->is_unix, 1);
+	put_u(sb, cl->addr_family, 1);
+	put(sb, cl->addr, sizeof cl->addr);
+	put_str(sb, cl->user);
+	put_str(sb, cl->database);
+	put_params(sb, &cl->startup);
+	put_params(sb, &cl->params);
+	put_params(sb, cs ? &cs->sqlprep : &none);
+	uint32_t nst = 0;
+	for (uint32_t i = 0; cs && i < cs->stmts.cap; i++)
+		if (cs->stmts.slot[i].name && cs->stmts.slot[i].st)
+			nst++;
+	put_u(sb, nst, 4);
+	for (uint32_t i = 0; cs && i < cs->stmts.cap; i++) {
+		const struct stmt_entry *e = &cs->stmts.slot[i];
+		if (!e->name || !e->st)
+			continue;
+		put_str(sb, e->name);
+		put_bytes(sb, e->st->body, e->st->body_len);
+	}
+	bool unnamed = cs && cs->stmts.unnamed;
+	put_u(sb, unnamed, 1);
+	if (unnamed)
+		put_bytes(sb, cs->stmts.unnamed_body, cs->stmts.unnamed_len);
+	return !sb->failed && sb->len <= TAKEOVER_REC_MAX;
+}
+
+/* A bounds-checked cursor; any fault makes it bad and every later read empty. */
+struct rd {
+	const uint8_t *p;
+	size_t n;
+	bool bad;
+};
+
+static const uint8_t *take(struct rd *r, size_t n)
+{
+	if (r->bad || r->n < n) {
+		r->bad = true;
+		return NULL;
+	}
+	const uint8_t *p = r->p;
+	r->p += n;
+	r->n -= n;
+	return p;
+}
+
+static uint64_t get_u(struct rd *r, int bytes)
+{
+	const uint8_t *b = take(r, (size_t)bytes);
+	uint64_t v = 0;
+	for (int i = 0; b && i < bytes; i++)
+		v = v << 8 | b[i];
+	return v;
+}
+
+static const uint8_t *get_bytes(struct rd *r, uint32_t *len, uint32_t max)
+{
+	uint64_t n = get_u(r, 4);
+	if (n > max) {
+		r->bad = true;
+		return NULL;
+	}
+	*len = (uint32_t)n;
+	return take(r, n);
+}
+
+/* A string without NUL bytes, copied NUL-terminated (NULL: bad). */
+static char *get_str(struct rd *r)
+{
+	uint32_t n;
+	const uint8_t *p = get_bytes(r, &n, REC_STR_MAX);
+	if (!p || memchr(p, 0, n)) {
+		r->bad = true;
+		return NULL;
+	}
+	char *s = malloc(n + 1);
+	if (!s) {
+		r->bad = true;
+		return NULL;
+	}
+	memcpy(s, p, n);
+	s[n] = 0;
+	return s;
+}
+
+static void get_params(struct rd *r, struct params *p)
+{
+	uint64_t n = get_u(r, 2);
+	for (uint64_t i = 0; i < n && !r->bad; i++) {
+		char *name = get_str(r), *value = name ? get_str(r) : NULL;
+		if (!value || !*name || !params_set(p, name, value))
+			r->bad = true;
+		free(name);
+		free(value);
+	}
+}
+
+/* A Parse body: the query (NUL-terminated), a count, that many type OIDs. */
+static bool parse_body_ok(const uint8_t *b, uint32_t n)
+{
+	const uint8_t *nul = memchr(b, 0, n);
+	if (!nul)
+		return false;
+	size_t rest = n - (size_t)(nul + 1 - b);
+	if (rest < 2)
+		return false;
+	size_t k = (size_t)nul[1] << 8 | nul[2];
+	return rest == 2 + 4 * k;
+}
+
+bool upgrade_peek_secret(const uint8_t *p, size_t n, uint32_t *secret)
+{
+	if (n < REC_SECRET_AT + 4 || memcmp(p, REC_MAGIC, 4) != 0)
+		return false;
+	const uint8_t *b = p + REC_SECRET_AT;
+	*secret = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+	return true;
+}
+
+bool upgrade_unpack(struct client *cl, const uint8_t *p, size_t n, struct stmt_registry **reg, uint64_t *age_us,
+		    uint64_t *old_id)
+{
+	struct rd r = { p, n, false };
+	const uint8_t *magic = take(&r, 4);
+	if (!magic || memcmp(magic, REC_MAGIC, 4) != 0 || get_u(&r, 1) != REC_VERSION)
+		return false;
+	*age_us = get_u(&r, 8);
+	*old_id = get_u(&r, 8);
+	cl->key_pid = (uint32_t)get_u(&r, 4);
+	cl->key_secret = (uint32_t)get_u(&r, 4);
+	cl->key_long = get_u(&r, 1) != 0;
+	const uint8_t *tail = take(&r, sizeof cl->key_tail);
+	if (tail)
+		memcpy(cl->key_tail, tail, sizeof cl->key_tail);
+	cl->target = (uint8_t)get_u(&r, 1);
+	cl->is_unix = get_u(&r, 1) != 0;
+	cl->addr_family = (uint8_t)get_u(&r, 1);
+	const uint8_t *addr = take(&r, sizeof cl->addr);
+	if (addr)
+		memcpy(cl->addr, addr, sizeof cl->addr);
+	if (r.bad || !cl->key_pid)
+		return false;
+	cl->user = get_str(&r);
+	cl->database = cl->user ? get_str(&r) : NULL;
+	if (!cl->database || !*cl->user || !*cl->database)
+		return false;
+	get_params(&r, &cl->startup);
+	get_params(&r, &cl->params);
+	if (r.bad || !(cl->sess = calloc(1, sizeof *cl->sess)))
+		return false;
+	struct client_sess *cs = cl->sess;
+	get_params(&r, &cs->sqlprep);
+	uint64_t nst = get_u(&r, 4);
+	for (uint64_t i = 0; i < nst && !r.bad; i++) {
+		char *name = get_str(&r);
+		uint32_t len = 0;
+		const uint8_t *body = name ? get_bytes(&r, &len, TAKEOVER_REC_MAX) : NULL;
+		struct pstmt *st = NULL;
+		if (!body || !*name || stmt_map_get(&cs->stmts, name) || !parse_body_ok(body, len) ||
+		    !(st = stmt_intern(reg, body, len)) || !stmt_map_put(&cs->stmts, name, st)) {
+			if (st)
+				stmt_unref(*reg, st);
+			r.bad = true;
+		}
+		free(name);
+	}
+	uint64_t unnamed = get_u(&r, 1);
+	if (unnamed == 1) {
+		uint32_t len = 0;
+		const uint8_t *body = get_bytes(&r, &len, TAKEOVER_REC_MAX);
+		if (!body || !parse_body_ok(body, len) || !stmt_map_set_unnamed(&cs->stmts, body, len))
+			r.bad = true;
+	} else if (unnamed) {
+		r.bad = true;
+	}
+	return !r.bad && r.n == 0;
+}
+
+void upgrade_release(struct client *cl, struct stmt_registry *reg)
+{
+	free(cl->user);
+	free(cl->database);
+	cl->user = cl->database = NULL;
+	params_clear(&cl->startup);
+	params_clear(&cl->params);
+	if (cl->sess) {
+		stmt_map_clear(&cl->sess->stmts, reg);
+		params_clear(&cl->sess->sqlprep);
+		free(cl->sess);
+		cl->sess = NULL;
+	}
+}
+
+/* ---- the old process ---- */
+
+/* The pool keeps idle servers only while a client of it is still here to
+ * use them: the successor opens its own, and PostgreSQL's connection limit
+ * should not see both sets for long. */
+static void close_unused_servers(struct shard *s)
+{
+	struct pool_shard *ps = pool_shard(s);
+	for (struct pool *p = ps->pools; p; p = p->next) {
+		if (!p->n_idle)
+			continue;
+		bool wanted = false;
+		struct client *cl, *next;
+		list_for_each_safe(&ps->clients, cl, next, all)
+			if (cl->pool == p && cl->state != CL_CLOSED) {
+				wanted = true;
+				break;
+			}
+		if (wanted)
+			continue;
+		struct server *sv, *nsv;
+		list_for_each_safe(&p->idle, sv, nsv, link)
+			server_close(sv, "handed over: the successor serves this pool");
+	}
+}
+
+static void try_move(struct client *cl)
+{
+	const char *why;
+	if (cl->upgrade_moving || cl->upgrade_told)
+		return;
+	switch (upgrade_fit(cl, &why)) {
+	case UPGRADE_MOVES:
+		cl->upgrade_moving = true;
+		conn_park(&cl->conn);   /* upgrade_client_parked, at once or from the loop */
+		break;
+	case UPGRADE_STAYS:
+		cl->upgrade_told = true;
+		LOGF(LOG_NOTICE, cl->conn.id, "not handed over: %s; it is served here until it leaves", why);
+		break;
+	case UPGRADE_NOT_YET:
+		break;
+	}
+}
+
+void upgrade_batch_end(struct shard *s)
+{
+	struct pool_shard *ps = pool_shard(s);
+	struct client *cl;
+	while ((cl = list_first(&ps->upgrade_due, struct client, wait))) {
+		list_del(&cl->wait);
+		try_move(cl);
+	}
+}
+
+bool upgrade_shard_step(struct shard *s)
+{
+	struct pool_shard *ps = pool_shard(s);
+	struct client *cl, *next;
+	/* every tick too: the clients at rest since before the hand-over began */
+	list_for_each_safe(&ps->clients, cl, next, all)
+		try_move(cl);
+	close_unused_servers(s);
+	return list_empty(&ps->clients) && pool_active_servers(s) == 0;
+}
+
+static void send_on_control(void *arg)
+{
+	handover_send_client(arg);
+}
+
+void upgrade_client_parked(struct client *cl)
+{
+	struct shard *s = cl->conn.shard;
+	const char *why;
+	cl->upgrade_moving = false;
+	if (cl->state == CL_CLOSED)
+		return;
+	enum upgrade_fit fit = s->handing_over ? upgrade_fit(cl, &why) : UPGRADE_NOT_YET;
+	if (fit == UPGRADE_MOVES && conn_has_output(&cl->conn))
+		fit = UPGRADE_NOT_YET;   /* bytes of ours still queued: it moves at its next rest */
+	struct strbuf sb = STRBUF_INIT;
+	struct takeover_rec *rec = NULL;
+	if (fit == UPGRADE_MOVES) {
+		if (!upgrade_pack(cl, s->now_us, &sb)) {
+			cl->upgrade_told = true;   /* never tried again: it stays */
+			LOGF(LOG_NOTICE, cl->conn.id, "not handed over: its session record is over %d bytes; it is "
+			     "served here until it leaves", TAKEOVER_REC_MAX);
+		} else if ((rec = takeover_rec_new(sb.buf, (uint32_t)sb.len, cl->conn.fd)) &&
+			   control_call(s->id, send_on_control, rec)) {
+			/* the socket is the control thread's to send and close now */
+			cl->conn.fd = -1;
+			stat_add(&s->stats->handed_over, 1);
+			LOGF(LOG_INFO, cl->conn.id, "handed over to the new process: user=%s database=%s "
+			     "(%u prepared statements)", cl->user, cl->database, cl->sess ? cl->sess->stmts.n : 0);
+			strbuf_free(&sb);
+			client_close_quietly(cl, "handed over");
+			return;
+		} else if (rec) {
+			rec->fd = -1;   /* not ours to close: the client keeps it; tried again next tick */
+			takeover_rec_free(rec);
+		}
+	}
+	strbuf_free(&sb);
+	conn_recv_on(&cl->conn);   /* it goes on here: busy again, or not movable */
+}
+
+/* ---- the new process ---- */
+
+/* The cancel key names the shard that owns the client (pool/client.c): a
+ * record is adopted there, so that cancel requests with the key the client
+ * already has still find it. With fewer shards than the key names, it stays
+ * where it landed (such a client's cancel requests are not found). */
+void upgrade_adopt(struct shard *s, void *arg)
+{
+	struct takeover_rec *r = arg;
+	uint32_t secret;
+	int bits = 0;
+	while ((1 << bits) < s->nshards)
+		bits++;
+	if (bits && upgrade_peek_secret(r->data, r->len, &secret)) {
+		int owner = (int)(secret >> (32 - bits));
+		if (owner != s->id && owner < s->nshards) {
+			struct shard_msg m = { .type = SHARD_MSG_ADOPT, .ptr = r };
+			if (shard_post(s->id, owner, &m))
+				return;
+		}
+	}
+	int fd = r->fd;
+	r->fd = -1;
+	client_move_in(s, fd, r->data, r->len);
+	takeover_rec_free(r);
+}

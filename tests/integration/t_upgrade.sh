@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# t_upgrade: pgring -R, an upgrade without dropping anyone (issue 16, point 6).
+#   1. A successor that fails at start (here: `user =` names no user, found
+#      after it received the listening sockets) leaves the running pgring
+#      serving: it keeps accepting, its clients keep working.
+#   2. 1,000 idle clients, each with a SET application_name and a protocol-level
+#      prepared statement (PQprepare), connected before the upgrade, all answer
+#      after it on the same connection, the statement executing in the new
+#      process; a query on 4 of them is cancelled with the cancel key they got
+#      from the old process.
+#   3. pgbench -M simple and -M prepared, in transaction and in session pooling,
+#      runs across the upgrade with zero failed transactions and no client
+#      aborted (pgbench never reconnects without -C: a dropped connection
+#      aborts its client).
+#   4. The old process exits once it holds nobody (the session-pooled clients
+#      stay on it until pgbench ends them); the logs and counters show the
+#      transaction-pooled clients moved; the pools' cumulative counters carry
+#      over (the successor's transaction total covers every pgbench run).
+# shellcheck disable=SC1091
+. "$(dirname "$0")/lib.sh"
+pgring_only "pgring -R is pgring's"
+
+T=${UPGRADE_T:-12}
+NIDLE=${UPGRADE_IDLE:-1000}
+[[ $(qd "SELECT count(*) FROM pgbench_branches") -ge 1 ]] || fail "pgbench tables missing"
+
+conf="
+[databases]
+app = host=@PGHOST@ port=@PGPORT@ dbname=app
+appsess = host=@PGHOST@ port=@PGPORT@ dbname=app pool_mode=session
+[pgring]
+auth_type = md5
+pool_mode = transaction
+default_pool_size = 10
+max_client_conn = 5000
+shards = 2
+"
+start_pgring "$conf"
+OLD_PID=$POOLER_PID
+OLD_LOG=$POOLER_LOG
+
+# ---- 1. a successor that fails before it serves changes nothing
+cp "$POOLER_CONF" "$TEST_TMP/bad.ini"
+echo "user = no_such_user_pgring_upgrade" >>"$TEST_TMP/bad.ini"
+timeout 30 "$PGRING_BIN" -R -c "$TEST_TMP/bad.ini" >"$TEST_TMP/bad.log" 2>&1
+bad_rc=$?
+[[ $bad_rc != 0 && $bad_rc != 124 ]] || fail "the failing successor: status $bad_rc ($(tail -3 "$TEST_TMP/bad.log"))"
+assert_contains "$(cat "$TEST_TMP/bad.log")" "listening socket" "the failing successor got the listeners first"
+alive "$OLD_PID" || fail "the old pgring died with its failed successor"
+wait_until 5 grep -q "went away before it was ready" "$OLD_LOG" || fail "the old pgring did not log the failed successor"
+for i in 1 2 3 4 5 6; do
+	assert_eq 1 "$(q "SELECT 1")" "new connection $i after a failed successor"
+done
+pass "a successor failing at start leaves the old pgring serving ($(grep -m1 -o 'cannot take over.*\|user no_such[^"]*' "$TEST_TMP/bad.log" | head -1))"
+
+# ---- 1b. a successor killed right after it took over: the old one serves again
+# (a session-pooled client keeps the old one from exiting meanwhile: with
+# nobody left it would have gone at once, as it should)
+(Q_DB=appsess q "SELECT 7 FROM pg_sleep(4)" >"$TEST_TMP/sleeper.out" 2>&1; echo $? >>"$TEST_TMP/sleeper.out") &
+SLEEPER=$!
+wait_until 10 eval '[[ $(qd "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '"'"'SELECT 7 FROM pg_sleep%'"'"'") == 1 ]]' ||
+	fail "the session-pooled client did not start"
+"$PGRING_BIN" -R -c "$POOLER_CONF" >"$TEST_TMP/killed.log" 2>&1 &
+KILLED_PID=$!
+track_pid $KILLED_PID
+on_exit "kill_wait $KILLED_PID KILL"
+wait_until 20 grep -q "serving on the predecessor's sockets" "$TEST_TMP/killed.log" ||
+	fail "the successor to kill did not take over: $(tail -3 "$TEST_TMP/killed.log")"
+kill -KILL $KILLED_PID
+wait $KILLED_PID 2>/dev/null
+wait_until 10 grep -q "accepting and serving here again" "$OLD_LOG" ||
+	fail "the old pgring did not take its sockets back: $(tail -3 "$OLD_LOG")"
+alive "$OLD_PID" || fail "the old pgring died with its killed successor"
+for i in 1 2 3 4 5 6; do
+	assert_eq 1 "$(q "SELECT 1")" "new connection $i after the successor was killed"
+done
+wait_until 10 tcp_open 127.0.0.1 "$CONTROL_PORT" || fail "the old pgring did not open its control port again"
+wait $SLEEPER
+assert_eq $'7\n0' "$(cat "$TEST_TMP/sleeper.out")" "the session-pooled client that stayed on the old pgring"
+pass "a successor killed after it took over: the old pgring accepts and serves again"
+
+# ---- 2. idle clients with session state and a prepared statement
+"$HELPERS/holdclients" "$(conninfo)" "$NIDLE" "$TEST_TMP/go" 180 >"$TEST_TMP/hold.out" 2>"$TEST_TMP/hold.err" &
+HOLD_PID=$!
+track_pid $HOLD_PID
+on_exit "kill_wait $HOLD_PID"
+wait_until 120 grep -q "^ready" "$TEST_TMP/hold.out" || fail "holdclients not ready: $(tail -3 "$TEST_TMP/hold.err")"
+note "$NIDLE idle clients ready"
+
+# ---- 3. pgbench across the upgrade
+bench() { # NAME DB PROTOCOL CLIENTS
+	PGPASSWORD=app timeout $((T + 90)) pgbench -n -M "$3" -c "$4" -j "$4" -T "$T" \
+		-h 127.0.0.1 -p "$PORT" -U app "$2" >"$TEST_TMP/bench-$1.out" 2>&1
+	echo $? >"$TEST_TMP/bench-$1.rc"
+}
+bench tx-simple app simple 4 &
+B1=$!
+bench tx-prepared app prepared 4 &
+B2=$!
+bench sess-simple appsess simple 2 &
+B3=$!
+bench sess-prepared appsess prepared 2 &
+B4=$!
+sleep $((T / 3))
+
+"$PGRING_BIN" -R -c "$POOLER_CONF" >"$TEST_TMP/new.log" 2>&1 &
+NEW_PID=$!
+track_pid $NEW_PID
+on_exit "kill_wait $NEW_PID"
+wait_until 20 grep -q "serving on the predecessor's sockets" "$TEST_TMP/new.log" ||
+	fail "the successor did not take over: $(tail -5 "$TEST_TMP/new.log")"
+note "successor pid $NEW_PID serving"
+POOLER_LOG=$TEST_TMP/new.log   # what fail() shows from now on
+for i in 1 2 3 4; do
+	assert_eq 1 "$(q "SELECT 1")" "a new connection during the upgrade"
+done
+wait_until 10 tcp_open 127.0.0.1 "$CONTROL_PORT" || fail "the successor did not open the control port"
+
+wait $B1 $B2 $B3 $B4
+bench_total=0
+for name in tx-simple tx-prepared sess-simple sess-prepared; do
+	out=$(cat "$TEST_TMP/bench-$name.out")
+	rc=$(cat "$TEST_TMP/bench-$name.rc")
+	failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
+	processed=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+	if [[ $rc != 0 || -z $failed || -z $processed ]]; then
+		echo "$out" | tail -15 | sed 's/^/#   /'
+		fail "pgbench $name across the upgrade: exit $rc"
+	fi
+	assert_eq 0 "$failed" "pgbench $name: failed transactions"
+	assert_not_contains "$out" "aborted" "pgbench $name: aborted clients"
+	assert_num_cmp "$processed" -gt 0 "pgbench $name: transactions"
+	bench_total=$((bench_total + processed))
+	pass "pgbench $name across the upgrade: $processed transactions, 0 failed, no client aborted"
+done
+
+# ---- 4. the old one goes once it holds nobody
+wait_until 30 eval '! alive '"$OLD_PID" || fail "the old pgring still runs with nobody on it: $(tail -5 "$OLD_LOG")"
+wait "$OLD_PID" 2>/dev/null
+old_rc=$?
+assert_eq 0 "$old_rc" "the old pgring's exit status"
+moved=$(sed -n 's/.*upgrade: \([0-9]*\) clients handed over, \([0-9]*\) lost.*/\1/p' "$OLD_LOG")
+taken=$(sed -n 's/.*the predecessor has exited (\([0-9]*\) clients taken over).*/\1/p' "$TEST_TMP/new.log")
+# the idle ones and the 8 transaction-pooled pgbench clients (between two transactions)
+assert_num_cmp "${moved:-0}" -ge $((NIDLE + 8)) "clients handed over (old log)"
+assert_eq "$moved" "$taken" "clients handed over = clients taken over"
+grep -q "not handed over: session pooling" "$OLD_LOG" || fail "the session-pooled clients were not logged as staying"
+lost=$(sed -n 's/.*upgrade: [0-9]* clients handed over, \([0-9]*\) lost.*/\1/p' "$OLD_LOG")
+assert_eq 0 "$lost" "clients lost in the hand-over"
+taken_metric=$(metric pgring_shard_clients_taken_over_total) || fail "no pgring_shard_clients_taken_over_total in /metrics"
+assert_num_cmp "$taken_metric" -ge "$NIDLE" "pgring_clients_taken_over_total"
+pass "the old pgring exited (status 0) holding nobody: $moved clients moved, none lost"
+
+# the pools' counters came along: the session-pooled runs never left the old
+# process, so without them the new one's total would be short
+wait_until 10 grep -q "pool counters are added" "$TEST_TMP/new.log" || fail "the pools' counters were not carried over"
+xacts=$(metric pgring_pool_transactions_total) || fail "no pgring_pool_transactions_total"
+assert_num_cmp "$xacts" -ge "$bench_total" "transactions counted by the successor (pgbench: $bench_total)"
+pass "the pools' counters carried over: $xacts transactions counted, pgbench ran $bench_total"
+
+touch "$TEST_TMP/go"
+wait_exit $HOLD_PID 120 || fail "holdclients did not finish"
+[[ $WAIT_STATUS == 0 ]] || fail "idle clients after the upgrade: $(cat "$TEST_TMP/hold.out") $(head -5 "$TEST_TMP/hold.err")"
+pass "$(tail -1 "$TEST_TMP/hold.out"): prepared statement, application_name and cancel key carried over"
+
+assert_eq 1 "$(q "SELECT 1")" "the successor serves new clients"
+kill -TERM "$NEW_PID"
+wait_exit "$NEW_PID" 15 || fail "the successor did not stop on SIGTERM"
+pass "the successor stops on SIGTERM"

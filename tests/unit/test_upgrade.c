@@ -1,0 +1,317 @@
+/* tests/unit/test_upgrade.c: pool/upgrade.c's client record for pgring -R and
+ * core/takeover.c's records on the hand-over socket. A record packed from a
+ * client reads back into an equal one (user, database, cancel key, target,
+ * address, startup and session parameters, SQL PREPAREs, statement names with
+ * their Parse bodies, the unnamed statement); every truncation of it, every
+ * single-byte change in its checked parts and random garbage are refused or
+ * read without crashing (run under ASan in make test-asan). On the socket:
+ * records with one descriptor pass, two descriptors or an over-long record
+ * are refused with every descriptor closed. */
+#include <criterion/criterion.h>
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/strbuf.h"
+#include "core/takeover.h"
+#include "pool/client.h"
+#include "pool/upgrade.h"
+
+static uint32_t body(uint8_t *out, const char *query, int ntypes)
+{
+	uint32_t k = (uint32_t)strlen(query) + 1;
+	memcpy(out, query, k);
+	out[k++] = 0;
+	out[k++] = (uint8_t)ntypes;
+	for (int i = 0; i < ntypes; i++) {
+		out[k++] = 0;
+		out[k++] = 0;
+		out[k++] = 0;
+		out[k++] = 23;   /* int4 */
+	}
+	return k;
+}
+
+static void make_client(struct client *cl, struct stmt_registry **reg)
+{
+	memset(cl, 0, sizeof *cl);
+	cl->user = strdup("app");
+	cl->database = strdup("appdb");
+	cl->key_pid = 0x01020304;
+	cl->key_secret = 0x80706050;
+	cl->key_long = true;
+	for (size_t i = 0; i < sizeof cl->key_tail; i++)
+		cl->key_tail[i] = (uint8_t)(i * 7);
+	cl->target = 2;
+	cl->addr_family = 10;
+	cl->addr[15] = 1;
+	cl->connect_us = 1000;
+	params_set(&cl->startup, "application_name", "before");
+	params_set(&cl->startup, "DateStyle", "ISO, MDY");
+	params_set(&cl->params, "application_name", "after");
+	params_set(&cl->params, "search_path", "a, \"b c\"");
+	cl->sess = calloc(1, sizeof *cl->sess);
+	params_set(&cl->sess->sqlprep, "q1", "PREPARE q1 AS SELECT 1");
+	uint8_t b[256];
+	const char *names[] = { "s1", "s2", "P0_1" };
+	const char *queries[] = { "SELECT $1::int + 1", "SELECT now()", "UPDATE t SET a = $1 WHERE b = $2" };
+	const int ntypes[] = { 1, 0, 2 };
+	for (int i = 0; i < 3; i++) {
+		uint32_t n = body(b, queries[i], ntypes[i]);
+		struct pstmt *st = stmt_intern(reg, b, n);
+		cr_assert(st && stmt_map_put(&cl->sess->stmts, names[i], st));
+	}
+	uint32_t n = body(b, "SELECT 42", 0);
+	cr_assert(stmt_map_set_unnamed(&cl->sess->stmts, b, n));
+}
+
+static void same_params(const struct params *a, const struct params *b)
+{
+	cr_assert_eq(a->n, b->n);
+	for (int i = 0; i < a->n; i++) {
+		const char *v = params_get(b, a->v[i].name);
+		cr_assert(v, "parameter %s missing", a->v[i].name);
+		cr_assert_str_eq(v, a->v[i].value);
+	}
+}
+
+static bool pack(const struct client *cl, struct strbuf *sb)
+{
+	strbuf_reset(sb);
+	return upgrade_pack(cl, 5000, sb);
+}
+
+Test(upgrade, round_trip)
+{
+	struct stmt_registry *reg = NULL, *reg2 = NULL;
+	struct client a, b;
+	make_client(&a, &reg);
+	struct strbuf sb = STRBUF_INIT;
+	cr_assert(pack(&a, &sb));
+	memset(&b, 0, sizeof b);
+	uint64_t age = 0, id = 0;
+	cr_assert(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len, &reg2, &age, &id));
+	cr_assert_eq(age, 4000);
+	cr_assert_str_eq(b.user, "app");
+	cr_assert_str_eq(b.database, "appdb");
+	cr_assert_eq(b.key_pid, a.key_pid);
+	cr_assert_eq(b.key_secret, a.key_secret);
+	cr_assert(b.key_long);
+	cr_assert_arr_eq(b.key_tail, a.key_tail, sizeof a.key_tail);
+	cr_assert_eq(b.target, 2);
+	cr_assert_eq(b.addr_family, 10);
+	cr_assert_arr_eq(b.addr, a.addr, sizeof a.addr);
+	same_params(&a.startup, &b.startup);
+	same_params(&a.params, &b.params);
+	same_params(&a.sess->sqlprep, &b.sess->sqlprep);
+	cr_assert_eq(b.sess->stmts.n, 3);
+	const char *names[] = { "s1", "s2", "P0_1" };
+	for (int i = 0; i < 3; i++) {
+		struct pstmt *x = stmt_map_get(&a.sess->stmts, names[i]), *y = stmt_map_get(&b.sess->stmts, names[i]);
+		cr_assert(x && y, "statement %s", names[i]);
+		cr_assert_eq(x->body_len, y->body_len);
+		cr_assert_arr_eq(x->body, y->body, x->body_len);
+		cr_assert_str_eq(x->sname, y->sname);   /* the same server-side name in the new process */
+	}
+	cr_assert(b.sess->stmts.unnamed);
+	cr_assert_eq(b.sess->stmts.unnamed_len, a.sess->stmts.unnamed_len);
+	cr_assert_arr_eq(b.sess->stmts.unnamed_body, a.sess->stmts.unnamed_body, a.sess->stmts.unnamed_len);
+	/* packed again, the copy gives the same bytes but its age */
+	struct strbuf sb2 = STRBUF_INIT;
+	b.connect_us = a.connect_us;
+	b.conn.id = a.conn.id;
+	cr_assert(pack(&b, &sb2));
+	cr_assert_eq(sb2.len, sb.len);
+	uint32_t secret;
+	cr_assert(upgrade_peek_secret((const uint8_t *)sb.buf, sb.len, &secret));
+	cr_assert_eq(secret, a.key_secret);
+	upgrade_release(&a, reg);
+	upgrade_release(&b, reg2);
+	cr_assert_eq(stmt_registry_count(reg), 0);
+	cr_assert_eq(stmt_registry_count(reg2), 0);
+	stmt_registry_free(reg);
+	stmt_registry_free(reg2);
+	strbuf_free(&sb);
+	strbuf_free(&sb2);
+}
+
+Test(upgrade, no_session_record)
+{
+	struct client a, b;
+	memset(&a, 0, sizeof a);
+	a.user = "u";
+	a.database = "d";
+	a.key_pid = 7;
+	struct strbuf sb = STRBUF_INIT;
+	cr_assert(pack(&a, &sb));
+	memset(&b, 0, sizeof b);
+	struct stmt_registry *reg = NULL;
+	uint64_t age, id;
+	cr_assert(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len, &reg, &age, &id));
+	cr_assert_eq(b.sess->stmts.n, 0);
+	cr_assert(!b.sess->stmts.unnamed);
+	upgrade_release(&b, reg);
+	stmt_registry_free(reg);
+	strbuf_free(&sb);
+}
+
+/* Whatever the bytes, unpack answers and leaves nothing behind once released. */
+static bool try_unpack(const uint8_t *p, size_t n)
+{
+	struct client b;
+	memset(&b, 0, sizeof b);
+	struct stmt_registry *reg = NULL;
+	uint64_t age, id;
+	bool ok = upgrade_unpack(&b, p, n, &reg, &age, &id);
+	upgrade_release(&b, reg);
+	cr_assert_eq(reg ? stmt_registry_count(reg) : 0, 0, "statement records left after release");
+	stmt_registry_free(reg);
+	return ok;
+}
+
+Test(upgrade, truncated_refused)
+{
+	struct stmt_registry *reg = NULL;
+	struct client a;
+	make_client(&a, &reg);
+	struct strbuf sb = STRBUF_INIT;
+	cr_assert(pack(&a, &sb));
+	for (size_t n = 0; n < sb.len; n++) {
+		uint8_t *copy = malloc(n ? n : 1);   /* exactly n bytes: ASan sees any read past them */
+		memcpy(copy, sb.buf, n);
+		cr_assert(!try_unpack(copy, n), "a record cut to %zu of %zu bytes was accepted", n, sb.len);
+		free(copy);
+	}
+	/* and one byte too many */
+	uint8_t *longer = malloc(sb.len + 1);
+	memcpy(longer, sb.buf, sb.len);
+	longer[sb.len] = 0;
+	cr_assert(!try_unpack(longer, sb.len + 1));
+	free(longer);
+	upgrade_release(&a, reg);
+	stmt_registry_free(reg);
+	strbuf_free(&sb);
+}
+
+Test(upgrade, garbage_refused_or_harmless)
+{
+	struct stmt_registry *reg = NULL;
+	struct client a;
+	make_client(&a, &reg);
+	struct strbuf sb = STRBUF_INIT;
+	cr_assert(pack(&a, &sb));
+	uint8_t *copy = malloc(sb.len);
+	/* every byte changed in turn: refused, or still a well-formed record */
+	for (size_t i = 0; i < sb.len; i++) {
+		for (int v = 0; v < 3; v++) {
+			memcpy(copy, sb.buf, sb.len);
+			copy[i] = v == 0 ? 0 : v == 1 ? 0xff : (uint8_t)(copy[i] ^ 0x80);
+			try_unpack(copy, sb.len);
+		}
+	}
+	/* the magic and the version are checked */
+	memcpy(copy, sb.buf, sb.len);
+	copy[0] = 'X';
+	cr_assert(!try_unpack(copy, sb.len));
+	memcpy(copy, sb.buf, sb.len);
+	copy[4] = 2;
+	cr_assert(!try_unpack(copy, sb.len));
+	free(copy);
+	/* random bytes, some behind a valid header */
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	uint8_t junk[512];
+	for (int round = 0; round < 2000; round++) {
+		size_t n = (size_t)(x % sizeof junk);
+		for (size_t i = 0; i < n; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			junk[i] = (uint8_t)x;
+		}
+		if (round & 1 && n > 5) {
+			memcpy(junk, "PGRC", 4);
+			junk[4] = 1;
+		}
+		try_unpack(junk, n);
+	}
+	upgrade_release(&a, reg);
+	stmt_registry_free(reg);
+	strbuf_free(&sb);
+}
+
+Test(upgrade, bad_parse_body_refused)
+{
+	/* a statement whose body does not end where its type count says */
+	struct client a;
+	memset(&a, 0, sizeof a);
+	a.user = "u";
+	a.database = "d";
+	a.key_pid = 1;
+	struct strbuf sb = STRBUF_INIT;
+	cr_assert(pack(&a, &sb));
+	/* the record ends with u32 0 (no statements) and u8 0 (no unnamed one):
+	 * put one statement with a broken body in their place */
+	sb.len -= 5;
+	const uint8_t tail[] = { 0, 0, 0, 1, 0, 0, 0, 1, 's', 0, 0, 0, 4, 'x', 0, 0, 1, 0 };
+	strbuf_append(&sb, tail, sizeof tail);
+	cr_assert(!try_unpack((const uint8_t *)sb.buf, sb.len));
+	strbuf_free(&sb);
+}
+
+static bool fd_open(int fd) { return fcntl(fd, F_GETFD) != -1; }
+
+Test(upgrade, socket_records)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	int pipefd[2];
+	cr_assert_eq(pipe(pipefd), 0);
+	cr_assert_eq(takeover_send(sv[0], TAKEOVER_CLIENT, "abc", 3, pipefd[0]), 0);
+	uint8_t type, buf[64];
+	uint32_t n;
+	int fd;
+	cr_assert_eq(takeover_recv(sv[1], &type, buf, sizeof buf, &n, &fd, false), 1);
+	cr_assert_eq(type, TAKEOVER_CLIENT);
+	cr_assert_eq(n, 3);
+	cr_assert(fd >= 0 && fd_open(fd));
+	close(fd);
+	/* nothing waiting */
+	cr_assert_eq(takeover_recv(sv[1], &type, buf, sizeof buf, &n, &fd, false), -1);
+	/* longer than the receiver's room: refused */
+	uint8_t big[128] = { 0 };
+	cr_assert_eq(takeover_send(sv[0], TAKEOVER_CLIENT, big, sizeof big, pipefd[0]), 0);
+	cr_assert_eq(takeover_recv(sv[1], &type, buf, sizeof buf, &n, &fd, false), -1);
+	cr_assert_eq(fd, -1);
+	/* two descriptors on one record: refused, both closed */
+	int fds[2] = { pipefd[0], pipefd[1] };
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(2 * sizeof(int))];
+	} ctl;
+	uint8_t t = TAKEOVER_CLIENT;
+	struct iovec iov = { &t, 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(2 * sizeof(int));
+	memcpy(CMSG_DATA(c), fds, sizeof fds);
+	cr_assert_eq(sendmsg(sv[0], &mh, 0), 1);
+	int before = dup(0);
+	close(before);   /* the lowest free descriptor now */
+	cr_assert_eq(takeover_recv(sv[1], &type, buf, sizeof buf, &n, &fd, false), -1);
+	cr_assert_eq(fd, -1);
+	int after = dup(0);
+	cr_assert_eq(after, before, "a descriptor received with a refused record stayed open");
+	close(after);
+	/* the peer gone: 0 */
+	close(sv[0]);
+	cr_assert_eq(takeover_recv(sv[1], &type, buf, sizeof buf, &n, &fd, false), 0);
+	close(sv[1]);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
