@@ -1,12 +1,15 @@
 /* tests/integration/pqtry.c: connect with libpq and run statements, printing
  * SQLSTATEs, which psql does not show for connection failures.
  *
- *   pqtry [-H SECONDS] CONNINFO [SQL]...
+ *   pqtry [-x] [-k] [-H SECONDS] CONNINFO [SQL]...
  *
  * Connects (verbose error messages, so the server's SQLSTATE is in the text), runs
- * each SQL with PQexec and prints every row as fields joined by '|'. With -H, keeps
- * the connection open that many seconds afterwards (or until stdin reaches EOF when
- * SECONDS is 0), then runs the statements once more (to check the connection survived).
+ * each SQL with PQexec (-x: PQexecParams, the extended protocol: Parse, Bind,
+ * Describe, Execute, Sync) and prints every row as fields joined by '|'. A failed
+ * statement ends the run unless -k (keep going: the next statements still run). With
+ * -H, keeps the connection open that many seconds afterwards (or until stdin reaches
+ * EOF when SECONDS is 0), then runs the statements once more (to check the
+ * connection survived).
  *
  * Output on failure, one line:  ERROR <SQLSTATE> <message>
  * (SQLSTATE "none" when the failure did not come from a server, e.g. refused or EOF.)
@@ -61,7 +64,7 @@ static void sqlstate_from_message(const char *msg, char out[6])
 	}
 }
 
-static int timed_out;
+static int timed_out, extended, keep_going;
 
 static PGconn *connect_verbose(const char *conninfo)
 {
@@ -97,8 +100,9 @@ static PGconn *connect_verbose(const char *conninfo)
 static int run(PGconn *c, int nsql, char **sql)
 {
 	char line[4096];
+	int rc = 0;
 	for (int i = 0; i < nsql; i++) {
-		PGresult *r = PQexec(c, sql[i]);
+		PGresult *r = extended ? PQexecParams(c, sql[i], 0, NULL, NULL, NULL, NULL, 0) : PQexec(c, sql[i]);
 		ExecStatusType s = PQresultStatus(r);
 		if (s == PGRES_TUPLES_OK) {
 			for (int row = 0; row < PQntuples(r); row++) {
@@ -117,24 +121,31 @@ static int run(PGconn *c, int nsql, char **sql)
 			one_line(m ? m : PQerrorMessage(c), line, sizeof line);
 			printf("ERROR %s %s\n", code, line);
 			PQclear(r);
-			return 3;
+			rc = 3;
+			if (!keep_going || PQstatus(c) != CONNECTION_OK)
+				return rc;
+			continue;
 		}
 		PQclear(r);
 	}
-	return 0;
+	return rc;
 }
 
 int main(int argc, char **argv)
 {
 	int hold = -1, opt;
-	while ((opt = getopt(argc, argv, "H:")) != -1) {
+	while ((opt = getopt(argc, argv, "xkH:")) != -1) {
 		if (opt == 'H')
 			hold = atoi(optarg);
+		else if (opt == 'x')
+			extended = 1;
+		else if (opt == 'k')
+			keep_going = 1;
 		else
 			return 1;
 	}
 	if (optind >= argc) {
-		fprintf(stderr, "usage: pqtry [-H SECONDS] CONNINFO [SQL]...\n");
+		fprintf(stderr, "usage: pqtry [-x] [-k] [-H SECONDS] CONNINFO [SQL]...\n");
 		return 1;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -151,7 +162,7 @@ int main(int argc, char **argv)
 	int nsql = argc - optind - 1;
 	char **sql = argv + optind + 1;
 	int rc = run(c, nsql, sql);
-	if (rc == 0 && hold >= 0) {
+	if ((rc == 0 || (keep_going && PQstatus(c) == CONNECTION_OK)) && hold >= 0) {
 		printf("HOLDING\n");
 		if (hold > 0) {
 			sleep((unsigned)hold);
@@ -160,7 +171,7 @@ int main(int argc, char **argv)
 			while (fgets(buf, sizeof buf, stdin))
 				;
 		}
-		rc = run(c, nsql, sql);
+		rc |= run(c, nsql, sql);
 	}
 	PQfinish(c);
 	return rc;

@@ -10,7 +10,11 @@
 #  - max_rows_per_second = 2000 (rows charged from CommandComplete): 100-row
 #    queries come at 20 a second, 2000 rows/s within 10%;
 #  - throttle_mode = refuse: the query over the limit fails with 53400 and a
-#    message naming the limit and the tenant; the session goes on;
+#    message naming the limit and the tenant; the session goes on; the same
+#    with the extended protocol (pqtry -x), whose next Sync-ended batch works;
+#  - the bounded queue: with the tenant's one transaction busy, 8 newcomers:
+#    past throttle_queue_size (2 a shard) refused at once, the ones queued
+#    refused after throttle_wait_timeout (1 s), each 53400 saying which;
 #  - max_transactions = 2 on a user: 4 clients' 1 s sleeps never run more
 #    than 2 at once (pg_stat_activity) and take 2 s in all;
 #  - fairness: a heavy application (8 clients) and a light one (2) on a pool
@@ -32,6 +36,8 @@ throttled = max_queries_per_second=@QPS@
 free = throttle_weight=1
 rowsy = max_rows_per_second=2000
 refuser = max_queries_per_second=1 throttle_mode=refuse
+xrefuser = max_queries_per_second=1 throttle_mode=refuse
+queued = max_transactions=1 throttle_queue_size=2 throttle_wait_timeout=1
 heavy = throttle_weight=1
 light = throttle_weight=1
 [pgring]
@@ -123,6 +129,62 @@ assert_contains "$OUT" "after" "a query after the refusal's second has passed go
 assert_num_cmp "$(metric pgring_admission_refused_total 'tenant="refuser",reason="max_queries_per_second"')" -ge 1 \
 	"refusals are counted"
 pass "throttle_mode=refuse: 53400 'pgring: max_queries_per_second (1) of application \"refuser\" exceeded', the session goes on"
+
+# the extended protocol: the refused Parse/Bind/Execute up to Sync get one
+# ErrorResponse and ReadyForQuery; two seconds later, on the same connection,
+# the same two statements: the first goes through again
+OUT=$(PGAPPNAME=xrefuser timeout 20 "$HELPERS/pqtry" -x -k -H 2 "$(conninfo app app app)" "SELECT 'x1'" "SELECT 'x2'" 2>&1)
+assert_eq "x1
+ERROR 53400 pgring: max_queries_per_second (1) of application \"xrefuser\" exceeded
+HOLDING
+x1
+ERROR 53400 pgring: max_queries_per_second (1) of application \"xrefuser\" exceeded" "$OUT" \
+	"extended protocol: the second statement refused with 53400, the session in step after it"
+pass "throttle_mode=refuse with the extended protocol: 53400 for the batch, the next batches answered in step"
+
+# --- the bounded queue: the tenant's one transaction is busy 3 s; of 8
+# newcomers, those past throttle_queue_size (2 per shard) are refused at once,
+# those queued after throttle_wait_timeout (1 s)
+(PGAPPNAME=queued timeout 30 "$HELPERS/pqtry" "$(conninfo app app app)" "SELECT pg_sleep(3)" >"$TEST_TMP/holder.out" 2>&1
+	echo "rc=$?" >>"$TEST_TMP/holder.out") &
+HOLDER=$!
+sleep 0.5
+QP=()
+for i in 1 2 3 4 5 6 7 8; do
+	(
+		t0=$(now_ms)
+		PGAPPNAME=queued timeout 30 "$HELPERS/pqtry" "$(conninfo app app app)" "SELECT 'q$i'" >"$TEST_TMP/q$i.out" 2>&1
+		echo "$? $(($(now_ms) - t0))" >"$TEST_TMP/q$i.rc"
+	) &
+	QP+=($!)
+done
+wait "${QP[@]}"
+wait "$HOLDER"
+assert_contains "$(cat "$TEST_TMP/holder.out")" "rc=0" "the tenant's running transaction ends well: $(cat "$TEST_TMP/holder.out")"
+NQ=0 NW=0 WMIN=999999 WMAX=0
+for i in 1 2 3 4 5 6 7 8; do
+	out=$(cat "$TEST_TMP/q$i.out")
+	read -r rc ms <"$TEST_TMP/q$i.rc"
+	assert_eq 3 "$rc" "newcomer $i refused ($out)"
+	assert_match "$out" '^ERROR 53400 pgring: max_transactions \(1\) of application "queued" exceeded' "newcomer $i: 53400 naming the limit"
+	if [[ $out == *"(throttle_queue_size: 2 requests waiting already)"* ]]; then
+		NQ=$((NQ + 1))
+	elif [[ $out == *"(waited throttle_wait_timeout, 1 s)"* ]]; then
+		NW=$((NW + 1))
+		((ms < WMIN)) && WMIN=$ms
+		((ms > WMAX)) && WMAX=$ms
+	else
+		fail "newcomer $i: neither throttle_queue_size nor throttle_wait_timeout: $out"
+	fi
+done
+assert_num_cmp "$NQ" -ge 4 "at most 2 a shard wait: 4 or more of 8 refused at once for throttle_queue_size ($NQ)"
+assert_num_cmp "$NW" -ge 1 "some waited in the queue ($NW)"
+assert_num_cmp "$NW" -le 4 "no more than 2 a shard waited ($NW)"
+assert_num_cmp "$WMIN" -ge 900 "a queued request is refused after throttle_wait_timeout, not before ($WMIN ms)"
+assert_num_cmp "$WMAX" -lt 2400 "and not held until the running transaction ended at 3 s ($WMAX ms)"
+assert_num_cmp "$(metric pgring_admission_refused_total 'tenant="queued",reason="max_transactions"')" -ge 8 \
+	"the 8 refusals are counted under max_transactions"
+pass "bounded queue: $NQ refused at once (throttle_queue_size=2 a shard), $NW after ${WMIN}-${WMAX} ms (throttle_wait_timeout=1 s)"
 
 # --- max_transactions = 2 for md5user
 START=$(now_ms)
