@@ -196,9 +196,11 @@ bench_window() {
 		END { printf "%d %d %d\n", n, (b > a) ? n * 1000 / (b - a) : 0, m / 1000 }' "$TEST_TMP/$1/all"
 }
 # bench_recovery NAME FROM_MS TPS: ms from FROM to the end of the first 100 ms bin
-# with at least half of TPS, counting transactions that began after FROM (-1: never)
+# with at least half of TPS, counting transactions that began after FROM (-1:
+# never); began: really sent, not scheduled (a pgbench -R that fell behind
+# during the fault catches up after it with transactions scheduled before)
 bench_recovery() {
-	awk -v h="$2" -v tps="$3" '{ end = $5 * 1000 + $6 / 1000; start = end - $3 / 1000
+	awk -v h="$2" -v tps="$3" '{ end = $5 * 1000 + $6 / 1000; start = end - ($3 - (NF >= 7 ? $7 : 0)) / 1000
 			if (start >= h) bin[int((end - h) / 100)]++ }
 		END { for (i = 0; i < 1000; i++) if (bin[i] >= tps / 20) { print (i + 1) * 100; exit } print -1 }' \
 		"$TEST_TMP/$1/all"
