@@ -67,6 +67,7 @@ struct stats_pool {
 	gauge_t cl_login, cl_idle, cl_active, cl_waiting;
 	gauge_t sv_login, sv_idle, sv_active, sv_resetting;
 	gauge_t max_wait_us;                /* age of the oldest waiting client */
+	gauge_t head_since_us;              /* when the first waiting client began to wait (0: none) */
 	gauge_t cl_pinned;                  /* clients held on their server (LISTEN, locks, temp tables) */
 	gauge_t cl_replication, sv_replication; /* replication connections (pool/repl.h), outside the pool */
 	stat_t replication_connects;        /* replication connections opened */

@@ -438,7 +438,7 @@ static uint64_t run_tenant(struct admit_tenant *t, uint64_t now)
 		if (!take_txns(cl, &full))
 			return now + TXN_POLL_US;
 		grant(cl);
-		pool_request_server(cl);   /* CL_WAITING, CL_ROUTING or CL_ACTIVE: off the queue */
+		lease_admitted(cl);   /* off the queue: to a server */
 	}
 	return UINT64_MAX;
 }

@@ -33,13 +33,17 @@ struct admit_client {
 	uint8_t held;                          /* bit per kind: a transaction counted in that tenant */
 	bool prepaid;                          /* the admission paid for the next Query or Execute */
 	bool throttled;                        /* counted as throttled for this request */
+	bool open;                             /* session pooling: admitted for the transaction under way
+						* (ends at its ReadyForQuery 'I'; a lease's end in the others) */
 };
 
-/* The request (of type `type`) starting the client's transaction (CL_IDLE, its lease holding
- * or about to hold its requests). ADMIT_GO: go on to the pool. ADMIT_WAIT:
- * the client is CL_THROTTLED; its requests are held until admit_run admits
- * it (and asks the pool for a server) or refuses it. ADMIT_REFUSED: it was
- * answered with 53400 (lease_refuse), the request is not to be delivered. */
+/* The request (of type `type`) starting the client's transaction (CL_IDLE,
+ * its lease holding or about to hold its requests; in session pooling
+ * CL_ACTIVE on its own server, between transactions). ADMIT_GO: go on.
+ * ADMIT_WAIT: the client is CL_THROTTLED; its requests are held until
+ * admit_run admits it (lease_admitted: to the pool for a server, or on to the
+ * one it keeps) or refuses it. ADMIT_REFUSED: it was answered with 53400
+ * (lease_refuse), the request is not to be delivered. */
 enum admit_verdict admit_request(struct client *cl, uint8_t type);
 /* A transaction start that cannot be held back (a stream message first):
  * admitted whatever the limits, charged. */
@@ -49,7 +53,8 @@ void admit_force(struct client *cl, uint8_t type);
 void admit_query(struct client *cl);
 /* A CommandComplete for the client: its rows are charged. */
 void admit_rows(struct client *cl, const uint8_t *msg, uint32_t len);
-/* The client's lease is over: its transaction leaves the counts. */
+/* The client's transaction is over (its lease, or in session pooling its
+ * ReadyForQuery 'I'): it leaves the counts. */
 void admit_end(struct client *cl);
 /* CL_THROTTLED bookkeeping, from client_set_state. */
 void admit_enqueue(struct client *cl);

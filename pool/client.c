@@ -90,6 +90,7 @@ static void leave_list(struct client *cl)
 	if (cl->state == CL_WAITING) {
 		cl->pool->n_waiting--;
 		atomic_fetch_sub(&cl->pool->shared->waiting, 1);
+		pool_waiting_head(cl->pool);
 	} else if (cl->state == CL_LOGIN_WAIT) {
 		pool_sync_login_demand(cl->pool);
 	} else if (cl->state == CL_STARTUP || cl->state == CL_AUTH || cl->state == CL_AUTHQ) {
@@ -117,6 +118,8 @@ static void enter_list(struct client *cl)
 	}
 	if ((cl->state == CL_WAITING || cl->state == CL_ROUTING) && !cl->wait_start_us)
 		cl->wait_start_us = shard_of(cl)->now_us;   /* kept while it is routed anew */
+	if (cl->state == CL_WAITING)
+		pool_waiting_head(cl->pool);
 }
 
 static void drop_held_cancel(struct client *cl);
@@ -1690,6 +1693,11 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 		snprintf(cl->lost_state, sizeof cl->lost_state, "%s", sqlstate);
 		return;
 	}
+	client_fail_requests(cl, sqlstate, why, owed, unsynced);
+}
+
+void client_fail_requests(struct client *cl, const char *sqlstate, const char *why, uint32_t owed, bool unsynced)
+{
 	/* every request in flight fails: an error before each ReadyForQuery owed, and
 	 * one for extended-protocol messages not yet synced (their implicit
 	 * transaction is gone), whose Sync is then answered by pgring */

@@ -180,6 +180,10 @@ void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
 /* Its server died under its lease: what was in flight fails (an ERROR each),
  * an open block is failed until the client ends it; its session goes on. */
 void client_server_lost(struct client *cl, const char *sqlstate, const char *why, uint32_t owed, bool unsynced);
+/* Requests in flight fail without reaching a server: an ErrorResponse and
+ * ReadyForQuery for each of the owed ones, one ErrorResponse for unsynced
+ * extended-protocol messages (the rest of their batch is then skipped). */
+void client_fail_requests(struct client *cl, const char *sqlstate, const char *why, uint32_t owed, bool unsynced);
 void client_drained(struct client *cl);           /* back-pressure: its socket drained */
 /* A closed client's last server message is all out: its close goes on. */
 void client_reply_done(struct client *cl);

@@ -1257,6 +1257,19 @@ static void deliver_whole(struct lease *l, const uint8_t *msg, uint32_t len, uin
 		oom(l->client);
 }
 
+/* Session pooling under admission control: the first message of a
+ * transaction is admitted as transaction pooling admits it before it asks
+ * for a server; false: refused (answered, its bytes are dropped). */
+static bool session_admit(struct client *cl, uint8_t type, int take)
+{
+	cl->adm.open = true;
+	if (take == PROTO_STREAM) {
+		admit_force(cl, type);   /* a stream message cannot be held back: charged */
+		return true;
+	}
+	return admit_request(cl, type) != ADMIT_REFUSED;
+}
+
 int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 {
 	struct lease *l = cl->lease;
@@ -1267,6 +1280,10 @@ int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 	struct shard *s = cl->conn.shard;
 	bool guarded = guarded_start(l, type);
 	bool peekable = (type == 'Q' || type == 'P' || type == 'B') && len <= route_peek_max();
+	/* session pooling: does this message start a transaction admission must pass? */
+	bool session_start = __builtin_expect(s->cfg->admission, 0) && cl->state == CL_ACTIVE && !cl->adm.open &&
+			     cl->pool->mode == POOL_SESSION && !cl->in_txn && !l->expect && !l->unsynced &&
+			     !l->sending && !l->rerouting;
 	if (type == 'Q' || type == 'S' || type == 'F') {
 		if (l->expect++ == 0)
 			cl->query_start_us = s->now_us;
@@ -1294,7 +1311,10 @@ int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 		if (cl->state == CL_CLOSED)
 			return PROTO_STOP;
 	} else {
-		if (__builtin_expect(cl->adm.any, 0) && (type == 'Q' || type == 'E'))
+		if (__builtin_expect(session_start, 0)) {
+			if (!session_admit(cl, type, take))
+				return cl->state == CL_CLOSED ? PROTO_STOP : PROTO_STREAM;   /* dropped (drop_msg) */
+		} else if (__builtin_expect(cl->adm.any, 0) && (type == 'Q' || type == 'E'))
 			admit_query(cl);   /* a query inside an admitted transaction */
 		if (guarded) {
 			if (peekable) {
@@ -1492,13 +1512,43 @@ void lease_client_gone(struct client *cl)
 void lease_refuse(struct client *cl, const char *sqlstate, const char *why)
 {
 	struct lease *l = cl->lease;
-	INVARIANT(l && !l->server);
+	INVARIANT(l);
 	uint32_t owed = l->expect;
 	bool unsynced = l->unsynced;
 	if (!proto_framer_idle(&cl->conn.fr))
 		cl->drop_msg = true;   /* the rest of a request half received fails with it */
-	lease_close(l);
-	client_server_lost(cl, sqlstate, why, owed, unsynced);
+	if (!l->server) {
+		lease_close(l);
+		client_server_lost(cl, sqlstate, why, owed, unsynced);
+		return;
+	}
+	/* session pooling: the server never saw these requests, and stays */
+	INVARIANT(!l->rq.n && !l->rerouting);
+	heldq_drop(shard_of(l), &l->held);
+	l->expect = 0;
+	l->unsynced = l->sending = false;
+	if (cl->adm.held)
+		admit_end(cl);
+	cl->adm.open = false;
+	client_set_state(cl, CL_ACTIVE);
+	client_fail_requests(cl, sqlstate, why, owed, unsynced);
+	if (cl->state == CL_ACTIVE && !cl->conn.recv_wanted)
+		client_drained(cl);   /* what it held may have paused its reading */
+}
+
+void lease_admitted(struct client *cl)
+{
+	struct lease *l = cl->lease;
+	if (!l->server) {
+		pool_request_server(cl);   /* CL_WAITING, CL_ROUTING or CL_ACTIVE */
+		return;
+	}
+	client_set_state(cl, CL_ACTIVE);
+	replay(l, &l->held);
+	if (cl->state == CL_ACTIVE && !cl->conn.recv_wanted)
+		client_drained(cl);
+	if (cl->state == CL_ACTIVE && cl->cancel_held)
+		client_cancel_due(cl);   /* held while it was throttled */
 }
 
 void lease_server_lost(struct lease *l, const char *sqlstate, const char *why)
@@ -1550,6 +1600,11 @@ static void ready_for_query(struct lease *l, uint8_t status)
 	/* requests rerouted for the primary are not this server's to answer */
 	if (l->rerouting ? l->expect > l->later_expect : (l->expect || l->unsynced))
 		return;
+	if (status == 'I' && cl->adm.open && lease_idle(l)) {
+		cl->adm.open = false;   /* session pooling: its admitted transaction is over */
+		if (cl->adm.held)
+			admit_end(cl);
+	}
 	if (status == 'I') {
 		stat_add(&ps->xact_count, 1);
 		stat_add(&ps->xact_time_us, s->now_us - cl->xact_start_us);

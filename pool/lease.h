@@ -116,10 +116,14 @@ void lease_request_bytes(struct client *cl, const uint8_t *p, uint32_t n, uint32
 void lease_attach(struct lease *l, struct server *sv);
 /* The client left: its lease ends and its server goes to be reset. */
 void lease_client_gone(struct client *cl);
-/* Admission control refused the requests the lease holds (it has no
- * server): each is answered with an error (sqlstate, why) as if a server
- * had failed it, and the lease is over; the client's session goes on. */
+/* Admission control refused the requests the lease holds: each is answered
+ * with an error (sqlstate, why) as if a server had failed it; the lease is
+ * over (one without a server) or goes on with its server (session pooling,
+ * which never got them); the client's session goes on. */
 void lease_refuse(struct client *cl, const char *sqlstate, const char *why);
+/* Admission control let the client's held request go: to the pool for a
+ * server, or (session pooling) to the server it keeps. */
+void lease_admitted(struct client *cl);
 /* The server died under the lease (already closed). */
 void lease_server_lost(struct lease *l, const char *sqlstate, const char *why);
 

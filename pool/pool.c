@@ -250,6 +250,13 @@ static struct client *first_waiter(struct pool *p)
 	return list_first(&p->waiting, struct client, wait);
 }
 
+void pool_waiting_head(struct pool *p)
+{
+	struct client *first = first_waiter(p);
+	int64_t since = first ? (int64_t)(first->wait_start_us ? first->wait_start_us : p->shard->now_us) : 0;
+	gauge_add(&p->stats->head_since_us, since - gauge_get(&p->stats->head_since_us));
+}
+
 static struct client *first_login(struct pool *p)
 {
 	return list_first(&p->login, struct client, wait);
@@ -560,9 +567,8 @@ static bool over_share(struct pool *p)
 /* Hand an idle server to a shard whose clients wait for this pool, keeping the
  * connection (and its budget slot): stop receiving here, and once no I/O on this
  * ring refers to it, post it to the other shard's inbox. */
-static bool migrate(struct server *sv)
+static bool migrate_to(struct server *sv, int to)
 {
-	int to = neediest_shard(sv->pool);
 	if (to < 0 || !proto_framer_idle(&sv->conn.fr) || sv->conn.out_bytes)
 		return false;
 	server_set_state(sv, SV_MIGRATING);
@@ -570,6 +576,41 @@ static bool migrate(struct server *sv)
 	sv->migrate_to = to;
 	conn_park(&sv->conn);   /* parks at once if nothing is in flight */
 	return true;
+}
+
+static bool migrate(struct server *sv)
+{
+	return migrate_to(sv, neediest_shard(sv->pool));
+}
+
+/* The share rule above rounds each shard's share up, so a pool smaller than
+ * the number of shards whose clients want it would stay with the shards
+ * holding it, and a shard with none would wait for as long as they stay busy
+ * (pool_size = 1 and two shards: the second shard's clients starved). A
+ * shard whose clients wait without a server of the pool (none open there,
+ * none on its way) gets the freed one when its first waiter has waited
+ * longer than cl, the client this shard would serve: first come first
+ * served between such shards. -1: none. */
+static int starved_shard(struct pool *p, const struct client *cl)
+{
+	struct pool_shared *ps = p->shared;
+	if (atomic_load_explicit(&ps->waiting, memory_order_relaxed) - p->n_waiting - p->login_counted <= 0 ||
+	    atomic_load_explicit(&ps->in_transit, memory_order_relaxed) > 0)
+		return -1;
+	uint64_t oldest = cl->wait_start_us ? cl->wait_start_us : p->shard->now_us;
+	int best = -1;
+	for (int i = 0; i < p->shard->nshards; i++) {
+		const struct stats_pool *b = &ps->shard[i];
+		int64_t since = gauge_get(&b->head_since_us);
+		if (i == p->shard->id || since <= 0 || (uint64_t)since >= oldest)
+			continue;
+		if (gauge_get(&b->sv_idle) + gauge_get(&b->sv_active) + gauge_get(&b->sv_login) +
+			    gauge_get(&b->sv_resetting) > 0)
+			continue;
+		oldest = (uint64_t)since;
+		best = i;
+	}
+	return best;
 }
 
 void pool_server_parked(struct server *sv)
@@ -661,7 +702,8 @@ void pool_server_ready(struct server *sv)
 	}
 	struct client *cl;
 	/* with admission control, the next tenant's turn; else first come first served */
-	while ((cl = p->shard->cfg->admission ? admit_pick(p) : first_waiter(p)) && !(over_share(p) && migrate(sv)))
+	while ((cl = p->shard->cfg->admission ? admit_pick(p) : first_waiter(p)) &&
+	       !(over_share(p) && migrate(sv)) && !migrate_to(sv, starved_shard(p, cl)))
 		if (take(sv, cl))
 			return;   /* else that client failed (off the list): the next one */
 	if (sv->state == SV_MIGRATING)
@@ -766,6 +808,7 @@ static void pool_housekeeping(struct pool *p)
 		launch_for_waiters(p);
 	struct client *first = first_waiter(p);
 	int64_t max_wait = first ? (int64_t)(now - first->wait_start_us) : 0;
+	pool_waiting_head(p);   /* kept right by the list's changes; this heals a move between pools */
 	gauge_add(&p->stats->max_wait_us, max_wait - gauge_get(&p->stats->max_wait_us));
 }
 

@@ -138,6 +138,9 @@ bool pool_adopt_welcome(struct pool *p);          /* parameters another shard le
 /* Login waiters (one server is wanted to learn the parameters) as seen by
  * the other shards; called when the login list changes. */
 void pool_sync_login_demand(struct pool *p);
+/* The pool's waiting list changed: its first waiter's wait start is published
+ * for the other shards (pool.c hands a server to a shard starving for it). */
+void pool_waiting_head(struct pool *p);
 
 /* Release: the server is clean and usable (logged in, reset, handed over):
  * to the next waiting client's lease, another shard, or the idle list. */

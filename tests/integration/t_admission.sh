@@ -17,9 +17,14 @@
 #    refused after throttle_wait_timeout (1 s), each 53400 saying which;
 #  - max_transactions = 2 on a user: 4 clients' 1 s sleeps never run more
 #    than 2 at once (pg_stat_activity) and take 2 s in all;
+#  - session pooling (each client keeps its server): 40 qps is 40 tps, one
+#    transaction at a time holds a second client's BEGIN until the first
+#    COMMITs, refuse mode answers 53400 and the session goes on, on the same
+#    backend, simple and extended;
 #  - fairness: a heavy application (8 clients) and a light one (2) on a pool
-#    of 1 server: the light one gets close to half the transactions, not its
-#    2/10 of a first-come-first-served queue;
+#    of 1 server: with one shard the light one gets close to half the
+#    transactions, not its 2/10 of a first-come-first-served queue; over two
+#    shards it is not starved;
 #  - the metrics: throttled totals by tenant and reason, wait seconds.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
@@ -29,6 +34,7 @@ CONF="
 [databases]
 app = host=@PGHOST@ port=@PGPORT@ dbname=app
 fair = host=@PGHOST@ port=@PGPORT@ dbname=app pool_size=1
+sess = host=@PGHOST@ port=@PGPORT@ dbname=app pool_mode=session
 [users]
 md5user = max_transactions=2
 [applications]
@@ -38,6 +44,8 @@ rowsy = max_rows_per_second=2000
 refuser = max_queries_per_second=1 throttle_mode=refuse
 xrefuser = max_queries_per_second=1 throttle_mode=refuse
 queued = max_transactions=1 throttle_queue_size=2 throttle_wait_timeout=1
+sessq = max_queries_per_second=40
+sesstx = max_transactions=1
 heavy = throttle_weight=1
 light = throttle_weight=1
 [pgring]
@@ -212,19 +220,83 @@ assert_num_cmp "$ELAPSED" -ge 1900 "four 1 s transactions two at a time take 2 s
 assert_num_cmp "$ELAPSED" -le 6000 "a waiter goes soon after a transaction ends (took $ELAPSED ms)"
 pass "max_transactions=2: at most $MAXSEEN at once, $ELAPSED ms for four 1 s transactions"
 
+# --- session pooling: the client keeps its server; its transactions are gated
+bench_out sessq "SELECT 1;" 4 sess
+bench_read sessq
+within "$TPS" 40 10 "session pooling at 40 qps: 40 tps within 10% (got $TPS)"
+assert_num_cmp "$(metric pgring_admission_throttled_total 'tenant="sessq",reason="max_queries_per_second"')" -gt 0 \
+	"sessq's waits are counted"
+pass "session pooling, max_queries_per_second=40: $TPS tps"
+
+# max_transactions=1: the second client's BEGIN waits for the first's COMMIT
+# (psql sends BEGIN, the sleep and COMMIT as three statements: the block,
+# not a statement, is the transaction)
+START=$(now_ms)
+MT=()
+for i in 1 2; do
+	(PGAPPNAME=sesstx timeout 30 psql -X -Atq -c "BEGIN" -c "SELECT pg_sleep(1)" -c "COMMIT" "$(conninfo sess app app)" \
+		>"$TEST_TMP/st$i.out" 2>&1; now_ms >"$TEST_TMP/st$i.end") &
+	MT+=($!)
+done
+MAXSEEN=0
+for _ in $(seq 1 12); do
+	n=$(qd "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sesstx' AND state IN ('active', 'idle in transaction')")
+	((n > MAXSEEN)) && MAXSEEN=$n
+	sleep 0.1
+done
+wait "${MT[@]}"
+ELAPSED=$(($(sort -n "$TEST_TMP"/st?.end | tail -1) - START))
+for i in 1 2; do assert_eq "" "$(cat "$TEST_TMP/st$i.out")" "session client $i of sesstx ran its block"; done
+assert_num_cmp "$MAXSEEN" -le 1 "one sesstx block at a time in session pooling (saw $MAXSEEN)"
+assert_num_cmp "$ELAPSED" -ge 1900 "two 1 s blocks one at a time take 2 s (took $ELAPSED ms)"
+pass "session pooling, max_transactions=1: $ELAPSED ms for two 1 s blocks"
+
+# refuse mode: the session, and its backend, go on after a refusal
+for x in "" -x; do
+	sleep 1.2   # refuser's 1 query a second: the last run's refusal took it
+	OUT=$(PGAPPNAME=refuser timeout 20 "$HELPERS/pqtry" $x -k -H 2 "$(conninfo sess app app)" \
+		"SELECT 'r1', pg_backend_pid() > 0" "SELECT 'r2'" 2>&1)
+	assert_eq "r1|t
+ERROR 53400 pgring: max_queries_per_second (1) of application \"refuser\" exceeded
+HOLDING
+r1|t
+ERROR 53400 pgring: max_queries_per_second (1) of application \"refuser\" exceeded" "$OUT" \
+		"session pooling${x:+, extended protocol}: refused with 53400, the session in step after it"
+done
+sleep 1.2
+PIDS=$(PGAPPNAME=refuser timeout 20 "$HELPERS/pqtry" -k -H 2 "$(conninfo sess app app)" "SELECT pg_backend_pid()" "SELECT 'r2'" 2>&1 |
+	grep -E '^[0-9]+$' | sort -u | wc -l)
+assert_eq 1 "$PIDS" "session pooling: the same backend before and after a refusal"
+pass "session pooling, throttle_mode=refuse: 53400, simple and extended, same backend after"
+
 # --- fairness: heavy (8 clients) and light (2) share a pool of one server
-bench_out heavy "SELECT pg_sleep(0.005);" 8 fair &
-B1=$!
-bench_out light "SELECT pg_sleep(0.005);" 2 fair &
-B2=$!
-wait "$B1" "$B2"
-bench_read heavy
-HEAVY=$DONE
-bench_read light
-LIGHT=$DONE
-SHARE=$(echo "100 * $LIGHT / ($LIGHT + $HEAVY)" | bc -l | cut -c1-5)
-assert_num_cmp "$SHARE" -ge 33 "the light tenant gets a fair share of one server, not its 20% of a FIFO queue (got $SHARE%: light $LIGHT, heavy $HEAVY)"
-pass "fairness: light tenant (2 clients) $SHARE% of the transactions against heavy (8 clients)"
+# fair_run: HEAVY, LIGHT (transactions) and SHARE (light's percentage)
+fair_run() {
+	bench_out heavy "SELECT pg_sleep(0.005);" 8 fair &
+	local b1=$!
+	bench_out light "SELECT pg_sleep(0.005);" 2 fair &
+	local b2=$!
+	wait "$b1" "$b2"
+	bench_read heavy
+	HEAVY=$DONE
+	bench_read light
+	LIGHT=$DONE
+	SHARE=$(echo "100 * $LIGHT / ($LIGHT + $HEAVY)" | bc -l | awk '{ printf "%.1f", $1 }')
+}
+# Two shards: the weighted pick is each shard's; between shards the one
+# server goes first come first served to a shard that has none (it used to
+# stay with the shard holding it while that one was busy: a 1-in-7 run gave
+# light 2 transactions to heavy's 937), so light gets at least about its
+# first-come-first-served share
+fair_run
+assert_num_cmp "$SHARE" -ge 12 "two shards: the light tenant is not starved (got $SHARE%: light $LIGHT, heavy $HEAVY)"
+SHARE2=$SHARE
+# One shard: all waiters in one queue, weighted round-robin among tenants
+stop_pgring
+start_pgring "$(sed 's/^shards = 2$/shards = 1/' <<<"${CONF//@QPS@/50}")"
+fair_run
+assert_num_cmp "$SHARE" -ge 33 "one shard: the light tenant gets a fair share of one server, not its 20% of a FIFO queue (got $SHARE%: light $LIGHT, heavy $HEAVY)"
+pass "fairness: light tenant (2 clients) against heavy (8) on one server: $SHARE% with one shard (weighted round-robin), $SHARE2% over two shards (not starved)"
 
 grep -q "ERROR\|WARNING" "$POOLER_LOG" && note "log: $(grep -c "ERROR\|WARNING" "$POOLER_LOG") warnings/errors"
 stop_pgring
