@@ -465,13 +465,9 @@ static void stop_accepting(struct shard *s)
 
 static void close_listeners(struct shard *s)
 {
+	stop_accepting(s);
 	for (int i = 0; i < s->nlisten; i++) {
 		struct listener *l = &s->listen[i];
-		if (l->armed) {
-			struct io_uring_sqe *sqe = shard_sqe(s);
-			io_uring_prep_cancel64(sqe, shard_ud(l, SHARD_OP_ACCEPT), 0);
-			io_uring_sqe_set_data64(sqe, SHARD_OP_IGNORE);
-		}
 		if (!l->is_unix && l->fd >= 0)
 			close(l->fd);
 		l->fd = -1;

@@ -381,6 +381,7 @@ void admit_end(struct client *cl)
 	}
 	cl->adm.held = 0;
 	cl->adm.prepaid = false;
+	cl->adm.open = false;
 }
 
 /* ---- the queues ---- */

@@ -124,11 +124,18 @@ static void enter_list(struct client *cl)
 
 static void drop_held_cancel(struct client *cl);
 
+/* A client whose request waits to run on a server (held there, not yet sent):
+ * a cancel request for it is held until the request runs. */
+static bool request_waits(enum client_state st)
+{
+	return st == CL_WAITING || st == CL_ROUTING || st == CL_THROTTLED;
+}
+
 void client_set_state(struct client *cl, enum client_state st)
 {
 	INVARIANT(st != CL_ACTIVE || (cl->lease && cl->lease->server));
 	INVARIANT(st != CL_WAITING || cl->lease);
-	if (cl->cancel_held && st != CL_WAITING && st != CL_ROUTING && st != CL_THROTTLED && st != CL_ACTIVE)
+	if (cl->cancel_held && !request_waits(st) && st != CL_ACTIVE)
 		drop_held_cancel(cl);   /* its request ended without running (failed, closed) */
 	leave_list(cl);
 	if (cl->pool) {
@@ -1727,16 +1734,14 @@ void client_fail_requests(struct client *cl, const char *sqlstate, const char *w
 
 enum client_cancel_action client_cancel_action(const struct client *cl, struct server **sv)
 {
+	if (request_waits(cl->state))
+		return CANCEL_HOLD;   /* its request has no server yet (or admission holds it back) */
 	switch (cl->state) {
 	case CL_REPL:
 		if (!cl->repl || cl->repl->state != SV_ACTIVE)
 			return CANCEL_NONE;
 		*sv = cl->repl;
 		return CANCEL_NOW;
-	case CL_WAITING:
-	case CL_ROUTING:
-	case CL_THROTTLED:   /* admission control holds its request back */
-		return CANCEL_HOLD;   /* its request has no server yet */
 	case CL_ACTIVE:
 		/* pgring's restore runs first: a cancel now would fail the restore
 		 * (and the client with it), not the client's request */
@@ -1778,6 +1783,12 @@ void client_cancel_done(struct shard *s, uint64_t conn_id)
 	}
 }
 
+static void forward_cancel(struct shard *s, struct server *sv, const struct pool_cancel_waiter *w)
+{
+	stat_add(&s->stats->cancels_forwarded, 1);
+	server_send_cancel(sv, w);
+}
+
 static void drop_held_cancel(struct client *cl)
 {
 	cl->cancel_held = false;
@@ -1795,8 +1806,7 @@ void client_cancel_due(struct client *cl)
 	case CANCEL_NOW:
 		cl->cancel_held = false;
 		LOGF(LOG_DEBUG, cl->conn.id, "its held cancel request goes to its server now");
-		stat_add(&shard_of(cl)->stats->cancels_forwarded, 1);
-		server_send_cancel(sv, &cl->cancel_waiter);
+		forward_cancel(shard_of(cl), sv, &cl->cancel_waiter);
 		return;
 	case CANCEL_NONE:
 		drop_held_cancel(cl);
@@ -1816,8 +1826,7 @@ void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *t
 	struct server *sv = NULL;
 	switch (cl ? client_cancel_action(cl, &sv) : CANCEL_NONE) {
 	case CANCEL_NOW:
-		stat_add(&s->stats->cancels_forwarded, 1);
-		server_send_cancel(sv, w);
+		forward_cancel(s, sv, w);
 		return;
 	case CANCEL_HOLD:
 		if (cl->cancel_held)

@@ -1399,6 +1399,20 @@ uint32_t lease_pending(const struct lease *l)
 
 /* ---- the pairing ---- */
 
+/* The server takes the requests held while the client waited for it (or for
+ * admission); then the client reads again and a cancel held meanwhile is due
+ * (unless a restore runs first). */
+static void run_held(struct lease *l)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	replay(l, &l->held);
+	if (l->server == sv && cl->state == CL_ACTIVE && !cl->conn.recv_wanted)
+		client_drained(cl);
+	if (l->server == sv && cl->cancel_held)
+		client_cancel_due(cl);
+}
+
 void lease_attach(struct lease *l, struct server *sv)
 {
 	struct client *cl = l->client;
@@ -1418,11 +1432,7 @@ void lease_attach(struct lease *l, struct server *sv)
 	l->skipping = l->need_sync = l->cur_hide = l->copy_in = l->copy_data = false;
 	l->unnamed_here = false;
 	session_restore(cl, sv, NULL);
-	replay(l, &l->held);
-	if (l->server == sv && cl->state == CL_ACTIVE && !cl->conn.recv_wanted)
-		client_drained(cl);
-	if (l->server == sv && cl->cancel_held)
-		client_cancel_due(cl);   /* held while it waited: due now unless a restore runs first */
+	run_held(l);
 }
 
 /* Take the server off the lease, forgetting what it owed. */
@@ -1527,9 +1537,7 @@ void lease_refuse(struct client *cl, const char *sqlstate, const char *why)
 	heldq_drop(shard_of(l), &l->held);
 	l->expect = 0;
 	l->unsynced = l->sending = false;
-	if (cl->adm.held)
-		admit_end(cl);
-	cl->adm.open = false;
+	admit_end(cl);
 	client_set_state(cl, CL_ACTIVE);
 	client_fail_requests(cl, sqlstate, why, owed, unsynced);
 	if (cl->state == CL_ACTIVE && !cl->conn.recv_wanted)
@@ -1544,11 +1552,7 @@ void lease_admitted(struct client *cl)
 		return;
 	}
 	client_set_state(cl, CL_ACTIVE);
-	replay(l, &l->held);
-	if (cl->state == CL_ACTIVE && !cl->conn.recv_wanted)
-		client_drained(cl);
-	if (cl->state == CL_ACTIVE && cl->cancel_held)
-		client_cancel_due(cl);   /* held while it was throttled */
+	run_held(l);   /* session pooling: to the server it keeps */
 }
 
 void lease_server_lost(struct lease *l, const char *sqlstate, const char *why)
@@ -1600,11 +1604,8 @@ static void ready_for_query(struct lease *l, uint8_t status)
 	/* requests rerouted for the primary are not this server's to answer */
 	if (l->rerouting ? l->expect > l->later_expect : (l->expect || l->unsynced))
 		return;
-	if (status == 'I' && cl->adm.open && lease_idle(l)) {
-		cl->adm.open = false;   /* session pooling: its admitted transaction is over */
-		if (cl->adm.held)
-			admit_end(cl);
-	}
+	if (status == 'I' && cl->adm.open && lease_idle(l))
+		admit_end(cl);   /* session pooling: its admitted transaction is over */
 	if (status == 'I') {
 		stat_add(&ps->xact_count, 1);
 		stat_add(&ps->xact_time_us, s->now_us - cl->xact_start_us);

@@ -839,9 +839,8 @@ static unsigned timeouts_left(const struct server *sv)
 	return left;
 }
 
-static bool reset_client_timeouts(struct server *sv)
+static bool reset_client_timeouts(struct server *sv, unsigned left)
 {
-	unsigned left = timeouts_left(sv);
 	char sql[64] = "";
 	if (left & LEFT_STMT_TIMEOUT)
 		strcat(sql, "RESET statement_timeout;");
@@ -854,18 +853,6 @@ static bool reset_client_timeouts(struct server *sv)
 	if (left & LEFT_IDLE_TIMEOUT)
 		params_remove(&sv->params, "idle_session_timeout");
 	return true;
-}
-
-/* Does bringing the server back run a query on it (what server_reset sends)? */
-static bool reset_needs_query(const struct server *sv, const struct server_leftover *left, const char *rq)
-{
-	const struct pool *p = sv->pool;
-	if (sv->listen_dirty || timeouts_left(sv))
-		return true;
-	if (!left)
-		return p->shard->cfg->server_reset_query_always && rq;
-	return sv->txn_status != 'I' || left->in_txn || (left->pins && p->mode != POOL_SESSION) ||
-	       (p->mode == POOL_SESSION && rq);
 }
 
 void server_reset(struct server *sv, const struct server_leftover *left)
@@ -893,28 +880,30 @@ void server_reset(struct server *sv, const struct server_leftover *left)
 		server_close(sv, "client left in the middle of an extended-protocol batch");
 		return;
 	}
-	if (sv->cancels && reset_needs_query(sv, left, rq)) {
+	/* what bringing it back sends, decided once */
+	bool rollback = left && (sv->txn_status != 'I' || left->in_txn);
+	unsigned pins = left && p->mode != POOL_SESSION ? left->pins : 0;
+	bool run_rq = rq && (left ? p->mode == POOL_SESSION : cfg->server_reset_query_always);
+	unsigned timeouts = timeouts_left(sv);
+	/* the client's channels were listened to here for pg_listening_channels() */
+	bool unlisten = sv->listen_dirty && !(left && left->pins & PIN_OTHER);
+	if (sv->cancels && (rollback || pins || run_rq || timeouts || unlisten)) {
 		/* PostgreSQL may still signal the backend for a cancel on its way:
 		 * a reset query run now could be what it cancels, leaving the
 		 * server's state unknown (a client that canceled and left at once) */
 		server_close(sv, "client left with a cancel request to its server on its way");
 		return;
 	}
-	if (left) {
-		if (sv->txn_status != 'I' || left->in_txn)
-			reset |= server_hidden_query(sv, "ROLLBACK");
-		if (left->pins && p->mode != POOL_SESSION)
-			reset |= release_pins(sv, left->pins);
-		if (p->mode == POOL_SESSION && rq)
-			reset |= reset_query(sv, rq);
-	} else if (cfg->server_reset_query_always && rq) {
-		reset = reset_query(sv, rq);
-	}
-	reset |= reset_client_timeouts(sv);
-	if (sv->listen_dirty && !(left && left->pins & PIN_OTHER)) {
-		/* the client's channels were listened to here for pg_listening_channels() */
+	if (rollback)
+		reset |= server_hidden_query(sv, "ROLLBACK");
+	if (pins)
+		reset |= release_pins(sv, pins);
+	if (run_rq)
+		reset |= reset_query(sv, rq);
+	if (timeouts)
+		reset |= reset_client_timeouts(sv, timeouts);
+	if (unlisten)
 		reset |= server_hidden_query(sv, "UNLISTEN *");
-	}
 	sv->listen_dirty = false;
 	if (reset)
 		server_set_state(sv, SV_RESETTING);

@@ -73,6 +73,25 @@ bench_read() { # APP: TPS, DONE
 	TPS=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | tail -1)
 	DONE=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
 }
+# concurrently NAME N POLL_SQL CLIENT_FN: N runs of CLIENT_FN at once (output in
+# NAME<i>.out, end time in NAME<i>.end) while POLL_SQL, a count, is read every
+# 0.1 s for 1.5 s; MAXSEEN: the largest count, ELAPSED: ms until the last ended
+concurrently() {
+	local name=$1 n=$2 poll=$3 fn=$4 start c i pids=()
+	start=$(now_ms)
+	for ((i = 1; i <= n; i++)); do
+		("$fn" >"$TEST_TMP/$name$i.out" 2>&1; now_ms >"$TEST_TMP/$name$i.end") &
+		pids+=($!)
+	done
+	MAXSEEN=0
+	for _ in $(seq 1 15); do
+		c=$(qd "$poll")
+		((c > MAXSEEN)) && MAXSEEN=$c
+		sleep 0.1
+	done
+	wait "${pids[@]}"
+	ELAPSED=$(($(cat "$TEST_TMP/$name"?.end | sort -n | tail -1) - start))
+}
 within() { # VALUE TARGET PERCENT MESSAGE
 	local lo hi
 	lo=$(echo "$2 * (100 - $3) / 100" | bc -l)
@@ -195,24 +214,9 @@ assert_num_cmp "$(metric pgring_admission_refused_total 'tenant="queued",reason=
 pass "bounded queue: $NQ refused at once (throttle_queue_size=2 a shard), $NW after ${WMIN}-${WMAX} ms (throttle_wait_timeout=1 s)"
 
 # --- max_transactions = 2 for md5user
-START=$(now_ms)
-MT=()
-for i in 1 2 3 4; do
-	(
-		PGPASSWORD=md5pass timeout 30 psql -X -Atq -c "SELECT pg_sleep(1)" "$(conninfo app md5user md5pass)" \
-			>"$TEST_TMP/mt$i.out" 2>&1
-		now_ms >"$TEST_TMP/mt$i.end"
-	) &
-	MT+=($!)
-done
-MAXSEEN=0
-for _ in $(seq 1 15); do
-	n=$(qd "SELECT count(*) FROM pg_stat_activity WHERE usename = 'md5user' AND query LIKE '%pg_sleep(1)%' AND state = 'active'")
-	((n > MAXSEEN)) && MAXSEEN=$n
-	sleep 0.1
-done
-wait "${MT[@]}"
-ELAPSED=$(($(sort -n "$TEST_TMP"/mt?.end | tail -1) - START))
+md5user_sleep() { PGPASSWORD=md5pass timeout 30 psql -X -Atq -c "SELECT pg_sleep(1)" "$(conninfo app md5user md5pass)"; }
+concurrently mt 4 "SELECT count(*) FROM pg_stat_activity WHERE usename = 'md5user' AND query LIKE '%pg_sleep(1)%' AND state = 'active'" \
+	md5user_sleep
 for i in 1 2 3 4; do assert_eq "" "$(cat "$TEST_TMP/mt$i.out")" "client $i of md5user ran its sleep"; done
 assert_num_cmp "$MAXSEEN" -le 2 "at most 2 of md5user's transactions run at once (saw $MAXSEEN)"
 assert_num_cmp "$MAXSEEN" -ge 1 "md5user's transactions were seen running"
@@ -231,21 +235,9 @@ pass "session pooling, max_queries_per_second=40: $TPS tps"
 # max_transactions=1: the second client's BEGIN waits for the first's COMMIT
 # (psql sends BEGIN, the sleep and COMMIT as three statements: the block,
 # not a statement, is the transaction)
-START=$(now_ms)
-MT=()
-for i in 1 2; do
-	(PGAPPNAME=sesstx timeout 30 psql -X -Atq -c "BEGIN" -c "SELECT pg_sleep(1)" -c "COMMIT" "$(conninfo sess app app)" \
-		>"$TEST_TMP/st$i.out" 2>&1; now_ms >"$TEST_TMP/st$i.end") &
-	MT+=($!)
-done
-MAXSEEN=0
-for _ in $(seq 1 12); do
-	n=$(qd "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sesstx' AND state IN ('active', 'idle in transaction')")
-	((n > MAXSEEN)) && MAXSEEN=$n
-	sleep 0.1
-done
-wait "${MT[@]}"
-ELAPSED=$(($(sort -n "$TEST_TMP"/st?.end | tail -1) - START))
+sesstx_block() { PGAPPNAME=sesstx timeout 30 psql -X -Atq -c "BEGIN" -c "SELECT pg_sleep(1)" -c "COMMIT" "$(conninfo sess app app)"; }
+concurrently st 2 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sesstx' AND state IN ('active', 'idle in transaction')" \
+	sesstx_block
 for i in 1 2; do assert_eq "" "$(cat "$TEST_TMP/st$i.out")" "session client $i of sesstx ran its block"; done
 assert_num_cmp "$MAXSEEN" -le 1 "one sesstx block at a time in session pooling (saw $MAXSEEN)"
 assert_num_cmp "$ELAPSED" -ge 1900 "two 1 s blocks one at a time take 2 s (took $ELAPSED ms)"
