@@ -450,6 +450,13 @@ static void on_accept(struct shard *s, struct listener *l, int res, unsigned fla
 	arm_accept(s, l);
 }
 
+/* Arm every listener (each one not armed already, and allowed to accept). */
+static void start_accepting(struct shard *s)
+{
+	for (int i = 0; i < s->nlisten; i++)
+		arm_accept(s, &s->listen[i]);
+}
+
 /* Cancel the accepts, keep the sockets (a successor has them too). */
 static void stop_accepting(struct shard *s)
 {
@@ -531,8 +538,7 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 		if (!s->handing_over)
 			break;
 		s->draining = s->handing_over = false;
-		for (int i = 0; i < s->nlisten; i++)
-			arm_accept(s, &s->listen[i]);
+		start_accepting(s);
 		log_notice("the successor is gone: accepting and serving again");
 		break;
 	case SHARD_MSG_ADOPT:
@@ -550,8 +556,7 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 	}
 	case SHARD_MSG_ACCEPT:
 		s->accept_held = false;
-		for (int i = 0; i < s->nlisten; i++)
-			arm_accept(s, &s->listen[i]);
+		start_accepting(s);
 		break;
 	case SHARD_MSG_STOP:
 		s->stopped = true;
@@ -677,8 +682,7 @@ static void tick(struct shard *s)
 	if (s->reserve_fd < 0)   /* another thread took the slot while we shed clients */
 		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	report_fd_refusals(s, 0);
-	for (int i = 0; i < s->nlisten; i++)
-		arm_accept(s, &s->listen[i]);
+	start_accepting(s);
 	s->upper_ops->tick(s);
 	check_drain(s);
 	gauge_add(&s->stats->buffers_in_use, s->bufs.in_use - gauge_get(&s->stats->buffers_in_use));
@@ -829,8 +833,7 @@ static int start_upper(struct shard *s, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	for (int i = 0; i < s->nlisten; i++)
-		arm_accept(s, &s->listen[i]);
+	start_accepting(s);
 	arm_wake(s);
 	atomic_store(&s->stats->topology_version, s->topo->version);
 	return 0;
