@@ -1482,6 +1482,14 @@ static int client_begin(void *ctx, uint8_t type, uint32_t len)
 			    "length word, as PostgreSQL)", type, len, SMALL_MESSAGE_MAX);
 		return PROTO_STOP;
 	}
+	if ((type == 'S' || type == 'H') && len != 5) {
+		/* PostgreSQL fails a Sync or Flush with a body ("invalid message
+		 * format") and may then skip to the next Sync: replies pgring could
+		 * not count for a message that owes none */
+		stat_add(&shard_of(cl)->stats->protocol_errors, 1);
+		client_fail(cl, "08P01", "invalid message format: a '%c' message with a body", type);
+		return PROTO_STOP;
+	}
 	if (type == 'X')
 		return PROTO_WHOLE;
 	if (cl->admin)

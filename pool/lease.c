@@ -116,6 +116,8 @@ static void rq_pop(struct lease *l)
 	entry_release(l, &q->r[q->head]);
 	q->head = (q->head + 1) & (q->cap - 1);
 	q->n--;
+	if (__builtin_expect(l->copy_data_owed, 0) && --l->copy_data_owed == 0)
+		l->copy_data = false;   /* what came before the CopyData is over: so is any COPY it fed */
 }
 
 /* Queue what the server (or pgring) owes for one request. While the server
@@ -182,12 +184,37 @@ static void synth(struct lease *l, uint8_t type)
 static void skip_until_sync(struct lease *l)
 {
 	struct reply *h;
-	while ((h = rq_head(l)) && h->type != 'S') {
+	/* a Sync the server read inside a COPY (RF_IGNORED) does not end it */
+	while ((h = rq_head(l)) && (h->type != 'S' || (h->flags & RF_IGNORED))) {
 		entry_undo(l, h, true);
 		rq_pop(l);
 	}
 	if (!h)
 		l->skipping = true;
+}
+
+/* A request the server reads inside a COPY FROM STDIN: PostgreSQL fails the
+ * COPY with an ERROR and drops the request unanswered. pgring closes the
+ * client instead: in general it cannot tell which requests the server will
+ * read inside the COPY (see copy_refuses), and so which replies are owed. */
+static void copy_misuse(struct lease *l, uint8_t type)
+{
+	stat_add(&shard_of(l)->stats->protocol_errors, 1);
+	client_fail(l->client, "08P01", "unexpected message type 0x%02X during COPY from stdin", type);
+}
+
+/* Requests between a CopyData and its CopyDone or CopyFail: the server reads
+ * one inside the COPY (a Sync or Flush ignored, anything else failing the COPY
+ * unanswered) or, if a row before it failed the COPY, as a request of its own,
+ * answered. Which one cannot be known here, so neither can the replies owed:
+ * only a Flush passes. Once the server is known to be in the COPY with no data
+ * sent yet, a Sync's fate is known too (ignored, see send_whole). */
+static bool copy_refuses(struct lease *l, uint8_t type)
+{
+	if (type == 'H' || (!l->copy_data && type == 'S'))
+		return false;
+	copy_misuse(l, type);
+	return true;
 }
 
 static bool terminal(uint8_t request, uint8_t reply)
@@ -210,11 +237,50 @@ static bool lease_idle(const struct lease *l)
 
 /* ---- replies from the server ---- */
 
+/* Whether the server may send this now: a ReadyForQuery only ends a Sync,
+ * Query or FunctionCall, and with nothing owed only a notice, a notification,
+ * a parameter's new value or a FATAL may come. */
+static bool reply_in_step(struct lease *l, uint8_t type, const uint8_t *msg, uint32_t len)
+{
+	struct reply *h = rq_head(l);
+	if (type == 'N' || type == 'A' || type == 'S')
+		return true;
+	if (h)
+		return type != 'Z' || h->type == 'S' || h->type == 'Q' || h->type == 'F';
+	if (type != 'E' || !msg)
+		return false;
+	struct proto_error_fields f;
+	proto_parse_error(msg + 5, len - 5, &f);
+	return strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0;
+}
+
+/* The server answered something nobody asked: pgring and the server are out
+ * of step (a bug in pgring's accounting, or a server gone wrong). Nothing it
+ * sends can be trusted to reach the right client any more, nor can anything
+ * already passed: the server is closed and its client with it. */
+static void out_of_step(struct lease *l, uint8_t type)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	struct reply *h = rq_head(l);
+	LOGF(LOG_ERROR, sv->conn.id, "server sent '%c' while %s%c%s was owed: out of step, closing it and its client", type,
+	     h ? "a reply to '" : "", h ? h->type : '-', h ? "'" : " (nothing)");
+	stat_add(&shard_of(l)->stats->protocol_errors, 1);
+	snprintf(sv->fatal_state, sizeof sv->fatal_state, "08P01");
+	snprintf(sv->fatal_msg, sizeof sv->fatal_msg, "server connection out of step with pgring");
+	server_close(sv, NULL);
+	client_fail(cl, "08P01", "server connection out of step with pgring");
+}
+
 int lease_reply_begin(struct lease *l, uint8_t type, uint32_t len)
 {
 	bool small = len <= BUF_SCRATCH_SIZE / 2;
 	if (type == 'D' || type == 'd' || ((type == 'N' || type == 'A' || type == 'V') && !small)) {
 		struct reply *h = rq_head(l);
+		if (__builtin_expect(!h, 0) && !reply_in_step(l, type, NULL, 0)) {
+			out_of_step(l, type);
+			return PROTO_STOP;
+		}
 		l->cur_hide = h && h->kind == RP_HIDE && type != 'A';
 		l->reply_passing = !l->cur_hide && l->client->state != CL_CLOSED;
 		l->reply_left = len;
@@ -244,11 +310,21 @@ static bool reply_passes(struct lease *l, const uint8_t *msg, uint32_t len)
 	return false;
 }
 
-/* Every CommandComplete is looked at: the first letter spares the call
- * (a libc strcmp is ~46 instructions on this path, measured by callgrind). */
-static bool is_rollback_tag(const char *tag)
+/* A COMMIT or ROLLBACK completed: what its transaction did to the session is
+ * settled now rather than at the ReadyForQuery, because what follows it in the
+ * same Query or extended-protocol batch runs in a transaction of its own, whose
+ * failure does not undo it (and whose settings a ROLLBACK before it does not).
+ * Every CommandComplete is looked at: the first letter spares the calls (a
+ * libc strcmp is ~46 instructions on this path, measured by callgrind). */
+static void txn_end_tag(struct lease *l, const char *tag, bool to_savepoint)
 {
-	return tag[0] == 'R' && strcmp(tag, "ROLLBACK") == 0;
+	if (tag[0] == 'R' && !to_savepoint && strcmp(tag, "ROLLBACK") == 0) {
+		l->txn_rolled = true;
+		session_ready(l, 'I');
+	} else if ((tag[0] == 'C' && strcmp(tag, "COMMIT") == 0) ||
+		   (tag[0] == 'P' && strcmp(tag, "PREPARE TRANSACTION") == 0)) {
+		session_ready(l, 'I');
+	}
 }
 
 static void command_complete(struct lease *l, struct reply *h, const uint8_t *msg, uint32_t len)
@@ -266,8 +342,7 @@ static void command_complete(struct lease *l, struct reply *h, const uint8_t *ms
 			session_apply(l, &fxl->s[i], tag);
 		}
 	}
-	if (is_rollback_tag(tag) && !to_savepoint)
-		l->txn_rolled = true;
+	txn_end_tag(l, tag, to_savepoint);
 }
 
 /* A Bind or Describe of a shared statement failed: if the server's copy is
@@ -314,16 +389,21 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 				l->copy_in = false;   /* the client has ended it already */
 				break;
 			}
-			if (r->type != 'S' || r->kind != RP_PASS || (r->flags & RF_IGNORED))
+			if (r->kind == RP_SYNTH || (r->flags & RF_IGNORED))
 				continue;
+			if (r->type != 'S') {
+				/* read inside the COPY, it fails it unanswered (copy_refuses) */
+				copy_misuse(l, r->type);
+				return;
+			}
 			r->flags |= RF_IGNORED;
-			if (l->expect)
+			if (r->kind == RP_PASS && l->expect)
 				l->expect--;
 		}
 		return;
 	}
 	if ((h->type == 'E' || h->type == 'Q') && (t == 'C' || t == 'E'))
-		l->copy_in = l->copy_data = false;
+		l->copy_in = false;
 	if (t == 'E') {
 		if (h->kind == RP_PASS || h->type == 'P')
 			l->txn_error = true;
@@ -344,8 +424,7 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 		struct fx_list *fxl = h->extra;
 		if (fxl)
 			session_apply(l, &fxl->s[0], tag);
-		if (is_rollback_tag(tag) && !(fxl && fxl->s[0].kind == SQL_ROLLBACK_TO))
-			l->txn_rolled = true;
+		txn_end_tag(l, tag, fxl && fxl->s[0].kind == SQL_ROLLBACK_TO);
 	}
 	bool restored = t == 'Z' && h->kind == RP_HIDE && h->type == 'Q';
 	if (t == 'Z' && h->kind == RP_HIDE) {
@@ -991,13 +1070,8 @@ static void before_request(struct lease *l, uint8_t type)
 /* A whole request (P B D C E S Q) to the server. */
 static void send_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
 {
-	if (l->copy_data && msg[0] == 'S') {
-		/* whether the server reads it inside the COPY (and ignores it) or
-		 * after the COPY failed on a row before it (and answers it) cannot be
-		 * known here, so neither can the replies owed: refused */
-		client_fail(l->client, "08P01", "Sync between CopyData messages is not supported");
+	if (__builtin_expect(l->copy_in || l->copy_data, 0) && copy_refuses(l, msg[0]))
 		return;
-	}
 	if (l->copy_in && msg[0] == 'S') {
 		/* ignored by the server in COPY FROM STDIN: no answer comes */
 		if (l->expect)
@@ -1032,8 +1106,12 @@ static void send_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 static void send_begin(struct lease *l, uint8_t type)
 {
 	LOGF(LOG_TRACE, l->client->conn.id, "to server %llu: %c (streamed)", (unsigned long long)l->server->conn.id, type);
-	if (type == 'd' && l->rq.n)
+	if (type == 'd' && l->rq.n) {
 		l->copy_data = true;
+		l->copy_data_owed = l->rq.n;
+	}
+	if (type == 'F' && (l->copy_in || l->copy_data) && copy_refuses(l, type))
+		return;
 	if (type == 'c' || type == 'f') {
 		/* the end of a COPY the server may not have announced yet: Syncs
 		 * behind it are answered (see the CopyInResponse in reply_done) */
@@ -1430,6 +1508,7 @@ void lease_attach(struct lease *l, struct server *sv)
 	LOGF(LOG_DEBUG, cl->conn.id, "leased server %llu (backend pid %u)", (unsigned long long)sv->conn.id, sv->backend_pid);
 	l->clock = sv->stmts.clock;
 	l->skipping = l->need_sync = l->cur_hide = l->copy_in = l->copy_data = false;
+	l->copy_data_owed = 0;
 	l->unnamed_here = false;
 	session_restore(cl, sv, NULL);
 	run_held(l);
@@ -1450,6 +1529,7 @@ static struct server *detach(struct lease *l)
 	free(l->unnamed_fx);
 	l->unnamed_fx = NULL;
 	l->skipping = l->need_sync = l->cur_hide = l->copy_in = l->copy_data = false;
+	l->copy_data_owed = 0;
 	l->sending = l->unnamed_here = l->sent_unsynced = false;
 	sv->lease = NULL;
 	l->server = NULL;
@@ -1631,6 +1711,10 @@ void lease_reply_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 {
 	struct client *cl = l->client;
 	struct server *sv = l->server;
+	if (__builtin_expect(!reply_in_step(l, msg[0], msg, len), 0)) {
+		out_of_step(l, msg[0]);
+		return;
+	}
 	if (msg[0] == 'E' && sv->pool->mode != POOL_SESSION) {
 		struct proto_error_fields f;
 		proto_parse_error(msg + 5, len - 5, &f);

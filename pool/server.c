@@ -613,6 +613,14 @@ static int server_begin(void *ctx, uint8_t type, uint32_t len)
 		return PROTO_STREAM;   /* to its client as it comes (repl_server_bytes) */
 	if (sv->listener)
 		return PROTO_WHOLE;    /* a notification is delivered whole */
+	if (!sv->hidden && type != 'N' && type != 'S' && type != 'A' && type != 'E') {
+		/* nothing was asked of it: it and pgring are out of step, and whatever
+		 * it says next would reach the wrong client */
+		LOGF(LOG_ERROR, sv->conn.id, "server sent '%c' with nothing asked of it: out of step, closing it", type);
+		stat_add(&shard_of(sv)->stats->protocol_errors, 1);
+		server_close(sv, NULL);
+		return PROTO_STOP;
+	}
 	if (type == 'D' || type == 'd')
 		return PROTO_STREAM;
 	return len <= BUF_SCRATCH_SIZE / 2 ? PROTO_WHOLE : PROTO_STREAM;
@@ -861,6 +869,11 @@ void server_reset(struct server *sv, const struct server_leftover *left)
 	const struct config *cfg = p->shard->cfg;
 	const char *rq = cfg->server_reset_query && *cfg->server_reset_query ? cfg->server_reset_query : NULL;
 	bool reset = false;
+	if (sv->fatal_state[0]) {
+		/* it said FATAL to a client that then went away: it is on its way out */
+		server_close(sv, "the server is terminating its session (FATAL)");
+		return;
+	}
 	if (left && left->running) {
 		/* a query is still running for nobody: cancel it (PostgreSQL does not
 		 * notice a closed socket mid-query, and would keep its locks), then close */

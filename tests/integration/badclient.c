@@ -32,6 +32,8 @@
  *      refused at BEGIN, and the SET its server still committed is not handed on
  *   v  an invalid message sent while a row near max_packet_size streams to the client -> the row arrives whole, then
  *      FATAL 08P01, then the close (nothing is cut inside a message)
+ *   w  requests the server would read inside a COPY FROM STDIN (a Sync after a bad row's CopyData, a Query
+ *      before or after the CopyInResponse) -> FATAL 08P01, and the pool's servers answer their next clients in step
  *   s  clients leave mid extended-protocol batch (after Execute and Flush, with half a Sync sent; after a
  *      Bind of a missing statement) -> what they never synced is not committed, the next client is served
  *   z  the pool is not leaking: pool-size concurrent transactions all get a server
@@ -1557,6 +1559,99 @@ static void sc_t(void)
 	note("Syncs before and after the end of a COPY answered as PostgreSQL does");
 }
 
+/* Read until the connection closes: a FATAL 08P01 must have come, and before
+ * it only message types in `allowed`. */
+static void expect_fatal_08p01(int fd, const char *what, const char *allowed)
+{
+	struct msg m;
+	int rc;
+	bool fatal = false;
+	while ((rc = read_msg(fd, &m, 5000)) == RD_OK) {
+		if (fatal)
+			fail("%s: message '%c' after the FATAL", what, m.type);
+		if (m.type == 'E' && !strcmp(err_field(&m, 'S'), "FATAL")) {
+			if (strcmp(err_field(&m, 'C'), "08P01"))
+				fail("%s: FATAL %s %s", what, err_field(&m, 'C'), err_field(&m, 'M'));
+			fatal = true;
+		} else if (!strchr(allowed, m.type)) {
+			fail("%s: unexpected message '%c'", what, m.type);
+		}
+	}
+	if (!fatal || rc == RD_TIMEOUT)
+		fail("%s: %s without a FATAL 08P01", what, rc_name(rc));
+	close(fd);
+}
+
+/* Every server of the pool answers each query with its own result. */
+static void pool_in_step(PGconn *c, const char *what)
+{
+	for (int k = 0; k < 2 * opt_pool_size; k++) {
+		char sql[64], want[32];
+		snprintf(want, sizeof want, "w_%d", k);
+		snprintf(sql, sizeof sql, "SELECT '%s'", want);
+		PGresult *r = PQexec(c, sql);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), want))
+			fail("%s: the next client's %s got %s '%s'", what, sql, PQresStatus(PQresultStatus(r)),
+			     PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) ? PQgetvalue(r, 0, 0) : PQerrorMessage(c));
+		PQclear(r);
+	}
+}
+
+/* Requests the server reads inside a COPY FROM STDIN fail the COPY unanswered
+ * (PostgreSQL) or, after a bad row ended it, are answered: pgring cannot count
+ * the replies owed for them, so it refuses them, and its servers stay in step.
+ * The first variant is the protocol fuzzer's finding: a CopyData sent while an
+ * earlier Query was still running, a Sync sent after that Query's error (which
+ * once cleared pgring's note of the CopyData) and before the CopyInResponse
+ * (which then counted the Sync as ignored, though the bad row had ended the
+ * COPY): one ReadyForQuery too many shifted every answer the server gave its
+ * next clients by one. */
+static void sc_w(void)
+{
+	PGconn *c = pq_connect();
+	PGresult *r = PQexec(c, "CREATE TABLE IF NOT EXISTS bc_copymix (a int)");
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail("creating bc_copymix: %s", PQerrorMessage(c));
+	PQclear(r);
+	static const uint8_t bad_row[] = "x\n";
+	static const char slow_marker[] = "SELECT 'pf_after_copy' FROM pg_sleep(0.3)";
+
+	int fd = login("copy mix", NULL);
+	send_query(fd, "DO $$BEGIN PERFORM pg_sleep(0.1); RAISE EXCEPTION 'bc_copymix'; END$$");
+	send_query(fd, "SELECT pg_sleep(0.4); COPY bc_copymix FROM STDIN");
+	send_typed(fd, 'd', bad_row, sizeof bad_row - 1);
+	usleep(250 * 1000);   /* the first Query has failed, the COPY has not begun */
+	send_typed(fd, 'S', NULL, 0);
+	send_query(fd, slow_marker);
+	send_typed(fd, 'f', "no", 3);
+	expect_fatal_08p01(fd, "Sync after CopyData, before the COPY began", "ETDCGZ");
+	pool_in_step(c, "Sync after CopyData, before the COPY began");
+
+	fd = login("copy mix", NULL);
+	send_query(fd, "COPY bc_copymix FROM STDIN");
+	send_query(fd, slow_marker);
+	expect_fatal_08p01(fd, "Query behind a COPY, before its CopyInResponse", "GEZ");
+	pool_in_step(c, "Query behind a COPY, before its CopyInResponse");
+
+	fd = login("copy mix", NULL);
+	send_query(fd, "COPY bc_copymix FROM STDIN");
+	struct msg m;
+	if (read_msg(fd, &m, 5000) != RD_OK || m.type != 'G')
+		fail("COPY FROM STDIN: no CopyInResponse");
+	send_query(fd, slow_marker);
+	expect_fatal_08p01(fd, "Query inside a COPY", "");
+	pool_in_step(c, "Query inside a COPY");
+
+	r = PQexec(c, "SELECT count(*) FROM bc_copymix");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || strcmp(PQgetvalue(r, 0, 0), "0"))
+		fail("bc_copymix has rows: %s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	r = PQexec(c, "DROP TABLE bc_copymix");
+	PQclear(r);
+	PQfinish(c);
+	note("requests sent inside a COPY FROM STDIN refused with 08P01, the pool's servers in step");
+}
+
 static void sc_u(void)
 {
 	int fd = login("statement mode pipeline", NULL);
@@ -1668,6 +1763,7 @@ static const struct {
 	{ 't', "Syncs around COPY FROM STDIN", sc_t, 30 },
 	{ 'u', "statement mode: pipelined BEGIN, SET, COMMIT", sc_u, 30 },
 	{ 'v', "invalid message while a row streams", sc_v, 60 },
+	{ 'w', "requests sent inside a COPY FROM STDIN", sc_w, 40 },
 	{ 'z', "no server leaked from the pool", sc_z, 20 },
 };
 

@@ -67,6 +67,7 @@ run_group "waiting client trickling tiny messages" p
 run_group "clients trickling a first Query" r
 run_group "clients leaving mid extended-protocol batch" s
 run_group "Syncs around COPY FROM STDIN" t
+run_group "requests sent inside a COPY FROM STDIN" w
 run_group "an invalid message while a large row streams" v
 
 # pgring is still up, logged the protocol errors, and is healthy

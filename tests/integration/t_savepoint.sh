@@ -4,7 +4,9 @@
 # keep changing the one server's settings between its transactions) must print
 # the same. What it checks: a SET before a savepoint survives ROLLBACK TO, one
 # after it does not; RELEASE keeps it; DISCARD ALL and RESET ALL go back to the
-# client's own startup values (options=-c, application_name), not the server's.
+# client's own startup values (options=-c, application_name), not the server's;
+# a COMMIT or ROLLBACK inside one Query settles the transaction before it, whatever
+# the statements after it do (a SET committed before a failing statement stays).
 source "$(dirname "$0")/lib.sh"
 pgring_only "session state restore in transaction mode is pgring's"
 
@@ -28,6 +30,10 @@ SHOW application_name; SHOW search_path; SHOW statement_timeout;
 SET search_path = public; SET statement_timeout = '2s'; RESET ALL;
 SHOW application_name; SHOW search_path; SHOW statement_timeout;
 SET search_path = public; RESET search_path; SHOW search_path;
+BEGIN\; SET search_path = public\; COMMIT\; SELECT 1/0;
+SHOW search_path;
+BEGIN\; SET search_path = sp_a\; ROLLBACK\; SET statement_timeout = 4444;
+SHOW search_path; SHOW statement_timeout;
 SQL
 )
 OPTS="application_name=sp_client options='-c search_path=sp_a,public -c statement_timeout=1234'"
