@@ -606,6 +606,7 @@ static void raise_as(struct lease *l, const char *sqlstate, const char *fmt, con
 	free(l->unnamed_fx);
 	l->unnamed_fx = NULL;
 	l->unnamed_here = false;   /* the server's unnamed statement is now the raise */
+	l->portal_gone = false;    /* ... and its unnamed portal */
 	rq_push(l, RP_HIDE, 'P', NULL, NULL, 0);
 	rq_push(l, RP_HIDE, 'B', NULL, NULL, 0);
 	rq_push(l, RP_PASS, 'E', st, NULL, st ? RF_STALE_ERROR : 0);
@@ -850,6 +851,8 @@ static void on_bind(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t 
 	size_t nlen = strlen(name);
 	const uint8_t *rest = (const uint8_t *)name + nlen + 1;
 	uint32_t rest_len = (uint32_t)(msg + len - rest);
+	if (!*portal)
+		l->portal_gone = false;
 	if (!*portal && l->portal_fx) {
 		proto_sql_free(l->portal_fx, 1);
 		free(l->portal_fx);
@@ -877,10 +880,26 @@ static void on_bind(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t 
 	rq_push(l, RP_PASS, 'B', st, NULL, 0);   /* st: its error may say the plan is stale */
 }
 
+/* An Execute or Describe of the unnamed portal after a simple Query and before
+ * a Bind of it: the Query destroyed that portal (the protocol says so), but
+ * PostgreSQL 15 keeps one whose Query failed inside a transaction block, its
+ * plan in memory already freed, and executing it crashes the backend and with
+ * it every session of the cluster (e.g. BEGIN; DISCARD ALL; SELECT 1; then
+ * Execute ""). The client gets what the protocol promises instead. */
+static bool portal_gone(struct lease *l, const char *portal)
+{
+	if (*portal || !l->portal_gone)
+		return false;
+	raise_error(l, "34000", "portal \"%s\" does not exist", "");
+	return true;
+}
+
 static void on_describe(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
 {
 	struct server *sv = l->server;
 	const char *name = len > 6 ? (const char *)msg + 6 : "";
+	if (len >= 7 && msg[5] == 'P' && portal_gone(l, name))
+		return;
 	if (len < 7 || msg[5] != 'S' || !*name || !renaming(sv)) {
 		if (len >= 7 && msg[5] == 'S' && !*name && renaming(sv) && !unnamed_ready(l))
 			return;
@@ -927,6 +946,8 @@ static void on_close(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 
 static void on_execute(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)
 {
+	if (len > 5 && portal_gone(l, (const char *)msg + 5))
+		return;
 	if (!send_bytes(l, msg, len, buf))
 		return;
 	struct fx_list *fxl = NULL;
@@ -971,8 +992,9 @@ static void on_query(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 	const char *sql = (const char *)msg + 5;
 	size_t qlen = strnlen(sql, len - 5);
 	/* a simple Query destroys the unnamed statement, the server's and so
-	 * the client's, as on PostgreSQL */
+	 * the client's, as on PostgreSQL, and the unnamed portal */
 	unnamed_gone(l);
+	l->portal_gone = true;
 	l->unnamed_here = true;
 	struct proto_sql_stmt local[16], *fx = local;
 	int nstmts = 0;
@@ -1054,6 +1076,7 @@ bool lease_hidden_query(struct lease *l, const char *sql)
 	if (!server_queue_query(l->server, sql))
 		return false;
 	l->unnamed_here = false;   /* it destroyed the server's unnamed statement */
+	l->portal_gone = true;
 	rq_push(l, RP_HIDE, 'Q', NULL, NULL, 0);
 	return true;
 }
@@ -1530,7 +1553,7 @@ static struct server *detach(struct lease *l)
 	l->unnamed_fx = NULL;
 	l->skipping = l->need_sync = l->cur_hide = l->copy_in = l->copy_data = false;
 	l->copy_data_owed = 0;
-	l->sending = l->unnamed_here = l->sent_unsynced = false;
+	l->sending = l->unnamed_here = l->sent_unsynced = l->portal_gone = false;
 	sv->lease = NULL;
 	l->server = NULL;
 	return sv;

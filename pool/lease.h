@@ -78,6 +78,7 @@ struct lease {
 	bool copy_in;                              /* in COPY FROM STDIN (CopyInResponse seen): Syncs are ignored */
 	bool copy_data;                            /* CopyData sent while replies were owed, no CopyDone/CopyFail since */
 	uint32_t copy_data_owed;                   /* ... of which these are still owed: it holds until they are answered */
+	bool portal_gone;                          /* a simple Query since the unnamed portal was last bound (on_execute) */
 	uint64_t clock;                            /* server's stmts.clock at attach: later uses are this lease's */
 	struct proto_sql_stmt *portal_fx;          /* what the unnamed portal's statement does */
 	struct proto_sql_stmt *unnamed_fx;         /* what the unnamed statement does to the session */

@@ -34,6 +34,7 @@
  *      FATAL 08P01, then the close (nothing is cut inside a message)
  *   w  requests the server would read inside a COPY FROM STDIN (a Sync after a bad row's CopyData, a Query
  *      before or after the CopyInResponse) -> FATAL 08P01, and the pool's servers answer their next clients in step
+ *   x  Execute/Describe of portal "" after a Query failed inside a block (PostgreSQL 15 crashes on it) -> 34000
  *   s  clients leave mid extended-protocol batch (after Execute and Flush, with half a Sync sent; after a
  *      Bind of a missing statement) -> what they never synced is not committed, the next client is served
  *   z  the pool is not leaking: pool-size concurrent transactions all get a server
@@ -1489,6 +1490,29 @@ static void read_to_marker(int fd, const char *what, char *types, size_t cap)
 	types[n] = 0;
 }
 
+/* Read until the connection closes: a FATAL 08P01 must have come, and before
+ * it only message types in `allowed`. */
+static void expect_fatal_08p01(int fd, const char *what, const char *allowed)
+{
+	struct msg m;
+	int rc;
+	bool fatal = false;
+	while ((rc = read_msg(fd, &m, 5000)) == RD_OK) {
+		if (fatal)
+			fail("%s: message '%c' after the FATAL", what, m.type);
+		if (m.type == 'E' && !strcmp(err_field(&m, 'S'), "FATAL")) {
+			if (strcmp(err_field(&m, 'C'), "08P01"))
+				fail("%s: FATAL %s %s", what, err_field(&m, 'C'), err_field(&m, 'M'));
+			fatal = true;
+		} else if (!strchr(allowed, m.type)) {
+			fail("%s: unexpected message '%c'", what, m.type);
+		}
+	}
+	if (!fatal || rc == RD_TIMEOUT)
+		fail("%s: %s without a FATAL 08P01", what, rc_name(rc));
+	close(fd);
+}
+
 /* A Sync sent before the client's CopyDone/CopyFail is ignored by the server
  * in COPY FROM STDIN; one sent after it is answered. Pipelined, pgring learns
  * of the COPY (CopyInResponse) after it has sent both. */
@@ -1534,52 +1558,13 @@ static void sc_t(void)
 	send_typed(fd, 'd', bad_row, sizeof bad_row - 1);
 	send_typed(fd, 'S', NULL, 0);
 	send_query(fd, marker);
-	struct msg m;
-	int rc;
-	bool fatal = false;
-	while ((rc = read_msg(fd, &m, 5000)) == RD_OK) {
-		if (fatal)
-			fail("Sync between CopyData messages: message '%c' after the FATAL", m.type);
-		if (m.type == 'E' && !strcmp(err_field(&m, 'S'), "FATAL")) {
-			if (strcmp(err_field(&m, 'C'), "08P01"))
-				fail("Sync between CopyData messages: FATAL %s %s", err_field(&m, 'C'), err_field(&m, 'M'));
-			fatal = true;
-		} else if (!strchr("GEZ", m.type)) {
-			fail("Sync between CopyData messages: unexpected message '%c'", m.type);
-		}
-	}
-	if (!fatal || rc == RD_TIMEOUT)
-		fail("Sync between CopyData messages: %s without a FATAL 08P01", rc_name(rc));
-	close(fd);
+	expect_fatal_08p01(fd, "Sync between CopyData messages", "GEZ");
 	for (int k = 0; k < opt_pool_size; k++)
 		pq_expect(c, "SELECT count(*) FROM bc_copysync", "1");
 	r = PQexec(c, "DROP TABLE bc_copysync");
 	PQclear(r);
 	PQfinish(c);
 	note("Syncs before and after the end of a COPY answered as PostgreSQL does");
-}
-
-/* Read until the connection closes: a FATAL 08P01 must have come, and before
- * it only message types in `allowed`. */
-static void expect_fatal_08p01(int fd, const char *what, const char *allowed)
-{
-	struct msg m;
-	int rc;
-	bool fatal = false;
-	while ((rc = read_msg(fd, &m, 5000)) == RD_OK) {
-		if (fatal)
-			fail("%s: message '%c' after the FATAL", what, m.type);
-		if (m.type == 'E' && !strcmp(err_field(&m, 'S'), "FATAL")) {
-			if (strcmp(err_field(&m, 'C'), "08P01"))
-				fail("%s: FATAL %s %s", what, err_field(&m, 'C'), err_field(&m, 'M'));
-			fatal = true;
-		} else if (!strchr(allowed, m.type)) {
-			fail("%s: unexpected message '%c'", what, m.type);
-		}
-	}
-	if (!fatal || rc == RD_TIMEOUT)
-		fail("%s: %s without a FATAL 08P01", what, rc_name(rc));
-	close(fd);
 }
 
 /* Every server of the pool answers each query with its own result. */
@@ -1650,6 +1635,70 @@ static void sc_w(void)
 	PQclear(r);
 	PQfinish(c);
 	note("requests sent inside a COPY FROM STDIN refused with 08P01, the pool's servers in step");
+}
+
+/* Read up to a ReadyForQuery; the first ErrorResponse's SQLSTATE ("" if none). */
+static const char *error_until_ready(int fd, const char *what)
+{
+	static char code[8];
+	struct msg m;
+	code[0] = 0;
+	for (;;) {
+		int rc = read_msg(fd, &m, 5000);
+		if (rc != RD_OK)
+			fail("%s: %s before ReadyForQuery", what, rc_name(rc));
+		if (m.type == 'E' && !code[0])
+			snprintf(code, sizeof code, "%s", err_field(&m, 'C'));
+		if (m.type == 'Z')
+			return code;
+	}
+}
+
+/* PostgreSQL 15 keeps the unnamed portal of a simple Query that failed inside
+ * a transaction block, its plan already freed: an Execute of portal "" then
+ * crashes the backend, and every session of the cluster with it (not every
+ * time: it reads freed memory). The protocol says the Query destroyed that
+ * portal: pgring never sends the Execute (test_lease checks that exactly). */
+static void sc_x(void)
+{
+	static const uint8_t execute_unnamed[] = { 0, 0, 0, 0, 0 };   /* portal "", no row limit */
+	static const uint8_t describe_unnamed[] = { 'P', 0 };
+	/* a crash ends every session of the cluster: this one holds its server
+	 * in a transaction block throughout */
+	PGconn *canary = pq_connect();
+	pq_expect(canary, "BEGIN; SELECT 'canary'", "canary");
+	for (int v = 0; v < 2; v++) {
+		int fd = login("unnamed portal", NULL);
+		const char *steps[] = { "BEGIN", "DISCARD ALL", "SELECT 1" };
+		const char *want[] = { "", "25001", "25P02" };
+		for (int i = 0; i < 3; i++) {
+			send_query(fd, steps[i]);
+			const char *code = error_until_ready(fd, steps[i]);
+			if (strcmp(code, want[i]))
+				fail("%s: error '%s', want '%s'", steps[i], code, want[i]);
+		}
+		if (v == 0)
+			send_typed(fd, 'E', execute_unnamed, sizeof execute_unnamed);
+		else
+			send_typed(fd, 'D', describe_unnamed, sizeof describe_unnamed);
+		send_typed(fd, 'S', NULL, 0);
+		const char *what = v ? "Describe of portal \"\" after the failed Query" : "Execute of portal \"\" after the failed Query";
+		/* 34000, or the aborted block's 25P02 when pgring's raise of it is
+		 * refused as PostgreSQL refuses everything there */
+		const char *code = error_until_ready(fd, what);
+		if (strcmp(code, "34000") && strcmp(code, "25P02"))
+			fail("%s: error '%s', want 34000 or 25P02", what, code);
+		send_query(fd, "ROLLBACK");
+		if (error_until_ready(fd, "ROLLBACK")[0])
+			fail("ROLLBACK after the unnamed portal failed");
+		if (strcmp(query_value(fd, "SELECT 'alive'", "unnamed portal"), "alive"))
+			fail("%s: the next query on the same connection", what);
+		close(fd);
+	}
+	pq_expect(canary, "SELECT 'still here'", "still here");
+	PQfinish(canary);
+	check_alive();
+	note("Execute and Describe of a portal a failed Query destroyed: refused, PostgreSQL unharmed");
 }
 
 static void sc_u(void)
@@ -1764,6 +1813,7 @@ static const struct {
 	{ 'u', "statement mode: pipelined BEGIN, SET, COMMIT", sc_u, 30 },
 	{ 'v', "invalid message while a row streams", sc_v, 60 },
 	{ 'w', "requests sent inside a COPY FROM STDIN", sc_w, 40 },
+	{ 'x', "the unnamed portal after a failed Query", sc_x, 30 },
 	{ 'z', "no server leaked from the pool", sc_z, 20 },
 };
 

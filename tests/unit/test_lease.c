@@ -485,6 +485,52 @@ Test(lease, extended_copy_ignores_syncs_sent_before_copy_done)
 	expect_seq(cl, "DCZ");
 }
 
+/* PostgreSQL 15 crashes executing the unnamed portal of a Query that failed
+ * in a block (its plan freed): after a Query, an Execute of portal "" before
+ * any Bind never reaches the server; the client gets 34000 raised there. */
+Test(lease, execute_of_the_portal_a_query_destroyed_is_raised_not_sent)
+{
+	int be, cl = client_login(&be);
+	uint8_t mem[2048];
+	struct proto_out o;
+	struct msg m;
+	const char *queries[] = { "BEGIN", "DISCARD ALL" };
+	for (int i = 0; i < 2; i++) {
+		proto_out_init(&o, mem, sizeof mem);
+		proto_query(&o, queries[i]);
+		send_out(cl, &o);
+		expect(be, 'Q', &m);
+		proto_out_init(&o, mem, sizeof mem);
+		if (i == 0)
+			proto_command_complete(&o, "BEGIN");
+		else
+			proto_error(&o, "ERROR", "25001", "DISCARD ALL cannot run inside a transaction block");
+		proto_ready(&o, i == 0 ? 'T' : 'E');
+		send_out(be, &o);
+		expect_seq(cl, i == 0 ? "CZ" : "EZ");
+	}
+	proto_out_init(&o, mem, sizeof mem);
+	put_execute(&o);
+	put_empty(&o, 'S');
+	send_out(cl, &o);
+	expect(be, 'P', &m);
+	m.body[m.len - 1] = 0;
+	cr_assert(memmem(m.body, m.len, "34000", 5), "the raise, not the Execute: %s", (char *)m.body + 1);
+	expect_seq(be, "BES");
+	/* a Bind of the unnamed portal makes it the client's again */
+	proto_out_init(&o, mem, sizeof mem);
+	proto_error(&o, "ERROR", "25P02", "current transaction is aborted");
+	proto_ready(&o, 'E');
+	send_out(be, &o);
+	expect_seq(cl, "EZ");
+	proto_out_init(&o, mem, sizeof mem);
+	put_bind(&o, "", "");
+	put_execute(&o);
+	put_empty(&o, 'S');
+	send_out(cl, &o);
+	expect_seq(be, "CBES");   /* the raise's unnamed statement closed first */
+}
+
 Test(lease, server_fatal_in_a_block_is_an_error_and_the_block_fails_until_rollback)
 {
 	int be, cl = client_login(&be);
