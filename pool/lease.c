@@ -200,6 +200,11 @@ static void skip_until_sync(struct lease *l)
 static void copy_misuse(struct lease *l, uint8_t type)
 {
 	stat_add(&shard_of(l)->stats->protocol_errors, 1);
+	/* the server ends its session on reading it ("protocol synchronization
+	 * was lost"), maybe after its replies so far let the client's lease end:
+	 * it must not go back to the pool meanwhile */
+	if (l->server)
+		l->server->close_when_idle = true;
 	client_fail(l->client, "08P01", "unexpected message type 0x%02X during COPY from stdin", type);
 }
 
