@@ -82,10 +82,16 @@ for t in S D E C X; do
 done
 (($(logged "invalid message length: a 'S' message") >= 1)) || fail "no log line for the oversized Sync"
 # at the limit it is a message like any other: pgring waits for the rest of it
-out=$("$LC" big "$CI" S 10004)
-assert_eq OPEN "$out" "a Sync of exactly 10000 bytes after its length word"
+out=$("$LC" big "$CI" D 10004)
+assert_eq OPEN "$out" "a Describe of exactly 10000 bytes after its length word"
+# a Sync or Flush carries nothing: PostgreSQL fails one with a body and may then
+# skip to the next Sync, which pgring could not count; refused
+for t in S H; do
+	out=$("$LC" big "$CI" "$t" 10004)
+	assert_match "$out" "^ERROR 08P01 invalid message format: a '$t' message with a body" "a '$t' with a body"
+done
 bystander "small messages"
-pass "Sync, Describe, Execute, Close, Terminate over 10000 bytes: 08P01, as PostgreSQL; at 10000 accepted"
+pass "Sync, Describe, Execute, Close, Terminate over 10000 bytes: 08P01, as PostgreSQL; at 10000 accepted; a Sync or Flush with a body: 08P01"
 
 # ---- max_startup_packet: no answer, as PostgreSQL, but a log line
 before=$(logged 'invalid length of startup packet')
