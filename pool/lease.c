@@ -242,6 +242,12 @@ static bool lease_idle(const struct lease *l)
 
 /* ---- replies from the server ---- */
 
+/* FATAL or PANIC: the server ends the session after it. */
+static bool severity_fatal(const struct proto_error_fields *f)
+{
+	return strcmp(f->severity, "FATAL") == 0 || strcmp(f->severity, "PANIC") == 0;
+}
+
 /* Whether the server may send this now: a ReadyForQuery only ends a Sync,
  * Query or FunctionCall, and with nothing owed only a notice, a notification,
  * a parameter's new value or a FATAL may come. */
@@ -256,7 +262,7 @@ static bool reply_in_step(struct lease *l, uint8_t type, const uint8_t *msg, uin
 		return false;
 	struct proto_error_fields f;
 	proto_parse_error(msg + 5, len - 5, &f);
-	return strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0;
+	return severity_fatal(&f);
 }
 
 /* The server answered something nobody asked: pgring and the server are out
@@ -1519,6 +1525,15 @@ static void run_held(struct lease *l)
 		client_cancel_due(cl);
 }
 
+/* What the lease knew of one server's protocol state, dropped when the
+ * server comes or goes. */
+static void forget_server_state(struct lease *l)
+{
+	l->skipping = l->need_sync = l->cur_hide = l->copy_in = l->copy_data = false;
+	l->copy_data_owed = 0;
+	l->unnamed_here = l->portal_gone = false;
+}
+
 void lease_attach(struct lease *l, struct server *sv)
 {
 	struct client *cl = l->client;
@@ -1535,9 +1550,7 @@ void lease_attach(struct lease *l, struct server *sv)
 	}
 	LOGF(LOG_DEBUG, cl->conn.id, "leased server %llu (backend pid %u)", (unsigned long long)sv->conn.id, sv->backend_pid);
 	l->clock = sv->stmts.clock;
-	l->skipping = l->need_sync = l->cur_hide = l->copy_in = l->copy_data = false;
-	l->copy_data_owed = 0;
-	l->unnamed_here = false;
+	forget_server_state(l);
 	session_restore(cl, sv, NULL);
 	run_held(l);
 }
@@ -1556,9 +1569,8 @@ static struct server *detach(struct lease *l)
 		proto_sql_free(l->unnamed_fx, 1);
 	free(l->unnamed_fx);
 	l->unnamed_fx = NULL;
-	l->skipping = l->need_sync = l->cur_hide = l->copy_in = l->copy_data = false;
-	l->copy_data_owed = 0;
-	l->sending = l->unnamed_here = l->sent_unsynced = l->portal_gone = false;
+	forget_server_state(l);
+	l->sending = l->sent_unsynced = false;
 	sv->lease = NULL;
 	l->server = NULL;
 	return sv;
@@ -1746,7 +1758,7 @@ void lease_reply_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 	if (msg[0] == 'E' && sv->pool->mode != POOL_SESSION) {
 		struct proto_error_fields f;
 		proto_parse_error(msg + 5, len - 5, &f);
-		if (strcmp(f.severity, "FATAL") == 0 || strcmp(f.severity, "PANIC") == 0) {
+		if (severity_fatal(&f)) {
 			/* the server is going away, the client's session is not: keep it
 			 * and pass it on as an ERROR when the connection closes */
 			snprintf(sv->fatal_state, sizeof sv->fatal_state, "%s", f.sqlstate);
