@@ -437,6 +437,8 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 			session_apply(l, &fxl->s[0], tag);
 		txn_end_tag(l, tag, fxl && fxl->s[0].kind == SQL_ROLLBACK_TO);
 	}
+	if (t == '3' && h->type == 'C' && h->kind == RP_PASS && h->extra)
+		session_sqlprep_closed(l, h->extra);
 	bool restored = t == 'Z' && h->kind == RP_HIDE && h->type == 'Q';
 	if (t == 'Z' && h->kind == RP_HIDE) {
 		sv->txn_status = len >= 6 ? (char)msg[5] : 'I';
@@ -805,6 +807,23 @@ static void on_parse(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 
 /* The client's statement `name` as the server knows it: NULL and an error
  * raised if it has none. *sql_level: a SQL PREPARE, named as the client named it. */
+/* An SQL PREPARE of the name is on its way, not answered yet (the record of it
+ * is made at its CommandComplete): the server has it when it reads what the
+ * client sent behind it. */
+static bool sqlprep_in_flight(const struct lease *l, const char *name)
+{
+	for (uint32_t i = 0; i < l->rq.n; i++) {
+		const struct reply *r = &l->rq.r[(l->rq.head + i) & (l->rq.cap - 1)];
+		const struct fx_list *fxl = r->extra;
+		if (r->kind != RP_PASS || (r->type != 'Q' && r->type != 'E') || !fxl)
+			continue;
+		for (int k = 0; k < fxl->n; k++)
+			if (fxl->s[k].kind == SQL_PREPARE && strcmp(fxl->s[k].name, name) == 0)
+				return true;
+	}
+	return false;
+}
+
 static struct pstmt *lookup(struct lease *l, const char *name, bool *sql_level)
 {
 	struct client *cl = l->client;
@@ -818,7 +837,7 @@ static struct pstmt *lookup(struct lease *l, const char *name, bool *sql_level)
 		}
 		return ensure(l, st) ? st : NULL;
 	}
-	if (cl->sess && params_get(&cl->sess->sqlprep, name)) {
+	if ((cl->sess && params_get(&cl->sess->sqlprep, name)) || sqlprep_in_flight(l, name)) {
 		*sql_level = true;
 		return NULL;
 	}
@@ -934,7 +953,9 @@ static void on_close(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 	struct server *sv = l->server;
 	const char *name = len > 6 ? (const char *)msg + 6 : "";
 	struct client_sess *cs = cl->sess;
-	if (len >= 7 && msg[5] == 'S' && *name && renaming(sv) && !(cs && params_get(&cs->sqlprep, name))) {
+	bool sql_level = len >= 7 && msg[5] == 'S' && *name &&
+			 ((cs && params_get(&cs->sqlprep, name)) || sqlprep_in_flight(l, name));
+	if (len >= 7 && msg[5] == 'S' && *name && renaming(sv) && !sql_level) {
 		/* the server keeps the shared statement for others; the name is gone */
 		struct pstmt *st = cs ? stmt_map_take(&cs->stmts, name) : NULL;
 		if (st)
@@ -942,17 +963,22 @@ static void on_close(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 		synth(l, '3');
 		return;
 	}
-	if (len >= 7 && msg[5] == 'S' && *name && cs) {
-		params_remove(&cl->sess->sqlprep, name);
-		params_remove(&sv->sqlprep, name);
+	char *sql_name = NULL;
+	if (sql_level && !(sql_name = strdup(name))) {
+		oom(cl);
+		return;
 	}
 	if (len >= 7 && msg[5] == 'S' && !*name && renaming(sv)) {
 		/* the server's unnamed statement, whoever's, goes: so does the client's */
 		unnamed_gone(l);
 		l->unnamed_here = true;
 	}
+	/* an SQL PREPARE's name is gone at the CloseComplete, in the server's
+	 * order: a PREPARE of it still running completes first */
 	if (send_bytes(l, msg, len, buf))
-		rq_push(l, RP_PASS, 'C', NULL, NULL, 0);
+		rq_push(l, RP_PASS, 'C', NULL, sql_name, 0);
+	else
+		free(sql_name);
 }
 
 static void on_execute(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf)

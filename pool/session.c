@@ -490,6 +490,15 @@ void session_ready(struct lease *l, char status)
 
 /* ---- SQL PREPAREs follow the client ---- */
 
+/* A protocol Close of an SQL PREPARE's name completed. */
+void session_sqlprep_closed(struct lease *l, const char *name)
+{
+	struct client *cl = l->client;
+	if (cl && cl->sess)
+		params_remove(&cl->sess->sqlprep, name);
+	params_remove(&l->server->sqlprep, name);
+}
+
 static void append_ident(struct strbuf *sb, const char *name)
 {
 	strbuf_putc(sb, '"');

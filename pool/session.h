@@ -17,6 +17,7 @@ struct server;
 struct client_sess *session_get(struct client *cl);
 /* A statement the lease's server completed (tag: its CommandComplete): what it did. */
 void session_apply(struct lease *l, const struct proto_sql_stmt *fx, const char *tag);
+void session_sqlprep_closed(struct lease *l, const char *name);
 /* A ReadyForQuery reached the client: settings changed in a transaction become
  * the client's if it committed. */
 void session_ready(struct lease *l, char status);

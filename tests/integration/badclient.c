@@ -35,6 +35,8 @@
  *   w  requests the server would read inside a COPY FROM STDIN (a Sync after a bad row's CopyData, a Query
  *      before or after the CopyInResponse) -> FATAL 08P01, and the pool's servers answer their next clients in step
  *   x  Execute/Describe of portal "" after a Query failed inside a block (PostgreSQL 15 crashes on it) -> 34000
+ *   y  a protocol Close, and a Bind, of an SQL PREPARE's name pipelined behind the PREPARE -> as PostgreSQL:
+ *      closed (every server of the pool serves its next client), bound (its row)
  *   s  clients leave mid extended-protocol batch (after Execute and Flush, with half a Sync sent; after a
  *      Bind of a missing statement) -> what they never synced is not committed, the next client is served
  *   z  the pool is not leaking: pool-size concurrent transactions all get a server
@@ -438,6 +440,16 @@ static void set_u32(uint8_t *p, uint32_t v)
 	p[1] = (uint8_t)(v >> 16);
 	p[2] = (uint8_t)(v >> 8);
 	p[3] = (uint8_t)v;
+}
+
+/* A typed message appended, to go out with others in one write. */
+static void put_typed(struct out *o, char type, const void *body, size_t n)
+{
+	o->b[o->n++] = (uint8_t)type;
+	put_u32(o, (uint32_t)n + 4);
+	if (n)
+		memcpy(o->b + o->n, body, n);
+	o->n += n;
 }
 
 /* A startup packet: version, then name/value pairs (NULL-terminated list). */
@@ -1553,11 +1565,14 @@ static void sc_t(void)
 	 * the COPY (ignored) or after a bad row ended it (answered) cannot be
 	 * known, so pgring refuses it; the row error may come first */
 	int fd = login("copy syncs", NULL);
+	static const char copy[] = "COPY bc_copysync FROM STDIN";
 	static const uint8_t bad_row[] = "x\n";
-	send_query(fd, "COPY bc_copysync FROM STDIN");
-	send_typed(fd, 'd', bad_row, sizeof bad_row - 1);
-	send_typed(fd, 'S', NULL, 0);
-	send_query(fd, marker);
+	struct out o = { 0 };
+	put_typed(&o, 'Q', copy, sizeof copy);
+	put_typed(&o, 'd', bad_row, sizeof bad_row - 1);
+	put_typed(&o, 'S', NULL, 0);
+	put_typed(&o, 'Q', marker, sizeof marker);
+	send_all(fd, o.b, o.n);   /* one write: pgring's close after the Sync cannot break a later send */
 	expect_fatal_08p01(fd, "Sync between CopyData messages", "GEZ");
 	for (int k = 0; k < opt_pool_size; k++)
 		pq_expect(c, "SELECT count(*) FROM bc_copysync", "1");
@@ -1606,9 +1621,11 @@ static void sc_w(void)
 	send_query(fd, "SELECT pg_sleep(0.4); COPY bc_copymix FROM STDIN");
 	send_typed(fd, 'd', bad_row, sizeof bad_row - 1);
 	usleep(250 * 1000);   /* the first Query has failed, the COPY has not begun */
-	send_typed(fd, 'S', NULL, 0);
-	send_query(fd, slow_marker);
-	send_typed(fd, 'f', "no", 3);
+	struct out o = { 0 };
+	put_typed(&o, 'S', NULL, 0);
+	put_typed(&o, 'Q', slow_marker, sizeof slow_marker);
+	put_typed(&o, 'f', "no", 3);
+	send_all(fd, o.b, o.n);   /* one write: pgring's close after the Sync cannot break a later send */
 	expect_fatal_08p01(fd, "Sync after CopyData, before the COPY began", "ETDCGZ");
 	pool_in_step(c, "Sync after CopyData, before the COPY began");
 
@@ -1784,6 +1801,71 @@ static void sc_v(void)
 	     opt_max_packet - 4096);
 }
 
+/* A protocol Close of an SQL PREPARE's name pipelined behind the PREPARE:
+ * the server prepares, then closes. pgring once applied the Close when it
+ * went out and the PREPARE when it completed, so its record kept a statement
+ * the server no longer had, and the next client leased that server failed
+ * at its restore's DEALLOCATE (protofuzz, seed 920264321). */
+static void sc_y(void)
+{
+	int fd = login("Close behind PREPARE", NULL);
+	struct out o = { 0 };
+	static const char sql[] = "PREPARE pf_y AS SELECT 1";
+	put_typed(&o, 'Q', sql, sizeof sql);
+	put_typed(&o, 'C', "Spf_y", 6);
+	put_typed(&o, 'S', NULL, 0);
+	send_all(fd, o.b, o.n);   /* one write: the Close reaches pgring before the PREPARE completes */
+	if (error_until_ready(fd, "PREPARE")[0] || error_until_ready(fd, "Close and Sync")[0])
+		fail("PREPARE, then Close of its name: an error");
+	send_query(fd, "EXECUTE pf_y");
+	const char *code = error_until_ready(fd, "EXECUTE of the closed statement");
+	if (strcmp(code, "26000"))
+		fail("EXECUTE of a statement the client closed: error '%s', want 26000", code);
+	/* a Bind of an SQL PREPARE's name pipelined behind it: bound as the
+	 * server would, not refused for a name pgring has no record of yet */
+	o.n = 0;
+	static const char sql2[] = "PREPARE pf_y2 AS SELECT 7";
+	static const uint8_t bind[] = { 0, 'p', 'f', '_', 'y', '2', 0, 0, 0, 0, 0, 0, 0 };
+	static const uint8_t execute[5] = { 0 };
+	put_typed(&o, 'Q', sql2, sizeof sql2);
+	put_typed(&o, 'B', bind, sizeof bind);
+	put_typed(&o, 'E', execute, sizeof execute);
+	put_typed(&o, 'S', NULL, 0);
+	send_all(fd, o.b, o.n);
+	if (error_until_ready(fd, "PREPARE pf_y2")[0])
+		fail("PREPARE pf_y2: an error");
+	struct msg m;
+	int rc;
+	char got[16] = "";
+	while ((rc = read_msg(fd, &m, 5000)) == RD_OK && m.type != 'Z') {
+		if (m.type == 'E')
+			fail("Bind of pf_y2 pipelined behind its PREPARE: %s %s", err_field(&m, 'C'), err_field(&m, 'M'));
+		if (m.type == 'D' && m.len >= 7)
+			snprintf(got, sizeof got, "%.*s", (int)(m.len - 6), (const char *)m.body + 6);
+	}
+	if (rc != RD_OK || strcmp(got, "7"))
+		fail("Bind of pf_y2 pipelined behind its PREPARE: row '%s' (%s), want 7", got, rc_name(rc));
+	/* every server of the pool leased at once: the one the PREPARE ran on
+	 * among them, restored for a client that never prepared pf_y */
+	PGconn *c[64];
+	int n = opt_pool_size < 64 ? opt_pool_size : 64;
+	for (int i = 0; i < n; i++) {
+		c[i] = pq_connect();
+		PGresult *r = PQexec(c[i], "BEGIN");
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			fail("BEGIN on client %d of %d after the Close: %s", i + 1, n, PQerrorMessage(c[i]));
+		PQclear(r);
+	}
+	for (int i = 0; i < n; i++) {
+		pq_expect(c[i], "SELECT count(*) FROM pg_prepared_statements WHERE name = 'pf_y'", "0");
+		PQfinish(c[i]);
+	}
+	close(fd);
+	check_alive();
+	note("a Close pipelined behind the PREPARE of its name: the statement gone for the client and the record, "
+	     "%d servers leased at once after it", n);
+}
+
 static const struct {
 	char id;
 	const char *name;
@@ -1814,6 +1896,7 @@ static const struct {
 	{ 'v', "invalid message while a row streams", sc_v, 60 },
 	{ 'w', "requests sent inside a COPY FROM STDIN", sc_w, 40 },
 	{ 'x', "the unnamed portal after a failed Query", sc_x, 30 },
+	{ 'y', "a Close and a Bind pipelined behind an SQL PREPARE", sc_y, 30 },
 	{ 'z', "no server leaked from the pool", sc_z, 20 },
 };
 

@@ -69,6 +69,7 @@ run_group "clients leaving mid extended-protocol batch" s
 run_group "Syncs around COPY FROM STDIN" t
 run_group "requests sent inside a COPY FROM STDIN" w
 run_group "the unnamed portal after a failed Query" x
+run_group "a Close and a Bind pipelined behind an SQL PREPARE" y
 run_group "an invalid message while a large row streams" v
 
 # no backend crashed (PostgreSQL 15 does on some streams pgring now refuses)
