@@ -1119,11 +1119,15 @@ bool lease_hidden_query(struct lease *l, const char *sql)
 }
 
 /* Before a request goes out: a server whose session may differ from the
- * client's gets it restored, in order, between two requests. */
+ * client's gets it restored, in order, between two requests. Not inside an
+ * extended-protocol batch: behind a message that failed, the server would skip
+ * the restore up to the batch's Sync, and the record of its session (updated
+ * when a restore goes out) would be wrong. The rest of such a batch runs as
+ * the server's session is; the restore goes before the next batch. */
 static void before_request(struct lease *l, uint8_t type)
 {
-	if (l->need_sync && l->server->txn_status == 'I' && type != 'S' && type != 'H' && type != 'd' &&
-	    type != 'c' && type != 'f')
+	if (l->need_sync && !l->sent_unsynced && l->server->txn_status == 'I' && type != 'S' && type != 'H' &&
+	    type != 'd' && type != 'c' && type != 'f')
 		session_restore(l->client, l->server, l);
 }
 

@@ -122,8 +122,9 @@ static int server_login(void)
 /* The BackendKeyData the last client_login got (pgring's, for cancels). */
 static uint32_t key_pid, key_secret;
 
-/* A client logged in through pgring (the first one brings the first server). */
-static int client_login(int *be)
+/* A client logged in through pgring (the first one brings the first server),
+ * with an application_name in its startup packet unless app is NULL. */
+static int client_login_as(int *be, const char *app)
 {
 	int fds[2];
 	harness_socketpair(fds);
@@ -131,7 +132,17 @@ static int client_login(int *be)
 	uint8_t mem[256];
 	struct proto_out o;
 	proto_out_init(&o, mem, sizeof mem);
-	harness_put_startup(&o, "app", "db");
+	if (app) {
+		proto_begin(&o, 0);
+		proto_put_u32(&o, PROTO_VERSION_30);
+		const char *kv[] = { "user", "app", "database", "db", "application_name", app };
+		for (size_t i = 0; i < 6; i++)
+			proto_put_str(&o, kv[i]);
+		proto_put_u8(&o, 0);
+		proto_end(&o);
+	} else {
+		harness_put_startup(&o, "app", "db");
+	}
 	send_out(fds[1], &o);
 	if (be)
 		*be = server_login();
@@ -145,6 +156,11 @@ static int client_login(int *be)
 	key_secret = proto_get_u32(m.body + 4);
 	expect(fds[1], 'Z', &m);
 	return fds[1];
+}
+
+static int client_login(int *be)
+{
+	return client_login_as(be, NULL);
 }
 
 static void put_parse(struct proto_out *o, const char *name, const char *sql)
@@ -1001,4 +1017,66 @@ Test(lease_wait, cancel_during_the_restore_goes_once_the_clients_query_runs)
 	cr_assert(harness_wait_eof(&h->shard, cc, NULL, WAIT));
 	canceled(be, 'I');
 	expect_seq(a, "EZ");
+}
+
+/* A restore due in the middle of an extended-protocol batch (a RESET ALL's
+ * batch answered while the next one was half sent) waits for the batch's end:
+ * sent behind a message that failed, the server would skip it, and pgring's
+ * record of the server's settings, updated when a restore goes out, would
+ * claim the client's, so that no later restore would send them. */
+Test(lease, restore_due_mid_batch_waits_for_its_sync)
+{
+	int be, cl = client_login_as(&be, "mine");
+	uint8_t mem[1024];
+	struct proto_out o;
+	struct msg m;
+	query(cl, "SELECT 1");
+	expect(be, 'Q', &m);   /* the restore of the startup application_name */
+	cr_assert(strstr((const char *)m.body, "'mine'"), "%s", (char *)m.body);
+	expect(be, 'Q', &m);
+	proto_out_init(&o, mem, sizeof mem);
+	proto_command_complete(&o, "SELECT");
+	proto_parameter_status(&o, "application_name", "mine");
+	proto_ready(&o, 'I');
+	proto_command_complete(&o, "SELECT 1");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(cl, "CZ");   /* the restore is pgring's: none of it reaches the client */
+	/* RESET ALL, Sync, and the next batch's Parse, in one write */
+	proto_out_init(&o, mem, sizeof mem);
+	put_parse(&o, "", "RESET ALL");
+	put_bind(&o, "", "");
+	put_execute(&o);
+	put_empty(&o, 'S');
+	put_parse(&o, "", "SELECT 1/0");
+	send_out(cl, &o);
+	expect_seq(be, "PBESP");
+	proto_out_init(&o, mem, sizeof mem);
+	proto_begin(&o, '1');
+	proto_end(&o);
+	proto_begin(&o, '2');
+	proto_end(&o);
+	proto_parameter_status(&o, "application_name", "");   /* the server's own default */
+	proto_command_complete(&o, "RESET");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(cl, "12SCZ");
+	/* the rest of the batch: nothing between the failed Parse and its Sync */
+	proto_out_init(&o, mem, sizeof mem);
+	put_bind(&o, "", "");
+	put_execute(&o);
+	put_empty(&o, 'S');
+	send_out(cl, &o);
+	expect_seq(be, "BES");
+	proto_out_init(&o, mem, sizeof mem);
+	proto_error(&o, "ERROR", "22012", "division by zero");
+	proto_ready(&o, 'I');
+	send_out(be, &o);
+	expect_seq(cl, "EZ");
+	/* the next request gets the restore first */
+	query(cl, "SHOW application_name");
+	expect(be, 'Q', &m);
+	cr_assert(strstr((const char *)m.body, "'mine'"), "the restore, not %s", (char *)m.body);
+	expect(be, 'Q', &m);
+	cr_assert_str_eq((const char *)m.body, "SHOW application_name");
 }
