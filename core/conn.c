@@ -95,7 +95,7 @@ void conn_recv_on(struct conn *c)
 	c->recv_wanted = true;
 	/* parking: the owner's parked callback decides (a drained send would
 	 * otherwise re-arm it and the conn would never be free of our I/O) */
-	if (!c->recv_armed && !c->eof && !c->closing && !c->starved && !c->parking)
+	if (!c->recv_armed && !c->eof && !c->fin && !c->closing && !c->starved && !c->parking)
 		arm_recv(c);
 }
 
@@ -318,7 +318,7 @@ void conn_on_send(struct conn *c, int res)
 		bool was_eof = c->eof;
 		c->eof = true;
 		conn_drop_queue(c);
-		if (!c->closing && !was_eof)
+		if (!c->closing && !was_eof && !c->fin)   /* the owner heard of a FIN already */
 			c->ops->eof(c, res < 0 ? -res : EPIPE);
 	} else {
 		conn_flush(c);
@@ -356,6 +356,13 @@ void conn_on_recv(struct conn *c, int res, unsigned flags)
 		stat_add(&s->stats->enobufs, 1);
 		if (!c->closing && !c->eof)
 			shard_starved(s, c);
+	} else if (res == 0 && !c->tls) {
+		/* a half-close: the peer may still read, so what is queued (the
+		 * rest of a message among it) goes out before the close */
+		bool was_fin = c->fin;
+		c->fin = true;
+		if (!was_fin && !c->eof && !c->closing)
+			c->ops->eof(c, 0);
 	} else if (res == 0 || (res < 0 && res != -ECANCELED)) {
 		bool was_eof = c->eof;
 		c->eof = true;
@@ -364,7 +371,7 @@ void conn_on_recv(struct conn *c, int res, unsigned flags)
 			c->ops->eof(c, res < 0 ? -res : 0);
 		}
 	}
-	if (!c->recv_armed && c->recv_wanted && !c->eof && !c->closing && !c->starved && !c->parking)
+	if (!c->recv_armed && c->recv_wanted && !c->eof && !c->fin && !c->closing && !c->starved && !c->parking)
 		arm_recv(c);
 	if (last)
 		c->inflight--;

@@ -65,6 +65,7 @@ struct conn {
 	bool recv_armed;             /* a multishot recv is live */
 	bool recv_wanted;            /* we want data (false while paused or closing) */
 	bool eof;                    /* peer closed or the socket failed */
+	bool fin;                    /* peer sends no more (its FIN); what we queued still goes out */
 	bool closing;                /* owner is done; tear down when drained */
 	bool flushing;               /* on the shard's flush list */
 	bool starved;                /* on the shard's starved list (ENOBUFS) */

@@ -37,6 +37,8 @@
  *   x  Execute/Describe of portal "" after a Query failed inside a block (PostgreSQL 15 crashes on it) -> 34000
  *   y  a protocol Close, and a Bind, of an SQL PREPARE's name pipelined behind the PREPARE -> as PostgreSQL:
  *      closed (every server of the pool serves its next client), bound (its row)
+ *   F  a half-close (shutdown SHUT_WR) while a row near max_packet_size streams -> the row arrives whole, then the
+ *      close (what pgring queued is not dropped at the FIN)
  *   s  clients leave mid extended-protocol batch (after Execute and Flush, with half a Sync sent; after a
  *      Bind of a missing statement) -> what they never synced is not committed, the next client is served
  *   z  the pool is not leaking: pool-size concurrent transactions all get a server
@@ -1866,6 +1868,51 @@ static void sc_y(void)
 	     "%d servers leased at once after it", n);
 }
 
+/* A client that half-closes (shutdown SHUT_WR) while a large row streams to
+ * it can still read: pgring once dropped what it had queued at the FIN, so the
+ * row was cut in the middle (protofuzz, half-close endings). Now the row
+ * arrives whole, then the close. */
+static void sc_F(void)
+{
+	small_rcvbuf = 4096;
+	int fd = login("half-close mid-row", NULL);
+	small_rcvbuf = 0;
+	char big[64];
+	snprintf(big, sizeof big, "SELECT repeat('x', %ld)", opt_max_packet - 4096);
+	send_query(fd, big);
+	uint8_t hdr[5];
+	static uint8_t chunk[65536];
+	size_t fin_at = 0;
+	bool row = false;
+	int rc;
+	for (;;) {
+		if ((rc = read_exact(fd, hdr, 5, 10000)) != RD_OK)
+			break;
+		uint32_t len = ((uint32_t)hdr[1] << 24 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 8 | hdr[4]) - 4;
+		size_t got = 0;
+		while (got < len) {
+			size_t want = len - got < sizeof chunk ? len - got : sizeof chunk;
+			if ((rc = read_exact(fd, chunk, want, 10000)) != RD_OK)
+				fail("message '%c' of %u bytes cut short after %zu (FIN sent after %zu): %s", hdr[0], len,
+				     got, fin_at, rc_name(rc));
+			got += want;
+			if (hdr[0] == 'D' && !fin_at && got >= 65536) {
+				shutdown(fd, SHUT_WR);   /* mid-row */
+				fin_at = got;
+			}
+		}
+		row |= hdr[0] == 'D' && fin_at;
+	}
+	if (rc == RD_TIMEOUT)
+		fail("no close after the half-close");
+	if (!row)
+		fail("the row did not arrive whole (FIN sent after %zu bytes)", fin_at);
+	close(fd);
+	check_alive();
+	note("half-close after %zu bytes of a %ld-byte row: the row arrived whole, then the close", fin_at,
+	     opt_max_packet - 4096);
+}
+
 static const struct {
 	char id;
 	const char *name;
@@ -1897,6 +1944,7 @@ static const struct {
 	{ 'w', "requests sent inside a COPY FROM STDIN", sc_w, 40 },
 	{ 'x', "the unnamed portal after a failed Query", sc_x, 30 },
 	{ 'y', "a Close and a Bind pipelined behind an SQL PREPARE", sc_y, 30 },
+	{ 'F', "half-close while a row streams", sc_F, 60 },
 	{ 'z', "no server leaked from the pool", sc_z, 20 },
 };
 

@@ -71,6 +71,7 @@ run_group "requests sent inside a COPY FROM STDIN" w
 run_group "the unnamed portal after a failed Query" x
 run_group "a Close and a Bind pipelined behind an SQL PREPARE" y
 run_group "an invalid message while a large row streams" v
+run_group "a half-close while a large row streams" F
 
 # no backend crashed (PostgreSQL 15 does on some streams pgring now refuses)
 if grep -q "terminated by signal" "$PGTMP_DIR/log"; then
