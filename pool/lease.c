@@ -242,12 +242,6 @@ static bool lease_idle(const struct lease *l)
 
 /* ---- replies from the server ---- */
 
-/* FATAL or PANIC: the server ends the session after it. */
-static bool severity_fatal(const struct proto_error_fields *f)
-{
-	return strcmp(f->severity, "FATAL") == 0 || strcmp(f->severity, "PANIC") == 0;
-}
-
 /* Whether the server may send this now: a ReadyForQuery only ends a Sync,
  * Query or FunctionCall, and with nothing owed only a notice, a notification,
  * a parameter's new value or a FATAL may come. */
@@ -262,7 +256,7 @@ static bool reply_in_step(struct lease *l, uint8_t type, const uint8_t *msg, uin
 		return false;
 	struct proto_error_fields f;
 	proto_parse_error(msg + 5, len - 5, &f);
-	return severity_fatal(&f);
+	return proto_error_fatal(&f);
 }
 
 /* The server answered something nobody asked: pgring and the server are out
@@ -1788,7 +1782,7 @@ void lease_reply_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 	if (msg[0] == 'E' && sv->pool->mode != POOL_SESSION) {
 		struct proto_error_fields f;
 		proto_parse_error(msg + 5, len - 5, &f);
-		if (severity_fatal(&f)) {
+		if (proto_error_fatal(&f)) {
 			/* the server is going away, the client's session is not: keep it
 			 * and pass it on as an ERROR when the connection closes */
 			snprintf(sv->fatal_state, sizeof sv->fatal_state, "%s", f.sqlstate);

@@ -632,7 +632,7 @@ static void note_relayed_fatal(struct server *sv, const uint8_t *msg, uint32_t l
 {
 	struct proto_error_fields f;
 	proto_parse_error(msg + 5, len - 5, &f);
-	if (strcmp(f.severity, "FATAL") && strcmp(f.severity, "PANIC"))
+	if (!proto_error_fatal(&f))
 		return;
 	snprintf(sv->fatal_state, sizeof sv->fatal_state, "%s", f.sqlstate);
 	snprintf(sv->fatal_msg, sizeof sv->fatal_msg, "%s", f.message);

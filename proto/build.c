@@ -363,3 +363,8 @@ const char *proto_read_str(struct proto_reader *r)
 	r->p = nul + 1;
 	return s;
 }
+
+bool proto_error_fatal(const struct proto_error_fields *f)
+{
+	return strcmp(f->severity, "FATAL") == 0 || strcmp(f->severity, "PANIC") == 0;
+}

@@ -158,5 +158,7 @@ struct proto_error_fields {
 	const char *severity, *sqlstate, *message;
 };
 void proto_parse_error(const uint8_t *body, size_t len, struct proto_error_fields *out);
+/* FATAL or PANIC: the server ends the session after this error. */
+bool proto_error_fatal(const struct proto_error_fields *f);
 
 #endif
