@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -262,6 +263,11 @@ static void add_listener(struct shard *s, int fd, bool is_unix)
 
 /* pgring -R: the sockets the predecessor listened on (core/shard.h). */
 #define INHERIT_MAX (CONFIG_MAX_SHARDS * 4)
+/* Set once the listening sockets are shared with another process (given to a
+ * successor, or taken from a predecessor, in an upgrade): a drain here then
+ * closes its descriptors without shutting the sockets down under the other. */
+static atomic_bool listeners_shared;
+
 static struct { int old_shard, fd; } inherited[INHERIT_MAX];
 static int ninherited;
 static bool unix_handed;
@@ -269,6 +275,7 @@ static bool unix_inherited;
 
 void shard_inherit_listener(int old_shard, bool is_unix, int fd)
 {
+	atomic_store(&listeners_shared, true);   /* the predecessor's too */
 	if (is_unix && unix_fd < 0) {
 		unix_fd = fd;
 		unix_inherited = true;
@@ -287,6 +294,7 @@ void shard_listeners_handed(bool handed) { unix_handed = handed; }
 int shard_listeners(int id, int *fds, bool *is_unix, int max)
 {
 	struct shard *s = &shards[id];
+	atomic_store(&listeners_shared, true);
 	int n = 0;
 	for (int i = 0; i < s->nlisten && n < max; i++) {
 		if (s->listen[i].fd < 0 || (s->listen[i].is_unix && id != 0))
@@ -475,8 +483,15 @@ static void close_listeners(struct shard *s)
 	stop_accepting(s);
 	for (int i = 0; i < s->nlisten; i++) {
 		struct listener *l = &s->listen[i];
-		if (!l->is_unix && l->fd >= 0)
+		/* shutdown first: the accept in flight holds the socket open until its
+		 * cancel completes (and a SIGKILLed or exiting process's ring until the
+		 * kernel tears it down), and meanwhile it stays in the port's
+		 * SO_REUSEPORT group, taking connections nobody will accept */
+		if (!l->is_unix && l->fd >= 0) {
+			if (!atomic_load(&listeners_shared))
+				shutdown(l->fd, SHUT_RDWR);
 			close(l->fd);
+		}
 		l->fd = -1;
 	}
 }
