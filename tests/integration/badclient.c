@@ -1750,16 +1750,25 @@ static void sc_u(void)
 	note("the refused client's committed SET stayed with it");
 }
 
-static void sc_v(void)
+/* A client with a small receive buffer that asked for a row near
+ * max_packet_size: the row is still streaming through pgring while the
+ * scenario acts. */
+static int login_big_row(const char *what)
 {
-	/* a small receive buffer and a row near max_packet_size: the row is
-	 * still streaming through pgring when the invalid message comes */
 	small_rcvbuf = 4096;
-	int fd = login("invalid message mid-row", NULL);
+	int fd = login(what, NULL);
 	small_rcvbuf = 0;
 	char big[64];
 	snprintf(big, sizeof big, "SELECT repeat('x', %ld)", opt_max_packet - 4096);
 	send_query(fd, big);
+	return fd;
+}
+
+static void sc_v(void)
+{
+	/* a small receive buffer and a row near max_packet_size: the row is
+	 * still streaming through pgring when the invalid message comes */
+	int fd = login_big_row("invalid message mid-row");
 	uint8_t hdr[5];
 	static uint8_t chunk[65536];
 	size_t sent_bad_at = 0;
@@ -1874,12 +1883,7 @@ static void sc_y(void)
  * arrives whole, then the close. */
 static void sc_F(void)
 {
-	small_rcvbuf = 4096;
-	int fd = login("half-close mid-row", NULL);
-	small_rcvbuf = 0;
-	char big[64];
-	snprintf(big, sizeof big, "SELECT repeat('x', %ld)", opt_max_packet - 4096);
-	send_query(fd, big);
+	int fd = login_big_row("half-close mid-row");
 	uint8_t hdr[5];
 	static uint8_t chunk[65536];
 	size_t fin_at = 0;
