@@ -16,14 +16,12 @@
 #   4. a backend that stops reading (SIGSTOP while a client pushes a COPY), SIGCONT;
 #   5. clients that stop reading a large result (badclient scenario k, and a
 #      psql SIGSTOPped for 15 s).
-# Not here yet (issue 17 point 4 asks for them; existing tests cover the
-# mechanism without the figures): slowloris (t_prelogin: client_startup_timeout;
-# t_badinput: badclient p, r trickling messages), a flood of half-open
-# connections (t_prelogin (a), at a 200-descriptor limit), the pool budget
-# exhausted (t_timeouts: query_wait_timeout with a pool of 1).
-# Not possible here: packet loss, reordering and duplication, and TCP-level
-# timeouts (keepalive, TCP_USER_TIMEOUT): a userspace proxy acknowledges
-# whatever it receives, so neither side's TCP ever sees a lost segment.
+# Slowloris, half-open floods, vanished clients, packet loss inside TCP and the
+# pool budget exhausted: t_faults2. Loss, reordering, duplication and
+# partitions on a real TCP path (both kernels' TCP see them), with the
+# TCP-level timeouts (keepalive, TCP_USER_TIMEOUT): t_netem, through a TUN
+# packet emulator; a userspace proxy like this one acknowledges whatever it
+# receives, so neither side's TCP ever sees a lost segment.
 . "$(dirname "$0")/lib.sh"
 pgring_only "pgring's timeouts, figures and memory bounds"
 
