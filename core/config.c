@@ -119,6 +119,7 @@ static const struct key_def main_keys[] = {
 	K_TIME(query_wait_timeout, "120"),
 	K_TIME(query_timeout, "0"),
 	K_TIME(cancel_wait_timeout, "10"),
+	K_INT(peer_id, "0", 0, CONFIG_PEER_ID_MAX),
 	K_TIME(client_login_timeout, "60"),
 	K_BOOL(tcp_keepalive, "1"),
 	K_INT(tcp_keepcnt, "0", 0, INT_MAX),
@@ -209,11 +210,11 @@ static const struct key_def main_keys[] = {
 	{ "disable_pqexec", KT_REFUSED, F_OFF_OK, 0, NULL, 0, 0, NULL }, /* its SQL injection guard */
 	/* PgBouncer settings known but not implemented yet */
 	K_LATER(application_name_add_host), K_LATER(autodb_idle_timeout),
-	K_LATER(cancel_wait_timeout), K_LATER(conffile),
+	K_LATER(conffile),
 	K_LATER(dns_max_ttl), K_LATER(dns_nxdomain_ttl),
 	K_LATER(dns_zone_check_period), K_LATER(ignore_startup_parameters), K_LATER(job_name),
 	K_LATER(listen_backlog), K_LATER(log_pooler_errors), K_LATER(log_stats),
-	K_LATER(peer_id), K_LATER(query_wait_notify),
+	K_LATER(query_wait_notify),
 	K_LATER(resolv_conf), K_LATER(sbuf_loopcnt), K_LATER(scram_iterations),
 	K_LATER(server_check_delay), K_LATER(server_fast_close), K_LATER(server_round_robin),
 	K_LATER(service_name), K_LATER(stats_period),
@@ -304,6 +305,14 @@ static const struct key_def user_keys[] = {
 /* Keys of an [applications] line. */
 static const struct key_def app_keys[] = { LIMIT_KEYS(struct config_app) };
 
+/* A [peers] line's connection string, as PgBouncer's. */
+#define PEER_(n, f, t, lo, hi) { n, t, 0, offsetof(struct config_peer, f), NULL, lo, hi, NULL }
+static const struct key_def peer_keys[] = {
+	PEER_("host", host, KT_STR, 0, 0),
+	PEER_("port", port, KT_INT, 1, 65535),
+	PEER_("pool_size", pool_size, KT_INT, 1, INT_MAX),
+};
+
 static const char *const pool_mode_names[] = {
 	[POOL_SESSION] = "session", [POOL_TRANSACTION] = "transaction",
 	[POOL_STATEMENT] = "statement",
@@ -332,7 +341,7 @@ static const char *const sslmode_names[] = {
 
 /* ---- loading state and messages ------------------------------------------ */
 
-enum section { SECT_NONE, SECT_MAIN, SECT_DATABASES, SECT_USERS, SECT_APPS, SECT_CLUSTER, SECT_SKIPPED };
+enum section { SECT_NONE, SECT_MAIN, SECT_DATABASES, SECT_USERS, SECT_APPS, SECT_PEERS, SECT_CLUSTER, SECT_SKIPPED };
 
 struct src {
 	FILE *f;
@@ -363,7 +372,6 @@ struct load {
 	int line;
 	enum section sect;
 	char sect_name[64];
-	bool peers_warned;
 	int cluster;           /* SECT_CLUSTER: index in cfg->clusters */
 	struct where set_at[ARRAY_SIZE(main_keys)]; /* where each main key was last set */
 };
@@ -1278,6 +1286,62 @@ static int add_app(struct load *ld, const char *name, const char *value)
 	return 0;
 }
 
+/* A [peers] line: id = host=... port=... pool_size=..., as PgBouncer's. The
+ * same id again replaces the earlier line; kept sorted by id. */
+static int add_peer(struct load *ld, const char *name, const char *value)
+{
+	char what[MSG_MAX], *end;
+	struct config *cfg = ld->cfg;
+	struct config_peer pe = { .port = 6432, .pool_size = -1, .line = ld->line };
+	long id = strtol(name, &end, 10);
+	if (!*name || *end || id < 1 || id > 65535)
+		return fail(ld, "[peers]: '%s' is not a peer id (1 to 65535)", name);
+	pe.id = (int)id;
+	snprintf(what, sizeof(what), "peer %d", pe.id);
+	if (parse_settings(ld, what, value, peer_keys, ARRAY_SIZE(peer_keys), &pe) < 0) {
+		free(pe.host);
+		return -1;
+	}
+	if (!pe.host || !*pe.host) {
+		free(pe.host);
+		return fail(ld, "%s: host is not set", what);
+	}
+	int at = 0;
+	while (at < cfg->npeers && cfg->peers[at].id < pe.id)
+		at++;
+	if (at < cfg->npeers && cfg->peers[at].id == pe.id) {
+		warnf(ld, "%s is defined again, replacing the earlier definition", what);
+		free(cfg->peers[at].host);
+		cfg->peers[at] = pe;
+		return 0;
+	}
+	struct config_peer *peers = realloc(cfg->peers, (size_t)(cfg->npeers + 1) * sizeof *peers);
+	if (!peers) {
+		free(pe.host);
+		return fail(ld, "out of memory");
+	}
+	memmove(&peers[at + 1], &peers[at], (size_t)(cfg->npeers - at) * sizeof *peers);
+	peers[at] = pe;
+	cfg->npeers++;
+	cfg->peers = peers;
+	return 0;
+}
+
+const struct config_peer *config_find_peer(const struct config *cfg, int id)
+{
+	int lo = 0, hi = cfg->npeers - 1;
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2;
+		if (cfg->peers[mid].id == id)
+			return &cfg->peers[mid];
+		if (cfg->peers[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return NULL;
+}
+
 bool config_limits_set(const struct config_limits *l)
 {
 	return l->max_transactions > 0 || l->max_qps > 0 || l->max_rps > 0 || l->throttle_weight > 0;
@@ -1492,10 +1556,7 @@ static int section(struct load *ld, char *s)
 	} else if (strncmp(name, "cluster.", 8) == 0) {
 		return open_cluster(ld, name + 8);
 	} else if (strcmp(name, "peers") == 0) {
-		ld->sect = SECT_SKIPPED;
-		if (!ld->peers_warned)
-			warnf(ld, "section [peers] is not supported yet; its entries are ignored");
-		ld->peers_warned = true;
+		ld->sect = SECT_PEERS;
 	} else {
 		ld->sect = SECT_SKIPPED;
 		warnf(ld, "unknown section [%s], its keys are ignored", name);
@@ -1610,6 +1671,8 @@ static int on_pair(void *user, const char *section_name, const char *name, const
 		r = add_user(ld, name, value);
 	else if (ld->sect == SECT_APPS)
 		r = add_app(ld, name, value);
+	else if (ld->sect == SECT_PEERS)
+		r = add_peer(ld, name, value);
 	else if (ld->sect == SECT_CLUSTER)
 		r = add_cluster_key(ld, name, value);
 	return r == 0;
@@ -2140,6 +2203,9 @@ void config_free(struct config *cfg)
 	for (int i = 0; i < cfg->napps; i++)
 		free(cfg->apps[i].name);
 	free(cfg->apps);
+	for (int i = 0; i < cfg->npeers; i++)
+		free(cfg->peers[i].host);
+	free(cfg->peers);
 	free(cfg->dbs);
 	free(cfg->users);
 	free_secrets(cfg->secrets, cfg->nsecrets);

@@ -60,6 +60,17 @@ struct config_app {
 	int line;
 };
 
+/* One line of [peers]: another pgring (or PgBouncer) of the same fleet,
+ * which cancel requests carrying its id are forwarded to. */
+#define CONFIG_PEER_ID_MAX 16383   /* the most a key's 2 bytes carry beside the TTL (PgBouncer's bound) */
+struct config_peer {
+	int id;                /* 1..65535, the line's key */
+	char *host;            /* address, host name, socket directory ('/') or abstract socket ('@') */
+	int port;              /* 6432 */
+	int pool_size;         /* cancel exchanges in flight to it at once; -1: default_pool_size */
+	int line;
+};
+
 #define CONFIG_MAX_NODES 64        /* per cluster */
 #define CONFIG_NAME_MAX 63         /* cluster and node names */
 
@@ -192,6 +203,7 @@ struct config {
 	 * cancel is delivered (PQcancel returns when it closes), 10; 0: closed at
 	 * once, without waiting for the server */
 	double cancel_wait_timeout;
+	int peer_id;                  /* this node's id in [peers]; 0: no peering */
 	double client_login_timeout;/* 60 */
 	double client_idle_timeout; /* 0 */
 	double idle_transaction_timeout; /* 0 */
@@ -303,6 +315,7 @@ struct config {
 	struct config_secret *secrets; int nsecrets; /* from auth_file, sorted by user, unique */
 	struct config_cluster *clusters; int nclusters;
 	struct config_app *apps; int napps;
+	struct config_peer *peers; int npeers;   /* sorted by id, unique */
 	/* admission control's defaults (pool/admit.h), and whether any entry
 	 * sets a limit or a weight at all: without, requests never look */
 	int throttle_mode;          /* enum config_throttle_mode, default THROTTLE_WAIT */
@@ -332,6 +345,8 @@ struct config {
  * "file:line: message" in err. Times take an optional unit (us, ms, s, min, h, d;
  * default seconds), sizes one of B, kB, MB, GB. Call from one thread at a time:
  * it sets libinih's global options. */
+/* The [peers] line of that id, or NULL. */
+const struct config_peer *config_find_peer(const struct config *cfg, int id);
 int config_load(const char *file, struct config **out, char *err, size_t errlen,
 		void (*warn)(const char *msg));
 /* config_load short of opening the TLS files (client_tls and server_tls stay

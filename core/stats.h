@@ -95,6 +95,7 @@ struct stats_shard {
 	stat_t paused;                      /* times a socket was paused for back-pressure */
 	stat_t protocol_errors;
 	stat_t cancels_received, cancels_forwarded;
+	stat_t cancels_to_peers, cancels_peer_dropped; /* [peers]: forwarded to another node, dropped on the way */
 	stat_t handed_over, taken_over;     /* pgring -R: clients sent to the successor, received from the predecessor */
 	gauge_t clients, servers;           /* open sockets */
 	gauge_t buffers_in_use;

@@ -24,6 +24,7 @@
 #include "pool/admin_int.h"
 #include "pool/client.h"
 #include "pool/lease.h"
+#include "pool/peer.h"
 #include "pool/pool.h"
 #include "pool/server.h"
 
@@ -246,7 +247,7 @@ static const struct show_def {
 	[SHOW_STATE] = { "ss", (const char *const[]){ "key", "value" }, false, false },
 	[SHOW_PEERS] = { "isii", (const char *const[]){ "peer_id", "host", "port", "pool_size" }, false, false },
 	[SHOW_PEER_POOLS] = { "iiiii", (const char *const[]){ "peer_id", "cl_active_cancel_req",
-		"cl_waiting_cancel_req", "sv_active_cancel", "sv_login" }, false, false },
+		"cl_waiting_cancel_req", "sv_active_cancel", "sv_login" }, true, false },
 	[SHOW_SOCKETS] = { SOCK_DEBUG_TYPES, sock_names, true, false },
 	[SHOW_ACTIVE_SOCKETS] = { SOCK_DEBUG_TYPES, sock_names, true, false },
 	[SHOW_FDS] = { "issssiqisssssbb", (const char *const[]){ "fd", "task", "user", "database", "addr", "port",
@@ -667,6 +668,27 @@ static void collect_shard_row(struct shard *s, struct admin_part *part)
 	part->nrows++;
 }
 
+/* Each peer's forwards on this shard, keyed "%05d" so that the merge's
+ * string order is the ids' order. */
+static void collect_peer_pools(struct shard *s, struct admin_part *part)
+{
+	const struct config *cfg = s->cfg;
+	for (int i = 0; i < cfg->npeers; i++) {
+		if (cfg->peers[i].id == cfg->peer_id)
+			continue;
+		char key[16];
+		snprintf(key, sizeof key, "%05d", cfg->peers[i].id);
+		struct admin_agg *a = agg_add(part, key, "", 0);
+		if (!a)
+			return;
+		int active, waiting;
+		peer_counts(s, cfg->peers[i].id, &active, &waiting);
+		a->v[AGG_CL_ACTIVE] = active;
+		a->v[AGG_CL_WAITING] = waiting;
+		a->v[AGG_SV_ACTIVE] = active;
+	}
+}
+
 void admin_show_collect(struct shard *s, struct admin_job *job, struct admin_part *part)
 {
 	count_shard(s, part);
@@ -684,6 +706,7 @@ void admin_show_collect(struct shard *s, struct admin_job *job, struct admin_par
 	case SHOW_FDS: collect_fds(s, part); break;
 	case SHOW_PINS: collect_pins(s, part); break;
 	case SHOW_SHARDS: collect_shard_row(s, part); break;
+	case SHOW_PEER_POOLS: collect_peer_pools(s, part); break;
 	default: collect_pools(s, job, part); break;
 	}
 }
@@ -1095,6 +1118,28 @@ static void rows_dns(struct shard *s, struct strbuf *o)
 	}
 }
 
+/* The [peers] lines but this node's own, as PgBouncer lists them. */
+static void rows_peers(struct shard *s, struct strbuf *o)
+{
+	const struct config *cfg = s->cfg;
+	for (int i = 0; i < cfg->npeers; i++) {
+		const struct config_peer *pe = &cfg->peers[i];
+		if (pe->id != cfg->peer_id)
+			admin_row(o, "isii", pe->id, pe->host, pe->port,
+				  pe->pool_size > 0 ? pe->pool_size : cfg->default_pool_size);
+	}
+}
+
+static void rows_peer_pools(const struct admin_job *job, struct strbuf *o)
+{
+	int n;
+	struct admin_agg *a = merge(job, false, &n);
+	for (int i = 0; i < n; i++)
+		admin_row(o, "iiiii", atoi(a[i].db), (int)a[i].v[AGG_CL_ACTIVE], (int)a[i].v[AGG_CL_WAITING],
+			  (int)a[i].v[AGG_SV_ACTIVE], 0);
+	free(a);
+}
+
 static void rows_parts(const struct admin_job *job, struct strbuf *o)
 {
 	for (int i = 0; i <= job->nshards; i++)
@@ -1123,6 +1168,8 @@ void admin_show_rows(struct shard *s, const struct admin_job *job, struct strbuf
 		admin_row(o, "ss", "suspended", "no");
 		break;
 	case SHOW_TOPOLOGY: rows_topology(s, o); break;
+	case SHOW_PEERS: rows_peers(s, o); break;
+	case SHOW_PEER_POOLS: rows_peer_pools(job, o); break;
 	case SHOW_PARAM: {
 		static const char *const values[][2] = {
 			{ "client_encoding", "UTF-8" }, { "default_transaction_isolation", "read committed" },

@@ -23,6 +23,7 @@
 #include "pool/client.h"
 #include "pool/lease.h"
 #include "pool/listen.h"
+#include "pool/peer.h"
 #include "pool/pool.h"
 #include "pool/repl.h"
 #include "pool/route.h"
@@ -580,20 +581,31 @@ static void handle_cancel(struct client *cl, const uint8_t *msg, uint32_t len)
 		close_later(cl);
 		return;
 	}
-	/* a 3.0 key (4 bytes) or pgring's 3.2 key (32): the shard is in the
-	 * top bits of the key's first 4 bytes either way */
-	uint32_t pid = proto_get_u32(msg + 8), key = proto_get_u32(msg + 12);
-	const uint8_t *tail = len == 16 ? NULL : msg + 16;
-	int owner = key_owner(key, s->nshards);
 	stat_add(&s->stats->cancels_received, 1);
-	if (owner >= s->nshards) {
-		close_later(cl);
-		return;
-	}
 	struct pool_cancel_waiter w = { .shard = s->id, .conn_id = 0 };
 	if (s->cfg->cancel_wait_timeout > 0) {
 		client_set_state(cl, CL_CANCEL);
 		w.conn_id = cl->conn.id;
+	}
+	/* another node's key goes to that node ([peers]); ours comes back with
+	 * its TTL bits as handed out */
+	uint8_t req[12 + PROTO_KEY_LONG];
+	memcpy(req, msg, len);
+	if (peer_route_cancel(s, req, len, &w)) {
+		if (!w.conn_id)
+			close_later(cl);
+		return;
+	}
+	/* a 3.0 key (4 bytes) or pgring's 3.2 key (32): the shard is in the
+	 * top bits of the key's first 4 bytes either way */
+	uint32_t pid = proto_get_u32(req + 8), key = proto_get_u32(req + 12);
+	const uint8_t *tail = len == 16 ? NULL : req + 16;
+	int owner = key_owner(key, s->nshards);
+	if (owner >= s->nshards) {
+		client_cancel_answer(s, &w);
+		if (!w.conn_id)
+			close_later(cl);
+		return;
 	}
 	if (owner == s->id) {
 		client_cancel(s, pid, key, tail, &w);
@@ -1286,9 +1298,11 @@ static bool send_welcome(struct client *cl, uint32_t pid, const struct params *o
 	while (cl->key_pid == 0)
 		auth_random(&cl->key_pid, sizeof cl->key_pid);
 	cl->key_secret = key_secret_for(s->id, s->nshards);
+	if (cl->key_long)
+		auth_random(cl->key_tail, sizeof cl->key_tail);
+	peer_stamp_key(s->cfg, &cl->key_pid, &cl->key_secret, cl->key_long ? cl->key_tail : NULL);
 	key_link(cl);
 	if (cl->key_long) {
-		auth_random(cl->key_tail, sizeof cl->key_tail);
 		proto_backend_key_long(&o, cl->key_pid, cl->key_secret, cl->key_tail, sizeof cl->key_tail);
 	} else {
 		proto_backend_key(&o, cl->key_pid, cl->key_secret);

@@ -43,6 +43,7 @@ struct pool_shard {
 	struct authq_cache *authq;                 /* auth_query answers kept until they expire (pool/client.c) */
 	uint64_t rng;                              /* xorshift state for weighted choices */
 	struct admit_shard *admit;                 /* admission control's tenants (pool/admit.c), on first use */
+	struct peer_shard *peers;                  /* cancel requests on their way to peers (pool/peer.c), on first use */
 };
 
 static inline struct pool_shard *pool_shard(struct shard *s) { return s->upper; }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/addr.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/shard.h"
@@ -97,53 +98,10 @@ void server_set_state(struct server *sv, enum server_state st)
 
 static int resolve(struct server *sv, const struct config_db *db)
 {
-	int port = db->port > 0 ? db->port : 5432;
-	const char *host = db->host;
-	if (!host || !*host || host[0] == '/') {
-		sv->addr.un.sun_family = AF_UNIX;
-		snprintf(sv->addr.un.sun_path, sizeof sv->addr.un.sun_path, "%s/.s.PGSQL.%d",
-			 host && *host ? host : "/var/run/postgresql", port);
-		sv->addrlen = sizeof sv->addr.un;
-		return AF_UNIX;
-	}
-	if (inet_pton(AF_INET, host, &sv->addr.in.sin_addr) == 1) {
-		sv->addr.in.sin_family = AF_INET;
-		sv->addr.in.sin_port = htons((uint16_t)port);
-		sv->addrlen = sizeof sv->addr.in;
-		return AF_INET;
-	}
-	if (inet_pton(AF_INET6, host, &sv->addr.in6.sin6_addr) == 1) {
-		sv->addr.in6.sin6_family = AF_INET6;
-		sv->addr.in6.sin6_port = htons((uint16_t)port);
-		sv->addrlen = sizeof sv->addr.in6;
-		return AF_INET6;
-	}
-	/* a host name: the control shard's lookup, in the topology; an address
-	 * that refused a connection moves addr_next on to the next one */
-	const struct topology *t = sv->pool->shard->topo;
-	const struct topo_addr *a = t ? topo_find_addr(t, host) : NULL;
-	if (a && a->n) {
-		unsigned i = sv->pool->addr_next % (unsigned)a->n;
-		memcpy(&sv->addr, &a->addr[i], a->len[i]);
-		sv->addrlen = a->len[i];
-		if (sv->addr.in.sin_family == AF_INET)
-			sv->addr.in.sin_port = htons((uint16_t)port);
-		else
-			sv->addr.in6.sin6_port = htons((uint16_t)port);
-		return sv->addr.in.sin_family;
-	}
-	/* not looked up yet (a name a reload just brought): this blocks the shard */
-	LOGF(LOG_INFO, 0, "host name \"%s\" has no addresses from the control shard yet: resolving it here", host);
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
-	char ps[16];
-	snprintf(ps, sizeof ps, "%d", port);
-	if (getaddrinfo(host, ps, &hints, &res) || !res)
-		return -1;
-	memcpy(&sv->addr, res->ai_addr, res->ai_addrlen);
-	sv->addrlen = res->ai_addrlen;
-	int fam = res->ai_family;
-	freeaddrinfo(res);
-	return fam;
+	/* a host name's addresses rotate: one that refused a connection moves
+	 * addr_next on to the next one */
+	return addr_resolve(sv->pool->shard->topo, db->host, db->port > 0 ? db->port : 5432, "/var/run/postgresql",
+			    sv->pool->addr_next, &sv->addr, &sv->addrlen);
 }
 
 struct server *server_connect(struct pool *p, struct client *repl, bool listener)

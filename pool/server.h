@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/un.h>
 
+#include "core/addr.h"
 #include "core/conn.h"
 #include "core/list.h"
 #include "pool/params.h"
@@ -61,7 +62,7 @@ struct server {
 	struct auth_scram_client *scram;
 	struct stmt_cache stmts;                   /* protocol-level statements prepared here */
 	struct params sqlprep;                     /* SQL PREPAREs present here */
-	union { struct sockaddr_in in; struct sockaddr_in6 in6; struct sockaddr_un un; } addr;
+	union addr_any addr;
 	socklen_t addrlen;
 };
 

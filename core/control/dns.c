@@ -49,7 +49,7 @@ static uint64_t now_us(void)
 bool dns_is_name(const char *host)
 {
 	unsigned char a[sizeof(struct in6_addr)];
-	return host && *host && host[0] != '/' && inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1;
+	return host && *host && host[0] != '/' && host[0] != '@' && inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1;
 }
 
 static void lookup_free(struct lookup *l)
@@ -177,7 +177,7 @@ static void entry_free(struct entry *e)
 
 int dns_configure(const struct config *cfg)
 {
-	int total = cfg->ndbs;
+	int total = cfg->ndbs + cfg->npeers;
 	for (int i = 0; i < cfg->nclusters; i++)
 		total += cfg->clusters[i].nnodes;
 	struct entry *nn = calloc((size_t)total + 1, sizeof *nn);
@@ -189,6 +189,8 @@ int dns_configure(const struct config *cfg)
 	for (int i = 0; i < cfg->nclusters && rc == 0; i++)
 		for (int j = 0; j < cfg->clusters[i].nnodes && rc == 0; j++)
 			rc = add_name(nn, &k, cfg->clusters[i].nodes[j].host, entries, nentries);
+	for (int i = 0; i < cfg->npeers && rc == 0; i++)
+		rc = add_name(nn, &k, cfg->peers[i].host, entries, nentries);
 	if (rc) {
 		for (int i = 0; i < k; i++)
 			entry_free(&nn[i]);

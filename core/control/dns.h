@@ -1,5 +1,5 @@
-/* core/control/dns.h: the host names the configuration uses (databases and cluster
- * nodes), looked up by the control shard with getaddrinfo_a, again every
+/* core/control/dns.h: the host names the configuration uses (databases, cluster
+ * nodes, peers), looked up by the control shard with getaddrinfo_a, again every
  * dns_max_ttl. The addresses go to the shards in each topology snapshot, so a
  * shard opening a server connection does not block on a resolver; the health
  * checks take them from here. Control thread only. */

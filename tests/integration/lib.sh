@@ -196,7 +196,7 @@ render_config() {
 	printf '%s\n' "$out" >"$POOLER_CONF"
 }
 
-# start_pgring CONFIG_TEXT [EXTRA_ARGS...]
+# start_pgring CONFIG_TEXT [EXTRA_ARGS...]: POOLER_PORT, if set, is the listen port to use
 start_pgring() {
 	local text=$1
 	shift
@@ -214,6 +214,7 @@ start_pgring() {
 	POOLER_LOG=$POOLER_DIR/log
 	for _ in 1 2 3; do
 		read -r PORT CONTROL_PORT < <(freeports 2 | xargs)
+		PORT=${POOLER_PORT:-$PORT}   # a port the caller chose (a fleet whose [peers] name each other)
 		if is_pgbouncer; then
 			POOLER_CONF=$POOLER_DIR/pgbouncer.ini
 			render_config "$text"

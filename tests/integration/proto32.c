@@ -11,7 +11,14 @@
  *     connections, sends a CancelRequest with the right PID but a wrong key
  *     (last byte flipped), then one in 3.0 form (the key's first 4 bytes), then
  *     the right one; only the right one may cancel (57014 within 3 s, the wrong
- *     ones must leave it running for 0.3 s each). Prints "cancelled N/ROUNDS".
+ *     ones must leave it running for 0.3 s each). Prints "cancelled N/ROUNDS
+ *     slowest MS" (MS: from sending the right cancel to the query's error).
+ *     With PROTO32_CANCEL_PORT set, cancel requests go to that port instead
+ *     (another node of a fleet, which forwards them: [peers]).
+ *   proto32 rawcancel HOST PORT PID KEYHEX
+ *     Sends one CancelRequest with that PID and key (hex, 4 or 32 bytes) and
+ *     prints "closed after MS" once the pooler closes the connection (10 s
+ *     at most: "still open").
  * Exit 0 on success, 3 on a protocol surprise, 2 on connection errors. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -24,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *host, *port_s;
+static const char *host, *port_s, *cancel_port_s;
 
 static void die(int code, const char *what)
 {
@@ -32,15 +39,17 @@ static void die(int code, const char *what)
 	exit(code);
 }
 
-static int dial(void)
+static int dial_port(const char *port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port_s)) };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port)) };
 	inet_pton(AF_INET, host, &a.sin_addr);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
 		die(2, "connect");
 	return fd;
 }
+
+static int dial(void) { return dial_port(port_s); }
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -186,7 +195,7 @@ static void cancel_with(const struct session *s, const uint8_t *key, uint32_t ke
 	put32(m + 4, 80877102);
 	put32(m + 8, s->pid);
 	memcpy(m + 12, key, keylen);
-	int fd = dial();
+	int fd = dial_port(cancel_port_s);
 	send_all(fd, m, 12 + keylen);
 	uint8_t c;
 	read_n(fd, &c, 1, 2000);   /* the server just closes */
@@ -224,14 +233,44 @@ static int still_running(int fd, int ms)
 	return 1;
 }
 
+static int raw_cancel(const char *pid_hex, const char *key_hex)
+{
+	uint8_t m[12 + 32];
+	size_t klen = strlen(key_hex) / 2;
+	if (klen != 4 && klen != 32)
+		die(1, "the key is 4 or 32 bytes");
+	put32(m, (uint32_t)(12 + klen));
+	put32(m + 4, 80877102);
+	put32(m + 8, (uint32_t)strtoul(pid_hex, NULL, 16));
+	for (size_t i = 0; i < klen; i++)
+		sscanf(key_hex + 2 * i, "%2hhx", &m[12 + i]);
+	long t0 = now_ms();
+	int fd = dial();
+	send_all(fd, m, 12 + klen);
+	uint8_t c;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, 10000) <= 0 || read(fd, &c, 1) > 0) {
+		printf("still open\n");
+		return 3;
+	}
+	printf("closed after %ld\n", now_ms() - t0);
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc < 7)
+	if (argc < 6)
 		die(1, "usage");
 	host = argv[2], port_s = argv[3];
-	int minor = atoi(argv[6]);
+	cancel_port_s = getenv("PROTO32_CANCEL_PORT") ? getenv("PROTO32_CANCEL_PORT") : port_s;
 	struct session s;
+	if (strcmp(argv[1], "rawcancel") == 0)
+		return raw_cancel(argv[4], argv[5]);
+	if (argc < 7)
+		die(1, "usage");
+	int minor = atoi(argv[6]);
 	if (strcmp(argv[1], "login") == 0) {
 		login(&s, argv[4], argv[5], minor, argc > 7 ? argv[7] : NULL, 1);
 		query(s.fd, "SELECT 1");
@@ -242,6 +281,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	int rounds = argc > 7 ? atoi(argv[7]) : 1, done = 0;
+	long slowest = 0;
 	login(&s, argv[4], argv[5], minor, NULL, 0);
 	for (int r = 0; r < rounds; r++) {
 		query(s.fd, "SELECT pg_sleep(5)");
@@ -258,8 +298,11 @@ int main(int argc, char **argv)
 			if (!still_running(s.fd, 300))
 				die(3, "a 3.0 cancel with the long key's first 4 bytes cancelled the query");
 		}
+		long t0 = now_ms();
 		cancel_with(&s, s.key, s.keylen);
 		const char *st = finish(s.fd, 3000);
+		if (now_ms() - t0 > slowest)
+			slowest = now_ms() - t0;
 		if (strcmp(st, "57014") != 0) {
 			printf("round %d: %s\n", r, st);
 			die(3, "the right cancel did not cancel");
@@ -270,6 +313,6 @@ int main(int argc, char **argv)
 		 * cancelled by it, directly as through pgring */
 		usleep(200 * 1000);
 	}
-	printf("cancelled %d/%d\n", done, rounds);
+	printf("cancelled %d/%d slowest %ld\n", done, rounds, slowest);
 	return 0;
 }

@@ -507,17 +507,49 @@ Test(config, known_but_unimplemented_keys_warn)
 	config_free(c);
 }
 
-Test(config, unknown_section_and_peers_warn)
+Test(config, unknown_section_warns)
 {
 	struct config *c = load("[pgring]\nlisten_port = 7000\n"
-				"[peers]\n1 = host=a\n"
-				"[mystery]\nx = 1\n"
-				"[peers]\n2 = host=b\n");
-	cr_expect_eq(warned("[peers] is not supported yet"), 1, "once, not per section");
+				"[mystery]\nx = 1\n");
 	cr_expect_eq(warned("[mystery]"), 1);
 	cr_expect_eq(warned("unknown key"), 0, "keys of skipped sections are not looked at");
 	cr_expect_eq(c->listen_port, 7000);
 	config_free(c);
+}
+
+Test(config, peers_as_pgbouncer_reads_them)
+{
+	struct config *c = load("[pgring]\npeer_id = 2\ndefault_pool_size = 7\n"
+				"[peers]\n3 = host=/tmp/pgb3 port=5555\n1 = host=a.example pool_size=2\n"
+				"[databases]\n"
+				"[peers]\n2 = host=127.0.0.1 port=6433\n1 = host=b.example\n");
+	cr_expect_eq(c->peer_id, 2);
+	cr_assert_eq(c->npeers, 3, "sections reopen; the same id again replaces the line");
+	cr_expect_eq(warned("peer 1 is defined again"), 1);
+	cr_expect_eq(c->peers[0].id, 1, "sorted by id");
+	expect_str(c->peers[0].host, "b.example");
+	cr_expect_eq(c->peers[0].port, 6432, "PgBouncer's default port");
+	cr_expect_eq(c->peers[0].pool_size, -1, "unset: default_pool_size");
+	cr_expect_eq(c->peers[2].id, 3);
+	expect_str(c->peers[2].host, "/tmp/pgb3");
+	cr_expect_eq(c->peers[2].port, 5555);
+	cr_expect_eq(config_find_peer(c, 2), &c->peers[1]);
+	cr_expect_null(config_find_peer(c, 4));
+	cr_expect_eq(warned("not supported"), 0);
+	config_free(c);
+}
+
+static void expect_load_error(const char *ini, const char *needle);
+
+Test(config, bad_peers_are_errors)
+{
+	expect_load_error("[peers]\n0 = host=a\n", "not a peer id");
+	expect_load_error("[peers]\n65536 = host=a\n", "not a peer id");
+	expect_load_error("[peers]\nx = host=a\n", "not a peer id");
+	expect_load_error("[peers]\n1 = port=6432\n", "host is not set");
+	expect_load_error("[peers]\n1 = host=a dbname=x\n", "unknown parameter 'dbname'");
+	expect_load_error("[peers]\n1 = host=a port=0\n", "port");
+	expect_load_error("[pgring]\npeer_id = 16384\n", "peer_id");
 }
 
 Test(config, indented_lines_are_not_continuations)
