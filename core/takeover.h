@@ -10,6 +10,7 @@
  *   new -> old  READY            the new process serves; before this, the old one
  *                                keeps everything and goes on (a failed start)
  *   old -> new  CLIENT record + fd, ...   as each client reaches rest
+ *   old -> new  SERVER record + fd, ...   idle server connections, as they come idle
  *   old -> new  STATS (cumulative totals), once
  *   old closes the socket when it exits. */
 #ifndef PGRING_TAKEOVER_H
@@ -25,6 +26,7 @@ enum takeover_type {
 	TAKEOVER_LISTENERS_END = 'E',
 	TAKEOVER_READY = 'R',
 	TAKEOVER_CLIENT = 'C',
+	TAKEOVER_SERVER = 'V',
 	TAKEOVER_STATS = 'S',
 };
 

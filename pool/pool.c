@@ -19,6 +19,7 @@
 #include "pool/pool.h"
 #include "pool/route.h"
 #include "pool/server.h"
+#include "pool/upgrade.h"
 
 /* ---- the pool's private copy of its [databases] entry ---- */
 
@@ -615,6 +616,10 @@ static int starved_shard(struct pool *p, const struct client *cl)
 
 void pool_server_parked(struct server *sv)
 {
+	if (sv->upgrade_moving) {
+		upgrade_server_parked(sv);   /* to the new process (pgring -R) */
+		return;
+	}
 	struct shard *s = sv->pool->shard;
 	if (sv->state != SV_MIGRATING)
 		return;

@@ -121,6 +121,7 @@ struct pool {
 	bool cfg_db_disabled, cfg_user_disabled;
 	bool disabled;                             /* either, as of the last tick */
 	uint8_t disable_mode;                      /* enum config_disable_mode in force */
+	bool upgrade_keep;                         /* pgring -R, old process: clients that stay use its idle servers */
 };
 
 /* The shard's pool for (db, user) on node (NULL: a database with its own host). */

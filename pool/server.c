@@ -905,6 +905,59 @@ bool server_hidden_query(struct server *sv, const char *sql)
 	return true;
 }
 
+/* ---- pgring -R: an idle server of the predecessor ---- */
+
+bool server_adopt(struct pool *p, int fd, struct server_record *r, const char **why)
+{
+	struct shard *s = p->shard;
+	struct server *sv = calloc(1, sizeof *sv);
+	*why = NULL;
+	if (!sv) {
+		*why = "out of memory";
+	} else {
+		list_init(&sv->link);
+		sv->pool = p;
+		/* the entry may point elsewhere after an edit of the file: such a
+		 * connection is not this pool's server any more */
+		if (resolve(sv, p->db) < 0 || sv->addrlen != r->addrlen || memcmp(&sv->addr, &r->addr, r->addrlen) != 0)
+			*why = "its database entry points elsewhere now";
+		else if (!registry_take_slot(p->shared, false))
+			*why = "the pool is full here";
+	}
+	if (*why) {
+		free(sv);
+		close(fd);
+		return false;
+	}
+	sv->backend_pid = r->backend_pid;
+	sv->backend_key = r->backend_key;
+	sv->connect_us = s->now_us > r->age_us ? s->now_us - r->age_us : 0;
+	sv->idle_since_us = sv->last_rfq_us = s->now_us;
+	sv->txn_status = 'I';
+	sv->ready_once = true;
+	sv->params = r->params;
+	sv->sqlprep = r->sqlprep;
+	memset(&r->params, 0, sizeof r->params);
+	memset(&r->sqlprep, 0, sizeof r->sqlprep);
+	/* the copies are trusted as a server's from another shard are: an old
+	 * one fails where it is used, and the shard learns from it */
+	for (uint32_t i = 0; i < r->ndigests; i++) {
+		const uint8_t *d = r->digests + (size_t)i * (STMT_DIGEST_LEN + 1);
+		if (!stmt_cache_add(&sv->stmts, d, d[STMT_DIGEST_LEN] ? stmt_gen_now() : STMT_GEN_UNKNOWN))
+			sv->params.failed = true;   /* an incomplete record: pool_server_ready closes it */
+	}
+	conn_init(&sv->conn, s, fd, &server_conn_ops, BUF_GROUP_SERVER);
+	proto_framer_init(&sv->conn.fr, false, (uint32_t)s->cfg->max_packet_size);
+	gauge_add(&s->stats->servers, 1);
+	sv->state = SV_CLOSED;
+	server_set_state(sv, SV_RESETTING);   /* enters the gauges and the used list */
+	conn_recv_on(&sv->conn);
+	LOGF(LOG_INFO, sv->conn.id, "server connection taken over from the predecessor: %s/%s, backend %u, "
+	     "%u prepared statements", p->db_name, p->user, sv->backend_pid, sv->stmts.n);
+	pool_server_ready(sv);
+	return true;
+}
+
 /* ---- cancel: a short connection of its own, connect -> send -> close linked ---- */
 
 struct cancel_req {

@@ -64,6 +64,7 @@ struct server {
 	struct params sqlprep;                     /* SQL PREPAREs present here */
 	union addr_any addr;
 	socklen_t addrlen;
+	bool upgrade_moving;                       /* pgring -R: parking it to hand it over (pool/upgrade.c) */
 };
 
 /* Its framer's reassembly callbacks (conn_frame_alloc) take it as its conn. */
@@ -102,5 +103,22 @@ void server_send_cancel(struct server *sv, const struct pool_cancel_waiter *w);
 /* The server ran DISCARD ALL: what it had prepared is gone. */
 void server_forget_session(struct server *sv);
 void server_free(struct server *sv);
+
+/* pgring -R, the new process: an idle server connection of the predecessor,
+ * as its record describes it (pool/upgrade.c reads it). */
+struct server_record {
+	uint32_t backend_pid, backend_key;
+	uint64_t age_us;                           /* how long it has been connected */
+	struct params params, sqlprep;             /* taken over by the server (cleared here) */
+	const uint8_t *digests;                    /* ndigests x (STMT_DIGEST_LEN + 1): the statements prepared
+						    * there, each with 1 if its copy's age is known */
+	uint32_t ndigests;
+	union addr_any addr;                       /* where it is connected */
+	socklen_t addrlen;
+};
+/* Make fd an idle server of p (taking one of its slots) and hand it to a
+ * waiting client or the idle list. false, with why: not taken (fd closed):
+ * the pool is full here, its entry points elsewhere now, no memory. */
+bool server_adopt(struct pool *p, int fd, struct server_record *r, const char **why);
 
 #endif

@@ -1,7 +1,8 @@
-/* pool/upgrade.c: a client's hand-over record (its encoding, checked in full
- * on the way in), which clients move and when, and the old shard's side of
- * pgring -R (pool/upgrade.h). The record is built once per client and
- * upgrade only: allocation here is off the data path. */
+/* pool/upgrade.c: the hand-over records of clients and of idle server
+ * connections (their encoding, checked in full on the way in), which of them
+ * move and when, and the old shard's side of pgring -R (pool/upgrade.h). A
+ * record is built once per connection and upgrade only: allocation here is
+ * off the data path. */
 #include "pool/upgrade.h"
 
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include "pool/server.h"
 
 #define REC_MAGIC "PGRC"
+#define SREC_MAGIC "PGRS"        /* an idle server connection's record */
 #define REC_VERSION 1
 #define REC_STR_MAX 65535u       /* a name, a value or a query longer than this is no record of ours */
 #define REC_SECRET_AT 25         /* magic 4, version 1, age 8, id 8, pid 4 */
@@ -294,9 +296,86 @@ void upgrade_release(struct client *cl, struct stmt_registry *reg)
 
 /* ---- the old process ---- */
 
-/* The pool keeps idle servers only while a client of it is still here to
- * use them: the successor opens its own, and PostgreSQL's connection limit
- * should not see both sets for long. */
+/* ---- idle servers ---- */
+
+/* An idle server moves with what its session holds (its settings, its SQL and
+ * protocol-level prepared statements), so that the successor's clients find
+ * their statements prepared and PostgreSQL sees no second set of
+ * connections. Not one with TLS (its session keys), nor a replication or
+ * listening connection, nor one a cancel or a query of pgring's is still on
+ * its way to. */
+static bool server_movable(const struct server *sv)
+{
+	return sv->state == SV_IDLE && !sv->conn.tls && !sv->replication && !sv->listener && !sv->cancels &&
+	       !sv->hidden && sv->txn_status == 'I' && !sv->close_when_idle && !sv->conn.eof && !sv->conn.closing &&
+	       proto_framer_idle(&sv->conn.fr) && !sv->conn.fr.whole && !conn_has_output(&sv->conn) &&
+	       !sv->params.failed && !sv->sqlprep.failed;
+}
+
+bool upgrade_pack_server(const struct server *sv, uint64_t now_us, struct strbuf *sb)
+{
+	const struct pool *p = sv->pool;
+	put(sb, SREC_MAGIC, 4);
+	put_u(sb, REC_VERSION, 1);
+	put_str(sb, p->db_name);
+	put_str(sb, p->user);
+	put_str(sb, p->shared->nodeinfo ? p->shared->nodeinfo->cluster : "");
+	put_str(sb, p->shared->nodeinfo ? p->shared->nodeinfo->node : "");
+	put_u(sb, sv->backend_pid, 4);
+	put_u(sb, sv->backend_key, 4);
+	put_u(sb, now_us > sv->connect_us ? now_us - sv->connect_us : 0, 8);
+	put_bytes(sb, &sv->addr, sv->addrlen);
+	put_params(sb, &sv->params);
+	put_params(sb, &sv->sqlprep);
+	/* each statement's digest (its server-side name), and whether the copy's
+	 * age is known: one of unknown age is prepared again before its use */
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < sv->stmts.cap; i++)
+		n += sv->stmts.slot[i].used != 0;
+	put_u(sb, n, 4);
+	for (uint32_t i = 0; i < sv->stmts.cap; i++) {
+		if (!sv->stmts.slot[i].used)
+			continue;
+		put(sb, sv->stmts.slot[i].digest, STMT_DIGEST_LEN);
+		put_u(sb, sv->stmts.slot[i].gen != STMT_GEN_UNKNOWN, 1);
+	}
+	return !sb->failed && sb->len <= TAKEOVER_REC_MAX;
+}
+
+/* A pool's clients that stay here (TLS, pinned, ...) keep using its idle
+ * servers: those stay too (moving them would make each of those clients'
+ * transactions open a new one), and are closed once the pool's last client
+ * is gone (close_unused_servers). Marked at each tick. */
+static void mark_pools_kept(struct shard *s)
+{
+	struct pool_shard *ps = pool_shard(s);
+	for (struct pool *p = ps->pools; p; p = p->next)
+		p->upgrade_keep = false;
+	struct client *cl, *next;
+	list_for_each_safe(&ps->clients, cl, next, all)
+		if (cl->upgrade_told && cl->pool && cl->state != CL_CLOSED)
+			cl->pool->upgrade_keep = true;
+}
+
+static void hand_over_idle_servers(struct shard *s)
+{
+	for (struct pool *p = pool_shard(s)->pools; p; p = p->next) {
+		if (p->upgrade_keep)
+			continue;
+		struct server *sv, *next;
+		list_for_each_safe(&p->idle, sv, next, link) {
+			if (!server_movable(sv))
+				continue;
+			/* off the idle list, so no client gets it while it parks */
+			server_set_state(sv, SV_MIGRATING);
+			sv->upgrade_moving = true;
+			conn_park(&sv->conn);   /* upgrade_server_parked, at once or from the loop */
+		}
+	}
+}
+
+/* Idle servers that cannot move (TLS, ...) are kept while a client of their
+ * pool is still here to use them, then closed: the successor opens its own. */
 static void close_unused_servers(struct shard *s)
 {
 	struct pool_shard *ps = pool_shard(s);
@@ -317,6 +396,46 @@ static void close_unused_servers(struct shard *s)
 			server_close(sv, "handed over: the successor serves this pool");
 	}
 }
+
+static void send_server_on_control(void *arg)
+{
+	handover_send_server(arg);
+}
+
+void upgrade_server_parked(struct server *sv)
+{
+	struct shard *s = sv->conn.shard;
+	sv->upgrade_moving = false;
+	if (sv->state != SV_MIGRATING)
+		return;   /* closed meanwhile */
+	/* bytes that came while it parked (a notice, a FATAL) are read here first */
+	bool fits = s->handing_over && proto_framer_idle(&sv->conn.fr) && !sv->conn.fr.whole && !sv->conn.eof &&
+		    !conn_has_output(&sv->conn);
+	struct strbuf sb = STRBUF_INIT;
+	struct takeover_rec *rec = NULL;
+	if (fits && upgrade_pack_server(sv, s->now_us, &sb) &&
+	    (rec = takeover_rec_new(sb.buf, (uint32_t)sb.len, sv->conn.fd)) && control_call(s->id, send_server_on_control, rec)) {
+		/* the socket is the control thread's to send and close now: no
+		 * Terminate goes out on it */
+		LOGF(LOG_INFO, sv->conn.id, "idle server connection handed over to the new process: %s/%s, backend %u, "
+		     "%u prepared statements", sv->pool->db_name, sv->pool->user, sv->backend_pid, sv->stmts.n);
+		sv->conn.fd = -1;
+		stat_add(&s->stats->servers_handed_over, 1);
+		strbuf_free(&sb);
+		server_close(sv, NULL);
+		return;
+	}
+	if (rec) {
+		rec->fd = -1;   /* the server keeps its socket */
+		takeover_rec_free(rec);
+	}
+	strbuf_free(&sb);
+	server_set_state(sv, SV_RESETTING);
+	conn_recv_on(&sv->conn);
+	pool_server_ready(sv);   /* tried again at the next tick if still idle */
+}
+
+/* ---- clients ---- */
 
 static void try_move(struct client *cl)
 {
@@ -345,6 +464,8 @@ void upgrade_batch_end(struct shard *s)
 		list_del(&cl->wait);
 		try_move(cl);
 	}
+	/* the servers those clients released go with them */
+	hand_over_idle_servers(s);
 }
 
 bool upgrade_shard_step(struct shard *s)
@@ -354,6 +475,8 @@ bool upgrade_shard_step(struct shard *s)
 	/* every tick too: the clients at rest since before the hand-over began */
 	list_for_each_safe(&ps->clients, cl, next, all)
 		try_move(cl);
+	mark_pools_kept(s);
+	hand_over_idle_servers(s);
 	close_unused_servers(s);
 	return list_empty(&ps->clients) && pool_active_servers(s) == 0;
 }
@@ -405,9 +528,87 @@ void upgrade_client_parked(struct client *cl)
  * record is adopted there, so that cancel requests with the key the client
  * already has still find it. With fewer shards than the key names, it stays
  * where it landed (such a client's cancel requests are not found). */
+/* An idle server's record: its pool (database, user, cluster node) here,
+ * where it joins the idle list if the pool has room and its entry still
+ * points where the connection goes. */
+bool upgrade_unpack_server(const uint8_t *p, size_t n, struct server_record *sr, struct upgrade_server_ids *ids)
+{
+	struct rd rd = { p, n, false };
+	memset(sr, 0, sizeof *sr);
+	memset(ids, 0, sizeof *ids);
+	const uint8_t *magic = take(&rd, 4);
+	if (!magic || memcmp(magic, SREC_MAGIC, 4) != 0 || get_u(&rd, 1) != REC_VERSION)
+		return false;
+	ids->db = get_str(&rd);
+	ids->user = ids->db ? get_str(&rd) : NULL;
+	ids->cluster = ids->user ? get_str(&rd) : NULL;
+	ids->node = ids->cluster ? get_str(&rd) : NULL;
+	sr->backend_pid = (uint32_t)get_u(&rd, 4);
+	sr->backend_key = (uint32_t)get_u(&rd, 4);
+	sr->age_us = get_u(&rd, 8);
+	uint32_t alen = 0;
+	const uint8_t *addr = get_bytes(&rd, &alen, sizeof sr->addr);
+	if (addr) {
+		memcpy(&sr->addr, addr, alen);
+		sr->addrlen = alen;
+	}
+	get_params(&rd, &sr->params);
+	get_params(&rd, &sr->sqlprep);
+	uint64_t k = get_u(&rd, 4);
+	sr->digests = k <= TAKEOVER_REC_MAX ? take(&rd, k * (STMT_DIGEST_LEN + 1)) : NULL;
+	sr->ndigests = (uint32_t)k;
+	for (uint64_t i = 0; sr->digests && i < k; i++)
+		if (sr->digests[i * (STMT_DIGEST_LEN + 1) + STMT_DIGEST_LEN] > 1)
+			rd.bad = true;   /* the flag is 0 or 1 */
+	return ids->node && sr->digests && !rd.bad && rd.n == 0 && *ids->db && *ids->user &&
+	       !*ids->cluster == !*ids->node && sr->addrlen > 0;
+}
+
+void upgrade_server_release(struct server_record *sr, struct upgrade_server_ids *ids)
+{
+	params_clear(&sr->params);
+	params_clear(&sr->sqlprep);
+	free(ids->db);
+	free(ids->user);
+	free(ids->cluster);
+	free(ids->node);
+	memset(ids, 0, sizeof *ids);
+}
+
+/* An idle server's record: its pool (database, user, cluster node) here,
+ * where it joins the idle list if the pool has room and its entry still
+ * points where the connection goes. */
+static void server_in(struct shard *s, struct takeover_rec *r)
+{
+	struct server_record sr;
+	struct upgrade_server_ids ids;
+	const char *why = "a malformed record";
+	struct pool *p = NULL;
+	if (upgrade_unpack_server(r->data, r->len, &sr, &ids)) {
+		struct node_shared *ni = *ids.cluster ? registry_node(ids.cluster, ids.node) : NULL;
+		p = ni || !*ids.cluster ? pool_find(s, ids.db, ids.user, ni, true) : NULL;
+		why = "its database, user or node is not configured here";
+	}
+	if (p && server_adopt(p, r->fd, &sr, &why)) {
+		stat_add(&s->stats->servers_taken_over, 1);
+	} else {
+		LOGF(LOG_NOTICE, 0, "upgrade: an idle server connection of the predecessor (%s/%s, backend %u) is closed: %s",
+		     ids.db ? ids.db : "?", ids.user ? ids.user : "?", sr.backend_pid, why);
+		if (!p)
+			close(r->fd);   /* server_adopt closes it when it refuses */
+	}
+	r->fd = -1;
+	upgrade_server_release(&sr, &ids);
+	takeover_rec_free(r);
+}
+
 void upgrade_adopt(struct shard *s, void *arg)
 {
 	struct takeover_rec *r = arg;
+	if (r->len >= 4 && memcmp(r->data, SREC_MAGIC, 4) == 0) {
+		server_in(s, r);   /* any shard will do: the pool's budget is process-wide */
+		return;
+	}
 	uint32_t secret;
 	int bits = 0;
 	while ((1 << bits) < s->nshards)

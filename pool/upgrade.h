@@ -6,7 +6,8 @@
  * which sends them (core/takeover.h). In the new process the record becomes a
  * logged-in idle client again, with the same cancel key. What cannot move
  * (TLS, session pooling, pins, LISTEN, replication, the console) stays on the
- * old process until it leaves. */
+ * old process until it leaves. Idle server connections move too, with their
+ * settings and what they have prepared (not with TLS). */
 #ifndef PGRING_UPGRADE_H
 #define PGRING_UPGRADE_H
 
@@ -51,7 +52,25 @@ void upgrade_batch_end(struct shard *s);
 /* Old process: the client's socket is parked (no I/O of ours refers to it):
  * send it, or let it go on here if it became busy meanwhile. */
 void upgrade_client_parked(struct client *cl);
-/* New process: a record from the predecessor (struct takeover_rec). */
+/* Old process: an idle server parked for the hand-over: send it, or keep it
+ * if it is no longer fit (bytes came meanwhile). */
+struct server;
+void upgrade_server_parked(struct server *sv);
+/* An idle server's record, appended to sb. false: no memory, or too long. */
+bool upgrade_pack_server(const struct server *sv, uint64_t now_us, struct strbuf *sb);
+/* Its pool's names in a server's record (malloc'd; cluster and node "" for
+ * a database with its own host). */
+struct upgrade_server_ids {
+	char *db, *user, *cluster, *node;
+};
+/* A server's record read in full (sr->digests points into p). false:
+ * malformed or truncated; either way upgrade_server_release frees what was
+ * set. */
+struct server_record;
+bool upgrade_unpack_server(const uint8_t *p, size_t n, struct server_record *sr, struct upgrade_server_ids *ids);
+void upgrade_server_release(struct server_record *sr, struct upgrade_server_ids *ids);
+/* New process: a record from the predecessor (struct takeover_rec): a
+ * client's, or an idle server connection's. */
 void upgrade_adopt(struct shard *s, void *rec);
 
 #endif

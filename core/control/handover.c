@@ -34,6 +34,7 @@ static int peer = -1;
 static enum peer_state state;
 static int next_shard;                /* new: where the next client record goes first */
 static uint64_t sent, lost, received;
+static uint64_t servers_sent, servers_lost, servers_received;
 
 static uint64_t now_us(void)
 {
@@ -188,7 +189,7 @@ static void new_record(uint8_t type, const uint8_t *p, uint32_t n, int fd)
 			usleep(1000);
 		return;
 	}
-	if (state != PEER_RECEIVING || type != TAKEOVER_CLIENT || fd < 0) {
+	if (state != PEER_RECEIVING || (type != TAKEOVER_CLIENT && type != TAKEOVER_SERVER) || fd < 0) {
 		log_warning("upgrade: unexpected record '%c' from the predecessor: ignored", type);
 		if (fd >= 0)
 			close(fd);
@@ -196,15 +197,20 @@ static void new_record(uint8_t type, const uint8_t *p, uint32_t n, int fd)
 	}
 	struct takeover_rec *r = takeover_rec_new(p, n, fd);
 	if (!r) {
-		log_warning("upgrade: a client from the predecessor is lost: out of memory");
+		log_warning("upgrade: a %s from the predecessor is lost: out of memory",
+			    type == TAKEOVER_CLIENT ? "client" : "server connection");
 		close(fd);
 		return;
 	}
+	/* the shard tells a client's record from a server's by its magic */
 	struct shard_msg m = { .type = SHARD_MSG_ADOPT, .ptr = r };
 	int to = next_shard++ % shard_count();
 	while (!shard_post(-1, to, &m))
 		usleep(1000);
-	received++;
+	if (type == TAKEOVER_CLIENT)
+		received++;
+	else
+		servers_received++;
 }
 
 enum handover_event handover_process(const struct pollfd *fds, int n, bool shutting_down)
@@ -214,8 +220,11 @@ enum handover_event handover_process(const struct pollfd *fds, int n, bool shutt
 		if (!fds[i].revents)
 			continue;
 		if (fds[i].fd == lfd && peer < 0) {
-			if ((peer = takeover_accept(lfd)) >= 0)
+			if ((peer = takeover_accept(lfd)) >= 0) {
 				state = PEER_HELLO_WAIT;
+				/* counted per successor: one that died took its share along */
+				sent = lost = servers_sent = servers_lost = 0;
+			}
 			continue;
 		}
 		if (fds[i].fd != peer)
@@ -253,6 +262,8 @@ enum handover_event handover_process(const struct pollfd *fds, int n, bool shutt
 				case PEER_RECEIVING:
 					log_notice("upgrade: the predecessor has exited (%llu clients taken over)",
 						   (unsigned long long)received);
+					log_notice("upgrade: %llu idle server connections taken over",
+						   (unsigned long long)servers_received);
 					ev = HANDOVER_PREDECESSOR_GONE;
 					break;
 				case PEER_NONE:
@@ -275,19 +286,23 @@ enum handover_event handover_process(const struct pollfd *fds, int n, bool shutt
 	return ev;
 }
 
-void handover_send_client(void *arg)
+static void send_record(struct takeover_rec *r, uint8_t type)
 {
-	struct takeover_rec *r = arg;
-	if (state != PEER_HANDING || takeover_send(peer, TAKEOVER_CLIENT, r->data, r->len, r->fd)) {
+	bool client = type == TAKEOVER_CLIENT;
+	if (state != PEER_HANDING || takeover_send(peer, type, r->data, r->len, r->fd)) {
 		/* its socket was ours alone to keep: closing it is all that is left */
-		log_warning("upgrade: a client could not be handed over (%s): it is disconnected",
+		log_warning("upgrade: a %s could not be handed over (%s): it is disconnected",
+			    client ? "client" : "server connection",
 			    state != PEER_HANDING ? "the successor is gone" : strerror(errno));
-		lost++;
+		++*(client ? &lost : &servers_lost);
 	} else {
-		sent++;
+		++*(client ? &sent : &servers_sent);
 	}
 	takeover_rec_free(r);   /* our copy of the socket: the successor has its own */
 }
+
+void handover_send_client(void *arg) { send_record(arg, TAKEOVER_CLIENT); }
+void handover_send_server(void *arg) { send_record(arg, TAKEOVER_SERVER); }
 
 void handover_stop(void)
 {
@@ -300,9 +315,10 @@ void handover_stop(void)
 				    sb.failed ? "out of memory" : strerror(errno));
 		strbuf_free(&sb);
 	}
-	if (sent || lost)
-		log_notice("upgrade: %llu clients handed over, %llu lost", (unsigned long long)sent,
-			   (unsigned long long)lost);
+	if (sent || lost || servers_sent || servers_lost)
+		log_notice("upgrade: %llu clients handed over, %llu lost; %llu idle server connections handed over, "
+			   "%llu lost", (unsigned long long)sent, (unsigned long long)lost,
+			   (unsigned long long)servers_sent, (unsigned long long)servers_lost);
 	drop_peer();
 	if (lfd >= 0)
 		close(lfd);

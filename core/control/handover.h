@@ -32,6 +32,8 @@ int handover_pollfds(struct pollfd *fds, int max);
 enum handover_event handover_process(const struct pollfd *fds, int n, bool shutting_down);
 /* Old process: a client record from a shard (struct takeover_rec). */
 void handover_send_client(void *rec);
+/* Old process: an idle server connection's record from a shard. */
+void handover_send_server(void *rec);
 void handover_stop(void);
 
 #endif

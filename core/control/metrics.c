@@ -103,6 +103,10 @@ static const struct counter_def shard_counters[] = {
 	  SHARD_STAT(handed_over), false },
 	{ "clients_taken_over", NULL, "Clients taken over from a predecessor (pgring -R).",
 	  SHARD_STAT(taken_over), false },
+	{ "servers_handed_over", NULL, "Idle server connections handed over to a successor (pgring -R).",
+	  SHARD_STAT(servers_handed_over), false },
+	{ "servers_taken_over", NULL, "Idle server connections taken over from a predecessor (pgring -R).",
+	  SHARD_STAT(servers_taken_over), false },
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))

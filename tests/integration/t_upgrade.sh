@@ -16,6 +16,9 @@
 #      stay on it until pgbench ends them); the logs and counters show the
 #      transaction-pooled clients moved; the pools' cumulative counters carry
 #      over (the successor's transaction total covers every pgbench run).
+#   5. Idle server connections moved too, with their prepared statements:
+#      PostgreSQL backends started before the upgrade are still there, held by
+#      the successor, once the old process is gone.
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 pgring_only "pgring -R is pgring's"
@@ -30,6 +33,7 @@ app = host=@PGHOST@ port=@PGPORT@ dbname=app
 appsess = host=@PGHOST@ port=@PGPORT@ dbname=app pool_mode=session
 [pgring]
 auth_type = md5
+admin_users = app
 pool_mode = transaction
 default_pool_size = 10
 max_client_conn = 5000
@@ -103,6 +107,7 @@ bench sess-prepared appsess prepared 2 &
 B4=$!
 sleep $((T / 3))
 
+UPGRADE_AT=$(qd "SELECT now()")
 "$PGRING_BIN" -R -c "$POOLER_CONF" >"$TEST_TMP/new.log" 2>&1 &
 NEW_PID=$!
 track_pid $NEW_PID
@@ -157,6 +162,32 @@ wait_until 10 grep -q "pool counters are added" "$TEST_TMP/new.log" || fail "the
 xacts=$(metric pgring_pool_transactions_total) || fail "no pgring_pool_transactions_total"
 assert_num_cmp "$xacts" -ge "$bench_total" "transactions counted by the successor (pgbench: $bench_total)"
 pass "the pools' counters carried over: $xacts transactions counted, pgbench ran $bench_total"
+
+# ---- 5. the idle servers came along. The successor's own servers, opened for
+# the clients that came first, may fill a pool before the old ones arrive:
+# those are closed (logged), the rest join its pool.
+smoved=$(sed -n 's/.*; \([0-9]*\) idle server connections handed over, \([0-9]*\) lost.*/\1/p' "$OLD_LOG")
+slost=$(sed -n 's/.*; [0-9]* idle server connections handed over, \([0-9]*\) lost.*/\1/p' "$OLD_LOG")
+sreceived=$(sed -n 's/.*upgrade: \([0-9]*\) idle server connections taken over.*/\1/p' "$TEST_TMP/new.log")
+assert_num_cmp "${smoved:-0}" -ge 1 "idle server connections handed over (old log)"
+assert_eq 0 "$slost" "idle server connections lost in the hand-over"
+assert_eq "$smoved" "$sreceived" "server connections handed over = received"
+adopted=$(metric pgring_shard_servers_taken_over_total)
+refused=$(grep -c "idle server connection of the predecessor .* is closed" "$TEST_TMP/new.log")
+assert_eq "$sreceived" $((adopted + refused)) "received = adopted ($adopted) + closed ($refused)"
+assert_num_cmp "$adopted" -ge 1 "idle server connections adopted"
+before=$(qd "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE usename = 'app' AND backend_start < '$UPGRADE_AT'")
+servers=$(Q_DB=pgbouncer q "SHOW SERVERS") || fail "SHOW SERVERS on the successor"
+kept=0 withstmts=0
+for pid in $before; do
+	row=$(awk -F'|' -v pid="$pid" '$17 == pid' <<<"$servers")
+	[[ -n $row ]] || continue
+	kept=$((kept + 1))
+	(($(cut -d'|' -f20 <<<"$row") > 0)) && withstmts=$((withstmts + 1))
+done
+assert_num_cmp "$kept" -ge 1 "the successor's servers whose backend started before the upgrade"
+assert_num_cmp "$withstmts" -ge 1 "... with protocol-level statements prepared"
+pass "idle server connections moved: $smoved handed over, $adopted adopted, $refused closed (pool full); the successor serves on $kept backends from before the upgrade, $withstmts with prepared statements"
 
 touch "$TEST_TMP/go"
 wait_exit $HOLD_PID 120 || fail "holdclients did not finish"

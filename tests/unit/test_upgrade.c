@@ -4,7 +4,10 @@
  * address, startup and session parameters, SQL PREPAREs, statement names with
  * their Parse bodies, the unnamed statement); every truncation of it, every
  * single-byte change in its checked parts and random garbage are refused or
- * read without crashing (run under ASan in make test-asan). On the socket:
+ * read without crashing (run under ASan in make test-asan). An idle server
+ * connection's record reads back the same (its pool's names, backend key,
+ * address, settings, SQL PREPAREs, statement digests with their age flag);
+ * every truncation is refused, every byte changed read safely. On the socket:
  * records with one descriptor pass, two descriptors or an over-long record
  * are refused with every descriptor closed. */
 #include <criterion/criterion.h>
@@ -14,11 +17,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include "core/strbuf.h"
 #include "core/takeover.h"
+#include "core/registry.h"
 #include "pool/client.h"
+#include "pool/pool.h"
+#include "pool/server.h"
 #include "pool/upgrade.h"
 
 static uint32_t body(uint8_t *out, const char *query, int ntypes)
@@ -314,4 +321,111 @@ Test(upgrade, socket_records)
 	close(sv[1]);
 	close(pipefd[0]);
 	close(pipefd[1]);
+}
+
+/* ---- an idle server connection's record ---- */
+
+static void make_server(struct server *sv, struct pool *p, struct pool_shared *ps, struct node_shared *ni)
+{
+	memset(sv, 0, sizeof *sv);
+	memset(p, 0, sizeof *p);
+	p->db_name = "appdb";
+	p->user = "app";
+	p->shared = ps;
+	ps->nodeinfo = ni;
+	sv->pool = p;
+	sv->backend_pid = 4242;
+	sv->backend_key = 0xfeedbeef;
+	sv->connect_us = 1000;
+	sv->addr.in.sin_family = AF_INET;
+	sv->addr.in.sin_port = htons(5432);
+	sv->addr.in.sin_addr.s_addr = htonl(0x7f000001);
+	sv->addrlen = sizeof sv->addr.in;
+	params_set(&sv->params, "application_name", "x");
+	params_set(&sv->params, "TimeZone", "UTC");
+	params_set(&sv->sqlprep, "q1", "PREPARE q1 AS SELECT 1");
+	uint8_t d[STMT_DIGEST_LEN];
+	for (int i = 0; i < 3; i++) {
+		memset(d, 0x10 + i, sizeof d);
+		cr_assert(stmt_cache_add(&sv->stmts, d, i == 2 ? STMT_GEN_UNKNOWN : 7));
+	}
+}
+
+static void free_server(struct server *sv)
+{
+	params_clear(&sv->params);
+	params_clear(&sv->sqlprep);
+	stmt_cache_free(&sv->stmts);
+}
+
+Test(upgrade, server_round_trip)
+{
+	static struct pool_shared ps;
+	static struct node_shared ni = { .cluster = "main", .node = "n1" };
+	struct server sv;
+	struct pool p;
+	make_server(&sv, &p, &ps, &ni);
+	struct strbuf sb = STRBUF_INIT;
+	cr_assert(upgrade_pack_server(&sv, 6000, &sb));
+	struct server_record sr;
+	struct upgrade_server_ids ids;
+	cr_assert(upgrade_unpack_server((const uint8_t *)sb.buf, sb.len, &sr, &ids));
+	cr_assert_str_eq(ids.db, "appdb");
+	cr_assert_str_eq(ids.user, "app");
+	cr_assert_str_eq(ids.cluster, "main");
+	cr_assert_str_eq(ids.node, "n1");
+	cr_assert_eq(sr.backend_pid, 4242);
+	cr_assert_eq(sr.backend_key, 0xfeedbeef);
+	cr_assert_eq(sr.age_us, 5000);
+	cr_assert_eq(sr.addrlen, sv.addrlen);
+	cr_assert(memcmp(&sr.addr, &sv.addr, sv.addrlen) == 0);
+	same_params(&sv.params, &sr.params);
+	same_params(&sv.sqlprep, &sr.sqlprep);
+	cr_assert_eq(sr.ndigests, 3);
+	int unknown = 0;
+	for (uint32_t i = 0; i < 3; i++) {
+		const uint8_t *d = sr.digests + i * (STMT_DIGEST_LEN + 1);
+		cr_assert(stmt_cache_has(&sv.stmts, d), "digest %u", i);
+		unknown += d[STMT_DIGEST_LEN] == 0;
+		cr_assert_eq(d[STMT_DIGEST_LEN] == 0, d[0] == 0x12, "the copy of unknown age says so");
+	}
+	cr_assert_eq(unknown, 1);
+	upgrade_server_release(&sr, &ids);
+	strbuf_free(&sb);
+	free_server(&sv);
+}
+
+Test(upgrade, server_record_truncated_or_garbled_refused)
+{
+	static struct pool_shared ps;
+	struct server sv;
+	struct pool p;
+	make_server(&sv, &p, &ps, NULL);
+	struct strbuf sb = STRBUF_INIT;
+	cr_assert(upgrade_pack_server(&sv, 6000, &sb));
+	struct server_record sr;
+	struct upgrade_server_ids ids;
+	cr_assert(upgrade_unpack_server((const uint8_t *)sb.buf, sb.len, &sr, &ids));
+	cr_assert_str_eq(ids.cluster, "");
+	upgrade_server_release(&sr, &ids);
+	for (size_t n = 0; n < sb.len; n++) {
+		cr_assert_not(upgrade_unpack_server((const uint8_t *)sb.buf, n, &sr, &ids), "cut at %zu", n);
+		upgrade_server_release(&sr, &ids);
+	}
+	/* a statement's age flag that is neither 0 nor 1 */
+	uint8_t *copy = malloc(sb.len);
+	memcpy(copy, sb.buf, sb.len);
+	copy[sb.len - 1] = 2;
+	cr_assert_not(upgrade_unpack_server(copy, sb.len, &sr, &ids));
+	upgrade_server_release(&sr, &ids);
+	/* every byte changed once: refused or read, never a crash */
+	for (size_t i = 0; i < sb.len; i++) {
+		memcpy(copy, sb.buf, sb.len);
+		copy[i] ^= 0xa5;
+		upgrade_unpack_server(copy, sb.len, &sr, &ids);
+		upgrade_server_release(&sr, &ids);
+	}
+	free(copy);
+	strbuf_free(&sb);
+	free_server(&sv);
 }
