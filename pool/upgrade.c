@@ -422,7 +422,11 @@ void upgrade_server_parked(struct server *sv)
 		sv->conn.fd = -1;
 		stat_add(&s->stats->servers_handed_over, 1);
 		strbuf_free(&sb);
+		/* with no socket and no I/O, closing frees it at once: held, so
+		 * that server_close can finish reading it */
+		conn_hold(&sv->conn);
 		server_close(sv, NULL);
+		conn_unhold(&sv->conn);
 		return;
 	}
 	if (rec) {
