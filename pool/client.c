@@ -403,6 +403,29 @@ void client_accept(struct shard *s, int fd, bool is_unix)
 		conn_recv_on(&cl->conn);
 }
 
+/* What the pool's servers log in with that only a client's login tells:
+ * the SCRAM client key its proof gave away (pass-through; scram_key: it
+ * proved a SCRAM secret), the secret auth_query answered. A client handed
+ * over brings its pool's, which a pool that learned its own keeps. Then the
+ * client lets go of both: only authentication needed them. */
+static void learn_login_secrets(struct pool *p, struct client *cl, bool scram_key)
+{
+	if (cl->scram && cl->scram->have_client_key && scram_key) {
+		memcpy(p->scram_client_key, cl->scram->client_key, AUTH_SCRAM_KEY_LEN);
+		p->have_client_key = true;
+	}
+	if (cl->secret_looked_up && cl->secret && (!p->authq_secret || strcmp(p->authq_secret, cl->secret))) {
+		/* the pool's servers log in with what the client was checked against */
+		free(p->authq_secret);
+		p->authq_secret = cl->secret;
+		cl->secret = NULL;
+	}
+	free(cl->scram);
+	cl->scram = NULL;
+	free(cl->secret);
+	cl->secret = NULL;
+}
+
 void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len)
 {
 	struct client *cl = calloc(1, sizeof *cl);
@@ -462,6 +485,9 @@ void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len)
 	}
 	cl->counted_in = p->shared;
 	cl->pool = p;
+	if (p->authq_secret)
+		cl->secret_looked_up = false;   /* the pool learned its own (a login here): that one is current */
+	learn_login_secrets(p, cl, !p->have_client_key);
 	key_link(cl);
 	pool_login_wait(p, cl);   /* CL_IDLE once the pool knows its servers' parameters */
 	if (cl->state != CL_CLOSED)
@@ -1239,20 +1265,7 @@ static void login_ok(struct client *cl)
 	}
 	cl->counted_in = p->shared;
 	cl->pool = p;
-	if (cl->scram && cl->scram->have_client_key && cl->secret && auth_is_scram_secret(cl->secret)) {
-		memcpy(p->scram_client_key, cl->scram->client_key, AUTH_SCRAM_KEY_LEN);
-		p->have_client_key = true;
-	}
-	if (cl->secret_looked_up && cl->secret && (!p->authq_secret || strcmp(p->authq_secret, cl->secret))) {
-		/* the pool's servers log in with what the client was checked against */
-		free(p->authq_secret);
-		p->authq_secret = cl->secret;
-		cl->secret = NULL;
-	}
-	free(cl->scram);
-	cl->scram = NULL;
-	free(cl->secret);   /* only authentication needed it */
-	cl->secret = NULL;
+	learn_login_secrets(p, cl, cl->secret && auth_is_scram_secret(cl->secret));
 	stat_add(&p->stats->client_logins, 1);
 	if (cl->replication)
 		repl_start(cl);

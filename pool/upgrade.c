@@ -23,7 +23,7 @@
 
 #define REC_MAGIC "PGRC"
 #define SREC_MAGIC "PGRS"        /* an idle server connection's record */
-#define REC_VERSION 1
+#define REC_VERSION 2             /* 2: a client's record ends with its pool's login secrets; 1 is read too */
 #define REC_STR_MAX 65535u       /* a name, a value or a query longer than this is no record of ours */
 #define REC_SECRET_AT 25         /* magic 4, version 1, age 8, id 8, pid 4 */
 
@@ -125,6 +125,15 @@ bool upgrade_pack(const struct client *cl, uint64_t now_us, struct strbuf *sb)
 	put_u(sb, unnamed, 1);
 	if (unnamed)
 		put_bytes(sb, cs->stmts.unnamed_body, cs->stmts.unnamed_len);
+	/* what its pool's servers log in with that was learned from a client's
+	 * login (SCRAM pass-through, auth_query): without it the successor's
+	 * pool could open no server until another client logs in there */
+	const struct pool *p = cl->pool;
+	bool key = p && p->have_client_key;
+	put_u(sb, key, 1);
+	if (key)
+		put(sb, p->scram_client_key, AUTH_SCRAM_KEY_LEN);
+	put_str(sb, p ? p->authq_secret : NULL);
 	return !sb->failed && sb->len <= TAKEOVER_REC_MAX;
 }
 
@@ -225,7 +234,8 @@ bool upgrade_unpack(struct client *cl, const uint8_t *p, size_t n, struct stmt_r
 {
 	struct rd r = { p, n, false };
 	const uint8_t *magic = take(&r, 4);
-	if (!magic || memcmp(magic, REC_MAGIC, 4) != 0 || get_u(&r, 1) != REC_VERSION)
+	uint64_t version = magic && memcmp(magic, REC_MAGIC, 4) == 0 ? get_u(&r, 1) : 0;
+	if (version != 1 && version != REC_VERSION)
 		return false;
 	*age_us = get_u(&r, 8);
 	*old_id = get_u(&r, 8);
@@ -276,6 +286,25 @@ bool upgrade_unpack(struct client *cl, const uint8_t *p, size_t n, struct stmt_r
 	} else if (unnamed) {
 		r.bad = true;
 	}
+	if (version >= 2 && !r.bad) {
+		/* the pool's login secrets ride on the client until it joins the
+		 * pool (client_move_in), as a login's would */
+		uint64_t key = get_u(&r, 1);
+		const uint8_t *k = key == 1 ? take(&r, AUTH_SCRAM_KEY_LEN) : NULL;
+		if (key > 1 || (key && !k))
+			r.bad = true;
+		if (k && (cl->scram = calloc(1, sizeof *cl->scram))) {
+			memcpy(cl->scram->client_key, k, AUTH_SCRAM_KEY_LEN);
+			cl->scram->have_client_key = true;
+		}
+		char *secret = get_str(&r);
+		if (secret && *secret) {
+			cl->secret = secret;
+			cl->secret_looked_up = true;
+		} else {
+			free(secret);
+		}
+	}
 	return !r.bad && r.n == 0;
 }
 
@@ -284,6 +313,10 @@ void upgrade_release(struct client *cl, struct stmt_registry *reg)
 	free(cl->user);
 	free(cl->database);
 	cl->user = cl->database = NULL;
+	free(cl->scram);
+	free(cl->secret);
+	cl->scram = NULL;
+	cl->secret = NULL;
 	params_clear(&cl->startup);
 	params_clear(&cl->params);
 	if (cl->sess) {

@@ -19,6 +19,9 @@
 #   5. Idle server connections moved too, with their prepared statements:
 #      PostgreSQL backends started before the upgrade are still there, held by
 #      the successor, once the old process is gone.
+#   6. A SCRAM client whose servers log in with its keys (pass-through) moves,
+#      and after the move its server dies: the successor logs a new one in
+#      with the keys the client's record brought (nobody logged in there).
 # shellcheck disable=SC1091
 . "$(dirname "$0")/lib.sh"
 pgring_only "pgring -R is pgring's"
@@ -90,6 +93,15 @@ track_pid $HOLD_PID
 on_exit "kill_wait $HOLD_PID"
 wait_until 120 grep -q "^ready" "$TEST_TMP/hold.out" || fail "holdclients not ready: $(tail -3 "$TEST_TMP/hold.err")"
 note "$NIDLE idle clients ready"
+
+# a SCRAM pass-through client, idle across the upgrade (pqtry -H 0 runs its
+# statements again once its stdin closes)
+# (its stdin: a pipe only a waiting loop holds, which ends once scram.go exists)
+"$HELPERS/pqtry" -k -H 0 "$(conninfo app scramuser scrampass)" "SELECT pg_terminate_backend(pg_backend_pid())" \
+	"SELECT current_user" >"$TEST_TMP/scram.out" 2>&1 < <(until [[ -e $TEST_TMP/scram.go ]]; do sleep 0.2; done) &
+SCRAM_PID=$!
+track_pid $SCRAM_PID
+wait_until 20 grep -q scramuser "$TEST_TMP/scram.out" || fail "the SCRAM client did not start: $(cat "$TEST_TMP/scram.out")"
 
 # ---- 3. pgbench across the upgrade
 bench() { # NAME DB PROTOCOL CLIENTS
@@ -188,6 +200,16 @@ done
 assert_num_cmp "$kept" -ge 1 "the successor's servers whose backend started before the upgrade"
 assert_num_cmp "$withstmts" -ge 1 "... with protocol-level statements prepared"
 pass "idle server connections moved: $smoved handed over, $adopted adopted, $refused closed (pool full); the successor serves on $kept backends from before the upgrade, $withstmts with prepared statements"
+
+# ---- 6. the SCRAM client's next server logs in with the keys it brought
+touch "$TEST_TMP/scram.go"
+wait_exit $SCRAM_PID 30 || fail "the SCRAM client did not finish"
+# status 3: its pg_terminate_backend fails, as meant, each time
+assert_eq 3 "$WAIT_STATUS" "the SCRAM client's status ($(tr '\n' ' ' <"$TEST_TMP/scram.out"))"
+assert_eq 2 "$(grep -c '^ERROR 57P01 ' "$TEST_TMP/scram.out")" "its server terminated, before and after the upgrade"
+assert_eq scramuser "$(tail -1 "$TEST_TMP/scram.out")" "the moved SCRAM client's query on a new server"
+assert_eq 2 "$(grep -c '^scramuser$' "$TEST_TMP/scram.out")" "current_user before and after the upgrade"
+pass "a moved SCRAM pass-through client gets a new server logged in with its keys in the successor"
 
 touch "$TEST_TMP/go"
 wait_exit $HOLD_PID 120 || fail "holdclients did not finish"

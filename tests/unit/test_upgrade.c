@@ -180,6 +180,47 @@ static bool try_unpack(const uint8_t *p, size_t n)
 	return ok;
 }
 
+/* Its pool's login secrets (SCRAM pass-through key, auth_query's answer) ride
+ * along, and a version 1 record (without them) still reads. */
+Test(upgrade, pool_secrets_ride_along)
+{
+	struct stmt_registry *reg = NULL, *reg2 = NULL;
+	struct client a, b;
+	make_client(&a, &reg);
+	struct pool p = { .have_client_key = true, .authq_secret = "SCRAM-SHA-256$4096:c2FsdA==$a:b" };
+	memset(p.scram_client_key, 0x5c, sizeof p.scram_client_key);
+	a.pool = &p;
+	struct strbuf sb = STRBUF_INIT;
+	cr_assert(pack(&a, &sb));
+	memset(&b, 0, sizeof b);
+	uint64_t age = 0, id = 0;
+	cr_assert(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len, &reg2, &age, &id));
+	cr_assert(b.scram && b.scram->have_client_key);
+	cr_assert_arr_eq(b.scram->client_key, p.scram_client_key, AUTH_SCRAM_KEY_LEN);
+	cr_assert(b.secret_looked_up);
+	cr_assert_str_eq(b.secret, p.authq_secret);
+	upgrade_release(&b, reg2);
+	/* without secrets: 1 (no key) + 4 (an empty string) bytes at the end; as
+	 * version 1 without those bytes it reads the same */
+	a.pool = NULL;
+	cr_assert(pack(&a, &sb));
+	((uint8_t *)sb.buf)[4] = 1;
+	memset(&b, 0, sizeof b);
+	cr_assert(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len - 5, &reg2, &age, &id));
+	cr_assert_null(b.scram);
+	cr_assert_null(b.secret);
+	cr_assert_eq(b.sess->stmts.n, 3);
+	upgrade_release(&b, reg2);
+	((uint8_t *)sb.buf)[4] = 3;
+	memset(&b, 0, sizeof b);
+	cr_assert_not(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len, &reg2, &age, &id), "an unknown version");
+	upgrade_release(&b, reg2);
+	upgrade_release(&a, reg);
+	stmt_registry_free(reg);
+	stmt_registry_free(reg2);
+	strbuf_free(&sb);
+}
+
 Test(upgrade, truncated_refused)
 {
 	struct stmt_registry *reg = NULL;
@@ -225,7 +266,9 @@ Test(upgrade, garbage_refused_or_harmless)
 	copy[0] = 'X';
 	cr_assert(!try_unpack(copy, sb.len));
 	memcpy(copy, sb.buf, sb.len);
-	copy[4] = 2;
+	copy[4] = 3;   /* versions 1 and 2 are read */
+	cr_assert(!try_unpack(copy, sb.len));
+	copy[4] = 1;   /* a version 1 record has no secrets at its end */
 	cr_assert(!try_unpack(copy, sb.len));
 	free(copy);
 	/* random bytes, some behind a valid header */
@@ -241,7 +284,7 @@ Test(upgrade, garbage_refused_or_harmless)
 		}
 		if (round & 1 && n > 5) {
 			memcpy(junk, "PGRC", 4);
-			junk[4] = 1;
+			junk[4] = (uint8_t)(1 + (round & 2) / 2);
 		}
 		try_unpack(junk, n);
 	}
