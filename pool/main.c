@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 #include "core/config.h"
 #include "core/control/control.h"
+#include "core/control/daemon.h"
 #include "core/log.h"
 #include "core/logsys.h"
 #include "core/registry.h"
@@ -37,7 +39,8 @@ static void usage(FILE *f)
 		"            sockets and its clients, without dropping any (online upgrade)\n"
 		"  -V        print the version and exit\n"
 		"  -h        this help\n\n"
-		"Signals: SIGHUP reloads the configuration, SIGTERM finishes running\n"
+		"Signals: SIGHUP reloads the configuration, SIGUSR2 starts this binary\n"
+		"again with -R (an online upgrade), SIGTERM finishes running\n"
 		"transactions then exits (shutdown_timeout), SIGINT exits at once.\n");
 }
 
@@ -153,6 +156,26 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
+	/* SIGUSR2 runs this again as a successor (-R), with the same flags and
+	 * the configuration by its absolute path (a daemon is in / by then) */
+	{
+		char abs[PATH_MAX];
+		const char *conf = realpath(path, abs) ? abs : path;
+		char *succ[16];
+		int k = 0;
+		succ[k++] = argv[0];
+		for (int i = 0; i < verbosity && k < 10; i++)
+			succ[k++] = "-v";
+		if (verbosity < 0)
+			succ[k++] = "-q";
+		if (background)
+			succ[k++] = "-d";
+		succ[k++] = "-R";
+		succ[k++] = "-c";
+		succ[k++] = (char *)conf;
+		succ[k] = NULL;
+		daemon_set_successor(succ);
+	}
 	char err[1024];
 	struct config *cfg;
 	tls_init();   /* before the configuration, which builds TLS contexts */
@@ -191,6 +214,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 

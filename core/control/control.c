@@ -351,6 +351,23 @@ static void calls_run(void)
 			it.fn(it.arg);
 }
 
+/* SIGUSR2: run the binary on disk again as a successor (pgring -R). It
+ * takes over or fails on its own; this process learns which on the hand-over
+ * socket, as with a successor started by hand. */
+static void spawn_successor(void)
+{
+	if (atomic_load(&shutting_down) || handover_handing_over()) {
+		log_warning("SIGUSR2: %s: no successor started",
+			    atomic_load(&shutting_down) ? "shutting down" : "a successor serves already");
+		return;
+	}
+	long pid = daemon_spawn_successor();
+	if (pid < 0)
+		log_warning("SIGUSR2: cannot start a successor: %s", strerror(errno));
+	else
+		log_notice("SIGUSR2: started the binary again (pid %ld) to take over from this process", pid);
+}
+
 int control_run(struct config *cfg, const char *config_path)
 {
 	(void)cfg;
@@ -361,6 +378,7 @@ int control_run(struct config *cfg, const char *config_path)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR2);
 	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0) {
 		log_error("signalfd: %s", strerror(errno));
@@ -495,6 +513,9 @@ int control_run(struct config *cfg, const char *config_path)
 					atomic_store(&shutting_down, true);
 					broadcast(SHARD_MSG_DRAIN, NULL);
 				}
+				break;
+			case SIGUSR2:
+				spawn_successor();
 				break;
 			case SIGINT:
 				log_notice("SIGINT: stopping now");

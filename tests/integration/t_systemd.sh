@@ -3,7 +3,8 @@
 # tools/pgring.service runs pgring under a stand-in for systemd's notify socket
 # (a Python datagram listener on NOTIFY_SOCKET): pgring sends READY=1 with its
 # MAINPID once it serves, RELOADING=1 then READY=1 around a SIGHUP (with
-# MONOTONIC_USEC), STOPPING=1 at SIGTERM; the unit asks for what pgring needs
+# MONOTONIC_USEC), a successor's READY=1 with its own MAINPID after SIGUSR2,
+# STOPPING=1 at SIGTERM; the unit asks for what pgring needs
 # (Type=notify, ExecReload by SIGHUP, LimitNOFILE, LimitMEMLOCK). Run as root,
 # `user = postgres` makes pgring drop to that user once its sockets are open,
 # and it still serves; an unknown user is an error at start. syslog = 1 sends
@@ -73,10 +74,31 @@ wait_until 5 eval '[[ $(grep -c "READY=1" "$LOG") -ge 2 ]]' || fail "no READY=1 
 grep -qE "^RELOADING=1 MAINPID=$POOLER_PID MONOTONIC_USEC=[0-9]+$" "$LOG" || fail "no RELOADING=1 with MONOTONIC_USEC: $(cat "$LOG")"
 wait_until 5 grep -q "configuration reloaded" "$POOLER_LOG" || fail "the reload failed: $(tail -3 "$POOLER_LOG")"
 assert_eq 1 "$(q "SELECT 1")" "a query after the reload"
-stop_pgring TERM || fail "pgring did not stop"
-assert_eq 0 "$POOLER_STATUS" "pgring's exit status"
-grep -qx "STOPPING=1 MAINPID=$POOLER_PID" "$LOG" || fail "no STOPPING=1: $(cat "$LOG")"
-pass "the unit's ExecStart under NOTIFY_SOCKET: READY=1, RELOADING=1 then READY=1, STOPPING=1"
+pass "the unit's ExecStart under NOTIFY_SOCKET: READY=1, RELOADING=1 then READY=1"
+
+# SIGUSR2: pgring runs its binary again as a successor (-R), detached, with
+# NOTIFY_SOCKET; the successor's READY=1 names its own MAINPID, which systemd
+# (NotifyAccess=all) follows; the old process, holding nobody, leaves.
+grep -q "^NotifyAccess=all" "$UNIT" || fail "tools/pgring.service has no NotifyAccess=all (the successor's MAINPID)"
+OLD=$POOLER_PID
+kill -USR2 "$OLD"
+newpid() { sed -n 's/^READY=1 STATUS=serving MAINPID=\([0-9]*\)$/\1/p' "$LOG" | grep -vx "$OLD" | tail -1; }
+wait_until 20 eval '[[ -n $(newpid) ]]' || fail "no READY=1 from a successor: $(cat "$LOG"); $(tail -3 "$POOLER_LOG")"
+NEW=$(newpid)
+on_exit "kill_wait $NEW"
+grep -q "SIGUSR2: started the binary again (pid $NEW)" "$POOLER_LOG" || fail "the old process did not log the successor"
+wait_exit "$OLD" 20 || fail "the old process still runs: $(tail -3 "$POOLER_LOG")"
+assert_eq 0 "$WAIT_STATUS" "the old process's exit status"
+grep -q "STOPPING=1 MAINPID=$OLD" "$LOG" && fail "the old process told systemd it stops (the service would)"
+POOLER_PID=$NEW
+assert_eq 1 "$(q "SELECT 1")" "a query through the successor"
+assert_eq "$NEW" "$(pgrep -f "^$REAL_BIN .*-R -c " | head -1)" "the successor runs the binary with -R"
+pass "SIGUSR2: a successor started from the binary on disk took over (MAINPID $OLD -> $NEW), the old one left"
+
+kill -TERM "$NEW"
+wait_exit "$NEW" 15 || fail "the successor did not stop"
+grep -qx "STOPPING=1 MAINPID=$NEW" "$LOG" || fail "no STOPPING=1: $(cat "$LOG")"
+pass "STOPPING=1 at SIGTERM"
 
 if [[ $(id -u) == 0 ]]; then
 	cat >"$TEST_TMP/nouser.ini" <<EOF
