@@ -385,8 +385,9 @@ static void mark_pools_kept(struct shard *s)
 	for (struct pool *p = ps->pools; p; p = p->next)
 		p->upgrade_keep = false;
 	struct client *cl, *next;
+	const char *why;
 	list_for_each_safe(&ps->clients, cl, next, all)
-		if (cl->upgrade_told && cl->pool && cl->state != CL_CLOSED)
+		if (cl->pool && cl->state != CL_CLOSED && (cl->upgrade_told || upgrade_fit(cl, &why) == UPGRADE_STAYS))
 			cl->pool->upgrade_keep = true;
 }
 
@@ -509,11 +510,13 @@ bool upgrade_shard_step(struct shard *s)
 {
 	struct pool_shard *ps = pool_shard(s);
 	struct client *cl, *next;
+	/* the idle servers first: the successor had better have them before
+	 * the clients that need them arrive and make it open its own */
+	mark_pools_kept(s);
+	hand_over_idle_servers(s);
 	/* every tick too: the clients at rest since before the hand-over began */
 	list_for_each_safe(&ps->clients, cl, next, all)
 		try_move(cl);
-	mark_pools_kept(s);
-	hand_over_idle_servers(s);
 	close_unused_servers(s);
 	return list_empty(&ps->clients) && pool_active_servers(s) == 0;
 }
