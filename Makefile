@@ -51,8 +51,11 @@ setup:
 unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests
 
+# Two lanes by default (tests/integration/run: JOBS): the long fault and load
+# tests in one, the rest beside them. JOBS=1 runs everything in one lane.
+JOBS ?= 2
 integration: all
-	PGRING_BIN=$(PGRING_BIN) BUILD=$(BUILD) tests/integration/run
+	PGRING_BIN=$(PGRING_BIN) BUILD=$(BUILD) JOBS=$(JOBS) tests/integration/run
 
 test: setup
 	$(MAKE) all $(BUILD)/unit-tests
