@@ -24,6 +24,7 @@ struct takeover_rec *takeover_rec_new(const void *data, uint32_t len, int fd)
 		return NULL;
 	r->fd = fd;
 	r->len = len;
+	r->pair = NULL;
 	if (len)
 		memcpy(r->data, data, len);
 	return r;
@@ -35,6 +36,7 @@ void takeover_rec_free(struct takeover_rec *r)
 		return;
 	if (r->fd >= 0)
 		close(r->fd);
+	takeover_rec_free(r->pair);
 	free(r);
 }
 

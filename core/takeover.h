@@ -11,6 +11,9 @@
  *                                keeps everything and goes on (a failed start)
  *   old -> new  CLIENT record + fd, ...   as each client reaches rest
  *   old -> new  SERVER record + fd, ...   idle server connections, as they come idle
+ *   old -> new  PAIRED record + fd, CLIENT record + fd
+ *                                a session-pooled client and the server it holds,
+ *                                back to back: the new side keeps the first with the second
  *   old -> new  STATS (cumulative totals), once
  *   old closes the socket when it exits. */
 #ifndef PGRING_TAKEOVER_H
@@ -27,6 +30,7 @@ enum takeover_type {
 	TAKEOVER_READY = 'R',
 	TAKEOVER_CLIENT = 'C',
 	TAKEOVER_SERVER = 'V',
+	TAKEOVER_PAIRED = 'W',
 	TAKEOVER_STATS = 'S',
 };
 
@@ -41,6 +45,7 @@ enum takeover_type {
 struct takeover_rec {
 	int fd;
 	uint32_t len;
+	struct takeover_rec *pair;    /* a record that goes with this one (freed with it), or NULL */
 	uint8_t data[];
 };
 struct takeover_rec *takeover_rec_new(const void *data, uint32_t len, int fd);

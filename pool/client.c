@@ -18,7 +18,9 @@
 #include "core/control/control.h"
 #include "core/hba.h"
 #include "core/log.h"
+#include "core/registry.h"
 #include "core/shard.h"
+#include "core/takeover.h"
 #include "pool/admin.h"
 #include "pool/client.h"
 #include "pool/lease.h"
@@ -426,7 +428,35 @@ static void learn_login_secrets(struct pool *p, struct client *cl, bool scram_ke
 	cl->secret = NULL;
 }
 
-void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len)
+/* A session-pooled client's own server, moved with it: its lease holds it
+ * as it is. false, with why: it could not come (its socket is closed). */
+static bool move_in_session(struct client *cl, struct takeover_rec *pair, const char **why)
+{
+	struct shard *s = shard_of(cl);
+	struct server_record sr;
+	struct upgrade_server_ids ids;
+	struct pool *sp = NULL;
+	struct lease *l = NULL;
+	*why = "a malformed record";
+	if (upgrade_unpack_server(pair->data, pair->len, &sr, &ids) && !strcmp(ids.db, cl->database) &&
+	    !strcmp(ids.user, cl->user)) {
+		struct node_shared *ni = *ids.cluster ? registry_node(ids.cluster, ids.node) : NULL;
+		sp = ni || !*ids.cluster ? pool_find(s, ids.db, ids.user, ni, true) : NULL;
+		*why = "its database, user or node is not configured here";
+	}
+	if (sp && !(l = lease_open(cl)))
+		*why = "out of memory";
+	bool ok = l && server_adopt(sp, pair->fd, &sr, l, why);
+	if (!l)
+		close(pair->fd);   /* server_adopt closes it when it refuses */
+	pair->fd = -1;
+	upgrade_server_release(&sr, &ids);
+	if (ok)
+		stat_add(&s->stats->servers_taken_over, 1);
+	return ok;
+}
+
+void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair)
 {
 	struct client *cl = calloc(1, sizeof *cl);
 	if (!cl) {
@@ -471,10 +501,15 @@ void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len)
 		client_fail(cl, "53200", "cannot create pool for database \"%s\" user \"%s\"", cl->database, cl->user);
 		return;
 	}
-	if (p->mode == POOL_SESSION) {
+	if (p->mode == POOL_SESSION && !pair) {
 		/* its session record is transaction pooling's; a session-pooled
 		 * client owes a welcome from its own server */
 		client_fail(cl, "08006", "pgring was upgraded and database \"%s\" is now in session pooling: "
+			    "reconnect", cl->database);
+		return;
+	}
+	if (p->mode != POOL_SESSION && pair) {
+		client_fail(cl, "08006", "pgring was upgraded and database \"%s\" is no longer in session pooling: "
 			    "reconnect", cl->database);
 		return;
 	}
@@ -489,6 +524,16 @@ void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len)
 		cl->secret_looked_up = false;   /* the pool learned its own (a login here): that one is current */
 	learn_login_secrets(p, cl, !p->have_client_key);
 	key_link(cl);
+	if (pair) {
+		const char *why;
+		if (!move_in_session(cl, pair, &why)) {
+			client_fail(cl, "08006", "pgring was upgraded and this session's server connection could not come "
+				    "along (%s): reconnect", why);
+			return;
+		}
+		conn_recv_on(&cl->conn);
+		return;
+	}
 	pool_login_wait(p, cl);   /* CL_IDLE once the pool knows its servers' parameters */
 	if (cl->state != CL_CLOSED)
 		conn_recv_on(&cl->conn);

@@ -149,6 +149,7 @@ struct client {
 	/* pgring -R (pool/upgrade.h) */
 	bool upgrade_moving;                       /* parked on its way to the successor */
 	bool upgrade_told;                         /* logged that it stays here */
+	bool upgrade_pairing;                      /* session pooling: it and its server park to move together */
 	bool moved_in;                             /* came from the predecessor: logged in, no welcome owed */
 };
 
@@ -159,7 +160,10 @@ void client_accept(struct shard *s, int fd, bool is_unix);
 /* pgring -R: a logged-in client handed over by the predecessor (its socket
  * and its record, pool/upgrade.h) becomes this shard's, idle, with the same
  * cancel key. The fd is taken in every case (closed on failure). */
-void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len);
+struct takeover_rec;
+/* pair: a session-pooled client's own server, its record and socket (taken:
+ * its descriptor is -1 afterwards), or NULL. */
+void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair);
 /* auth_query's answer (a struct authq_req, freed here): the shard's clients
  * waiting for that database and user go on with their authentication. */
 void client_authq_answer(struct shard *s, void *req);

@@ -240,6 +240,33 @@ static bool lease_idle(const struct lease *l)
 	return l->rq.n == 0 && !(l->sending && !proto_framer_idle(&l->client->conn.fr));
 }
 
+static struct server *detach(struct lease *l);
+static void forget_server_state(struct lease *l);
+
+bool lease_at_rest(const struct lease *l)
+{
+	return lease_idle(l) && !l->sending && !l->rerouting && !l->held.n && !l->later.n && !l->expect &&
+	       !l->unsynced && !l->sent_unsynced && !l->skipping && !l->need_sync && !l->copy_in && !l->copy_data &&
+	       !l->unnamed_inflight && !l->reply_passing && !l->reply_left && !l->cur_hide;
+}
+
+struct server *lease_give_up_server(struct lease *l)
+{
+	return detach(l);
+}
+
+void lease_adopt_server(struct lease *l, struct server *sv)
+{
+	struct client *cl = l->client;
+	INVARIANT(!l->server && !sv->lease && sv->state == SV_ACTIVE && l->rq.n == 0);
+	l->server = sv;
+	sv->lease = l;
+	client_set_state(cl, CL_ACTIVE);
+	l->clock = sv->stmts.clock;
+	forget_server_state(l);
+	l->unnamed_here = true;   /* the session's own: whatever it holds is the client's */
+}
+
 /* ---- replies from the server ---- */
 
 /* Whether the server may send this now: a ReadyForQuery only ends a Sync,
@@ -1756,6 +1783,9 @@ static void ready_for_query(struct lease *l, uint8_t status)
 		stats_hist_add(&ps->xact_hist, s->now_us - cl->xact_start_us);
 		cl->xact_start_us = s->now_us;
 	}
+	if (status == 'I' && sv->pool->mode == POOL_SESSION && s->handing_over && lease_idle(l) && !cl->upgrade_told &&
+	    !list_linked(&cl->wait))
+		list_append(&pool_shard(s)->upgrade_due, &cl->wait);   /* moves with its server at the batch's end */
 	if (status != 'I' || cl->pins || !lease_idle(l)) {
 		/* in a block, pinned to this server, or more replies are owed: it stays,
 		 * and requests held for the primary belong to it after all */

@@ -126,6 +126,16 @@ void lease_refuse(struct client *cl, const char *sqlstate, const char *why);
 /* Admission control let the client's held request go: to the pool for a
  * server, or (session pooling) to the server it keeps. */
 void lease_admitted(struct client *cl);
+/* pgring -R, a session-pooled client: nothing owed, held, half sent or in
+ * a COPY either way (with the client not in a transaction, its session can
+ * move with its server). */
+bool lease_at_rest(const struct lease *l);
+/* Take the server off the lease as it is (no reset: it moves on with the
+ * client's session). */
+struct server *lease_give_up_server(struct lease *l);
+/* The new process: sv (SV_ACTIVE) is the session-pooled client's own server
+ * from the predecessor: attached as it is, nothing restored. */
+void lease_adopt_server(struct lease *l, struct server *sv);
 /* The server died under the lease (already closed). */
 void lease_server_lost(struct lease *l, const char *sqlstate, const char *why);
 

@@ -907,7 +907,7 @@ bool server_hidden_query(struct server *sv, const char *sql)
 
 /* ---- pgring -R: an idle server of the predecessor ---- */
 
-bool server_adopt(struct pool *p, int fd, struct server_record *r, const char **why)
+bool server_adopt(struct pool *p, int fd, struct server_record *r, struct lease *l, const char **why)
 {
 	struct shard *s = p->shard;
 	struct server *sv = calloc(1, sizeof *sv);
@@ -950,11 +950,16 @@ bool server_adopt(struct pool *p, int fd, struct server_record *r, const char **
 	proto_framer_init(&sv->conn.fr, false, (uint32_t)s->cfg->max_packet_size);
 	gauge_add(&s->stats->servers, 1);
 	sv->state = SV_CLOSED;
-	server_set_state(sv, SV_RESETTING);   /* enters the gauges and the used list */
+	/* enters the gauges and the used list: its session's, or the pool's */
+	server_set_state(sv, l ? SV_ACTIVE : SV_RESETTING);
 	conn_recv_on(&sv->conn);
 	LOGF(LOG_INFO, sv->conn.id, "server connection taken over from the predecessor: %s/%s, backend %u, "
-	     "%u prepared statements", p->db_name, p->user, sv->backend_pid, sv->stmts.n);
-	pool_server_ready(sv);
+	     "%u prepared statements%s", p->db_name, p->user, sv->backend_pid, sv->stmts.n,
+	     l ? ", with its session's client" : "");
+	if (l)
+		lease_adopt_server(l, sv);
+	else
+		pool_server_ready(sv);
 	return true;
 }
 

@@ -116,9 +116,11 @@ struct server_record {
 	union addr_any addr;                       /* where it is connected */
 	socklen_t addrlen;
 };
-/* Make fd an idle server of p (taking one of its slots) and hand it to a
- * waiting client or the idle list. false, with why: not taken (fd closed):
- * the pool is full here, its entry points elsewhere now, no memory. */
-bool server_adopt(struct pool *p, int fd, struct server_record *r, const char **why);
+/* Make fd a server of p (taking one of its slots): with l (a session-pooled
+ * client's lease, moved with it) that session's own, as it is; without, an
+ * idle one, handed to a waiting client or the idle list. false, with why:
+ * not taken (fd closed): the pool is full here, its entry points elsewhere
+ * now, no memory. */
+bool server_adopt(struct pool *p, int fd, struct server_record *r, struct lease *l, const char **why);
 
 #endif

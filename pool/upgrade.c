@@ -29,6 +29,39 @@
 
 /* ---- which clients move ---- */
 
+/* Nothing of the client's own half done or owed (both pooling modes). */
+static bool client_quiet(const struct client *cl)
+{
+	const struct client_sess *cs = cl->sess;
+	return !cl->in_txn && proto_framer_idle(&cl->conn.fr) && !cl->conn.fr.whole && !cl->nq_len && !cl->nq_lost &&
+	       !cl->txn_failed && !cl->sync_failed && !cl->lost_state[0] && !cl->fatal_deferred && !cl->terminating &&
+	       !cl->welcome_owed && !cl->drop_msg &&
+	       !(cs && (cs->txn_params || cs->nsp || cs->txn_listen || cs->txn_forced.n));
+}
+
+/* A session-pooled client moves with its server, both at rest: its session
+ * (settings, prepared statements, temporary tables, ...) is that server's. */
+static enum upgrade_fit session_fit(const struct client *cl, const char **why)
+{
+	const struct client_sess *cs = cl->sess;
+	const struct lease *l = cl->lease;
+	const struct server *sv = l ? l->server : NULL;
+	if (cs && (cs->listen.n || cs->holds.n)) {
+		*why = "LISTEN or a held cursor";
+		return UPGRADE_STAYS;
+	}
+	if (sv && sv->conn.tls) {
+		*why = "session pooling over a TLS server connection (its keys cannot be handed over)";
+		return UPGRADE_STAYS;
+	}
+	if (!sv || cl->state != CL_ACTIVE || !lease_at_rest(l) || !client_quiet(cl) || sv->txn_status != 'I' ||
+	    sv->hidden || sv->cancels || sv->conn.eof || sv->conn.closing || sv->close_when_idle ||
+	    !proto_framer_idle(&sv->conn.fr) || sv->conn.fr.whole || conn_has_output(&sv->conn) ||
+	    sv->params.failed || sv->sqlprep.failed)
+		return UPGRADE_NOT_YET;
+	return UPGRADE_MOVES;
+}
+
 enum upgrade_fit upgrade_fit(const struct client *cl, const char **why)
 {
 	const struct client_sess *cs = cl->sess;
@@ -42,7 +75,7 @@ enum upgrade_fit upgrade_fit(const struct client *cl, const char **why)
 	else if (cl->conn.tls)
 		*why = "TLS (its session keys cannot be handed over)";
 	else if (cl->pool && cl->pool->mode == POOL_SESSION)
-		*why = "session pooling (its server's state goes with that server)";
+		return session_fit(cl, why);
 	else if (cl->pins)
 		*why = "pinned to its server";
 	else if (cs && (cs->listen.n || cs->holds.n))
@@ -51,10 +84,7 @@ enum upgrade_fit upgrade_fit(const struct client *cl, const char **why)
 		return UPGRADE_STAYS;
 	/* output still owed is no reason to wait: parking waits for it to go out,
 	 * and the parked client is checked for it once more */
-	if (cl->state != CL_IDLE || cl->lease || cl->in_txn || !proto_framer_idle(&cl->conn.fr) || cl->conn.fr.whole ||
-	    cl->nq_len || cl->nq_lost || cl->txn_failed || cl->sync_failed ||
-	    cl->lost_state[0] || cl->fatal_deferred || cl->terminating || cl->welcome_owed || cl->drop_msg ||
-	    (cs && (cs->txn_params || cs->nsp || cs->txn_listen || cs->txn_forced.n)))
+	if (cl->state != CL_IDLE || cl->lease || !client_quiet(cl))
 		return UPGRADE_NOT_YET;
 	return UPGRADE_MOVES;
 }
@@ -436,10 +466,21 @@ static void send_server_on_control(void *arg)
 	handover_send_server(arg);
 }
 
+static void send_pair(struct client *cl);
+
 void upgrade_server_parked(struct server *sv)
 {
 	struct shard *s = sv->conn.shard;
 	sv->upgrade_moving = false;
+	if (sv->lease) {
+		/* a session's own server: it goes with its client */
+		struct client *cl = sv->lease->client;
+		if (cl->upgrade_pairing && !cl->upgrade_moving)
+			send_pair(cl);
+		else if (!cl->upgrade_pairing)
+			conn_recv_on(&sv->conn);
+		return;
+	}
 	if (sv->state != SV_MIGRATING)
 		return;   /* closed meanwhile */
 	/* bytes that came while it parked (a notice, a FATAL) are read here first */
@@ -482,6 +523,16 @@ static void try_move(struct client *cl)
 		return;
 	switch (upgrade_fit(cl, &why)) {
 	case UPGRADE_MOVES:
+		if (cl->pool->mode == POOL_SESSION) {
+			/* it and its server park; the second to be parked sends both */
+			struct server *sv = cl->lease->server;
+			cl->upgrade_pairing = true;
+			sv->upgrade_moving = true;
+			cl->upgrade_moving = true;
+			conn_park(&sv->conn);
+			conn_park(&cl->conn);
+			break;
+		}
 		cl->upgrade_moving = true;
 		conn_park(&cl->conn);   /* upgrade_client_parked, at once or from the loop */
 		break;
@@ -526,6 +577,51 @@ static void send_on_control(void *arg)
 	handover_send_client(arg);
 }
 
+/* A session-pooled client and its server, both parked: both go in one
+ * hand-over (its server's record first), or both go on here. */
+static void send_pair(struct client *cl)
+{
+	struct shard *s = cl->conn.shard;
+	struct lease *l = cl->lease;
+	struct server *sv = l ? l->server : NULL;
+	const char *why;
+	cl->upgrade_pairing = false;
+	bool fits = s->handing_over && sv && upgrade_fit(cl, &why) == UPGRADE_MOVES && !conn_has_output(&cl->conn);
+	struct strbuf cb = STRBUF_INIT, sb = STRBUF_INIT;
+	struct takeover_rec *rec = NULL;
+	if (fits && upgrade_pack(cl, s->now_us, &cb) && upgrade_pack_server(sv, s->now_us, &sb) &&
+	    (rec = takeover_rec_new(cb.buf, (uint32_t)cb.len, cl->conn.fd)) &&
+	    (rec->pair = takeover_rec_new(sb.buf, (uint32_t)sb.len, sv->conn.fd)) &&
+	    control_call(s->id, send_on_control, rec)) {
+		/* both sockets are the control thread's to send and close now */
+		LOGF(LOG_INFO, cl->conn.id, "handed over to the new process with its server (backend %u): user=%s "
+		     "database=%s", sv->backend_pid, cl->user, cl->database);
+		cl->conn.fd = -1;
+		sv->conn.fd = -1;
+		stat_add(&s->stats->handed_over, 1);
+		stat_add(&s->stats->servers_handed_over, 1);
+		strbuf_free(&cb);
+		strbuf_free(&sb);
+		lease_give_up_server(l);
+		conn_hold(&sv->conn);   /* no socket, no I/O: closing frees it at once */
+		server_close(sv, NULL);
+		conn_unhold(&sv->conn);
+		client_close_quietly(cl, "handed over");
+		return;
+	}
+	if (rec) {
+		rec->fd = -1;   /* the sockets stay theirs */
+		if (rec->pair)
+			rec->pair->fd = -1;
+		takeover_rec_free(rec);
+	}
+	strbuf_free(&cb);
+	strbuf_free(&sb);
+	if (sv)
+		conn_recv_on(&sv->conn);
+	conn_recv_on(&cl->conn);   /* they go on here: busy again, or not movable; tried again at rest */
+}
+
 void upgrade_client_parked(struct client *cl)
 {
 	struct shard *s = cl->conn.shard;
@@ -533,6 +629,12 @@ void upgrade_client_parked(struct client *cl)
 	cl->upgrade_moving = false;
 	if (cl->state == CL_CLOSED)
 		return;
+	if (cl->upgrade_pairing) {
+		struct server *sv = cl->lease ? cl->lease->server : NULL;
+		if (!sv || !sv->upgrade_moving)
+			send_pair(cl);   /* else its server's parking sends both */
+		return;
+	}
 	enum upgrade_fit fit = s->handing_over ? upgrade_fit(cl, &why) : UPGRADE_NOT_YET;
 	if (fit == UPGRADE_MOVES && conn_has_output(&cl->conn))
 		fit = UPGRADE_NOT_YET;   /* bytes of ours still queued: it moves at its next rest */
@@ -629,7 +731,7 @@ static void server_in(struct shard *s, struct takeover_rec *r)
 		p = ni || !*ids.cluster ? pool_find(s, ids.db, ids.user, ni, true) : NULL;
 		why = "its database, user or node is not configured here";
 	}
-	if (p && server_adopt(p, r->fd, &sr, &why)) {
+	if (p && server_adopt(p, r->fd, &sr, NULL, &why)) {
 		stat_add(&s->stats->servers_taken_over, 1);
 	} else {
 		LOGF(LOG_NOTICE, 0, "upgrade: an idle server connection of the predecessor (%s/%s, backend %u) is closed: %s",
@@ -663,6 +765,6 @@ void upgrade_adopt(struct shard *s, void *arg)
 	}
 	int fd = r->fd;
 	r->fd = -1;
-	client_move_in(s, fd, r->data, r->len);
+	client_move_in(s, fd, r->data, r->len, r->pair);
 	takeover_rec_free(r);
 }

@@ -4,10 +4,12 @@
  * target, startup and SET parameters, SQL PREPAREs, protocol-level prepared
  * statements by name and Parse body, cancel key) go to the control thread,
  * which sends them (core/takeover.h). In the new process the record becomes a
- * logged-in idle client again, with the same cancel key. What cannot move
- * (TLS, session pooling, pins, LISTEN, replication, the console) stays on the
- * old process until it leaves. Idle server connections move too, with their
- * settings and what they have prepared (not with TLS). */
+ * logged-in idle client again, with the same cancel key. A session-pooled
+ * client moves between two transactions together with its own server (its
+ * session), attached there as it is. What cannot move (TLS, transaction
+ * pooling's pins, LISTEN, replication, the console) stays on the old process
+ * until it leaves. Idle server connections move too, with their settings and
+ * what they have prepared (not with TLS). */
 #ifndef PGRING_UPGRADE_H
 #define PGRING_UPGRADE_H
 

@@ -35,6 +35,7 @@ static enum peer_state state;
 static int next_shard;                /* new: where the next client record goes first */
 static uint64_t sent, lost, received;
 static uint64_t servers_sent, servers_lost, servers_received;
+static struct takeover_rec *paired;   /* new: a PAIRED record waiting for its CLIENT */
 
 static uint64_t now_us(void)
 {
@@ -189,6 +190,19 @@ static void new_record(uint8_t type, const uint8_t *p, uint32_t n, int fd)
 			usleep(1000);
 		return;
 	}
+	if (paired && type != TAKEOVER_CLIENT) {
+		log_warning("upgrade: a session's server connection came without its client: closed");
+		takeover_rec_free(paired);
+		paired = NULL;
+	}
+	if (state == PEER_RECEIVING && type == TAKEOVER_PAIRED && fd >= 0) {
+		if (!(paired = takeover_rec_new(p, n, fd))) {
+			log_warning("upgrade: a session's server connection is lost: out of memory");
+			close(fd);
+		}
+		servers_received++;
+		return;
+	}
 	if (state != PEER_RECEIVING || (type != TAKEOVER_CLIENT && type != TAKEOVER_SERVER) || fd < 0) {
 		log_warning("upgrade: unexpected record '%c' from the predecessor: ignored", type);
 		if (fd >= 0)
@@ -201,6 +215,10 @@ static void new_record(uint8_t type, const uint8_t *p, uint32_t n, int fd)
 			    type == TAKEOVER_CLIENT ? "client" : "server connection");
 		close(fd);
 		return;
+	}
+	if (type == TAKEOVER_CLIENT) {
+		r->pair = paired;   /* its session's server, if it has one */
+		paired = NULL;
 	}
 	/* the shard tells a client's record from a server's by its magic */
 	struct shard_msg m = { .type = SHARD_MSG_ADOPT, .ptr = r };
@@ -260,9 +278,11 @@ enum handover_event handover_process(const struct pollfd *fds, int n, bool shutt
 					break;
 				case PEER_PRE_READY:
 				case PEER_RECEIVING:
+					takeover_rec_free(paired);
+					paired = NULL;
 					log_notice("upgrade: the predecessor has exited (%llu clients taken over)",
 						   (unsigned long long)received);
-					log_notice("upgrade: %llu idle server connections taken over",
+					log_notice("upgrade: %llu server connections taken over",
 						   (unsigned long long)servers_received);
 					ev = HANDOVER_PREDECESSOR_GONE;
 					break;
@@ -301,7 +321,26 @@ static void send_record(struct takeover_rec *r, uint8_t type)
 	takeover_rec_free(r);   /* our copy of the socket: the successor has its own */
 }
 
-void handover_send_client(void *arg) { send_record(arg, TAKEOVER_CLIENT); }
+void handover_send_client(void *arg)
+{
+	struct takeover_rec *r = arg;
+	if (r->pair) {
+		/* its session's server first: the successor keeps it for this client */
+		struct takeover_rec *sv = r->pair;
+		r->pair = NULL;
+		if (state != PEER_HANDING || takeover_send(peer, TAKEOVER_PAIRED, sv->data, sv->len, sv->fd)) {
+			log_warning("upgrade: a session-pooled client's server connection could not be handed over (%s): "
+				    "the client is disconnected", state != PEER_HANDING ? "the successor is gone" : strerror(errno));
+			takeover_rec_free(sv);
+			takeover_rec_free(r);
+			lost++;
+			return;
+		}
+		takeover_rec_free(sv);
+		servers_sent++;
+	}
+	send_record(r, TAKEOVER_CLIENT);
+}
 void handover_send_server(void *arg) { send_record(arg, TAKEOVER_SERVER); }
 
 void handover_stop(void)
@@ -316,7 +355,7 @@ void handover_stop(void)
 		strbuf_free(&sb);
 	}
 	if (sent || lost || servers_sent || servers_lost)
-		log_notice("upgrade: %llu clients handed over, %llu lost; %llu idle server connections handed over, "
+		log_notice("upgrade: %llu clients handed over, %llu lost; %llu server connections handed over, "
 			   "%llu lost", (unsigned long long)sent, (unsigned long long)lost,
 			   (unsigned long long)servers_sent, (unsigned long long)servers_lost);
 	drop_peer();

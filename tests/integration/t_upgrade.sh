@@ -12,13 +12,15 @@
 #      runs across the upgrade with zero failed transactions and no client
 #      aborted (pgbench never reconnects without -C: a dropped connection
 #      aborts its client).
-#   4. The old process exits once it holds nobody (the session-pooled clients
-#      stay on it until pgbench ends them); the logs and counters show the
-#      transaction-pooled clients moved; the pools' cumulative counters carry
+#   4. The old process exits once it holds nobody; the logs and counters show
+#      the clients moved, the session-pooled ones with their own servers
+#      (their sessions are those servers'); the pools' cumulative counters carry
 #      over (the successor's transaction total covers every pgbench run).
 #   5. Idle server connections moved too, with their prepared statements:
 #      PostgreSQL backends started before the upgrade are still there, held by
 #      the successor, once the old process is gone.
+#      An idle session-pooled client moves with its server: the same backend,
+#      its temporary table.
 #   6. A SCRAM client whose servers log in with its keys (pass-through) moves,
 #      and after the move its server dies: the successor logs a new one in
 #      with the keys the client's record brought (nobody logged in there).
@@ -103,6 +105,15 @@ SCRAM_PID=$!
 track_pid $SCRAM_PID
 wait_until 20 grep -q scramuser "$TEST_TMP/scram.out" || fail "the SCRAM client did not start: $(cat "$TEST_TMP/scram.out")"
 
+# a session-pooled client with a temporary table, idle across the upgrade: its
+# second round counts 2 rows only if its session (its server) came along
+"$HELPERS/pqtry" -H 0 "$(conninfo appsess)" "CREATE TEMP TABLE IF NOT EXISTS moved_t (n int)" \
+	"INSERT INTO moved_t VALUES (1)" "SELECT count(*), pg_backend_pid() FROM moved_t" >"$TEST_TMP/sess.out" 2>&1 \
+	< <(until [[ -e $TEST_TMP/sess.go ]]; do sleep 0.2; done) &
+SESS_PID=$!
+track_pid $SESS_PID
+wait_until 20 grep -q '^1|' "$TEST_TMP/sess.out" || fail "the session-pooled client did not start: $(cat "$TEST_TMP/sess.out")"
+
 # ---- 3. pgbench across the upgrade
 bench() { # NAME DB PROTOCOL CLIENTS
 	PGPASSWORD=app timeout $((T + 90)) pgbench -n -M "$3" -c "$4" -j "$4" -T "$T" \
@@ -161,7 +172,10 @@ taken=$(sed -n 's/.*the predecessor has exited (\([0-9]*\) clients taken over).*
 # the idle ones and the 8 transaction-pooled pgbench clients (between two transactions)
 assert_num_cmp "${moved:-0}" -ge $((NIDLE + 8)) "clients handed over (old log)"
 assert_eq "$moved" "$taken" "clients handed over = clients taken over"
-grep -q "not handed over: session pooling" "$OLD_LOG" || fail "the session-pooled clients were not logged as staying"
+# session-pooled clients move too, each with its own server, between two
+# transactions: every client moved (the SCRAM one below included)
+grep -q "not handed over" "$OLD_LOG" && fail "a client stayed behind: $(grep -m1 'not handed over' "$OLD_LOG")"
+assert_num_cmp "${moved:-0}" -ge $((NIDLE + 13)) "clients handed over, the 4 session-pooled ones included"
 lost=$(sed -n 's/.*upgrade: [0-9]* clients handed over, \([0-9]*\) lost.*/\1/p' "$OLD_LOG")
 assert_eq 0 "$lost" "clients lost in the hand-over"
 taken_metric=$(metric pgring_shard_clients_taken_over_total) || fail "no pgring_shard_clients_taken_over_total in /metrics"
@@ -175,12 +189,13 @@ xacts=$(metric pgring_pool_transactions_total) || fail "no pgring_pool_transacti
 assert_num_cmp "$xacts" -ge "$bench_total" "transactions counted by the successor (pgbench: $bench_total)"
 pass "the pools' counters carried over: $xacts transactions counted, pgbench ran $bench_total"
 
-# ---- 5. the idle servers came along. The successor's own servers, opened for
+# ---- 5. the servers came along (the session-pooled clients' own, and the
+# idle ones). The successor's own servers, opened for
 # the clients that came first, may fill a pool before the old ones arrive:
 # those are closed (logged), the rest join its pool.
-smoved=$(sed -n 's/.*; \([0-9]*\) idle server connections handed over, \([0-9]*\) lost.*/\1/p' "$OLD_LOG")
-slost=$(sed -n 's/.*; [0-9]* idle server connections handed over, \([0-9]*\) lost.*/\1/p' "$OLD_LOG")
-sreceived=$(sed -n 's/.*upgrade: \([0-9]*\) idle server connections taken over.*/\1/p' "$TEST_TMP/new.log")
+smoved=$(sed -n 's/.*; \([0-9]*\) server connections handed over, \([0-9]*\) lost.*/\1/p' "$OLD_LOG")
+slost=$(sed -n 's/.*; [0-9]* server connections handed over, \([0-9]*\) lost.*/\1/p' "$OLD_LOG")
+sreceived=$(sed -n 's/.*upgrade: \([0-9]*\) server connections taken over.*/\1/p' "$TEST_TMP/new.log")
 assert_num_cmp "${smoved:-0}" -ge 1 "idle server connections handed over (old log)"
 assert_eq 0 "$slost" "idle server connections lost in the hand-over"
 assert_eq "$smoved" "$sreceived" "server connections handed over = received"
@@ -200,6 +215,16 @@ done
 assert_num_cmp "$kept" -ge 1 "the successor's servers whose backend started before the upgrade"
 assert_num_cmp "$withstmts" -ge 1 "... with protocol-level statements prepared"
 pass "idle server connections moved: $smoved handed over, $adopted adopted, $refused closed (pool full); the successor serves on $kept backends from before the upgrade, $withstmts with prepared statements"
+
+# ---- 5b. the idle session-pooled client kept its session: the same backend,
+# its temporary table with the row of before
+touch "$TEST_TMP/sess.go"
+wait_exit $SESS_PID 30 || fail "the session-pooled client did not finish"
+assert_eq 0 "$WAIT_STATUS" "the session-pooled client's status ($(tr '\n' ' ' <"$TEST_TMP/sess.out"))"
+first=$(grep '^1|' "$TEST_TMP/sess.out") second=$(grep '^2|' "$TEST_TMP/sess.out")
+[[ -n $second ]] || fail "the session-pooled client lost its session: $(tr '\n' ' ' <"$TEST_TMP/sess.out")"
+assert_eq "${first#1|}" "${second#2|}" "its backend before and after the upgrade"
+pass "an idle session-pooled client moved with its server: backend ${first#1|}, its temporary table and its row"
 
 # ---- 6. the SCRAM client's next server logs in with the keys it brought
 touch "$TEST_TMP/scram.go"
