@@ -203,6 +203,13 @@ bool registry_take_slot(struct pool_shared *ps, bool use_reserve)
 	return true;
 }
 
+void registry_force_slot(struct pool_shared *ps)
+{
+	atomic_fetch_add_explicit(&ps->used, 1, memory_order_acq_rel);
+	atomic_fetch_add_explicit(&ps->db_limit->used, 1, memory_order_acq_rel);
+	atomic_fetch_add_explicit(&ps->user_limit->used, 1, memory_order_acq_rel);
+}
+
 void registry_give_slot(struct pool_shared *ps)
 {
 	registry_give_limits(ps);

@@ -98,6 +98,10 @@ int registry_nshards(void);
  * user's limits; true on success. */
 bool registry_take_slot(struct pool_shared *ps, bool use_reserve);
 void registry_give_slot(struct pool_shared *ps);
+/* Count one server connection that exists already, over the limits if need
+ * be (pgring -R: a session's own server comes with its client; PostgreSQL
+ * sees no new connection). registry_give_slot gives it back. */
+void registry_force_slot(struct pool_shared *ps);
 /* Only the database's and the user's limits, for a connection outside the
  * pool's budget (replication). */
 bool registry_take_limits(struct pool_shared *ps);

@@ -508,7 +508,8 @@ void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, s
 			    "reconnect", cl->database);
 		return;
 	}
-	if (p->mode != POOL_SESSION && pair) {
+	if (p->mode != POOL_SESSION && !!pair != !!cl->moved_pins) {
+		/* a pinned client comes with its server, and only a pinned one */
 		client_fail(cl, "08006", "pgring was upgraded and database \"%s\" is no longer in session pooling: "
 			    "reconnect", cl->database);
 		return;
@@ -526,7 +527,11 @@ void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, s
 	key_link(cl);
 	if (pair) {
 		const char *why;
+		if (cl->moved_pins)
+			session_set_pins(cl, cl->moved_pins);   /* what its server holds for it */
 		if (!move_in_session(cl, pair, &why)) {
+			LOGF(LOG_NOTICE, cl->conn.id, "upgrade: a session's server connection of the predecessor (%s/%s) "
+			     "is closed: %s; its client is told to reconnect", cl->database, cl->user, why);
 			client_fail(cl, "08006", "pgring was upgraded and this session's server connection could not come "
 				    "along (%s): reconnect", why);
 			return;

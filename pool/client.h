@@ -149,7 +149,8 @@ struct client {
 	/* pgring -R (pool/upgrade.h) */
 	bool upgrade_moving;                       /* parked on its way to the successor */
 	bool upgrade_told;                         /* logged that it stays here */
-	bool upgrade_pairing;                      /* session pooling: it and its server park to move together */
+	bool upgrade_pairing;                      /* session pooling, or pinned: it and its server park to move together */
+	uint8_t moved_pins;                        /* pgring -R, new process: its pins, from its record */
 	bool moved_in;                             /* came from the predecessor: logged in, no welcome owed */
 };
 

@@ -921,6 +921,8 @@ bool server_adopt(struct pool *p, int fd, struct server_record *r, struct lease 
 		 * connection is not this pool's server any more */
 		if (resolve(sv, p->db) < 0 || sv->addrlen != r->addrlen || memcmp(&sv->addr, &r->addr, r->addrlen) != 0)
 			*why = "its database entry points elsewhere now";
+		else if (l)
+			registry_force_slot(p->shared);   /* the session's own: it moves, it is not opened */
 		else if (!registry_take_slot(p->shared, false))
 			*why = "the pool is full here";
 	}

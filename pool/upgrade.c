@@ -40,7 +40,9 @@ static bool client_quiet(const struct client *cl)
 }
 
 /* A session-pooled client moves with its server, both at rest: its session
- * (settings, prepared statements, temporary tables, ...) is that server's. */
+ * (settings, prepared statements, temporary tables, ...) is that server's.
+ * So does a transaction-pooled client pinned to its server (temporary
+ * tables, advisory locks, SET SESSION AUTHORIZATION, ...). */
 static enum upgrade_fit session_fit(const struct client *cl, const char **why)
 {
 	const struct client_sess *cs = cl->sess;
@@ -76,10 +78,12 @@ enum upgrade_fit upgrade_fit(const struct client *cl, const char **why)
 		*why = "TLS (its session keys cannot be handed over)";
 	else if (cl->pool && cl->pool->mode == POOL_SESSION)
 		return session_fit(cl, why);
-	else if (cl->pins)
-		*why = "pinned to its server";
 	else if (cs && (cs->listen.n || cs->holds.n))
 		*why = "LISTEN or a held cursor";
+	else if (cl->pins & ~(PIN_ADVISORY | PIN_TEMP | PIN_OTHER))
+		*why = "pinned to its server";
+	else if (cl->pins)
+		return session_fit(cl, why);   /* its server holds what pins it: the two move together */
 	if (*why)
 		return UPGRADE_STAYS;
 	/* output still owed is no reason to wait: parking waits for it to go out,
@@ -164,6 +168,7 @@ bool upgrade_pack(const struct client *cl, uint64_t now_us, struct strbuf *sb)
 	if (key)
 		put(sb, p->scram_client_key, AUTH_SCRAM_KEY_LEN);
 	put_str(sb, p ? p->authq_secret : NULL);
+	put_u(sb, cl->pins, 1);   /* what its server (moving with it) holds for it */
 	return !sb->failed && sb->len <= TAKEOVER_REC_MAX;
 }
 
@@ -334,6 +339,10 @@ bool upgrade_unpack(struct client *cl, const uint8_t *p, size_t n, struct stmt_r
 		} else {
 			free(secret);
 		}
+		uint64_t pins = get_u(&r, 1);
+		if (pins & ~(uint64_t)(PIN_ADVISORY | PIN_TEMP | PIN_OTHER))
+			r.bad = true;
+		cl->moved_pins = (uint8_t)pins;   /* set once it has its pool and server (client_move_in) */
 	}
 	return !r.bad && r.n == 0;
 }
@@ -523,7 +532,7 @@ static void try_move(struct client *cl)
 		return;
 	switch (upgrade_fit(cl, &why)) {
 	case UPGRADE_MOVES:
-		if (cl->pool->mode == POOL_SESSION) {
+		if (cl->lease && cl->lease->server) {
 			/* it and its server park; the second to be parked sends both */
 			struct server *sv = cl->lease->server;
 			cl->upgrade_pairing = true;

@@ -19,8 +19,8 @@
 #   5. Idle server connections moved too, with their prepared statements:
 #      PostgreSQL backends started before the upgrade are still there, held by
 #      the successor, once the old process is gone.
-#      An idle session-pooled client moves with its server: the same backend,
-#      its temporary table.
+#      An idle session-pooled client, and a transaction-pooled one pinned by a
+#      temporary table, move with their servers: the same backend, the table.
 #   6. A SCRAM client whose servers log in with its keys (pass-through) moves,
 #      and after the move its server dies: the successor logs a new one in
 #      with the keys the client's record brought (nobody logged in there).
@@ -105,14 +105,19 @@ SCRAM_PID=$!
 track_pid $SCRAM_PID
 wait_until 20 grep -q scramuser "$TEST_TMP/scram.out" || fail "the SCRAM client did not start: $(cat "$TEST_TMP/scram.out")"
 
-# a session-pooled client with a temporary table, idle across the upgrade: its
-# second round counts 2 rows only if its session (its server) came along
-"$HELPERS/pqtry" -H 0 "$(conninfo appsess)" "CREATE TEMP TABLE IF NOT EXISTS moved_t (n int)" \
-	"INSERT INTO moved_t VALUES (1)" "SELECT count(*), pg_backend_pid() FROM moved_t" >"$TEST_TMP/sess.out" 2>&1 \
-	< <(until [[ -e $TEST_TMP/sess.go ]]; do sleep 0.2; done) &
-SESS_PID=$!
-track_pid $SESS_PID
-wait_until 20 grep -q '^1|' "$TEST_TMP/sess.out" || fail "the session-pooled client did not start: $(cat "$TEST_TMP/sess.out")"
+# a session-pooled client and a transaction-pooled one pinned by its temporary
+# table, idle across the upgrade: the second round counts 2 rows only if the
+# session (its server) came along
+declare -A KEEPER_PID
+for kind in sess:appsess pinned:app; do
+	name=${kind%%:*}
+	"$HELPERS/pqtry" -H 0 "$(conninfo "${kind#*:}")" "CREATE TEMP TABLE IF NOT EXISTS moved_t (n int)" \
+		"INSERT INTO moved_t VALUES (1)" "SELECT count(*), pg_backend_pid() FROM moved_t" >"$TEST_TMP/$name.out" 2>&1 \
+		< <(until [[ -e $TEST_TMP/keepers.go ]]; do sleep 0.2; done) &
+	KEEPER_PID[$name]=$!
+	track_pid $!
+	wait_until 20 grep -q '^1|' "$TEST_TMP/$name.out" || fail "the $name client did not start: $(cat "$TEST_TMP/$name.out")"
+done
 
 # ---- 3. pgbench across the upgrade
 bench() { # NAME DB PROTOCOL CLIENTS
@@ -175,7 +180,7 @@ assert_eq "$moved" "$taken" "clients handed over = clients taken over"
 # session-pooled clients move too, each with its own server, between two
 # transactions: every client moved (the SCRAM one below included)
 grep -q "not handed over" "$OLD_LOG" && fail "a client stayed behind: $(grep -m1 'not handed over' "$OLD_LOG")"
-assert_num_cmp "${moved:-0}" -ge $((NIDLE + 13)) "clients handed over, the 4 session-pooled ones included"
+assert_num_cmp "${moved:-0}" -ge $((NIDLE + 14)) "clients handed over, the 4 session-pooled ones included"
 lost=$(sed -n 's/.*upgrade: [0-9]* clients handed over, \([0-9]*\) lost.*/\1/p' "$OLD_LOG")
 assert_eq 0 "$lost" "clients lost in the hand-over"
 taken_metric=$(metric pgring_shard_clients_taken_over_total) || fail "no pgring_shard_clients_taken_over_total in /metrics"
@@ -200,7 +205,7 @@ assert_num_cmp "${smoved:-0}" -ge 1 "idle server connections handed over (old lo
 assert_eq 0 "$slost" "idle server connections lost in the hand-over"
 assert_eq "$smoved" "$sreceived" "server connections handed over = received"
 adopted=$(metric pgring_shard_servers_taken_over_total)
-refused=$(grep -c "idle server connection of the predecessor .* is closed" "$TEST_TMP/new.log")
+refused=$(grep -c "server connection of the predecessor .* is closed" "$TEST_TMP/new.log")
 assert_eq "$sreceived" $((adopted + refused)) "received = adopted ($adopted) + closed ($refused)"
 assert_num_cmp "$adopted" -ge 1 "idle server connections adopted"
 before=$(qd "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE usename = 'app' AND backend_start < '$UPGRADE_AT'")
@@ -216,15 +221,17 @@ assert_num_cmp "$kept" -ge 1 "the successor's servers whose backend started befo
 assert_num_cmp "$withstmts" -ge 1 "... with protocol-level statements prepared"
 pass "idle server connections moved: $smoved handed over, $adopted adopted, $refused closed (pool full); the successor serves on $kept backends from before the upgrade, $withstmts with prepared statements"
 
-# ---- 5b. the idle session-pooled client kept its session: the same backend,
-# its temporary table with the row of before
-touch "$TEST_TMP/sess.go"
-wait_exit $SESS_PID 30 || fail "the session-pooled client did not finish"
-assert_eq 0 "$WAIT_STATUS" "the session-pooled client's status ($(tr '\n' ' ' <"$TEST_TMP/sess.out"))"
-first=$(grep '^1|' "$TEST_TMP/sess.out") second=$(grep '^2|' "$TEST_TMP/sess.out")
-[[ -n $second ]] || fail "the session-pooled client lost its session: $(tr '\n' ' ' <"$TEST_TMP/sess.out")"
-assert_eq "${first#1|}" "${second#2|}" "its backend before and after the upgrade"
-pass "an idle session-pooled client moved with its server: backend ${first#1|}, its temporary table and its row"
+# ---- 5b. the idle session-pooled and pinned clients kept their sessions: the
+# same backend, the temporary table with the row of before
+touch "$TEST_TMP/keepers.go"
+for name in sess pinned; do
+	wait_exit "${KEEPER_PID[$name]}" 30 || fail "the $name client did not finish"
+	assert_eq 0 "$WAIT_STATUS" "the $name client's status ($(tr '\n' ' ' <"$TEST_TMP/$name.out"))"
+	first=$(grep '^1|' "$TEST_TMP/$name.out") second=$(grep '^2|' "$TEST_TMP/$name.out")
+	[[ -n $second ]] || fail "the $name client lost its session: $(tr '\n' ' ' <"$TEST_TMP/$name.out")"
+	assert_eq "${first#1|}" "${second#2|}" "the $name client's backend before and after the upgrade"
+	pass "an idle $name client moved with its server: backend ${first#1|}, its temporary table and its row"
+done
 
 # ---- 6. the SCRAM client's next server logs in with the keys it brought
 touch "$TEST_TMP/scram.go"

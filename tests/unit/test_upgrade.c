@@ -200,13 +200,26 @@ Test(upgrade, pool_secrets_ride_along)
 	cr_assert(b.secret_looked_up);
 	cr_assert_str_eq(b.secret, p.authq_secret);
 	upgrade_release(&b, reg2);
-	/* without secrets: 1 (no key) + 4 (an empty string) bytes at the end; as
-	 * version 1 without those bytes it reads the same */
+	/* its pins (those its server, moving with it, holds) come along; one
+	 * that only the client's own record could back (LISTEN) is refused */
 	a.pool = NULL;
+	a.pins = PIN_TEMP | PIN_ADVISORY;
+	cr_assert(pack(&a, &sb));
+	memset(&b, 0, sizeof b);
+	cr_assert(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len, &reg2, &age, &id));
+	cr_assert_eq(b.moved_pins, PIN_TEMP | PIN_ADVISORY);
+	upgrade_release(&b, reg2);
+	((uint8_t *)sb.buf)[sb.len - 1] = PIN_LISTEN;
+	memset(&b, 0, sizeof b);
+	cr_assert_not(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len, &reg2, &age, &id));
+	upgrade_release(&b, reg2);
+	/* without secrets or pins: 1 (no key) + 4 (an empty string) + 1 (no pins)
+	 * bytes at the end; as version 1 without those bytes it reads the same */
+	a.pins = 0;
 	cr_assert(pack(&a, &sb));
 	((uint8_t *)sb.buf)[4] = 1;
 	memset(&b, 0, sizeof b);
-	cr_assert(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len - 5, &reg2, &age, &id));
+	cr_assert(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len - 6, &reg2, &age, &id));
 	cr_assert_null(b.scram);
 	cr_assert_null(b.secret);
 	cr_assert_eq(b.sess->stmts.n, 3);
