@@ -29,6 +29,13 @@ static void set_port(union addr_any *out, int port)
 		out->in6.sin6_port = htons((uint16_t)port);
 }
 
+bool addr_is_name(const char *host)
+{
+	unsigned char a[sizeof(struct in6_addr)];
+	return host && *host && host[0] != '/' && host[0] != '@' && inet_pton(AF_INET, host, a) != 1 &&
+	       inet_pton(AF_INET6, host, a) != 1;
+}
+
 int addr_resolve(const struct topology *t, const char *host, int port, const char *default_dir,
 		 unsigned pick, union addr_any *out, socklen_t *len)
 {

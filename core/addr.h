@@ -6,6 +6,7 @@
 #define PGRING_ADDR_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -23,6 +24,9 @@ union addr_any {
  * A name not in t (a reload just brought it) is looked up here, blocking.
  * pick chooses among a name's addresses (a caller moves it on after a
  * refused connect). Returns the family (AF_UNIX, AF_INET, AF_INET6), or -1. */
+/* A host name to look up: not empty, not a socket directory or abstract
+ * socket, not an IP address. */
+bool addr_is_name(const char *host);
 int addr_resolve(const struct topology *t, const char *host, int port, const char *default_dir,
 		 unsigned pick, union addr_any *out, socklen_t *len);
 

@@ -347,6 +347,11 @@ struct config {
  * it sets libinih's global options. */
 /* The [peers] line of that id, or NULL. */
 const struct config_peer *config_find_peer(const struct config *cfg, int id);
+/* A peer's pool_size in force: its own, else default_pool_size. */
+static inline int config_peer_pool_size(const struct config *cfg, const struct config_peer *pe)
+{
+	return pe->pool_size > 0 ? pe->pool_size : cfg->default_pool_size;
+}
 int config_load(const char *file, struct config **out, char *err, size_t errlen,
 		void (*warn)(const char *msg));
 /* config_load short of opening the TLS files (client_tls and server_tls stay

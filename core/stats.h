@@ -97,7 +97,7 @@ struct stats_shard {
 	stat_t cancels_received, cancels_forwarded;
 	stat_t cancels_to_peers, cancels_peer_dropped; /* [peers]: forwarded to another node, dropped on the way */
 	stat_t handed_over, taken_over;     /* pgring -R: clients sent to the successor, received from the predecessor */
-	stat_t servers_handed_over, servers_taken_over; /* pgring -R: idle server connections, the same */
+	stat_t servers_handed_over, servers_taken_over; /* pgring -R: server connections, the same */
 	gauge_t clients, servers;           /* open sockets */
 	gauge_t buffers_in_use;
 	/* TLS, by side: [0] client connections, [1] server connections */

@@ -1125,8 +1125,7 @@ static void rows_peers(struct shard *s, struct strbuf *o)
 	for (int i = 0; i < cfg->npeers; i++) {
 		const struct config_peer *pe = &cfg->peers[i];
 		if (pe->id != cfg->peer_id)
-			admin_row(o, "isii", pe->id, pe->host, pe->port,
-				  pe->pool_size > 0 ? pe->pool_size : cfg->default_pool_size);
+			admin_row(o, "isii", pe->id, pe->host, pe->port, config_peer_pool_size(cfg, pe));
 	}
 }
 

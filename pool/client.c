@@ -501,17 +501,11 @@ void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, s
 		client_fail(cl, "53200", "cannot create pool for database \"%s\" user \"%s\"", cl->database, cl->user);
 		return;
 	}
-	if (p->mode == POOL_SESSION && !pair) {
-		/* its session record is transaction pooling's; a session-pooled
-		 * client owes a welcome from its own server */
-		client_fail(cl, "08006", "pgring was upgraded and database \"%s\" is now in session pooling: "
-			    "reconnect", cl->database);
-		return;
-	}
-	if (p->mode != POOL_SESSION && !!pair != !!cl->moved_pins) {
-		/* a pinned client comes with its server, and only a pinned one */
-		client_fail(cl, "08006", "pgring was upgraded and database \"%s\" is no longer in session pooling: "
-			    "reconnect", cl->database);
+	if ((p->mode == POOL_SESSION || cl->moved_pins) != (pair != NULL)) {
+		/* a session comes with its server (and only a session, or a client
+		 * pinned to its server): the pooling mode changed in between */
+		client_fail(cl, "08006", "pgring was upgraded and database \"%s\" is %s in session pooling: reconnect",
+			    cl->database, pair ? "no longer" : "now");
 		return;
 	}
 	if (registry_take_client(p->shared)) {

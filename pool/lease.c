@@ -1783,8 +1783,8 @@ static void ready_for_query(struct lease *l, uint8_t status)
 		stats_hist_add(&ps->xact_hist, s->now_us - cl->xact_start_us);
 		cl->xact_start_us = s->now_us;
 	}
-	if (status == 'I' && (sv->pool->mode == POOL_SESSION || cl->pins) && s->handing_over && lease_idle(l) &&
-	    !cl->upgrade_told && !list_linked(&cl->wait))
+	if (__builtin_expect(s->handing_over, 0) && status == 'I' && (sv->pool->mode == POOL_SESSION || cl->pins) &&
+	    lease_idle(l) && !cl->upgrade_told && !list_linked(&cl->wait))
 		list_append(&pool_shard(s)->upgrade_due, &cl->wait);   /* moves with its server at the batch's end */
 	if (status != 'I' || cl->pins || !lease_idle(l)) {
 		/* in a block, pinned to this server, or more replies are owed: it stays,

@@ -131,6 +131,26 @@ static void daemonize(void)
 	}
 }
 
+/* SIGUSR2 runs this again as a successor (-R), with the same flags and the
+ * configuration by its absolute path (a daemon is in / by then). */
+static void remember_successor(char *argv0, const char *path, int verbosity, bool background)
+{
+	char abs[PATH_MAX], *succ[16];
+	int k = 0;
+	succ[k++] = argv0;
+	for (int i = 0; i < verbosity && k < 10; i++)
+		succ[k++] = "-v";
+	if (verbosity < 0)
+		succ[k++] = "-q";
+	if (background)
+		succ[k++] = "-d";
+	succ[k++] = "-R";
+	succ[k++] = "-c";
+	succ[k++] = realpath(path, abs) ? abs : (char *)path;
+	succ[k] = NULL;
+	daemon_set_successor(succ);   /* copies them */
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = NULL;
@@ -156,26 +176,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	/* SIGUSR2 runs this again as a successor (-R), with the same flags and
-	 * the configuration by its absolute path (a daemon is in / by then) */
-	{
-		char abs[PATH_MAX];
-		const char *conf = realpath(path, abs) ? abs : path;
-		char *succ[16];
-		int k = 0;
-		succ[k++] = argv[0];
-		for (int i = 0; i < verbosity && k < 10; i++)
-			succ[k++] = "-v";
-		if (verbosity < 0)
-			succ[k++] = "-q";
-		if (background)
-			succ[k++] = "-d";
-		succ[k++] = "-R";
-		succ[k++] = "-c";
-		succ[k++] = (char *)conf;
-		succ[k] = NULL;
-		daemon_set_successor(succ);
-	}
+	remember_successor(argv[0], path, verbosity, background);
 	char err[1024];
 	struct config *cfg;
 	tls_init();   /* before the configuration, which builds TLS contexts */

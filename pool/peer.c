@@ -109,8 +109,7 @@ static struct peer_load *load_of(struct shard *s, int id, bool make)
 /* A peer's share of its pool_size on this shard, at least one. */
 static int share(const struct shard *s, const struct config_peer *pe)
 {
-	int size = pe->pool_size > 0 ? pe->pool_size : s->cfg->default_pool_size;
-	int n = (size + s->nshards - 1) / s->nshards;
+	int n = (config_peer_pool_size(s->cfg, pe) + s->nshards - 1) / s->nshards;
 	return n > 0 ? n : 1;
 }
 

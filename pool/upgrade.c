@@ -39,6 +39,15 @@ static bool client_quiet(const struct client *cl)
 	       !(cs && (cs->txn_params || cs->nsp || cs->txn_listen || cs->txn_forced.n));
 }
 
+/* Nothing half read, owed or on its way on the server's connection, its
+ * record complete: what a record of it says is all there is. */
+static bool server_quiet(const struct server *sv)
+{
+	return !sv->cancels && !sv->hidden && sv->txn_status == 'I' && !sv->close_when_idle && !sv->conn.eof &&
+	       !sv->conn.closing && proto_framer_idle(&sv->conn.fr) && !sv->conn.fr.whole &&
+	       !conn_has_output(&sv->conn) && !sv->params.failed && !sv->sqlprep.failed;
+}
+
 /* A session-pooled client moves with its server, both at rest: its session
  * (settings, prepared statements, temporary tables, ...) is that server's.
  * So does a transaction-pooled client pinned to its server (temporary
@@ -56,10 +65,7 @@ static enum upgrade_fit session_fit(const struct client *cl, const char **why)
 		*why = "session pooling over a TLS server connection (its keys cannot be handed over)";
 		return UPGRADE_STAYS;
 	}
-	if (!sv || cl->state != CL_ACTIVE || !lease_at_rest(l) || !client_quiet(cl) || sv->txn_status != 'I' ||
-	    sv->hidden || sv->cancels || sv->conn.eof || sv->conn.closing || sv->close_when_idle ||
-	    !proto_framer_idle(&sv->conn.fr) || sv->conn.fr.whole || conn_has_output(&sv->conn) ||
-	    sv->params.failed || sv->sqlprep.failed)
+	if (!sv || cl->state != CL_ACTIVE || !lease_at_rest(l) || !client_quiet(cl) || !server_quiet(sv))
 		return UPGRADE_NOT_YET;
 	return UPGRADE_MOVES;
 }
@@ -378,10 +384,7 @@ void upgrade_release(struct client *cl, struct stmt_registry *reg)
  * its way to. */
 static bool server_movable(const struct server *sv)
 {
-	return sv->state == SV_IDLE && !sv->conn.tls && !sv->replication && !sv->listener && !sv->cancels &&
-	       !sv->hidden && sv->txn_status == 'I' && !sv->close_when_idle && !sv->conn.eof && !sv->conn.closing &&
-	       proto_framer_idle(&sv->conn.fr) && !sv->conn.fr.whole && !conn_has_output(&sv->conn) &&
-	       !sv->params.failed && !sv->sqlprep.failed;
+	return sv->state == SV_IDLE && !sv->conn.tls && !sv->replication && !sv->listener && server_quiet(sv);
 }
 
 bool upgrade_pack_server(const struct server *sv, uint64_t now_us, struct strbuf *sb)
@@ -470,9 +473,17 @@ static void close_unused_servers(struct shard *s)
 	}
 }
 
-static void send_server_on_control(void *arg)
+/* Its socket is the control thread's to send and close now: it goes
+ * without a Terminate, and without a word to its session's client. */
+static void server_gone_over(struct server *sv)
 {
-	handover_send_server(arg);
+	sv->conn.fd = -1;
+	stat_add(&sv->conn.shard->stats->servers_handed_over, 1);
+	/* with no socket and no I/O, closing frees it at once: held, so that
+	 * server_close can finish reading it */
+	conn_hold(&sv->conn);
+	server_close(sv, NULL);
+	conn_unhold(&sv->conn);
 }
 
 static void send_pair(struct client *cl);
@@ -493,24 +504,17 @@ void upgrade_server_parked(struct server *sv)
 	if (sv->state != SV_MIGRATING)
 		return;   /* closed meanwhile */
 	/* bytes that came while it parked (a notice, a FATAL) are read here first */
-	bool fits = s->handing_over && proto_framer_idle(&sv->conn.fr) && !sv->conn.fr.whole && !sv->conn.eof &&
-		    !conn_has_output(&sv->conn);
+	bool fits = s->handing_over && server_quiet(sv);
 	struct strbuf sb = STRBUF_INIT;
 	struct takeover_rec *rec = NULL;
 	if (fits && upgrade_pack_server(sv, s->now_us, &sb) &&
-	    (rec = takeover_rec_new(sb.buf, (uint32_t)sb.len, sv->conn.fd)) && control_call(s->id, send_server_on_control, rec)) {
+	    (rec = takeover_rec_new(sb.buf, (uint32_t)sb.len, sv->conn.fd)) && control_call(s->id, handover_send_server, rec)) {
 		/* the socket is the control thread's to send and close now: no
 		 * Terminate goes out on it */
 		LOGF(LOG_INFO, sv->conn.id, "idle server connection handed over to the new process: %s/%s, backend %u, "
 		     "%u prepared statements", sv->pool->db_name, sv->pool->user, sv->backend_pid, sv->stmts.n);
-		sv->conn.fd = -1;
-		stat_add(&s->stats->servers_handed_over, 1);
 		strbuf_free(&sb);
-		/* with no socket and no I/O, closing frees it at once: held, so
-		 * that server_close can finish reading it */
-		conn_hold(&sv->conn);
-		server_close(sv, NULL);
-		conn_unhold(&sv->conn);
+		server_gone_over(sv);
 		return;
 	}
 	if (rec) {
@@ -581,11 +585,6 @@ bool upgrade_shard_step(struct shard *s)
 	return list_empty(&ps->clients) && pool_active_servers(s) == 0;
 }
 
-static void send_on_control(void *arg)
-{
-	handover_send_client(arg);
-}
-
 /* A session-pooled client and its server, both parked: both go in one
  * hand-over (its server's record first), or both go on here. */
 static void send_pair(struct client *cl)
@@ -601,20 +600,15 @@ static void send_pair(struct client *cl)
 	if (fits && upgrade_pack(cl, s->now_us, &cb) && upgrade_pack_server(sv, s->now_us, &sb) &&
 	    (rec = takeover_rec_new(cb.buf, (uint32_t)cb.len, cl->conn.fd)) &&
 	    (rec->pair = takeover_rec_new(sb.buf, (uint32_t)sb.len, sv->conn.fd)) &&
-	    control_call(s->id, send_on_control, rec)) {
+	    control_call(s->id, handover_send_client, rec)) {
 		/* both sockets are the control thread's to send and close now */
 		LOGF(LOG_INFO, cl->conn.id, "handed over to the new process with its server (backend %u): user=%s "
 		     "database=%s", sv->backend_pid, cl->user, cl->database);
 		cl->conn.fd = -1;
-		sv->conn.fd = -1;
 		stat_add(&s->stats->handed_over, 1);
-		stat_add(&s->stats->servers_handed_over, 1);
 		strbuf_free(&cb);
 		strbuf_free(&sb);
-		lease_give_up_server(l);
-		conn_hold(&sv->conn);   /* no socket, no I/O: closing frees it at once */
-		server_close(sv, NULL);
-		conn_unhold(&sv->conn);
+		server_gone_over(lease_give_up_server(l));
 		client_close_quietly(cl, "handed over");
 		return;
 	}
@@ -655,7 +649,7 @@ void upgrade_client_parked(struct client *cl)
 			LOGF(LOG_NOTICE, cl->conn.id, "not handed over: its session record is over %d bytes; it is "
 			     "served here until it leaves", TAKEOVER_REC_MAX);
 		} else if ((rec = takeover_rec_new(sb.buf, (uint32_t)sb.len, cl->conn.fd)) &&
-			   control_call(s->id, send_on_control, rec)) {
+			   control_call(s->id, handover_send_client, rec)) {
 			/* the socket is the control thread's to send and close now */
 			cl->conn.fd = -1;
 			stat_add(&s->stats->handed_over, 1);
@@ -675,13 +669,6 @@ void upgrade_client_parked(struct client *cl)
 
 /* ---- the new process ---- */
 
-/* The cancel key names the shard that owns the client (pool/client.c): a
- * record is adopted there, so that cancel requests with the key the client
- * already has still find it. With fewer shards than the key names, it stays
- * where it landed (such a client's cancel requests are not found). */
-/* An idle server's record: its pool (database, user, cluster node) here,
- * where it joins the idle list if the pool has room and its entry still
- * points where the connection goes. */
 bool upgrade_unpack_server(const uint8_t *p, size_t n, struct server_record *sr, struct upgrade_server_ids *ids)
 {
 	struct rd rd = { p, n, false };
@@ -753,6 +740,11 @@ static void server_in(struct shard *s, struct takeover_rec *r)
 	takeover_rec_free(r);
 }
 
+/* The cancel key names the shard that owns the client (pool/client.c): a
+ * record is adopted there, so that cancel requests with the key the client
+ * already has still find it. With fewer shards than the key names, it stays
+ * where it landed (such a client's cancel requests are not found).
+ * An idle server's record may land anywhere. */
 void upgrade_adopt(struct shard *s, void *arg)
 {
 	struct takeover_rec *r = arg;

@@ -5,11 +5,11 @@
  * statements by name and Parse body, cancel key) go to the control thread,
  * which sends them (core/takeover.h). In the new process the record becomes a
  * logged-in idle client again, with the same cancel key. A session-pooled
- * client moves between two transactions together with its own server (its
- * session), attached there as it is. What cannot move (TLS, transaction
- * pooling's pins, LISTEN, replication, the console) stays on the old process
- * until it leaves. Idle server connections move too, with their settings and
- * what they have prepared (not with TLS). */
+ * client, or one pinned to its server, moves between two transactions
+ * together with that server (its session), attached there as it is. What
+ * cannot move (TLS, LISTEN, WITH HOLD cursors, replication, the console)
+ * stays on the old process until it leaves. Idle server connections move
+ * too, with their settings and what they have prepared (not with TLS). */
 #ifndef PGRING_UPGRADE_H
 #define PGRING_UPGRADE_H
 

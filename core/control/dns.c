@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/addr.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/topology.h"
@@ -48,8 +49,7 @@ static uint64_t now_us(void)
 
 bool dns_is_name(const char *host)
 {
-	unsigned char a[sizeof(struct in6_addr)];
-	return host && *host && host[0] != '/' && host[0] != '@' && inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1;
+	return addr_is_name(host);   /* one reading of a host, with the connecting side's (core/addr.c) */
 }
 
 static void lookup_free(struct lookup *l)

@@ -306,38 +306,34 @@ enum handover_event handover_process(const struct pollfd *fds, int n, bool shutt
 	return ev;
 }
 
-static void send_record(struct takeover_rec *r, uint8_t type)
+/* Send one record (and free it); counted as a client's or a server's. */
+static bool send_record(struct takeover_rec *r, uint8_t type)
 {
-	bool client = type == TAKEOVER_CLIENT;
-	if (state != PEER_HANDING || takeover_send(peer, type, r->data, r->len, r->fd)) {
+	bool client = type == TAKEOVER_CLIENT, ok = state == PEER_HANDING &&
+		      takeover_send(peer, type, r->data, r->len, r->fd) == 0;
+	if (!ok)
 		/* its socket was ours alone to keep: closing it is all that is left */
 		log_warning("upgrade: a %s could not be handed over (%s): it is disconnected",
 			    client ? "client" : "server connection",
 			    state != PEER_HANDING ? "the successor is gone" : strerror(errno));
-		++*(client ? &lost : &servers_lost);
-	} else {
-		++*(client ? &sent : &servers_sent);
-	}
+	if (client)
+		++*(ok ? &sent : &lost);
+	else
+		++*(ok ? &servers_sent : &servers_lost);
 	takeover_rec_free(r);   /* our copy of the socket: the successor has its own */
+	return ok;
 }
 
 void handover_send_client(void *arg)
 {
-	struct takeover_rec *r = arg;
-	if (r->pair) {
-		/* its session's server first: the successor keeps it for this client */
-		struct takeover_rec *sv = r->pair;
-		r->pair = NULL;
-		if (state != PEER_HANDING || takeover_send(peer, TAKEOVER_PAIRED, sv->data, sv->len, sv->fd)) {
-			log_warning("upgrade: a session-pooled client's server connection could not be handed over (%s): "
-				    "the client is disconnected", state != PEER_HANDING ? "the successor is gone" : strerror(errno));
-			takeover_rec_free(sv);
-			takeover_rec_free(r);
-			lost++;
-			return;
-		}
-		takeover_rec_free(sv);
-		servers_sent++;
+	struct takeover_rec *r = arg, *sv = r->pair;
+	r->pair = NULL;
+	/* its session's server first: the successor keeps it for this client,
+	 * which without it cannot go on */
+	if (sv && !send_record(sv, TAKEOVER_PAIRED)) {
+		takeover_rec_free(r);
+		lost++;
+		return;
 	}
 	send_record(r, TAKEOVER_CLIENT);
 }

@@ -103,9 +103,11 @@ static const struct counter_def shard_counters[] = {
 	  SHARD_STAT(handed_over), false },
 	{ "clients_taken_over", NULL, "Clients taken over from a predecessor (pgring -R).",
 	  SHARD_STAT(taken_over), false },
-	{ "servers_handed_over", NULL, "Idle server connections handed over to a successor (pgring -R).",
+	{ "servers_handed_over", NULL,
+	  "Server connections handed over to a successor (pgring -R): idle ones, and those of moving sessions.",
 	  SHARD_STAT(servers_handed_over), false },
-	{ "servers_taken_over", NULL, "Idle server connections taken over from a predecessor (pgring -R).",
+	{ "servers_taken_over", NULL,
+	  "Server connections taken over from a predecessor (pgring -R): idle ones, and those of moving sessions.",
 	  SHARD_STAT(servers_taken_over), false },
 };
 

@@ -83,6 +83,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctlreply.h"
+
 #define MAXC 8192
 #define QMAX (256 * 1024)
 #define CHUNK (64 * 1024)
@@ -496,23 +498,6 @@ static bool conn_flush(struct cn *c, int k, uint64_t now)
 		return false;
 	}
 	return true;
-}
-
-static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void reply(int fd, const char *fmt, ...)
-{
-	char out[512];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(out, sizeof out - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof out - 2)
-		n = (int)sizeof out - 2;
-	out[n++] = '\n';
-	ssize_t w = write(fd, out, (size_t)n);
-	(void)w;
 }
 
 static void heal_held(void)

@@ -50,6 +50,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctlreply.h"
+
 #define QMAX 8192
 #define PKTMAX 2048
 #define FLOWS 4096
@@ -310,22 +312,6 @@ static int tun_open_in(const char *netns, const char *name)
 /* ---------------------------------------------------------------- control */
 
 static struct dir dirs[2];
-
-static void reply(int fd, const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof buf - 2)
-		n = (int)sizeof buf - 2;
-	buf[n++] = '\n';
-	if (write(fd, buf, (size_t)n) < 0)
-		logv("control: write: %s", strerror(errno));
-}
 
 static bool parse_pct(const char *s, double *out)
 {
