@@ -24,7 +24,7 @@ struct takeover_rec *takeover_rec_new(const void *data, uint32_t len, int fd)
 		return NULL;
 	r->fd = fd;
 	r->len = len;
-	r->pair = NULL;
+	r->pair = r->next = NULL;
 	if (len)
 		memcpy(r->data, data, len);
 	return r;
@@ -32,12 +32,14 @@ struct takeover_rec *takeover_rec_new(const void *data, uint32_t len, int fd)
 
 void takeover_rec_free(struct takeover_rec *r)
 {
-	if (!r)
-		return;
-	if (r->fd >= 0)
-		close(r->fd);
-	takeover_rec_free(r->pair);
-	free(r);
+	while (r) {
+		struct takeover_rec *next = r->next;
+		if (r->fd >= 0)
+			close(r->fd);
+		takeover_rec_free(r->pair);
+		free(r);
+		r = next;
+	}
 }
 
 /* An abstract name: nothing on disk to go stale, and the peer's credentials

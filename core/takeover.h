@@ -14,6 +14,9 @@
  *   old -> new  PAIRED record + fd, CLIENT record + fd
  *                                a session-pooled client and the server it holds,
  *                                back to back: the new side keeps the first with the second
+ *   old -> new  GROUP (client count n, record) + fd, then n CLIENT records + fd
+ *                                a pool's LISTEN connection and every client it
+ *                                listens for: the new side takes them in together
  *   old -> new  STATS (cumulative totals), once
  *   old closes the socket when it exits. */
 #ifndef PGRING_TAKEOVER_H
@@ -31,6 +34,7 @@ enum takeover_type {
 	TAKEOVER_CLIENT = 'C',
 	TAKEOVER_SERVER = 'V',
 	TAKEOVER_PAIRED = 'W',
+	TAKEOVER_GROUP = 'G',
 	TAKEOVER_STATS = 'S',
 };
 
@@ -46,6 +50,7 @@ struct takeover_rec {
 	int fd;
 	uint32_t len;
 	struct takeover_rec *pair;    /* a record that goes with this one (freed with it), or NULL */
+	struct takeover_rec *next;    /* a GROUP's clients, in order (freed with it) */
 	uint8_t data[];
 };
 struct takeover_rec *takeover_rec_new(const void *data, uint32_t len, int fd);

@@ -456,13 +456,13 @@ static bool move_in_session(struct client *cl, struct takeover_rec *pair, const 
 	return ok;
 }
 
-void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair)
+struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair)
 {
 	struct client *cl = calloc(1, sizeof *cl);
 	if (!cl) {
 		log_warning("upgrade: a client handed over is lost: out of memory");
 		close(fd);
-		return;
+		return NULL;
 	}
 	conn_init(&cl->conn, s, fd, &client_conn_ops, BUF_GROUP_CLIENT);
 	/* it logged in with the predecessor: typed messages from the first byte */
@@ -477,7 +477,7 @@ void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, s
 	if (!upgrade_unpack(cl, rec, len, &pool_shard(s)->stmts, &age, &old_id)) {
 		log_warning("upgrade: a client's record from the predecessor is malformed: the client is closed");
 		client_close_quietly(cl, "malformed hand-over record");
-		return;
+		return NULL;
 	}
 	cl->connect_us = s->now_us > age ? s->now_us - age : 0;
 	cl->moved_in = true;
@@ -488,30 +488,35 @@ void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, s
 	cl->counted = true;
 	if (s->cfg->max_client_conn > 0 && n > s->cfg->max_client_conn) {
 		client_fail(cl, "53300", "no more connections allowed (max_client_conn)");
-		return;
+		return NULL;
 	}
 	const struct config_cluster *cluster;
 	size_t base_len;
 	if (!config_resolve_db(s->cfg, cl->database, &cluster, &base_len)) {
 		client_fail(cl, "3D000", "no such database: %s", cl->database);
-		return;
+		return NULL;
 	}
 	struct pool *p = route_login_pool(cl);
 	if (!p) {
 		client_fail(cl, "53200", "cannot create pool for database \"%s\" user \"%s\"", cl->database, cl->user);
-		return;
+		return NULL;
+	}
+	if (cl->moved_listen && !listen_pooled(p)) {
+		client_fail(cl, "08006", "pgring was upgraded and database \"%s\" no longer keeps LISTEN for its "
+			    "clients: reconnect", cl->database);
+		return NULL;
 	}
 	if ((p->mode == POOL_SESSION || cl->moved_pins) != (pair != NULL)) {
 		/* a session comes with its server (and only a session, or a client
 		 * pinned to its server): the pooling mode changed in between */
 		client_fail(cl, "08006", "pgring was upgraded and database \"%s\" is %s in session pooling: reconnect",
 			    cl->database, pair ? "no longer" : "now");
-		return;
+		return NULL;
 	}
 	if (registry_take_client(p->shared)) {
 		client_fail(cl, "53300", "no more connections allowed (max_db_client_connections or "
 			    "max_user_client_connections)");
-		return;
+		return NULL;
 	}
 	cl->counted_in = p->shared;
 	cl->pool = p;
@@ -528,14 +533,25 @@ void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, s
 			     "is closed: %s; its client is told to reconnect", cl->database, cl->user, why);
 			client_fail(cl, "08006", "pgring was upgraded and this session's server connection could not come "
 				    "along (%s): reconnect", why);
-			return;
+			return NULL;
 		}
 		conn_recv_on(&cl->conn);
-		return;
+		return cl;
+	}
+	if (cl->moved_listen) {
+		/* before it can hear anything: its notifications wait for it there */
+		bool ok = listen_set(cl, cl->moved_listen);
+		params_clear(cl->moved_listen);
+		free(cl->moved_listen);
+		cl->moved_listen = NULL;
+		if (!ok)
+			return NULL;   /* failed (no memory) */
 	}
 	pool_login_wait(p, cl);   /* CL_IDLE once the pool knows its servers' parameters */
-	if (cl->state != CL_CLOSED)
-		conn_recv_on(&cl->conn);
+	if (cl->state == CL_CLOSED)
+		return NULL;
+	conn_recv_on(&cl->conn);
+	return cl;
 }
 
 /* The client is gone or must go: it stops here, and is closed at the end of
@@ -627,6 +643,9 @@ static void client_free(struct client *cl)
 	free(cl->user);
 	free(cl->database);
 	free(cl->secret);
+	if (cl->moved_listen)
+		params_clear(cl->moved_listen);
+	free(cl->moved_listen);
 	free(cl);
 }
 

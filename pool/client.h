@@ -151,6 +151,8 @@ struct client {
 	bool upgrade_told;                         /* logged that it stays here */
 	bool upgrade_pairing;                      /* session pooling, or pinned: it and its server park to move together */
 	uint8_t moved_pins;                        /* pgring -R, new process: its pins, from its record */
+	struct params *moved_listen;               /* pgring -R, new process: the channels it listens to */
+	bool upgrade_grouped;                      /* pgring -R: parked to move with its pool's LISTEN connection */
 	bool moved_in;                             /* came from the predecessor: logged in, no welcome owed */
 };
 
@@ -163,8 +165,9 @@ void client_accept(struct shard *s, int fd, bool is_unix);
  * cancel key. The fd is taken in every case (closed on failure). */
 struct takeover_rec;
 /* pair: a session-pooled client's own server, its record and socket (taken:
- * its descriptor is -1 afterwards), or NULL. */
-void client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair);
+ * its descriptor is -1 afterwards), or NULL. The channels it listens to are
+ * subscribed on its pool's listener. The client, or NULL if it was closed. */
+struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair);
 /* auth_query's answer (a struct authq_req, freed here): the shard's clients
  * waiting for that database and user go on with their authentication. */
 void client_authq_answer(struct shard *s, void *req);

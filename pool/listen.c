@@ -33,6 +33,7 @@ struct listen_hub {
 	struct server *sv;             /* the listening connection, if any */
 	bool ready;                    /* it logged in and LISTENs on every channel */
 	bool lost_told;                /* the clients were warned of the last loss */
+	bool adopting;                 /* pgring -R: its connection came listening on its clients' channels */
 	uint32_t nchan;
 	uint32_t backoff_us;
 	uint64_t retry_at_us;
@@ -126,11 +127,13 @@ static bool subscribe(struct client *cl, const char *name)
 		*slot = c;
 		h->nchan++;
 		gauge_add(&p->stats->listen_channels, 1);
-		struct strbuf sb = STRBUF_INIT;
-		put_listen(&sb, "LISTEN", name);
-		send_hidden(h, &sb);
-		strbuf_free(&sb);
-		connect_listener(p);
+		if (!h->adopting) {
+			struct strbuf sb = STRBUF_INIT;
+			put_listen(&sb, "LISTEN", name);
+			send_hidden(h, &sb);
+			strbuf_free(&sb);
+			connect_listener(p);
+		}
 	}
 	if (c->n == c->cap) {
 		uint32_t cap = c->cap ? c->cap * 2 : 4;
@@ -230,7 +233,7 @@ static void hold(struct client *cl, const uint8_t *msg, uint32_t len)
 	cl->nq_len += len;
 }
 
-static void warn(struct client *cl, const char *what)
+void listen_warn(struct client *cl, const char *what)
 {
 	uint8_t mem[512];
 	struct proto_out o;
@@ -346,7 +349,7 @@ void listen_server_gone(struct server *sv)
 					if (cl->nq_warned)
 						continue;
 					cl->nq_warned = true;
-					warn(cl, "the connection pgring listens on for this client's channels was lost; "
+					listen_warn(cl, "the connection pgring listens on for this client's channels was lost; "
 						 "notifications sent meanwhile may have been missed");
 					if (cl->state == CL_IDLE)
 						listen_flush(cl);
@@ -355,6 +358,57 @@ void listen_server_gone(struct server *sv)
 	back_off(h, p->shard->now_us, was_ready ? 0 : RETRY_MIN_US);
 	if (!h->backoff_us)
 		connect_listener(p);   /* it was serving: try again at once */
+}
+
+/* ---- pgring -R ---- */
+
+struct server *listen_server(const struct pool *p)
+{
+	return p->hub && p->hub->ready ? p->hub->sv : NULL;
+}
+
+struct server *listen_connection(const struct pool *p) { return p->hub ? p->hub->sv : NULL; }
+
+void listen_detach(struct pool *p)
+{
+	struct listen_hub *h = p->hub;
+	if (!h)
+		return;
+	/* gone with its clients: nothing to warn of, nothing to listen again to */
+	h->sv = NULL;
+	h->ready = false;
+}
+
+bool listen_adopt(struct pool *p, struct server *sv)
+{
+	struct listen_hub *h = hub_of(p);
+	if (!h || h->sv)
+		return false;
+	h->sv = sv;
+	h->ready = h->adopting = true;
+	h->lost_told = false;
+	h->backoff_us = 0;
+	return true;
+}
+
+void listen_adopted(struct pool *p, const struct params *listened)
+{
+	struct listen_hub *h = p->hub;
+	if (!h || !h->adopting)
+		return;
+	h->adopting = false;
+	/* what its clients that could not come listened to alone */
+	struct strbuf sb = STRBUF_INIT;
+	for (int i = 0; i < listened->n; i++)
+		if (!*chan_slot(h, listened->v[i].name))
+			put_listen(&sb, "UNLISTEN", listened->v[i].name);
+	send_hidden(h, &sb);
+	strbuf_free(&sb);
+	if (h->sv && !h->nchan)
+		server_close(h->sv, "listener: no channel left");
+	else if (h->sv)
+		LOGF(LOG_NOTICE, h->sv->conn.id, "listener for %s/%s taken over from the predecessor: %u channel%s", p->db_name, p->user,
+		     h->nchan, h->nchan == 1 ? "" : "s");
 }
 
 void listen_tick(struct pool *p)

@@ -26,6 +26,8 @@ bool listen_pooled(const struct pool *p);
 /* The client's committed channels become `want` (subscribed and unsubscribed
  * on the listener as needed). false: no memory (the client failed). */
 bool listen_set(struct client *cl, const struct params *want);
+/* A warning (01000) among its notifications, delivered as they are. */
+void listen_warn(struct client *cl, const char *what);
 /* Deliver what waited for the client to be between transactions. */
 void listen_flush(struct client *cl);
 /* The client is closing: its subscriptions go. */
@@ -35,6 +37,18 @@ void listen_client_gone(struct client *cl);
 void listen_server_ready(struct server *sv);
 bool listen_server_message(struct server *sv, const uint8_t *msg, uint32_t len, uint32_t buf);
 void listen_server_gone(struct server *sv);
+/* pgring -R. The old process: the pool's listening connection once it
+ * listens on every channel (else NULL), or whatever it is; detach it, handed
+ * over with its clients (their subscriptions then go without a word to it).
+ * The new one: take a connection listening on the union of the channels of
+ * the clients that come with it (false: the pool has its own already); their
+ * subscriptions send nothing until listen_adopted, which unlistens what
+ * `listened` (that union) has that no client took up. */
+struct server *listen_server(const struct pool *p);
+struct server *listen_connection(const struct pool *p);
+void listen_detach(struct pool *p);
+bool listen_adopt(struct pool *p, struct server *sv);
+void listen_adopted(struct pool *p, const struct params *listened);
 /* Housekeeping: reconnect a lost listener when its pause is over. */
 void listen_tick(struct pool *p);
 

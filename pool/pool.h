@@ -122,6 +122,7 @@ struct pool {
 	bool disabled;                             /* either, as of the last tick */
 	uint8_t disable_mode;                      /* enum config_disable_mode in force */
 	bool upgrade_keep;                         /* pgring -R, old process: clients that stay use its idle servers */
+	bool upgrade_group;                        /* pgring -R, old process: its LISTEN connection and clients park */
 };
 
 /* The shard's pool for (db, user) on node (NULL: a database with its own host). */

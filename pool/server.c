@@ -907,30 +907,31 @@ bool server_hidden_query(struct server *sv, const char *sql)
 
 /* ---- pgring -R: an idle server of the predecessor ---- */
 
-bool server_adopt(struct pool *p, int fd, struct server_record *r, struct lease *l, const char **why)
+/* A record's server for p: none (why) if p's entry points elsewhere now (an
+ * edit of the file): such a connection is not this pool's server any more. */
+static struct server *adoptable(struct pool *p, struct server_record *r, const char **why)
 {
-	struct shard *s = p->shard;
 	struct server *sv = calloc(1, sizeof *sv);
 	*why = NULL;
 	if (!sv) {
 		*why = "out of memory";
-	} else {
-		list_init(&sv->link);
-		sv->pool = p;
-		/* the entry may point elsewhere after an edit of the file: such a
-		 * connection is not this pool's server any more */
-		if (resolve(sv, p->db) < 0 || sv->addrlen != r->addrlen || memcmp(&sv->addr, &r->addr, r->addrlen) != 0)
-			*why = "its database entry points elsewhere now";
-		else if (l)
-			registry_force_slot(p->shared);   /* the session's own: it moves, it is not opened */
-		else if (!registry_take_slot(p->shared, false))
-			*why = "the pool is full here";
+		return NULL;
 	}
-	if (*why) {
+	list_init(&sv->link);
+	sv->pool = p;
+	if (resolve(sv, p->db) < 0 || sv->addrlen != r->addrlen || memcmp(&sv->addr, &r->addr, r->addrlen) != 0) {
+		*why = "its database entry points elsewhere now";
 		free(sv);
-		close(fd);
-		return false;
+		return NULL;
 	}
+	return sv;
+}
+
+/* The record's session, as the backend has it, and the socket: counted, not
+ * yet in a state, not receiving. */
+static void take_record(struct server *sv, int fd, struct server_record *r)
+{
+	struct shard *s = sv->pool->shard;
 	sv->backend_pid = r->backend_pid;
 	sv->backend_key = r->backend_key;
 	sv->connect_us = s->now_us > r->age_us ? s->now_us - r->age_us : 0;
@@ -952,6 +953,21 @@ bool server_adopt(struct pool *p, int fd, struct server_record *r, struct lease 
 	proto_framer_init(&sv->conn.fr, false, (uint32_t)s->cfg->max_packet_size);
 	gauge_add(&s->stats->servers, 1);
 	sv->state = SV_CLOSED;
+}
+
+bool server_adopt(struct pool *p, int fd, struct server_record *r, struct lease *l, const char **why)
+{
+	struct server *sv = adoptable(p, r, why);
+	if (sv && l)
+		registry_force_slot(p->shared);   /* the session's own: it moves, it is not opened */
+	else if (sv && !registry_take_slot(p->shared, false))
+		*why = "the pool is full here";
+	if (*why) {
+		free(sv);
+		close(fd);
+		return false;
+	}
+	take_record(sv, fd, r);
 	/* enters the gauges and the used list: its session's, or the pool's */
 	server_set_state(sv, l ? SV_ACTIVE : SV_RESETTING);
 	conn_recv_on(&sv->conn);
@@ -963,6 +979,21 @@ bool server_adopt(struct pool *p, int fd, struct server_record *r, struct lease 
 	else
 		pool_server_ready(sv);
 	return true;
+}
+
+struct server *server_adopt_listener(struct pool *p, int fd, struct server_record *r, const char **why)
+{
+	struct server *sv = adoptable(p, r, why);
+	if (!sv) {
+		close(fd);
+		return NULL;
+	}
+	sv->listener = true;   /* outside the pool's budget, as one it opens */
+	take_record(sv, fd, r);
+	server_set_state(sv, SV_ACTIVE);
+	LOGF(LOG_INFO, sv->conn.id, "LISTEN connection taken over from the predecessor: %s/%s, backend %u",
+	     p->db_name, p->user, sv->backend_pid);
+	return sv;
 }
 
 /* ---- cancel: a short connection of its own, connect -> send -> close linked ---- */

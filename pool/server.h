@@ -122,5 +122,9 @@ struct server_record {
  * not taken (fd closed): the pool is full here, its entry points elsewhere
  * now, no memory. */
 bool server_adopt(struct pool *p, int fd, struct server_record *r, struct lease *l, const char **why);
+/* Make fd p's LISTEN connection (pool/listen.h), active and not yet
+ * receiving: the caller hands it to the pool's listener first. NULL, with
+ * why: not taken (fd closed). */
+struct server *server_adopt_listener(struct pool *p, int fd, struct server_record *r, const char **why);
 
 #endif

@@ -18,12 +18,19 @@
 #include "core/takeover.h"
 #include "pool/client.h"
 #include "pool/lease.h"
+#include "pool/listen.h"
 #include "pool/pool.h"
 #include "pool/server.h"
 
 #define REC_MAGIC "PGRC"
 #define SREC_MAGIC "PGRS"        /* an idle server connection's record */
-#define REC_VERSION 2             /* 2: a client's record ends with its pool's login secrets; 1 is read too */
+#define GREC_MAGIC "PGRG"        /* a pool's LISTEN connection: its clients' count and channels, its record */
+/* 2: a client's record ends with its pool's login secrets; 3: then with what
+ * its server holds for it by name (LISTEN channels, WITH HOLD cursors), and
+ * the channels its pool's listener listens to for it.
+ * Older versions are read too. */
+#define REC_VERSION 3
+#define SREC_VERSION 2
 #define REC_STR_MAX 65535u       /* a name, a value or a query longer than this is no record of ours */
 #define REC_SECRET_AT 25         /* magic 4, version 1, age 8, id 8, pid 4 */
 
@@ -54,13 +61,8 @@ static bool server_quiet(const struct server *sv)
  * tables, advisory locks, SET SESSION AUTHORIZATION, ...). */
 static enum upgrade_fit session_fit(const struct client *cl, const char **why)
 {
-	const struct client_sess *cs = cl->sess;
 	const struct lease *l = cl->lease;
 	const struct server *sv = l ? l->server : NULL;
-	if (cs && (cs->listen.n || cs->holds.n)) {
-		*why = "LISTEN or a held cursor";
-		return UPGRADE_STAYS;
-	}
 	if (sv && sv->conn.tls) {
 		*why = "session pooling over a TLS server connection (its keys cannot be handed over)";
 		return UPGRADE_STAYS;
@@ -84,10 +86,8 @@ enum upgrade_fit upgrade_fit(const struct client *cl, const char **why)
 		*why = "TLS (its session keys cannot be handed over)";
 	else if (cl->pool && cl->pool->mode == POOL_SESSION)
 		return session_fit(cl, why);
-	else if (cs && (cs->listen.n || cs->holds.n))
-		*why = "LISTEN or a held cursor";
-	else if (cl->pins & ~(PIN_ADVISORY | PIN_TEMP | PIN_OTHER))
-		*why = "pinned to its server";
+	else if (cs && cs->listen.n && cl->pins)
+		*why = "LISTEN through the pool's listener while pinned to its server";
 	else if (cl->pins)
 		return session_fit(cl, why);   /* its server holds what pins it: the two move together */
 	if (*why)
@@ -96,7 +96,7 @@ enum upgrade_fit upgrade_fit(const struct client *cl, const char **why)
 	 * and the parked client is checked for it once more */
 	if (cl->state != CL_IDLE || cl->lease || !client_quiet(cl))
 		return UPGRADE_NOT_YET;
-	return UPGRADE_MOVES;
+	return cs && cs->listen.n ? UPGRADE_WITH_LISTENER : UPGRADE_MOVES;
 }
 
 /* ---- the record ---- */
@@ -175,6 +175,8 @@ bool upgrade_pack(const struct client *cl, uint64_t now_us, struct strbuf *sb)
 		put(sb, p->scram_client_key, AUTH_SCRAM_KEY_LEN);
 	put_str(sb, p ? p->authq_secret : NULL);
 	put_u(sb, cl->pins, 1);   /* what its server (moving with it) holds for it */
+	put_params(sb, cs ? &cs->holds : &none);   /* and by what name */
+	put_params(sb, cs ? &cs->listen : &none);  /* its pool's listener's channels it listens to */
 	return !sb->failed && sb->len <= TAKEOVER_REC_MAX;
 }
 
@@ -276,7 +278,7 @@ bool upgrade_unpack(struct client *cl, const uint8_t *p, size_t n, struct stmt_r
 	struct rd r = { p, n, false };
 	const uint8_t *magic = take(&r, 4);
 	uint64_t version = magic && memcmp(magic, REC_MAGIC, 4) == 0 ? get_u(&r, 1) : 0;
-	if (version != 1 && version != REC_VERSION)
+	if (version < 1 || version > REC_VERSION)
 		return false;
 	*age_us = get_u(&r, 8);
 	*old_id = get_u(&r, 8);
@@ -346,9 +348,28 @@ bool upgrade_unpack(struct client *cl, const uint8_t *p, size_t n, struct stmt_r
 			free(secret);
 		}
 		uint64_t pins = get_u(&r, 1);
-		if (pins & ~(uint64_t)(PIN_ADVISORY | PIN_TEMP | PIN_OTHER))
+		if (pins & ~(uint64_t)(PIN_LISTEN | PIN_ADVISORY | PIN_TEMP | PIN_CURSOR | PIN_OTHER))
 			r.bad = true;
 		cl->moved_pins = (uint8_t)pins;   /* set once it has its pool and server (client_move_in) */
+	}
+	if (version >= 3 && !r.bad) {
+		get_params(&r, &cs->holds);
+		for (int i = 0; i < cs->holds.n && !r.bad; i++) {
+			const char *k = cs->holds.v[i].name;
+			if ((k[0] != 'l' && k[0] != 'c') || k[1] != ':' || !k[2] || *cs->holds.v[i].value)
+				r.bad = true;   /* "l:channel" or "c:cursor", nothing else */
+		}
+		struct params listen = { 0 };
+		get_params(&r, &listen);
+		for (int i = 0; i < listen.n; i++)
+			if (*listen.v[i].value)
+				r.bad = true;   /* a channel's name, nothing else */
+		if (listen.n && !r.bad && (cl->moved_listen = malloc(sizeof listen)))
+			*cl->moved_listen = listen;
+		else
+			params_clear(&listen);
+		if (listen.n && !cl->moved_listen)
+			r.bad = true;
 	}
 	return !r.bad && r.n == 0;
 }
@@ -364,9 +385,14 @@ void upgrade_release(struct client *cl, struct stmt_registry *reg)
 	cl->secret = NULL;
 	params_clear(&cl->startup);
 	params_clear(&cl->params);
+	if (cl->moved_listen)
+		params_clear(cl->moved_listen);
+	free(cl->moved_listen);
+	cl->moved_listen = NULL;
 	if (cl->sess) {
 		stmt_map_clear(&cl->sess->stmts, reg);
 		params_clear(&cl->sess->sqlprep);
+		params_clear(&cl->sess->holds);
 		free(cl->sess);
 		cl->sess = NULL;
 	}
@@ -391,7 +417,7 @@ bool upgrade_pack_server(const struct server *sv, uint64_t now_us, struct strbuf
 {
 	const struct pool *p = sv->pool;
 	put(sb, SREC_MAGIC, 4);
-	put_u(sb, REC_VERSION, 1);
+	put_u(sb, SREC_VERSION, 1);
 	put_str(sb, p->db_name);
 	put_str(sb, p->user);
 	put_str(sb, p->shared->nodeinfo ? p->shared->nodeinfo->cluster : "");
@@ -487,10 +513,15 @@ static void server_gone_over(struct server *sv)
 }
 
 static void send_pair(struct client *cl);
+static void group_settle(struct shard *s, struct pool *p);
 
 void upgrade_server_parked(struct server *sv)
 {
 	struct shard *s = sv->conn.shard;
+	if (sv->listener) {
+		group_settle(s, sv->pool);   /* it moves with its clients */
+		return;
+	}
 	sv->upgrade_moving = false;
 	if (sv->lease) {
 		/* a session's own server: it goes with its client */
@@ -549,12 +580,174 @@ static void try_move(struct client *cl)
 		cl->upgrade_moving = true;
 		conn_park(&cl->conn);   /* upgrade_client_parked, at once or from the loop */
 		break;
+	case UPGRADE_WITH_LISTENER:
+		break;   /* its pool's listener takes it along (move_listeners) */
 	case UPGRADE_STAYS:
 		cl->upgrade_told = true;
 		LOGF(LOG_NOTICE, cl->conn.id, "not handed over: %s; it is served here until it leaves", why);
 		break;
 	case UPGRADE_NOT_YET:
 		break;
+	}
+}
+
+/* ---- a pool's LISTEN connection and its clients, together ----
+ *
+ * In transaction pooling one connection per pool and shard LISTENs for the
+ * clients (pool/listen.h). It moves with every client it listens for, all at
+ * rest at once, in one GROUP: a notification is then either read here before
+ * they go (and delivered here, before their sockets go), or left in its
+ * socket for the successor, whose clients are subscribed before it reads: none
+ * is lost, none comes twice. */
+
+static bool listening_here(const struct client *cl, const struct pool *p)
+{
+	return cl->pool == p && cl->state != CL_CLOSED && !cl->conn.closing && cl->sess && cl->sess->listen.n;
+}
+
+/* Park the pool's listener and its clients if every one of them can move now. */
+static void group_start(struct shard *s, struct pool *p)
+{
+	struct server *sv = listen_server(p);
+	if (p->upgrade_group || !sv || sv->upgrade_moving || !server_quiet(sv))
+		return;
+	struct pool_shard *ps = pool_shard(s);
+	struct client *cl, *next;
+	const char *why;
+	uint32_t n = 0;
+	list_for_each_safe(&ps->clients, cl, next, all) {
+		if (!listening_here(cl, p))
+			continue;
+		if (cl->upgrade_moving || upgrade_fit(cl, &why) != UPGRADE_WITH_LISTENER)
+			return;   /* one busy, or one that stays (then the listener stays for it) */
+		n++;
+	}
+	if (!n)
+		return;
+	sv->upgrade_moving = true;
+	list_for_each_safe(&ps->clients, cl, next, all) {
+		if (!listening_here(cl, p))
+			continue;
+		cl->upgrade_grouped = cl->upgrade_moving = true;
+		conn_park(&cl->conn);   /* upgrade_client_parked, at once or from the loop */
+	}
+	conn_park(&sv->conn);
+	/* only now: a member parked at once must not find the rest unparked */
+	p->upgrade_group = true;
+	group_settle(s, p);
+}
+
+/* The group's members are back to serving here, tried again at the next tick. */
+static void group_back(struct shard *s, struct pool *p, struct server *sv)
+{
+	struct client *cl, *next;
+	list_for_each_safe(&pool_shard(s)->clients, cl, next, all) {
+		if (cl->pool != p || !cl->upgrade_grouped)
+			continue;
+		cl->upgrade_grouped = cl->upgrade_moving = false;
+		if (cl->state != CL_CLOSED)
+			conn_recv_on(&cl->conn);
+	}
+	if (sv) {
+		sv->upgrade_moving = false;
+		conn_recv_on(&sv->conn);
+	}
+}
+
+/* Everyone parked: the group's record (count, channels, the listener's
+ * record), then a record per client, in one hand-over; or all back to work
+ * here if anything changed meanwhile (a notification queued for a client, a
+ * new subscriber, a LISTEN on its way to the listener). */
+static void group_send(struct shard *s, struct pool *p, struct server *sv)
+{
+	p->upgrade_group = false;
+	struct pool_shard *ps = pool_shard(s);
+	struct client *cl, *next;
+	const char *why;
+	bool fits = s->handing_over && sv && sv == listen_server(p) && server_quiet(sv);
+	uint32_t n = 0;
+	struct params channels = { 0 };
+	list_for_each_safe(&ps->clients, cl, next, all) {
+		if (!fits || !listening_here(cl, p))
+			continue;
+		if (!cl->upgrade_grouped || upgrade_fit(cl, &why) != UPGRADE_WITH_LISTENER || conn_has_output(&cl->conn))
+			fits = false;
+		for (int i = 0; fits && i < cl->sess->listen.n; i++)
+			fits = params_set(&channels, cl->sess->listen.v[i].name, "");
+		n++;
+	}
+	struct strbuf gb = STRBUF_INIT, cb = STRBUF_INIT;
+	struct takeover_rec *head = NULL, **tail = NULL;
+	if (fits && n) {
+		put(&gb, GREC_MAGIC, 4);
+		put_u(&gb, n, 4);
+		put_params(&gb, &channels);
+		if (upgrade_pack_server(sv, s->now_us, &gb) && (head = takeover_rec_new(gb.buf, (uint32_t)gb.len, sv->conn.fd)))
+			tail = &head->next;
+	}
+	list_for_each_safe(&ps->clients, cl, next, all) {
+		if (!tail || !listening_here(cl, p))
+			continue;
+		strbuf_reset(&cb);
+		if (!upgrade_pack(cl, s->now_us, &cb) || !(*tail = takeover_rec_new(cb.buf, (uint32_t)cb.len, cl->conn.fd)))
+			tail = NULL;
+		else
+			tail = &(*tail)->next;
+	}
+	params_clear(&channels);
+	strbuf_free(&gb);
+	strbuf_free(&cb);
+	if (!tail || !control_call(s->id, handover_send_group, head)) {
+		/* the sockets stay theirs */
+		for (struct takeover_rec *r = head; r; r = r->next)
+			r->fd = -1;
+		takeover_rec_free(head);
+		group_back(s, p, sv ? sv : listen_connection(p));
+		return;
+	}
+	/* every socket is the control thread's to send and close now */
+	LOGF(LOG_NOTICE, sv->conn.id, "LISTEN connection handed over to the new process with its %u clients: %s/%s, "
+	     "backend %u", n, p->db_name, p->user, sv->backend_pid);
+	listen_detach(p);
+	server_gone_over(sv);
+	list_for_each_safe(&ps->clients, cl, next, all) {
+		if (!cl->upgrade_grouped || cl->pool != p)
+			continue;
+		cl->upgrade_grouped = cl->upgrade_moving = false;
+		if (!listening_here(cl, p))
+			continue;   /* closed meanwhile: it was not in the group */
+		cl->conn.fd = -1;
+		stat_add(&s->stats->handed_over, 1);
+		LOGF(LOG_INFO, cl->conn.id, "handed over to the new process with its pool's LISTEN connection: user=%s "
+		     "database=%s", cl->user, cl->database);
+		client_close_quietly(cl, "handed over");
+	}
+}
+
+/* A member parked (or went): the group goes once none is still parking. */
+static void group_settle(struct shard *s, struct pool *p)
+{
+	if (!p->upgrade_group)
+		return;
+	struct server *sv = listen_connection(p);
+	if (sv && !sv->upgrade_moving)
+		sv = NULL;   /* a new one: the one parked was lost */
+	if (sv && sv->conn.parking)
+		return;
+	struct client *cl, *next;
+	list_for_each_safe(&pool_shard(s)->clients, cl, next, all)
+		if (cl->pool == p && cl->upgrade_grouped && cl->conn.parking && !cl->conn.closing)
+			return;
+	group_send(s, p, sv);
+}
+
+static void move_listeners(struct shard *s)
+{
+	for (struct pool *p = pool_shard(s)->pools; p; p = p->next) {
+		if (p->upgrade_group)
+			group_settle(s, p);   /* one that closed while parking parks no more */
+		else if (listen_pooled(p))
+			group_start(s, p);
 	}
 }
 
@@ -581,6 +774,7 @@ bool upgrade_shard_step(struct shard *s)
 	/* every tick too: the clients at rest since before the hand-over began */
 	list_for_each_safe(&ps->clients, cl, next, all)
 		try_move(cl);
+	move_listeners(s);
 	close_unused_servers(s);
 	return list_empty(&ps->clients) && pool_active_servers(s) == 0;
 }
@@ -629,6 +823,10 @@ void upgrade_client_parked(struct client *cl)
 {
 	struct shard *s = cl->conn.shard;
 	const char *why;
+	if (cl->upgrade_grouped) {
+		group_settle(s, cl->pool);   /* it moves with its pool's LISTEN connection */
+		return;
+	}
 	cl->upgrade_moving = false;
 	if (cl->state == CL_CLOSED)
 		return;
@@ -675,7 +873,7 @@ bool upgrade_unpack_server(const uint8_t *p, size_t n, struct server_record *sr,
 	memset(sr, 0, sizeof *sr);
 	memset(ids, 0, sizeof *ids);
 	const uint8_t *magic = take(&rd, 4);
-	if (!magic || memcmp(magic, SREC_MAGIC, 4) != 0 || get_u(&rd, 1) != REC_VERSION)
+	if (!magic || memcmp(magic, SREC_MAGIC, 4) != 0 || get_u(&rd, 1) != SREC_VERSION)
 		return false;
 	ids->db = get_str(&rd);
 	ids->user = ids->db ? get_str(&rd) : NULL;
@@ -740,6 +938,63 @@ static void server_in(struct shard *s, struct takeover_rec *r)
 	takeover_rec_free(r);
 }
 
+/* A pool's LISTEN connection with the clients it listens for: the clients are
+ * subscribed before it reads anything (what waits in its socket reaches them
+ * all). Without it (the pool has its own already, its entry changed), they
+ * listen through the pool's own and are told that notifications sent while
+ * they moved may have been missed. */
+static void group_in(struct shard *s, struct takeover_rec *g)
+{
+	struct rd rd = { g->data + 4, g->len - 4, false };
+	struct params channels = { 0 };
+	get_u(&rd, 4);   /* the client count: the control thread gathered them */
+	get_params(&rd, &channels);
+	struct server_record sr;
+	struct upgrade_server_ids ids;
+	struct pool *p = NULL;
+	struct server *sv = NULL;
+	const char *why = "a malformed record";
+	if (!rd.bad && upgrade_unpack_server(rd.p, rd.n, &sr, &ids)) {
+		struct node_shared *ni = *ids.cluster ? registry_node(ids.cluster, ids.node) : NULL;
+		p = ni || !*ids.cluster ? pool_find(s, ids.db, ids.user, ni, true) : NULL;
+		why = "its database, user or node is not configured here";
+		if (p && !listen_pooled(p)) {
+			why = "the pool no longer keeps LISTEN for its clients";
+			p = NULL;
+		} else if (p && listen_connection(p)) {
+			why = "the pool has a LISTEN connection of its own already";
+			p = NULL;
+		}
+	}
+	if (p && (sv = server_adopt_listener(p, g->fd, &sr, &why))) {
+		listen_adopt(p, sv);
+		stat_add(&s->stats->servers_taken_over, 1);
+	}
+	else if (!p)
+		close(g->fd);   /* server_adopt_listener closes it when it refuses */
+	g->fd = -1;
+	if (!sv)
+		LOGF(LOG_NOTICE, 0, "upgrade: a LISTEN server connection of the predecessor (%s/%s, backend %u) is closed: %s; "
+		     "its clients listen through this process's own", ids.db ? ids.db : "?", ids.user ? ids.user : "?",
+		     sr.backend_pid, why);
+	upgrade_server_release(&sr, &ids);
+	for (struct takeover_rec *r = g->next; r; r = r->next) {
+		int fd = r->fd;
+		r->fd = -1;
+		struct client *cl = client_move_in(s, fd, r->data, r->len, NULL);
+		if (cl && !sv)
+			listen_warn(cl, "pgring was upgraded: notifications sent while this connection moved to the new "
+				    "process may have been missed");
+	}
+	if (sv) {
+		listen_adopted(p, &channels);
+		if (listen_connection(p) == sv)
+			conn_recv_on(&sv->conn);   /* what waited in its socket reaches every client */
+	}
+	params_clear(&channels);
+	takeover_rec_free(g);
+}
+
 /* The cancel key names the shard that owns the client (pool/client.c): a
  * record is adopted there, so that cancel requests with the key the client
  * already has still find it. With fewer shards than the key names, it stays
@@ -752,17 +1007,24 @@ void upgrade_adopt(struct shard *s, void *arg)
 		server_in(s, r);   /* any shard will do: the pool's budget is process-wide */
 		return;
 	}
+	/* a group goes where its clients' keys say, as a client does */
+	bool grouped = r->len >= 4 && memcmp(r->data, GREC_MAGIC, 4) == 0;
+	const struct takeover_rec *keyed = grouped ? r->next : r;
 	uint32_t secret;
 	int bits = 0;
 	while ((1 << bits) < s->nshards)
 		bits++;
-	if (bits && upgrade_peek_secret(r->data, r->len, &secret)) {
+	if (bits && keyed && upgrade_peek_secret(keyed->data, keyed->len, &secret)) {
 		int owner = (int)(secret >> (32 - bits));
 		if (owner != s->id && owner < s->nshards) {
 			struct shard_msg m = { .type = SHARD_MSG_ADOPT, .ptr = r };
 			if (shard_post(s->id, owner, &m))
 				return;
 		}
+	}
+	if (grouped) {
+		group_in(s, r);
+		return;
 	}
 	int fd = r->fd;
 	r->fd = -1;

@@ -26,6 +26,9 @@ enum upgrade_fit {
 	UPGRADE_MOVES,     /* at rest and fully described by its record */
 	UPGRADE_NOT_YET,   /* busy (a transaction, a message half received, output owed): later */
 	UPGRADE_STAYS,     /* its state cannot be carried: it stays until it leaves */
+	/* at rest, listening through its pool's LISTEN connection: it moves with
+	 * that connection and every other client listening through it, at once */
+	UPGRADE_WITH_LISTENER,
 };
 /* Can the client move now? why: for the log when it stays. */
 enum upgrade_fit upgrade_fit(const struct client *cl, const char **why);

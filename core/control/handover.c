@@ -36,6 +36,69 @@ static int next_shard;                /* new: where the next client record goes 
 static uint64_t sent, lost, received;
 static uint64_t servers_sent, servers_lost, servers_received;
 static struct takeover_rec *paired;   /* new: a PAIRED record waiting for its CLIENT */
+static struct takeover_rec *group;    /* new: a GROUP record gathering its clients */
+static struct takeover_rec **group_tail;
+static uint32_t group_left;           /* its clients still to come */
+
+#define GROUP_MAX 1000000u            /* clients in one GROUP: more is no record of ours */
+
+static void drop_group(const char *why)
+{
+	if (!group)
+		return;
+	log_warning("upgrade: a LISTEN connection and its clients from the predecessor are lost: %s", why);
+	takeover_rec_free(group);   /* their sockets close: the clients see the connection go */
+	group = NULL;
+	group_left = 0;
+}
+
+/* The group complete: its clients and their LISTEN connection go to one
+ * shard together (the shard sends it on to the clients' owner). */
+static void post_group(void)
+{
+	struct shard_msg m = { .type = SHARD_MSG_ADOPT, .ptr = group };
+	int to = next_shard++ % shard_count();
+	while (!shard_post(-1, to, &m))
+		usleep(1000);
+	group = NULL;
+}
+
+/* New: a GROUP record (its client count first) or one of its clients. */
+static bool group_record(uint8_t type, const uint8_t *p, uint32_t n, int fd)
+{
+	if (type == TAKEOVER_GROUP) {
+		drop_group("a second group began before the first was complete");
+		uint32_t k = n >= 8 ? (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7] : 0;
+		if (fd < 0 || !k || k > GROUP_MAX || !(group = takeover_rec_new(p, n, fd))) {
+			log_warning("upgrade: a malformed LISTEN group from the predecessor: its connection is closed");
+			if (fd >= 0)
+				close(fd);
+			return true;
+		}
+		group_left = k;
+		group_tail = &group->next;
+		servers_received++;
+		return true;
+	}
+	if (!group)
+		return false;
+	if (type != TAKEOVER_CLIENT || fd < 0) {
+		drop_group("the group was cut short");
+		return false;
+	}
+	struct takeover_rec *r = takeover_rec_new(p, n, fd);
+	if (!r) {
+		close(fd);
+		drop_group("out of memory");
+		return true;
+	}
+	*group_tail = r;
+	group_tail = &r->next;
+	received++;
+	if (!--group_left)
+		post_group();
+	return true;
+}
 
 static uint64_t now_us(void)
 {
@@ -190,6 +253,8 @@ static void new_record(uint8_t type, const uint8_t *p, uint32_t n, int fd)
 			usleep(1000);
 		return;
 	}
+	if (state == PEER_RECEIVING && group_record(type, p, n, fd))
+		return;
 	if (paired && type != TAKEOVER_CLIENT) {
 		log_warning("upgrade: a session's server connection came without its client: closed");
 		takeover_rec_free(paired);
@@ -280,6 +345,7 @@ enum handover_event handover_process(const struct pollfd *fds, int n, bool shutt
 				case PEER_RECEIVING:
 					takeover_rec_free(paired);
 					paired = NULL;
+					drop_group("the predecessor left in the middle of it");
 					log_notice("upgrade: the predecessor has exited (%llu clients taken over)",
 						   (unsigned long long)received);
 					log_notice("upgrade: %llu server connections taken over",
@@ -338,6 +404,24 @@ void handover_send_client(void *arg)
 	send_record(r, TAKEOVER_CLIENT);
 }
 void handover_send_server(void *arg) { send_record(arg, TAKEOVER_SERVER); }
+
+void handover_send_group(void *arg)
+{
+	struct takeover_rec *r = arg, *cl = r->next;
+	r->next = NULL;
+	bool ok = send_record(r, TAKEOVER_GROUP);
+	while (cl) {
+		struct takeover_rec *next = cl->next;
+		cl->next = NULL;
+		if (ok) {
+			ok = send_record(cl, TAKEOVER_CLIENT);
+		} else {
+			takeover_rec_free(cl);   /* without their group they are lost: disconnected */
+			lost++;
+		}
+		cl = next;
+	}
+}
 
 void handover_stop(void)
 {

@@ -34,6 +34,9 @@ enum handover_event handover_process(const struct pollfd *fds, int n, bool shutt
 void handover_send_client(void *rec);
 /* Old process: an idle server connection's record from a shard. */
 void handover_send_server(void *rec);
+/* A pool's LISTEN connection (the GROUP record) and, on its next chain, every
+ * client it listens for: sent back to back (core/takeover.h). */
+void handover_send_group(void *rec);
 void handover_stop(void);
 
 #endif

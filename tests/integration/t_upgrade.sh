@@ -20,7 +20,12 @@
 #      PostgreSQL backends started before the upgrade are still there, held by
 #      the successor, once the old process is gone.
 #      An idle session-pooled client, and a transaction-pooled one pinned by a
-#      temporary table, move with their servers: the same backend, the table.
+#      temporary table, move with their servers: the same backend, the table;
+#      so does one holding a WITH HOLD cursor (it FETCHes on after).
+#   5c. Clients that LISTEN move, and miss no notification and get none twice
+#      while NOTIFYs go on across the upgrade: transaction-pooled ones with
+#      their pool's LISTEN connection (all its clients and it in one group),
+#      a session-pooled one with its own server (the same backend after).
 #   6. A SCRAM client whose servers log in with its keys (pass-through) moves,
 #      and after the move its server dies: the successor logs a new one in
 #      with the keys the client's record brought (nobody logged in there).
@@ -119,6 +124,37 @@ for kind in sess:appsess pinned:app; do
 	wait_until 20 grep -q '^1|' "$TEST_TMP/$name.out" || fail "the $name client did not start: $(cat "$TEST_TMP/$name.out")"
 done
 
+# clients that LISTEN: three through the transaction pool's listener (on
+# two channels), one session-pooled; NLISTEN notifications on each channel,
+# sent across the upgrade
+NLISTEN=${UPGRADE_NOTIFY:-40}
+declare -A LISTENER_PID
+for spec in tx1:app:up_tx tx2:app:up_tx tx3:app:up_tx2 sess:appsess:up_sess; do
+	IFS=: read -r name db channel <<<"$spec"
+	"$HELPERS/listen" "$(conninfo "$db")" "$channel" "$NLISTEN" 120 >"$TEST_TMP/listen-$name.out" \
+		2>"$TEST_TMP/listen-$name.err" &
+	LISTENER_PID[$name]=$!
+	track_pid $!
+	wait_until 20 grep -q '^listening' "$TEST_TMP/listen-$name.out" ||
+		fail "the $name listener did not start: $(cat "$TEST_TMP/listen-$name.out")"
+done
+notifier() {
+	for ((i = 1; i <= NLISTEN; i++)); do
+		qd "NOTIFY up_tx, '$i'; NOTIFY up_tx2, '$i'; NOTIFY up_sess, '$i'" || echo "notify $i failed"
+		sleep 0.1
+	done
+}
+
+# a transaction-pooled client pinned by a WITH HOLD cursor: after the
+# upgrade the cursor is still there (DECLARE again fails, FETCH goes on from
+# row 2, on the same backend)
+"$HELPERS/pqtry" -k -H 0 "$(conninfo app)" \
+	"DECLARE hc CURSOR WITH HOLD FOR SELECT g, pg_backend_pid() FROM generate_series(1, 100) g" \
+	"FETCH 1 FROM hc" >"$TEST_TMP/cursor.out" 2>&1 < <(until [[ -e $TEST_TMP/keepers.go ]]; do sleep 0.2; done) &
+CURSOR_PID=$!
+track_pid $CURSOR_PID
+wait_until 20 grep -q '^1|' "$TEST_TMP/cursor.out" || fail "the cursor client did not start: $(cat "$TEST_TMP/cursor.out")"
+
 # ---- 3. pgbench across the upgrade
 bench() { # NAME DB PROTOCOL CLIENTS
 	PGPASSWORD=app timeout $((T + 90)) pgbench -n -M "$3" -c "$4" -j "$4" -T "$T" \
@@ -136,6 +172,9 @@ B4=$!
 sleep $((T / 3))
 
 UPGRADE_AT=$(qd "SELECT now()")
+notifier >"$TEST_TMP/notifier.out" 2>&1 &
+NOTIFIER=$!
+sleep 0.5
 "$PGRING_BIN" -R -c "$POOLER_CONF" >"$TEST_TMP/new.log" 2>&1 &
 NEW_PID=$!
 track_pid $NEW_PID
@@ -232,6 +271,35 @@ for name in sess pinned; do
 	assert_eq "${first#1|}" "${second#2|}" "the $name client's backend before and after the upgrade"
 	pass "an idle $name client moved with its server: backend ${first#1|}, its temporary table and its row"
 done
+
+wait_exit $CURSOR_PID 30 || fail "the cursor client did not finish"
+first=$(grep '^1|' "$TEST_TMP/cursor.out") second=$(grep '^2|' "$TEST_TMP/cursor.out")
+# status 3: its second DECLARE fails, as meant: the cursor is there
+assert_eq 3 "$WAIT_STATUS" "the cursor client's status ($(tr '\n' ' ' <"$TEST_TMP/cursor.out"))"
+assert_contains "$(cat "$TEST_TMP/cursor.out")" "42P03" "the held cursor still exists after the upgrade"
+[[ -n $second ]] || fail "the held cursor's FETCH after the upgrade: $(tr '\n' ' ' <"$TEST_TMP/cursor.out")"
+assert_eq "${first#1|}" "${second#2|}" "the cursor client's backend before and after the upgrade"
+pass "an idle client holding a WITH HOLD cursor moved with its server: backend ${first#1|}, FETCH goes on at row 2"
+
+# ---- 5c. the listeners missed nothing and got nothing twice
+wait $NOTIFIER
+[[ ! -s $TEST_TMP/notifier.out ]] || fail "the notifier: $(cat "$TEST_TMP/notifier.out")"
+want=$(seq 1 "$NLISTEN" | tr '\n' ' ')
+for spec in tx1:up_tx tx2:up_tx tx3:up_tx2 sess:up_sess; do
+	name=${spec%%:*} channel=${spec#*:}
+	wait_exit "${LISTENER_PID[$name]}" 60 || fail "the $name listener did not finish: $(tail -3 "$TEST_TMP/listen-$name.out")"
+	assert_eq 0 "$WAIT_STATUS" "the $name listener's status ($(grep -v '^pid\|^notify' "$TEST_TMP/listen-$name.out"))"
+	got=$(sed -n "s/^notify $channel //p" "$TEST_TMP/listen-$name.out" | tr '\n' ' ')
+	assert_eq "$want" "$got" "the $name listener's notifications, in order, each once"
+	assert_not_contains "$(cat "$TEST_TMP/listen-$name.err")" "missed" "the $name listener: told of missed notifications"
+done
+assert_not_contains "$(grep '^pid' "$TEST_TMP/listen-sess.out")" "changed" "the session-pooled listener's backend"
+grep -q "LISTEN connection handed over to the new process with its" "$OLD_LOG" ||
+	fail "no pool's LISTEN connection was handed over"
+grep -q "listener for app/app taken over from the predecessor" "$TEST_TMP/new.log" ||
+	fail "the successor took no LISTEN connection over"
+groups=$(grep -c "LISTEN connection handed over" "$OLD_LOG")
+pass "4 listening clients moved while $NLISTEN notifications per channel went out: each got all, in order, once ($groups LISTEN connection(s) moved with their clients; the session-pooled one kept its backend)"
 
 # ---- 6. the SCRAM client's next server logs in with the keys it brought
 touch "$TEST_TMP/scram.go"

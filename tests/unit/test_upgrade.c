@@ -181,7 +181,8 @@ static bool try_unpack(const uint8_t *p, size_t n)
 }
 
 /* Its pool's login secrets (SCRAM pass-through key, auth_query's answer) ride
- * along, and a version 1 record (without them) still reads. */
+ * along, and so do its pins with what its server holds by name; version 1
+ * and 2 records (without them) still read. */
 Test(upgrade, pool_secrets_ride_along)
 {
 	struct stmt_registry *reg = NULL, *reg2 = NULL;
@@ -200,31 +201,61 @@ Test(upgrade, pool_secrets_ride_along)
 	cr_assert(b.secret_looked_up);
 	cr_assert_str_eq(b.secret, p.authq_secret);
 	upgrade_release(&b, reg2);
-	/* its pins (those its server, moving with it, holds) come along; one
-	 * that only the client's own record could back (LISTEN) is refused */
+	/* its pins (those its server, moving with it, holds) come along, with
+	 * the names of the channels it listens to and the cursors it holds */
 	a.pool = NULL;
-	a.pins = PIN_TEMP | PIN_ADVISORY;
+	a.pins = PIN_TEMP | PIN_ADVISORY | PIN_LISTEN | PIN_CURSOR;
+	params_set(&a.sess->holds, "l:jobs", "");
+	params_set(&a.sess->holds, "c:big cursor", "");
 	cr_assert(pack(&a, &sb));
 	memset(&b, 0, sizeof b);
 	cr_assert(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len, &reg2, &age, &id));
-	cr_assert_eq(b.moved_pins, PIN_TEMP | PIN_ADVISORY);
+	cr_assert_eq(b.moved_pins, PIN_TEMP | PIN_ADVISORY | PIN_LISTEN | PIN_CURSOR);
+	same_params(&a.sess->holds, &b.sess->holds);
+	cr_assert_null(b.moved_listen);
 	upgrade_release(&b, reg2);
-	((uint8_t *)sb.buf)[sb.len - 1] = PIN_LISTEN;
+	/* the channels its pool's listener listens to for it */
+	params_set(&a.sess->listen, "jobs", "");
+	params_set(&a.sess->listen, "Other \"one\"", "");
+	cr_assert(pack(&a, &sb));
+	memset(&b, 0, sizeof b);
+	cr_assert(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len, &reg2, &age, &id));
+	cr_assert_not_null(b.moved_listen);
+	same_params(&a.sess->listen, b.moved_listen);
+	upgrade_release(&b, reg2);
+	params_clear(&a.sess->listen);
+	/* a hold that is neither a channel nor a cursor, or a pin unknown, is refused */
+	params_clear(&a.sess->holds);
+	params_set(&a.sess->holds, "x:jobs", "");
+	cr_assert(pack(&a, &sb));
 	memset(&b, 0, sizeof b);
 	cr_assert_not(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len, &reg2, &age, &id));
 	upgrade_release(&b, reg2);
-	/* without secrets or pins: 1 (no key) + 4 (an empty string) + 1 (no pins)
-	 * bytes at the end; as version 1 without those bytes it reads the same */
+	params_clear(&a.sess->holds);
+	cr_assert(pack(&a, &sb));
+	((uint8_t *)sb.buf)[sb.len - 5] = 0x40;   /* the pins byte, before empty holds and channels */
+	memset(&b, 0, sizeof b);
+	cr_assert_not(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len, &reg2, &age, &id));
+	upgrade_release(&b, reg2);
+	/* without secrets, pins, holds or channels: 1 (no key) + 4 (an empty
+	 * string) + 1 (no pins) + 2 (no holds) + 2 (no channels) bytes at the end;
+	 * as version 1 without those bytes it reads the same, and as version 2
+	 * without the holds and channels */
 	a.pins = 0;
 	cr_assert(pack(&a, &sb));
 	((uint8_t *)sb.buf)[4] = 1;
 	memset(&b, 0, sizeof b);
-	cr_assert(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len - 6, &reg2, &age, &id));
+	cr_assert(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len - 10, &reg2, &age, &id));
 	cr_assert_null(b.scram);
 	cr_assert_null(b.secret);
 	cr_assert_eq(b.sess->stmts.n, 3);
 	upgrade_release(&b, reg2);
-	((uint8_t *)sb.buf)[4] = 3;
+	((uint8_t *)sb.buf)[4] = 2;
+	memset(&b, 0, sizeof b);
+	cr_assert(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len - 4, &reg2, &age, &id));
+	cr_assert_eq(b.sess->holds.n, 0);
+	upgrade_release(&b, reg2);
+	((uint8_t *)sb.buf)[4] = 4;
 	memset(&b, 0, sizeof b);
 	cr_assert_not(upgrade_unpack(&b, (const uint8_t *)sb.buf, sb.len, &reg2, &age, &id), "an unknown version");
 	upgrade_release(&b, reg2);
@@ -279,7 +310,9 @@ Test(upgrade, garbage_refused_or_harmless)
 	copy[0] = 'X';
 	cr_assert(!try_unpack(copy, sb.len));
 	memcpy(copy, sb.buf, sb.len);
-	copy[4] = 3;   /* versions 1 and 2 are read */
+	copy[4] = 4;   /* versions 1 to 3 are read */
+	cr_assert(!try_unpack(copy, sb.len));
+	copy[4] = 2;   /* a version 2 record has no holds at its end */
 	cr_assert(!try_unpack(copy, sb.len));
 	copy[4] = 1;   /* a version 1 record has no secrets at its end */
 	cr_assert(!try_unpack(copy, sb.len));
@@ -297,7 +330,7 @@ Test(upgrade, garbage_refused_or_harmless)
 		}
 		if (round & 1 && n > 5) {
 			memcpy(junk, "PGRC", 4);
-			junk[4] = (uint8_t)(1 + (round & 2) / 2);
+			junk[4] = (uint8_t)(1 + round / 2 % 3);
 		}
 		try_unpack(junk, n);
 	}
