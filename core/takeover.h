@@ -6,7 +6,8 @@
  * (pool/upgrade.h). The conversation:
  *
  *   new -> old  HELLO (magic)
- *   old -> new  LISTENER (old shard, is_unix) + fd, ... then LISTENERS_END (old shards)
+ *   old -> new  LISTENER (old shard, is_unix) + fd, ..., TOPOLOGY (the nodes as its
+ *               health checks see them), then LISTENERS_END (old shards)
  *   new -> old  READY            the new process serves; before this, the old one
  *                                keeps everything and goes on (a failed start)
  *   old -> new  CLIENT record + fd, ...   as each client reaches rest
@@ -30,6 +31,7 @@ enum takeover_type {
 	TAKEOVER_HELLO = 'H',
 	TAKEOVER_LISTENER = 'L',
 	TAKEOVER_LISTENERS_END = 'E',
+	TAKEOVER_TOPOLOGY = 'T',
 	TAKEOVER_READY = 'R',
 	TAKEOVER_CLIENT = 'C',
 	TAKEOVER_SERVER = 'V',

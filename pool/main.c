@@ -70,9 +70,10 @@ static bool pidfile_is_mine(const char *path)
 }
 
 /* pgring -R: connect to the pgring serving port and receive its listening
- * sockets, which the shards then use instead of opening their own. Returns
+ * sockets, which the shards then use instead of opening their own, and its
+ * view of the cluster nodes (*seed, malloc'd; NULL if none came). Returns
  * the hand-over socket, or -1 with err (the predecessor is left as it was). */
-static int take_listeners(int port, char *err, size_t errlen)
+static int take_listeners(int port, char **seed, size_t *seed_len, char *err, size_t errlen)
 {
 	int sock = takeover_connect(port, err, errlen);
 	if (sock < 0)
@@ -84,7 +85,8 @@ static int take_listeners(int port, char *err, size_t errlen)
 	}
 	int got = 0;
 	for (;;) {
-		uint8_t type, p[16];
+		static uint8_t p[TAKEOVER_REC_MAX];
+		uint8_t type;
 		uint32_t n;
 		int fd;
 		int r = takeover_recv(sock, &type, p, sizeof p, &n, &fd, true);
@@ -101,6 +103,11 @@ static int take_listeners(int port, char *err, size_t errlen)
 		}
 		if (fd >= 0)
 			close(fd);
+		if (type == TAKEOVER_TOPOLOGY && !*seed && (*seed = malloc(n ? n : 1))) {
+			memcpy(*seed, p, n);
+			*seed_len = n;
+			continue;
+		}
 		if (type == TAKEOVER_LISTENERS_END && n == 2)
 			break;
 		snprintf(err, errlen, "unexpected record '%c' on the hand-over socket", type);
@@ -220,7 +227,9 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	int predecessor = -1;
-	if (takeover && (predecessor = take_listeners(cfg->listen_port, err, sizeof err)) < 0) {
+	char *seed = NULL;
+	size_t seed_len = 0;
+	if (takeover && (predecessor = take_listeners(cfg->listen_port, &seed, &seed_len, err, sizeof err)) < 0) {
 		log_error("cannot take over: %s", err);
 		fprintf(stderr, "pgring: cannot take over: %s\n", err);
 		return 1;
@@ -234,7 +243,8 @@ int main(int argc, char **argv)
 		log_error("out of memory");
 		return 1;
 	}
-	struct topology *topo = control_first_topology(cfg);
+	struct topology *topo = control_first_topology(cfg, seed, seed_len);
+	free(seed);
 	if (!topo || shard_start_all(topo, &pool_layer, nshards, cfg->shard_cpus, cfg->n_shard_cpus, err, sizeof err)) {
 		log_error("cannot start: %s", err);
 		fprintf(stderr, "pgring: cannot start: %s\n", err);

@@ -541,12 +541,19 @@ int control_run(struct config *cfg, const char *config_path)
 }
 
 /* main hands over the first snapshot before the shards start */
-struct topology *control_first_topology(struct config *cfg)
+struct topology *control_first_topology(struct config *cfg, const char *seed, size_t seed_len)
 {
 	if (dns_configure(cfg) < 0)
 		return NULL;
 	dns_wait(2);   /* the first server connections find their addresses */
-	if (health_configure(cfg) < 0 || !(current = make_topology(cfg, 1)))
+	if (health_configure(cfg) < 0)
+		return NULL;
+	if (seed) {
+		int n = health_seed(seed, seed_len);
+		log_notice("upgrade: the predecessor's view of %d cluster node%s taken over; health checks go on from it",
+			   n, n == 1 ? "" : "s");
+	}
+	if (!(current = make_topology(cfg, 1)))
 		return NULL;
 	authq_configure(cfg);
 	atomic_store(&topo_version, 1);

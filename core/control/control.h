@@ -10,8 +10,9 @@
 struct config;
 struct topology;
 
-/* The first snapshot (version 1), made by main before the shards start. */
-struct topology *control_first_topology(struct config *cfg);
+/* The first snapshot (version 1), made by main before the shards start;
+ * seed: pgring -R, the predecessor's view of the nodes (health_seed), or NULL. */
+struct topology *control_first_topology(struct config *cfg, const char *seed, size_t seed_len);
 
 /* Run the control loop until shutdown; returns the process exit status. */
 int control_run(struct config *cfg, const char *config_path);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/control/health.h"
 #include "core/log.h"
 #include "core/shard.h"
 #include "core/strbuf.h"
@@ -195,6 +196,15 @@ static bool send_listeners(void)
 				return false;
 		}
 	}
+	/* the successor starts routing where this process's checks are, not
+	 * from the configuration's word on roles */
+	struct strbuf sb = STRBUF_INIT;
+	health_pack(&sb);
+	bool ok = !sb.failed && sb.len <= TAKEOVER_REC_MAX &&
+		  takeover_send(peer, TAKEOVER_TOPOLOGY, sb.buf, (uint32_t)sb.len, -1) == 0;
+	strbuf_free(&sb);
+	if (!ok)
+		return false;
 	p[0] = (uint8_t)(shard_count() >> 8);
 	p[1] = (uint8_t)shard_count();
 	return takeover_send(peer, TAKEOVER_LISTENERS_END, p, 2, -1) == 0;

@@ -21,6 +21,7 @@
 #include "core/hba.h"
 #include "core/log.h"
 #include "core/registry.h"
+#include "core/strbuf.h"
 
 /* One round trip: role, WAL position (replay position on a replica), active
  * backends other than this one, and whether replay is paused. */
@@ -655,3 +656,73 @@ void health_fill(struct topology *t)
 
 int health_count(void) { return nnodes; }
 const struct health_node *health_node_at(int i) { return &nodes[i].pub; }
+
+/* ---- pgring -R: the predecessor's view ----
+ * A line per node, tab-separated: cluster, name, host, port (who it is), then
+ * what the checks found: role, checked, replay paused, failures in a row, lag,
+ * WAL position, active backends, when it became primary (CLOCK_MONOTONIC, the
+ * same clock for every process of the machine), checks, failures. */
+
+#define SEED_FIELDS 14
+
+static bool seedable(const char *s) { return !strpbrk(s, "\t\n"); }
+
+void health_pack(struct strbuf *sb)
+{
+	for (int i = 0; i < nnodes; i++) {
+		const struct hnode *h = &nodes[i];
+		const char *host = h->host ? h->host : "";
+		if (!seedable(h->cluster) || !seedable(h->name) || !seedable(host))
+			continue;
+		strbuf_printf(sb, "%s\t%s\t%s\t%d\t%u\t%d\t%d\t%d\t%" PRId64 "\t%" PRIu64 "\t%" PRId64 "\t%" PRIu64
+			      "\t%" PRIu64 "\t%" PRIu64 "\n", h->cluster, h->name, host, h->pub.port, h->pub.role,
+			      h->pub.checked, h->pub.replay_paused, h->pub.fails_in_row, h->pub.lag, h->pub.lsn,
+			      h->pub.active, h->primary_since, h->pub.checks, h->pub.failures);
+	}
+}
+
+static struct hnode *seed_node(char **f)
+{
+	for (int i = 0; i < nnodes; i++) {
+		struct hnode *h = &nodes[i];
+		if (!strcmp(h->cluster, f[0]) && !strcmp(h->name, f[1]) && !strcmp(h->host ? h->host : "", f[2]) &&
+		    h->pub.port == atoi(f[3]))
+			return h;
+	}
+	return NULL;
+}
+
+int health_seed(const char *text, size_t len)
+{
+	char *copy = strndup(text, len), *save = NULL;
+	int taken = 0;
+	for (char *line = copy ? strtok_r(copy, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+		char *f[SEED_FIELDS];
+		int k = 0;
+		for (char *p = line; k < SEED_FIELDS && p; k++) {
+			f[k] = p;
+			if ((p = strchr(p, '\t')))
+				*p++ = 0;
+		}
+		struct hnode *h = k == SEED_FIELDS ? seed_node(f) : NULL;
+		int role = h ? atoi(f[4]) : 0;
+		if (!h || (role != NODE_PRIMARY && role != NODE_REPLICA) || h->pub.checked)
+			continue;   /* not a node of ours (the configuration changed), or not a view */
+		h->pub.role = (uint8_t)role;
+		h->pub.checked = atoi(f[5]) != 0;
+		h->pub.replay_paused = atoi(f[6]) != 0;
+		h->pub.fails_in_row = atoi(f[7]);
+		h->pub.lag = strtoll(f[8], NULL, 10);
+		h->pub.lsn = strtoull(f[9], NULL, 10);
+		h->pub.active = strtoll(f[10], NULL, 10);
+		h->primary_since = strtoull(f[11], NULL, 10);
+		h->pub.checks = strtoull(f[12], NULL, 10);
+		h->pub.failures = strtoull(f[13], NULL, 10);
+		h->lsn_at = now_us();
+		if (h->pub.fails_in_row)
+			snprintf(h->error, sizeof h->error, "down as the predecessor saw it; checking again");
+		taken++;
+	}
+	free(copy);
+	return taken;
+}

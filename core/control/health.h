@@ -51,6 +51,14 @@ size_t health_topology_size(const struct config *cfg);   /* bytes of clusters + 
 int health_count(void);
 const struct health_node *health_node_at(int i);
 void health_shutdown(void);
+/* pgring -R. The old process: every node's state as its checks found it,
+ * appended to sb (a TOPOLOGY record, core/takeover.h). The new one, after
+ * health_configure and before its first topology: the nodes that are still
+ * configured the same take that state, as if their checks had run here
+ * (their own checks then go on from it). Returns how many did. */
+struct strbuf;
+void health_pack(struct strbuf *sb);
+int health_seed(const char *text, size_t len);
 /* auth_hba_file = @server: the rules of the cluster's primary when they are
  * new to the caller (read for the first time, changed, another primary, or a
  * reload since), else NULL. The caller owns them. */

@@ -26,6 +26,9 @@
 #      while NOTIFYs go on across the upgrade: transaction-pooled ones with
 #      their pool's LISTEN connection (all its clients and it in one group),
 #      a session-pooled one with its own server (the same backend after).
+#   7. The topology carries over: the successor routes from the predecessor's
+#      view of a cluster (its primary, a node down) from its first moment, not
+#      from the configuration's word on roles until its own checks catch up.
 #   6. A SCRAM client whose servers log in with its keys (pass-through) moves,
 #      and after the move its server dies: the successor logs a new one in
 #      with the keys the client's record brought (nobody logged in there).
@@ -37,10 +40,18 @@ T=${UPGRADE_T:-12}
 NIDLE=${UPGRADE_IDLE:-1000}
 [[ $(qd "SELECT count(*) FROM pgbench_branches") -ge 1 ]] || fail "pgbench tables missing"
 
+# a cluster whose configuration is wrong about roles: "gone" (nothing
+# listens there) is said to be the primary. Its health checks find it down and
+# "live" the primary; the successor starts from that view (item 7)
+DEAD_PORT=$(freeports 1)
 conf="
+[cluster.up]
+live = host=@PGHOST@ port=@PGPORT@
+gone = host=127.0.0.1 port=$DEAD_PORT role=primary
 [databases]
 app = host=@PGHOST@ port=@PGPORT@ dbname=app
 appsess = host=@PGHOST@ port=@PGPORT@ dbname=app pool_mode=session
+upapp = cluster=up dbname=app
 [pgring]
 auth_type = md5
 admin_users = app
@@ -52,6 +63,9 @@ shards = 2
 start_pgring "$conf"
 OLD_PID=$POOLER_PID
 OLD_LOG=$POOLER_LOG
+
+topo() { Q_DB=pgbouncer q "SHOW TOPOLOGY" | awk -F'|' '$1 == "up" {print $3 " up=" $5 " down=" $7}'; }
+wait_until 20 eval '[[ $(topo) == "live up=1 down=1" ]]' || fail "the predecessor's view of cluster up: $(topo)"
 
 # ---- 1. a successor that fails before it serves changes nothing
 cp "$POOLER_CONF" "$TEST_TMP/bad.ini"
@@ -182,6 +196,13 @@ on_exit "kill_wait $NEW_PID"
 wait_until 20 grep -q "serving on the predecessor's sockets" "$TEST_TMP/new.log" ||
 	fail "the successor did not take over: $(tail -5 "$TEST_TMP/new.log")"
 note "successor pid $NEW_PID serving"
+# ---- 7. at once, before its own checks could have found it out
+first_view=$(topo)
+assert_eq "live up=1 down=1" "$first_view" "the successor's first view of cluster up"
+assert_eq 1 "$(Q_DB=upapp q "SELECT 1")" "a query through cluster up at once after the upgrade"
+grep -q "the predecessor's view of 2 cluster nodes taken over" "$TEST_TMP/new.log" ||
+	fail "the successor did not take the predecessor's view of the nodes"
+pass "the topology carried over: the successor's first view is the predecessor's (primary live, gone down), not the configuration's"
 POOLER_LOG=$TEST_TMP/new.log   # what fail() shows from now on
 for i in 1 2 3 4; do
 	assert_eq 1 "$(q "SELECT 1")" "a new connection during the upgrade"
