@@ -343,7 +343,7 @@ static int open_listeners(struct shard *s, char *err, size_t errlen)
 
 static void arm_accept(struct shard *s, struct listener *l)
 {
-	if (l->armed || l->fd < 0 || s->draining || s->accept_held)
+	if (l->armed || l->fd < 0 || s->draining || s->waiting_clients || s->accept_held)
 		return;
 	struct io_uring_sqe *sqe = shard_sqe(s);
 	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
@@ -569,6 +569,13 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 		takeover_rec_free(r);
 		break;
 	}
+	case SHARD_MSG_WAIT_CLIENTS:
+		if (s->draining || s->waiting_clients)
+			break;
+		s->waiting_clients = true;
+		close_listeners(s);   /* with so_reuseport, the port's other processes take the new ones */
+		log_notice("SHUTDOWN WAIT_FOR_CLIENTS: no new connections; serving on, stopping once every client has left");
+		break;
 	case SHARD_MSG_ACCEPT:
 		s->accept_held = false;
 		start_accepting(s);
@@ -604,6 +611,8 @@ static void start_drain(struct shard *s)
 
 static void check_drain(struct shard *s)
 {
+	if (s->waiting_clients && !s->draining && s->upper_ops->drain(s, false))
+		s->stopped = true;
 	if (!s->draining)
 		return;
 	if (s->upper_ops->drain(s, s->now_us >= s->drain_deadline_us))

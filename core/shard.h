@@ -29,6 +29,7 @@ enum shard_msg_type {
 	SHARD_MSG_ADOPT,         /* ptr: a struct takeover_rec from the predecessor (upper->adopt) */
 	SHARD_MSG_ACCEPT,        /* pgring -R, new process: READY was sent, accept on the inherited sockets */
 	SHARD_MSG_STATS,         /* ptr: a struct takeover_rec, the predecessor's pool counters to add */
+	SHARD_MSG_WAIT_CLIENTS,  /* SHUTDOWN WAIT_FOR_CLIENTS: stop accepting, stop once every client has left */
 	SHARD_MSG_UPPER = 16,    /* this and above: the upper layer's own (shard_upper.message) */
 };
 
@@ -51,7 +52,9 @@ struct shard_upper {
 	/* Every tick (100 ms): timeouts, housekeeping. */
 	void (*tick)(struct shard *s);
 	/* While draining, every tick: close what has finished (everything once
-	 * overdue); true when nothing is left and the shard may stop. */
+	 * overdue); true when nothing is left and the shard may stop. While
+	 * waiting for the clients to leave (not draining): close nothing, true
+	 * once none is left anywhere. */
 	bool (*drain)(struct shard *s, bool overdue);
 	/* After each batch of completions, messages and the tick: work the layer
 	 * put off so that it never runs inside a caller's stack. */
@@ -128,6 +131,7 @@ struct shard {
 	struct stats_shard *stats;
 	bool draining, stopped;
 	bool handing_over;           /* draining into a successor (pgring -R): no deadline, clients move */
+	bool waiting_clients;        /* SHUTDOWN WAIT_FOR_CLIENTS: not accepting, serving on until nobody is left */
 	bool accept_held;            /* pgring -R, new process: not accepting until the predecessor is told */
 	uint64_t drain_deadline_us;
 	char startup_error[256];     /* why the thread failed to start */

@@ -799,15 +799,21 @@ static void run(struct client *cl, const struct admin_cmd *cmd, bool extended)
 		control_job(cl, cmd, extended);
 		return;
 	case ADMIN_SHUTDOWN:
-		/* the control thread's signal handling does the rest: SIGTERM drains
-		 * (transactions finish), SIGINT stops at once */
+		/* the control thread does the rest: SIGINT stops at once, SIGTERM
+		 * drains (transactions finish; WAIT_FOR_SERVERS), and WAIT_FOR_CLIENTS
+		 * stops accepting and waits for every client to leave */
 		log_notice("SHUTDOWN%s%s command issued", cmd->mode ? " " : "", cmd->mode ? cmd->arg : "");
 		if (cmd->mode == ADMIN_SHUTDOWN_NOW) {
 			kill(getpid(), SIGINT);
 			return;   /* as PgBouncer: no answer, the connection ends with the process */
 		}
+		if (cmd->mode == ADMIN_SHUTDOWN_WAIT_FOR_CLIENTS && !control_call(s->id, control_wait_for_clients, NULL)) {
+			error_out(cl, extended, "53200", "out of memory");
+			return;
+		}
 		complete_out(cl, extended, "SHUTDOWN");
-		kill(getpid(), SIGTERM);
+		if (cmd->mode == ADMIN_SHUTDOWN_WAIT_FOR_SERVERS)
+			kill(getpid(), SIGTERM);   /* transactions finish, then it stops */
 		return;
 	default:
 		error_out(cl, extended, "42601", "invalid command");

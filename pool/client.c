@@ -37,6 +37,8 @@
 /* Clients of all shards, for max_client_conn. */
 static _Atomic int total_clients;
 
+int client_total(void) { return atomic_load(&total_clients); }
+
 #define KEY_BUCKETS 4096   /* per shard; chains are short at any realistic count */
 struct client_keys {
 	struct client *bucket[KEY_BUCKETS];

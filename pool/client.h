@@ -167,6 +167,8 @@ struct takeover_rec;
 /* pair: a session-pooled client's own server, its record and socket (taken:
  * its descriptor is -1 afterwards), or NULL. The channels it listens to are
  * subscribed on its pool's listener. The client, or NULL if it was closed. */
+/* Clients counted in max_client_conn, over every shard. */
+int client_total(void);
 struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair);
 /* auth_query's answer (a struct authq_req, freed here): the shard's clients
  * waiting for that database and user go on with their authentication. */

@@ -90,9 +90,11 @@ static void layer_tick(struct shard *s)
  * they are done, or when the shutdown timeout is over. */
 static bool layer_drain(struct shard *s, bool overdue)
 {
+	struct pool_shard *ps = pool_shard(s);
+	if (!s->draining)   /* SHUTDOWN WAIT_FOR_CLIENTS: every shard stops once none is left in any */
+		return list_empty(&ps->clients) && pool_active_servers(s) == 0 && client_total() == 0;
 	if (s->handing_over)
 		return upgrade_shard_step(s);   /* pgring -R: clients move instead */
-	struct pool_shard *ps = pool_shard(s);
 	struct client *cl, *next;
 	list_for_each_safe(&ps->clients, cl, next, all)
 		if (cl->state != CL_CLOSED && (overdue || !client_busy(cl)))

@@ -68,6 +68,19 @@ static void broadcast(int type, void *ptr)
 	}
 }
 
+static bool draining;   /* SIGTERM's drain began: a second one stops at once */
+
+void control_wait_for_clients(void *arg)
+{
+	(void)arg;
+	if (atomic_load(&shutting_down))
+		return;
+	log_notice("SHUTDOWN WAIT_FOR_CLIENTS: not accepting; stopping once every client has left (SIGTERM drains them)");
+	daemon_notify("STOPPING=1");
+	atomic_store(&shutting_down, true);
+	broadcast(SHARD_MSG_WAIT_CLIENTS, NULL);
+}
+
 /* Free snapshots that no shard runs any more. */
 static void collect_retired(void)
 {
@@ -503,14 +516,16 @@ int control_run(struct config *cfg, const char *config_path)
 				reload(config_path);
 				break;
 			case SIGTERM:
-				if (atomic_load(&shutting_down)) {
+				if (draining) {
 					log_notice("second SIGTERM: stopping now");
 					broadcast(SHARD_MSG_STOP, NULL);
 				} else {
 					log_notice("SIGTERM: finishing transactions, then stopping (shutdown_timeout %gs)",
 						   current->cfg->shutdown_timeout);
-					daemon_notify("STOPPING=1");
+					if (!atomic_load(&shutting_down))
+						daemon_notify("STOPPING=1");
 					atomic_store(&shutting_down, true);
+					draining = true;
 					broadcast(SHARD_MSG_DRAIN, NULL);
 				}
 				break;

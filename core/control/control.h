@@ -28,6 +28,9 @@ const char *control_version(void);  /* "pgring 0.1.0" */
  * false when it is full or the control loop has not started yet: try later.
  * fn answers the shard itself (shard_post from control). */
 bool control_call(int from, void (*fn)(void *arg), void *arg);
+/* SHUTDOWN WAIT_FOR_CLIENTS (a control_call): stop accepting, serve on, and
+ * stop once no client is left; SIGTERM still drains them. */
+void control_wait_for_clients(void *arg);
 /* On the control thread: reload the configuration as SIGHUP does; 0 when
  * the new one is in force, -1 when the running one was kept (logged why). */
 int control_reload(void);
