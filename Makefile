@@ -34,6 +34,9 @@ $(BUILD)/%.o: %.c
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(LIB_OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -lcriterion $(LDLIBS)
 
+$(BUILD)/tests/integration/etcdprobe: tests/integration/etcdprobe.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS)
 # Small C programs used by tests and benchmarks (one file each).
 $(BUILD)/tests/integration/%: tests/integration/%.c
 	@mkdir -p $(dir $@)

@@ -7,6 +7,7 @@
 #include "core/strbuf.h"
 #include "tls/tls.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -74,7 +75,7 @@ struct key_def {
 	key_check *check;      /* KT_STR: NULL, or a check of a non-empty value */
 };
 
-static key_check check_protocols, check_dheparams, check_ecdhcurve;
+static key_check check_protocols, check_dheparams, check_ecdhcurve, check_topology_source;
 
 #define CFG_(n, t, d, lo, hi, f) { #n, t, f, offsetof(struct config, n), d, lo, hi, NULL }
 #define K_INT(n, d, lo, hi)  CFG_(n, KT_INT, d, lo, hi, 0)
@@ -181,6 +182,14 @@ static const struct key_def main_keys[] = {
 	K_INT(health_check_failures, "2", 1, 1000),
 	K_TIME(failover_timeout, "30"),
 	K_TIME(dns_max_ttl, "15"),
+	{ "topology_source", KT_STR, F_EMPTY_DEFAULT, offsetof(struct config, topology_source), "checks", 0, 0,
+	  check_topology_source },
+	K_STR(etcd_hosts, NULL),
+	K_STR(etcd_prefix, "/service"),
+	K_STR(etcd_pgring_prefix, "/pgring"),
+	K_TIME(etcd_timeout, "2"),
+	K_TIME(etcd_node_ttl, "10"),
+	K_STR(node_name, NULL),
 	/* TLS (PgBouncer's); check_tls relates them to each other */
 	CFG_(client_tls_sslmode, KT_SSLMODE, "disable", 0, 0, 0),
 	K_STR(client_tls_key_file, NULL),
@@ -904,6 +913,14 @@ static int check_protocols(const struct key_def *k, const char *v, char *msg, si
 	return -1;
 }
 
+static int check_topology_source(const struct key_def *k, const char *v, char *msg, size_t len)
+{
+	if (!strcmp(v, "checks") || !strcmp(v, "etcd"))
+		return 0;
+	snprintf(msg, len, "%s: '%s' is neither checks nor etcd", k->name, v);
+	return -1;
+}
+
 static int check_dheparams(const struct key_def *k, const char *v, char *msg, size_t len)
 {
 	if (strcasecmp(v, "none") == 0 || strcasecmp(v, "auto") == 0)
@@ -1392,6 +1409,7 @@ static void free_cluster(struct config_cluster *c)
 		free_node(&c->nodes[i]);
 	free(c->nodes);
 	free(c->name);
+	free(c->patroni_scope);
 }
 
 /* A section header [cluster.NAME]: later lines of the same name add to it. */
@@ -1455,10 +1473,21 @@ static int add_node(struct load *ld, struct config_cluster *c, const char *name,
 	return 0;
 }
 
-/* `max_lag = SIZE` sets the cluster's default; any other key is a node. */
+/* `max_lag = SIZE` sets the cluster's default, `patroni_scope = NAME` where
+ * its Patroni keeps its keys; any other key is a node. */
 static int add_cluster_key(struct load *ld, const char *name, const char *value)
 {
 	struct config_cluster *c = &ld->cfg->clusters[ld->cluster];
+	if (strcmp(name, "patroni_scope") == 0) {
+		if (!*value || strchr(value, '/'))
+			return fail(ld, "cluster '%s': patroni_scope '%s' is not a scope's name", c->name, value);
+		char *v = strdup(value);
+		if (!v)
+			return fail(ld, "out of memory");
+		free(c->patroni_scope);
+		c->patroni_scope = v;
+		return 0;
+	}
 	if (strcmp(name, "max_lag") == 0) {
 		char msg[MSG_MAX];
 		const struct key_def k = { "max_lag", KT_SIZE, 0, 0, NULL, 0, INT_MAX, NULL };
@@ -1861,6 +1890,56 @@ static const struct where *set_at(struct load *ld, const char *key)
 }
 
 /* Settings that constrain each other, checked once everything is read. */
+bool config_etcd_endpoint(const char *p, size_t n, char *host, size_t hostlen, int *port)
+{
+	char h[64];
+	const char *colon = memrchr(p, ':', n);
+	size_t hl = colon ? (size_t)(colon - p) : 0, pl = colon ? n - hl - 1 : 0;
+	if (hl >= 2 && p[0] == '[' && p[hl - 1] == ']') {
+		p++;
+		hl -= 2;
+	}
+	if (!hl || hl >= sizeof h || !pl || pl > 5 || strspn(colon + 1, "0123456789") < pl)
+		return false;
+	memcpy(h, p, hl);
+	h[hl] = 0;
+	int pt = atoi(colon + 1);
+	struct in6_addr a;
+	if (pt <= 0 || pt > 65535 ||
+	    (strcmp(h, "localhost") && inet_pton(AF_INET, h, &a) != 1 && inet_pton(AF_INET6, h, &a) != 1))
+		return false;
+	if (host)
+		snprintf(host, hostlen, "%s", strcmp(h, "localhost") ? h : "127.0.0.1");
+	if (port)
+		*port = pt;
+	return true;
+}
+
+/* etcd's endpoints are addresses (the control thread resolves no name for
+ * them): "ip:port" or "localhost:port", comma-separated. */
+static int check_etcd_keys(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	const struct where *w = set_at(ld, "etcd_hosts");
+	if (!strcmp(cfg->topology_source, "etcd") && (!cfg->etcd_hosts || !*cfg->etcd_hosts)) {
+		w = set_at(ld, "topology_source");
+		return fail_at(ld, w->file ? w->file : cfg->path, w->line, "topology_source = etcd needs etcd_hosts");
+	}
+	for (const char *p = cfg->etcd_hosts; p && *p;) {
+		size_t n = strcspn(p, ",");
+		if (!config_etcd_endpoint(p, n, NULL, 0, NULL))
+			return fail_at(ld, w->file ? w->file : cfg->path, w->line,
+				       "etcd_hosts: '%.*s' is not an address:port (etcd's endpoints are not looked up)", (int)n, p);
+		p += n + (p[n] == ',');
+	}
+	if (cfg->etcd_prefix[0] != '/' || cfg->etcd_pgring_prefix[0] != '/') {
+		w = set_at(ld, cfg->etcd_prefix[0] != '/' ? "etcd_prefix" : "etcd_pgring_prefix");
+		return fail_at(ld, w->file ? w->file : cfg->path, w->line, "%s must begin with /",
+			       cfg->etcd_prefix[0] != '/' ? "etcd_prefix" : "etcd_pgring_prefix");
+	}
+	return 0;
+}
+
 static int check_cross_keys(struct load *ld)
 {
 	struct config *cfg = ld->cfg;
@@ -1880,7 +1959,7 @@ static int check_cross_keys(struct load *ld)
 			       "cq_entries (%d) must be at least ring_entries (%d)",
 			       cfg->cq_entries, cfg->ring_entries);
 	}
-	return 0;
+	return check_etcd_keys(ld);
 }
 
 /* A relative file name in a setting (auth_file, the TLS files) is taken from

@@ -105,6 +105,7 @@ struct config_cluster {
 	struct config_node *nodes;
 	int nnodes;
 	int max_lag;           /* default for its nodes; -1: the global max_lag */
+	char *patroni_scope;   /* topology_source = etcd: Patroni's scope (NULL: the cluster's name) */
 	int line;
 };
 
@@ -275,6 +276,14 @@ struct config {
 	int health_check_failures;  /* failed checks in a row before a node is down: 2 */
 	double failover_timeout;    /* how long a transaction waits for its node, or a new primary: 30 s */
 	double dns_max_ttl;         /* host names are looked up again after this long: 15 (PgBouncer's) */
+	/* a fleet of pgring nodes (core/control/fleet.h) */
+	char *topology_source;      /* "checks" (the health checks alone) or "etcd" (Patroni's keys there too) */
+	char *etcd_hosts;           /* "host:port,...": etcd's client endpoints (its JSON gateway); NULL: none */
+	char *etcd_prefix;          /* Patroni's namespace: "/service" */
+	char *etcd_pgring_prefix;   /* pgring's own keys: "/pgring" */
+	double etcd_timeout;        /* one request to etcd: 2 s */
+	double etcd_node_ttl;       /* this node's registration lives this long without a keepalive: 10 s */
+	char *node_name;            /* this node's name among its peers; NULL: peer_id, else listen_addr:listen_port */
 	/* auth_query (PgBouncer's keys): a user absent from auth_file has its
 	 * secret looked up on the server (core/control/authq.h) */
 	char *auth_user;            /* NULL: no lookups (unless a [databases] entry sets one) */
@@ -376,6 +385,9 @@ const struct config_db *config_resolve_db(const struct config *cfg, const char *
 /* Effective routing settings of an entry. */
 int config_db_target(const struct config *cfg, const struct config_db *db);
 bool config_db_split(const struct config *cfg, const struct config_db *db);
+/* One of etcd_hosts' endpoints, p[0, n): "ip:port", "[ipv6]:port" or
+ * "localhost:port". host (a numeric address), port: where it is. */
+bool config_etcd_endpoint(const char *p, size_t n, char *host, size_t hostlen, int *port);
 int config_node_max_lag(const struct config *cfg, const struct config_cluster *c, const struct config_node *n);
 /* The sslmode (enum config_sslmode) for servers of db, or of node when the
  * database's servers are a cluster's: the node's own, else the database's,

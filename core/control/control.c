@@ -21,6 +21,7 @@
 #include "core/control/authq.h"
 #include "core/control/daemon.h"
 #include "core/control/dns.h"
+#include "core/control/fleet.h"
 #include "core/control/handover.h"
 #include "core/control/health.h"
 #include "core/control/http.h"
@@ -208,10 +209,12 @@ static int apply(const char *path, const char *const *ov, char *err, size_t errl
 		return -1;
 	}
 	struct topology *t = NULL;
-	if (dns_configure(cfg) < 0 || health_configure(cfg) < 0 || !(t = make_topology(cfg, current->version + 1))) {
+	if (dns_configure(cfg) < 0 || health_configure(cfg) < 0 || fleet_configure(cfg) < 0 ||
+	    !(t = make_topology(cfg, current->version + 1))) {
 		snprintf(err, errlen, "out of memory");
 		dns_configure(current->cfg);
 		health_configure(current->cfg);
+		fleet_configure(current->cfg);
 		config_free(cfg);
 		return -1;
 	}
@@ -435,7 +438,7 @@ int control_run(struct config *cfg, const char *config_path)
 	int maxfds = 4 + HTTP_MAX_POLLFDS + health_count() + CONFIG_MAX_NODES * 4;
 	struct pollfd *fds = NULL;
 	while (shard_running() > 0) {
-		int want = 4 + HTTP_MAX_POLLFDS + health_count() + authq_count();
+		int want = 4 + HTTP_MAX_POLLFDS + health_count() + authq_count() + FLEET_MAX_POLLFDS;
 		if (!fds || want > maxfds) {
 			maxfds = want > maxfds ? want : maxfds;
 			struct pollfd *f = realloc(fds, (size_t)maxfds * sizeof *f);
@@ -452,6 +455,9 @@ int control_run(struct config *cfg, const char *config_path)
 		int nhealth = health_pollfds(fds + n, maxfds - n - 1);
 		n += nhealth;
 		n += authq_pollfds(fds + n, maxfds - n - 1);
+		int nfleet = fleet_pollfds(fds + n, maxfds - n - 3);
+		struct pollfd *fleet_fds = fds + n;
+		n += nfleet;
 		if (call_fd >= 0)
 			fds[n++] = (struct pollfd){ .fd = call_fd, .events = POLLIN };
 		int nhand = handover_pollfds(fds + n, 2);
@@ -469,11 +475,15 @@ int control_run(struct config *cfg, const char *config_path)
 		t = authq_next_timeout();
 		if (t >= 0 && t < timeout)
 			timeout = t;
+		t = fleet_next_timeout();
+		if (t >= 0 && t < timeout)
+			timeout = t;
 		poll(fds, (nfds_t)n, timeout);
 		if (http)
 			http_process(http, fds + 1, nhttp);
 		bool moved = dns_process();   /* first: the checks use its addresses */
 		bool changed = health_process(fds + 1 + nhttp, nhealth) || moved;
+		changed |= fleet_process(fleet_fds, nfleet);
 		struct hba *rules = health_take_hba();
 		if (rules) {
 			server_rules(rules);
@@ -547,6 +557,7 @@ int control_run(struct config *cfg, const char *config_path)
 	handover_stop();
 	free(fds);
 	authq_shutdown();
+	fleet_shutdown();
 	health_shutdown();
 	dns_shutdown();
 	http_close(http);
@@ -561,7 +572,7 @@ struct topology *control_first_topology(struct config *cfg, const char *seed, si
 	if (dns_configure(cfg) < 0)
 		return NULL;
 	dns_wait(2);   /* the first server connections find their addresses */
-	if (health_configure(cfg) < 0)
+	if (health_configure(cfg) < 0 || fleet_configure(cfg) < 0)
 		return NULL;
 	if (seed) {
 		int n = health_seed(seed, seed_len);

@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "core/control/dns.h"
+#include "core/control/fleet.h"
 #include "core/control/pqconn.h"
 #include "core/hba.h"
 #include "core/log.h"
@@ -66,6 +67,9 @@ struct hnode {
 	uint64_t lsn_at;              /* when pub.lsn was read */
 	uint64_t lsn_prev, lsn_prev_at; /* the reading before */
 	uint8_t pub_role, pub_state;  /* as last published */
+	uint8_t check_role;           /* what its own checks found (pub.role may be Patroni's word) */
+	bool dcs_said;                /* pub.role and state were Patroni's word at the last derive */
+	bool dcs_out;                 /* ... which was: not a running member */
 	char error[256];
 	int ci;                       /* its cluster's index in the configuration */
 	int nresults;                 /* results of this check so far */
@@ -132,7 +136,7 @@ static int init_node(struct hnode *h, const struct config_cluster *c, const stru
 			return -1;
 		h->hint_primary = cn->role && strcmp(cn->role, "primary") == 0;
 		/* until the first check, the configuration's word on roles */
-		h->pub.role = h->hint_primary ? NODE_PRIMARY : NODE_REPLICA;
+		h->pub.role = h->check_role = h->hint_primary ? NODE_PRIMARY : NODE_REPLICA;
 		h->pub.state = NODE_UP;
 		h->primary_since = h->hint_primary;
 		h->pub.lag = -1;
@@ -337,11 +341,11 @@ static void take_row(struct hnode *h, PGresult *r)
 	}
 	bool recovery = PQgetvalue(r, 0, 0)[0] == 't';
 	uint8_t role = recovery ? NODE_REPLICA : NODE_PRIMARY;
-	if (role == NODE_PRIMARY && h->pub.role != NODE_PRIMARY && h->pub.checked)
+	if (role == NODE_PRIMARY && h->check_role != NODE_PRIMARY && h->pub.checked)
 		h->primary_since = now_us();    /* promoted while we watched: it is the newest primary */
 	else if (role != NODE_PRIMARY)
 		h->primary_since = 0;
-	h->pub.role = role;
+	h->pub.role = h->check_role = role;
 	h->lsn_prev = h->pub.lsn;
 	h->lsn_prev_at = h->lsn_at;
 	h->pub.lsn = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
@@ -524,17 +528,62 @@ static int64_t replica_lag(const struct hnode *p, const struct hnode *h)
 	return plsn > h->pub.lsn ? (int64_t)(plsn - h->pub.lsn) : 0;
 }
 
+static bool failing(const struct hnode *h) { return h->pub.fails_in_row >= cfg->health_check_failures; }
+
+/* topology_source = etcd: Patroni's word on roles, held against the checks.
+ * The primary is its leader, if the leader answers and does not say it is in
+ * recovery; a node that is not a running member is not routed to. */
+static void derive_dcs(struct hcluster *c, int ci)
+{
+	for (int i = 0; i < c->n; i++) {
+		struct hnode *h = &nodes[c->first + i];
+		uint8_t word;
+		const char *why;
+		h->dcs_said = fleet_node_word(ci, i, &word, &why);
+		h->dcs_out = h->dcs_said && word == NODE_ROLE_UNKNOWN;
+		if (!h->dcs_said)
+			continue;
+		h->pub.role = word != NODE_ROLE_UNKNOWN ? word : h->check_role;
+		if (h->dcs_out) {
+			snprintf(h->error, sizeof h->error, "%s", why);
+			continue;
+		}
+		if (word != NODE_PRIMARY || failing(h))
+			continue;
+		if (h->pub.checked && h->check_role != NODE_PRIMARY) {
+			h->pub.role = h->check_role;
+			snprintf(h->error, sizeof h->error, "Patroni's leader, but in recovery as its check sees it: "
+				 "not routed to as the primary");
+			continue;
+		}
+		c->primary = i;
+	}
+}
+
 /* The primary is the newest of the live nodes that say they are one (after a
  * promotion the old primary may come back unaware); then lag against it. */
 static void derive(struct hcluster *c)
 {
 	c->primary = -1;
+	int ci = (int)(c - clusters);
+	bool dcs = false;
 	for (int i = 0; i < c->n; i++) {
-		struct hnode *h = &nodes[c->first + i];
-		if (h->pub.role != NODE_PRIMARY || h->pub.fails_in_row >= cfg->health_check_failures)
-			continue;
-		if (c->primary < 0 || h->primary_since > nodes[c->first + c->primary].primary_since)
-			c->primary = i;
+		uint8_t word;
+		const char *why;
+		dcs |= fleet_node_word(ci, i, &word, &why);
+	}
+	if (dcs) {
+		derive_dcs(c, ci);
+	} else {
+		for (int i = 0; i < c->n; i++) {
+			struct hnode *h = &nodes[c->first + i];
+			h->dcs_said = h->dcs_out = false;
+			h->pub.role = h->check_role;   /* Patroni's word, if it was, is no more */
+			if (h->pub.role != NODE_PRIMARY || failing(h))
+				continue;
+			if (c->primary < 0 || h->primary_since > nodes[c->first + c->primary].primary_since)
+				c->primary = i;
+		}
 	}
 	const struct hnode *p = c->primary >= 0 ? &nodes[c->first + c->primary] : NULL;
 	for (int i = 0; i < c->n; i++) {
@@ -546,6 +595,8 @@ static void derive(struct hcluster *c)
 		else
 			h->pub.lag = -1;
 		h->pub.state = node_state(h);
+		if (h->dcs_said && h->dcs_out)
+			h->pub.state = NODE_DOWN;   /* Patroni does not count it in */
 	}
 }
 
@@ -675,7 +726,7 @@ void health_pack(struct strbuf *sb)
 		if (!seedable(h->cluster) || !seedable(h->name) || !seedable(host))
 			continue;
 		strbuf_printf(sb, "%s\t%s\t%s\t%d\t%u\t%d\t%d\t%d\t%" PRId64 "\t%" PRIu64 "\t%" PRId64 "\t%" PRIu64
-			      "\t%" PRIu64 "\t%" PRIu64 "\n", h->cluster, h->name, host, h->pub.port, h->pub.role,
+			      "\t%" PRIu64 "\t%" PRIu64 "\n", h->cluster, h->name, host, h->pub.port, h->check_role,
 			      h->pub.checked, h->pub.replay_paused, h->pub.fails_in_row, h->pub.lag, h->pub.lsn,
 			      h->pub.active, h->primary_since, h->pub.checks, h->pub.failures);
 	}
@@ -708,7 +759,7 @@ int health_seed(const char *text, size_t len)
 		int role = h ? atoi(f[4]) : 0;
 		if (!h || (role != NODE_PRIMARY && role != NODE_REPLICA) || h->pub.checked)
 			continue;   /* not a node of ours (the configuration changed), or not a view */
-		h->pub.role = (uint8_t)role;
+		h->pub.role = h->check_role = (uint8_t)role;
 		h->pub.checked = atoi(f[5]) != 0;
 		h->pub.replay_paused = atoi(f[6]) != 0;
 		h->pub.fails_in_row = atoi(f[7]);

@@ -24,6 +24,7 @@
 
 #include "core/control/control.h"
 #include "core/log.h"
+#include "core/control/fleet.h"
 #include "core/control/metrics.h"
 #include "core/strbuf.h"
 
@@ -543,6 +544,10 @@ static void route(const struct request *rq, struct response *rs)
 		rs->status = 200;
 		rs->type = METRICS_JSON_TYPE;
 		metrics_json_nodes(&rs->body);
+	} else if (len == 6 && memcmp(path, "/peers", 6) == 0) {
+		rs->status = 200;
+		rs->type = METRICS_JSON_TYPE;
+		fleet_peers_json(&rs->body);
 	} else if (len == 7 && memcmp(path, "/status", 7) == 0) {
 		rs->status = 200;
 		rs->type = "text/plain; charset=utf-8";

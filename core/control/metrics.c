@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/control/control.h"
 #include "core/control/authq.h"
+#include "core/control/fleet.h"
 #include "core/control/health.h"
 #include "core/stats.h"
 #include "core/registry.h"
@@ -968,6 +969,7 @@ void metrics_prometheus(struct strbuf *out)
 	prom_shards(out);
 	prom_tls(out);
 	prom_nodes(out);
+	fleet_metrics(out);
 	prom_pools(out);
 	prom_admission(out);
 }

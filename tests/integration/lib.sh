@@ -143,6 +143,13 @@ kill_wait() { # PID [SIGNAL]: stop a child for good
 	return 0
 }
 
+# hold_until FILE [SECONDS]: wait for FILE (a test's "go" signal to a client
+# reading this as its stdin), but not past SECONDS (300) nor the test's end:
+# a failed test leaves no such loop behind
+hold_until() {
+	local end=$((SECONDS + ${2:-300}))
+	until [[ -e $1 ]] || ((SECONDS > end)) || [[ ! -d $TEST_TMP ]]; do sleep 0.2; done
+}
 freeports() { "$ROOT/tools/pgtmp" freeport "${1:-1}"; }
 
 # fd_limited_pgring LIMIT: from now on start_pgring runs pgring under ulimit -n

@@ -29,7 +29,7 @@ FIRST=$POOLER_PID
 declare -A HOLDER
 for name in a b c; do
 	"$HELPERS/pqtry" -H 0 "$(conninfo)" "SELECT 'still-$name', pg_backend_pid() > 0" >"$TEST_TMP/$name.out" 2>&1 \
-		< <(until [[ -e $TEST_TMP/$name.go ]]; do sleep 0.1; done) &
+		< <(hold_until "$TEST_TMP/$name.go") &
 	HOLDER[$name]=$!
 	track_pid $!
 	wait_until 10 grep -q "still-$name" "$TEST_TMP/$name.out" || fail "client $name did not start: $(cat "$TEST_TMP/$name.out")"

@@ -119,7 +119,7 @@ note "$NIDLE idle clients ready"
 # statements again once its stdin closes)
 # (its stdin: a pipe only a waiting loop holds, which ends once scram.go exists)
 "$HELPERS/pqtry" -k -H 0 "$(conninfo app scramuser scrampass)" "SELECT pg_terminate_backend(pg_backend_pid())" \
-	"SELECT current_user" >"$TEST_TMP/scram.out" 2>&1 < <(until [[ -e $TEST_TMP/scram.go ]]; do sleep 0.2; done) &
+	"SELECT current_user" >"$TEST_TMP/scram.out" 2>&1 < <(hold_until "$TEST_TMP/scram.go") &
 SCRAM_PID=$!
 track_pid $SCRAM_PID
 wait_until 20 grep -q scramuser "$TEST_TMP/scram.out" || fail "the SCRAM client did not start: $(cat "$TEST_TMP/scram.out")"
@@ -132,7 +132,7 @@ for kind in sess:appsess pinned:app; do
 	name=${kind%%:*}
 	"$HELPERS/pqtry" -H 0 "$(conninfo "${kind#*:}")" "CREATE TEMP TABLE IF NOT EXISTS moved_t (n int)" \
 		"INSERT INTO moved_t VALUES (1)" "SELECT count(*), pg_backend_pid() FROM moved_t" >"$TEST_TMP/$name.out" 2>&1 \
-		< <(until [[ -e $TEST_TMP/keepers.go ]]; do sleep 0.2; done) &
+		< <(hold_until "$TEST_TMP/keepers.go") &
 	KEEPER_PID[$name]=$!
 	track_pid $!
 	wait_until 20 grep -q '^1|' "$TEST_TMP/$name.out" || fail "the $name client did not start: $(cat "$TEST_TMP/$name.out")"
@@ -164,7 +164,7 @@ notifier() {
 # row 2, on the same backend)
 "$HELPERS/pqtry" -k -H 0 "$(conninfo app)" \
 	"DECLARE hc CURSOR WITH HOLD FOR SELECT g, pg_backend_pid() FROM generate_series(1, 100) g" \
-	"FETCH 1 FROM hc" >"$TEST_TMP/cursor.out" 2>&1 < <(until [[ -e $TEST_TMP/keepers.go ]]; do sleep 0.2; done) &
+	"FETCH 1 FROM hc" >"$TEST_TMP/cursor.out" 2>&1 < <(hold_until "$TEST_TMP/keepers.go") &
 CURSOR_PID=$!
 track_pid $CURSOR_PID
 wait_until 20 grep -q '^1|' "$TEST_TMP/cursor.out" || fail "the cursor client did not start: $(cat "$TEST_TMP/cursor.out")"

@@ -2073,3 +2073,39 @@ Test(config, auth_query_keys)
 	config_free(c);
 	expect_load_error("[pgring]\nauth_cache_ttl = soon\n", "auth_cache_ttl");
 }
+
+/* The fleet's keys: etcd's endpoints are addresses, topology_source is one of
+ * two words and needs them, a cluster names its Patroni scope. */
+Test(config, fleet_keys)
+{
+	struct config *c = load("[pgring]\n");
+	expect_str(c->topology_source, "checks");
+	cr_expect_null(c->etcd_hosts);
+	expect_str(c->etcd_prefix, "/service");
+	expect_str(c->etcd_pgring_prefix, "/pgring");
+	expect_time(c->etcd_timeout, 2);
+	expect_time(c->etcd_node_ttl, 10);
+	config_free(c);
+	c = load("[pgring]\ntopology_source = etcd\netcd_hosts = 127.0.0.1:2379,[::1]:2380,localhost:2381\n"
+		 "node_name = edge-1\n[cluster.main]\npatroni_scope = batman\nn1 = host=10.0.0.1\n");
+	expect_str(c->topology_source, "etcd");
+	expect_str(c->node_name, "edge-1");
+	expect_str(c->clusters[0].patroni_scope, "batman");
+	cr_expect_eq(c->clusters[0].nnodes, 1, "patroni_scope is no node");
+	config_free(c);
+	char host[64];
+	int port = 0;
+	cr_expect(config_etcd_endpoint("[::1]:2380", 10, host, sizeof host, &port));
+	expect_str(host, "::1");
+	cr_expect_eq(port, 2380);
+	cr_expect(config_etcd_endpoint("localhost:1,x", 11, host, sizeof host, &port));
+	expect_str(host, "127.0.0.1");
+	cr_expect_eq(port, 1);
+	expect_load_error("[pgring]\ntopology_source = zookeeper\n", "neither checks nor etcd");
+	expect_load_error("[pgring]\ntopology_source = etcd\n", "needs etcd_hosts");
+	expect_load_error("[pgring]\netcd_hosts = etcd.example.com:2379\n", "not an address:port");
+	expect_load_error("[pgring]\netcd_hosts = 127.0.0.1\n", "not an address:port");
+	expect_load_error("[pgring]\netcd_hosts = 127.0.0.1:2379,127.0.0.1:99999\n", "not an address:port");
+	expect_load_error("[pgring]\netcd_prefix = service\n", "must begin with /");
+	expect_load_error("[cluster.main]\npatroni_scope = a/b\nn1 = host=x\n", "not a scope's name");
+}
