@@ -190,6 +190,9 @@ static const struct key_def main_keys[] = {
 	K_TIME(etcd_timeout, "2"),
 	K_TIME(etcd_node_ttl, "10"),
 	K_STR(node_name, NULL),
+	K_BOOL(auto_failover, "0"),
+	K_TIME(failover_after, "10"),
+	K_INT(fleet_size, "0", 0, 1000),
 	/* TLS (PgBouncer's); check_tls relates them to each other */
 	CFG_(client_tls_sslmode, KT_SSLMODE, "disable", 0, 0, 0),
 	K_STR(client_tls_key_file, NULL),
@@ -1931,6 +1934,12 @@ static int check_etcd_keys(struct load *ld)
 			return fail_at(ld, w->file ? w->file : cfg->path, w->line,
 				       "etcd_hosts: '%.*s' is not an address:port (etcd's endpoints are not looked up)", (int)n, p);
 		p += n + (p[n] == ',');
+	}
+	if (cfg->auto_failover && (!cfg->etcd_hosts || !*cfg->etcd_hosts || !strcmp(cfg->topology_source, "etcd"))) {
+		w = set_at(ld, "auto_failover");
+		return fail_at(ld, w->file ? w->file : cfg->path, w->line,
+			       "auto_failover = on needs etcd_hosts (the nodes agree there) and topology_source = checks "
+			       "(with Patroni, Patroni fails over)");
 	}
 	if (cfg->etcd_prefix[0] != '/' || cfg->etcd_pgring_prefix[0] != '/') {
 		w = set_at(ld, cfg->etcd_prefix[0] != '/' ? "etcd_prefix" : "etcd_pgring_prefix");

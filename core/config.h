@@ -284,6 +284,9 @@ struct config {
 	double etcd_timeout;        /* one request to etcd: 2 s */
 	double etcd_node_ttl;       /* this node's registration lives this long without a keepalive: 10 s */
 	char *node_name;            /* this node's name among its peers; NULL: peer_id, else listen_addr:listen_port */
+	bool auto_failover;         /* pgring promotes and fences itself (clusters no Patroni manages): off */
+	double failover_after;      /* the primary down this long, as a quorum of nodes sees it: 10 s */
+	int fleet_size;             /* nodes in the fleet, for the quorum; 0: [peers]' count, else 1 */
 	/* auth_query (PgBouncer's keys): a user absent from auth_file has its
 	 * secret looked up on the server (core/control/authq.h) */
 	char *auth_user;            /* NULL: no lookups (unless a [databases] entry sets one) */

@@ -16,7 +16,9 @@
 #include "core/config.h"
 #include "core/control/control.h"
 #include "core/control/etcd.h"
+#include "core/control/health.h"
 #include "core/control/metrics.h"
+#include "core/control/promote.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/stats.h"
@@ -44,13 +46,27 @@ struct mirror {
 	uint64_t retry_at_us;
 };
 
-/* Patroni's view of one configured cluster. */
+/* Patroni's view of one configured cluster, or with auto_failover the
+ * fleet's own: its primary, fenced nodes, each node's view, the acting lock. */
 struct scope {
 	struct mirror m;
 	int ci;
 	int nnodes;
+	bool own;                        /* auto_failover: pgring's keys, not Patroni's */
+	bool has_word;                   /* own: a primary is published */
 	uint8_t *role;                   /* per configured node: enum node_role, its word */
 	char (*why)[96];
+	/* auto_failover */
+	uint64_t down_since_us;          /* the published primary seen down since (0: up) */
+	uint64_t view_due_us;
+	bool view_out, lock_out, acting, claim_out;
+	int down_of;                     /* the primary down_since_us is about */
+	enum { AF_IDLE, AF_PUBLISHING, AF_PROMOTING, AF_REPOINTING } phase;   /* this node acting */
+	int candidate;                   /* the replica being promoted, -1 */
+	int repointing;                  /* the next replica to point at it */
+	struct promote_job *job;
+	int fencing;                     /* the node a fence job runs on, -1 */
+	uint64_t retry_us;
 };
 
 enum reg_state { REG_OFF, REG_GRANTING, REG_LIVE };
@@ -77,6 +93,12 @@ static uint64_t now_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static char *joined(const char *a, const char *b, const char *c)
+{
+	char *s;
+	return asprintf(&s, "%s%s%s", a, b, c) < 0 ? NULL : s;
 }
 
 /* etcd's reachability as the last exchange found it, logged when it turns. */
@@ -284,8 +306,36 @@ static const struct entry *member_for(const struct scope *sc, const struct confi
 	return NULL;
 }
 
+static int node_index(const struct config_cluster *c, const char *name)
+{
+	for (int i = 0; i < c->nnodes; i++)
+		if (!strcmp(c->nodes[i].name, name))
+			return i;
+	return -1;
+}
+
+/* The fleet's word: the published primary, fenced nodes out, the rest replicas. */
+static void own_derive(struct scope *sc)
+{
+	const struct config_cluster *c = &cfg->clusters[sc->ci];
+	const struct entry *pe = find(&sc->m, "primary", 7);
+	sc->has_word = pe && node_index(c, pe->value) >= 0;
+	for (int i = 0; i < sc->nnodes; i++) {
+		char key[CONFIG_NAME_MAX + 16];
+		snprintf(key, sizeof key, "fenced/%s", c->nodes[i].name);
+		const struct entry *fe = find(&sc->m, key, strlen(key));
+		sc->role[i] = fe ? NODE_ROLE_UNKNOWN : sc->has_word && !strcmp(pe->value, c->nodes[i].name) ? NODE_PRIMARY
+											   : NODE_REPLICA;
+		snprintf(sc->why[i], sizeof sc->why[i], "%s", fe ? "fenced: a former primary, to be rebuilt" : "");
+	}
+}
+
 static void scope_derive(struct scope *sc)
 {
+	if (sc->own) {
+		own_derive(sc);
+		return;
+	}
 	const struct config_cluster *c = &cfg->clusters[sc->ci];
 	const struct entry *le = find(&sc->m, "leader", 6);
 	for (int i = 0; i < sc->nnodes; i++) {
@@ -311,7 +361,7 @@ bool fleet_node_word(int ci, int ni, uint8_t *role, const char **why)
 {
 	for (int i = 0; i < nscopes; i++) {
 		struct scope *sc = &scopes[i];
-		if (sc->ci != ci || !sc->m.known || ni >= sc->nnodes)
+		if (sc->ci != ci || !sc->m.known || ni >= sc->nnodes || (sc->own && !sc->has_word))
 			continue;
 		*role = sc->role[ni];
 		*why = sc->why[ni];
@@ -422,11 +472,366 @@ static void reg_tick(uint64_t now)
 	}
 }
 
+/* ---- auto_failover: promotion and fencing (clusters no Patroni manages) ----
+ *
+ * Keys under <etcd_pgring_prefix>/clusters/<cluster>/: "primary" (the node
+ * the fleet routes writes to; set first from the checks, then by a
+ * promotion), "views/<node>" (each node's view: the primary it sees down and
+ * for how long, under its lease), "acting" (the lock the one node that acts
+ * holds, under its lease), "fenced/<node>" (a former primary that came back,
+ * kept until an operator removes it). */
+
+static uint64_t promotions, fencings, failover_errors;
+
+/* The published primary is down: not answering, or in recovery (a
+ * promotion that did not happen, a demotion). */
+static bool primary_down(const struct health_node *h)
+{
+	return h && (h->state == NODE_DOWN || (h->checked && h->check_role != NODE_PRIMARY));
+}
+
+static int quorum(void)
+{
+	int size = cfg->fleet_size > 0 ? cfg->fleet_size : cfg->npeers > 0 ? cfg->npeers : 1;
+	return size / 2 + 1;
+}
+
+static char *scope_key(const struct scope *sc, const char *what)
+{
+	return joined(sc->m.prefix, what, "");
+}
+
+static void lost_request(struct scope *sc, const char *what)
+{
+	failover_errors++;
+	log_warning("failover: cluster %s: %s", cfg->clusters[sc->ci].name, what);
+}
+
+static void view_done(void *ctx, bool ok)
+{
+	struct scope *sc = ctx;
+	sc->view_out = false;
+	saw(ok);
+}
+
+/* This node's view, every second while it sees the primary down, and once when it is up again. */
+static void write_view(struct scope *sc, const char *primary, uint64_t down_ms, uint64_t now)
+{
+	if (sc->view_out || now < sc->view_due_us || reg != REG_LIVE)
+		return;
+	char key[CONFIG_NAME_MAX * 2 + 16], value[CONFIG_NAME_MAX + 64];
+	snprintf(key, sizeof key, "views/%s", node_name);
+	snprintf(value, sizeof value, "{\"primary\":\"%s\",\"down_ms\":%" PRIu64 "}", primary, down_ms);
+	char *k = scope_key(sc, key);
+	sc->view_out = k && etcd_put(etcd, k, value, lease, view_done, sc);
+	free(k);
+	sc->view_due_us = now + (down_ms ? 1000000u : 5000000u);
+}
+
+/* How many nodes' views (this one's included) see primary down at least as long as failover_after. */
+static int agreeing(const struct scope *sc, const char *primary)
+{
+	int n = 0;
+	for (int i = 0; i < sc->m.n; i++) {
+		if (strncmp(sc->m.e[i].key, "views/", 6))
+			continue;
+		struct json_doc d = { 0 };
+		int64_t ms = 0;
+		char *p = NULL;
+		if (json_parse(&d, sc->m.e[i].value, strlen(sc->m.e[i].value)) == 0 &&
+		    (p = json_strdup(&d, json_get(&d, 0, "primary"), NULL)) && !strcmp(p, primary) &&
+		    json_int64(&d, json_get(&d, 0, "down_ms"), &ms) && ms >= (int64_t)(cfg->failover_after * 1000))
+			n++;
+		free(p);
+		json_free(&d);
+	}
+	return n;
+}
+
+/* The replica to promote: up, in recovery as its check sees it, not fenced,
+ * the most WAL replayed. */
+static int pick_candidate(const struct scope *sc, int primary)
+{
+	int best = -1;
+	for (int i = 0; i < sc->nnodes; i++) {
+		const struct health_node *h = health_node_of(sc->ci, i);
+		if (i == primary || !h || !h->checked || h->state == NODE_DOWN || h->check_role != NODE_REPLICA ||
+		    sc->role[i] == NODE_ROLE_UNKNOWN)
+			continue;
+		if (best < 0 || h->lsn > health_node_of(sc->ci, best)->lsn)
+			best = i;
+	}
+	return best;
+}
+
+static struct promote_job *job_on(struct scope *sc, enum promote_kind kind, int node, int target)
+{
+	const struct config_node *n = &cfg->clusters[sc->ci].nodes[node];
+	const struct config_node *t = target >= 0 ? &cfg->clusters[sc->ci].nodes[target] : NULL;
+	return promote_start(kind, n->host, n->port > 0 ? n->port : 5432, t ? t->host : NULL,
+			     t ? (t->port > 0 ? t->port : 5432) : 0, cfg->health_check_user, cfg->health_check_password,
+			     cfg->health_check_dbname);
+}
+
+static void released_lock(void *ctx, bool ok)
+{
+	(void)ctx;
+	saw(ok);
+}
+
+static void give_up_acting(struct scope *sc)
+{
+	char *k = scope_key(sc, "acting");
+	if (k && sc->acting)
+		etcd_delete(etcd, k, released_lock, NULL);
+	free(k);
+	sc->acting = false;
+	sc->candidate = -1;
+}
+
+static void publish_primary(struct scope *sc);
+
+/* The candidate is the fleet's primary now (writes wait for it to come out
+ * of recovery, no node fences it): promote it. */
+static void published(void *ctx, bool ok)
+{
+	struct scope *sc = ctx;
+	saw(ok);
+	if (!ok) {
+		lost_request(sc, "the new primary could not be published in etcd; trying again");
+		publish_primary(sc);   /* each try bounded by etcd_timeout; the lock is ours meanwhile */
+		return;
+	}
+	sc->phase = AF_PROMOTING;
+	if (!(sc->job = job_on(sc, PROMOTE_PROMOTE, sc->candidate, -1))) {
+		lost_request(sc, "cannot start the promotion (no memory or thread)");
+		sc->phase = AF_IDLE;
+		give_up_acting(sc);
+	}
+}
+
+static void publish_primary(struct scope *sc)
+{
+	char *k = scope_key(sc, "primary");
+	sc->phase = AF_PUBLISHING;
+	if (!k || !etcd_put(etcd, k, cfg->clusters[sc->ci].nodes[sc->candidate].name, 0, published, sc)) {
+		lost_request(sc, "out of memory publishing the new primary");
+		sc->phase = AF_IDLE;
+		give_up_acting(sc);
+	}
+	free(k);
+}
+
+/* Once the candidate is the primary everywhere: point the other replicas at it, one job at a time. */
+static void repoint_next(struct scope *sc)
+{
+	while (sc->repointing >= 0 && sc->repointing < sc->nnodes) {
+		int i = sc->repointing++;
+		const struct health_node *h = health_node_of(sc->ci, i);
+		if (i == sc->candidate || !h || h->state == NODE_DOWN || sc->role[i] == NODE_ROLE_UNKNOWN)
+			continue;
+		if ((sc->job = job_on(sc, PROMOTE_REPOINT, i, sc->candidate)))
+			return;
+	}
+	if (sc->repointing >= sc->nnodes) {
+		log_notice("failover: cluster %s: done, %s is the primary", cfg->clusters[sc->ci].name,
+			   cfg->clusters[sc->ci].nodes[sc->candidate].name);
+		sc->repointing = -1;
+		sc->phase = AF_IDLE;
+		give_up_acting(sc);
+	}
+}
+
+static void job_finished(struct scope *sc, uint64_t now)
+{
+	const char *why;
+	enum promote_state st = promote_state(sc->job, &why);
+	if (st == PROMOTE_RUNNING)
+		return;
+	const struct config_cluster *c = &cfg->clusters[sc->ci];
+	promote_release(sc->job);
+	sc->job = NULL;
+	if (sc->fencing >= 0) {
+		if (st == PROMOTE_OK)
+			log_warning("failover: cluster %s: %s fenced (default_transaction_read_only, its sessions "
+				    "terminated): a former primary, it needs a rebuild", c->name, c->nodes[sc->fencing].name);
+		else
+			lost_request(sc, why);
+		fencings += st == PROMOTE_OK;
+		sc->fencing = -1;
+		return;
+	}
+	if (sc->phase == AF_REPOINTING) {
+		if (st == PROMOTE_OK)
+			log_notice("failover: cluster %s: %s now follows %s", c->name, c->nodes[sc->repointing - 1].name,
+				   c->nodes[sc->candidate].name);
+		else
+			lost_request(sc, why);
+		repoint_next(sc);
+		return;
+	}
+	if (st != PROMOTE_OK) {
+		/* published but not promoted: the lock goes, and since the published
+		 * primary is in recovery, the fleet sees it down and tries again */
+		lost_request(sc, why);
+		sc->phase = AF_IDLE;
+		give_up_acting(sc);
+		sc->retry_us = now + (uint64_t)(cfg->failover_after * 1e6);
+		return;
+	}
+	promotions++;
+	log_notice("failover: cluster %s: %s promoted", c->name, c->nodes[sc->candidate].name);
+	sc->phase = AF_REPOINTING;
+	sc->repointing = 0;   /* then the other replicas follow it */
+}
+
+/* Acting: the lock is ours; read the cluster's keys again (what this node's
+ * watch shows may lag the lock's revision) before promoting anything. */
+static void reread(void *ctx, bool ok, const struct etcd_kv *kvs, int n, int64_t revision)
+{
+	struct scope *sc = ctx;
+	(void)revision;
+	sc->claim_out = false;
+	saw(ok);
+	const struct config_cluster *c = &cfg->clusters[sc->ci];
+	const char *primary = NULL;
+	size_t plen = strlen(sc->m.prefix);
+	for (int i = 0; ok && i < n; i++)
+		if (kvs[i].key_len == plen + 7 && !memcmp(kvs[i].key + plen, "primary", 7))
+			primary = kvs[i].value;
+	int pi = primary ? node_index(c, primary) : -1;
+	const struct health_node *ph = pi >= 0 ? health_node_of(sc->ci, pi) : NULL;
+	if (!ok || !primary_down(ph) || agreeing(sc, primary) < quorum()) {
+		give_up_acting(sc);   /* things moved on meanwhile */
+		return;
+	}
+	sc->candidate = pick_candidate(sc, pi);
+	if (sc->candidate < 0) {
+		lost_request(sc, "no replica is up to promote");
+		give_up_acting(sc);
+		sc->retry_us = now_us() + RETRY_US;
+		return;
+	}
+	const struct health_node *ch = health_node_of(sc->ci, sc->candidate);
+	log_notice("failover: cluster %s: primary %s down as %d of the fleet's nodes see it (quorum %d): promoting %s "
+		   "(WAL replayed to %" PRIu64 "), published first", c->name, primary, agreeing(sc, primary), quorum(),
+		   c->nodes[sc->candidate].name, ch->lsn);
+	publish_primary(sc);
+}
+
+static void claimed(void *ctx, bool ok, bool created)
+{
+	struct scope *sc = ctx;
+	sc->lock_out = false;
+	saw(ok);
+	if (!ok || !created)
+		return;   /* another node acts */
+	sc->acting = sc->claim_out = true;
+	if (!etcd_range_prefix(etcd, sc->m.prefix, reread, sc)) {
+		sc->claim_out = false;
+		give_up_acting(sc);
+	}
+}
+
+static void bootstrap_done(void *ctx, bool ok, bool created)
+{
+	(void)ctx;
+	(void)created;
+	saw(ok);
+}
+
+static void fence_claimed(void *ctx, bool ok, bool created)
+{
+	struct scope *sc = ctx;
+	int i = sc->fencing;
+	saw(ok);
+	if (!ok || !created || i < 0) {
+		sc->fencing = -1;   /* another node fences it */
+		return;
+	}
+	log_warning("failover: cluster %s: %s answers as a primary but is not the cluster's: fencing it",
+		    cfg->clusters[sc->ci].name, cfg->clusters[sc->ci].nodes[i].name);
+	if (!(sc->job = job_on(sc, PROMOTE_FENCE, i, -1))) {
+		lost_request(sc, "cannot start fencing (no memory or thread)");
+		sc->fencing = -1;
+	}
+}
+
+/* A node that answers as a primary and is not the published one is fenced
+ * (once: whoever creates its fenced key does it). */
+static void fence_strays(struct scope *sc, int primary)
+{
+	for (int i = 0; i < sc->nnodes && !sc->job && sc->fencing < 0; i++) {
+		const struct health_node *h = health_node_of(sc->ci, i);
+		if (i == primary || !h || !h->checked || h->fails_in_row || h->check_role != NODE_PRIMARY ||
+		    sc->role[i] == NODE_ROLE_UNKNOWN)
+			continue;
+		char key[CONFIG_NAME_MAX + 16];
+		snprintf(key, sizeof key, "fenced/%s", cfg->clusters[sc->ci].nodes[i].name);
+		char *k = scope_key(sc, key);
+		sc->fencing = i;
+		if (!k || !etcd_put_if_absent(etcd, k, "a former primary: rebuild it, then delete this key", 0,
+					      fence_claimed, sc))
+			sc->fencing = -1;
+		free(k);
+	}
+}
+
+static void failover_tick(struct scope *sc, uint64_t now)
+{
+	if (sc->job) {
+		job_finished(sc, now);
+		return;
+	}
+	if (sc->phase == AF_REPOINTING) {
+		repoint_next(sc);   /* the new primary is promoted: the others follow it */
+		return;
+	}
+	if (sc->phase != AF_IDLE || !sc->m.known || sc->claim_out || reg != REG_LIVE)
+		return;
+	const struct config_cluster *c = &cfg->clusters[sc->ci];
+	const struct entry *pe = find(&sc->m, "primary", 7);
+	int pi = pe ? node_index(c, pe->value) : -1;
+	if (pi < 0) {
+		/* nothing published yet: the primary the checks found is the fleet's */
+		const struct health_node *h;
+		for (int i = 0; i < sc->nnodes && !sc->lock_out; i++)
+			if ((h = health_node_of(sc->ci, i)) && h->checked && h->state != NODE_DOWN &&
+			    h->check_role == NODE_PRIMARY) {
+				char *k = scope_key(sc, "primary");
+				if (k)
+					etcd_put_if_absent(etcd, k, c->nodes[i].name, 0, bootstrap_done, NULL);
+				free(k);
+				break;
+			}
+		return;
+	}
+	fence_strays(sc, pi);
+	const struct health_node *ph = health_node_of(sc->ci, pi);
+	bool down = primary_down(ph);
+	if (pi != sc->down_of)
+		sc->down_since_us = 0;   /* another primary: its own time */
+	sc->down_of = pi;
+	if (!down)
+		sc->down_since_us = 0;
+	else if (!sc->down_since_us)
+		sc->down_since_us = now;
+	uint64_t down_ms = down ? (now - sc->down_since_us) / 1000 + 1 : 0;
+	write_view(sc, c->nodes[pi].name, down_ms, now);
+	if (!down || sc->acting || sc->lock_out || now < sc->retry_us || down_ms < cfg->failover_after * 1000 ||
+	    agreeing(sc, c->nodes[pi].name) < quorum())
+		return;
+	char *k = scope_key(sc, "acting");
+	sc->lock_out = k && etcd_put_if_absent(etcd, k, node_name, lease, claimed, sc);
+	free(k);
+}
+
 /* ---- set-up ---- */
 
 static void teardown(void)
 {
 	for (int i = 0; i < nscopes; i++) {
+		promote_release(scopes[i].job);   /* a running step finishes on its own */
 		mirror_free(&scopes[i].m);
 		free(scopes[i].role);
 		free(scopes[i].why);
@@ -446,12 +851,6 @@ static void teardown(void)
 	keepalive_out = put_out = false;
 }
 
-static char *joined(const char *a, const char *b, const char *c)
-{
-	char *s;
-	return asprintf(&s, "%s%s%s", a, b, c) < 0 ? NULL : s;
-}
-
 int fleet_configure(const struct config *c)
 {
 	teardown();
@@ -467,7 +866,8 @@ int fleet_configure(const struct config *c)
 	free(hosts);
 	if (!etcd)
 		return -1;
-	if (!strcmp(c->topology_source, "etcd") && c->nclusters) {
+	bool patroni = !strcmp(c->topology_source, "etcd");
+	if ((patroni || c->auto_failover) && c->nclusters) {
 		if (!(scopes = calloc((size_t)c->nclusters, sizeof *scopes)))
 			return -1;
 		for (int i = 0; i < c->nclusters; i++) {
@@ -475,11 +875,15 @@ int fleet_configure(const struct config *c)
 			struct scope *sc = &scopes[nscopes++];
 			sc->ci = i;
 			sc->nnodes = cc->nnodes;
+			sc->own = !patroni;
+			sc->candidate = sc->fencing = sc->repointing = sc->down_of = -1;
 			sc->role = calloc((size_t)cc->nnodes, 1);
 			sc->why = calloc((size_t)cc->nnodes, sizeof *sc->why);
-			sc->m.prefix = joined(c->etcd_prefix, strcmp(c->etcd_prefix, "/") ? "/" : "",
-					      cc->patroni_scope ? cc->patroni_scope : cc->name);
-			char *full = sc->m.prefix ? joined(sc->m.prefix, "/", "") : NULL;
+			/* Patroni's <etcd_prefix>/<scope>/, or the fleet's own <etcd_pgring_prefix>/clusters/<name>/ */
+			const char *base = patroni ? c->etcd_prefix : c->etcd_pgring_prefix;
+			sc->m.prefix = joined(base, strcmp(base, "/") ? "/" : "",
+					      patroni ? (cc->patroni_scope ? cc->patroni_scope : cc->name) : "clusters/");
+			char *full = sc->m.prefix ? joined(sc->m.prefix, patroni ? "" : cc->name, "/") : NULL;
 			free(sc->m.prefix);
 			sc->m.prefix = full;
 			if (!sc->role || !sc->why || !full)
@@ -499,7 +903,7 @@ int fleet_configure(const struct config *c)
 	if (!node_key)
 		return -1;
 	log_notice("etcd: %s; this node is %s%s", c->etcd_hosts, node_name,
-		   nscopes ? ", cluster roles from Patroni's keys" : "");
+		   !nscopes ? "" : patroni ? ", cluster roles from Patroni's keys" : ", automatic failover (quorum of the fleet)");
 	return 0;
 }
 
@@ -530,6 +934,8 @@ bool fleet_process(const struct pollfd *fds, int n)
 			scope_derive(sc);
 			changed = true;
 		}
+		if (sc->own)
+			failover_tick(sc, now);
 	}
 	mirror_tick(&peers, now);
 	peers.dirty = false;
@@ -597,6 +1003,12 @@ void fleet_metrics(struct strbuf *out)
 			   "# HELP pgring_etcd_errors_total Exchanges with etcd that failed.\n"
 			   "# TYPE pgring_etcd_errors_total counter\npgring_etcd_errors_total %" PRIu64 "\n"
 			   "# HELP pgring_fleet_nodes pgring nodes registered in etcd (this one included).\n"
-			   "# TYPE pgring_fleet_nodes gauge\npgring_fleet_nodes %d\n",
-		      was_up, errors, peers.n);
+			   "# TYPE pgring_fleet_nodes gauge\npgring_fleet_nodes %d\n"
+			   "# HELP pgring_failover_promotions_total Replicas this node promoted (auto_failover).\n"
+			   "# TYPE pgring_failover_promotions_total counter\npgring_failover_promotions_total %" PRIu64 "\n"
+			   "# HELP pgring_failover_fencings_total Former primaries this node fenced (auto_failover).\n"
+			   "# TYPE pgring_failover_fencings_total counter\npgring_failover_fencings_total %" PRIu64 "\n"
+			   "# HELP pgring_failover_errors_total Failover steps that failed (auto_failover).\n"
+			   "# TYPE pgring_failover_errors_total counter\npgring_failover_errors_total %" PRIu64 "\n",
+		      was_up, errors, peers.n, promotions, fencings, failover_errors);
 }

@@ -67,7 +67,6 @@ struct hnode {
 	uint64_t lsn_at;              /* when pub.lsn was read */
 	uint64_t lsn_prev, lsn_prev_at; /* the reading before */
 	uint8_t pub_role, pub_state;  /* as last published */
-	uint8_t check_role;           /* what its own checks found (pub.role may be Patroni's word) */
 	bool dcs_said;                /* pub.role and state were Patroni's word at the last derive */
 	bool dcs_out;                 /* ... which was: not a running member */
 	char error[256];
@@ -136,7 +135,7 @@ static int init_node(struct hnode *h, const struct config_cluster *c, const stru
 			return -1;
 		h->hint_primary = cn->role && strcmp(cn->role, "primary") == 0;
 		/* until the first check, the configuration's word on roles */
-		h->pub.role = h->check_role = h->hint_primary ? NODE_PRIMARY : NODE_REPLICA;
+		h->pub.role = h->pub.check_role = h->hint_primary ? NODE_PRIMARY : NODE_REPLICA;
 		h->pub.state = NODE_UP;
 		h->primary_since = h->hint_primary;
 		h->pub.lag = -1;
@@ -341,11 +340,11 @@ static void take_row(struct hnode *h, PGresult *r)
 	}
 	bool recovery = PQgetvalue(r, 0, 0)[0] == 't';
 	uint8_t role = recovery ? NODE_REPLICA : NODE_PRIMARY;
-	if (role == NODE_PRIMARY && h->check_role != NODE_PRIMARY && h->pub.checked)
+	if (role == NODE_PRIMARY && h->pub.check_role != NODE_PRIMARY && h->pub.checked)
 		h->primary_since = now_us();    /* promoted while we watched: it is the newest primary */
 	else if (role != NODE_PRIMARY)
 		h->primary_since = 0;
-	h->pub.role = h->check_role = role;
+	h->pub.role = h->pub.check_role = role;
 	h->lsn_prev = h->pub.lsn;
 	h->lsn_prev_at = h->lsn_at;
 	h->pub.lsn = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
@@ -543,15 +542,22 @@ static void derive_dcs(struct hcluster *c, int ci)
 		h->dcs_out = h->dcs_said && word == NODE_ROLE_UNKNOWN;
 		if (!h->dcs_said)
 			continue;
-		h->pub.role = word != NODE_ROLE_UNKNOWN ? word : h->check_role;
+		h->pub.role = word != NODE_ROLE_UNKNOWN ? word : h->pub.check_role;
+		if (!h->dcs_out && word == NODE_REPLICA && h->pub.checked && h->pub.check_role == NODE_PRIMARY &&
+		    !failing(h)) {
+			/* a primary the cluster's word does not name (a former one back,
+			 * a split brain): never routed to, for reads either */
+			h->dcs_out = true;
+			why = "a primary that is not the cluster's: not routed to";
+		}
 		if (h->dcs_out) {
 			snprintf(h->error, sizeof h->error, "%s", why);
 			continue;
 		}
 		if (word != NODE_PRIMARY || failing(h))
 			continue;
-		if (h->pub.checked && h->check_role != NODE_PRIMARY) {
-			h->pub.role = h->check_role;
+		if (h->pub.checked && h->pub.check_role != NODE_PRIMARY) {
+			h->pub.role = h->pub.check_role;
 			snprintf(h->error, sizeof h->error, "Patroni's leader, but in recovery as its check sees it: "
 				 "not routed to as the primary");
 			continue;
@@ -578,7 +584,7 @@ static void derive(struct hcluster *c)
 		for (int i = 0; i < c->n; i++) {
 			struct hnode *h = &nodes[c->first + i];
 			h->dcs_said = h->dcs_out = false;
-			h->pub.role = h->check_role;   /* Patroni's word, if it was, is no more */
+			h->pub.role = h->pub.check_role;   /* Patroni's word, if it was, is no more */
 			if (h->pub.role != NODE_PRIMARY || failing(h))
 				continue;
 			if (c->primary < 0 || h->primary_since > nodes[c->first + c->primary].primary_since)
@@ -706,6 +712,11 @@ void health_fill(struct topology *t)
 }
 
 int health_count(void) { return nnodes; }
+
+const struct health_node *health_node_of(int ci, int ni)
+{
+	return ci >= 0 && ci < nclusters && ni >= 0 && ni < clusters[ci].n ? &nodes[clusters[ci].first + ni].pub : NULL;
+}
 const struct health_node *health_node_at(int i) { return &nodes[i].pub; }
 
 /* ---- pgring -R: the predecessor's view ----
@@ -726,7 +737,7 @@ void health_pack(struct strbuf *sb)
 		if (!seedable(h->cluster) || !seedable(h->name) || !seedable(host))
 			continue;
 		strbuf_printf(sb, "%s\t%s\t%s\t%d\t%u\t%d\t%d\t%d\t%" PRId64 "\t%" PRIu64 "\t%" PRId64 "\t%" PRIu64
-			      "\t%" PRIu64 "\t%" PRIu64 "\n", h->cluster, h->name, host, h->pub.port, h->check_role,
+			      "\t%" PRIu64 "\t%" PRIu64 "\n", h->cluster, h->name, host, h->pub.port, h->pub.check_role,
 			      h->pub.checked, h->pub.replay_paused, h->pub.fails_in_row, h->pub.lag, h->pub.lsn,
 			      h->pub.active, h->primary_since, h->pub.checks, h->pub.failures);
 	}
@@ -759,7 +770,7 @@ int health_seed(const char *text, size_t len)
 		int role = h ? atoi(f[4]) : 0;
 		if (!h || (role != NODE_PRIMARY && role != NODE_REPLICA) || h->pub.checked)
 			continue;   /* not a node of ours (the configuration changed), or not a view */
-		h->pub.role = h->check_role = (uint8_t)role;
+		h->pub.role = h->pub.check_role = (uint8_t)role;
 		h->pub.checked = atoi(f[5]) != 0;
 		h->pub.replay_paused = atoi(f[6]) != 0;
 		h->pub.fails_in_row = atoi(f[7]);

@@ -22,6 +22,7 @@ struct health_node {
 	const char *cluster, *name, *host;
 	int port;
 	uint8_t role, state;          /* enum node_role, enum node_state */
+	uint8_t check_role;           /* what its own checks found (role may be Patroni's or the fleet's word) */
 	bool checked;                 /* at least one check answered */
 	bool replay_paused;
 	int64_t lag;                  /* bytes behind the primary; -1 unknown */
@@ -50,6 +51,8 @@ void health_fill(struct topology *t);
 size_t health_topology_size(const struct config *cfg);   /* bytes of clusters + nodes */
 int health_count(void);
 const struct health_node *health_node_at(int i);
+/* Cluster ci's node ni (the configuration's indexes), or NULL. */
+const struct health_node *health_node_of(int ci, int ni);
 void health_shutdown(void);
 /* pgring -R. The old process: every node's state as its checks found it,
  * appended to sb (a TOPOLOGY record, core/takeover.h). The new one, after

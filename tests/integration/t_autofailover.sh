@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# t_autofailover: pgring's own failover when no Patroni manages the cluster
+# (issue 18, point 4): auto_failover = on, the nodes agreeing through etcd.
+# A primary and two replicas (tools/pgtmp, synchronous: every acknowledged
+# commit is on a replica), an etcd of the test's own, two pgring nodes in the
+# fleet (fleet_size = 2: the quorum is both) and a third cut off from etcd.
+#   1. The fleet publishes the primary its checks found.
+#   2. The primary is killed while a writer runs through both nodes: after
+#      failover_after, exactly one replica is promoted (the one with the most
+#      WAL), by one node; the one cut off from etcd promotes nothing; writes
+#      land on the new primary only; every acknowledged write is there (none
+#      lost, none twice); the other replica follows the new primary.
+#   3. The old primary restarted (as a primary): it is fenced before any
+#      client is routed to it (default_transaction_read_only, its sessions
+#      terminated, logged, SHOW NODES says so), and writes still go to the new
+#      primary.
+# shellcheck disable=SC1091,SC2016 # lib.sh is sourced at run time; eval '...' is lib.sh's idiom
+. "$(dirname "$0")/lib.sh"
+pgring_only "automatic failover is pgring's"
+command -v etcd >/dev/null || skip "etcd is not installed (tools/setup)"
+
+PGTMP=$ROOT/tools/pgtmp
+chmod o+x "$TEST_TMP"
+CL=$TEST_TMP/cluster
+mkdir -p "$CL"
+chmod 755 "$CL"
+for n in p1 r2 r3; do on_exit "$PGTMP stop $CL/$n"; done
+pgtmp_port() { timeout 120 "$PGTMP" "$@" | sed -n 's/^PORT=//p'; }
+P1=$(PGTMP_CONF="synchronous_standby_names = 'ANY 1 (r2, r3)'" pgtmp_port start "$CL/p1")
+[[ -n $P1 ]] || fail "the primary did not start"
+P2=$(pgtmp_port replica "$CL/r2" "$CL/p1")
+P3=$(pgtmp_port replica "$CL/r3" "$CL/p1")
+[[ -n $P2 && -n $P3 ]] || fail "the replicas did not start"
+on() { timeout 30 psql -X -Atq -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d app -c "$2"; }
+on "$P1" "CREATE TABLE af (id int PRIMARY KEY, via int); ALTER TABLE af OWNER TO app" >/dev/null || fail "setup"
+name_of() { case $1 in "$P1") echo pg1 ;; "$P2") echo pg2 ;; "$P3") echo pg3 ;; *) echo "?" ;; esac; }
+
+read -r CPORT PPORT DEAD < <(freeports 3 | xargs)
+E=127.0.0.1:$CPORT
+etcd --name af --data-dir "$TEST_TMP/etcd" --listen-client-urls "http://$E" --advertise-client-urls "http://$E" \
+	--listen-peer-urls "http://127.0.0.1:$PPORT" --initial-advertise-peer-urls "http://127.0.0.1:$PPORT" \
+	--initial-cluster "af=http://127.0.0.1:$PPORT" --logger zap --log-level warn >"$TEST_TMP/etcd.log" 2>&1 &
+ETCD_PID=$!
+track_pid $ETCD_PID
+on_exit "kill_wait $ETCD_PID"
+wait_until 20 timeout 5 "$HELPERS/etcdprobe" "$E" get /nothing >/dev/null || fail "etcd did not start: $(tail -3 "$TEST_TMP/etcd.log")"
+
+declare -a NPID NPORT NCONTROL NLOG
+start_node() { # I ETCD_ENDPOINT
+	start_pgring "
+[pgring]
+auth_type = md5
+admin_users = app
+pool_mode = transaction
+default_pool_size = 4
+health_check_user = postgres
+health_check_dbname = postgres
+health_check_interval = 0.5
+health_check_failures = 1
+failover_timeout = 60
+server_login_retry = 1
+etcd_hosts = $2
+etcd_node_ttl = 4
+node_name = n$1
+auto_failover = on
+failover_after = 2
+fleet_size = 2
+
+[cluster.c]
+pg1 = host=127.0.0.1 port=$P1
+pg2 = host=127.0.0.1 port=$P2
+pg3 = host=127.0.0.1 port=$P3
+
+[databases]
+app = cluster=c dbname=app
+"
+	NPID[$1]=$POOLER_PID NPORT[$1]=$PORT NCONTROL[$1]=$CONTROL_PORT NLOG[$1]=$POOLER_LOG
+}
+use_node() { POOLER_PID=${NPID[$1]} PORT=${NPORT[$1]} CONTROL_PORT=${NCONTROL[$1]} POOLER_LOG=${NLOG[$1]}; }
+primary_of() { Q_DB=pgbouncer q "SHOW TOPOLOGY" | awk -F'|' '$1 == "c" {print $3}'; }
+start_node 1 "$E"
+start_node 2 "$E"
+start_node 3 "127.0.0.1:$DEAD"   # cut off from etcd
+
+# ---- 1. the primary published
+published() { timeout 5 "$HELPERS/etcdprobe" "$E" get /pgring/clusters/c/primary 2>/dev/null; }
+wait_until 15 eval '[[ $(published) == *pg1* ]]' || fail "the fleet did not publish pg1 as the primary: $(published)"
+for i in 1 2 3; do
+	use_node "$i"
+	wait_until 10 eval '[[ $(primary_of) == pg1 ]]' || fail "node $i: primary [$(primary_of)]"
+done
+pass "the fleet published the primary its checks found (pg1); every node routes to it"
+
+# ---- 2. the primary killed under a writer
+writer() { # NODE FIRST_ID COUNT: one INSERT per connection; the ids acknowledged go to acked.NODE
+	local port=${NPORT[$1]} id
+	for ((id = $2; id < $2 + $3; id++)); do
+		if PGPASSWORD=app timeout 90 psql -X -Atq -h 127.0.0.1 -p "$port" -U app -d app \
+			-c "INSERT INTO af VALUES ($id, inet_server_port())" >/dev/null 2>>"$TEST_TMP/writer.$1.err"; then
+			echo "$id" >>"$TEST_TMP/acked.$1"
+		fi
+		sleep 0.05
+	done
+}
+writer 1 1000 150 &
+W1=$!
+writer 2 5000 150 &
+W2=$!
+track_pid $W1
+track_pid $W2
+sleep 2
+t0=$(now_ms)
+timeout 30 "$PGTMP" kill "$CL/p1" >/dev/null || fail "kill the primary"
+promoted=''
+wait_until 60 eval 'promoted=$(for p in $P2 $P3; do [[ $(on $p "SELECT pg_is_in_recovery()") == f ]] && echo $p; done)
+	[[ -n $promoted ]]' || fail "no replica was promoted: $(grep -h failover "${NLOG[1]}" "${NLOG[2]}" | tail -5)"
+took=$(($(now_ms) - t0))
+new=$(name_of "$promoted")
+other=$P2
+[[ $promoted == "$P2" ]] && other=$P3
+sleep 2
+assert_eq t "$(on "$other" "SELECT pg_is_in_recovery()")" "the other replica stays a replica (exactly one promotion)"
+prom=0
+for i in 1 2 3; do
+	use_node "$i"
+	n=$(metric pgring_failover_promotions_total) || n=0
+	prom=$((prom + n))
+	((i == 3)) && assert_eq 0 "$n" "promotions by the node cut off from etcd"
+done
+assert_eq 1 "$prom" "promotions by the whole fleet"
+grep -h "failover: cluster c: primary pg1 down as 2 of the fleet's nodes see it" "${NLOG[1]}" "${NLOG[2]}" >/dev/null ||
+	fail "no log line for the quorum's decision"
+for i in 1 2; do
+	use_node "$i"
+	wait_until 10 eval '[[ $(primary_of) == '"$new"' ]]' || fail "node $i: primary [$(primary_of)] after the promotion"
+done
+wait $W1 $W2
+for p in $P2 $P3; do
+	assert_eq 0 "$(on "$p" "SELECT count(*) FROM af WHERE via NOT IN ($P1, $promoted)")" "rows written elsewhere"
+done
+acked=$(cat "$TEST_TMP"/acked.* | sort -n | uniq)
+nacked=$(wc -l <<<"$acked")
+have=$(on "$promoted" "SELECT id FROM af ORDER BY id")
+lost=$(comm -23 <(echo "$acked") <(echo "$have") | wc -l)
+assert_eq 0 "$lost" "acknowledged writes missing on the new primary"
+assert_eq "$(on "$promoted" "SELECT count(*) FROM af")" "$(on "$promoted" "SELECT count(DISTINCT id) FROM af")" "rows twice"
+after=$(on "$promoted" "SELECT count(*) FROM af WHERE via = $promoted")
+assert_num_cmp "$after" -gt 0 "writes that landed on the new primary"
+wait_until 30 eval '[[ $(on $promoted "SELECT count(*) FROM pg_stat_replication") == 1 ]]' ||
+	fail "the other replica does not follow the new primary: $(grep -h 'follows\|failover' "${NLOG[1]}" "${NLOG[2]}" | tail -3)"
+pass "pg1 killed: $new promoted $took ms later, once, by the quorum (the node cut off from etcd promoted nothing); $nacked writes acknowledged, 0 lost, 0 twice, $after landed on $new; the other replica follows it"
+
+# ---- 3. the old primary comes back as a primary: fenced
+timeout 60 "$PGTMP" restart "$CL/p1" >/dev/null 2>&1 || fail "restart pg1"
+wait_until 20 eval '[[ $(on $P1 "SHOW default_transaction_read_only") == on ]]' ||
+	fail "pg1 not fenced: $(grep -h 'fenc' "${NLOG[1]}" "${NLOG[2]}" | tail -3)"
+grep -h "pg1 fenced" "${NLOG[1]}" "${NLOG[2]}" >/dev/null || fail "no log line for the fencing"
+fen=0
+for i in 1 2; do
+	use_node "$i"
+	n=$(metric pgring_failover_fencings_total) || n=0
+	fen=$((fen + n))
+	row=$(Q_DB=pgbouncer q "SHOW NODES" | awk -F'|' '$2 == "pg1" {print $6 "|" $14}')
+	assert_eq "down|fenced: a former primary, to be rebuilt" "$row" "node $i: SHOW NODES for pg1"
+	assert_eq "$promoted" "$(q "INSERT INTO af VALUES (9000 + $i, inet_server_port()) RETURNING via")" "node $i: a write after pg1 is back"
+done
+assert_eq 1 "$fen" "fencings by the fleet"
+pass "the old primary restarted is fenced (read-only, logged, not routed to); writes still go to $new"
