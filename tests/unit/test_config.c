@@ -2108,4 +2108,12 @@ Test(config, fleet_keys)
 	expect_load_error("[pgring]\netcd_hosts = 127.0.0.1:2379,127.0.0.1:99999\n", "not an address:port");
 	expect_load_error("[pgring]\netcd_prefix = service\n", "must begin with /");
 	expect_load_error("[cluster.main]\npatroni_scope = a/b\nn1 = host=x\n", "not a scope's name");
+	expect_load_error("[pgring]\nauto_failover = on\n", "auto_failover = on needs etcd_hosts");
+	expect_load_error("[pgring]\nauto_failover = on\ntopology_source = etcd\netcd_hosts = 127.0.0.1:2379\n",
+			  "with Patroni, Patroni fails over");
+	c = load("[pgring]\nauto_failover = on\netcd_hosts = 127.0.0.1:2379\nfailover_after = 30\nfleet_size = 3\n");
+	cr_expect(c->auto_failover);
+	expect_time(c->failover_after, 30);
+	cr_expect_eq(c->fleet_size, 3);
+	config_free(c);
 }
