@@ -201,7 +201,7 @@ static void on_broken(void *ctx)
 	struct mirror *m = ctx;
 	m->watch = NULL;
 	m->retry_at_us = now_us() + RETRY_US;   /* read whole again, then watch again */
-	saw(false);
+	errors++;   /* whether etcd is reachable, the read again says */
 }
 
 static void on_read(void *ctx, bool ok, const struct etcd_kv *kvs, int n, int64_t revision)
@@ -712,10 +712,17 @@ static void reread(void *ctx, bool ok, const struct etcd_kv *kvs, int n, int64_t
 		sc->retry_us = now_us() + RETRY_US;
 		return;
 	}
-	const struct health_node *ch = health_node_of(sc->ci, sc->candidate);
-	log_notice("failover: cluster %s: primary %s down as %d of the fleet's nodes see it (quorum %d): promoting %s "
-		   "(WAL replayed to %" PRIu64 "), published first", c->name, primary, agreeing(sc, primary), quorum(),
-		   c->nodes[sc->candidate].name, ch->lsn);
+	struct strbuf lsns = STRBUF_INIT;
+	for (int i = 0; i < sc->nnodes; i++) {
+		const struct health_node *h = health_node_of(sc->ci, i);
+		if (i != pi && h)
+			strbuf_printf(&lsns, "%s%s %" PRIu64 "%s", lsns.len ? ", " : "", c->nodes[i].name, h->lsn,
+				      h->state == NODE_DOWN ? " (down)" : "");
+	}
+	log_notice("failover: cluster %s: primary %s down as %d of the fleet's nodes see it (quorum %d): promoting %s, "
+		   "published first (WAL replayed: %s)", c->name, primary, agreeing(sc, primary), quorum(),
+		   c->nodes[sc->candidate].name, strbuf_str(&lsns));
+	strbuf_free(&lsns);
 	publish_primary(sc);
 }
 

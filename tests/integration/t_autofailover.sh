@@ -2,12 +2,15 @@
 # t_autofailover: pgring's own failover when no Patroni manages the cluster
 # (issue 18, point 4): auto_failover = on, the nodes agreeing through etcd.
 # A primary and two replicas (tools/pgtmp, synchronous: every acknowledged
-# commit is on a replica), an etcd of the test's own, two pgring nodes in the
-# fleet (fleet_size = 2: the quorum is both) and a third cut off from etcd.
-#   1. The fleet publishes the primary its checks found.
+# commit is on a replica: synchronous_commit on, ANY 1 of the two), an etcd of the test's own (three members), and three
+# pgring nodes (fleet_size = 3: the quorum is two), the third reaching etcd
+# through a fault proxy that partitions it before the failover.
+#   1. The fleet publishes the primary its checks found. etcd has three
+#      members; one stops (every node's first endpoint), and the rest of the
+#      test runs on the other two.
 #   2. The primary is killed while a writer runs through both nodes: after
 #      failover_after, exactly one replica is promoted (the one with the most
-#      WAL), by one node; the one cut off from etcd promotes nothing; writes
+#      WAL), by one node; the partitioned one promotes nothing; writes
 #      land on the new primary only; every acknowledged write is there (none
 #      lost, none twice); the other replica follows the new primary.
 #   3. The old primary restarted (as a primary): it is fenced before any
@@ -26,24 +29,57 @@ mkdir -p "$CL"
 chmod 755 "$CL"
 for n in p1 r2 r3; do on_exit "$PGTMP stop $CL/$n"; done
 pgtmp_port() { timeout 120 "$PGTMP" "$@" | sed -n 's/^PORT=//p'; }
-P1=$(PGTMP_CONF="synchronous_standby_names = 'ANY 1 (r2, r3)'" pgtmp_port start "$CL/p1")
+P1=$(pgtmp_port start "$CL/p1")
 [[ -n $P1 ]] || fail "the primary did not start"
 P2=$(pgtmp_port replica "$CL/r2" "$CL/p1")
 P3=$(pgtmp_port replica "$CL/r3" "$CL/p1")
 [[ -n $P2 && -n $P3 ]] || fail "the replicas did not start"
 on() { timeout 30 psql -X -Atq -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d app -c "$2"; }
+# synchronous once the replicas are there (pgtmp's own set-up would wait for them)
+for sql in "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (r2, r3)'" "ALTER SYSTEM SET synchronous_commit = on" \
+	"SELECT pg_reload_conf()"; do
+	on "$P1" "$sql" >/dev/null || fail "$sql"
+done
 on "$P1" "CREATE TABLE af (id int PRIMARY KEY, via int); ALTER TABLE af OWNER TO app" >/dev/null || fail "setup"
+assert_eq "on|ANY 1 (r2, r3)" "$(on "$P1" "SELECT current_setting('synchronous_commit') || '|' || current_setting('synchronous_standby_names')")" \
+	"synchronous replication"
 name_of() { case $1 in "$P1") echo pg1 ;; "$P2") echo pg2 ;; "$P3") echo pg3 ;; *) echo "?" ;; esac; }
 
-read -r CPORT PPORT DEAD < <(freeports 3 | xargs)
-E=127.0.0.1:$CPORT
-etcd --name af --data-dir "$TEST_TMP/etcd" --listen-client-urls "http://$E" --advertise-client-urls "http://$E" \
-	--listen-peer-urls "http://127.0.0.1:$PPORT" --initial-advertise-peer-urls "http://127.0.0.1:$PPORT" \
-	--initial-cluster "af=http://127.0.0.1:$PPORT" --logger zap --log-level warn >"$TEST_TMP/etcd.log" 2>&1 &
-ETCD_PID=$!
-track_pid $ETCD_PID
-on_exit "kill_wait $ETCD_PID"
-wait_until 20 timeout 5 "$HELPERS/etcdprobe" "$E" get /nothing >/dev/null || fail "etcd did not start: $(tail -3 "$TEST_TMP/etcd.log")"
+# etcd: three members, so that one can stop (the nodes carry on with the others)
+read -r C1 C2 C3 R1 R2 R3 < <(freeports 6 | xargs)
+INITIAL="e1=http://127.0.0.1:$R1,e2=http://127.0.0.1:$R2,e3=http://127.0.0.1:$R3"
+declare -a EPID
+for m in 1 2 3; do
+	c=C$m r=R$m
+	etcd --name "e$m" --data-dir "$TEST_TMP/etcd$m" --listen-client-urls "http://127.0.0.1:${!c}" \
+		--advertise-client-urls "http://127.0.0.1:${!c}" --listen-peer-urls "http://127.0.0.1:${!r}" \
+		--initial-advertise-peer-urls "http://127.0.0.1:${!r}" --initial-cluster "$INITIAL" \
+		--initial-cluster-state new --logger zap --log-level warn >"$TEST_TMP/etcd$m.log" 2>&1 &
+	EPID[m]=$!
+	track_pid "${EPID[m]}"
+	on_exit "kill_wait ${EPID[m]}"
+done
+E=127.0.0.1:$C1,127.0.0.1:$C2,127.0.0.1:$C3
+wait_until 30 timeout 5 "$HELPERS/etcdprobe" "$E" put /af/ready yes >/dev/null ||
+	fail "etcd did not start: $(tail -3 "$TEST_TMP/etcd1.log")"
+
+# node 3 reaches etcd (member 2) through a fault proxy only: partitioned later
+read -r FP_PORT FP_CTL < <(freeports 2 | xargs)
+"$HELPERS/faultproxy" -l "$FP_PORT" -t "$C2" -c "$FP_CTL" >"$TEST_TMP/faultproxy.log" 2>&1 &
+FP_PID=$!
+track_pid "$FP_PID"
+on_exit "kill_wait $FP_PID"
+wait_until 5 tcp_open 127.0.0.1 "$FP_CTL" || fail "faultproxy did not start: $(cat "$TEST_TMP/faultproxy.log")"
+fp() { # COMMAND: one command to the fault proxy
+	local line=
+	{
+		exec 8<>"/dev/tcp/127.0.0.1/$FP_CTL" || fail "faultproxy control port"
+		printf '%s\n' "$*" >&8
+		IFS= read -r -t 5 line <&8
+		exec 8>&-
+	} 2>/dev/null
+	[[ $line == ok* ]] || fail "faultproxy '$*': [$line]"
+}
 
 declare -a NPID NPORT NCONTROL NLOG
 start_node() { # I ETCD_ENDPOINT
@@ -64,7 +100,7 @@ etcd_node_ttl = 4
 node_name = n$1
 auto_failover = on
 failover_after = 2
-fleet_size = 2
+fleet_size = 3
 
 [cluster.c]
 pg1 = host=127.0.0.1 port=$P1
@@ -80,7 +116,7 @@ use_node() { POOLER_PID=${NPID[$1]} PORT=${NPORT[$1]} CONTROL_PORT=${NCONTROL[$1
 primary_of() { Q_DB=pgbouncer q "SHOW TOPOLOGY" | awk -F'|' '$1 == "c" {print $3}'; }
 start_node 1 "$E"
 start_node 2 "$E"
-start_node 3 "127.0.0.1:$DEAD"   # cut off from etcd
+start_node 3 "127.0.0.1:$FP_PORT"
 
 # ---- 1. the primary published
 published() { timeout 5 "$HELPERS/etcdprobe" "$E" get /pgring/clusters/c/primary 2>/dev/null; }
@@ -91,13 +127,32 @@ for i in 1 2 3; do
 done
 pass "the fleet published the primary its checks found (pg1); every node routes to it"
 
+# ---- 1b. an etcd member stops (the first endpoint of every node): the fleet carries on
+kill -TERM "${EPID[1]}"
+wait "${EPID[1]}" 2>/dev/null
+timeout 10 "$HELPERS/etcdprobe" "127.0.0.1:$C2" put /af/after-e1 yes >/dev/null || fail "etcd lost its quorum with one member stopped"
+sleep 2
+for i in 1 2; do
+	use_node "$i"
+	assert_eq 1 "$(metric pgring_etcd_up)" "node $i: pgring_etcd_up with one etcd member stopped"
+done
+pass "one etcd member of three stopped: the nodes carry on with the others"
+
+# ---- 1c. node 3 partitioned from etcd: its lease runs out, the two others are still a quorum of 3
+use_node 1
+wait_until 10 eval '[[ $(metric pgring_fleet_nodes) == 3 ]]' || fail "the fleet is not three nodes: $(metric pgring_fleet_nodes)"
+fp blackhole
+wait_until 20 eval '[[ $(metric pgring_fleet_nodes) == 2 ]]' || fail "node 3's lease did not run out in the partition"
+pass "node 3 partitioned from etcd: its lease ran out, the fleet counts two of three"
+
 # ---- 2. the primary killed under a writer
 writer() { # NODE FIRST_ID COUNT: one INSERT per connection; the ids acknowledged go to acked.NODE
 	local port=${NPORT[$1]} id
 	for ((id = $2; id < $2 + $3; id++)); do
-		if PGPASSWORD=app timeout 90 psql -X -Atq -h 127.0.0.1 -p "$port" -U app -d app \
-			-c "INSERT INTO af VALUES ($id, inet_server_port())" >/dev/null 2>>"$TEST_TMP/writer.$1.err"; then
-			echo "$id" >>"$TEST_TMP/acked.$1"
+		local via
+		if via=$(PGPASSWORD=app timeout 90 psql -X -Atq -h 127.0.0.1 -p "$port" -U app -d app \
+			-c "INSERT INTO af VALUES ($id, inet_server_port()) RETURNING via" 2>>"$TEST_TMP/writer.$1.err"); then
+			echo "$id $via $(date +%T.%N)" >>"$TEST_TMP/acked.$1"
 		fi
 		sleep 0.05
 	done
@@ -110,6 +165,7 @@ track_pid $W1
 track_pid $W2
 sleep 2
 t0=$(now_ms)
+kill_at=$(date +%T.%N)
 timeout 30 "$PGTMP" kill "$CL/p1" >/dev/null || fail "kill the primary"
 promoted=''
 wait_until 60 eval 'promoted=$(for p in $P2 $P3; do [[ $(on $p "SELECT pg_is_in_recovery()") == f ]] && echo $p; done)
@@ -125,10 +181,10 @@ for i in 1 2 3; do
 	use_node "$i"
 	n=$(metric pgring_failover_promotions_total) || n=0
 	prom=$((prom + n))
-	((i == 3)) && assert_eq 0 "$n" "promotions by the node cut off from etcd"
+	((i == 3)) && assert_eq 0 "$n" "promotions by the node partitioned from etcd"
 done
 assert_eq 1 "$prom" "promotions by the whole fleet"
-grep -h "failover: cluster c: primary pg1 down as 2 of the fleet's nodes see it" "${NLOG[1]}" "${NLOG[2]}" >/dev/null ||
+grep -h "failover: cluster c: primary pg1 down as 2 of the fleet's nodes see it (quorum 2)" "${NLOG[1]}" "${NLOG[2]}" >/dev/null ||
 	fail "no log line for the quorum's decision"
 for i in 1 2; do
 	use_node "$i"
@@ -138,17 +194,18 @@ wait $W1 $W2
 for p in $P2 $P3; do
 	assert_eq 0 "$(on "$p" "SELECT count(*) FROM af WHERE via NOT IN ($P1, $promoted)")" "rows written elsewhere"
 done
-acked=$(cat "$TEST_TMP"/acked.* | sort -n | uniq)
+acked=$(cat "$TEST_TMP"/acked.* | cut -d' ' -f1 | sort -n | uniq)
 nacked=$(wc -l <<<"$acked")
 have=$(on "$promoted" "SELECT id FROM af ORDER BY id")
 lost=$(comm -23 <(echo "$acked") <(echo "$have") | wc -l)
-assert_eq 0 "$lost" "acknowledged writes missing on the new primary"
+missing=$(comm -23 <(echo "$acked") <(echo "$have") | head -5 | while read -r id; do grep -h "^$id " "$TEST_TMP"/acked.*; done)
+assert_eq 0 "$lost" "acknowledged writes missing on the new primary ($missing; killed at $kill_at)"
 assert_eq "$(on "$promoted" "SELECT count(*) FROM af")" "$(on "$promoted" "SELECT count(DISTINCT id) FROM af")" "rows twice"
 after=$(on "$promoted" "SELECT count(*) FROM af WHERE via = $promoted")
 assert_num_cmp "$after" -gt 0 "writes that landed on the new primary"
 wait_until 30 eval '[[ $(on $promoted "SELECT count(*) FROM pg_stat_replication") == 1 ]]' ||
 	fail "the other replica does not follow the new primary: $(grep -h 'follows\|failover' "${NLOG[1]}" "${NLOG[2]}" | tail -3)"
-pass "pg1 killed: $new promoted $took ms later, once, by the quorum (the node cut off from etcd promoted nothing); $nacked writes acknowledged, 0 lost, 0 twice, $after landed on $new; the other replica follows it"
+pass "pg1 killed: $new promoted $took ms later, once, by the quorum of 2 of 3 (the node partitioned from etcd promoted nothing); $nacked writes acknowledged, 0 lost, 0 twice, $after landed on $new; the other replica follows it"
 
 # ---- 3. the old primary comes back as a primary: fenced
 timeout 60 "$PGTMP" restart "$CL/p1" >/dev/null 2>&1 || fail "restart pg1"
