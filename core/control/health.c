@@ -529,11 +529,13 @@ static int64_t replica_lag(const struct hnode *p, const struct hnode *h)
 
 static bool failing(const struct hnode *h) { return h->pub.fails_in_row >= cfg->health_check_failures; }
 
-/* topology_source = etcd: Patroni's word on roles, held against the checks.
+/* Patroni's or the fleet's word on roles, held against the checks (false: no
+ * word on this cluster, the checks alone decide).
  * The primary is its leader, if the leader answers and does not say it is in
  * recovery; a node that is not a running member is not routed to. */
-static void derive_dcs(struct hcluster *c, int ci)
+static bool derive_dcs(struct hcluster *c, int ci)
 {
+	bool any = false;
 	for (int i = 0; i < c->n; i++) {
 		struct hnode *h = &nodes[c->first + i];
 		uint8_t word;
@@ -542,6 +544,7 @@ static void derive_dcs(struct hcluster *c, int ci)
 		h->dcs_out = h->dcs_said && word == NODE_ROLE_UNKNOWN;
 		if (!h->dcs_said)
 			continue;
+		any = true;
 		h->pub.role = word != NODE_ROLE_UNKNOWN ? word : h->pub.check_role;
 		if (!h->dcs_out && word == NODE_REPLICA && h->pub.checked && h->pub.check_role == NODE_PRIMARY &&
 		    !failing(h)) {
@@ -564,6 +567,7 @@ static void derive_dcs(struct hcluster *c, int ci)
 		}
 		c->primary = i;
 	}
+	return any;
 }
 
 /* The primary is the newest of the live nodes that say they are one (after a
@@ -571,19 +575,10 @@ static void derive_dcs(struct hcluster *c, int ci)
 static void derive(struct hcluster *c)
 {
 	c->primary = -1;
-	int ci = (int)(c - clusters);
-	bool dcs = false;
-	for (int i = 0; i < c->n; i++) {
-		uint8_t word;
-		const char *why;
-		dcs |= fleet_node_word(ci, i, &word, &why);
-	}
-	if (dcs) {
-		derive_dcs(c, ci);
-	} else {
+	if (!derive_dcs(c, (int)(c - clusters))) {
 		for (int i = 0; i < c->n; i++) {
 			struct hnode *h = &nodes[c->first + i];
-			h->dcs_said = h->dcs_out = false;
+			h->dcs_out = false;
 			h->pub.role = h->pub.check_role;   /* Patroni's word, if it was, is no more */
 			if (h->pub.role != NODE_PRIMARY || failing(h))
 				continue;
