@@ -652,9 +652,14 @@ static void job_finished(struct scope *sc, uint64_t now)
 	promote_release(sc->job);
 	sc->job = NULL;
 	if (sc->fencing >= 0) {
-		if (st == PROMOTE_OK)
+		if (st == PROMOTE_OK && *why)
 			log_warning("failover: cluster %s: %s fenced (default_transaction_read_only, its sessions "
-				    "terminated): a former primary, it needs a rebuild", c->name, c->nodes[sc->fencing].name);
+				    "terminated), but %s; a former primary, it needs a rebuild", c->name,
+				    c->nodes[sc->fencing].name, why);
+		else if (st == PROMOTE_OK)
+			log_warning("failover: cluster %s: %s fenced (default_transaction_read_only, a standby from its "
+				    "next restart, its sessions terminated): a former primary, it needs a rebuild",
+				    c->name, c->nodes[sc->fencing].name);
 		else
 			lost_request(sc, why);
 		fencings += st == PROMOTE_OK;

@@ -87,6 +87,37 @@ static bool repoint(struct promote_job *j, PGconn *c)
 	return run(j, c, sql, NULL, 0) && run(j, c, "SELECT pg_catalog.pg_reload_conf()", NULL, 0);
 }
 
+/* Read-only now (ALTER SYSTEM, so it stays so), a standby from its next
+ * restart on (standby.signal in its data directory: it diverged from the new
+ * primary, so it stays in recovery and takes no write until rebuilt), and its
+ * client sessions ended. The file needs a superuser or pg_write_server_files:
+ * without it the fence holds until an operator changes the setting, and why
+ * says so. */
+static bool fence(struct promote_job *j, PGconn *c)
+{
+	char dir[1024], n[32];
+	if (!run(j, c, "ALTER SYSTEM SET default_transaction_read_only = on", NULL, 0) ||
+	    !run(j, c, "SELECT pg_catalog.pg_reload_conf()", NULL, 0))
+		return false;
+	bool standby = run(j, c, "SELECT pg_catalog.current_setting('data_directory') || '/standby.signal'", dir,
+			   sizeof dir);
+	char *lit = standby ? PQescapeLiteral(c, dir, strlen(dir)) : NULL;
+	if (lit) {
+		char sql[1200];
+		snprintf(sql, sizeof sql, "COPY (SELECT 1 WHERE false) TO %s", lit);
+		standby = run(j, c, sql, NULL, 0);
+		PQfreemem(lit);
+	}
+	char kept[sizeof j->why];
+	snprintf(kept, sizeof kept, "%s", standby ? "" : j->why);
+	if (!run(j, c, "SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity "
+		       "WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()", n, sizeof n))
+		return false;
+	if (!standby)
+		snprintf(j->why, sizeof j->why, "no standby.signal, so a restart would make it writable again: %.180s", kept);
+	return true;
+}
+
 static bool work(struct promote_job *j)
 {
 	PGconn *c = PQconnectdb(j->conninfo);
@@ -103,10 +134,7 @@ static bool work(struct promote_job *j)
 	} else if (j->kind == PROMOTE_REPOINT) {
 		ok = repoint(j, c);
 	} else {
-		ok = run(j, c, "ALTER SYSTEM SET default_transaction_read_only = on", NULL, 0) &&
-		     run(j, c, "SELECT pg_catalog.pg_reload_conf()", NULL, 0) &&
-		     run(j, c, "SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity "
-			       "WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()", v, sizeof v);
+		ok = fence(j, c);
 	}
 	PQfinish(c);
 	for (char *p = j->why; *p; p++)
@@ -169,7 +197,7 @@ struct promote_job *promote_start(enum promote_kind kind, const char *host, int 
 enum promote_state promote_state(const struct promote_job *j, const char **why)
 {
 	enum promote_state st = atomic_load(&j->state);
-	*why = st == PROMOTE_FAILED ? j->why : "";
+	*why = st == PROMOTE_RUNNING ? "" : j->why;
 	return st;
 }
 

@@ -11,7 +11,8 @@
 enum promote_kind {
 	PROMOTE_PROMOTE,   /* SELECT pg_promote(): out of recovery, a primary */
 	PROMOTE_REPOINT,   /* primary_conninfo's host and port become the new primary's; reload */
-	PROMOTE_FENCE,     /* default_transaction_read_only = on, reload, its client sessions terminated */
+	PROMOTE_FENCE,     /* default_transaction_read_only = on, reload, standby.signal written (a
+			    * standby from its next restart), its client sessions terminated */
 };
 
 enum promote_state { PROMOTE_RUNNING, PROMOTE_OK, PROMOTE_FAILED };
@@ -23,7 +24,8 @@ struct promote_job;
  * new primary. NULL: no memory or no thread. */
 struct promote_job *promote_start(enum promote_kind kind, const char *host, int port, const char *new_host,
 				  int new_port, const char *user, const char *password, const char *dbname);
-/* Where the job is; why it failed (PROMOTE_FAILED). */
+/* Where the job is; why it failed (PROMOTE_FAILED), or what an ended job
+ * could not do ("" if nothing). */
 enum promote_state promote_state(const struct promote_job *j, const char **why);
 /* Done with it: freed now if it ended, else by its thread when it does. */
 void promote_release(struct promote_job *j);
