@@ -1388,7 +1388,7 @@ static void note_admission(struct config *cfg)
 
 /* ---- [cluster.NAME] ----------------------------------------------------- */
 
-static bool valid_name(const char *s)
+bool config_valid_name(const char *s)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n > CONFIG_NAME_MAX)
@@ -1423,7 +1423,7 @@ static int open_cluster(struct load *ld, const char *name)
 	struct config_cluster *cs;
 	char *copy;
 	int i;
-	if (!valid_name(name))
+	if (!config_valid_name(name))
 		return fail(ld, "bad cluster name '%s' (letters, digits, _ - ., at most %d)", name, CONFIG_NAME_MAX);
 	ld->sect = SECT_CLUSTER;
 	if ((i = index_find(ix, cfg->clusters, sizeof(*cs), cfg->nclusters, name)) >= 0) {
@@ -1436,7 +1436,8 @@ static int open_cluster(struct load *ld, const char *name)
 		return fail(ld, "out of memory");
 	}
 	cfg->clusters = cs;
-	cs[cfg->nclusters] = (struct config_cluster){ .name = copy, .max_lag = -1, .line = ld->line };
+	cs[cfg->nclusters] = (struct config_cluster){ .name = copy, .max_lag = -1, .patroni_discover = true,
+						      .line = ld->line };
 	ld->cluster = cfg->nclusters++;
 	index_put(ix, name_hash(copy), cfg->nclusters);
 	return 0;
@@ -1449,7 +1450,7 @@ static int add_node(struct load *ld, struct config_cluster *c, const char *name,
 		.port = 5432, .weight = 1, .max_lag = -1, .server_tls_sslmode = -1, .line = ld->line,
 	};
 	snprintf(what, sizeof what, "cluster '%s' node '%s'", c->name, name);
-	if (!valid_name(name))
+	if (!config_valid_name(name))
 		return fail(ld, "%s: bad node name (letters, digits, _ - ., at most %d)", what, CONFIG_NAME_MAX);
 	for (int i = 0; i < c->nnodes; i++)
 		if (strcmp(c->nodes[i].name, name) == 0)
@@ -1477,10 +1478,16 @@ static int add_node(struct load *ld, struct config_cluster *c, const char *name,
 }
 
 /* `max_lag = SIZE` sets the cluster's default, `patroni_scope = NAME` where
- * its Patroni keeps its keys; any other key is a node. */
+ * its Patroni keeps its keys, `patroni_discover = on|off` whether its members
+ * the file does not name are nodes too; any other key is a node. */
 static int add_cluster_key(struct load *ld, const char *name, const char *value)
 {
 	struct config_cluster *c = &ld->cfg->clusters[ld->cluster];
+	if (strcmp(name, "patroni_discover") == 0) {
+		if (parse_bool(value, &c->patroni_discover) < 0)
+			return fail(ld, "cluster '%s': patroni_discover: '%s' is not a boolean", c->name, value);
+		return 0;
+	}
 	if (strcmp(name, "patroni_scope") == 0) {
 		if (!*value || strchr(value, '/'))
 			return fail(ld, "cluster '%s': patroni_scope '%s' is not a scope's name", c->name, value);
@@ -1501,6 +1508,24 @@ static int add_cluster_key(struct load *ld, const char *name, const char *value)
 	return add_node(ld, c, name, value);
 }
 
+/* A member of Patroni's scope the file does not name, from etcd: a node of
+ * its cluster, after the file's (their indexes stay). */
+static void add_found(struct load *ld, const char *cluster, const char *name, const char *value)
+{
+	int ci = index_find(&ld->cfg->index->clusters, ld->cfg->clusters, sizeof(struct config_cluster),
+			    ld->cfg->nclusters, cluster);
+	if (ci < 0 || !ld->cfg->clusters[ci].patroni_discover || strcmp(ld->cfg->topology_source, "etcd"))
+		return;
+	struct config_cluster *c = &ld->cfg->clusters[ci];
+	for (int i = 0; i < c->nnodes; i++)
+		if (!strcmp(c->nodes[i].name, name))
+			return;
+	ld->file = "etcd";
+	ld->line = 0;
+	if (add_node(ld, c, name, value) == 0)
+		c->nodes[c->nnodes - 1].discovered = true;
+}
+
 /* Every cluster has nodes, at most one primary hint; every database's cluster exists. */
 static int check_clusters(struct load *ld)
 {
@@ -1508,7 +1533,8 @@ static int check_clusters(struct load *ld)
 	for (int i = 0; i < cfg->nclusters; i++) {
 		struct config_cluster *c = &cfg->clusters[i];
 		int primaries = 0;
-		if (c->nnodes == 0)
+		bool from_patroni = !strcmp(cfg->topology_source, "etcd") && c->patroni_discover;
+		if (c->nnodes == 0 && !from_patroni)
 			return fail_at(ld, cfg->path, c->line, "cluster '%s' has no nodes", c->name);
 		for (int k = 0; k < c->nnodes; k++)
 			primaries += c->nodes[k].role && strcmp(c->nodes[k].role, "primary") == 0;
@@ -2203,29 +2229,29 @@ static void build_tls(struct load *ld)
 		fail_at(ld, cfg->path, 0, "server TLS (server_tls_*): %s", why);
 }
 
-static int load(const char *file, const char *const *overrides, struct config **out, char *err, size_t errlen,
-		void (*warn)(const char *msg), bool tls_files);
+static int load(const char *file, const char *const *overrides, const char *const *found, struct config **out,
+		char *err, size_t errlen, void (*warn)(const char *msg), bool tls_files);
 
 int config_load(const char *file, struct config **out, char *err, size_t errlen,
 		void (*warn)(const char *msg))
 {
-	return load(file, NULL, out, err, errlen, warn, true);
+	return load(file, NULL, NULL, out, err, errlen, warn, true);
 }
 
-int config_load_with(const char *file, const char *const *overrides, struct config **out, char *err, size_t errlen,
-		     void (*warn)(const char *msg))
+int config_load_with(const char *file, const char *const *overrides, const char *const *found, struct config **out,
+		     char *err, size_t errlen, void (*warn)(const char *msg))
 {
-	return load(file, overrides, out, err, errlen, warn, true);
+	return load(file, overrides, found, out, err, errlen, warn, true);
 }
 
 int config_parse(const char *file, struct config **out, char *err, size_t errlen,
 		 void (*warn)(const char *msg))
 {
-	return load(file, NULL, out, err, errlen, warn, false);
+	return load(file, NULL, NULL, out, err, errlen, warn, false);
 }
 
-static int load(const char *file, const char *const *overrides, struct config **out, char *err, size_t errlen,
-		void (*warn)(const char *msg), bool tls_files)
+static int load(const char *file, const char *const *overrides, const char *const *found, struct config **out,
+		char *err, size_t errlen, void (*warn)(const char *msg), bool tls_files)
 {
 	struct load ld = { .err = err, .errlen = errlen, .warn = warn };
 	int r;
@@ -2255,6 +2281,8 @@ static int load(const char *file, const char *const *overrides, struct config **
 		ld.line = i / 2 + 1;
 		set_main_key(&ld, overrides[i], overrides[i + 1]);
 	}
+	for (int i = 0; !ld.failed && found && found[i] && found[i + 1] && found[i + 2]; i += 3)
+		add_found(&ld, found[i], found[i + 1], found[i + 2]);
 	if (!ld.failed && check_cross_keys(&ld) == 0 && check_clusters(&ld) == 0 &&
 	    check_tls(&ld) == 0 && load_hba(&ld) == 0)
 		load_secrets(&ld);

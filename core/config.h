@@ -98,6 +98,7 @@ struct config_node {
 	char *role;            /* "primary" or "replica" (or NULL) */
 	int server_tls_sslmode; /* enum config_sslmode (key server_tls_sslmode or sslmode); -1: the database's */
 	int line;
+	_Bool discovered;      /* a member of Patroni's scope the file does not name (config_load_with) */
 };
 
 struct config_cluster {
@@ -106,6 +107,7 @@ struct config_cluster {
 	int nnodes;
 	int max_lag;           /* default for its nodes; -1: the global max_lag */
 	char *patroni_scope;   /* topology_source = etcd: Patroni's scope (NULL: the cluster's name) */
+	_Bool patroni_discover; /* topology_source = etcd: members the file does not name are nodes too (default on) */
 	int line;
 };
 
@@ -436,8 +438,13 @@ bool config_is_setting(const char *name);   /* a [pgring] key, any case */
  * changeable). */
 bool config_runtime_setting(const char *name);
 /* config_load, then overrides (key, value, ..., NULL) set as if they ended
- * the [pgring] section, with the same checks: the admin console's SET. */
-int config_load_with(const char *file, const char *const *overrides, struct config **out, char *err, size_t errlen,
-		     void (*warn)(const char *msg));
+ * the [pgring] section, with the same checks: the admin console's SET. Then
+ * found (cluster, node, value, ..., NULL): nodes Patroni's keys name that the
+ * file does not, added to their clusters (marked discovered) unless the
+ * cluster is gone, has patroni_discover = off or a node of that name. */
+int config_load_with(const char *file, const char *const *overrides, const char *const *found, struct config **out,
+		     char *err, size_t errlen, void (*warn)(const char *msg));
+/* A cluster's or node's name: letters, digits, _ - ., at most CONFIG_NAME_MAX. */
+bool config_valid_name(const char *s);
 
 #endif

@@ -256,9 +256,9 @@ static const struct show_def {
 	[SHOW_STATUS] = { "s", (const char *const[]){ "status" }, false, true },
 	[SHOW_SHARDS] = { "iiiiiiiiqqq", (const char *const[]){ "shard", "cpu", "tid", "clients", "login_clients",
 		"servers", "pools", "buffers_in_use", "topology_version", "loops", "accepts" }, true, false },
-	[SHOW_NODES] = { "sssissqsqqqqqs", (const char *const[]){ "cluster", "node", "host", "port", "role", "state",
+	[SHOW_NODES] = { "sssissqsqqqqqss", (const char *const[]){ "cluster", "node", "host", "port", "role", "state",
 		"lag_bytes", "check_seconds", "active_backends", "transactions", "servers_active", "checks",
-		"check_failures", "last_error" }, false, true },
+		"check_failures", "last_error", "source" }, false, true },
 	[SHOW_TOPOLOGY] = { "sqsiiii", (const char *const[]){ "cluster", "topology_version", "primary", "nodes", "up",
 		"lagging", "down" }, false, false },
 	[SHOW_PINS] = { "issssis", (const char *const[]){ "id", "user", "database", "state", "pins", "server_pid",
@@ -734,11 +734,11 @@ void admin_show_collect_control(struct admin_job *job, struct admin_part *part)
 		const struct health_node *h = health_node_at(i);
 		char secs[32];
 		snprintf(secs, sizeof secs, "%.6f", h->check_seconds);
-		admin_row(&part->rows, "sssissqsqqqqqs", h->cluster, h->name, h->host ? h->host : "", h->port,
+		admin_row(&part->rows, "sssissqsqqqqqss", h->cluster, h->name, h->host ? h->host : "", h->port,
 			  topo_role_name(h->role), topo_state_name(h->state), h->lag, secs, h->active,
 			  (int64_t)(h->shared ? registry_node_routed(h->shared) : 0),
 			  h->shared ? registry_node_active(h->shared) : (int64_t)0, (int64_t)h->checks,
-			  (int64_t)h->failures, h->last_error ? h->last_error : "");
+			  (int64_t)h->failures, h->last_error ? h->last_error : "", h->discovered ? "patroni" : "config");
 		part->nrows++;
 	}
 }

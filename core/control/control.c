@@ -186,6 +186,9 @@ static void warn_restart_only(const struct config *old, const struct config *new
  * file until a reload makes the file authoritative again. */
 static char **overrides;
 static int noverrides;
+/* Patroni's members the file does not name (cluster, node, value, ...,
+ * NULL), nodes in every configuration made while they are members. */
+static char **found;
 
 static void overrides_clear(void)
 {
@@ -201,7 +204,7 @@ static void overrides_clear(void)
 static int apply(const char *path, const char *const *ov, char *err, size_t errlen)
 {
 	struct config *cfg;
-	if (config_load_with(path, ov, &cfg, err, errlen, warn_cb))
+	if (config_load_with(path, ov, (const char *const *)found, &cfg, err, errlen, warn_cb))
 		return -1;
 	if (!room_to_retire()) {
 		snprintf(err, errlen, "shards have not adopted earlier configurations yet");
@@ -241,6 +244,19 @@ static int reload(const char *path)
 	overrides_clear();
 	log_notice("configuration reloaded (version %llu)", (unsigned long long)current->version);
 	return 0;
+}
+
+/* Patroni's members changed: a configuration with them as nodes, the file's
+ * and the console's settings as they are. */
+static void members_found(char **now)
+{
+	char err[512];
+	fleet_found_free(found);
+	found = now;
+	if (apply(config_file, (const char *const *)overrides, err, sizeof err))
+		log_error("the members of Patroni's scopes could not be taken as nodes: %s", err);
+	else
+		log_notice("configuration version %llu: nodes from Patroni's members", (unsigned long long)current->version);
 }
 
 int control_reset(const char *key, char *err, size_t errlen)
@@ -484,6 +500,9 @@ int control_run(struct config *cfg, const char *config_path)
 		bool moved = dns_process();   /* first: the checks use its addresses */
 		bool changed = health_process(fds + 1 + nhttp, nhealth) || moved;
 		changed |= fleet_process(fleet_fds, nfleet);
+		char **now_found;
+		if (fleet_take_found(&now_found))
+			members_found(now_found);
 		struct hba *rules = health_take_hba();
 		if (rules) {
 			server_rules(rules);
@@ -558,6 +577,8 @@ int control_run(struct config *cfg, const char *config_path)
 	free(fds);
 	authq_shutdown();
 	fleet_shutdown();
+	fleet_found_free(found);
+	found = NULL;
 	health_shutdown();
 	dns_shutdown();
 	http_close(http);

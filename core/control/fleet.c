@@ -56,6 +56,7 @@ struct scope {
 	bool has_word;                   /* own: a primary is published */
 	uint8_t *role;                   /* per configured node: enum node_role, its word */
 	char (*why)[96];
+	char *found;                     /* Patroni's members the file does not name: "name\tvalue\n", by name */
 	/* auto_failover */
 	uint64_t down_since_us;          /* the published primary seen down since (0: up) */
 	uint64_t view_due_us;
@@ -87,6 +88,7 @@ static uint64_t record_rewrite_us;   /* and written anyway after a minute */
 static char *last_record;
 static bool was_up = true;
 static uint64_t errors;
+static bool found_changed;           /* a scope's found list changed since fleet_take_found */
 
 static uint64_t now_us(void)
 {
@@ -262,6 +264,7 @@ struct member {
 	char state[32], role[32];
 	char host[256];
 	int port;
+	bool noloadbalance;              /* Patroni's tag: not a replica to read from */
 };
 
 /* A member's string, cut to cap ("" when absent). */
@@ -283,6 +286,8 @@ static bool member_of(const char *value, struct member *mb)
 		member_str(&d, "role", mb->role, sizeof mb->role);
 		member_str(&d, "conn_url", url, sizeof url);
 		ok = url_addr(url, mb->host, sizeof mb->host, &mb->port);
+		int tags = json_get(&d, 0, "tags");
+		mb->noloadbalance = tags >= 0 && json_bool(&d, json_get(&d, tags, "noloadbalance"), false);
 	}
 	json_free(&d);
 	return ok;
@@ -330,6 +335,67 @@ static void own_derive(struct scope *sc)
 	}
 }
 
+static int by_line(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The members of Patroni's scope that no node of the file is (by name or
+ * address), as "name\thost=H port=P\n" lines by name (weight=0 for one
+ * tagged noloadbalance: no reads, as Patroni's GET /replica says); NULL when
+ * none (or no memory). */
+static char *members_unnamed(const struct scope *sc)
+{
+	const struct config_cluster *c = &cfg->clusters[sc->ci];
+	char **lines = calloc((size_t)sc->m.n + 1, sizeof *lines);
+	int n = 0;
+	for (int i = 0; lines && i < sc->m.n; i++) {
+		const struct entry *e = &sc->m.e[i];
+		struct member mb = { 0 }, other;
+		if (strncmp(e->key, "members/", 8) || !config_valid_name(e->key + 8) || !member_of(e->value, &mb))
+			continue;
+		bool named = false;
+		for (int k = 0; k < c->nnodes && !named; k++)
+			named = !c->nodes[k].discovered && member_for(sc, &c->nodes[k], &other) == e;
+		if (!named && asprintf(&lines[n], "%s\thost=%s port=%d%s\n", e->key + 8, mb.host, mb.port,
+				       mb.noloadbalance ? " weight=0" : "") >= 0)
+			n++;
+	}
+	struct strbuf sb = STRBUF_INIT;
+	if (lines)
+		qsort(lines, (size_t)n, sizeof *lines, by_line);
+	for (int i = 0; i < n; i++) {
+		strbuf_puts(&sb, lines[i]);
+		free(lines[i]);
+	}
+	free(lines);
+	char *out = sb.len && !sb.failed ? strdup(strbuf_str(&sb)) : NULL;
+	strbuf_free(&sb);
+	return out;
+}
+
+/* Compare the scope's unnamed members with the last list; a change is taken
+ * by control (fleet_take_found) and becomes nodes in the next configuration. */
+static void note_found(struct scope *sc)
+{
+	const struct config_cluster *c = &cfg->clusters[sc->ci];
+	char *now = c->patroni_discover ? members_unnamed(sc) : NULL;
+	if (!now != !sc->found || (now && strcmp(now, sc->found))) {
+		struct strbuf sb = STRBUF_INIT;
+		for (const char *l = now, *end, *tab; l && *l; l = end + 1) {
+			end = strchr(l, '\n');
+			tab = memchr(l, '\t', (size_t)(end - l));
+			strbuf_printf(&sb, "%s%.*s (%.*s)", sb.len ? ", " : "", (int)(tab - l), l, (int)(end - tab - 1),
+				      tab + 1);
+		}
+		log_notice("cluster %s: nodes from Patroni's members the configuration does not name: %s", c->name,
+			   sb.len && !sb.failed ? strbuf_str(&sb) : "none");
+		strbuf_free(&sb);
+		free(sc->found);
+		sc->found = now;
+		found_changed = true;
+	} else {
+		free(now);
+	}
+}
+
 static void scope_derive(struct scope *sc)
 {
 	if (sc->own) {
@@ -337,6 +403,7 @@ static void scope_derive(struct scope *sc)
 		return;
 	}
 	const struct config_cluster *c = &cfg->clusters[sc->ci];
+	note_found(sc);
 	const struct entry *le = find(&sc->m, "leader", 6);
 	for (int i = 0; i < sc->nnodes; i++) {
 		struct member mb = { 0 };
@@ -644,8 +711,8 @@ static void repoint_next(struct scope *sc)
 
 static void job_finished(struct scope *sc, uint64_t now)
 {
-	const char *why;
-	enum promote_state st = promote_state(sc->job, &why);
+	char why[256];   /* copied: the job goes next */
+	enum promote_state st = promote_state(sc->job, why, sizeof why);
 	if (st == PROMOTE_RUNNING)
 		return;
 	const struct config_cluster *c = &cfg->clusters[sc->ci];
@@ -847,6 +914,7 @@ static void teardown(void)
 		mirror_free(&scopes[i].m);
 		free(scopes[i].role);
 		free(scopes[i].why);
+		free(scopes[i].found);
 	}
 	free(scopes);
 	scopes = NULL;
@@ -863,8 +931,92 @@ static void teardown(void)
 	keepalive_out = put_out = false;
 }
 
+static void self_name(const struct config *c, char *out, size_t len)
+{
+	if (c->node_name)
+		snprintf(out, len, "%s", c->node_name);
+	else if (c->peer_id > 0)
+		snprintf(out, len, "peer%d", c->peer_id);
+	else
+		snprintf(out, len, "%s:%d", c->listen_addr ? c->listen_addr : "*", c->listen_port);
+}
+
+/* Patroni's <etcd_prefix>/<scope>/, or the fleet's own <etcd_pgring_prefix>/clusters/<name>/ */
+static char *scope_prefix(const struct config *c, int ci)
+{
+	bool patroni = !strcmp(c->topology_source, "etcd");
+	const struct config_cluster *cc = &c->clusters[ci];
+	const char *base = patroni ? c->etcd_prefix : c->etcd_pgring_prefix;
+	char *s;
+	return asprintf(&s, "%s%s%s%s/", base, strcmp(base, "/") ? "/" : "",
+			patroni ? "" : "clusters/",
+			patroni ? (cc->patroni_scope ? cc->patroni_scope : cc->name) : cc->name) < 0 ? NULL : s;
+}
+
+static bool same_str(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
+
+/* A new configuration that changes nothing the fleet holds (etcd, this
+ * node's name, the clusters and their keys; with auto_failover their nodes
+ * too): the client, the registration, the mirrors and any failover in
+ * progress stay. Patroni's members found in etcd become nodes this way. */
+static bool fleet_unchanged(const struct config *c)
+{
+	if (!etcd || !cfg || !same_str(c->etcd_hosts, cfg->etcd_hosts) || c->etcd_timeout != cfg->etcd_timeout ||
+	    !same_str(c->topology_source, cfg->topology_source) || c->auto_failover != cfg->auto_failover ||
+	    !same_str(c->etcd_prefix, cfg->etcd_prefix) || !same_str(c->etcd_pgring_prefix, cfg->etcd_pgring_prefix) ||
+	    c->etcd_node_ttl != cfg->etcd_node_ttl ||
+	    (!strcmp(c->topology_source, "etcd") || c->auto_failover ? c->nclusters : 0) != nscopes)
+		return false;
+	char self[96];
+	self_name(c, self, sizeof self);
+	if (!same_str(self, node_name))
+		return false;
+	for (int i = 0; i < nscopes; i++) {
+		char *p = scope_prefix(c, i);
+		bool same = p && !strcmp(p, scopes[i].m.prefix);
+		free(p);
+		if (!same)
+			return false;
+		const struct config_cluster *a = &c->clusters[i], *b = &cfg->clusters[i];
+		if (scopes[i].own && a->nnodes != b->nnodes)
+			return false;
+		for (int k = 0; scopes[i].own && k < a->nnodes; k++)
+			if (strcmp(a->nodes[k].name, b->nodes[k].name))
+				return false;
+	}
+	return true;
+}
+
+/* Keep everything, with the scopes sized for the new node lists. */
+static int keep(const struct config *c)
+{
+	for (int i = 0; i < nscopes; i++) {
+		struct scope *sc = &scopes[i];
+		int n = c->clusters[i].nnodes;
+		uint8_t *role = calloc((size_t)n + 1, 1);
+		char(*why)[96] = calloc((size_t)n + 1, sizeof *why);
+		if (!role || !why) {
+			free(role);
+			free(why);
+			return -1;
+		}
+		free(sc->role);
+		free(sc->why);
+		sc->role = role;
+		sc->why = why;
+		sc->nnodes = n;
+	}
+	cfg = c;
+	for (int i = 0; i < nscopes; i++)
+		if (scopes[i].m.known)
+			scope_derive(&scopes[i]);
+	return 0;
+}
+
 int fleet_configure(const struct config *c)
 {
+	if (fleet_unchanged(c))
+		return keep(c);
 	teardown();
 	cfg = c;
 	if (!c->etcd_hosts || !*c->etcd_hosts)
@@ -889,26 +1041,15 @@ int fleet_configure(const struct config *c)
 			sc->nnodes = cc->nnodes;
 			sc->own = !patroni;
 			sc->candidate = sc->fencing = sc->repointing = sc->down_of = -1;
-			sc->role = calloc((size_t)cc->nnodes, 1);
-			sc->why = calloc((size_t)cc->nnodes, sizeof *sc->why);
-			/* Patroni's <etcd_prefix>/<scope>/, or the fleet's own <etcd_pgring_prefix>/clusters/<name>/ */
-			const char *base = patroni ? c->etcd_prefix : c->etcd_pgring_prefix;
-			sc->m.prefix = joined(base, strcmp(base, "/") ? "/" : "",
-					      patroni ? (cc->patroni_scope ? cc->patroni_scope : cc->name) : "clusters/");
-			char *full = sc->m.prefix ? joined(sc->m.prefix, patroni ? "" : cc->name, "/") : NULL;
-			free(sc->m.prefix);
-			sc->m.prefix = full;
-			if (!sc->role || !sc->why || !full)
+			sc->role = calloc((size_t)cc->nnodes + 1, 1);
+			sc->why = calloc((size_t)cc->nnodes + 1, sizeof *sc->why);
+			sc->m.prefix = scope_prefix(c, i);
+			if (!sc->role || !sc->why || !sc->m.prefix)
 				return -1;
 		}
 	}
 	char self[96];
-	if (c->node_name)
-		snprintf(self, sizeof self, "%s", c->node_name);
-	else if (c->peer_id > 0)
-		snprintf(self, sizeof self, "peer%d", c->peer_id);
-	else
-		snprintf(self, sizeof self, "%s:%d", c->listen_addr ? c->listen_addr : "*", c->listen_port);
+	self_name(c, self, sizeof self);
 	node_name = strdup(self);
 	peers.prefix = joined(c->etcd_pgring_prefix, strcmp(c->etcd_pgring_prefix, "/") ? "/" : "", "nodes/");
 	node_key = peers.prefix && node_name ? joined(peers.prefix, node_name, "") : NULL;
@@ -977,6 +1118,47 @@ void fleet_shutdown(void)
 		log_notice("etcd: this node's registration %s", done ? "revoked" : "left to expire");
 	}
 	teardown();
+}
+
+bool fleet_take_found(char ***found)
+{
+	if (!found_changed)
+		return false;
+	found_changed = false;
+	int n = 0;
+	for (int i = 0; i < nscopes; i++)
+		for (const char *l = scopes[i].found; l && *l; l = strchr(l, '\n') + 1)
+			n++;
+	char **out = calloc((size_t)n * 3 + 1, sizeof *out);
+	int k = 0;
+	for (int i = 0; out && i < nscopes; i++)
+		for (const char *l = scopes[i].found, *end; l && *l; l = end + 1) {
+			end = strchr(l, '\n');
+			const char *tab = memchr(l, '\t', (size_t)(end - l));
+			if (!tab)
+				continue;
+			out[k++] = strdup(cfg->clusters[scopes[i].ci].name);
+			out[k++] = strndup(l, (size_t)(tab - l));
+			out[k++] = strndup(tab + 1, (size_t)(end - tab - 1));
+			if (!out[k - 1] || !out[k - 2] || !out[k - 3]) {
+				fleet_found_free(out);
+				found_changed = true;   /* tried again at the next turn */
+				return false;
+			}
+		}
+	if (!out) {
+		found_changed = true;
+		return false;
+	}
+	*found = out;
+	return true;
+}
+
+void fleet_found_free(char **found)
+{
+	for (int i = 0; found && found[i]; i++)
+		free(found[i]);
+	free(found);
 }
 
 /* ---- the control port ---- */

@@ -32,6 +32,14 @@ void fleet_shutdown(void);
  * NODE_ROLE_UNKNOWN (not a running member: not routed), with why. */
 bool fleet_node_word(int ci, int ni, uint8_t *role, const char **why);
 
+/* Patroni's members that no node of the configuration is (clusters with
+ * patroni_discover, the default): when the list changed since the last
+ * call, true and *found a NULL-terminated list of (cluster, node name,
+ * "host=H port=P") for config_load_with, which the caller frees with
+ * fleet_found_free. */
+bool fleet_take_found(char ***found);
+void fleet_found_free(char **found);
+
 /* The control port: GET /peers (the live nodes, this one marked), and the
  * fleet's lines of /metrics. */
 void fleet_peers_json(struct strbuf *out);

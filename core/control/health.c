@@ -148,6 +148,7 @@ static int init_node(struct hnode *h, const struct config_cluster *c, const stru
 	}
 	h->max_lag = config_node_max_lag(cfg, c, cn);
 	h->sslmode = config_server_sslmode(cfg, NULL, cn);
+	h->pub.discovered = cn->discovered;
 	h->pub.cluster = h->cluster;
 	h->pub.name = h->name;
 	h->pub.host = h->host;

@@ -32,6 +32,7 @@ struct health_node {
 	uint64_t checks, failures;    /* answered / failed checks */
 	int fails_in_row;
 	const char *last_error;       /* "" when the last check answered */
+	bool discovered;              /* a member of Patroni's scope the file does not name */
 	struct node_shared *shared;   /* routed transactions, leased servers */
 };
 

@@ -1105,7 +1105,7 @@ static void json_node(struct strbuf *o, const struct health_node *h)
 	}
 	strbuf_printf(o, ",\"lsn\":%" PRIu64 ",\"last_error\":", h->lsn);
 	metrics_json_string(o, h->last_error ? h->last_error : "");
-	strbuf_putc(o, '}');
+	strbuf_printf(o, ",\"source\":\"%s\"}", h->discovered ? "patroni" : "config");
 }
 
 void metrics_json_nodes(struct strbuf *out)

@@ -194,10 +194,10 @@ struct promote_job *promote_start(enum promote_kind kind, const char *host, int 
 	return j;
 }
 
-enum promote_state promote_state(const struct promote_job *j, const char **why)
+enum promote_state promote_state(const struct promote_job *j, char *why, size_t len)
 {
 	enum promote_state st = atomic_load(&j->state);
-	*why = st == PROMOTE_RUNNING ? "" : j->why;
+	snprintf(why, len, "%s", st == PROMOTE_RUNNING ? "" : j->why);
 	return st;
 }
 

@@ -7,6 +7,7 @@
 #define PGRING_PROMOTE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum promote_kind {
 	PROMOTE_PROMOTE,   /* SELECT pg_promote(): out of recovery, a primary */
@@ -24,9 +25,9 @@ struct promote_job;
  * new primary. NULL: no memory or no thread. */
 struct promote_job *promote_start(enum promote_kind kind, const char *host, int port, const char *new_host,
 				  int new_port, const char *user, const char *password, const char *dbname);
-/* Where the job is; why it failed (PROMOTE_FAILED), or what an ended job
- * could not do ("" if nothing). */
-enum promote_state promote_state(const struct promote_job *j, const char **why);
+/* Where the job is; into why, why it failed (PROMOTE_FAILED), or what an
+ * ended job could not do ("" if nothing). */
+enum promote_state promote_state(const struct promote_job *j, char *why, size_t len);
 /* Done with it: freed now if it ended, else by its thread when it does. */
 void promote_release(struct promote_job *j);
 

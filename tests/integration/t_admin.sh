@@ -65,7 +65,7 @@ assert_eq 'fd|task|user|database|addr|port|cancel|link|client_encoding|std_strin
 assert_eq 'key|value|default|changeable' "$(header 'SHOW CONFIG')" "SHOW CONFIG columns"
 assert_eq 'version' "$(header 'SHOW VERSION')" "SHOW VERSION columns"
 assert_eq 'shard|cpu|tid|clients|login_clients|servers|pools|buffers_in_use|topology_version|loops|accepts' "$(header 'SHOW SHARDS')" "SHOW SHARDS columns"
-assert_eq 'cluster|node|host|port|role|state|lag_bytes|check_seconds|active_backends|transactions|servers_active|checks|check_failures|last_error' \
+assert_eq 'cluster|node|host|port|role|state|lag_bytes|check_seconds|active_backends|transactions|servers_active|checks|check_failures|last_error|source' \
 	"$(header 'SHOW NODES')" "SHOW NODES columns"
 assert_eq 'cluster|topology_version|primary|nodes|up|lagging|down' "$(header 'SHOW TOPOLOGY')" "SHOW TOPOLOGY columns"
 assert_eq 'id|user|database|state|pins|server_pid|application_name' "$(header 'SHOW PINS')" "SHOW PINS columns"

@@ -7,12 +7,18 @@
 #      through a replica target goes to a member Patroni runs as a replica.
 #      A configured node that is no member of Patroni's scope (here: a
 #      standalone primary, which the health checks alone would take for one)
-#      is not routed to, and SHOW NODES says why.
+#      is not routed to, and SHOW NODES says why. The third pgring node names
+#      no PostgreSQL node at all: it takes Patroni's members as its nodes
+#      (patroni_discover, the default) and routes as the others do. Members
+#      that join a scope become nodes, one tagged noloadbalance gets no
+#      reads, and one whose key goes is dropped.
 #   2. Registration: each node's key lives under a lease; GET /peers on any
-#      node lists the three, with their addresses and client counts.
+#      node lists the three, with their addresses and client counts. A reload
+#      (SIGHUP) keeps the registration and the nodes found in etcd.
 #   3. The leader killed: Patroni elects another; every node routes writes to
 #      it (a write sent during the election waits and lands there), and the
-#      log says whose word it was.
+#      log says whose word it was. The third node drops the dead member once
+#      its key in etcd expires.
 #   4. A node that stops: its key goes with its lease (the others' /peers
 #      lists two within the TTL).
 #   5. etcd stopped: the nodes keep the last topology and go on checking by
@@ -37,7 +43,7 @@ node_of() { case $1 in "$PORT1") echo node1 ;; "$PORT2") echo node2 ;; "$PORT3")
 note "Patroni: node1 $PORT1, node2 $PORT2, node3 $PORT3, leader $(node_of "$LEADER_PORT"); etcd on $ETCD"
 
 declare -a NPID NPORT NCONTROL NLOG
-start_node() { # I
+start_node() { # I NODES (lines of [cluster.pat]) [EXTRA (more sections)]
 	local i=$1
 	start_pgring "
 [pgring]
@@ -59,14 +65,13 @@ node_name = pgring$i
 
 [cluster.pat]
 patroni_scope = pgring-test
-node1 = host=127.0.0.1 port=$PORT1
-node2 = host=127.0.0.1 port=$PORT2
-node3 = host=127.0.0.1 port=$PORT3
-stray = host=@PGHOST@ port=@PGPORT@
+$2
 
+${3:-}
 [databases]
 app = cluster=pat dbname=app
 app_replica = cluster=pat dbname=app target=replica
+${4:-}
 "
 	NPID[i]=$POOLER_PID NPORT[i]=$PORT NCONTROL[i]=$CONTROL_PORT NLOG[i]=$POOLER_LOG
 }
@@ -74,7 +79,17 @@ use_node() { POOLER_PID=${NPID[$1]} PORT=${NPORT[$1]} CONTROL_PORT=${NCONTROL[$1
 primary_of() { Q_DB=pgbouncer q "SHOW TOPOLOGY" | awk -F'|' '$1 == "pat" {print $3}'; }
 peers_count() { http_get /peers >/dev/null && grep -o '"name":' <<<"$HTTP_BODY" | wc -l; }
 
-for i in 1 2 3; do start_node "$i"; done
+NODES="node1 = host=127.0.0.1 port=$PORT1
+node2 = host=127.0.0.1 port=$PORT2
+node3 = host=127.0.0.1 port=$PORT3
+stray = host=@PGHOST@ port=@PGPORT@"
+start_node 1 "$NODES"
+start_node 2 "$NODES"
+# node 3: every node from Patroni's members; and a scope of the test's own
+# making (syn), whose keys it writes as Patroni would, to change them at will
+start_node 3 "" "[cluster.syn]
+patroni_scope = syn" "app_syn = cluster=syn dbname=app target=replica"
+nodes_from() { Q_DB=pgbouncer q "SHOW NODES" | awk -F'|' '$1 == "pat" {print $2 ":" $4 ":" $5 ":" $15}' | sort | xargs; }
 
 # ---- 1. the leader from etcd
 leader=$(node_of "$LEADER_PORT")
@@ -91,9 +106,41 @@ for i in 1 2 3; do
 	got=$(Q_DB=app_replica q "SELECT inet_server_port()") || fail "node $i: a read on a replica"
 	assert_ne "$LEADER_PORT" "$got" "node $i: a read with target=replica"
 done
+use_node 3
+want=$(for p in $PORT1 $PORT2 $PORT3; do
+	role=replica
+	[[ $p == "$LEADER_PORT" ]] && role=primary
+	echo "$(node_of "$p"):$p:$role:patroni"
+done | sort | xargs)
+wait_until 10 eval '[[ $(nodes_from) == "$want" ]]' || fail "node 3 (no node in its file): SHOW NODES [$(nodes_from)], want [$want]"
+grep -q "nodes from Patroni's members the configuration does not name: node" "$POOLER_LOG" || fail "node 3: no log line for the members found"
+use_node 1
 stray=$(Q_DB=pgbouncer q "SHOW NODES" | awk -F'|' '$2 == "stray" {print $6 "|" $14}')
 assert_eq "down|not a member of Patroni's scope in etcd" "$stray" "SHOW NODES: the node Patroni does not know"
-pass "three nodes route writes to Patroni's leader ($leader, from its key in etcd) and reads to its replicas; a standalone primary configured beside them is not routed to"
+pass "three nodes route writes to Patroni's leader ($leader, from its key in etcd) and reads to its replicas, one of them with every PostgreSQL node taken from Patroni's members; a standalone primary configured beside them is not routed to"
+
+# ---- 1b. members come, change and go (scope syn: keys written here as Patroni would)
+use_node 3
+etcdput() { timeout 5 "$HELPERS/etcdprobe" "127.0.0.1:$ETCD" put "$1" "$2" >/dev/null || fail "etcd put $1"; }
+member() { # PORT ROLE [TAGS]
+	echo "{\"conn_url\":\"postgres://127.0.0.1:$1/postgres\",\"state\":\"running\",\"role\":\"$2\"${3:+,\"tags\":$3}}"
+}
+syn_nodes() { Q_DB=pgbouncer q "SHOW NODES" | awk -F'|' '$1 == "syn" {print $2 ":" $5 ":" $15}' | sort | xargs; }
+replica_port=$PORT1
+[[ $replica_port == "$LEADER_PORT" ]] && replica_port=$PORT2
+etcdput /service/syn/members/s1 "$(member "$PGPORT_REAL" master)"
+etcdput /service/syn/leader s1
+wait_until 10 eval '[[ $(syn_nodes) == "s1:primary:patroni" ]]' || fail "syn: [$(syn_nodes)] after s1 joined"
+etcdput /service/syn/members/s2 "$(member "$replica_port" replica)"
+wait_until 10 eval '[[ $(syn_nodes) == "s1:primary:patroni s2:replica:patroni" ]]' || fail "syn: [$(syn_nodes)] after s2 joined"
+assert_eq "$replica_port" "$(Q_DB=app_syn q "SELECT inet_server_port()")" "syn: a read goes to the replica that joined"
+etcdput /service/syn/members/s2 "$(member "$replica_port" replica '{"noloadbalance":true}')"
+wait_until 10 eval '[[ $(Q_DB=app_syn q "SELECT inet_server_port()") == '"$PGPORT_REAL"' ]]' ||
+	fail "syn: a read still goes to s2, tagged noloadbalance"
+timeout 5 "$HELPERS/etcdprobe" "127.0.0.1:$ETCD" del /service/syn/members/s2 >/dev/null || fail "etcd del"
+wait_until 10 eval '[[ $(syn_nodes) == "s1:primary:patroni" ]]' || fail "syn: [$(syn_nodes)] after s2 left"
+assert_eq "$PGPORT_REAL" "$(Q_DB=app_syn q "SELECT inet_server_port()")" "syn: a read after s2 left"
+pass "members that join, change and leave a scope: a node when they join, reads to a replica, none once it is tagged noloadbalance, gone when its key goes"
 
 # ---- 2. registration and /peers
 for i in 1 2 3; do
@@ -109,6 +156,17 @@ for i in 1 2 3; do
 	assert_eq 3 "$(metric pgring_fleet_nodes)" "node $i: pgring_fleet_nodes"
 done
 pass "each node is registered under a lease; /peers on every node lists the three"
+
+# ---- 2b. a reload keeps the fleet's state: the registration, the nodes found in etcd
+use_node 3
+before=$(nodes_from)
+kill -HUP "$POOLER_PID"
+wait_until 10 grep -q "configuration reloaded" "$POOLER_LOG" || fail "node 3 did not reload"
+assert_eq "$before" "$(nodes_from)" "node 3's nodes from Patroni after a reload"
+assert_eq 1 "$(grep -c "this node is registered as" "$POOLER_LOG")" "node 3's registrations after a reload"
+assert_eq 3 "$(peers_count)" "/peers after node 3's reload"
+assert_eq "$LEADER_PORT" "$(q "INSERT INTO ft VALUES (3) RETURNING inet_server_port()")" "node 3: a write after its reload"
+pass "a reload keeps the node's registration and the nodes it took from Patroni's members"
 
 # ---- 3. the leader killed: every node follows Patroni's new leader
 t0=$(now_ms)
@@ -131,6 +189,14 @@ wait "$waiter"
 assert_eq 0 "$?" "the write sent during the election ($(cat "$TEST_TMP/waiting.err"))"
 assert_eq "$new" "$(cat "$TEST_TMP/waiting.out")" "the write sent during the election lands on the new leader"
 pass "leader $(node_of "$old") killed: Patroni elected $(node_of "$new") after $((elected - t0)) ms, the three nodes routed to it within $followed ms; a write sent meanwhile waited and landed there"
+
+# ---- 3b. the dead member's key expires: the node that found it drops it
+use_node 3
+gone=$(node_of "$old")
+wait_until 40 eval '[[ $(nodes_from) != *"$gone:"* ]]' || fail "node 3 still lists $gone: $(nodes_from)"
+assert_eq 2 "$(nodes_from | wc -w)" "node 3's nodes after $gone left Patroni's scope"
+assert_eq "$new" "$(q "INSERT INTO ft VALUES (30) RETURNING inet_server_port()")" "node 3: a write after $gone left"
+pass "node 3 dropped $gone once its member key expired in etcd, and writes on"
 
 # ---- 4. a node that stops leaves the list with its lease
 use_node 3

@@ -2021,16 +2021,67 @@ Test(config, load_with_overrides)
 	char err[512];
 	struct config *c = NULL;
 	const char *const ov[] = { "default_pool_size", "9", "query_timeout", "500ms", NULL };
-	cr_assert_eq(config_load_with(path, ov, &c, err, sizeof err, NULL), 0, "%s", err);
+	cr_assert_eq(config_load_with(path, ov, NULL, &c, err, sizeof err, NULL), 0, "%s", err);
 	cr_expect_eq(c->default_pool_size, 9);
 	cr_expect_eq(c->query_timeout, 0.5);
 	config_free(c);
 	const char *const bad[] = { "query_timeout", "1", "default_pool_size", "lots", NULL };
 	c = NULL;
-	cr_expect_eq(config_load_with(path, bad, &c, err, sizeof err, NULL), -1);
+	cr_expect_eq(config_load_with(path, bad, NULL, &c, err, sizeof err, NULL), -1);
 	cr_expect_null(c);
 	cr_expect(strstr(err, "SET:2: ") && strstr(err, "default_pool_size"), "%s", err);
 	unlink(path);
+}
+
+/* Members of Patroni's scopes the file does not name: nodes after the
+ * file's, marked discovered; not for a cluster with patroni_discover = off,
+ * one that names the node itself, or without topology_source = etcd. A
+ * cluster may then have no node in the file at all. */
+Test(config, load_with_found_nodes)
+{
+	char path[] = "/tmp/pgring-config-found-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	const char text[] = "[pgring]\nauth_type = trust\ntopology_source = etcd\netcd_hosts = 127.0.0.1:2379\n"
+			    "[cluster.a]\npatroni_scope = sa\nn1 = host=h1\n"
+			    "[cluster.b]\npatroni_scope = sb\n"
+			    "[cluster.c]\npatroni_discover = off\nc1 = host=h3\n"
+			    "[databases]\nx = cluster=a\ny = cluster=b\n";
+	cr_assert_eq(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+	close(fd);
+	char err[512];
+	struct config *c = NULL;
+	const char *const found[] = { "a", "n2", "host=h2 port=5433", "a", "n1", "host=other", "b", "m1",
+				      "host=h4 port=6000", "c", "c2", "host=h5", "gone", "z", "host=z", NULL };
+	cr_assert_eq(config_load_with(path, NULL, found, &c, err, sizeof err, NULL), 0, "%s", err);
+	const struct config_cluster *a = config_find_cluster(c, "a"), *b = config_find_cluster(c, "b"),
+				    *cc = config_find_cluster(c, "c");
+	cr_assert(a && b && cc);
+	cr_assert_eq(a->nnodes, 2);
+	cr_expect_str_eq(a->nodes[0].name, "n1");
+	cr_expect_str_eq(a->nodes[0].host, "h1");
+	cr_expect_not(a->nodes[0].discovered);
+	cr_expect_str_eq(a->nodes[1].name, "n2");
+	cr_expect_eq(a->nodes[1].port, 5433);
+	cr_expect(a->nodes[1].discovered);
+	cr_assert_eq(b->nnodes, 1);
+	cr_expect_str_eq(b->nodes[0].host, "h4");
+	cr_expect(b->nodes[0].discovered);
+	cr_expect_eq(cc->nnodes, 1);
+	cr_expect_not(cc->patroni_discover);
+	config_free(c);
+	/* without what etcd found, cluster b has no node: allowed, they come from Patroni */
+	c = NULL;
+	cr_assert_eq(config_load_with(path, NULL, NULL, &c, err, sizeof err, NULL), 0, "%s", err);
+	cr_expect_eq(config_find_cluster(c, "b")->nnodes, 0);
+	config_free(c);
+	unlink(path);
+	expect_load_error("[pgring]\nauth_type = trust\n[cluster.b]\npatroni_scope = sb\n[databases]\ny = cluster=b\n",
+			  "cluster 'b' has no nodes");
+	expect_load_error("[pgring]\nauth_type = trust\ntopology_source = etcd\netcd_hosts = 127.0.0.1:1\n[cluster.b]\n"
+			  "patroni_discover = off\n[databases]\ny = cluster=b\n",
+			  "cluster 'b' has no nodes");
+	expect_load_error("[pgring]\n[cluster.b]\npatroni_discover = maybe\nn = host=x\n", "not a boolean");
 }
 
 /* auth_query's keys: PgBouncer's (global, and auth_user, auth_dbname,
