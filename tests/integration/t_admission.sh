@@ -110,7 +110,9 @@ bench_read throttled
 within "$TPS" 100 10 "throttled at 100 qps gets 100 tps within 10% (got $TPS)"
 THR_TPS=$TPS
 bench_read free
-assert_num_cmp "$TPS" -gt 400 "free, at the same time, is far above the throttled rate (got $TPS)"
+# above the limit, not far above it: a loaded CI machine (the other lane
+# running) has given two unthrottled pgbench clients as little as 203 tps
+assert_num_cmp "$TPS" -gt 150 "free, at the same time, is above the throttled rate (got $TPS)"
 FREE_TPS=$TPS
 assert_eq 0 "$(metric pgring_admission_throttled_total 'tenant="free"')" "free was never throttled"
 assert_eq 0 "$(metric pgring_admission_refused_total 'tenant="free"')" "free was never refused"

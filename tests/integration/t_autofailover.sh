@@ -5,7 +5,8 @@
 # commit is on a replica: synchronous_commit on, ANY 1 of the two), an etcd of the test's own (three members), and three
 # pgring nodes (fleet_size = 3: the quorum is two), the third reaching etcd
 # and the primary through fault proxies that isolate it before the failover.
-#   1. The fleet publishes the primary its checks found. etcd has three
+#   1. The fleet publishes the primary its checks found. A query through
+#      any node is cancelled through any other ([peers]). etcd has three
 #      members; one stops (every node's first endpoint), and the rest of the
 #      test runs on the other two.
 #   1d. Node 3 cut off from the primary but not from etcd sees it down: alone
@@ -93,10 +94,13 @@ fp() { # CONTROL_PORT COMMAND: one command to a fault proxy
 }
 
 declare -a NPID NPORT NCONTROL NLOG
+read -r L1 L2 L3 < <(freeports 3 | xargs)   # the nodes' ports, which [peers] names
 start_node() { # I ETCD_ENDPOINT PG1_PORT
-	start_pgring "
+	local port=L$1
+	POOLER_PORT=${!port} start_pgring "
 [pgring]
-auth_type = md5
+auth_type = trust
+peer_id = $1
 admin_users = app
 pool_mode = transaction
 default_pool_size = 4
@@ -120,6 +124,11 @@ pg3 = host=127.0.0.1 port=$P3
 
 [databases]
 app = cluster=c dbname=app
+
+[peers]
+1 = host=127.0.0.1 port=$L1
+2 = host=127.0.0.1 port=$L2
+3 = host=127.0.0.1 port=$L3
 "
 	NPID[$1]=$POOLER_PID NPORT[$1]=$PORT NCONTROL[$1]=$CONTROL_PORT NLOG[$1]=$POOLER_LOG
 }
@@ -137,6 +146,21 @@ for i in 1 2 3; do
 	wait_until 10 eval '[[ $(primary_of) == pg1 ]]' || fail "node $i: primary [$(primary_of)]"
 done
 pass "the fleet published the primary its checks found (pg1); every node routes to it"
+
+# ---- 1a. a cancel through every node reaches the backend of the node that owns the key ([peers])
+slowest=0
+for owner in 1 2 3; do
+	for via in 1 2 3; do
+		((via == owner)) && continue
+		out=$(PROTO32_CANCEL_PORT=${NPORT[via]} timeout 60 "$HELPERS/proto32" cancel 127.0.0.1 "${NPORT[owner]}" \
+			app app 2 1 2>&1 | tail -1)
+		[[ $out == "cancelled 1/1 slowest "* ]] || fail "a query through node $owner, cancelled through node $via: $out"
+		ms=${out##* }
+		assert_num_cmp "$ms" -lt 1000 "node $owner's query cancelled through node $via: ms to its error"
+		((ms > slowest)) && slowest=$ms
+	done
+done
+pass "a query through any node is cancelled through any other (6 routes, slowest $slowest ms)"
 
 # ---- 1b. an etcd member stops (the first endpoint of every node): the fleet carries on
 kill -TERM "${EPID[1]}"
