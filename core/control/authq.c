@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/config.h"
 #include "core/control/health.h"
@@ -214,12 +213,6 @@ static int npending;
 static _Atomic uint64_t st_requests, st_hits, st_shard_hits, st_coalesced, st_queries, st_failures;
 static _Atomic int64_t st_pending, st_cached;
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 void authq_get_stats(struct authq_stats *o)
 {
@@ -414,7 +407,7 @@ static void lookup_done(struct target *t, enum authq_status st, const char *secr
 	double ttl = st == AUTHQ_FOUND ? cfg->auth_cache_ttl : st == AUTHQ_NONE ? cfg->auth_cache_negative_ttl : 0;
 	uint64_t expires = 0;
 	if (ttl > 0 && cache && !t->stale) {   /* a stale target's answer is from before the reload */
-		expires = now_us() + (uint64_t)(ttl * 1e6);
+		expires = shard_now_us() + (uint64_t)(ttl * 1e6);
 		if (authq_cache_put(cache, t, NULL, l->user, st, secret, expires) < 0)
 			expires = 0;   /* not cached here: the shards do not keep it either */
 		atomic_store(&st_cached, authq_cache_count(cache));
@@ -439,7 +432,7 @@ static void target_failed(struct target *t, const char *why)
 		t->reused = false;
 		PQfinish(t->conn);
 		t->conn = NULL;
-		t->phase_us = now_us();
+		t->phase_us = shard_now_us();
 		connect_target(t);
 		return;
 	}
@@ -458,7 +451,7 @@ static void target_failed(struct target *t, const char *why)
 static void sent(struct target *t, enum tphase ph)
 {
 	t->phase = ph;
-	t->phase_us = now_us();
+	t->phase_us = shard_now_us();
 	int f = PQflush(t->conn);
 	if (f < 0) {
 		target_failed(t, PQerrorMessage(t->conn));
@@ -528,7 +521,7 @@ static void target_start(struct target *t)
 {
 	if (!t->head || t->phase != TP_IDLE)
 		return;
-	t->phase_us = now_us();
+	t->phase_us = shard_now_us();
 	if (t->conn && PQstatus(t->conn) == CONNECTION_OK) {
 		t->reused = true;
 		send_query(t);
@@ -682,7 +675,7 @@ void authq_ask(void *arg)
 	enum authq_status st;
 	const char *secret;
 	uint64_t expires;
-	if (cache && authq_cache_get(cache, t, NULL, r->user, now_us(), &st, &secret, &expires) == 0) {
+	if (cache && authq_cache_get(cache, t, NULL, r->user, shard_now_us(), &st, &secret, &expires) == 0) {
 		atomic_fetch_add(&st_hits, 1);
 		answer_one(r, st, secret, expires);
 		return;
@@ -705,7 +698,7 @@ void authq_ask(void *arg)
 	memcpy(l->user, r->user, ul);
 	l->waiters = r;
 	r->next = NULL;
-	l->queued_us = now_us();
+	l->queued_us = shard_now_us();
 	if (t->tail)
 		t->tail->next = l;
 	else
@@ -750,7 +743,7 @@ int authq_next_timeout(void)
 		return 1;
 	if (!cfg)
 		return -1;
-	uint64_t now = now_us(), next = UINT64_MAX;
+	uint64_t now = shard_now_us(), next = UINT64_MAX;
 	for (struct target *t = targets; t; t = t->next)
 		if (t->phase != TP_IDLE && cfg->server_connect_timeout > 0) {
 			uint64_t due = t->phase_us + (uint64_t)(cfg->server_connect_timeout * 1e6);
@@ -765,7 +758,7 @@ int authq_next_timeout(void)
 void authq_process(void)
 {
 	flush_outbox();
-	uint64_t now = now_us();
+	uint64_t now = shard_now_us();
 	for (struct target **pp = &targets; *pp;) {
 		struct target *t = *pp;
 		advance(t, now);

@@ -15,6 +15,7 @@
 #include "core/addr.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/shard.h"
 #include "core/topology.h"
 
 /* glibc writes into a lookup until it completes, so one nobody waits for any
@@ -40,12 +41,6 @@ static int nentries;
 static struct lookup *abandoned;
 static double ttl = 15;
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 bool dns_is_name(const char *host)
 {
@@ -209,12 +204,12 @@ int dns_configure(const struct config *cfg)
 
 void dns_wait(double seconds)
 {
-	uint64_t until = now_us() + (uint64_t)(seconds * 1e6);
+	uint64_t until = shard_now_us() + (uint64_t)(seconds * 1e6);
 	for (int i = 0; i < nentries; i++) {
 		struct entry *e = &entries[i];
-		while (e->pending && gai_error(&e->pending->cb) == EAI_INPROGRESS && now_us() < until) {
+		while (e->pending && gai_error(&e->pending->cb) == EAI_INPROGRESS && shard_now_us() < until) {
 			const struct gaicb *list[1] = { &e->pending->cb };
-			uint64_t left = until - now_us();
+			uint64_t left = until - shard_now_us();
 			struct timespec ts = { .tv_sec = (time_t)(left / 1000000u), .tv_nsec = (long)(left % 1000000u) * 1000 };
 			gai_suspend(list, 1, &ts);
 		}
@@ -224,7 +219,7 @@ void dns_wait(double seconds)
 
 bool dns_process(void)
 {
-	uint64_t now = now_us();
+	uint64_t now = shard_now_us();
 	bool changed = false;
 	for (int i = 0; i < nentries; i++) {
 		struct entry *e = &entries[i];
@@ -241,7 +236,7 @@ bool dns_process(void)
 
 int dns_next_timeout(void)
 {
-	uint64_t now = now_us(), next = UINT64_MAX;
+	uint64_t now = shard_now_us(), next = UINT64_MAX;
 	for (int i = 0; i < nentries; i++) {
 		uint64_t t = entries[i].pending ? now + 5000 : entries[i].due_us;   /* lookups are polled */
 		if (t < next)

@@ -15,12 +15,12 @@
 #include <strings.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/addr.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/shard.h"
 
 /* ---- HTTP responses ---- */
 
@@ -259,12 +259,6 @@ static const char *const paths[] = {
 	[ETCD_REVOKE] = "/v3/lease/revoke", [ETCD_TXN] = "/v3/kv/txn", [ETCD_WATCH] = "/v3/watch",
 };
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* "host:port", "[v6]:port", either after "http://"; the host numeric or
  * localhost: no name lookups on the control thread. */
@@ -555,7 +549,7 @@ int etcd_pollfds(struct etcd *e, struct pollfd *fds, int max)
 
 int etcd_next_timeout(const struct etcd *e)
 {
-	uint64_t now = now_us(), next = UINT64_MAX;
+	uint64_t now = shard_now_us(), next = UINT64_MAX;
 	for (const struct req *r = e->reqs; r; r = r->next) {
 		uint64_t t = r->phase == PH_START ? now : r->phase == PH_DONE || !r->deadline_us ? UINT64_MAX : r->deadline_us;
 		next = t < next ? t : next;
@@ -567,7 +561,7 @@ int etcd_next_timeout(const struct etcd *e)
 
 void etcd_process(struct etcd *e, const struct pollfd *fds, int n)
 {
-	uint64_t now = now_us();
+	uint64_t now = shard_now_us();
 	/* requests made by callbacks meanwhile join the front: they start next time */
 	for (struct req *r = e->reqs; r; r = r->next) {
 		int revents = -1;   /* not polled (yet): try */
@@ -628,7 +622,7 @@ static struct req *submit(struct etcd *e, enum etcd_op op, struct strbuf *b, any
 		return NULL;
 	}
 	*r = (struct req){ .e = e, .op = op, .fd = -1, .body = *b, .out = STRBUF_INIT, .done = done, .ctx = ctx,
-			   .deadline_us = now_us() + e->timeout_us };
+			   .deadline_us = shard_now_us() + e->timeout_us };
 	etcd_http_init(&r->in, ETCD_MAX_RESPONSE);
 	r->next = e->reqs;
 	e->reqs = r;

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -21,6 +20,7 @@
 #include "core/control/promote.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/shard.h"
 #include "core/stats.h"
 #include "core/strbuf.h"
 #include "core/topology.h"
@@ -90,12 +90,6 @@ static bool was_up = true;
 static uint64_t errors;
 static bool found_changed;           /* a scope's found list changed since fleet_take_found */
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static char *joined(const char *a, const char *b, const char *c)
 {
@@ -202,7 +196,7 @@ static void on_broken(void *ctx)
 {
 	struct mirror *m = ctx;
 	m->watch = NULL;
-	m->retry_at_us = now_us() + RETRY_US;   /* read whole again, then watch again */
+	m->retry_at_us = shard_now_us() + RETRY_US;   /* read whole again, then watch again */
 	errors++;   /* whether etcd is reachable, the read again says */
 }
 
@@ -212,7 +206,7 @@ static void on_read(void *ctx, bool ok, const struct etcd_kv *kvs, int n, int64_
 	m->reading = false;
 	saw(ok);
 	if (!ok) {
-		m->retry_at_us = now_us() + RETRY_US;
+		m->retry_at_us = shard_now_us() + RETRY_US;
 		return;
 	}
 	entries_clear(m);
@@ -221,7 +215,7 @@ static void on_read(void *ctx, bool ok, const struct etcd_kv *kvs, int n, int64_
 			log_warning("etcd: out of memory mirroring %s", m->prefix);
 	m->known = m->dirty = true;
 	if (!(m->watch = etcd_watch_prefix(etcd, m->prefix, revision + 1, on_event, on_broken, m)))
-		m->retry_at_us = now_us() + RETRY_US;
+		m->retry_at_us = shard_now_us() + RETRY_US;
 }
 
 static void mirror_tick(struct mirror *m, uint64_t now)
@@ -486,15 +480,15 @@ static void granted(void *ctx, bool ok, int64_t id, int ttl)
 	saw(ok);
 	if (!ok || ttl <= 0) {
 		reg = REG_OFF;
-		reg_retry_us = now_us() + RETRY_US;
+		reg_retry_us = shard_now_us() + RETRY_US;
 		return;
 	}
 	reg = REG_LIVE;
 	lease = id;
 	free(last_record);
 	last_record = NULL;
-	keepalive_due_us = now_us() + (uint64_t)ttl * 1000000u / 3;
-	put_record(now_us());
+	keepalive_due_us = shard_now_us() + (uint64_t)ttl * 1000000u / 3;
+	put_record(shard_now_us());
 	log_notice("etcd: this node is registered as %s (lease %" PRIx64 ", %d s)", node_key, (uint64_t)id, ttl);
 }
 
@@ -504,7 +498,7 @@ static void kept_alive(void *ctx, bool ok, int ttl)
 	keepalive_out = false;
 	saw(ok);
 	if (ok && ttl > 0) {
-		keepalive_due_us = now_us() + (uint64_t)ttl * 1000000u / 3;
+		keepalive_due_us = shard_now_us() + (uint64_t)ttl * 1000000u / 3;
 		return;
 	}
 	if (ok) {   /* the lease ran out (etcd unreachable too long): register again */
@@ -513,7 +507,7 @@ static void kept_alive(void *ctx, bool ok, int ttl)
 		reg_retry_us = 0;
 		return;
 	}
-	keepalive_due_us = now_us() + RETRY_US;
+	keepalive_due_us = shard_now_us() + RETRY_US;
 }
 
 static void reg_tick(uint64_t now)
@@ -781,7 +775,7 @@ static void reread(void *ctx, bool ok, const struct etcd_kv *kvs, int n, int64_t
 	if (sc->candidate < 0) {
 		lost_request(sc, "no replica is up to promote");
 		give_up_acting(sc);
-		sc->retry_us = now_us() + RETRY_US;
+		sc->retry_us = shard_now_us() + RETRY_US;
 		return;
 	}
 	struct strbuf lsns = STRBUF_INIT;
@@ -1077,7 +1071,7 @@ bool fleet_process(const struct pollfd *fds, int n)
 	if (!etcd)
 		return false;
 	etcd_process(etcd, fds, n);
-	uint64_t now = now_us();
+	uint64_t now = shard_now_us();
 	bool changed = false;
 	for (int i = 0; i < nscopes; i++) {
 		struct scope *sc = &scopes[i];
@@ -1106,9 +1100,9 @@ void fleet_shutdown(void)
 {
 	if (etcd && reg == REG_LIVE) {
 		bool done = false;
-		uint64_t until = now_us() + 1000000;
+		uint64_t until = shard_now_us() + 1000000;
 		if (etcd_lease_revoke(etcd, lease, revoked, &done)) {
-			while (!done && now_us() < until) {
+			while (!done && shard_now_us() < until) {
 				struct pollfd fds[8];
 				int n = etcd_pollfds(etcd, fds, 8);
 				poll(fds, (nfds_t)n, 50);

@@ -9,7 +9,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/control/health.h"
@@ -101,20 +100,14 @@ static bool group_record(uint8_t type, const uint8_t *p, uint32_t n, int fd)
 	return true;
 }
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static void try_listen(void)
 {
-	if (lfd >= 0 || port < 0 || now_us() < next_listen_try_us)
+	if (lfd >= 0 || port < 0 || shard_now_us() < next_listen_try_us)
 		return;
 	lfd = takeover_listen(port);
 	if (lfd < 0) {
-		next_listen_try_us = now_us() + 1000000;   /* a predecessor still holds the name */
+		next_listen_try_us = shard_now_us() + 1000000;   /* a predecessor still holds the name */
 		if (errno != EADDRINUSE)
 			log_warning("upgrade: cannot listen for a successor: %s", strerror(errno));
 	}

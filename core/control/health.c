@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/config.h"
 #include "core/control/dns.h"
@@ -22,6 +21,7 @@
 #include "core/hba.h"
 #include "core/log.h"
 #include "core/registry.h"
+#include "core/shard.h"
 #include "core/strbuf.h"
 
 /* One round trip: role, WAL position (replay position on a replica), active
@@ -88,12 +88,6 @@ static struct hcluster *clusters;
 static int nclusters;
 static const struct config *cfg;
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static uint64_t rules_serial;   /* the last rules read */
 static uint64_t rules_taken;    /* the serial health_take_hba last turned into rules */
@@ -342,14 +336,14 @@ static void take_row(struct hnode *h, PGresult *r)
 	bool recovery = PQgetvalue(r, 0, 0)[0] == 't';
 	uint8_t role = recovery ? NODE_REPLICA : NODE_PRIMARY;
 	if (role == NODE_PRIMARY && h->pub.check_role != NODE_PRIMARY && h->pub.checked)
-		h->primary_since = now_us();    /* promoted while we watched: it is the newest primary */
+		h->primary_since = shard_now_us();    /* promoted while we watched: it is the newest primary */
 	else if (role != NODE_PRIMARY)
 		h->primary_since = 0;
 	h->pub.role = h->pub.check_role = role;
 	h->lsn_prev = h->pub.lsn;
 	h->lsn_prev_at = h->lsn_at;
 	h->pub.lsn = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
-	h->lsn_at = now_us();
+	h->lsn_at = shard_now_us();
 	h->pub.active = PQgetisnull(r, 0, 2) ? -1 : strtoll(PQgetvalue(r, 0, 2), NULL, 10);
 	h->pub.replay_paused = PQgetvalue(r, 0, 3)[0] == 't';
 	h->got_row = true;
@@ -409,7 +403,7 @@ static void read_results(struct hnode *h)
 			h->pub.checks++;
 			h->pub.fails_in_row = 0;
 			h->error[0] = '\0';
-			h->pub.check_seconds = (double)(now_us() - h->started_us) / 1e6;
+			h->pub.check_seconds = (double)(shard_now_us() - h->started_us) / 1e6;
 			check_done(h);
 			return;
 		}
@@ -655,7 +649,7 @@ int health_next_timeout(void)
 {
 	if (cfg == NULL || cfg->health_check_interval <= 0 || nnodes == 0)
 		return -1;
-	uint64_t now = now_us(), next = UINT64_MAX;
+	uint64_t now = shard_now_us(), next = UINT64_MAX;
 	for (int i = 0; i < nnodes; i++) {
 		const struct hnode *h = &nodes[i];
 		/* a check waiting in PH_RESOLVING moves on when core/control/dns.c, whose own
@@ -672,7 +666,7 @@ bool health_process(const struct pollfd *fds, int n)
 {
 	(void)fds;
 	(void)n;   /* every check in flight is advanced: libpq calls are cheap and non-blocking */
-	uint64_t now = now_us();
+	uint64_t now = shard_now_us();
 	for (int i = 0; i < nnodes; i++)
 		advance(&nodes[i], now);
 	return changed();
@@ -776,7 +770,7 @@ int health_seed(const char *text, size_t len)
 		h->primary_since = strtoull(f[11], NULL, 10);
 		h->pub.checks = strtoull(f[12], NULL, 10);
 		h->pub.failures = strtoull(f[13], NULL, 10);
-		h->lsn_at = now_us();
+		h->lsn_at = shard_now_us();
 		if (h->pub.fails_in_row)
 			snprintf(h->error, sizeof h->error, "down as the predecessor saw it; checking again");
 		taken++;
