@@ -57,6 +57,11 @@ struct server {
 	struct client *repl_client;                /* that client, while it is there */
 	bool listener;                             /* its pool's listening connection (pool/listen.h) */
 	bool listen_dirty;                         /* LISTENs of a client ran here: UNLISTEN * at release */
+	/* timeouts_left's answer for the settings params held at (hash, n): it
+	 * is asked at every release, and the settings seldom change */
+	uint64_t timeouts_hash;
+	int timeouts_n;                            /* 0: not known (it is asked with params.n > 0) */
+	unsigned timeouts_memo;
 	char fatal_state[6];                       /* the FATAL it sent before going away */
 	char fatal_msg[200];
 	struct auth_scram_client *scram;
