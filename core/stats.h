@@ -45,12 +45,28 @@ struct stats_hist {
 	stat_t bucket[STATS_HIST_BUCKETS];
 };
 
-static inline void stats_hist_add(struct stats_hist *h, uint64_t us)
+/* The first bound at or above 2^k: the bounds below it are under any us of
+ * bit length k + 1, so the search starts there (two transactions' latencies
+ * are counted per transaction: a walk from the first bound cost ~110
+ * instructions of a pgbench -S transaction, callgrind). */
+static const uint8_t stats_hist_from_bit[64] = {
+	0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 14, 15, 16, 17, 18,
+	19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19,
+	19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19, 19,
+};
+
+/* The bucket of us: the first bound at or above it (STATS_HIST_BOUNDS: +Inf). */
+static inline int stats_hist_bucket(uint64_t us)
 {
-	int i = 0;
+	int i = stats_hist_from_bit[63 - __builtin_clzll(us | 1)];
 	while (i < STATS_HIST_BOUNDS && us > stats_hist_le_us[i])
 		i++;
-	stat_add(&h->bucket[i], 1);
+	return i;
+}
+
+static inline void stats_hist_add(struct stats_hist *h, uint64_t us)
+{
+	stat_add(&h->bucket[stats_hist_bucket(us)], 1);
 }
 
 struct stats_pool {

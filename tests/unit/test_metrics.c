@@ -69,6 +69,37 @@ static bool has_line(const char *page, const char *line)
 
 /* ---- strbuf ---- */
 
+/* The histogram's bucket, found from the value's bit length, is the first
+ * bound at or above it, as a walk from the first bound finds it: every bound,
+ * one either side, powers of two either side, 0 and the largest values. */
+static int bucket_by_walk(uint64_t us)
+{
+	int i = 0;
+	while (i < STATS_HIST_BOUNDS && us > stats_hist_le_us[i])
+		i++;
+	return i;
+}
+
+Test(metrics_hist, bucket_from_bit_length)
+{
+	uint64_t probe[] = { 0, 1, 2, 49, UINT64_MAX, UINT64_MAX - 1, (uint64_t)1 << 63 };
+	for (size_t i = 0; i < sizeof probe / sizeof probe[0]; i++)
+		cr_expect_eq(stats_hist_bucket(probe[i]), bucket_by_walk(probe[i]), "%llu", (unsigned long long)probe[i]);
+	for (int b = 0; b < STATS_HIST_BOUNDS; b++)
+		for (int64_t d = -2; d <= 2; d++) {
+			uint64_t us = (uint64_t)((int64_t)stats_hist_le_us[b] + d);
+			cr_expect_eq(stats_hist_bucket(us), bucket_by_walk(us), "%llu", (unsigned long long)us);
+		}
+	for (int k = 0; k < 64; k++)
+		for (int64_t d = -1; d <= 1; d++) {
+			uint64_t us = ((uint64_t)1 << k) + (uint64_t)d;
+			cr_expect_eq(stats_hist_bucket(us), bucket_by_walk(us), "%llu", (unsigned long long)us);
+		}
+	for (uint64_t us = 0; us < 3000000; us += 7)
+		if (stats_hist_bucket(us) != bucket_by_walk(us))
+			cr_assert_fail("%llu: %d, not %d", (unsigned long long)us, stats_hist_bucket(us), bucket_by_walk(us));
+}
+
 Test(metrics_strbuf, grows_and_stays_terminated)
 {
 	struct strbuf sb = STRBUF_INIT;
