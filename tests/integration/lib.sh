@@ -164,6 +164,21 @@ fd_limited_pgring() {
 }
 
 tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+# faultproxy_cmd CONTROL_PORT COMMAND...: one command to a fault proxy
+# (tests/integration/faultproxy.c); fails the test unless it answers "ok ...",
+# which is printed
+faultproxy_cmd() {
+	local ctl=$1 line=''
+	shift
+	{
+		exec 8<>"/dev/tcp/127.0.0.1/$ctl" || fail "faultproxy control port $ctl"
+		printf '%s\n' "$*" >&8
+		IFS= read -r -t 5 line <&8
+		exec 8>&-
+	} 2>/dev/null
+	[[ $line == ok* ]] || fail "faultproxy '$*': [$line]"
+	echo "$line"
+}
 
 # ---------------------------------------------------------------- poolers
 

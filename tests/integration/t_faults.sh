@@ -55,17 +55,7 @@ start_faultproxy() {
 	wait_until 5 tcp_open 127.0.0.1 "$FP_CTL" || fail "faultproxy did not start: $(cat "$TEST_TMP/faultproxy.log")"
 }
 # fp COMMAND: one command to the fault proxy; its "ok ..." reply printed
-fp() {
-	local line=
-	{
-		exec 8<>"/dev/tcp/127.0.0.1/$FP_CTL" || fail "faultproxy control port"
-		printf '%s\n' "$*" >&8
-		IFS= read -r -t 5 line <&8
-		exec 8>&-
-	} 2>/dev/null
-	[[ $line == ok* ]] || fail "faultproxy '$*': [$line]"
-	echo "$line"
-}
+fp() { faultproxy_cmd "$FP_CTL" "$@"; }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$POOLER_PID/status" 2>/dev/null || echo 0; }
 # rss_start: sample pgring's RSS every 50 ms until rss_stop; rss_stop sets RSS_PEAK (kB)

@@ -93,16 +93,9 @@ fp_start() {
 }
 # fpc NAME COMMAND: one command to a faultproxy; its "ok ..." reply printed
 fpc() {
-	local name=$1 line=
+	local name=$1
 	shift
-	{
-		exec 8<>"/dev/tcp/127.0.0.1/${FP_CTL[$name]}" || fail "faultproxy $name control port"
-		printf '%s\n' "$*" >&8
-		IFS= read -r -t 5 line <&8
-		exec 8>&-
-	} 2>/dev/null
-	[[ $line == ok* ]] || fail "faultproxy $name '$*': [$line]"
-	echo "$line"
+	faultproxy_cmd "${FP_CTL[$name]}" "$@"
 }
 
 # metrics_get: pgring's /metrics into stdout (its own file, so background samplers do not clash)
