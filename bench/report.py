@@ -322,11 +322,12 @@ if st:
 sh = [k for k in order if k[0] == "shards"]
 if sh:
     def shard_label(t):
-        m = re.match(r"pgring@(\d+)(?::(.*))?$", t)
+        m = re.match(r"pgring@(\d+)(?::([^+]*))?((?:\+[^+]+)*)$", t)
         if not m:
             return {"pgbouncer": "PgBouncer (reference)"}.get(t, t)
         s = f"pgring shards={m.group(1)}"
-        return s + (f", pinned (shard_cpus={m.group(2)})" if m.group(2) else ", not pinned")
+        s += f", pinned (shard_cpus={m.group(2)})" if m.group(2) else ", not pinned"
+        return s + "".join(f", {kv}" for kv in m.group(3).split("+") if kv)
     k0 = sh[0]
     w("## pgring shards")
     w("")
@@ -347,19 +348,19 @@ if cg:
     w("## Instructions per transaction (callgrind)")
     w("")
     w(f"Each pooler under `valgrind --tool=callgrind`; after a warm-up the counters are zeroed "
-      f"(`callgrind_control -z`), a fixed `pgbench -S -M simple -c {cg[0]['clients']} -t {S('CG_TX')}` runs, "
+      f"(`callgrind_control -z`), a fixed `pgbench -S -M <protocol> -c {cg[0]['clients']} -t {S('CG_TX')}` runs, "
       "and the counters are dumped (`callgrind_control -d`). User-space instructions only (what the "
       "kernel does for the pooler's syscalls or io_uring requests is not counted: see the syscall "
       "table). pgring runs with shards=1 under valgrind: valgrind 3.19 does not treat `io_uring_enter` "
       "as a blocking syscall, so with two shard threads one starves the other.")
     w("")
-    w("| pooler | transactions | instructions | instructions / transaction | note |")
-    w("|---|--:|--:|--:|---|")
+    w("| pooler | protocol | transactions | instructions | instructions / transaction | note |")
+    w("|---|---|--:|--:|--:|---|")
     for r in cg:
         ir, per = num(r["instructions"]), num(r["instr_per_tx"])
         irs = f"{ir:,.0f}" if ir else "—"
         pers = f"{per:,.0f}" if per else "—"
-        w(f"| {r['target']} | {r['txns']} | {irs} | {pers} | {r['note']} |")
+        w(f"| {r['target']} | {r.get('protocol', 'simple')} | {r['txns']} | {irs} | {pers} | {r['note']} |")
     w("")
 
 # ---- strace ----------------------------------------------------------------------------

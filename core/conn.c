@@ -185,7 +185,7 @@ bool sendq_append(struct shard *s, struct sendq *q, const void *p, uint32_t n, u
 	return true;
 }
 
-bool conn_queue(struct conn *c, const void *p, uint32_t n, uint32_t buf)
+bool conn_queue_slow(struct conn *c, const void *p, uint32_t n, uint32_t buf)
 {
 	if (!sendq_append(c->shard, &c->q, p, n, buf))
 		return false;

@@ -122,8 +122,28 @@ void conn_recv_off(struct conn *c);
 
 /* Queue n bytes at p for sending. buf is the shard buffer holding them (a
  * reference is taken) or PROTO_BUF_NONE (the bytes are copied). false: no memory. */
-bool conn_queue(struct conn *c, const void *p, uint32_t n, uint32_t buf);
+bool conn_queue_slow(struct conn *c, const void *p, uint32_t n, uint32_t buf);
 bool conn_queue_out(struct conn *c, const struct proto_out *o);
+void shard_flush_later(struct shard *s, struct conn *c);
+
+/* The common case inline: bytes that continue the last slice queued, in the
+ * same receive buffer (a request's messages one after another), lengthen it;
+ * the buffer is referenced already. A call and an append cost ~90
+ * instructions a message (callgrind), this ~15. */
+static inline bool conn_queue(struct conn *c, const void *p, uint32_t n, uint32_t buf)
+{
+	struct sendbuf *t = c->q.tail;
+	if (t && t->n && buf != PROTO_BUF_NONE && t->buf[t->n - 1] == buf &&
+	    (const uint8_t *)t->iov[t->n - 1].iov_base + t->iov[t->n - 1].iov_len == (const uint8_t *)p) {
+		t->iov[t->n - 1].iov_len += n;
+		t->bytes += n;
+		c->q.bytes += n;
+		c->out_bytes += n;
+		shard_flush_later(c->shard, c);
+		return true;
+	}
+	return conn_queue_slow(c, p, n, buf);
+}
 /* The same for a detached queue (data held until a server is found). */
 bool sendq_append(struct shard *s, struct sendq *q, const void *p, uint32_t n, uint32_t buf);
 void sendq_drop(struct shard *s, struct sendq *q);

@@ -57,8 +57,14 @@ static void reserve_sqes(struct shard *s, unsigned n)
 
 struct io_uring_sqe *shard_sqe(struct shard *s)
 {
-	reserve_sqes(s, 1);
-	return io_uring_get_sqe(&s->ring);
+	/* get_sqe says when the SQ is full: asking for the space left first
+	 * read the kernel's head twice per SQE */
+	struct io_uring_sqe *sqe;
+	while (!(sqe = io_uring_get_sqe(&s->ring))) {
+		io_uring_submit(&s->ring);
+		stat_add(&s->stats->submits, 1);
+	}
+	return sqe;
 }
 
 void shard_sqes(struct shard *s, struct io_uring_sqe **sqes, unsigned n)

@@ -222,7 +222,7 @@ static bool copy_refuses(struct lease *l, uint8_t type)
 	return true;
 }
 
-static bool terminal(uint8_t request, uint8_t reply)
+static inline bool terminal(uint8_t request, uint8_t reply)
 {
 	switch (request) {
 	case 'P': return reply == '1';
@@ -683,7 +683,11 @@ static bool unnamed_fx_scan(struct lease *l, const uint8_t *body, uint32_t body_
 	free(l->unnamed_fx);
 	l->unnamed_fx = NULL;
 	struct proto_sql_stmt fx;
-	if (proto_sql_scan((const char *)body, strnlen((const char *)body, body_len), &fx, 1, NULL) != 1)
+	const char *sql = (const char *)body;
+	size_t sql_len = strnlen(sql, body_len);
+	/* the pre-check first, as for a Query: the scan costs ~2,400
+	 * instructions for pgbench's SELECT, the pre-check ~300 (callgrind) */
+	if (proto_sql_plain(sql, sql_len) || proto_sql_scan(sql, sql_len, &fx, 1, NULL) != 1)
 		return true;
 	if (!(l->unnamed_fx = malloc(sizeof fx))) {
 		proto_sql_free(&fx, 1);
@@ -1433,6 +1437,22 @@ static bool session_admit(struct client *cl, uint8_t type, int take)
 	return admit_request(cl, type) != ADMIT_REFUSED;
 }
 
+/* What a request owes: a ReadyForQuery for each Query, Sync and FunctionCall;
+ * an extended-protocol message leaves the batch unsynced until its Sync. */
+static void count_request(struct lease *l, uint8_t type)
+{
+	if (type == 'Q' || type == 'S' || type == 'F') {
+		if (l->expect++ == 0)
+			l->client->query_start_us = shard_of(l)->now_us;
+		if (type == 'S')
+			l->unsynced = false;
+		if (l->rerouting)
+			l->later_expect++;
+	} else if (type == 'P' || type == 'B' || type == 'E' || type == 'D' || type == 'C' || type == 'H') {
+		l->unsynced = true;
+	}
+}
+
 int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 {
 	struct lease *l = cl->lease;
@@ -1447,16 +1467,7 @@ int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 	bool session_start = __builtin_expect(s->cfg->admission, 0) && cl->state == CL_ACTIVE && !cl->adm.open &&
 			     cl->pool->mode == POOL_SESSION && !cl->in_txn && !l->expect && !l->unsynced &&
 			     !l->sending && !l->rerouting;
-	if (type == 'Q' || type == 'S' || type == 'F') {
-		if (l->expect++ == 0)
-			cl->query_start_us = s->now_us;
-		if (type == 'S')
-			l->unsynced = false;
-		if (l->rerouting)
-			l->later_expect++;
-	} else if (type == 'P' || type == 'B' || type == 'E' || type == 'D' || type == 'C' || type == 'H') {
-		l->unsynced = true;
-	}
+	count_request(l, type);
 	int take = lease_frame_kind(type, len);
 	if (cl->state == CL_IDLE) {
 		cl->xact_start_us = s->now_us;
@@ -1494,6 +1505,22 @@ int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 	else if (take == PROTO_STREAM && !heldq_note(holding(l), type, len, false))
 		oom(cl);
 	return cl->state == CL_CLOSED ? PROTO_STOP : take;
+}
+
+/* A whole request (P B D C E S Q) of a client with its server, straight to
+ * send_whole: what lease_request_begin and lease_request_whole do for it when
+ * nothing routes, admits or holds it. false: not so (nothing was done); it
+ * takes the framer's way. */
+bool lease_request_direct(struct client *cl, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	struct lease *l = cl->lease;
+	uint8_t type = msg[0];
+	if (!l || !sending_now(l) || l->route_peek || l->sending || cl->adm.any || shard_of(l)->cfg->admission ||
+	    guarded_start(l, type) || lease_frame_kind(type, len) != PROTO_WHOLE || type == 'X')
+		return false;
+	count_request(l, type);
+	send_whole(l, msg, len, buf);
+	return true;
 }
 
 bool lease_request_whole(struct client *cl, const uint8_t *msg, uint32_t len, uint32_t buf)
@@ -1836,6 +1863,83 @@ void lease_reply_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 	reply_done(l, msg, len);
 	if (msg[0] == 'Z' && theirs && l->server == sv)
 		ready_for_query(l, len >= 6 ? msg[5] : 'I');
+}
+
+/* Whether reply_done on this reply may put something before the client's
+ * next bytes (an answer pgring gives itself, an error) or end the lease: the
+ * span of replies read so far must go out first. */
+static bool reply_may_speak(const struct lease *l, const struct reply *h, uint8_t t)
+{
+	if (t == 'D' || t == 'N')
+		return false;   /* reply_done does nothing for them */
+	if (t == 'Z' || h->extra || l->client->adm.rows)
+		return true;    /* the lease may end; session effects; row limits */
+	if (!terminal(h->type, t) || l->rq.n < 2)
+		return false;
+	const struct reply *next = &l->rq.r[(l->rq.head + 1) & (l->rq.cap - 1)];
+	return next->kind == RP_SYNTH || (next->flags & RF_IGNORED);   /* pump answers it */
+}
+
+static bool span_type(uint8_t t)
+{
+	switch (t) {
+	case 'T': case 'D': case 'C': case 'Z': case 'n': case '1': case '2': case '3':
+	case 's': case 'I': case 't': case 'N':
+		return true;
+	default:
+		return false;   /* E, S, A, copy, function results: lease_reply_whole */
+	}
+}
+
+/* The replies at the front of data[0..n) that go to the client unchanged
+ * (rows, descriptions, completions of its own requests), forwarded as one
+ * slice of the buffer: only their headers are read, and reply_done sees those
+ * that settle something. Returns the bytes taken; the rest, from the first
+ * reply that needs more (an error, a ParameterStatus, pgring's own request's
+ * answer, a message cut by the buffer's end), goes through the framer. Same
+ * effect as lease_reply_whole for each, at a fifth of the instructions. */
+uint32_t lease_reply_span(struct lease *l, const uint8_t *data, uint32_t n, uint32_t buf, uint32_t max_len)
+{
+	struct client *cl = l->client;
+	struct server *sv = l->server;
+	const uint8_t *p = data, *end = data + n, *from = data;
+	if (cl->state == CL_CLOSED || log_enabled(LOG_TRACE))
+		return 0;
+	while (end - p >= 5) {
+		uint8_t t = p[0];
+		uint32_t len = proto_get_u32(p + 1) + 1;
+		struct reply *h = rq_head(l);
+		if (len < 5 || len > max_len || len > (uint32_t)(end - p) || !span_type(t) || !h || h->kind != RP_PASS ||
+		    (t == 'Z' && h->type != 'S' && h->type != 'Q' && h->type != 'F'))
+			break;
+		const uint8_t *msg = p;
+		p += len;
+		if (!reply_may_speak(l, h, t)) {
+			if (t == 'C' || (t != 'D' && t != 'N' && terminal(h->type, t)))
+				reply_done(l, msg, len);   /* others settle nothing there */
+			continue;
+		}
+		stat_add(&sv->pool->stats->bytes_out, (uint64_t)(p - from));
+		if (!conn_queue(&cl->conn, from, (uint32_t)(p - from), buf)) {
+			oom(cl);
+			return (uint32_t)(p - data);
+		}
+		from = p;
+		reply_done(l, msg, len);
+		if (t == 'Z') {
+			if (l->server == sv)
+				ready_for_query(l, len >= 6 ? msg[5] : 'I');
+			return (uint32_t)(p - data);   /* the lease may be over: the rest is the framer's */
+		}
+		if (cl->state == CL_CLOSED || sv->lease != l)
+			return (uint32_t)(p - data);
+	}
+	if (p > from) {
+		stat_add(&sv->pool->stats->bytes_out, (uint64_t)(p - from));
+		if (!conn_queue(&cl->conn, from, (uint32_t)(p - from), buf))
+			oom(cl);
+	}
+	return (uint32_t)(p - data);
 }
 
 void lease_reply_bytes(struct lease *l, const uint8_t *p, uint32_t n, uint32_t buf)

@@ -109,6 +109,9 @@ struct lease *lease_open(struct client *cl);
 /* A request begins; the client gets a lease if it has none. PROTO_STOP when
  * the client failed. */
 int lease_request_begin(struct client *cl, uint8_t type, uint32_t len);
+/* A whole request sent straight on when nothing routes, admits or holds it;
+ * false: it was not (nothing done). */
+bool lease_request_direct(struct client *cl, const uint8_t *msg, uint32_t len, uint32_t buf);
 bool lease_request_whole(struct client *cl, const uint8_t *msg, uint32_t len, uint32_t buf);
 void lease_request_bytes(struct client *cl, const uint8_t *p, uint32_t n, uint32_t buf);
 
@@ -144,6 +147,9 @@ void lease_server_lost(struct lease *l, const char *sqlstate, const char *why);
 int lease_reply_begin(struct lease *l, uint8_t type, uint32_t len);
 void lease_reply_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t buf);
 void lease_reply_bytes(struct lease *l, const uint8_t *p, uint32_t n, uint32_t buf);
+/* Replies at the front of data that pass unchanged, forwarded as one slice;
+ * returns the bytes taken (the rest goes through the framer). */
+uint32_t lease_reply_span(struct lease *l, const uint8_t *data, uint32_t n, uint32_t buf, uint32_t max_len);
 /* Back-pressure: the server's reply path drained on the client side. */
 void lease_resume(struct lease *l);
 

@@ -644,12 +644,22 @@ static void server_bytes(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
 		repl_server_bytes(sv, p, n, buf);
 }
 
+/* Replies of the client's own requests that pass unchanged: one slice. */
+static uint32_t server_span(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
+{
+	struct server *sv = ctx;
+	if (sv->state != SV_ACTIVE || !sv->lease || sv->hidden || sv->listener)
+		return 0;
+	return lease_reply_span(sv->lease, p, n, buf, sv->conn.fr.max_len);
+}
+
 static const struct proto_frame_ops server_ops = {
 	.begin = server_begin,
 	.whole = server_whole,
 	.bytes = server_bytes,
 	.alloc = conn_frame_alloc,
 	.release = conn_frame_release,
+	.span = server_span,
 };
 
 static void server_data(struct server *sv, uint8_t *data, uint32_t n, uint32_t buf)

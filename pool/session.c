@@ -583,6 +583,9 @@ void session_restore(struct client *cl, struct server *sv, struct lease *in_stre
 	const struct params *mine = cl->sess ? &cl->sess->sqlprep : &none;
 	if (in_stream)
 		in_stream->need_sync = false;
+	if (cl->params.hash == sv->params.hash && cl->params.n == sv->params.n && !mine->n && !sv->sqlprep.n &&
+	    !(cl->sess && cl->sess->listen.n))
+		return;   /* the usual case, at every lease: nothing to restore */
 	struct strbuf sb = STRBUF_INIT;
 	char sql[8192];
 	int n = params_diff_sql(&cl->params, &sv->params, &sv->pool->defaults, sql, sizeof sql);

@@ -122,6 +122,11 @@ int proto_framer_feed(struct proto_framer *f, const uint8_t *data, uint32_t n, u
 		} else {
 			uint32_t hlen = f->untyped ? 4 : 5;
 			if (f->hdr_have == 0 && (uint32_t)(end - p) >= hlen) {
+				if (ops->span && !f->untyped) {
+					p += ops->span(ctx, p, (uint32_t)(end - p), buf);
+					if ((uint32_t)(end - p) < hlen)
+						continue;   /* all taken, or a header cut by the buffer's end */
+				}
 				rc = start_message(f, p, p, end, buf, ops, ctx, &used);
 			} else {
 				uint32_t need = hlen - f->hdr_have;

@@ -39,6 +39,13 @@ struct proto_frame_ops {
 	uint8_t *(*alloc)(void *ctx, uint32_t len, uint32_t *buf);
 	/* Drop the framer's reference to memory from alloc (after delivery). */
 	void (*release)(void *ctx, uint32_t buf, uint8_t *mem);
+	/* Optional. Between messages, with at least a header's worth of bytes in
+	 * the buffer: take the whole messages at the front that need no more
+	 * than a look at their headers (forwarded as one slice), and return the
+	 * bytes taken; the framer goes on from there (begin/whole/bytes for the
+	 * next one). Saves the two callbacks a message where most pass as they
+	 * are. */
+	uint32_t (*span)(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf);
 };
 
 struct proto_framer {

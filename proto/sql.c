@@ -679,10 +679,28 @@ bool proto_sql_plain(const char *sql, size_t len)
 		p++;
 	uint64_t w = 0;
 	size_t k = 0;
-	for (; p + k < e && ascii_letter((unsigned char)p[k]); k++) {
-		if (k == 8)
+#ifdef __SSE2__
+	if (e - p >= 16) {
+		/* the first word's letters 16 bytes at a time: a byte loop cost ~100
+		 * instructions of the ~330 this takes for pgbench's SELECT */
+		__m128i x = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)p), _mm_set1_epi8(0x20));
+		__m128i letter = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('a' - 1)),
+					       _mm_cmplt_epi8(x, _mm_set1_epi8('z' + 1)));
+		k = (size_t)__builtin_ctz(~(unsigned)_mm_movemask_epi8(letter));
+		if (k > 8)
 			return false;   /* no plain word is that long */
-		w |= (uint64_t)((unsigned char)p[k] | 0x20) << (8 * k);
+		memcpy(&w, p, sizeof w);   /* little-endian, as W8 */
+		w |= 0x2020202020202020ull;
+		if (k < 8)
+			w &= (1ull << (8 * k)) - 1;
+	} else
+#endif
+	{
+		for (; p + k < e && ascii_letter((unsigned char)p[k]); k++) {
+			if (k == 8)
+				return false;   /* no plain word is that long */
+			w |= (uint64_t)((unsigned char)p[k] | 0x20) << (8 * k);
+		}
 	}
 	if (k == 0 || (p + k < e && (isalnum((unsigned char)p[k]) || p[k] == '_' || (unsigned char)p[k] >= 0x80)) ||
 	    !plain_word(w))

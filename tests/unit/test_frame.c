@@ -1022,3 +1022,105 @@ Test(frame_control, reset_forgets_partial_header_and_stream)
 	cr_assert_str_empty(r.err, "%s", r.err);
 	rec_free(&r);
 }
+
+/* ---- the span hook: whole messages taken at the front, the rest framed ---- */
+
+struct span_rec {
+	char log[4096];
+	size_t len;
+	int span_calls;
+	bool bad;   /* the hook was handed a cut message */
+};
+
+static int span_begin(void *ctx, uint8_t type, uint32_t len)
+{
+	(void)ctx, (void)type, (void)len;
+	return PROTO_WHOLE;
+}
+
+static bool span_whole(void *ctx, const uint8_t *msg, uint32_t len, uint32_t buf)
+{
+	struct span_rec *r = ctx;
+	(void)buf;
+	r->len += (size_t)snprintf(r->log + r->len, sizeof r->log - r->len, "W%c%u ", msg[0], len);
+	return true;
+}
+
+static uint8_t *span_alloc(void *ctx, uint32_t len, uint32_t *buf)
+{
+	(void)ctx;
+	*buf = PROTO_BUF_NONE;
+	return malloc(len);
+}
+
+static void span_release(void *ctx, uint32_t buf, uint8_t *mem)
+{
+	(void)ctx, (void)buf;
+	free(mem);
+}
+
+/* Takes 'D' messages (whole ones only), declines the rest. */
+static uint32_t span_take(void *ctx, const uint8_t *p, uint32_t n, uint32_t buf)
+{
+	struct span_rec *r = ctx;
+	(void)buf;
+	r->span_calls++;
+	uint32_t used = 0;
+	while (n - used >= 5 && p[used] == 'D') {
+		uint32_t len = proto_get_u32(p + used + 1) + 1;
+		if (len > n - used)
+			break;
+		r->len += (size_t)snprintf(r->log + r->len, sizeof r->log - r->len, "S%c%u ", p[used], len);
+		used += len;
+	}
+	r->bad |= n < 5;
+	return used;
+}
+
+static const struct proto_frame_ops span_ops = {
+	.begin = span_begin, .whole = span_whole, .bytes = NULL, .alloc = span_alloc, .release = span_release,
+	.span = span_take,
+};
+
+Test(frame_span, takes_whole_messages_and_frames_the_rest)
+{
+	/* T(10) D(8) D(12) C(9) D(7) Z(6) */
+	static const struct { char type; uint32_t len; } m[] = { { 'T', 10 }, { 'D', 8 }, { 'D', 12 },
+								  { 'C', 9 }, { 'D', 7 }, { 'Z', 6 } };
+	uint8_t b[64];
+	uint32_t n = 0;
+	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+		b[n] = (uint8_t)m[i].type;
+		uint32_t body = m[i].len - 1;
+		b[n + 1] = (uint8_t)(body >> 24), b[n + 2] = (uint8_t)(body >> 16);
+		b[n + 3] = (uint8_t)(body >> 8), b[n + 4] = (uint8_t)body;
+		memset(b + n + 5, 'x', m[i].len - 5);
+		n += m[i].len;
+	}
+	/* one buffer: the Ds at message boundaries go to the hook */
+	struct span_rec r = { 0 };
+	struct proto_framer f;
+	proto_framer_init(&f, false, 1000);
+	cr_assert_eq(proto_framer_feed(&f, b, n, 7, &span_ops, &r), PROTO_OK);
+	cr_assert_str_eq(r.log, "WT10 SD8 SD12 WC9 SD7 WZ6 ");
+	cr_assert(!r.bad);
+	cr_assert(proto_framer_idle(&f));
+	/* every cut: the same messages in the same order, a cut one framed */
+	for (uint32_t cut = 0; cut <= n; cut++) {
+		struct span_rec c = { 0 };
+		proto_framer_init(&f, false, 1000);
+		cr_assert_eq(proto_framer_feed(&f, b, cut, 1, &span_ops, &c), PROTO_OK);
+		cr_assert_eq(proto_framer_feed(&f, b + cut, n - cut, 2, &span_ops, &c), PROTO_OK);
+		cr_assert(!c.bad, "cut %u: the hook saw less than a header", cut);
+		cr_assert(proto_framer_idle(&f));
+		/* the same types and lengths, whoever delivered them */
+		char a[256] = "", w[256] = "";
+		for (size_t i = 0, k = 0; i < c.len; i++)
+			if (c.log[i] != 'S' && c.log[i] != 'W')
+				a[k++] = c.log[i];
+		for (size_t i = 0, k = 0; i < r.len; i++)
+			if (r.log[i] != 'S' && r.log[i] != 'W')
+				w[k++] = r.log[i];
+		cr_assert_str_eq(a, w, "cut %u: %s", cut, c.log);
+	}
+}

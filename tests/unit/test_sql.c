@@ -483,6 +483,31 @@ Test(sql_kinds, plain_every_offset)
 	cr_assert(proto_sql_plain("SELECT 1 -", 10));
 }
 
+/* The first word is read 16 bytes at a time when the query is that long, a
+ * byte at a time when shorter: both readings agree on every word. */
+Test(sql_kinds, plain_first_word)
+{
+	static const struct { const char *word; bool plain; } t[] = {
+		{ "SELECT", true }, { "select", true }, { "TRUNCATE", true }, { "truncated", false },
+		{ "SELECTx", false }, { "SET", false }, { "Update", true }, { "s", false }, { "SELECT_", false },
+		{ "SELECT1", false }, { "\xc3\xa9", false }, { "VALUES", true }, { "beginx", false },
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+		for (int lead = 0; lead < 3; lead++) {
+			const char *tails[] = { " 1", " 1                            " };
+			for (int j = 0; j < 2; j++) {
+				char q[96];
+				int n = snprintf(q, sizeof q, "%.*s%s%s", lead, "\n  ", t[i].word, tails[j]);
+				char *h = malloc((size_t)n);
+				memcpy(h, q, (size_t)n);
+				cr_assert_eq(proto_sql_plain(h, (size_t)n), t[i].plain, "[%s] (%d bytes)", q, n);
+				free(h);
+			}
+		}
+	cr_assert(proto_sql_plain("SELECT", 6), "the word alone, short");
+	cr_assert(!proto_sql_plain("SELECTSELECTSELECTSELECT", 24), "one long word");
+}
+
 Test(sql_kinds, advisory_flags)
 {
 	static const char *lock[] = {
