@@ -598,6 +598,15 @@ static bool ensure(struct lease *l, struct pstmt *st)
 	return true;
 }
 
+/* What the unnamed statement does to the session: forgotten. */
+static void unnamed_fx_clear(struct lease *l)
+{
+	if (l->unnamed_fx)
+		proto_sql_free(l->unnamed_fx, 1);
+	free(l->unnamed_fx);
+	l->unnamed_fx = NULL;
+}
+
 /* An error pgring finds itself in the client's extended-protocol stream: the
  * server raises it, so that the transaction is aborted and the rest up to Sync
  * is skipped exactly as PostgreSQL would. With st, the error stands for st's
@@ -635,10 +644,7 @@ static void raise_as(struct lease *l, const char *sqlstate, const char *fmt, con
 	proto_end(&o);
 	if (!send_built(l, &o))
 		return;
-	if (l->unnamed_fx)
-		proto_sql_free(l->unnamed_fx, 1);
-	free(l->unnamed_fx);
-	l->unnamed_fx = NULL;
+	unnamed_fx_clear(l);
 	l->unnamed_here = false;   /* the server's unnamed statement is now the raise */
 	l->portal_gone = false;    /* ... and its unnamed portal */
 	rq_push(l, RP_HIDE, 'P', NULL, NULL, 0);
@@ -678,10 +684,7 @@ static bool renaming(const struct server *sv)
  * session, for the Binds of it. false: the client failed. */
 static bool unnamed_fx_scan(struct lease *l, const uint8_t *body, uint32_t body_len)
 {
-	if (l->unnamed_fx)
-		proto_sql_free(l->unnamed_fx, 1);
-	free(l->unnamed_fx);
-	l->unnamed_fx = NULL;
+	unnamed_fx_clear(l);
 	struct proto_sql_stmt fx;
 	const char *sql = (const char *)body;
 	size_t sql_len = strnlen(sql, body_len);
@@ -704,10 +707,7 @@ static void unnamed_gone(struct lease *l)
 	struct client *cl = l->client;
 	if (cl->sess)
 		stmt_map_drop_unnamed(&cl->sess->stmts);
-	if (l->unnamed_fx)
-		proto_sql_free(l->unnamed_fx, 1);
-	free(l->unnamed_fx);
-	l->unnamed_fx = NULL;
+	unnamed_fx_clear(l);
 }
 
 /* A Bind or Describe of the unnamed statement is about to go: the server must
@@ -744,6 +744,10 @@ static bool unnamed_ready(struct lease *l)
 	l->unnamed_here = true;
 	stat_add(&sv->pool->stats->prepares_injected, 1);
 	LOGF(LOG_DEBUG, sv->conn.id, "the client's unnamed statement prepared again");
+	if (m->unnamed_plain) {
+		unnamed_fx_clear(l);
+		return true;
+	}
 	return unnamed_fx_scan(l, m->unnamed_body, m->unnamed_len);
 }
 
@@ -770,14 +774,22 @@ static void on_parse(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 				    "than max_client_prepared_size%s", "");
 			return;
 		}
-		if (!*name && !unnamed_fx_scan(l, body, body_len))
+		/* a client that parses the same text again (pgbench -M extended,
+		 * most drivers' unnamed statements): what it does is known */
+		struct stmt_map *m = !*name && renaming(sv) && cl->sess ? &cl->sess->stmts : NULL;
+		bool again = m && m->unnamed && m->unnamed_plain && m->unnamed_len == body_len &&
+			     memcmp(m->unnamed_body, body, body_len) == 0;
+		if (again)
+			unnamed_fx_clear(l);
+		else if (!*name && !unnamed_fx_scan(l, body, body_len))
 			return;
 		if (!*name && renaming(sv)) {
 			/* kept for the servers this client's later requests land on */
-			if (!session_get(cl) || !stmt_map_set_unnamed(&cl->sess->stmts, body, body_len)) {
+			if (!again && (!session_get(cl) || !stmt_map_set_unnamed(&cl->sess->stmts, body, body_len))) {
 				oom(cl);
 				return;
 			}
+			cl->sess->stmts.unnamed_plain = !l->unnamed_fx;
 			l->unnamed_here = true;
 			flags = RF_UNNAMED;
 		}
@@ -1439,7 +1451,7 @@ static bool session_admit(struct client *cl, uint8_t type, int take)
 
 /* What a request owes: a ReadyForQuery for each Query, Sync and FunctionCall;
  * an extended-protocol message leaves the batch unsynced until its Sync. */
-static void count_request(struct lease *l, uint8_t type)
+static inline void count_request(struct lease *l, uint8_t type)
 {
 	if (type == 'Q' || type == 'S' || type == 'F') {
 		if (l->expect++ == 0)
@@ -1643,10 +1655,7 @@ static struct server *detach(struct lease *l)
 		proto_sql_free(l->portal_fx, 1);
 	free(l->portal_fx);
 	l->portal_fx = NULL;
-	if (l->unnamed_fx)
-		proto_sql_free(l->unnamed_fx, 1);
-	free(l->unnamed_fx);
-	l->unnamed_fx = NULL;
+	unnamed_fx_clear(l);
 	forget_server_state(l);
 	l->sending = l->sent_unsynced = false;
 	sv->lease = NULL;

@@ -317,6 +317,7 @@ bool stmt_map_set_unnamed(struct stmt_map *m, const uint8_t *body, uint32_t len)
 		memcpy(m->unnamed_body, body, len);
 	m->unnamed_len = len;
 	m->unnamed = true;
+	m->unnamed_plain = false;   /* its owner says, once it has looked */
 	return true;
 }
 

@@ -106,6 +106,7 @@ struct stmt_map {
 	 * a simple Query or its Close; in transaction pooling its server changes,
 	 * so the Parse body is kept to prepare it again where it is used. */
 	bool unnamed;                  /* the client has one: unnamed_body[0, unnamed_len) */
+	bool unnamed_plain;            /* ... and its text changes no session state (its scan found none) */
 	uint32_t unnamed_len, unnamed_cap;
 	uint8_t *unnamed_body;         /* room kept between Parses */
 };
