@@ -526,6 +526,20 @@ bool shard_post(int from, int to, const struct shard_msg *m)
 
 static void start_drain(struct shard *s);
 
+/* Shards handing over (pgring -R) with nothing left. One that is done keeps
+ * running until all are: should the successor die, every shard takes its
+ * listening socket back (a shard that had stopped would leave its share of
+ * the port's connections unanswered in the backlog). */
+static _Atomic int handover_done;
+
+static void handover_done_set(struct shard *s, bool done)
+{
+	if (done != s->handover_done) {
+		atomic_fetch_add(&handover_done, done ? 1 : -1);
+		s->handover_done = done;
+	}
+}
+
 static void handle_msg(struct shard *s, struct shard_msg *m)
 {
 	switch (m->type) {
@@ -542,6 +556,7 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 			/* SIGTERM while handing over: what has not moved gets the
 			 * shutdown timeout like any drain */
 			s->handing_over = false;
+			handover_done_set(s, false);
 			s->drain_deadline_us = s->now_us + (uint64_t)(s->cfg->shutdown_timeout * 1e6);
 			log_notice("draining: the clients not handed over yet get shutdown_timeout");
 		}
@@ -559,6 +574,7 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 		if (!s->handing_over)
 			break;
 		s->draining = s->handing_over = false;
+		handover_done_set(s, false);
 		start_accepting(s);
 		log_notice("the successor is gone: accepting and serving again");
 		break;
@@ -621,6 +637,12 @@ static void check_drain(struct shard *s)
 		s->stopped = true;
 	if (!s->draining)
 		return;
+	if (s->handing_over) {
+		handover_done_set(s, s->upper_ops->drain(s, false));
+		if (atomic_load(&handover_done) == s->nshards)
+			s->stopped = true;
+		return;
+	}
 	if (s->upper_ops->drain(s, s->now_us >= s->drain_deadline_us))
 		s->stopped = true;
 	if (s->now_us >= s->drain_deadline_us + 2000000)

@@ -131,6 +131,7 @@ struct shard {
 	struct stats_shard *stats;
 	bool draining, stopped;
 	bool handing_over;           /* draining into a successor (pgring -R): no deadline, clients move */
+	bool handover_done;          /* ... and nothing is left here (counted in handover_done) */
 	bool waiting_clients;        /* SHUTDOWN WAIT_FOR_CLIENTS: not accepting, serving on until nobody is left */
 	bool accept_held;            /* pgring -R, new process: not accepting until the predecessor is told */
 	uint64_t drain_deadline_us;
