@@ -1877,12 +1877,16 @@ void lease_reply_whole(struct lease *l, const uint8_t *msg, uint32_t len, uint32
 /* Whether reply_done on this reply may put something before the client's
  * next bytes (an answer pgring gives itself, an error) or end the lease: the
  * span of replies read so far must go out first. */
-static bool reply_may_speak(const struct lease *l, const struct reply *h, uint8_t t)
+static bool reply_may_speak(const struct lease *l, const struct reply *h, const uint8_t *msg, uint32_t len)
 {
+	uint8_t t = msg[0];
 	if (t == 'D' || t == 'N')
 		return false;   /* reply_done does nothing for them */
 	if (t == 'Z' || h->extra || l->client->adm.rows)
 		return true;    /* the lease may end; session effects; row limits */
+	if (t == 'C' && len > 5 && (msg[5] == 'C' || msg[5] == 'R' || msg[5] == 'P'))
+		return true;    /* COMMIT, ROLLBACK, PREPARE TRANSACTION (txn_end_tag): the session settles,
+				 * and notifications held for the transaction's end go out */
 	if (!terminal(h->type, t) || l->rq.n < 2)
 		return false;
 	const struct reply *next = &l->rq.r[(l->rq.head + 1) & (l->rq.cap - 1)];
@@ -1923,7 +1927,7 @@ uint32_t lease_reply_span(struct lease *l, const uint8_t *data, uint32_t n, uint
 			break;
 		const uint8_t *msg = p;
 		p += len;
-		if (!reply_may_speak(l, h, t)) {
+		if (!reply_may_speak(l, h, msg, len)) {
 			if (t == 'C' || (t != 'D' && t != 'N' && terminal(h->type, t)))
 				reply_done(l, msg, len);   /* others settle nothing there */
 			continue;

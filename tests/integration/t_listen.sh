@@ -110,4 +110,53 @@ wait_until 10 eval '[[ $(metric pgring_pool_listeners "database=\"app\"") == 0 &
 	fail "listeners or listening connections left after every client left"
 assert_eq 0 "$(metric pgring_pool_listen_channels 'database="app"')" "channels after every client left"
 pass "metrics: 8000 notifications, 2 listener losses; nothing left after the clients left"
+
+# ---- 3. a notification held for the end of the client's transaction comes
+# after its COMMIT's CommandComplete and before the ReadyForQuery, as
+# PostgreSQL sends it (the replies of a query pass as one slice: the COMMIT
+# settles the session, which lets the held notification go, only once the
+# slice before it is queued)
+order=$(PORT=$PORT SENDER="$(conninfo)" timeout 60 python3 - <<'PY' 2>&1
+import hashlib, os, socket, struct, subprocess, time
+def recv_exact(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise EOFError("closed")
+        b += c
+    return b
+def read_msg(s):
+    h = recv_exact(s, 5)
+    return h[:1], recv_exact(s, struct.unpack("!I", h[1:])[0] - 4)
+def send(s, t, body):
+    s.sendall(t + struct.pack("!I", len(body) + 4) + body)
+def query(s, sql):
+    send(s, b"Q", sql.encode() + b"\0")
+    seen = []
+    while True:
+        t, b = read_msg(s)
+        seen.append(t.decode() + (":" + b[:-1].decode() if t == b"C" else ""))
+        if t == b"Z":
+            return seen
+s = socket.create_connection(("127.0.0.1", int(os.environ["PORT"])), timeout=20)
+params = b"user\0app\0database\0app\0\0"
+body = struct.pack("!I", 196608) + params
+s.sendall(struct.pack("!I", len(body) + 4) + body)
+t, b = read_msg(s)
+assert t == b"R" and struct.unpack("!I", b[:4])[0] == 5, (t, b)
+inner = hashlib.md5(b"app" + b"app").hexdigest().encode()
+send(s, b"p", b"md5" + hashlib.md5(inner + b[4:8]).hexdigest().encode() + b"\0")
+while read_msg(s)[0] != b"Z":
+    pass
+query(s, "LISTEN ch_order")
+query(s, "BEGIN")
+query(s, "SELECT 1")
+subprocess.run(["psql", "-X", "-Atq", os.environ["SENDER"], "-c", "NOTIFY ch_order, 'x'"], check=True)
+time.sleep(1)
+print(" ".join(query(s, "COMMIT")))
+PY
+)
+assert_eq "C:COMMIT A Z" "$order" "a held notification after its transaction's COMMIT"
+pass "a notification held for the client's transaction comes after its COMMIT, before ReadyForQuery"
 stop_pgring || fail "pgring did not stop"
