@@ -82,7 +82,6 @@ struct client_sess {
 
 struct client {
 	struct conn conn;
-	enum client_state state;
 	struct list all;                           /* the shard's clients */
 	struct list wait;                          /* the list its state puts it on */
 	struct pool *pool;
@@ -90,19 +89,37 @@ struct client {
 	struct lease *lease;                       /* its claim on a server, while it has requests */
 	char *user, *database;
 	struct params params;                      /* session state the client asked for */
-	uint32_t key_pid, key_secret;              /* our BackendKeyData */
-	bool key_long;                             /* protocol 3.2: the secret goes on with key_tail */
-	uint8_t key_tail[PROTO_KEY_LONG - 4];
 	struct client *next_key;                   /* cancel-key hash chain */
+	struct pool_cancel_waiter cancel_waiter;   /* the held cancel's connection (cancel_held) */
+	uint64_t connect_us, wait_start_us, state_us, xact_start_us, query_start_us;
+	uint64_t msg_start_us;                     /* when the message being received began */
+	struct server *repl;                       /* CL_REPL: its server (linked once SV_ACTIVE) */
+	/* notifications from the pool's listener waiting for the end of its transaction */
+	uint8_t *nq;
+	uint8_t *fatal_deferred;                   /* its FATAL, sent once that message is out (close_deferred) */
+	char *lost_msg;                            /* why the server went away (lost_state) */
+	struct auth_scram_server *scram;           /* during SCRAM */
+	char *secret;                              /* the stored secret used to authenticate */
+	/* transaction pooling: session state pgring carries from server to server */
+	struct params startup;                     /* what RESET ALL goes back to */
+	struct client_sess *sess;                  /* the rest, allocated on first use (pool/session.c) */
+	struct admin_conn *admin;                  /* a client of the admin console (pool/admin.h), else NULL */
+	struct admit_client adm;                   /* admission control: its tenants, its transaction's place */
+	struct params *moved_listen;               /* pgring -R, new process: the channels it listens to */
+	enum client_state state;
+	uint32_t key_pid, key_secret;              /* our BackendKeyData */
+	uint32_t max_packet;
+	uint32_t nq_len, nq_cap;
+	uint32_t fatal_deferred_len;
+	uint8_t key_tail[PROTO_KEY_LONG - 4];      /* protocol 3.2 (key_long): the rest of the secret */
+	uint8_t addr[16];                          /* the peer's address, for per-address limits */
+	uint8_t md5_salt[4];
+	char lost_state[6];                        /* after its server died under it: for the next request */
+	bool key_long;                             /* protocol 3.2: the secret goes on with key_tail */
 	/* a cancel for it while it waits for a server or its session is being
 	 * restored: delivered once its own request runs (client_cancel_due) */
 	bool cancel_held;
-	struct pool_cancel_waiter cancel_waiter;   /* the held cancel's connection */
-	uint64_t connect_us, wait_start_us, state_us, xact_start_us, query_start_us;
-	uint64_t msg_start_us;                     /* when the message being received began */
-	uint32_t max_packet;
 	uint8_t auth_method;                       /* enum auth_type in use */
-	uint8_t md5_salt[4];
 	uint8_t auth_step;                         /* SCRAM: 0 awaiting SASLInitialResponse, 1 SASLResponse */
 	bool authq_asked;                          /* CL_AUTHQ: its question (or a twin's) is with the control shard */
 	bool secret_looked_up;                     /* secret came from auth_query: the pool keeps it for its servers */
@@ -110,48 +127,31 @@ struct client {
 	bool counted;                              /* counted in max_client_conn */
 	bool in_txn;                               /* last ReadyForQuery it got said T or E */
 	uint8_t replication;                       /* enum repl_mode asked at startup */
-	struct server *repl;                       /* CL_REPL: its server (linked once SV_ACTIVE) */
 	bool welcome_owed;                         /* session pooling: welcomed once its server is there */
 	bool server_fatal_relayed;                 /* session pooling: got its server's own FATAL */
-	/* notifications from the pool's listener waiting for the end of its transaction */
-	uint8_t *nq;
-	uint32_t nq_len, nq_cap;
-	bool nq_lost;                              /* some were dropped (over max_pending_bytes) */
+	bool nq_lost;                              /* some notifications were dropped (over max_pending_bytes) */
 	bool nq_warned;                            /* told of the listener's loss (pool/listen.c) */
 	bool terminating;                          /* sent Terminate */
 	bool close_deferred;                       /* closed while a server's reply to it was mid-message */
-	uint8_t *fatal_deferred;                   /* its FATAL, sent once that message is out */
-	uint32_t fatal_deferred_len;
 	uint8_t negotiated;                        /* NEG_SSL, NEG_GSS: encryption requests answered */
 	bool tls_asked;                            /* answered S: TLS starts after this receive */
 	bool is_unix;                              /* came through the unix socket */
 	bool fd_exempt;                            /* another connection was closed to make room for it */
 	uint8_t addr_family;                       /* AF_INET6 (IPv4 mapped into it), AF_UNIX, 0: unknown */
-	uint8_t addr[16];                          /* the peer's address, for per-address limits */
 	/* after its server died under it: pgring answers until the client is past it */
 	bool txn_failed;                           /* inside a transaction block: until it ends it */
 	bool failed_error_sent;                    /* emulated 25P02 already sent before Sync */
 	bool sync_failed;                          /* with messages unsynced: ignore until Sync */
 	bool drop_msg;                             /* the message being received is not forwarded */
-	char lost_state[6];                        /* why the server went away, for the next request */
-	char *lost_msg;
-	struct auth_scram_server *scram;           /* during SCRAM */
-	char *secret;                              /* the stored secret used to authenticate */
-	/* transaction pooling: session state pgring carries from server to server */
-	struct params startup;                     /* what RESET ALL goes back to */
-	struct client_sess *sess;                  /* the rest, allocated on first use (pool/session.c) */
 	uint8_t pins;                              /* enum client_pin bits */
 	/* routing (pool/route.c) */
 	uint8_t target;                            /* enum config_target asked at startup; 0: the database's */
 	uint8_t txn_target;                        /* where the transaction being started goes */
-	struct admin_conn *admin;                  /* a client of the admin console (pool/admin.h), else NULL */
-	struct admit_client adm;                   /* admission control: its tenants, its transaction's place */
 	/* pgring -R (pool/upgrade.h) */
 	bool upgrade_moving;                       /* parked on its way to the successor */
 	bool upgrade_told;                         /* logged that it stays here */
 	bool upgrade_pairing;                      /* session pooling, or pinned: it and its server park to move together */
 	uint8_t moved_pins;                        /* pgring -R, new process: its pins, from its record */
-	struct params *moved_listen;               /* pgring -R, new process: the channels it listens to */
 	bool upgrade_grouped;                      /* pgring -R: parked to move with its pool's LISTEN connection */
 	bool moved_in;                             /* came from the predecessor: logged in, no welcome owed */
 };
