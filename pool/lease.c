@@ -1928,8 +1928,19 @@ uint32_t lease_reply_span(struct lease *l, const uint8_t *data, uint32_t n, uint
 		const uint8_t *msg = p;
 		p += len;
 		if (!reply_may_speak(l, h, msg, len)) {
-			if (t == 'C' || (t != 'D' && t != 'N' && terminal(h->type, t)))
-				reply_done(l, msg, len);   /* others settle nothing there */
+			if (t == 'D' || t == 'N' || (t != 'C' && !terminal(h->type, t)))
+				continue;   /* they settle nothing there */
+			if (t != 'C' && !h->st && !h->extra && !(h->flags & ~RF_UNNAMED) && !l->copy_data_owed) {
+				/* a ParseComplete, BindComplete, description or
+				 * suspension ends its request, and that is all
+				 * (reply_done's rq_pop, with nothing to release) */
+				if (h->flags & RF_UNNAMED)
+					l->unnamed_inflight--;
+				l->rq.head = (l->rq.head + 1) & (l->rq.cap - 1);
+				l->rq.n--;
+				continue;
+			}
+			reply_done(l, msg, len);
 			continue;
 		}
 		stat_add(&sv->pool->stats->bytes_out, (uint64_t)(p - from));
