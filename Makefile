@@ -47,6 +47,15 @@ $(BUILD)/bench/%: bench/%.c
 $(BUILD)/tools/%: tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+# bench/scale (issue 19, scaling): the queue and budget micro-benchmark runs
+# pgring's own core/queue.h and core/registry.c. `make bench-scale` builds and
+# runs it (SCALE_ARGS: its options, e.g. SCALE_ARGS="-r 2 -d 100").
+$(BUILD)/bench/scale: bench/scale.c $(BUILD)/core/registry.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS)
+.PHONY: bench-scale
+bench-scale: $(BUILD)/bench/scale
+	$(BUILD)/bench/scale $(SCALE_ARGS)
 
 setup:
 	tools/setup
