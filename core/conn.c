@@ -14,6 +14,8 @@
 
 static void tls_count(struct conn *c, int add);
 
+static bool wire_pending(const struct conn *c) { return c->tls && c->tls->wire.head; }
+
 void conn_init(struct conn *c, struct shard *s, int fd, const struct conn_ops *ops, int group)
 {
 	memset(c, 0, sizeof *c);
@@ -22,7 +24,6 @@ void conn_init(struct conn *c, struct shard *s, int fd, const struct conn_ops *o
 	c->fd = fd;
 	c->group = (uint8_t)group;
 	c->id = ++s->next_conn_id * 256 + (uint64_t)s->id;
-	c->tls_kind = -1;
 }
 
 void conn_connect(struct conn *c, const struct sockaddr *addr, socklen_t len)
@@ -205,14 +206,15 @@ bool conn_queue_out(struct conn *c, const struct proto_out *o)
 /* At the switch to TLS: the plaintext queued so far goes to the wire as it is. */
 static void conn_take_queue_into(struct conn *c)
 {
+	struct sendq *wire = &c->tls->wire;
 	if (!c->q.head)
 		return;
-	if (c->wire.tail)
-		c->wire.tail->next = c->q.head;
+	if (wire->tail)
+		wire->tail->next = c->q.head;
 	else
-		c->wire.head = c->q.head;
-	c->wire.tail = c->q.tail;
-	c->wire.bytes += c->q.bytes;
+		wire->head = c->q.head;
+	wire->tail = c->q.tail;
+	wire->bytes += c->q.bytes;
 	c->q.head = c->q.tail = NULL;
 	c->q.bytes = 0;
 	shard_flush_later(c->shard, c);
@@ -254,9 +256,12 @@ void sendq_drop(struct shard *s, struct sendq *q)
 
 void conn_drop_queue(struct conn *c)
 {
-	c->out_bytes -= c->q.bytes + c->wire.bytes;
+	c->out_bytes -= c->q.bytes;
 	sendq_drop(c->shard, &c->q);
-	sendq_drop(c->shard, &c->wire);
+	if (c->tls) {
+		c->out_bytes -= c->tls->wire.bytes;
+		sendq_drop(c->shard, &c->tls->wire);
+	}
 }
 
 uint8_t *conn_frame_alloc(void *owner, uint32_t len, uint32_t *buf)
@@ -278,7 +283,7 @@ void conn_flush(struct conn *c)
 {
 	if (c->tls)
 		tls_encrypt(c);
-	struct sendq *q = c->tls ? &c->wire : &c->q;
+	struct sendq *q = c->tls ? &c->tls->wire : &c->q;
 	if (c->sending || !q->head || c->eof)
 		return;
 	struct sendbuf *sb = q->head;
@@ -345,8 +350,8 @@ void conn_on_recv(struct conn *c, int res, unsigned flags)
 			tls_recv(c, data, (uint32_t)res);
 		} else if (!c->closing && !c->eof) {
 			c->ops->data(c, data, (uint32_t)res, id);
-			if (c->tls_replay) {   /* the owner saw a ClientHello: these bytes are TLS */
-				c->tls_replay = false;
+			if (c->tls && c->tls->replay) {   /* the owner saw a ClientHello: these bytes are TLS */
+				c->tls->replay = false;
 				if (!c->closing && !c->eof)
 					tls_recv(c, data, (uint32_t)res);
 			}
@@ -388,11 +393,11 @@ void conn_close(struct conn *c)
 		cancel_recv(c);
 	if (c->tls && !c->eof) {
 		tls_encrypt(c);   /* what the owner queued goes first, then close_notify */
-		tls_session_close_notify(c->tls);
-		if (c->wire.head)
+		tls_session_close_notify(c->tls->session);
+		if (c->tls->wire.head)
 			shard_flush_later(c->shard, c);
 	}
-	if (!c->sending && !c->q.head && !c->wire.head && c->fd >= 0 && !c->eof)
+	if (!c->sending && !c->q.head && !wire_pending(c) && c->fd >= 0 && !c->eof)
 		shutdown(c->fd, SHUT_RDWR);   /* nothing left to say: FIN now */
 	conn_maybe_free(c);
 }
@@ -407,7 +412,7 @@ void conn_park(struct conn *c)
 void conn_adopt(struct conn *c, struct shard *s)
 {
 	c->shard = s;
-	if (c->tls && tls_session_ready(c->tls))
+	if (c->tls && tls_session_ready(c->tls->session))
 		tls_count(c, +1);
 }
 
@@ -415,7 +420,7 @@ void conn_maybe_free(struct conn *c)
 {
 	if (!c->closing) {
 		if (c->parking && !c->inflight && !c->recv_armed && !c->sending && !c->flushing && !c->starved &&
-		    !c->wire.head) {
+		    !wire_pending(c)) {
 			tls_count(c, -1);   /* counted again on the shard that adopts it */
 			c->parking = false;
 			if (c->ops->parked)
@@ -425,7 +430,7 @@ void conn_maybe_free(struct conn *c)
 	}
 	if (c->eof)
 		conn_drop_queue(c);
-	if (c->sending || c->q.head || c->wire.head || c->inflight || c->flushing || c->starved)
+	if (c->sending || c->q.head || wire_pending(c) || c->inflight || c->flushing || c->starved)
 		return;
 	if (c->fd >= 0) {
 		close(c->fd);
@@ -433,7 +438,8 @@ void conn_maybe_free(struct conn *c)
 	}
 	if (c->tls) {
 		tls_count(c, -1);
-		tls_session_free(c->tls);
+		tls_session_free(c->tls->session);
+		free(c->tls);
 		c->tls = NULL;
 	}
 	c->ops->free(c);
@@ -450,7 +456,7 @@ static _Thread_local uint8_t tls_stage[16384];
 static bool wire_out(void *arg, const uint8_t *p, uint32_t n)
 {
 	struct conn *c = arg;
-	if (!sendq_append(c->shard, &c->wire, p, n, PROTO_BUF_NONE))
+	if (!sendq_append(c->shard, &c->tls->wire, p, n, PROTO_BUF_NONE))
 		return false;
 	c->out_bytes += n;
 	return true;
@@ -463,13 +469,15 @@ static void tls_count(struct conn *c, int add)
 {
 	struct stats_shard *st = c->shard->stats;
 	int sd = side(c);
+	if (!c->tls)
+		return;
 	if (add < 0) {
-		if (c->tls_kind >= 0)
-			gauge_add(&st->tls_kinds[sd][c->tls_kind].open, -1);
-		c->tls_kind = -1;
+		if (c->tls->kind >= 0)
+			gauge_add(&st->tls_kinds[sd][c->tls->kind].open, -1);
+		c->tls->kind = -1;
 		return;
 	}
-	const char *v = tls_session_version(c->tls), *ci = tls_session_cipher(c->tls);
+	const char *v = tls_session_version(c->tls->session), *ci = tls_session_cipher(c->tls->session);
 	int n = atomic_load_explicit(&st->ntls_kinds[sd], memory_order_relaxed), k;
 	for (k = 0; k < n; k++)
 		if (!strcmp(st->tls_kinds[sd][k].version, v) && !strcmp(st->tls_kinds[sd][k].cipher, ci))
@@ -481,7 +489,7 @@ static void tls_count(struct conn *c, int add)
 		snprintf(st->tls_kinds[sd][k].cipher, sizeof st->tls_kinds[sd][k].cipher, "%s", ci);
 		atomic_store_explicit(&st->ntls_kinds[sd], n + 1, memory_order_release);
 	}
-	c->tls_kind = (int8_t)k;
+	c->tls->kind = (int8_t)k;
 	gauge_add(&st->tls_kinds[sd][k].open, 1);
 }
 
@@ -489,9 +497,9 @@ static void tls_count(struct conn *c, int add)
  * socket; what the session queued (an alert) still goes out before the close. */
 static void tls_fail(struct conn *c, int err)
 {
-	if (c->eof || c->closing || c->tls_dead)
+	if (c->eof || c->closing || c->tls->dead)
 		return;
-	c->tls_dead = true;
+	c->tls->dead = true;
 	c->ops->eof(c, err);
 }
 
@@ -500,34 +508,43 @@ static void handshake_step(struct conn *c)
 	struct stats_shard *st = c->shard->stats;
 	int sd = side(c);
 	uint64_t t0 = shard_now_us();
-	enum tls_result r = tls_session_handshake(c->tls);
+	struct tls_session *t = c->tls->session;
+	enum tls_result r = tls_session_handshake(t);
 	stat_add(&st->tls_handshake_us[sd], shard_now_us() - t0);
-	if (c->wire.head)
+	if (c->tls->wire.head)
 		shard_flush_later(c->shard, c);
 	if (r == TLS_DONE) {
 		stat_add(&st->tls_handshakes[sd], 1);
-		if (tls_session_resumed(c->tls))
+		if (tls_session_resumed(t))
 			stat_add(&st->tls_resumed[sd], 1);
 		tls_count(c, +1);
-		LOGF(LOG_DEBUG, c->id, "TLS established: %s %s%s", tls_session_version(c->tls), tls_session_cipher(c->tls),
-		     tls_session_resumed(c->tls) ? " (resumed)" : "");
+		LOGF(LOG_DEBUG, c->id, "TLS established: %s %s%s", tls_session_version(t), tls_session_cipher(t),
+		     tls_session_resumed(t) ? " (resumed)" : "");
 		if (c->q.head)
 			shard_flush_later(c->shard, c);   /* what the owner queued meanwhile */
 	} else if (r != TLS_WANT) {
-		stat_add(&st->tls_failures[sd][tls_session_failure(c->tls)], 1);
+		stat_add(&st->tls_failures[sd][tls_session_failure(t)], 1);
 		tls_fail(c, EPROTO);
 	}
 }
 
 struct tls_session *conn_tls_new(struct conn *c, struct tls_ctx *ctx, bool server)
 {
-	return tls_session_new(ctx, server, wire_out, c);
+	struct conn_tls *x = calloc(1, sizeof *x);
+	if (!x)
+		return NULL;
+	x->kind = -1;
+	c->tls = x;   /* wire_out's queue */
+	if (!(x->session = tls_session_new(ctx, server, wire_out, c))) {
+		free(x);
+		c->tls = NULL;
+	}
+	return c->tls ? x->session : NULL;
 }
 
-void conn_tls_start(struct conn *c, struct tls_session *t, bool replay)
+void conn_tls_start(struct conn *c, bool replay)
 {
-	c->tls = t;
-	c->tls_replay = replay;
+	c->tls->replay = replay;
 	/* what the owner queued until now (the 'S' answering SSLRequest) is not TLS */
 	conn_take_queue_into(c);
 	handshake_step(c);   /* a client-side session says its ClientHello now */
@@ -535,8 +552,8 @@ void conn_tls_start(struct conn *c, struct tls_session *t, bool replay)
 
 static void tls_recv(struct conn *c, const uint8_t *data, uint32_t n)
 {
-	struct tls_session *t = c->tls;
-	if (c->tls_dead)
+	struct tls_session *t = c->tls->session;
+	if (c->tls->dead)
 		return;
 	tls_session_input(t, data, n);
 	if (!tls_session_ready(t)) {
@@ -561,10 +578,10 @@ static void tls_recv(struct conn *c, const uint8_t *data, uint32_t n)
 		if (got)
 			c->ops->data(c, p, got, id);
 		bufs_unref(b, id);
-		if (c->closing || c->eof || c->tls_dead)
+		if (c->closing || c->eof || c->tls->dead)
 			return;
 	} while (r > 0);
-	if (c->wire.head)
+	if (c->tls->wire.head)
 		shard_flush_later(c->shard, c);   /* post-handshake messages: tickets, key updates */
 	if (r == TLS_CLOSED) {
 		c->eof = true;
@@ -578,7 +595,7 @@ static void tls_recv(struct conn *c, const uint8_t *data, uint32_t n)
 
 static bool encrypt(struct conn *c, const uint8_t *p, uint32_t n)
 {
-	if (tls_session_write(c->tls, p, n))
+	if (tls_session_write(c->tls->session, p, n))
 		return true;
 	tls_fail(c, ENOMEM);
 	return false;
@@ -587,7 +604,7 @@ static bool encrypt(struct conn *c, const uint8_t *p, uint32_t n)
 /* Move the owner's plaintext into records on the wire queue. */
 static void tls_encrypt(struct conn *c)
 {
-	if (!c->q.head || c->tls_dead || !tls_session_ready(c->tls))
+	if (!c->q.head || c->tls->dead || !tls_session_ready(c->tls->session))
 		return;
 	struct shard *s = c->shard;
 	uint32_t staged = 0;

@@ -77,14 +77,19 @@ struct conn {
 	struct conn *next_flush;     /* flush list link */
 	struct conn *next_starved;   /* starved list link */
 	struct proto_framer fr;
-	/* TLS (NULL: plaintext). The owner's bytes wait in q as plaintext and are
-	 * encrypted into wire when a send is due; received records are decrypted
-	 * before ops->data sees them. */
-	struct tls_session *tls;
+	struct conn_tls *tls;        /* NULL: plaintext */
+};
+
+/* A conn's TLS, allocated when it starts (most connections never have one).
+ * The owner's bytes wait in the conn's q as plaintext and are encrypted into
+ * wire when a send is due; received records are decrypted before ops->data
+ * sees them. */
+struct conn_tls {
+	struct tls_session *session;
 	struct sendq wire;           /* ciphertext (and, at the switch, plaintext queued before it) */
-	bool tls_replay;             /* the receive being handled is the first TLS bytes */
-	bool tls_dead;               /* the session failed: the owner has been told */
-	int8_t tls_kind;             /* stats_tls_kind entry counted, -1 none */
+	bool replay;                 /* the receive being handled is the first TLS bytes */
+	bool dead;                   /* the session failed: the owner has been told */
+	int8_t kind;                 /* stats_tls_kind entry counted, -1 none */
 };
 
 /* One exchange on a socket of its own (a cancel request): connect fd to addr,
@@ -153,18 +158,17 @@ void conn_take_queue(struct conn *c, struct sendq *q);
 void conn_drop_queue(struct conn *c);
 static inline bool conn_has_output(const struct conn *c) { return c->out_bytes != 0; }
 
-/* A TLS session on ctx whose records go to c's socket (NULL: no memory). Set
- * it up (tls_session_set_peer, _set_direct), then hand it to conn_tls_start;
- * free it yourself only if you never do. */
+/* A TLS session on ctx whose records go to c's socket (NULL: no memory), c's
+ * from now on (c->tls). Set it up (tls_session_set_peer, _set_direct), then
+ * call conn_tls_start before anything else happens on c. */
 struct tls_session *conn_tls_new(struct conn *c, struct tls_ctx *ctx, bool server);
-/* From now on the socket speaks TLS through session t, which the conn then
- * owns: what was queued before goes out as it is, what is queued after is
+/* From now on the socket speaks TLS through conn_tls_new's session: what was queued before goes out as it is, what is queued after is
  * encrypted, and received bytes reach ops->data decrypted. Called from inside
  * ops->data, replay says that the bytes being handled are themselves the
  * start of the handshake (a client that opened with a TLS ClientHello). A
  * client-side session starts its handshake at once. A handshake that fails
  * reaches the owner as ops->eof(c, EPROTO); tls_session_error says why. */
-void conn_tls_start(struct conn *c, struct tls_session *t, bool replay);
+void conn_tls_start(struct conn *c, bool replay);
 
 /* The owner is finished with the socket: stop receiving, send what is queued,
  * then close; the owner's free function runs when nothing references it. */

@@ -446,8 +446,8 @@ static void sock_addr(int fd, bool local, char *addr, size_t n, int *port)
 static void tls_info(const struct shard *s, const struct conn *c, int side, char *out, size_t n)
 {
 	out[0] = 0;
-	if (c->tls && c->tls_kind >= 0) {
-		const struct stats_tls_kind *k = &s->stats->tls_kinds[side][c->tls_kind];
+	if (c->tls && c->tls->kind >= 0) {
+		const struct stats_tls_kind *k = &s->stats->tls_kinds[side][c->tls->kind];
 		snprintf(out, n, "%s/%s", k->version, k->cipher);
 	}
 }
@@ -508,7 +508,7 @@ static void client_row(struct shard *s, const struct admin_job *job, struct admi
 		       struct client *cl, bool debug)
 {
 	struct server *sv = cl->state == CL_ACTIVE && cl->lease ? cl->lease->server
-			    : cl->state == CL_REPL ? cl->repl : NULL;
+			    : cl->state == CL_REPL ? client_repl(cl) : NULL;
 	struct sock_row r = {
 		.type = "C", .user = cl->user ? cl->user : "(nouser)", .db = cl->database ? cl->database : "(nodb)",
 		.state = client_state_name(cl), .app = params_get(&cl->params, "application_name"),

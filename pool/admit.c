@@ -152,22 +152,29 @@ static void resolve_one(struct client *cl, int kind, const char *name)
 	struct shard *s = cl->conn.shard;
 	const struct config_limits *l = name ? limits_of(s->cfg, kind, name) : NULL;
 	struct admit_tenant *t = l && config_limits_set(l) ? tenant_get(s, kind, name, l) : NULL;
-	cl->adm.t[kind] = t;
+	cl->adm->t[kind] = t;
 	if (t) {
-		cl->adm.any = true;
-		cl->adm.rows |= t->rps > 0;
+		cl->adm->any = true;
+		cl->adm->rows |= t->rps > 0;
 	}
+}
+
+struct admit_client *admit_of(struct client *cl)
+{
+	if (!cl->adm && !(cl->adm = calloc(1, sizeof *cl->adm)))
+		LOGF(LOG_WARNING, cl->conn.id, "admission: out of memory");
+	return cl->adm;
 }
 
 /* The client's tenants under the configuration in force. */
 static void resolve(struct client *cl)
 {
 	struct admit_shard *as = as_of(cl->conn.shard);
-	cl->adm.any = cl->adm.rows = false;
+	cl->adm->any = cl->adm->rows = false;
 	resolve_one(cl, ADMIT_DB, cl->pool ? cl->pool->db_name : cl->database);
 	resolve_one(cl, ADMIT_USER, cl->user);
 	resolve_one(cl, ADMIT_APP, params_get(&cl->params, "application_name"));
-	cl->adm.gen = as ? as->gen : 0;
+	cl->adm->gen = as ? as->gen : 0;
 }
 
 void admit_configure(struct shard *s)
@@ -215,7 +222,7 @@ static void refuse(struct client *cl, struct admit_tenant *t, int reason, const 
 static bool take_txns(struct client *cl, struct admit_tenant **who)
 {
 	for (int k = 0; k < ADMIT_KINDS; k++) {
-		struct admit_tenant *t = cl->adm.t[k];
+		struct admit_tenant *t = cl->adm->t[k];
 		if (!t || !t->max_txn)
 			continue;
 		if (!registry_tenant_take(t->shared, t->max_txn)) {
@@ -223,7 +230,7 @@ static bool take_txns(struct client *cl, struct admit_tenant **who)
 			*who = t;
 			return false;
 		}
-		cl->adm.held |= (uint8_t)(1u << k);
+		cl->adm->held |= (uint8_t)(1u << k);
 	}
 	return true;
 }
@@ -232,18 +239,18 @@ static void grant(struct client *cl)
 {
 	struct shard *s = cl->conn.shard;
 	for (int k = 0; k < ADMIT_KINDS; k++) {
-		struct admit_tenant *t = cl->adm.t[k];
+		struct admit_tenant *t = cl->adm->t[k];
 		if (!t)
 			continue;
 		tbucket_charge(&t->q, 1, s->now_us);
 		stat_add(&t->stats->admitted, 1);
-		if (cl->adm.wait_start_us) {
-			stat_add(&t->stats->wait_us, s->now_us - cl->adm.wait_start_us);
+		if (cl->adm->wait_start_us) {
+			stat_add(&t->stats->wait_us, s->now_us - cl->adm->wait_start_us);
 			stat_add(&t->stats->waits, 1);
 		}
 	}
-	cl->adm.wait_start_us = 0;
-	cl->adm.throttled = false;
+	cl->adm->wait_start_us = 0;
+	cl->adm->throttled = false;
 }
 
 /* The first tenant holding the client back, with the reason; NULL: none.
@@ -252,7 +259,7 @@ static struct admit_tenant *holder(struct client *cl, bool queued, int *reason)
 {
 	uint64_t now = cl->conn.shard->now_us;
 	for (int k = 0; k < ADMIT_KINDS; k++) {
-		struct admit_tenant *t = cl->adm.t[k];
+		struct admit_tenant *t = cl->adm->t[k];
 		if (!t)
 			continue;
 		reshare(cl->conn.shard, t);
@@ -278,13 +285,13 @@ static enum admit_verdict hold_back(struct client *cl, struct admit_tenant *t, i
 		refuse(cl, t, reason, why);
 		return ADMIT_REFUSED;
 	}
-	if (!cl->adm.throttled) {
+	if (!cl->adm->throttled) {
 		stat_add(&t->stats->throttled[reason], 1);
-		cl->adm.throttled = true;
+		cl->adm->throttled = true;
 	}
-	if (!cl->adm.wait_start_us)
-		cl->adm.wait_start_us = cl->conn.shard->now_us;
-	cl->adm.waits_on = t;
+	if (!cl->adm->wait_start_us)
+		cl->adm->wait_start_us = cl->conn.shard->now_us;
+	cl->adm->waits_on = t;
 	client_set_state(cl, CL_THROTTLED);
 	struct shard *s = cl->conn.shard;
 	if (s->upper_wake_us > s->now_us + TXN_POLL_US)
@@ -307,27 +314,33 @@ static enum admit_verdict try_admit(struct client *cl, bool queued)
 enum admit_verdict admit_request(struct client *cl, uint8_t type)
 {
 	struct admit_shard *as = pool_shard(cl->conn.shard)->admit;
-	if (!as || cl->adm.gen != as->gen)
+	if (!admit_of(cl)) {
+		lease_refuse(cl, "53200", "pgring: out of memory");
+		return ADMIT_REFUSED;
+	}
+	if (!as || cl->adm->gen != as->gen)
 		resolve(cl);
-	if (!cl->adm.any)
+	if (!cl->adm->any)
 		return ADMIT_GO;
 	/* the admission pays for one query: this one, or the Execute to come */
-	cl->adm.prepaid = type != 'Q';
+	cl->adm->prepaid = type != 'Q';
 	return try_admit(cl, true);
 }
 
 void admit_force(struct client *cl, uint8_t type)
 {
 	struct admit_shard *as = pool_shard(cl->conn.shard)->admit;
-	if (!as || cl->adm.gen != as->gen)
+	if (!admit_of(cl))
+		return;   /* cannot be held back, cannot be counted: logged */
+	if (!as || cl->adm->gen != as->gen)
 		resolve(cl);
-	if (!cl->adm.any)
+	if (!cl->adm->any)
 		return;
-	cl->adm.prepaid = type != 'Q';
+	cl->adm->prepaid = type != 'Q';
 	for (int k = 0; k < ADMIT_KINDS; k++)
-		if (cl->adm.t[k] && cl->adm.t[k]->max_txn) {
-			atomic_fetch_add(&cl->adm.t[k]->shared->active, 1);
-			cl->adm.held |= (uint8_t)(1u << k);
+		if (cl->adm->t[k] && cl->adm->t[k]->max_txn) {
+			atomic_fetch_add(&cl->adm->t[k]->shared->active, 1);
+			cl->adm->held |= (uint8_t)(1u << k);
 		}
 	grant(cl);
 }
@@ -336,14 +349,16 @@ void admit_force(struct client *cl, uint8_t type)
 
 void admit_query(struct client *cl)
 {
-	if (cl->adm.prepaid) {
-		cl->adm.prepaid = false;
+	if (!cl->adm)
+		return;
+	if (cl->adm->prepaid) {
+		cl->adm->prepaid = false;
 		return;
 	}
 	uint64_t now = cl->conn.shard->now_us;
 	for (int k = 0; k < ADMIT_KINDS; k++)
-		if (cl->adm.t[k])
-			tbucket_charge(&cl->adm.t[k]->q, 1, now);
+		if (cl->adm->t[k])
+			tbucket_charge(&cl->adm->t[k]->q, 1, now);
 }
 
 /* The row count of a CommandComplete tag: its last word when that is a
@@ -360,35 +375,37 @@ static uint64_t tag_rows(const uint8_t *msg, uint32_t len)
 
 void admit_rows(struct client *cl, const uint8_t *msg, uint32_t len)
 {
-	if (len <= 5)
+	if (len <= 5 || !cl->adm)
 		return;
 	uint64_t rows = tag_rows(msg, len), now = cl->conn.shard->now_us;
 	for (int k = 0; rows && k < ADMIT_KINDS; k++)
-		if (cl->adm.t[k] && cl->adm.t[k]->rps)
-			tbucket_charge(&cl->adm.t[k]->r, (double)rows, now);
+		if (cl->adm->t[k] && cl->adm->t[k]->rps)
+			tbucket_charge(&cl->adm->t[k]->r, (double)rows, now);
 }
 
 void admit_end(struct client *cl)
 {
 	struct shard *s = cl->conn.shard;
+	if (!cl->adm)
+		return;
 	for (int k = 0; k < ADMIT_KINDS; k++) {
-		if (!(cl->adm.held & (1u << k)))
+		if (!(cl->adm->held & (1u << k)))
 			continue;
-		struct admit_tenant *t = cl->adm.t[k];
+		struct admit_tenant *t = cl->adm->t[k];
 		atomic_fetch_sub_explicit(&t->shared->active, 1, memory_order_relaxed);
 		if (t->n_waiters)
 			s->upper_wake_us = s->now_us;   /* at the end of this batch, not inside the caller */
 	}
-	cl->adm.held = 0;
-	cl->adm.prepaid = false;
-	cl->adm.open = false;
+	cl->adm->held = 0;
+	cl->adm->prepaid = false;
+	cl->adm->open = false;
 }
 
 /* ---- the queues ---- */
 
 void admit_enqueue(struct client *cl)
 {
-	struct admit_tenant *t = cl->adm.waits_on;
+	struct admit_tenant *t = cl->adm->waits_on;
 	list_append(&t->waiters, &cl->wait);
 	t->n_waiters++;
 	gauge_add(&t->stats->waiting, 1);
@@ -396,11 +413,11 @@ void admit_enqueue(struct client *cl)
 
 void admit_dequeue(struct client *cl)
 {
-	struct admit_tenant *t = cl->adm.waits_on;
+	struct admit_tenant *t = cl->adm->waits_on;
 	list_del(&cl->wait);
 	t->n_waiters--;
 	gauge_add(&t->stats->waiting, -1);
-	cl->adm.waits_on = NULL;
+	cl->adm->waits_on = NULL;
 }
 
 /* When t's first waiter may go, as far as this shard can tell. */
@@ -421,7 +438,7 @@ static uint64_t run_tenant(struct admit_tenant *t, uint64_t now)
 	while ((cl = list_first(&t->waiters, struct client, wait))) {
 		int reason;
 		struct admit_tenant *h = holder(cl, false, &reason);
-		if (h && h->wait_timeout > 0 && now - cl->adm.wait_start_us > (uint64_t)(h->wait_timeout * 1e6)) {
+		if (h && h->wait_timeout > 0 && now - cl->adm->wait_start_us > (uint64_t)(h->wait_timeout * 1e6)) {
 			char why[96];
 			snprintf(why, sizeof why, " (waited throttle_wait_timeout, %g s)", h->wait_timeout);
 			refuse(cl, h, reason, why);
@@ -429,7 +446,7 @@ static uint64_t run_tenant(struct admit_tenant *t, uint64_t now)
 		}
 		if (h && h != t) {
 			admit_dequeue(cl);   /* now another tenant's limit holds it: its queue */
-			cl->adm.waits_on = h;
+			cl->adm->waits_on = h;
 			admit_enqueue(cl);
 			continue;
 		}
@@ -464,9 +481,9 @@ void admit_run(struct shard *s)
 
 static struct admit_tenant *fair_tenant(const struct client *cl)
 {
-	for (int k = ADMIT_APP; k >= ADMIT_DB; k--)
-		if (cl->adm.t[k])
-			return cl->adm.t[k];
+	for (int k = ADMIT_APP; cl->adm && k >= ADMIT_DB; k--)
+		if (cl->adm->t[k])
+			return cl->adm->t[k];
 	return NULL;
 }
 

@@ -22,7 +22,8 @@ struct admit_tenant;
 enum admit_kind { ADMIT_DB = 0, ADMIT_USER, ADMIT_APP, ADMIT_KINDS };
 enum admit_verdict { ADMIT_GO = 0, ADMIT_WAIT, ADMIT_REFUSED };
 
-/* What a client carries for admission control (inside struct client). */
+/* What a client carries for admission control: allocated on its first request
+ * under admission control (admit_of), freed with the client; NULL otherwise. */
 struct admit_client {
 	struct admit_tenant *t[ADMIT_KINDS];   /* its tenants with limits, by kind (NULL: none) */
 	uint64_t gen;                          /* the configuration t[] was found in */
@@ -45,6 +46,8 @@ struct admit_client {
  * one it keeps) or refuses it. ADMIT_REFUSED: it was answered with 53400
  * (lease_refuse), the request is not to be delivered. */
 enum admit_verdict admit_request(struct client *cl, uint8_t type);
+/* cl->adm, allocated if need be; NULL: no memory (logged). */
+struct admit_client *admit_of(struct client *cl);
 /* A transaction start that cannot be held back (a stream message first):
  * admitted whatever the limits, charged. */
 void admit_force(struct client *cl, uint8_t type);

@@ -155,7 +155,7 @@ void client_set_state(struct client *cl, enum client_state st)
 	enter_list(cl);
 	if (st == CL_IDLE && shard_of(cl)->handing_over && !cl->upgrade_told)
 		list_append(&pool_shard(shard_of(cl))->upgrade_due, &cl->wait);   /* moves at the batch's end */
-	if (st == CL_IDLE && (cl->nq_len || cl->nq_lost))
+	if (st == CL_IDLE && (cl->nq || cl->nq_lost))
 		listen_flush(cl);   /* notifications that waited for its transaction to end */
 }
 
@@ -171,6 +171,8 @@ void client_set_pool(struct client *cl, struct pool *p)
 		gauge_add(g, -1);
 	if ((g = state_gauge(p->stats, cl->state)))
 		gauge_add(g, 1);
+	INVARIANT(!cl->limits_counted || (cl->pool->shared->db_limit == p->shared->db_limit &&
+					  cl->pool->shared->user_limit == p->shared->user_limit));
 	if (cl->pins && cl->pool) {
 		gauge_add(&cl->pool->stats->cl_pinned, -1);
 		gauge_add(&p->stats->cl_pinned, 1);
@@ -218,9 +220,9 @@ void client_fail(struct client *cl, const char *sqlstate, const char *fmt, ...)
 	if (!cl->conn.eof && !cl->server_fatal_relayed) {
 		if (!mid_reply(cl))
 			send_out(cl, &o);
-		else if (!o.overflow && (cl->fatal_deferred = malloc(o.len))) {
-			memcpy(cl->fatal_deferred, o.p, o.len);
-			cl->fatal_deferred_len = (uint32_t)o.len;
+		else if (!o.overflow && client_extra(cl) && (cl->extra->fatal_deferred = malloc(o.len))) {
+			memcpy(cl->extra->fatal_deferred, o.p, o.len);
+			cl->extra->fatal_deferred_len = (uint32_t)o.len;
 		}
 	}
 	LOGF(LOG_INFO, cl->conn.id, "closing client: %s (%s)", msg, sqlstate);
@@ -503,7 +505,7 @@ struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint3
 		client_fail(cl, "53200", "cannot create pool for database \"%s\" user \"%s\"", cl->database, cl->user);
 		return NULL;
 	}
-	if (cl->moved_listen && !listen_pooled(p)) {
+	if (cl->extra && cl->extra->moved_listen && !listen_pooled(p)) {
 		client_fail(cl, "08006", "pgring was upgraded and database \"%s\" no longer keeps LISTEN for its "
 			    "clients: reconnect", cl->database);
 		return NULL;
@@ -520,7 +522,7 @@ struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint3
 			    "max_user_client_connections)");
 		return NULL;
 	}
-	cl->counted_in = p->shared;
+	cl->limits_counted = true;
 	cl->pool = p;
 	if (p->authq_secret)
 		cl->secret_looked_up = false;   /* the pool learned its own (a login here): that one is current */
@@ -540,12 +542,13 @@ struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint3
 		conn_recv_on(&cl->conn);
 		return cl;
 	}
-	if (cl->moved_listen) {
+	if (cl->extra && cl->extra->moved_listen) {
 		/* before it can hear anything: its notifications wait for it there */
-		bool ok = listen_set(cl, cl->moved_listen);
-		params_clear(cl->moved_listen);
-		free(cl->moved_listen);
-		cl->moved_listen = NULL;
+		struct params *moved = cl->extra->moved_listen;
+		bool ok = listen_set(cl, moved);
+		params_clear(moved);
+		free(moved);
+		cl->extra->moved_listen = NULL;
 		if (!ok)
 			return NULL;   /* failed (no memory) */
 	}
@@ -569,7 +572,7 @@ static void client_eof(struct client *cl, int err)
 	if (cl->state == CL_CLOSED)
 		return;
 	if (err == EPROTO && cl->conn.tls)
-		LOGF(LOG_INFO, cl->conn.id, "TLS handshake with client failed: %s", tls_session_error(cl->conn.tls));
+		LOGF(LOG_INFO, cl->conn.id, "TLS handshake with client failed: %s", tls_session_error(cl->conn.tls->session));
 	else if (err && err != ECONNRESET && err != EPIPE)
 		LOGF(LOG_INFO, cl->conn.id, "client connection error: %s", strerror(err));
 	close_later(cl);
@@ -578,10 +581,13 @@ static void client_eof(struct client *cl, int err)
 /* The FATAL that waited for the end of a server's message. */
 static void send_deferred_fatal(struct client *cl)
 {
-	if (cl->fatal_deferred && !conn_queue(&cl->conn, cl->fatal_deferred, cl->fatal_deferred_len, PROTO_BUF_NONE))
+	struct client_extra *x = cl->extra;
+	if (!x || !x->fatal_deferred)
+		return;
+	if (!conn_queue(&cl->conn, x->fatal_deferred, x->fatal_deferred_len, PROTO_BUF_NONE))
 		LOGF(LOG_INFO, cl->conn.id, "its FATAL could not be queued");
-	free(cl->fatal_deferred);
-	cl->fatal_deferred = NULL;
+	free(x->fatal_deferred);
+	x->fatal_deferred = NULL;
 }
 
 /* Give back its server and close the socket once our last bytes are out. */
@@ -600,9 +606,9 @@ static void finish_close(struct client *cl)
 		atomic_fetch_sub(&total_clients, 1);
 		cl->counted = false;
 	}
-	if (cl->counted_in) {
-		registry_give_client(cl->counted_in);
-		cl->counted_in = NULL;
+	if (cl->limits_counted) {
+		registry_give_client(cl->pool->shared);   /* its siblings on other nodes share the limits */
+		cl->limits_counted = false;
 	}
 	if (log_enabled(LOG_INFO) && cl->user)
 		LOGF(LOG_INFO, cl->conn.id, "closing: user=%s database=%s duration=%.3fs", cl->user,
@@ -630,6 +636,51 @@ void client_close_pending(struct shard *s)
 	}
 }
 
+struct client_extra *client_extra(struct client *cl)
+{
+	if (!cl->extra && !(cl->extra = calloc(1, sizeof *cl->extra)))
+		LOGF(LOG_WARNING, cl->conn.id, "out of memory");
+	return cl->extra;
+}
+
+bool client_set_names(struct client *cl, const char *user, const char *database)
+{
+	size_t u = strlen(user) + 1, d = strlen(database) + 1;
+	char *names = malloc(u + d);
+	if (!names)
+		return false;
+	memcpy(names, user, u);
+	memcpy(names + u, database, d);
+	free(cl->user);
+	cl->user = names;
+	cl->database = names + u;
+	return true;
+}
+
+void client_extra_free(struct client *cl)
+{
+	struct client_extra *x = cl->extra;
+	if (!x)
+		return;
+	cl->extra = NULL;
+	free(x->fatal_deferred);
+	free(x->lost_msg);
+	if (x->moved_listen)
+		params_clear(x->moved_listen);
+	free(x->moved_listen);
+	free(x);
+}
+
+/* Why its server went away has been told. */
+static void lost_clear(struct client *cl)
+{
+	if (!cl->extra)
+		return;
+	free(cl->extra->lost_msg);
+	cl->extra->lost_msg = NULL;
+	cl->extra->lost_state[0] = '\0';
+}
+
 static void client_free(struct client *cl)
 {
 	struct shard *s = shard_of(cl);
@@ -638,16 +689,12 @@ static void client_free(struct client *cl)
 	gauge_add(&s->stats->clients, -1);
 	admin_client_free(cl);
 	session_free(cl);
-	free(cl->fatal_deferred);
+	client_extra_free(cl);
 	params_clear(&cl->params);
-	free(cl->lost_msg);
 	free(cl->scram);
-	free(cl->user);
-	free(cl->database);
+	free(cl->user);   /* and the database's name after it */
 	free(cl->secret);
-	if (cl->moved_listen)
-		params_clear(cl->moved_listen);
-	free(cl->moved_listen);
+	free(cl->adm);
 	free(cl);
 }
 
@@ -747,6 +794,7 @@ static bool read_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 	struct proto_reader r;
 	proto_reader_init(&r, msg + 8, len - 8);
 	const char *unsupported[16];
+	const char *user = NULL, *database = NULL;
 	int nunsup = 0;
 	for (;;) {
 		const char *name = proto_read_str(&r);
@@ -758,13 +806,9 @@ static bool read_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 		if (r.bad)
 			return false;
 		if (strcmp(name, "user") == 0) {
-			free(cl->user);
-			if (!(cl->user = strdup(value)))
-				cl->params.failed = true;   /* reported below */
+			user = value;
 		} else if (strcmp(name, "database") == 0) {
-			free(cl->database);
-			if (!(cl->database = strdup(value)))
-				cl->params.failed = true;
+			database = value;
 		} else if (strcmp(name, "options") == 0) {
 			if (!params_parse_options(&cl->params, value)) {
 				client_fail(cl, "22023", "invalid command-line argument in startup options: %s", value);
@@ -784,6 +828,9 @@ static bool read_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 			params_set(&cl->params, name, value);
 		}
 	}
+	/* no database: the user's name, as PostgreSQL does */
+	if (user && *user && !client_set_names(cl, user, database && *database ? database : user))
+		cl->params.failed = true;   /* reported below */
 	if (!take_target(cl))
 		return true;
 	if (!params_copy(&cl->startup, &cl->params) || cl->params.failed) {
@@ -846,13 +893,6 @@ static void handle_startup(struct client *cl, const uint8_t *msg, uint32_t len)
 	if (!cl->user || !*cl->user) {
 		client_fail(cl, "28000", "no PostgreSQL user name specified in startup packet");
 		return;
-	}
-	if (!cl->database || !*cl->database) {
-		free(cl->database);
-		if (!(cl->database = strdup(cl->user))) {
-			client_fail(cl, "53200", "out of memory");
-			return;
-		}
 	}
 	if (s->cfg->client_tls_sslmode >= SSLMODE_REQUIRE && !cl->conn.tls && !cl->is_unix) {
 		LOGF(LOG_INFO, cl->conn.id, "refused a client without TLS (client_tls_sslmode = %s)",
@@ -917,7 +957,7 @@ static void cert_auth(struct client *cl)
 	const char *why = NULL;
 	if (!cl->conn.tls)
 		why = "certificate authentication needs a TLS connection";
-	else if (!tls_session_peer_cn(cl->conn.tls, cn, sizeof cn))
+	else if (!tls_session_peer_cn(cl->conn.tls->session, cn, sizeof cn))
 		why = "connection requires a valid client certificate";
 	if (why) {
 		LOGF(LOG_WARNING, cl->conn.id, "certificate authentication failed for user \"%s\": %s", cl->user, why);
@@ -1135,7 +1175,7 @@ static void auth_with_secret(struct client *cl, int method, const char *secret)
 	if (method == AUTH_MD5 && secret && auth_is_scram_secret(secret))
 		method = AUTH_SCRAM;   /* PgBouncer does the same: md5 cannot check a SCRAM secret */
 	const uint8_t *cbind = NULL;
-	size_t cbind_len = cl->conn.tls ? tls_session_endpoint(cl->conn.tls, &cbind) : 0;
+	size_t cbind_len = cl->conn.tls ? tls_session_endpoint(cl->conn.tls->session, &cbind) : 0;
 	if (method == AUTH_SCRAM_PLUS && !cbind_len) {
 		client_fail(cl, "28000", "SCRAM-SHA-256-PLUS (channel binding) is required: connect with TLS");
 		return;
@@ -1328,7 +1368,7 @@ static void login_ok(struct client *cl)
 			    over == 1 ? "max_db_client_connections" : "max_user_client_connections");
 		return;
 	}
-	cl->counted_in = p->shared;
+	cl->limits_counted = true;
 	cl->pool = p;
 	learn_login_secrets(p, cl, cl->secret && auth_is_scram_secret(cl->secret));
 	stat_add(&p->stats->client_logins, 1);
@@ -1376,12 +1416,14 @@ static bool send_welcome(struct client *cl, uint32_t pid, const struct params *o
 	while (cl->key_pid == 0)
 		auth_random(&cl->key_pid, sizeof cl->key_pid);
 	cl->key_secret = key_secret_for(s->id, s->nshards);
+	if (cl->key_long && !client_extra(cl))
+		cl->key_long = false;   /* a 4-byte key is valid in 3.2 too */
 	if (cl->key_long)
-		auth_random(cl->key_tail, sizeof cl->key_tail);
-	peer_stamp_key(s->cfg, &cl->key_pid, &cl->key_secret, cl->key_long ? cl->key_tail : NULL);
+		auth_random(cl->extra->key_tail, sizeof cl->extra->key_tail);
+	peer_stamp_key(s->cfg, &cl->key_pid, &cl->key_secret, cl->key_long ? cl->extra->key_tail : NULL);
 	key_link(cl);
 	if (cl->key_long) {
-		proto_backend_key_long(&o, cl->key_pid, cl->key_secret, cl->key_tail, sizeof cl->key_tail);
+		proto_backend_key_long(&o, cl->key_pid, cl->key_secret, cl->extra->key_tail, sizeof cl->extra->key_tail);
 	} else {
 		proto_backend_key(&o, cl->key_pid, cl->key_secret);
 	}
@@ -1454,12 +1496,13 @@ static void failed_txn_message(struct client *cl, uint8_t type, const uint8_t *m
 	 * reason and ends the block, as a COMMIT PostgreSQL cannot carry out: the
 	 * ROLLBACK tag PostgreSQL gives a COMMIT of a failed block is taken for
 	 * success by clients that check only for an error */
-	bool commit = cl->lost_msg && rollback && proto_sql_commits_block(sql, sql_len);
-	if (cl->lost_msg && type != 'S' && type != 'H' && (!rollback || commit)) {
+	struct client_extra *x = cl->extra;
+	bool lost = x && x->lost_msg;
+	bool commit = lost && rollback && proto_sql_commits_block(sql, sql_len);
+	if (lost && type != 'S' && type != 'H' && (!rollback || commit)) {
 		/* the first thing it hears is why its transaction is gone */
-		proto_error(&o, "ERROR", cl->lost_state, "%s", cl->lost_msg);
-		free(cl->lost_msg);
-		cl->lost_msg = NULL;
+		proto_error(&o, "ERROR", x->lost_state, "%s", x->lost_msg);
+		lost_clear(cl);
 		cl->failed_error_sent = true;
 		if (commit) {
 			proto_ready(&o, 'I');
@@ -1473,8 +1516,7 @@ static void failed_txn_message(struct client *cl, uint8_t type, const uint8_t *m
 	}
 	if (type == 'Q') {
 		if (rollback) {
-			free(cl->lost_msg);
-			cl->lost_msg = NULL;
+			lost_clear(cl);
 			proto_command_complete(&o, "ROLLBACK");
 			proto_ready(&o, 'I');
 			cl->txn_failed = false;
@@ -1715,7 +1757,7 @@ static void start_tls(struct client *cl, bool direct)
 	}
 	if (direct)
 		tls_session_set_direct(t);
-	conn_tls_start(&cl->conn, t, direct);
+	conn_tls_start(&cl->conn, direct);
 }
 
 static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t buf)
@@ -1725,7 +1767,7 @@ static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t b
 		return;   /* closing, or waiting for its cancel to land: nothing more is read */
 	if (cl->pool)
 		stat_add(&cl->pool->stats->bytes_in, n);
-	if (cl->conn.tls && cl->state == CL_STARTUP && tls_session_alpn_missing(cl->conn.tls)) {
+	if (cl->conn.tls && cl->state == CL_STARTUP && tls_session_alpn_missing(cl->conn.tls->session)) {
 		stat_add(&s->stats->tls_failures[0][TLS_FAIL_ALPN], 1);
 		client_fail(cl, "08P01", "received direct SSL connection request without ALPN protocol negotiation extension");
 		return;
@@ -1767,7 +1809,7 @@ static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t b
 		return;
 	}
 	/* back-pressure: stop reading a client whose bytes are not getting out */
-	uint32_t pending = cl->lease ? lease_pending(cl->lease) : cl->repl ? cl->repl->conn.out_bytes : 0;
+	uint32_t pending = cl->lease ? lease_pending(cl->lease) : client_repl(cl) ? client_repl(cl)->conn.out_bytes : 0;
 	if (pending > (uint32_t)s->cfg->max_pending_bytes || cl->conn.out_bytes > (uint32_t)s->cfg->max_pending_bytes ||
 	    (cl->lease && cl->lease->rq.n > (uint32_t)s->cfg->max_client_pipeline))
 		conn_recv_off(&cl->conn);
@@ -1777,7 +1819,7 @@ static void client_data(struct client *cl, uint8_t *data, uint32_t n, uint32_t b
 void client_drained(struct client *cl)
 {
 	uint32_t low = (uint32_t)shard_of(cl)->cfg->max_pending_bytes / 2;
-	struct server *sv = cl->lease ? cl->lease->server : cl->repl;
+	struct server *sv = cl->lease ? cl->lease->server : client_repl(cl);
 	if (cl->conn.out_bytes <= low) {
 		if (sv && !sv->conn.recv_wanted && sv->state != SV_CLOSED)
 			conn_recv_on(&sv->conn);
@@ -1792,9 +1834,11 @@ void client_drained(struct client *cl)
 void client_server_lost(struct client *cl, const char *sqlstate, const char *why, uint32_t owed, bool unsynced)
 {
 	struct pool *p = cl->pool;
-	if (cl->close_deferred || cl->fatal_deferred) {   /* the rest of that message will not come */
-		free(cl->fatal_deferred);
-		cl->fatal_deferred = NULL;
+	if (cl->close_deferred || (cl->extra && cl->extra->fatal_deferred)) {   /* the rest of that message will not come */
+		if (cl->extra) {
+			free(cl->extra->fatal_deferred);
+			cl->extra->fatal_deferred = NULL;
+		}
 		client_reply_done(cl);
 		return;
 	}
@@ -1826,9 +1870,16 @@ void client_server_lost(struct client *cl, const char *sqlstate, const char *why
 	}
 	if (!owed && !unsynced) {
 		/* nothing in flight: report it on the client's next request */
-		free(cl->lost_msg);
-		cl->lost_msg = strdup(why);
-		snprintf(cl->lost_state, sizeof cl->lost_state, "%s", sqlstate);
+		struct client_extra *x = client_extra(cl);
+		if (!x) {
+			client_fail(cl, sqlstate, "server connection lost: %s", why);
+			return;
+		}
+		free(x->lost_msg);
+		x->lost_msg = strdup(why);
+		snprintf(x->lost_state, sizeof x->lost_state, "%s", sqlstate);
+		if (!x->lost_msg)
+			client_fail(cl, sqlstate, "server connection lost: %s", why);
 		return;
 	}
 	client_fail_requests(cl, sqlstate, why, owed, unsynced);
@@ -1869,9 +1920,9 @@ enum client_cancel_action client_cancel_action(const struct client *cl, struct s
 		return CANCEL_HOLD;   /* its request has no server yet (or admission holds it back) */
 	switch (cl->state) {
 	case CL_REPL:
-		if (!cl->repl || cl->repl->state != SV_ACTIVE)
+		if (!client_repl(cl) || client_repl(cl)->state != SV_ACTIVE)
 			return CANCEL_NONE;
-		*sv = cl->repl;
+		*sv = client_repl(cl);
 		return CANCEL_NOW;
 	case CL_ACTIVE:
 		/* pgring's restore runs first: a cancel now would fail the restore
@@ -1923,7 +1974,7 @@ static void forward_cancel(struct shard *s, struct server *sv, const struct pool
 static void drop_held_cancel(struct client *cl)
 {
 	cl->cancel_held = false;
-	client_cancel_answer(shard_of(cl), &cl->cancel_waiter);
+	client_cancel_answer(shard_of(cl), &cl->extra->cancel_waiter);
 }
 
 void client_cancel_due(struct client *cl)
@@ -1937,7 +1988,7 @@ void client_cancel_due(struct client *cl)
 	case CANCEL_NOW:
 		cl->cancel_held = false;
 		LOGF(LOG_DEBUG, cl->conn.id, "its held cancel request goes to its server now");
-		forward_cancel(shard_of(cl), sv, &cl->cancel_waiter);
+		forward_cancel(shard_of(cl), sv, &cl->extra->cancel_waiter);
 		return;
 	case CANCEL_NONE:
 		drop_held_cancel(cl);
@@ -1952,7 +2003,7 @@ void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *t
 	struct client *cl = keys ? keys->bucket[pid % KEY_BUCKETS] : NULL;
 	for (; cl; cl = cl->next_key)
 		if (cl->key_pid == pid && cl->key_secret == key && cl->key_long == (tail != NULL) &&
-		    (!tail || memcmp(cl->key_tail, tail, sizeof cl->key_tail) == 0))
+		    (!tail || memcmp(cl->extra->key_tail, tail, sizeof cl->extra->key_tail) == 0))
 			break;
 	struct server *sv = NULL;
 	switch (cl ? client_cancel_action(cl, &sv) : CANCEL_NONE) {
@@ -1960,13 +2011,13 @@ void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *t
 		forward_cancel(s, sv, w);
 		return;
 	case CANCEL_HOLD:
-		if (cl->cancel_held)
+		if (cl->cancel_held || !client_extra(cl))
 			break;   /* one is held already: that one cancels the request, this one ends here */
 		/* PgBouncer drops a cancel for a waiting client; PostgreSQL would
 		 * cancel the query, so it is delivered once the query runs */
 		LOGF(LOG_DEBUG, cl->conn.id, "cancel request held until its request runs on a server");
 		cl->cancel_held = true;
-		cl->cancel_waiter = *w;
+		cl->extra->cancel_waiter = *w;
 		return;
 	case CANCEL_NONE:
 		break;
@@ -2033,7 +2084,7 @@ void client_tick(struct shard *s)
 			}
 			break;
 		case CL_REPL:
-			if (cl->repl && cl->repl->state != SV_ACTIVE && cfg->client_login_timeout > 0 &&
+			if (client_repl(cl) && client_repl(cl)->state != SV_ACTIVE && cfg->client_login_timeout > 0 &&
 			    s->now_us - cl->connect_us > cfg->client_login_timeout * 1e6)
 				client_fail(cl, "08P01", "client_login_timeout");
 			break;

@@ -80,41 +80,51 @@ struct client_sess {
 #define NEG_SSL 1
 #define NEG_GSS 2
 
+/* What few clients ever need: allocated on first use (client_extra) and freed
+ * with the client. An idle client costs its struct client, so what most never
+ * use is kept out of it. */
+struct client_extra {
+	struct pool_cancel_waiter cancel_waiter;   /* the held cancel's connection (cancel_held) */
+	uint8_t *fatal_deferred;                   /* its FATAL, sent once that message is out (close_deferred) */
+	uint32_t fatal_deferred_len;
+	char lost_state[6];                        /* after its server died under it: for the next request */
+	char *lost_msg;                            /* ... why the server went away (NULL: nothing owed) */
+	struct params *moved_listen;               /* pgring -R, new process: the channels it listens to */
+	struct server *repl;                       /* CL_REPL: its server (linked once SV_ACTIVE) */
+	uint8_t key_tail[PROTO_KEY_LONG - 4];      /* protocol 3.2 (key_long): the rest of the secret */
+};
+
+/* Notifications from the pool's listener waiting for the end of the client's
+ * transaction: whole messages, as they go out. */
+struct client_nq {
+	uint32_t len, cap;
+	uint8_t data[];
+};
+
 struct client {
 	struct conn conn;
 	struct list all;                           /* the shard's clients */
 	struct list wait;                          /* the list its state puts it on */
 	struct pool *pool;
-	struct pool_shared *counted_in;            /* its database's and user's client counts */
 	struct lease *lease;                       /* its claim on a server, while it has requests */
-	char *user, *database;
+	char *user, *database;                     /* one allocation: the database's name follows the user's */
 	struct params params;                      /* session state the client asked for */
 	struct client *next_key;                   /* cancel-key hash chain */
-	struct pool_cancel_waiter cancel_waiter;   /* the held cancel's connection (cancel_held) */
 	uint64_t connect_us, wait_start_us, state_us, xact_start_us, query_start_us;
 	uint64_t msg_start_us;                     /* when the message being received began */
-	struct server *repl;                       /* CL_REPL: its server (linked once SV_ACTIVE) */
-	/* notifications from the pool's listener waiting for the end of its transaction */
-	uint8_t *nq;
-	uint8_t *fatal_deferred;                   /* its FATAL, sent once that message is out (close_deferred) */
-	char *lost_msg;                            /* why the server went away (lost_state) */
+	struct client_nq *nq;                      /* notifications held for the end of its transaction (pool/listen.c) */
 	struct auth_scram_server *scram;           /* during SCRAM */
 	char *secret;                              /* the stored secret used to authenticate */
 	/* transaction pooling: session state pgring carries from server to server */
 	struct params startup;                     /* what RESET ALL goes back to */
 	struct client_sess *sess;                  /* the rest, allocated on first use (pool/session.c) */
 	struct admin_conn *admin;                  /* a client of the admin console (pool/admin.h), else NULL */
-	struct admit_client adm;                   /* admission control: its tenants, its transaction's place */
-	struct params *moved_listen;               /* pgring -R, new process: the channels it listens to */
+	struct client_extra *extra;                /* what few clients need (NULL: none yet) */
+	struct admit_client *adm;                  /* admission control: its tenants, its transaction's place (NULL: none yet) */
 	enum client_state state;
 	uint32_t key_pid, key_secret;              /* our BackendKeyData */
-	uint32_t max_packet;
-	uint32_t nq_len, nq_cap;
-	uint32_t fatal_deferred_len;
-	uint8_t key_tail[PROTO_KEY_LONG - 4];      /* protocol 3.2 (key_long): the rest of the secret */
 	uint8_t addr[16];                          /* the peer's address, for per-address limits */
 	uint8_t md5_salt[4];
-	char lost_state[6];                        /* after its server died under it: for the next request */
 	bool key_long;                             /* protocol 3.2: the secret goes on with key_tail */
 	/* a cancel for it while it waits for a server or its session is being
 	 * restored: delivered once its own request runs (client_cancel_due) */
@@ -125,6 +135,7 @@ struct client {
 	bool secret_looked_up;                     /* secret came from auth_query: the pool keeps it for its servers */
 	bool authq_answered;                       /* auth_query answered (with or without a secret) */
 	bool counted;                              /* counted in max_client_conn */
+	bool limits_counted;                       /* counted in its pool's database's and user's client limits */
 	bool in_txn;                               /* last ReadyForQuery it got said T or E */
 	uint8_t replication;                       /* enum repl_mode asked at startup */
 	bool welcome_owed;                         /* session pooling: welcomed once its server is there */
@@ -160,6 +171,13 @@ struct client {
 _Static_assert(offsetof(struct client, conn) == 0, "conn must come first in struct client");
 
 void client_accept(struct shard *s, int fd, bool is_unix);
+/* cl->extra, allocated if need be; NULL: no memory (logged). */
+struct client_extra *client_extra(struct client *cl);
+void client_extra_free(struct client *cl);
+/* CL_REPL: its server (linked once SV_ACTIVE), else NULL. */
+static inline struct server *client_repl(const struct client *cl) { return cl->extra ? cl->extra->repl : NULL; }
+/* Its user's and database's names (copied, in one allocation); false: no memory. */
+bool client_set_names(struct client *cl, const char *user, const char *database);
 /* pgring -R: a logged-in client handed over by the predecessor (its socket
  * and its record, pool/upgrade.h) becomes this shard's, idle, with the same
  * cancel key. The fd is taken in every case (closed on failure). */

@@ -404,7 +404,7 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 	struct client *cl = l->client;
 	if (!h || t == 'A' || t == 'N' || t == 'S')
 		return;
-	if (__builtin_expect(t == 'C' && cl && cl->adm.rows, 0))
+	if (__builtin_expect(t == 'C' && cl && cl->adm && cl->adm->rows, 0))
 		admit_rows(cl, msg, len);
 	if (t == 'C' && h->type == 'Q') {
 		command_complete(l, h, msg, len);
@@ -1373,7 +1373,7 @@ static void lease_close(struct lease *l)
 	struct pool_shard *ps = pool_shard(cl->conn.shard);
 	INVARIANT(!l->server && l->rq.n == 0 && !l->portal_fx && !l->unnamed_fx);
 	LOGF(LOG_TRACE, cl->conn.id, "lease over (expect %u)", l->expect);
-	if (cl->adm.held)
+	if (cl->adm && cl->adm->held)
 		admit_end(cl);
 	heldq_drop(cl->conn.shard, &l->held);
 	heldq_drop(cl->conn.shard, &l->later);
@@ -1441,7 +1441,12 @@ static void deliver_whole(struct lease *l, const uint8_t *msg, uint32_t len, uin
  * for a server; false: refused (answered, its bytes are dropped). */
 static bool session_admit(struct client *cl, uint8_t type, int take)
 {
-	cl->adm.open = true;
+	struct admit_client *a = admit_of(cl);
+	if (!a) {
+		lease_refuse(cl, "53200", "pgring: out of memory");
+		return false;
+	}
+	a->open = true;
 	if (take == PROTO_STREAM) {
 		admit_force(cl, type);   /* a stream message cannot be held back: charged */
 		return true;
@@ -1476,7 +1481,7 @@ int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 	bool guarded = guarded_start(l, type);
 	bool peekable = (type == 'Q' || type == 'P' || type == 'B') && len <= route_peek_max();
 	/* session pooling: does this message start a transaction admission must pass? */
-	bool session_start = __builtin_expect(s->cfg->admission, 0) && cl->state == CL_ACTIVE && !cl->adm.open &&
+	bool session_start = __builtin_expect(s->cfg->admission, 0) && cl->state == CL_ACTIVE && !(cl->adm && cl->adm->open) &&
 			     cl->pool->mode == POOL_SESSION && !cl->in_txn && !l->expect && !l->unsynced &&
 			     !l->sending && !l->rerouting;
 	count_request(l, type);
@@ -1500,7 +1505,7 @@ int lease_request_begin(struct client *cl, uint8_t type, uint32_t len)
 		if (__builtin_expect(session_start, 0)) {
 			if (!session_admit(cl, type, take))
 				return cl->state == CL_CLOSED ? PROTO_STOP : PROTO_STREAM;   /* dropped (drop_msg) */
-		} else if (__builtin_expect(cl->adm.any, 0) && (type == 'Q' || type == 'E'))
+		} else if (__builtin_expect(cl->adm && cl->adm->any, 0) && (type == 'Q' || type == 'E'))
 			admit_query(cl);   /* a query inside an admitted transaction */
 		if (guarded) {
 			if (peekable) {
@@ -1527,7 +1532,7 @@ bool lease_request_direct(struct client *cl, const uint8_t *msg, uint32_t len, u
 {
 	struct lease *l = cl->lease;
 	uint8_t type = msg[0];
-	if (!l || !sending_now(l) || l->route_peek || l->sending || cl->adm.any || shard_of(l)->cfg->admission ||
+	if (!l || !sending_now(l) || l->route_peek || l->sending || (cl->adm && cl->adm->any) || shard_of(l)->cfg->admission ||
 	    guarded_start(l, type) || lease_frame_kind(type, len) != PROTO_WHOLE || type == 'X')
 		return false;
 	count_request(l, type);
@@ -1811,7 +1816,7 @@ static void ready_for_query(struct lease *l, uint8_t status)
 	/* requests rerouted for the primary are not this server's to answer */
 	if (l->rerouting ? l->expect > l->later_expect : (l->expect || l->unsynced))
 		return;
-	if (status == 'I' && cl->adm.open && lease_idle(l))
+	if (status == 'I' && cl->adm && cl->adm->open && lease_idle(l))
 		admit_end(cl);   /* session pooling: its admitted transaction is over */
 	if (status == 'I') {
 		stat_add(&ps->xact_count, 1);
@@ -1882,7 +1887,7 @@ static bool reply_may_speak(const struct lease *l, const struct reply *h, const 
 	uint8_t t = msg[0];
 	if (t == 'D' || t == 'N')
 		return false;   /* reply_done does nothing for them */
-	if (t == 'Z' || h->extra || l->client->adm.rows)
+	if (t == 'Z' || h->extra || (l->client->adm && l->client->adm->rows))
 		return true;    /* the lease may end; session effects; row limits */
 	if (t == 'C' && len > 5 && (msg[5] == 'C' || msg[5] == 'R' || msg[5] == 'P'))
 		return true;    /* COMMIT, ROLLBACK, PREPARE TRANSACTION (txn_end_tag): the session settles,

@@ -205,7 +205,6 @@ void listen_client_gone(struct client *cl)
 		listen_set(cl, &none);
 	free(cl->nq);
 	cl->nq = NULL;
-	cl->nq_len = cl->nq_cap = 0;
 }
 
 /* Keep a copy for later, within max_pending_bytes; beyond, the client is
@@ -213,24 +212,26 @@ void listen_client_gone(struct client *cl)
 static void hold(struct client *cl, const uint8_t *msg, uint32_t len)
 {
 	uint32_t max = (uint32_t)cl->conn.shard->cfg->max_pending_bytes;
-	if (cl->nq_lost || cl->nq_len + len > max) {
+	uint32_t have = cl->nq ? cl->nq->len : 0;
+	if (cl->nq_lost || have + len > max) {
 		cl->nq_lost = true;
 		return;
 	}
-	if (cl->nq_len + len > cl->nq_cap) {
-		uint32_t cap = cl->nq_cap ? cl->nq_cap : 256;
-		while (cap < cl->nq_len + len)
+	if (!cl->nq || have + len > cl->nq->cap) {
+		uint32_t cap = cl->nq ? cl->nq->cap : 256;
+		while (cap < have + len)
 			cap *= 2;
-		uint8_t *nq = realloc(cl->nq, cap);
+		struct client_nq *nq = realloc(cl->nq, sizeof *nq + cap);
 		if (!nq) {
 			cl->nq_lost = true;
 			return;
 		}
+		nq->len = have;
+		nq->cap = cap;
 		cl->nq = nq;
-		cl->nq_cap = cap;
 	}
-	memcpy(cl->nq + cl->nq_len, msg, len);
-	cl->nq_len += len;
+	memcpy(cl->nq->data + have, msg, len);
+	cl->nq->len += len;
 }
 
 void listen_warn(struct client *cl, const char *what)
@@ -244,7 +245,7 @@ void listen_warn(struct client *cl, const char *what)
 
 void listen_flush(struct client *cl)
 {
-	if (cl->state == CL_CLOSED || (!cl->nq_len && !cl->nq_lost))
+	if (cl->state == CL_CLOSED || (!cl->nq && !cl->nq_lost))
 		return;
 	if (cl->nq_lost) {
 		cl->nq_lost = false;
@@ -255,9 +256,12 @@ void listen_flush(struct client *cl)
 					  "for this client to end its transaction");
 		conn_queue_out(&cl->conn, &o);
 	}
-	if (cl->nq_len && !conn_queue(&cl->conn, cl->nq, cl->nq_len, PROTO_BUF_NONE))
+	/* copied out: the memory is not kept for a client that may stay idle */
+	struct client_nq *nq = cl->nq;
+	cl->nq = NULL;
+	if (nq && !conn_queue(&cl->conn, nq->data, nq->len, PROTO_BUF_NONE))
 		client_fail(cl, "53200", "out of memory");
-	cl->nq_len = 0;
+	free(nq);
 }
 
 static void deliver(struct client *cl, const uint8_t *msg, uint32_t len, uint32_t buf)
@@ -265,7 +269,7 @@ static void deliver(struct client *cl, const uint8_t *msg, uint32_t len, uint32_
 	if (cl->state == CL_CLOSED)
 		return;
 	stat_add(&cl->pool->stats->notifications, 1);
-	if (cl->state == CL_IDLE && !cl->nq_len && !cl->nq_lost) {
+	if (cl->state == CL_IDLE && !cl->nq && !cl->nq_lost) {
 		if (!conn_queue(&cl->conn, msg, len, buf))
 			client_fail(cl, "53200", "out of memory");
 		return;

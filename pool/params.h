@@ -20,13 +20,16 @@ struct param {
 
 struct params {
 	struct param *v;
-	uint16_t n, cap;
-	uint32_t bytes;     /* strlen(name) + strlen(value) + 2 of each: what it holds */
 	uint64_t hash;      /* order-independent digest of (name, value) pairs */
-	bool failed;        /* an update was lost (no memory, or PARAMS_MAX): the record
-			     * cannot be trusted; its owner checks at its next step */
-	bool full;          /* ... because of PARAMS_MAX */
+	uint32_t bytes;     /* strlen(name) + strlen(value) + 2 of each: what it holds */
+	uint16_t n;
+	/* bit fields: a client holds two of these, and idle clients are their struct */
+	uint16_t cap : 14;  /* up to PARAMS_MAX */
+	uint16_t failed : 1; /* an update was lost (no memory, or PARAMS_MAX): the record
+			      * cannot be trusted; its owner checks at its next step */
+	uint16_t full : 1;  /* ... because of PARAMS_MAX */
 };
+_Static_assert(PARAMS_MAX < (1 << 14), "struct params: cap holds PARAMS_MAX");
 
 /* Set (or replace) name=value. Names compare case-insensitively. false: no
  * memory or PARAMS_MAX reached; p->failed then stays set until params_clear. */

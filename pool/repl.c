@@ -35,12 +35,16 @@ const char *repl_mode_value(int mode)
 
 static bool linked(const struct client *cl)
 {
-	return cl->repl && cl->repl->state == SV_ACTIVE;
+	return client_repl(cl) && client_repl(cl)->state == SV_ACTIVE;
 }
 
 void repl_start(struct client *cl)
 {
 	struct pool *p = cl->pool;
+	if (!client_extra(cl)) {
+		client_fail(cl, "53200", "out of memory");
+		return;
+	}
 	if (!registry_take_limits(p->shared)) {
 		client_fail(cl, "53300", "too many connections for database \"%s\" or user \"%s\" (max_db_connections, max_user_connections)",
 			    p->db_name, p->user);
@@ -53,7 +57,7 @@ void repl_start(struct client *cl)
 			    p->last_error[0] ? p->last_error : "could not connect to the server");
 		return;
 	}
-	cl->repl = sv;
+	cl->extra->repl = sv;
 	client_set_state(cl, CL_REPL);
 	stat_add(&p->stats->replication_connects, 1);
 	LOGF(LOG_INFO, cl->conn.id, "replication connection (%s): its own server, connection %llu",
@@ -98,7 +102,7 @@ static bool pass(struct conn *from, struct conn *to, const uint8_t *p, uint32_t 
 
 void repl_client_bytes(struct client *cl, const uint8_t *p, uint32_t n, uint32_t buf)
 {
-	if (linked(cl) && !pass(&cl->conn, &cl->repl->conn, p, n, buf))
+	if (linked(cl) && !pass(&cl->conn, &client_repl(cl)->conn, p, n, buf))
 		client_fail(cl, "53200", "out of memory");
 }
 
@@ -114,10 +118,10 @@ void repl_server_bytes(struct server *sv, const uint8_t *p, uint32_t n, uint32_t
 
 void repl_client_gone(struct client *cl)
 {
-	struct server *sv = cl->repl;
+	struct server *sv = client_repl(cl);
 	if (!sv)
 		return;
-	cl->repl = NULL;
+	cl->extra->repl = NULL;
 	sv->repl_client = NULL;
 	server_close(sv, "its replication client left");
 }
@@ -130,7 +134,7 @@ void repl_server_gone(struct server *sv)
 	if (!cl)
 		return;
 	sv->repl_client = NULL;
-	cl->repl = NULL;
+	cl->extra->repl = NULL;   /* repl_client is set only with it */
 	if (sv->ready_once) {
 		/* it has what the server sent (a FATAL, the end of a stream) */
 		client_close_quietly(cl, "its replication server closed the connection");

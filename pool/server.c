@@ -263,7 +263,7 @@ static void tls_answer(struct server *sv, const uint8_t *data, uint32_t n)
 		enum tls_verify v = mode == SSLMODE_VERIFY_FULL ? TLS_VERIFY_FULL
 				  : mode == SSLMODE_VERIFY_CA ? TLS_VERIFY_CA : TLS_VERIFY_NONE;
 		tls_session_set_peer(t, v, sv->pool->db->host);
-		conn_tls_start(&sv->conn, t, false);
+		conn_tls_start(&sv->conn, false);
 		send_startup(sv);   /* encrypted once the handshake is done */
 	} else if (data[0] == 'N' && n == 1) {
 		if (mode >= SSLMODE_REQUIRE)
@@ -405,7 +405,7 @@ static void login_auth(struct server *sv, const uint8_t *msg, uint32_t len)
 		/* As libpq's channel_binding=prefer: over TLS, bind to the server's
 		 * certificate when it offers PLUS, else say we could have ('y'). */
 		uint8_t cb[64];
-		size_t cb_len = sv->conn.tls && plus ? tls_session_peer_endpoint(sv->conn.tls, cb) : 0;
+		size_t cb_len = sv->conn.tls && plus ? tls_session_peer_endpoint(sv->conn.tls->session, cb) : 0;
 		if (cb_len)
 			auth_scram_client_channel_binding(sv->scram, 'p', cb, cb_len);
 		else if (sv->conn.tls)
@@ -696,7 +696,7 @@ static void server_eof(struct server *sv, int err)
 	struct pool *p = sv->pool;
 	char why[200];
 	if (err == EPROTO && sv->conn.tls)
-		snprintf(why, sizeof why, "TLS handshake with server failed: %s", tls_session_error(sv->conn.tls));
+		snprintf(why, sizeof why, "TLS handshake with server failed: %s", tls_session_error(sv->conn.tls->session));
 	else
 		snprintf(why, sizeof why, "server closed the connection unexpectedly%s%s", err ? ": " : "",
 			 err ? strerror(err) : "");

@@ -40,8 +40,8 @@
 static bool client_quiet(const struct client *cl)
 {
 	const struct client_sess *cs = cl->sess;
-	return !cl->in_txn && proto_framer_idle(&cl->conn.fr) && !cl->conn.fr.whole && !cl->nq_len && !cl->nq_lost &&
-	       !cl->txn_failed && !cl->sync_failed && !cl->lost_state[0] && !cl->fatal_deferred && !cl->terminating &&
+	return !cl->in_txn && proto_framer_idle(&cl->conn.fr) && !cl->conn.fr.whole && !cl->nq && !cl->nq_lost &&
+	       !cl->txn_failed && !cl->sync_failed && !(cl->extra && (cl->extra->lost_msg || cl->extra->fatal_deferred)) && !cl->terminating &&
 	       !cl->welcome_owed && !cl->drop_msg &&
 	       !(cs && (cs->txn_params || cs->nsp || cs->txn_listen || cs->txn_forced.n));
 }
@@ -139,7 +139,8 @@ bool upgrade_pack(const struct client *cl, uint64_t now_us, struct strbuf *sb)
 	put_u(sb, cl->key_pid, 4);
 	put_u(sb, cl->key_secret, 4);
 	put_u(sb, cl->key_long, 1);
-	put(sb, cl->key_tail, sizeof cl->key_tail);
+	static const uint8_t no_tail[PROTO_KEY_LONG - 4];
+	put(sb, cl->key_long ? cl->extra->key_tail : no_tail, PROTO_KEY_LONG - 4);
 	put_u(sb, cl->target, 1);
 	put_u(sb, cl->is_unix, 1);
 	put_u(sb, cl->addr_family, 1);
@@ -285,9 +286,12 @@ bool upgrade_unpack(struct client *cl, const uint8_t *p, size_t n, struct stmt_r
 	cl->key_pid = (uint32_t)get_u(&r, 4);
 	cl->key_secret = (uint32_t)get_u(&r, 4);
 	cl->key_long = get_u(&r, 1) != 0;
-	const uint8_t *tail = take(&r, sizeof cl->key_tail);
-	if (tail)
-		memcpy(cl->key_tail, tail, sizeof cl->key_tail);
+	const uint8_t *tail = take(&r, PROTO_KEY_LONG - 4);
+	if (cl->key_long) {
+		if (!tail || !client_extra(cl))
+			return false;
+		memcpy(cl->extra->key_tail, tail, PROTO_KEY_LONG - 4);
+	}
 	cl->target = (uint8_t)get_u(&r, 1);
 	cl->is_unix = get_u(&r, 1) != 0;
 	cl->addr_family = (uint8_t)get_u(&r, 1);
@@ -296,9 +300,11 @@ bool upgrade_unpack(struct client *cl, const uint8_t *p, size_t n, struct stmt_r
 		memcpy(cl->addr, addr, sizeof cl->addr);
 	if (r.bad || !cl->key_pid)
 		return false;
-	cl->user = get_str(&r);
-	cl->database = cl->user ? get_str(&r) : NULL;
-	if (!cl->database || !*cl->user || !*cl->database)
+	char *user = get_str(&r), *database = user ? get_str(&r) : NULL;
+	bool named = database && *user && *database && client_set_names(cl, user, database);
+	free(user);
+	free(database);
+	if (!named)
 		return false;
 	get_params(&r, &cl->startup);
 	get_params(&r, &cl->params);
@@ -364,11 +370,14 @@ bool upgrade_unpack(struct client *cl, const uint8_t *p, size_t n, struct stmt_r
 		for (int i = 0; i < listen.n; i++)
 			if (*listen.v[i].value)
 				r.bad = true;   /* a channel's name, nothing else */
-		if (listen.n && !r.bad && (cl->moved_listen = malloc(sizeof listen)))
-			*cl->moved_listen = listen;
-		else
+		struct params *moved = NULL;
+		if (listen.n && !r.bad && client_extra(cl) && (moved = malloc(sizeof listen))) {
+			*moved = listen;
+			cl->extra->moved_listen = moved;
+		} else {
 			params_clear(&listen);
-		if (listen.n && !cl->moved_listen)
+		}
+		if (listen.n && !moved)
 			r.bad = true;
 	}
 	return !r.bad && r.n == 0;
@@ -376,8 +385,7 @@ bool upgrade_unpack(struct client *cl, const uint8_t *p, size_t n, struct stmt_r
 
 void upgrade_release(struct client *cl, struct stmt_registry *reg)
 {
-	free(cl->user);
-	free(cl->database);
+	free(cl->user);   /* and the database's name after it */
 	cl->user = cl->database = NULL;
 	free(cl->scram);
 	free(cl->secret);
@@ -385,10 +393,7 @@ void upgrade_release(struct client *cl, struct stmt_registry *reg)
 	cl->secret = NULL;
 	params_clear(&cl->startup);
 	params_clear(&cl->params);
-	if (cl->moved_listen)
-		params_clear(cl->moved_listen);
-	free(cl->moved_listen);
-	cl->moved_listen = NULL;
+	client_extra_free(cl);
 	if (cl->sess) {
 		stmt_map_clear(&cl->sess->stmts, reg);
 		params_clear(&cl->sess->sqlprep);
