@@ -53,6 +53,9 @@ struct pool_shared {
 	_Atomic int reserve;   /* reserve_pool_size: extra servers for clients that waited too long */
 	struct limit_shared *db_limit, *user_limit;
 	struct pool_welcome *_Atomic welcome;
+	/* the counts above are read at every release and written when clients
+	 * wait; shard 0's counters below are written per transaction: apart */
+	char pad[64];
 	struct stats_pool shard[]; /* one block per shard, written by that shard */
 };
 

@@ -89,6 +89,10 @@ struct stats_pool {
 	stat_t replication_connects;        /* replication connections opened */
 	gauge_t listeners, listen_channels, sv_listener; /* pool/listen.h: clients, channels, connection */
 	stat_t notifications, listener_losses;
+	/* Each shard writes its own block on every transaction: a line's width
+	 * between its fields and the next shard's keeps them off each other's
+	 * cache lines whatever the allocation's alignment (as in core/queue.h). */
+	char pad[64];
 };
 
 /* TLS connections open with one (protocol version, cipher) pair. Entries are

@@ -253,6 +253,8 @@ static int key_owner(uint32_t secret, int nshards)
 	return bits ? (int)(secret >> (32 - bits)) : 0;
 }
 
+static void share_names(struct client *cl, struct pool *p);
+
 static void key_link(struct client *cl)
 {
 	struct pool_shard *ps = pool_shard(shard_of(cl));
@@ -523,6 +525,7 @@ struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint3
 		return NULL;
 	}
 	cl->limits_counted = true;
+	share_names(cl, p);
 	cl->pool = p;
 	if (p->authq_secret)
 		cl->secret_looked_up = false;   /* the pool learned its own (a login here): that one is current */
@@ -651,10 +654,30 @@ bool client_set_names(struct client *cl, const char *user, const char *database)
 		return false;
 	memcpy(names, user, u);
 	memcpy(names + u, database, d);
-	free(cl->user);
+	client_free_names(cl);
 	cl->user = names;
 	cl->database = names + u;
 	return true;
+}
+
+void client_free_names(struct client *cl)
+{
+	if (!cl->names_shared)
+		free(cl->user);   /* and the database's name after it */
+	cl->names_shared = false;
+	cl->user = cl->database = NULL;
+}
+
+/* Logged in to p under the same names: its own copy is not kept (an idle
+ * client is its memory). Pools are never freed, so the names stay valid. */
+static void share_names(struct client *cl, struct pool *p)
+{
+	if (cl->names_shared || !cl->user || strcmp(cl->user, p->user) || strcmp(cl->database, p->db_name))
+		return;
+	free(cl->user);
+	cl->user = p->user;
+	cl->database = p->db_name;
+	cl->names_shared = true;
 }
 
 void client_extra_free(struct client *cl)
@@ -692,7 +715,7 @@ static void client_free(struct client *cl)
 	client_extra_free(cl);
 	params_clear(&cl->params);
 	free(cl->scram);
-	free(cl->user);   /* and the database's name after it */
+	client_free_names(cl);
 	free(cl->secret);
 	free(cl->adm);
 	free(cl);
@@ -1369,6 +1392,7 @@ static void login_ok(struct client *cl)
 		return;
 	}
 	cl->limits_counted = true;
+	share_names(cl, p);
 	cl->pool = p;
 	learn_login_secrets(p, cl, cl->secret && auth_is_scram_secret(cl->secret));
 	stat_add(&p->stats->client_logins, 1);

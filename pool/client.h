@@ -107,7 +107,7 @@ struct client {
 	struct list wait;                          /* the list its state puts it on */
 	struct pool *pool;
 	struct lease *lease;                       /* its claim on a server, while it has requests */
-	char *user, *database;                     /* one allocation: the database's name follows the user's */
+	char *user, *database;                     /* one allocation, the database's name after the user's; or its pool's (names_shared) */
 	struct params params;                      /* session state the client asked for */
 	struct client *next_key;                   /* cancel-key hash chain */
 	uint64_t connect_us, wait_start_us, state_us, xact_start_us, query_start_us;
@@ -165,6 +165,7 @@ struct client {
 	uint8_t moved_pins;                        /* pgring -R, new process: its pins, from its record */
 	bool upgrade_grouped;                      /* pgring -R: parked to move with its pool's LISTEN connection */
 	bool moved_in;                             /* came from the predecessor: logged in, no welcome owed */
+	bool names_shared;                         /* user and database point at its pool's (pools live as long as the process) */
 };
 
 /* Its framer's reassembly callbacks (conn_frame_alloc) take it as its conn. */
@@ -178,6 +179,7 @@ void client_extra_free(struct client *cl);
 static inline struct server *client_repl(const struct client *cl) { return cl->extra ? cl->extra->repl : NULL; }
 /* Its user's and database's names (copied, in one allocation); false: no memory. */
 bool client_set_names(struct client *cl, const char *user, const char *database);
+void client_free_names(struct client *cl);   /* and forget them */
 /* pgring -R: a logged-in client handed over by the predecessor (its socket
  * and its record, pool/upgrade.h) becomes this shard's, idle, with the same
  * cancel key. The fd is taken in every case (closed on failure). */

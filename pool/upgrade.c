@@ -385,8 +385,7 @@ bool upgrade_unpack(struct client *cl, const uint8_t *p, size_t n, struct stmt_r
 
 void upgrade_release(struct client *cl, struct stmt_registry *reg)
 {
-	free(cl->user);   /* and the database's name after it */
-	cl->user = cl->database = NULL;
+	client_free_names(cl);
 	free(cl->scram);
 	free(cl->secret);
 	cl->scram = NULL;
