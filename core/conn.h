@@ -162,7 +162,8 @@ static inline bool conn_has_output(const struct conn *c) { return c->out_bytes !
  * from now on (c->tls). Set it up (tls_session_set_peer, _set_direct), then
  * call conn_tls_start before anything else happens on c. */
 struct tls_session *conn_tls_new(struct conn *c, struct tls_ctx *ctx, bool server);
-/* From now on the socket speaks TLS through conn_tls_new's session: what was queued before goes out as it is, what is queued after is
+/* From now on the socket speaks TLS through conn_tls_new's session: what
+ * was queued before goes out as it is, what is queued after is
  * encrypted, and received bytes reach ops->data decrypted. Called from inside
  * ops->data, replay says that the bytes being handled are themselves the
  * start of the handshake (a client that opened with a TLS ClientHello). A

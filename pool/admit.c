@@ -311,15 +311,22 @@ static enum admit_verdict try_admit(struct client *cl, bool queued)
 	return ADMIT_GO;
 }
 
-enum admit_verdict admit_request(struct client *cl, uint8_t type)
+/* Its admission state, its tenants found again if the configuration changed;
+ * NULL: no memory (logged). */
+static struct admit_client *current(struct client *cl)
 {
 	struct admit_shard *as = pool_shard(cl->conn.shard)->admit;
-	if (!admit_of(cl)) {
+	if (admit_of(cl) && (!as || cl->adm->gen != as->gen))
+		resolve(cl);
+	return cl->adm;
+}
+
+enum admit_verdict admit_request(struct client *cl, uint8_t type)
+{
+	if (!current(cl)) {
 		lease_refuse(cl, "53200", "pgring: out of memory");
 		return ADMIT_REFUSED;
 	}
-	if (!as || cl->adm->gen != as->gen)
-		resolve(cl);
 	if (!cl->adm->any)
 		return ADMIT_GO;
 	/* the admission pays for one query: this one, or the Execute to come */
@@ -329,13 +336,8 @@ enum admit_verdict admit_request(struct client *cl, uint8_t type)
 
 void admit_force(struct client *cl, uint8_t type)
 {
-	struct admit_shard *as = pool_shard(cl->conn.shard)->admit;
-	if (!admit_of(cl))
-		return;   /* cannot be held back, cannot be counted: logged */
-	if (!as || cl->adm->gen != as->gen)
-		resolve(cl);
-	if (!cl->adm->any)
-		return;
+	if (!current(cl) || !cl->adm->any)
+		return;   /* no memory (logged): cannot be held back, cannot be counted */
 	cl->adm->prepaid = type != 'Q';
 	for (int k = 0; k < ADMIT_KINDS; k++)
 		if (cl->adm->t[k] && cl->adm->t[k]->max_txn) {
