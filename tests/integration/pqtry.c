@@ -29,40 +29,7 @@
 #include <postgresql/libpq-fe.h>   /* Debian: /usr/include/postgresql */
 #endif
 
-static void one_line(const char *msg, char *out, size_t cap)
-{
-	size_t n = 0;
-	for (const char *p = msg; *p && n + 1 < cap; p++)
-		out[n++] = (*p == '\n' || *p == '\r') ? ' ' : *p;
-	while (n > 0 && out[n - 1] == ' ')
-		n--;
-	out[n] = 0;
-}
-
-/* Find "FATAL:  XXXXX:" / "ERROR:  XXXXX:" in a verbose libpq message. */
-static void sqlstate_from_message(const char *msg, char out[6])
-{
-	strcpy(out, "none");
-	static const char *tags[] = { "FATAL:", "ERROR:", "PANIC:" };
-	for (size_t t = 0; t < sizeof tags / sizeof tags[0]; t++) {
-		const char *p = strstr(msg, tags[t]);
-		while (p) {
-			const char *q = p + strlen(tags[t]);
-			while (*q == ' ')
-				q++;
-			int ok = 1;
-			for (int i = 0; i < 5; i++)
-				if (!q[i] || !(isdigit((unsigned char)q[i]) || isupper((unsigned char)q[i])))
-					ok = 0;
-			if (ok && q[5] == ':') {
-				memcpy(out, q, 5);
-				out[5] = 0;
-				return;
-			}
-			p = strstr(p + 1, tags[t]);
-		}
-	}
-}
+#include "pqerr.h"
 
 static int timed_out, extended, keep_going;
 
@@ -114,11 +81,11 @@ static int run(PGconn *c, int nsql, char **sql)
 			const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 			char st[6];
 			if (!code) {
-				sqlstate_from_message(PQerrorMessage(c), st);
+				pqerr_sqlstate(PQerrorMessage(c), st);
 				code = st;
 			}
 			const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-			one_line(m ? m : PQerrorMessage(c), line, sizeof line);
+			pqerr_one_line(m ? m : PQerrorMessage(c), line, sizeof line);
 			printf("ERROR %s %s\n", code, line);
 			PQclear(r);
 			rc = 3;
@@ -153,8 +120,8 @@ int main(int argc, char **argv)
 	if (!c || PQstatus(c) != CONNECTION_OK) {
 		char st[6], line[4096];
 		const char *m = !c ? "out of memory" : timed_out ? "timeout: no answer to the login" : PQerrorMessage(c);
-		sqlstate_from_message(m, st);
-		one_line(m, line, sizeof line);
+		pqerr_sqlstate(m, st);
+		pqerr_one_line(m, line, sizeof line);
 		printf("ERROR %s %s\n", st, line);
 		PQfinish(c);
 		return 2;
