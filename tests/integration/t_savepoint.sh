@@ -7,6 +7,9 @@
 # client's own startup values (options=-c, application_name), not the server's;
 # a COMMIT or ROLLBACK inside one Query settles the transaction before it, whatever
 # the statements after it do (a SET committed before a failing statement stays).
+# The timeouts set are seconds long: a few milliseconds cancelled the next
+# statement on a loaded machine (CI, directly: "canceling statement due to
+# statement timeout" where the script expects "division by zero").
 source "$(dirname "$0")/lib.sh"
 pgring_only "session state restore in transaction mode is pgring's"
 
@@ -17,13 +20,13 @@ on_exit 'qd "DROP SCHEMA IF EXISTS sp_a, sp_noise CASCADE"'
 SCRIPT=$(cat <<'SQL'
 \set ON_ERROR_STOP 0
 SHOW search_path; SHOW statement_timeout; SHOW application_name;
-BEGIN; SET search_path = public; SAVEPOINT a; SET statement_timeout = 99; ROLLBACK TO a; COMMIT;
+BEGIN; SET search_path = public; SAVEPOINT a; SET statement_timeout = 9900; ROLLBACK TO a; COMMIT;
 SHOW search_path; SHOW statement_timeout;
-BEGIN; SAVEPOINT b; SET search_path = sp_a; RELEASE b; SAVEPOINT c; SET statement_timeout = 7; SELECT 1/0; ROLLBACK TO SAVEPOINT c; COMMIT;
+BEGIN; SAVEPOINT b; SET search_path = sp_a; RELEASE b; SAVEPOINT c; SET statement_timeout = 7700; SELECT 1/0; ROLLBACK TO SAVEPOINT c; COMMIT;
 SHOW search_path; SHOW statement_timeout;
 BEGIN; SET statement_timeout = 4321; SAVEPOINT d; SET search_path = public; ROLLBACK; 
 SHOW search_path; SHOW statement_timeout;
-SET application_name = changed; SET search_path = public; SET statement_timeout = 5;
+SET application_name = changed; SET search_path = public; SET statement_timeout = 5500;
 SHOW application_name; SHOW search_path; SHOW statement_timeout;
 DISCARD ALL;
 SHOW application_name; SHOW search_path; SHOW statement_timeout;
