@@ -144,7 +144,8 @@ static inline bool conn_queue(struct conn *c, const void *p, uint32_t n, uint32_
 		t->bytes += n;
 		c->q.bytes += n;
 		c->out_bytes += n;
-		shard_flush_later(c->shard, c);
+		if (!c->flushing)
+			shard_flush_later(c->shard, c);
 		return true;
 	}
 	return conn_queue_slow(c, p, n, buf);

@@ -120,43 +120,55 @@ static void rq_pop(struct lease *l)
 		l->copy_data = false;   /* what came before the CopyData is over: so is any COPY it fed */
 }
 
+/* Room for one more entry: the queue doubles (false: no memory). */
+static __attribute__((noinline)) bool rq_grow(struct replyq *q)
+{
+	uint32_t cap = q->cap ? q->cap * 2 : 16;
+	struct reply *r = malloc(cap * sizeof *r);
+	if (!r)
+		return false;
+	for (uint32_t i = 0; i < q->n; i++)
+		r[i] = q->r[(q->head + i) & (q->cap - 1)];
+	free(q->r);
+	q->r = r;
+	q->cap = cap;
+	q->head = 0;
+	return true;
+}
+
+/* The entry not queued after all (skipping to a Sync, or no memory): what it
+ * held goes back. */
+static __attribute__((noinline)) struct reply *rq_refuse(struct lease *l, uint8_t kind, uint8_t type,
+							  struct pstmt *st, void *extra, uint32_t flags, bool skipped)
+{
+	struct reply tmp = { .kind = kind, .type = type, .flags = flags, .st = st, .extra = extra };
+	if (skipped)
+		entry_undo(l, &tmp, true);
+	entry_release(l, &tmp);
+	if (!skipped && l->client)
+		oom(l->client);
+	return NULL;
+}
+
 /* Queue what the server (or pgring) owes for one request. While the server
- * skips to the next Sync, nothing but a Sync is answered. */
-static struct reply *rq_push(struct lease *l, uint8_t kind, uint8_t type, struct pstmt *st, void *extra,
-			     uint32_t flags)
+ * skips to the next Sync, nothing but a Sync is answered. Once per request
+ * message: the rare cases are out of line. */
+static inline struct reply *rq_push(struct lease *l, uint8_t kind, uint8_t type, struct pstmt *st, void *extra,
+				    uint32_t flags)
 {
 	struct replyq *q = &l->rq;
 	if (st)
 		st->refs++;
 	if (flags & RF_UNNAMED)
 		l->unnamed_inflight++;
-	struct reply tmp = { .kind = kind, .type = type, .flags = flags, .st = st, .extra = extra };
 	if (type == 'S')
 		l->skipping = false;
-	else if (l->skipping) {
-		entry_undo(l, &tmp, true);
-		entry_release(l, &tmp);
-		return NULL;
-	}
-	if (q->n == q->cap) {
-		uint32_t cap = q->cap ? q->cap * 2 : 16;
-		struct reply *r = malloc(cap * sizeof *r);
-		if (!r) {
-			entry_release(l, &tmp);
-			if (l->client)
-				oom(l->client);
-			return NULL;
-		}
-		for (uint32_t i = 0; i < q->n; i++)
-			r[i] = q->r[(q->head + i) & (q->cap - 1)];
-		free(q->r);
-		q->r = r;
-		q->cap = cap;
-		q->head = 0;
-	}
-	struct reply *r = &q->r[(q->head + q->n) & (q->cap - 1)];
-	q->n++;
-	*r = tmp;
+	else if (__builtin_expect(l->skipping, 0))
+		return rq_refuse(l, kind, type, st, extra, flags, true);
+	if (__builtin_expect(q->n == q->cap, 0) && !rq_grow(q))
+		return rq_refuse(l, kind, type, st, extra, flags, false);
+	struct reply *r = &q->r[(q->head + q->n++) & (q->cap - 1)];
+	*r = (struct reply){ .kind = kind, .type = type, .flags = flags, .st = st, .extra = extra };
 	return r;
 }
 
@@ -473,13 +485,11 @@ static void reply_done(struct lease *l, const uint8_t *msg, uint32_t len)
 
 /* ---- requests on their way to the server ---- */
 
-static bool send_bytes(struct lease *l, const void *p, uint32_t n, uint32_t buf)
+static inline bool send_bytes(struct lease *l, const void *p, uint32_t n, uint32_t buf)
 {
-	struct client *cl = l->client;
-	struct server *sv = l->server;
-	if (conn_queue(&sv->conn, p, n, buf))
+	if (__builtin_expect(conn_queue(&l->server->conn, p, n, buf), 1))
 		return true;
-	oom(cl);
+	oom(l->client);
 	return false;
 }
 

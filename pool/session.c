@@ -439,6 +439,10 @@ void session_ready(struct lease *l, char status)
 	}
 	if (status != 'I')
 		return;
+	/* only what a transaction's end merges into the client's records can
+	 * grow them here (each statement's own effects were checked as they
+	 * came): a transaction that set nothing skips the check */
+	bool grew = cl->sess->txn_listen || cl->sess->txn_params;
 	if (cl->sess->txn_listen) {
 		/* LISTEN takes effect at commit; after a savepoint rollback pgring
 		 * cannot tell, and keeps what the statements said */
@@ -485,7 +489,8 @@ void session_ready(struct lease *l, char status)
 	params_clear(&cl->sess->txn_forced);
 	savepoints_pop_to(cl, 0);
 	l->txn_error = l->txn_rolled = l->txn_uncertain = l->txn_reset_all = false;
-	check_memory(cl);
+	if (grew)
+		check_memory(cl);
 }
 
 /* ---- SQL PREPAREs follow the client ---- */

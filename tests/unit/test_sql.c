@@ -468,19 +468,26 @@ Test(sql_kinds, plain_every_offset)
 		{ "x INTO TEMP t", false }, { "PG_ADVISORY_LOCK(1)", false },
 		{ "a - b / c", true }, { "n_v_x;", true }, { "x; ;  ", true }, { "inta", true },
 	};
+	/* spaces after the trigger change no answer, and put it at every
+	 * distance from the end (the last 16 bytes are one window that may
+	 * overlap the one before, then the last byte alone) */
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-		for (int pad = 0; pad < 40; pad++) {
-			char q[128];
-			int n = snprintf(q, sizeof q, "SELECT %.*s%s", pad, "1234567890123456789012345678901234567890",
-					 t[i].tail);
-			char *h = malloc((size_t)n);
-			memcpy(h, q, (size_t)n);
-			cr_assert_eq(proto_sql_plain(h, (size_t)n), t[i].plain, "%s", q);
-			free(h);
-		}
+		for (int pad = 0; pad < 40; pad++)
+			for (int after = 0; after < 20; after++) {
+				char q[160];
+				int n = snprintf(q, sizeof q, "SELECT %.*s%s%*s", pad,
+						 "1234567890123456789012345678901234567890", t[i].tail, after, "");
+				char *h = malloc((size_t)n);
+				memcpy(h, q, (size_t)n);
+				cr_assert_eq(proto_sql_plain(h, (size_t)n), t[i].plain, "[%s]", q);
+				free(h);
+			}
 	/* "into" after a non-SELECT word is left alone; a dash at the very end too */
 	cr_assert(proto_sql_plain("INSERT INTO t VALUES (1)", 24));
 	cr_assert(proto_sql_plain("SELECT 1 -", 10));
+	cr_assert(proto_sql_plain("SELECT 1 FROM t WHERE a = b -", 29));
+	cr_assert(!proto_sql_plain("SELECT 1 FROM t WHERE a = b --", 30));
+	cr_assert(!proto_sql_plain("SELECT 1 FROM t WHERE a = b /*", 30));
 }
 
 /* The first word is read 16 bytes at a time when the query is that long, a
