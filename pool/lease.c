@@ -66,11 +66,13 @@ static void entry_release(struct lease *l, struct reply *r)
 		l->unnamed_inflight--;
 	if (r->st)
 		stmt_unref(pool_shard(shard_of(l))->stmts, r->st);
+	r->st = NULL;
+	if (!r->extra)
+		return;   /* most entries: nothing to free */
 	if ((r->type == 'Q' || r->type == 'E') && r->kind == RP_PASS)
 		fx_free(r->extra);
 	else
 		free(r->extra);
-	r->st = NULL;
 	r->extra = NULL;
 }
 
