@@ -512,16 +512,23 @@ static void arm_wake(struct shard *s)
 	s->wake_armed = true;
 }
 
-bool shard_post(int from, int to, const struct shard_msg *m)
+bool shard_deliver(struct shard *t, int slot, const struct shard_msg *m)
 {
-	struct shard *t = &shards[to];
-	int slot = from < 0 ? nshards : from;
 	if (!queue_push(&t->inbox[slot], m))
 		return false;
-	uint64_t one = 1;
-	ssize_t w = write(t->wake_fd, &one, sizeof one);
-	(void)w;
+	/* one write per wake-up, not per message: a burst of posts to a busy
+	 * shard was a syscall each (the scaling study's hazard) */
+	if (!atomic_exchange_explicit(&t->mail, 1, memory_order_acq_rel)) {
+		uint64_t one = 1;
+		ssize_t w = write(t->wake_fd, &one, sizeof one);
+		(void)w;
+	}
 	return true;
+}
+
+bool shard_post(int from, int to, const struct shard_msg *m)
+{
+	return shard_deliver(&shards[to], from < 0 ? nshards : from, m);
 }
 
 static void start_drain(struct shard *s);
@@ -613,6 +620,12 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 
 static void drain_inbox(struct shard *s)
 {
+	/* A post that set the flag after this load wrote the eventfd: the next
+	 * turn comes, and reads it. Cleared before the reading, so that a post
+	 * meanwhile sets it again (and wakes the shard) rather than being missed. */
+	if (!atomic_load_explicit(&s->mail, memory_order_relaxed))
+		return;
+	atomic_exchange_explicit(&s->mail, 0, memory_order_acq_rel);
 	struct shard_msg m;
 	for (int i = 0; i <= s->nshards; i++)
 		while (queue_pop(&s->inbox[i], &m))
@@ -756,15 +769,13 @@ void shard_step(struct shard *s, uint64_t max_wait_us)
 	/* Only the completions present now: a handler that must submit (a full
 	 * SQ) can complete work inline, and chasing those here would let one
 	 * busy step starve the inbox, the buffer ring's refill and the tick. */
-	unsigned head, n = 0, ready = io_uring_cq_ready(&s->ring);
-	io_uring_for_each_cqe(&s->ring, head, cqe) {
-		if (n == ready)
-			break;
-		dispatch(s, cqe);
-		n++;
-	}
-	io_uring_cq_advance(&s->ring, n);
-	stat_add(&s->stats->cqes, n);
+	/* by index, the tail read once: io_uring_for_each_cqe reads it again
+	 * (an acquire) and tests for 32-byte CQEs on every one (not set up here) */
+	unsigned head = *s->ring.cq.khead, mask = s->ring.cq.ring_mask, ready = io_uring_cq_ready(&s->ring);
+	for (unsigned n = 0; n < ready; n++)
+		dispatch(s, &s->ring.cq.cqes[(head + n) & mask]);
+	io_uring_cq_advance(&s->ring, ready);
+	stat_add(&s->stats->cqes, ready);
 	drain_inbox(s);
 	feed_starved(s);
 	bufs_commit(&s->bufs);

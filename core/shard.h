@@ -137,6 +137,14 @@ struct shard {
 	uint64_t drain_deadline_us;
 	char startup_error[256];     /* why the thread failed to start */
 	_Atomic int started;         /* 1 running, -1 failed */
+	/* Set by a sender after its message is in an inbox, cleared by the shard
+	 * before it reads them: a sender that finds it set does not write the
+	 * eventfd (a wake-up is owed already), and a turn that finds it clear
+	 * does not look at the nshards + 1 inboxes. Written by other threads:
+	 * a cache line of its own whatever the struct's alignment. */
+	char mail_before[64];
+	_Atomic int mail;
+	char mail_after[60];
 };
 
 /* The reason given to a client refused for lack of descriptors, and the count
@@ -171,6 +179,9 @@ void shard_close(struct shard *s);
 int shard_count(void);
 /* Post a message to shard `to` from shard `from` (-1: control) and wake it. */
 bool shard_post(int from, int to, const struct shard_msg *m);
+/* The same into t's inbox from sender `slot` (0..nshards-1 a shard, nshards
+ * control): what shard_post does once it has found the target. */
+bool shard_deliver(struct shard *t, int slot, const struct shard_msg *m);
 void shard_join_all(void);
 
 /* pgring -R. The new process, before shard_start_all: a listening socket

@@ -351,9 +351,7 @@ int harness_accept(struct shard *s, int lfd, int timeout_ms)
 
 void harness_post(struct shard *s, const struct shard_msg *m)
 {
-	cr_assert(queue_push(&s->inbox[s->nshards], m), "the shard's inbox is full");
-	uint64_t one = 1;
-	cr_assert_eq(write(s->wake_fd, &one, sizeof one), (ssize_t)sizeof one);
+	cr_assert(shard_deliver(s, s->nshards, m), "the shard's inbox is full");
 }
 
 void harness_put_startup(struct proto_out *o, const char *user, const char *database)

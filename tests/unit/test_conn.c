@@ -1433,6 +1433,33 @@ Test(conn, a_posted_message_wakes_the_shard_and_is_handled)
 	}
 }
 
+/* Posts that find a wake-up owed (the mail flag set) write no eventfd; the
+ * turn that reads them clears the flag first and reads every one, and the
+ * next post after it wakes the shard again. */
+Test(conn, posts_before_a_turn_are_all_read_and_the_next_wakes_it_again)
+{
+	struct shard_msg m = { .type = SHARD_MSG_STOP };
+	just_after_a_tick(s);
+	s->stopped = false;
+	harness_post(s, &m);
+	harness_post(s, &m);
+	harness_post(s, &m);
+	cr_expect_eq(atomic_load(&s->mail), 1);
+	uint64_t took = timed_step(s);
+	cr_expect(s->stopped, "the inbox was not read");
+	cr_expect_lt(took, 50000, "the first post's eventfd did not end the wait (%llu us)", (unsigned long long)took);
+	cr_expect_eq(atomic_load(&s->mail), 0, "the flag was not cleared");
+	struct shard_msg left;
+	cr_expect_not(queue_pop(&s->inbox[s->nshards], &left), "a message was left in the inbox");
+	/* a turn with the flag clear reads no inbox, and a post after it wakes the shard */
+	just_after_a_tick(s);
+	s->stopped = false;
+	harness_post(s, &m);
+	took = timed_step(s);
+	cr_expect(s->stopped, "the post after the turn was not read");
+	cr_expect_lt(took, 50000, "the post after the turn did not wake the shard (%llu us)", (unsigned long long)took);
+}
+
 /* ---- scratch buffers ---- */
 
 Test(buf, small_scratch_pieces_are_carved_adjacent_from_one_buffer)
