@@ -1730,22 +1730,46 @@ static bool request_shape_ok(uint8_t type, uint32_t len)
 	       !((type == 'S' || type == 'H') && len != 5);
 }
 
-/* A client with its server, between messages: the whole requests at the
- * front go straight to the lease (lease_request_direct), with what
- * client_begin would check of each, and without its two callbacks. */
+/* An idle client's first request of a transaction, whole in the buffer at
+ * p: what client_begin and client_whole do with it, without the framer's
+ * step and two callbacks between them (once per transaction). The framer's
+ * look-ahead (what follows it, for routing) is set as start_message sets it.
+ * false: not such a request, or refused at its start (the framer's way then
+ * sees the client closed). */
+static bool idle_request(struct client *cl, const uint8_t *p, uint32_t len, const uint8_t *end, uint32_t buf)
+{
+	if (lease_frame_kind(p[0], len) != PROTO_WHOLE || lease_request_begin(cl, p[0], len) != PROTO_WHOLE)
+		return false;
+	cl->conn.fr.ahead = p + len;
+	cl->conn.fr.ahead_len = (uint32_t)(end - p - len);
+	lease_request_whole(cl, p, len, buf);
+	return true;
+}
+
+/* Whether the next message may take client_span's way: asked before each,
+ * as a message can change it (a refused request sets sync_failed, so the
+ * rest of its batch is dropped by client_begin's way). */
+static bool span_state(const struct client *cl)
+{
+	return (cl->state == CL_ACTIVE || cl->state == CL_IDLE) && !cl->admin && !cl->tls_asked && !cl->sync_failed &&
+	       !cl->txn_failed;
+}
+
+/* A logged-in client between messages: the whole requests at the front go
+ * to the lease with what client_begin would check of each, and without its
+ * two callbacks: straight to the server (lease_request_direct) when the
+ * client has one, the first of a transaction through idle_request. */
 static uint32_t client_span(void *ctx, const uint8_t *data, uint32_t n, uint32_t buf)
 {
 	struct client *cl = ctx;
 	const uint8_t *p = data, *end = data + n;
-	if (cl->state != CL_ACTIVE || cl->admin || cl->tls_asked || cl->sync_failed || cl->txn_failed)
-		return 0;
-	while (end - p >= 5 && cl->state == CL_ACTIVE) {
+	while (end - p >= 5 && span_state(cl)) {
 		uint32_t len = proto_get_u32(p + 1) + 1;
 		if (len < 5 || len > cl->conn.fr.max_len || len > (uint32_t)(end - p) || !request_shape_ok(p[0], len))
 			break;
 		cl->drop_msg = false;
 		cl->msg_start_us = shard_of(cl)->now_us;
-		if (!lease_request_direct(cl, p, len, buf))
+		if (cl->state == CL_IDLE ? !idle_request(cl, p, len, end, buf) : !lease_request_direct(cl, p, len, buf))
 			break;
 		p += len;
 	}
