@@ -39,6 +39,7 @@ struct member {
 	enum phase phase;
 	PostgresPollingStatusType poll;   /* while connecting: what libpq waits for */
 	int stmt;                         /* the statement running */
+	bool unsent;                      /* PQflush left bytes to send: poll for writing */
 	int rc;
 	bool written;
 	long long start_ms;
@@ -148,7 +149,7 @@ static void step(struct member *m, int nsql, char **sql)
 		/* a lost connection is not the end of it: what came before the
 		 * loss (a FATAL and its SQLSTATE) is still a result to take, and
 		 * libpq is no longer busy once the connection is bad */
-		(void)PQflush(m->conn);
+		m->unsent = PQflush(m->conn) == 1;
 		(void)PQconsumeInput(m->conn);
 		while (m->phase == P_WAITING && !PQisBusy(m->conn) && take_result(m, nsql))
 			;
@@ -164,7 +165,7 @@ static short wanted_events(const struct member *m)
 {
 	if (m->phase == P_CONNECTING)
 		return m->poll == PGRES_POLLING_READING ? POLLIN : POLLOUT;
-	return (short)(POLLIN | (PQflush(m->conn) == 1 ? POLLOUT : 0));
+	return (short)(POLLIN | (m->unsent ? POLLOUT : 0));
 }
 
 static bool write_line(const char *dir, int i, const struct member *m, long long end_ms)
