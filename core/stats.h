@@ -77,6 +77,7 @@ struct stats_pool {
 	stat_t server_assignments;          /* servers given to a client (PgBouncer's server_assignment_count) */
 	struct stats_hist query_hist, xact_hist, wait_hist; /* the same times, by bucket */
 	stat_t server_connects, server_connect_errors;
+	stat_t server_moves;                /* idle servers sent to another shard whose clients wait */
 	stat_t client_logins, client_login_errors;
 	stat_t prepares_injected, prepares_shared; /* Parses pgring sent for a client / answered from a server's set */
 	stat_t state_replays;               /* session-state replays (SET, PREPARE) on lease */

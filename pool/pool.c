@@ -573,6 +573,7 @@ static bool migrate_to(struct server *sv, int to)
 	if (to < 0 || !proto_framer_idle(&sv->conn.fr) || sv->conn.out_bytes)
 		return false;
 	server_set_state(sv, SV_MIGRATING);
+	stat_add(&sv->pool->stats->server_moves, 1);
 	atomic_fetch_add(&sv->pool->shared->in_transit, 1);
 	sv->migrate_to = to;
 	conn_park(&sv->conn);   /* parks at once if nothing is in flight */

@@ -46,6 +46,8 @@ static const struct counter_def pool_counters[] = {
 	{ "server_connects", NULL, "Server connections opened.", POOL_STAT(server_connects), false },
 	{ "server_connect_errors", NULL, "Server connections that failed to open.",
 	  POOL_STAT(server_connect_errors), false },
+	{ "server_moves", NULL, "Idle server connections handed to another shard whose clients wait for this pool.",
+	  POOL_STAT(server_moves), false },
 	{ "client_logins", NULL, "Client logins that succeeded.", POOL_STAT(client_logins), false },
 	{ "client_login_errors", NULL, "Client logins that failed.", POOL_STAT(client_login_errors), false },
 	{ "prepares_injected", NULL, "Prepared statements pgring prepared on a server for a client (transaction pooling).",

@@ -160,6 +160,8 @@ Test(metrics_prom, pool_counters_sum_over_shards)
 	set_stat(&ps->shard[1].wait_count, 6);
 	set_stat(&ps->shard[0].server_connects, 2);
 	set_stat(&ps->shard[1].server_connect_errors, 1);
+	set_stat(&ps->shard[0].server_moves, 4);
+	set_stat(&ps->shard[1].server_moves, 9);
 	set_stat(&ps->shard[0].client_logins, 5);
 	set_stat(&ps->shard[1].client_login_errors, 8);
 	char *page = render_prom();
@@ -173,6 +175,7 @@ Test(metrics_prom, pool_counters_sum_over_shards)
 	assert_line(page, "pgring_pool_waits_total{database=\"app\",user=\"bob\"} 6");
 	assert_line(page, "pgring_pool_server_connects_total{database=\"app\",user=\"bob\"} 2");
 	assert_line(page, "pgring_pool_server_connect_errors_total{database=\"app\",user=\"bob\"} 1");
+	assert_line(page, "pgring_pool_server_moves_total{database=\"app\",user=\"bob\"} 13");
 	assert_line(page, "pgring_pool_client_logins_total{database=\"app\",user=\"bob\"} 5");
 	assert_line(page, "pgring_pool_client_login_errors_total{database=\"app\",user=\"bob\"} 8");
 	assert_line(page, "# TYPE pgring_pool_transactions_total counter");
