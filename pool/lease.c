@@ -1076,15 +1076,23 @@ static void on_query(struct lease *l, const uint8_t *msg, uint32_t len, uint32_t
 	struct client *cl = l->client;
 	struct server *sv = l->server;
 	const char *sql = (const char *)msg + 5;
-	size_t qlen = strnlen(sql, len - 5);
 	/* a simple Query destroys the unnamed statement, the server's and so
 	 * the client's, as on PostgreSQL, and the unnamed portal */
 	unnamed_gone(l);
 	l->portal_gone = true;
 	l->unnamed_here = true;
 	struct proto_sql_stmt local[16], *fx = local;
-	int nstmts = 0;
-	int n = proto_sql_plain(sql, qlen) ? 0 : proto_sql_scan(sql, qlen, fx, 16, &nstmts);
+	int nstmts = 0, n = 0;
+	size_t qlen = 0;
+	/* The pre-check reads the whole string up to the message's final NUL,
+	 * without a strnlen first (~35 instructions): with a NUL inside, the
+	 * server runs nothing ("invalid message format"), and the bytes after
+	 * it only make the pre-check more careful. The scan reads up to the
+	 * first NUL, as the server would. */
+	if (len < 6 || msg[len - 1] != 0 || !proto_sql_plain(sql, len - 6)) {
+		qlen = strnlen(sql, len - 5);
+		n = proto_sql_scan(sql, qlen, fx, 16, &nstmts);
+	}
 	if (n == 16 && nstmts > 16) {
 		/* rare: more statements that change the session than the stack
 		 * takes; every one must be followed, up to QUERY_EFFECTS_MAX */

@@ -675,7 +675,7 @@ static bool ascii_letter(unsigned char c) { return (unsigned char)((c | 0x20) - 
 bool proto_sql_plain(const char *sql, size_t len)
 {
 	const char *p = sql, *e = sql + len;
-	while (p < e && isspace((unsigned char)*p))
+	while (p < e && (unsigned char)*p <= ' ' && isspace((unsigned char)*p))
 		p++;
 	uint64_t w = 0;
 	size_t k = 0;
@@ -702,7 +702,9 @@ bool proto_sql_plain(const char *sql, size_t len)
 			w |= (uint64_t)((unsigned char)p[k] | 0x20) << (8 * k);
 		}
 	}
-	if (k == 0 || (p + k < e && (isalnum((unsigned char)p[k]) || p[k] == '_' || (unsigned char)p[k] >= 0x80)) ||
+	/* p[k] is no letter: a digit, '_' or a byte of a multibyte letter would
+	 * carry the word on */
+	if (k == 0 || (p + k < e && ((unsigned char)(p[k] - '0') < 10 || p[k] == '_' || (unsigned char)p[k] >= 0x80)) ||
 	    !plain_word(w))
 		return false;
 	return plain_rest(sql, p + k, e, w == W8('s', 'e', 'l', 'e', 'c', 't', 0, 0)) > 0;

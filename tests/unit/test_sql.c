@@ -490,6 +490,42 @@ Test(sql_kinds, plain_every_offset)
 	cr_assert(!proto_sql_plain("SELECT 1 FROM t WHERE a = b /*", 30));
 }
 
+/* A Query's pre-check reads its string up to the message's final NUL, past a
+ * NUL inside it (pool/lease.c on_query; the server refuses such a message).
+ * That is safe only if whatever is plain with bytes after a NUL is plain up
+ * to the NUL: checked for statements cut at every byte, with tails that are
+ * plain and tails that are not. */
+Test(sql_kinds, plain_past_a_nul_only_if_plain_before_it)
+{
+	static const char *const head[] = {
+		"SET x = 1", "SELECT 1; SET x = 1", "SELECT pg_advisory_lock(1)", "SELECT 1 INTO TEMP t",
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 1;", "-- c\nSELECT 1", "SELECT set_config('a', 'b', false)",
+		"UPDATE t SET v = 1", "SELECT 1 /* c */", "  select 1 ;",
+	};
+	static const char *const tail[] = { "", " ", "1", "; SET y = 2", "x", ";", "-- c", "SELECT 1" };
+	int tried = 0, plain_full = 0;
+	for (size_t i = 0; i < sizeof head / sizeof head[0]; i++)
+		for (size_t cut = 0; cut <= strlen(head[i]); cut++)
+			for (size_t j = 0; j < sizeof tail / sizeof tail[0]; j++) {
+				char q[160];
+				size_t tl = strlen(tail[j]);
+				memcpy(q, head[i], cut);
+				q[cut] = 0;
+				memcpy(q + cut + 1, tail[j], tl);
+				size_t n = cut + 1 + tl;
+				char *h = malloc(n);
+				memcpy(h, q, n);
+				bool full = proto_sql_plain(h, n);
+				if (full)
+					cr_assert(proto_sql_plain(h, cut), "plain past the NUL, not before it: [%.*s]",
+						  (int)cut, h);
+				plain_full += full;
+				tried++;
+				free(h);
+			}
+	cr_assert_gt(plain_full, 0, "some of the %d strings are plain", tried);
+}
+
 /* The first word is read 16 bytes at a time when the query is that long, a
  * byte at a time when shorter: both readings agree on every word. */
 Test(sql_kinds, plain_first_word)
