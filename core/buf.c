@@ -171,16 +171,24 @@ uint8_t *bufs_scratch(struct bufs *b, uint32_t len, uint32_t *id)
 	return p;
 }
 
-void bufs_unref(struct bufs *b, uint32_t id)
+/* An oversized scratch buffer came back: give the memory back, keep the slot
+ * as a standard buffer. Out of line, so that bufs_release saves no registers
+ * for the calls. */
+static __attribute__((noinline)) void scratch_shrink(struct bufs *b, uint32_t i)
 {
-	if (id == PROTO_BUF_NONE)
-		return;
-	if (--b->refs[id])
-		return;
+	free(b->scratch[i]);
+	b->scratch[i] = malloc(BUF_SCRATCH_SIZE);
+	b->scratch_size[i] = BUF_SCRATCH_SIZE;
+	if (b->scratch[i])
+		b->free_ids[b->nfree++] = i;
+}
+
+/* The last reference to buffer id went. */
+void bufs_release(struct bufs *b, uint32_t id)
+{
 	b->in_use--;
 	if (id < b->nprovided) {
-		int g = id >= b->group[1].first_id;
-		struct buf_group *grp = &b->group[g];
+		struct buf_group *grp = &b->group[id >= b->group[1].first_id];
 		uint16_t bid = (uint16_t)(id - grp->first_id);
 		grp->in_use--;
 		io_uring_buf_ring_add(grp->ring, grp->mem + (size_t)bid * grp->size, grp->size, bid,
@@ -188,16 +196,10 @@ void bufs_unref(struct bufs *b, uint32_t id)
 		return;
 	}
 	uint32_t i = id - b->nprovided;
-	if (b->scratch_size[i] == BUF_SCRATCH_SIZE) {
+	if (b->scratch_size[i] == BUF_SCRATCH_SIZE)
 		b->free_ids[b->nfree++] = i;
-	} else {
-		/* an oversized one: give the memory back, keep the slot as a standard buffer */
-		free(b->scratch[i]);
-		b->scratch[i] = malloc(BUF_SCRATCH_SIZE);
-		b->scratch_size[i] = BUF_SCRATCH_SIZE;
-		if (b->scratch[i])
-			b->free_ids[b->nfree++] = i;
-	}
+	else
+		scratch_shrink(b, i);
 }
 
 void bufs_commit(struct bufs *b)

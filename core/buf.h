@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "proto/proto.h"   /* PROTO_BUF_NONE */
+
 #define BUF_GROUP_CLIENT 0
 #define BUF_GROUP_SERVER 1
 #define BUF_SCRATCH_SIZE 16384
@@ -49,7 +51,15 @@ uint8_t *bufs_received(struct bufs *b, int g, uint16_t bid, uint32_t *id);
 /* Carve len bytes of scratch memory; the caller owns one reference to *id. */
 uint8_t *bufs_scratch(struct bufs *b, uint32_t len, uint32_t *id);
 static inline void bufs_ref(struct bufs *b, uint32_t id) { b->refs[id]++; }
-void bufs_unref(struct bufs *b, uint32_t id);
+void bufs_release(struct bufs *b, uint32_t id);
+/* Most drops are not the last (a buffer is held by its receive and by each
+ * send that forwards part of it): those stay inline, the return to the ring
+ * or free list is bufs_release's. */
+static inline void bufs_unref(struct bufs *b, uint32_t id)
+{
+	if (id != PROTO_BUF_NONE && !--b->refs[id])
+		bufs_release(b, id);
+}
 /* Publish returned provided buffers to the kernel (once per loop iteration). */
 void bufs_commit(struct bufs *b);
 
