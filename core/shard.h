@@ -124,6 +124,12 @@ struct shard {
 	const struct shard_upper *upper_ops;
 	void *upper;                 /* the upper layer's per-shard state */
 	uint64_t now_us, next_tick_us;
+	/* The tick as the completions of one periodic timer (shard.c arm_tick),
+	 * so that the loop's wait needs no timeout of its own */
+	struct shard_call tick_call;
+	struct __kernel_timespec tick_ts;
+	bool tick_timer;             /* armed: ticks come from it, not from next_tick_us */
+	bool tick_due;               /* it fired: tick at this turn's end */
 	/* The layer above wants a turn by then (UINT64_MAX: no): the loop does not
 	 * sleep past it, and batch_end looks at it (admission control's waiters) */
 	uint64_t upper_wake_us;

@@ -1460,6 +1460,29 @@ Test(conn, posts_before_a_turn_are_all_read_and_the_next_wakes_it_again)
 	cr_expect_lt(took, 50000, "the post after the turn did not wake the shard (%llu us)", (unsigned long long)took);
 }
 
+/* An idle turn with no timer of the layer above waits with no timeout of its
+ * own: the periodic tick timer's completion ends it and the tick runs, once
+ * per 100 ms. (A kernel without multishot timeouts answers the timer with an
+ * error at once, which turns it off; the turns after that wait for the
+ * tick's time.) A broken timer would block here: the test's timeout ends it. */
+Test(conn, idle_turns_end_at_each_tick, .timeout = 10)
+{
+	just_after_a_tick(s);
+	uint64_t t0 = shard_now_us();
+	int ticks = 0;
+	for (int i = 0; i < 12 && ticks < 3; i++) {
+		uint64_t next = s->next_tick_us;
+		shard_step(s, UINT64_MAX);
+		ticks += s->next_tick_us != next;
+	}
+	uint64_t took = shard_now_us() - t0;
+	cr_expect_eq(ticks, 3, "12 idle turns and %d ticks", ticks);
+	cr_expect_gt(took, 150000, "three ticks in %llu us: more than one per 100 ms", (unsigned long long)took);
+	cr_expect_lt(took, 600000, "three ticks took %llu us", (unsigned long long)took);
+	cr_log_info("tick timer %s; three ticks in %llu us", s->tick_timer ? "on" : "off (timed waits)",
+		    (unsigned long long)took);
+}
+
 /* ---- scratch buffers ---- */
 
 Test(buf, small_scratch_pieces_are_carved_adjacent_from_one_buffer)
