@@ -502,8 +502,6 @@ static void close_listeners(struct shard *s)
 	}
 }
 
-/* ---- inbox ---- */
-
 /* ---- the tick ---- */
 
 #ifndef IORING_TIMEOUT_MULTISHOT
@@ -538,6 +536,8 @@ static void arm_tick(struct shard *s)
 	io_uring_sqe_set_data64(sqe, shard_ud(&s->tick_call, SHARD_OP_CALL));
 	s->tick_timer = true;
 }
+
+/* ---- inbox ---- */
 
 static void arm_wake(struct shard *s)
 {
