@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/takeover.h"
 
@@ -516,7 +517,7 @@ static void close_listeners(struct shard *s)
  * carries the time to the next tick again. */
 static void tick_fired(struct shard_call *call, int res)
 {
-	struct shard *s = (struct shard *)(void *)((char *)call - offsetof(struct shard, tick_call));
+	struct shard *s = list_entry(call, struct shard, tick_call);
 	if (res == -ETIME) {
 		s->tick_due = true;   /* at this turn's end */
 		return;
