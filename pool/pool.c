@@ -435,6 +435,8 @@ void pool_request_server(struct client *cl)
 	launch_for_waiters(p);
 }
 
+bool pool_opening_for_all(const struct pool *p) { return p->n_connecting >= p->n_waiting; }
+
 /* ---- giving servers back ---- */
 
 /* Publish the parameters for the other shards (first one wins; a stale copy

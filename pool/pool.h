@@ -137,6 +137,8 @@ void pool_request_server(struct client *cl);
 /* A client in CL_LOGIN_WAIT learns the parameters of p's servers, at once if
  * any shard knows them already. */
 void pool_login_wait(struct pool *p, struct client *cl);
+/* Is a server opening in p for every client waiting there? */
+bool pool_opening_for_all(const struct pool *p);
 bool pool_adopt_welcome(struct pool *p);          /* parameters another shard learned */
 /* Login waiters (one server is wanted to learn the parameters) as seen by
  * the other shards; called when the login list changes. */

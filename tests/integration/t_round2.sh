@@ -28,6 +28,11 @@
 #   FATAL 57P01, then the close; nothing of pgring's own).
 #  session-fatal (item 5): a server FATAL (idle_session_timeout, 57P05) is relayed
 #   as the server sent it, and nothing else, as directly.
+#  session-full (item 5's limit): session mode, a pool of 1 held by a session: a
+#   second client's login completes at once (libpq's connect_timeout=2 holds),
+#   as with PgBouncer, its query waits, and runs once the first session ends.
+#   Waiting for the server inside the login timed such clients out, and stalled
+#   pgbench -C (a blocking connect) until client_login_timeout.
 #  quickquit (item 6): thousands of connections (quickquit, 4 threads) sending a
 #   StartupMessage and a Terminate at once, in seven ways, in transaction and
 #   session mode, users md5user (md5) and scramuser (SCRAM): every byte pgring
@@ -46,7 +51,7 @@ pgring_only "issue 20's transparency checks are pgring's"
 [[ -x $HELPERS/quickquit ]] || fail "helper $HELPERS/quickquit not built"
 QQ=$HELPERS/quickquit
 
-ALL_CASES="quoting quoting-odd sqlprepare session-pid session-terminate session-fatal quickquit quickquit-order"
+ALL_CASES="quoting quoting-odd sqlprepare session-pid session-terminate session-fatal session-full quickquit quickquit-order"
 CASES=${CASES:-$ALL_CASES}
 for c in $CASES; do [[ " $ALL_CASES " == *" $c "* ]] || fail "CASES: unknown case $c (known: $ALL_CASES)"; done
 
@@ -258,6 +263,22 @@ case_session_fatal() {
 	same_as_direct "session mode: a server's FATAL (idle_session_timeout) relayed" "$TEST_TMP/fatal.direct" "$TEST_TMP/fatal.pgring"
 }
 
+case_session_full() {
+	start_mode session 1
+	psql_open A "$(MD5CI)"
+	psql_sync A || fail "client A did not log in: $(psql_err A)"
+	psql -X -At "$(MD5CI) connect_timeout=2" -c 'SELECT 42' >"$TEST_TMP/full.b" 2>&1 &
+	local b=$!
+	track_pid "$b"
+	on_exit "kill_wait $b KILL"
+	sleep 3.5   # past B's connect_timeout: its login must be done, its query waiting
+	alive "$b" || fail "client B ended while A held the only server (its login waited for it?): $(cat "$TEST_TMP/full.b")"
+	assert_eq "" "$(cat "$TEST_TMP/full.b")" "client B: no answer yet, A holds the server"
+	psql_close A || fail "client A did not end"
+	wait_exit "$b" 10 || fail "client B's query did not run once A ended"
+	assert_eq 42 "$(cat "$TEST_TMP/full.b")" "client B's query, once A ended"
+}
+
 # ---------------------------------------------------------------- item 6
 
 QQ_CONNS=${QQ_CONNS:-2500}
@@ -314,6 +335,7 @@ tcase sqlprepare case_sqlprepare
 tcase session-pid case_session_pid
 tcase session-terminate case_session_terminate
 tcase session-fatal case_session_fatal
+tcase session-full case_session_full
 tcase quickquit case_quickquit
 tcase quickquit-order case_quickquit_order
 
