@@ -30,7 +30,9 @@
 #   as the server sent it, and nothing else, as directly.
 #  session-full (item 5's limit): session mode, a pool of 1 held by a session: a
 #   second client's login completes at once (libpq's connect_timeout=2 holds),
-#   as with PgBouncer, its query waits, and runs once the first session ends.
+#   as with PgBouncer, its query waits, and runs once the first session ends,
+#   with its own application_name and the default search_path, not those the
+#   first client had on that server.
 #   Waiting for the server inside the login timed such clients out, and stalled
 #   pgbench -C (a blocking connect) until client_login_timeout.
 #  quickquit (item 6): thousands of connections (quickquit, 4 threads) sending a
@@ -265,9 +267,11 @@ case_session_fatal() {
 
 case_session_full() {
 	start_mode session 1
-	psql_open A "$(MD5CI)"
+	psql_open A "$(MD5CI) application_name=aaa"
+	psql_send A "SET search_path = pg_catalog;"
 	psql_sync A || fail "client A did not log in: $(psql_err A)"
-	psql -X -At "$(MD5CI) connect_timeout=2" -c 'SELECT 42' >"$TEST_TMP/full.b" 2>&1 &
+	psql -X -At "$(MD5CI) connect_timeout=2 application_name=bee" \
+		-c "SELECT current_setting('application_name'), current_setting('search_path'), 42" >"$TEST_TMP/full.b" 2>&1 &
 	local b=$!
 	track_pid "$b"
 	on_exit "kill_wait $b KILL"
@@ -276,7 +280,8 @@ case_session_full() {
 	assert_eq "" "$(cat "$TEST_TMP/full.b")" "client B: no answer yet, A holds the server"
 	psql_close A || fail "client A did not end"
 	wait_exit "$b" 10 || fail "client B's query did not run once A ended"
-	assert_eq 42 "$(cat "$TEST_TMP/full.b")" "client B's query, once A ended"
+	assert_eq 'bee|"$user", public|42' "$(cat "$TEST_TMP/full.b")" \
+		"client B's query once A ended, with its own settings on A's server"
 }
 
 # ---------------------------------------------------------------- item 6
