@@ -198,7 +198,11 @@ w(f"Settings: pgbench scale {S('SCALE')}, `-j {S('THREADS')}`, {S('DURATION')} s
   f"{S('WARMUP')} s warm-up per target, {S('REPEATS')} round(s) with the targets alternating "
   f"(order rotated every round); pool_size {S('POOL_SIZE')} in transaction mode, max(pool_size, clients) "
   f"in session mode; md5 authentication everywhere (client→pooler with a userlist.txt, pooler→server "
-  f"and direct with an MD5-stored password); everything on 127.0.0.1 on this one machine, so pgbench, "
+  f"and direct with an MD5-stored password); "
+  + ("pgbench → pooler and pooler → PostgreSQL over Unix sockets (`SOCKETS=unix`: the poolers' server "
+     "logins and direct ones are then trusted, no password), "
+     if S('SOCKETS') == 'unix' else "everything on 127.0.0.1 ")
+  + f"on this one machine, so pgbench, "
   f"PostgreSQL and the pooler share the {meta.get('nproc', '?')} CPUs. pgring runs with its default "
   f"shards (one per CPU) unless stated; PgBouncer is single-threaded.")
 w("")
