@@ -1463,19 +1463,23 @@ static bool send_welcome(struct client *cl, uint32_t pid, const struct params *o
 	return true;
 }
 
-/* Session pooling, no idle server and none opening for this client: it
- * would wait for another session to end, or for a server being reset that
- * an earlier waiter may take. It is welcomed now instead, with a PID of
- * pgring's, and asks for its server at its first request, as with
- * PgBouncer: waiting in its login would stall an application thread that
- * connects while its other sessions hold the servers (pgbench -C, any
- * blocking connect), up to client_login_timeout. */
-static void welcome_unserved(struct client *cl)
+/* Session pooling, a client waiting in its login with no idle server and
+ * none opening for it: it would wait for another session to end, or for a
+ * server being reset that an earlier waiter may take. It is welcomed now
+ * instead, with a PID of pgring's, and asks for its server at its first
+ * request, as with PgBouncer: waiting in its login would stall an
+ * application thread that connects while its other sessions hold the
+ * servers (pgbench -C, any blocking connect), up to client_login_timeout.
+ * true: welcomed so. */
+static bool welcome_unserved(struct client *cl)
 {
+	if (!cl->welcome_owed || cl->state != CL_WAITING || pool_opening_for_all(cl->pool))
+		return false;
 	client_set_state(cl, CL_IDLE);
 	cl->wait_start_us = 0;
 	cl->welcome_owed = false;
 	send_welcome(cl, 0, NULL, 'I');
+	return true;
 }
 
 void client_login_finish(struct client *cl)
@@ -1493,8 +1497,7 @@ void client_login_finish(struct client *cl)
 		cl->welcome_owed = true;
 		cl->txn_target = (uint8_t)route_target(cl, NULL, 0, NULL, 0);
 		pool_request_server(cl);   /* CL_WAITING, CL_ROUTING or given one (client_welcome_server) */
-		if (cl->state == CL_WAITING && !pool_opening_for_all(cl->pool))
-			welcome_unserved(cl);
+		welcome_unserved(cl);
 		return;
 	}
 	if (!cl->moved_in && !send_welcome(cl, 0, NULL, 'I'))
@@ -2155,9 +2158,9 @@ void client_tick(struct shard *s)
 			break;
 		case CL_WAITING:
 		case CL_ROUTING:
-			if (cl->welcome_owed && cl->state == CL_WAITING && !pool_opening_for_all(cl->pool))
-				welcome_unserved(cl);   /* the server opening for it failed, or went to another */
-			else if (cl->welcome_owed && cfg->client_login_timeout > 0 &&
+			if (welcome_unserved(cl))
+				break;   /* the server opening for it failed, or went to another */
+			if (cl->welcome_owed && cfg->client_login_timeout > 0 &&
 			    s->now_us - cl->connect_us > cfg->client_login_timeout * 1e6)
 				client_fail(cl, "08P01", "client_login_timeout");
 			else if (cfg->query_wait_timeout > 0 && s->now_us - cl->wait_start_us > cfg->query_wait_timeout * 1e6)

@@ -30,11 +30,11 @@
 #   as the server sent it, and nothing else, as directly.
 #  session-full (item 5's limit): session mode, a pool of 1 held by a session: a
 #   second client's login completes at once (libpq's connect_timeout=2 holds),
-#   as with PgBouncer, its query waits, and runs once the first session ends,
+#   as with PgBouncer; its query waits, and runs once the first session ends,
 #   with its own application_name and the default search_path, not those the
-#   first client had on that server.
-#   Waiting for the server inside the login timed such clients out, and stalled
-#   pgbench -C (a blocking connect) until client_login_timeout.
+#   first client had on that server. (Waiting for the server inside the login
+#   timed such clients out, and stalled pgbench -C, a blocking connect, until
+#   client_login_timeout.)
 #  quickquit (item 6): thousands of connections (quickquit, 4 threads) sending a
 #   StartupMessage and a Terminate at once, in seven ways, in transaction and
 #   session mode, users md5user (md5) and scramuser (SCRAM): every byte pgring
