@@ -156,6 +156,10 @@ static const struct key_def main_keys[] = {
 	K_INT(max_client_logins_per_addr, "0", 0, INT_MAX),
 	K_TIME(shutdown_timeout, "30"),
 	K_INT(shards, "0", 0, CONFIG_MAX_SHARDS),
+	K_BOOL(shards_follow_load, "1"),
+	K_INT(shard_spread_busy, "80", 1, 100),
+	K_INT(shard_gather_busy, "40", 1, 100),
+	K_INT(shard_gather_windows, "3", 1, 3600),
 	{ "shard_cpus", KT_CPU_LIST, 0, 0, NULL, 0, 0, NULL },
 	K_STR(control_addr, "127.0.0.1"),
 	K_INT(control_port, "6433", 0, 65535),
@@ -1985,6 +1989,15 @@ static int check_cross_keys(struct load *ld)
 		w = set_at(ld, "shard_cpus");
 		return fail_at(ld, w->file, w->line, "shard_cpus names %d CPUs but shards = %d",
 			       cfg->n_shard_cpus, cfg->shards);
+	}
+	if (cfg->shard_gather_busy * 2 > cfg->shard_spread_busy) {
+		/* gathered, the load must not land over spread at once */
+		w = set_at(ld, "shard_gather_busy");
+		if (!w->file)
+			w = set_at(ld, "shard_spread_busy");
+		return fail_at(ld, w->file ? w->file : ld->cfg->path, w->line,
+			       "shard_gather_busy (%d) must be at most half of shard_spread_busy (%d)",
+			       cfg->shard_gather_busy, cfg->shard_spread_busy);
 	}
 	if (cfg->cq_entries < cfg->ring_entries) {
 		w = set_at(ld, "cq_entries");

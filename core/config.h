@@ -257,6 +257,11 @@ struct config {
 	int max_startup_packet;     /* 10000, as PostgreSQL */
 	/* pgring's own */
 	int shards;                 /* 0 = one per online CPU */
+	/* core/balance.h: shards 0..k-1 take clients, k following the load */
+	bool shards_follow_load;
+	int shard_spread_busy;      /* percent of a CPU: a shard busier asks for one more */
+	int shard_gather_busy;      /* percent: fewer shards once the load fits under it ... */
+	int shard_gather_windows;   /* ... for this many seconds in a row */
 	int shard_cpus[CONFIG_MAX_SHARDS]; /* CPU per shard */
 	int n_shard_cpus;           /* 0 = not pinned */
 	char *control_addr;         /* "127.0.0.1" */

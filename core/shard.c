@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/balance.h"
 #include "core/config.h"
 #include "core/list.h"
 #include "core/log.h"
@@ -444,6 +445,20 @@ static void shed_connections(struct shard *s, struct listener *l)
 		log_warning("descriptor limit reached: no reserve descriptor left, clients wait in the backlog");
 }
 
+/* A shard not taking clients (core/balance.h) passes a new connection to one
+ * that is, before anything of it is read here. false: it stays here. */
+static bool pass_on(struct shard *s, int fd, bool is_unix)
+{
+	int to = balance_pick(s);
+	if (to == s->id || s->handing_over || s->waiting_clients)
+		return false;
+	struct shard_msg m = { .type = SHARD_MSG_CLIENT_FD, .a = (uint32_t)fd, .b = is_unix };
+	if (!shard_post(s->id, to, &m))
+		return false;   /* its queue is full: served here */
+	stat_add(&s->stats->clients_passed, 1);
+	return true;
+}
+
 static void on_accept(struct shard *s, struct listener *l, int res, unsigned flags)
 {
 	if (!(flags & IORING_CQE_F_MORE))
@@ -452,7 +467,7 @@ static void on_accept(struct shard *s, struct listener *l, int res, unsigned fla
 		stat_add(&s->stats->accepts, 1);
 		if (s->draining && !s->handing_over)
 			close(res);
-		else   /* handing over: it logs in here and moves at rest */
+		else if (!pass_on(s, res, l->is_unix))   /* handing over: it logs in here and moves at rest */
 			s->upper_ops->accept(s, res, l->is_unix);   /* it refuses at fd_refuse_now */
 	} else if (res == -EMFILE || res == -ENFILE) {
 		stat_add(&s->stats->accept_errors, 1);
@@ -641,6 +656,12 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 		close_listeners(s);   /* with so_reuseport, the port's other processes take the new ones */
 		log_notice("SHUTDOWN WAIT_FOR_CLIENTS: no new connections; serving on, stopping once every client has left");
 		break;
+	case SHARD_MSG_CLIENT_FD:
+		if (s->draining && !s->handing_over)
+			close((int)m->a);
+		else
+			s->upper_ops->accept(s, (int)m->a, m->b != 0);
+		break;
 	case SHARD_MSG_ACCEPT:
 		s->accept_held = false;
 		start_accepting(s);
@@ -784,6 +805,7 @@ static void tick(struct shard *s)
 		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	report_fd_refusals(s, 0);
 	start_accepting(s);
+	balance_tick(s);
 	s->upper_ops->tick(s);
 	check_drain(s);
 	gauge_add(&s->stats->buffers_in_use, s->bufs.in_use - gauge_get(&s->stats->buffers_in_use));
@@ -1043,6 +1065,7 @@ int shard_start_all(const struct topology *topo, const struct shard_upper *upper
 		}
 		s->cpu = ncpus ? cpus[i % ncpus] : -1;
 	}
+	balance_init(n);
 	for (int i = 0; i < n; i++) {
 		if (pthread_create(&shards[i].thread, NULL, shard_main, &shards[i])) {
 			snprintf(err, errlen, "cannot start shard thread %d", i);

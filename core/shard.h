@@ -30,6 +30,7 @@ enum shard_msg_type {
 	SHARD_MSG_ACCEPT,        /* pgring -R, new process: READY was sent, accept on the inherited sockets */
 	SHARD_MSG_STATS,         /* ptr: a struct takeover_rec, the predecessor's pool counters to add */
 	SHARD_MSG_WAIT_CLIENTS,  /* SHUTDOWN WAIT_FOR_CLIENTS: stop accepting, stop once every client has left */
+	SHARD_MSG_CLIENT_FD,     /* a: a client's socket accepted by a shard not taking clients (core/balance.h); b: is_unix */
 	SHARD_MSG_UPPER = 16,    /* this and above: the upper layer's own (shard_upper.message) */
 };
 
@@ -97,6 +98,14 @@ struct listener {
 
 #define SHARD_MAX_LISTEN 16
 
+/* core/balance.c's per-shard state (the shard's own thread only). */
+struct shard_balance {
+	uint64_t window_us, cpu_ns;  /* the window's start: when, and the thread's CPU time then */
+	unsigned streak;             /* shard 0: windows in a row that could do with one shard fewer */
+	unsigned next_pick;          /* round robin over the active shards for connections passed on */
+	char busy_text[96];          /* shard 0: the last windows, for the log line */
+};
+
 struct shard {
 	int id, cpu, nshards;
 	pthread_t thread;
@@ -135,6 +144,7 @@ struct shard {
 	uint64_t upper_wake_us;
 	uint64_t next_conn_id;
 	struct stats_shard *stats;
+	struct shard_balance balance;
 	bool draining, stopped;
 	bool handing_over;           /* draining into a successor (pgring -R): no deadline, clients move */
 	bool handover_done;          /* ... and nothing is left here (counted in handover_done) */

@@ -120,6 +120,10 @@ struct stats_shard {
 	stat_t handed_over, taken_over;     /* pgring -R: clients sent to the successor, received from the predecessor */
 	stat_t servers_handed_over, servers_taken_over; /* pgring -R: server connections, the same */
 	gauge_t clients, servers;           /* open sockets */
+	gauge_t busy_permille;              /* core/balance.h: the last window's CPU time, permille of a CPU */
+	gauge_t active;                     /* 1: taking clients (core/balance.h) */
+	stat_t clients_passed;              /* connections accepted here and passed to an active shard at once */
+	stat_t clients_moved_out, clients_moved_in; /* logged-in clients moved to and from other shards at rest */
 	gauge_t buffers_in_use;
 	/* TLS, by side: [0] client connections, [1] server connections */
 	stat_t tls_handshakes[2], tls_resumed[2];

@@ -25,6 +25,7 @@
 #include "pool/client.h"
 #include "pool/lease.h"
 #include "pool/listen.h"
+#include "pool/migrate.h"
 #include "pool/peer.h"
 #include "pool/pool.h"
 #include "pool/repl.h"
@@ -255,6 +256,28 @@ static int key_owner(uint32_t secret, int nshards)
 
 static void share_names(struct client *cl, struct pool *p);
 
+/* A cancel for shard `to` (the key's owner, or the next one asked): hops
+ * shards asked before. If it cannot go, w is answered here. */
+static void pass_cancel(struct shard *s, int to, uint32_t pid, uint32_t key, const uint8_t *tail,
+			const struct pool_cancel_waiter *w, int hops)
+{
+	struct pool_cancel_ask *ask = malloc(sizeof *ask);
+	if (ask) {
+		ask->waiter = *w;
+		ask->long_key = tail != NULL;
+		ask->hops = (uint8_t)hops;
+		if (tail)
+			memcpy(ask->tail, tail, sizeof ask->tail);
+	}
+	struct shard_msg m = { .type = POOL_MSG_CANCEL, .a = pid, .b = key, .ptr = ask };
+	if (!ask || !shard_post(s->id, to, &m)) {
+		LOGF(LOG_WARNING, 0, "cannot pass a cancel request to shard %d (%s)", to,
+		     ask ? "its queue is full" : "out of memory");
+		free(ask);
+		client_cancel_answer(s, w);
+	}
+}
+
 static void key_link(struct client *cl)
 {
 	struct pool_shard *ps = pool_shard(shard_of(cl));
@@ -462,7 +485,13 @@ static bool move_in_session(struct client *cl, struct takeover_rec *pair, const 
 	return ok;
 }
 
-struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair)
+void client_hand_counts(struct client *cl)
+{
+	cl->counted = cl->limits_counted = false;
+}
+
+struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair,
+			      bool from_shard)
 {
 	struct client *cl = calloc(1, sizeof *cl);
 	if (!cl) {
@@ -487,12 +516,14 @@ struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint3
 	}
 	cl->connect_us = s->now_us > age ? s->now_us - age : 0;
 	cl->moved_in = true;
-	stat_add(&s->stats->taken_over, 1);
-	LOGF(LOG_INFO, cl->conn.id, "taken over from the predecessor (its c=%llu): user=%s database=%s, %u prepared "
-	     "statements", (unsigned long long)old_id, cl->user, cl->database, cl->sess->stmts.n);
-	int n = atomic_fetch_add(&total_clients, 1) + 1;
+	if (!from_shard)
+		stat_add(&s->stats->taken_over, 1);
+	LOGF(LOG_INFO, cl->conn.id, "%s (its c=%llu): user=%s database=%s, %u prepared statements",
+	     from_shard ? "moved in from another shard" : "taken over from the predecessor", (unsigned long long)old_id,
+	     cl->user, cl->database, cl->sess->stmts.n);
+	int n = from_shard ? 0 : atomic_fetch_add(&total_clients, 1) + 1;
 	cl->counted = true;
-	if (s->cfg->max_client_conn > 0 && n > s->cfg->max_client_conn) {
+	if (!from_shard && s->cfg->max_client_conn > 0 && n > s->cfg->max_client_conn) {
 		client_fail(cl, "53300", "no more connections allowed (max_client_conn)");
 		return NULL;
 	}
@@ -519,7 +550,7 @@ struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint3
 			    cl->database, pair ? "no longer" : "now");
 		return NULL;
 	}
-	if (registry_take_client(p->shared)) {
+	if (!from_shard && registry_take_client(p->shared)) {
 		client_fail(cl, "53300", "no more connections allowed (max_db_client_connections or "
 			    "max_user_client_connections)");
 		return NULL;
@@ -768,24 +799,10 @@ static void handle_cancel(struct client *cl, const uint8_t *msg, uint32_t len)
 			close_later(cl);
 		return;
 	}
-	if (owner == s->id) {
-		client_cancel(s, pid, key, tail, &w);
-	} else {
-		struct pool_cancel_ask *ask = malloc(sizeof *ask);
-		if (ask) {
-			ask->waiter = w;
-			ask->long_key = tail != NULL;
-			if (tail)
-				memcpy(ask->tail, tail, sizeof ask->tail);
-		}
-		struct shard_msg m = { .type = POOL_MSG_CANCEL, .a = pid, .b = key, .ptr = ask };
-		if (!ask || !shard_post(s->id, owner, &m)) {
-			LOGF(LOG_WARNING, cl->conn.id, "cannot pass a cancel request to shard %d (%s)", owner,
-			     ask ? "its queue is full" : "out of memory");
-			free(ask);
-			client_cancel_answer(s, &w);
-		}
-	}
+	if (owner == s->id)
+		client_cancel(s, pid, key, tail, &w, 0);
+	else
+		pass_cancel(s, owner, pid, key, tail, &w, 0);
 	if (!w.conn_id)
 		close_later(cl);   /* cancel_wait_timeout = 0: closed at once, as before */
 }
@@ -2065,7 +2082,7 @@ void client_cancel_due(struct client *cl)
 }
 
 void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *tail,
-		   const struct pool_cancel_waiter *w)
+		   const struct pool_cancel_waiter *w, int hops)
 {
 	struct client_keys *keys = pool_shard(s)->keys;
 	struct client *cl = keys ? keys->bucket[pid % KEY_BUCKETS] : NULL;
@@ -2073,6 +2090,11 @@ void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *t
 		if (cl->key_pid == pid && cl->key_secret == key && cl->key_long == (tail != NULL) &&
 		    (!tail || memcmp(cl->extra->key_tail, tail, sizeof cl->extra->key_tail) == 0))
 			break;
+	if (!cl && hops + 1 < s->nshards) {
+		/* moved to another shard at rest (pool/migrate.h): ask the next */
+		pass_cancel(s, (s->id + 1) % s->nshards, pid, key, tail, w, hops + 1);
+		return;
+	}
 	struct server *sv = NULL;
 	switch (cl ? client_cancel_action(cl, &sv) : CANCEL_NONE) {
 	case CANCEL_NOW:
@@ -2215,13 +2237,20 @@ static void conn_data(struct conn *c, uint8_t *data, uint32_t n, uint32_t buf)
 static void conn_eof(struct conn *c, int err) { client_eof(conn_owner(c, struct client), err); }
 static void conn_drained(struct conn *c) { client_drained(conn_owner(c, struct client)); }
 static void conn_free(struct conn *c) { client_free(conn_owner(c, struct client)); }
-static void conn_parked(struct conn *c) { upgrade_client_parked(conn_owner(c, struct client)); }
+static void conn_parked(struct conn *c)
+{
+	struct client *cl = conn_owner(c, struct client);
+	if (cl->migrating)
+		migrate_client_parked(cl);   /* to another shard (pool/migrate.c) */
+	else
+		upgrade_client_parked(cl);   /* to a successor (pool/upgrade.c) */
+}
 
 static const struct conn_ops client_conn_ops = {
 	.data = conn_data,
 	.eof = conn_eof,
 	.drained = conn_drained,
-	.parked = conn_parked,   /* only pgring -R parks a client (pool/upgrade.c) */
+	.parked = conn_parked,
 	.free = conn_free,
 };
 

@@ -164,7 +164,10 @@ struct client {
 	bool upgrade_pairing;                      /* session pooling, or pinned: it and its server park to move together */
 	uint8_t moved_pins;                        /* pgring -R, new process: its pins, from its record */
 	bool upgrade_grouped;                      /* pgring -R: parked to move with its pool's LISTEN connection */
-	bool moved_in;                             /* came from the predecessor: logged in, no welcome owed */
+	bool moved_in;                             /* came from the predecessor or another shard: logged in, no welcome owed */
+	/* pool/migrate.h: parked on its way to shard migrate_to */
+	bool migrating;
+	int16_t migrate_to;
 	bool names_shared;                         /* user and database point at its pool's (pools live as long as the process) */
 };
 
@@ -189,7 +192,14 @@ struct takeover_rec;
  * subscribed on its pool's listener. The client, or NULL if it was closed. */
 /* Clients counted in max_client_conn, over every shard. */
 int client_total(void);
-struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair);
+/* from_shard: the record comes from another shard of this process
+ * (pool/migrate.h), whose client handed its counts over (client_hand_counts):
+ * counted in max_client_conn and its pool's limits already. */
+struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair,
+			      bool from_shard);
+/* The client is moving to another shard: its counts in max_client_conn and
+ * its pool's limits go to its twin there, not back when it closes here. */
+void client_hand_counts(struct client *cl);
 /* auth_query's answer (a struct authq_req, freed here): the shard's clients
  * waiting for that database and user go on with their authentication. */
 void client_authq_answer(struct shard *s, void *req);
@@ -219,13 +229,15 @@ void client_drained(struct client *cl);           /* back-pressure: its socket d
 void client_reply_done(struct client *cl);
 /* Close it once its last bytes are out, with a log line and nothing sent. */
 void client_close_quietly(struct client *cl, const char *why);
-/* A cancel request for one of this shard's clients; tail: the rest of a
+/* A cancel request for one of this shard's clients; hops: the shards asked
+ * before (a client moved away keeps its key: a cancel that finds none here
+ * goes round the shards, the last answers w); tail: the rest of a
  * protocol 3.2 key (PROTO_KEY_LONG - 4 bytes), NULL for a 3.0 one. w (on
  * this shard or another) is answered once the cancel's exchange with the
  * server has ended, at once when nothing is sent (no such client, nothing
  * running). */
 void client_cancel(struct shard *s, uint32_t pid, uint32_t key, const uint8_t *tail,
-		   const struct pool_cancel_waiter *w);
+		   const struct pool_cancel_waiter *w, int hops);
 /* What a cancel does to a client as it is now. */
 enum client_cancel_action {
 	CANCEL_NONE,      /* nothing runs (idle, logging in): nothing is sent */

@@ -10,6 +10,7 @@
 #include "pool/admit.h"
 #include "pool/client.h"
 #include "pool/lease.h"
+#include "pool/migrate.h"
 #include "pool/pool.h"
 #include "pool/route.h"
 #include "pool/upgrade.h"
@@ -39,7 +40,7 @@ static void layer_message(struct shard *s, const struct shard_msg *m)
 	switch (m->type) {
 	case POOL_MSG_CANCEL: {
 		struct pool_cancel_ask *ask = m->ptr;
-		client_cancel(s, m->a, m->b, ask->long_key ? ask->tail : NULL, &ask->waiter);
+		client_cancel(s, m->a, m->b, ask->long_key ? ask->tail : NULL, &ask->waiter, ask->hops);
 		free(ask);
 		break;
 	}
@@ -57,6 +58,9 @@ static void layer_message(struct shard *s, const struct shard_msg *m)
 		break;
 	case POOL_MSG_AUTHQ:
 		client_authq_answer(s, m->ptr);
+		break;
+	case POOL_MSG_MOVE_CLIENT:
+		migrate_adopt(s, m->ptr);
 		break;
 	default:
 		log_warning("unknown shard message %d", m->type);
@@ -81,6 +85,7 @@ static void layer_tick(struct shard *s)
 	client_tick(s);
 	route_tick(s);
 	pool_tick(s);
+	migrate_tick(s);
 	admin_tick(s);
 	if (pool_shard(s)->admit)
 		admit_run(s);   /* throttle_wait_timeout */

@@ -62,6 +62,7 @@ struct pool_cancel_waiter {
 struct pool_cancel_ask {
 	struct pool_cancel_waiter waiter;
 	bool long_key;                             /* protocol 3.2: tail holds the rest of the key */
+	uint8_t hops;                              /* shards asked before this one (client_cancel) */
 	uint8_t tail[PROTO_KEY_LONG - 4];
 };
 
@@ -73,6 +74,7 @@ enum pool_msg_type {
 	POOL_MSG_ADOPT_SERVER,               /* ptr: an idle struct server handed over by another shard */
 	POOL_MSG_ADMIN,                      /* ptr: an admin console job (pool/admin.c), a: its step */
 	POOL_MSG_AUTHQ,                      /* ptr: auth_query's answer (struct authq_req) */
+	POOL_MSG_MOVE_CLIENT,                /* ptr: a struct takeover_rec, a client moving in (pool/migrate.h) */
 };
 
 /* The pool layer as the shard loop runs it (pool/layer.c). */

@@ -567,8 +567,8 @@ void upgrade_server_parked(struct server *sv)
 static void try_move(struct client *cl)
 {
 	const char *why;
-	if (cl->upgrade_moving || cl->upgrade_told)
-		return;
+	if (cl->upgrade_moving || cl->upgrade_told || cl->migrating)
+		return;   /* (a client parked for another shard is tried once it is back) */
 	switch (upgrade_fit(cl, &why)) {
 	case UPGRADE_MOVES:
 		if (cl->lease && cl->lease->server) {
@@ -985,7 +985,7 @@ static void group_in(struct shard *s, struct takeover_rec *g)
 	for (struct takeover_rec *r = g->next; r; r = r->next) {
 		int fd = r->fd;
 		r->fd = -1;
-		struct client *cl = client_move_in(s, fd, r->data, r->len, NULL);
+		struct client *cl = client_move_in(s, fd, r->data, r->len, NULL, false);
 		if (cl && !sv)
 			listen_warn(cl, "pgring was upgraded: notifications sent while this connection moved to the new "
 				    "process may have been missed");
@@ -1032,6 +1032,6 @@ void upgrade_adopt(struct shard *s, void *arg)
 	}
 	int fd = r->fd;
 	r->fd = -1;
-	client_move_in(s, fd, r->data, r->len, r->pair);
+	client_move_in(s, fd, r->data, r->len, r->pair, false);
 	takeover_rec_free(r);
 }

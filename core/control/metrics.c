@@ -106,6 +106,12 @@ static const struct counter_def shard_counters[] = {
 	  SHARD_STAT(handed_over), false },
 	{ "clients_taken_over", NULL, "Clients taken over from a predecessor (pgring -R).",
 	  SHARD_STAT(taken_over), false },
+	{ "clients_passed", NULL, "Connections accepted here and passed at once to a shard taking clients.",
+	  SHARD_STAT(clients_passed), false },
+	{ "clients_moved_out", NULL, "Logged-in clients moved to another shard at rest (the shards follow the load).",
+	  SHARD_STAT(clients_moved_out), false },
+	{ "clients_moved_in", NULL, "Logged-in clients moved in from another shard.", SHARD_STAT(clients_moved_in),
+	  false },
 	{ "servers_handed_over", NULL,
 	  "Server connections handed over to a successor (pgring -R): idle ones, and those of moving sessions.",
 	  SHARD_STAT(servers_handed_over), false },
@@ -515,7 +521,7 @@ static void prom_pools(struct strbuf *o)
 	prom_shard_pool_states(o, n, "servers", server_states, NELEM(server_states));
 }
 
-enum shard_gauge { SG_CLIENTS, SG_SERVERS, SG_BUFFERS, SG_TOPOLOGY, SG_CPU };
+enum shard_gauge { SG_CLIENTS, SG_SERVERS, SG_BUFFERS, SG_TOPOLOGY, SG_CPU, SG_BUSY, SG_ACTIVE };
 
 static int64_t shard_gauge(const struct stats_shard *sh, enum shard_gauge which)
 {
@@ -526,6 +532,8 @@ static int64_t shard_gauge(const struct stats_shard *sh, enum shard_gauge which)
 	case SG_TOPOLOGY:
 		return (int64_t)atomic_load_explicit(&sh->topology_version, memory_order_relaxed);
 	case SG_CPU: return atomic_load_explicit(&sh->cpu, memory_order_relaxed);
+	case SG_BUSY: return gauge_get(&sh->busy_permille);
+	case SG_ACTIVE: return gauge_get(&sh->active);
 	}
 	return 0;
 }
@@ -539,6 +547,9 @@ static const struct {
 	{ "buffers_in_use", "Provided receive buffers held.", SG_BUFFERS },
 	{ "topology_version", "Topology snapshot the shard runs.", SG_TOPOLOGY },
 	{ "cpu", "CPU the shard is pinned to, -1 if none.", SG_CPU },
+	{ "busy_permille", "The shard thread's CPU time over the last second, permille of a CPU.",
+	  SG_BUSY },
+	{ "active", "1 if the shard takes clients now (shards_follow_load), else 0.", SG_ACTIVE },
 };
 
 static void prom_shards(struct strbuf *o)
