@@ -158,7 +158,7 @@ static const struct key_def main_keys[] = {
 	K_INT(shards, "0", 0, CONFIG_MAX_SHARDS),
 	K_BOOL(shards_follow_load, "1"),
 	K_INT(shard_spread_busy, "80", 1, 100),
-	K_INT(shard_gather_busy, "40", 1, 100),
+	K_INT(shard_gather_busy, "60", 1, 100),
 	K_INT(shard_gather_windows, "3", 1, 3600),
 	{ "shard_cpus", KT_CPU_LIST, 0, 0, NULL, 0, 0, NULL },
 	K_STR(control_addr, "127.0.0.1"),
@@ -1990,13 +1990,14 @@ static int check_cross_keys(struct load *ld)
 		return fail_at(ld, w->file, w->line, "shard_cpus names %d CPUs but shards = %d",
 			       cfg->n_shard_cpus, cfg->shards);
 	}
-	if (cfg->shard_gather_busy * 2 > cfg->shard_spread_busy) {
-		/* gathered, the load must not land over spread at once */
+	if (cfg->shard_gather_busy + 10 > cfg->shard_spread_busy) {
+		/* gathered, the load must not land over spread at once: the gap
+		 * between the two is what keeps the count from flapping */
 		w = set_at(ld, "shard_gather_busy");
 		if (!w->file)
 			w = set_at(ld, "shard_spread_busy");
 		return fail_at(ld, w->file ? w->file : ld->cfg->path, w->line,
-			       "shard_gather_busy (%d) must be at most half of shard_spread_busy (%d)",
+			       "shard_gather_busy (%d) must be at least 10 below shard_spread_busy (%d)",
 			       cfg->shard_gather_busy, cfg->shard_spread_busy);
 	}
 	if (cfg->cq_entries < cfg->ring_entries) {

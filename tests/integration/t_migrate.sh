@@ -80,7 +80,7 @@ auth_type = md5
 pool_mode = transaction
 default_pool_size = 6
 shards = 2
-shard_spread_busy = 2
+shard_spread_busy = 11
 shard_gather_busy = 1
 shard_gather_windows = 1
 "

@@ -171,7 +171,7 @@ Test(config, defaults_match_the_header)
 	cr_expect_eq(c->shards, 0);
 	cr_expect(c->shards_follow_load);
 	cr_expect_eq(c->shard_spread_busy, 80);
-	cr_expect_eq(c->shard_gather_busy, 40);
+	cr_expect_eq(c->shard_gather_busy, 60);
 	cr_expect_eq(c->shard_gather_windows, 3);
 	cr_expect_eq(c->n_shard_cpus, 0);
 	expect_str(c->control_addr, "127.0.0.1");
@@ -763,7 +763,7 @@ static const struct bad_case bad_cases[] = {
 	{ "[pgring]\nshards = 2\nshard_cpus = 0-3\n", 5, "shards = 2" },
 	{ "[pgring]\nshard_cpus = 0-3\nshards = 3\n", 4, "shard_cpus names 4 CPUs" },
 	{ "[pgring]\nclient_bufs = 1000\n", 4, "power of two" },
-	{ "[pgring]\nshard_spread_busy = 50\nshard_gather_busy = 30\n", 5, "at most half of shard_spread_busy" },
+	{ "[pgring]\nshard_spread_busy = 50\nshard_gather_busy = 45\n", 5, "at least 10 below shard_spread_busy" },
 	{ "[pgring]\nshard_spread_busy = 101\n", 4, "shard_spread_busy" },
 	{ "[pgring]\nshard_gather_windows = 0\n", 4, "shard_gather_windows" },
 	{ "[pgring]\nring_entries = 4096\ncq_entries = 1024\n", 5, "at least ring_entries" },
