@@ -445,16 +445,11 @@ static void shed_connections(struct shard *s, struct listener *l)
 		log_warning("descriptor limit reached: no reserve descriptor left, clients wait in the backlog");
 }
 
-/* A shard not taking clients (core/balance.h) passes a new connection to one
- * that is, before anything of it is read here. false: it stays here. */
-static bool pass_on(struct shard *s, int fd, bool is_unix)
+bool shard_pass_client(struct shard *s, int to, int fd, bool is_unix)
 {
-	int to = balance_pick(s);
-	if (to == s->id || s->handing_over || s->waiting_clients)
-		return false;
 	struct shard_msg m = { .type = SHARD_MSG_CLIENT_FD, .a = (uint32_t)fd, .b = is_unix };
-	if (!shard_post(s->id, to, &m))
-		return false;   /* its queue is full: served here */
+	if (to == s->id || s->handing_over || s->waiting_clients || !shard_post(s->id, to, &m))
+		return false;
 	stat_add(&s->stats->clients_passed, 1);
 	return true;
 }
@@ -467,7 +462,7 @@ static void on_accept(struct shard *s, struct listener *l, int res, unsigned fla
 		stat_add(&s->stats->accepts, 1);
 		if (s->draining && !s->handing_over)
 			close(res);
-		else if (!pass_on(s, res, l->is_unix))   /* handing over: it logs in here and moves at rest */
+		else   /* handing over: it logs in here and moves at rest */
 			s->upper_ops->accept(s, res, l->is_unix);   /* it refuses at fd_refuse_now */
 	} else if (res == -EMFILE || res == -ENFILE) {
 		stat_add(&s->stats->accept_errors, 1);

@@ -30,7 +30,7 @@ enum shard_msg_type {
 	SHARD_MSG_ACCEPT,        /* pgring -R, new process: READY was sent, accept on the inherited sockets */
 	SHARD_MSG_STATS,         /* ptr: a struct takeover_rec, the predecessor's pool counters to add */
 	SHARD_MSG_WAIT_CLIENTS,  /* SHUTDOWN WAIT_FOR_CLIENTS: stop accepting, stop once every client has left */
-	SHARD_MSG_CLIENT_FD,     /* a: a client's socket accepted by a shard not taking clients (core/balance.h); b: is_unix */
+	SHARD_MSG_CLIENT_FD,     /* a: a client's socket passed on at accept (shard_pass_client); b: is_unix */
 	SHARD_MSG_UPPER = 16,    /* this and above: the upper layer's own (shard_upper.message) */
 };
 
@@ -193,6 +193,10 @@ void shard_step(struct shard *s, uint64_t max_wait_us);
  * upper->start put in s->upper, and any conn still open, are the caller's. */
 void shard_close(struct shard *s);
 int shard_count(void);
+/* A client's socket just accepted by s goes to shard `to` (core/balance.h:
+ * s takes no clients now), before anything of it is read; that shard's
+ * upper->accept gets it. false: it stays here (the caller's). */
+bool shard_pass_client(struct shard *s, int to, int fd, bool is_unix);
 /* Post a message to shard `to` from shard `from` (-1: control) and wake it. */
 bool shard_post(int from, int to, const struct shard_msg *m);
 /* The same into t's inbox from sender `slot` (0..nshards-1 a shard, nshards

@@ -122,6 +122,7 @@ struct stats_shard {
 	gauge_t clients, servers;           /* open sockets */
 	gauge_t busy_permille;              /* core/balance.h: the last window's CPU time, permille of a CPU */
 	gauge_t active;                     /* 1: taking clients (core/balance.h) */
+	gauge_t logging_in;                 /* clients accepted and not logged in yet */
 	stat_t clients_passed;              /* connections accepted here and passed to an active shard at once */
 	stat_t clients_moved_out, clients_moved_in; /* logged-in clients moved to and from other shards at rest */
 	gauge_t buffers_in_use;

@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "core/balance.h"
 #include "core/config.h"
 #include "core/control/authq.h"
 #include "core/control/control.h"
@@ -101,6 +102,7 @@ static void leave_list(struct client *cl)
 		pool_sync_login_demand(cl->pool);
 	} else if (cl->state == CL_STARTUP || cl->state == CL_AUTH || cl->state == CL_AUTHQ) {
 		pool_shard(shard_of(cl))->n_prelogin--;
+		gauge_add(&shard_of(cl)->stats->logging_in, -1);
 	}
 }
 
@@ -121,6 +123,7 @@ static void enter_list(struct client *cl)
 		pool_sync_login_demand(cl->pool);
 	} else if (cl->state == CL_STARTUP || cl->state == CL_AUTH || cl->state == CL_AUTHQ) {
 		pool_shard(shard_of(cl))->n_prelogin++;
+		gauge_add(&shard_of(cl)->stats->logging_in, 1);
 	}
 	if ((cl->state == CL_WAITING || cl->state == CL_ROUTING) && !cl->wait_start_us)
 		cl->wait_start_us = shard_of(cl)->now_us;   /* kept while it is routed anew */
@@ -350,10 +353,13 @@ static void report_prelogin(struct shard *s, int add)
 			    "max_client_logins_per_addr or the descriptor ceiling)", n, n == 1 ? "" : "s");
 }
 
-/* A share of a process-wide limit for one shard (0 stays 0: no limit). */
+/* A share of a process-wide limit for one shard (0 stays 0: no limit): of
+ * the shards taking clients, as they take them all (core/balance.h). */
 static int shard_share(const struct shard *s, int limit)
 {
-	return limit > 0 ? (limit + s->nshards - 1) / s->nshards : 0;
+	int k = balance_active();
+	int n = s->id < k ? k : s->nshards;
+	return limit > 0 ? (limit + n - 1) / n : 0;
 }
 
 /* A connection still not logged in after this long is no client in a hurry

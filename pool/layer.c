@@ -32,7 +32,8 @@ static int layer_start(struct shard *s)
 
 static void layer_accept(struct shard *s, int fd, bool is_unix)
 {
-	client_accept(s, fd, is_unix);
+	if (!migrate_pass(s, fd, is_unix))
+		client_accept(s, fd, is_unix);
 }
 
 static void layer_message(struct shard *s, const struct shard_msg *m)

@@ -4,7 +4,7 @@
  * shards taking clients changes, not per request. */
 #include "pool/migrate.h"
 
-#include <stdlib.h>
+#include <stdio.h>
 
 #include "core/balance.h"
 #include "core/config.h"
@@ -53,6 +53,28 @@ static int64_t excess(struct shard *s, int *to)
 	return give < room ? give : room;
 }
 
+static int64_t logging_in(int shard) { return gauge_get(&stats_shard(shard)->logging_in); }
+
+bool migrate_pass(struct shard *s, int fd, bool is_unix)
+{
+	int k = balance_active();
+	int limit = s->cfg->max_client_logins, share = (limit + k - 1) / k;
+	int to = balance_pick(s);
+	if (s->id < k) {
+		/* a burst over this shard's share of max_client_logins goes to
+		 * the active shard with the fewest logging in, if it has room */
+		if (limit <= 0 || k < 2 || logging_in(s->id) < share)
+			return false;
+		for (int i = 0; i < k; i++)
+			if (logging_in(i) < logging_in(to))
+				to = i;
+		return logging_in(to) < share && shard_pass_client(s, to, fd, is_unix);
+	}
+	if (limit > 0 && logging_in(to) >= share / 2)
+		return false;   /* it logs in here, and moves at rest */
+	return shard_pass_client(s, to, fd, is_unix);
+}
+
 void migrate_tick(struct shard *s)
 {
 	if (s->nshards < 2 || s->draining || s->waiting_clients)
@@ -86,14 +108,15 @@ void migrate_client_parked(struct client *cl)
 	    (rec = takeover_rec_new(sb.buf, (uint32_t)sb.len, cl->conn.fd))) {
 		struct shard_msg m = { .type = POOL_MSG_MOVE_CLIENT, .ptr = rec };
 		if (shard_post(s->id, to, &m)) {
-			LOGF(LOG_INFO, cl->conn.id, "moved to shard %d", to);
+			char why[32];
+			snprintf(why, sizeof why, "moved to shard %d", to);
 			cl->conn.fd = -1;   /* the socket is the other shard's now */
 			/* it stays counted in max_client_conn and its pool's limits:
 			 * its twin there takes the counts over */
 			client_hand_counts(cl);
 			stat_add(&s->stats->clients_moved_out, 1);
 			strbuf_free(&sb);
-			client_close_quietly(cl, "moved to another shard");
+			client_close_quietly(cl, why);
 			return;
 		}
 		rec->fd = -1;   /* the client keeps it */

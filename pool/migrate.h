@@ -16,6 +16,14 @@ struct client;
 struct shard;
 struct takeover_rec;
 
+/* A connection just accepted by a shard not taking clients goes to one that
+ * is, unless that one has half its share of max_client_logins logging in
+ * already: then it logs in here (a login storm gets both shards' CPU) and
+ * moves at its first rest. One accepted by an active shard with its share
+ * logging in goes to the active shard with the fewest, if that one has
+ * room (SO_REUSEPORT's hash is no even split of a burst). false: it stays
+ * here. */
+bool migrate_pass(struct shard *s, int fd, bool is_unix);
 /* Every tick: start moving what should move. */
 void migrate_tick(struct shard *s);
 /* The client's socket is parked for a move: send it, or let it go on here. */
