@@ -463,7 +463,7 @@ static void on_accept(struct shard *s, struct listener *l, int res, unsigned fla
 		if (s->draining && !s->handing_over)
 			close(res);
 		else   /* handing over: it logs in here and moves at rest */
-			s->upper_ops->accept(s, res, l->is_unix);   /* it refuses at fd_refuse_now */
+			s->upper_ops->accept(s, res, l->is_unix, false);   /* it refuses at fd_refuse_now */
 	} else if (res == -EMFILE || res == -ENFILE) {
 		stat_add(&s->stats->accept_errors, 1);
 		shed_connections(s, l);
@@ -655,7 +655,7 @@ static void handle_msg(struct shard *s, struct shard_msg *m)
 		if (s->draining && !s->handing_over)
 			close((int)m->a);
 		else
-			s->upper_ops->accept(s, (int)m->a, m->b != 0);
+			s->upper_ops->accept(s, (int)m->a, m->b != 0, true);
 		break;
 	case SHARD_MSG_ACCEPT:
 		s->accept_held = false;

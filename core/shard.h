@@ -44,8 +44,10 @@ struct shard_msg {
 struct shard_upper {
 	/* Before the loop starts: set up s->upper. Nonzero fails the shard's start. */
 	int (*start)(struct shard *s);
-	/* A client connection was accepted (fd is the caller's to keep or close). */
-	void (*accept)(struct shard *s, int fd, bool is_unix);
+	/* A client connection was accepted (fd is the callee's to keep or
+	 * close); passed: by another shard (shard_pass_client), not to be
+	 * passed on again. */
+	void (*accept)(struct shard *s, int fd, bool is_unix, bool passed);
 	/* A message of type SHARD_MSG_UPPER or above from another thread. */
 	void (*message)(struct shard *s, const struct shard_msg *m);
 	/* s->topo changed (and with it s->cfg when cfg_changed). */

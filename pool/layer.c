@@ -30,9 +30,9 @@ static int layer_start(struct shard *s)
 	return 0;
 }
 
-static void layer_accept(struct shard *s, int fd, bool is_unix)
+static void layer_accept(struct shard *s, int fd, bool is_unix, bool passed)
 {
-	if (!migrate_pass(s, fd, is_unix))
+	if (passed || !migrate_pass(s, fd, is_unix))
 		client_accept(s, fd, is_unix);
 }
 

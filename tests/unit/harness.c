@@ -38,7 +38,13 @@ const char harness_default_settings[] =
 /* ---- the upper that does nothing ---- */
 
 static int none_start(struct shard *s) { (void)s; return 0; }
-static void none_accept(struct shard *s, int fd, bool is_unix) { (void)s; (void)is_unix; close(fd); }
+static void none_accept(struct shard *s, int fd, bool is_unix, bool passed)
+{
+	(void)s;
+	(void)is_unix;
+	(void)passed;
+	close(fd);
+}
 static void none_message(struct shard *s, const struct shard_msg *m) { (void)s; (void)m; }
 static void none_topology(struct shard *s, bool cfg_changed) { (void)s; (void)cfg_changed; }
 static void none_tick(struct shard *s) { (void)s; }
