@@ -1,8 +1,11 @@
 /* cancel: run "SELECT pg_sleep(30)" through the pooler and cancel it with
  * PQcancel after 300 ms, N times (each cancel opens a new connection, so with
  * SO_REUSEPORT they land on either shard). Prints how long each cancel took and
- * exits 0 only if every query ended with SQLSTATE 57014 within a second, and a
- * cancel with a wrong key did nothing.
+ * exits 0 only if every query ended with SQLSTATE 57014 within 3 s, and a
+ * cancel with a wrong key did nothing. (A cancel takes milliseconds; but it
+ * opens two TCP connections, client to pooler and pooler to server, and one
+ * SYN lost on a loaded machine costs Linux's 1 s retransmission: CI saw
+ * 1.03 s once. A cancel held or lost takes the query's 30 s.)
  * usage: cancel CONNINFO N */
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -42,7 +45,7 @@ static int one(const char *conninfo, int i)
 	double took = now() - t0;
 	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 	printf("cancel %d: %.3f s sqlstate=%s\n", i, took, state ? state : "none");
-	int bad = !state || strcmp(state, "57014") != 0 || took > 1.0;
+	int bad = !state || strcmp(state, "57014") != 0 || took > 3.0;
 	PQclear(r);
 	while ((r = PQgetResult(c)))
 		PQclear(r);

@@ -65,6 +65,10 @@ done
 [[ -S $SOCKDIR3/.s.PGSQL.$P3 ]] || fail "node 3 has no Unix socket in $SOCKDIR3"
 
 # ---- every owner, every other node, both pooling modes, both key forms
+# (bounds of 3 s: a forwarded cancel takes milliseconds, but it opens up to
+# three TCP connections, and one SYN lost on a loaded CI machine costs
+# Linux's 1 s retransmission: CI saw 1,973 ms once; a cancel held or lost
+# takes the query's whole sleep)
 slowest=0
 for owner in 1 2 3; do
 	for via in 1 2 3; do
@@ -76,7 +80,7 @@ for owner in 1 2 3; do
 				[[ $out == "cancelled 1/1 slowest "* ]] ||
 					fail "owner $owner, cancel via $via, $db, protocol 3.$minor: $out"
 				ms=${out##* }
-				assert_num_cmp "$ms" -lt 1000 "owner $owner via $via ($db, 3.$minor): ms to the query's error"
+				assert_num_cmp "$ms" -lt 3000 "owner $owner via $via ($db, 3.$minor): ms to the query's error"
 				((ms > slowest)) && slowest=$ms
 			done
 		done
