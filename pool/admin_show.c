@@ -254,8 +254,9 @@ static const struct show_def {
 		"cancel", "link", "client_encoding", "std_strings", "datestyle", "timezone", "password",
 		"scram_client_key", "scram_server_key" }, true, false },
 	[SHOW_STATUS] = { "s", (const char *const[]){ "status" }, false, true },
-	[SHOW_SHARDS] = { "iiiiiiiiqqq", (const char *const[]){ "shard", "cpu", "tid", "clients", "login_clients",
-		"servers", "pools", "buffers_in_use", "topology_version", "loops", "accepts" }, true, false },
+	[SHOW_SHARDS] = { "iiiiiiiiqqqii", (const char *const[]){ "shard", "cpu", "tid", "clients", "login_clients",
+		"servers", "pools", "buffers_in_use", "topology_version", "loops", "accepts", "active", "busy_permille" },
+		true, false },
 	[SHOW_NODES] = { "sssissqsqqqqqss", (const char *const[]){ "cluster", "node", "host", "port", "role", "state",
 		"lag_bytes", "check_seconds", "active_backends", "transactions", "servers_active", "checks",
 		"check_failures", "last_error", "source" }, false, true },
@@ -662,9 +663,10 @@ static void count_shard(struct shard *s, struct admin_part *part)
 static void collect_shard_row(struct shard *s, struct admin_part *part)
 {
 	const struct stats_shard *st = s->stats;
-	admin_row(&part->rows, "iiiiiiiiqqq", s->id, s->cpu, atomic_load(&st->tid), (int)part->v[PV_CLIENTS],
+	admin_row(&part->rows, "iiiiiiiiqqqii", s->id, s->cpu, atomic_load(&st->tid), (int)part->v[PV_CLIENTS],
 		  (int)part->v[PV_LOGIN_CLIENTS], (int)part->v[PV_SERVERS], (int)part->v[PV_POOLS], (int)s->bufs.in_use,
-		  (int64_t)s->topo->version, (int64_t)stat_get(&st->loops), (int64_t)stat_get(&st->accepts));
+		  (int64_t)s->topo->version, (int64_t)stat_get(&st->loops), (int64_t)stat_get(&st->accepts),
+		  (int)gauge_get(&st->active), (int)gauge_get(&st->busy_permille));
 	part->nrows++;
 }
 

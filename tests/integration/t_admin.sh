@@ -64,7 +64,7 @@ assert_eq 'fd|task|user|database|addr|port|cancel|link|client_encoding|std_strin
 	"$(header 'SHOW FDS')" "SHOW FDS columns"
 assert_eq 'key|value|default|changeable' "$(header 'SHOW CONFIG')" "SHOW CONFIG columns"
 assert_eq 'version' "$(header 'SHOW VERSION')" "SHOW VERSION columns"
-assert_eq 'shard|cpu|tid|clients|login_clients|servers|pools|buffers_in_use|topology_version|loops|accepts' "$(header 'SHOW SHARDS')" "SHOW SHARDS columns"
+assert_eq 'shard|cpu|tid|clients|login_clients|servers|pools|buffers_in_use|topology_version|loops|accepts|active|busy_permille' "$(header 'SHOW SHARDS')" "SHOW SHARDS columns"
 assert_eq 'cluster|node|host|port|role|state|lag_bytes|check_seconds|active_backends|transactions|servers_active|checks|check_failures|last_error|source' \
 	"$(header 'SHOW NODES')" "SHOW NODES columns"
 assert_eq 'cluster|topology_version|primary|nodes|up|lagging|down' "$(header 'SHOW TOPOLOGY')" "SHOW TOPOLOGY columns"
@@ -106,6 +106,11 @@ assert_match "$(adm 'SHOW CLIENTS')" '^C\|admin\|pgbouncer\|none\|active\|127\.0
 	"SHOW CLIENTS: the console client itself"
 shards=$(adm 'SHOW SHARDS' | awk -F'|' '{ c += $4 } END { print NR, c }')
 assert_eq "2 1" "$shards" "SHOW SHARDS: two shards, one client (the console)"
+# both take clients at first; with no load, shard 1 stops within seconds (shards_follow_load)
+assert_eq "1" "$(adm 'SHOW SHARDS' | awk -F'|' '$1 == 0 { print $12 }')" "SHOW SHARDS: shard 0 takes clients"
+wait_until 10 eval '[[ $(adm "SHOW SHARDS" | awk -F"|" "\$1 == 1 { print \$12 }") == 0 ]]' ||
+	fail "SHOW SHARDS: shard 1 still takes clients with no load: $(adm 'SHOW SHARDS')"
+assert_match "$(adm 'SHOW SHARDS' | awk -F'|' '$1 == 0 { print $13 }')" '^[0-9]+$' "SHOW SHARDS: busy_permille"
 assert_eq 'default_pool_size|4|20|yes' "$(adm 'SHOW CONFIG' | grep '^default_pool_size|')" "SHOW CONFIG default_pool_size"
 assert_eq 'listen_port|'"$PORT"'|6432|no' "$(adm 'SHOW CONFIG' | grep '^listen_port|')" "SHOW CONFIG listen_port"
 assert_eq 'admin_users|admin||yes' "$(adm 'SHOW CONFIG' | grep '^admin_users|')" "SHOW CONFIG admin_users"
