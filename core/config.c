@@ -1971,10 +1971,12 @@ static int check_etcd_keys(struct load *ld)
 			       "auto_failover = on needs etcd_hosts (the nodes agree there) and topology_source = checks "
 			       "(with Patroni, Patroni fails over)");
 	}
-	if (cfg->etcd_prefix[0] != '/' || cfg->etcd_pgring_prefix[0] != '/') {
-		w = set_at(ld, cfg->etcd_prefix[0] != '/' ? "etcd_prefix" : "etcd_pgring_prefix");
-		return fail_at(ld, w->file ? w->file : cfg->path, w->line, "%s must begin with /",
-			       cfg->etcd_prefix[0] != '/' ? "etcd_prefix" : "etcd_pgring_prefix");
+	/* (set empty, a string key is NULL) */
+	bool bad_prefix = !cfg->etcd_prefix || cfg->etcd_prefix[0] != '/';
+	if (bad_prefix || !cfg->etcd_pgring_prefix || cfg->etcd_pgring_prefix[0] != '/') {
+		const char *key = bad_prefix ? "etcd_prefix" : "etcd_pgring_prefix";
+		w = set_at(ld, key);
+		return fail_at(ld, w->file ? w->file : cfg->path, w->line, "%s must begin with /", key);
 	}
 	return 0;
 }

@@ -766,6 +766,8 @@ static const struct bad_case bad_cases[] = {
 	{ "[pgring]\nshard_spread_busy = 50\nshard_gather_busy = 45\n", 5, "at least 10 below shard_spread_busy" },
 	{ "[pgring]\nshard_spread_busy = 101\n", 4, "shard_spread_busy" },
 	{ "[pgring]\nshard_gather_windows = 0\n", 4, "shard_gather_windows" },
+	{ "[pgring]\netcd_pgring_prefix =\n", 4, "etcd_pgring_prefix must begin with /" },
+	{ "[pgring]\netcd_prefix =\n", 4, "etcd_prefix must begin with /" },
 	{ "[pgring]\nring_entries = 4096\ncq_entries = 1024\n", 5, "at least ring_entries" },
 	{ "[pgring]\nserver_tls_sslmode = sometimes\n", 4, "server_tls_sslmode" },
 	{ "[databases]\napp = host=x bogus=1\n", 4, "unknown parameter 'bogus'" },
