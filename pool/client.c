@@ -258,6 +258,7 @@ static int key_owner(uint32_t secret, int nshards)
 }
 
 static void share_names(struct client *cl, struct pool *p);
+static void close_later(struct client *cl);
 
 /* A cancel for shard `to` (the key's owner, or the next one asked): hops
  * shards asked before. If it cannot go, w is answered here. */
@@ -491,9 +492,13 @@ static bool move_in_session(struct client *cl, struct takeover_rec *pair, const 
 	return ok;
 }
 
-void client_hand_counts(struct client *cl)
+void client_moved_away(struct client *cl, int to)
 {
+	/* its twin there holds its counts in max_client_conn and its pool's limits */
 	cl->counted = cl->limits_counted = false;
+	cl->moved_away = true;
+	LOGF(LOG_INFO, cl->conn.id, "moved to shard %d", to);
+	close_later(cl);
 }
 
 struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair,
@@ -650,7 +655,7 @@ static void finish_close(struct client *cl)
 		registry_give_client(cl->pool->shared);   /* its siblings on other nodes share the limits */
 		cl->limits_counted = false;
 	}
-	if (log_enabled(LOG_INFO) && cl->user)
+	if (log_enabled(LOG_INFO) && cl->user && !cl->moved_away)
 		LOGF(LOG_INFO, cl->conn.id, "closing: user=%s database=%s duration=%.3fs", cl->user,
 		     cl->database, (double)(shard_of(cl)->now_us - cl->connect_us) / 1e6);
 	proto_framer_reset(&cl->conn.fr, &client_ops, cl);

@@ -167,6 +167,7 @@ struct client {
 	bool moved_in;                             /* came from the predecessor or another shard: logged in, no welcome owed */
 	/* pool/migrate.h: parked on its way to shard migrate_to */
 	bool migrating;
+	bool moved_away;                           /* ... and gone there: closed here without a closing line */
 	int16_t migrate_to;
 	bool names_shared;                         /* user and database point at its pool's (pools live as long as the process) */
 };
@@ -193,13 +194,14 @@ struct takeover_rec;
 /* Clients counted in max_client_conn, over every shard. */
 int client_total(void);
 /* from_shard: the record comes from another shard of this process
- * (pool/migrate.h), whose client handed its counts over (client_hand_counts):
+ * (pool/migrate.h), whose client handed its counts over (client_moved_away):
  * counted in max_client_conn and its pool's limits already. */
 struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair,
 			      bool from_shard);
-/* The client is moving to another shard: its counts in max_client_conn and
- * its pool's limits go to its twin there, not back when it closes here. */
-void client_hand_counts(struct client *cl);
+/* The client's socket and record went to shard `to` (pool/migrate.h): it
+ * closes here quietly (one log line, "moved"), and its counts in
+ * max_client_conn and its pool's limits stay with its twin there. */
+void client_moved_away(struct client *cl, int to);
 /* auth_query's answer (a struct authq_req, freed here): the shard's clients
  * waiting for that database and user go on with their authentication. */
 void client_authq_answer(struct shard *s, void *req);

@@ -4,8 +4,6 @@
  * shards taking clients changes, not per request. */
 #include "pool/migrate.h"
 
-#include <stdio.h>
-
 #include "core/balance.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -108,15 +106,10 @@ void migrate_client_parked(struct client *cl)
 	    (rec = takeover_rec_new(sb.buf, (uint32_t)sb.len, cl->conn.fd))) {
 		struct shard_msg m = { .type = POOL_MSG_MOVE_CLIENT, .ptr = rec };
 		if (shard_post(s->id, to, &m)) {
-			char why[32];
-			snprintf(why, sizeof why, "moved to shard %d", to);
 			cl->conn.fd = -1;   /* the socket is the other shard's now */
-			/* it stays counted in max_client_conn and its pool's limits:
-			 * its twin there takes the counts over */
-			client_hand_counts(cl);
 			stat_add(&s->stats->clients_moved_out, 1);
 			strbuf_free(&sb);
-			client_close_quietly(cl, why);
+			client_moved_away(cl, to);
 			return;
 		}
 		rec->fd = -1;   /* the client keeps it */

@@ -22,6 +22,7 @@ pool_mode = transaction
 default_pool_size = 4
 shards = 2
 shard_gather_windows = 3
+verbose = 1
 "
 for i in $(seq 1 $N); do
 	psql_open "c$i" "$(conninfo)"
@@ -43,6 +44,10 @@ wait_until 10 eval '[[ $(metric pgring_shard_clients "shard=\"1\"") -le 1 ]]' ||
 moved=$(metric pgring_shard_clients_moved_out_total 'shard="1"')
 assert_num_cmp "$moved" -ge $((on1 - 1)) "clients moved from shard 1 (all but the pinned one)"
 assert_eq "$moved" "$(metric pgring_shard_clients_moved_in_total 'shard="0"')" "every client moved out arrived"
+# a move is no close: the log says "moved", never "closing client" (t_patroni
+# counts those lines as clients dropped by a failover)
+assert_eq 0 "$(grep -c 'closing client:' "$POOLER_LOG")" "no client closed by the moves"
+assert_eq "$moved" "$(grep -c 'moved to shard 0' "$POOLER_LOG")" "one log line per move"
 pass "gathered: $moved clients moved from shard 1 to shard 0"
 
 for i in $(seq 1 $N); do
