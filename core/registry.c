@@ -183,6 +183,12 @@ int registry_take_client(struct pool_shared *ps)
 	return 0;
 }
 
+void registry_add_client(struct pool_shared *ps)
+{
+	atomic_fetch_add_explicit(&ps->db_limit->clients, 1, memory_order_acq_rel);
+	atomic_fetch_add_explicit(&ps->user_limit->clients, 1, memory_order_acq_rel);
+}
+
 void registry_give_client(struct pool_shared *ps)
 {
 	atomic_fetch_sub_explicit(&ps->user_limit->clients, 1, memory_order_acq_rel);

@@ -113,6 +113,9 @@ void registry_give_limits(struct pool_shared *ps);
  * max_db_client_connections and max_user_client_connections: 0, or 1 when the
  * database's limit refuses it, 2 when the user's does. */
 int registry_take_client(struct pool_shared *ps);
+/* The same, whatever the limits: a client moving between shards, counted by
+ * its old shard until it closes there. */
+void registry_add_client(struct pool_shared *ps);
 void registry_give_client(struct pool_shared *ps);
 
 

@@ -494,8 +494,10 @@ static bool move_in_session(struct client *cl, struct takeover_rec *pair, const 
 
 void client_moved_away(struct client *cl, int to)
 {
-	/* its twin there holds its counts in max_client_conn and its pool's limits */
-	cl->counted = cl->limits_counted = false;
+	/* its twin there holds its count in max_client_conn; the pool's limits
+	 * count both until this one closes (the twin may find no pool: a
+	 * reload in between) */
+	cl->counted = false;
 	cl->moved_away = true;
 	LOGF(LOG_INFO, cl->conn.id, "moved to shard %d", to);
 	close_later(cl);
@@ -561,7 +563,9 @@ struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint3
 			    cl->database, pair ? "no longer" : "now");
 		return NULL;
 	}
-	if (!from_shard && registry_take_client(p->shared)) {
+	if (from_shard) {
+		registry_add_client(p->shared);   /* it was let in already */
+	} else if (registry_take_client(p->shared)) {
 		client_fail(cl, "53300", "no more connections allowed (max_db_client_connections or "
 			    "max_user_client_connections)");
 		return NULL;

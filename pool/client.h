@@ -194,13 +194,14 @@ struct takeover_rec;
 /* Clients counted in max_client_conn, over every shard. */
 int client_total(void);
 /* from_shard: the record comes from another shard of this process
- * (pool/migrate.h), whose client handed its counts over (client_moved_away):
- * counted in max_client_conn and its pool's limits already. */
+ * (pool/migrate.h), whose client was let in already: it takes over that
+ * one's count in max_client_conn (client_moved_away) and is counted in its
+ * pool's limits whatever they say. */
 struct client *client_move_in(struct shard *s, int fd, const uint8_t *rec, uint32_t len, struct takeover_rec *pair,
 			      bool from_shard);
 /* The client's socket and record went to shard `to` (pool/migrate.h): it
- * closes here quietly (one log line, "moved"), and its counts in
- * max_client_conn and its pool's limits stay with its twin there. */
+ * closes here quietly (one log line, "moved"), its count in max_client_conn
+ * staying with its twin there. */
 void client_moved_away(struct client *cl, int to);
 /* auth_query's answer (a struct authq_req, freed here): the shard's clients
  * waiting for that database and user go on with their authentication. */

@@ -23,6 +23,7 @@ default_pool_size = 4
 shards = 2
 shard_gather_windows = 3
 verbose = 1
+max_db_client_connections = $((N + 1))
 "
 for i in $(seq 1 $N); do
 	psql_open "c$i" "$(conninfo)"
@@ -63,6 +64,9 @@ psql_send pinned "SELECT v FROM mine;"
 psql_sync pinned || fail "the pinned client stopped answering"
 assert_contains "$(psql_out pinned)" "42" "the pinned client keeps its temporary table"
 pass "every client kept its session; the pinned one its temporary table"
+# each client counts once in its database's limit, moved or not
+out=$(PGPASSWORD=app timeout 10 psql -X -Atc "SELECT 1" "$(conninfo)" 2>&1)
+assert_contains "$out" "max_db_client_connections" "a client over max_db_client_connections ($((N + 1))) is refused"
 
 # cancels: each moved client's key still names the shard that logged it in
 for i in $(seq 1 $N); do psql_send "c$i" "SELECT pg_sleep(20);"; done
@@ -74,6 +78,10 @@ for i in $(seq 1 $N); do
 done   # (psql reading a script ends on SIGINT: t_cancel checks the session goes on)
 pass "a cancel reaches each of the $N clients, moved or not"
 for name in $(seq -f 'c%g' 1 $N) pinned; do psql_close "$name"; done
+# and every count went when its client did: the limit admits the next ones
+wait_until 5 eval '[[ $(PGPASSWORD=app timeout 10 psql -X -Atc "SELECT 1" "$(conninfo)" 2>&1) == 1 ]]' ||
+	fail "after every client left, a new one is refused: $(PGPASSWORD=app psql -X -Atc 'SELECT 1' "$(conninfo)" 2>&1)"
+pass "moved clients count once in max_db_client_connections, and not after they leave"
 stop_pgring || fail "pgring did not stop"
 
 # spreading: thresholds any pgbench load passes
