@@ -52,6 +52,13 @@ void balance_init(int n)
 		atomic_store(&stats_shard(i)->active, 1);
 }
 
+int balance_share(int i, int nshards, int limit)
+{
+	int k = balance_active();
+	int n = i < k ? k : nshards;
+	return limit > 0 ? (limit + n - 1) / n : 0;
+}
+
 int balance_pick(struct shard *s)
 {
 	int k = balance_active();

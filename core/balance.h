@@ -32,6 +32,9 @@ int balance_active(void);
 void balance_init(int n);
 /* From each shard's tick: measure this shard's window; shard 0 also decides. */
 void balance_tick(struct shard *s);
+/* Shard i's share of a process-wide limit (0 stays 0: no limit): of the
+ * shards taking clients if i is one, as they take them all; else of all. */
+int balance_share(int i, int nshards, int limit);
 /* The active shard a connection accepted by shard s goes to (s itself when
  * s is active). */
 int balance_pick(struct shard *s);

@@ -354,14 +354,7 @@ static void report_prelogin(struct shard *s, int add)
 			    "max_client_logins_per_addr or the descriptor ceiling)", n, n == 1 ? "" : "s");
 }
 
-/* A share of a process-wide limit for one shard (0 stays 0: no limit): of
- * the shards taking clients, as they take them all (core/balance.h). */
-static int shard_share(const struct shard *s, int limit)
-{
-	int k = balance_active();
-	int n = s->id < k ? k : s->nshards;
-	return limit > 0 ? (limit + n - 1) / n : 0;
-}
+static int shard_share(const struct shard *s, int limit) { return balance_share(s->id, s->nshards, limit); }
 
 /* A connection still not logged in after this long is no client in a hurry
  * (a real login takes milliseconds): it is the one to close for a new one. */

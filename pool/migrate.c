@@ -56,7 +56,7 @@ static int64_t logging_in(int shard) { return gauge_get(&stats_shard(shard)->log
 bool migrate_pass(struct shard *s, int fd, bool is_unix)
 {
 	int k = balance_active();
-	int limit = s->cfg->max_client_logins, share = (limit + k - 1) / k;
+	int limit = s->cfg->max_client_logins, share = balance_share(0, s->nshards, limit);   /* an active shard's */
 	int to = balance_pick(s);
 	if (s->id < k) {
 		/* a burst over this shard's share of max_client_logins goes to
