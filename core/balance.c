@@ -93,8 +93,12 @@ static void decide(struct shard *s)
 	if (next == k)
 		return;
 	atomic_store_explicit(&active_shards, next, memory_order_relaxed);
-	log_notice("shards taking clients: %d -> %d (busy, permille of a CPU:%s)", k, next,
-		   s->balance.busy_text);
+	char text[96];
+	size_t at = 0;
+	for (int i = 0; i < n && at < sizeof text - 12; i++)
+		at += (size_t)snprintf(text + at, sizeof text - at, " %u", busy[i]);
+	text[at] = 0;
+	log_notice("shards taking clients: %d -> %d (busy, permille of a CPU:%s)", k, next, text);
 }
 
 void balance_tick(struct shard *s)
@@ -117,11 +121,6 @@ void balance_tick(struct shard *s)
 	s->balance.cpu_ns = t;
 	atomic_store_explicit(&busy_of[s->id], (unsigned)busy, memory_order_relaxed);
 	gauge_add(&s->stats->busy_permille, (int64_t)busy - gauge_get(&s->stats->busy_permille));
-	if (s->id == 0) {
-		size_t at = 0;
-		for (int i = 0; i < s->nshards && at < sizeof s->balance.busy_text - 12; i++)
-			at += (size_t)snprintf(s->balance.busy_text + at, sizeof s->balance.busy_text - at, " %u",
-					       atomic_load_explicit(&busy_of[i], memory_order_relaxed));
+	if (s->id == 0)
 		decide(s);
-	}
 }

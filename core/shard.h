@@ -105,7 +105,6 @@ struct shard_balance {
 	uint64_t window_us, cpu_ns;  /* the window's start: when, and the thread's CPU time then */
 	unsigned streak;             /* shard 0: windows in a row that could do with one shard fewer */
 	unsigned next_pick;          /* round robin over the active shards for connections passed on */
-	char busy_text[96];          /* shard 0: the last windows, for the log line */
 };
 
 struct shard {

@@ -56,8 +56,8 @@ static int64_t logging_in(int shard) { return gauge_get(&stats_shard(shard)->log
 bool migrate_pass(struct shard *s, int fd, bool is_unix)
 {
 	int k = balance_active();
-	int limit = s->cfg->max_client_logins, share = balance_share(0, s->nshards, limit);   /* an active shard's */
-	int to = balance_pick(s);
+	int to = balance_pick(s);   /* an active shard: this one if it is */
+	int limit = s->cfg->max_client_logins, share = balance_share(to, s->nshards, limit);
 	if (s->id < k) {
 		/* a burst over this shard's share of max_client_logins goes to
 		 * the active shard with the fewest logging in, if it has room */
